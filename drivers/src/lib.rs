@@ -1,0 +1,8 @@
+//! Device drivers for the Pappus kernel.
+//!
+//! Each driver is a thin, safe-to-use wrapper whose constructor is `unsafe` (the caller vouches
+//! for the device's address); the kernel owns locking and placement.
+
+#![no_std]
+
+pub mod serial;

@@ -1,0 +1,168 @@
+//! The kernel command line: space-separated `key` or `key=value` words.
+//!
+//! Unknown keys are kept, not rejected, so that later features can read their own keys
+//! (`ip=`, `roles=` …) without this module knowing them; [`CommandLine::unknown`] lets the
+//! kernel warn about words nobody claimed.
+
+/// Verbosity of the kernel log, as given by `log=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "error" => Self::Error,
+            "warn" => Self::Warn,
+            "info" => Self::Info,
+            "debug" => Self::Debug,
+            "trace" => Self::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// Keys the kernel itself understands. Everything else is left for later consumers.
+pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest"];
+
+/// A parsed view over the command line; borrows the original text.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandLine<'a> {
+    text: &'a str,
+}
+
+/// Errors a value on the command line can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadValue { key, value, expected } => {
+                write!(f, "command line: {key}={value:?} is not valid, expected {expected}")
+            }
+        }
+    }
+}
+
+impl<'a> CommandLine<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self { text }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// Every word as `(key, value)`; a bare word has no value.
+    pub fn words(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        self.text.split_ascii_whitespace().map(|word| match word.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (word, None),
+        })
+    }
+
+    /// The value of the last occurrence of `key` (later words override earlier ones, as
+    /// boot loaders append to a default line). A bare `key` yields `Some("")`.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.words().filter(|(k, _)| *k == key).map(|(_, v)| v.unwrap_or("")).last()
+    }
+
+    /// Whether a flag is set: `key`, `key=1`, `key=on`, `key=yes`, `key=true`.
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("" | "1" | "on" | "yes" | "true"))
+    }
+
+    /// The log level from `log=`, `Info` when absent.
+    pub fn log_level(&self) -> Result<LogLevel, CmdlineError<'a>> {
+        match self.get("log") {
+            None => Ok(LogLevel::Info),
+            Some(value) => LogLevel::parse(value).ok_or(CmdlineError::BadValue {
+                key: "log",
+                value,
+                expected: "one of error, warn, info, debug, trace",
+            }),
+        }
+    }
+
+    /// Whether the kernel runs its self-tests and exits (`test`).
+    pub fn test_mode(&self) -> bool {
+        self.flag("test")
+    }
+
+    /// A filter on self-test names (`selftest=frames,heap`); `None` runs them all.
+    pub fn selftest_filter(&self) -> Option<&'a str> {
+        self.get("selftest").filter(|v| !v.is_empty())
+    }
+
+    /// Words whose key no part of the kernel knows yet, given the keys later features claim.
+    pub fn unknown<'k>(&self, extra_known: &'k [&'k str]) -> impl Iterator<Item = &'a str> + 'k
+    where
+        'a: 'k,
+    {
+        self.words()
+            .map(|(k, _)| k)
+            .filter(move |k| !KNOWN_KEYS.contains(k) && !extra_known.contains(k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn empty_line_has_defaults() {
+        let c = CommandLine::new("");
+        assert_eq!(c.log_level(), Ok(LogLevel::Info));
+        assert!(!c.test_mode());
+        assert_eq!(c.words().count(), 0);
+    }
+
+    #[test]
+    fn parses_keys_values_and_flags() {
+        let c = CommandLine::new("  log=debug   test ip=10.0.2.15/24 ");
+        assert_eq!(c.log_level(), Ok(LogLevel::Debug));
+        assert!(c.test_mode());
+        assert_eq!(c.get("ip"), Some("10.0.2.15/24"));
+        assert_eq!(c.get("gw"), None);
+        let unknown: Vec<_> = c.unknown(&[]).collect();
+        assert_eq!(unknown, ["ip"]);
+        assert_eq!(c.unknown(&["ip"]).count(), 0);
+    }
+
+    #[test]
+    fn last_word_wins() {
+        let c = CommandLine::new("log=error test=0 log=trace");
+        assert_eq!(c.log_level(), Ok(LogLevel::Trace));
+        assert!(!c.test_mode());
+    }
+
+    #[test]
+    fn bad_log_level_is_an_error_naming_the_value() {
+        let c = CommandLine::new("log=loud");
+        let err = c.log_level().unwrap_err();
+        let text = std::format!("{err}");
+        assert!(text.contains("log=\"loud\""), "{text}");
+        assert!(text.contains("debug"), "{text}");
+    }
+
+    #[test]
+    fn values_may_contain_equals() {
+        let c = CommandLine::new("token=abc==");
+        assert_eq!(c.get("token"), Some("abc=="));
+    }
+
+    #[test]
+    fn selftest_filter() {
+        assert_eq!(CommandLine::new("test selftest=heap").selftest_filter(), Some("heap"));
+        assert_eq!(CommandLine::new("test selftest=").selftest_filter(), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! The architecture interface: everything the portable kernel needs from a CPU family.
+//!
+//! Each `arch/<name>/` module provides the same small set of items:
+//!
+//! | item | what it does |
+//! |---|---|
+//! | `NAME` | `"x86_64"`, `"aarch64"` |
+//! | `console_write(&[u8])` | raw bytes to the boot serial port (the caller locks) |
+//! | `ticks()`, `ticks_per_second()`, `clock_source()` | the free-running counter (TSC, CNTVCT) |
+//! | `phys_to_virt(u64) -> *mut u8` | the direct map of physical memory |
+//! | `init(&BootInfo)` | page tables, traps, interrupt controller, timer |
+//! | `selftests()` | the architecture's self-tests (paging, traps, timer) |
+//! | `exit(passed) -> !` | leave QEMU with a pass/fail code (test mode), else halt |
+//! | `idle() -> !` | wait for interrupts forever |
+//!
+//! The boot entry is architecture code too: it builds a [`crate::boot::BootInfo`] and calls
+//! [`crate::kernel_main`].
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub use self::aarch64::*;
+#[cfg(target_arch = "x86_64")]
+pub use self::x86_64::*;

@@ -1,0 +1,73 @@
+//! The local APIC, in x2APIC mode (MSRs) where the CPU has it, else xAPIC (MMIO through the
+//! uncached direct map).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use x86_64::registers::model_specific::Msr;
+
+use super::{cpu, phys_to_virt};
+
+pub const SPURIOUS_VECTOR: u64 = 0xff;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_ENABLE: u64 = 1 << 11;
+const X2APIC_ENABLE: u64 = 1 << 10;
+
+pub const REG_ID: u32 = 0x20;
+const REG_EOI: u32 = 0xb0;
+const REG_SVR: u32 = 0xf0;
+pub const REG_LVT_TIMER: u32 = 0x320;
+pub const REG_TIMER_INITIAL: u32 = 0x380;
+pub const REG_TIMER_CURRENT: u32 = 0x390;
+pub const REG_TIMER_DIVIDE: u32 = 0x3e0;
+
+static X2APIC: AtomicBool = AtomicBool::new(false);
+static MMIO_BASE: AtomicU64 = AtomicU64::new(0);
+
+pub fn read(reg: u32) -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC registers are MSRs 0x800 + reg/16; reading them has no side effects
+        // for the registers this module reads.
+        unsafe { Msr::new(0x800 + (reg >> 4)).read() as u32 }
+    } else {
+        let base = MMIO_BASE.load(Ordering::Relaxed);
+        // SAFETY: the xAPIC page is mapped uncached by the direct map; `reg` is a register offset.
+        unsafe { ((base + u64::from(reg)) as *const u32).read_volatile() }
+    }
+}
+
+pub fn write(reg: u32, value: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: as in `read`; the callers write documented values to documented registers.
+        unsafe { Msr::new(0x800 + (reg >> 4)).write(u64::from(value)) }
+    } else {
+        let base = MMIO_BASE.load(Ordering::Relaxed);
+        // SAFETY: as in `read`.
+        unsafe { ((base + u64::from(reg)) as *mut u32).write_volatile(value) }
+    }
+}
+
+/// Enables this CPU's local APIC with the spurious vector set; returns its APIC id.
+pub fn init() -> u32 {
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; we only set its enable bits.
+    let base = unsafe { base_msr.read() };
+    let x2 = cpu::has_x2apic();
+    let enable = APIC_ENABLE | if x2 { X2APIC_ENABLE } else { 0 };
+    // SAFETY: as above.
+    unsafe { base_msr.write(base | enable) };
+    X2APIC.store(x2, Ordering::Relaxed);
+    MMIO_BASE.store(phys_to_virt(base & 0xf_ffff_f000) as u64, Ordering::Relaxed);
+    write(REG_SVR, 0x100 | SPURIOUS_VECTOR as u32);
+    let id = if x2 { read(REG_ID) } else { read(REG_ID) >> 24 };
+    log::debug!("apic: {} mode, id {id}", if x2 { "x2APIC" } else { "xAPIC" });
+    id
+}
+
+pub fn mode() -> &'static str {
+    if X2APIC.load(Ordering::Relaxed) { "x2APIC" } else { "xAPIC" }
+}
+
+pub fn end_of_interrupt() {
+    write(REG_EOI, 0);
+}

@@ -1,0 +1,223 @@
+//! The x86_64 boot entry: PVH (QEMU `-kernel`, Xen, Firecracker-style loaders).
+//!
+//! The loader enters `pvh_start32` in 32-bit protected mode, paging off, with `ebx` pointing at
+//! a `hvm_start_info`. The assembly below reads the TSC first (the boot benchmark's zero), loads
+//! early page tables that map the first 4 GiB three ways (identity, for this code; the direct
+//! map at `PHYS_OFFSET`; and the kernel's top-2-GiB window), enters long mode and calls
+//! [`pvh_entry`] on the boot stack. Rust then replaces these tables with its own
+//! (see `paging.rs`).
+
+use core::arch::global_asm;
+
+use kcore::memmap::{MemoryMap, Region, RegionKind};
+
+use super::{PHYS_OFFSET, stacks};
+use crate::boot::BootInfo;
+
+global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .p2align 2
+    .long 4                     /* name size: "Xen\0" */
+    .long 8                     /* descriptor size: a 64-bit entry address */
+    .long 18                    /* XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .p2align 2
+    .quad pvh_start32
+    .p2align 2
+
+    .section .boot.text, "awx"
+    .code32
+    .global pvh_start32
+pvh_start32:
+    cli
+    cld
+    mov esi, ebx                /* keep the start-info pointer out of rdtsc's way */
+    rdtsc
+    mov [boot_entry_tsc], eax
+    mov [boot_entry_tsc + 4], edx
+    mov [boot_start_info], esi
+
+    /* PAE + PGE, then the early PML4, then EFER.LME|NXE, then paging with WP. */
+    mov eax, cr4
+    or eax, (1 << 5) | (1 << 7)
+    mov cr4, eax
+    mov eax, offset boot_pml4
+    mov cr3, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, (1 << 8) | (1 << 11)
+    wrmsr
+    mov eax, cr0
+    or eax, (1 << 31) | (1 << 16) | 1
+    mov cr0, eax
+
+    lgdt [boot_gdt_ptr]
+    mov eax, offset boot_long_mode
+    push 0x08
+    push eax
+    retf
+
+    .code64
+boot_long_mode:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    movabs rsp, offset {boot_stack} + {boot_stack_size}
+    xor ebp, ebp
+    mov edi, [boot_start_info]  /* zero-extends: the upper half is undefined after the switch */
+    mov rsi, [boot_entry_tsc]
+    movabs rax, offset {entry}
+    call rax
+2:  hlt
+    jmp 2b
+
+    .section .boot.data, "aw"
+    .p2align 12
+boot_pml4:
+    .quad boot_pdpt_low + 0x3           /* 0: identity, for the code above */
+    .fill 255, 8, 0
+    .quad boot_pdpt_low + 0x3           /* 256: the direct map at PHYS_OFFSET */
+    .fill 254, 8, 0
+    .quad boot_pdpt_high + 0x3          /* 511: the kernel window */
+boot_pdpt_low:
+    .quad boot_pd + 0x0000 + 0x3
+    .quad boot_pd + 0x1000 + 0x3
+    .quad boot_pd + 0x2000 + 0x3
+    .quad boot_pd + 0x3000 + 0x3
+    .fill 508, 8, 0
+boot_pdpt_high:
+    .fill 510, 8, 0
+    .quad boot_pd + 0x3                 /* -2 GiB -> physical 0 */
+    .quad 0
+boot_pd:                                /* 2048 x 2 MiB pages = 4 GiB, present|writable|huge */
+    .set boot_page, 0
+    .rept 2048
+    .quad (boot_page << 21) | 0x83
+    .set boot_page, boot_page + 1
+    .endr
+
+    .p2align 3
+boot_gdt:
+    .quad 0
+    .quad 0x00209A0000000000            /* 64-bit code */
+    .quad 0x0000920000000000            /* data */
+boot_gdt_ptr:
+    .word boot_gdt_ptr - boot_gdt - 1
+    .long boot_gdt
+boot_entry_tsc:
+    .quad 0
+boot_start_info:
+    .long 0
+    "#,
+    boot_stack = sym stacks::BOOT_STACK,
+    boot_stack_size = const stacks::BOOT_STACK_SIZE,
+    entry = sym pvh_entry,
+);
+
+/// `hvm_start_info`, as in Xen's `arch-x86/hvm/start_info.h`.
+#[repr(C)]
+struct StartInfo {
+    magic: u32,
+    version: u32,
+    flags: u32,
+    nr_modules: u32,
+    modlist_paddr: u64,
+    cmdline_paddr: u64,
+    rsdp_paddr: u64,
+    memmap_paddr: u64,
+    memmap_entries: u32,
+    reserved: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MemmapEntry {
+    addr: u64,
+    size: u64,
+    kind: u32,
+    reserved: u32,
+}
+
+const START_INFO_MAGIC: u32 = 0x336e_c578;
+const CMDLINE_MAX: usize = 4096;
+
+/// The command line, copied out of loader memory before that memory becomes usable RAM.
+static mut CMDLINE: [u8; CMDLINE_MAX] = [0; CMDLINE_MAX];
+
+unsafe extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+}
+
+extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
+    super::early_init();
+    // SAFETY: the loader passes a physical pointer to its start info; the early page tables map
+    // the first 4 GiB at PHYS_OFFSET, where PVH loaders place it.
+    let si = unsafe { &*((start_info + PHYS_OFFSET) as *const StartInfo) };
+    if si.magic != START_INFO_MAGIC {
+        panic!("PVH start info at {start_info:#x} has magic {:#x}, expected {START_INFO_MAGIC:#x}", si.magic);
+    }
+    let cmdline = copy_cmdline(si.cmdline_paddr);
+    if si.version < 1 || si.memmap_entries == 0 {
+        panic!("PVH start info version {} carries no memory map", si.version);
+    }
+    // SAFETY: `memmap_entries` entries at `memmap_paddr`, inside the first 4 GiB (see above).
+    let entries = unsafe {
+        core::slice::from_raw_parts(
+            (si.memmap_paddr + PHYS_OFFSET) as *const MemmapEntry,
+            si.memmap_entries as usize,
+        )
+    };
+    let raw = entries.iter().map(|e| Region {
+        start: e.addr,
+        end: e.addr.saturating_add(e.size),
+        kind: RegionKind::from_e820(e.kind),
+    });
+    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
+    // The first MiB holds firmware tables and, later, the SMP trampoline; then our own image.
+    let (image_start, image_end) = kernel_image();
+    for (start, end) in [(0, 0x10_0000), (image_start, image_end)] {
+        memory.reserve(start, end).unwrap_or_else(|e| panic!("{e}"));
+    }
+    crate::time::set_boot_ticks(entry_tsc);
+    crate::kernel_main(BootInfo {
+        protocol: "pvh",
+        cmdline,
+        memory,
+        entry_ticks: entry_tsc,
+        rsdp: (si.rsdp_paddr != 0).then_some(si.rsdp_paddr),
+    })
+}
+
+/// The kernel image's physical extent, from the linker script.
+pub fn kernel_image() -> (u64, u64) {
+    // Linker-defined symbols; only their addresses are used.
+    (&raw const __kernel_phys_start as u64, &raw const __kernel_phys_end as u64)
+}
+
+fn copy_cmdline(paddr: u64) -> &'static str {
+    if paddr == 0 {
+        return "";
+    }
+    let src = (paddr + PHYS_OFFSET) as *const u8;
+    // SAFETY: runs once, on the boot CPU, before anything else reads CMDLINE; the source is a
+    // NUL-terminated string in loader memory below 4 GiB, mapped by the early tables.
+    let buf = unsafe { &mut *(&raw mut CMDLINE) };
+    let mut len = 0;
+    while len < CMDLINE_MAX - 1 {
+        // SAFETY: as above; reading stops at the terminator or the buffer's end.
+        let b = unsafe { src.add(len).read() };
+        if b == 0 {
+            break;
+        }
+        buf[len] = b;
+        len += 1;
+    }
+    // A command line that is not UTF-8 is treated as empty rather than trusted half-way.
+    core::str::from_utf8(&buf[..len]).unwrap_or("")
+}

@@ -1,0 +1,136 @@
+//! x86_64: PVH boot, GDT/TSS/IDT, the kernel's page tables, local APIC and its timer.
+
+mod apic;
+mod boot;
+mod cpu;
+mod paging;
+mod percpu;
+mod pit;
+mod selftests;
+mod stacks;
+mod timer;
+mod traps;
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use drivers::serial::uart16550::{COM1, PortUart};
+use spin::Mutex;
+use x86_64::instructions::port::Port;
+
+use crate::boot::BootInfo;
+
+pub use selftests::selftests;
+
+pub const NAME: &str = "x86_64";
+
+/// Where all physical memory is mapped (the lower half's first PML4 slot above it).
+pub const PHYS_OFFSET: u64 = 0xffff_8000_0000_0000;
+/// Virtual address of physical 0 in the kernel window (see linker.ld).
+pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
+
+/// QEMU's `isa-debug-exit` device: writing `v` ends QEMU with status `(v << 1) | 1`.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+const EXIT_PASS: u32 = 0x10; // QEMU exits 33
+const EXIT_FAIL: u32 = 0x11; // QEMU exits 35
+
+static SERIAL: Mutex<Option<PortUart>> = Mutex::new(None);
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static CLOCK_SOURCE: Mutex<&'static str> = Mutex::new("uncalibrated");
+
+/// The first Rust code: the console, so that everything after can report.
+fn early_init() {
+    // SAFETY: COM1 is the PC's first serial port and only this module drives it.
+    *SERIAL.lock() = unsafe { PortUart::new(COM1) };
+}
+
+pub fn console_write(bytes: &[u8]) {
+    // A fault report may arrive while the port is held by the code that faulted: write anyway
+    // rather than deadlock (the port itself is stateless between bytes).
+    if let Some(mut guard) = SERIAL.try_lock() {
+        if let Some(uart) = guard.as_mut() {
+            uart.write_bytes(bytes);
+        }
+    } else {
+        // SAFETY: see above; a fresh handle on the same port, used only for this report.
+        if let Some(mut uart) = unsafe { PortUart::new(COM1) } {
+            uart.write_bytes(bytes);
+        }
+    }
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is unprivileged here and has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn ticks() -> u64 {
+    rdtsc()
+}
+
+pub fn ticks_per_second() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+pub fn clock_source() -> &'static str {
+    *CLOCK_SOURCE.lock()
+}
+
+pub fn phys_to_virt(phys: u64) -> *mut u8 {
+    (phys + PHYS_OFFSET) as *mut u8
+}
+
+/// GDT, TSS and IDT; the kernel's page tables; the local APIC and a calibrated clock and timer.
+pub fn init(info: &BootInfo) {
+    percpu::init_boot_cpu();
+    traps::init();
+    paging::init(info);
+    pit::mask_legacy_pic();
+    calibrate_tsc();
+    let id = apic::init();
+    percpu::current().apic_id.set(id);
+    let window = ticks_per_second() / 200; // 5 ms
+    let counted = timer::calibrate(window);
+    log::info!(
+        "cpu: {} APIC id {id}, timer {} kHz, SMEP {}, SMAP {}, PKU {}",
+        apic::mode(),
+        counted * 200 / 1000,
+        cpu::has_smep(),
+        cpu::has_smap(),
+        cpu::has_pku()
+    );
+    traps::enable_interrupts();
+}
+
+fn calibrate_tsc() {
+    let (hz, source) = cpu::reported_tsc_hz().unwrap_or_else(|| {
+        // 5 ms of PIT ticks: accurate to ~0.02% (one PIT tick), and cheap at boot.
+        let pit_ticks = (pit::HZ / 200) as u16;
+        let tsc = pit::measure_tsc(pit_ticks);
+        (tsc * pit::HZ / u64::from(pit_ticks), "TSC measured against the PIT")
+    });
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    *CLOCK_SOURCE.lock() = source;
+}
+
+/// Ends a test run: QEMU's debug-exit device when present, else halt.
+pub fn exit(passed: bool) -> ! {
+    let mut port: Port<u32> = Port::new(DEBUG_EXIT_PORT);
+    // SAFETY: writing the debug-exit port ends QEMU; on hardware without the device the write
+    // goes nowhere and we halt below.
+    unsafe { port.write(if passed { EXIT_PASS } else { EXIT_FAIL }) };
+    halt_forever()
+}
+
+fn halt_forever() -> ! {
+    x86_64::instructions::interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}
+
+/// Waits for interrupts forever (timer deadlines, and soon the NIC).
+pub fn idle() -> ! {
+    loop {
+        traps::wait_for_interrupt();
+    }
+}

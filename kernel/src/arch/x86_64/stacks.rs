@@ -1,0 +1,55 @@
+//! Statically allocated kernel stacks, each with an unmapped guard page below it.
+//!
+//! The stacks live in `.bss.stacks`, page-aligned; `paging.rs` leaves every guard page out of
+//! the kernel's mapping, so running off the end of a stack faults instead of silently
+//! overwriting whatever lies below. The exception stacks (IST) let a double fault, NMI or
+//! machine check be reported even when the current stack is the thing that broke.
+
+const PAGE: usize = 4096;
+
+/// One stack: a guard page, then `PAGES` pages of stack.
+#[repr(C, align(4096))]
+pub struct GuardedStack<const PAGES: usize> {
+    guard: [u8; PAGE],
+    stack: [[u8; PAGE]; PAGES],
+}
+
+impl<const PAGES: usize> GuardedStack<PAGES> {
+    const fn new() -> Self {
+        Self { guard: [0; PAGE], stack: [[0; PAGE]; PAGES] }
+    }
+}
+
+pub const BOOT_STACK_PAGES: usize = 16;
+pub const IST_STACK_PAGES: usize = 4;
+
+/// The boot CPU's kernel stack.
+#[unsafe(link_section = ".bss.stacks")]
+pub static mut BOOT_STACK: GuardedStack<BOOT_STACK_PAGES> = GuardedStack::new();
+
+/// Interrupt stacks for double fault, NMI and machine check, indexed by `IST_*`.
+#[unsafe(link_section = ".bss.stacks")]
+pub static mut IST_STACKS: [GuardedStack<IST_STACK_PAGES>; 3] =
+    [GuardedStack::new(), GuardedStack::new(), GuardedStack::new()];
+
+/// Size of the boot stack with its guard page; the entry code sets `rsp` to the end of it.
+pub const BOOT_STACK_SIZE: usize = core::mem::size_of::<GuardedStack<BOOT_STACK_PAGES>>();
+
+/// Guard pages (virtual start addresses) that the page tables must leave unmapped.
+pub fn guard_pages() -> [u64; 4] {
+    // SAFETY: only the addresses of the statics are taken.
+    unsafe {
+        [
+            &raw const BOOT_STACK.guard as u64,
+            &raw const IST_STACKS[0].guard as u64,
+            &raw const IST_STACKS[1].guard as u64,
+            &raw const IST_STACKS[2].guard as u64,
+        ]
+    }
+}
+
+/// Top of interrupt stack `index`.
+pub fn ist_top(index: usize) -> u64 {
+    // SAFETY: only the address is taken.
+    unsafe { &raw const IST_STACKS[index] as u64 + core::mem::size_of::<GuardedStack<IST_STACK_PAGES>>() as u64 }
+}

@@ -1,0 +1,406 @@
+//! Exceptions and interrupts: one IDT, one entry stub per vector, one trap frame.
+//!
+//! Every vector enters through a 16-byte stub that pushes a uniform frame (a zero where the CPU
+//! pushes no error code, then the vector number), and `trap_common` saves the general registers
+//! and calls [`trap_dispatch`]. Exceptions in the kernel are fatal and produce a precise report
+//! (vector, error code, RIP, CR2, registers, a frame-pointer stack walk) — except the ones a
+//! self-test announced through [`expect_fault`], which are recorded and skipped over.
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+
+use x86_64::VirtAddr;
+use x86_64::instructions::tables::lidt;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::DescriptorTablePointer;
+
+use super::{apic, percpu, timer};
+use crate::console;
+
+global_asm!(
+    r#"
+    .section .text.traps, "ax"
+    .p2align 4
+    .global trap_stubs
+trap_stubs:
+    .set vec, 0
+    .rept 256
+    .p2align 4
+    /* The CPU pushes an error code for 8, 10-14, 17, 21, 29, 30 (SDM Vol. 3, table 6-1). */
+    .if !((vec == 8) || (vec >= 10 && vec <= 14) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30))
+    push 0
+    .endif
+    push vec
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+
+trap_common:
+    /* From user mode, switch to the kernel's GS (the per-CPU block). */
+    test byte ptr [rsp + 24], 3
+    jz 1f
+    swapgs
+1:  push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    cld
+    mov rdi, rsp
+    mov rbx, rsp                /* callee-saved: the frame, for after the call */
+    and rsp, -16
+    call {dispatch}
+    mov rsp, rbx
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    test byte ptr [rsp + 24], 3
+    jz 2f
+    swapgs
+2:  add rsp, 16                 /* vector and error code */
+    iretq
+
+    /* Probes for the self-tests: each has one instruction that may fault and a resume point. */
+    .global probe_read, probe_read_insn, probe_read_resume
+probe_read:
+    xor eax, eax
+probe_read_insn:
+    mov rax, [rdi]
+probe_read_resume:
+    ret
+    .global probe_write, probe_write_insn, probe_write_resume
+probe_write:
+probe_write_insn:
+    mov [rdi], rsi
+probe_write_resume:
+    ret
+    .global probe_ud, probe_ud_insn, probe_ud_resume
+probe_ud:
+probe_ud_insn:
+    ud2
+probe_ud_resume:
+    ret
+    "#,
+    dispatch = sym trap_dispatch,
+);
+
+unsafe extern "C" {
+    static trap_stubs: u8;
+    pub fn probe_read(addr: u64) -> u64;
+    pub fn probe_write(addr: u64, value: u64);
+    pub fn probe_ud();
+    pub static probe_read_insn: u8;
+    pub static probe_read_resume: u8;
+    pub static probe_write_insn: u8;
+    pub static probe_write_resume: u8;
+    pub static probe_ud_insn: u8;
+    pub static probe_ud_resume: u8;
+}
+
+/// The registers `trap_common` saved, then what the stub and the CPU pushed.
+#[repr(C)]
+#[derive(Debug)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// A fault a self-test is about to cause on purpose: where it will happen and where to resume.
+#[derive(Clone, Copy, Debug)]
+pub struct ExpectedFault {
+    pub rip: u64,
+    pub resume: u64,
+}
+
+/// What an expected fault looked like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub vector: u64,
+    pub error_code: u64,
+    pub rip: u64,
+    pub cr2: u64,
+}
+
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct IdtEntry {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+const MISSING: IdtEntry =
+    IdtEntry { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+
+static mut IDT: [IdtEntry; 256] = [MISSING; 256];
+
+/// Fills the IDT with every stub (interrupt gates, DPL 0) and loads it.
+pub fn init() {
+    let sel = percpu::current().selectors.kernel_code.0;
+    // SAFETY: runs once on the boot CPU with interrupts off, before any `lidt` of this table.
+    let idt = unsafe { &mut *(&raw mut IDT) };
+    let base = &raw const trap_stubs as u64;
+    for (vector, entry) in idt.iter_mut().enumerate() {
+        let addr = base + 16 * vector as u64;
+        let ist = match vector {
+            2 => percpu::IST_NMI + 1,
+            8 => percpu::IST_DOUBLE_FAULT + 1,
+            18 => percpu::IST_MACHINE_CHECK + 1,
+            _ => 0,
+        };
+        *entry = IdtEntry {
+            offset_low: addr as u16,
+            selector: sel,
+            ist: ist as u8,
+            type_attr: 0x8e, // present, DPL 0, 64-bit interrupt gate
+            offset_mid: (addr >> 16) as u16,
+            offset_high: (addr >> 32) as u32,
+            reserved: 0,
+        };
+    }
+    let ptr = DescriptorTablePointer { limit: (core::mem::size_of_val(idt) - 1) as u16, base: VirtAddr::from_ptr(idt) };
+    // SAFETY: the table is static, complete, and every entry points at a valid stub.
+    unsafe { lidt(&ptr) };
+}
+
+/// Announces that the next fault on this CPU happens at `rip` and should resume at `resume`.
+pub fn expect_fault(rip: u64, resume: u64) {
+    let cpu = percpu::current();
+    cpu.last_fault.set(None);
+    cpu.expected_fault.set(Some(ExpectedFault { rip, resume }));
+}
+
+/// The record of the last expected fault (None if it never happened), disarming the catch.
+pub fn take_fault() -> Option<FaultRecord> {
+    let cpu = percpu::current();
+    cpu.expected_fault.set(None);
+    cpu.last_fault.take()
+}
+
+extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        0..=31 => exception(frame),
+        apic::SPURIOUS_VECTOR => {}
+        timer::VECTOR => {
+            timer::on_interrupt();
+            apic::end_of_interrupt();
+        }
+        _ => {
+            log::warn!("unexpected interrupt vector {}", frame.vector);
+            apic::end_of_interrupt();
+        }
+    }
+}
+
+fn exception(frame: &mut TrapFrame) {
+    let cr2 = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
+    if percpu::ready() {
+        let cpu = percpu::current();
+        if let Some(expected) = cpu.expected_fault.get()
+            && expected.rip == frame.rip
+        {
+            cpu.expected_fault.set(None);
+            let record = FaultRecord { vector: frame.vector, error_code: frame.error_code, rip: frame.rip, cr2 };
+            cpu.last_fault.set(Some(record));
+            report(frame, cr2, "expected fault (self-test)");
+            frame.rip = expected.resume;
+            return;
+        }
+    }
+    report(frame, cr2, "KERNEL FAULT");
+    super::exit(false);
+}
+
+pub fn vector_name(vector: u64) -> &'static str {
+    match vector {
+        0 => "divide error (#DE)",
+        1 => "debug (#DB)",
+        2 => "non-maskable interrupt (NMI)",
+        3 => "breakpoint (#BP)",
+        4 => "overflow (#OF)",
+        5 => "bound range exceeded (#BR)",
+        6 => "invalid opcode (#UD)",
+        7 => "device not available (#NM)",
+        8 => "double fault (#DF)",
+        10 => "invalid TSS (#TS)",
+        11 => "segment not present (#NP)",
+        12 => "stack-segment fault (#SS)",
+        13 => "general protection (#GP)",
+        14 => "page fault (#PF)",
+        16 => "x87 floating point (#MF)",
+        17 => "alignment check (#AC)",
+        18 => "machine check (#MC)",
+        19 => "SIMD floating point (#XM)",
+        20 => "virtualization (#VE)",
+        21 => "control protection (#CP)",
+        28 => "hypervisor injection (#HV)",
+        29 => "VMM communication (#VC)",
+        30 => "security (#SX)",
+        _ => "reserved exception",
+    }
+}
+
+/// Explains a page-fault error code (SDM Vol. 3, 4.7).
+struct PfError(u64);
+
+impl core::fmt::Display for PfError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let e = self.0;
+        f.write_str(if e & 1 != 0 { "protection violation" } else { "page not present" })?;
+        f.write_str(if e & 2 != 0 { ", write" } else { ", read" })?;
+        for (bit, what) in [(2, ", user mode"), (3, ", reserved bit set"), (4, ", instruction fetch"), (5, ", protection key")] {
+            if e & (1 << bit) != 0 {
+                f.write_str(what)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn report(frame: &TrapFrame, cr2: u64, headline: &str) {
+    let f = frame;
+    let mode = if f.cs & 3 == 0 { "kernel" } else { "user" };
+    console::emergency_println(format_args!(
+        "{headline}: vector {} {} error_code={:#x} rip={:#018x} cr2={:#018x} ({mode} mode)",
+        f.vector,
+        vector_name(f.vector),
+        f.error_code,
+        f.rip,
+        cr2
+    ));
+    if f.vector == 14 {
+        console::emergency_println(format_args!("  page fault: {}", PfError(f.error_code)));
+    }
+    let near_guard = |addr: u64| super::stacks::guard_pages().iter().any(|&g| addr.wrapping_sub(g) < 4096 + 256);
+    if near_guard(f.rsp) || (f.vector == 14 && near_guard(cr2)) {
+        console::emergency_println(format_args!("  kernel stack overflow: the stack ran into its guard page"));
+    }
+    console::emergency_println(format_args!(
+        "  rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        f.rax, f.rbx, f.rcx, f.rdx
+    ));
+    console::emergency_println(format_args!(
+        "  rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}",
+        f.rsi, f.rdi, f.rbp, f.rsp
+    ));
+    console::emergency_println(format_args!(
+        "  r8 ={:#018x} r9 ={:#018x} r10={:#018x} r11={:#018x}",
+        f.r8, f.r9, f.r10, f.r11
+    ));
+    console::emergency_println(format_args!(
+        "  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}",
+        f.r12, f.r13, f.r14, f.r15
+    ));
+    console::emergency_println(format_args!("  rflags={:#x} cs={:#x} ss={:#x}", f.rflags, f.cs, f.ss));
+    if f.cs & 3 == 0 {
+        stack_walk(f.rbp);
+    }
+}
+
+/// Follows the frame-pointer chain (the kernel is built with frame pointers) for a few frames,
+/// checking each pointer before reading through it.
+fn stack_walk(mut rbp: u64) {
+    let mut line = heapless_line();
+    let _ = write!(line, "  stack:");
+    for _ in 0..8 {
+        if rbp == 0 || rbp % 8 != 0 || !super::paging::is_kernel_readable(rbp, 16) {
+            break;
+        }
+        // SAFETY: the two words at `rbp` were just checked to be mapped, readable kernel memory.
+        let (next, ret) = unsafe { ((rbp as *const u64).read(), (rbp as *const u64).add(1).read()) };
+        if ret < super::KERNEL_VMA {
+            break; // the boot code's frame: nothing above it
+        }
+        let _ = write!(line, " {ret:#x}");
+        rbp = next;
+    }
+    console::emergency_println(format_args!("{}", line.as_str()));
+}
+
+/// A fixed buffer for the stack-walk line: the report must not allocate (the heap may be the
+/// thing that broke).
+struct Line {
+    buf: [u8; 256],
+    len: usize,
+}
+
+fn heapless_line() -> Line {
+    Line { buf: [0; 256], len: 0 }
+}
+
+impl Line {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("  stack: <unprintable>")
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Enables interrupts on this CPU.
+pub fn enable_interrupts() {
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Waits for the next interrupt with interrupts enabled.
+pub fn wait_for_interrupt() {
+    // SAFETY: `sti; hlt` atomically enables interrupts and halts, so no wake-up is lost.
+    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+}
+
+/// Raw addresses of the probe labels, for self-tests.
+pub fn label(sym: &u8) -> u64 {
+    sym as *const u8 as u64
+}

@@ -1,0 +1,72 @@
+//! The Pappus kernel.
+//!
+//! Boot order: the architecture's entry code builds a [`boot::BootInfo`] and calls
+//! [`kernel_main`], which brings up the console, the frame allocator, the architecture's own
+//! state (page tables, traps, timers), the heap, and then either runs the self-tests
+//! (`test` on the command line) or reports ready and idles.
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod boot;
+mod console;
+mod mm;
+mod panic;
+mod selftest;
+mod time;
+
+use kcore::cmdline::CommandLine;
+use kcore::units::Bytes;
+
+/// Entered once, on the boot CPU, with interrupts off.
+pub fn kernel_main(info: boot::BootInfo) -> ! {
+    let cmdline = CommandLine::new(info.cmdline);
+    let level_error = console::init(&cmdline);
+    console::println(format_args!(
+        "pappus {} ({}) booting via {} cmdline=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        arch::NAME,
+        info.protocol,
+        info.cmdline
+    ));
+    if let Some(err) = level_error {
+        log::error!("{err}; logging at info");
+    }
+    for word in cmdline.unknown(&[]) {
+        log::warn!("command line: unknown key `{word}` ignored");
+    }
+
+    mm::init_frames(&info);
+    arch::init(&info);
+    mm::init_heap();
+    time::log_calibration();
+
+    let frames = mm::frame_stats();
+    let heap = mm::heap_stats();
+    log::info!(
+        "memory: {} usable, {} free; heap {} ({} used)",
+        Bytes(frames.total * 4096),
+        Bytes(frames.free * 4096),
+        Bytes(heap.total as u64),
+        Bytes(heap.used as u64)
+    );
+
+    if cmdline.test_mode() {
+        let passed = selftest::run_all(cmdline.selftest_filter());
+        arch::exit(passed);
+    }
+
+    console::println(format_args!(
+        "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={}",
+        time::ticks().saturating_sub(info.entry_ticks),
+        time::ticks_per_second(),
+        frames.total * 4096,
+        frames.free * 4096,
+        heap.total,
+        heap.used
+    ));
+    arch::idle()
+}

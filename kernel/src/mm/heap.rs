@@ -1,0 +1,71 @@
+//! The kernel heap: `linked_list_allocator` over one contiguous run of frames, wrapped so
+//! that running out of memory is reported with the numbers an operator needs.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use kcore::units::Bytes;
+use linked_list_allocator::LockedHeap;
+
+use crate::arch;
+
+/// Heap size: an eighth of RAM, at least 4 MiB, at most 256 MiB (grown later if needed).
+const MIN_HEAP: u64 = 4 << 20;
+const MAX_HEAP: u64 = 256 << 20;
+
+struct KernelHeap {
+    inner: LockedHeap,
+    failures: AtomicU64,
+}
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap { inner: LockedHeap::empty(), failures: AtomicU64::new(0) };
+
+// SAFETY: delegates to `LockedHeap`, which upholds the `GlobalAlloc` contract.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        if ptr.is_null() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            let s = stats();
+            log::error!(
+                "out of memory: {} bytes (align {}) requested; heap {} used of {}, {} failures so far",
+                layout.size(),
+                layout.align(),
+                Bytes(s.used as u64),
+                Bytes(s.total as u64),
+                s.failures
+            );
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HeapStats {
+    pub total: usize,
+    pub used: usize,
+    pub failures: u64,
+}
+
+pub fn stats() -> HeapStats {
+    let heap = HEAP.inner.lock();
+    HeapStats { total: heap.size(), used: heap.used(), failures: HEAP.failures.load(Ordering::Relaxed) }
+}
+
+pub fn init() {
+    let free = super::frame_stats().free * 4096;
+    let size = (free / 8).clamp(MIN_HEAP, MAX_HEAP) & !0xfff;
+    let phys = super::alloc_contiguous(size / 4096, 4096)
+        .unwrap_or_else(|| panic!("no {} of contiguous RAM for the kernel heap", Bytes(size)));
+    // SAFETY: the frames were just allocated for the heap alone and are mapped writable by the
+    // direct map; the heap is initialised once, here, before anything allocates.
+    unsafe { HEAP.inner.lock().init(arch::phys_to_virt(phys), size as usize) };
+    log::debug!("heap: {} at phys {phys:#x}", Bytes(size));
+}

@@ -1,0 +1,131 @@
+//! In-kernel self-tests, run with `test` on the command line.
+//!
+//! Each test prints one parseable line, `SELFTEST PASS <name> <detail>` or
+//! `SELFTEST FAIL <name> <reason>`, and the run ends with `SELFTEST DONE passed=N failed=M`;
+//! the host harness reads those lines and the exit code. `selftest=a,b` runs only the named
+//! tests (and is the only way to run tests marked `on_request_only`).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::{arch, console, mm};
+
+pub type Outcome = Result<String, String>;
+
+pub struct SelfTest {
+    pub name: &'static str,
+    pub run: fn() -> Outcome,
+    /// Runs only when named by `selftest=` (e.g. the deliberate failure that proves a failing
+    /// test fails the run).
+    pub on_request_only: bool,
+}
+
+const COMMON: &[SelfTest] = &[
+    SelfTest { name: "frames", run: frames, on_request_only: false },
+    SelfTest { name: "heap.stress", run: heap_stress, on_request_only: false },
+    SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
+];
+
+/// Runs the tests (all, or those named in `filter`); true when none failed.
+pub fn run_all(filter: Option<&str>) -> bool {
+    let wanted = |t: &SelfTest| match filter {
+        Some(list) => list.split(',').any(|n| n == t.name),
+        None => !t.on_request_only,
+    };
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(list) = filter {
+        for name in list.split(',') {
+            if !COMMON.iter().chain(arch::selftests()).any(|t| t.name == name) {
+                console::println(format_args!("SELFTEST FAIL {name} no such self-test"));
+                failed += 1;
+            }
+        }
+    }
+    for test in COMMON.iter().chain(arch::selftests()).filter(|t| wanted(t)) {
+        match (test.run)() {
+            Ok(detail) => {
+                passed += 1;
+                console::println(format_args!("SELFTEST PASS {} {detail}", test.name));
+            }
+            Err(reason) => {
+                failed += 1;
+                console::println(format_args!("SELFTEST FAIL {} {reason}", test.name));
+            }
+        }
+    }
+    console::println(format_args!("SELFTEST DONE passed={passed} failed={failed}"));
+    failed == 0
+}
+
+/// Fails with `message` unless `cond` holds.
+pub fn check(cond: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(message()) }
+}
+
+fn frames() -> Outcome {
+    let before = mm::frame_stats();
+    let a = mm::alloc_frame().ok_or("no frame")?;
+    let b = mm::alloc_frame().ok_or("no second frame")?;
+    check(a != b && a % 4096 == 0 && b % 4096 == 0, || format!("bad frames {a:#x} {b:#x}"))?;
+    let mid = mm::frame_stats();
+    check(mid.free == before.free - 2, || format!("free {} after 2 allocs from {}", mid.free, before.free))?;
+    mm::free_frame(a).map_err(|e| format!("{e}"))?;
+    check(mm::free_frame(a).is_err(), || "double free was accepted".into())?;
+    mm::free_frame(b).map_err(|e| format!("{e}"))?;
+
+    // Exhaustion: take every frame, see the allocator say no, give them all back.
+    let mut held = Vec::with_capacity(before.free as usize);
+    while let Some(f) = mm::alloc_contiguous(1, 4096) {
+        held.push(f);
+    }
+    let empty = mm::frame_stats();
+    check(empty.free == 0, || format!("{} frames still free after exhaustion", empty.free))?;
+    check(mm::alloc_frame().is_none(), || "allocation succeeded with no free frames".into())?;
+    let exhausted = held.len();
+    for f in held {
+        mm::free_frame(f).map_err(|e| format!("{e}"))?;
+    }
+    let after = mm::frame_stats();
+    check(after.free == before.free, || format!("free {} after test, {} before", after.free, before.free))?;
+    Ok(format!("total={} free={} exhausted_after={exhausted} failed_requests={}", after.total, after.free, after.failed))
+}
+
+fn heap_stress() -> Outcome {
+    let before = mm::heap_stats();
+    // Deterministic xorshift sizes from 1 byte to 64 KiB, mixed lifetimes, contents checked.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut live: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0u64;
+    for round in 0..4000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let size = match x % 8 {
+            0 => (x >> 8) as usize % 65536 + 1,
+            1..=3 => (x >> 8) as usize % 4096 + 1,
+            _ => (x >> 8) as usize % 128 + 1,
+        };
+        let fill = (round % 251) as u8;
+        live.push(alloc::vec![fill; size]);
+        bytes += size as u64;
+        if x % 3 == 0 && !live.is_empty() {
+            let victim = live.swap_remove((x >> 16) as usize % live.len());
+            let expect = victim[0];
+            check(victim.iter().all(|&b| b == expect), || "heap block corrupted".into())?;
+        }
+    }
+    for block in &live {
+        let expect = block[0];
+        check(block.iter().all(|&b| b == expect), || "heap block corrupted".into())?;
+    }
+    let peak = mm::heap_stats().used;
+    drop(live);
+    let after = mm::heap_stats();
+    check(after.used == before.used, || format!("heap used {} after test, {} before", after.used, before.used))?;
+    Ok(format!("allocs=4000 bytes={bytes} peak_used={peak} used_after={}", after.used))
+}
+
+fn fail_deliberate() -> Outcome {
+    Err("deliberate failure (proves that a failing self-test fails the run)".into())
+}
