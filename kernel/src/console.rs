@@ -61,11 +61,7 @@ impl log::Log for Logger {
             None => (0, 0),
         };
         let target = record.target().strip_prefix("pappus_kernel::").unwrap_or(record.target());
-        println(format_args!(
-            "[{secs:5}.{micros:06}] {:<5} {target}: {}",
-            record.level(),
-            record.args()
-        ));
+        println(format_args!("[{secs:5}.{micros:06}] {:<5} {target}: {}", record.level(), record.args()));
     }
 
     fn flush(&self) {}

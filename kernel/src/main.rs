@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod arch;
 mod boot;
+mod boot_cell;
 mod console;
 mod mm;
 mod panic;

@@ -88,7 +88,10 @@ fn frames() -> Outcome {
     }
     let after = mm::frame_stats();
     check(after.free == before.free, || format!("free {} after test, {} before", after.free, before.free))?;
-    Ok(format!("total={} free={} exhausted_after={exhausted} failed_requests={}", after.total, after.free, after.failed))
+    Ok(format!(
+        "total={} free={} exhausted_after={exhausted} failed_requests={}",
+        after.total, after.free, after.failed
+    ))
 }
 
 fn heap_stress() -> Outcome {
@@ -109,7 +112,7 @@ fn heap_stress() -> Outcome {
         let fill = (round % 251) as u8;
         live.push(alloc::vec![fill; size]);
         bytes += size as u64;
-        if x % 3 == 0 && !live.is_empty() {
+        if x.is_multiple_of(3) && !live.is_empty() {
             let victim = live.swap_remove((x >> 16) as usize % live.len());
             let expect = victim[0];
             check(victim.iter().all(|&b| b == expect), || "heap block corrupted".into())?;

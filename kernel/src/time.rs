@@ -30,11 +30,6 @@ pub fn micros_since_boot() -> Option<u64> {
     })
 }
 
-/// Converts a duration to counter ticks (0 while the frequency is unknown).
-pub fn micros_to_ticks(us: u64) -> u64 {
-    (u128::from(us) * u128::from(ticks_per_second()) / 1_000_000) as u64
-}
-
 pub fn log_calibration() {
     let hz = ticks_per_second();
     log::info!("clock: {}.{:03} MHz ({})", hz / 1_000_000, hz / 1000 % 1000, arch::clock_source());

@@ -107,9 +107,7 @@ impl<'a> CommandLine<'a> {
     where
         'a: 'k,
     {
-        self.words()
-            .map(|(k, _)| k)
-            .filter(move |k| !KNOWN_KEYS.contains(k) && !extra_known.contains(k))
+        self.words().map(|(k, _)| k).filter(move |k| !KNOWN_KEYS.contains(k) && !extra_known.contains(k))
     }
 }
 

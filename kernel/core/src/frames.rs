@@ -135,7 +135,7 @@ impl<'a> FrameAllocator<'a> {
     }
 
     pub fn free(&mut self, addr: u64) -> Result<(), FreeError> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(FreeError::NotAligned(addr));
         }
         let frame = addr / PAGE_SIZE;
@@ -255,7 +255,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 {
+            if !x.is_multiple_of(3) {
                 if let Some(f) = a.alloc() {
                     held.push(f);
                 }

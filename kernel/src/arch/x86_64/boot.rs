@@ -13,6 +13,7 @@ use kcore::memmap::{MemoryMap, Region, RegionKind};
 
 use super::{PHYS_OFFSET, stacks};
 use crate::boot::BootInfo;
+use crate::boot_cell::BootCell;
 
 global_asm!(
     r#"
@@ -147,7 +148,7 @@ const START_INFO_MAGIC: u32 = 0x336e_c578;
 const CMDLINE_MAX: usize = 4096;
 
 /// The command line, copied out of loader memory before that memory becomes usable RAM.
-static mut CMDLINE: [u8; CMDLINE_MAX] = [0; CMDLINE_MAX];
+static CMDLINE: BootCell<[u8; CMDLINE_MAX]> = BootCell::new([0; CMDLINE_MAX]);
 
 unsafe extern "C" {
     static __kernel_phys_start: u8;
@@ -168,10 +169,7 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
     }
     // SAFETY: `memmap_entries` entries at `memmap_paddr`, inside the first 4 GiB (see above).
     let entries = unsafe {
-        core::slice::from_raw_parts(
-            (si.memmap_paddr + PHYS_OFFSET) as *const MemmapEntry,
-            si.memmap_entries as usize,
-        )
+        core::slice::from_raw_parts((si.memmap_paddr + PHYS_OFFSET) as *const MemmapEntry, si.memmap_entries as usize)
     };
     let raw = entries.iter().map(|e| Region {
         start: e.addr,
@@ -207,7 +205,7 @@ fn copy_cmdline(paddr: u64) -> &'static str {
     let src = (paddr + PHYS_OFFSET) as *const u8;
     // SAFETY: runs once, on the boot CPU, before anything else reads CMDLINE; the source is a
     // NUL-terminated string in loader memory below 4 GiB, mapped by the early tables.
-    let buf = unsafe { &mut *(&raw mut CMDLINE) };
+    let buf = unsafe { &mut *CMDLINE.get() };
     let mut len = 0;
     while len < CMDLINE_MAX - 1 {
         // SAFETY: as above; reading stops at the terminator or the buffer's end.

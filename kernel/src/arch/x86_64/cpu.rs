@@ -1,6 +1,6 @@
 //! CPU feature detection (CPUID).
 
-use core::arch::x86_64::{CpuidResult, __cpuid, __cpuid_count};
+use core::arch::x86_64::{__cpuid, __cpuid_count, CpuidResult};
 
 fn leaf(eax: u32, ecx: u32) -> CpuidResult {
     // SAFETY: CPUID exists on every x86_64 CPU and has no side effects.
@@ -36,10 +36,6 @@ pub fn has_pku() -> bool {
 
 pub fn has_x2apic() -> bool {
     leaf(1, 0).ecx & (1 << 21) != 0
-}
-
-pub fn has_tsc_deadline() -> bool {
-    leaf(1, 0).ecx & (1 << 24) != 0
 }
 
 pub fn in_hypervisor() -> bool {

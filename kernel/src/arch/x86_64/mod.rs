@@ -85,15 +85,14 @@ pub fn init(info: &BootInfo) {
     traps::init();
     paging::init(info);
     pit::mask_legacy_pic();
-    calibrate_tsc();
     let id = apic::init();
     percpu::current().apic_id.set(id);
-    let window = ticks_per_second() / 200; // 5 ms
-    let counted = timer::calibrate(window);
+    let (tsc_hz, apic_hz) = timer::calibrate(calibrate_tsc);
+    TSC_HZ.store(tsc_hz, Ordering::Relaxed);
     log::info!(
         "cpu: {} APIC id {id}, timer {} kHz, SMEP {}, SMAP {}, PKU {}",
         apic::mode(),
-        counted * 200 / 1000,
+        apic_hz / 1000,
         cpu::has_smep(),
         cpu::has_smap(),
         cpu::has_pku()
@@ -101,15 +100,17 @@ pub fn init(info: &BootInfo) {
     traps::enable_interrupts();
 }
 
-fn calibrate_tsc() {
-    let (hz, source) = cpu::reported_tsc_hz().unwrap_or_else(|| {
-        // 5 ms of PIT ticks: accurate to ~0.02% (one PIT tick), and cheap at boot.
-        let pit_ticks = (pit::HZ / 200) as u16;
-        let tsc = pit::measure_tsc(pit_ticks);
-        (tsc * pit::HZ / u64::from(pit_ticks), "TSC measured against the PIT")
-    });
-    TSC_HZ.store(hz, Ordering::Relaxed);
+/// Finds the TSC frequency; returns `(TSC ticks the measurement took, TSC Hz)`.
+fn calibrate_tsc() -> (u64, u64) {
+    // 5 ms of PIT ticks: one PIT tick is ~0.02% of it, and the APIC timer is measured in the
+    // same window. The CPU's own report, where it has one, still needs that window for the
+    // APIC timer, but is exact for the TSC.
+    let pit_ticks = (pit::HZ / 200) as u16;
+    let window = pit::measure_tsc(pit_ticks);
+    let (hz, source) =
+        cpu::reported_tsc_hz().unwrap_or((window * pit::HZ / u64::from(pit_ticks), "TSC measured against the PIT"));
     *CLOCK_SOURCE.lock() = source;
+    (window, hz)
 }
 
 /// Ends a test run: QEMU's debug-exit device when present, else halt.

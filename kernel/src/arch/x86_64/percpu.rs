@@ -13,6 +13,7 @@ use x86_64::structures::tss::TaskStateSegment;
 
 use super::stacks;
 use super::traps::{ExpectedFault, FaultRecord};
+use crate::boot_cell::BootCell;
 
 /// IST slots (1-based in the IDT, 0-based here) for the exceptions that must not trust `rsp`.
 pub const IST_DOUBLE_FAULT: u16 = 0;
@@ -36,15 +37,13 @@ pub struct PerCpu {
 #[derive(Clone, Copy)]
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
-    pub kernel_data: SegmentSelector,
-    pub tss: SegmentSelector,
 }
 
 // SAFETY: each block is only ever touched by the CPU it belongs to (through its own GS base);
 // the `Sync` bound is needed only to keep blocks in statics.
 unsafe impl Sync for PerCpu {}
 
-static mut BOOT_CPU: PerCpu = PerCpu {
+static BOOT_CPU: BootCell<PerCpu> = BootCell::new(PerCpu {
     self_ptr: core::ptr::null(),
     index: 0,
     apic_id: Cell::new(0),
@@ -52,12 +51,8 @@ static mut BOOT_CPU: PerCpu = PerCpu {
     last_fault: Cell::new(None),
     tss: TaskStateSegment::new(),
     gdt: GlobalDescriptorTable::new(),
-    selectors: Selectors {
-        kernel_code: SegmentSelector(0),
-        kernel_data: SegmentSelector(0),
-        tss: SegmentSelector(0),
-    },
-};
+    selectors: Selectors { kernel_code: SegmentSelector(0) },
+});
 
 /// Builds the boot CPU's block, loads its GDT and TSS and points GS at it.
 pub fn init_boot_cpu() {
@@ -66,19 +61,19 @@ pub fn init_boot_cpu() {
 
     // SAFETY: runs once on the boot CPU with interrupts off, before anything reads BOOT_CPU;
     // afterwards the block is reached only through `current()`.
-    let cpu: &'static mut PerCpu = unsafe { &mut *(&raw mut BOOT_CPU) };
+    let cpu: &'static mut PerCpu = unsafe { &mut *BOOT_CPU.get() };
     cpu.self_ptr = &raw const *cpu;
     cpu.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(stacks::ist_top(0));
     cpu.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(stacks::ist_top(1));
     cpu.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(stacks::ist_top(2));
-    // SAFETY: as above; the TSS and GDT live in a static and are never moved.
-    let tss: &'static TaskStateSegment = unsafe { &*(&raw const cpu.tss) };
+    // SAFETY: as above; the TSS lives in a static and is never moved or written again.
+    let tss: &'static TaskStateSegment = unsafe { &(*BOOT_CPU.get()).tss };
     let kernel_code = cpu.gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = cpu.gdt.append(Descriptor::kernel_data_segment());
     let tss_sel = cpu.gdt.append(Descriptor::tss_segment(tss));
-    cpu.selectors = Selectors { kernel_code, kernel_data, tss: tss_sel };
-    // SAFETY: as above.
-    let gdt: &'static GlobalDescriptorTable<8> = unsafe { &*(&raw const cpu.gdt) };
+    cpu.selectors = Selectors { kernel_code };
+    // SAFETY: as above; the GDT is complete and never written again.
+    let gdt: &'static GlobalDescriptorTable<8> = unsafe { &(*BOOT_CPU.get()).gdt };
     gdt.load();
     // SAFETY: the selectors index the GDT just loaded, with the right descriptor types.
     unsafe {

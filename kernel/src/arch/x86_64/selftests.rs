@@ -1,6 +1,8 @@
 //! x86_64 self-tests: page-table flags, precise exception reports, the timer deadline.
 
 use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::paging::{self, PageTableFlags as F};
 use super::traps::{self, FaultRecord};
@@ -61,7 +63,7 @@ fn paging_flags() -> Outcome {
         F::PRESENT | F::USER_ACCESSIBLE | F::WRITABLE | F::NO_EXECUTE,
     ];
     for (i, flags) in combos.into_iter().enumerate() {
-        with_scratch_page(SCRATCH + i as u64 * 4096, flags, |_| Ok(format!("")))?;
+        with_scratch_page(SCRATCH + i as u64 * 4096, flags, |_| Ok(String::new()))?;
     }
     // A writable mapping really reaches its frame: write through it, read through the direct map.
     with_scratch_page(SCRATCH, F::PRESENT | F::WRITABLE | F::NO_EXECUTE, |frame| {
@@ -70,7 +72,7 @@ fn paging_flags() -> Outcome {
         // SAFETY: the direct map covers every frame.
         let seen = unsafe { ((frame + PHYS_OFFSET) as *const u64).read_volatile() };
         check(seen == 0x5eed_cafe_f00d_d00d, || format!("wrote through {SCRATCH:#x}, frame holds {seen:#x}"))?;
-        Ok(format!(""))
+        Ok(String::new())
     })?;
     // A read-only mapping refuses a supervisor write (CR0.WP).
     with_scratch_page(SCRATCH, F::PRESENT | F::NO_EXECUTE, |_| {
@@ -81,7 +83,7 @@ fn paging_flags() -> Outcome {
         check(fault.vector == 14 && fault.error_code & 0b11 == 0b11, || {
             format!("write to read-only page gave vector {} error {:#x}", fault.vector, fault.error_code)
         })?;
-        Ok(format!(""))
+        Ok(String::new())
     })?;
     Ok(format!("{} flag combinations read back; write-through and read-only write fault checked", combos.len()))
 }
@@ -104,7 +106,7 @@ fn kernel_layout() -> Outcome {
         check(paging::translate(guard).is_none(), || format!("stack guard page {guard:#x} is mapped"))?;
     }
     check(paging::translate(0x20_0000).is_none(), || "lower half (identity map) still mapped".into())?;
-    Ok(format!("text RX, rodata R NX, data RW NX, direct map NX, 4 stack guards unmapped, lower half empty"))
+    Ok("text RX, rodata R NX, data RW NX, direct map NX, 4 stack guards unmapped, lower half empty".into())
 }
 
 fn addr_of_probe_write() -> (u64, u64) {
@@ -113,7 +115,7 @@ fn addr_of_probe_write() -> (u64, u64) {
 }
 
 /// Runs `f`, which must fault exactly once at `rip` (resuming at `resume`), and returns the fault.
-fn fault_of((rip, resume): (u64, u64), f: impl FnOnce()) -> Result<FaultRecord, alloc::string::String> {
+fn fault_of((rip, resume): (u64, u64), f: impl FnOnce()) -> Result<FaultRecord, String> {
     traps::expect_fault(rip, resume);
     f();
     let fault = traps::take_fault().ok_or_else(|| format!("no fault at {rip:#x}"))?;
@@ -121,7 +123,7 @@ fn fault_of((rip, resume): (u64, u64), f: impl FnOnce()) -> Result<FaultRecord, 
     Ok(fault)
 }
 
-fn read_fault(target: u64) -> Result<FaultRecord, alloc::string::String> {
+fn read_fault(target: u64) -> Result<FaultRecord, String> {
     // SAFETY: only the labels' addresses are taken.
     let labels = unsafe { (addr(&traps::probe_read_insn), addr(&traps::probe_read_resume)) };
     fault_of(labels, || {
@@ -183,7 +185,12 @@ fn timer_deadline() -> Outcome {
     // most 5 ms (interrupt delivery under TCG, which runs guest code in translated blocks).
     let early = interval / 100;
     let late = hz / 200;
+    static HANDLED: AtomicU64 = AtomicU64::new(0);
+    timer::set_handler(|| {
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+    });
     let (_, before) = timer::last_firing();
+    let handled_before = HANDLED.load(Ordering::Relaxed);
     let deadline = super::rdtsc() + interval;
     timer::arm_deadline(deadline);
     let give_up = deadline + hz / 10;
@@ -192,12 +199,26 @@ fn timer_deadline() -> Outcome {
     }
     let (fired_at, count) = timer::last_firing();
     check(count == before + 1, || format!("timer fired {} times, expected once", count - before))?;
+    check(HANDLED.load(Ordering::Relaxed) == handled_before + 1, || "the registered handler did not run".into())?;
+
+    // A disarmed deadline never fires.
+    timer::arm_deadline(super::rdtsc() + interval);
+    timer::disarm();
+    let quiet_until = super::rdtsc() + 2 * interval;
+    while super::rdtsc() < quiet_until {
+        traps::wait_for_interrupt_or_spin();
+    }
+    check(timer::last_firing().1 == count, || "a disarmed deadline fired".into())?;
     let delta = fired_at as i128 - deadline as i128;
     let us = delta * 1_000_000 / i128::from(hz);
     check(delta >= -(early as i128) && delta <= late as i128, || {
-        format!("fired {us} us from the deadline; tolerance -{} us / +{} us", early * 1_000_000 / hz, late * 1_000_000 / hz)
+        format!(
+            "fired {us} us from the deadline; tolerance -{} us / +{} us",
+            early * 1_000_000 / hz,
+            late * 1_000_000 / hz
+        )
     })?;
-    Ok(format!("10 ms deadline fired {us:+} us from target (tolerance -100 us / +5000 us)"))
+    Ok(format!("10 ms deadline fired {us:+} us from target (tolerance -100 us / +5000 us); handler ran; disarm held"))
 }
 
 fn unexpected_fault() -> Outcome {

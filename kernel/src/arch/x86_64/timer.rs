@@ -19,19 +19,18 @@ static FIRED_AT: AtomicU64 = AtomicU64::new(0);
 static FIRINGS: AtomicU64 = AtomicU64::new(0);
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
-/// Measures the APIC timer against the TSC over `tsc_window` ticks and leaves it masked.
-pub fn calibrate(tsc_window: u64) -> u64 {
+/// Measures the APIC timer's rate against the TSC while `measure` runs (it returns the TSC
+/// ticks it took), so that the timer is calibrated in the same window as the TSC itself.
+/// Returns APIC timer ticks per second given the TSC frequency `tsc_hz` that `measure` found.
+pub fn calibrate(measure: impl FnOnce() -> (u64, u64)) -> (u64, u64) {
     apic::write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
     apic::write(REG_LVT_TIMER, LVT_MASKED | VECTOR as u32);
     apic::write(REG_TIMER_INITIAL, u32::MAX);
-    let start = super::rdtsc();
-    while super::rdtsc() - start < tsc_window {
-        core::hint::spin_loop();
-    }
+    let (tsc_window, tsc_hz) = measure();
     let counted = u64::from(u32::MAX - apic::read(REG_TIMER_CURRENT));
     apic::write(REG_TIMER_INITIAL, 0);
-    RATIO.store(((u128::from(counted) << 32) / u128::from(tsc_window)) as u64, Ordering::Relaxed);
-    counted
+    RATIO.store(((u128::from(counted) << 32) / u128::from(tsc_window.max(1))) as u64, Ordering::Relaxed);
+    (tsc_hz, (u128::from(counted) * u128::from(tsc_hz) / u128::from(tsc_window.max(1))) as u64)
 }
 
 /// Arms a one-shot interrupt at TSC value `deadline` (at once if it has passed).

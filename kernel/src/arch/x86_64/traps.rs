@@ -15,6 +15,7 @@ use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
 use super::{apic, percpu, timer};
+use crate::boot_cell::BootCell;
 use crate::console;
 
 global_asm!(
@@ -178,13 +179,13 @@ struct IdtEntry {
 const MISSING: IdtEntry =
     IdtEntry { offset_low: 0, selector: 0, ist: 0, type_attr: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
 
-static mut IDT: [IdtEntry; 256] = [MISSING; 256];
+static IDT: BootCell<[IdtEntry; 256]> = BootCell::new([MISSING; 256]);
 
 /// Fills the IDT with every stub (interrupt gates, DPL 0) and loads it.
 pub fn init() {
     let sel = percpu::current().selectors.kernel_code.0;
     // SAFETY: runs once on the boot CPU with interrupts off, before any `lidt` of this table.
-    let idt = unsafe { &mut *(&raw mut IDT) };
+    let idt = unsafe { &mut *IDT.get() };
     let base = &raw const trap_stubs as u64;
     for (vector, entry) in idt.iter_mut().enumerate() {
         let addr = base + 16 * vector as u64;
@@ -294,7 +295,9 @@ impl core::fmt::Display for PfError {
         let e = self.0;
         f.write_str(if e & 1 != 0 { "protection violation" } else { "page not present" })?;
         f.write_str(if e & 2 != 0 { ", write" } else { ", read" })?;
-        for (bit, what) in [(2, ", user mode"), (3, ", reserved bit set"), (4, ", instruction fetch"), (5, ", protection key")] {
+        for (bit, what) in
+            [(2, ", user mode"), (3, ", reserved bit set"), (4, ", instruction fetch"), (5, ", protection key")]
+        {
             if e & (1 << bit) != 0 {
                 f.write_str(what)?;
             }
@@ -349,7 +352,7 @@ fn stack_walk(mut rbp: u64) {
     let mut line = heapless_line();
     let _ = write!(line, "  stack:");
     for _ in 0..8 {
-        if rbp == 0 || rbp % 8 != 0 || !super::paging::is_kernel_readable(rbp, 16) {
+        if rbp == 0 || !rbp.is_multiple_of(8) || !super::paging::is_kernel_readable(rbp, 16) {
             break;
         }
         // SAFETY: the two words at `rbp` were just checked to be mapped, readable kernel memory.
@@ -398,6 +401,12 @@ pub fn enable_interrupts() {
 pub fn wait_for_interrupt() {
     // SAFETY: `sti; hlt` atomically enables interrupts and halts, so no wake-up is lost.
     unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+}
+
+/// Lets pending interrupts in without halting (a halt would sleep until the next one).
+pub fn wait_for_interrupt_or_spin() {
+    x86_64::instructions::interrupts::enable();
+    core::hint::spin_loop();
 }
 
 /// Raw addresses of the probe labels, for self-tests.
