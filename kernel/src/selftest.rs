@@ -24,6 +24,7 @@ pub struct SelfTest {
 const COMMON: &[SelfTest] = &[
     SelfTest { name: "frames", run: frames, on_request_only: false },
     SelfTest { name: "heap.stress", run: heap_stress, on_request_only: false },
+    SelfTest { name: "heap.oom", run: heap_oom, on_request_only: false },
     SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
 ];
 
@@ -127,6 +128,18 @@ fn heap_stress() -> Outcome {
     let after = mm::heap_stats();
     check(after.used == before.used, || format!("heap used {} after test, {} before", after.used, before.used))?;
     Ok(format!("allocs=4000 bytes={bytes} peak_used={peak} used_after={}", after.used))
+}
+
+/// Asking for more than the heap holds fails cleanly (no panic), is counted, and is reported.
+fn heap_oom() -> Outcome {
+    let before = mm::heap_stats();
+    let mut huge: Vec<u8> = Vec::new();
+    let result = huge.try_reserve_exact(before.total * 2);
+    check(result.is_err(), || "a reservation of twice the heap succeeded".into())?;
+    let after = mm::heap_stats();
+    check(after.failures == before.failures + 1, || format!("failures {} -> {}", before.failures, after.failures))?;
+    check(after.used == before.used, || format!("heap used {} -> {}", before.used, after.used))?;
+    Ok(format!("{} bytes refused, failure counted and reported", before.total * 2))
 }
 
 fn fail_deliberate() -> Outcome {
