@@ -1,0 +1,297 @@
+//! `cargo xtask bench [SUITE]`: benchmarks, one `BENCH <suite>.<name> <value> <unit>` line per
+//! figure on stdout, plus `target/bench/report.md` with its plots.
+//!
+//! Suite `boot`: boot each profile with `-icount shift=0` (TCG), without `test`, and read the
+//! kernel's `PAPPUS READY boot_ticks=...` line. Under icount a guest instruction is one TSC tick
+//! (x86) and one nanosecond of virtual time (aarch64, whose counter runs at `tick_hz`), so the
+//! figure is an exact instruction count from the kernel's first instruction to ready.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pappus_qemu::{Arch, DEFAULT_AARCH64, DEFAULT_X86_64, MICROVM_X86_64};
+use pappus_tests::protocol::{READY_PREFIX, Ready};
+use pappus_tests::{Boot, Marker};
+
+use crate::args::{Args, Spec};
+use crate::util::{Failure, Result, relative, say};
+use crate::{prereq, util};
+
+pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
+
+pub const SUITES: &[&str] = &["boot"];
+
+/// One boot figure: which profile, what it is called in BENCH lines.
+struct Case {
+    profile: &'static str,
+    arch: Arch,
+    instructions: &'static str,
+    wall: &'static str,
+}
+
+const BOOT_CASES: [Case; 3] = [
+    Case {
+        profile: DEFAULT_X86_64,
+        arch: Arch::X86_64,
+        instructions: "boot.instructions_to_ready",
+        wall: "boot.qemu_wall_ms",
+    },
+    Case {
+        profile: MICROVM_X86_64,
+        arch: Arch::X86_64,
+        instructions: "boot.microvm.instructions_to_ready",
+        wall: "boot.microvm.qemu_wall_ms",
+    },
+    Case {
+        profile: DEFAULT_AARCH64,
+        arch: Arch::Aarch64,
+        instructions: "boot.aarch64.instructions_to_ready",
+        wall: "boot.aarch64.qemu_wall_ms",
+    },
+];
+
+/// What the runs of one case measured.
+struct Measured {
+    name: &'static str,
+    profile: &'static str,
+    /// Instructions per run (all equal when the boot is deterministic).
+    instructions: Vec<u64>,
+    /// Host wall clock from spawn to the ready line, per run.
+    wall_ms: Vec<f64>,
+    ready: Ready,
+}
+
+pub fn main(args: &Args) -> Result {
+    let suite = args.positionals.first().map(String::as_str).unwrap_or("boot");
+    if !SUITES.contains(&suite) {
+        return Err(Failure(format!("unknown bench suite {suite:?}; suites: {}", SUITES.join(", "))));
+    }
+    let runs: usize = args.parsed("runs")?.unwrap_or(3);
+    if runs == 0 {
+        return Err(Failure("--runs must be at least 1".into()));
+    }
+    boot(runs, args.switch("no-build"))
+}
+
+fn boot(runs: usize, no_build: bool) -> Result {
+    prereq::rust()?;
+    prereq::qemu(&Arch::ALL)?;
+    let mut problems = Vec::new();
+    let mut kernels = Vec::new();
+    for arch in Arch::ALL {
+        let kernel = if no_build {
+            pappus_tests::kernel_image(arch).map_err(Failure)
+        } else {
+            util::build_kernels(&[arch]).map(|mut k| k.remove(0).1)
+        };
+        match kernel {
+            Ok(path) => kernels.push((arch, path)),
+            Err(e) => problems.push(format!("{arch} kernel: {}", e.0)),
+        }
+    }
+
+    let mut measured = Vec::new();
+    for case in &BOOT_CASES {
+        let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == case.arch) else { continue };
+        match measure(case, kernel, runs) {
+            Ok(m) => {
+                let instructions = median_u64(&m.instructions);
+                println!("BENCH {} {instructions} instructions", case.instructions);
+                println!("BENCH {} {:.1} ms", case.wall, median_f64(&m.wall_ms));
+                if m.instructions.iter().any(|&i| i != instructions) {
+                    say(format!("{}: instruction counts differ across runs: {:?}", case.profile, m.instructions));
+                }
+                measured.push(m);
+            }
+            Err(e) => problems.push(format!("{}: {}", case.profile, e.0)),
+        }
+    }
+
+    let dir = pappus_tests::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let svg = dir.join("boot.svg");
+    std::fs::write(&svg, bar_chart(&measured))?;
+    let report = dir.join("report.md");
+    std::fs::write(&report, report_md(&measured, &problems, runs))?;
+    say(format!("report: {} (chart {})", relative(&report), relative(&svg)));
+
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure(format!("some boot figures are missing:\n  {}", problems.join("\n  "))))
+    }
+}
+
+fn measure(case: &Case, kernel: &PathBuf, runs: usize) -> Result<Measured> {
+    let mut instructions = Vec::new();
+    let mut wall_ms = Vec::new();
+    let mut last = None;
+    for run in 0..runs {
+        let mut qemu = Boot::profile(case.profile)
+            .kernel(kernel)
+            .icount(true)
+            .log_name(&format!("bench-{}-{run}", case.profile))
+            .time_limit(Duration::from_secs(300))
+            .spawn()?;
+        let line = qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
+        let wall = qemu.elapsed().as_secs_f64() * 1e3;
+        qemu.kill();
+        let ready = Ready::parse(&line)
+            .ok_or_else(|| Failure(format!("the ready line does not follow the protocol: {line:?}")))?;
+        if case.arch == Arch::Aarch64 && ready.tick_hz <= 0.0 {
+            return Err(Failure(format!("aarch64 ready line has no tick_hz: {line:?}")));
+        }
+        instructions.push(ready.icount_instructions(case.arch));
+        wall_ms.push(wall);
+        last = Some(ready);
+    }
+    let ready = last.ok_or_else(|| Failure("no runs".into()))?;
+    Ok(Measured { name: case.instructions, profile: case.profile, instructions, wall_ms, ready })
+}
+
+fn median_u64(values: &[u64]) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+fn median_f64(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn report_md(measured: &[Measured], problems: &[String], runs: usize) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Pappus boot benchmark\n");
+    let _ = writeln!(
+        md,
+        "Each profile booted {runs} time(s) under `-icount shift=0` (TCG), without `test`, until the \
+         kernel's `PAPPUS READY` line. *Instructions* are guest instructions from the kernel's first \
+         instruction to that line: the TSC delta on x86_64 (one tick per instruction under icount), \
+         `boot_ticks * 1e9 / tick_hz` on aarch64 (one instruction per virtual nanosecond). They do \
+         not include the firmware before the kernel. *Wall* is the host's clock from starting QEMU \
+         to reading the line (firmware and QEMU start-up included), median of the runs.\n"
+    );
+    let _ = writeln!(md, "![instructions to ready](boot.svg)\n");
+    let _ = writeln!(
+        md,
+        "| figure | profile | instructions | wall (ms) | deterministic | memory free / total | heap used / total |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---|---|---|");
+    for m in measured {
+        let instructions = median_u64(&m.instructions);
+        let _ = writeln!(
+            md,
+            "| `{}` | `{}` | {} | {:.1} | {} | {} / {} | {} / {} |",
+            m.name,
+            m.profile,
+            thousands(instructions),
+            median_f64(&m.wall_ms),
+            if m.instructions.iter().all(|&i| i == instructions) { "yes" } else { "no" },
+            util::human_bytes(m.ready.mem_free),
+            util::human_bytes(m.ready.mem_total),
+            util::human_bytes(m.ready.heap_used),
+            util::human_bytes(m.ready.heap_total),
+        );
+    }
+    if !problems.is_empty() {
+        let _ = writeln!(md, "\n## Missing figures\n");
+        for p in problems {
+            let _ = writeln!(md, "- {}", p.replace('\n', " "));
+        }
+    }
+    md
+}
+
+/// A horizontal bar chart of instructions to ready, one bar per profile.
+fn bar_chart(measured: &[Measured]) -> String {
+    const WIDTH: f64 = 720.0;
+    const LABEL: f64 = 170.0;
+    const BAR_H: f64 = 28.0;
+    const GAP: f64 = 14.0;
+    const TOP: f64 = 44.0;
+    let height = TOP + measured.len().max(1) as f64 * (BAR_H + GAP) + 10.0;
+    let max = measured.iter().map(|m| median_u64(&m.instructions)).max().unwrap_or(1).max(1) as f64;
+    let span = WIDTH - LABEL - 150.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r#"<text x="10" y="24" font-size="15" font-weight="bold">Guest instructions from first kernel instruction to PAPPUS READY (-icount shift=0)</text>"#
+    );
+    if measured.is_empty() {
+        let _ = writeln!(svg, r#"<text x="10" y="{}">no figures (see report.md)</text>"#, TOP + 18.0);
+    }
+    for (i, m) in measured.iter().enumerate() {
+        let value = median_u64(&m.instructions);
+        let y = TOP + i as f64 * (BAR_H + GAP);
+        let w = (value as f64 / max * span).max(1.0);
+        let _ = writeln!(svg, r#"<text x="10" y="{:.1}">{}</text>"#, y + BAR_H * 0.65, m.profile);
+        let _ = writeln!(svg, r##"<rect x="{LABEL}" y="{y:.1}" width="{w:.1}" height="{BAR_H}" fill="#3b73b9"/>"##);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            LABEL + w + 8.0,
+            y + BAR_H * 0.65,
+            thousands(value)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &'static str, profile: &'static str, instructions: u64) -> Measured {
+        let ready =
+            Ready::parse("PAPPUS READY boot_ticks=1 tick_hz=1 mem_total=2048 mem_free=1024 heap_total=10 heap_used=1")
+                .unwrap();
+        Measured { name, profile, instructions: vec![instructions; 3], wall_ms: vec![50.0, 40.0, 60.0], ready }
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(61187826), "61,187,826");
+        assert_eq!(median_u64(&[3, 1, 2]), 2);
+        assert_eq!(median_f64(&[50.0, 40.0, 60.0]), 50.0);
+    }
+
+    #[test]
+    fn report_and_chart() {
+        let measured = [
+            sample("boot.instructions_to_ready", "x86_64-q35", 2_000_000),
+            sample("boot.microvm", "x86_64-microvm", 1_000_000),
+        ];
+        let svg = bar_chart(&measured);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<rect x=").count(), 2);
+        assert!(svg.contains("2,000,000"));
+        let md = report_md(&measured, &["aarch64 kernel: build failed".into()], 3);
+        assert!(md.contains("| `boot.instructions_to_ready` | `x86_64-q35` | 2,000,000 | 50.0 | yes |"), "{md}");
+        assert!(md.contains("## Missing figures"));
+        assert!(bar_chart(&[]).contains("no figures"));
+    }
+}

@@ -1,0 +1,211 @@
+//! `cargo xtask`: the host tool that builds Pappus, boots it in QEMU, tests and benchmarks it.
+//!
+//! Progress goes to stderr; stdout carries only what scripts read (the `pappus ready: ` line,
+//! `BENCH` lines, the test summary).
+
+mod args;
+mod bench;
+mod prereq;
+mod run;
+mod util;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use pappus_qemu::Arch;
+
+use crate::args::{Args, Spec};
+use crate::util::{Failure, Result, cargo, say};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build   [--arch x86_64|aarch64|all]
+          build the kernel (release) for each architecture
+  run     [--port N] [--smp N] [--cpu MODEL] [--accel tcg|kvm|auto] [--arch x86_64|aarch64]
+          [--token-file F] [--profile NAME] [--append CMDLINE] [--no-build]
+          build and boot in QEMU; the serial log streams to stderr, and one line
+          `pappus ready: ...` goes to stdout when the kernel is ready. Ctrl-C ends it.
+  test    [--arch x86_64|aarch64|all] [--no-lint]
+          lint (fmt --check, clippy), host unit tests, kernel builds, QEMU integration tests
+  image   [--target x86_64|aarch64|all]
+          kernel ELFs for QEMU in target/images/ (--pxe/--disk come with bare-metal support)
+  bench   [boot] [--runs N] [--no-build]
+          benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
+  lint    [--arch x86_64|aarch64|all]
+          rustfmt --check and clippy -D warnings, host crates and the kernel per target
+
+QEMU profiles (qemu/profiles.toml): x86_64-q35 (default), x86_64-microvm, aarch64-virt";
+
+fn main() -> ExitCode {
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = words.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    if matches!(command.as_str(), "-h" | "--help" | "help") || rest.iter().any(|w| w == "--help" || w == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let (spec, action): (&Spec, fn(&Args) -> Result) = match command.as_str() {
+        "build" => (&BUILD_SPEC, build),
+        "run" => (&run::SPEC, run::main),
+        "test" => (&TEST_SPEC, test),
+        "image" => (&IMAGE_SPEC, image),
+        "bench" => (&bench::SPEC, bench::main),
+        "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
+        other => {
+            eprintln!("xtask: unknown command {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let args = match Args::parse(spec, rest) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("xtask {command}: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match action(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("xtask {command}: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const BUILD_SPEC: Spec = Spec { values: &["arch"], switches: &[], max_positionals: 0 };
+const TEST_SPEC: Spec = Spec { values: &["arch"], switches: &["no-lint"], max_positionals: 0 };
+const IMAGE_SPEC: Spec = Spec { values: &["target", "arch", "pxe"], switches: &["disk"], max_positionals: 0 };
+const LINT_SPEC: Spec = Spec { values: &["arch"], switches: &[], max_positionals: 0 };
+
+fn build(args: &Args) -> Result {
+    prereq::rust()?;
+    util::build_kernels(&util::arches(args.value("arch"))?)?;
+    Ok(())
+}
+
+fn image(args: &Args) -> Result {
+    for bare_metal in ["pxe", "disk"] {
+        if args.value(bare_metal).is_some() || args.switch(bare_metal) {
+            return Err(Failure(format!(
+                "--{bare_metal} images come with the bare-metal (UEFI/PXE loader) issue; \
+                 today `image` makes kernel ELFs for QEMU only"
+            )));
+        }
+    }
+    prereq::rust()?;
+    let arches = util::arches(args.value("target").or(args.value("arch")))?;
+    let dir = pappus_tests::target_dir().join("images");
+    std::fs::create_dir_all(&dir)?;
+    for (arch, kernel) in util::build_kernels(&arches)? {
+        let image = dir.join(format!("pappus-{arch}.elf"));
+        std::fs::copy(&kernel, &image)?;
+        println!("{}", util::relative(&image));
+    }
+    Ok(())
+}
+
+/// The commands `lint` runs: rustfmt over the workspace, clippy over the host crates (the
+/// workspace's default members) and over the kernel for each bare-metal target.
+fn lint_steps(arches: &[Arch]) -> Vec<(String, std::process::Command)> {
+    let mut steps = Vec::new();
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    steps.push(("rustfmt --check".to_string(), fmt));
+    let mut host = cargo();
+    host.args(["clippy", "--all-targets", "--", "-D", "warnings"]);
+    steps.push(("clippy (host crates)".to_string(), host));
+    for &arch in arches {
+        let mut kernel = cargo();
+        kernel.args(["clippy", "-p", "pappus-kernel", "--target", arch.kernel_target(), "--", "-D", "warnings"]);
+        steps.push((format!("clippy (kernel, {arch})"), kernel));
+    }
+    steps
+}
+
+fn lint(arches: &[Arch]) -> Result {
+    prereq::rust()?;
+    let mut failed = Vec::new();
+    for (name, command) in lint_steps(arches) {
+        if let Err(e) = util::run(command) {
+            say(format!("{name}: {}", e.0));
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(Failure(format!("lint failed: {}", failed.join(", ")))) }
+}
+
+/// One named step of `test` and how it went.
+struct Suite {
+    name: String,
+    result: Result,
+    seconds: f64,
+}
+
+fn suite(name: &str, f: impl FnOnce() -> Result) -> Suite {
+    say(format!("=== {name}"));
+    let started = Instant::now();
+    let result = f();
+    Suite { name: name.to_string(), result, seconds: started.elapsed().as_secs_f64() }
+}
+
+/// `cargo xtask test`: lint (unless `--no-lint`: fmt and clippy are cheap next to the QEMU
+/// runs, and CI is where they must hold), host unit tests, kernel builds, QEMU integration tests.
+/// Every suite runs even when an earlier one failed, except that the QEMU tests need kernels.
+fn test(args: &Args) -> Result {
+    let arches = util::arches(args.value("arch"))?;
+    prereq::rust()?;
+    prereq::qemu(&arches)?;
+
+    let mut suites = Vec::new();
+    if !args.switch("no-lint") {
+        suites.push(suite("lint", || lint(&arches)));
+    }
+    suites.push(suite("host unit tests", || {
+        let mut command = cargo();
+        command.args(["test", "--no-fail-fast"]).env_remove(pappus_tests::QEMU_TESTS_ENV);
+        util::run(command)
+    }));
+    let mut kernels = Vec::new();
+    suites.push(suite("kernel build", || {
+        kernels = util::build_kernels(&arches)?;
+        Ok(())
+    }));
+    if kernels.len() == arches.len() {
+        suites.push(suite("qemu integration tests", || {
+            let mut command = cargo();
+            command.args(["test", "--no-fail-fast", "-p", "pappus-tests", "--test", "harness"]);
+            for arch in &arches {
+                command.args(["--test", arch.as_str()]);
+            }
+            // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
+            // and parallel TCG guests on a small CI machine would starve each other.
+            command.args(["--", "--test-threads=1"]);
+            command.env(pappus_tests::QEMU_TESTS_ENV, "1");
+            for (arch, kernel) in &kernels {
+                command.env(pappus_tests::kernel_env_var(*arch), kernel);
+            }
+            util::run(command)
+        }));
+    } else {
+        suites.push(Suite {
+            name: "qemu integration tests".into(),
+            result: Err(Failure("not run: a kernel did not build".into())),
+            seconds: 0.0,
+        });
+    }
+
+    eprintln!();
+    for s in &suites {
+        match &s.result {
+            Ok(()) => say(format!("{:<24} ok      ({:.1} s)", s.name, s.seconds)),
+            Err(e) => say(format!("{:<24} FAILED  ({:.1} s): {}", s.name, s.seconds, e.0)),
+        }
+    }
+    let failed = suites.iter().filter(|s| s.result.is_err()).count();
+    println!("{} passed, {failed} failed", suites.len() - failed);
+    if failed == 0 { Ok(()) } else { Err(Failure(format!("{failed} suite(s) failed"))) }
+}

@@ -1,0 +1,46 @@
+//! aarch64 boots under the virt profile.
+//!
+//! These need a built kernel and QEMU; they run under `cargo xtask test` (which sets
+//! `PAPPUS_QEMU_TESTS=1`) and print a skip line under a plain `cargo test`.
+
+use std::time::Duration;
+
+use pappus_tests::protocol::SelftestDone;
+use pappus_tests::{Arch, Boot, Marker, Qemu, SelftestReport, kernel_image, qemu_tests_enabled};
+
+const STEP: Duration = Duration::from_secs(60);
+
+fn boot(test: &str, cmdline: &str) -> Option<Qemu> {
+    if !qemu_tests_enabled(test) {
+        return None;
+    }
+    let kernel = kernel_image(Arch::Aarch64).unwrap_or_else(|e| panic!("{e}"));
+    let qemu = Boot::arch(Arch::Aarch64)
+        .kernel(kernel)
+        .cmdline(cmdline)
+        .log_name(test)
+        .time_limit(Duration::from_secs(180))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    Some(qemu)
+}
+
+#[test]
+fn virt_boots_to_banner() {
+    let Some(mut qemu) = boot("aarch64-banner", "") else { return };
+    qemu.wait_for(Marker::words(&["pappus", "aarch64"]), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.kill();
+}
+
+#[test]
+fn virt_selftests_pass() {
+    let Some(mut qemu) = boot("aarch64-selftests", "test") else { return };
+    qemu.wait_for(Marker::words(&["pappus", "aarch64"]), STEP).unwrap_or_else(|e| panic!("{e}"));
+    let done = qemu.wait_for(Marker::starts_with("SELFTEST DONE"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.expect_pass(STEP).unwrap_or_else(|e| panic!("{e}"));
+    let tail = qemu.tail(60);
+    let done = SelftestDone::parse(&done).unwrap_or_else(|| panic!("bad DONE line {done:?}\n{tail}"));
+    assert_eq!(done.failed, 0, "{tail}");
+    let report = SelftestReport::from_lines(&qemu.lines());
+    assert_eq!(report.failed().count(), 0, "{tail}");
+}
