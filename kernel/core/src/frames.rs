@@ -115,7 +115,10 @@ impl<'a> FrameAllocator<'a> {
             return self.alloc();
         }
         let step = (align.max(PAGE_SIZE) / PAGE_SIZE).max(1);
-        let mut start = 0;
+        // Start at the first word with a free frame: on Arm, RAM begins at 1 GiB, so the bitmap
+        // opens with 262,144 frames that are never free.
+        let first = self.bits.iter().position(|&w| w != u64::MAX).unwrap_or(self.bits.len()) as u64 * 64;
+        let mut start = first.div_ceil(step) * step;
         while count > 0 && start + count <= self.frames {
             match (start..start + count).find(|&f| self.get(f)) {
                 None => {

@@ -1,0 +1,273 @@
+//! The aarch64 boot entry: QEMU `virt` (`-kernel` with an ELF), or any loader that enters the
+//! image at `_start` at EL1 or EL2 with the MMU off and `x0` pointing at a device tree.
+//!
+//! The assembly below reads CNTVCT_EL0 first (the boot benchmark's zero), parks every CPU but
+//! the boot CPU, drops from EL2 to EL1 if need be, enables FP/SIMD (the target uses NEON),
+//! turns the MMU on over early identity-mapped tables (1 GiB blocks: the first GiB Device,
+//! the next three Normal write-back), installs the exception vectors, sets up the boot stack,
+//! zeroes `.bss` and calls [`boot_entry`]. With the MMU off every data access is Device memory,
+//! where unaligned accesses fault, so no Rust runs before the MMU is on. Rust then reads the
+//! device tree and later replaces the early tables with its own (see `paging.rs`).
+//!
+//! QEMU puts the device tree of a non-Linux ELF at the start of RAM (0x4000_0000) and does not
+//! set `x0`; a Linux-style loader passes it in `x0`. Both are tried. QEMU does so only when the
+//! tree fits below the image, and `virt`'s tree is 1 MiB: hence the image's link address of
+//! 0x4020_0000 (at 0x4008_0000 QEMU silently leaves the tree out).
+
+use core::arch::global_asm;
+
+use fdt::Fdt;
+use kcore::memmap::{MemoryMap, Region, RegionKind};
+
+use super::stacks;
+use crate::boot::BootInfo;
+use crate::boot_cell::BootCell;
+
+/// MAIR_EL1: attr0 Device-nGnRnE, attr1 Normal write-back RW-allocate, attr2 Normal
+/// non-cacheable, attr3 Device-nGnRE.
+pub const MAIR: u64 = 0x0444_ff00;
+/// TCR_EL1 for the early tables: T0SZ = 25 (39-bit VA, walks start at level 1), 4 KiB granule,
+/// walks inner/outer write-back, inner shareable, TTBR1 walks disabled (EPD1). IPS is filled in
+/// from ID_AA64MMFR0_EL1.PARange.
+const EARLY_TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
+/// A 1 GiB block: Device-nGnRnE, access flag, execute-never at EL1 and EL0.
+const EARLY_DEVICE_BLOCK: u64 = 0x1 | (1 << 10) | (1 << 53) | (1 << 54);
+/// A 1 GiB block: Normal write-back, inner shareable, access flag, EL1 RWX, EL0 execute-never.
+const EARLY_NORMAL_BLOCK: u64 = 0x1 | (1 << 2) | (3 << 8) | (1 << 10) | (1 << 54);
+/// SCTLR_EL1 bits set: M (MMU), C (data cache), SA (stack alignment check), I (instruction cache).
+const SCTLR_SET: u64 = (1 << 0) | (1 << 2) | (1 << 3) | (1 << 12);
+/// SCTLR_EL1 bits cleared: A (alignment faults), WXN, E0E and EE (little-endian data).
+const SCTLR_CLEAR: u64 = (1 << 1) | (1 << 19) | (1 << 24) | (1 << 25);
+
+global_asm!(
+    r#"
+    .section .text.boot, "ax"
+    .global _start
+_start:
+    mrs x19, cntvct_el0         /* the boot benchmark's zero, before anything else */
+    mov x20, x0                 /* the device tree, if the loader passed one */
+
+    /* Only the boot CPU (affinity 0.0.0.0) goes on; any other waits here for good. */
+    mrs x1, mpidr_el1
+    ldr x2, =0xff00ffffff       /* Aff3, Aff2, Aff1, Aff0 */
+    and x1, x1, x2
+    cbnz x1, 9f
+
+    /* From EL2 (QEMU's virtualization=on, some firmware): run the kernel at EL1. */
+    mrs x1, CurrentEL
+    ubfx x1, x1, #2, #2
+    cmp x1, #2
+    b.ne 1f
+    mov x1, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64 */
+    msr hcr_el2, x1
+    mov x1, #3                  /* CNTHCTL_EL2: EL1 may read the counters and timers */
+    msr cnthctl_el2, x1
+    msr cntvoff_el2, xzr
+    mov x1, #0x33ff             /* CPTR_EL2: no FP/SIMD traps */
+    msr cptr_el2, x1
+    msr hstr_el2, xzr
+    mov x1, #0x3c5              /* SPSR_EL2: EL1h, DAIF masked */
+    msr spsr_el2, x1
+    adr x1, 1f
+    msr elr_el2, x1
+    eret
+
+1:  msr daifset, #0xf
+    mov x1, #(3 << 20)          /* CPACR_EL1.FPEN: no FP/SIMD traps at EL1 or EL0 */
+    msr cpacr_el1, x1
+    isb
+
+    /* The MMU, over the early identity map. */
+    ldr x1, ={mair}
+    msr mair_el1, x1
+    mrs x2, id_aa64mmfr0_el1
+    and x2, x2, #7              /* PARange -> TCR_EL1.IPS */
+    ldr x1, ={tcr}
+    bfi x1, x2, #32, #3
+    msr tcr_el1, x1
+    adrp x1, boot_l1
+    msr ttbr0_el1, x1
+    isb
+    tlbi vmalle1
+    dsb nsh
+    isb
+    mrs x1, sctlr_el1
+    ldr x2, ={sctlr_set}
+    orr x1, x1, x2
+    ldr x2, ={sctlr_clear}
+    bic x1, x1, x2
+    msr sctlr_el1, x1
+    isb
+    ic iallu
+    dsb nsh
+    isb
+
+    adrp x1, {vectors}
+    add x1, x1, :lo12:{vectors}
+    msr vbar_el1, x1
+
+    ldr x1, ={stacks} + {stack_size}
+    mov sp, x1
+
+    adrp x1, __bss_start
+    add x1, x1, :lo12:__bss_start
+    adrp x2, __bss_end
+    add x2, x2, :lo12:__bss_end
+2:  cmp x1, x2
+    b.hs 3f
+    stp xzr, xzr, [x1], #16
+    b 2b
+
+3:  isb
+    mov x29, xzr
+    mov x30, xzr
+    mov x0, x20
+    mov x1, x19
+    bl {entry}
+
+9:  wfe
+    b 9b
+    .ltorg
+
+    .section .rodata.boot_l1, "a"
+    .p2align 12
+boot_l1:
+    .quad {device}                      /* 0 - 1 GiB: MMIO */
+    .quad (1 << 30) | {normal}          /* 1 - 4 GiB: RAM (QEMU virt puts RAM at 1 GiB) */
+    .quad (2 << 30) | {normal}
+    .quad (3 << 30) | {normal}
+    .fill 508, 8, 0
+    "#,
+    mair = const MAIR,
+    tcr = const EARLY_TCR,
+    sctlr_set = const SCTLR_SET,
+    sctlr_clear = const SCTLR_CLEAR,
+    device = const EARLY_DEVICE_BLOCK,
+    normal = const EARLY_NORMAL_BLOCK,
+    vectors = sym super::traps::exception_vectors,
+    stacks = sym stacks::BOOT_STACKS,
+    stack_size = const stacks::BLOCK,
+    entry = sym boot_entry,
+);
+
+/// Where QEMU puts the device tree of a non-Linux ELF kernel: the start of RAM.
+const QEMU_DTB: u64 = 0x4000_0000;
+const FDT_MAGIC: u32 = 0xd00d_feed;
+const CMDLINE_MAX: usize = 4096;
+/// RAM ranges kept for the page tables (the memory map proper has the reservations cut out).
+const MAX_RAM: usize = 16;
+
+/// The command line, copied out of the device tree before that memory becomes usable RAM.
+static CMDLINE: BootCell<[u8; CMDLINE_MAX]> = BootCell::new([0; CMDLINE_MAX]);
+
+unsafe extern "C" {
+    static __kernel_phys_start: u8;
+    static __kernel_phys_end: u8;
+}
+
+/// What the device tree says that later code needs (set once, before `kernel_main`).
+pub struct Platform {
+    /// RAM as the `/memory` nodes describe it, whole.
+    pub ram: [(u64, u64); MAX_RAM],
+    pub ram_count: usize,
+    /// `hvc` or `smc`, from `/psci`'s `method`.
+    pub psci_smc: bool,
+    pub dtb: (u64, u64),
+}
+
+static PLATFORM: BootCell<Platform> =
+    BootCell::new(Platform { ram: [(0, 0); MAX_RAM], ram_count: 0, psci_smc: false, dtb: (0, 0) });
+
+impl Platform {
+    pub fn ram(&self) -> &[(u64, u64)] {
+        &self.ram[..self.ram_count]
+    }
+}
+
+/// The device tree's findings (read-only after boot).
+pub fn platform() -> &'static Platform {
+    // SAFETY: written only by `boot_entry` before anything else runs, read-only afterwards.
+    unsafe { &*PLATFORM.get() }
+}
+
+/// Finds the device tree: `x0`, else the start of RAM.
+fn find_dtb(x0: u64) -> Option<u64> {
+    [x0, QEMU_DTB].into_iter().find(|&addr| {
+        // SAFETY: the early tables map 1-4 GiB as Normal memory; a candidate outside that range
+        // is not read. The header's first word is 4-aligned as the format requires.
+        addr % 8 == 0
+            && ((1 << 30)..(4 << 30) - 64).contains(&addr)
+            && u32::from_be(unsafe { (addr as *const u32).read_volatile() }) == FDT_MAGIC
+    })
+}
+
+extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
+    let dtb = find_dtb(x0).unwrap_or_else(|| panic!("no device tree: x0={x0:#x} and {QEMU_DTB:#x} hold no FDT magic"));
+    // SAFETY: `dtb` holds a device tree header (magic checked); the tree lies in early-mapped RAM.
+    let fdt = unsafe { Fdt::from_ptr(dtb as *const u8) }.unwrap_or_else(|e| panic!("device tree at {dtb:#x}: {e:?}"));
+    let dtb_end = dtb + fdt.total_size() as u64;
+
+    // SAFETY: runs once, on the boot CPU, before anything reads PLATFORM.
+    let platform = unsafe { &mut *PLATFORM.get() };
+    platform.dtb = (dtb, dtb_end);
+    // Memory nodes are named `memory@<unit>` (checking the name first keeps the walk cheap).
+    let is_memory = |n: &fdt::node::FdtNode<'_, '_>| {
+        n.name.starts_with("memory") && n.property("device_type").and_then(|p| p.as_str()) == Some("memory")
+    };
+    for node in fdt.all_nodes().filter(is_memory) {
+        for reg in node.reg().into_iter().flatten() {
+            let start = reg.starting_address as u64;
+            let end = start + reg.size.unwrap_or(0) as u64;
+            if end > start && platform.ram_count < MAX_RAM {
+                platform.ram[platform.ram_count] = (start, end);
+                platform.ram_count += 1;
+            }
+        }
+    }
+    platform.psci_smc =
+        fdt.find_node("/psci").and_then(|n| n.property("method")).and_then(|p| p.as_str()) == Some("smc");
+    let raw = platform.ram().iter().map(|&(start, end)| Region { start, end, kind: RegionKind::Usable });
+    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("device tree memory: {e}"));
+
+    // The device tree, the kernel image and everything below it (firmware, boot data), the
+    // reservation block and /reserved-memory.
+    let (image_start, image_end) = kernel_image();
+    let reserve = |memory: &mut MemoryMap, start: u64, end: u64| {
+        memory.reserve(start, end).unwrap_or_else(|e| panic!("reserving {start:#x}..{end:#x}: {e}"));
+    };
+    reserve(&mut memory, dtb, dtb_end);
+    reserve(&mut memory, 0, image_end.max(image_start));
+    for r in fdt.memory_reservations() {
+        let start = r.address() as u64;
+        reserve(&mut memory, start, start + r.size() as u64);
+    }
+    if let Some(node) = fdt.find_node("/reserved-memory") {
+        for reg in node.children().filter_map(|c| c.reg()).flatten() {
+            let start = reg.starting_address as u64;
+            reserve(&mut memory, start, start + reg.size.unwrap_or(0) as u64);
+        }
+    }
+
+    let bootargs = fdt.find_node("/chosen").and_then(|n| n.property("bootargs")).and_then(|p| p.as_str());
+    let cmdline = copy_cmdline(bootargs.unwrap_or(""));
+
+    crate::time::set_boot_ticks(entry_ticks);
+    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, rsdp: None })
+}
+
+/// The kernel image's physical extent, from the linker script.
+pub fn kernel_image() -> (u64, u64) {
+    // Linker-defined symbols; only their addresses are used.
+    (&raw const __kernel_phys_start as u64, &raw const __kernel_phys_end as u64)
+}
+
+fn copy_cmdline(src: &str) -> &'static str {
+    // SAFETY: runs once, on the boot CPU, before anything else reads CMDLINE.
+    let buf = unsafe { &mut *CMDLINE.get() };
+    let mut len = src.len().min(CMDLINE_MAX);
+    while !src.is_char_boundary(len) {
+        len -= 1;
+    }
+    buf[..len].copy_from_slice(&src.as_bytes()[..len]);
+    core::str::from_utf8(&buf[..len]).unwrap_or("")
+}

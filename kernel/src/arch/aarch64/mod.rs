@@ -1,0 +1,137 @@
+//! aarch64: device-tree boot at EL1 (QEMU `virt`), translation tables, exception vectors,
+//! the generic timer's counter, PSCI and semihosting for leaving QEMU.
+
+mod boot;
+mod paging;
+mod selftests;
+mod stacks;
+mod traps;
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, ID_AA64MMFR0_EL1, MIDR_EL1, Readable};
+use drivers::serial::pl011::Pl011;
+use spin::Mutex;
+
+use crate::boot::BootInfo;
+
+pub use selftests::selftests;
+
+pub const NAME: &str = "aarch64";
+
+/// QEMU `virt`'s PL011 UART (mapped Device memory by the early and the final tables).
+const UART_BASE: usize = 0x0900_0000;
+
+/// PSCI 0.2+ SYSTEM_OFF (SMC32 function id).
+const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+/// Semihosting SYS_EXIT and ADP_Stopped_ApplicationExit.
+const SYS_EXIT: u64 = 0x18;
+const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
+
+static UART: Mutex<Pl011> = Mutex::new(uart());
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+const fn uart() -> Pl011 {
+    // SAFETY: QEMU virt has a PL011 at UART_BASE, identity-mapped as Device memory from the first
+    // instruction that can reach here; only this module drives it (through UART, or a fresh
+    // handle for a report while UART is held).
+    unsafe { Pl011::new(NonNull::new_unchecked(UART_BASE as *mut u32)) }
+}
+
+pub fn console_write(bytes: &[u8]) {
+    // A fault report may arrive while the UART is held by the code that faulted: write anyway
+    // rather than deadlock (the device is stateless between bytes).
+    match UART.try_lock() {
+        Some(mut uart) => uart.write_bytes(bytes),
+        None => uart().write_bytes(bytes),
+    }
+}
+
+pub fn ticks() -> u64 {
+    barrier::isb(barrier::SY); // no reading the counter ahead of earlier instructions
+    CNTVCT_EL0.get()
+}
+
+pub fn ticks_per_second() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+pub fn clock_source() -> &'static str {
+    "CNTVCT_EL0 at CNTFRQ_EL0"
+}
+
+pub fn phys_to_virt(phys: u64) -> *mut u8 {
+    phys as *mut u8
+}
+
+/// The kernel's translation tables; exception vectors are in place since the entry code.
+pub fn init(_info: &BootInfo) {
+    paging::init();
+    let platform = boot::platform();
+    log::info!(
+        "cpu: MIDR {:#x} at EL{}, PARange {}, vectors at {:#x}, PSCI via {}, device tree at {:#x} ({} bytes)",
+        MIDR_EL1.get(),
+        CurrentEL.read(CurrentEL::EL),
+        ID_AA64MMFR0_EL1.get() & 7,
+        traps::vectors(),
+        if platform.psci_smc { "smc" } else { "hvc" },
+        platform.dtb.0,
+        platform.dtb.1 - platform.dtb.0
+    );
+}
+
+fn mask_interrupts() {
+    // SAFETY: masks debug, SError, IRQ and FIQ on this CPU; touches no memory.
+    unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
+}
+
+/// Ends a test run: PSCI SYSTEM_OFF when it passed (QEMU exits 0), semihosting SYS_EXIT with
+/// code 1 when it failed (QEMU needs `-semihosting`); if neither ends the machine, halt.
+pub fn exit(passed: bool) -> ! {
+    mask_interrupts();
+    // Once only: without semihosting `hlt` is an undefined instruction, whose report calls here.
+    if !EXITING.swap(true, Ordering::SeqCst) {
+        if passed {
+            psci_system_off();
+        } else {
+            semihosting_exit(1);
+        }
+    }
+    halt_forever()
+}
+
+fn psci_system_off() {
+    if boot::platform().psci_smc {
+        // SAFETY: a PSCI call; SYSTEM_OFF does not return when it works, and SMCCC lets the
+        // firmware clobber x0-x17 (declared) when it does not.
+        unsafe { core::arch::asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, clobber_abi("C"), options(nostack)) };
+    } else {
+        // SAFETY: as above, through the hypervisor conduit.
+        unsafe { core::arch::asm!("hvc #0", inout("x0") PSCI_SYSTEM_OFF => _, clobber_abi("C"), options(nostack)) };
+    }
+}
+
+fn semihosting_exit(code: u64) {
+    let block = [ADP_STOPPED_APPLICATION_EXIT, code];
+    // SAFETY: the semihosting call reads the two-word block at x1; it ends QEMU when
+    // semihosting is enabled (otherwise `hlt` traps as an undefined instruction).
+    unsafe {
+        core::arch::asm!("hlt #0xf000", inout("x0") SYS_EXIT => _, in("x1") block.as_ptr(), options(nostack, readonly));
+    }
+}
+
+fn halt_forever() -> ! {
+    mask_interrupts();
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}
+
+/// Waits for interrupts forever (no interrupt sources are enabled yet).
+pub fn idle() -> ! {
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}

@@ -1,0 +1,281 @@
+//! The kernel's translation tables: 48-bit VA, 4 KiB granule, TTBR0_EL1, identity-mapped.
+//!
+//! [`init`] replaces the entry code's early 1 GiB-block map with tables that map
+//! - the first GiB (QEMU virt's MMIO) as one Device-nGnRnE block, execute-never;
+//! - every RAM range of the device tree as Normal write-back, read-write, execute-never, in
+//!   2 MiB blocks where they fit, except
+//! - the kernel image, in 4 KiB pages: text read-only executable, rodata read-only, data and
+//!   bss read-write; the stack guard pages are left unmapped.
+//!
+//! Physical memory stays identity-mapped (`phys_to_virt` is the identity), which the table
+//! code itself relies on to reach the tables.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aarch64_cpu::registers::{ID_AA64MMFR0_EL1, Readable};
+use spin::Mutex;
+
+use super::{boot, stacks};
+use crate::mm;
+
+pub const PAGE: u64 = 4096;
+const ENTRIES: usize = 512;
+
+const VALID: u64 = 1 << 0;
+/// At levels 0-2: a table descriptor (else a block); at level 3 it must be set (a page).
+const TABLE: u64 = 1 << 1;
+const ATTR_DEVICE: u64 = 0 << 2; // MAIR attr0
+const ATTR_NORMAL: u64 = 1 << 2; // MAIR attr1
+const ATTR_MASK: u64 = 7 << 2;
+const AP_USER: u64 = 1 << 6;
+const AP_READ_ONLY: u64 = 1 << 7;
+const INNER_SHAREABLE: u64 = 3 << 8;
+const ACCESSED: u64 = 1 << 10;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+
+/// TCR_EL1: T0SZ = 16 (48-bit VA, walks start at level 0), 4 KiB granule, walks inner/outer
+/// write-back and inner shareable, TTBR1 walks disabled; IPS from ID_AA64MMFR0_EL1.PARange.
+const TCR: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
+
+/// How a page is mapped, in the terms the kernel cares about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub writable: bool,
+    pub executable: bool,
+    pub user: bool,
+    pub device: bool,
+}
+
+impl Mapping {
+    pub const DATA: Mapping = Mapping { writable: true, executable: false, user: false, device: false };
+    pub const RODATA: Mapping = Mapping { writable: false, executable: false, user: false, device: false };
+    pub const TEXT: Mapping = Mapping { writable: false, executable: true, user: false, device: false };
+    pub const DEVICE: Mapping = Mapping { writable: true, executable: false, user: false, device: true };
+
+    fn bits(self) -> u64 {
+        let mut d = ACCESSED | if self.device { ATTR_DEVICE } else { ATTR_NORMAL | INNER_SHAREABLE };
+        if !self.writable {
+            d |= AP_READ_ONLY;
+        }
+        if self.user {
+            d |= AP_USER | PXN; // never executable by the kernel
+            if !self.executable {
+                d |= UXN;
+            }
+        } else {
+            d |= UXN;
+            if !self.executable {
+                d |= PXN;
+            }
+        }
+        d
+    }
+
+    fn from_bits(d: u64) -> Self {
+        let user = d & AP_USER != 0;
+        Mapping {
+            writable: d & AP_READ_ONLY == 0,
+            executable: if user { d & UXN == 0 } else { d & PXN == 0 },
+            user,
+            device: d & ATTR_MASK == ATTR_DEVICE,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    AlreadyMapped,
+    NotMapped,
+    /// The address lies inside a larger block mapping.
+    InsideBlock,
+    Unaligned,
+    OutOfFrames,
+}
+
+/// Physical address of the level-0 table (0 before [`init`]).
+static ROOT: AtomicU64 = AtomicU64::new(0);
+/// Serialises changes to the tables.
+static LOCK: Mutex<()> = Mutex::new(());
+
+global_asm!(
+    r#"
+    .section .text.paging, "ax"
+    /* x0 = new TTBR0_EL1, x1 = new TCR_EL1. The MMU goes off for the switch, so that no TLB
+       entry of the old tables can conflict with the new ones; nothing here touches memory. */
+    .global aarch64_switch_tables
+aarch64_switch_tables:
+    dsb ish
+    isb
+    mrs x2, sctlr_el1
+    bic x3, x2, #1
+    msr sctlr_el1, x3
+    isb
+    msr ttbr0_el1, x0
+    msr tcr_el1, x1
+    isb
+    tlbi vmalle1
+    dsb nsh
+    isb
+    msr sctlr_el1, x2
+    isb
+    ret
+    "#
+);
+
+unsafe extern "C" {
+    fn aarch64_switch_tables(ttbr0: u64, tcr: u64);
+    static __text_start: u8;
+    static __text_end: u8;
+    static __rodata_start: u8;
+    static __rodata_end: u8;
+}
+
+fn table(phys: u64) -> &'static mut [u64; ENTRIES] {
+    // SAFETY: `phys` is a table frame this module allocated (4 KiB, aligned, identity-mapped);
+    // callers hold LOCK (or run before any other CPU or table user exists).
+    unsafe { &mut *(phys as *mut [u64; ENTRIES]) }
+}
+
+fn index(virt: u64, level: u32) -> usize {
+    ((virt >> (39 - 9 * level)) & 0x1ff) as usize
+}
+
+fn alloc_table() -> Result<u64, MapError> {
+    mm::alloc_frame().ok_or(MapError::OutOfFrames) // zeroed: all entries invalid
+}
+
+/// Installs a block (level 1: 1 GiB, level 2: 2 MiB) or page (level 3) descriptor.
+fn map_at(root: u64, virt: u64, phys: u64, level: u32, m: Mapping) -> Result<(), MapError> {
+    let size = 1u64 << (39 - 9 * level);
+    if !virt.is_multiple_of(size) || !phys.is_multiple_of(size) {
+        return Err(MapError::Unaligned);
+    }
+    let mut t = root;
+    for l in 0..level {
+        let e = &mut table(t)[index(virt, l)];
+        if *e & VALID == 0 {
+            *e = alloc_table()? | VALID | TABLE;
+        } else if *e & TABLE == 0 {
+            return Err(MapError::InsideBlock);
+        }
+        t = *e & ADDR_MASK;
+    }
+    let e = &mut table(t)[index(virt, level)];
+    if *e & VALID != 0 {
+        return Err(MapError::AlreadyMapped);
+    }
+    *e = phys | m.bits() | VALID | if level == 3 { TABLE } else { 0 };
+    Ok(())
+}
+
+fn invalidate(virt: u64) {
+    // SAFETY: TLB maintenance for one page; `dsb` orders it after the table write.
+    unsafe {
+        core::arch::asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", "isb", in(reg) virt >> 12, options(nostack));
+    }
+}
+
+/// Maps one 4 KiB page.
+pub fn map_page(virt: u64, phys: u64, m: Mapping) -> Result<(), MapError> {
+    let _guard = LOCK.lock();
+    map_at(ROOT.load(Ordering::Relaxed), virt, phys, 3, m)?;
+    invalidate(virt);
+    Ok(())
+}
+
+/// Unmaps one 4 KiB page (its table stays).
+pub fn unmap_page(virt: u64) -> Result<(), MapError> {
+    let _guard = LOCK.lock();
+    let mut t = ROOT.load(Ordering::Relaxed);
+    for l in 0..3 {
+        let e = table(t)[index(virt, l)];
+        if e & VALID == 0 {
+            return Err(MapError::NotMapped);
+        }
+        if e & TABLE == 0 {
+            return Err(MapError::InsideBlock);
+        }
+        t = e & ADDR_MASK;
+    }
+    let e = &mut table(t)[index(virt, 3)];
+    if *e & VALID == 0 {
+        return Err(MapError::NotMapped);
+    }
+    *e = 0;
+    invalidate(virt);
+    Ok(())
+}
+
+/// The physical address and mapping of `virt`, walking the live tables.
+pub fn translate(virt: u64) -> Option<(u64, Mapping)> {
+    let mut t = ROOT.load(Ordering::Relaxed);
+    if t == 0 || virt >> 48 != 0 {
+        return None;
+    }
+    for level in 0..=3 {
+        let e = table(t)[index(virt, level)];
+        if e & VALID == 0 {
+            return None;
+        }
+        if level == 3 || e & TABLE == 0 {
+            let size = 1u64 << (39 - 9 * level);
+            let phys = (e & ADDR_MASK & !(size - 1)) | (virt & (size - 1));
+            return Some((phys, Mapping::from_bits(e)));
+        }
+        t = e & ADDR_MASK;
+    }
+    None
+}
+
+/// Builds the kernel's tables from the device tree's RAM and switches to them.
+pub fn init() {
+    let root = alloc_table().unwrap_or_else(|e| panic!("page tables: {e:?}"));
+    let map = |virt: u64, level: u32, m: Mapping| {
+        map_at(root, virt, virt, level, m).unwrap_or_else(|e| panic!("page tables: mapping {virt:#x}: {e:?}"));
+    };
+    map(0, 1, Mapping::DEVICE);
+
+    let (image_start, image_end) = boot::kernel_image();
+    // Linker-defined symbols; only their addresses are used.
+    let text = (&raw const __text_start as u64, &raw const __text_end as u64);
+    let rodata = (&raw const __rodata_start as u64, &raw const __rodata_end as u64);
+    let guards = stacks::guard_pages();
+    const BLOCK: u64 = 2 << 20;
+    for &(start, end) in boot::platform().ram() {
+        let mut addr = start.next_multiple_of(PAGE);
+        let end = end & !(PAGE - 1);
+        while addr < end {
+            let block_fits = addr % BLOCK == 0 && addr + BLOCK <= end;
+            let holds_image = addr < image_end && addr + BLOCK > image_start;
+            if block_fits && !holds_image {
+                map(addr, 2, Mapping::DATA);
+                addr += BLOCK;
+                continue;
+            }
+            let m = if (text.0..text.1).contains(&addr) {
+                Some(Mapping::TEXT)
+            } else if (rodata.0..rodata.1).contains(&addr) {
+                Some(Mapping::RODATA)
+            } else if guards.contains(&addr) {
+                None
+            } else {
+                Some(Mapping::DATA)
+            };
+            if let Some(m) = m {
+                map(addr, 3, m);
+            }
+            addr += PAGE;
+        }
+    }
+
+    let pa_range = ID_AA64MMFR0_EL1.get() & 7;
+    ROOT.store(root, Ordering::Relaxed);
+    // SAFETY: the new tables map everything the kernel touches exactly as the early tables do
+    // (identity, same memory types), less the guard pages and with tighter permissions; the
+    // switch routine runs with the MMU off between the old and new tables.
+    unsafe { aarch64_switch_tables(root, TCR | (pa_range << 32)) };
+    log::debug!("paging: root table at {root:#x}, PARange {pa_range}");
+}
