@@ -5,4 +5,8 @@
 
 #![no_std]
 
+extern crate alloc;
+
+pub mod net;
+pub mod pci;
 pub mod serial;

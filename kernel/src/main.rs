@@ -14,9 +14,15 @@ mod arch;
 mod boot;
 mod boot_cell;
 mod console;
+#[cfg(target_arch = "x86_64")]
+mod frontdoor;
 mod mm;
+#[cfg(target_arch = "x86_64")]
+mod net;
 mod panic;
 mod selftest;
+#[cfg(target_arch = "x86_64")]
+mod serve;
 mod time;
 
 use kcore::cmdline::CommandLine;
@@ -60,6 +66,28 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         arch::exit(passed);
     }
 
+    #[cfg(target_arch = "x86_64")]
+    if let Some(mut net) = net::init(&cmdline) {
+        let door = frontdoor::FrontDoor::new(&mut net);
+        let address = serve::wait_for_address(&mut net);
+        let frames = mm::frame_stats();
+        let heap = mm::heap_stats();
+        console::println(format_args!(
+            "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={} ip={} port={}",
+            time::ticks().saturating_sub(info.entry_ticks),
+            time::ticks_per_second(),
+            frames.total * 4096,
+            frames.free * 4096,
+            heap.total,
+            heap.used,
+            address,
+            frontdoor::PORT
+        ));
+        serve::forever(net, door);
+    }
+
+    let frames = mm::frame_stats();
+    let heap = mm::heap_stats();
     console::println(format_args!(
         "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={}",
         time::ticks().saturating_sub(info.entry_ticks),

@@ -75,6 +75,11 @@ fn frames() -> Outcome {
     check(mm::free_frame(a).is_err(), || "double free was accepted".into())?;
     mm::free_frame(b).map_err(|e| format!("{e}"))?;
 
+    // A contiguous, aligned run (DMA rings, the heap) comes back whole.
+    let run = mm::alloc_contiguous(16, 0x10000).ok_or("no 16-frame run")?;
+    check(run % 0x10000 == 0, || format!("run at {run:#x} is not 64 KiB aligned"))?;
+    mm::free_contiguous(run, 16).map_err(|e| format!("{e}"))?;
+
     // Exhaustion: take every frame, see the allocator say no, give them all back.
     let mut held = Vec::with_capacity(before.free as usize);
     while let Some(f) = mm::alloc_contiguous(1, 4096) {

@@ -9,9 +9,11 @@ use linked_list_allocator::LockedHeap;
 
 use crate::arch;
 
-/// Heap size: an eighth of RAM, at least 4 MiB, at most 256 MiB (grown later if needed).
+/// Heap size: a quarter of RAM, at least 4 MiB, at most 1 GiB. The front door holds request and
+/// response bodies (up to 64 MiB each) and socket buffers here; the rest of RAM stays in frames
+/// for function sandboxes.
 const MIN_HEAP: u64 = 4 << 20;
-const MAX_HEAP: u64 = 256 << 20;
+const MAX_HEAP: u64 = 1 << 30;
 
 struct KernelHeap {
     inner: LockedHeap,
@@ -61,7 +63,7 @@ pub fn stats() -> HeapStats {
 
 pub fn init() {
     let free = super::frame_stats().free * 4096;
-    let size = (free / 8).clamp(MIN_HEAP, MAX_HEAP) & !0xfff;
+    let size = (free / 4).clamp(MIN_HEAP, MAX_HEAP) & !0xfff;
     let phys = super::alloc_contiguous(size / 4096, 4096)
         .unwrap_or_else(|| panic!("no {} of contiguous RAM for the kernel heap", Bytes(size)));
     // SAFETY: the frames were just allocated for the heap alone and are mapped writable by the

@@ -48,6 +48,10 @@ pub fn alloc_contiguous(count: u64, align: u64) -> Option<u64> {
     with(|a| a.alloc_contiguous(count, align))
 }
 
+pub fn free_contiguous(phys: u64, count: u64) -> Result<(), FreeError> {
+    with(|a| a.free_contiguous(phys, count))
+}
+
 pub fn free_frame(phys: u64) -> Result<(), FreeError> {
     with(|a| a.free(phys))
 }

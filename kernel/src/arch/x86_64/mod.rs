@@ -79,6 +79,26 @@ pub fn phys_to_virt(phys: u64) -> *mut u8 {
     (phys + PHYS_OFFSET) as *mut u8
 }
 
+/// The physical address behind a kernel virtual address (direct map, kernel image, or any other
+/// mapping), for handing buffers to devices.
+pub fn virt_to_phys(virt: u64) -> u64 {
+    if virt >= KERNEL_VMA {
+        virt - KERNEL_VMA
+    } else if (PHYS_OFFSET..PHYS_OFFSET + (1 << 46)).contains(&virt) {
+        virt - PHYS_OFFSET
+    } else {
+        paging::translate(virt).map(|(phys, _)| phys).unwrap_or_else(|| panic!("{virt:#x} is not mapped"))
+    }
+}
+
+/// A kernel address for `size` bytes of device registers at `phys`, mapped uncached. Below the
+/// top of the direct map that is the direct map itself (uncached over holes); above it (64-bit
+/// BARs), the pages are mapped on demand at the same offset.
+pub fn map_mmio(phys: u64, size: u64) -> *mut u8 {
+    paging::ensure_mmio_mapped(phys, size);
+    phys_to_virt(phys)
+}
+
 /// GDT, TSS and IDT; the kernel's page tables; the local APIC and a calibrated clock and timer.
 pub fn init(info: &BootInfo) {
     percpu::init_boot_cpu();
@@ -127,6 +147,12 @@ fn halt_forever() -> ! {
     loop {
         x86_64::instructions::hlt();
     }
+}
+
+/// Sleeps until the counter reaches `deadline` (or an earlier interrupt).
+pub fn sleep_until(deadline: u64) {
+    timer::arm_deadline(deadline);
+    traps::wait_for_interrupt();
 }
 
 /// Waits for interrupts forever (timer deadlines, and soon the NIC).

@@ -120,6 +120,19 @@ pub fn init(info: &BootInfo) {
     *MAPPER.lock() = Some(mapper);
 }
 
+/// Maps `[phys, phys + size)` uncached at `PHYS_OFFSET + phys` where the direct map does not
+/// already cover it.
+pub fn ensure_mmio_mapped(phys: u64, size: u64) {
+    let first = phys & !0xfff;
+    let end = (phys + size).next_multiple_of(4096);
+    for page in (first..end).step_by(4096) {
+        if translate(PHYS_OFFSET + page).is_none() {
+            let flags = F::PRESENT | F::WRITABLE | F::NO_EXECUTE | F::NO_CACHE | F::WRITE_THROUGH | F::GLOBAL;
+            map_page(PHYS_OFFSET + page, page, flags).unwrap_or_else(|e| panic!("MMIO map of {page:#x}: {e:?}"));
+        }
+    }
+}
+
 /// Maps one 4 KiB page.
 pub fn map_page(virt: u64, phys: u64, flags: PageTableFlags) -> Result<(), MapToError<Size4KiB>> {
     let mut guard = MAPPER.lock();

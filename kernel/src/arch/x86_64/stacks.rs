@@ -20,7 +20,7 @@ impl<const PAGES: usize> GuardedStack<PAGES> {
     }
 }
 
-pub const BOOT_STACK_PAGES: usize = 16;
+pub const BOOT_STACK_PAGES: usize = 64;
 pub const IST_STACK_PAGES: usize = 4;
 
 /// The boot CPU's kernel stack.

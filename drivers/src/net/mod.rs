@@ -1,0 +1,3 @@
+//! Network interface drivers, each exposed to smoltcp as a `phy::Device`.
+
+pub mod virtio;

@@ -1,0 +1,343 @@
+//! Request heads: finding where one ends, parsing it with `httparse`, and deciding how its body
+//! is framed and whether the connection stays open.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::limits::Limits;
+use crate::request::{Headers, Request, Version};
+use crate::response::{HttpError, has_token};
+
+/// How a request's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Content-Length: n` (0 when the request has no body).
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head and what it means for the connection.
+#[derive(Debug)]
+pub(crate) struct Head {
+    /// The request, body still empty.
+    pub request: Request,
+    pub framing: Framing,
+    /// Whether the connection may stay open after the response.
+    pub keep_alive: bool,
+    /// Whether the client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+}
+
+/// Looks for the empty line that ends a head in `buf`, starting at `from` (an offset into `buf`
+/// returned by an earlier call, so that no byte is scanned twice). Returns `Ok(end)`, the offset
+/// just past the empty line, or `Err(resume)`, where to resume once more bytes arrived.
+/// Line ends may be CRLF or bare LF, as `httparse` accepts both.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
+    let mut i = from;
+    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+        let lf = i + off;
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) => return Ok(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Ok(lf + 3),
+            (None, _) | (Some(b'\r'), None) => return Err(lf),
+            _ => i = lf + 1,
+        }
+    }
+    Err(buf.len())
+}
+
+/// Checks the request line (`line` ends with its LF) of a head that is not complete yet, so that
+/// garbage gets its 400 (or a wrong version its 505) without waiting for a head timeout.
+pub(crate) fn check_partial(line: &[u8], limits: &Limits) -> Result<(), HttpError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    httparse::Request::new(&mut headers).parse(line).map(drop).map_err(|e| map_error(e, line, limits))
+}
+
+/// Parses a complete head (`buf` ends with its empty line).
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, HttpError> {
+    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut fields);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::bad_request("malformed request head")),
+        Err(e) => return Err(map_error(e, buf, limits)),
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version) else {
+        return Err(HttpError::bad_request("malformed request line"));
+    };
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let (path, query) = split_target(target)?;
+    let mut headers = Headers::new();
+    for h in parsed.headers.iter() {
+        headers.push(h.name, h.value);
+    }
+
+    match headers.get_all("host").count() {
+        0 if version == Version::Http11 => {
+            return Err(HttpError::bad_request("HTTP/1.1 request without a Host header"));
+        }
+        0 | 1 => {}
+        _ => return Err(HttpError::bad_request("more than one Host header")),
+    }
+
+    let framing = framing(method, version, &headers, limits)?;
+    let close = headers.get_all("connection").any(|v| has_token(v, b"close"));
+    let keep_alive =
+        !close && (version == Version::Http11 || headers.get_all("connection").any(|v| has_token(v, b"keep-alive")));
+    let expect_continue = version == Version::Http11
+        && framing != Framing::Length(0)
+        && headers.get_all("expect").any(|v| has_token(v, b"100-continue"));
+
+    let request = Request { method: method.to_string(), path, query, version, headers, body: Vec::new() };
+    Ok(Head { request, framing, keep_alive, expect_continue })
+}
+
+/// Splits a request target into path and query. Accepts origin-form (`/p?q`), absolute-form
+/// (`http://host/p?q`, reduced to its path) and `*`.
+fn split_target(target: &str) -> Result<(String, Option<String>), HttpError> {
+    let lower = |n: usize| target.get(..n).map(str::to_ascii_lowercase);
+    let rest = if target.starts_with('/') || target == "*" {
+        target
+    } else if let Some(scheme) = ["http://", "https://"].into_iter().find(|s| lower(s.len()).as_deref() == Some(*s)) {
+        let after = &target[scheme.len()..];
+        match after.find(['/', '?']) {
+            Some(i) if after.as_bytes()[i] == b'/' => &after[i..],
+            Some(i) => return Ok(("/".to_string(), Some(after[i + 1..].to_string()))),
+            None => "/",
+        }
+    } else {
+        return Err(HttpError::bad_request(format!("request target {target:?} is not a path")));
+    };
+    Ok(match rest.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (rest.to_string(), None),
+    })
+}
+
+/// Decides body framing from `Transfer-Encoding` and `Content-Length` (RFC 9112 section 6).
+fn framing(method: &str, version: Version, headers: &Headers, limits: &Limits) -> Result<Framing, HttpError> {
+    if headers.contains("transfer-encoding") {
+        if headers.contains("content-length") {
+            return Err(HttpError::bad_request("both Content-Length and Transfer-Encoding are present"));
+        }
+        if version == Version::Http10 {
+            return Err(HttpError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        let codings: Vec<&[u8]> = headers
+            .get_all("transfer-encoding")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|c| !c.is_empty())
+            .collect();
+        return match codings.as_slice() {
+            [c] if c.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
+            [.., last] if !last.eq_ignore_ascii_case(b"chunked") => {
+                Err(HttpError::bad_request("Transfer-Encoding does not end in chunked"))
+            }
+            [first, ..] if first.eq_ignore_ascii_case(b"chunked") => {
+                Err(HttpError::bad_request("chunked applied more than once"))
+            }
+            [first, ..] => Err(HttpError::new(
+                501,
+                format!("transfer coding {:?} is not supported; use chunked alone", String::from_utf8_lossy(first)),
+            )),
+            [] => Err(HttpError::bad_request("empty Transfer-Encoding")),
+        };
+    }
+
+    let mut length: Option<&[u8]> = None;
+    for value in headers.get_all("content-length").flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(HttpError::bad_request(format!(
+                "Content-Length {:?} is not a number",
+                String::from_utf8_lossy(value)
+            )));
+        }
+        let value = trim_zeros(value);
+        match length {
+            Some(seen) if seen != value => {
+                return Err(HttpError::bad_request("conflicting Content-Length values"));
+            }
+            _ => length = Some(value),
+        }
+    }
+    match length {
+        Some(digits) => {
+            // Digits only, so this is ASCII; more digits than usize holds is over any limit.
+            let text = core::str::from_utf8(digits).unwrap_or("");
+            match text.parse::<usize>() {
+                Ok(n) if n <= limits.max_body_bytes => Ok(Framing::Length(n)),
+                _ => Err(HttpError::new(
+                    413,
+                    format!("Content-Length {text} exceeds the {}-byte limit", limits.max_body_bytes),
+                )),
+            }
+        }
+        None if matches!(method, "POST" | "PUT" | "PATCH") => {
+            Err(HttpError::new(411, format!("{method} needs a Content-Length or Transfer-Encoding: chunked")))
+        }
+        None => Ok(Framing::Length(0)),
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let nonzero = digits.iter().position(|&b| b != b'0').unwrap_or(digits.len() - 1);
+    &digits[nonzero..]
+}
+
+/// Maps an `httparse` error to the status it deserves.
+fn map_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => {
+            HttpError::new(431, format!("more than {} header fields", limits.max_headers))
+        }
+        httparse::Error::Version => {
+            let line = buf.split(|&b| b == b'\n').next().unwrap_or_default().trim_ascii_end();
+            let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+            match parts.as_slice() {
+                [_, _, v] if looks_like_version(v) => HttpError::new(
+                    505,
+                    format!("{} is not supported; use HTTP/1.1 or HTTP/1.0", String::from_utf8_lossy(v)),
+                ),
+                _ => HttpError::bad_request("malformed request line: invalid HTTP version"),
+            }
+        }
+        httparse::Error::HeaderName | httparse::Error::HeaderValue => {
+            HttpError::bad_request(format!("malformed header field: {e}"))
+        }
+        _ => HttpError::bad_request(format!("malformed request line or header: {e}")),
+    }
+}
+
+/// `HTTP/<digits>` or `HTTP/<digits>.<digits>`.
+fn looks_like_version(v: &[u8]) -> bool {
+    let Some(rest) = v.strip_prefix(b"HTTP/") else { return false };
+    let mut parts = rest.splitn(2, |&b| b == b'.');
+    let digits = |p: &[u8]| !p.is_empty() && p.iter().all(u8::is_ascii_digit);
+    parts.next().is_some_and(digits) && parts.next().is_none_or(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Head, HttpError> {
+        parse_head(s.as_bytes(), &Limits::DEFAULT)
+    }
+
+    fn status(s: &str) -> u16 {
+        parse(s).unwrap_err().status
+    }
+
+    #[test]
+    fn head_end_is_found_incrementally() {
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
+        assert_eq!(find_head_end(buf, 0), Ok(27));
+        for cut in 0..27 {
+            let resume = find_head_end(&buf[..cut], 0).unwrap_err();
+            assert!(resume <= cut);
+            assert_eq!(find_head_end(buf, resume), Ok(27), "cut at {cut}");
+        }
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nHost: a\n\nx", 0), Ok(24));
+    }
+
+    #[test]
+    fn target_forms() {
+        let h = parse("GET /v1/functions/f?engine=wasm&x=1 HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(h.request.path, "/v1/functions/f");
+        assert_eq!(h.request.query.as_deref(), Some("engine=wasm&x=1"));
+        let h = parse("GET HTTP://example.com:80/p?q HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!((h.request.path.as_str(), h.request.query.as_deref()), ("/p", Some("q")));
+        let h = parse("GET http://example.com HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!((h.request.path.as_str(), h.request.query), ("/", None));
+        let h = parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(h.request.path, "*");
+        assert_eq!(status("CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn headers_are_case_insensitive() {
+        let h = parse("GET / HTTP/1.1\r\nHOST: a\r\nX-Thing: 1\r\nx-thing: 2\r\n\r\n").unwrap();
+        assert_eq!(h.request.headers.get_str("host"), Some("a"));
+        assert_eq!(h.request.headers.get_all("X-THING").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(h.request.headers.len(), 3);
+    }
+
+    #[test]
+    fn framing_rules() {
+        let f = |s: &str| parse(s).map(|h| h.framing);
+        assert_eq!(f("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Ok(Framing::Length(0)));
+        assert_eq!(f("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n"), Ok(Framing::Length(7)));
+        assert_eq!(
+            f("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 05\r\n\r\n"),
+            Ok(Framing::Length(5))
+        );
+        assert_eq!(f("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"), Ok(Framing::Chunked));
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5x\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n"), 400);
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), 501);
+        assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\n\r\n"), 411);
+        assert_eq!(status("PUT / HTTP/1.0\r\n\r\n"), 411);
+        let e = parse("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 70000000\r\n\r\n").unwrap_err();
+        assert_eq!(e.status, 413);
+        assert_eq!(e.message, "Content-Length 70000000 exceeds the 67108864-byte limit");
+        assert_eq!(status("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999999\r\n\r\n"), 413);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert!(parse("GET / HTTP/1.0\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn keep_alive_and_expect() {
+        let ka = |s: &str| parse(s).unwrap().keep_alive;
+        assert!(ka("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n"));
+        assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        let ex = |s: &str| parse(s).unwrap().expect_continue;
+        assert!(ex("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\nExpect: 100-Continue\r\n\r\n"));
+        assert!(!ex("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nExpect: 100-continue\r\n\r\n"));
+        assert!(!ex("PUT / HTTP/1.0\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n"));
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        assert_eq!(status("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/3\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status("GET / FOO/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GE(T / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nBad Name: a\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n"), 400);
+        let many: String = (0..65).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")), 431);
+        let ok: String = (0..63).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert!(parse(&format!("GET / HTTP/1.1\r\nHost: a\r\n{ok}\r\n")).is_ok());
+    }
+
+    #[test]
+    fn partial_check_catches_garbage_early() {
+        let l = Limits::DEFAULT;
+        assert!(check_partial(b"GET / HTTP/1.1\r\n", &l).is_ok());
+        assert_eq!(check_partial(b"\x00\x01garbage\r\n", &l).unwrap_err().status, 400);
+        assert_eq!(check_partial(b"GET / HTTP/2.0\r\n", &l).unwrap_err().status, 505);
+    }
+}

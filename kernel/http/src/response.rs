@@ -1,0 +1,322 @@
+//! Responses: a small builder, JSON error bodies and serialisation to HTTP/1.1 bytes.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+/// An HTTP response to serialise.
+///
+/// Framing is the serialiser's job: a `content-length` (or `transfer-encoding`) header set here
+/// is dropped and `content-length` is always written from the body's length (except for 1xx, 204
+/// and 304, which carry none). A `connection: close` header set here makes the connection close
+/// after this response; other `connection` headers are dropped. Header names or values containing
+/// CR, LF or NUL are dropped rather than written, so a value built from client input cannot
+/// inject header lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code, e.g. 200.
+    pub status: u16,
+    /// Header fields in order, as given.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with this status, no headers and an empty body.
+    pub fn new(status: u16) -> Self {
+        Self { status, headers: Vec::new(), body: Vec::new() }
+    }
+
+    /// Adds a header field (builder style).
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body (builder style).
+    #[must_use]
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// A response whose body is the given JSON text, with `content-type: application/json`.
+    pub fn json(status: u16, json: impl Into<Vec<u8>>) -> Self {
+        Self::new(status).header("content-type", "application/json").body(json)
+    }
+
+    /// The front door's error shape: `{"error":{"code":…,"message":…}}` as JSON.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        let mut json = String::with_capacity(32 + code.len() + message.len());
+        json.push_str("{\"error\":{\"code\":");
+        push_json_string(&mut json, code);
+        json.push_str(",\"message\":");
+        push_json_string(&mut json, message);
+        json.push_str("}}");
+        Self::json(status, json)
+    }
+
+    /// The first value of a header set on this response, by case-insensitive name.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this response asks for the connection to close (`connection: close` set).
+    pub fn asks_close(&self) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .any(|(_, v)| has_token(v.as_bytes(), b"close"))
+    }
+
+    /// Serialises the whole response. `close` adds `connection: close`.
+    pub fn to_bytes(&self, close: bool) -> Vec<u8> {
+        let mut out = self.encode_head(Framing { close, keep_alive_1_0: false });
+        if carries_body(self.status) {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+
+    /// The status line and header section, terminating empty line included.
+    pub(crate) fn encode_head(&self, framing: Framing) -> Vec<u8> {
+        let mut head =
+            String::with_capacity(64 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            let framing_header =
+                ["content-length", "transfer-encoding", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h));
+            if framing_header || !field_ok(name) || name.is_empty() || !field_ok(value) {
+                continue;
+            }
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        if carries_body(self.status) {
+            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+        }
+        if framing.close {
+            head.push_str("connection: close\r\n");
+        } else if framing.keep_alive_1_0 {
+            head.push_str("connection: keep-alive\r\n");
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+}
+
+/// How the connection frames a response: whether it says it closes, or (for an HTTP/1.0 client
+/// that asked for keep-alive) that it stays open.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Framing {
+    pub close: bool,
+    pub keep_alive_1_0: bool,
+}
+
+/// The interim response sent when a handler accepts an `Expect: 100-continue` request.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The bytes to send on a connection that gets no slot (503, JSON error, `retry-after: 1`,
+/// `connection: close`); send them and close.
+pub fn service_unavailable() -> Vec<u8> {
+    Response::error(503, "service_unavailable", "no connection slot is free; retry later")
+        .header("retry-after", "1")
+        .to_bytes(true)
+}
+
+/// An error the connection detected on its own, with the status it answers with.
+///
+/// The connection has already queued the matching response (see [`HttpError::to_response`]) and
+/// closes after it: after a framing error the start of the next request is unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    /// The status code: 400, 408, 411, 413, 431, 501 or 505.
+    pub status: u16,
+    /// The machine-readable code, e.g. `payload_too_large`.
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+impl HttpError {
+    pub(crate) fn new(status: u16, message: impl ToString) -> Self {
+        let code = match status {
+            400 => "bad_request",
+            408 => "request_timeout",
+            411 => "length_required",
+            413 => "payload_too_large",
+            431 => "header_fields_too_large",
+            501 => "not_implemented",
+            505 => "http_version_not_supported",
+            _ => "error",
+        };
+        Self { status, code, message: message.to_string() }
+    }
+
+    pub(crate) fn bad_request(message: impl ToString) -> Self {
+        Self::new(400, message)
+    }
+
+    /// The JSON error response for this error.
+    pub fn to_response(&self) -> Response {
+        Response::error(self.status, self.code, &self.message)
+    }
+}
+
+/// Whether responses with this status carry content (and so a `content-length`).
+pub(crate) fn carries_body(status: u16) -> bool {
+    !(status < 200 || status == 204 || status == 304)
+}
+
+fn field_ok(s: &str) -> bool {
+    !s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The reason phrase for a status code ("" for codes not listed, which HTTP allows).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8]) -> &str {
+        core::str::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn serialises_with_content_length() {
+        let r = Response::new(200).header("content-type", "text/plain").body("hello");
+        assert_eq!(
+            text(&r.to_bytes(false)),
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello"
+        );
+    }
+
+    #[test]
+    fn empty_body_still_has_content_length_and_close() {
+        let r = Response::new(404);
+        assert_eq!(text(&r.to_bytes(true)), "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn framing_headers_from_the_builder_are_replaced() {
+        let r = Response::new(200)
+            .header("Content-Length", "999")
+            .header("transfer-encoding", "chunked")
+            .header("Connection", "keep-alive")
+            .body("ab");
+        assert_eq!(text(&r.to_bytes(false)), "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nab");
+        assert!(!r.asks_close());
+        assert!(Response::new(200).header("Connection", "Close").asks_close());
+    }
+
+    #[test]
+    fn header_injection_is_dropped() {
+        let r = Response::new(302).header("location", "/a\r\nset-cookie: x=1").header("x-ok", "1");
+        assert_eq!(text(&r.to_bytes(false)), "HTTP/1.1 302 Found\r\nx-ok: 1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn no_content_length_for_204_and_304() {
+        assert_eq!(text(&Response::new(204).body("x").to_bytes(false)), "HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(text(&Response::new(304).to_bytes(false)), "HTTP/1.1 304 Not Modified\r\n\r\n");
+    }
+
+    #[test]
+    fn json_error_escapes() {
+        let r = Response::error(400, "bad_request", "bad \"method\" \\ \n\u{1}");
+        assert_eq!(r.header_value("Content-Type"), Some("application/json"));
+        assert_eq!(text(&r.body), r#"{"error":{"code":"bad_request","message":"bad \"method\" \\ \n\u0001"}}"#);
+    }
+
+    #[test]
+    fn service_unavailable_closes() {
+        let bytes = service_unavailable();
+        let s = text(&bytes);
+        assert!(s.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(s.contains("\r\ncontent-type: application/json\r\n"));
+        assert!(s.contains("\r\nconnection: close\r\n"));
+        assert!(s.ends_with(
+            r#"{"error":{"code":"service_unavailable","message":"no connection slot is free; retry later"}}"#
+        ));
+    }
+
+    #[test]
+    fn error_codes() {
+        for (status, code) in [
+            (400, "bad_request"),
+            (408, "request_timeout"),
+            (411, "length_required"),
+            (413, "payload_too_large"),
+            (431, "header_fields_too_large"),
+            (505, "http_version_not_supported"),
+        ] {
+            let e = HttpError::new(status, "m");
+            assert_eq!(e.code, code);
+            assert_eq!(e.to_response().status, status);
+        }
+    }
+}

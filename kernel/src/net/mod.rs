@@ -1,0 +1,165 @@
+//! The kernel's own network stack: the virtio-net NIC found on PCI, smoltcp over it (ARP, IPv4,
+//! ICMP echo, TCP; DHCPv4 or a static address), and the pool of TCP sockets that the HTTP front
+//! door serves.
+
+pub mod hal;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use drivers::net::virtio::{NicStats, VirtioNet};
+use drivers::pci::{self, PciRoot, PortCam};
+use kcore::cmdline::CommandLine;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use virtio_drivers::transport::DeviceType;
+use virtio_drivers::transport::pci::bus::Command;
+use virtio_drivers::transport::pci::{PciTransport, virtio_device_type};
+
+use crate::time;
+use hal::KernelHal;
+
+type Nic = VirtioNet<KernelHal, PciTransport, 256>;
+
+/// Per-socket buffer sizes: a 64 KiB receive window keeps TCP streaming under emulation.
+const RX_BUFFER: usize = 64 * 1024;
+const TX_BUFFER: usize = 64 * 1024;
+
+pub struct Net {
+    device: Nic,
+    iface: Interface,
+    pub sockets: SocketSet<'static>,
+    dhcp: Option<SocketHandle>,
+    address: Option<Ipv4Cidr>,
+}
+
+pub fn now() -> Instant {
+    Instant::from_micros(time::micros_since_boot().unwrap_or(0) as i64)
+}
+
+/// Brings up the first virtio-net device, or says why there is none.
+pub fn init(cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
+    // SAFETY: the only PCI configuration access in the kernel; the clone only reads bridges.
+    let (mut root, cam) = unsafe { (PciRoot::new(PortCam::new()), PortCam::new()) };
+    let mut nic = None;
+    pci::scan(&root, &cam, |function, info| {
+        log::debug!(
+            "pci: {function} {:04x}:{:04x} class {:02x}.{:02x}",
+            info.vendor_id,
+            info.device_id,
+            info.class,
+            info.subclass
+        );
+        if nic.is_none() && virtio_device_type(info) == Some(DeviceType::Network) {
+            nic = Some(function);
+        }
+    });
+    let Some(function) = nic else {
+        log::warn!("net: no virtio-net device on PCI; the network is off");
+        return None;
+    };
+    root.set_command(function, Command::MEMORY_SPACE | Command::BUS_MASTER);
+    let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
+        .map_err(|e| log::error!("net: virtio-net at {function}: {e}"))
+        .ok()?;
+    let mut device = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
+    let mac = device.mac();
+    let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut device, now());
+    let mut sockets = SocketSet::new(vec![]);
+
+    let (dhcp, address) = match static_address(cmdline) {
+        Some((cidr, gateway)) => {
+            iface.update_ip_addrs(|addrs| {
+                let _ = addrs.push(IpCidr::Ipv4(cidr));
+            });
+            if let Some(gw) = gateway {
+                let _ = iface.routes_mut().add_default_ipv4_route(gw);
+            }
+            (None, Some(cidr))
+        }
+        None => (Some(sockets.add(dhcpv4::Socket::new())), None),
+    };
+    log::info!(
+        "net: virtio-net at {function}, MAC {}, {}",
+        EthernetAddress(mac),
+        if dhcp.is_some() { "asking DHCP for an address" } else { "static address" }
+    );
+    Some(Box::new(Net { device, iface, sockets, dhcp, address }))
+}
+
+/// `ip=A.B.C.D/N` and optional `gw=A.B.C.D` from the command line.
+fn static_address(cmdline: &CommandLine<'_>) -> Option<(Ipv4Cidr, Option<Ipv4Address>)> {
+    let ip = cmdline.get("ip")?;
+    let Some((addr, prefix)) = ip.split_once('/') else {
+        log::error!("command line: ip={ip} needs a prefix length (ip=A.B.C.D/N); using DHCP");
+        return None;
+    };
+    let (Ok(addr), Ok(prefix)) = (addr.parse::<Ipv4Address>(), prefix.parse::<u8>()) else {
+        log::error!("command line: ip={ip} is not an IPv4 address with prefix; using DHCP");
+        return None;
+    };
+    let gateway = cmdline.get("gw").and_then(|g| g.parse().map_err(|_| log::error!("command line: bad gw={g}")).ok());
+    Some((Ipv4Cidr::new(addr, prefix), gateway))
+}
+
+impl Net {
+    /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
+    pub fn poll(&mut self) -> bool {
+        let ts = now();
+        let changed = self.iface.poll(ts, &mut self.device, &mut self.sockets);
+        if let Some(handle) = self.dhcp {
+            match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+                Some(dhcpv4::Event::Configured(config)) => {
+                    let cidr = config.address;
+                    self.iface.update_ip_addrs(|addrs| {
+                        addrs.clear();
+                        let _ = addrs.push(IpCidr::Ipv4(cidr));
+                    });
+                    if let Some(router) = config.router {
+                        let _ = self.iface.routes_mut().add_default_ipv4_route(router);
+                    }
+                    log::info!("net: DHCP lease {cidr}, router {:?}", config.router);
+                    self.address = Some(cidr);
+                }
+                Some(dhcpv4::Event::Deconfigured) => {
+                    if self.address.is_some() {
+                        log::warn!("net: DHCP lease lost");
+                    }
+                    self.iface.update_ip_addrs(|addrs| addrs.clear());
+                    self.address = None;
+                }
+                None => {}
+            }
+        }
+        changed == smoltcp::iface::PollResult::SocketStateChanged
+    }
+
+    /// How long the stack can sleep before it must be polled again.
+    pub fn poll_delay_micros(&mut self) -> Option<u64> {
+        self.iface.poll_delay(now(), &self.sockets).map(|d| d.total_micros())
+    }
+
+    pub fn address(&self) -> Option<Ipv4Cidr> {
+        self.address
+    }
+
+    pub fn nic_stats(&self) -> NicStats {
+        self.device.stats()
+    }
+
+    /// `count` TCP sockets listening on `port`.
+    pub fn listeners(&mut self, port: u16, count: usize) -> Vec<SocketHandle> {
+        (0..count)
+            .map(|_| {
+                let rx = tcp::SocketBuffer::new(vec![0; RX_BUFFER]);
+                let tx = tcp::SocketBuffer::new(vec![0; TX_BUFFER]);
+                let mut socket = tcp::Socket::new(rx, tx);
+                socket.listen(port).expect("listen on a fresh socket");
+                self.sockets.add(socket)
+            })
+            .collect()
+    }
+}

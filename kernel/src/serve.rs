@@ -1,0 +1,60 @@
+//! The I/O loop: poll the NIC and the front door while there is work, sleep on the timer when
+//! there is none.
+//!
+//! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
+//! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
+//! or at most 1 ms, so an idle node does not burn its core.
+
+use smoltcp::wire::Ipv4Cidr;
+
+use crate::frontdoor::FrontDoor;
+use crate::net::Net;
+use crate::{arch, time};
+
+const SPIN_MICROS: u64 = 2_000;
+const MAX_SLEEP_MICROS: u64 = 1_000;
+/// How long boot waits for DHCP before reporting ready without an address.
+const DHCP_WAIT_MICROS: u64 = 10_000_000;
+
+fn micros_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
+}
+
+/// Polls until the interface has an address (DHCP) or the wait runs out.
+pub fn wait_for_address(net: &mut Net) -> Ipv4Cidr {
+    let give_up = time::ticks() + micros_to_ticks(DHCP_WAIT_MICROS);
+    loop {
+        net.poll();
+        if let Some(address) = net.address() {
+            return address;
+        }
+        if time::ticks() > give_up {
+            log::error!("net: no DHCP lease after 10 s; serving without an address until one comes");
+            return Ipv4Cidr::new(smoltcp::wire::Ipv4Address::UNSPECIFIED, 0);
+        }
+        sleep(net);
+    }
+}
+
+fn sleep(net: &mut Net) {
+    let delay = net.poll_delay_micros().unwrap_or(MAX_SLEEP_MICROS).min(MAX_SLEEP_MICROS);
+    if delay > 0 {
+        arch::sleep_until(time::ticks() + micros_to_ticks(delay));
+    }
+}
+
+pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor) -> ! {
+    let spin = micros_to_ticks(SPIN_MICROS);
+    let mut last_activity = time::ticks();
+    loop {
+        let mut busy = net.poll();
+        busy |= door.service(&mut net);
+        if busy {
+            last_activity = time::ticks();
+        } else if time::ticks() - last_activity > spin {
+            sleep(&mut net);
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}
