@@ -180,6 +180,10 @@ fn test(args: &Args) -> Result {
             command.args(["test", "--no-fail-fast", "-p", "pappus-tests", "--test", "harness"]);
             for arch in &arches {
                 command.args(["--test", arch.as_str()]);
+                if *arch == Arch::X86_64 {
+                    // The front door over a real NIC (q35 with virtio-net).
+                    command.args(["--test", "network"]);
+                }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
             // and parallel TCG guests on a small CI machine would starve each other.

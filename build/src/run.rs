@@ -50,8 +50,7 @@ pub fn main(args: &Args) -> Result {
     let mut boot = Boot::profile(&profile_name)
         .kernel(kernel)
         .accel(accel)
-        // Recorded for the NIC; no profile has one yet (the network arrives with the virtio-net
-        // issue), so the forward 127.0.0.1:<port> -> guest :8080 is not set up today.
+        // Forwards 127.0.0.1:<port> to the guest's front door (profiles with a NIC).
         .host_port(port)
         .echo_to_stderr(true)
         .log_name("run")
@@ -69,7 +68,7 @@ pub fn main(args: &Args) -> Result {
     let invocation = boot.invocation()?;
     say(format!("accelerator {} ({})", invocation.accel.accel, invocation.accel.reason));
     if !invocation.profile.nic {
-        say(format!("port {port} noted; profile {profile_name} has no NIC yet, so nothing is forwarded"));
+        say(format!("port {port} noted; profile {profile_name} has no NIC, so nothing is forwarded"));
     }
     say(format!("$ {}", invocation.shell_line()));
     let mut qemu = boot.spawn()?;
@@ -79,8 +78,13 @@ pub fn main(args: &Args) -> Result {
             let ready = Ready::parse(&line)
                 .ok_or_else(|| Failure(format!("the ready line does not follow the protocol: {line:?}")))?;
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", ready_line(&ready, &token))?;
+            let url = ready.fields.contains_key("port").then_some(port);
+            writeln!(stdout, "{}", ready_line(&ready, &token, url))?;
             stdout.flush()?;
+            if url.is_some() {
+                say(format!("try: curl -s http://127.0.0.1:{port}/healthz"));
+                say(format!("     curl -s --data-binary @README.md http://127.0.0.1:{port}/v1/echo"));
+            }
         }
         // With `test` on the command line the kernel runs its self-tests and exits instead.
         Err(HarnessError::Exited { exit, .. }) if exit.is_pass() => {
@@ -106,15 +110,20 @@ pub fn main(args: &Args) -> Result {
     }
 }
 
-/// The one line on stdout that scripts wait for (prefix `pappus ready: `).
-pub fn ready_line(ready: &Ready, token: &str) -> String {
-    format!(
-        "pappus ready: kernel up, memory {}/{} free, heap {}/{} (no network yet) token={token}",
+/// The one line on stdout that scripts wait for (prefix `pappus ready: `): the front door's URL
+/// when the kernel serves HTTP on a forwarded port, then the token, then memory figures.
+pub fn ready_line(ready: &Ready, token: &str, port: Option<u16>) -> String {
+    let memory = format!(
+        "memory {}/{} free, heap {}/{}",
         human_bytes(ready.mem_free),
         human_bytes(ready.mem_total),
         human_bytes(ready.heap_used),
         human_bytes(ready.heap_total),
-    )
+    );
+    match port {
+        Some(port) => format!("pappus ready: http://127.0.0.1:{port} token={token} ({memory})"),
+        None => format!("pappus ready: kernel up (no network) token={token} ({memory})"),
+    }
 }
 
 fn read_token(path: &Path) -> Result<String> {
@@ -148,8 +157,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ready_line(&ready, "t0k"),
-            "pappus ready: kernel up, memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB (no network yet) token=t0k"
+            ready_line(&ready, "t0k", None),
+            "pappus ready: kernel up (no network) token=t0k (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
+        );
+        assert_eq!(
+            ready_line(&ready, "t0k", Some(8080)),
+            "pappus ready: http://127.0.0.1:8080 token=t0k (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
         );
     }
 

@@ -79,7 +79,7 @@ fn boots_to_ready_with_memory_stats() {
     let ready =
         Ready::parse(&line).unwrap_or_else(|| panic!("ready line does not follow the protocol: {line:?}\n{tail}"));
     assert!(ready.boot_ticks > 0, "{line}");
-    assert!(ready.mem_total > 128 << 20 && ready.mem_total <= 256 << 20, "256M guest: {line}");
+    assert!(ready.mem_total > 384 << 20 && ready.mem_total <= 512 << 20, "512M guest: {line}");
     assert!(ready.mem_free > 0 && ready.mem_free <= ready.mem_total, "{line}");
     assert!(ready.heap_total > 0 && ready.heap_used <= ready.heap_total, "{line}");
     assert!(qemu.exit().is_none(), "the kernel idles after ready\n{tail}");
