@@ -103,3 +103,140 @@ pub enum JoinKind {
     /// Every combination: the default without `by`.
     Cross,
 }
+
+impl Pos {
+    /// The first character of a source text.
+    pub const START: Pos = Pos { line: 1, col: 1, offset: 0 };
+}
+
+impl Ident {
+    /// A name at a position; handy for building programs in code and tests.
+    pub fn new(name: impl Into<String>, pos: Pos) -> Self {
+        Self { name: name.into(), pos }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Distribution {
+    /// The keyword that spells this distribution in source.
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Each => "each",
+            Self::Keyed => "keyed",
+        }
+    }
+}
+
+impl JoinKind {
+    /// The keyword the printer writes. `Outer` prints as `full`, the one spelling Dandelion's own
+    /// parser accepts, so printed programs stay portable; the parser here takes `outer` too.
+    pub const fn keyword(self) -> &'static str {
+        match self {
+            Self::Inner => "inner",
+            Self::Left => "left",
+            Self::Right => "right",
+            Self::Outer => "full",
+            Self::Cross => "cross",
+        }
+    }
+}
+
+impl JoinClause {
+    /// The joined names in order, left to right.
+    pub fn names(&self) -> impl Iterator<Item = &Ident> {
+        core::iter::once(&self.first).chain(self.rest.iter().map(|(_, name)| name))
+    }
+}
+
+/// What a name in a `by` clause refers to; see [`Application::join_argument`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinTarget {
+    /// The argument (index into [`Application::args`]) whose `param` is the name.
+    Param(usize),
+    /// The one argument whose `set` is the name (no argument has it as `param`).
+    Set(usize),
+    /// No argument has the name as `param`, and several read it as `set`.
+    Ambiguous,
+    /// No argument has the name as `param` or `set`.
+    Unknown,
+}
+
+impl Application {
+    /// Resolves a name from the `by` clause to the argument it joins.
+    ///
+    /// Dandelion's runtime looks `by` names up among the function's *input names* (`param`),
+    /// while its README example names the *composition sets* read. Both must keep working, so an
+    /// input name wins and a set name read by exactly one argument is the fallback.
+    pub fn join_target(&self, name: &str) -> JoinTarget {
+        if let Some(i) = self.args.iter().position(|a| a.param.name == name) {
+            return JoinTarget::Param(i);
+        }
+        let mut found = JoinTarget::Unknown;
+        for (i, arg) in self.args.iter().enumerate() {
+            if arg.set.name == name {
+                if found != JoinTarget::Unknown {
+                    return JoinTarget::Ambiguous;
+                }
+                found = JoinTarget::Set(i);
+            }
+        }
+        found
+    }
+
+    /// The index into [`Application::args`] that a `by` name joins, when it names exactly one.
+    pub fn join_argument(&self, name: &str) -> Option<usize> {
+        match self.join_target(name) {
+            JoinTarget::Param(i) | JoinTarget::Set(i) => Some(i),
+            JoinTarget::Ambiguous | JoinTarget::Unknown => None,
+        }
+    }
+}
+
+impl Program {
+    /// The first function declaration with this name.
+    pub fn function(&self, name: &str) -> Option<&FunctionDecl> {
+        self.functions.iter().find(|f| f.name.name == name)
+    }
+
+    /// The first composition with this name.
+    pub fn composition(&self, name: &str) -> Option<&Composition> {
+        self.compositions.iter().find(|c| c.name.name == name)
+    }
+
+    /// Sets every position to the default, so two programs can be compared by meaning alone
+    /// (for example a parsed program against the parse of its printed form).
+    pub fn clear_positions(&mut self) {
+        fn clear(ids: &mut [Ident]) {
+            ids.iter_mut().for_each(|id| id.pos = Pos::default());
+        }
+        for f in &mut self.functions {
+            f.name.pos = Pos::default();
+            clear(&mut f.inputs);
+            clear(&mut f.outputs);
+        }
+        for c in &mut self.compositions {
+            c.name.pos = Pos::default();
+            clear(&mut c.inputs);
+            clear(&mut c.outputs);
+            for app in &mut c.body {
+                app.function.pos = Pos::default();
+                for arg in &mut app.args {
+                    arg.param.pos = Pos::default();
+                    arg.set.pos = Pos::default();
+                }
+                for out in &mut app.outputs {
+                    out.set.pos = Pos::default();
+                    out.param.pos = Pos::default();
+                }
+                if let Some(join) = &mut app.join {
+                    join.first.pos = Pos::default();
+                    join.rest.iter_mut().for_each(|(_, id)| id.pos = Pos::default());
+                }
+            }
+        }
+    }
+}

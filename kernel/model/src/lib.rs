@@ -1,10 +1,36 @@
-//! The Pappus data model: items, sets, function declarations, the tenant registry and the
+//! The Pappus data model: items, sets, function declarations, tenants, the registries and the
 //! invoke wire formats. `no_std` + `alloc`; everything here runs and is tested on the host.
+//!
+//! Everything that parses untrusted input (query strings, `Authorization` headers, the boot
+//! configuration, request bodies) is bounded and returns an error naming what is wrong and
+//! where; none of it panics, whatever the input.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod digest;
+mod function;
 mod item;
+mod json_text;
+mod name;
+pub mod query;
+mod registry;
+mod tenant;
+pub mod wire;
 
+pub use digest::ImageDigest;
+pub use function::{
+    DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, EngineKind, FunctionDecl, FunctionSpec, MAX_MEMORY_BYTES, MAX_QUERY_LEN,
+    MAX_SETS_PER_SIDE, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, MIN_TIMEOUT_MS, Param, SpecError, parse_size,
+};
 pub use item::{Bytes, Item, MAX_NAME_LEN, Set};
+pub use name::{
+    MAX_FUNCTION_NAME_LEN, NameError, validate_function_name, validate_item_name, validate_item_name_within,
+    validate_set_name, validate_set_name_within,
+};
+pub use registry::{Registry, RegistryError};
+pub use tenant::{
+    AuthError, ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, MAX_TENANTS, MAX_TOKEN_LEN, MIN_TOKEN_LEN, TenantId,
+    TokenTable, bearer_token,
+};

@@ -1,0 +1,162 @@
+//! Name rules, checked wherever a name enters the system (a URL path, a query string, a request
+//! body, a boot configuration), so that everything behind them can rely on them.
+//!
+//! - Function, composition and tenant names end up in URL paths, logs and metrics labels: 1 to
+//!   [`MAX_FUNCTION_NAME_LEN`] characters of `[A-Za-z0-9_.-]`, starting with a letter or digit (so
+//!   never `.` or `..`, never an option-like `-x`).
+//! - Set names are chosen by function authors and appear as JSON keys: 1 to [`MAX_NAME_LEN`] bytes
+//!   of UTF-8 without control characters (which would garble logs and error messages).
+//! - Item names are data: 0 to [`MAX_NAME_LEN`] bytes of any UTF-8 (DESIGN.md, "The programming model").
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use core::fmt;
+
+use crate::MAX_NAME_LEN;
+
+/// The longest function, composition or tenant name, in bytes (all ASCII).
+pub const MAX_FUNCTION_NAME_LEN: usize = 64;
+
+/// Why a name was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// The name is empty where one is required.
+    Empty,
+    /// The name has `len` bytes; at most `max` are allowed.
+    TooLong { len: usize, max: usize },
+    /// The first character must be an ASCII letter or digit.
+    BadStart(char),
+    /// A character outside the allowed set, at byte offset `at`.
+    BadChar { ch: char, at: usize },
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("the name is empty"),
+            Self::TooLong { len, max } => write!(f, "the name is {len} bytes long, at most {max} are allowed"),
+            Self::BadStart(ch) => write!(f, "the name starts with {ch:?}; it must start with a letter or digit"),
+            Self::BadChar { ch, at } => write!(f, "the name has {ch:?} at byte {at}, which is not allowed"),
+        }
+    }
+}
+
+/// Checks a function, composition or tenant name: 1..=64 characters of `[A-Za-z0-9_.-]`,
+/// starting with an ASCII letter or digit.
+pub fn validate_function_name(name: &str) -> Result<(), NameError> {
+    let first = name.chars().next().ok_or(NameError::Empty)?;
+    if name.len() > MAX_FUNCTION_NAME_LEN {
+        return Err(NameError::TooLong { len: name.len(), max: MAX_FUNCTION_NAME_LEN });
+    }
+    if !first.is_ascii_alphanumeric() {
+        return Err(NameError::BadStart(first));
+    }
+    match name.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        Some((at, ch)) => Err(NameError::BadChar { ch, at }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a set name against [`MAX_NAME_LEN`]: see [`validate_set_name_within`].
+pub fn validate_set_name(name: &str) -> Result<(), NameError> {
+    validate_set_name_within(name, MAX_NAME_LEN)
+}
+
+/// Checks a set name: 1..=`max` bytes of UTF-8 without control characters, and without white
+/// space at either end (`inputs=A, B` is a typo, not a set named `" B"`). `max` is capped at
+/// [`MAX_NAME_LEN`], so a caller can only tighten the rule.
+pub fn validate_set_name_within(name: &str, max: usize) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    check_len(name, max)?;
+    if let Some(ch) = name.chars().next().filter(|c| c.is_whitespace()) {
+        return Err(NameError::BadChar { ch, at: 0 });
+    }
+    let last = name.char_indices().next_back().filter(|(_, c)| c.is_whitespace());
+    let bad = last.or_else(|| name.char_indices().find(|&(_, c)| c.is_control()));
+    match bad {
+        Some((at, ch)) => Err(NameError::BadChar { ch, at }),
+        None => Ok(()),
+    }
+}
+
+/// Checks an item name against [`MAX_NAME_LEN`]: any UTF-8, possibly empty.
+pub fn validate_item_name(name: &str) -> Result<(), NameError> {
+    validate_item_name_within(name, MAX_NAME_LEN)
+}
+
+/// Checks an item name: 0..=`max` bytes of any UTF-8; `max` is capped at [`MAX_NAME_LEN`].
+pub fn validate_item_name_within(name: &str, max: usize) -> Result<(), NameError> {
+    check_len(name, max)
+}
+
+fn check_len(name: &str, max: usize) -> Result<(), NameError> {
+    let max = max.min(MAX_NAME_LEN);
+    if name.len() > max { Err(NameError::TooLong { len: name.len(), max }) } else { Ok(()) }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary, so error messages stay short.
+pub(crate) fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = text.get(..end).unwrap_or_default().to_owned();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names() {
+        for ok in ["a", "A9", "hello_world", "v1.2-beta", "0start"] {
+            assert_eq!(validate_function_name(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(validate_function_name(""), Err(NameError::Empty));
+        assert_eq!(validate_function_name(".hidden"), Err(NameError::BadStart('.')));
+        assert_eq!(validate_function_name("-x"), Err(NameError::BadStart('-')));
+        assert_eq!(validate_function_name("a/b"), Err(NameError::BadChar { ch: '/', at: 1 }));
+        assert_eq!(validate_function_name("aé"), Err(NameError::BadChar { ch: 'é', at: 1 }));
+        assert_eq!(validate_function_name(&"a".repeat(64)), Ok(()));
+        assert_eq!(validate_function_name(&"a".repeat(65)), Err(NameError::TooLong { len: 65, max: 64 }));
+    }
+
+    #[test]
+    fn set_names() {
+        assert_eq!(validate_set_name("pics"), Ok(()));
+        assert_eq!(validate_set_name("with space, comma and ünïcode"), Ok(()));
+        assert_eq!(validate_set_name(""), Err(NameError::Empty));
+        assert_eq!(validate_set_name("a\nb"), Err(NameError::BadChar { ch: '\n', at: 1 }));
+        assert_eq!(validate_set_name(" b"), Err(NameError::BadChar { ch: ' ', at: 0 }));
+        assert_eq!(validate_set_name("b\u{a0}"), Err(NameError::BadChar { ch: '\u{a0}', at: 1 }));
+        assert_eq!(validate_set_name(&"s".repeat(255)), Ok(()));
+        assert_eq!(validate_set_name(&"s".repeat(256)), Err(NameError::TooLong { len: 256, max: 255 }));
+        // A caller may tighten the limit but never loosen it.
+        assert_eq!(validate_set_name_within("abc", 2), Err(NameError::TooLong { len: 3, max: 2 }));
+        assert_eq!(validate_set_name_within(&"s".repeat(256), 1000), Err(NameError::TooLong { len: 256, max: 255 }));
+    }
+
+    #[test]
+    fn item_names() {
+        assert_eq!(validate_item_name(""), Ok(()));
+        assert_eq!(validate_item_name("any\0thing"), Ok(()));
+        let long: String = "é".repeat(128); // 256 bytes
+        assert_eq!(validate_item_name(&long), Err(NameError::TooLong { len: 256, max: 255 }));
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        use alloc::string::ToString;
+        assert_eq!(
+            NameError::BadChar { ch: '/', at: 3 }.to_string(),
+            "the name has '/' at byte 3, which is not allowed"
+        );
+    }
+}

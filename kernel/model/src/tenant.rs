@@ -1,0 +1,299 @@
+//! Tenants and their bearer tokens.
+//!
+//! Tokens come from the boot configuration, never from a request (DESIGN.md, "The front door").
+//! The configuration is text, one tenant per line:
+//!
+//! ```text
+//! # Comments start with '#' and run to the end of the line; blank lines are ignored.
+//! tenant alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
+//! tenant bob   Zm9vYmFyYmF6cXV4LXRva2VuLTI=   # fields are separated by spaces or tabs
+//! ```
+//!
+//! - `tenant <name> <token>` is the only directive. The name follows the function-name rule
+//!   (1..=64 of `[A-Za-z0-9_.-]`, starting with a letter or digit).
+//! - A token is [`MIN_TOKEN_LEN`]..=[`MAX_TOKEN_LEN`] characters of `[A-Za-z0-9-._~+/]` followed by
+//!   any number of `=` (RFC 6750's `b64token`, so it can be sent as is in `Authorization: Bearer`).
+//!   `#` can never be part of a token, which is what makes comments after a token unambiguous.
+//! - Names and tokens must each be unique. At most [`MAX_TENANTS`] tenants and [`MAX_CONFIG_BYTES`]
+//!   bytes. Lines may end in `\n` or `\r\n`; the text must be UTF-8.
+//!
+//! Errors name the line. They never quote a token, which would leak it to a log.
+//!
+//! Only the SHA-256 of each token is kept. A presented token is hashed and compared with every
+//! tenant's digest, in full, with `subtle`'s constant-time primitives: the time taken depends on
+//! the presented token's length and the number of tenants, never on which bytes match.
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::name::{self, NameError, shorten};
+
+/// The most tenants one configuration may declare.
+pub const MAX_TENANTS: usize = 1024;
+/// The shortest token accepted: 16 characters, so a token cannot be trivially guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// The longest token accepted.
+pub const MAX_TOKEN_LEN: usize = 256;
+/// The largest configuration text accepted, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// A tenant, as the registries know it: a small number, cheap to copy and compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(u32);
+
+impl TenantId {
+    /// The tenant with this index (the order of the configuration's lines, from 0).
+    pub const fn new(index: u32) -> Self {
+        Self(index)
+    }
+    pub const fn index(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tenant#{}", self.0)
+    }
+}
+
+/// What is wrong with a configuration line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The whole text is larger than [`MAX_CONFIG_BYTES`].
+    TooLarge {
+        len: usize,
+    },
+    InvalidUtf8,
+    /// The line does not start with `tenant` (the word, shortened to 32 bytes).
+    UnknownDirective(String),
+    MissingName,
+    MissingToken,
+    /// Something follows the token.
+    ExtraField,
+    BadName(NameError),
+    /// The token breaks a rule; the text says which (never the token itself).
+    BadToken(&'static str),
+    /// This tenant name was already declared on `first_line`.
+    DuplicateName {
+        first_line: usize,
+    },
+    /// This token was already given to the tenant on `first_line`.
+    DuplicateToken {
+        first_line: usize,
+    },
+    TooManyTenants,
+}
+
+/// A configuration error at a line (counted from 1; 0 when it concerns the whole text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub kind: ConfigErrorKind,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str("tenant configuration: ")?;
+        } else {
+            write!(f, "tenant configuration, line {}: ", self.line)?;
+        }
+        match &self.kind {
+            ConfigErrorKind::TooLarge { len } => write!(f, "{len} bytes, at most {MAX_CONFIG_BYTES} are allowed"),
+            ConfigErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
+            ConfigErrorKind::UnknownDirective(word) => {
+                write!(f, "unknown directive {word:?} (expected `tenant <name> <token>`)")
+            }
+            ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),
+            ConfigErrorKind::MissingToken => f.write_str("missing token (expected `tenant <name> <token>`)"),
+            ConfigErrorKind::ExtraField => f.write_str("unexpected text after the token"),
+            ConfigErrorKind::BadName(e) => write!(f, "bad tenant name: {e}"),
+            ConfigErrorKind::BadToken(why) => write!(f, "bad token: {why}"),
+            ConfigErrorKind::DuplicateName { first_line } => {
+                write!(f, "tenant name already declared on line {first_line}")
+            }
+            ConfigErrorKind::DuplicateToken { first_line } => {
+                write!(f, "the same token is already given to the tenant on line {first_line}")
+            }
+            ConfigErrorKind::TooManyTenants => write!(f, "more than {MAX_TENANTS} tenants"),
+        }
+    }
+}
+
+/// Why a request was not authenticated; the front door answers 401 to all of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    Missing,
+    /// An `Authorization` header with another scheme (e.g. `Basic`).
+    NotBearer,
+    /// `Bearer` without a well-formed token after it.
+    Malformed,
+    /// A well-formed token that no tenant holds.
+    UnknownToken,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "missing Authorization header (expected `Authorization: Bearer <token>`)",
+            Self::NotBearer => "the Authorization header must use the Bearer scheme",
+            Self::Malformed => "malformed bearer token",
+            Self::UnknownToken => "unknown token",
+        })
+    }
+}
+
+struct Tenant {
+    name: String,
+    token_digest: [u8; 32],
+    line: usize,
+}
+
+/// The tenants of this boot, with the digests of their tokens.
+#[derive(Default)]
+pub struct TokenTable {
+    tenants: Vec<Tenant>,
+}
+
+/// Lists tenant names only: token digests stay out of logs.
+impl fmt::Debug for TokenTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.tenants.iter().map(|t| &t.name)).finish()
+    }
+}
+
+impl TokenTable {
+    /// Parses a configuration (module docs). An empty configuration gives an empty table; whether
+    /// that is acceptable is the caller's decision.
+    pub fn parse(config: &[u8]) -> Result<Self, ConfigError> {
+        if config.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError { line: 0, kind: ConfigErrorKind::TooLarge { len: config.len() } });
+        }
+        let mut table = Self::default();
+        for (index, line) in config.split(|&b| b == b'\n').enumerate() {
+            let number = index + 1;
+            table.parse_line(line, number).map_err(|kind| ConfigError { line: number, kind })?;
+        }
+        Ok(table)
+    }
+
+    /// Adds the tenant declared on line `number`, if it declares one.
+    fn parse_line(&mut self, line: &[u8], number: usize) -> Result<(), ConfigErrorKind> {
+        let line = core::str::from_utf8(line).map_err(|_| ConfigErrorKind::InvalidUtf8)?;
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_ascii_whitespace();
+        let Some(directive) = fields.next() else { return Ok(()) };
+        if directive != "tenant" {
+            return Err(ConfigErrorKind::UnknownDirective(shorten(directive, 32)));
+        }
+        let name = fields.next().ok_or(ConfigErrorKind::MissingName)?;
+        let token = fields.next().ok_or(ConfigErrorKind::MissingToken)?;
+        if fields.next().is_some() {
+            return Err(ConfigErrorKind::ExtraField);
+        }
+        name::validate_function_name(name).map_err(ConfigErrorKind::BadName)?;
+        check_token(token.as_bytes())?;
+        let token_digest: [u8; 32] = Sha256::digest(token).into();
+        for seen in &self.tenants {
+            if seen.name == name {
+                return Err(ConfigErrorKind::DuplicateName { first_line: seen.line });
+            }
+            if seen.token_digest == token_digest {
+                return Err(ConfigErrorKind::DuplicateToken { first_line: seen.line });
+            }
+        }
+        if self.tenants.len() >= MAX_TENANTS {
+            return Err(ConfigErrorKind::TooManyTenants);
+        }
+        self.tenants.push(Tenant { name: name.to_owned(), token_digest, line: number });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// The name of tenant `id`, if it exists.
+    pub fn name(&self, id: TenantId) -> Option<&str> {
+        let index = usize::try_from(id.0).ok()?;
+        self.tenants.get(index).map(|t| t.name.as_str())
+    }
+
+    /// The tenant named `name`, if any.
+    pub fn find(&self, name: &str) -> Option<TenantId> {
+        self.tenants().find(|&(_, n)| n == name).map(|(id, _)| id)
+    }
+
+    /// All tenants, in configuration order.
+    pub fn tenants(&self) -> impl Iterator<Item = (TenantId, &str)> {
+        self.tenants.iter().zip(0u32..).map(|(t, i)| (TenantId(i), t.name.as_str()))
+    }
+
+    /// The tenant holding `token`, in time independent of the token's contents (module docs).
+    pub fn lookup(&self, token: &[u8]) -> Option<TenantId> {
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        // `found` is the matching index plus one, or 0; every digest is compared, in full.
+        let mut found = 0u32;
+        for (tenant, number) in self.tenants.iter().zip(1u32..) {
+            let matches = tenant.token_digest.ct_eq(&digest);
+            found.conditional_assign(&number, matches);
+        }
+        found.checked_sub(1).map(TenantId)
+    }
+
+    /// The tenant a request's `Authorization` header value (`None` when absent) authenticates.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<TenantId, AuthError> {
+        let token = bearer_token(authorization.ok_or(AuthError::Missing)?)?;
+        self.lookup(token).ok_or(AuthError::UnknownToken)
+    }
+}
+
+/// The token of an `Authorization` header value `Bearer <token>` (RFC 6750 section 2.1): the scheme
+/// in any case, one or more spaces, a `b64token`; white space around the value is ignored.
+pub fn bearer_token(value: &[u8]) -> Result<&[u8], AuthError> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = match value.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(at) => value.split_at(at),
+        None => (value, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(if value.is_empty() { AuthError::Malformed } else { AuthError::NotBearer });
+    }
+    let token = rest.trim_ascii_start();
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN || !is_b64token(token) {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
+}
+
+fn check_token(token: &[u8]) -> Result<(), ConfigErrorKind> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(ConfigErrorKind::BadToken("shorter than 16 characters"));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(ConfigErrorKind::BadToken("longer than 256 characters"));
+    }
+    if !is_b64token(token) {
+        return Err(ConfigErrorKind::BadToken("only letters, digits, `-._~+/` and trailing `=` are allowed"));
+    }
+    Ok(())
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.iter().rposition(|&b| b != b'=').map_or(0, |at| at + 1);
+    let (body, _padding) = token.split_at(body_len);
+    !body.is_empty()
+        && body.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}

@@ -1,0 +1,56 @@
+//! The invoke wire formats: how a request body becomes input sets and output sets become a
+//! response body. Three formats, all bounded by [`WireLimits`] and all reporting a [`WireError`]
+//! that says what is wrong and where (docs/wire-formats.md describes them for clients):
+//!
+//! - [`json`]: `{"sets":{"A":[{"name":"x","key":1,"data":"<base64>"}]}}`, the default;
+//! - [`raw`]: the body is the data of one item (requests), or of the only output item (responses);
+//! - [`binary`]: `application/x-pappus-sets`, compact framing decoded without copying item data.
+
+pub mod binary;
+mod error;
+pub mod json;
+mod limits;
+pub mod raw;
+
+pub use error::{WireError, WireErrorKind};
+pub use limits::WireLimits;
+
+/// A wire format, as named by HTTP media types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireFormat {
+    Json,
+    Raw,
+    Binary,
+}
+
+impl WireFormat {
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Raw => "application/octet-stream",
+            Self::Binary => "application/x-pappus-sets",
+        }
+    }
+
+    /// The format a media type names (parameters such as `; charset=utf-8` and case ignored).
+    pub fn from_media_type(value: &str) -> Option<Self> {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        [Self::Json, Self::Raw, Self::Binary].into_iter().find(|f| f.media_type().eq_ignore_ascii_case(essence))
+    }
+
+    /// How to read a request body given its `Content-Type`: JSON and binary when named, raw for
+    /// anything else or nothing, because `curl --data-binary @file` sends a form content type.
+    pub fn for_request(content_type: Option<&str>) -> Self {
+        match content_type.and_then(Self::from_media_type) {
+            Some(Self::Json) => Self::Json,
+            Some(Self::Binary) => Self::Binary,
+            _ => Self::Raw,
+        }
+    }
+
+    /// How to write a response given the request's `Accept`: the first listed type that is one of
+    /// ours (quality values are not weighed), else JSON.
+    pub fn for_response(accept: Option<&str>) -> Self {
+        accept.into_iter().flat_map(|a| a.split(',')).find_map(Self::from_media_type).unwrap_or(Self::Json)
+    }
+}

@@ -1,0 +1,194 @@
+//! Property tests: round trips over arbitrary sets, and "never panics" over arbitrary input for
+//! every parser that sees untrusted bytes.
+
+use model::wire::{WireLimits, binary, json, raw};
+use model::{Bytes, FunctionSpec, Item, Set, TokenTable, bearer_token, parse_size, query};
+use proptest::prelude::*;
+
+use super::CASES;
+
+fn item() -> impl Strategy<Value = Item> {
+    (
+        prop::collection::vec(any::<char>(), 0..24).prop_map(String::from_iter),
+        any::<Option<u64>>(),
+        prop::collection::vec(any::<u8>(), 0..48),
+    )
+        .prop_map(|(name, key, data)| Item { name, key, data: Bytes::from(data) })
+}
+
+/// Valid set names: printable, no white space at the ends.
+fn set_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9_][A-Za-z0-9 _.,é\"\\\\-]{0,15}[A-Za-z0-9é]?"
+        .prop_filter("valid", |n| model::validate_set_name(n).is_ok())
+}
+
+/// Sets with distinct names, in arbitrary order.
+fn sets() -> impl Strategy<Value = Vec<Set>> {
+    prop::collection::vec((set_name(), prop::collection::vec(item(), 0..6)), 0..6).prop_map(|sets| {
+        let mut out: Vec<Set> = Vec::new();
+        for (name, items) in sets {
+            if !out.iter().any(|s| s.name == name) {
+                out.push(Set { name, items });
+            }
+        }
+        out
+    })
+}
+
+/// A valid binary document, then damaged: truncated, or with some bytes overwritten.
+fn damaged_binary() -> impl Strategy<Value = Vec<u8>> {
+    (
+        sets(),
+        any::<prop::sample::Index>(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<bool>(),
+    )
+        .prop_map(|(sets, cut, pokes, truncate)| {
+            let mut bytes = binary::encode(&sets).unwrap_or_default();
+            for (at, value) in pokes {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] = value;
+                }
+            }
+            if truncate && !bytes.is_empty() {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            bytes
+        })
+}
+
+/// Text made mostly of JSON punctuation and the words of the format, to reach deep into the decoder.
+fn jsonish() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("{"),
+            Just("}"),
+            Just("["),
+            Just("]"),
+            Just(":"),
+            Just(","),
+            Just("\"sets\""),
+            Just("\"A\""),
+            Just("\"name\""),
+            Just("\"key\""),
+            Just("\"data\""),
+            Just("\"aGk=\""),
+            Just("\"*\""),
+            Just("1"),
+            Just("-1"),
+            Just("null"),
+            Just(" "),
+            Just("\"\\u0000\""),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn query_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("engine"),
+            Just("inputs"),
+            Just("outputs"),
+            Just("memory"),
+            Just("timeout_ms"),
+            Just("="),
+            Just("&"),
+            Just(","),
+            Just("%"),
+            Just("%2C"),
+            Just("%FF"),
+            Just("wasm"),
+            Just("builtin"),
+            Just("16MiB"),
+            Just("99999999999999999999"),
+            Just("GiB"),
+            Just("A"),
+            Just("+"),
+            Just("0"),
+        ],
+        0..24,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn config_text() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just(&b"tenant"[..]),
+            Just(&b" "[..]),
+            Just(&b"\t"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"\r\n"[..]),
+            Just(&b"#"[..]),
+            Just(&b"alice"[..]),
+            Just(&b"0123456789abcdef"[..]),
+            Just(&b"="[..]),
+            Just(&b"\xff"[..]),
+            Just(&b"-"[..]),
+        ],
+        0..40,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn json_round_trip(sets in sets()) {
+        let text = json::encode(&sets).unwrap();
+        prop_assert_eq!(json::decode(text.as_bytes(), &WireLimits::DEFAULT).unwrap(), sets);
+    }
+
+    #[test]
+    fn binary_round_trip(sets in sets()) {
+        let bytes = binary::encode(&sets).unwrap();
+        prop_assert_eq!(binary::decode(&Bytes::from(bytes), &WireLimits::DEFAULT).unwrap(), sets);
+    }
+
+    #[test]
+    fn raw_round_trip(data in prop::collection::vec(any::<u8>(), 0..64)) {
+        let sets = raw::decode(Bytes::from(data.clone()), "in", "", &WireLimits::DEFAULT).unwrap();
+        prop_assert_eq!(&*raw::encode(&sets).unwrap(), &data[..]);
+    }
+
+    #[test]
+    fn json_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256), text in jsonish()) {
+        let _ = json::decode(&bytes, &WireLimits::DEFAULT);
+        let _ = json::decode(text.as_bytes(), &WireLimits::DEFAULT);
+        let tight = WireLimits { max_sets: 1, max_items: 1, max_total_bytes: 1, max_name_len: 1 };
+        let _ = json::decode(text.as_bytes(), &tight);
+    }
+
+    #[test]
+    fn binary_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256), damaged in damaged_binary()) {
+        let _ = binary::decode(&Bytes::from(bytes), &WireLimits::DEFAULT);
+        let _ = binary::decode(&Bytes::from(damaged.clone()), &WireLimits::DEFAULT);
+        let _ = binary::decode(&Bytes::from(damaged), &WireLimits::MODEL);
+    }
+
+    #[test]
+    fn raw_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64), set in ".{0,8}", item in ".{0,8}") {
+        let _ = raw::decode(Bytes::from(bytes), &set, &item, &WireLimits::DEFAULT);
+    }
+
+    #[test]
+    fn query_parser_never_panics(any_text in ".{0,128}", text in query_text(), name in ".{0,8}") {
+        let _ = FunctionSpec::from_query(&name, &any_text);
+        let _ = FunctionSpec::from_query("f", &text);
+        let _ = query::percent_decode(&any_text);
+        let _ = parse_size(&any_text);
+    }
+
+    #[test]
+    fn token_parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256), text in config_text()) {
+        let _ = TokenTable::parse(&bytes);
+        if let Ok(table) = TokenTable::parse(&text) {
+            let _ = table.authenticate(Some(&bytes));
+        }
+        let _ = bearer_token(&bytes);
+    }
+}

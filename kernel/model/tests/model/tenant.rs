@@ -1,0 +1,138 @@
+use model::{AuthError, ConfigError, ConfigErrorKind, MAX_TENANTS, NameError, TenantId, TokenTable, bearer_token};
+
+const ALICE: &str = "pappus-dev-0123456789abcdef0123456789abcdef";
+const BOB: &str = "Zm9vYmFyYmF6cXV4LXRva2VuLTI=";
+
+fn config() -> String {
+    format!(
+        "# tenants of this boot\n\ntenant alice {ALICE}\r\n\t tenant\tbob   {BOB}   # trailing comment\n#tenant eve x\n"
+    )
+}
+
+#[test]
+fn parses_the_documented_format() {
+    let table = TokenTable::parse(config().as_bytes()).unwrap();
+    assert_eq!(table.len(), 2);
+    assert!(!table.is_empty());
+    let alice = table.find("alice").unwrap();
+    let bob = table.find("bob").unwrap();
+    assert_eq!((alice, bob), (TenantId::new(0), TenantId::new(1)));
+    assert_eq!(table.name(bob), Some("bob"));
+    assert_eq!(table.name(TenantId::new(2)), None);
+    assert_eq!(table.find("eve"), None);
+    assert_eq!(table.tenants().collect::<Vec<_>>(), [(alice, "alice"), (bob, "bob")]);
+    assert_eq!(table.lookup(ALICE.as_bytes()), Some(alice));
+    assert_eq!(table.lookup(BOB.as_bytes()), Some(bob));
+    assert_eq!(format!("{table:?}"), "[\"alice\", \"bob\"]", "Debug shows names only");
+    assert_eq!(alice.index(), 0);
+    assert_eq!(bob.to_string(), "tenant#1");
+}
+
+#[test]
+fn empty_configuration_is_an_empty_table() {
+    let table = TokenTable::parse(b"# nobody yet\n\n").unwrap();
+    assert!(table.is_empty());
+    assert_eq!(table.lookup(ALICE.as_bytes()), None);
+}
+
+#[test]
+fn lookup_needs_the_whole_token() {
+    let table = TokenTable::parse(config().as_bytes()).unwrap();
+    for wrong in [&ALICE[..ALICE.len() - 1], &format!("{ALICE}x"), "", &ALICE.to_uppercase(), "pappus"] {
+        assert_eq!(table.lookup(wrong.as_bytes()), None, "{wrong}");
+    }
+}
+
+fn config_error(text: &str) -> ConfigError {
+    TokenTable::parse(text.as_bytes()).unwrap_err()
+}
+
+#[test]
+fn errors_name_the_line_and_never_the_token() {
+    let cases: Vec<(String, usize, ConfigErrorKind)> = vec![
+        (format!("\n\nuser alice {ALICE}"), 3, ConfigErrorKind::UnknownDirective("user".into())),
+        ("tenant".into(), 1, ConfigErrorKind::MissingName),
+        ("tenant alice".into(), 1, ConfigErrorKind::MissingToken),
+        (format!("tenant alice {ALICE} extra"), 1, ConfigErrorKind::ExtraField),
+        (format!("tenant -alice {ALICE}"), 1, ConfigErrorKind::BadName(NameError::BadStart('-'))),
+        ("tenant alice short".into(), 1, ConfigErrorKind::BadToken("shorter than 16 characters")),
+        (format!("tenant alice {}", "a".repeat(257)), 1, ConfigErrorKind::BadToken("longer than 256 characters")),
+        (
+            "tenant alice pappus-dev-0123456789abcdef!".into(),
+            1,
+            ConfigErrorKind::BadToken("only letters, digits, `-._~+/` and trailing `=` are allowed"),
+        ),
+        (
+            "tenant alice ====================".into(),
+            1,
+            ConfigErrorKind::BadToken("only letters, digits, `-._~+/` and trailing `=` are allowed"),
+        ),
+        (
+            "tenant alice abc=def0123456789abcdef".into(),
+            1,
+            ConfigErrorKind::BadToken("only letters, digits, `-._~+/` and trailing `=` are allowed"),
+        ),
+        (format!("tenant alice {ALICE}\n# x\ntenant alice {BOB}"), 3, ConfigErrorKind::DuplicateName { first_line: 1 }),
+        (format!("tenant alice {ALICE}\ntenant bob {ALICE}"), 2, ConfigErrorKind::DuplicateToken { first_line: 1 }),
+    ];
+    for (text, line, kind) in cases {
+        let e = config_error(&text);
+        assert_eq!((e.line, &e.kind), (line, &kind), "{text}");
+        let message = e.to_string();
+        assert!(message.starts_with(&format!("tenant configuration, line {line}: ")), "{message}");
+        assert!(!message.contains(ALICE) && !message.contains(BOB), "{message}");
+    }
+    assert_eq!(
+        config_error("tenant alice").to_string(),
+        "tenant configuration, line 1: missing token (expected `tenant <name> <token>`)"
+    );
+}
+
+#[test]
+fn invalid_utf8_names_its_line() {
+    let mut text = format!("tenant alice {ALICE}\n").into_bytes();
+    text.extend_from_slice(b"tenant b\xffb 0123456789abcdef0\n");
+    let e = TokenTable::parse(&text).unwrap_err();
+    assert_eq!(e, ConfigError { line: 2, kind: ConfigErrorKind::InvalidUtf8 });
+}
+
+#[test]
+fn size_and_count_are_bounded() {
+    let e = TokenTable::parse(&vec![b'#'; model::MAX_CONFIG_BYTES + 1]).unwrap_err();
+    assert_eq!(e.line, 0);
+    assert!(e.to_string().starts_with("tenant configuration: 1048577 bytes"));
+    let text: String = (0..=MAX_TENANTS).map(|i| format!("tenant t{i} token-{i:016}\n")).collect();
+    let e = TokenTable::parse(text.as_bytes()).unwrap_err();
+    assert_eq!(e, ConfigError { line: MAX_TENANTS + 1, kind: ConfigErrorKind::TooManyTenants });
+    let table = TokenTable::parse(text.lines().take(MAX_TENANTS).collect::<Vec<_>>().join("\n").as_bytes()).unwrap();
+    assert_eq!(table.len(), MAX_TENANTS);
+    assert_eq!(table.lookup(b"token-0000000000001023"), Some(TenantId::new(1023)));
+}
+
+#[test]
+fn bearer_header_values() {
+    assert_eq!(bearer_token(b"Bearer abc"), Ok(&b"abc"[..]));
+    assert_eq!(bearer_token(b"  bearer   abc==  "), Ok(&b"abc=="[..]));
+    assert_eq!(bearer_token(b"BEARER\tabc"), Ok(&b"abc"[..]));
+    assert_eq!(bearer_token(b"Basic dXNlcjpwYXNz"), Err(AuthError::NotBearer));
+    assert_eq!(bearer_token(b"Bearerabc"), Err(AuthError::NotBearer));
+    assert_eq!(bearer_token(b"Bearer"), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b"Bearer "), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b""), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b"Bearer a b"), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b"Bearer =="), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b"Bearer a=b"), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(b"Bearer \xff"), Err(AuthError::Malformed));
+    assert_eq!(bearer_token(format!("Bearer {}", "a".repeat(257)).as_bytes()), Err(AuthError::Malformed));
+}
+
+#[test]
+fn authenticate() {
+    let table = TokenTable::parse(config().as_bytes()).unwrap();
+    let header = format!("Bearer {BOB}");
+    assert_eq!(table.authenticate(Some(header.as_bytes())), Ok(TenantId::new(1)));
+    assert_eq!(table.authenticate(None), Err(AuthError::Missing));
+    assert_eq!(table.authenticate(Some(b"Basic x")), Err(AuthError::NotBearer));
+    assert_eq!(table.authenticate(Some(b"Bearer 0123456789abcdef0123")), Err(AuthError::UnknownToken));
+    assert_eq!(AuthError::UnknownToken.to_string(), "unknown token");
+}
