@@ -1,1 +1,50 @@
+//! The Pappus function SDK.
+//!
+//! A function reads its declared input sets and writes its declared output sets; nothing else.
+//!
+//! ```
+//! // In a function crate: #![no_std] on wasm32, and `extern crate alloc;`.
+//! use pappus_sdk::{Context, Error};
+//!
+//! pappus_sdk::entry!(uppercase);
+//!
+//! fn uppercase(ctx: &mut Context) -> Result<(), Error> {
+//!     let out = ctx.output(0).ok_or("no output declared")?;
+//!     for set in ctx.inputs() {
+//!         for item in set.items() {
+//!             out.push_item(&item.name(), item.key(), &item.data().to_ascii_uppercase());
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - [`Context`] is the whole API: input sets and items (name, key, bytes), output sets by
+//!   declaration index or name, and `push`.
+//! - [`entry!`] exports the entry point; returning `Err` or panicking ends the run with the
+//!   message (`function_aborted`).
+//! - On wasm32 the SDK brings a panic handler and a bump allocator (features `panic-handler`,
+//!   `allocator`). On other targets it compiles as a plain library, and [`mock`] runs a
+//!   function on the host for unit tests.
+//!
+//! The API does not depend on the transport: wasm host imports today, the native engines'
+//! system data block later (docs/function-abi.md).
 #![no_std]
+#![deny(unsafe_code)] // allowed only in `wasm::sys` and `wasm::heap`
+
+extern crate alloc;
+
+pub mod abi;
+mod context;
+mod entry;
+mod error;
+pub mod mock;
+mod transport;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use context::{Context, InputItem, InputSet, Output};
+#[doc(hidden)]
+pub use entry::__private;
+pub use entry::Entry;
+pub use error::Error;

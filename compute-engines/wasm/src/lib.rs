@@ -1,1 +1,77 @@
+//! The WebAssembly compute engine, on the wasmi interpreter.
+//!
+//! A function is a wasm module that imports only the `pappus` host functions of the function ABI
+//! (docs/function-abi.md) and exports `run: [] -> []` and its linear memory `memory`.
+//!
+//! - **Prepare** (`prepare.rs`): size limit, validation and eager compilation, import and export
+//!   checks. The result is a [`WasmImage`], a cheap clone of the compiled module.
+//! - **Run** (`run.rs`): a fresh store and instance per run; fuel metering turns the instruction
+//!   budget into a deterministic timeout; a resource limiter caps linear memory (`state.rs`); the
+//!   host functions (`host.rs`) bounds-check every pointer (`guest_memory.rs`); traps and limits
+//!   become typed [`EngineError`]s (`classify.rs`).
+//!
+//! wasm-to-wasm calls do not recurse on the host stack in wasmi; the call depth and value stack
+//! are bounded by [`WasmConfig`], so unbounded recursion is a `stack_overflow` trap.
 #![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod abi;
+mod classify;
+mod config;
+mod fault;
+mod guest_memory;
+mod host;
+mod prepare;
+mod run;
+mod state;
+
+use engine::{Completion, Engine, EngineError, Invocation};
+
+pub use config::WasmConfig;
+pub use prepare::WasmImage;
+
+/// The engine: one wasmi engine (configuration and compiled code) and the linker that provides
+/// the `pappus` imports, shared by every image it prepares and every run.
+pub struct WasmEngine {
+    config: WasmConfig,
+    wasmi: wasmi::Engine,
+    linker: wasmi::Linker<state::HostState>,
+}
+
+impl WasmEngine {
+    /// An engine with `config`.
+    pub fn new(config: WasmConfig) -> Result<Self, EngineError> {
+        let wasmi = wasmi::Engine::new(&config.wasmi_config());
+        let linker = host::linker(&wasmi)?;
+        Ok(Self { config, wasmi, linker })
+    }
+
+    /// The configuration this engine was made with.
+    pub fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+}
+
+impl core::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WasmEngine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Engine for WasmEngine {
+    type Image = WasmImage;
+
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn prepare(&self, image: &[u8]) -> Result<WasmImage, EngineError> {
+        prepare::prepare(&self.wasmi, &self.config, image)
+    }
+
+    fn run(&self, image: &WasmImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+        run::run(self, image, invocation)
+    }
+}

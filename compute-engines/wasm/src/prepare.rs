@@ -1,0 +1,87 @@
+//! Registration: refuse what cannot run, compile what can.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use engine::{EngineError, ImageError};
+use wasmi::{ExternType, Module};
+
+use crate::abi;
+use crate::config::WasmConfig;
+
+/// A validated, compiled module, ready to instantiate. Cloning shares the compiled code.
+#[derive(Clone, Debug)]
+pub struct WasmImage {
+    pub(crate) module: Module,
+}
+
+/// Checks and compiles `bytes`: size first (before any parsing work), then validation and eager
+/// compilation, then the imports and exports against the ABI.
+pub(crate) fn prepare(engine: &wasmi::Engine, config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, EngineError> {
+    if bytes.len() > config.max_module_bytes {
+        return Err(ImageError::TooLarge { size: bytes.len(), limit: config.max_module_bytes }.into());
+    }
+    let module = Module::new(engine, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
+    let uses_memory = check_imports(&module)?;
+    check_exports(&module, uses_memory)?;
+    Ok(WasmImage { module })
+}
+
+/// Every import must be an ABI function with the ABI's signature. Returns whether any import
+/// takes pointers into linear memory.
+fn check_imports(module: &Module) -> Result<bool, ImageError> {
+    let mut uses_memory = false;
+    for import in module.imports() {
+        let refuse = |reason: String| ImageError::ForbiddenImport {
+            module: import.module().into(),
+            name: import.name().into(),
+            reason,
+        };
+        if import.module() != abi::NAMESPACE {
+            return Err(refuse(format!("functions may import only from `{}`", abi::NAMESPACE)));
+        }
+        let Some(expected) = abi::import(import.name()) else {
+            return Err(refuse(format!("`{}` provides no such function", abi::NAMESPACE)));
+        };
+        let ExternType::Func(ty) = import.ty() else {
+            return Err(refuse("it must be imported as a function".into()));
+        };
+        if ty.params() != expected.params || ty.results() != expected.results {
+            return Err(refuse(format!(
+                "its signature is {}, the ABI's is {}",
+                abi::signature(ty.params(), ty.results()),
+                abi::signature(expected.params, expected.results)
+            )));
+        }
+        uses_memory |= expected.uses_memory;
+    }
+    Ok(uses_memory)
+}
+
+/// The entry export must exist with type `[] -> []`; `memory` must be a memory where present,
+/// and present when the module imports functions that take pointers.
+fn check_exports(module: &Module, uses_memory: bool) -> Result<(), ImageError> {
+    match module.get_export(abi::ENTRY) {
+        Some(ExternType::Func(ty)) if ty.params().is_empty() && ty.results().is_empty() => {}
+        Some(ExternType::Func(ty)) => {
+            return Err(ImageError::BadEntry {
+                reason: format!(
+                    "export `{}` has type {}, it must be [] -> []",
+                    abi::ENTRY,
+                    abi::signature(ty.params(), ty.results())
+                ),
+            });
+        }
+        Some(_) => return Err(ImageError::BadEntry { reason: format!("export `{}` is not a function", abi::ENTRY) }),
+        None => {
+            return Err(ImageError::BadEntry { reason: format!("the module exports no function `{}`", abi::ENTRY) });
+        }
+    }
+    match module.get_export(abi::MEMORY) {
+        Some(ExternType::Memory(_)) => Ok(()),
+        Some(_) => Err(ImageError::BadEntry { reason: format!("export `{}` is not a linear memory", abi::MEMORY) }),
+        None if uses_memory => Err(ImageError::BadEntry {
+            reason: format!("the module imports ABI functions that take pointers but exports no `{}`", abi::MEMORY),
+        }),
+        None => Ok(()),
+    }
+}

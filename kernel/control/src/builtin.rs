@@ -1,0 +1,218 @@
+//! Builtins: trusted platform functions every tenant can invoke and use in compositions.
+//!
+//! | name       | signature          | does                                                                 |
+//! |------------|--------------------|----------------------------------------------------------------------|
+//! | `identity` | `(in) => (out)`    | returns its input items                                              |
+//! | `concat`   | `(a, b) => (out)`  | the items of `a`, then those of `b`                                  |
+//! | `fail`     | `(in) => (out)`    | always fails (500 `function_failed`); the message is the first item's data (UTF-8, at most 256 bytes), or `fail called` |
+//! | `sleep`    | `(in) => (out)`    | returns its input items after N ms, N being the first item's data as a decimal number (0..=10000; no item: 0) |
+//!
+//! A program declares a builtin like any other function before applying it (the composition
+//! language resolves only declared names), e.g. `function concat (a, b) => (out);`; a
+//! declaration with other set counts than the table's is refused when the program is uploaded.
+//!
+//! Their names are reserved in every tenant's namespace: registering a function or a composition
+//! under one is 409 `reserved`. `GET /v1/functions/{builtin}` describes one; listings show only
+//! the tenant's own functions.
+//!
+//! `sleep` never blocks: its instance waits on a deadline while the invocation stays pending,
+//! and [`ControlPlane::poll`](crate::ControlPlane::poll) completes it once `now_ms` has passed
+//! the deadline. It is how tests (and users) see that invocations are asynchronous.
+
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use dsl::Signature;
+use model::{Item, Set};
+
+use crate::host::HostError;
+use crate::json;
+
+/// The longest `sleep`, in milliseconds.
+pub const MAX_SLEEP_MS: u64 = 10_000;
+
+/// The longest message `fail` returns, in bytes.
+const MAX_FAIL_MESSAGE: usize = 256;
+
+/// A platform function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Builtin {
+    Identity,
+    Concat,
+    Fail,
+    Sleep,
+}
+
+/// What running a builtin gives.
+#[derive(Debug)]
+pub(crate) enum BuiltinRun {
+    Done(Vec<Set>),
+    Failed(HostError),
+    /// Done with these outputs once `ms` milliseconds have passed.
+    After {
+        ms: u64,
+        outputs: Vec<Set>,
+    },
+}
+
+impl Builtin {
+    pub const ALL: [Self; 4] = [Self::Identity, Self::Concat, Self::Fail, Self::Sleep];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::Concat => "concat",
+            Self::Fail => "fail",
+            Self::Sleep => "sleep",
+        }
+    }
+
+    /// The builtin called `name`, if any.
+    pub fn find(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Input set names, in order.
+    pub const fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Self::Concat => &["a", "b"],
+            Self::Identity | Self::Fail | Self::Sleep => &["in"],
+        }
+    }
+
+    /// Output set names, in order.
+    pub const fn outputs(self) -> &'static [&'static str] {
+        &["out"]
+    }
+
+    pub const fn signature(self) -> Signature {
+        Signature { inputs: self.inputs().len(), outputs: self.outputs().len() }
+    }
+
+    /// `{"name":"concat","engine":"builtin","inputs":["a","b"],"outputs":["out"]}`.
+    pub(crate) fn to_json(self) -> String {
+        let mut out = String::from("{\"name\":");
+        json::push_str(&mut out, self.name());
+        out.push_str(",\"engine\":\"builtin\",\"inputs\":");
+        json::push_str_array(&mut out, self.inputs());
+        out.push_str(",\"outputs\":");
+        json::push_str_array(&mut out, self.outputs());
+        out.push('}');
+        out
+    }
+
+    /// Runs the builtin on its inputs (one set per declared input, in order; missing ones count
+    /// as empty).
+    pub(crate) fn run(self, inputs: Vec<Set>) -> BuiltinRun {
+        let mut inputs = inputs.into_iter();
+        let mut first = inputs.next().map(|s| s.items).unwrap_or_default();
+        let out = |items: Vec<Item>| vec![Set { name: "out".to_owned(), items }];
+        match self {
+            Self::Identity => BuiltinRun::Done(out(first)),
+            Self::Concat => {
+                first.extend(inputs.next().map(|s| s.items).unwrap_or_default());
+                BuiltinRun::Done(out(first))
+            }
+            Self::Fail => {
+                let message = match first.first() {
+                    Some(item) => {
+                        let data = item.data.get(..item.data.len().min(MAX_FAIL_MESSAGE)).unwrap_or_default();
+                        String::from_utf8_lossy(data).into_owned()
+                    }
+                    None => "fail called".to_owned(),
+                };
+                BuiltinRun::Failed(HostError::failed(message))
+            }
+            Self::Sleep => match first.first().map(|item| parse_ms(&item.data)).unwrap_or(Ok(0)) {
+                Ok(ms) => BuiltinRun::After { ms, outputs: out(first) },
+                Err(message) => BuiltinRun::Failed(HostError::failed(message)),
+            },
+        }
+    }
+}
+
+/// A decimal number of milliseconds in 0..=[`MAX_SLEEP_MS`] (ASCII white space around it ignored).
+fn parse_ms(data: &[u8]) -> Result<u64, String> {
+    let text = data.trim_ascii();
+    let invalid = || {
+        let shown = json::shorten(&String::from_utf8_lossy(data.get(..64).unwrap_or(data)), 32);
+        format!("sleep: {shown:?} is not a whole number of milliseconds in 0..={MAX_SLEEP_MS}")
+    };
+    if text.is_empty() || text.len() > 20 || !text.iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    let ms = text.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')));
+    match ms {
+        Some(ms) if ms <= MAX_SLEEP_MS => Ok(ms),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::Bytes;
+
+    fn set(items: &[&str]) -> Set {
+        Set {
+            name: "x".into(),
+            items: items
+                .iter()
+                .map(|d| Item { name: String::new(), key: None, data: Bytes::from(d.as_bytes()) })
+                .collect(),
+        }
+    }
+
+    fn data(sets: &[Set]) -> Vec<Vec<u8>> {
+        sets.iter().flat_map(|s| s.items.iter().map(|i| i.data.to_vec())).collect()
+    }
+
+    #[test]
+    fn names_and_signatures() {
+        for b in Builtin::ALL {
+            assert_eq!(Builtin::find(b.name()), Some(b));
+        }
+        assert_eq!(Builtin::find("HTTP"), None);
+        assert_eq!(Builtin::Concat.signature(), Signature { inputs: 2, outputs: 1 });
+        assert_eq!(
+            Builtin::Concat.to_json(),
+            r#"{"name":"concat","engine":"builtin","inputs":["a","b"],"outputs":["out"]}"#
+        );
+    }
+
+    #[test]
+    fn identity_concat_fail() {
+        let BuiltinRun::Done(out) = Builtin::Identity.run(vec![set(&["a", "b"])]) else { panic!() };
+        assert_eq!(data(&out), [b"a".to_vec(), b"b".to_vec()]);
+        let BuiltinRun::Done(out) = Builtin::Concat.run(vec![set(&["a"]), set(&["b", "c"])]) else { panic!() };
+        assert_eq!(data(&out), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        let BuiltinRun::Done(out) = Builtin::Concat.run(vec![]) else { panic!() };
+        assert!(out[0].items.is_empty());
+        let BuiltinRun::Failed(e) = Builtin::Fail.run(vec![set(&["boom"])]) else { panic!() };
+        assert_eq!((e.status, e.code, e.message.as_str()), (500, "function_failed", "boom"));
+        let BuiltinRun::Failed(e) = Builtin::Fail.run(vec![set(&[])]) else { panic!() };
+        assert_eq!(e.message, "fail called");
+        let long = "x".repeat(1000);
+        let BuiltinRun::Failed(e) = Builtin::Fail.run(vec![set(&[&long])]) else { panic!() };
+        assert_eq!(e.message.len(), MAX_FAIL_MESSAGE);
+    }
+
+    #[test]
+    fn sleep_parses_milliseconds() {
+        assert_eq!(parse_ms(b"250"), Ok(250));
+        assert_eq!(parse_ms(b" 10000\n"), Ok(10_000));
+        assert!(parse_ms(b"10001").is_err());
+        assert!(parse_ms(b"-1").is_err());
+        assert!(parse_ms(b"").is_err());
+        assert!(parse_ms(b"99999999999999999999999").is_err());
+        let BuiltinRun::After { ms, outputs } = Builtin::Sleep.run(vec![set(&["5", "x"])]) else { panic!() };
+        assert_eq!((ms, data(&outputs).len()), (5, 2));
+        let BuiltinRun::After { ms, .. } = Builtin::Sleep.run(vec![set(&[])]) else { panic!() };
+        assert_eq!(ms, 0);
+        let BuiltinRun::Failed(e) = Builtin::Sleep.run(vec![set(&["soon"])]) else { panic!() };
+        assert_eq!(e.message, "sleep: \"soon\" is not a whole number of milliseconds in 0..=10000");
+    }
+}

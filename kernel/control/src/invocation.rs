@@ -1,0 +1,290 @@
+//! One invocation in flight: a planner [`Execution`] and what its instances resolve to.
+//!
+//! Every invocation, a composition's or a single function's, runs through the planner, so there
+//! is one way to run instances, to wait on `sleep`, to fail, and to drop everything on cancel.
+//! [`Invocation::step`] runs ready instances (synchronously, through the host or the builtin
+//! table), completes `sleep`s whose deadline has passed, and answers once the execution is over;
+//! in between, the invocation is plain data the control plane keeps.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::mem;
+
+use pappus_http::Response;
+
+use model::wire::{WireErrorKind, WireFormat, WireLimits, binary, json, raw};
+use model::{Set, TenantId};
+use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
+
+use crate::builtin::{Builtin, BuiltinRun};
+use crate::errors::ApiError;
+use crate::host::{FunctionHost, HostError, StoredFunction};
+use crate::limits::ControlLimits;
+
+/// What a declared function name runs: resolved once, when the invocation starts, so a function
+/// replaced or deleted meanwhile does not change a running invocation.
+#[derive(Clone, Debug)]
+pub(crate) enum Target {
+    Builtin(Builtin),
+    Function(Arc<StoredFunction>),
+}
+
+impl Target {
+    pub fn input_count(&self) -> usize {
+        match self {
+            Self::Builtin(b) => b.inputs().len(),
+            Self::Function(f) => f.spec().inputs().len(),
+        }
+    }
+
+    pub fn output_count(&self) -> usize {
+        match self {
+            Self::Builtin(b) => b.outputs().len(),
+            Self::Function(f) => f.spec().outputs().len(),
+        }
+    }
+}
+
+/// What was invoked, for error messages.
+#[derive(Clone, Debug)]
+pub(crate) enum Subject {
+    /// A function (or builtin) invoked directly, by name.
+    Function(String),
+    Composition,
+}
+
+/// A `sleep` instance waiting for its deadline.
+#[derive(Debug)]
+struct Timer {
+    id: InstanceId,
+    due_ms: u64,
+    outputs: Vec<Set>,
+}
+
+/// What one step left the invocation as.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Done(Response),
+    /// Still running; `moved` says whether this step changed anything.
+    Waiting {
+        moved: bool,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    tenant: TenantId,
+    subject: Subject,
+    /// How to write the outputs.
+    format: WireFormat,
+    execution: Execution,
+    /// Declared function name -> what it runs.
+    targets: BTreeMap<String, Target>,
+    timers: Vec<Timer>,
+    /// The error of the first failed instance: its status and code become the answer's.
+    failure: Option<(InstanceId, HostError)>,
+    /// Names for the output sets (direct invocations; a composition names its own).
+    output_names: Option<Vec<String>>,
+    /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
+    broken: Option<String>,
+}
+
+impl Invocation {
+    pub fn new(
+        tenant: TenantId,
+        subject: Subject,
+        format: WireFormat,
+        execution: Execution,
+        targets: BTreeMap<String, Target>,
+        output_names: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            tenant,
+            subject,
+            format,
+            execution,
+            targets,
+            timers: Vec::new(),
+            failure: None,
+            output_names,
+            broken: None,
+        }
+    }
+
+    /// Completes the timers due at `now_ms`, then runs ready instances (at most
+    /// `limits.max_instances_per_step`, at least one), and answers if the execution is over.
+    pub fn step(&mut self, now_ms: u64, host: &mut dyn FunctionHost, limits: &ControlLimits) -> Step {
+        let mut moved = false;
+        if self.timers.iter().any(|t| t.due_ms <= now_ms) {
+            let (due, waiting): (Vec<Timer>, Vec<Timer>) =
+                mem::take(&mut self.timers).into_iter().partition(|t| t.due_ms <= now_ms);
+            self.timers = waiting;
+            for timer in due {
+                moved = true;
+                self.complete(timer.id, Ok(timer.outputs));
+            }
+        }
+        let budget = limits.max_instances_per_step.max(1);
+        let mut ran = 0;
+        while ran < budget && self.broken.is_none() {
+            let Some(instance) = self.execution.next_ready() else { break };
+            ran += 1;
+            moved = true;
+            self.run(instance, now_ms, host, &limits.wire);
+        }
+        match self.answer() {
+            Some(response) => Step::Done(response),
+            None => Step::Waiting { moved },
+        }
+    }
+
+    /// When a step can next move something: now (0) if instances are ready, else the first
+    /// deadline; `None` if neither (the execution is over).
+    pub fn next_due_ms(&self) -> Option<u64> {
+        match self.execution.status() {
+            Status::Running { ready, .. } if ready > 0 => Some(0),
+            Status::Running { .. } => self.timers.iter().map(|t| t.due_ms).min(),
+            Status::Done(_) | Status::Failed(_) => Some(0),
+        }
+    }
+
+    /// Runs one instance: a builtin at once (or on a timer, for `sleep`), a function through the host.
+    fn run(&mut self, instance: Instance, now_ms: u64, host: &mut dyn FunctionHost, wire: &WireLimits) {
+        let Instance { id, function, inputs, output_count, .. } = instance;
+        let result = match self.targets.get(&function) {
+            None => Err(HostError::new(
+                500,
+                "internal",
+                format!("'{function}' was not resolved when the invocation started"),
+            )),
+            Some(Target::Builtin(builtin)) => match builtin.run(inputs) {
+                BuiltinRun::Done(outputs) => Ok(outputs),
+                BuiltinRun::Failed(e) => Err(e),
+                BuiltinRun::After { ms: 0, outputs } => Ok(outputs),
+                BuiltinRun::After { ms, outputs } => {
+                    self.timers.push(Timer { id, due_ms: now_ms.saturating_add(ms), outputs });
+                    return;
+                }
+            },
+            Some(Target::Function(f)) => {
+                let f = Arc::clone(f);
+                let inputs = rename(inputs, f.spec().inputs());
+                host.run(self.tenant, &f, inputs).and_then(|outputs| check_outputs(outputs, &f, output_count, wire))
+            }
+        };
+        self.complete(id, result);
+    }
+
+    /// Reports an instance's end to the planner, keeping the first failure's status and code.
+    fn complete(&mut self, id: InstanceId, result: Result<Vec<Set>, HostError>) {
+        let result = result.map_err(|e| {
+            let cause = if e.message.is_empty() { String::from(e.code) } else { e.message.clone() };
+            if self.failure.is_none() {
+                self.failure = Some((id, e));
+            }
+            cause
+        });
+        if let Err(e) = self.execution.complete(id, result) {
+            self.broken.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// The answer, once the execution is over.
+    fn answer(&mut self) -> Option<Response> {
+        if let Some(bug) = &self.broken {
+            return Some(ApiError::internal(format!("the invocation broke: {bug}")).into_response());
+        }
+        let failure = match self.execution.status() {
+            Status::Running { .. } => return None,
+            Status::Done(_) => None,
+            Status::Failed(failure) => Some(self.failure_error(&failure.cause)),
+        };
+        if let Some(error) = failure {
+            return Some(error.into_response());
+        }
+        let mut outputs = self.execution.take_outputs().unwrap_or_default();
+        if let Some(names) = &self.output_names {
+            outputs = rename(outputs, names);
+        }
+        Some(encode(self.format, &outputs).unwrap_or_else(ApiError::into_response))
+    }
+
+    fn failure_error(&self, cause: &FailureCause) -> ApiError {
+        match cause {
+            FailureCause::Instance { id, origin, cause, .. } => {
+                let (status, code) = match &self.failure {
+                    Some((failed, e)) if failed == id => (e.http_status(), e.code),
+                    _ => (500, "function_failed"),
+                };
+                let message = match &self.subject {
+                    Subject::Function(name) => format!("function '{name}' failed: {cause}"),
+                    Subject::Composition => format!("{origin}: {cause}"),
+                };
+                ApiError::new(status, code, message)
+            }
+            FailureCause::Plan(e) => plan_error(e),
+        }
+    }
+}
+
+/// The API error for a planner error.
+pub(crate) fn plan_error(e: &PlanError) -> ApiError {
+    match e {
+        PlanError::TooManyInstances { .. }
+        | PlanError::TotalInstancesExceeded { .. }
+        | PlanError::NestingTooDeep { .. } => ApiError::new(422, "plan_limit", e.to_string()),
+        PlanError::UnknownComposition(_) | PlanError::InputCount { .. } | PlanError::InvalidProgram { .. } => {
+            ApiError::bad_request("bad_composition", e.to_string())
+        }
+        PlanError::UnknownInstance(_) | PlanError::NotRunning(_) | PlanError::Internal(_) => {
+            ApiError::internal(e.to_string())
+        }
+    }
+}
+
+/// Sets renamed by position (functions bind sets by position); extra sets keep their names.
+fn rename(mut sets: Vec<Set>, names: &[String]) -> Vec<Set> {
+    for (set, name) in sets.iter_mut().zip(names) {
+        set.name.clone_from(name);
+    }
+    sets
+}
+
+/// A function's outputs, checked: one set per declared output, and within the wire limits and
+/// the data model (valid item names). Anything else is 502 `bad_output`.
+fn check_outputs(
+    outputs: Vec<Set>,
+    function: &StoredFunction,
+    expected: usize,
+    wire: &WireLimits,
+) -> Result<Vec<Set>, HostError> {
+    if outputs.len() != expected {
+        let message = format!("returned {} output set(s), its declaration has {expected}", outputs.len());
+        return Err(HostError::new(502, "bad_output", message));
+    }
+    let outputs = rename(outputs, function.spec().outputs());
+    wire.check(&outputs).map_err(|e| HostError::new(502, "bad_output", format!("invalid outputs: {e}")))?;
+    Ok(outputs)
+}
+
+/// The 200 answer in the requested format. Raw needs exactly one output item (406 otherwise).
+fn encode(format: WireFormat, outputs: &[Set]) -> Result<Response, ApiError> {
+    let bad_output = |e: model::wire::WireError| ApiError::new(502, "bad_output", format!("invalid outputs: {e}"));
+    let media = format.media_type();
+    Ok(match format {
+        WireFormat::Json => Response::json(200, json::encode(outputs).map_err(bad_output)?),
+        WireFormat::Binary => {
+            Response::new(200).header("content-type", media).body(binary::encode(outputs).map_err(bad_output)?)
+        }
+        WireFormat::Raw => match raw::encode(outputs) {
+            Ok(data) => Response::new(200).header("content-type", media).body(data.to_vec()),
+            Err(e) if matches!(e.kind(), WireErrorKind::NotOneItem { .. }) => {
+                return Err(ApiError::new(406, "not_acceptable", e.to_string()));
+            }
+            Err(e) => return Err(bad_output(e)),
+        },
+    })
+}

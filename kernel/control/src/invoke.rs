@@ -1,0 +1,258 @@
+//! `POST /v1/invoke/{name}`: runs a composition, a function or a builtin of the tenant on the
+//! request's sets and answers with the output sets.
+//!
+//! - **Target.** `name` is looked up among the tenant's compositions, then its functions, then
+//!   the builtins (the three never share a name); none is 404.
+//! - **Inputs.** By `Content-Type` ([`WireFormat::for_request`]): JSON sets, binary
+//!   (`application/x-pappus-sets`), or raw for any other type (or none): the body becomes the
+//!   one item (name `""`, no key) of the first declared input. JSON and binary sets bind to the
+//!   declared inputs by name: a set the target does not declare is 400 `unknown_set` naming it;
+//!   a declared input the request leaves out is an empty set (without `optional`, an empty
+//!   input skips the applications reading it, as in any composition). A raw body to a target
+//!   without inputs is 400 unless empty. Malformed documents are 400 `bad_input` with the place
+//!   (`sets.A[3].data: invalid base64 at byte 17: …`); documents over the wire limits are 413.
+//! - **Running.** A composition runs through the planner; every function it declares must
+//!   resolve, when the invocation starts, to a tenant function or builtin with the declared
+//!   input and output counts (else 409 `function_not_registered` or `signature_mismatch`). A
+//!   function or builtin invoked directly runs as one instance that gets every input whole
+//!   (`optional all`), so it runs even on empty inputs.
+//! - **Outputs.** 200 with the output sets named by the composition's (or function's) declared
+//!   outputs, in the format `Accept` names ([`WireFormat::for_response`]): JSON by default,
+//!   binary for `application/x-pappus-sets`, raw for `application/octet-stream`, which needs
+//!   exactly one output item: a target declaring other than one output set is refused with
+//!   406 before it runs, an output of other than one item with 406 after.
+//! - **Failures.** The first failing instance decides: its [`HostError`](crate::HostError)'s
+//!   status and code (500 `function_failed` for a fault or the `fail` builtin, 504 `timeout`,
+//!   502 `bad_output` for outputs that do not match the declaration), and a message naming the
+//!   instance (the planner's origin, e.g. `pipeline: app #2 'fail' instance 0: boom`) and the
+//!   cause. Planner limits are 422 `plan_limit`. Too many invocations at once: 503 `saturated`
+//!   with `Retry-After`.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pappus_http::Headers;
+
+use dsl::ast::{Application, Argument, Composition, Distribution, FunctionDecl, Ident, OutputBinding, Pos, Program};
+use model::wire::{WireError, WireFormat, WireLimits, binary, json as wire_json, raw};
+use model::{Bytes, Set, TenantId};
+use planner::Execution;
+
+use crate::builtin::Builtin;
+use crate::compositions::StoredComposition;
+use crate::errors::ApiError;
+use crate::host::{FunctionHost, StoredFunction};
+use crate::invocation::{Invocation, Subject, Target, plan_error};
+use crate::json;
+use crate::plane::{ControlPlane, Reply};
+
+/// The composition a direct invocation runs in. Function names start with a letter or digit,
+/// so this one can never collide with the invoked function's name.
+const DIRECT: &str = "_invoke";
+
+/// What an invoke name refers to.
+pub(crate) enum Invocable<'a> {
+    Composition(&'a StoredComposition),
+    Function(&'a Arc<StoredFunction>),
+    Builtin(Builtin),
+}
+
+impl ControlPlane {
+    /// The tenant's composition or function of this name, or a builtin; 404 otherwise.
+    pub(crate) fn lookup_invocable(&self, tenant: TenantId, name: &str) -> Result<Invocable<'_>, ApiError> {
+        if let Some(stored) = self.compositions.get(tenant, name) {
+            return Ok(Invocable::Composition(stored));
+        }
+        if let Some(function) = self.functions.get(tenant, name) {
+            return Ok(Invocable::Function(function));
+        }
+        Builtin::find(name).map(Invocable::Builtin).ok_or_else(|| ApiError::not_found("function or composition", name))
+    }
+
+    pub(crate) fn invoke(
+        &mut self,
+        tenant: TenantId,
+        name: &str,
+        headers: &Headers,
+        body: Vec<u8>,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+    ) -> Reply {
+        match self.start_invocation(tenant, name, headers, body) {
+            Ok(invocation) => self.settle(invocation, now_ms, host),
+            Err(e) => {
+                self.record(e.status);
+                Reply::Now(e.into_response())
+            }
+        }
+    }
+
+    /// Everything up to the first instance: lookup, room, formats, inputs, resolution, planning.
+    fn start_invocation(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        headers: &Headers,
+        body: Vec<u8>,
+    ) -> Result<Invocation, ApiError> {
+        let invocable = self.lookup_invocable(tenant, name)?;
+        self.check_room_for_invocation()?;
+        let format = WireFormat::for_response(headers.get_str("accept"));
+        let content_type = headers.get_str("content-type");
+        let wire = &self.limits.wire;
+        let target = match invocable {
+            Invocable::Composition(stored) => {
+                let root = stored.root(name).ok_or_else(|| ApiError::internal("the stored program lost its root"))?;
+                check_accept(format, root.outputs.len(), name)?;
+                let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
+                let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
+                let targets = self.resolve(tenant, &stored.program, name)?;
+                let execution =
+                    Execution::start(&stored.program, name, inputs, self.limits.plan).map_err(|e| plan_error(&e))?;
+                return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None));
+            }
+            Invocable::Function(function) => Target::Function(Arc::clone(function)),
+            Invocable::Builtin(builtin) => Target::Builtin(builtin),
+        };
+        let (inputs, outputs): (Vec<&str>, Vec<String>) = match &target {
+            Target::Function(f) => {
+                (f.spec().inputs().iter().map(String::as_str).collect(), f.spec().outputs().to_vec())
+            }
+            Target::Builtin(b) => (b.inputs().to_vec(), b.outputs().iter().map(|&o| String::from(o)).collect()),
+        };
+        check_accept(format, outputs.len(), name)?;
+        let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
+        let program = direct_program(name, inputs.len(), outputs.len());
+        let execution = Execution::start(&program, DIRECT, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
+        let targets = BTreeMap::from([(String::from(name), target)]);
+        Ok(Invocation::new(tenant, Subject::Function(String::from(name)), format, execution, targets, Some(outputs)))
+    }
+
+    /// Resolves every function the composition `root` of `program` applies, directly or through
+    /// the program's other compositions, to what it runs now (409 when one is missing or has
+    /// other set counts than declared).
+    fn resolve(&self, tenant: TenantId, program: &Program, root: &str) -> Result<BTreeMap<String, Target>, ApiError> {
+        let mut targets = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![root];
+        while let Some(name) = stack.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let Some(composition) = program.composition(name) else { continue };
+            for callee in composition.body.iter().map(|app| app.function.as_str()) {
+                let Some(decl) = program.function(callee) else {
+                    stack.push(callee);
+                    continue;
+                };
+                if targets.contains_key(callee) {
+                    continue;
+                }
+                let target = match Builtin::find(callee) {
+                    Some(builtin) => Target::Builtin(builtin),
+                    None => match self.functions.get(tenant, callee) {
+                        Some(f) => Target::Function(Arc::clone(f)),
+                        None => {
+                            let message = format!(
+                                "composition '{name}' applies '{callee}', which is neither a registered function nor a builtin"
+                            );
+                            return Err(ApiError::new(409, "function_not_registered", message));
+                        }
+                    },
+                };
+                let declared = (decl.inputs.len(), decl.outputs.len());
+                let actual = (target.input_count(), target.output_count());
+                if declared != actual {
+                    let message = format!(
+                        "'{callee}' is declared with {} input(s) and {} output(s), but the registered function has {} and {}",
+                        declared.0, declared.1, actual.0, actual.1
+                    );
+                    return Err(ApiError::new(409, "signature_mismatch", message));
+                }
+                targets.insert(String::from(callee), target);
+            }
+        }
+        Ok(targets)
+    }
+}
+
+/// 406 before running when raw output is asked of a target without exactly one output set.
+fn check_accept(format: WireFormat, outputs: usize, name: &str) -> Result<(), ApiError> {
+    if format == WireFormat::Raw && outputs != 1 {
+        let message = format!(
+            "'{name}' has {outputs} output sets; application/octet-stream needs exactly one output item (ask for JSON instead)"
+        );
+        return Err(ApiError::new(406, "not_acceptable", message));
+    }
+    Ok(())
+}
+
+/// The request body as one set per declared input, in declaration order (module docs).
+fn decode_inputs(
+    content_type: Option<&str>,
+    body: Vec<u8>,
+    declared: &[&str],
+    name: &str,
+    wire: &WireLimits,
+) -> Result<Vec<Set>, ApiError> {
+    let sets = match WireFormat::for_request(content_type) {
+        WireFormat::Json => wire_json::decode(&body, wire).map_err(bad_input)?,
+        WireFormat::Binary => binary::decode(&Bytes::from(body), wire).map_err(bad_input)?,
+        WireFormat::Raw => match declared.first() {
+            Some(first) => raw::decode(Bytes::from(body), first, "", wire).map_err(bad_input)?,
+            None if body.is_empty() => Vec::new(),
+            None => {
+                let message = format!("'{name}' takes no input sets, so a raw body has nowhere to go");
+                return Err(ApiError::bad_request("unknown_set", message));
+            }
+        },
+    };
+    let unknown: Vec<&str> = sets.iter().map(|s| s.name.as_str()).filter(|n| !declared.contains(n)).collect();
+    if !unknown.is_empty() {
+        let message = format!(
+            "'{name}' has no input set named {} (its inputs: {})",
+            json::list(unknown.iter().map(|n| format!("'{n}'"))),
+            json::list(declared)
+        );
+        return Err(ApiError::bad_request("unknown_set", message));
+    }
+    let mut given: BTreeMap<String, Set> = sets.into_iter().map(|s| (s.name.clone(), s)).collect();
+    Ok(declared.iter().map(|&d| given.remove(d).unwrap_or_else(|| Set::new(d))).collect())
+}
+
+fn bad_input(e: WireError) -> ApiError {
+    if e.is_limit() {
+        ApiError::too_large(format!("the input is too large: {e}"))
+    } else {
+        ApiError::bad_request("bad_input", format!("invalid input: {e}"))
+    }
+}
+
+/// `function f (p0, …) => (q0, …); composition _invoke (i0, …) => (o0, …) { f (p0 = optional all i0, …) => (o0 = q0, …); }`:
+/// one instance that gets every input whole, even empty ones.
+fn direct_program(function: &str, inputs: usize, outputs: usize) -> Program {
+    let id = |prefix: &str, i: usize| Ident::new(format!("{prefix}{i}"), Pos::default());
+    let ids = |prefix: &str, n: usize| (0..n).map(|i| id(prefix, i)).collect::<Vec<_>>();
+    let name = Ident::new(function, Pos::default());
+    let application = Application {
+        function: name.clone(),
+        args: (0..inputs)
+            .map(|i| Argument { param: id("p", i), optional: true, distribution: Distribution::All, set: id("i", i) })
+            .collect(),
+        outputs: (0..outputs).map(|i| OutputBinding { set: id("o", i), param: id("q", i) }).collect(),
+        join: None,
+    };
+    Program {
+        functions: vec![FunctionDecl { name, inputs: ids("p", inputs), outputs: ids("q", outputs) }],
+        compositions: vec![Composition {
+            name: Ident::new(DIRECT, Pos::default()),
+            inputs: ids("i", inputs),
+            outputs: ids("o", outputs),
+            body: vec![application],
+        }],
+    }
+}

@@ -1,0 +1,75 @@
+//! What one boot allows, so that no tenant and no request can take more than the operator gave.
+
+use model::wire::WireLimits;
+use planner::PlanLimits;
+
+/// The control plane's limits. Each one says what exceeding it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControlLimits {
+    /// Functions one tenant may register; a new one past it is 409 `registry_full`
+    /// (replacing an existing one is always allowed).
+    pub max_functions_per_tenant: usize,
+    /// Compositions one tenant may register; likewise 409 `registry_full`.
+    pub max_compositions_per_tenant: usize,
+    /// The largest function image, in bytes; larger uploads are 413.
+    pub max_image_bytes: usize,
+    /// The largest composition program, in bytes; larger uploads are 413. Never more than
+    /// [`dsl::MAX_SOURCE_LEN`], which the parser enforces anyway.
+    pub max_source_bytes: usize,
+    /// Invocations held at once (running, waiting, or finished and not yet taken), over all
+    /// tenants; one more is 503 with `Retry-After`.
+    pub max_live_invocations: usize,
+    /// The `Retry-After` seconds sent with that 503.
+    pub retry_after_s: u32,
+    /// Function instances one invocation runs per [`handle`](crate::ControlPlane::handle) or
+    /// [`poll`](crate::ControlPlane::poll) call, so one large fan-out cannot keep the kernel
+    /// from its network for long: past it the invocation stays pending and the next `poll`
+    /// goes on.
+    pub max_instances_per_step: usize,
+    /// Bounds on decoding invoke bodies (413 when exceeded) and on what one function instance
+    /// may return (502 `bad_output` when exceeded).
+    pub wire: WireLimits,
+    /// Bounds on the work one composition invocation may plan (422 `plan_limit`).
+    pub plan: PlanLimits,
+}
+
+impl ControlLimits {
+    /// 256 functions and 256 compositions per tenant, 32 MiB images, 1 MiB programs, 64 live
+    /// invocations, 4096 instances per step, the wire and planner defaults.
+    pub const DEFAULT: Self = Self {
+        max_functions_per_tenant: 256,
+        max_compositions_per_tenant: 256,
+        max_image_bytes: 32 << 20,
+        max_source_bytes: dsl::MAX_SOURCE_LEN,
+        max_live_invocations: 64,
+        retry_after_s: 1,
+        max_instances_per_step: 4096,
+        wire: WireLimits::DEFAULT,
+        // `PlanLimits::default()`'s values; `Default` is not `const`.
+        plan: PlanLimits { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 },
+    };
+
+    /// The program size actually enforced: the configured one, capped by the parser's own limit.
+    pub(crate) fn source_bytes(&self) -> usize {
+        self.max_source_bytes.min(dsl::MAX_SOURCE_LEN)
+    }
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_crates_below() {
+        assert_eq!(ControlLimits::DEFAULT.plan, PlanLimits::default());
+        assert_eq!(ControlLimits::default().source_bytes(), dsl::MAX_SOURCE_LEN);
+        let larger = ControlLimits { max_source_bytes: usize::MAX, ..ControlLimits::DEFAULT };
+        assert_eq!(larger.source_bytes(), dsl::MAX_SOURCE_LEN, "the parser's limit caps the configured one");
+    }
+}

@@ -1,0 +1,274 @@
+//! The control plane's state and its entry points: the kernel hands it requests, polls it, and
+//! collects the answers of invocations that did not finish at once.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use pappus_http::{Request, Response};
+
+use model::{Registry, TokenTable};
+
+use crate::api::{self, Method, Resource, Route};
+use crate::compositions::StoredComposition;
+use crate::errors::ApiError;
+use crate::host::{FunctionHost, StoredFunction};
+use crate::invocation::{Invocation, Step};
+use crate::limits::ControlLimits;
+
+/// Names an invocation that is still running (or finished and not yet collected).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InvocationId(u64);
+
+impl InvocationId {
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invocation#{}", self.0)
+    }
+}
+
+/// What [`ControlPlane::handle`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The response, ready to send.
+    Now(Response),
+    /// An invocation that waits (on a `sleep`, or past its per-step instance budget): call
+    /// [`ControlPlane::poll`] and send [`ControlPlane::take_response`] once it returns `Some`,
+    /// or [`ControlPlane::cancel`] it when the client goes away.
+    Pending(InvocationId),
+}
+
+/// Figures for `/metrics`: invocations by outcome (counted since boot) and what is held now.
+///
+/// An invocation's outcome is its response status: 2xx `ok`; 4xx and 503 `rejected` (bad input,
+/// unknown name, unresolved function, saturation); 504 `timed_out`; any other 5xx `failed`.
+/// Requests refused before the target is looked up (authentication, route, method, name) are
+/// not counted; everything after, an unknown target included, is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub invocations_ok: u64,
+    pub invocations_rejected: u64,
+    pub invocations_failed: u64,
+    pub invocations_timed_out: u64,
+    /// Pending invocations dropped by [`ControlPlane::cancel`].
+    pub invocations_cancelled: u64,
+    /// Invocations held now: running, waiting, or finished and not yet taken.
+    pub invocations_live: usize,
+    /// Functions registered now, over all tenants (builtins not counted).
+    pub functions: usize,
+    /// Compositions registered now, over all tenants.
+    pub compositions: usize,
+}
+
+/// The `/v1` API over the tenants' registries and their invocations.
+pub struct ControlPlane {
+    pub(crate) tokens: TokenTable,
+    pub(crate) limits: ControlLimits,
+    pub(crate) functions: Registry<Arc<StoredFunction>>,
+    pub(crate) compositions: Registry<StoredComposition>,
+    invocations: BTreeMap<InvocationId, Invocation>,
+    finished: BTreeMap<InvocationId, Response>,
+    next_invocation: u64,
+    pub(crate) counters: Counters,
+}
+
+/// Lists counts only: tokens, images and payloads stay out of logs.
+impl fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("tenants", &self.tokens.len())
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlane {
+    /// A control plane for the tenants of `tokens`, with nothing registered.
+    pub fn new(tokens: TokenTable, limits: ControlLimits) -> Self {
+        Self {
+            tokens,
+            limits,
+            functions: Registry::with_limit(limits.max_functions_per_tenant),
+            compositions: Registry::with_limit(limits.max_compositions_per_tenant),
+            invocations: BTreeMap::new(),
+            finished: BTreeMap::new(),
+            next_invocation: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Whether the kernel should route a request for `path` here: `/v1/functions`,
+    /// `/v1/compositions`, `/v1/invoke` and everything under them.
+    pub fn owns(path: &str) -> bool {
+        api::owns(path)
+    }
+
+    pub fn limits(&self) -> &ControlLimits {
+        &self.limits
+    }
+
+    /// Answers one complete request. `now_ms` is the kernel's monotonic clock; `host` runs
+    /// functions. Never panics, whatever the request.
+    pub fn handle(&mut self, mut request: Request, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+        let route = match Route::parse(&self.tokens, &request) {
+            Ok(route) => route,
+            Err(e) => return Reply::Now(e.into_response()),
+        };
+        let body = core::mem::take(&mut request.body);
+        let tenant = route.tenant;
+        let answer = match (route.resource, route.method) {
+            (Resource::Functions, _) => Ok(self.list_functions(tenant)),
+            (Resource::Function(name), Method::Put) => {
+                self.put_function(tenant, &name, request.query.as_deref(), body, host)
+            }
+            (Resource::Function(name), Method::Delete) => self.delete_function(tenant, &name),
+            (Resource::Function(name), _) => self.get_function(tenant, &name),
+            (Resource::Compositions, _) => Ok(self.list_compositions(tenant)),
+            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body),
+            (Resource::Composition(name), Method::Delete) => self.delete_composition(tenant, &name),
+            (Resource::Composition(name), _) => self.get_composition(tenant, &name),
+            (Resource::Invoke(name), _) => return self.invoke(tenant, &name, &request.headers, body, now_ms, host),
+        };
+        Reply::Now(answer.unwrap_or_else(ApiError::into_response))
+    }
+
+    /// Decides an `Expect: 100-continue` request from its head alone: `Some(response)` refuses it
+    /// before the client sends a body the request could never use (401, 404, 405, 400 for a bad
+    /// name or function spec, 409, 413 by `Content-Length`, 503); `None` means "send 100
+    /// Continue", and the full request then goes to [`handle`](Self::handle), which checks
+    /// everything again.
+    pub fn check_head(&self, request: &Request) -> Option<Response> {
+        self.precheck(request).err().map(ApiError::into_response)
+    }
+
+    fn precheck(&self, request: &Request) -> Result<(), ApiError> {
+        let route = Route::parse(&self.tokens, request)?;
+        let length = request.headers.get_str("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let longer_than = |max: usize| length.is_some_and(|len| len > max as u64);
+        match (&route.resource, route.method) {
+            (Resource::Function(name), Method::Put) => {
+                self.check_new_function(route.tenant, name)?;
+                if longer_than(self.limits.max_image_bytes) {
+                    return Err(crate::functions::image_too_large(length.unwrap_or(0), self.limits.max_image_bytes));
+                }
+                crate::functions::parse_spec(name, request.query.as_deref())?;
+                self.check_function_room(route.tenant, name)
+            }
+            (Resource::Composition(name), Method::Put) => {
+                self.check_new_composition(route.tenant, name)?;
+                if longer_than(self.limits.source_bytes()) {
+                    let len = length.unwrap_or(0);
+                    return Err(crate::compositions::program_too_large(len, self.limits.source_bytes()));
+                }
+                self.check_composition_room(route.tenant, name)
+            }
+            (Resource::Invoke(name), _) => {
+                self.lookup_invocable(route.tenant, name)?;
+                self.check_room_for_invocation()
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts a pending invocation's bookkeeping: an id, or the answer when it already finished.
+    pub(crate) fn settle(&mut self, mut invocation: Invocation, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+        match invocation.step(now_ms, host, &self.limits) {
+            Step::Done(response) => {
+                self.record(response.status);
+                Reply::Now(response)
+            }
+            Step::Waiting { .. } => {
+                let id = InvocationId(self.next_invocation);
+                self.next_invocation = self.next_invocation.wrapping_add(1);
+                self.invocations.insert(id, invocation);
+                Reply::Pending(id)
+            }
+        }
+    }
+
+    /// 503 when as many invocations are held as allowed.
+    pub(crate) fn check_room_for_invocation(&self) -> Result<(), ApiError> {
+        if self.live_invocations() >= self.limits.max_live_invocations {
+            let message = alloc::format!(
+                "{} invocations are under way, the most this server holds; retry later",
+                self.live_invocations()
+            );
+            return Err(ApiError::new(503, "saturated", message)
+                .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
+        }
+        Ok(())
+    }
+
+    /// Advances every pending invocation: completes `sleep`s whose time has come and runs what
+    /// became ready (at most [`ControlLimits::max_instances_per_step`] instances each). Returns
+    /// whether anything moved; finished invocations wait in [`take_response`](Self::take_response).
+    pub fn poll(&mut self, now_ms: u64, host: &mut dyn FunctionHost) -> bool {
+        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
+        let mut moved = false;
+        for id in ids {
+            let Some(mut invocation) = self.invocations.remove(&id) else { continue };
+            match invocation.step(now_ms, host, &self.limits) {
+                Step::Done(response) => {
+                    moved = true;
+                    self.record(response.status);
+                    self.finished.insert(id, response);
+                }
+                Step::Waiting { moved: step_moved } => {
+                    moved |= step_moved;
+                    self.invocations.insert(id, invocation);
+                }
+            }
+        }
+        moved
+    }
+
+    /// The earliest `now_ms` at which [`poll`](Self::poll) can move something: 0 when instances
+    /// are ready now, a `sleep`'s deadline otherwise; `None` when nothing is pending. The
+    /// kernel may sleep until then.
+    pub fn next_poll_ms(&self) -> Option<u64> {
+        self.invocations.values().filter_map(Invocation::next_due_ms).min()
+    }
+
+    /// The response of a finished invocation, once (`None` while it runs, or for an unknown or
+    /// already taken id).
+    pub fn take_response(&mut self, id: InvocationId) -> Option<Response> {
+        self.finished.remove(&id)
+    }
+
+    /// The client went away: drops the invocation, its execution and every set it holds (or its
+    /// finished response). Unknown ids are ignored.
+    pub fn cancel(&mut self, id: InvocationId) {
+        if self.invocations.remove(&id).is_some() {
+            self.counters.invocations_cancelled = self.counters.invocations_cancelled.saturating_add(1);
+        }
+        self.finished.remove(&id);
+    }
+
+    /// Invocations held now: pending, plus finished ones whose response was not taken.
+    pub fn live_invocations(&self) -> usize {
+        self.invocations.len() + self.finished.len()
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        Counters { invocations_live: self.live_invocations(), ..self.counters }
+    }
+
+    /// Counts one invocation's outcome by its response status.
+    pub(crate) fn record(&mut self, status: u16) {
+        let c = &mut self.counters;
+        let counter = match status {
+            200..=299 => &mut c.invocations_ok,
+            504 => &mut c.invocations_timed_out,
+            400..=499 | 503 => &mut c.invocations_rejected,
+            _ => &mut c.invocations_failed,
+        };
+        *counter = counter.saturating_add(1);
+    }
+}

@@ -1,0 +1,84 @@
+//! The numbers of the function ABI the SDK speaks (docs/function-abi.md).
+//!
+//! The engines keep their own copy (`engine::abi`, `wasm_engine::abi`); the wasm engine's tests
+//! check the two agree, so the SDK can stay free of dependencies.
+
+/// The wasm import namespace of the ABI.
+pub const NAMESPACE: &str = "pappus";
+
+/// The export the engine calls (the [`entry!`](crate::entry) macro defines it).
+pub const ENTRY: &str = "run";
+
+/// The names of the wasm imports, in the order docs/function-abi.md lists them.
+pub const IMPORTS: [&str; 10] = [
+    "input_set_count",
+    "input_set_name",
+    "input_item_count",
+    "input_item_info",
+    "input_item_name",
+    "input_item_read",
+    "output_set_count",
+    "output_set_name",
+    "output_push",
+    "abort",
+];
+
+/// What a query returns for a set or item that does not exist.
+pub const NOT_FOUND: i32 = -1;
+
+/// Bit in [`ItemInfo::flags`]: the item has a key.
+pub const ITEM_FLAG_KEY: u32 = 1;
+
+/// Size of an encoded [`ItemInfo`].
+pub const ITEM_INFO_SIZE: usize = 24;
+
+/// The descriptor of one input item: `name_len: u32, flags: u32, key: u64, data_len: u64`,
+/// little-endian, no padding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ItemInfo {
+    /// Length of the name in bytes.
+    pub name_len: u32,
+    /// [`ITEM_FLAG_KEY`] or 0.
+    pub flags: u32,
+    /// The key (0 when absent).
+    pub key: u64,
+    /// Length of the data in bytes.
+    pub data_len: u64,
+}
+
+impl ItemInfo {
+    /// The key, if the item has one.
+    pub fn key(&self) -> Option<u64> {
+        (self.flags & ITEM_FLAG_KEY != 0).then_some(self.key)
+    }
+
+    /// Encodes the descriptor.
+    pub fn encode(&self) -> [u8; ITEM_INFO_SIZE] {
+        let mut out = [0u8; ITEM_INFO_SIZE];
+        out[0..4].copy_from_slice(&self.name_len.to_le_bytes());
+        out[4..8].copy_from_slice(&self.flags.to_le_bytes());
+        out[8..16].copy_from_slice(&self.key.to_le_bytes());
+        out[16..24].copy_from_slice(&self.data_len.to_le_bytes());
+        out
+    }
+
+    /// Decodes the descriptor.
+    pub fn decode(bytes: &[u8; ITEM_INFO_SIZE]) -> Self {
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u64_at = |at: usize| (u64::from(u32_at(at + 4)) << 32) | u64::from(u32_at(at));
+        Self { name_len: u32_at(0), flags: u32_at(4), key: u64_at(8), data_len: u64_at(16) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_info_round_trips() {
+        let info = ItemInfo { name_len: 3, flags: ITEM_FLAG_KEY, key: u64::MAX - 1, data_len: 1 << 40 };
+        assert_eq!(ItemInfo::decode(&info.encode()), info);
+        assert_eq!(info.key(), Some(u64::MAX - 1));
+        assert_eq!(ItemInfo { flags: 0, ..info }.key(), None);
+    }
+}
