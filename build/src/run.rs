@@ -1,7 +1,7 @@
 //! `cargo xtask run`: build, boot in QEMU, stream the serial log, print one ready line.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pappus_qemu::{AccelChoice, Arch, Verdict};
@@ -30,14 +30,7 @@ pub fn main(args: &Args) -> Result {
     if profile.arch != arch {
         return Err(Failure(format!("profile {profile_name} is for {}, not {arch}", profile.arch)));
     }
-    let token = match args.value("token-file") {
-        Some(file) => read_token(Path::new(file))?,
-        None => {
-            let token = dev_token()?;
-            say(format!("no --token-file: made a dev tenant token {token}"));
-            token
-        }
-    };
+    let (config, token) = boot_config(args.value("token-file"))?;
 
     prereq::rust()?;
     prereq::qemu(&[arch])?;
@@ -49,6 +42,7 @@ pub fn main(args: &Args) -> Result {
 
     let mut boot = Boot::profile(&profile_name)
         .kernel(kernel)
+        .config(config)
         .accel(accel)
         // Forwards 127.0.0.1:<port> to the guest's front door (profiles with a NIC).
         .host_port(port)
@@ -126,13 +120,33 @@ pub fn ready_line(ready: &Ready, token: &str, port: Option<u16>) -> String {
     }
 }
 
-fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-    let token = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Failure(format!("token file {} holds no usable token on its first line", path.display())));
+/// The boot configuration to pass and the token to print: the `--token-file` (a boot
+/// configuration: `tenant <name> <token>` lines, docs/configuration.md), checked here so a bad
+/// file fails before QEMU starts; or, without one, a fresh file with one `dev` tenant.
+fn boot_config(token_file: Option<&str>) -> Result<(PathBuf, String)> {
+    if let Some(file) = token_file {
+        let path = PathBuf::from(file);
+        let text = std::fs::read(&path).map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        let table = model::TokenTable::parse(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
+        let token = first_token(&text)
+            .filter(|_| !table.is_empty())
+            .ok_or_else(|| Failure(format!("token file {} names no tenant", path.display())))?;
+        return Ok((path, token));
     }
-    Ok(token.to_string())
+    let token = dev_token()?;
+    let path = pappus_tests::target_dir().join("pappus-dev.conf");
+    std::fs::create_dir_all(pappus_tests::target_dir())?;
+    std::fs::write(&path, format!("# Made by `cargo xtask run` (no --token-file).\ntenant dev {token}\n"))?;
+    say(format!("no --token-file: made a dev tenant `dev` with token {token} ({})", path.display()));
+    Ok((path, token))
+}
+
+/// The first tenant's token in a configuration the kernel's parser accepted.
+fn first_token(text: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(text).lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("tenant")).then(|| words.nth(1).map(str::to_string)).flatten()
+    })
 }
 
 /// A fresh development token: `pappus-dev-` and 32 hex digits from /dev/urandom.
@@ -173,11 +187,18 @@ mod tests {
         assert_ne!(a, dev_token().unwrap());
         let dir = pappus_tests::target_dir().join("xtask-unit");
         std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("token");
-        std::fs::write(&file, "\n  s3cret  \nignored\n").unwrap();
-        assert_eq!(read_token(&file).unwrap(), "s3cret");
-        std::fs::write(&file, "\n\n").unwrap();
-        assert!(read_token(&file).is_err());
-        assert!(read_token(&dir.join("missing")).is_err());
+        let file = dir.join("tenants.conf");
+        std::fs::write(
+            &file,
+            "# two tenants\ntenant alice alice-token-0123456789\ntenant bob bob-token-0123456789ab\n",
+        )
+        .unwrap();
+        let (path, token) = boot_config(Some(file.to_str().unwrap())).unwrap();
+        assert_eq!((path, token.as_str()), (file.clone(), "alice-token-0123456789"));
+        std::fs::write(&file, "\n# nobody\n").unwrap();
+        assert!(boot_config(Some(file.to_str().unwrap())).is_err(), "a file without tenants");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        assert!(boot_config(Some(file.to_str().unwrap())).is_err(), "a bare token is not a configuration");
+        assert!(boot_config(Some(dir.join("missing").to_str().unwrap())).is_err());
     }
 }

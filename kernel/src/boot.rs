@@ -10,7 +10,17 @@ pub struct BootInfo {
     pub memory: MemoryMap,
     /// The tick counter read by the very first instructions of the kernel.
     pub entry_ticks: u64,
+    /// The boot configuration file (tenants and their tokens), as a physical range the memory
+    /// map already excludes: a PVH module (QEMU `-initrd`) today, the UEFI loader's block later.
+    pub config: Option<PhysRange>,
     /// The ACPI root pointer, where the loader knows it.
     #[allow(dead_code)] // read by the ACPI/SMP work
     pub rsdp: Option<u64>,
+}
+
+/// A physical address range `[start, start + len)`.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysRange {
+    pub start: u64,
+    pub len: u64,
 }

@@ -13,7 +13,11 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod boot_cell;
+#[cfg(target_arch = "x86_64")]
+mod config;
 mod console;
+#[cfg(target_arch = "x86_64")]
+mod engines;
 #[cfg(target_arch = "x86_64")]
 mod frontdoor;
 mod mm;
@@ -68,7 +72,10 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
 
     #[cfg(target_arch = "x86_64")]
     if let Some(mut net) = net::init(&cmdline) {
-        let door = frontdoor::FrontDoor::new(&mut net);
+        let tokens = config::tenants(&info);
+        let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
+        let control = control::ControlPlane::new(tokens, control::ControlLimits::default());
+        let door = frontdoor::FrontDoor::new(&mut net, control, engines);
         let address = serve::wait_for_address(&mut net);
         let frames = mm::frame_stats();
         let heap = mm::heap_stats();

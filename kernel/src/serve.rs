@@ -32,12 +32,16 @@ pub fn wait_for_address(net: &mut Net) -> Ipv4Cidr {
             log::error!("net: no DHCP lease after 10 s; serving without an address until one comes");
             return Ipv4Cidr::new(smoltcp::wire::Ipv4Address::UNSPECIFIED, 0);
         }
-        sleep(net);
+        sleep(net, None);
     }
 }
 
-fn sleep(net: &mut Net) {
-    let delay = net.poll_delay_micros().unwrap_or(MAX_SLEEP_MICROS).min(MAX_SLEEP_MICROS);
+/// Sleeps until smoltcp's next timer, the control plane's next wake-up (`wake_ms`, ms since
+/// boot), or at most `MAX_SLEEP_MICROS`.
+fn sleep(net: &mut Net, wake_ms: Option<u64>) {
+    let now_us = time::micros_since_boot().unwrap_or(0);
+    let control = wake_ms.map_or(MAX_SLEEP_MICROS, |ms| (ms * 1000).saturating_sub(now_us));
+    let delay = net.poll_delay_micros().unwrap_or(MAX_SLEEP_MICROS).min(MAX_SLEEP_MICROS).min(control);
     if delay > 0 {
         arch::sleep_until(time::ticks() + micros_to_ticks(delay));
     }
@@ -52,7 +56,7 @@ pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor) -> ! {
         if busy {
             last_activity = time::ticks();
         } else if time::ticks() - last_activity > spin {
-            sleep(&mut net);
+            sleep(&mut net, door.next_wakeup_ms());
         } else {
             core::hint::spin_loop();
         }

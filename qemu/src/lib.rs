@@ -336,6 +336,9 @@ pub struct Overrides {
     pub kernel: Option<PathBuf>,
     /// `-append` (the kernel command line); left out when empty.
     pub append: Option<String>,
+    /// The boot configuration file (tenants and tokens), passed as `-initrd`: a PVH module on
+    /// x86_64 (docs/configuration.md).
+    pub config: Option<PathBuf>,
     /// Host port forwarded to the guest's HTTP port, for profiles with a NIC.
     pub host_port: Option<u16>,
     /// Further arguments, appended last.
@@ -387,6 +390,9 @@ impl Profile {
         }
         if let Some(append) = overrides.append.as_deref().filter(|a| !a.is_empty()) {
             push(&["-append", append]);
+        }
+        if let Some(config) = &overrides.config {
+            push(&["-initrd", &config.to_string_lossy()]);
         }
         args.extend(overrides.extra_args.iter().cloned());
         Ok(Invocation { profile: self.clone(), program: self.binary.clone(), args, accel })

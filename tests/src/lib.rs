@@ -307,6 +307,12 @@ impl Boot {
         self
     }
 
+    /// The boot configuration file (tenants and tokens; docs/configuration.md).
+    pub fn config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.config = Some(path.into());
+        self
+    }
+
     pub fn cmdline(mut self, cmdline: &str) -> Self {
         self.overrides.append = Some(cmdline.to_string());
         self

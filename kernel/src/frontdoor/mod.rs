@@ -1,266 +1,307 @@
 //! The HTTP front door: a pool of TCP sockets on port 8080, each driven through a
-//! `pappus_http::Connection`, and the routes the kernel answers.
+//! `pappus_http::Connection`; the kernel's own routes (`routes`) and the `/v1` control plane
+//! (`control::ControlPlane`, over the compute engines).
 //!
-//! Endpoints now: `GET /healthz`, `GET /metrics` (Prometheus text), `POST /v1/echo`. The pool
-//! holds `MAX_CONNECTIONS` served connections plus a few spare listeners: a connection that
-//! arrives when all served slots are busy is answered `503` with `Retry-After` and closed,
+//! An invocation may take longer than one pass of the I/O loop (`sleep`, later functions on other
+//! cores): its connection then waits with the invocation's id, answers nothing else meanwhile
+//! (HTTP/1.1 answers in order), and picks the response up when the control plane has it. A
+//! client that goes away cancels its invocation.
+//!
+//! The pool holds `MAX_CONNECTIONS` served connections plus a few spare listeners: a connection
+//! that arrives when all served slots are busy is answered `503` with `Retry-After` and closed,
 //! instead of being reset by the TCP stack.
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt::Write;
+mod metrics;
+mod routes;
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use control::{ControlPlane, InvocationId, Reply};
 use pappus_http::{Connection, Event, Limits, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use drivers::net::virtio::NicStats;
-
+use crate::engines::Engines;
 use crate::net::Net;
-use crate::{arch, mm, time};
+use crate::time;
+use metrics::{Gauges, Metrics};
 
 pub const PORT: u16 = 8080;
 const MAX_CONNECTIONS: usize = 128;
 const SPARE_LISTENERS: usize = 8;
+/// How long a socket we closed may take to finish sending and have its FIN acknowledged
+/// before it is reset and recycled (a peer that never acknowledges must not hold a slot).
+const LINGER_MS: u64 = 10_000;
 
-struct Slot {
-    handle: SocketHandle,
-    conn: Option<Connection>,
-}
-
-#[derive(Default)]
-struct Metrics {
-    /// (status, count), few distinct statuses.
-    responses: Vec<(u16, u64)>,
-    bytes_in: u64,
-    bytes_out: u64,
-    connections: u64,
-    rejected_busy: u64,
-}
-
-impl Metrics {
-    fn count(&mut self, status: u16) {
-        match self.responses.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => self.responses.push((status, 1)),
-        }
-    }
+/// What one pooled socket is doing.
+enum Slot {
+    /// Listening, or in the handshake: nothing to serve yet.
+    Listening,
+    /// Boxed: a connection is large next to the other states, and most slots only listen.
+    Serving { conn: Box<Connection>, pending: Option<InvocationId> },
+    /// We closed it; its last bytes and FIN are on their way. Recycled once the TCP close
+    /// completes, or after `LINGER_MS`.
+    Closing { since: u64 },
 }
 
 pub struct FrontDoor {
+    handles: Vec<SocketHandle>,
     slots: Vec<Slot>,
     metrics: Metrics,
     active: usize,
+    control: ControlPlane,
+    engines: Engines,
 }
 
 fn millis() -> u64 {
     time::micros_since_boot().unwrap_or(0) / 1000
 }
 
+/// Resets a socket and listens again (a socket left in TIME-WAIT would reset the next
+/// connection that reaches it).
+fn recycle(socket: &mut tcp::Socket<'_>) {
+    socket.abort();
+    if socket.state() == tcp::State::Closed {
+        let _ = socket.listen(PORT);
+    }
+}
+
 impl FrontDoor {
-    pub fn new(net: &mut Net) -> Self {
+    pub fn new(net: &mut Net, control: ControlPlane, engines: Engines) -> Self {
         let handles = net.listeners(PORT, MAX_CONNECTIONS + SPARE_LISTENERS);
-        let slots = handles.into_iter().map(|handle| Slot { handle, conn: None }).collect();
-        Self { slots, metrics: Metrics::default(), active: 0 }
+        let slots = handles.iter().map(|_| Slot::Listening).collect();
+        Self { handles, slots, metrics: Metrics::default(), active: 0, control, engines }
+    }
+
+    /// When the control plane next needs a pass (a `sleep` ending), in ms since boot.
+    pub fn next_wakeup_ms(&self) -> Option<u64> {
+        self.control.next_poll_ms()
     }
 
     /// Moves every connection forward as far as it can go without waiting. True if anything
     /// moved (bytes in or out, a connection opened or closed).
     pub fn service(&mut self, net: &mut Net) -> bool {
         let now = millis();
-        let mut progress = false;
+        let mut progress = self.control.poll(now, &mut self.engines);
+        // The gauges `/metrics` shows, sampled once per pass rather than per request.
+        let mut gauges = Gauges {
+            active_connections: self.active,
+            nic: net.nic_stats(),
+            uptime_ms: now,
+            socket_states: self.socket_states(net),
+            control: self.control.counters(),
+        };
         for i in 0..self.slots.len() {
-            progress |= self.service_slot(i, net, now);
+            gauges.active_connections = self.active;
+            progress |= self.service_slot(i, net, now, &gauges);
         }
         progress
     }
 
-    fn service_slot(&mut self, i: usize, net: &mut Net, now: u64) -> bool {
-        let handle = self.slots[i].handle;
-        let nic = net.nic_stats();
-        let mut progress = false;
-        let socket = net.sockets.get_mut::<tcp::Socket>(handle);
+    /// Pooled sockets by TCP state: a fixed table, cheap enough to sample on every pass.
+    fn socket_states(&self, net: &mut Net) -> [u64; TCP_STATES.len()] {
+        let mut counts = [0; TCP_STATES.len()];
+        for &handle in &self.handles {
+            let state = net.sockets.get_mut::<tcp::Socket>(handle).state();
+            if let Some(i) = TCP_STATES.iter().position(|(s, _)| *s == state) {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
 
-        if self.slots[i].conn.is_none() {
-            match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => return false,
+    fn service_slot(&mut self, i: usize, net: &mut Net, now: u64, gauges: &Gauges) -> bool {
+        let socket = net.sockets.get_mut::<tcp::Socket>(self.handles[i]);
+        match &mut self.slots[i] {
+            Slot::Listening => match socket.state() {
+                tcp::State::Listen | tcp::State::SynReceived => false,
                 tcp::State::Established | tcp::State::CloseWait => {
                     self.metrics.connections += 1;
-                    let conn = Connection::new(Limits::default(), now);
-                    self.active += 1;
-                    if self.active > MAX_CONNECTIONS {
+                    if self.active >= MAX_CONNECTIONS {
                         // Every served slot is busy: say so and close, rather than leave the
                         // client hanging or reset.
                         self.metrics.rejected_busy += 1;
-                        drop(conn);
                         let body = pappus_http::service_unavailable();
                         let _ = socket.send_slice(&body);
                         self.metrics.bytes_out += body.len() as u64;
                         self.metrics.count(503);
                         socket.close();
-                        self.active -= 1;
-                        return true;
+                        self.slots[i] = Slot::Closing { since: now };
+                    } else {
+                        self.active += 1;
+                        self.slots[i] =
+                            Slot::Serving { conn: Box::new(Connection::new(Limits::default(), now)), pending: None };
                     }
-                    self.slots[i].conn = Some(conn);
-                    progress = true;
+                    true
                 }
                 _ => {
-                    // Closed, TIME-WAIT, or a half-closed socket nobody serves: recycle it (a
-                    // socket left in TIME-WAIT would reset the next connection to reach it).
-                    socket.abort();
-                    if socket.state() == tcp::State::Closed {
-                        let _ = socket.listen(PORT);
+                    // Reset by the peer before we saw it, or a stray state: listen again.
+                    recycle(socket);
+                    false
+                }
+            },
+            Slot::Closing { since } => {
+                let done = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
+                if done || now.saturating_sub(*since) > LINGER_MS {
+                    recycle(socket);
+                    self.slots[i] = Slot::Listening;
+                    return true;
+                }
+                false
+            }
+            Slot::Serving { conn, pending } => {
+                let mut door =
+                    Door { metrics: &mut self.metrics, gauges, control: &mut self.control, engines: &mut self.engines };
+                let (progress, finished) = serve(conn, pending, socket, &mut door, now);
+                if finished {
+                    if let Some(id) = pending.take() {
+                        self.control.cancel(id);
                     }
-                    return false;
+                    self.active -= 1;
+                    self.slots[i] = Slot::Closing { since: now };
                 }
+                progress || finished
             }
         }
+    }
+}
 
-        let Some(conn) = self.slots[i].conn.as_mut() else { return progress };
+/// What serving a connection needs besides the connection and its socket.
+struct Door<'a> {
+    metrics: &'a mut Metrics,
+    gauges: &'a Gauges,
+    control: &'a mut ControlPlane,
+    engines: &'a mut Engines,
+}
 
-        // Bytes in.
-        while conn.wants_input() && socket.can_recv() {
-            let got = socket.recv(|buf| {
-                conn.receive(buf, now);
-                (buf.len(), buf.len())
-            });
-            match got {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    self.metrics.bytes_in += n as u64;
-                    progress = true;
-                }
+impl Door<'_> {
+    /// A request to the control plane or to the kernel's own routes.
+    fn dispatch(&mut self, request: Request, now: u64) -> Reply {
+        if ControlPlane::owns(&request.path) {
+            self.control.handle(request, now, self.engines)
+        } else {
+            Reply::Now(routes::route(request, self.metrics, self.gauges))
+        }
+    }
+
+    /// Whether to let the client send the body of an `Expect: 100-continue` request, or the
+    /// answer that makes the body unnecessary.
+    fn precheck(&mut self, request: Request, now: u64) -> Result<(), Response> {
+        if ControlPlane::owns(&request.path) {
+            return self.control.check_head(&request).map_or(Ok(()), Err);
+        }
+        if routes::wants_body(&request) {
+            return Ok(());
+        }
+        match self.dispatch(request, now) {
+            Reply::Now(response) => Err(response),
+            // Only control-plane requests are ever pending, and those returned above.
+            Reply::Pending(id) => {
+                self.control.cancel(id);
+                Err(Response::error(500, "internal", "unexpected pending reply"))
             }
         }
-        if !socket.may_recv() && socket.state() != tcp::State::Established {
-            conn.peer_closed();
-        }
+    }
+}
 
-        // Requests through the router.
-        while let Some(event) = conn.next_event(now) {
+fn respond(conn: &mut Connection, metrics: &mut Metrics, response: Response) {
+    let status = response.status;
+    if conn.respond(response).is_ok() {
+        metrics.count(status);
+    }
+}
+
+/// Bytes in, requests through the router, bytes out. Returns (progress, finished): finished
+/// means the socket is closed (or closing) and the slot no longer serves it.
+fn serve(
+    conn: &mut Connection,
+    pending: &mut Option<InvocationId>,
+    socket: &mut tcp::Socket<'_>,
+    door: &mut Door<'_>,
+    now: u64,
+) -> (bool, bool) {
+    let mut progress = false;
+    while conn.wants_input() && socket.can_recv() {
+        let got = socket.recv(|buf| {
+            conn.receive(buf, now);
+            (buf.len(), buf.len())
+        });
+        match got {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                door.metrics.bytes_in += n as u64;
+                progress = true;
+            }
+        }
+    }
+    if !socket.may_recv() && socket.state() != tcp::State::Established {
+        conn.peer_closed();
+    }
+
+    loop {
+        // A pending invocation holds the connection's next answer: nothing else goes first.
+        if let Some(id) = *pending {
+            let Some(response) = door.control.take_response(id) else { break };
+            *pending = None;
+            respond(conn, door.metrics, response);
             progress = true;
-            match event {
-                Event::Request(request) => {
-                    let response = route(&request, &self.metrics, self.active, &nic);
-                    let status = response.status;
-                    if conn.respond(response).is_ok() {
-                        self.metrics.count(status);
-                    }
+        }
+        let Some(event) = conn.next_event(now) else { break };
+        progress = true;
+        match event {
+            Event::Request(request) => match door.dispatch(request, now) {
+                Reply::Now(response) => respond(conn, door.metrics, response),
+                Reply::Pending(id) => *pending = Some(id),
+            },
+            Event::ExpectContinue(request) => match door.precheck(request, now) {
+                Ok(()) => {
+                    let _ = conn.accept_continue();
                 }
-                Event::ExpectContinue(request) => {
-                    if routes_with_body(&request) {
-                        let _ = conn.accept_continue();
-                    } else {
-                        let response = route(&request, &self.metrics, self.active, &nic);
-                        self.metrics.count(response.status);
-                        let _ = conn.respond(response);
-                    }
-                }
-                Event::Error(error) => {
-                    log::debug!("http: {error:?}");
-                    self.metrics.count(error.to_response().status);
-                }
+                Err(response) => respond(conn, door.metrics, response),
+            },
+            Event::Error(error) => {
+                log::debug!("http: {error:?}");
+                door.metrics.count(error.to_response().status);
             }
         }
+    }
 
-        // Bytes out.
-        while conn.has_output() && socket.can_send() {
-            match socket.send_slice(conn.output()) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    conn.consume_output(n);
-                    self.metrics.bytes_out += n as u64;
-                    progress = true;
-                }
+    while conn.has_output() && socket.can_send() {
+        match socket.send_slice(conn.output()) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                conn.consume_output(n);
+                door.metrics.bytes_out += n as u64;
+                progress = true;
             }
         }
-
-        let peer_gone = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
-        if peer_gone || (conn.wants_close() && !conn.has_output()) {
-            socket.close();
-            if peer_gone {
-                socket.abort();
-            }
-            self.slots[i].conn = None;
-            self.active -= 1;
-            progress = true;
-        }
-        progress
     }
+
+    let peer_gone = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
+    if peer_gone {
+        socket.abort();
+        return (progress, true);
+    }
+    if pending.is_none() && conn.wants_close() && !conn.has_output() {
+        // Graceful close: what is in the socket's send buffer still goes out, then the FIN.
+        socket.close();
+        return (progress, true);
+    }
+    (progress, false)
 }
 
-fn routes_with_body(request: &Request) -> bool {
-    request.method == "POST" && request.path == "/v1/echo"
-}
-
-fn route(request: &Request, metrics: &Metrics, active: usize, nic: &NicStats) -> Response {
-    match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/healthz") => Response::json(
-            200,
-            format!(
-                r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":1}}"#,
-                env!("CARGO_PKG_VERSION"),
-                arch::NAME,
-                millis()
-            ),
-        ),
-        ("GET", "/metrics") => Response::new(200)
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(render_metrics(metrics, active, nic)),
-        ("POST", "/v1/echo") => {
-            Response::new(200).header("content-type", "application/octet-stream").body(request.body.clone())
-        }
-        (_, "/healthz" | "/metrics" | "/v1/echo") => Response::error(
-            405,
-            "method_not_allowed",
-            &format!("{} is not allowed on {}", request.method, request.path),
-        ),
-        _ => Response::error(404, "not_found", &format!("no route for {} {}", request.method, request.path)),
-    }
-}
-
-fn render_metrics(metrics: &Metrics, active: usize, nic: &NicStats) -> String {
-    let mut out = String::new();
-    let frames = mm::frame_stats();
-    let heap = mm::heap_stats();
-    let _ = writeln!(out, "# HELP pappus_http_responses_total HTTP responses sent, by status.");
-    let _ = writeln!(out, "# TYPE pappus_http_responses_total counter");
-    for (status, n) in &metrics.responses {
-        let _ = writeln!(out, "pappus_http_responses_total{{status=\"{status}\"}} {n}");
-    }
-    for (name, help, kind, value) in [
-        ("pappus_http_bytes_in_total", "Bytes received on HTTP connections.", "counter", metrics.bytes_in),
-        ("pappus_http_bytes_out_total", "Bytes sent on HTTP connections.", "counter", metrics.bytes_out),
-        ("pappus_http_connections_total", "TCP connections accepted.", "counter", metrics.connections),
-        (
-            "pappus_http_rejected_busy_total",
-            "Connections answered 503: no slot free.",
-            "counter",
-            metrics.rejected_busy,
-        ),
-        ("pappus_http_connections_active", "Connections being served.", "gauge", active as u64),
-        ("pappus_frames_total", "Physical 4 KiB frames managed.", "gauge", frames.total),
-        ("pappus_frames_free", "Physical 4 KiB frames free.", "gauge", frames.free),
-        ("pappus_heap_bytes_total", "Kernel heap size.", "gauge", heap.total as u64),
-        ("pappus_heap_bytes_used", "Kernel heap in use.", "gauge", heap.used as u64),
-        ("pappus_heap_alloc_failures_total", "Heap allocations refused.", "counter", heap.failures),
-        ("pappus_uptime_seconds", "Seconds since boot.", "gauge", millis() / 1000),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    }
-    {
-        let s = nic;
-        for (name, help, value) in [
-            ("pappus_nic_rx_packets_total", "Frames received.", s.rx_packets),
-            ("pappus_nic_tx_packets_total", "Frames sent.", s.tx_packets),
-            ("pappus_nic_rx_bytes_total", "Bytes received.", s.rx_bytes),
-            ("pappus_nic_tx_bytes_total", "Bytes sent.", s.tx_bytes),
-            ("pappus_nic_tx_busy_total", "Transmits deferred: all buffers in flight.", s.tx_busy),
-            ("pappus_nic_errors_total", "Queue errors (drops).", s.errors),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        }
-    }
-    out
-}
+/// TCP states with their metric label.
+pub const TCP_STATES: [(tcp::State, &str); 11] = [
+    (tcp::State::Closed, "closed"),
+    (tcp::State::Listen, "listen"),
+    (tcp::State::SynSent, "syn_sent"),
+    (tcp::State::SynReceived, "syn_received"),
+    (tcp::State::Established, "established"),
+    (tcp::State::FinWait1, "fin_wait1"),
+    (tcp::State::FinWait2, "fin_wait2"),
+    (tcp::State::CloseWait, "close_wait"),
+    (tcp::State::Closing, "closing"),
+    (tcp::State::LastAck, "last_ack"),
+    (tcp::State::TimeWait, "time_wait"),
+];

@@ -58,12 +58,12 @@ pub fn init(cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
         }
     });
     let Some(function) = nic else {
-        log::warn!("net: no virtio-net device on PCI; the network is off");
+        log::warn!("no virtio-net device on PCI; the network is off");
         return None;
     };
     root.set_command(function, Command::MEMORY_SPACE | Command::BUS_MASTER);
     let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
-        .map_err(|e| log::error!("net: virtio-net at {function}: {e}"))
+        .map_err(|e| log::error!("virtio-net at {function}: {e}"))
         .ok()?;
     let mut device = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
     let mac = device.mac();
@@ -83,7 +83,7 @@ pub fn init(cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
         None => (Some(sockets.add(dhcpv4::Socket::new())), None),
     };
     log::info!(
-        "net: virtio-net at {function}, MAC {}, {}",
+        "virtio-net at {function}, MAC {}, {}",
         EthernetAddress(mac),
         if dhcp.is_some() { "asking DHCP for an address" } else { "static address" }
     );
@@ -121,12 +121,12 @@ impl Net {
                     if let Some(router) = config.router {
                         let _ = self.iface.routes_mut().add_default_ipv4_route(router);
                     }
-                    log::info!("net: DHCP lease {cidr}, router {:?}", config.router);
+                    log::info!("DHCP lease {cidr}, router {:?}", config.router);
                     self.address = Some(cidr);
                 }
                 Some(dhcpv4::Event::Deconfigured) => {
                     if self.address.is_some() {
-                        log::warn!("net: DHCP lease lost");
+                        log::warn!("DHCP lease lost");
                     }
                     self.iface.update_ip_addrs(|addrs| addrs.clear());
                     self.address = None;

@@ -252,7 +252,7 @@ extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
     let cmdline = copy_cmdline(bootargs.unwrap_or(""));
 
     crate::time::set_boot_ticks(entry_ticks);
-    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, rsdp: None })
+    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, config: None, rsdp: None })
 }
 
 /// The kernel image's physical extent, from the linker script.

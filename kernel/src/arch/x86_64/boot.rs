@@ -12,7 +12,7 @@ use core::arch::global_asm;
 use kcore::memmap::{MemoryMap, Region, RegionKind};
 
 use super::{PHYS_OFFSET, stacks};
-use crate::boot::BootInfo;
+use crate::boot::{BootInfo, PhysRange};
 use crate::boot_cell::BootCell;
 
 global_asm!(
@@ -135,6 +135,16 @@ struct StartInfo {
     reserved: u32,
 }
 
+/// `hvm_modlist_entry`: one module the loader placed in memory (QEMU: the `-initrd` file).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct MemmapEntry {
@@ -182,12 +192,24 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
     for (start, end) in [(0, 0x10_0000), (image_start, image_end)] {
         memory.reserve(start, end).unwrap_or_else(|e| panic!("{e}"));
     }
+    // The first module is the boot configuration; its pages stay out of the allocator.
+    let config = (si.nr_modules > 0 && si.modlist_paddr != 0)
+        .then(|| {
+            // SAFETY: the loader's module list, inside the first 4 GiB like the start info.
+            unsafe { *((si.modlist_paddr + PHYS_OFFSET) as *const ModlistEntry) }
+        })
+        .filter(|m| m.size > 0)
+        .map(|m| PhysRange { start: m.paddr, len: m.size });
+    if let Some(c) = config {
+        memory.reserve(c.start, c.start + c.len).unwrap_or_else(|e| panic!("boot configuration module: {e}"));
+    }
     crate::time::set_boot_ticks(entry_tsc);
     crate::kernel_main(BootInfo {
         protocol: "pvh",
         cmdline,
         memory,
         entry_ticks: entry_tsc,
+        config,
         rsdp: (si.rsdp_paddr != 0).then_some(si.rsdp_paddr),
     })
 }

@@ -1,0 +1,102 @@
+//! The front door's counters and the Prometheus text rendering of `/metrics`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use drivers::net::virtio::NicStats;
+
+use crate::mm;
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (status, count), few distinct statuses.
+    responses: Vec<(u16, u64)>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connections: u64,
+    pub rejected_busy: u64,
+}
+
+impl Metrics {
+    pub fn count(&mut self, status: u16) {
+        match self.responses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => self.responses.push((status, 1)),
+        }
+    }
+}
+
+/// What `/metrics` shows besides the counters: live gauges sampled when it is asked.
+pub struct Gauges {
+    pub active_connections: usize,
+    pub nic: NicStats,
+    pub uptime_ms: u64,
+    /// Pooled sockets by TCP state, in the order of [`super::TCP_STATES`].
+    pub socket_states: [u64; super::TCP_STATES.len()],
+    pub control: control::Counters,
+}
+
+pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
+    let mut out = String::new();
+    let frames = mm::frame_stats();
+    let heap = mm::heap_stats();
+    let _ = writeln!(out, "# HELP pappus_http_responses_total HTTP responses sent, by status.");
+    let _ = writeln!(out, "# TYPE pappus_http_responses_total counter");
+    for (status, n) in &metrics.responses {
+        let _ = writeln!(out, "pappus_http_responses_total{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP pappus_tcp_sockets Pooled front-door sockets, by TCP state.");
+    let _ = writeln!(out, "# TYPE pappus_tcp_sockets gauge");
+    for ((_, state), n) in super::TCP_STATES.iter().zip(gauges.socket_states) {
+        let _ = writeln!(out, "pappus_tcp_sockets{{state=\"{state}\"}} {n}");
+    }
+    let c = &gauges.control;
+    let _ = writeln!(out, "# HELP pappus_invocations_total Invocations ended, by outcome.");
+    let _ = writeln!(out, "# TYPE pappus_invocations_total counter");
+    for (outcome, n) in [
+        ("ok", c.invocations_ok),
+        ("rejected", c.invocations_rejected),
+        ("failed", c.invocations_failed),
+        ("timed_out", c.invocations_timed_out),
+        ("cancelled", c.invocations_cancelled),
+    ] {
+        let _ = writeln!(out, "pappus_invocations_total{{outcome=\"{outcome}\"}} {n}");
+    }
+    let nic = &gauges.nic;
+    for (name, help, kind, value) in [
+        ("pappus_http_bytes_in_total", "Bytes received on HTTP connections.", "counter", metrics.bytes_in),
+        ("pappus_http_bytes_out_total", "Bytes sent on HTTP connections.", "counter", metrics.bytes_out),
+        ("pappus_http_connections_total", "TCP connections accepted.", "counter", metrics.connections),
+        (
+            "pappus_http_rejected_busy_total",
+            "Connections answered 503: no slot free.",
+            "counter",
+            metrics.rejected_busy,
+        ),
+        ("pappus_http_connections_active", "Connections being served.", "gauge", gauges.active_connections as u64),
+        ("pappus_frames_total", "Physical 4 KiB frames managed.", "gauge", frames.total),
+        ("pappus_frames_free", "Physical 4 KiB frames free.", "gauge", frames.free),
+        ("pappus_heap_bytes_total", "Kernel heap size.", "gauge", heap.total as u64),
+        ("pappus_heap_bytes_used", "Kernel heap in use.", "gauge", heap.used as u64),
+        ("pappus_heap_alloc_failures_total", "Heap allocations refused.", "counter", heap.failures),
+        (
+            "pappus_invocations_live",
+            "Invocations held: running, waiting, or unanswered.",
+            "gauge",
+            c.invocations_live as u64,
+        ),
+        ("pappus_functions_registered", "Functions registered, all tenants.", "gauge", c.functions as u64),
+        ("pappus_compositions_registered", "Compositions registered, all tenants.", "gauge", c.compositions as u64),
+        ("pappus_uptime_seconds", "Seconds since boot.", "gauge", gauges.uptime_ms / 1000),
+        ("pappus_nic_rx_packets_total", "Frames received.", "counter", nic.rx_packets),
+        ("pappus_nic_tx_packets_total", "Frames sent.", "counter", nic.tx_packets),
+        ("pappus_nic_rx_bytes_total", "Bytes received.", "counter", nic.rx_bytes),
+        ("pappus_nic_tx_bytes_total", "Bytes sent.", "counter", nic.tx_bytes),
+        ("pappus_nic_tx_busy_total", "Transmits deferred: all buffers in flight.", "counter", nic.tx_busy),
+        ("pappus_nic_dropped_total", "Frames dropped: queue errors on receive or transmit.", "counter", nic.errors),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    out
+}

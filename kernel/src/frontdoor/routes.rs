@@ -1,0 +1,41 @@
+//! The routes the front door answers, from a complete request to a response.
+
+use alloc::format;
+
+use pappus_http::{Request, Response};
+
+use super::metrics::{self, Gauges, Metrics};
+use crate::arch;
+
+/// Whether a request with `Expect: 100-continue` goes to a route that wants its body (the
+/// others are answered before the client sends it).
+pub fn wants_body(request: &Request) -> bool {
+    request.method == "POST" && request.path == "/v1/echo"
+}
+
+pub fn route(request: Request, metrics: &Metrics, gauges: &Gauges) -> Response {
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/healthz") => Response::json(
+            200,
+            format!(
+                r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":1}}"#,
+                env!("CARGO_PKG_VERSION"),
+                arch::NAME,
+                gauges.uptime_ms
+            ),
+        ),
+        ("GET", "/metrics") => Response::new(200)
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(metrics::render(metrics, gauges)),
+        // The body moves into the response: a 64 MiB echo is not copied here.
+        ("POST", "/v1/echo") => {
+            Response::new(200).header("content-type", "application/octet-stream").body(request.body)
+        }
+        (_, "/healthz" | "/metrics" | "/v1/echo") => Response::error(
+            405,
+            "method_not_allowed",
+            &format!("{} is not allowed on {}", request.method, request.path),
+        ),
+        _ => Response::error(404, "not_found", &format!("no route for {} {}", request.method, request.path)),
+    }
+}
