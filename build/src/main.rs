@@ -181,8 +181,9 @@ fn test(args: &Args) -> Result {
             for arch in &arches {
                 command.args(["--test", arch.as_str()]);
                 if *arch == Arch::X86_64 {
-                    // The front door over a real NIC (q35 with virtio-net).
-                    command.args(["--test", "network"]);
+                    // The front door over a real NIC (q35 with virtio-net), and the /v1 control
+                    // plane behind it.
+                    command.args(["--test", "network", "--test", "control"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,

@@ -22,6 +22,8 @@
 //! The serial log is kept in memory and teed to `target/qemu-logs/<name>.log`; every error
 //! carries the tail of the log, so a failed assertion shows what the kernel said.
 
+pub mod functions;
+pub mod node;
 pub mod protocol;
 
 use std::fmt;

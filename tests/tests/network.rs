@@ -2,152 +2,14 @@
 //! forwarded to the guest's 8080. Plain `std::net` clients, raw bytes where the test is about
 //! the wire.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
 use std::thread;
-use std::time::Duration;
 
-use pappus_tests::protocol::Ready;
-use pappus_tests::{Arch, Boot, Marker, Qemu, kernel_image, qemu_tests_enabled};
-
-const STEP: Duration = Duration::from_secs(120);
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Node {
-    qemu: Qemu,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use pappus_tests::node::{Node, boot as boot_node, pattern, read_response, status_of};
 
 fn boot(test: &str) -> Option<Node> {
-    if !qemu_tests_enabled(test) {
-        return None;
-    }
-    let kernel = kernel_image(Arch::X86_64).unwrap_or_else(|e| panic!("{e}"));
-    let port = free_port();
-    let mut qemu = Boot::profile("x86_64-q35")
-        .kernel(kernel)
-        .host_port(port)
-        .log_name(test)
-        .time_limit(Duration::from_secs(600))
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let line = qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
-    let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
-    assert_eq!(ready.fields.get("ip").map(String::as_str), Some("10.0.2.15/24"), "DHCP address: {line}");
-    assert_eq!(ready.fields.get("port").map(String::as_str), Some("8080"), "{line}");
-    Some(Node { qemu, port })
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one response (status line, headers, Content-Length body) from the stream.
-fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let (n, v) = l.split_once(':').ok_or_else(|| std::io::Error::other(format!("bad header {l:?}")))?;
-        headers.push((n.trim().to_string(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body)?;
-    Ok(Response { status, headers, body })
-}
-
-impl Node {
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        s
-    }
-
-    /// One request on a fresh connection.
-    fn call(&self, method: &str, path: &str, body: &[u8]) -> Response {
-        let mut s = self.connect();
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: pappus\r\nContent-Length: {}\r\n\r\n", body.len());
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        read_response(&mut BufReader::new(s)).unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.qemu.tail(20)))
-    }
-
-    /// Raw bytes in, whatever comes back until the server closes (or the timeout).
-    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut s = self.connect();
-        s.write_all(bytes).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        let text = self.call("GET", "/metrics", b"").text();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} missing:\n{text}"))
-    }
-
-    /// Frames free and heap used once every connection but the asking one has closed.
-    fn baseline(&self) -> (u64, u64) {
-        for _ in 0..200 {
-            if self.metric("pappus_http_connections_active") <= 1 {
-                return (self.metric("pappus_frames_free"), self.metric("pappus_heap_bytes_used"));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("connections never drained:\n{}", self.call("GET", "/metrics", b"").text());
-    }
-
-    /// The kernel still serves, and memory is back where it was.
-    fn assert_healthy(&self, baseline: (u64, u64), after: &str) {
-        let r = self.call("GET", "/healthz", b"");
-        assert_eq!(r.status, 200, "healthz after {after}: {}", r.text());
-        let (frames, heap) = self.baseline();
-        assert_eq!(frames, baseline.0, "frames free after {after}");
-        // The metrics table may grow by a status code or two; anything more is a leak.
-        assert!(heap <= baseline.1 + 4096, "heap used {heap} after {after}, baseline {}", baseline.1);
-    }
-}
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    boot_node(test, &[])
 }
 
 #[test]
@@ -305,11 +167,6 @@ fn hundred_concurrent_connections() {
         h.join().unwrap().unwrap_or_else(|e| panic!("{e}\n{}", node.qemu.tail(20)));
     }
     node.assert_healthy(baseline, "100 concurrent connections");
-}
-
-fn status_of(bytes: &[u8]) -> u16 {
-    let text = String::from_utf8_lossy(bytes);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 #[test]

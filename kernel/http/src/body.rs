@@ -101,7 +101,7 @@ impl Decoder {
         match self {
             Decoder::Length { remaining, total } => {
                 let n = input.len().min(*remaining);
-                append(body, &input[..n], *total);
+                append(body, &input[..n], *total)?;
                 *remaining -= n;
                 Ok(Progress { consumed: n, done: *remaining == 0 })
             }
@@ -131,7 +131,7 @@ impl Chunked {
         while i < input.len() && self.state != Done {
             if let Data { remaining } = self.state {
                 let n = remaining.min(input.len() - i);
-                append(body, &input[i..i + n], max_body);
+                append(body, &input[i..i + n], max_body)?;
                 i += n;
                 self.state = if n == remaining { DataCr } else { Data { remaining: remaining - n } };
                 continue;
@@ -178,7 +178,7 @@ impl Chunked {
                 SizeLf { size } => match (b, size) {
                     (b'\n', 0) => TrailerStart,
                     (b'\n', _) => {
-                        reserve_for(body, size, max_body);
+                        reserve_for(body, size, max_body)?;
                         Data { remaining: size }
                     }
                     _ => return Err(HttpError::bad_request("chunk size line does not end in CRLF")),
@@ -216,18 +216,26 @@ fn hex(b: u8) -> Option<usize> {
 /// Makes room for `additional` more bytes, growing geometrically but never past `bound` bytes in
 /// all, so memory follows the bytes that actually arrived (a client that announces 64 MiB and
 /// sends nothing holds nothing) while a large body still costs only O(log n) reallocations.
-fn reserve_for(body: &mut Vec<u8>, additional: usize, bound: usize) {
+///
+/// Memory can run out (a kernel heap is finite and fragments): then the request is refused with
+/// 503 instead of the allocation failure ending the process — first retrying with exactly what
+/// is needed, since the geometric step may be what did not fit.
+fn reserve_for(body: &mut Vec<u8>, additional: usize, bound: usize) -> Result<(), HttpError> {
     let need = body.len() + additional;
     if need <= body.capacity() {
-        return;
+        return Ok(());
     }
     let target = need.max(body.capacity().saturating_mul(2)).max(4096).min(bound).max(need);
-    body.reserve_exact(target - body.len());
+    if body.try_reserve_exact(target - body.len()).is_ok() || body.try_reserve_exact(additional).is_ok() {
+        return Ok(());
+    }
+    Err(HttpError::new(503, alloc::format!("not enough memory for a request body of {need} bytes; try again later")))
 }
 
-fn append(body: &mut Vec<u8>, data: &[u8], bound: usize) {
-    reserve_for(body, data.len(), bound);
+fn append(body: &mut Vec<u8>, data: &[u8], bound: usize) -> Result<(), HttpError> {
+    reserve_for(body, data.len(), bound)?;
     body.extend_from_slice(data);
+    Ok(())
 }
 
 #[cfg(test)]

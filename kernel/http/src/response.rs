@@ -148,6 +148,7 @@ impl HttpError {
             413 => "payload_too_large",
             431 => "header_fields_too_large",
             501 => "not_implemented",
+            503 => "service_unavailable",
             505 => "http_version_not_supported",
             _ => "error",
         };
@@ -158,9 +159,10 @@ impl HttpError {
         Self::new(400, message)
     }
 
-    /// The JSON error response for this error.
+    /// The JSON error response for this error (503s say when to come back).
     pub fn to_response(&self) -> Response {
-        Response::error(self.status, self.code, &self.message)
+        let response = Response::error(self.status, self.code, &self.message);
+        if self.status == 503 { response.header("retry-after", "1") } else { response }
     }
 }
 

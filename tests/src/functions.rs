@@ -1,0 +1,30 @@
+//! The example functions as the suites use them: built once per test process for wasm32 in the
+//! functions workspace (`functions/`), read from its target folder.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::workspace_root;
+
+/// The `.wasm` of function package `name` (underscores), building the functions workspace first.
+pub fn wasm(name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let functions = workspace_root().join("functions");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+            .current_dir(&functions)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .map_err(|e| format!("cannot run cargo in {}: {e}", functions.display()))?;
+        if !out.status.success() {
+            return Err(format!("building functions/ failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(functions.join("target/wasm32-unknown-unknown/release"))
+    });
+    let dir = dir.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,400 @@
+//! The `/v1` control plane over a real NIC: tenants, functions and compositions, invocations
+//! with JSON, raw and binary bodies, wasm functions (friendly and hostile), and bad input — each
+//! bad input followed by a check that the kernel still serves with memory at its baseline.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use model::wire::{WireLimits, binary};
+use model::{Bytes, Item, Set};
+use pappus_tests::functions;
+use pappus_tests::node::{Node, Response, Tenant, boot};
+use serde_json::{Value, json};
+
+const ALICE: Tenant = Tenant { name: "alice", token: "alice-token-0123456789abcdef" };
+const BOB: Tenant = Tenant { name: "bob", token: "bob-token-0123456789abcdef00" };
+
+struct Client<'a> {
+    node: &'a Node,
+    auth: String,
+}
+
+impl<'a> Client<'a> {
+    fn new(node: &'a Node, tenant: &Tenant) -> Self {
+        Self { node, auth: format!("Bearer {}", tenant.token) }
+    }
+
+    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut all = vec![("Authorization", self.auth.as_str())];
+        all.extend_from_slice(headers);
+        self.node.request(method, path, &all, body)
+    }
+
+    fn put_composition(&self, name: &str, source: &str) -> Response {
+        self.send("PUT", &format!("/v1/compositions/{name}"), &[], source.as_bytes())
+    }
+
+    fn put_function(&self, name: &str, query: &str, image: &[u8]) -> Response {
+        self.send("PUT", &format!("/v1/functions/{name}?{query}"), &[], image)
+    }
+
+    fn invoke_json(&self, name: &str, request: &Value) -> Response {
+        let body = serde_json::to_vec(request).unwrap();
+        self.send("POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body)
+    }
+
+    fn invoke_raw(&self, name: &str, body: &[u8]) -> Response {
+        let headers = [("Content-Type", "application/octet-stream"), ("Accept", "application/octet-stream")];
+        self.send("POST", &format!("/v1/invoke/{name}"), &headers, body)
+    }
+}
+
+fn json_of(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.text()))
+}
+
+fn error_code(r: &Response) -> String {
+    json_of(r)["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {}", r.text())).to_string()
+}
+
+fn item(name: &str, data: &[u8]) -> Value {
+    json!({"name": name, "data": B64.encode(data)})
+}
+
+/// The data of every item of output set `set`, in order.
+fn set_data(r: &Response, set: &str) -> Vec<Vec<u8>> {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json_of(r);
+    v["sets"][set]
+        .as_array()
+        .unwrap_or_else(|| panic!("no set {set} in {v}"))
+        .iter()
+        .map(|i| B64.decode(i["data"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+const PIPE: &str = "
+function identity (in) => (out);
+function concat (a, b) => (out);
+// A is passed through identity, then B appended.
+composition pipe (A, B) => (C) {
+    identity (in = all A) => (X = out);
+    concat (a = all X, b = all B) => (C = out);
+}
+";
+
+const FAN: &str = "
+function identity (in) => (out);
+composition fan (A) => (B) {
+    identity (in = each A) => (B = out);
+}
+";
+
+#[test]
+fn tenants_compositions_and_invocations() {
+    let Some(node) = boot("tenants_compositions_and_invocations", &[ALICE, BOB]) else { return };
+    let baseline = node.baseline();
+    let (alice, bob) = (Client::new(&node, &ALICE), Client::new(&node, &BOB));
+
+    // No token, a wrong scheme, a wrong token: 401 with a challenge.
+    for headers in [vec![], vec![("Authorization", "Basic YWxpY2U6eA==")], vec![("Authorization", "Bearer nope")]] {
+        let r = node.request("GET", "/v1/functions", &headers, b"");
+        assert_eq!(r.status, 401, "{headers:?}: {}", r.text());
+        assert_eq!(error_code(&r), "unauthorized");
+        assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    }
+
+    // A composition of builtins, invoked with JSON.
+    let r = alice.put_composition("pipe", PIPE);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let request = json!({"sets": {"A": [item("x", b"hello ")], "B": [item("y", b"world")]}});
+    assert_eq!(set_data(&alice.invoke_json("pipe", &request), "C"), vec![b"hello ".to_vec(), b"world".to_vec()]);
+
+    // The same with the binary framing, both ways.
+    let sets = vec![
+        Set { name: "A".into(), items: vec![Item { name: "x".into(), key: Some(7), data: Bytes::from(&b"bin"[..]) }] },
+        Set { name: "B".into(), items: vec![Item { name: "y".into(), key: None, data: Bytes::from(&b"ary"[..]) }] },
+    ];
+    let body = binary::encode(&sets).unwrap();
+    let kind = "application/x-pappus-sets";
+    let r = alice.send("POST", "/v1/invoke/pipe", &[("Content-Type", kind), ("Accept", kind)], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = binary::decode(&Bytes::from(r.body.clone()), &WireLimits::DEFAULT).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].name, "C");
+    let got: Vec<(&str, Option<u64>, &[u8])> =
+        out[0].items.iter().map(|i| (i.name.as_str(), i.key, &i.data[..])).collect();
+    assert_eq!(got, vec![("x", Some(7), &b"bin"[..]), ("y", None, &b"ary"[..])]);
+
+    // Raw in, raw out: a builtin invoked directly.
+    let r = alice.invoke_raw("identity", b"raw bytes \x00\xff");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"raw bytes \x00\xff"[..]), "{}", r.text());
+
+    // An `each` fan-out over 100 items keeps their order.
+    assert_eq!(alice.put_composition("fan", FAN).status, 201);
+    let items: Vec<Value> = (0..100).map(|i| item(&format!("i{i}"), format!("item {i}").as_bytes())).collect();
+    let out = set_data(&alice.invoke_json("fan", &json!({"sets": {"A": items}})), "B");
+    assert_eq!(out, (0..100).map(|i| format!("item {i}").into_bytes()).collect::<Vec<_>>());
+
+    // `sleep` is asynchronous: the node answers others while it runs.
+    let sleeper = {
+        let auth = alice.auth.clone();
+        let port = node.port;
+        thread::spawn(move || {
+            let started = Instant::now();
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            use std::io::Write;
+            let head = format!(
+                "POST /v1/invoke/sleep HTTP/1.1\r\nHost: p\r\nAuthorization: {auth}\r\nAccept: application/octet-stream\r\nContent-Length: 4\r\n\r\n1500"
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            let r = pappus_tests::node::read_response(&mut std::io::BufReader::new(s)).unwrap();
+            (r.status, r.text(), started.elapsed())
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let quick = Instant::now();
+    assert_eq!(node.call("GET", "/healthz", b"").status, 200);
+    let quick = quick.elapsed();
+    let (status, text, slept) = sleeper.join().unwrap();
+    assert_eq!((status, text.as_str()), (200, "1500"));
+    assert!(slept >= Duration::from_millis(1500), "sleep 1500 answered after {slept:?}");
+    assert!(quick < slept, "healthz ({quick:?}) waited for the sleeping invocation ({slept:?})");
+
+    // Same names, two tenants: each sees, invokes and deletes only its own.
+    let bob_pipe = "
+function concat (a, b) => (out);
+composition pipe (A, B) => (C) {
+    concat (a = all B, b = all A) => (C = out);
+}
+";
+    assert_eq!(bob.put_composition("pipe", bob_pipe).status, 201);
+    assert_eq!(set_data(&bob.invoke_json("pipe", &request), "C"), vec![b"world".to_vec(), b"hello ".to_vec()]);
+    assert_eq!(set_data(&alice.invoke_json("pipe", &request), "C"), vec![b"hello ".to_vec(), b"world".to_vec()]);
+    let r = bob.send("GET", "/v1/compositions/fan", &[], b"");
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"), "bob must not learn alice's fan exists");
+    let r = bob.invoke_json("fan", &json!({"sets": {}}));
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = bob.send("DELETE", "/v1/compositions/fan", &[], b"");
+    assert_eq!(r.status, 404);
+    let listed = json_of(&bob.send("GET", "/v1/compositions", &[], b"")).to_string();
+    assert!(listed.contains("pipe") && !listed.contains("fan"), "{listed}");
+
+    // Replacing and deleting.
+    let r = alice.put_composition("pipe", bob_pipe);
+    assert_eq!(r.status, 200, "replace: {}", r.text());
+    assert_eq!(set_data(&alice.invoke_json("pipe", &request), "C"), vec![b"world".to_vec(), b"hello ".to_vec()]);
+    assert_eq!(alice.send("DELETE", "/v1/compositions/pipe", &[], b"").status, 204);
+    let r = alice.invoke_json("pipe", &request);
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"));
+    assert_eq!(set_data(&bob.invoke_json("pipe", &request), "C").len(), 2, "bob's pipe survives alice's delete");
+
+    // Unknown names.
+    for path in ["/v1/functions/nothing", "/v1/compositions/nothing"] {
+        let r = alice.send("GET", path, &[], b"");
+        assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"), "{path}");
+    }
+    let r = alice.invoke_json("nothing", &json!({"sets": {}}));
+    assert_eq!((r.status, error_code(&r).as_str()), (404, "not_found"));
+
+    // A failing instance names itself.
+    let failing = "
+function identity (in) => (out);
+function fail (in) => (out);
+composition doomed (A) => (B) {
+    identity (in = each A) => (X = out);
+    fail (in = all X) => (B = out);
+}
+";
+    assert_eq!(alice.put_composition("doomed", failing).status, 201);
+    let r = alice.invoke_json("doomed", &json!({"sets": {"A": [item("a", b"boom")]}}));
+    assert_eq!(r.status, 500, "{}", r.text());
+    let message = json_of(&r)["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("fail") && message.contains("boom"), "{message}");
+
+    // Registrations hold memory by design; invocations must not.
+    assert_eq!(node.metric("pappus_invocations_live"), 0);
+    assert_eq!(node.baseline().0, baseline.0, "frames free after the control-plane tour");
+}
+
+#[test]
+fn bad_control_input_is_refused() {
+    let Some(node) = boot("bad_control_input_is_refused", &[ALICE]) else { return };
+    let alice = Client::new(&node, &ALICE);
+    assert_eq!(alice.put_composition("fan", FAN).status, 201);
+    let baseline = node.baseline();
+
+    // A syntax error: 400 with line:column.
+    let r = alice.put_composition(
+        "broken",
+        "function f (a) => (b);\ncomposition broken (A) => (B) {\n  f (a = all A) (B = b);\n}\n",
+    );
+    assert_eq!((r.status, error_code(&r).as_str()), (400, "bad_composition"), "{}", r.text());
+    let message = json_of(&r)["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("3:"), "position in {message}");
+    node.assert_healthy(baseline, "a DSL syntax error");
+
+    // A cycle.
+    let cyclic = "
+function identity (in) => (out);
+composition loop (A) => (B) {
+    identity (in = all Y) => (X = out);
+    identity (in = all X) => (Y = out);
+    identity (in = all A) => (B = out);
+}
+";
+    let r = alice.put_composition("loop", cyclic);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("cycle"), "{}", r.text());
+
+    // 10 MiB of DSL.
+    let huge = format!("// {}\n", "x".repeat(10 << 20));
+    let r = alice.put_composition("huge", &huge);
+    assert_eq!(r.status, 413, "{}", r.text());
+    node.assert_healthy(baseline, "10 MiB of DSL");
+
+    let invoke = |body: &[u8]| alice.send("POST", "/v1/invoke/fan", &[("Content-Type", "application/json")], body);
+    // Deeply nested JSON.
+    let deep = format!("{{\"sets\":{{\"A\":{}{}}}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = invoke(deep.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Invalid base64, named by place.
+    let r = invoke(br#"{"sets":{"A":[{"name":"x","data":"!!!not base64"}]}}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("sets.A[0].data"), "{}", r.text());
+    // Sets that do not match the declaration.
+    let r = invoke(br#"{"sets":{"Nope":[{"name":"x","data":""}]}}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("Nope"), "{}", r.text());
+    // Not JSON at all.
+    let r = invoke(b"{\"sets\":");
+    assert_eq!(r.status, 400, "{}", r.text());
+    // A function upload with a bad query.
+    let r = alice.put_function("f", "engine=warp&inputs=a&outputs=b", b"\0asm");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("engine"), "{}", r.text());
+    // Builtin names are reserved.
+    let r = alice.put_function("identity", "engine=wasm&inputs=a&outputs=b", b"\0asm");
+    assert_eq!(r.status, 409, "{}", r.text());
+
+    node.assert_healthy(baseline, "bad invoke bodies");
+}
+
+/// A WAT module with the SDK's imports and `run` doing `code`.
+fn wat_entry(code: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+            (import "pappus" "output_push" (func $output_push (param i32 i32 i32 i32 i64 i32 i32)))
+            (memory (export "memory") 1)
+            (func $recurse (call $recurse))
+            (func (export "run") {code}))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn wasm_functions_and_hostile_modules() {
+    let Some(node) = boot("wasm_functions_and_hostile_modules", &[ALICE, BOB]) else { return };
+    let (alice, bob) = (Client::new(&node, &ALICE), Client::new(&node, &BOB));
+    let template = functions::wasm("template");
+    let query = "engine=wasm&inputs=lines&outputs=upper&memory=1MiB&timeout_ms=1000";
+    let r = alice.put_function("upper", query, &template);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = alice.invoke_raw("upper", b"hello, pappus");
+    assert_eq!((r.status, r.text().as_str()), (200, "HELLO, PAPPUS"));
+
+    // Two tenants invoking the same module at once see only their own data.
+    assert_eq!(bob.put_function("upper", query, &template).status, 201);
+    let baseline = node.baseline();
+    let workers: Vec<_> = [ALICE, BOB]
+        .into_iter()
+        .map(|tenant| {
+            let node_port = node.port;
+            let token = tenant.token.to_string();
+            let name = tenant.name.to_string();
+            thread::spawn(move || {
+                for i in 0..20 {
+                    let msg = format!("{name} secret {i}");
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", node_port)).unwrap();
+                    use std::io::Write;
+                    let head = format!(
+                        "POST /v1/invoke/upper HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {token}\r\nAccept: application/octet-stream\r\nContent-Length: {}\r\n\r\n{msg}",
+                        msg.len()
+                    );
+                    s.write_all(head.as_bytes()).unwrap();
+                    let r = pappus_tests::node::read_response(&mut std::io::BufReader::new(s)).unwrap();
+                    assert_eq!((r.status, r.text()), (200, msg.to_uppercase()));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    node.assert_healthy(baseline, "two tenants at once");
+
+    // Hostile modules: each the right status and a message naming the cause. All are registered
+    // first, so the memory baseline holds the registry with them.
+    let stray = "(call $output_push (i32.const 3) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 0))";
+    let hostile: [(&str, Vec<u8>, u16, &str); 5] = [
+        ("spin", wat_entry("(loop $l (br $l))"), 504, "timeout"),
+        (
+            "grow",
+            wat_entry("(if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1)) (then unreachable))"),
+            500,
+            "out_of_memory",
+        ),
+        ("trap", wat_entry("unreachable"), 500, "function_trap"),
+        ("deep", wat_entry("(call $recurse)"), 500, "function_trap"),
+        ("stray", wat_entry(stray), 500, "bad_output"),
+    ];
+    for (name, image, _, _) in &hostile {
+        let r = alice.put_function(name, "engine=wasm&inputs=in&outputs=out&memory=1MiB&timeout_ms=200", image);
+        assert_eq!(r.status, 201, "{name}: {}", r.text());
+        // Once before the baseline: wasmi keeps the stacks a run grew (a deep recursion's
+        // included) for the next run. The checked runs below must not add to that.
+        alice.invoke_raw(name, b"x");
+    }
+    let baseline = node.baseline();
+    for (name, _, status, code) in hostile {
+        let started = Instant::now();
+        let r = alice.invoke_raw(name, b"x");
+        assert_eq!((r.status, error_code(&r).as_str()), (status, code), "{name}: {}", r.text());
+        if name == "spin" {
+            // The budget is 200 ms of fuel, backed by a 200 ms wall-clock deadline.
+            assert!(started.elapsed() < Duration::from_secs(5), "spin took {:?}", started.elapsed());
+        }
+        if name == "deep" {
+            assert!(r.text().contains("stack"), "{}", r.text());
+        }
+        node.assert_healthy(baseline, name);
+    }
+
+    // Refused at registration: an import outside the SDK, malformed bytes, 50 MiB.
+    let foreign = wat::parse_str(r#"(module (import "env" "syscall" (func)) (func (export "run")))"#).unwrap();
+    let r = alice.put_function("foreign", "engine=wasm&inputs=in&outputs=out", &foreign);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("env") && r.text().contains("syscall"), "{}", r.text());
+    let r = alice.put_function("junk", "engine=wasm&inputs=in&outputs=out", b"\0asm\x01\0\0\0garbage");
+    assert_eq!((r.status, error_code(&r).as_str()), (400, "invalid_image"), "{}", r.text());
+    // 50 MiB the way curl uploads it (`Expect: 100-continue`): refused before the body is sent.
+    let mut s = node.connect();
+    let head = format!(
+        "PUT /v1/functions/huge?engine=wasm&inputs=in&outputs=out HTTP/1.1\r\nHost: p\r\nAuthorization: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        alice.auth,
+        50 << 20
+    );
+    std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+    let r = pappus_tests::node::read_response(&mut std::io::BufReader::new(s)).unwrap();
+    assert_eq!((r.status, error_code(&r).as_str()), (413, "payload_too_large"), "{}", r.text());
+    // And sent whole, without asking: buffered (the HTTP limit is 64 MiB), then refused by the
+    // image limit — or, should the heap not hold it, refused with 503; never a crash.
+    let r = alice.put_function("huge", "engine=wasm&inputs=in&outputs=out", &vec![0u8; 50 << 20]);
+    assert!(matches!(r.status, 413 | 503), "{}", r.text());
+    for name in ["foreign", "junk", "huge"] {
+        assert_eq!(alice.send("GET", &format!("/v1/functions/{name}"), &[], b"").status, 404, "{name} was stored");
+    }
+    node.assert_healthy(baseline, "hostile modules");
+}
