@@ -5,6 +5,10 @@
 //! kernel's `PAPPUS READY boot_ticks=...` line. Under icount a guest instruction is one TSC tick
 //! (x86) and one nanosecond of virtual time (aarch64, whose counter runs at `tick_hz`), so the
 //! figure is an exact instruction count from the kernel's first instruction to ready.
+//!
+//! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
+
+mod io;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -20,7 +24,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm"];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -71,7 +75,21 @@ pub fn main(args: &Args) -> Result {
     if runs == 0 {
         return Err(Failure("--runs must be at least 1".into()));
     }
-    boot(runs, args.switch("no-build"))
+    if suite == "boot" {
+        return boot(runs, args.switch("no-build"));
+    }
+    prereq::rust()?;
+    prereq::qemu(&[Arch::X86_64])?;
+    let kernel = if args.switch("no-build") {
+        pappus_tests::kernel_image(Arch::X86_64).map_err(Failure)?
+    } else {
+        util::build_kernels(&[Arch::X86_64])?.remove(0).1
+    };
+    match suite {
+        "net" => io::net(&kernel),
+        "model" => io::model(&kernel),
+        _ => io::wasm(&kernel),
+    }
 }
 
 fn boot(runs: usize, no_build: bool) -> Result {

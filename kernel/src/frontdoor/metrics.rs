@@ -88,6 +88,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         ),
         ("pappus_functions_registered", "Functions registered, all tenants.", "gauge", c.functions as u64),
         ("pappus_compositions_registered", "Compositions registered, all tenants.", "gauge", c.compositions as u64),
+        (
+            "pappus_io_work_ticks_total",
+            "TSC ticks in I/O-loop passes that moved something (instructions under icount).",
+            "counter",
+            crate::serve::work_ticks(),
+        ),
         ("pappus_uptime_seconds", "Seconds since boot.", "gauge", gauges.uptime_ms / 1000),
         ("pappus_nic_rx_packets_total", "Frames received.", "counter", nic.rx_packets),
         ("pappus_nic_tx_packets_total", "Frames sent.", "counter", nic.tx_packets),

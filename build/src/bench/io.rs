@@ -1,0 +1,210 @@
+//! Suites `net`, `model` and `wasm`: figures from a booted node over HTTP.
+//!
+//! Instruction figures come from a boot under `-icount shift=0`, where the guest TSC counts guest
+//! instructions: the kernel's `pappus_io_work_ticks_total` counter (ticks spent in I/O-loop passes
+//! that moved something; spinning and sleeping excluded) is read before and after N sequential
+//! requests on one keep-alive connection, and the difference divided by N. The one `/metrics`
+//! request in between is included, spread over N. Wall-clock figures come from a second boot
+//! without icount in the same run, as rates from a host client.
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pappus_qemu::DEFAULT_X86_64;
+use pappus_tests::node::{Response, read_response};
+use pappus_tests::protocol::READY_PREFIX;
+use pappus_tests::{Boot, Marker, Qemu};
+
+use crate::util::{Failure, Result, say};
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+const ECHO_64: usize = 64;
+
+/// A booted node and one keep-alive connection to it.
+struct Node {
+    _qemu: Qemu,
+    conn: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Node {
+    fn boot(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = pappus_tests::target_dir().join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("bench.conf");
+        std::fs::write(&config, format!("tenant bench {TOKEN}\n"))?;
+        let mut qemu = Boot::profile(DEFAULT_X86_64)
+            .kernel(kernel)
+            .icount(icount)
+            .host_port(port)
+            .config(config)
+            .log_name(&format!("bench-{name}"))
+            .time_limit(Duration::from_secs(1200))
+            .spawn()?;
+        qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
+        let conn = TcpStream::connect(("127.0.0.1", port))?;
+        // Head and body go in two writes: without NODELAY, Nagle holds the body until the host
+        // stack's delayed ACK (40 ms) and the figure measures that instead of Pappus.
+        conn.set_nodelay(true)?;
+        conn.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let reader = BufReader::new(conn.try_clone()?);
+        Ok(Self { _qemu: qemu, conn, reader })
+    }
+
+    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n", body.len());
+        for (n, v) in headers {
+            head += &format!("{n}: {v}\r\n");
+        }
+        head += "\r\n";
+        self.conn.write_all(head.as_bytes())?;
+        self.conn.write_all(body)?;
+        Ok(read_response(&mut self.reader)?)
+    }
+
+    fn expect(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], status: u16) -> Result {
+        let r = self.request(method, path, headers, body)?;
+        if r.status != status {
+            return Err(Failure(format!("{method} {path}: {} {}", r.status, r.text())));
+        }
+        Ok(())
+    }
+
+    fn work_ticks(&mut self) -> Result<u64> {
+        let r = self.request("GET", "/metrics", &[], b"")?;
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix("pappus_io_work_ticks_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Failure("no pappus_io_work_ticks_total in /metrics".into()))
+    }
+
+    /// Guest instructions per request (icount boots only): `n` times `request`, averaged.
+    fn instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
+        for _ in 0..5 {
+            request(self)?; // warm: first-use allocations, caches
+        }
+        let before = self.work_ticks()?;
+        for _ in 0..n {
+            request(self)?;
+        }
+        let after = self.work_ticks()?;
+        Ok((after - before) / n)
+    }
+}
+
+fn auth() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+fn echo(node: &mut Node, body: &[u8]) -> Result {
+    node.expect("POST", "/v1/echo", &[], body, 200)
+}
+
+fn invoke_raw(node: &mut Node, name: &str, body: &[u8]) -> Result {
+    let auth = auth();
+    let headers = [("Authorization", auth.as_str()), ("Accept", "application/octet-stream")];
+    node.expect("POST", &format!("/v1/invoke/{name}"), &headers, body, 200)
+}
+
+fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
+    println!("BENCH {name} {value} {unit}");
+}
+
+pub fn net(kernel: &Path) -> Result {
+    let mut node = Node::boot(kernel, true, "net-icount")?;
+    let body = vec![b'x'; ECHO_64];
+    let per = node.instructions_per(200, |n| echo(n, &body))?;
+    print("net.echo64.instructions_per_request", per, "instructions");
+    drop(node);
+
+    let mut node = Node::boot(kernel, false, "net-wall")?;
+    for _ in 0..20 {
+        echo(&mut node, &body)?;
+    }
+    let n = 500;
+    let start = Instant::now();
+    for _ in 0..n {
+        echo(&mut node, &body)?;
+    }
+    print("net.echo64.keepalive_requests_per_s", format!("{:.0}", n as f64 / start.elapsed().as_secs_f64()), "req/s");
+    let mib = vec![0x5a; 1 << 20];
+    echo(&mut node, &mib)?;
+    let n = 20;
+    let start = Instant::now();
+    for _ in 0..n {
+        echo(&mut node, &mib)?;
+    }
+    // Each request moves 1 MiB in and 1 MiB out.
+    let mb = 2.0 * n as f64 * (1 << 20) as f64 / 1e6;
+    print("net.echo1MiB.throughput", format!("{:.1}", mb / start.elapsed().as_secs_f64()), "MB/s");
+    Ok(())
+}
+
+pub fn model(kernel: &Path) -> Result {
+    planner_on_host()?;
+    let mut node = Node::boot(kernel, true, "model-icount")?;
+    let body = vec![b'x'; ECHO_64];
+    let echo_cost = node.instructions_per(100, |n| echo(n, &body))?;
+    let identity = node.instructions_per(100, |n| invoke_raw(n, "identity", &body))?;
+    print("model.identity.instructions_per_invocation", identity, "instructions");
+    print("model.identity.overhead_over_echo", identity.saturating_sub(echo_cost), "instructions");
+    Ok(())
+}
+
+/// The planner alone, on the host: callgrind over `examples/fanout` with 1,000 and 10 items; the
+/// difference over 990 is the cost of one more instance (process start-up cancels out).
+fn planner_on_host() -> Result {
+    if !pappus_tests::on_path("valgrind") {
+        say("valgrind not found: skipping model.planner figures (apt-get install valgrind)");
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-q", "-p", "pappus-planner", "--example", "fanout"])
+        .status()?;
+    if !status.success() {
+        return Err(Failure("building the planner's fanout example failed".into()));
+    }
+    let exe = pappus_tests::target_dir().join("release/examples/fanout");
+    let count = |items: u64| -> Result<u64> {
+        let out = Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .arg(items.to_string())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Failure(format!("no instruction count from callgrind:\n{text}")))
+    };
+    let (big, small) = (count(1000)?, count(10)?);
+    print("model.planner.instructions_per_instance", (big - small) / 990, "instructions");
+    print("model.planner.fanout1000_total", big, "instructions");
+    Ok(())
+}
+
+pub fn wasm(kernel: &Path) -> Result {
+    let image = pappus_tests::functions::wasm("template");
+    let mut node = Node::boot(kernel, true, "wasm-icount")?;
+    let auth = auth();
+    node.expect(
+        "PUT",
+        "/v1/functions/upper?engine=wasm&inputs=lines&outputs=upper&memory=1MiB",
+        &[("Authorization", auth.as_str())],
+        &image,
+        201,
+    )?;
+    let body = vec![b'x'; ECHO_64];
+    let identity = node.instructions_per(50, |n| invoke_raw(n, "identity", &body))?;
+    let upper = node.instructions_per(50, |n| invoke_raw(n, "upper", &body))?;
+    print("wasm.template.instructions_per_invocation", upper, "instructions");
+    print("wasm.template.engine_instructions", upper.saturating_sub(identity), "instructions");
+    print("wasm.template.image_bytes", image.len(), "bytes");
+    Ok(())
+}
