@@ -1,0 +1,161 @@
+//! The example functions and compositions (functions/) built for wasm32, registered over HTTP
+//! and invoked with known answers: matrix multiply against a host computation, word count
+//! against a host count of real text files, and the compositions over them.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use pappus_tests::node::{Node, Response, Tenant, boot};
+use pappus_tests::{functions, workspace_root};
+use serde_json::{Value, json};
+
+const TENANT: Tenant = Tenant { name: "fn", token: "functions-token-0123456789ab" };
+
+fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let auth = format!("Bearer {}", TENANT.token);
+    let mut all = vec![("Authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    node.request(method, path, &all, body)
+}
+
+fn deploy(node: &Node) {
+    let functions = [
+        ("matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000"),
+        ("wordcount", "inputs=texts&outputs=counts"),
+        ("wordcount_merge", "inputs=partials&outputs=counts"),
+        ("grep", "inputs=pattern,texts&outputs=matches"),
+        ("topk", "inputs=k,counts&outputs=top"),
+        ("csv_sum", "inputs=column,tables&outputs=sums"),
+    ];
+    for (name, query) in functions {
+        let r = send(node, "PUT", &format!("/v1/functions/{name}?engine=wasm&{query}"), &[], &functions::wasm(name));
+        assert_eq!(r.status, 201, "{name}: {}", r.text());
+    }
+    for name in ["wordcount_mapreduce", "top_words", "grep_count", "csv_total"] {
+        let path = workspace_root().join(format!("functions/compositions/{name}.pappus"));
+        let source = std::fs::read(&path).unwrap();
+        let r = send(node, "PUT", &format!("/v1/compositions/{name}"), &[], &source);
+        assert_eq!(r.status, 201, "{name}: {}", r.text());
+    }
+}
+
+fn invoke(node: &Node, name: &str, sets: Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
+    let r = send(node, "POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body);
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    v["sets"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(set, items)| {
+            let items = items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["name"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
+                .collect();
+            (set.clone(), items)
+        })
+        .collect()
+}
+
+fn item(name: &str, data: &[u8]) -> Value {
+    json!({"name": name, "data": B64.encode(data)})
+}
+
+fn matrix(rows: u32, cols: u32, values: &[f64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&rows.to_le_bytes());
+    out.extend_from_slice(&cols.to_le_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Word counts as `wordcount` defines them: maximal alphanumeric runs, lowercased.
+fn host_counts(texts: &[String]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for text in texts {
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            *counts.entry(word.chars().flat_map(char::to_lowercase).collect()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn as_counts(items: &[(String, Vec<u8>)]) -> BTreeMap<String, u64> {
+    items.iter().map(|(w, n)| (w.clone(), String::from_utf8_lossy(n).parse().unwrap())).collect()
+}
+
+#[test]
+fn example_functions_give_known_answers() {
+    let Some(node) = boot("example_functions_give_known_answers", &[TENANT]) else { return };
+    deploy(&node);
+
+    // Matrix multiply: 24×40 · 40×16 of awkward values, against the same sum order on the host.
+    let (n, k, m) = (24usize, 40usize, 16usize);
+    let a: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
+    let b: Vec<f64> = (0..k * m).map(|i| ((i * 53 % 97) as f64 - 48.0) / 3.0 + 0.1).collect();
+    let mut c = vec![0.0f64; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let mut sum = 0.0;
+            for x in 0..k {
+                sum += a[i * k + x] * b[x * m + j];
+            }
+            c[i * m + j] = sum;
+        }
+    }
+    let out = invoke(
+        &node,
+        "matmul",
+        json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]}),
+    );
+    assert_eq!(out["product"], vec![("c".to_string(), matrix(n as u32, m as u32, &c))], "matmul differs from the host");
+
+    // Word count of real text files, directly and map-reduce over `each`.
+    let files = ["README.md", "docs/ARCHITECTURE.md", "docs/api.md", "functions/README.md"];
+    let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(workspace_root().join(f)).unwrap()).collect();
+    let expected = host_counts(&texts);
+    let items: Vec<Value> = files.iter().zip(&texts).map(|(f, t)| item(f, t.as_bytes())).collect();
+    let direct = invoke(&node, "wordcount", json!({"texts": items.clone()}));
+    assert_eq!(as_counts(&direct["counts"]), expected, "wordcount differs from the host count");
+    let reduced = invoke(&node, "wordcount_mapreduce", json!({"texts": items.clone()}));
+    assert_eq!(as_counts(&reduced["counts"]), expected, "map-reduce word count differs");
+
+    // Top 5 words: largest counts, ties by word.
+    let mut ranked: Vec<(&String, &u64)> = expected.iter().collect();
+    ranked.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+    let top = invoke(&node, "top_words", json!({"texts": items.clone(), "k": [item("k", b"5")]}));
+    let got: Vec<(String, u64)> =
+        top["top"].iter().map(|(w, n)| (w.clone(), String::from_utf8_lossy(n).parse().unwrap())).collect();
+    let want: Vec<(String, u64)> = ranked.iter().take(5).map(|(w, n)| ((*w).clone(), **n)).collect();
+    assert_eq!(got, want);
+
+    // grep then count: the words of the lines that mention "pappus".
+    let lines: Vec<String> =
+        texts.iter().flat_map(|t| t.lines()).filter(|l| l.contains("pappus")).map(str::to_string).collect();
+    let out = invoke(&node, "grep_count", json!({"pattern": [item("p", b"pappus")], "texts": items}));
+    assert_eq!(as_counts(&out["counts"]), host_counts(&lines), "grep_count differs");
+
+    // A CSV column summed per table.
+    let tables = ["name,qty,price\na,1,2.5\nb,2,4\n", "qty,name\n10,x\n-3,y\n0.5,z\n"];
+    let out = invoke(
+        &node,
+        "csv_total",
+        json!({"column": [item("c", b"qty")], "tables": [item("t1", tables[0].as_bytes()), item("t2", tables[1].as_bytes())]}),
+    );
+    let sums: Vec<(String, f64)> =
+        out["sums"].iter().map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).trim().parse().unwrap())).collect();
+    assert_eq!(sums, vec![("t1".to_string(), 3.0), ("t2".to_string(), 7.5)]);
+
+    // Bad input to a real function: a clear error naming the cause, and the node serves on.
+    let body = serde_json::to_vec(&json!({"sets": {"matrices": [item("a", &matrix(2, 3, &[0.0; 6]))]}})).unwrap();
+    let r = send(&node, "POST", "/v1/invoke/matmul", &[("Content-Type", "application/json")], &body);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("b"), "{}", r.text());
+    assert_eq!(node.call("GET", "/healthz", b"").status, 200);
+}
