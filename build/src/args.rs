@@ -16,7 +16,8 @@ pub struct Spec {
 #[derive(Debug, Default)]
 pub struct Args {
     pub positionals: Vec<String>,
-    values: BTreeMap<String, String>,
+    /// Every value given for each flag, in order (a flag may be repeated, e.g. `--set`).
+    values: BTreeMap<String, Vec<String>>,
     switches: Vec<String>,
 }
 
@@ -41,7 +42,7 @@ impl Args {
                     Some(value) => value,
                     None => words.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
                 };
-                args.values.insert(name.to_string(), value);
+                args.values.entry(name.to_string()).or_default().push(value);
             } else if spec.switches.contains(&name) {
                 if inline.is_some() {
                     return Err(format!("--{name} takes no value"));
@@ -57,8 +58,14 @@ impl Args {
         Ok(args)
     }
 
+    /// The flag's value; the last one when it was given more than once.
     pub fn value(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.values.get(name).and_then(|v| v.last()).map(String::as_str)
+    }
+
+    /// Every value of a repeatable flag, in the order given.
+    pub fn values(&self, name: &str) -> &[String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
     }
 
     pub fn switch(&self, name: &str) -> bool {
@@ -91,6 +98,14 @@ mod tests {
         assert_eq!(a.value("arch"), Some("aarch64"));
         assert!(a.switch("no-build"));
         assert_eq!(a.positionals, ["boot"]);
+    }
+
+    #[test]
+    fn repeated_values() {
+        let a = parse(&["--arch", "x86_64", "--arch=aarch64"]).unwrap();
+        assert_eq!(a.value("arch"), Some("aarch64"), "the last one wins");
+        assert_eq!(a.values("arch"), ["x86_64", "aarch64"]);
+        assert!(a.values("port").is_empty());
     }
 
     #[test]

@@ -3,10 +3,16 @@
 //! Progress goes to stderr; stdout carries only what scripts read (the `pappus ready: ` line,
 //! `BENCH` lines, the test summary).
 
+mod api;
 mod args;
 mod bench;
+mod fnctl;
+mod fnmeta;
+mod http;
+mod preload;
 mod prereq;
 mod run;
+mod sets;
 mod util;
 
 use std::process::ExitCode;
@@ -24,9 +30,18 @@ commands:
   build   [--arch x86_64|aarch64|all]
           build the kernel (release) for each architecture
   run     [--port N] [--smp N] [--cpu MODEL] [--accel tcg|kvm|auto] [--arch x86_64|aarch64]
-          [--token-file F] [--profile NAME] [--append CMDLINE] [--no-build]
-          build and boot in QEMU; the serial log streams to stderr, and one line
-          `pappus ready: ...` goes to stdout when the kernel is ready. Ctrl-C ends it.
+          [--token-file F] [--profile NAME] [--append CMDLINE] [--no-build] [--no-preload]
+          build and boot in QEMU, deploy the example functions and compositions of
+          functions/; the serial log streams to stderr, and one line `pappus ready: ...`
+          goes to stdout when the kernel is ready. Ctrl-C ends it.
+  fn      deploy <crate-dir|file.wasm> [--name N] [--inputs A,B] [--outputs C] [--memory 16MiB]
+                 [--timeout-ms MS] [--engine E]
+          compose <file.pappus> [--name N]
+          invoke <name> [--set SET[:KEY]=@file|@-|text]... [--out DIR] [--binary]
+          invoke <name> --raw @file|@-|text
+          list | get <name> | rm <name>
+          the /v1 API of a running kernel: --url U --token T, else $PAPPUS_URL and
+          $PAPPUS_TOKEN, else http://127.0.0.1:8080 and the token in target/pappus-dev.conf
   test    [--arch x86_64|aarch64|all] [--no-lint]
           lint (fmt --check, clippy), host unit tests, kernel builds, QEMU integration tests
   image   [--target x86_64|aarch64|all]
@@ -55,6 +70,13 @@ fn main() -> ExitCode {
         "image" => (&IMAGE_SPEC, image),
         "bench" => (&bench::SPEC, bench::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
+        "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
+            Ok(spec) => (spec, fnctl::main),
+            Err(e) => {
+                eprintln!("xtask fn: {e}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         other => {
             eprintln!("xtask: unknown command {other:?}\n\n{USAGE}");
             return ExitCode::from(2);
@@ -183,7 +205,7 @@ fn test(args: &Args) -> Result {
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), and the /v1 control
                     // plane behind it.
-                    command.args(["--test", "network", "--test", "control"]);
+                    command.args(["--test", "network", "--test", "control", "--test", "functions"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,

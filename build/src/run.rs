@@ -10,11 +10,11 @@ use pappus_tests::{Boot, HarnessError, Marker};
 
 use crate::args::{Args, Spec};
 use crate::util::{Failure, Result, human_bytes, say};
-use crate::{prereq, util};
+use crate::{preload, prereq, util};
 
 pub const SPEC: Spec = Spec {
     values: &["port", "smp", "cpu", "accel", "arch", "token-file", "profile", "append"],
-    switches: &["no-build"],
+    switches: &["no-build", "no-preload"],
     max_positionals: 0,
 };
 
@@ -31,6 +31,8 @@ pub fn main(args: &Args) -> Result {
         return Err(Failure(format!("profile {profile_name} is for {}, not {arch}", profile.arch)));
     }
     let (config, token) = boot_config(args.value("token-file"))?;
+    // `cargo xtask fn` finds this token by itself (target/pappus-dev.conf).
+    let token_is_dev = args.value("token-file").is_none();
 
     prereq::rust()?;
     prereq::qemu(&[arch])?;
@@ -38,6 +40,15 @@ pub fn main(args: &Args) -> Result {
         pappus_tests::kernel_image(arch)?
     } else {
         util::build_kernels(&[arch])?.remove(0).1
+    };
+    // Built now, deployed once the kernel is up: the boot does not wait for a build.
+    let preload = match (args.switch("no-preload"), profile.nic) {
+        (true, _) => None,
+        (false, false) => {
+            say(format!("profile {profile_name} has no NIC: the example functions are not preloaded"));
+            None
+        }
+        (false, true) => Some(preload::prepare(!args.switch("no-build"))),
     };
 
     let mut boot = Boot::profile(&profile_name)
@@ -71,13 +82,21 @@ pub fn main(args: &Args) -> Result {
         Ok(line) => {
             let ready = Ready::parse(&line)
                 .ok_or_else(|| Failure(format!("the ready line does not follow the protocol: {line:?}")))?;
-            let mut stdout = std::io::stdout().lock();
             let url = ready.fields.contains_key("port").then_some(port);
+            let base = format!("http://127.0.0.1:{port}");
+            // Deployed before the ready line, so a script that waits for it finds them there.
+            let deployed = match (&preload, url) {
+                (Some(preload), Some(_)) => preload::deploy(&base, &token, preload)?,
+                _ => Vec::new(),
+            };
+            let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "{}", ready_line(&ready, &token, url))?;
             stdout.flush()?;
             if url.is_some() {
-                say(format!("try: curl -s http://127.0.0.1:{port}/healthz"));
-                say(format!("     curl -s --data-binary @README.md http://127.0.0.1:{port}/v1/echo"));
+                say(format!("try: curl -s {base}/healthz"));
+                for line in preload::examples(&deployed, &base, &token, token_is_dev) {
+                    say(format!("     {line}"));
+                }
             }
         }
         // With `test` on the command line the kernel runs its self-tests and exits instead.
@@ -142,7 +161,7 @@ fn boot_config(token_file: Option<&str>) -> Result<(PathBuf, String)> {
 }
 
 /// The first tenant's token in a configuration the kernel's parser accepted.
-fn first_token(text: &[u8]) -> Option<String> {
+pub(crate) fn first_token(text: &[u8]) -> Option<String> {
     String::from_utf8_lossy(text).lines().find_map(|line| {
         let mut words = line.split_whitespace();
         (words.next() == Some("tenant")).then(|| words.nth(1).map(str::to_string)).flatten()

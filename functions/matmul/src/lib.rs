@@ -1,0 +1,345 @@
+//! `matmul`: multiplies two matrices of `f64`.
+//!
+//! - Input set 0 (`matrices`): exactly two items, named `a` and `b`, in any order.
+//! - Output set 0 (`product`): one item `c` = `a · b`.
+//!
+//! Every matrix is encoded the same way, all little-endian:
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 0..4 | `rows`, u32 |
+//! | 4..8 | `cols`, u32 |
+//! | 8.. | `rows × cols` IEEE-754 f64 values, row-major (row 0 first) |
+//!
+//! An item must be exactly `8 + 8 × rows × cols` bytes long. Zero rows or columns are allowed:
+//! `r×0 · 0×c` is the `r×c` zero matrix. Each element of `c` is summed over `k` ascending with
+//! plain multiply and add (no fused multiply-add), so a result is the same on every machine;
+//! NaN and infinities propagate as IEEE-754 says.
+//!
+//! Errors (the run fails with the message): a missing, duplicate or unexpected item, a header
+//! shorter than 8 bytes, data shorter or longer than the header says, `a.cols ≠ b.rows`, and a
+//! product larger than a run may output (64 MiB).
+#![cfg_attr(target_arch = "wasm32", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use pappus_sdk::{Context, Error, InputSet};
+
+pappus_sdk::entry!(main);
+
+/// `rows` and `cols`, two u32s.
+const HEADER_LEN: usize = 8;
+
+/// The most data one run may output (docs/function-abi.md, "Limits"). A product over it is
+/// refused before the work rather than failing the run with `bad_output` after it.
+const MAX_OUTPUT_BYTES: u128 = 64 << 20;
+
+fn main(ctx: &mut Context) -> Result<(), Error> {
+    let set = ctx.input(0).ok_or("matmul needs an input set (matrices) with items `a` and `b`")?;
+    let out = ctx.output(0).ok_or("matmul needs an output set (product)")?;
+    let [a, b] = operands(&set)?;
+    let a = Matrix::decode("a", &a)?;
+    let b = Matrix::decode("b", &b)?;
+    out.push("c", &multiply(&a, &b)?);
+    Ok(())
+}
+
+/// The data of items `a` and `b`, refusing anything else in the set.
+fn operands(set: &InputSet) -> Result<[Vec<u8>; 2], Error> {
+    let mut found: [Option<Vec<u8>>; 2] = [None, None];
+    for item in set.items() {
+        let name = item.name();
+        let slot = match name.as_str() {
+            "a" => &mut found[0],
+            "b" => &mut found[1],
+            _ => {
+                let set = set.name();
+                return Err(
+                    format!("unexpected item `{name}` in input `{set}`: it must hold exactly `a` and `b`").into()
+                );
+            }
+        };
+        if slot.is_some() {
+            return Err(format!("input `{}` has two items named `{name}`", set.name()).into());
+        }
+        *slot = Some(item.data());
+    }
+    match found {
+        [Some(a), Some(b)] => Ok([a, b]),
+        [a, _] => {
+            let missing = if a.is_none() { "a" } else { "b" };
+            Err(format!("input `{}` has no item `{missing}`: it must hold exactly `a` and `b`", set.name()).into())
+        }
+    }
+}
+
+/// A decoded matrix, borrowing its elements from the item's bytes.
+struct Matrix<'d> {
+    rows: usize,
+    cols: usize,
+    /// `rows × cols` little-endian f64s, row-major.
+    elems: &'d [[u8; 8]],
+}
+
+impl<'d> Matrix<'d> {
+    fn decode(name: &str, bytes: &'d [u8]) -> Result<Self, Error> {
+        let Some((header, data)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+            return Err(format!(
+                "matrix `{name}` is {} bytes, shorter than its {HEADER_LEN}-byte header (u32 rows, u32 cols, little-endian)",
+                bytes.len()
+            )
+            .into());
+        };
+        let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        // u128: rows × cols × 8 can exceed u64 for a (lying) header.
+        let want = u128::from(rows) * u128::from(cols) * 8;
+        let have = data.len() as u128;
+        if have != want {
+            let what = if have < want { "truncated" } else { "too long" };
+            return Err(format!(
+                "matrix `{name}` is {what}: a {rows}×{cols} matrix is {} bytes ({HEADER_LEN}-byte header + {want} of f64s), the item has {}",
+                want + HEADER_LEN as u128,
+                bytes.len()
+            )
+            .into());
+        }
+        let (elems, _) = data.as_chunks::<8>();
+        // Both fit: rows × cols × 8 equals the length of a slice in memory.
+        Ok(Self { rows: rows as usize, cols: cols as usize, elems })
+    }
+
+    /// Row `i` (an empty iterator past the last row).
+    fn row(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
+        let start = i.saturating_mul(self.cols);
+        let row = self.elems.get(start..start.saturating_add(self.cols)).unwrap_or_default();
+        row.iter().map(|bytes| f64::from_le_bytes(*bytes))
+    }
+}
+
+/// `a · b`, encoded.
+fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
+    if a.cols != b.rows {
+        return Err(format!(
+            "cannot multiply a ({}×{}) by b ({}×{}): a has {} columns but b has {} rows",
+            a.rows, a.cols, b.rows, b.cols, a.cols, b.rows
+        )
+        .into());
+    }
+    // Zero inner dimension: tiny inputs can still ask for a huge (all-zero) product.
+    let len = HEADER_LEN as u128 + a.rows as u128 * b.cols as u128 * 8;
+    if len > MAX_OUTPUT_BYTES {
+        return Err(format!(
+            "the product is {}×{}, {len} bytes: more than the {} MiB a run may output",
+            a.rows,
+            b.cols,
+            MAX_OUTPUT_BYTES >> 20
+        )
+        .into());
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    // Both dimensions came from u32s.
+    out.extend_from_slice(&(a.rows as u32).to_le_bytes());
+    out.extend_from_slice(&(b.cols as u32).to_le_bytes());
+    // An empty product: nothing to compute, however many rows or columns it has (up to 2³²−1
+    // with no data behind them), and no row buffer to allocate.
+    if a.rows == 0 || b.cols == 0 {
+        return Ok(out);
+    }
+    // One row of `c` at a time, accumulated in i-k-j order so the inner loop walks a row of
+    // `b` and of `c` sequentially; the row buffer is reused (the SDK's allocator never frees).
+    // It fits: `b.cols` f64s are at most one row of the product, checked above.
+    let mut row = vec![0.0f64; b.cols];
+    for i in 0..a.rows {
+        row.fill(0.0);
+        for (k, a_ik) in a.row(i).enumerate() {
+            for (c_ij, b_kj) in row.iter_mut().zip(b.row(k)) {
+                *c_ij += a_ik * b_kj;
+            }
+        }
+        for c_ij in &row {
+            out.extend_from_slice(&c_ij.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pappus_sdk::mock::{Mock, MockError, MockItem};
+
+    fn encode(rows: u32, cols: u32, elems: &[f64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&rows.to_le_bytes());
+        out.extend_from_slice(&cols.to_le_bytes());
+        for e in elems {
+            out.extend_from_slice(&e.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> (u32, u32, Vec<f64>) {
+        let m = Matrix::decode("c", bytes).unwrap();
+        (m.rows as u32, m.cols as u32, (0..m.rows).flat_map(|i| m.row(i)).collect())
+    }
+
+    fn run(items: Vec<MockItem>) -> Result<Vec<MockItem>, MockError> {
+        Mock::new().input("matrices", items).output("product").run(main).map(|mut out| out.remove(0).items)
+    }
+
+    fn product(a: Vec<u8>, b: Vec<u8>) -> (u32, u32, Vec<f64>) {
+        let out = run(vec![MockItem::new("a", a), MockItem::new("b", b)]).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name, "c");
+        assert_eq!(out[0].key, None);
+        decode(&out[0].data)
+    }
+
+    fn error(items: Vec<MockItem>) -> String {
+        match run(items) {
+            Err(MockError::Failed(e)) => e.to_string(),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn multiplies_a_2x3_by_a_3x2() {
+        let a = encode(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = encode(3, 2, &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        assert_eq!(product(a, b), (2, 2, vec![58.0, 64.0, 139.0, 154.0]));
+    }
+
+    #[test]
+    fn item_order_does_not_matter() {
+        let a = encode(1, 2, &[1.0, 2.0]);
+        let b = encode(2, 1, &[3.0, 4.0]);
+        let out = run(vec![MockItem::new("b", b), MockItem::new("a", a)]).unwrap();
+        assert_eq!(decode(&out[0].data), (1, 1, vec![11.0]));
+    }
+
+    #[test]
+    fn the_identity_keeps_a_matrix() {
+        let m = [0.5, -1.25, 1e300, f64::MIN_POSITIVE, 3.0, -0.0, 7.0, 8.0, 9.0];
+        let id = encode(3, 3, &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        // `==` on f64: the -0.0 comes back as 0.0 (0.0 + -0.0 is 0.0), which compares equal.
+        assert_eq!(product(encode(3, 3, &m), id.clone()), (3, 3, m.to_vec()));
+        assert_eq!(product(id, encode(3, 3, &m)), (3, 3, m.to_vec()));
+    }
+
+    #[test]
+    fn a_row_times_a_column_and_a_column_times_a_row() {
+        assert_eq!(product(encode(1, 3, &[1.0, 2.0, 3.0]), encode(3, 1, &[4.0, 5.0, 6.0])), (1, 1, vec![32.0]));
+        assert_eq!(
+            product(encode(2, 1, &[1.0, 2.0]), encode(1, 3, &[3.0, 4.0, 5.0])),
+            (2, 3, vec![3.0, 4.0, 5.0, 6.0, 8.0, 10.0])
+        );
+    }
+
+    #[test]
+    fn empty_dimensions() {
+        // No rows: an empty product.
+        assert_eq!(product(encode(0, 3, &[]), encode(3, 2, &[0.0; 6])), (0, 2, vec![]));
+        // No columns in b.
+        assert_eq!(product(encode(2, 3, &[0.0; 6]), encode(3, 0, &[])), (2, 0, vec![]));
+        // No inner dimension: the empty sum is zero.
+        assert_eq!(product(encode(2, 0, &[]), encode(0, 3, &[])), (2, 3, vec![0.0; 6]));
+        assert_eq!(product(encode(0, 0, &[]), encode(0, 0, &[])), (0, 0, vec![]));
+    }
+
+    #[test]
+    fn empty_products_of_the_largest_dimensions_are_instant() {
+        // No data behind either header; the product has no elements, so nothing is allocated
+        // or looped over.
+        let max = u32::MAX;
+        assert_eq!(product(encode(0, 0, &[]), encode(0, max, &[])), (0, max, vec![]));
+        assert_eq!(product(encode(max, 0, &[]), encode(0, 0, &[])), (max, 0, vec![]));
+    }
+
+    #[test]
+    fn nan_and_infinity_propagate() {
+        let (_, _, c) = product(encode(1, 2, &[f64::NAN, 1.0]), encode(2, 2, &[1.0, 0.0, f64::INFINITY, 1.0]));
+        assert!(c[0].is_nan() && c[1].is_nan());
+    }
+
+    #[test]
+    fn mismatched_dimensions_are_refused() {
+        let items = vec![MockItem::new("a", encode(2, 3, &[0.0; 6])), MockItem::new("b", encode(2, 2, &[0.0; 4]))];
+        assert_eq!(error(items), "cannot multiply a (2×3) by b (2×2): a has 3 columns but b has 2 rows");
+    }
+
+    #[test]
+    fn truncated_and_overlong_items_are_refused() {
+        let b = || MockItem::new("b", encode(1, 1, &[1.0]));
+        assert_eq!(
+            error(vec![MockItem::new("a", [1, 0, 0]), b()]),
+            "matrix `a` is 3 bytes, shorter than its 8-byte header (u32 rows, u32 cols, little-endian)"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("a", b""), b()]),
+            "matrix `a` is 0 bytes, shorter than its 8-byte header (u32 rows, u32 cols, little-endian)"
+        );
+        let mut short = encode(1, 2, &[1.0, 2.0]);
+        short.pop();
+        assert_eq!(
+            error(vec![b(), MockItem::new("a", short)]),
+            "matrix `a` is truncated: a 1×2 matrix is 24 bytes (8-byte header + 16 of f64s), the item has 23"
+        );
+        let mut long = encode(1, 1, &[1.0]);
+        long.push(0);
+        assert_eq!(
+            error(vec![MockItem::new("a", encode(1, 1, &[1.0])), MockItem::new("b", long)]),
+            "matrix `b` is too long: a 1×1 matrix is 16 bytes (8-byte header + 8 of f64s), the item has 17"
+        );
+        // A header claiming the largest size, with no data behind it.
+        assert_eq!(
+            error(vec![MockItem::new("a", [0xff; 8]), b()]),
+            "matrix `a` is truncated: a 4294967295×4294967295 matrix is 147573952520956936208 bytes \
+             (8-byte header + 147573952520956936200 of f64s), the item has 8"
+        );
+    }
+
+    #[test]
+    fn a_product_over_the_output_limit_is_refused_before_the_work() {
+        let items = vec![MockItem::new("a", encode(65536, 0, &[])), MockItem::new("b", encode(0, 65536, &[]))];
+        assert_eq!(
+            error(items),
+            "the product is 65536×65536, 34359738376 bytes: more than the 64 MiB a run may output"
+        );
+    }
+
+    #[test]
+    fn missing_duplicate_and_unexpected_items_are_refused() {
+        let m = || encode(1, 1, &[1.0]);
+        assert_eq!(error(vec![]), "input `matrices` has no item `a`: it must hold exactly `a` and `b`");
+        assert_eq!(
+            error(vec![MockItem::new("a", m())]),
+            "input `matrices` has no item `b`: it must hold exactly `a` and `b`"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("b", m())]),
+            "input `matrices` has no item `a`: it must hold exactly `a` and `b`"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("a", m()), MockItem::new("a", m())]),
+            "input `matrices` has two items named `a`"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("a", m()), MockItem::new("b", m()), MockItem::new("x", m())]),
+            "unexpected item `x` in input `matrices`: it must hold exactly `a` and `b`"
+        );
+    }
+
+    #[test]
+    fn without_its_sets_it_fails_with_a_message() {
+        let err = Mock::new().output("product").run(main).unwrap_err();
+        assert_eq!(err.to_string(), "function failed: matmul needs an input set (matrices) with items `a` and `b`");
+        let err = Mock::new().input("matrices", []).run(main).unwrap_err();
+        assert_eq!(err.to_string(), "function failed: matmul needs an output set (product)");
+    }
+}
