@@ -106,6 +106,9 @@ fn deploy(args: &Args, path: &Path) -> Result {
         }
         _ => path,
     };
+    if path.extension().is_some_and(|ext| ext == "pappus") {
+        return Err(Failure(format!("{} is a composition: `cargo xtask fn compose` deploys it", path.display())));
+    }
     if path.is_file() {
         let registration = Registration::for_file(path, &overrides)?;
         registration.check()?;
@@ -115,6 +118,10 @@ fn deploy(args: &Args, path: &Path) -> Result {
     }
     if !path.is_dir() {
         return Err(Failure(format!("{}: no such file or folder", path.display())));
+    }
+    // Without this, cargo would find an enclosing workspace and every function would go.
+    if !path.join("Cargo.toml").is_file() {
+        return Err(Failure(format!("{}: no Cargo.toml: not a crate or workspace folder", path.display())));
     }
     let workspace = Workspace::load(path)?;
     let Some(package) = workspace.package_at(path) else {

@@ -9,6 +9,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use control::{FunctionHost, HostError, StoredFunction};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
@@ -16,6 +17,17 @@ use model::{Bytes, EngineKind, FunctionSpec, ImageDigest, Set, TenantId};
 use wasm_engine::{WasmConfig, WasmEngine};
 
 use crate::time;
+
+/// Function runs, and TSC ticks inside the engine's run (instantiate, run, collect outputs, tear
+/// down), for `/metrics`; under `-icount shift=0` the ticks are guest instructions, which is how
+/// `cargo xtask bench wasm` measures the engine alone.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+static RUN_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// (runs, ticks in runs) so far.
+pub fn run_stats() -> (u64, u64) {
+    (RUNS.load(Ordering::Relaxed), RUN_TICKS.load(Ordering::Relaxed))
+}
 
 /// Prepared images kept at most; the oldest digest goes first (a miss only costs a re-prepare).
 const MAX_CACHED_IMAGES: usize = 256;
@@ -87,7 +99,11 @@ impl FunctionHost for Engines {
         let deadline = TickDeadline(time::ticks().saturating_add(budget_ticks as u64));
         let invocation = Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
         let engine = self.engine(spec.engine())?;
-        let completion = engine.run_image(&prepared, invocation).map_err(host_error)?;
+        let start = time::ticks();
+        let result = engine.run_image(&prepared, invocation);
+        RUN_TICKS.fetch_add(time::ticks() - start, Ordering::Relaxed);
+        RUNS.fetch_add(1, Ordering::Relaxed);
+        let completion = result.map_err(host_error)?;
         log::debug!(
             "engines: tenant {} ran {} ({:?} instructions)",
             tenant.index(),

@@ -74,13 +74,34 @@ impl Node {
         Ok(())
     }
 
-    fn work_ticks(&mut self) -> Result<u64> {
+    fn metric(&mut self, name: &str) -> Result<u64> {
         let r = self.request("GET", "/metrics", &[], b"")?;
         r.text()
             .lines()
-            .find_map(|l| l.strip_prefix("pappus_io_work_ticks_total "))
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Failure("no pappus_io_work_ticks_total in /metrics".into()))
+            .ok_or_else(|| Failure(format!("no {name} in /metrics")))
+    }
+
+    fn work_ticks(&mut self) -> Result<u64> {
+        self.metric("pappus_io_work_ticks_total")
+    }
+
+    /// Guest instructions inside the engine per run (icount boots only), over `n` requests.
+    fn engine_instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
+        for _ in 0..3 {
+            request(self)?;
+        }
+        let (runs, ticks) = (self.metric("pappus_engine_runs_total")?, self.metric("pappus_engine_run_ticks_total")?);
+        for _ in 0..n {
+            request(self)?;
+        }
+        let runs = self.metric("pappus_engine_runs_total")? - runs;
+        let ticks = self.metric("pappus_engine_run_ticks_total")? - ticks;
+        if runs == 0 {
+            return Err(Failure("no engine runs counted".into()));
+        }
+        Ok(ticks / runs)
     }
 
     /// Guest instructions per request (icount boots only): `n` times `request`, averaged.
@@ -189,22 +210,104 @@ fn planner_on_host() -> Result {
     Ok(())
 }
 
+/// The smallest module the engine accepts: exports `memory` (one page) and an empty `run`.
+const NOOP_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // types: [] -> []
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // memories: one, at least one page
+    0x07, 0x10, 0x02, // exports: two
+    0x06, b'm', b'e', b'm', b'o', b'r', b'y', 0x02, 0x00, // "memory" = memory 0
+    0x03, b'r', b'u', b'n', 0x00, 0x00, // "run" = function 0
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: no locals, end
+];
+
+/// An N×N matrix in matmul's encoding, with the values examples/native.rs uses.
+fn matrix(n: u32, seed: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    for i in 0..(n as usize * n as usize) {
+        let v = ((i * 37 + seed) % 101) as f64 / 7.0 - 5.0;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The matmul function compiled for the host, counted by callgrind at N and at 0 (start-up).
+fn native_matmul_instructions(n: u32) -> Result<Option<u64>> {
+    if !pappus_tests::on_path("valgrind") {
+        say("valgrind not found: skipping the native matmul figure (apt-get install valgrind)");
+        return Ok(None);
+    }
+    let functions = pappus_tests::workspace_root().join("functions");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-q", "-p", "matmul", "--example", "native"])
+        .current_dir(&functions)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()?;
+    if !status.success() {
+        return Err(Failure("building functions/matmul/examples/native.rs failed".into()));
+    }
+    let exe = functions.join("target/release/examples/native");
+    let count = |n: u32| -> Result<u64> {
+        let out = Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .arg(n.to_string())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stderr);
+        text.lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Failure(format!("no instruction count from callgrind:\n{text}")))
+    };
+    Ok(Some(count(n)?.saturating_sub(count(0)?)))
+}
+
 pub fn wasm(kernel: &Path) -> Result {
-    let image = pappus_tests::functions::wasm("template");
+    const N: u32 = 64;
+    let native = native_matmul_instructions(N)?;
+    let template = pappus_tests::functions::wasm("template");
+    let matmul = pappus_tests::functions::wasm("matmul");
     let mut node = Node::boot(kernel, true, "wasm-icount")?;
     let auth = auth();
-    node.expect(
-        "PUT",
-        "/v1/functions/upper?engine=wasm&inputs=lines&outputs=upper&memory=1MiB",
-        &[("Authorization", auth.as_str())],
-        &image,
-        201,
-    )?;
+    let register = |node: &mut Node, name: &str, query: &str, image: &[u8]| {
+        let path = format!("/v1/functions/{name}?engine=wasm&{query}");
+        node.expect("PUT", &path, &[("Authorization", auth.as_str())], image, 201)
+    };
+    register(&mut node, "noop", "inputs=in&outputs=out&memory=64KiB", NOOP_WASM)?;
+    register(&mut node, "upper", "inputs=lines&outputs=upper&memory=1MiB", &template)?;
+    register(&mut node, "matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=60000", &matmul)?;
+
+    let noop = node.engine_instructions_per(50, |n| invoke_raw(n, "noop", b""))?;
+    print("wasm.noop.engine_instructions", noop, "instructions");
+
     let body = vec![b'x'; ECHO_64];
     let identity = node.instructions_per(50, |n| invoke_raw(n, "identity", &body))?;
     let upper = node.instructions_per(50, |n| invoke_raw(n, "upper", &body))?;
     print("wasm.template.instructions_per_invocation", upper, "instructions");
-    print("wasm.template.engine_instructions", upper.saturating_sub(identity), "instructions");
-    print("wasm.template.image_bytes", image.len(), "bytes");
+    print("wasm.template.over_identity_builtin", upper.saturating_sub(identity), "instructions");
+
+    let (a, b) = (matrix(N, 1), matrix(N, 2));
+    let sets = model::wire::binary::encode(&[model::Set {
+        name: "matrices".into(),
+        items: vec![
+            model::Item { name: "a".into(), key: None, data: model::Bytes::from(a) },
+            model::Item { name: "b".into(), key: None, data: model::Bytes::from(b) },
+        ],
+    }])
+    .map_err(|e| Failure(format!("encoding the matrices: {e}")))?;
+    let kind = "application/x-pappus-sets";
+    let matmul_engine = node.engine_instructions_per(5, |n| {
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", kind), ("Accept", kind)];
+        n.expect("POST", "/v1/invoke/matmul", &headers, &sets, 200)
+    })?;
+    print("wasm.matmul64.engine_instructions", matmul_engine, "instructions");
+    if let Some(native) = native {
+        print("wasm.matmul64.native_instructions", native, "instructions");
+        print("wasm.matmul64.interpretation_overhead", format!("{:.1}", matmul_engine as f64 / native as f64), "x");
+    }
     Ok(())
 }

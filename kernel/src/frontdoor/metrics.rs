@@ -88,6 +88,13 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
         ),
         ("pappus_functions_registered", "Functions registered, all tenants.", "gauge", c.functions as u64),
         ("pappus_compositions_registered", "Compositions registered, all tenants.", "gauge", c.compositions as u64),
+        ("pappus_engine_runs_total", "Function runs in a compute engine.", "counter", crate::engines::run_stats().0),
+        (
+            "pappus_engine_run_ticks_total",
+            "TSC ticks inside engine runs (instructions under icount).",
+            "counter",
+            crate::engines::run_stats().1,
+        ),
         (
             "pappus_io_work_ticks_total",
             "TSC ticks in I/O-loop passes that moved something (instructions under icount).",

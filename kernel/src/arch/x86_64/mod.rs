@@ -151,6 +151,14 @@ fn halt_forever() -> ! {
 
 /// Sleeps until the counter reaches `deadline` (or an earlier interrupt).
 pub fn sleep_until(deadline: u64) {
+    // Interrupts off from arming to `sti; hlt`: a deadline that expires in between (a short
+    // sleep on a slow or busy host) would otherwise be taken before the halt, and the halt would
+    // then wait for an interrupt that never comes (the NIC runs without interrupts).
+    x86_64::instructions::interrupts::disable();
+    if rdtsc() >= deadline {
+        x86_64::instructions::interrupts::enable();
+        return;
+    }
     timer::arm_deadline(deadline);
     traps::wait_for_interrupt();
 }
