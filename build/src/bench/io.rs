@@ -281,7 +281,11 @@ pub fn wasm(kernel: &Path) -> Result {
     register(&mut node, "upper", "inputs=lines&outputs=upper&memory=1MiB", &template)?;
     register(&mut node, "matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=60000", &matmul)?;
 
-    let noop = node.engine_instructions_per(50, |n| invoke_raw(n, "noop", b""))?;
+    let noop = node.engine_instructions_per(50, |n| {
+        // JSON: a no-op writes no item, so there is no raw answer to give.
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        n.expect("POST", "/v1/invoke/noop", &headers, br#"{"sets":{}}"#, 200)
+    })?;
     print("wasm.noop.engine_instructions", noop, "instructions");
 
     let body = vec![b'x'; ECHO_64];
