@@ -1,7 +1,7 @@
 //! The numbers of the function ABI the SDK speaks (docs/function-abi.md).
 //!
-//! The engines keep their own copy (`engine::abi`, `wasm_engine::abi`); the wasm engine's tests
-//! check the two agree, so the SDK can stay free of dependencies.
+//! The engines use these same definitions (`engine::abi` re-exports them), so the SDK stays free
+//! of dependencies and the two sides cannot disagree on a number.
 
 /// The wasm import namespace of the ABI.
 pub const NAMESPACE: &str = "pappus";

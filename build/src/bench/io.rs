@@ -177,6 +177,21 @@ pub fn model(kernel: &Path) -> Result {
     Ok(())
 }
 
+/// Instructions the host program `exe` runs with the one argument `arg`, counted by callgrind
+/// (deterministic; these machines have no hardware counters).
+fn callgrind(exe: &Path, arg: u64) -> Result<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .arg(arg.to_string())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Failure(format!("no instruction count from callgrind:\n{text}")))
+}
+
 /// The planner alone, on the host: callgrind over `examples/fanout` with 1,000 and 10 items; the
 /// difference over 990 is the cost of one more instance (process start-up cancels out).
 fn planner_on_host() -> Result {
@@ -192,19 +207,7 @@ fn planner_on_host() -> Result {
         return Err(Failure("building the planner's fanout example failed".into()));
     }
     let exe = pappus_tests::target_dir().join("release/examples/fanout");
-    let count = |items: u64| -> Result<u64> {
-        let out = Command::new("valgrind")
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(&exe)
-            .arg(items.to_string())
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stderr);
-        text.lines()
-            .find_map(|l| l.split("Collected :").nth(1))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Failure(format!("no instruction count from callgrind:\n{text}")))
-    };
-    let (big, small) = (count(1000)?, count(10)?);
+    let (big, small) = (callgrind(&exe, 1000)?, callgrind(&exe, 10)?);
     print("model.planner.instructions_per_instance", (big - small) / 990, "instructions");
     print("model.planner.fanout1000_total", big, "instructions");
     Ok(())
@@ -251,19 +254,7 @@ fn native_matmul_instructions(n: u32) -> Result<Option<u64>> {
         return Err(Failure("building functions/matmul/examples/native.rs failed".into()));
     }
     let exe = functions.join("target/release/examples/native");
-    let count = |n: u32| -> Result<u64> {
-        let out = Command::new("valgrind")
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(&exe)
-            .arg(n.to_string())
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stderr);
-        text.lines()
-            .find_map(|l| l.split("Collected :").nth(1))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Failure(format!("no instruction count from callgrind:\n{text}")))
-    };
-    Ok(Some(count(n)?.saturating_sub(count(0)?)))
+    Ok(Some(callgrind(&exe, u64::from(n))?.saturating_sub(callgrind(&exe, 0)?)))
 }
 
 pub fn wasm(kernel: &Path) -> Result {

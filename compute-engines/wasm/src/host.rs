@@ -6,7 +6,7 @@
 //! [`NOT_FOUND`]; pointers outside linear memory, bad output and `abort` end the run.
 
 use alloc::string::String;
-use engine::abi::{ITEM_FLAG_KEY, ItemInfo, NOT_FOUND};
+use engine::abi::{ITEM_FLAG_KEY, NOT_FOUND};
 use engine::{BadOutput, EngineError};
 use model::{Bytes, Item, MAX_NAME_LEN};
 use wasmi::{Caller, Linker};
@@ -75,7 +75,7 @@ fn input_item_info(mut caller: Ctx<'_>, set: i32, item: i32, dst: i32) -> HostRe
     charge(&mut caller, 0)?;
     let (memory, state) = guest(&mut caller, abi::INPUT_ITEM_INFO)?;
     let Some(item) = input_item(state, set, item) else { return Ok(NOT_FOUND) };
-    let info = ItemInfo::of(item).encode();
+    let info = engine::abi::item_info(item).encode();
     guest_memory::write(memory, dst, &info, Arg { call: abi::INPUT_ITEM_INFO, what: "destination" })?;
     Ok(0)
 }

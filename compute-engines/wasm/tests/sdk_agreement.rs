@@ -19,7 +19,7 @@ fn item_descriptor_agrees() {
     assert_eq!(sdk::ITEM_FLAG_KEY, neutral::ITEM_FLAG_KEY);
     assert_eq!(sdk::ITEM_INFO_SIZE, neutral::ITEM_INFO_SIZE);
     let item = Item { name: "name".into(), key: Some(0xdead_beef_0000_0001), data: Bytes::from(&b"12345"[..]) };
-    let encoded = neutral::ItemInfo::of(&item).encode();
+    let encoded = neutral::item_info(&item).encode();
     let decoded = sdk::ItemInfo::decode(&encoded);
     assert_eq!((decoded.name_len, decoded.key(), decoded.data_len), (4, Some(0xdead_beef_0000_0001), 5));
     assert_eq!(decoded.encode(), encoded);
