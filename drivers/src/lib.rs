@@ -7,6 +7,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod net;
 pub mod pci;
 pub mod serial;

@@ -13,19 +13,14 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod boot_cell;
-#[cfg(target_arch = "x86_64")]
 mod config;
 mod console;
-#[cfg(target_arch = "x86_64")]
 mod engines;
-#[cfg(target_arch = "x86_64")]
 mod frontdoor;
 mod mm;
-#[cfg(target_arch = "x86_64")]
 mod net;
 mod panic;
 mod selftest;
-#[cfg(target_arch = "x86_64")]
 mod serve;
 mod time;
 
@@ -70,8 +65,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         arch::exit(passed);
     }
 
-    #[cfg(target_arch = "x86_64")]
-    if let Some(mut net) = net::init(&cmdline) {
+    if let Some(mut net) = net::init(&info, &cmdline) {
         let tokens = config::tenants(&info);
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let control = control::ControlPlane::new(tokens, control::ControlLimits::default());

@@ -380,7 +380,7 @@ impl Profile {
             push(&[arg]);
         }
         // The NIC comes with a host port to forward; a port given for a profile without a NIC
-        // (microvm has no PCI, aarch64 has no NIC driver yet) is accepted and has no effect.
+        // (microvm has no PCI) is accepted and has no effect.
         if let (true, Some(port)) = (self.nic, overrides.host_port) {
             let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_HTTP_PORT}");
             push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
@@ -465,8 +465,9 @@ mod tests {
         for p in profiles() {
             assert_eq!(p.cpu, "max");
             assert_eq!(p.smp, 1);
-            // Only q35 has PCI for virtio-net; it also gets the memory HTTP bodies need.
-            assert_eq!(p.nic, p.name == "x86_64-q35", "{}", p.name);
+            // q35 and virt have PCI for virtio-net (microvm has none); they also get the memory
+            // HTTP bodies need.
+            assert_eq!(p.nic, p.name != "x86_64-microvm", "{}", p.name);
             assert_eq!(p.memory, if p.nic { "512M" } else { "256M" }, "{}", p.name);
         }
         assert_eq!(profile("x86_64-q35").unwrap().exit, ExitCodes { pass: 33, fail: 35 });
@@ -527,7 +528,7 @@ exit = { pass = 0, fail = 1 }"#;
         let arm = profile("aarch64-virt").unwrap().invocation(&overrides, &GOOD_KVM).unwrap();
         assert_eq!(
             arm.shell_line(),
-            "qemu-system-aarch64 -M virt -cpu max -accel tcg -m 256M -smp 1 -display none \
+            "qemu-system-aarch64 -M virt -cpu max -accel tcg -m 512M -smp 1 -display none \
              -serial stdio -monitor none -no-reboot -semihosting-config enable=on,target=native -kernel K"
         );
         assert_eq!(arm.accel.accel, Accel::Tcg, "no KVM for a foreign guest");

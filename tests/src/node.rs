@@ -33,13 +33,23 @@ fn free_port() -> u16 {
 /// Boots the x86_64 q35 profile with a NIC and the given tenants, waits until it serves, or
 /// returns `None` when the QEMU suites are off.
 pub fn boot(test: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
+    boot_arch(test, Arch::X86_64, tenants)
+}
+
+/// As [`boot`], for `arch`'s NIC profile: x86_64 q35 or aarch64 virt (virtio-net on PCIe).
+/// On aarch64 QEMU passes no `-initrd` to an ELF kernel, so tenants are not delivered there.
+pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
-    let kernel = kernel_image(Arch::X86_64).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = kernel_image(arch).unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
+    let profile = match arch {
+        Arch::X86_64 => "x86_64-q35",
+        Arch::Aarch64 => "aarch64-virt",
+    };
     let mut boot =
-        Boot::profile("x86_64-q35").kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
+        Boot::profile(profile).kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
     if !tenants.is_empty() {
         let dir = target_dir().join("tmp");
         std::fs::create_dir_all(&dir).unwrap();

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pappus_tests::node;
 use pappus_tests::protocol::SelftestDone;
 use pappus_tests::{Arch, Boot, Marker, Qemu, SelftestReport, kernel_image, qemu_tests_enabled};
 
@@ -43,4 +44,24 @@ fn virt_selftests_pass() {
     assert_eq!(done.failed, 0, "{tail}");
     let report = SelftestReport::from_lines(&qemu.lines());
     assert_eq!(report.failed().count(), 0, "{tail}");
+}
+
+/// virtio-net on virt's PCIe (ECAM from the device tree, BARs placed by the kernel): the front
+/// door answers through a host port forward.
+#[test]
+fn virt_serves_http_over_virtio_net() {
+    let Some(mut node) = node::boot_arch("aarch64-http", Arch::Aarch64, &[]) else { return };
+    let log = node.qemu.lines().join("\n");
+    assert!(log.contains("pci: ECAM at 0x4010000000"), "ECAM from the device tree:\n{log}");
+    assert!(log.contains("BAR(s) placed in"), "BARs assigned by the kernel:\n{log}");
+    assert!(log.contains("virtio-net at 00:01.0") && log.contains("MSI-X"), "NIC line:\n{log}");
+
+    let health = node.call("GET", "/healthz", b"");
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(health.text().contains("\"arch\":\"aarch64\""), "{}", health.text());
+    let body = node::pattern(100_000);
+    let echo = node.call("POST", "/v1/echo", &body);
+    assert_eq!(echo.status, 200, "{}", echo.status);
+    assert_eq!(echo.body, body);
+    node.qemu.kill();
 }

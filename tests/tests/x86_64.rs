@@ -110,3 +110,22 @@ fn bad_log_level_is_reported_and_boot_goes_on() {
         .unwrap_or_else(|e| panic!("{e}"));
     qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// q35's firmware describes PCIe's ECAM window in ACPI's MCFG, and the kernel uses it.
+#[test]
+fn q35_reaches_pci_through_ecam() {
+    let Some(mut qemu) = boot("x86_64-ecam", "x86_64-q35", "") else { return };
+    let line = qemu.wait_for(Marker::contains("pci: ECAM at"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("0xb0000000") && line.contains("ACPI MCFG"), "{line}");
+    qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.kill();
+}
+
+/// microvm has no MCFG (and no PCI): the kernel says it falls back to the configuration ports.
+#[test]
+fn microvm_falls_back_to_configuration_ports() {
+    let Some(mut qemu) = boot("x86_64-pci-ports", "x86_64-microvm", "") else { return };
+    qemu.wait_for(Marker::contains("legacy configuration ports 0xcf8/0xcfc"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.kill();
+}

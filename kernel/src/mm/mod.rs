@@ -60,9 +60,7 @@ pub fn frame_stats() -> FrameStats {
     with(|a| a.stats())
 }
 
-/// A copy of boot data the loader left in reserved RAM (the configuration module; read by the
-/// front door, which is x86_64-only until the aarch64 port has a NIC).
-#[cfg(target_arch = "x86_64")]
+/// A copy of boot data the loader left in reserved RAM (the configuration module).
 pub fn copy_boot_data(range: crate::boot::PhysRange) -> alloc::vec::Vec<u8> {
     let len = usize::try_from(range.len).unwrap_or(0);
     // SAFETY: the boot code reserved this range out of the allocator's RAM, so nothing writes it,

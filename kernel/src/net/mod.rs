@@ -3,22 +3,21 @@
 //! door serves.
 
 pub mod hal;
+mod pci;
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use drivers::net::virtio::{NicStats, VirtioNet};
-use drivers::pci::{self, PciRoot, PortCam};
 use kcore::cmdline::CommandLine;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use virtio_drivers::transport::DeviceType;
-use virtio_drivers::transport::pci::bus::Command;
-use virtio_drivers::transport::pci::{PciTransport, virtio_device_type};
+use virtio_drivers::transport::pci::PciTransport;
 
+use crate::boot::BootInfo;
 use crate::time;
 use hal::KernelHal;
 
@@ -41,27 +40,8 @@ pub fn now() -> Instant {
 }
 
 /// Brings up the first virtio-net device, or says why there is none.
-pub fn init(cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
-    // SAFETY: the only PCI configuration access in the kernel; the clone only reads bridges.
-    let (mut root, cam) = unsafe { (PciRoot::new(PortCam::new()), PortCam::new()) };
-    let mut nic = None;
-    pci::scan(&root, &cam, |function, info| {
-        log::debug!(
-            "pci: {function} {:04x}:{:04x} class {:02x}.{:02x}",
-            info.vendor_id,
-            info.device_id,
-            info.class,
-            info.subclass
-        );
-        if nic.is_none() && virtio_device_type(info) == Some(DeviceType::Network) {
-            nic = Some(function);
-        }
-    });
-    let Some(function) = nic else {
-        log::warn!("no virtio-net device on PCI; the network is off");
-        return None;
-    };
-    root.set_command(function, Command::MEMORY_SPACE | Command::BUS_MASTER);
+pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
+    let pci::FoundNic { mut root, function, msix } = pci::find_nic(info)?;
     let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
         .map_err(|e| log::error!("virtio-net at {function}: {e}"))
         .ok()?;
@@ -83,8 +63,12 @@ pub fn init(cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
         None => (Some(sockets.add(dhcpv4::Socket::new())), None),
     };
     log::info!(
-        "virtio-net at {function}, MAC {}, {}",
+        "virtio-net at {function}, MAC {}, {}, {}",
         EthernetAddress(mac),
+        match msix {
+            Some(m) => alloc::format!("MSI-X {} vectors (unused: poll mode)", m.vectors),
+            None => "no MSI-X".into(),
+        },
         if dhcp.is_some() { "asking DHCP for an address" } else { "static address" }
     );
     Some(Box::new(Net { device, iface, sockets, dhcp, address }))

@@ -16,11 +16,12 @@
 
 use core::arch::global_asm;
 
+use drivers::pci::{BarWindow, EcamWindow};
 use fdt::Fdt;
 use kcore::memmap::{MemoryMap, Region, RegionKind};
 
 use super::stacks;
-use crate::boot::BootInfo;
+use crate::boot::{BootInfo, PhysRange};
 use crate::boot_cell::BootCell;
 
 /// MAIR_EL1: attr0 Device-nGnRnE, attr1 Normal write-back RW-allocate, attr2 Normal
@@ -173,10 +174,12 @@ pub struct Platform {
     /// `hvc` or `smc`, from `/psci`'s `method`.
     pub psci_smc: bool,
     pub dtb: (u64, u64),
+    /// The PCIe host bridge (`pci-host-ecam-generic`): its ECAM window and 32-bit MMIO window.
+    pub pci: Option<(EcamWindow, Option<BarWindow>)>,
 }
 
 static PLATFORM: BootCell<Platform> =
-    BootCell::new(Platform { ram: [(0, 0); MAX_RAM], ram_count: 0, psci_smc: false, dtb: (0, 0) });
+    BootCell::new(Platform { ram: [(0, 0); MAX_RAM], ram_count: 0, psci_smc: false, dtb: (0, 0), pci: None });
 
 impl Platform {
     pub fn ram(&self) -> &[(u64, u64)] {
@@ -248,11 +251,79 @@ extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
         }
     }
 
-    let bootargs = fdt.find_node("/chosen").and_then(|n| n.property("bootargs")).and_then(|p| p.as_str());
+    let chosen = fdt.find_node("/chosen");
+    let bootargs = chosen.and_then(|n| n.property("bootargs")).and_then(|p| p.as_str());
     let cmdline = copy_cmdline(bootargs.unwrap_or(""));
+    // The boot configuration: a Linux-style loader's initrd (`linux,initrd-start`/`-end`).
+    let initrd = |name| chosen.and_then(|n| n.property(name)).and_then(|p| cells(p.value));
+    let config = match (initrd("linux,initrd-start"), initrd("linux,initrd-end")) {
+        (Some(start), Some(end)) if end > start => Some(PhysRange { start, len: end - start }),
+        _ => None,
+    };
+    if let Some(c) = config {
+        reserve(&mut memory, c.start, c.start + c.len);
+    }
+    platform.pci = pci_host(&fdt);
 
     crate::time::set_boot_ticks(entry_ticks);
-    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, config: None, rsdp: None })
+    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, config, rsdp: None })
+}
+
+/// A property of one or two big-endian cells (4 or 8 bytes) as a number.
+fn cells(value: &[u8]) -> Option<u64> {
+    match value.len() {
+        4 => Some(u64::from(u32::from_be_bytes(value.try_into().ok()?))),
+        8 => Some(u64::from_be_bytes(value.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+/// The first `pci-host-ecam-generic` node: `reg` is the ECAM window (of the buses in
+/// `bus-range`), and the first 32-bit memory entry of `ranges` the window for BARs. `ranges`
+/// entries are (PCI address: 3 cells, CPU address: the root's `#address-cells`, size: the
+/// node's `#size-cells`); the PCI address's first cell says the space (0b10: 32-bit memory).
+fn pci_host(fdt: &Fdt<'_>) -> Option<(EcamWindow, Option<BarWindow>)> {
+    let node =
+        fdt.all_nodes().find(|n| n.compatible().is_some_and(|c| c.all().any(|c| c == "pci-host-ecam-generic")))?;
+    let reg = node.reg()?.next()?;
+    let (bus_start, bus_end) = match node.property("bus-range").map(|p| p.value) {
+        Some(v) if v.len() == 8 => {
+            (u32::from_be_bytes(v[..4].try_into().ok()?) as u8, u32::from_be_bytes(v[4..].try_into().ok()?) as u8)
+        }
+        _ => (0, 255),
+    };
+    // The window must not claim more buses than `reg` holds (1 MiB per bus).
+    let buses = (reg.size.unwrap_or(0) as u64 >> 20).min(256) as u16;
+    if buses == 0 {
+        return None;
+    }
+    let bus_end = bus_end.min((u16::from(bus_start) + buses - 1).min(255) as u8);
+    let ecam = EcamWindow { phys: reg.starting_address as u64, segment: 0, bus_start, bus_end };
+
+    let parent_cells = fdt.root().cell_sizes().address_cells;
+    let size_cells = node.cell_sizes().size_cells;
+    let entry_cells = 3 + parent_cells + size_cells;
+    let ranges = node.property("ranges").map_or(&[][..], |p| p.value);
+    let read = |cells: &[u32]| cells.iter().fold(0u64, |a, &c| a << 32 | u64::from(c));
+    let mut bars = None;
+    let mut entry = [0u32; 16];
+    let mut at = 0;
+    while entry_cells <= entry.len() && at + entry_cells * 4 <= ranges.len() {
+        for (i, cell) in entry[..entry_cells].iter_mut().enumerate() {
+            let b = &ranges[at + i * 4..at + i * 4 + 4];
+            *cell = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        at += entry_cells * 4;
+        let space = (entry[0] >> 24) & 3;
+        if space == 0b10 && bars.is_none() {
+            bars = Some(BarWindow {
+                pci: read(&entry[1..3]),
+                cpu: read(&entry[3..3 + parent_cells]),
+                size: read(&entry[3 + parent_cells..entry_cells]),
+            });
+        }
+    }
+    Some((ecam, bars))
 }
 
 /// The kernel image's physical extent, from the linker script.

@@ -11,7 +11,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, ID_AA64MMFR0_EL1, MIDR_EL1, Readable};
+use aarch64_cpu::registers::{
+    CNTFRQ_EL0, CNTKCTL_EL1, CNTVCT_EL0, CurrentEL, ID_AA64MMFR0_EL1, MIDR_EL1, Readable, Writeable,
+};
 use drivers::serial::pl011::Pl011;
 use spin::Mutex;
 
@@ -66,9 +68,46 @@ pub fn phys_to_virt(phys: u64) -> *mut u8 {
     phys as *mut u8
 }
 
+/// The physical address behind a kernel virtual address (identity-mapped).
+pub fn virt_to_phys(virt: u64) -> u64 {
+    virt
+}
+
+/// A kernel address for `size` bytes of device registers at `phys`, mapped Device-nGnRnE
+/// (identity; pages beyond the first GiB's MMIO block are mapped on demand).
+pub fn map_mmio(phys: u64, size: u64) -> *mut u8 {
+    paging::ensure_device_mapped(phys, size);
+    phys_to_virt(phys)
+}
+
+/// The PCIe host bridge the device tree describes (QEMU `virt`: ECAM, and a 32-bit MMIO
+/// window for the BARs that no firmware assigned).
+pub fn pci_host(_info: &BootInfo) -> drivers::pci::PciHost {
+    match boot::platform().pci {
+        Some((ecam, bar_window)) => drivers::pci::PciHost { ecam: Some(ecam), source: "device tree", bar_window },
+        None => drivers::pci::PciHost {
+            ecam: None,
+            source: "no pci-host-ecam-generic in the device tree",
+            bar_window: None,
+        },
+    }
+}
+
+/// Sleeps until the counter reaches `deadline`. No interrupt controller is set up yet, so
+/// this waits for events: the generic timer's event stream (enabled in [`init`]) wakes `wfe`
+/// every 2^10 counter ticks.
+pub fn sleep_until(deadline: u64) {
+    while ticks() < deadline {
+        aarch64_cpu::asm::wfe();
+    }
+}
+
 /// The kernel's translation tables; exception vectors are in place since the entry code.
 pub fn init(_info: &BootInfo) {
     paging::init();
+    // CNTKCTL_EL1: EVNTEN (bit 2), an event each time counter bit 10 flips (EVNTI, bits 7:4),
+    // for `sleep_until`; EL0 counter access stays off.
+    CNTKCTL_EL1.set((10 << 4) | (1 << 2));
     let platform = boot::platform();
     log::info!(
         "cpu: MIDR {:#x} at EL{}, PARange {}, vectors at {:#x}, PSCI via {}, device tree at {:#x} ({} bytes)",

@@ -279,3 +279,37 @@ pub fn init() {
     unsafe { aarch64_switch_tables(root, TCR | (pa_range << 32)) };
     log::debug!("paging: root table at {root:#x}, PARange {pa_range}");
 }
+
+/// Maps `[phys, phys + size)` identity as Device memory where nothing maps it yet: 2 MiB blocks
+/// where a whole block is free, 4 KiB pages beside existing tables; what is already mapped
+/// (the first GiB's Device block, RAM) is left as it is.
+pub fn ensure_device_mapped(phys: u64, size: u64) {
+    const BLOCK: u64 = 2 << 20;
+    let _guard = LOCK.lock();
+    let root = ROOT.load(Ordering::Relaxed);
+    let end = phys.saturating_add(size).next_multiple_of(PAGE);
+    let mut addr = phys & !(PAGE - 1);
+    while addr < end {
+        if addr.is_multiple_of(BLOCK) && addr + BLOCK <= end {
+            match map_at(root, addr, addr, 2, Mapping::DEVICE) {
+                Ok(()) => {
+                    invalidate(addr);
+                    addr += BLOCK;
+                    continue;
+                }
+                Err(MapError::InsideBlock) => {
+                    addr += BLOCK; // a larger block maps it already
+                    continue;
+                }
+                Err(MapError::AlreadyMapped) => {} // a table or block: page by page below
+                Err(e) => panic!("MMIO map of {addr:#x}: {e:?}"),
+            }
+        }
+        match map_at(root, addr, addr, 3, Mapping::DEVICE) {
+            Ok(()) => invalidate(addr),
+            Err(MapError::AlreadyMapped | MapError::InsideBlock) => {}
+            Err(e) => panic!("MMIO map of {addr:#x}: {e:?}"),
+        }
+        addr += PAGE;
+    }
+}

@@ -216,7 +216,7 @@ fn unexpected_fault() -> Outcome {
 fn stack_overflow() -> Outcome {
     #[inline(never)]
     fn recurse(depth: u64) -> u64 {
-        // The bound is far beyond the 64 KiB stack; it only keeps the compiler from calling
+        // The bound is far beyond the 256 KiB stack; it only keeps the compiler from calling
         // this an infinite recursion.
         if depth == u64::MAX {
             return 0;

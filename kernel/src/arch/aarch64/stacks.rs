@@ -1,9 +1,10 @@
 //! The boot CPU's kernel stack, with an unmapped guard page below it and an emergency stack
 //! for reporting a stack overflow.
 //!
-//! One 128 KiB block, aligned to 128 KiB: the upper 64 KiB is the stack proper and the lower
-//! half holds (from the bottom) a guard page, the emergency stack and the stack's own guard
-//! page. Bit 16 of any address in the stack proper is therefore 1 and of anything it can
+//! One 512 KiB block, aligned to 512 KiB: the upper 256 KiB is the stack proper (as large as
+//! x86_64's boot stack: bringing up the NIC and the front door needs more than 64 KiB) and the
+//! lower half holds (from the bottom) a guard page, the emergency stack and the stack's own
+//! guard page. Bit 18 of any address in the stack proper is therefore 1 and of anything it can
 //! overflow into is 0: the exception vectors test that bit (no memory access needed) before
 //! they push a frame, and switch to the emergency stack when it is clear (see `traps.rs`).
 //! Later per-CPU stacks must keep this layout.
@@ -11,16 +12,16 @@
 const PAGE: usize = 4096;
 
 /// Size and alignment of a stack block.
-pub const BLOCK: usize = 128 * 1024;
+pub const BLOCK: usize = 512 * 1024;
 /// Offset of the emergency stack's top within its block.
 pub const EMERGENCY_TOP: usize = PAGE + EMERGENCY_PAGES * PAGE;
 /// The bit that is 1 in the stack proper and 0 below it.
-pub const STACK_BIT: u32 = 16;
+pub const STACK_BIT: u32 = 18;
 
-const EMERGENCY_PAGES: usize = 14;
-const STACK_PAGES: usize = 16;
+const EMERGENCY_PAGES: usize = 62;
+const STACK_PAGES: usize = 64;
 
-#[repr(C, align(131072))]
+#[repr(C, align(524288))]
 pub struct StackBlock {
     emergency_guard: [u8; PAGE],
     emergency: [u8; EMERGENCY_PAGES * PAGE],

@@ -99,6 +99,23 @@ pub fn map_mmio(phys: u64, size: u64) -> *mut u8 {
     phys_to_virt(phys)
 }
 
+/// The PCI host bridge: the ECAM window from ACPI's MCFG, when the firmware has one (q35 does;
+/// microvm and older PCs do not, and use the configuration ports).
+pub fn pci_host(info: &BootInfo) -> drivers::pci::PciHost {
+    let none = |source| drivers::pci::PciHost { ecam: None, source, bar_window: None };
+    let Some(rsdp) = info.rsdp else { return none("no ACPI RSDP") };
+    // SAFETY: `map_mmio` maps any physical range (the direct map, or fresh uncached pages above
+    // it), so every address the tables name is readable; firmware tables are not written.
+    match unsafe { drivers::acpi::find_ecam(rsdp, |phys, len| map_mmio(phys, len as u64).cast_const()) } {
+        Ok(Some(window)) => drivers::pci::PciHost { ecam: Some(window), source: "ACPI MCFG", bar_window: None },
+        Ok(None) => none("no ACPI MCFG"),
+        Err(e) => {
+            log::warn!("acpi: {e}");
+            none("unreadable ACPI tables")
+        }
+    }
+}
+
 /// GDT, TSS and IDT; the kernel's page tables; the local APIC and a calibrated clock and timer.
 pub fn init(info: &BootInfo) {
     percpu::init_boot_cpu();

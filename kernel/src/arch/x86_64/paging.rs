@@ -10,6 +10,8 @@
 //! It also turns on SMEP and SMAP where the CPU has them, so the kernel can neither run nor
 //! (outside explicit accessors) touch user pages.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::Mutex;
 use x86_64::registers::control::{Cr3, Cr3Flags, Cr4, Cr4Flags};
 use x86_64::structures::paging::mapper::{MapToError, TranslateResult, UnmapError};
@@ -26,6 +28,8 @@ use crate::mm;
 pub use x86_64::structures::paging::PageTableFlags;
 
 static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
+/// The end of the direct map (everything below is mapped at `PHYS_OFFSET`, 0 before `init`).
+static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 
 /// Hands the frame allocator to the `x86_64` crate's mapper, which asks it for table frames.
 struct Frames;
@@ -118,11 +122,15 @@ pub fn init(info: &BootInfo) {
         cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
     );
     *MAPPER.lock() = Some(mapper);
+    DIRECT_MAP_END.store(top, Ordering::Relaxed);
 }
 
 /// Maps `[phys, phys + size)` uncached at `PHYS_OFFSET + phys` where the direct map does not
 /// already cover it.
 pub fn ensure_mmio_mapped(phys: u64, size: u64) {
+    if phys.saturating_add(size) <= DIRECT_MAP_END.load(Ordering::Relaxed) {
+        return; // the direct map covers it (uncached: it is not RAM)
+    }
     let first = phys & !0xfff;
     let end = (phys + size).next_multiple_of(4096);
     for page in (first..end).step_by(4096) {
