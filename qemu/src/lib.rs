@@ -345,6 +345,10 @@ pub struct Overrides {
     pub extra_args: Vec<String>,
 }
 
+/// Where the boot configuration is loaded on aarch64 `virt`: 128 MiB into RAM, above the kernel
+/// image and the device tree QEMU places at the start of RAM, inside the smallest profile's RAM.
+pub const AARCH64_CONFIG_ADDR: u64 = 0x4800_0000;
+
 /// A ready-to-run QEMU command line.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -388,11 +392,23 @@ impl Profile {
         if let Some(kernel) = &overrides.kernel {
             push(&["-kernel", &kernel.to_string_lossy()]);
         }
-        if let Some(append) = overrides.append.as_deref().filter(|a| !a.is_empty()) {
-            push(&["-append", append]);
-        }
+        let mut append = overrides.append.clone().unwrap_or_default();
         if let Some(config) = &overrides.config {
-            push(&["-initrd", &config.to_string_lossy()]);
+            if self.arch == Arch::Aarch64 {
+                // QEMU's `-initrd` reaches only Linux images on Arm: load the file at a fixed
+                // address in RAM instead and tell the kernel where (`bootconfig=ADDR,LEN`).
+                let len = std::fs::metadata(config)
+                    .map_err(|e| err(format!("boot configuration {}: {e}", config.display())))?
+                    .len();
+                let device = format!("loader,file={},addr={AARCH64_CONFIG_ADDR:#x},force-raw=on", config.display());
+                push(&["-device", &device]);
+                append = format!("{append} bootconfig={AARCH64_CONFIG_ADDR:#x},{len}").trim().to_string();
+            } else {
+                push(&["-initrd", &config.to_string_lossy()]);
+            }
+        }
+        if !append.is_empty() {
+            push(&["-append", &append]);
         }
         args.extend(overrides.extra_args.iter().cloned());
         Ok(Invocation { profile: self.clone(), program: self.binary.clone(), args, accel })

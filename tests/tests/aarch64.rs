@@ -50,7 +50,8 @@ fn virt_selftests_pass() {
 /// door answers through a host port forward.
 #[test]
 fn virt_serves_http_over_virtio_net() {
-    let Some(mut node) = node::boot_arch("aarch64-http", Arch::Aarch64, &[]) else { return };
+    const TENANT: node::Tenant = node::Tenant { name: "arm", token: "aarch64-token-0123456789abcd" };
+    let Some(mut node) = node::boot_arch("aarch64-http", Arch::Aarch64, &[TENANT]) else { return };
     let log = node.qemu.lines().join("\n");
     assert!(log.contains("pci: ECAM at 0x4010000000"), "ECAM from the device tree:\n{log}");
     assert!(log.contains("BAR(s) placed in"), "BARs assigned by the kernel:\n{log}");
@@ -63,5 +64,26 @@ fn virt_serves_http_over_virtio_net() {
     let echo = node.call("POST", "/v1/echo", &body);
     assert_eq!(echo.status, 200, "{}", echo.status);
     assert_eq!(echo.body, body);
+
+    // The boot configuration arrived (`-device loader` + `bootconfig=`): the tenant can register
+    // and run a wasm function, the same module as on x86_64.
+    let auth = format!("Bearer {}", TENANT.token);
+    let template = pappus_tests::functions::wasm("template");
+    let r = node.request(
+        "PUT",
+        "/v1/functions/upper?engine=wasm&inputs=lines&outputs=upper&memory=1MiB",
+        &[("Authorization", &auth)],
+        &template,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = node.request(
+        "POST",
+        "/v1/invoke/upper",
+        &[("Authorization", &auth), ("Accept", "application/octet-stream")],
+        b"hello from aarch64",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "HELLO FROM AARCH64"), "{}", r.text());
+    let r = node.request("GET", "/v1/functions", &[("Authorization", "Bearer wrong-token-0000000000")], b"");
+    assert_eq!(r.status, 401);
     node.qemu.kill();
 }

@@ -28,7 +28,7 @@ impl LogLevel {
 }
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
-pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest"];
+pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig"];
 
 /// A parsed view over the command line; borrows the original text.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +73,24 @@ impl<'a> CommandLine<'a> {
     /// boot loaders append to a default line). A bare `key` yields `Some("")`.
     pub fn get(&self, key: &str) -> Option<&'a str> {
         self.words().filter(|(k, _)| *k == key).map(|(_, v)| v.unwrap_or("")).last()
+    }
+
+    /// `bootconfig=ADDR,LEN` (hex address, decimal or hex length): where a loader without a
+    /// module list (QEMU's `-device loader` on aarch64) put the boot configuration.
+    /// `Some(Err(..))` when the key is there but malformed.
+    pub fn boot_config(&self) -> Option<Result<(u64, u64), &'a str>> {
+        let value = self.get("bootconfig")?;
+        let parse = |t: &str| match t.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => t.parse().ok(),
+        };
+        Some(match value.split_once(',') {
+            Some((addr, len)) => match (parse(addr), parse(len)) {
+                (Some(a), Some(l)) if l > 0 && a.checked_add(l).is_some() => Ok((a, l)),
+                _ => Err(value),
+            },
+            None => Err(value),
+        })
     }
 
     /// Whether a flag is set: `key`, `key=1`, `key=on`, `key=yes`, `key=true`.
@@ -132,6 +150,7 @@ mod tests {
         assert_eq!(c.get("ip"), Some("10.0.2.15/24"));
         assert_eq!(c.get("gw"), None);
         let unknown: Vec<_> = c.unknown(&[]).collect();
+        assert_eq!(c.boot_config(), None);
         assert_eq!(unknown, ["ip"]);
         assert_eq!(c.unknown(&["ip"]).count(), 0);
     }
@@ -162,5 +181,21 @@ mod tests {
     fn selftest_filter() {
         assert_eq!(CommandLine::new("test selftest=heap").selftest_filter(), Some("heap"));
         assert_eq!(CommandLine::new("test selftest=").selftest_filter(), None);
+    }
+
+    #[test]
+    fn boot_config_location() {
+        let ok = CommandLine::new("bootconfig=0x48000000,4096");
+        assert_eq!(ok.boot_config(), Some(Ok((0x4800_0000, 4096))));
+        assert_eq!(ok.unknown(&[]).count(), 0);
+        for bad in [
+            "bootconfig=",
+            "bootconfig=0x10",
+            "bootconfig=zz,1",
+            "bootconfig=0x10,0",
+            "bootconfig=0xffffffffffffffff,2",
+        ] {
+            assert!(matches!(CommandLine::new(bad).boot_config(), Some(Err(_))), "{bad}");
+        }
     }
 }

@@ -18,6 +18,7 @@ use core::arch::global_asm;
 
 use drivers::pci::{BarWindow, EcamWindow};
 use fdt::Fdt;
+use kcore::cmdline::CommandLine;
 use kcore::memmap::{MemoryMap, Region, RegionKind};
 
 use super::stacks;
@@ -260,6 +261,16 @@ extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
         (Some(start), Some(end)) if end > start => Some(PhysRange { start, len: end - start }),
         _ => None,
     };
+    // QEMU passes `-initrd` only to Linux images, so for this ELF kernel `cargo xtask run` and
+    // the tests load the file with `-device loader` and say where on the command line.
+    let config = config.or_else(|| match CommandLine::new(cmdline).boot_config() {
+        Some(Ok((start, len))) => Some(PhysRange { start, len }),
+        Some(Err(bad)) => {
+            log::error!("command line: bootconfig={bad} is not ADDR,LEN; no boot configuration");
+            None
+        }
+        None => None,
+    });
     if let Some(c) = config {
         reserve(&mut memory, c.start, c.start + c.len);
     }
