@@ -9,6 +9,7 @@ mod bench;
 mod fnctl;
 mod fnmeta;
 mod http;
+mod image;
 mod preload;
 mod prereq;
 mod run;
@@ -44,8 +45,10 @@ commands:
           $PAPPUS_TOKEN, else http://127.0.0.1:8080 and the token in target/pappus-dev.conf
   test    [--arch x86_64|aarch64|all] [--no-lint]
           lint (fmt --check, clippy), host unit tests, kernel builds, QEMU integration tests
-  image   [--target x86_64|aarch64|all]
-          kernel ELFs for QEMU in target/images/ (--pxe/--disk come with bare-metal support)
+  image   [--target x86_64|aarch64|all] [--pxe DIR] [--disk FILE] [--config FILE]
+          kernel ELFs for QEMU in target/images/; --pxe: a TFTP root (UEFI loader as
+          bootx64.efi, pappus-kernel, pappus.conf, boot.ipxe); --disk: a GPT disk image with
+          an EFI system partition; --config: the boot configuration (else a `dev` tenant)
   bench   [boot] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
   lint    [--arch x86_64|aarch64|all]
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
         "build" => (&BUILD_SPEC, build),
         "run" => (&run::SPEC, run::main),
         "test" => (&TEST_SPEC, test),
-        "image" => (&IMAGE_SPEC, image),
+        "image" => (&image::SPEC, image::main),
         "bench" => (&bench::SPEC, bench::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
@@ -100,33 +103,11 @@ fn main() -> ExitCode {
 
 const BUILD_SPEC: Spec = Spec { values: &["arch"], switches: &[], max_positionals: 0 };
 const TEST_SPEC: Spec = Spec { values: &["arch"], switches: &["no-lint"], max_positionals: 0 };
-const IMAGE_SPEC: Spec = Spec { values: &["target", "arch", "pxe"], switches: &["disk"], max_positionals: 0 };
 const LINT_SPEC: Spec = Spec { values: &["arch"], switches: &[], max_positionals: 0 };
 
 fn build(args: &Args) -> Result {
     prereq::rust()?;
     util::build_kernels(&util::arches(args.value("arch"))?)?;
-    Ok(())
-}
-
-fn image(args: &Args) -> Result {
-    for bare_metal in ["pxe", "disk"] {
-        if args.value(bare_metal).is_some() || args.switch(bare_metal) {
-            return Err(Failure(format!(
-                "--{bare_metal} images come with the bare-metal (UEFI/PXE loader) issue; \
-                 today `image` makes kernel ELFs for QEMU only"
-            )));
-        }
-    }
-    prereq::rust()?;
-    let arches = util::arches(args.value("target").or(args.value("arch")))?;
-    let dir = pappus_tests::target_dir().join("images");
-    std::fs::create_dir_all(&dir)?;
-    for (arch, kernel) in util::build_kernels(&arches)? {
-        let image = dir.join(format!("pappus-{arch}.elf"));
-        std::fs::copy(&kernel, &image)?;
-        println!("{}", util::relative(&image));
-    }
     Ok(())
 }
 
@@ -145,6 +126,9 @@ fn lint_steps(arches: &[Arch]) -> Vec<(String, std::process::Command)> {
         kernel.args(["clippy", "-p", "pappus-kernel", "--target", arch.kernel_target(), "--", "-D", "warnings"]);
         steps.push((format!("clippy (kernel, {arch})"), kernel));
     }
+    let mut loader = cargo();
+    loader.args(["clippy", "-p", "pappus-loader", "--target", image::LOADER_TARGET, "--", "-D", "warnings"]);
+    steps.push(("clippy (UEFI loader)".to_string(), loader));
     steps
 }
 
@@ -205,7 +189,7 @@ fn test(args: &Args) -> Result {
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), and the /v1 control
                     // plane behind it.
-                    command.args(["--test", "network", "--test", "control", "--test", "functions"]);
+                    command.args(["--test", "network", "--test", "control", "--test", "functions", "--test", "uefi"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,

@@ -1,4 +1,5 @@
-//! The x86_64 boot entry: PVH (QEMU `-kernel`, Xen, Firecracker-style loaders).
+//! The x86_64 boot entries: PVH (QEMU `-kernel`, Xen, Firecracker-style loaders) and the
+//! Pappus UEFI loader (`loader/`, 64-bit, see the end of this comment).
 //!
 //! The loader enters `pvh_start32` in 32-bit protected mode, paging off, with `ebx` pointing at
 //! a `hvm_start_info`. The assembly below reads the TSC first (the boot benchmark's zero), loads
@@ -6,6 +7,13 @@
 //! map at `PHYS_OFFSET`; and the kernel's top-2-GiB window), enters long mode and calls
 //! [`pvh_entry`] on the boot stack. Rust then replaces these tables with its own
 //! (see `paging.rs`).
+//!
+//! The UEFI loader enters `uefi_start64` in 64-bit long mode on the firmware's identity-mapped
+//! page tables, interrupts off, with `rdi` holding the physical address of a
+//! [`bootinfo::BootBlock`] below 4 GiB. The loader finds this entry in the ELF note `Pappus`
+//! of type [`bootinfo::NOTE_ENTRY64`] (the ELF header's entry field stays `pvh_start32`). The
+//! assembly reads the TSC, loads the same early page tables and GDT as the PVH path, moves to
+//! the boot stack and calls [`uefi_entry`], which fills the same [`BootInfo`].
 
 use core::arch::global_asm;
 
@@ -114,10 +122,77 @@ boot_entry_tsc:
     .quad 0
 boot_start_info:
     .long 0
+
+    /* The 64-bit entry from the Pappus UEFI loader (bootinfo::NOTE_ENTRY64). */
+    .section .note.pappus, "a"
+    .p2align 2
+    .long 7                     /* name size: "Pappus\0" */
+    .long 8                     /* descriptor size: a 64-bit entry address */
+    .long {note_entry64}
+    .asciz "Pappus"
+    .p2align 2
+    .quad uefi_start64
+    .p2align 2
+
+    .section .boot.text, "awx"
+    .code64
+    .global uefi_start64
+uefi_start64:
+    cli
+    cld
+    mov r12, rdi                /* the boot block (physical) */
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    mov r13, rax                /* the entry TSC */
+
+    /* PAE + PGE, EFER.NXE (LME is on: we are in long mode), CR0.WP, then the early PML4, which
+       identity-maps this code like the firmware's tables do. */
+    mov rax, cr4
+    or rax, (1 << 5) | (1 << 7)
+    mov cr4, rax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, (1 << 11)
+    wrmsr
+    mov rax, cr0
+    or rax, (1 << 16)
+    mov cr0, rax
+    lea rax, [rip + boot_pml4]
+    mov cr3, rax
+
+    movabs rsp, offset {boot_stack} + {boot_stack_size}
+    lgdt [rip + uefi_gdt_ptr]
+    lea rax, [rip + 3f]
+    push 0x08
+    push rax
+    retfq
+3:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    xor ebp, ebp
+    mov rdi, r12
+    mov rsi, r13
+    movabs rax, offset {uefi_entry}
+    call rax
+4:  hlt
+    jmp 4b
+
+    .section .boot.data, "aw"
+    .p2align 3
+uefi_gdt_ptr:                           /* lgdt in long mode reads a 64-bit base */
+    .word boot_gdt_ptr - boot_gdt - 1
+    .quad boot_gdt
     "#,
     boot_stack = sym stacks::BOOT_STACK,
     boot_stack_size = const stacks::BOOT_STACK_SIZE,
     entry = sym pvh_entry,
+    uefi_entry = sym uefi_entry,
+    note_entry64 = const bootinfo::NOTE_ENTRY64,
 );
 
 /// `hvm_start_info`, as in Xen's `arch-x86/hvm/start_info.h`.
@@ -187,11 +262,7 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
         kind: RegionKind::from_e820(e.kind),
     });
     let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
-    // The first MiB holds firmware tables and, later, the SMP trampoline; then our own image.
-    let (image_start, image_end) = kernel_image();
-    for (start, end) in [(0, 0x10_0000), (image_start, image_end)] {
-        memory.reserve(start, end).unwrap_or_else(|e| panic!("{e}"));
-    }
+    reserve_low_and_image(&mut memory);
     // The first module is the boot configuration; its pages stay out of the allocator.
     let config = (si.nr_modules > 0 && si.modlist_paddr != 0)
         .then(|| {
@@ -212,6 +283,65 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
         config,
         rsdp: (si.rsdp_paddr != 0).then_some(si.rsdp_paddr),
     })
+}
+
+extern "C" fn uefi_entry(block_paddr: u64, entry_tsc: u64) -> ! {
+    super::early_init();
+    // SAFETY: the loader passes the physical address of its block, below 4 GiB (its contract,
+    // see the bootinfo crate), which the early page tables map at PHYS_OFFSET.
+    let block = unsafe { ((block_paddr + PHYS_OFFSET) as *const bootinfo::BootBlock).read() };
+    if block.magic != bootinfo::MAGIC || block.version != bootinfo::VERSION {
+        panic!(
+            "UEFI boot block at {block_paddr:#x}: magic {:#x} version {}, expected {:#x} version {}",
+            block.magic,
+            block.version,
+            bootinfo::MAGIC,
+            bootinfo::VERSION
+        );
+    }
+    let cmdline = copy_cmdline(block.cmdline_paddr);
+    if block.memmap_entries == 0 || block.memmap_paddr == 0 {
+        panic!("UEFI boot block carries no memory map");
+    }
+    // SAFETY: `memmap_entries` regions at `memmap_paddr`, below 4 GiB (the loader's contract).
+    let entries = unsafe {
+        core::slice::from_raw_parts(
+            (block.memmap_paddr + PHYS_OFFSET) as *const bootinfo::MemoryRegion,
+            block.memmap_entries as usize,
+        )
+    };
+    let raw = entries.iter().map(|e| Region {
+        start: e.addr,
+        end: e.addr.saturating_add(e.size),
+        kind: RegionKind::from_e820(e.kind),
+    });
+    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
+    reserve_low_and_image(&mut memory);
+    // The block, the map and the command line are read by now (the map copied, the command line
+    // too); only the configuration file is read later, so only its pages stay out of the
+    // allocator.
+    let config = (block.config_paddr != 0 && block.config_len > 0)
+        .then_some(PhysRange { start: block.config_paddr, len: block.config_len });
+    if let Some(c) = config {
+        memory.reserve(c.start, c.start + c.len).unwrap_or_else(|e| panic!("boot configuration: {e}"));
+    }
+    crate::time::set_boot_ticks(entry_tsc);
+    crate::kernel_main(BootInfo {
+        protocol: "uefi",
+        cmdline,
+        memory,
+        entry_ticks: entry_tsc,
+        config,
+        rsdp: (block.rsdp_paddr != 0).then_some(block.rsdp_paddr),
+    })
+}
+
+/// The first MiB holds firmware tables and, later, the SMP trampoline; then our own image.
+fn reserve_low_and_image(memory: &mut MemoryMap) {
+    let (image_start, image_end) = kernel_image();
+    for (start, end) in [(0, 0x10_0000), (image_start, image_end)] {
+        memory.reserve(start, end).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// The kernel image's physical extent, from the linker script.
