@@ -1,4 +1,4 @@
-//! Writing JSON text by hand, for the few shapes this crate emits. Writing directly into one
+//! Writing JSON text by hand, for the few shapes this crate (and the control plane) emits. Writing directly into one
 //! `String` keeps the output in document order (serde_json's own map sorts keys without its
 //! `preserve_order` feature) and lets base64 be written in place, without an intermediate copy.
 
@@ -7,7 +7,7 @@ use core::fmt::Write;
 
 /// Appends `text` as a JSON string literal, quotes included (RFC 8259 section 7: `"`, `\` and
 /// control characters escaped; everything else, including non-ASCII, written as is).
-pub(crate) fn push_string(out: &mut String, text: &str) {
+pub fn push_string(out: &mut String, text: &str) {
     out.push('"');
     let mut rest = text;
     while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c.is_ascii_control()) {
@@ -33,9 +33,9 @@ pub(crate) fn push_string(out: &mut String, text: &str) {
 }
 
 /// Appends a list of strings as a JSON array.
-pub(crate) fn push_string_array<S: AsRef<str>>(out: &mut String, items: &[S]) {
+pub fn push_string_array<S: AsRef<str>>(out: &mut String, items: impl IntoIterator<Item = S>) {
     out.push('[');
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }

@@ -12,7 +12,7 @@ extern crate alloc;
 mod digest;
 mod function;
 mod item;
-mod json_text;
+pub mod json_text;
 mod name;
 pub mod query;
 mod registry;
@@ -26,7 +26,7 @@ pub use function::{
 };
 pub use item::{Bytes, Item, MAX_NAME_LEN, Set};
 pub use name::{
-    MAX_FUNCTION_NAME_LEN, NameError, validate_function_name, validate_item_name, validate_item_name_within,
+    MAX_FUNCTION_NAME_LEN, NameError, shorten, validate_function_name, validate_item_name, validate_item_name_within,
     validate_set_name, validate_set_name_within,
 };
 pub use registry::{Registry, RegistryError};

@@ -96,8 +96,9 @@ fn check_len(name: &str, max: usize) -> Result<(), NameError> {
     if name.len() > max { Err(NameError::TooLong { len: name.len(), max }) } else { Ok(()) }
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary, so error messages stay short.
-pub(crate) fn shorten(text: &str, max: usize) -> String {
+/// At most `max` bytes of `text`, cut at a character boundary and marked with `…`, so names
+/// echoed from a request keep error messages short.
+pub fn shorten(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
