@@ -6,9 +6,13 @@
 //! (x86) and one nanosecond of virtual time (aarch64, whose counter runs at `tick_hz`), so the
 //! figure is an exact instruction count from the kernel's first instruction to ready.
 //!
+//! Also the UEFI path (`bench/uefi.rs`): OVMF boots the loader from a disk image; figures from
+//! the loader's entry to ready, and the loader's share.
+//!
 //! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
 
 mod io;
+mod uefi;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -123,6 +127,17 @@ fn boot(runs: usize, no_build: bool) -> Result {
                 measured.push(m);
             }
             Err(e) => problems.push(format!("{}: {}", case.profile, e.0)),
+        }
+    }
+
+    // The bare-metal path: OVMF, the UEFI loader from a disk image, the kernel (x86_64).
+    if let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == Arch::X86_64) {
+        match uefi::measure(kernel) {
+            Ok((total, loader)) => {
+                println!("BENCH boot.uefi.instructions_loader_entry_to_ready {total} instructions");
+                println!("BENCH boot.uefi.loader_instructions {loader} instructions");
+            }
+            Err(e) => problems.push(format!("UEFI boot: {}", e.0)),
         }
     }
 

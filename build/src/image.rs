@@ -120,7 +120,7 @@ fn boot_config(file: Option<&str>) -> Result<(PathBuf, Option<String>)> {
 }
 
 /// `llvm-objcopy --strip-debug` from the toolchain's llvm-tools, else a plain copy.
-fn strip(kernel: &Path, out: &Path) -> Result {
+pub fn strip(kernel: &Path, out: &Path) -> Result {
     let sysroot = util::output({
         let mut c = Command::new("rustc");
         c.args(["--print", "sysroot"]);

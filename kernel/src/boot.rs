@@ -8,8 +8,11 @@ pub struct BootInfo {
     pub cmdline: &'static str,
     /// Usable RAM, with the kernel image and boot data already carved out.
     pub memory: MemoryMap,
-    /// The tick counter read by the very first instructions of the kernel.
+    /// The tick counter at the start of the boot path the ready line measures from: the kernel's
+    /// very first instructions, or the loader's entry where a loader reports it (UEFI).
     pub entry_ticks: u64,
+    /// Ticks the loader spent before the kernel's first instruction, where it reports its entry.
+    pub loader_ticks: Option<u64>,
     /// The boot configuration file (tenants and their tokens), as a physical range the memory
     /// map already excludes: a PVH module (QEMU `-initrd`) today, the UEFI loader's block later.
     pub config: Option<PhysRange>,

@@ -71,25 +71,20 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let control = control::ControlPlane::new(tokens, control::ControlLimits::default());
         let door = frontdoor::FrontDoor::new(&mut net, control, engines);
         let address = serve::wait_for_address(&mut net);
-        let frames = mm::frame_stats();
-        let heap = mm::heap_stats();
-        console::println(format_args!(
-            "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={} ip={} port={}",
-            time::ticks().saturating_sub(info.entry_ticks),
-            time::ticks_per_second(),
-            frames.total * 4096,
-            frames.free * 4096,
-            heap.total,
-            heap.used,
-            address,
-            frontdoor::PORT
-        ));
+        report_ready(&info, Some((address, frontdoor::PORT)));
         serve::forever(net, door);
     }
 
+    report_ready(&info, None);
+    arch::idle()
+}
+
+/// The ready line (README, "Serial protocol"): boot cost, memory, and where the node serves.
+fn report_ready(info: &boot::BootInfo, serving: Option<(smoltcp::wire::Ipv4Cidr, u16)>) {
+    use core::fmt::Write;
     let frames = mm::frame_stats();
     let heap = mm::heap_stats();
-    console::println(format_args!(
+    let mut line = alloc::format!(
         "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={}",
         time::ticks().saturating_sub(info.entry_ticks),
         time::ticks_per_second(),
@@ -97,6 +92,12 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         frames.free * 4096,
         heap.total,
         heap.used
-    ));
-    arch::idle()
+    );
+    if let Some(ticks) = info.loader_ticks {
+        let _ = write!(line, " loader_ticks={ticks}");
+    }
+    if let Some((address, port)) = serving {
+        let _ = write!(line, " ip={address} port={port}");
+    }
+    console::println(format_args!("{line}"));
 }

@@ -277,7 +277,15 @@ extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
     platform.pci = pci_host(&fdt);
 
     crate::time::set_boot_ticks(entry_ticks);
-    crate::kernel_main(BootInfo { protocol: "dtb", cmdline, memory, entry_ticks, config, rsdp: None })
+    crate::kernel_main(BootInfo {
+        protocol: "dtb",
+        cmdline,
+        memory,
+        entry_ticks,
+        loader_ticks: None,
+        config,
+        rsdp: None,
+    })
 }
 
 /// A property of one or two big-endian cells (4 or 8 bytes) as a number.

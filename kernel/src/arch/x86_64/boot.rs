@@ -280,6 +280,7 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
         cmdline,
         memory,
         entry_ticks: entry_tsc,
+        loader_ticks: None,
         config,
         rsdp: (si.rsdp_paddr != 0).then_some(si.rsdp_paddr),
     })
@@ -326,11 +327,16 @@ extern "C" fn uefi_entry(block_paddr: u64, entry_tsc: u64) -> ! {
         memory.reserve(c.start, c.start + c.len).unwrap_or_else(|e| panic!("boot configuration: {e}"));
     }
     crate::time::set_boot_ticks(entry_tsc);
+    // The ready line counts from the loader's entry, and says how much of that was the loader's
+    // (`cargo xtask bench boot`, UEFI case). A loader that reports no entry (0) leaves it out.
+    let loader_entry =
+        (block.loader_entry_tsc != 0 && block.loader_entry_tsc <= entry_tsc).then_some(block.loader_entry_tsc);
     crate::kernel_main(BootInfo {
         protocol: "uefi",
         cmdline,
         memory,
-        entry_ticks: entry_tsc,
+        entry_ticks: loader_entry.unwrap_or(entry_tsc),
+        loader_ticks: loader_entry.map(|l| entry_tsc - l),
         config,
         rsdp: (block.rsdp_paddr != 0).then_some(block.rsdp_paddr),
     })
