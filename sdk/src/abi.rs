@@ -23,6 +23,15 @@ pub const IMPORTS: [&str; 10] = [
     "abort",
 ];
 
+/// The longest item name the platform accepts, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The most items one run may write, over all its output sets (engines may be configured lower).
+pub const MAX_OUTPUT_ITEMS: usize = 65_536;
+
+/// The most payload bytes one run may write, over all its output sets.
+pub const MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
 /// What a query returns for a set or item that does not exist.
 pub const NOT_FOUND: i32 = -1;
 

@@ -151,17 +151,29 @@ impl InputItem<'_> {
 
     /// All its data, copied into a new vector.
     pub fn data(&self) -> Vec<u8> {
-        let len = usize::try_from(self.info.data_len).unwrap_or(usize::MAX);
-        let mut data = vec![0u8; len];
+        let mut data = Vec::new();
+        // Only an item larger than the address space fails, and then it is read as far as it fits.
+        let _ = self.read_into(&mut data);
+        data
+    }
+
+    /// All its data, into `buf` (cleared first), reusing `buf`'s allocation: functions that read
+    /// many items keep one buffer, which matters because the SDK's allocator never frees.
+    pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), crate::Error> {
+        let len = usize::try_from(self.info.data_len).map_err(|_| {
+            crate::Error::from(alloc::format!("item is too large to read here ({} bytes)", self.info.data_len))
+        })?;
+        buf.clear();
+        buf.resize(len, 0);
         let mut filled = 0;
-        while filled < data.len() {
-            match self.read(filled as u64, &mut data[filled..]) {
+        while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+            match self.read(filled as u64, rest) {
                 0 => break,
                 n => filled += n,
             }
         }
-        data.truncate(filled);
-        data
+        buf.truncate(filled);
+        Ok(())
     }
 
     /// Copies data from `offset` into `buf` and returns how many bytes it copied (0 at the end):

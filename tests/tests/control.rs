@@ -160,7 +160,8 @@ fn tenants_compositions_and_invocations() {
     let quick = quick.elapsed();
     let (status, text, slept) = sleeper.join().unwrap();
     assert_eq!((status, text.as_str()), (200, "1500"));
-    assert!(slept >= Duration::from_millis(1500), "sleep 1500 answered after {slept:?}");
+    // The guest's clock is calibrated against the PIT at boot: allow it 1% against the host's.
+    assert!(slept >= Duration::from_millis(1485), "sleep 1500 answered after {slept:?}");
     assert!(quick < slept, "healthz ({quick:?}) waited for the sleeping invocation ({slept:?})");
 
     // Same names, two tenants: each sees, invokes and deletes only its own.

@@ -11,10 +11,10 @@
 pub const INSTRUCTIONS_PER_MS: u64 = 1_000_000;
 
 /// Default cap on the number of items one run may write, over all its output sets.
-pub const DEFAULT_MAX_OUTPUT_ITEMS: usize = 65_536;
+pub const DEFAULT_MAX_OUTPUT_ITEMS: usize = pappus_sdk::abi::MAX_OUTPUT_ITEMS;
 
 /// Default cap on the payload bytes one run may write, over all its output sets.
-pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = pappus_sdk::abi::MAX_OUTPUT_BYTES;
 
 /// A time budget in the two forms engines need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

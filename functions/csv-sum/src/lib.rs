@@ -35,7 +35,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use pappus_sdk::{Context, Error, InputItem};
+use pappus_sdk::{Context, Error};
 
 pappus_sdk::entry!(main);
 
@@ -64,7 +64,7 @@ fn main(ctx: &mut Context) -> Result<(), Error> {
     let mut buf = Vec::with_capacity(usize::try_from(largest).unwrap_or(0));
     let mut text = String::new();
     for item in tables.items() {
-        read_into(&item, &mut buf)?;
+        item.read_into(&mut buf)?;
         let name = item.name();
         let sum = sum_column(&buf, column).map_err(|why| format!("table `{name}`: {why}"))?;
         text.clear();
@@ -326,23 +326,6 @@ fn line_break(bytes: &[u8]) -> Option<usize> {
         [b'\r', b'\n', ..] => Some(2),
         _ => None,
     }
-}
-
-/// Reads the whole of `item` into `buf`, reusing its allocation.
-fn read_into(item: &InputItem, buf: &mut Vec<u8>) -> Result<(), Error> {
-    let len = usize::try_from(item.len())
-        .map_err(|_| format!("item `{}` is too large to read ({} bytes)", item.name(), item.len()))?;
-    buf.clear();
-    buf.resize(len, 0);
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        match item.read(filled as u64, rest) {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    buf.truncate(filled);
-    Ok(())
 }
 
 #[cfg(test)]

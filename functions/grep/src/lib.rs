@@ -26,17 +26,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use pappus_sdk::{Context, Error, InputItem};
+use pappus_sdk::abi::{MAX_NAME_LEN, MAX_OUTPUT_BYTES, MAX_OUTPUT_ITEMS};
+use pappus_sdk::{Context, Error};
 
 pappus_sdk::entry!(main);
-
-/// The longest item name the platform accepts, in bytes (docs/function-abi.md).
-const MAX_NAME_LEN: usize = 255;
-
-/// The most items, and bytes of item data, one run may output (docs/function-abi.md, "Limits").
-/// Checked as we go, so going over is an error that says so rather than a bare `bad_output`.
-const MAX_OUTPUT_ITEMS: usize = 65_536;
-const MAX_OUTPUT_BYTES: usize = 64 << 20;
 
 fn main(ctx: &mut Context) -> Result<(), Error> {
     let pattern_set = ctx.input(0).ok_or("grep needs two input sets (pattern, texts)")?;
@@ -59,9 +52,9 @@ fn main(ctx: &mut Context) -> Result<(), Error> {
     let largest = texts.items().map(|item| item.len()).max().unwrap_or(0);
     let mut buf = Vec::with_capacity(usize::try_from(largest).unwrap_or(0));
     let mut name = String::new();
-    let (mut items, mut bytes) = (0usize, 0usize);
+    let (mut items, mut bytes) = (0usize, 0u64);
     for item in texts.items() {
-        read_into(&item, &mut buf)?;
+        item.read_into(&mut buf)?;
         let item_name = item.name();
         for (number, line) in lines(&buf).enumerate() {
             if !contains(line, pattern) {
@@ -81,7 +74,7 @@ fn main(ctx: &mut Context) -> Result<(), Error> {
                 .into());
             }
             items += 1;
-            bytes = bytes.saturating_add(line.len());
+            bytes = bytes.saturating_add(line.len() as u64);
             if items > MAX_OUTPUT_ITEMS || bytes > MAX_OUTPUT_BYTES {
                 return Err(format!(
                     "more matching lines than a run may output ({MAX_OUTPUT_ITEMS} items, {} MiB); \
@@ -117,23 +110,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     let Some((&first, rest)) = needle.split_first() else { return true };
     // Compare the rest only where the first byte matches: most positions fail at once.
     haystack.windows(needle.len()).any(|window| window.split_first() == Some((&first, rest)))
-}
-
-/// Reads the whole of `item` into `buf`, reusing its allocation.
-fn read_into(item: &InputItem, buf: &mut Vec<u8>) -> Result<(), Error> {
-    let len = usize::try_from(item.len())
-        .map_err(|_| format!("item `{}` is too large to read ({} bytes)", item.name(), item.len()))?;
-    buf.clear();
-    buf.resize(len, 0);
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        match item.read(filled as u64, rest) {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    buf.truncate(filled);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ const HEADER_LEN: usize = 8;
 
 /// The most data one run may output (docs/function-abi.md, "Limits"). A product over it is
 /// refused before the work rather than failing the run with `bad_output` after it.
-const MAX_OUTPUT_BYTES: u128 = 64 << 20;
+const MAX_OUTPUT_BYTES: u128 = pappus_sdk::abi::MAX_OUTPUT_BYTES as u128;
 
 fn main(ctx: &mut Context) -> Result<(), Error> {
     let set = ctx.input(0).ok_or("matmul needs an input set (matrices) with items `a` and `b`")?;

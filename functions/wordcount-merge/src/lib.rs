@@ -23,12 +23,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use pappus_sdk::abi::MAX_OUTPUT_ITEMS;
 use pappus_sdk::{Context, Error, InputItem};
 
 pappus_sdk::entry!(main);
-
-/// The most items one run may output (docs/function-abi.md, "Limits").
-const MAX_OUTPUT_ITEMS: usize = 65_536;
 
 /// The longest count data read: 20 digits and generous white space. Anything longer is not a
 /// count, and refusing it early keeps one huge item from being read whole.

@@ -28,15 +28,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use pappus_sdk::{Context, Error, InputItem, Output};
+use pappus_sdk::abi::{MAX_NAME_LEN, MAX_OUTPUT_ITEMS};
+use pappus_sdk::{Context, Error, Output};
 
 pappus_sdk::entry!(main);
-
-/// The longest item name the platform accepts, in bytes (docs/function-abi.md).
-const MAX_NAME_LEN: usize = 255;
-
-/// The most items one run may output (docs/function-abi.md, "Limits").
-const MAX_OUTPUT_ITEMS: usize = 65_536;
 
 fn main(ctx: &mut Context) -> Result<(), Error> {
     let texts = ctx.input(0).ok_or("wordcount needs an input set (texts)")?;
@@ -48,7 +43,7 @@ fn main(ctx: &mut Context) -> Result<(), Error> {
     let mut buf = Vec::with_capacity(usize::try_from(largest).unwrap_or(0));
     let mut word = String::new();
     for item in texts.items() {
-        read_into(&item, &mut buf)?;
+        item.read_into(&mut buf)?;
         let text = core::str::from_utf8(&buf)
             .map_err(|e| format!("item `{}` of input `{}` is not UTF-8: {e}", item.name(), texts.name()))?;
         count_words(text, &mut counts, &mut word);
@@ -252,23 +247,6 @@ fn emit(out: &Output, counts: Counts) -> Result<(), Error> {
         let _ = write!(digits, "{n}");
         out.push(word, digits.as_bytes());
     }
-    Ok(())
-}
-
-/// Reads the whole of `item` into `buf`, reusing its allocation.
-fn read_into(item: &InputItem, buf: &mut Vec<u8>) -> Result<(), Error> {
-    let len = usize::try_from(item.len())
-        .map_err(|_| format!("item `{}` is too large to read ({} bytes)", item.name(), item.len()))?;
-    buf.clear();
-    buf.resize(len, 0);
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        match item.read(filled as u64, rest) {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    buf.truncate(filled);
     Ok(())
 }
 
