@@ -256,13 +256,7 @@ extern "C" fn pvh_entry(start_info: u64, entry_tsc: u64) -> ! {
     let entries = unsafe {
         core::slice::from_raw_parts((si.memmap_paddr + PHYS_OFFSET) as *const MemmapEntry, si.memmap_entries as usize)
     };
-    let raw = entries.iter().map(|e| Region {
-        start: e.addr,
-        end: e.addr.saturating_add(e.size),
-        kind: RegionKind::from_e820(e.kind),
-    });
-    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
-    reserve_low_and_image(&mut memory);
+    let mut memory = memory_map(entries.iter().map(|e| (e.addr, e.size, e.kind)));
     // The first module is the boot configuration; its pages stay out of the allocator.
     let config = (si.nr_modules > 0 && si.modlist_paddr != 0)
         .then(|| {
@@ -311,13 +305,7 @@ extern "C" fn uefi_entry(block_paddr: u64, entry_tsc: u64) -> ! {
             block.memmap_entries as usize,
         )
     };
-    let raw = entries.iter().map(|e| Region {
-        start: e.addr,
-        end: e.addr.saturating_add(e.size),
-        kind: RegionKind::from_e820(e.kind),
-    });
-    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
-    reserve_low_and_image(&mut memory);
+    let mut memory = memory_map(entries.iter().map(|e| (e.addr, e.size, e.kind)));
     // The block, the map and the command line are read by now (the map copied, the command line
     // too); only the configuration file is read later, so only its pages stay out of the
     // allocator.
@@ -340,6 +328,19 @@ extern "C" fn uefi_entry(block_paddr: u64, entry_tsc: u64) -> ! {
         config,
         rsdp: (block.rsdp_paddr != 0).then_some(block.rsdp_paddr),
     })
+}
+
+/// The usable RAM of an e820-style map `(address, size, type)` (PVH and the UEFI loader both
+/// hand one over), with the first MiB and the kernel image already taken out.
+fn memory_map(e820: impl Iterator<Item = (u64, u64, u32)> + Clone) -> MemoryMap {
+    let raw = e820.map(|(addr, size, kind)| Region {
+        start: addr,
+        end: addr.saturating_add(size),
+        kind: RegionKind::from_e820(kind),
+    });
+    let mut memory = MemoryMap::from_firmware(raw).unwrap_or_else(|e| panic!("{e}"));
+    reserve_low_and_image(&mut memory);
+    memory
 }
 
 /// The first MiB holds firmware tables and, later, the SMP trampoline; then our own image.
