@@ -95,16 +95,7 @@ fn read_number(item: &InputItem, buf: &mut Vec<u8>) -> Result<u64, String> {
     if item.len() > MAX_NUMBER_LEN {
         return Err(format!("{} bytes is not a decimal number up to {}", item.len(), u64::MAX));
     }
-    buf.clear();
-    buf.resize(item.len() as usize, 0);
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
-        match item.read(filled as u64, rest) {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    buf.truncate(filled);
+    item.read_into(buf).map_err(|e| String::from(e.message()))?;
     parse_number(buf)
 }
 
