@@ -1,5 +1,5 @@
-//! The Pappus data model: items, sets, function declarations, tenants, the registries and the
-//! invoke wire formats. `no_std` + `alloc`; everything here runs and is tested on the host.
+//! The Pappus data model: items, sets, function declarations, the boot configuration (tenants,
+//! hosts), the registries and the invoke wire formats. `no_std` + `alloc`; everything here runs and is tested on the host.
 //!
 //! Everything that parses untrusted input (query strings, `Authorization` headers, the boot
 //! configuration, request bodies) is bounded and returns an error naming what is wrong and
@@ -9,8 +9,10 @@
 
 extern crate alloc;
 
+mod config;
 mod digest;
 mod function;
+mod hosts;
 mod item;
 pub mod json_text;
 mod name;
@@ -19,11 +21,13 @@ mod registry;
 mod tenant;
 pub mod wire;
 
+pub use config::BootConfig;
 pub use digest::ImageDigest;
 pub use function::{
     DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, EngineKind, FunctionDecl, FunctionSpec, MAX_MEMORY_BYTES, MAX_QUERY_LEN,
     MAX_SETS_PER_SIDE, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, MIN_TIMEOUT_MS, Param, SpecError, parse_size,
 };
+pub use hosts::{HostLineError, HostTable, MAX_HOST_NAME_LEN, MAX_HOSTS, check_host_name};
 pub use item::{Bytes, Item, MAX_NAME_LEN, Set};
 pub use name::{
     MAX_FUNCTION_NAME_LEN, NameError, shorten, validate_function_name, validate_item_name, validate_item_name_within,

@@ -9,8 +9,9 @@
 //! tenant bob   Zm9vYmFyYmF6cXV4LXRva2VuLTI=   # fields are separated by spaces or tabs
 //! ```
 //!
-//! - `tenant <name> <token>` is the only directive. The name follows the function-name rule
-//!   (1..=64 of `[A-Za-z0-9_.-]`, starting with a letter or digit).
+//! - `tenant <name> <token>` declares a tenant (the other directive, `host`, is
+//!   [`crate::HostTable`]'s; [`crate::BootConfig`] reads both). The name follows the
+//!   function-name rule (1..=64 of `[A-Za-z0-9_.-]`, starting with a letter or digit).
 //! - A token is [`MIN_TOKEN_LEN`]..=[`MAX_TOKEN_LEN`] characters of `[A-Za-z0-9-._~+/]` followed by
 //!   any number of `=` (RFC 6750's `b64token`, so it can be sent as is in `Authorization: Bearer`).
 //!   `#` can never be part of a token, which is what makes comments after a token unambiguous.
@@ -31,7 +32,9 @@ use core::fmt;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::name::{self, NameError, shorten};
+use crate::config::BootConfig;
+use crate::hosts::HostLineError;
+use crate::name::{self, NameError};
 
 /// The most tenants one configuration may declare.
 pub const MAX_TENANTS: usize = 1024;
@@ -70,7 +73,7 @@ pub enum ConfigErrorKind {
         len: usize,
     },
     InvalidUtf8,
-    /// The line does not start with `tenant` (the word, shortened to 32 bytes).
+    /// The line starts with neither `tenant` nor `host` (the word, shortened to 32 bytes).
     UnknownDirective(String),
     MissingName,
     MissingToken,
@@ -88,6 +91,8 @@ pub enum ConfigErrorKind {
         first_line: usize,
     },
     TooManyTenants,
+    /// A `host` line's problem (crate::hosts, `HostTable`).
+    Host(HostLineError),
 }
 
 /// A configuration error at a line (counted from 1; 0 when it concerns the whole text).
@@ -100,15 +105,15 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
-            f.write_str("tenant configuration: ")?;
+            f.write_str("boot configuration: ")?;
         } else {
-            write!(f, "tenant configuration, line {}: ", self.line)?;
+            write!(f, "boot configuration, line {}: ", self.line)?;
         }
         match &self.kind {
             ConfigErrorKind::TooLarge { len } => write!(f, "{len} bytes, at most {MAX_CONFIG_BYTES} are allowed"),
             ConfigErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
             ConfigErrorKind::UnknownDirective(word) => {
-                write!(f, "unknown directive {word:?} (expected `tenant <name> <token>`)")
+                write!(f, "unknown directive {word:?} (expected `tenant <name> <token>` or `host <name> <a.b.c.d>`)")
             }
             ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),
             ConfigErrorKind::MissingToken => f.write_str("missing token (expected `tenant <name> <token>`)"),
@@ -122,6 +127,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "the same token is already given to the tenant on line {first_line}")
             }
             ConfigErrorKind::TooManyTenants => write!(f, "more than {MAX_TENANTS} tenants"),
+            ConfigErrorKind::Host(e) => write!(f, "{e}"),
         }
     }
 }
@@ -170,29 +176,20 @@ impl fmt::Debug for TokenTable {
 }
 
 impl TokenTable {
-    /// Parses a configuration (module docs). An empty configuration gives an empty table; whether
-    /// that is acceptable is the caller's decision.
+    /// Parses a boot configuration (module docs) and keeps its tenants; the other lines (`host`)
+    /// are checked all the same, so a file this accepts is one [`BootConfig::parse`] accepts. An
+    /// empty configuration gives an empty table; whether that is acceptable is the caller's
+    /// decision.
     pub fn parse(config: &[u8]) -> Result<Self, ConfigError> {
-        if config.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError { line: 0, kind: ConfigErrorKind::TooLarge { len: config.len() } });
-        }
-        let mut table = Self::default();
-        for (index, line) in config.split(|&b| b == b'\n').enumerate() {
-            let number = index + 1;
-            table.parse_line(line, number).map_err(|kind| ConfigError { line: number, kind })?;
-        }
-        Ok(table)
+        BootConfig::parse(config).map(|c| c.tenants)
     }
 
-    /// Adds the tenant declared on line `number`, if it declares one.
-    fn parse_line(&mut self, line: &[u8], number: usize) -> Result<(), ConfigErrorKind> {
-        let line = core::str::from_utf8(line).map_err(|_| ConfigErrorKind::InvalidUtf8)?;
-        let line = line.split('#').next().unwrap_or_default();
-        let mut fields = line.split_ascii_whitespace();
-        let Some(directive) = fields.next() else { return Ok(()) };
-        if directive != "tenant" {
-            return Err(ConfigErrorKind::UnknownDirective(shorten(directive, 32)));
-        }
+    /// Adds the tenant of a `tenant` line (`fields` follow the directive) on line `number`.
+    pub(crate) fn parse_tenant<'a>(
+        &mut self,
+        mut fields: impl Iterator<Item = &'a str>,
+        number: usize,
+    ) -> Result<(), ConfigErrorKind> {
         let name = fields.next().ok_or(ConfigErrorKind::MissingName)?;
         let token = fields.next().ok_or(ConfigErrorKind::MissingToken)?;
         if fields.next().is_some() {

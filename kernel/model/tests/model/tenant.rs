@@ -79,12 +79,12 @@ fn errors_name_the_line_and_never_the_token() {
         let e = config_error(&text);
         assert_eq!((e.line, &e.kind), (line, &kind), "{text}");
         let message = e.to_string();
-        assert!(message.starts_with(&format!("tenant configuration, line {line}: ")), "{message}");
+        assert!(message.starts_with(&format!("boot configuration, line {line}: ")), "{message}");
         assert!(!message.contains(ALICE) && !message.contains(BOB), "{message}");
     }
     assert_eq!(
         config_error("tenant alice").to_string(),
-        "tenant configuration, line 1: missing token (expected `tenant <name> <token>`)"
+        "boot configuration, line 1: missing token (expected `tenant <name> <token>`)"
     );
 }
 
@@ -100,7 +100,7 @@ fn invalid_utf8_names_its_line() {
 fn size_and_count_are_bounded() {
     let e = TokenTable::parse(&vec![b'#'; model::MAX_CONFIG_BYTES + 1]).unwrap_err();
     assert_eq!(e.line, 0);
-    assert!(e.to_string().starts_with("tenant configuration: 1048577 bytes"));
+    assert!(e.to_string().starts_with("boot configuration: 1048577 bytes"));
     let text: String = (0..=MAX_TENANTS).map(|i| format!("tenant t{i} token-{i:016}\n")).collect();
     let e = TokenTable::parse(text.as_bytes()).unwrap_err();
     assert_eq!(e, ConfigError { line: MAX_TENANTS + 1, kind: ConfigErrorKind::TooManyTenants });
@@ -135,4 +135,55 @@ fn authenticate() {
     assert_eq!(table.authenticate(Some(b"Basic x")), Err(AuthError::NotBearer));
     assert_eq!(table.authenticate(Some(b"Bearer 0123456789abcdef0123")), Err(AuthError::UnknownToken));
     assert_eq!(AuthError::UnknownToken.to_string(), "unknown token");
+}
+
+#[test]
+fn host_lines_make_the_host_table() {
+    use model::{BootConfig, HostLineError};
+    use std::net::Ipv4Addr;
+    let text = format!(
+        "tenant alice {ALICE}\nhost docs.internal 10.0.2.2   # the test server\n\thost\tMirror-1 192.168.1.20\r\n"
+    );
+    let config = BootConfig::parse(text.as_bytes()).unwrap();
+    assert_eq!(config.tenants.len(), 1);
+    assert_eq!(config.hosts.len(), 2);
+    assert_eq!(config.hosts.lookup("docs.internal"), Some(Ipv4Addr::new(10, 0, 2, 2)));
+    assert_eq!(config.hosts.lookup("MIRROR-1"), Some(Ipv4Addr::new(192, 168, 1, 20)), "names ignore case");
+    assert_eq!(config.hosts.lookup("docs"), None);
+    assert_eq!(
+        config.hosts.iter().collect::<Vec<_>>(),
+        [("docs.internal", Ipv4Addr::new(10, 0, 2, 2)), ("mirror-1", Ipv4Addr::new(192, 168, 1, 20))]
+    );
+    // The tenants-only parser accepts the same file and keeps its tenants.
+    assert_eq!(TokenTable::parse(text.as_bytes()).unwrap().len(), 1);
+
+    let cases: Vec<(&str, usize, HostLineError)> = vec![
+        ("host", 1, HostLineError::MissingName),
+        ("host a", 1, HostLineError::MissingAddress),
+        ("host a 10.0.2.2 x", 1, HostLineError::ExtraField),
+        ("host a 10.0.2", 1, HostLineError::BadAddress),
+        ("host a 10.0.2.256", 1, HostLineError::BadAddress),
+        ("host a 010.0.2.2", 1, HostLineError::BadAddress),
+        ("host a ::1", 1, HostLineError::BadAddress),
+        ("host 10.0.2.3 10.0.2.2", 1, HostLineError::BadName("an IPv4 address is not a name")),
+        ("host a..b 10.0.2.2", 1, HostLineError::BadName("empty label (two dots in a row, or a dot at either end)")),
+        ("host -a 10.0.2.2", 1, HostLineError::BadName("a label starts or ends with `-`")),
+        ("host a_b 10.0.2.2", 1, HostLineError::BadName("only letters, digits, `-` and `.` are allowed")),
+        ("\nhost a 10.0.2.2\nhost A 10.0.2.3", 3, HostLineError::DuplicateName { first_line: 2 }),
+    ];
+    for (text, line, kind) in cases {
+        let e = BootConfig::parse(text.as_bytes()).unwrap_err();
+        assert_eq!((e.line, &e.kind), (line, &ConfigErrorKind::Host(kind.clone())), "{text}");
+        assert!(e.to_string().starts_with(&format!("boot configuration, line {line}: ")), "{e}");
+    }
+    let long = format!("host {}.b 10.0.2.2", "a".repeat(64));
+    assert!(BootConfig::parse(long.as_bytes()).unwrap_err().to_string().contains("label longer than 63"));
+    let e = BootConfig::parse(b"hots a 10.0.2.2").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "boot configuration, line 1: unknown directive \"hots\" (expected `tenant <name> <token>` or `host <name> <a.b.c.d>`)"
+    );
+    let text: String = (0..=model::MAX_HOSTS).map(|i| format!("host h{i} 10.0.{}.{}\n", i / 256, i % 256)).collect();
+    let e = BootConfig::parse(text.as_bytes()).unwrap_err();
+    assert_eq!(e, ConfigError { line: model::MAX_HOSTS + 1, kind: ConfigErrorKind::Host(HostLineError::TooManyHosts) });
 }

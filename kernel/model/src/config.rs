@@ -1,0 +1,49 @@
+//! The boot configuration: the tenants with their tokens, and the host table of the `http`
+//! communication function. One directive per line (docs/configuration.md):
+//!
+//! ```text
+//! tenant alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
+//! host   docs.internal 10.0.2.2     # names the http function may fetch from
+//! ```
+//!
+//! `#` starts a comment, blank lines are ignored, fields are separated by spaces or tabs, lines
+//! end in `\n` or `\r\n`, the text is UTF-8 and at most [`MAX_CONFIG_BYTES`] long. The first
+//! wrong line refuses the whole file, and the error names it.
+
+use crate::hosts::HostTable;
+use crate::name::shorten;
+use crate::tenant::{ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, TokenTable};
+
+/// Everything the boot configuration declares.
+#[derive(Debug, Default)]
+pub struct BootConfig {
+    pub tenants: TokenTable,
+    pub hosts: HostTable,
+}
+
+impl BootConfig {
+    /// Parses a configuration (module docs). An empty one gives no tenants and no hosts.
+    pub fn parse(config: &[u8]) -> Result<Self, ConfigError> {
+        if config.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError { line: 0, kind: ConfigErrorKind::TooLarge { len: config.len() } });
+        }
+        let mut parsed = Self::default();
+        for (index, line) in config.split(|&b| b == b'\n').enumerate() {
+            let number = index + 1;
+            parsed.parse_line(line, number).map_err(|kind| ConfigError { line: number, kind })?;
+        }
+        Ok(parsed)
+    }
+
+    fn parse_line(&mut self, line: &[u8], number: usize) -> Result<(), ConfigErrorKind> {
+        let line = core::str::from_utf8(line).map_err(|_| ConfigErrorKind::InvalidUtf8)?;
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_ascii_whitespace();
+        match fields.next() {
+            None => Ok(()),
+            Some("tenant") => self.tenants.parse_tenant(fields, number),
+            Some("host") => self.hosts.parse_host(fields, number).map_err(ConfigErrorKind::Host),
+            Some(other) => Err(ConfigErrorKind::UnknownDirective(shorten(other, 32))),
+        }
+    }
+}
