@@ -3,6 +3,10 @@
 //! A [`Decoder`] is fed whatever bytes have arrived, consumes what belongs to the body and appends
 //! the payload to the request's body. It never looks at a byte twice, so a body that arrives in
 //! many small reads costs time linear in its size.
+//!
+//! The `http` communication function's client (crate `pappus-fetch`) decodes response bodies
+//! with it too, which is why it is public; errors then carry the status this server would
+//! answer (400 malformed framing, 413 over the limit, 431 trailers too long, 503 out of memory).
 
 use alloc::vec::Vec;
 
@@ -13,7 +17,7 @@ const MAX_CHUNK_EXT: usize = 4096;
 
 /// Where a body decoder stands.
 #[derive(Clone, Debug)]
-pub(crate) enum Decoder {
+pub enum Decoder {
     /// `Content-Length` framing: `remaining` bytes still to come, out of `total`.
     Length { remaining: usize, total: usize },
     /// Chunked framing.
@@ -21,7 +25,7 @@ pub(crate) enum Decoder {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct Chunked {
+pub struct Chunked {
     state: ChunkState,
     /// Bytes of trailer section seen so far (bounded by the head limit).
     trailer_bytes: usize,
@@ -65,7 +69,7 @@ enum ChunkState {
 
 /// What one call to [`Decoder::decode`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Progress {
+pub struct Progress {
     /// Bytes of the input that belonged to the body (framing included).
     pub consumed: usize,
     /// Whether the body is now complete.
@@ -73,16 +77,18 @@ pub(crate) struct Progress {
 }
 
 impl Decoder {
-    pub(crate) fn length(total: usize) -> Self {
+    /// A body of exactly `total` bytes.
+    pub fn length(total: usize) -> Self {
         Decoder::Length { remaining: total, total }
     }
 
-    pub(crate) fn chunked() -> Self {
+    /// A chunked body (RFC 9112 section 7.1).
+    pub fn chunked() -> Self {
         Decoder::Chunked(Chunked { state: ChunkState::Size { size: 0, digits: 0 }, trailer_bytes: 0 })
     }
 
     /// Whether the body is complete.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         match self {
             Decoder::Length { remaining, .. } => *remaining == 0,
             Decoder::Chunked(c) => c.state == ChunkState::Done,
@@ -91,7 +97,7 @@ impl Decoder {
 
     /// Consumes body bytes from `input`, appending the payload to `body` (never past
     /// `max_body` bytes in all; `max_trailer` bounds a chunked body's trailer section).
-    pub(crate) fn decode(
+    pub fn decode(
         &mut self,
         input: &[u8],
         body: &mut Vec<u8>,

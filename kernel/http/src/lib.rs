@@ -36,6 +36,7 @@ mod parse;
 mod request;
 mod response;
 
+pub use body::{Decoder as BodyDecoder, Progress as BodyProgress};
 pub use connection::{Connection, Event, NoRequestPending};
 pub use limits::Limits;
 pub use request::{Headers, Request, Version};
