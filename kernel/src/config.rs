@@ -1,30 +1,38 @@
 //! The boot configuration: what a node needs that a command line should not show.
 //!
-//! Today it holds the tenants and their bearer tokens, one per line (`tenant <name> <token>`,
-//! `#` comments; the format is `model::TokenTable`'s and docs/configuration.md describes it).
-//! QEMU passes the file as a PVH module (`-initrd`, which `cargo xtask run` does); the UEFI
-//! loader will pass it in its boot block. Without one the node serves no tenant: every `/v1`
-//! request is answered 401, and the boot log says why.
+//! It holds the tenants and their bearer tokens (`tenant <name> <token>`) and the host table of
+//! the `http` communication function (`host <name> <a.b.c.d>`), one per line with `#` comments;
+//! the format is `model::BootConfig`'s and docs/configuration.md describes it. QEMU passes the
+//! file as a PVH module (`-initrd`, which `cargo xtask run` does); the UEFI loader passes it in
+//! its boot block. Without one the node serves no tenant: every `/v1` request is answered 401,
+//! and the boot log says why.
 
-use model::TokenTable;
+use model::BootConfig;
 
 use crate::boot::BootInfo;
 use crate::mm;
 
-pub fn tenants(info: &BootInfo) -> TokenTable {
+/// The boot configuration, or an empty one (no tenants, no hosts) when there is none or it is
+/// refused; the log says which.
+pub fn read(info: &BootInfo) -> BootConfig {
     let Some(range) = info.config else {
         log::warn!("no boot configuration; no tenants, so every /v1 request gets 401");
-        return TokenTable::default();
+        return BootConfig::default();
     };
     let text = mm::copy_boot_data(range);
-    match TokenTable::parse(&text) {
-        Ok(table) => {
-            log::info!("{} tenant(s) from the boot configuration ({} bytes)", table.len(), text.len());
-            table
+    match BootConfig::parse(&text) {
+        Ok(config) => {
+            log::info!(
+                "{} tenant(s) from the boot configuration ({} bytes), {} host(s) for the http function",
+                config.tenants.len(),
+                text.len(),
+                config.hosts.len()
+            );
+            config
         }
         Err(e) => {
-            log::error!("boot configuration refused: {e}; no tenants");
-            TokenTable::default()
+            log::error!("boot configuration refused: {e}; no tenants, no hosts");
+            BootConfig::default()
         }
     }
 }

@@ -13,6 +13,7 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod boot_cell;
+mod comm;
 mod config;
 mod console;
 mod engines;
@@ -66,9 +67,13 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     }
 
     if let Some(mut net) = net::init(&info, &cmdline) {
-        let tokens = config::tenants(&info);
+        let config = config::read(&info);
+        // The `http` communication function's client, with the configuration's host table.
+        // TODO(integration): the I/O loop (serve.rs) polls it and the FunctionHost hands it
+        // the `http` instances; until then it is built here so the host table reaches it.
+        let _http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
-        let control = control::ControlPlane::new(tokens, control::ControlLimits::default());
+        let control = control::ControlPlane::new(config.tenants, control::ControlLimits::default());
         let door = frontdoor::FrontDoor::new(&mut net, control, engines);
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));

@@ -1,6 +1,6 @@
 //! The kernel's own network stack: the virtio-net NIC found on PCI, smoltcp over it (ARP, IPv4,
-//! ICMP echo, TCP; DHCPv4 or a static address), and the pool of TCP sockets that the HTTP front
-//! door serves.
+//! ICMP echo, TCP; DHCPv4 or a static address), the pool of TCP sockets that the HTTP front
+//! door serves, and the client sockets of the communication functions (crate::comm).
 
 pub mod hal;
 mod pci;
@@ -26,6 +26,8 @@ type Nic = VirtioNet<KernelHal, PciTransport, 256>;
 /// Per-socket buffer sizes: a 64 KiB receive window keeps TCP streaming under emulation.
 const RX_BUFFER: usize = 64 * 1024;
 const TX_BUFFER: usize = 64 * 1024;
+/// A client socket mostly sends a small request head: a smaller send buffer will do.
+const CLIENT_TX_BUFFER: usize = 16 * 1024;
 
 pub struct Net {
     device: Nic,
@@ -145,5 +147,23 @@ impl Net {
                 self.sockets.add(socket)
             })
             .collect()
+    }
+
+    /// A new TCP socket for an outgoing connection (crate::comm), closed until [`Self::connect`].
+    pub fn client_socket(&mut self) -> SocketHandle {
+        let rx = tcp::SocketBuffer::new(vec![0; RX_BUFFER]);
+        let tx = tcp::SocketBuffer::new(vec![0; CLIENT_TX_BUFFER]);
+        self.sockets.add(tcp::Socket::new(rx, tx))
+    }
+
+    /// Starts connecting the closed TCP socket `handle` to `remote` from `local_port`.
+    pub fn connect(
+        &mut self,
+        handle: SocketHandle,
+        remote: (Ipv4Address, u16),
+        local_port: u16,
+    ) -> Result<(), tcp::ConnectError> {
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        socket.connect(self.iface.context(), remote, local_port)
     }
 }
