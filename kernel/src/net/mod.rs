@@ -148,16 +148,22 @@ impl Net {
             })
             .collect()
     }
+}
 
-    /// A new TCP socket for an outgoing connection (crate::comm), closed until [`Self::connect`].
-    pub fn client_socket(&mut self) -> SocketHandle {
+/// Client sockets for the communication functions (crate::comm): their driver adds, connects
+/// and drives them; `Net::poll` moves their frames like every other socket's.
+impl pappus_fetch::TcpStack for Net {
+    fn add_tcp_socket(&mut self) -> SocketHandle {
         let rx = tcp::SocketBuffer::new(vec![0; RX_BUFFER]);
         let tx = tcp::SocketBuffer::new(vec![0; CLIENT_TX_BUFFER]);
         self.sockets.add(tcp::Socket::new(rx, tx))
     }
 
-    /// Starts connecting the closed TCP socket `handle` to `remote` from `local_port`.
-    pub fn connect(
+    fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    fn connect(
         &mut self,
         handle: SocketHandle,
         remote: (Ipv4Address, u16),
