@@ -6,7 +6,8 @@ use core::net::Ipv4Addr;
 
 use model::{Bytes, HostTable, Item, Set};
 
-use crate::error::FetchError;
+use crate::error::{ErrorClass, FetchError};
+use crate::exchange::FetchLimits;
 use crate::request::Request;
 use crate::response::Response;
 use crate::url::resolve;
@@ -30,6 +31,8 @@ pub struct Ready {
 struct Entry {
     name: String,
     key: Option<u64>,
+    /// `METHOD URL` of a request that parsed, for messages.
+    describe: Option<String>,
     outcome: Option<Result<Response, FetchError>>,
 }
 
@@ -37,38 +40,60 @@ struct Entry {
 pub struct Batch {
     entries: Vec<Entry>,
     unfinished: usize,
+    /// Response bytes kept so far, and the most allowed.
+    kept_bytes: usize,
+    max_bytes: usize,
 }
 
 impl Batch {
     /// Parses and resolves every item of `requests`. Those that cannot be sent are finished at
     /// once with their error; the others are returned, to be sent and then [`Self::finish`]ed.
-    pub fn plan(requests: &Set, hosts: &HostTable) -> (Self, Vec<Ready>) {
+    /// `limits.max_instance_bytes` bounds the responses kept.
+    pub fn plan(requests: &Set, hosts: &HostTable, limits: &FetchLimits) -> (Self, Vec<Ready>) {
         let mut entries = Vec::with_capacity(requests.items.len());
         let mut ready = Vec::new();
         for (index, item) in requests.items.iter().enumerate() {
             let prepared = Request::parse(&item.data)
                 .and_then(|request| resolve(&request.url, hosts).map(|address| (request, address)));
-            let outcome = match prepared {
+            let (describe, outcome) = match prepared {
                 Ok((request, address)) => {
+                    let describe = request.describe();
                     ready.push(Ready { index, request, address });
-                    None
+                    (Some(describe), None)
                 }
-                Err(e) => Some(Err(e)),
+                Err(e) => (None, Some(Err(e))),
             };
-            entries.push(Entry { name: item.name.clone(), key: item.key, outcome });
+            entries.push(Entry { name: item.name.clone(), key: item.key, describe, outcome });
         }
         let unfinished = ready.len();
-        (Self { entries, unfinished }, ready)
+        (Self { entries, unfinished, kept_bytes: 0, max_bytes: limits.max_instance_bytes }, ready)
     }
 
-    /// Records how request `index` ended (the first record counts).
+    /// Records how request `index` ended (the first record counts). A response that would take
+    /// the instance over its byte budget is recorded as `too_large` instead.
     pub fn finish(&mut self, index: usize, outcome: Result<Response, FetchError>) {
-        if let Some(entry) = self.entries.get_mut(index)
-            && entry.outcome.is_none()
-        {
-            entry.outcome = Some(outcome);
-            self.unfinished -= 1;
-        }
+        let Some(entry) = self.entries.get_mut(index).filter(|e| e.outcome.is_none()) else { return };
+        let outcome = match outcome {
+            Ok(response) => {
+                let size = response.head.len() + response.body.len();
+                if self.kept_bytes.saturating_add(size) > self.max_bytes {
+                    Err(FetchError::new(
+                        ErrorClass::TooLarge,
+                        alloc::format!(
+                            "the instance's responses are over {} bytes in all ({})",
+                            self.max_bytes,
+                            entry.describe.as_deref().unwrap_or("?")
+                        ),
+                    ))
+                } else {
+                    self.kept_bytes += size;
+                    Ok(response)
+                }
+            }
+            Err(e) => Err(e),
+        };
+        entry.outcome = Some(outcome);
+        self.unfinished -= 1;
     }
 
     /// Whether every request has ended.
@@ -121,7 +146,7 @@ mod tests {
                 item("late", None, "http://docs/late"),
             ],
         };
-        let (mut batch, ready) = Batch::plan(&requests, &hosts);
+        let (mut batch, ready) = Batch::plan(&requests, &hosts, &FetchLimits::default());
         assert_eq!(ready.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 2, 4]);
         assert_eq!(ready[0].address, Ipv4Addr::new(10, 0, 2, 2));
         assert!(!batch.is_complete());
@@ -154,11 +179,11 @@ mod tests {
 
     #[test]
     fn an_empty_or_all_bad_batch_is_complete_at_once() {
-        let (batch, ready) = Batch::plan(&Set::new("requests"), &HostTable::default());
+        let (batch, ready) = Batch::plan(&Set::new("requests"), &HostTable::default(), &FetchLimits::default());
         assert!(batch.is_complete() && ready.is_empty());
         assert!(batch.into_sets().iter().all(|s| s.items.is_empty()));
         let requests = Set { name: "r".into(), items: alloc::vec![item("x", None, "")] };
-        let (batch, ready) = Batch::plan(&requests, &HostTable::default());
+        let (batch, ready) = Batch::plan(&requests, &HostTable::default(), &FetchLimits::default());
         assert!(batch.is_complete() && ready.is_empty());
         let sets = batch.into_sets();
         assert!(core::str::from_utf8(&sets[2].items[0].data).unwrap().starts_with("bad_request: empty request item"));
@@ -167,8 +192,29 @@ mod tests {
     #[test]
     fn unfinished_requests_are_reported_as_cancelled() {
         let requests = Set { name: "r".into(), items: alloc::vec![item("x", None, "http://1.2.3.4/")] };
-        let (batch, ready) = Batch::plan(&requests, &HostTable::default());
+        let (batch, ready) = Batch::plan(&requests, &HostTable::default(), &FetchLimits::default());
         assert_eq!(ready.len(), 1);
         assert_eq!(&*batch.into_sets()[2].items[0].data, b"cancelled: the request did not finish");
+    }
+
+    #[test]
+    fn an_instance_keeps_at_most_its_byte_budget() {
+        let requests = Set {
+            name: "r".into(),
+            items: (0..3).map(|i| item(&alloc::format!("i{i}"), None, "http://1.2.3.4/x")).collect(),
+        };
+        let limits = FetchLimits { max_instance_bytes: 100, ..FetchLimits::default() };
+        let (mut batch, _) = Batch::plan(&requests, &HostTable::default(), &limits);
+        let response = |n| Ok(Response { status: 200, head: alloc::vec![b'h'; 10], body: alloc::vec![b'b'; n] });
+        batch.finish(0, response(40));
+        batch.finish(1, response(41));
+        batch.finish(2, response(30));
+        let sets = batch.into_sets();
+        assert_eq!(sets[1].items.len(), 2);
+        assert_eq!(
+            core::str::from_utf8(&sets[2].items[0].data).unwrap(),
+            "too_large: the instance's responses are over 100 bytes in all (GET http://1.2.3.4/x)"
+        );
+        assert_eq!(sets[2].items[0].name, "i1");
     }
 }

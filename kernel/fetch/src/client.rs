@@ -102,7 +102,7 @@ impl<T: Copy> Client<T> {
 
     /// Queues one instance: its `requests` set. `ticket` comes back with its outputs.
     pub fn start(&mut self, ticket: T, requests: &Set) {
-        let (batch, ready) = Batch::plan(requests, &self.hosts);
+        let (batch, ready) = Batch::plan(requests, &self.hosts, &self.limits);
         if batch.is_complete() {
             self.completed.push_back((ticket, batch.into_sets()));
             return;

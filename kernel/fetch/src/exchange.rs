@@ -23,6 +23,9 @@ pub struct FetchLimits {
     pub total_timeout_ms: u64,
     /// The largest response body, after chunked decoding.
     pub max_response_bytes: usize,
+    /// The most response bytes (heads and bodies) one instance may collect in all: its outputs
+    /// are held until its last request ends, and the heap is finite.
+    pub max_instance_bytes: usize,
     /// The largest response head (status line and header fields).
     pub max_head_bytes: usize,
     /// The most connections open at once, across all instances; further requests wait.
@@ -36,6 +39,7 @@ impl Default for FetchLimits {
             read_timeout_ms: 10_000,
             total_timeout_ms: 60_000,
             max_response_bytes: 16 << 20,
+            max_instance_bytes: 64 << 20,
             max_head_bytes: 64 << 10,
             max_in_flight: 32,
         }
