@@ -11,7 +11,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use control::{FunctionHost, HostError, StoredFunction};
+use alloc::sync::Arc;
+
+use control::{FunctionHost, HostError, Started, StoredFunction, Ticket};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
 use model::{Bytes, EngineKind, FunctionSpec, ImageDigest, Set, TenantId};
 use wasm_engine::{WasmConfig, WasmEngine};
@@ -90,6 +92,19 @@ impl FunctionHost for Engines {
         self.prepared(spec, &digest, image).map(|_| ())
     }
 
+    fn start(
+        &mut self,
+        _ticket: Ticket,
+        tenant: TenantId,
+        function: &Arc<StoredFunction>,
+        inputs: Vec<Set>,
+    ) -> Started {
+        Started::Done(self.run(tenant, function, inputs))
+    }
+}
+
+impl Engines {
+    /// Runs one instance to its end, on this core.
     fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, HostError> {
         let spec = function.spec();
         let prepared = self.prepared(spec, function.digest(), function.image())?;

@@ -78,6 +78,6 @@ mod limits;
 mod plane;
 
 pub use builtin::{Builtin, MAX_SLEEP_MS};
-pub use host::{FunctionHost, HostError, StoredFunction};
+pub use host::{Comm, FunctionHost, HostError, Started, StoredFunction, Ticket};
 pub use limits::ControlLimits;
 pub use plane::{ControlPlane, Counters, InvocationId, Reply};

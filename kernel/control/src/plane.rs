@@ -38,7 +38,8 @@ impl fmt::Display for InvocationId {
 pub enum Reply {
     /// The response, ready to send.
     Now(Response),
-    /// An invocation that waits (on a `sleep`, or past its per-step instance budget): call
+    /// An invocation that waits (on instances the host runs, a `sleep`, or past its per-step
+    /// instance budget): call
     /// [`ControlPlane::poll`] and send [`ControlPlane::take_response`] once it returns `Some`,
     /// or [`ControlPlane::cancel`] it when the client goes away.
     Pending(InvocationId),
@@ -178,17 +179,27 @@ impl ControlPlane {
 
     /// Starts a pending invocation's bookkeeping: an id, or the answer when it already finished.
     pub(crate) fn settle(&mut self, mut invocation: Invocation, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+        let id = InvocationId(self.next_invocation);
+        self.next_invocation = self.next_invocation.wrapping_add(1);
+        invocation.bind(id.0);
         match invocation.step(now_ms, host, &self.limits) {
             Step::Done(response) => {
-                self.record(response.status);
+                self.end(id, &invocation, response.status, host);
                 Reply::Now(response)
             }
             Step::Waiting { .. } => {
-                let id = InvocationId(self.next_invocation);
-                self.next_invocation = self.next_invocation.wrapping_add(1);
                 self.invocations.insert(id, invocation);
                 Reply::Pending(id)
             }
+        }
+    }
+
+    /// Books an invocation's end: its outcome, and the host told to drop what it still runs
+    /// for it (an instance failed, so the others' results are no longer wanted).
+    fn end(&mut self, id: InvocationId, invocation: &Invocation, status: u16, host: &mut dyn FunctionHost) {
+        self.record(status);
+        if invocation.has_running() {
+            host.cancel(id.0);
         }
     }
 
@@ -205,18 +216,25 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Advances every pending invocation: completes `sleep`s whose time has come and runs what
-    /// became ready (at most [`ControlLimits::max_instances_per_step`] instances each). Returns
-    /// whether anything moved; finished invocations wait in [`take_response`](Self::take_response).
+    /// Advances every pending invocation: takes the results the host has for it, completes
+    /// `sleep`s whose time has come and starts what became ready (at most
+    /// [`ControlLimits::max_instances_per_step`] instances each). Returns whether anything
+    /// moved; finished invocations wait in [`take_response`](Self::take_response).
     pub fn poll(&mut self, now_ms: u64, host: &mut dyn FunctionHost) -> bool {
-        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
         let mut moved = false;
+        while let Some((ticket, result)) = host.take_completed() {
+            // Results of invocations already answered or cancelled are dropped here.
+            if let Some(invocation) = self.invocations.get_mut(&InvocationId(ticket.invocation)) {
+                moved |= invocation.finish(ticket.instance, result, &self.limits.wire);
+            }
+        }
+        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
         for id in ids {
             let Some(mut invocation) = self.invocations.remove(&id) else { continue };
             match invocation.step(now_ms, host, &self.limits) {
                 Step::Done(response) => {
                     moved = true;
-                    self.record(response.status);
+                    self.end(id, &invocation, response.status, host);
                     self.finished.insert(id, response);
                 }
                 Step::Waiting { moved: step_moved } => {
@@ -242,10 +260,13 @@ impl ControlPlane {
     }
 
     /// The client went away: drops the invocation, its execution and every set it holds (or its
-    /// finished response). Unknown ids are ignored.
-    pub fn cancel(&mut self, id: InvocationId) {
-        if self.invocations.remove(&id).is_some() {
+    /// finished response), and tells the host to drop its instances. Unknown ids are ignored.
+    pub fn cancel(&mut self, id: InvocationId, host: &mut dyn FunctionHost) {
+        if let Some(invocation) = self.invocations.remove(&id) {
             self.counters.invocations_cancelled = self.counters.invocations_cancelled.saturating_add(1);
+            if invocation.has_running() {
+                host.cancel(id.0);
+            }
         }
         self.finished.remove(&id);
     }

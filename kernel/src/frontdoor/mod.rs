@@ -156,7 +156,7 @@ impl FrontDoor {
                 let (progress, finished) = serve(conn, pending, socket, &mut door, now);
                 if finished {
                     if let Some(id) = pending.take() {
-                        self.control.cancel(id);
+                        self.control.cancel(id, &mut self.engines);
                     }
                     self.active -= 1;
                     self.slots[i] = Slot::Closing { since: now };
@@ -198,7 +198,7 @@ impl Door<'_> {
             Reply::Now(response) => Err(response),
             // Only control-plane requests are ever pending, and those returned above.
             Reply::Pending(id) => {
-                self.control.cancel(id);
+                self.control.cancel(id, self.engines);
                 Err(Response::error(500, "internal", "unexpected pending reply"))
             }
         }
