@@ -66,6 +66,8 @@ pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor) -> ! {
         let start = time::ticks();
         let mut busy = net.poll();
         busy |= door.service(&mut net);
+        // Single-core mode: one function instance per pass, so the network is served between runs.
+        busy |= door.run_inline();
         if busy {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();

@@ -111,6 +111,10 @@ pub enum Started {
     /// It runs elsewhere (another core, the network); its result comes from
     /// [`FunctionHost::take_completed`].
     Running,
+    /// No room now (the run queue is full): the inputs come back, and the plane starts the
+    /// instance again on a later poll. Back-pressure, not an error: a wide fan-out waits for
+    /// room instead of failing.
+    Busy(Vec<Set>),
 }
 
 /// A platform communication function: trusted code that does I/O for compositions, run by the
@@ -151,6 +155,12 @@ pub trait FunctionHost {
         let _ = (ticket, inputs);
         let message = alloc::format!("the `{}` function is not available on this node", comm.name());
         Started::Done(Err(HostError::new(503, "unavailable", message)))
+    }
+
+    /// Whether the host is saturated (its run queue is full): new invocations are then refused
+    /// with 503 and `Retry-After`, while those under way wait for room.
+    fn saturated(&self) -> bool {
+        false
     }
 
     /// One result of an instance that [`start`](Self::start) or [`start_comm`](Self::start_comm)

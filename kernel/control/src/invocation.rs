@@ -7,7 +7,7 @@
 //! [`Invocation::finish`]), completes `sleep`s whose deadline has passed, and answers once the
 //! execution is over; in between, the invocation is plain data the control plane keeps.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -97,12 +97,22 @@ pub(crate) struct Invocation {
     timers: Vec<Timer>,
     /// Instances the host runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
     running: BTreeMap<u64, Target>,
+    /// Ready instances the host had no room for ([`Started::Busy`]), started first next time.
+    deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
     failure: Option<(InstanceId, HostError)>,
     /// Names for the output sets (direct invocations; a composition names its own).
     output_names: Option<Vec<String>>,
     /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
     broken: Option<String>,
+    /// When it started and when it must be over ([`ControlLimits::max_invocation_ms`]), in the
+    /// plane's milliseconds.
+    started_ms: u64,
+    deadline_ms: u64,
+    /// The deadline passed before the execution ended: answered 504.
+    expired: bool,
+    /// What was invoked, by the name in the path (for the metrics).
+    target: String,
 }
 
 impl Invocation {
@@ -123,15 +133,37 @@ impl Invocation {
             targets,
             timers: Vec::new(),
             running: BTreeMap::new(),
+            deferred: VecDeque::new(),
             failure: None,
             output_names,
             broken: None,
+            started_ms: 0,
+            deadline_ms: u64::MAX,
+            expired: false,
+            target: String::new(),
         }
     }
 
-    /// Gives the invocation its id, before its first step.
-    pub fn bind(&mut self, id: u64) {
+    /// Gives the invocation its id and its deadline, before its first step.
+    pub fn bind(&mut self, id: u64, target: &str, now_ms: u64, limits: &ControlLimits) {
         self.id = id;
+        self.target = String::from(target);
+        self.started_ms = now_ms;
+        self.deadline_ms = now_ms.saturating_add(limits.max_invocation_ms);
+    }
+
+    /// When it started, in the plane's milliseconds.
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The composition's or function's name, as invoked.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Whether the host still runs instances of it (to cancel them when it ends early).
@@ -152,6 +184,13 @@ impl Invocation {
     /// `limits.max_instances_per_step`, at least one), and answers if the execution is over.
     pub fn step(&mut self, now_ms: u64, host: &mut dyn FunctionHost, limits: &ControlLimits) -> Step {
         let mut moved = false;
+        if now_ms >= self.deadline_ms && matches!(self.execution.status(), Status::Running { .. }) {
+            self.expired = true;
+            return match self.answer(limits.retry_after_s) {
+                Some(response) => Step::Done(response),
+                None => Step::Waiting { moved: false },
+            };
+        }
         if self.timers.iter().any(|t| t.due_ms <= now_ms) {
             let (due, waiting): (Vec<Timer>, Vec<Timer>) =
                 mem::take(&mut self.timers).into_iter().partition(|t| t.due_ms <= now_ms);
@@ -164,10 +203,14 @@ impl Invocation {
         let budget = limits.max_instances_per_step.max(1);
         let mut ran = 0;
         while ran < budget && self.broken.is_none() {
-            let Some(instance) = self.execution.next_ready() else { break };
+            let Some(instance) = self.deferred.pop_front().or_else(|| self.execution.next_ready()) else { break };
+            if let Err(instance) = self.run(instance, now_ms, host, &limits.wire) {
+                // The host is full: the rest waits for its next poll.
+                self.deferred.push_front(instance);
+                break;
+            }
             ran += 1;
             moved = true;
-            self.run(instance, now_ms, host, &limits.wire);
         }
         match self.answer(limits.retry_after_s) {
             Some(response) => Step::Done(response),
@@ -176,24 +219,33 @@ impl Invocation {
     }
 
     /// When a step can next move something: now (0) if instances are ready or the execution is
-    /// over, else the first `sleep` deadline; `None` if only the host's results can move it.
+    /// over, else the first `sleep` deadline or the invocation's own, whichever comes first.
     pub fn next_due_ms(&self) -> Option<u64> {
         match self.execution.status() {
-            Status::Running { ready, .. } if ready > 0 => Some(0),
-            Status::Running { .. } => self.timers.iter().map(|t| t.due_ms).min(),
+            // Deferred instances wait for the host to make room, which its results announce.
+            Status::Running { ready, .. } if ready > 0 && self.deferred.is_empty() => Some(0),
+            Status::Running { .. } => {
+                Some(self.timers.iter().map(|t| t.due_ms).min().unwrap_or(u64::MAX).min(self.deadline_ms))
+            }
             Status::Done(_) | Status::Failed(_) => Some(0),
         }
     }
 
     /// Starts one instance: a builtin at once (or on a timer, for `sleep`), a function or a
-    /// communication function through the host.
-    fn run(&mut self, instance: Instance, now_ms: u64, host: &mut dyn FunctionHost, wire: &WireLimits) {
-        let Instance { id, function, inputs, .. } = instance;
+    /// communication function through the host. A host without room hands it back.
+    fn run(
+        &mut self,
+        instance: Instance,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+        wire: &WireLimits,
+    ) -> Result<(), Instance> {
+        let Instance { id, function, inputs, output_count, origin } = instance;
         let ticket = Ticket { invocation: self.id, instance: id.0 };
         let Some(target) = self.targets.get(&function).cloned() else {
             let message = format!("'{function}' was not resolved when the invocation started");
             self.complete(id, Err(HostError::new(500, "internal", message)));
-            return;
+            return Ok(());
         };
         let started = match &target {
             Target::Builtin(builtin) => match builtin.run(inputs) {
@@ -202,7 +254,7 @@ impl Invocation {
                 BuiltinRun::After { ms: 0, outputs } => Started::Done(Ok(outputs)),
                 BuiltinRun::After { ms, outputs } => {
                     self.timers.push(Timer { id, due_ms: now_ms.saturating_add(ms), outputs });
-                    return;
+                    return Ok(());
                 }
                 BuiltinRun::Comm(comm, inputs) => host.start_comm(ticket, comm, inputs),
             },
@@ -219,7 +271,9 @@ impl Invocation {
             Started::Running => {
                 self.running.insert(id.0, target);
             }
+            Started::Busy(inputs) => return Err(Instance { id, function, inputs, output_count, origin }),
         }
+        Ok(())
     }
 
     /// Reports an instance's end to the planner, keeping the first failure's status and code.
@@ -241,6 +295,11 @@ impl Invocation {
     fn answer(&mut self, retry_after_s: u32) -> Option<Response> {
         if let Some(bug) = &self.broken {
             return Some(ApiError::internal(format!("the invocation broke: {bug}")).into_response());
+        }
+        if self.expired {
+            let ms = self.deadline_ms.saturating_sub(self.started_ms);
+            let message = format!("the invocation ran past its deadline of {ms} ms; its instances were stopped");
+            return Some(ApiError::new(504, "timeout", message).into_response());
         }
         let failure = match self.execution.status() {
             Status::Running { .. } => return None,

@@ -82,8 +82,9 @@ impl ControlPlane {
         now_ms: u64,
         host: &mut dyn FunctionHost,
     ) -> Reply {
-        match self.start_invocation(tenant, name, headers, body) {
-            Ok(invocation) => self.settle(invocation, now_ms, host),
+        let started = self.check_host_room(host).and_then(|()| self.start_invocation(tenant, name, headers, body));
+        match started {
+            Ok(invocation) => self.settle(invocation, name, now_ms, host),
             Err(e) => {
                 self.record(e.status);
                 Reply::Now(e.into_response())

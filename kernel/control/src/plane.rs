@@ -16,6 +16,7 @@ use crate::errors::ApiError;
 use crate::host::{FunctionHost, StoredFunction};
 use crate::invocation::{Invocation, Step};
 use crate::limits::ControlLimits;
+use crate::stats::{InvocationStats, Outcome};
 
 /// Names an invocation that is still running (or finished and not yet collected).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,6 +78,7 @@ pub struct ControlPlane {
     finished: BTreeMap<InvocationId, Response>,
     next_invocation: u64,
     pub(crate) counters: Counters,
+    stats: InvocationStats,
 }
 
 /// Lists counts only: tokens, images and payloads stay out of logs.
@@ -101,6 +103,7 @@ impl ControlPlane {
             finished: BTreeMap::new(),
             next_invocation: 0,
             counters: Counters::default(),
+            stats: InvocationStats::default(),
         }
     }
 
@@ -178,13 +181,19 @@ impl ControlPlane {
     }
 
     /// Starts a pending invocation's bookkeeping: an id, or the answer when it already finished.
-    pub(crate) fn settle(&mut self, mut invocation: Invocation, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+    pub(crate) fn settle(
+        &mut self,
+        mut invocation: Invocation,
+        target: &str,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+    ) -> Reply {
         let id = InvocationId(self.next_invocation);
         self.next_invocation = self.next_invocation.wrapping_add(1);
-        invocation.bind(id.0);
+        invocation.bind(id.0, target, now_ms, &self.limits);
         match invocation.step(now_ms, host, &self.limits) {
             Step::Done(response) => {
-                self.end(id, &invocation, response.status, host);
+                self.end(id, &invocation, response.status, now_ms, host);
                 Reply::Now(response)
             }
             Step::Waiting { .. } => {
@@ -196,8 +205,17 @@ impl ControlPlane {
 
     /// Books an invocation's end: its outcome, and the host told to drop what it still runs
     /// for it (an instance failed, so the others' results are no longer wanted).
-    fn end(&mut self, id: InvocationId, invocation: &Invocation, status: u16, host: &mut dyn FunctionHost) {
+    fn end(
+        &mut self,
+        id: InvocationId,
+        invocation: &Invocation,
+        status: u16,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+    ) {
         self.record(status);
+        let latency = now_ms.saturating_sub(invocation.started_ms());
+        self.stats.record(invocation.tenant(), invocation.target(), Outcome::of_status(status), Some(latency));
         if invocation.has_running() {
             host.cancel(id.0);
         }
@@ -210,6 +228,16 @@ impl ControlPlane {
                 "{} invocations are under way, the most this server holds; retry later",
                 self.live_invocations()
             );
+            return Err(ApiError::new(503, "saturated", message)
+                .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
+        }
+        Ok(())
+    }
+
+    /// 503 when the host's run queue is full: invocations under way get the room it makes.
+    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost) -> Result<(), ApiError> {
+        if host.saturated() {
+            let message = "the run queue is full; retry later";
             return Err(ApiError::new(503, "saturated", message)
                 .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
         }
@@ -234,7 +262,7 @@ impl ControlPlane {
             match invocation.step(now_ms, host, &self.limits) {
                 Step::Done(response) => {
                     moved = true;
-                    self.end(id, &invocation, response.status, host);
+                    self.end(id, &invocation, response.status, now_ms, host);
                     self.finished.insert(id, response);
                 }
                 Step::Waiting { moved: step_moved } => {
@@ -264,6 +292,7 @@ impl ControlPlane {
     pub fn cancel(&mut self, id: InvocationId, host: &mut dyn FunctionHost) {
         if let Some(invocation) = self.invocations.remove(&id) {
             self.counters.invocations_cancelled = self.counters.invocations_cancelled.saturating_add(1);
+            self.stats.record(invocation.tenant(), invocation.target(), Outcome::Cancelled, None);
             if invocation.has_running() {
                 host.cancel(id.0);
             }
@@ -281,14 +310,24 @@ impl ControlPlane {
         Counters { invocations_live: self.live_invocations(), ..self.counters }
     }
 
+    /// Invocations by target and outcome, and their latency.
+    pub fn invocation_stats(&self) -> &InvocationStats {
+        &self.stats
+    }
+
+    /// A tenant's name, for labels.
+    pub fn tenant_name(&self, tenant: model::TenantId) -> Option<&str> {
+        self.tokens.name(tenant)
+    }
+
     /// Counts one invocation's outcome by its response status.
     pub(crate) fn record(&mut self, status: u16) {
         let c = &mut self.counters;
-        let counter = match status {
-            200..=299 => &mut c.invocations_ok,
-            504 => &mut c.invocations_timed_out,
-            400..=499 | 503 => &mut c.invocations_rejected,
-            _ => &mut c.invocations_failed,
+        let counter = match Outcome::of_status(status) {
+            Outcome::Ok => &mut c.invocations_ok,
+            Outcome::TimedOut => &mut c.invocations_timed_out,
+            Outcome::Rejected => &mut c.invocations_rejected,
+            Outcome::Failed | Outcome::Cancelled => &mut c.invocations_failed,
         };
         *counter = counter.saturating_add(1);
     }

@@ -50,8 +50,10 @@ pub struct FakeHost {
     pub completed: VecDeque<(Ticket, Result<Vec<Set>, HostError>)>,
     /// Invocation ids the plane cancelled, in order.
     pub cancelled: Vec<u64>,
-    /// When set, `start` refuses like a full run queue.
+    /// When set, the host says it is saturated, and `start` hands every instance back.
     pub full: bool,
+    /// Deferred instances queued at most: `start` hands the rest back (a bounded run queue).
+    pub capacity: Option<usize>,
 }
 
 impl FakeHost {
@@ -78,8 +80,8 @@ impl FunctionHost for FakeHost {
     }
 
     fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {
-        if self.full {
-            return Started::Done(Err(HostError::new(503, "saturated", "the run queue is full")));
+        if self.full || self.capacity.is_some_and(|c| self.queued.len() >= c) {
+            return Started::Busy(inputs);
         }
         if self.deferred {
             self.queued.push((ticket, tenant, Arc::clone(function), inputs));
@@ -103,6 +105,10 @@ impl FunctionHost for FakeHost {
             return Started::Running;
         }
         Started::Done(Ok(outputs))
+    }
+
+    fn saturated(&self) -> bool {
+        self.full
     }
 
     fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {

@@ -1,6 +1,7 @@
 //! Instances the host runs elsewhere (other cores, the network): the plane starts them, goes on
-//! answering, takes their results in any order, drops what it no longer needs, and passes a full
-//! run queue on as 503 with `Retry-After`.
+//! answering, takes their results in any order, drops what it no longer needs; a full run queue
+//! holds back the instances of invocations under way and refuses new invocations with 503 and
+//! `Retry-After`.
 
 use crate::common::*;
 use control::{Reply, Ticket};
@@ -89,7 +90,34 @@ fn a_client_that_goes_away_cancels_its_instances() {
 }
 
 #[test]
-fn a_full_run_queue_is_503_with_retry_after() {
+fn a_bounded_run_queue_holds_a_fan_out_back_without_failing_it() {
+    let mut h = Harness::new();
+    h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
+    h.put_composition(ALICE, "shout", SHOUT);
+    h.host.deferred = true;
+    h.host.capacity = Some(3);
+    let words = words(10);
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let Reply::Pending(id) = invoke(&mut h, "shout", &[set("lines", &refs)]) else { panic!() };
+    let mut rounds = 0;
+    let response = loop {
+        assert!(h.host.queued.len() <= 3, "the host never holds more than it has room for");
+        h.host.finish_all(rounds % 2 == 1);
+        rounds += 1;
+        h.poll_at(1_000 + rounds);
+        if let Some(r) = h.plane.take_response(id) {
+            break r;
+        }
+        assert!(rounds < 10, "stuck");
+    };
+    assert_eq!(rounds, 4, "10 instances through room for 3: four rounds");
+    let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
+    let upper_refs: Vec<&str> = upper.iter().map(String::as_str).collect();
+    assert_eq!(decode_json(&response), [set("result", &upper_refs)]);
+}
+
+#[test]
+fn a_saturated_host_refuses_new_invocations_with_503_and_retry_after() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
     h.host.full = true;
@@ -144,4 +172,39 @@ fn http_runs_on_the_host_and_reports_per_item_errors() {
             ("b", vec!["refused: 10.0.2.2:9".to_string()])
         );
     }
+}
+
+#[test]
+fn an_invocation_past_its_deadline_is_504_and_its_instances_are_dropped() {
+    let mut h = Harness::with_limits(control::ControlLimits { max_invocation_ms: 50, ..Default::default() });
+    h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
+    h.put_composition(ALICE, "shout", SHOUT);
+    h.host.deferred = true;
+    let Reply::Pending(id) = invoke(&mut h, "shout", &[set("lines", &["a", "b"])]) else { panic!() };
+    assert_eq!(h.plane.next_poll_ms(), Some(1_050), "the kernel must wake for the deadline");
+    assert!(!h.poll_at(1_049));
+    assert!(h.poll_at(1_050));
+    let r = h.plane.take_response(id).expect("answered at the deadline");
+    assert_eq!(r.status, 504, "{}", text(&r));
+    assert!(text(&r).contains("deadline of 50 ms"), "{}", text(&r));
+    assert_eq!(h.host.cancelled, [id.get()]);
+    assert_eq!(h.plane.counters().invocations_timed_out, 1);
+}
+
+#[test]
+fn invocations_are_counted_by_target_and_outcome() {
+    use control::Outcome;
+    let mut h = Harness::new();
+    h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
+    h.put_function(ALICE, "boom", "engine=wasm&inputs=text&outputs=shout", "fault");
+    for name in ["up", "up", "boom"] {
+        let Reply::Now(_) = invoke(&mut h, name, &[set("text", &["x"])]) else { panic!() };
+    }
+    h.host.deferred = true;
+    let Reply::Pending(id) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
+    h.plane.cancel(id, &mut h.host);
+    let stats = h.plane.invocation_stats();
+    let counts: Vec<(&str, Outcome, u64)> = stats.counts().map(|(_, name, o, n)| (name, o, n)).collect();
+    assert_eq!(counts, [("boom", Outcome::Failed, 1), ("up", Outcome::Ok, 2), ("up", Outcome::Cancelled, 1)]);
+    assert_eq!(stats.latency_ms().count(), 3, "answered invocations have a latency; cancelled ones do not");
 }
