@@ -119,6 +119,14 @@ fn overload_gets_each_its_own_answer_or_503() {
     assert!(ok > 0 && busy > 0, "{ok} answered, {busy} refused: the node was not overloaded");
     eprintln!("overload: {ok} answered, {busy} refused with 503");
     node.assert_healthy(baseline, "an overload");
+    // The operator sees the same split, by target (the warm-up call is one more `ok`).
+    let target = |outcome: &str| {
+        node.metric(&format!(
+            "pappus_invocations_by_target_total{{tenant=\"load\",target=\"wordcount\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!((target("ok"), target("rejected")), (ok as u64 + 1, busy as u64));
+    assert!(node.metric("pappus_invocation_latency_ms_count") >= ok as u64 + 1);
     // And it still runs functions.
     let mut s = node.connect();
     s.write_all(&wordcount_request("after", 2)).unwrap();

@@ -87,6 +87,11 @@ impl ControlPlane {
             Ok(invocation) => self.settle(invocation, name, now_ms, host),
             Err(e) => {
                 self.record(e.status);
+                // Refusals of a name the tenant has (bad input, saturation) count against it;
+                // unknown names do not, or any client could grow the table.
+                if self.lookup_invocable(tenant, name).is_ok() {
+                    self.record_target(tenant, name, e.status);
+                }
                 Reply::Now(e.into_response())
             }
         }

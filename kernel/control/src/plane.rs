@@ -320,6 +320,11 @@ impl ControlPlane {
         self.tokens.name(tenant)
     }
 
+    /// Counts an invocation refused before it started against its target.
+    pub(crate) fn record_target(&mut self, tenant: model::TenantId, target: &str, status: u16) {
+        self.stats.record(tenant, target, Outcome::of_status(status), None);
+    }
+
     /// Counts one invocation's outcome by its response status.
     pub(crate) fn record(&mut self, status: u16) {
         let c = &mut self.counters;

@@ -207,4 +207,14 @@ fn invocations_are_counted_by_target_and_outcome() {
     let counts: Vec<(&str, Outcome, u64)> = stats.counts().map(|(_, name, o, n)| (name, o, n)).collect();
     assert_eq!(counts, [("boom", Outcome::Failed, 1), ("up", Outcome::Ok, 2), ("up", Outcome::Cancelled, 1)]);
     assert_eq!(stats.latency_ms().count(), 3, "answered invocations have a latency; cancelled ones do not");
+    // Refused before it started: counted against a name the tenant has, not against unknown ones.
+    h.host.full = true;
+    let Reply::Now(r) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
+    assert_eq!(r.status, 503);
+    let Reply::Now(r) = invoke(&mut h, "nobody", &[set("text", &["x"])]) else { panic!() };
+    assert_eq!(r.status, 503);
+    let counts: Vec<(&str, Outcome, u64)> =
+        h.plane.invocation_stats().counts().map(|(_, name, o, n)| (name, o, n)).collect();
+    assert!(counts.contains(&("up", Outcome::Rejected, 1)), "{counts:?}");
+    assert!(!counts.iter().any(|c| c.0 == "nobody"), "{counts:?}");
 }
