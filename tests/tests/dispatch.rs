@@ -126,7 +126,7 @@ fn overload_gets_each_its_own_answer_or_503() {
         ))
     };
     assert_eq!((target("ok"), target("rejected")), (ok as u64 + 1, busy as u64));
-    assert!(node.metric("pappus_invocation_latency_ms_count") >= ok as u64 + 1);
+    assert!(node.metric("pappus_invocation_latency_ms_count") > ok as u64, "every answer has a latency");
     // And it still runs functions.
     let mut s = node.connect();
     s.write_all(&wordcount_request("after", 2)).unwrap();
