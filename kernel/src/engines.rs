@@ -10,6 +10,7 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use control::{HostError, StoredFunction};
@@ -71,7 +72,8 @@ impl Engines {
     }
 
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it
-    /// early (its invocation is gone) like a spent budget.
+    /// early (its invocation is gone) like a spent budget. `between_slices` runs each time the
+    /// engine checks its deadline (every fuel slice): single-core mode serves the network there.
     pub fn run(
         &self,
         tenant: TenantId,
@@ -79,12 +81,14 @@ impl Engines {
         prepared: &PreparedImage,
         inputs: Vec<Set>,
         cancel: &AtomicBool,
+        between_slices: Option<&mut dyn FnMut()>,
     ) -> Result<Vec<Set>, HostError> {
         let spec = function.spec();
         let outputs: Vec<String> = spec.outputs().to_vec();
         let limits = Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()));
         let budget_ticks = u128::from(spec.timeout_ms()) * u128::from(time::ticks_per_second()) / 1000;
-        let deadline = RunDeadline { end: time::ticks().saturating_add(budget_ticks as u64), cancel };
+        let end = time::ticks().saturating_add(budget_ticks as u64);
+        let deadline = RunDeadline { end, cancel, between_slices: between_slices.map(RefCell::new) };
         let invocation = Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
         let engine = self.engine(spec.engine())?;
         let start = time::ticks();
@@ -106,15 +110,22 @@ fn host_error(e: EngineError) -> HostError {
     HostError::new(e.http_status(), e.code(), format!("{e}"))
 }
 
-/// The wall-clock backstop of a run's time budget, on the kernel's tick counter, and the
-/// dispatcher's cancellation flag.
-struct RunDeadline<'a> {
+/// The wall-clock backstop of a run's time budget, on the kernel's tick counter; the
+/// dispatcher's cancellation flag; and what to do between fuel slices.
+struct RunDeadline<'a, 'h> {
     end: u64,
     cancel: &'a AtomicBool,
+    between_slices: Option<RefCell<&'h mut (dyn FnMut() + 'h)>>,
 }
 
-impl Deadline for RunDeadline<'_> {
+impl Deadline for RunDeadline<'_, '_> {
     fn expired(&self) -> bool {
+        // The engine checks between fuel slices, never re-entrantly: the borrow cannot fail.
+        if let Some(hook) = &self.between_slices
+            && let Ok(mut hook) = hook.try_borrow_mut()
+        {
+            hook();
+        }
         self.cancel.load(Ordering::Relaxed) || time::ticks() >= self.end
     }
 }

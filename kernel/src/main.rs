@@ -74,7 +74,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let door = frontdoor::FrontDoor::new(&mut net, control, compute::Host::new(dispatcher));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        serve::forever(net, door);
+        serve::forever(net, door, dispatcher);
     }
 
     report_ready(&info, None);

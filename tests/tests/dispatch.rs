@@ -133,3 +133,37 @@ fn overload_gets_each_its_own_answer_or_503() {
     let r = read_response(&mut BufReader::new(s)).unwrap();
     assert_eq!((r.status, counts(&r.body)), (200, vec![("after".into(), "2".into())]));
 }
+
+#[test]
+fn single_core_mode_serves_while_a_function_computes() {
+    let Some(node) = boot("single_core_mode_serves_while_a_function_computes", &[TENANT]) else { return };
+    let auth = format!("Bearer {}", TENANT.token);
+    let spin =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "run") (loop $l (br $l))))"#).unwrap();
+    let r = node.request(
+        "PUT",
+        "/v1/functions/spin?engine=wasm&inputs=in&outputs=out&memory=64KiB&timeout_ms=3000",
+        &[("Authorization", &auth)],
+        &spin,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // One CPU (the default test node): the I/O core runs the loop itself, for its 3 s budget.
+    let mut busy = node.connect();
+    let head =
+        format!("POST /v1/invoke/spin HTTP/1.1\r\nHost: p\r\nAuthorization: {auth}\r\nContent-Length: 1\r\n\r\nx");
+    busy.write_all(head.as_bytes()).unwrap();
+    thread::sleep(std::time::Duration::from_millis(300)); // let the run start
+    // The front door answers meanwhile: it is served between the run's fuel slices.
+    for _ in 0..3 {
+        let r = node.call("GET", "/healthz", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    busy.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let still_running = matches!(busy.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(still_running, "the health checks were answered only after the run ended");
+    busy.set_nonblocking(false).unwrap();
+    let r = read_response(&mut BufReader::new(busy)).unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(node.metric("pappus_core_runs_total{cpu=\"0\",role=\"io+compute\"}"), 1);
+}

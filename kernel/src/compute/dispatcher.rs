@@ -106,6 +106,16 @@ impl Dispatcher {
         self.cores.iter().find(|c| c.cpu == cpu)
     }
 
+    /// Single-core mode: runs one queued instance on this, the I/O core, calling `io_pass`
+    /// between its fuel slices so that the network is served while it computes. Returns
+    /// whether it ran one; with compute cores it never does.
+    pub fn run_inline(&self, io_pass: &mut dyn FnMut()) -> bool {
+        match self.cores.as_slice() {
+            [core] if self.inline => self.run_one(core, Some(io_pass)),
+            _ => false,
+        }
+    }
+
     /// Queues an instance and wakes an idle core; a full queue hands the job back.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let (tenant, composition) = (job.tenant.index(), job.ticket.invocation);
@@ -151,7 +161,8 @@ impl Dispatcher {
     }
 
     /// Runs the next queued instance on `core` (this CPU). Returns whether there was one.
-    pub fn run_one(&self, core: &Core) -> bool {
+    /// `between_slices` runs at every deadline check of the engine (see `Engines::run`).
+    pub fn run_one(&self, core: &Core, between_slices: Option<&mut dyn FnMut()>) -> bool {
         let job = {
             let mut queue = self.queue.lock();
             let Some((_, job)) = queue.pop() else { return false };
@@ -161,7 +172,7 @@ impl Dispatcher {
         };
         core.stats.lock().begin(time::ticks());
         let Job { ticket, tenant, function, prepared, inputs } = job;
-        let result = self.engines.run(tenant, &function, &prepared, inputs, &core.cancel);
+        let result = self.engines.run(tenant, &function, &prepared, inputs, &core.cancel, between_slices);
         core.stats.lock().end(time::ticks());
         core.running.store(0, Ordering::Release);
         self.done.lock().push_back((ticket, result));

@@ -17,7 +17,7 @@ pub fn executor(cpu: usize) -> ! {
     };
     log::debug!("cpu {cpu}: compute core");
     loop {
-        if dispatcher.run_one(core) {
+        if dispatcher.run_one(core, None) {
             continue;
         }
         if dispatcher.may_idle(core) {

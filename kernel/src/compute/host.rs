@@ -17,15 +17,6 @@ impl Host {
     pub fn new(dispatcher: &'static Dispatcher) -> Self {
         Self { dispatcher }
     }
-
-    /// Single-core mode: runs one queued instance on this (the I/O) core. Returns whether it ran
-    /// one; with compute cores it never does.
-    pub fn run_inline(&mut self) -> bool {
-        match self.dispatcher.cores() {
-            [core] if self.dispatcher.is_inline() => self.dispatcher.run_one(core),
-            _ => false,
-        }
-    }
 }
 
 impl FunctionHost for Host {

@@ -79,11 +79,6 @@ impl FrontDoor {
         self.control.next_poll_ms()
     }
 
-    /// Single-core mode: runs one queued function instance here, between network passes.
-    pub fn run_inline(&mut self) -> bool {
-        self.host.run_inline()
-    }
-
     /// Moves every connection forward as far as it can go without waiting. True if anything
     /// moved (bytes in or out, a connection opened or closed).
     pub fn service(&mut self, net: &mut Net) -> bool {
