@@ -14,6 +14,7 @@ mod arch;
 mod boot;
 mod boot_cell;
 mod comm;
+mod compute;
 mod config;
 mod console;
 mod engines;
@@ -73,15 +74,38 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         // the `http` instances; until then it is built here so the host table reaches it.
         let _http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
+        let dispatcher = start_compute(&info, &cmdline, engines);
         let control = control::ControlPlane::new(config.tenants, control::ControlLimits::default());
-        let door = frontdoor::FrontDoor::new(&mut net, control, engines);
+        let door = frontdoor::FrontDoor::new(&mut net, control, compute::Host::new(dispatcher));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        serve::forever(net, door);
+        serve::forever(net, door, dispatcher);
     }
 
     report_ready(&info, None);
     arch::idle()
+}
+
+/// Starts the compute cores (`compute=N`, default every CPU but this one) and the dispatcher
+/// that feeds them; with none, this core runs instances between its I/O passes.
+fn start_compute(
+    info: &boot::BootInfo,
+    cmdline: &CommandLine<'_>,
+    engines: engines::Engines,
+) -> &'static compute::Dispatcher {
+    let wanted = cmdline.compute_cores().unwrap_or_else(|e| {
+        log::error!("{e}; using every CPU");
+        None
+    });
+    let online = arch::start_cpus(info, wanted.map_or(usize::MAX, |n| n + 1), compute::executor);
+    let io = arch::cpu_index();
+    let compute: alloc::vec::Vec<usize> = (0..online).filter(|&c| c != io).collect();
+    if compute.is_empty() {
+        log::info!("dispatcher: single-core mode, cpu {io} does I/O and runs functions");
+    } else {
+        log::info!("dispatcher: cpu {io} does I/O, {} compute core(s) {compute:?}", compute.len());
+    }
+    compute::Dispatcher::init(engines, io, &compute)
 }
 
 /// The ready line (README, "Serial protocol"): boot cost, memory, and where the node serves.

@@ -186,3 +186,22 @@ pub fn idle() -> ! {
         traps::wait_for_interrupt();
     }
 }
+
+// Placeholders until the SMP work lands: one CPU.
+/// This CPU's index (0 = boot CPU).
+pub fn cpu_index() -> usize {
+    0
+}
+
+/// Wakes CPU `index` from a halt.
+pub fn wake(_index: usize) {}
+
+/// Starts the other CPUs; returns how many are online.
+pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
+    1
+}
+
+/// CPUs online.
+pub fn cpu_count() -> usize {
+    1
+}
