@@ -3,7 +3,7 @@
 //! `http (requests) => (responses, bodies, errors)`: each request item (a small text head —
 //! `METHOD URL`, header lines — a blank line and a body) becomes either a response (its status
 //! line and headers in `responses`, its body in `bodies`) or a one-line error in `errors`, each
-//! output item named like its request item. docs/api.md, "The http function", is the contract.
+//! output item named like its request item. docs/wire-formats.md, "The http function", is the contract.
 //!
 //! The kernel (kernel/src/comm/) owns the network interface and the clock. This crate gives it:
 //! - [`Request::parse`]: a request item to a [`Request`] and the bytes to send;

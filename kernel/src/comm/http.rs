@@ -7,8 +7,8 @@ use alloc::vec::Vec;
 use model::Set;
 use pappus_fetch::{Client, FetchLimits, HostTable};
 
-use super::Ticket;
 use crate::net::Net;
+use control::Ticket;
 
 pub struct HttpComm {
     client: Client<Ticket>,
@@ -19,7 +19,8 @@ impl HttpComm {
         Self { client: Client::new(hosts, limits) }
     }
 
-    /// Queues one `http` instance: its `requests` set. `ticket` comes back with its outputs.
+    /// Queues one `http` instance (`control::Builtin::Http`, `Comm::Http`): its `requests` set.
+    /// `ticket` comes back with its outputs.
     pub fn start(&mut self, ticket: Ticket, requests: Set) {
         self.client.start(ticket, &requests);
     }
