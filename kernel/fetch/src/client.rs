@@ -2,10 +2,11 @@
 //! [`Batch`] of requests, share one bounded pool of connections.
 //!
 //! Each started instance is planned at once (items that do not parse, or name an unknown host,
-//! are finished there and then); its requests join one FIFO queue. At most
-//! [`FetchLimits::max_in_flight`] connections are open at a time across all instances; a request
-//! leaves the queue when a connection slot frees up, in the order requests were queued. Sockets
-//! are pooled, never more than `max_in_flight` of them: a finished exchange's
+//! are finished there and then); its requests wait in a queue of their own. At most
+//! [`FetchLimits::max_in_flight`] connections are open at a time across all instances; when a
+//! connection slot frees up, the instances with waiting requests take turns (round robin, each
+//! instance's requests in order), so one instance with thousands of URLs does not hold up
+//! another's single fetch. Sockets are pooled, never more than `max_in_flight` of them: a finished exchange's
 //! socket is aborted (a reset tells the server if it still cares) and, after one more pass —
 //! during which the stack's poll sends that reset — serves the next request. Local ports are
 //! taken in turn from the ephemeral range, so a new connection does not reuse the 4-tuple of
@@ -69,8 +70,10 @@ pub struct Client<T> {
     /// Started instances by a serial number of our own (tickets are the caller's business).
     instances: BTreeMap<u64, Instance<T>>,
     next_serial: u64,
-    /// Requests waiting for a connection slot, oldest first, with their instance's serial.
-    queue: VecDeque<(u64, Ready)>,
+    /// Requests waiting for a connection slot: per instance (by serial), in order.
+    waiting: BTreeMap<u64, VecDeque<Ready>>,
+    /// The serial whose turn it is next (or the first one after it).
+    turn: u64,
     flights: Vec<Flight>,
     /// Sockets free for the next connection.
     idle: Vec<SocketHandle>,
@@ -90,7 +93,8 @@ impl<T: Copy> Client<T> {
             limits,
             instances: BTreeMap::new(),
             next_serial: 0,
-            queue: VecDeque::new(),
+            waiting: BTreeMap::new(),
+            turn: 0,
             flights: Vec::new(),
             idle: Vec::new(),
             cooling: Vec::new(),
@@ -110,7 +114,7 @@ impl<T: Copy> Client<T> {
         let serial = self.next_serial;
         self.next_serial += 1;
         self.instances.insert(serial, Instance { ticket, batch });
-        self.queue.extend(ready.into_iter().map(|r| (serial, r)));
+        self.waiting.insert(serial, ready.into());
     }
 
     /// Advances sockets: connections made, bytes sent and received, timeouts, queued requests
@@ -144,7 +148,7 @@ impl<T: Copy> Client<T> {
         // A socket still sending its reset holds its slot, so there are never more sockets
         // than `max_in_flight`; a new connection waits one pass at most.
         while self.flights.len() + self.cooling.len() < self.limits.max_in_flight {
-            let Some((instance, ready)) = self.queue.pop_front() else { break };
+            let Some((instance, ready)) = self.next_waiting() else { break };
             moved = true;
             self.launch(stack, instance, ready, now_ms);
         }
@@ -163,7 +167,7 @@ impl<T: Copy> Client<T> {
         for serial in &serials {
             self.instances.remove(serial);
         }
-        self.queue.retain(|(serial, _)| !serials.contains(serial));
+        self.waiting.retain(|serial, _| !serials.contains(serial));
         let to_abort = &mut self.to_abort;
         self.flights.retain(|flight| {
             let keep = !serials.contains(&flight.instance);
@@ -183,7 +187,19 @@ impl<T: Copy> Client<T> {
 
     /// Open connections, and requests waiting for one (for tests and metrics).
     pub fn load(&self) -> (usize, usize) {
-        (self.flights.len(), self.queue.len())
+        (self.flights.len(), self.waiting.values().map(VecDeque::len).sum())
+    }
+
+    /// The next waiting request: the first of the instance whose turn it is.
+    fn next_waiting(&mut self) -> Option<(u64, Ready)> {
+        let serial = self.waiting.range(self.turn..).chain(self.waiting.iter()).map(|(&s, _)| s).next()?;
+        let queue = self.waiting.get_mut(&serial)?;
+        let ready = queue.pop_front()?;
+        if queue.is_empty() {
+            self.waiting.remove(&serial);
+        }
+        self.turn = serial + 1;
+        Some((serial, ready))
     }
 
     /// Opens a connection for `ready`, or finishes it with the reason it cannot be opened.

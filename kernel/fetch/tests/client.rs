@@ -301,7 +301,6 @@ fn cancel_drops_queued_and_in_flight_requests() {
     let mut client = Client::new(HostTable::default(), limits());
     let silent: Vec<(String, String)> = (0..12).map(|i| (format!("s{i}"), "http://10.0.0.1/silent".into())).collect();
     let silent: Vec<(&str, &str)> = silent.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
-    // Requests start in the order they were queued, across instances.
     client.start(2, &requests(&[("ok", "http://10.0.0.1/doc/z")]));
     client.start(1, &requests(&silent));
     let mut now = 0;
@@ -330,4 +329,23 @@ fn an_instance_with_nothing_to_send_completes_at_once() {
     assert!(text(&sets[2].items[0]).starts_with("bad_request: "));
     client.start(10, &requests(&[]));
     assert_eq!(client.take_completed().unwrap().0, 10);
+}
+
+#[test]
+fn instances_take_turns_for_connections() {
+    let (mut stack, mut server) = setup();
+    let mut client = Client::new(HostTable::default(), limits());
+    let silent: Vec<(String, String)> = (0..16).map(|i| (format!("s{i}"), "http://10.0.0.1/silent".into())).collect();
+    let silent: Vec<(&str, &str)> = silent.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+    client.start(1, &requests(&silent));
+    let mut now = 0;
+    assert!(run(&mut client, &mut stack, &mut server, &mut now, 1, 50).is_empty());
+    assert_eq!(client.load(), (8, 8));
+    client.start(2, &requests(&[("late", "http://10.0.0.1/doc/late")]));
+    let done = run(&mut client, &mut stack, &mut server, &mut now, 1, 5_000);
+    assert_eq!(done.keys().collect::<Vec<_>>(), [&2]);
+    // The first slot to free up (a read timeout, 800 ms) goes to instance 2, not to instance
+    // 1's ninth request; in arrival order it would wait for a second round of timeouts.
+    assert!((800..1_000).contains(&now), "instance 2 finished at {now} ms");
+    assert_eq!(text(&done[&2][1].items[0]), document("late"));
 }
