@@ -1,9 +1,9 @@
 //! The boot configuration: what a node needs that a command line should not show.
 //!
 //! It holds the tenants and their bearer tokens (`tenant <name> <token>`) and the host table of
-//! the `http` communication function (`host <name> <a.b.c.d>`), one per line with `#` comments;
-//! the format is `model::BootConfig`'s and docs/configuration.md describes it. QEMU passes the
-//! file as a PVH module (`-initrd`, which `cargo xtask run` does); the UEFI loader passes it in
+//! the `http` communication function (`host <name> <a.b.c.d>`, `dns <a.b.c.d>`), one per line
+//! with `#` comments; the format is `model::BootConfig`'s and docs/configuration.md describes
+//! it. QEMU passes the file as a PVH module (`-initrd`, which `cargo xtask run` does); the UEFI loader passes it in
 //! its boot block. Without one the node serves no tenant: every `/v1` request is answered 401,
 //! and the boot log says why.
 
@@ -23,10 +23,11 @@ pub fn read(info: &BootInfo) -> BootConfig {
     match BootConfig::parse(&text) {
         Ok(config) => {
             log::info!(
-                "{} tenant(s) from the boot configuration ({} bytes), {} host(s) for the http function",
+                "{} tenant(s) from the boot configuration ({} bytes), {} host(s) for the http function, DNS {}",
                 config.tenants.len(),
                 text.len(),
-                config.hosts.len()
+                config.hosts.len(),
+                config.hosts.dns_server().map_or_else(|| "off".into(), |s| alloc::format!("{s}"))
             );
             config
         }

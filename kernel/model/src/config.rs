@@ -4,6 +4,7 @@
 //! ```text
 //! tenant alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
 //! host   docs.internal 10.0.2.2     # names the http function may fetch from
+//! dns    10.0.2.3                   # and where it asks for other names
 //! ```
 //!
 //! `#` starts a comment, blank lines are ignored, fields are separated by spaces or tabs, lines
@@ -43,6 +44,7 @@ impl BootConfig {
             None => Ok(()),
             Some("tenant") => self.tenants.parse_tenant(fields, number),
             Some("host") => self.hosts.parse_host(fields, number).map_err(ConfigErrorKind::Host),
+            Some("dns") => self.hosts.parse_dns(fields, number).map_err(ConfigErrorKind::Host),
             Some(other) => Err(ConfigErrorKind::UnknownDirective(shorten(other, 32))),
         }
     }

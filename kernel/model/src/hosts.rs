@@ -9,6 +9,9 @@
 //!   are kept in lower case). An IPv4 literal is refused as a name: it already means itself.
 //! - The address is four decimal octets (`10.0.2.2`), without leading zeros.
 //! - Names are unique; at most [`MAX_HOSTS`] of them.
+//!
+//! `dns <a.b.c.d>` names a DNS server, asked (over UDP, by smoltcp) for the names the table does
+//! not hold. At most one: the table is the operator's word, DNS the fallback.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -36,6 +39,10 @@ pub enum HostLineError {
         first_line: usize,
     },
     TooManyHosts,
+    /// A second `dns` line; the first is on `first_line`.
+    DuplicateDns {
+        first_line: usize,
+    },
 }
 
 impl fmt::Display for HostLineError {
@@ -48,6 +55,9 @@ impl fmt::Display for HostLineError {
             Self::BadAddress => f.write_str("bad host address: expected an IPv4 address such as 10.0.2.2"),
             Self::DuplicateName { first_line } => write!(f, "host name already declared on line {first_line}"),
             Self::TooManyHosts => write!(f, "more than {MAX_HOSTS} hosts"),
+            Self::DuplicateDns { first_line } => {
+                write!(f, "a DNS server is already given on line {first_line} (at most one)")
+            }
         }
     }
 }
@@ -62,11 +72,18 @@ struct Host {
 #[derive(Default)]
 pub struct HostTable {
     hosts: Vec<Host>,
+    /// The DNS server and the line that named it.
+    dns: Option<(Ipv4Addr, usize)>,
 }
 
 impl fmt::Debug for HostTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.hosts.iter().map(|h| (&h.name, h.address))).finish()
+        let mut map = f.debug_map();
+        map.entries(self.hosts.iter().map(|h| (h.name.as_str(), h.address)));
+        if let Some((dns, _)) = self.dns {
+            map.entry(&"(dns)", &dns);
+        }
+        map.finish()
     }
 }
 
@@ -103,6 +120,34 @@ impl HostTable {
         }
         let address = address.parse::<Ipv4Addr>().map_err(|_| HostLineError::BadAddress)?;
         self.add(name, address, number)
+    }
+
+    /// Adds the DNS server of a `dns` line (`fields` follow the directive) on line `number`.
+    pub(crate) fn parse_dns<'a>(
+        &mut self,
+        mut fields: impl Iterator<Item = &'a str>,
+        number: usize,
+    ) -> Result<(), HostLineError> {
+        let address = fields.next().ok_or(HostLineError::MissingAddress)?;
+        if fields.next().is_some() {
+            return Err(HostLineError::ExtraField);
+        }
+        let address = address.parse::<Ipv4Addr>().map_err(|_| HostLineError::BadAddress)?;
+        if let Some((_, first_line)) = self.dns {
+            return Err(HostLineError::DuplicateDns { first_line });
+        }
+        self.dns = Some((address, number));
+        Ok(())
+    }
+
+    /// The DNS server for names the table does not hold, if one is configured.
+    pub fn dns_server(&self) -> Option<Ipv4Addr> {
+        self.dns.map(|(address, _)| address)
+    }
+
+    /// Sets (or, with `None`, removes) the DNS server.
+    pub fn set_dns_server(&mut self, server: Option<Ipv4Addr>) {
+        self.dns = server.map(|address| (address, 0));
     }
 
     /// The address of `name` (in any letter case), if the table has it.

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! - `tenant <name> <token>` declares a tenant (the other directive, `host`, is
-//!   [`crate::HostTable`]'s; [`crate::BootConfig`] reads both). The name follows the
+//!   [`crate::HostTable`]'s, and so is `dns`; [`crate::BootConfig`] reads them all). The name follows the
 //!   function-name rule (1..=64 of `[A-Za-z0-9_.-]`, starting with a letter or digit).
 //! - A token is [`MIN_TOKEN_LEN`]..=[`MAX_TOKEN_LEN`] characters of `[A-Za-z0-9-._~+/]` followed by
 //!   any number of `=` (RFC 6750's `b64token`, so it can be sent as is in `Authorization: Bearer`).
@@ -73,7 +73,7 @@ pub enum ConfigErrorKind {
         len: usize,
     },
     InvalidUtf8,
-    /// The line starts with neither `tenant` nor `host` (the word, shortened to 32 bytes).
+    /// The line starts with none of `tenant`, `host`, `dns` (the word, shortened to 32 bytes).
     UnknownDirective(String),
     MissingName,
     MissingToken,
@@ -91,7 +91,7 @@ pub enum ConfigErrorKind {
         first_line: usize,
     },
     TooManyTenants,
-    /// A `host` line's problem (crate::hosts, `HostTable`).
+    /// A `host` or `dns` line's problem (crate::hosts, `HostTable`).
     Host(HostLineError),
 }
 
@@ -113,7 +113,10 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::TooLarge { len } => write!(f, "{len} bytes, at most {MAX_CONFIG_BYTES} are allowed"),
             ConfigErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
             ConfigErrorKind::UnknownDirective(word) => {
-                write!(f, "unknown directive {word:?} (expected `tenant <name> <token>` or `host <name> <a.b.c.d>`)")
+                write!(
+                    f,
+                    "unknown directive {word:?} (expected `tenant <name> <token>`, `host <name> <a.b.c.d>` or `dns <a.b.c.d>`)"
+                )
             }
             ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),
             ConfigErrorKind::MissingToken => f.write_str("missing token (expected `tenant <name> <token>`)"),

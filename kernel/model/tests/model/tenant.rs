@@ -145,6 +145,7 @@ fn host_lines_make_the_host_table() {
         "tenant alice {ALICE}\nhost docs.internal 10.0.2.2   # the test server\n\thost\tMirror-1 192.168.1.20\r\n"
     );
     let config = BootConfig::parse(text.as_bytes()).unwrap();
+    assert_eq!(config.hosts.dns_server(), None);
     assert_eq!(config.tenants.len(), 1);
     assert_eq!(config.hosts.len(), 2);
     assert_eq!(config.hosts.lookup("docs.internal"), Some(Ipv4Addr::new(10, 0, 2, 2)));
@@ -170,6 +171,10 @@ fn host_lines_make_the_host_table() {
         ("host -a 10.0.2.2", 1, HostLineError::BadName("a label starts or ends with `-`")),
         ("host a_b 10.0.2.2", 1, HostLineError::BadName("only letters, digits, `-` and `.` are allowed")),
         ("\nhost a 10.0.2.2\nhost A 10.0.2.3", 3, HostLineError::DuplicateName { first_line: 2 }),
+        ("dns", 1, HostLineError::MissingAddress),
+        ("dns 10.0.2.3 x", 1, HostLineError::ExtraField),
+        ("dns dns.example", 1, HostLineError::BadAddress),
+        ("dns 10.0.2.3\ndns 10.0.2.4", 2, HostLineError::DuplicateDns { first_line: 1 }),
     ];
     for (text, line, kind) in cases {
         let e = BootConfig::parse(text.as_bytes()).unwrap_err();
@@ -181,9 +186,19 @@ fn host_lines_make_the_host_table() {
     let e = BootConfig::parse(b"hots a 10.0.2.2").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "boot configuration, line 1: unknown directive \"hots\" (expected `tenant <name> <token>` or `host <name> <a.b.c.d>`)"
+        "boot configuration, line 1: unknown directive \"hots\" (expected `tenant <name> <token>`, `host <name> <a.b.c.d>` or `dns <a.b.c.d>`)"
     );
     let text: String = (0..=model::MAX_HOSTS).map(|i| format!("host h{i} 10.0.{}.{}\n", i / 256, i % 256)).collect();
     let e = BootConfig::parse(text.as_bytes()).unwrap_err();
     assert_eq!(e, ConfigError { line: model::MAX_HOSTS + 1, kind: ConfigErrorKind::Host(HostLineError::TooManyHosts) });
+}
+
+#[test]
+fn a_dns_line_names_the_dns_server() {
+    use model::BootConfig;
+    use std::net::Ipv4Addr;
+    let config = BootConfig::parse(b"host a 10.0.2.2\ndns 10.0.2.3  # QEMU's resolver\n").unwrap();
+    assert_eq!(config.hosts.dns_server(), Some(Ipv4Addr::new(10, 0, 2, 3)));
+    assert_eq!(config.hosts.len(), 1, "dns is not a host");
+    assert_eq!(format!("{:?}", config.hosts), "{\"a\": 10.0.2.2, \"(dns)\": 10.0.2.3}");
 }
