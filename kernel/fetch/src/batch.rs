@@ -10,7 +10,7 @@ use crate::error::{ErrorClass, FetchError};
 use crate::exchange::FetchLimits;
 use crate::request::Request;
 use crate::response::Response;
-use crate::url::resolve;
+use crate::url::{Host, resolve};
 
 /// The output set of status lines and headers.
 pub const RESPONSES: &str = "responses";
@@ -25,7 +25,9 @@ pub struct Ready {
     /// Its position in the request set: what [`Batch::finish`] takes.
     pub index: usize,
     pub request: Request,
-    pub address: Ipv4Addr,
+    /// Where to connect; `None` for a host name to look up by DNS first (the table does not
+    /// hold it and a DNS server is configured).
+    pub address: Option<Ipv4Addr>,
 }
 
 struct Entry {
@@ -53,8 +55,13 @@ impl Batch {
         let mut entries = Vec::with_capacity(requests.items.len());
         let mut ready = Vec::new();
         for (index, item) in requests.items.iter().enumerate() {
-            let prepared = Request::parse(&item.data)
-                .and_then(|request| resolve(&request.url, hosts).map(|address| (request, address)));
+            let prepared = Request::parse(&item.data).and_then(|request| match resolve(&request.url, hosts) {
+                Ok(address) => Ok((request, Some(address))),
+                Err(_) if hosts.dns_server().is_some() && matches!(request.url.host, Host::Name(_)) => {
+                    Ok((request, None))
+                }
+                Err(e) => Err(e),
+            });
             let (describe, outcome) = match prepared {
                 Ok((request, address)) => {
                     let describe = request.describe();
@@ -148,7 +155,7 @@ mod tests {
         };
         let (mut batch, ready) = Batch::plan(&requests, &hosts, &FetchLimits::default());
         assert_eq!(ready.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 2, 4]);
-        assert_eq!(ready[0].address, Ipv4Addr::new(10, 0, 2, 2));
+        assert_eq!(ready[0].address, Some(Ipv4Addr::new(10, 0, 2, 2)));
         assert!(!batch.is_complete());
         let ok = |status, body: &str| {
             Ok(Response { status, head: alloc::format!("HTTP/1.1 {status} X\r\n\r\n").into_bytes(), body: body.into() })
@@ -216,5 +223,23 @@ mod tests {
             "too_large: the instance's responses are over 100 bytes in all (GET http://1.2.3.4/x)"
         );
         assert_eq!(sets[2].items[0].name, "i1");
+    }
+
+    #[test]
+    fn names_outside_the_table_wait_for_dns_when_a_server_is_configured() {
+        let mut hosts = HostTable::default();
+        hosts.insert("docs", Ipv4Addr::new(10, 0, 2, 2)).unwrap();
+        hosts.set_dns_server(Some(Ipv4Addr::new(10, 0, 2, 3)));
+        let requests = Set {
+            name: "r".into(),
+            items: alloc::vec![
+                item("t", None, "http://docs/"),
+                item("d", None, "http://example.org/"),
+                item("i", None, "http://1.2.3.4/")
+            ],
+        };
+        let (_, ready) = Batch::plan(&requests, &hosts, &FetchLimits::default());
+        let addresses: Vec<_> = ready.iter().map(|r| r.address).collect();
+        assert_eq!(addresses, [Some(Ipv4Addr::new(10, 0, 2, 2)), None, Some(Ipv4Addr::new(1, 2, 3, 4))]);
     }
 }

@@ -12,28 +12,39 @@
 //! taken in turn from the ephemeral range, so a new connection does not reuse the 4-tuple of
 //! one the server may still hold in TIME-WAIT.
 //!
-//! The network stack is behind [`TcpStack`]: the kernel's `Net` on the I/O core, a loopback
+//! A host name the table does not hold is asked of the configured DNS server (one smoltcp DNS
+//! socket, one query per name however many requests wait for it, answers kept for a minute)
+//! before its requests take a connection slot; the connect timeout bounds the wait.
+//!
+//! The network stack is behind [`NetStack`]: the kernel's `Net` on the I/O core, a loopback
 //! interface in the tests. Time is the caller's, in ms.
 
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use model::{HostTable, Set};
 use smoltcp::iface::SocketHandle;
-use smoltcp::socket::tcp;
+use smoltcp::socket::{dns, tcp};
+use smoltcp::wire::IpAddress;
 
 use crate::batch::{Batch, Ready};
-use crate::error::FetchError;
+use crate::error::{ErrorClass, FetchError};
 use crate::exchange::{Exchange, FetchLimits, Phase};
 use crate::response::Response;
+use crate::url::Host;
+
+/// How long a DNS answer is used before the name is asked again.
+const DNS_CACHE_MS: u64 = 60_000;
 
 /// The ephemeral port range (RFC 6335), where client connections take their local ports.
 pub const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// What the client needs of a network stack. Polling the interface (frames in and out) is the
 /// owner's business, between calls to [`Client::poll`].
-pub trait TcpStack {
+pub trait NetStack {
     /// A new TCP socket, closed.
     fn add_tcp_socket(&mut self) -> SocketHandle;
     /// The TCP socket `handle` (one this client added).
@@ -45,6 +56,19 @@ pub trait TcpStack {
         remote: (Ipv4Addr, u16),
         local_port: u16,
     ) -> Result<(), tcp::ConnectError>;
+    /// A new DNS socket asking `server`.
+    fn add_dns_socket(&mut self, server: Ipv4Addr) -> SocketHandle;
+    /// The DNS socket `handle` (one this client added).
+    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static>;
+    /// Starts asking for the IPv4 address of `name` on the DNS socket `handle`.
+    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError>;
+}
+
+/// A DNS query under way, and the requests waiting for its answer.
+struct Lookup {
+    query: dns::QueryHandle,
+    deadline_ms: u64,
+    waiting: Vec<(u64, Ready)>,
 }
 
 /// One started instance, until all its requests have ended.
@@ -74,6 +98,14 @@ pub struct Client<T> {
     waiting: BTreeMap<u64, VecDeque<Ready>>,
     /// The serial whose turn it is next (or the first one after it).
     turn: u64,
+    /// Requests whose host DNS has just resolved: first in line for a slot.
+    resolved: VecDeque<(u64, Ready)>,
+    /// DNS queries under way, by name.
+    lookups: BTreeMap<String, Lookup>,
+    /// DNS answers, by name, with when they expire.
+    dns_cache: BTreeMap<String, (Ipv4Addr, u64)>,
+    /// The DNS socket, made at the first lookup.
+    dns: Option<SocketHandle>,
     flights: Vec<Flight>,
     /// Sockets free for the next connection.
     idle: Vec<SocketHandle>,
@@ -95,6 +127,10 @@ impl<T: Copy> Client<T> {
             next_serial: 0,
             waiting: BTreeMap::new(),
             turn: 0,
+            resolved: VecDeque::new(),
+            lookups: BTreeMap::new(),
+            dns_cache: BTreeMap::new(),
+            dns: None,
             flights: Vec::new(),
             idle: Vec::new(),
             cooling: Vec::new(),
@@ -119,7 +155,7 @@ impl<T: Copy> Client<T> {
 
     /// Advances sockets: connections made, bytes sent and received, timeouts, queued requests
     /// started. Returns whether anything moved.
-    pub fn poll(&mut self, stack: &mut impl TcpStack, now_ms: u64) -> bool {
+    pub fn poll(&mut self, stack: &mut impl NetStack, now_ms: u64) -> bool {
         let mut moved = !self.cooling.is_empty() || !self.to_abort.is_empty();
         // The resets of last pass's aborts went out with the stack's poll since.
         self.idle.append(&mut self.cooling);
@@ -145,12 +181,14 @@ impl<T: Copy> Client<T> {
             }
         }
 
+        moved |= self.poll_lookups(stack, now_ms);
+
         // A socket still sending its reset holds its slot, so there are never more sockets
         // than `max_in_flight`; a new connection waits one pass at most.
         while self.flights.len() + self.cooling.len() < self.limits.max_in_flight {
-            let Some((instance, ready)) = self.next_waiting() else { break };
+            let Some((instance, ready, address)) = self.next_request(stack, now_ms) else { break };
             moved = true;
-            self.launch(stack, instance, ready, now_ms);
+            self.launch(stack, instance, ready, address, now_ms);
         }
         moved
     }
@@ -168,6 +206,11 @@ impl<T: Copy> Client<T> {
             self.instances.remove(serial);
         }
         self.waiting.retain(|serial, _| !serials.contains(serial));
+        self.resolved.retain(|(serial, _)| !serials.contains(serial));
+        for lookup in self.lookups.values_mut() {
+            // The query goes on: its answer is cached for whoever asks next.
+            lookup.waiting.retain(|(serial, _)| !serials.contains(serial));
+        }
         let to_abort = &mut self.to_abort;
         self.flights.retain(|flight| {
             let keep = !serials.contains(&flight.instance);
@@ -182,12 +225,15 @@ impl<T: Copy> Client<T> {
     /// When `poll` next needs to run for a timeout, if anything is in flight (the caller's ms).
     /// Queued requests need no wake-up of their own: they start when a flight ends.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
-        self.flights.iter().filter_map(|f| f.exchange.deadline()).min()
+        let lookups = self.lookups.values().map(|l| l.deadline_ms);
+        self.flights.iter().filter_map(|f| f.exchange.deadline()).chain(lookups).min()
     }
 
     /// Open connections, and requests waiting for one (for tests and metrics).
     pub fn load(&self) -> (usize, usize) {
-        (self.flights.len(), self.waiting.values().map(VecDeque::len).sum())
+        let waiting: usize = self.waiting.values().map(VecDeque::len).sum();
+        let looking_up: usize = self.lookups.values().map(|l| l.waiting.len()).sum();
+        (self.flights.len(), waiting + looking_up + self.resolved.len())
     }
 
     /// The next waiting request: the first of the instance whose turn it is.
@@ -202,9 +248,110 @@ impl<T: Copy> Client<T> {
         Some((serial, ready))
     }
 
+    /// The next request that can connect now, with its address: one whose name was just
+    /// resolved, else the next in turn. Requests for names to look up are parked on the way.
+    fn next_request(&mut self, stack: &mut impl NetStack, now_ms: u64) -> Option<(u64, Ready, Ipv4Addr)> {
+        loop {
+            let (instance, ready) = self.resolved.pop_front().or_else(|| self.next_waiting())?;
+            if let Some(address) = ready.address {
+                return Some((instance, ready, address));
+            }
+            let (Host::Name(name), Some(server)) = (&ready.request.url.host, self.hosts.dns_server()) else {
+                // `Batch::plan` gives literals and table names their address, and leaves the
+                // others without one only when there is a DNS server.
+                let error =
+                    FetchError::new(ErrorClass::UnknownHost, format!("no address ({})", ready.request.describe()));
+                self.finish(instance, ready.index, Err(error));
+                continue;
+            };
+            let name = name.clone();
+            match self.dns_cache.get(&name) {
+                Some(&(address, expires)) if now_ms < expires => return Some((instance, ready, address)),
+                Some(_) => {
+                    self.dns_cache.remove(&name);
+                }
+                None => {}
+            }
+            if let Some(lookup) = self.lookups.get_mut(&name) {
+                lookup.waiting.push((instance, ready));
+                continue;
+            }
+            let socket = *self.dns.get_or_insert_with(|| stack.add_dns_socket(server));
+            match stack.start_dns_query(socket, &name) {
+                Ok(query) => {
+                    let deadline_ms = now_ms.saturating_add(self.limits.connect_timeout_ms);
+                    self.lookups.insert(name, Lookup { query, deadline_ms, waiting: alloc::vec![(instance, ready)] });
+                }
+                Err(e) => {
+                    let error = FetchError::new(
+                        ErrorClass::UnknownHost,
+                        format!("{name} cannot be asked of DNS: {e} ({})", ready.request.describe()),
+                    );
+                    self.finish(instance, ready.index, Err(error));
+                }
+            }
+        }
+    }
+
+    /// Collects DNS answers (and gives up on queries past their deadline). True if any ended.
+    fn poll_lookups(&mut self, stack: &mut impl NetStack, now_ms: u64) -> bool {
+        let Some(socket) = self.dns else { return false };
+        let server = self.hosts.dns_server().map_or_else(String::new, |s| format!("{s}"));
+        let mut ended = Vec::new();
+        for (name, lookup) in &self.lookups {
+            let outcome = match stack.dns_socket(socket).get_query_result(lookup.query) {
+                Err(dns::GetQueryResultError::Pending) if now_ms < lookup.deadline_ms => continue,
+                Err(dns::GetQueryResultError::Pending) => {
+                    stack.dns_socket(socket).cancel_query(lookup.query);
+                    Err((
+                        ErrorClass::Timeout,
+                        format!(
+                            "DNS server {server} did not answer for {name} within {} ms",
+                            self.limits.connect_timeout_ms
+                        ),
+                    ))
+                }
+                Err(dns::GetQueryResultError::Failed) => {
+                    Err((ErrorClass::UnknownHost, format!("DNS server {server} has no address for {name}")))
+                }
+                Ok(addresses) => addresses
+                    .iter()
+                    .find_map(|a| match a {
+                        IpAddress::Ipv4(v4) => Some(*v4),
+                        #[allow(unreachable_patterns)] // IPv6 when smoltcp is built with it.
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        (ErrorClass::UnknownHost, format!("DNS server {server} has no IPv4 address for {name}"))
+                    }),
+            };
+            ended.push((name.clone(), outcome));
+        }
+        let any = !ended.is_empty();
+        for (name, outcome) in ended {
+            let Some(lookup) = self.lookups.remove(&name) else { continue };
+            match outcome {
+                Ok(address) => {
+                    self.dns_cache.insert(name, (address, now_ms.saturating_add(DNS_CACHE_MS)));
+                    for (instance, mut ready) in lookup.waiting {
+                        ready.address = Some(address);
+                        self.resolved.push_back((instance, ready));
+                    }
+                }
+                Err((class, what)) => {
+                    for (instance, ready) in lookup.waiting {
+                        let error = FetchError::new(class, format!("{what} ({})", ready.request.describe()));
+                        self.finish(instance, ready.index, Err(error));
+                    }
+                }
+            }
+        }
+        any
+    }
+
     /// Opens a connection for `ready`, or finishes it with the reason it cannot be opened.
-    fn launch(&mut self, stack: &mut impl TcpStack, instance: u64, ready: Ready, now_ms: u64) {
-        let mut exchange = Exchange::new(&ready.request, ready.address, &self.limits, now_ms);
+    fn launch(&mut self, stack: &mut impl NetStack, instance: u64, ready: Ready, address: Ipv4Addr, now_ms: u64) {
+        let mut exchange = Exchange::new(&ready.request, address, &self.limits, now_ms);
         let socket = self.idle.pop().unwrap_or_else(|| stack.add_tcp_socket());
         let local_port = self.take_port();
         match stack.connect(socket, exchange.remote(), local_port) {

@@ -8,13 +8,14 @@
 //! The kernel (kernel/src/comm/) owns the network interface and the clock. This crate gives it:
 //! - [`Request::parse`]: a request item to a [`Request`] and the bytes to send;
 //! - [`Url::parse`] and [`resolve`]: `http://host[:port]/path` to an IPv4 address, through IP
-//!   literals and the boot configuration's [`HostTable`];
+//!   literals and the boot configuration's [`HostTable`] (the [`Client`] asks DNS for other
+//!   names when the table names a server);
 //! - [`ResponseParser`]: an incremental response parser fed arbitrary chunks, with size limits;
 //! - [`Exchange`]: one request's state machine (connect, send, receive, with timeouts), told what
 //!   the socket did and what time it is;
 //! - [`Batch`]: one `http` instance, from its request set to its three output sets;
 //! - [`Client`]: the driver that runs many batches over a bounded pool of smoltcp TCP sockets,
-//!   behind the [`TcpStack`] trait that the kernel's `Net` implements (and the tests a loopback
+//!   behind the [`NetStack`] trait that the kernel's `Net` implements (and the tests a loopback
 //!   interface).
 //!
 //! Nothing here panics on any input; everything is tested on the host.
@@ -32,7 +33,7 @@ mod response;
 mod url;
 
 pub use batch::{BODIES, Batch, ERRORS, RESPONSES, Ready};
-pub use client::{Client, EPHEMERAL_PORTS, TcpStack};
+pub use client::{Client, EPHEMERAL_PORTS, NetStack};
 pub use error::{ErrorClass, FetchError};
 pub use exchange::{Exchange, FetchLimits, Phase};
 pub use model::HostTable;

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use model::{Bytes, HostTable, Item, Set};
-use pappus_fetch::{Client, FetchLimits, TcpStack};
+use pappus_fetch::{Client, FetchLimits, NetStack};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Loopback, Medium};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{dns, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 
@@ -29,7 +29,7 @@ struct Stack {
     added: usize,
 }
 
-impl TcpStack for Stack {
+impl NetStack for Stack {
     fn add_tcp_socket(&mut self) -> SocketHandle {
         self.added += 1;
         let buffer = || tcp::SocketBuffer::new(vec![0; 4096]);
@@ -48,6 +48,65 @@ impl TcpStack for Stack {
     ) -> Result<(), tcp::ConnectError> {
         let socket = self.sockets.get_mut::<tcp::Socket>(handle);
         socket.connect(self.iface.context(), remote, local_port)
+    }
+
+    fn add_dns_socket(&mut self, server: Ipv4Addr) -> SocketHandle {
+        self.sockets.add(dns::Socket::new(&[server.into()], vec![]))
+    }
+
+    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static> {
+        self.sockets.get_mut::<dns::Socket>(handle)
+    }
+
+    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError> {
+        let socket = self.sockets.get_mut::<dns::Socket>(handle);
+        socket.start_query(self.iface.context(), name, smoltcp::wire::DnsQueryType::A)
+    }
+}
+
+/// A DNS server on UDP port 53 of the same interface: `*.example` names are 10.0.0.1, except
+/// `nxdomain.example`, which does not exist, and `mute.example`, which gets no answer.
+struct DnsServer {
+    socket: SocketHandle,
+    queries: Vec<String>,
+}
+
+impl DnsServer {
+    fn new(stack: &mut Stack) -> Self {
+        let buffer = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 2048]);
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        socket.bind(53).unwrap();
+        Self { socket: stack.sockets.add(socket), queries: Vec::new() }
+    }
+
+    fn serve(&mut self, stack: &mut Stack) {
+        let socket = stack.sockets.get_mut::<udp::Socket>(self.socket);
+        while let Ok((query, meta)) = socket.recv() {
+            let query = query.to_vec();
+            // The question's name: length-prefixed labels from byte 12.
+            let mut labels = Vec::new();
+            let mut at = 12;
+            while query[at] != 0 {
+                let len = query[at] as usize;
+                labels.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).to_string());
+                at += 1 + len;
+            }
+            let name = labels.join(".");
+            self.queries.push(name.clone());
+            if name == "mute.example" {
+                continue;
+            }
+            let found = name != "nxdomain.example";
+            let mut answer = query[..2].to_vec(); // the transaction id
+            answer.extend([0x81, if found { 0x80 } else { 0x83 }]); // response; NXDOMAIN
+            answer.extend([0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+            answer.extend(&query[12..]); // the question
+            if found {
+                answer.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]); // name, A, IN, TTL, length
+                answer.extend(ADDRESS.octets());
+            }
+            socket.send_slice(&answer, meta.endpoint).unwrap();
+        }
     }
 }
 
@@ -348,4 +407,63 @@ fn instances_take_turns_for_connections() {
     // 1's ninth request; in arrival order it would wait for a second round of timeouts.
     assert!((800..1_000).contains(&now), "instance 2 finished at {now} ms");
     assert_eq!(text(&done[&2][1].items[0]), document("late"));
+}
+
+#[test]
+fn names_outside_the_table_are_asked_of_dns() {
+    let (mut stack, mut server) = setup();
+    let mut dns_server = DnsServer::new(&mut stack);
+    let mut hosts = HostTable::default();
+    hosts.insert("docs", ADDRESS).unwrap();
+    hosts.set_dns_server(Some(ADDRESS));
+    let mut client = Client::new(hosts, limits());
+    client.start(
+        1,
+        &requests(&[
+            ("table", "http://docs/doc/t"),
+            ("dns1", "http://www.example/doc/1"),
+            ("dns2", "http://WWW.example/doc/2"),
+            ("nx", "http://nxdomain.example/x"),
+            ("mute", "http://mute.example/x"),
+        ]),
+    );
+    let mut now = 0;
+    let mut done = BTreeMap::new();
+    while done.is_empty() && now < 5_000 {
+        now += 1;
+        stack.iface.poll(Instant::from_millis(now as i64), &mut stack.device, &mut stack.sockets);
+        server.serve(&mut stack);
+        dns_server.serve(&mut stack);
+        client.poll(&mut stack, now);
+        if let Some((ticket, sets)) = client.take_completed() {
+            done.insert(ticket, sets);
+        }
+    }
+    let sets = &done[&1];
+    let bodies: BTreeMap<_, _> = sets[1].items.iter().map(|i| (i.name.as_str(), text(i))).collect();
+    let errors: BTreeMap<_, _> = sets[2].items.iter().map(|i| (i.name.as_str(), text(i))).collect();
+    assert_eq!(bodies["table"], document("t"));
+    assert_eq!(bodies["dns1"], document("1"));
+    assert_eq!(bodies["dns2"], document("2"));
+    assert_eq!(
+        errors["nx"],
+        "unknown_host: DNS server 10.0.0.1 has no address for nxdomain.example (GET http://nxdomain.example/x)"
+    );
+    assert_eq!(
+        errors["mute"],
+        "timeout: DNS server 10.0.0.1 did not answer for mute.example within 500 ms (GET http://mute.example/x)"
+    );
+    // One query per name (the table's name is never asked), however many requests share it.
+    let mut asked = dns_server.queries.clone();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked, ["mute.example", "nxdomain.example", "www.example"]);
+    assert_eq!(dns_server.queries.iter().filter(|q| *q == "www.example").count(), 1);
+    assert!((500..700).contains(&now), "the mute name's timeout ends it: {now} ms");
+
+    // The answer is cached: a second instance asks nothing.
+    client.start(2, &requests(&[("again", "http://www.example/doc/3")]));
+    let done = run(&mut client, &mut stack, &mut server, &mut now, 1, 1_000);
+    assert_eq!(text(&done[&2][1].items[0]), document("3"));
+    assert_eq!(dns_server.queries.iter().filter(|q| *q == "www.example").count(), 1);
 }
