@@ -19,6 +19,7 @@ mod config;
 mod console;
 mod engines;
 mod frontdoor;
+mod host;
 mod mm;
 mod net;
 mod panic;
@@ -70,13 +71,11 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     if let Some(mut net) = net::init(&info, &cmdline) {
         let config = config::read(&info);
         // The `http` communication function's client, with the configuration's host table.
-        // TODO(integration): the I/O loop (serve.rs) polls it and the FunctionHost hands it
-        // the `http` instances; until then it is built here so the host table reaches it.
-        let _http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
+        let http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, engines);
         let control = control::ControlPlane::new(config.tenants, control::ControlLimits::default());
-        let door = frontdoor::FrontDoor::new(&mut net, control, compute::Host::new(dispatcher));
+        let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
         serve::forever(net, door, dispatcher);

@@ -5,7 +5,4 @@
 //! - [`http::HttpComm`]: the `http` function, an HTTP/1.1 client (requests in, responses,
 //!   bodies and errors out; docs/wire-formats.md, "The http function").
 
-// The integration (serve.rs polls `HttpComm`, the FunctionHost starts and cancels `http`
-// instances) is another change; until it lands only `HttpComm::new` has a caller.
-#[allow(dead_code)]
 pub mod http;

@@ -22,7 +22,7 @@ use pappus_http::{Connection, Event, Limits, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use crate::compute::Host;
+use crate::host::Host;
 use crate::net::Net;
 use crate::time;
 use metrics::{Gauges, Metrics};
@@ -74,16 +74,21 @@ impl FrontDoor {
         Self { handles, slots, metrics: Metrics::default(), active: 0, control, host }
     }
 
-    /// When the control plane next needs a pass (a `sleep` ending), in ms since boot.
+    /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
+    /// timeout) next needs a pass, in ms since boot.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
-        self.control.next_poll_ms()
+        match (self.control.next_poll_ms(), self.host.next_wakeup_ms()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Moves every connection forward as far as it can go without waiting. True if anything
     /// moved (bytes in or out, a connection opened or closed).
     pub fn service(&mut self, net: &mut Net) -> bool {
         let now = millis();
-        let mut progress = self.control.poll(now, &mut self.host);
+        let mut progress = self.host.poll_comm(net, now);
+        progress |= self.control.poll(now, &mut self.host);
         // The gauges `/metrics` shows, sampled once per pass rather than per request.
         let mut gauges = Gauges {
             active_connections: self.active,

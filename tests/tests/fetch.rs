@@ -1,0 +1,155 @@
+//! The `http` communication function end to end: a composition fetches documents from a real
+//! HTTP server on the host (`python3 -m http.server`, reached from the guest as 10.0.2.2 through
+//! QEMU's user networking), counts their words on the compute side and merges the counts,
+//! checked against a host count; a URL that never answers and one that refuses come back as
+//! per-item errors of their class.
+
+use std::net::TcpStream;
+use std::thread;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use pappus_tests::functions;
+use pappus_tests::node::{Tenant, boot};
+use serde_json::{Value, json};
+
+const TENANT: Tenant = Tenant { name: "fetch", token: "fetch-token-0123456789abcdef" };
+
+/// A host HTTP server (`python3 -m http.server`) on 127.0.0.1, which the guest reaches as
+/// 10.0.2.2 through QEMU's user networking; killed on drop.
+struct HostServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HostServer {
+    fn serve(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = std::process::Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Self { child, port };
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("python3 -m http.server never listened on {port}");
+    }
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Word counts as `wordcount` defines them: maximal alphanumeric runs, lowercased.
+fn host_counts(texts: &[String]) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for text in texts {
+        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+const FETCH_COUNT: &str = "\
+function http (requests) => (responses, bodies, errors);
+function wordcount (texts) => (counts);
+function wordcount_merge (partials) => (counts);
+composition fetch_count (urls) => (counts, errors) {
+    http (requests = all urls) => (bodies = bodies, errors = errors);
+    wordcount (texts = each bodies) => (partials = counts);
+    wordcount_merge (partials = all partials) => (counts = counts);
+}
+";
+
+#[test]
+fn a_composition_fetches_32_documents_and_counts_their_words() {
+    let Some(node) = boot("a_composition_fetches_32_documents_and_counts_their_words", &[TENANT]) else { return };
+    let auth = format!("Bearer {}", TENANT.token);
+    let a = [("Authorization", auth.as_str())];
+    for (name, query) in
+        [("wordcount", "inputs=texts&outputs=counts"), ("wordcount_merge", "inputs=partials&outputs=counts")]
+    {
+        let path = format!("/v1/functions/{name}?engine=wasm&{query}");
+        let r = node.request("PUT", &path, &a, &functions::wasm(name));
+        assert_eq!(r.status, 201, "{name}: {}", r.text());
+    }
+    let r = node.request("PUT", "/v1/compositions/fetch_count", &a, FETCH_COUNT.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // 32 documents of distinct words, served from a temporary folder.
+    let dir = pappus_tests::target_dir().join("tmp").join("fetch-docs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let texts: Vec<String> =
+        (0..32).map(|d| (0..200 + d * 10).map(|w| format!("Word{} doc{d} ", (w * 13 + d) % 97)).collect()).collect();
+    for (d, text) in texts.iter().enumerate() {
+        std::fs::write(dir.join(format!("doc{d}.txt")), text).unwrap();
+    }
+    let server = HostServer::serve(&dir);
+    let urls: Vec<Value> = (0..32)
+        .map(|d| json!({"name": format!("doc{d}"), "data": B64.encode(format!("http://10.0.2.2:{}/doc{d}.txt", server.port))}))
+        .collect();
+    let invoke = |urls: &[Value]| {
+        let body = serde_json::to_vec(&json!({"sets": {"urls": urls}})).unwrap();
+        let r = node.request(
+            "POST",
+            "/v1/invoke/fetch_count",
+            &[("Authorization", auth.as_str()), ("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        let decode = |set: &str| -> Vec<(String, String)> {
+            v["sets"][set]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let data = B64.decode(i["data"].as_str().unwrap()).unwrap();
+                    (i["name"].as_str().unwrap().to_string(), String::from_utf8(data).unwrap())
+                })
+                .collect()
+        };
+        (decode("counts"), decode("errors"))
+    };
+    let expected: Vec<(String, String)> = host_counts(&texts).into_iter().map(|(w, n)| (w, n.to_string())).collect();
+    let (counts, errors) = invoke(&urls);
+    assert_eq!(errors, vec![], "no request failed");
+    assert_eq!(counts, expected, "merged counts differ from the host's");
+
+    // The same with one URL that never answers (a listener that accepts and stays silent) and
+    // one that refuses (a port nothing listens on): those two are per-item errors, the rest count.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let hold = thread::spawn(move || {
+        // Accept, then say nothing until well after the guest's read timeout.
+        let held: Vec<TcpStream> = silent.incoming().take(1).filter_map(Result::ok).collect();
+        thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut urls = urls;
+    urls.push(json!({"name": "silent", "data": B64.encode(format!("http://10.0.2.2:{silent_port}/x"))}));
+    urls.push(json!({"name": "closed", "data": B64.encode(format!("http://10.0.2.2:{refused_port}/x"))}));
+    let (counts, errors) = invoke(&urls);
+    assert_eq!(counts, expected, "the 32 good documents still count");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(errors[0].0, "silent");
+    assert!(errors[0].1.starts_with("timeout:"), "{errors:?}");
+    assert_eq!(errors[1].0, "closed");
+    assert!(errors[1].1.starts_with("refused:"), "{errors:?}");
+    drop(server);
+    drop(hold); // detached: it lets go of the silent connection by itself
+}
