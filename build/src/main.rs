@@ -187,19 +187,11 @@ fn test(args: &Args) -> Result {
             for arch in &arches {
                 command.args(["--test", arch.as_str()]);
                 if *arch == Arch::X86_64 {
-                    // The front door over a real NIC (q35 with virtio-net), and the /v1 control
-                    // plane behind it.
-                    command.args([
-                        "--test",
-                        "network",
-                        "--test",
-                        "control",
-                        "--test",
-                        "functions",
-                        "--test",
-                        "dispatch",
-                    ]);
-                    command.args(["--test", "uefi"]);
+                    // The front door over a real NIC (q35 with virtio-net), the /v1 control
+                    // plane behind it, the dispatcher and the http function, bare-metal boot.
+                    for suite in ["network", "control", "functions", "dispatch", "fetch", "uefi"] {
+                        command.args(["--test", suite]);
+                    }
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
