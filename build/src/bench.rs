@@ -10,8 +10,10 @@
 //! the loader's entry to ready, and the loader's share.
 //!
 //! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
+//! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
 
 mod io;
+mod smp;
 mod uefi;
 
 use std::fmt::Write as _;
@@ -28,7 +30,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot", "net", "model", "wasm"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "smp"];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -92,6 +94,7 @@ pub fn main(args: &Args) -> Result {
     match suite {
         "net" => io::net(&kernel),
         "model" => io::model(&kernel),
+        "smp" => smp::smp(&kernel),
         _ => io::wasm(&kernel),
     }
 }

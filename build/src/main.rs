@@ -189,7 +189,17 @@ fn test(args: &Args) -> Result {
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), and the /v1 control
                     // plane behind it.
-                    command.args(["--test", "network", "--test", "control", "--test", "functions", "--test", "uefi"]);
+                    command.args([
+                        "--test",
+                        "network",
+                        "--test",
+                        "control",
+                        "--test",
+                        "functions",
+                        "--test",
+                        "dispatch",
+                    ]);
+                    command.args(["--test", "uefi"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,

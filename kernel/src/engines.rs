@@ -1,19 +1,22 @@
-//! The kernel's compute engines behind the control plane's [`FunctionHost`]: today the wasm
-//! engine (wasmi); the native MPK and paging engines join this table when they land.
+//! The kernel's compute engines: today the wasm engine (wasmi); the native MPK and paging
+//! engines join this table when they land.
 //!
-//! Prepared images are cached by image digest, so a module registered once (by any tenant) is
-//! validated and compiled once; every run still gets a fresh instance, so tenants that upload
-//! the same bytes share code, never state.
+//! One `Engines` serves every core: prepared images are cached by image digest behind a lock, so
+//! a module registered once (by any tenant) is validated and compiled once; every run still gets
+//! a fresh instance, so tenants that upload the same bytes share code, never state, and cores
+//! running the same function share nothing but the prepared image.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use control::{FunctionHost, HostError, StoredFunction};
+use control::{HostError, StoredFunction};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
-use model::{Bytes, EngineKind, FunctionSpec, ImageDigest, Set, TenantId};
+use model::{EngineKind, FunctionSpec, ImageDigest, Set, TenantId};
+use spin::Mutex;
 use wasm_engine::{WasmConfig, WasmEngine};
 
 use crate::time;
@@ -24,7 +27,7 @@ use crate::time;
 static RUNS: AtomicU64 = AtomicU64::new(0);
 static RUN_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// (runs, ticks in runs) so far.
+/// (runs, ticks in runs) so far, over all cores.
 pub fn run_stats() -> (u64, u64) {
     (RUNS.load(Ordering::Relaxed), RUN_TICKS.load(Ordering::Relaxed))
 }
@@ -34,12 +37,12 @@ const MAX_CACHED_IMAGES: usize = 256;
 
 pub struct Engines {
     wasm: WasmEngine,
-    prepared: BTreeMap<ImageDigest, PreparedImage>,
+    prepared: Mutex<BTreeMap<ImageDigest, PreparedImage>>,
 }
 
 impl Engines {
     pub fn new() -> Result<Self, EngineError> {
-        Ok(Self { wasm: WasmEngine::new(WasmConfig::default())?, prepared: BTreeMap::new() })
+        Ok(Self { wasm: WasmEngine::new(WasmConfig::default())?, prepared: Mutex::new(BTreeMap::new()) })
     }
 
     fn engine(&self, kind: EngineKind) -> Result<&dyn DynEngine, HostError> {
@@ -53,54 +56,43 @@ impl Engines {
         }
     }
 
-    fn prepared(
-        &mut self,
-        spec: &FunctionSpec,
-        digest: &ImageDigest,
-        image: &[u8],
-    ) -> Result<PreparedImage, HostError> {
-        if let Some(p) = self.prepared.get(digest) {
+    /// The prepared form of `image`, from the cache or made now (validated and compiled).
+    pub fn prepare(&self, spec: &FunctionSpec, digest: &ImageDigest, image: &[u8]) -> Result<PreparedImage, HostError> {
+        if let Some(p) = self.prepared.lock().get(digest) {
             return Ok(p.clone());
         }
+        // Prepared outside the lock: compiling a large module must not stall other cores' lookups.
         let prepared = self.engine(spec.engine())?.prepare_image(image).map_err(host_error)?;
-        if self.prepared.len() >= MAX_CACHED_IMAGES {
-            self.prepared.pop_first();
+        let mut cache = self.prepared.lock();
+        if cache.len() >= MAX_CACHED_IMAGES {
+            cache.pop_first();
         }
-        self.prepared.insert(*digest, prepared.clone());
+        cache.insert(*digest, prepared.clone());
         Ok(prepared)
     }
-}
 
-fn host_error(e: EngineError) -> HostError {
-    HostError::new(e.http_status(), e.code(), format!("{e}"))
-}
-
-/// The wall-clock backstop of a run's time budget, on the kernel's tick counter.
-struct TickDeadline(u64);
-
-impl Deadline for TickDeadline {
-    fn expired(&self) -> bool {
-        time::ticks() >= self.0
-    }
-}
-
-impl FunctionHost for Engines {
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes) -> Result<(), HostError> {
-        let digest = ImageDigest::of(image);
-        self.prepared(spec, &digest, image).map(|_| ())
-    }
-
-    fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, HostError> {
+    /// Runs one instance to its end on this core, within its time budget; `cancel` ends it
+    /// early (its invocation is gone) like a spent budget. `between_slices` runs each time the
+    /// engine checks its deadline (every fuel slice): single-core mode serves the network there.
+    pub fn run(
+        &self,
+        tenant: TenantId,
+        function: &StoredFunction,
+        prepared: &PreparedImage,
+        inputs: Vec<Set>,
+        cancel: &AtomicBool,
+        between_slices: Option<&mut dyn FnMut()>,
+    ) -> Result<Vec<Set>, HostError> {
         let spec = function.spec();
-        let prepared = self.prepared(spec, function.digest(), function.image())?;
         let outputs: Vec<String> = spec.outputs().to_vec();
         let limits = Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()));
         let budget_ticks = u128::from(spec.timeout_ms()) * u128::from(time::ticks_per_second()) / 1000;
-        let deadline = TickDeadline(time::ticks().saturating_add(budget_ticks as u64));
+        let end = time::ticks().saturating_add(budget_ticks as u64);
+        let deadline = RunDeadline { end, cancel, between_slices: between_slices.map(RefCell::new) };
         let invocation = Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
         let engine = self.engine(spec.engine())?;
         let start = time::ticks();
-        let result = engine.run_image(&prepared, invocation);
+        let result = engine.run_image(prepared, invocation);
         RUN_TICKS.fetch_add(time::ticks() - start, Ordering::Relaxed);
         RUNS.fetch_add(1, Ordering::Relaxed);
         let completion = result.map_err(host_error)?;
@@ -111,5 +103,29 @@ impl FunctionHost for Engines {
             completion.instructions
         );
         Ok(completion.outputs)
+    }
+}
+
+fn host_error(e: EngineError) -> HostError {
+    HostError::new(e.http_status(), e.code(), format!("{e}"))
+}
+
+/// The wall-clock backstop of a run's time budget, on the kernel's tick counter; the
+/// dispatcher's cancellation flag; and what to do between fuel slices.
+struct RunDeadline<'a, 'h> {
+    end: u64,
+    cancel: &'a AtomicBool,
+    between_slices: Option<RefCell<&'h mut (dyn FnMut() + 'h)>>,
+}
+
+impl Deadline for RunDeadline<'_, '_> {
+    fn expired(&self) -> bool {
+        // The engine checks between fuel slices, never re-entrantly: the borrow cannot fail.
+        if let Some(hook) = &self.between_slices
+            && let Ok(mut hook) = hook.try_borrow_mut()
+        {
+            hook();
+        }
+        self.cancel.load(Ordering::Relaxed) || time::ticks() >= self.end
     }
 }

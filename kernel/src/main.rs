@@ -2,8 +2,9 @@
 //!
 //! Boot order: the architecture's entry code builds a [`boot::BootInfo`] and calls
 //! [`kernel_main`], which brings up the console, the frame allocator, the architecture's own
-//! state (page tables, traps, timers), the heap, the other CPUs (parked, see `smp.rs`), and then
-//! either runs the self-tests (`test` on the command line) or reports ready and idles.
+//! state (page tables, traps, timers), the heap, and then either runs the self-tests (`test` on
+//! the command line; the other CPUs parked for them, see `smp.rs`) or starts the other CPUs as
+//! compute cores, reports ready and serves.
 
 #![no_std]
 #![no_main]
@@ -13,6 +14,7 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod boot_cell;
+mod compute;
 mod config;
 mod console;
 mod engines;
@@ -61,10 +63,9 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         Bytes(heap.used as u64)
     );
 
-    // The other CPUs, parked until the dispatcher gives them work.
-    smp::start(&info);
-
     if cmdline.test_mode() {
+        // The other CPUs, parked: the self-tests give them work.
+        smp::start(&info);
         let passed = selftest::run_all(cmdline.selftest_filter());
         arch::exit(passed);
     }
@@ -72,15 +73,40 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     if let Some(mut net) = net::init(&info, &cmdline) {
         let tokens = config::tenants(&info);
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
+        let dispatcher = start_compute(&info, &cmdline, engines);
         let control = control::ControlPlane::new(tokens, control::ControlLimits::default());
-        let door = frontdoor::FrontDoor::new(&mut net, control, engines);
+        let door = frontdoor::FrontDoor::new(&mut net, control, compute::Host::new(dispatcher));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        serve::forever(net, door);
+        serve::forever(net, door, dispatcher);
     }
 
+    // No network, so no dispatcher: the other CPUs are started and parked.
+    smp::start(&info);
     report_ready(&info, None);
     arch::idle()
+}
+
+/// Starts the compute cores (`compute=N`, default every CPU but this one) and the dispatcher
+/// that feeds them; with none, this core runs instances between its I/O passes.
+fn start_compute(
+    info: &boot::BootInfo,
+    cmdline: &CommandLine<'_>,
+    engines: engines::Engines,
+) -> &'static compute::Dispatcher {
+    let wanted = cmdline.compute_cores().unwrap_or_else(|e| {
+        log::error!("{e}; using every CPU");
+        None
+    });
+    let online = arch::start_cpus(info, wanted.map_or(usize::MAX, |n| n + 1), compute::executor);
+    let io = arch::cpu_index();
+    let compute: alloc::vec::Vec<usize> = (0..online).filter(|&c| c != io).collect();
+    if compute.is_empty() {
+        log::info!("dispatcher: single-core mode, cpu {io} does I/O and runs functions");
+    } else {
+        log::info!("dispatcher: cpu {io} does I/O, {} compute core(s) {compute:?}", compute.len());
+    }
+    compute::Dispatcher::init(engines, io, &compute)
 }
 
 /// The ready line (README, "Serial protocol"): boot cost, memory, and where the node serves.

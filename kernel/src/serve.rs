@@ -1,5 +1,6 @@
 //! The I/O loop: poll the NIC and the front door while there is work, sleep on the timer when
-//! there is none.
+//! there is none. In single-core mode it also runs the function instances, one per pass, and
+//! serves the network between their fuel slices.
 //!
 //! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
 //! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
@@ -9,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use smoltcp::wire::Ipv4Cidr;
 
+use crate::compute::Dispatcher;
 use crate::frontdoor::FrontDoor;
 use crate::net::Net;
 use crate::{arch, time};
@@ -59,13 +61,19 @@ fn sleep(net: &mut Net, wake_ms: Option<u64>) {
     }
 }
 
-pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor) -> ! {
+pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor, dispatcher: &'static Dispatcher) -> ! {
     let spin = micros_to_ticks(SPIN_MICROS);
     let mut last_activity = time::ticks();
     loop {
         let start = time::ticks();
         let mut busy = net.poll();
         busy |= door.service(&mut net);
+        // Single-core mode: one function instance per pass, and network passes between its fuel
+        // slices, so a long run does not stall the front door (its time counts in this pass).
+        busy |= dispatcher.run_inline(&mut || {
+            net.poll();
+            door.service(&mut net);
+        });
         if busy {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();

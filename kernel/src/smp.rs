@@ -1,9 +1,11 @@
-//! The other CPUs, until the dispatcher takes them: started at boot, parked.
+//! The other CPUs where the dispatcher does not take them (self-tests, a node without network):
+//! started and parked.
 //!
 //! [`start`] asks the architecture to start every CPU it can find, each running [`park`]: a
 //! loop that halts until woken, runs the one job posted for it (self-tests use this through
-//! [`run_on`]), and counts its wake-ups. The dispatcher replaces `park` with its own entry;
-//! `arch::start_cpus`, `arch::wake` and `arch::wait_for_work` are the interface it builds on.
+//! [`run_on`]), and counts its wake-ups. A serving node starts its CPUs with the dispatcher's
+//! entry instead (`compute::executor`); `arch::start_cpus`, `arch::wake` and
+//! `arch::wait_for_work` are the interface both build on.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

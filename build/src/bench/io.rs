@@ -24,14 +24,42 @@ const TOKEN: &str = "bench-token-0123456789abcdef";
 const ECHO_64: usize = 64;
 
 /// A booted node and one keep-alive connection to it.
-struct Node {
+pub struct Node {
     _qemu: Qemu,
+    port: u16,
+    client: Client,
+}
+
+/// One keep-alive connection to a node.
+pub struct Client {
     conn: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
+impl std::ops::Deref for Node {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 impl Node {
     fn boot(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
+        Self::spawn(kernel, icount, 1, name)
+    }
+
+    /// A node with `smp` CPUs under MTTCG (no icount, which would serialize them).
+    pub fn boot_smp(kernel: &Path, smp: u32, name: &str) -> Result<Self> {
+        Self::spawn(kernel, false, smp, name)
+    }
+
+    fn spawn(kernel: &Path, icount: bool, smp: u32, name: &str) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = pappus_tests::target_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
@@ -40,19 +68,44 @@ impl Node {
         let mut qemu = Boot::profile(DEFAULT_X86_64)
             .kernel(kernel)
             .icount(icount)
+            .smp(smp)
             .host_port(port)
             .config(config)
             .log_name(&format!("bench-{name}"))
             .time_limit(Duration::from_secs(1200))
             .spawn()?;
         qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
+        Ok(Self { _qemu: qemu, port, client: Client::connect(port)? })
+    }
+
+    /// Another keep-alive connection.
+    pub fn connect(&self) -> Result<Client> {
+        Client::connect(self.port)
+    }
+
+    /// Function instances each compute core ran: `(cpu, runs)` from `/metrics`.
+    pub fn core_runs(&mut self) -> Result<Vec<(u32, u64)>> {
+        let r = self.request("GET", "/metrics", &[], b"")?;
+        Ok(r.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("pappus_core_runs_total{cpu=\""))
+            .filter_map(|rest| {
+                let (cpu, rest) = rest.split_once('"')?;
+                Some((cpu.parse().ok()?, rest.rsplit(' ').next()?.trim().parse().ok()?))
+            })
+            .collect())
+    }
+}
+
+impl Client {
+    fn connect(port: u16) -> Result<Self> {
         let conn = TcpStream::connect(("127.0.0.1", port))?;
         // Head and body go in two writes: without NODELAY, Nagle holds the body until the host
         // stack's delayed ACK (40 ms) and the figure measures that instead of Pappus.
         conn.set_nodelay(true)?;
-        conn.set_read_timeout(Some(Duration::from_secs(120)))?;
+        conn.set_read_timeout(Some(Duration::from_secs(300)))?;
         let reader = BufReader::new(conn.try_clone()?);
-        Ok(Self { _qemu: qemu, conn, reader })
+        Ok(Self { conn, reader })
     }
 
     fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
@@ -66,7 +119,7 @@ impl Node {
         Ok(read_response(&mut self.reader)?)
     }
 
-    fn expect(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], status: u16) -> Result {
+    pub fn expect(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], status: u16) -> Result {
         let r = self.request(method, path, headers, body)?;
         if r.status != status {
             return Err(Failure(format!("{method} {path}: {} {}", r.status, r.text())));
@@ -118,21 +171,21 @@ impl Node {
     }
 }
 
-fn auth() -> String {
+pub fn auth() -> String {
     format!("Bearer {TOKEN}")
 }
 
-fn echo(node: &mut Node, body: &[u8]) -> Result {
+fn echo(node: &mut Client, body: &[u8]) -> Result {
     node.expect("POST", "/v1/echo", &[], body, 200)
 }
 
-fn invoke_raw(node: &mut Node, name: &str, body: &[u8]) -> Result {
+fn invoke_raw(node: &mut Client, name: &str, body: &[u8]) -> Result {
     let auth = auth();
     let headers = [("Authorization", auth.as_str()), ("Accept", "application/octet-stream")];
     node.expect("POST", &format!("/v1/invoke/{name}"), &headers, body, 200)
 }
 
-fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
+pub fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
     println!("BENCH {name} {value} {unit}");
 }
 
@@ -237,6 +290,18 @@ fn matrix(n: u32, seed: usize) -> Vec<u8> {
     out
 }
 
+/// matmul's input: one set `matrices` with two N×N matrices, in the binary wire format.
+pub fn matmul_sets(n: u32) -> Result<Vec<u8>> {
+    model::wire::binary::encode(&[model::Set {
+        name: "matrices".into(),
+        items: vec![
+            model::Item { name: "a".into(), key: None, data: model::Bytes::from(matrix(n, 1)) },
+            model::Item { name: "b".into(), key: None, data: model::Bytes::from(matrix(n, 2)) },
+        ],
+    }])
+    .map_err(|e| Failure(format!("encoding the matrices: {e}")))
+}
+
 /// The matmul function compiled for the host, counted by callgrind at N and at 0 (start-up).
 fn native_matmul_instructions(n: u32) -> Result<Option<u64>> {
     if !pappus_tests::on_path("valgrind") {
@@ -285,15 +350,7 @@ pub fn wasm(kernel: &Path) -> Result {
     print("wasm.template.instructions_per_invocation", upper, "instructions");
     print("wasm.template.over_identity_builtin", upper.saturating_sub(identity), "instructions");
 
-    let (a, b) = (matrix(N, 1), matrix(N, 2));
-    let sets = model::wire::binary::encode(&[model::Set {
-        name: "matrices".into(),
-        items: vec![
-            model::Item { name: "a".into(), key: None, data: model::Bytes::from(a) },
-            model::Item { name: "b".into(), key: None, data: model::Bytes::from(b) },
-        ],
-    }])
-    .map_err(|e| Failure(format!("encoding the matrices: {e}")))?;
+    let sets = matmul_sets(N)?;
     let kind = "application/x-pappus-sets";
     let matmul_engine = node.engine_instructions_per(5, |n| {
         let headers = [("Authorization", auth.as_str()), ("Content-Type", kind), ("Accept", kind)];

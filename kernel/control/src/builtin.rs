@@ -6,6 +6,7 @@
 //! | `concat`   | `(a, b) => (out)`  | the items of `a`, then those of `b`                                  |
 //! | `fail`     | `(in) => (out)`    | always fails (500 `function_failed`); the message is the first item's data (UTF-8, at most 256 bytes), or `fail called` |
 //! | `sleep`    | `(in) => (out)`    | returns its input items after N ms, N being the first item's data as a decimal number (0..=10000; no item: 0) |
+//! | `http`     | `(requests) => (responses, bodies, errors)` | a communication function: fetches each request item over HTTP (docs/wire-formats.md, "The http function"); the host does the I/O |
 //!
 //! A program declares a builtin like any other function before applying it (the composition
 //! language resolves only declared names), e.g. `function concat (a, b) => (out);`; a
@@ -28,7 +29,7 @@ use alloc::vec::Vec;
 use dsl::Signature;
 use model::{Item, Set};
 
-use crate::host::HostError;
+use crate::host::{Comm, HostError};
 use crate::json;
 
 /// The longest `sleep`, in milliseconds.
@@ -44,6 +45,7 @@ pub enum Builtin {
     Concat,
     Fail,
     Sleep,
+    Http,
 }
 
 /// What running a builtin gives.
@@ -56,10 +58,12 @@ pub(crate) enum BuiltinRun {
         ms: u64,
         outputs: Vec<Set>,
     },
+    /// A communication function: the host runs it on these inputs.
+    Comm(Comm, Vec<Set>),
 }
 
 impl Builtin {
-    pub const ALL: [Self; 4] = [Self::Identity, Self::Concat, Self::Fail, Self::Sleep];
+    pub const ALL: [Self; 5] = [Self::Identity, Self::Concat, Self::Fail, Self::Sleep, Self::Http];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -67,6 +71,7 @@ impl Builtin {
             Self::Concat => "concat",
             Self::Fail => "fail",
             Self::Sleep => "sleep",
+            Self::Http => "http",
         }
     }
 
@@ -80,12 +85,16 @@ impl Builtin {
         match self {
             Self::Concat => &["a", "b"],
             Self::Identity | Self::Fail | Self::Sleep => &["in"],
+            Self::Http => &["requests"],
         }
     }
 
     /// Output set names, in order.
     pub const fn outputs(self) -> &'static [&'static str] {
-        &["out"]
+        match self {
+            Self::Http => &["responses", "bodies", "errors"],
+            Self::Identity | Self::Concat | Self::Fail | Self::Sleep => &["out"],
+        }
     }
 
     pub const fn signature(self) -> Signature {
@@ -130,6 +139,7 @@ impl Builtin {
                 Ok(ms) => BuiltinRun::After { ms, outputs: out(first) },
                 Err(message) => BuiltinRun::Failed(HostError::failed(message)),
             },
+            Self::Http => BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".to_owned(), items: first }]),
         }
     }
 }
@@ -176,6 +186,7 @@ mod tests {
             assert_eq!(Builtin::find(b.name()), Some(b));
         }
         assert_eq!(Builtin::find("HTTP"), None);
+        assert_eq!(Builtin::Http.signature(), Signature { inputs: 1, outputs: 3 });
         assert_eq!(Builtin::Concat.signature(), Signature { inputs: 2, outputs: 1 });
         assert_eq!(
             Builtin::Concat.to_json(),

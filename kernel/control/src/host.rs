@@ -3,6 +3,7 @@
 //! fake. Keeping this a trait is what lets the whole API be tested on the host.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -94,18 +95,83 @@ impl fmt::Display for HostError {
     }
 }
 
-/// The engines, as the control plane sees them.
+/// Names one instance the host runs: the invocation ([`InvocationId::get`](crate::InvocationId::get))
+/// and the planner's instance id within it. The host hands it back with the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ticket {
+    pub invocation: u64,
+    pub instance: u64,
+}
+
+/// What starting an instance gave.
+#[derive(Debug)]
+pub enum Started {
+    /// It ran, or was refused, at once (a host without other cores, a full run queue).
+    Done(Result<Vec<Set>, HostError>),
+    /// It runs elsewhere (another core, the network); its result comes from
+    /// [`FunctionHost::take_completed`].
+    Running,
+    /// No room now (the run queue is full): the inputs come back, and the plane starts the
+    /// instance again on a later poll. Back-pressure, not an error: a wide fan-out waits for
+    /// room instead of failing.
+    Busy(Vec<Set>),
+}
+
+/// A platform communication function: trusted code that does I/O for compositions, run by the
+/// host next to its network stack (builtins table: `http`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Comm {
+    Http,
+}
+
+impl Comm {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+        }
+    }
+}
+
+/// The engines and the I/O the control plane needs, as it sees them.
 ///
-/// Calls are synchronous for now: `run` returns when the function has ended. (A later dispatcher
-/// will run instances on other cores; the control plane already keeps each invocation as a
-/// resumable state machine, so only this trait will change.)
+/// Runs are asynchronous: [`start`](Self::start) either answers at once or says the instance is
+/// [`Running`](Started::Running), and the result comes back later through
+/// [`take_completed`](Self::take_completed), which [`ControlPlane::poll`](crate::ControlPlane::poll)
+/// drains. So the kernel can run instances on other cores, or fetch over the network, while the
+/// control plane goes on answering requests.
 pub trait FunctionHost {
     /// Validates (and may compile or cache) an image before it is registered. An error refuses
     /// the upload with the error's status (normally 400) and message.
     fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes) -> Result<(), HostError>;
 
-    /// Runs `function` for `tenant` on `inputs`: one set per declared input, in declaration
-    /// order, named as the function declares them. Returns one set per declared output, in
+    /// Starts `function` for `tenant` on `inputs`: one set per declared input, in declaration
+    /// order, named as the function declares them. Its result is one set per declared output, in
     /// declaration order (their names are not used: outputs bind by position).
-    fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, HostError>;
+    fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started;
+
+    /// Starts a communication function on its input sets. Hosts without network I/O keep the
+    /// default, which refuses with 503 `unavailable`.
+    fn start_comm(&mut self, ticket: Ticket, comm: Comm, inputs: Vec<Set>) -> Started {
+        let _ = (ticket, inputs);
+        let message = alloc::format!("the `{}` function is not available on this node", comm.name());
+        Started::Done(Err(HostError::new(503, "unavailable", message)))
+    }
+
+    /// Whether the host is saturated (its run queue is full): new invocations are then refused
+    /// with 503 and `Retry-After`, while those under way wait for room.
+    fn saturated(&self) -> bool {
+        false
+    }
+
+    /// One result of an instance that [`start`](Self::start) or [`start_comm`](Self::start_comm)
+    /// reported as running, if one has finished.
+    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {
+        None
+    }
+
+    /// Drops every queued or running instance of invocation `invocation` (failed, cancelled or
+    /// answered already): their results are no longer wanted, and may or may not be reported.
+    fn cancel(&mut self, invocation: u64) {
+        let _ = invocation;
+    }
 }

@@ -2,11 +2,12 @@
 //!
 //! Every invocation, a composition's or a single function's, runs through the planner, so there
 //! is one way to run instances, to wait on `sleep`, to fail, and to drop everything on cancel.
-//! [`Invocation::step`] runs ready instances (synchronously, through the host or the builtin
-//! table), completes `sleep`s whose deadline has passed, and answers once the execution is over;
-//! in between, the invocation is plain data the control plane keeps.
+//! [`Invocation::step`] starts ready instances (builtins at once, functions and communication
+//! functions through the host, which may run them elsewhere and report later through
+//! [`Invocation::finish`]), completes `sleep`s whose deadline has passed, and answers once the
+//! execution is over; in between, the invocation is plain data the control plane keeps.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -21,7 +22,7 @@ use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
 
 use crate::builtin::{Builtin, BuiltinRun};
 use crate::errors::ApiError;
-use crate::host::{FunctionHost, HostError, StoredFunction};
+use crate::host::{FunctionHost, HostError, Started, StoredFunction, Ticket};
 use crate::limits::ControlLimits;
 
 /// What a declared function name runs: resolved once, when the invocation starts, so a function
@@ -44,6 +45,14 @@ impl Target {
         match self {
             Self::Builtin(b) => b.outputs().len(),
             Self::Function(f) => f.spec().outputs().len(),
+        }
+    }
+
+    /// The declared output names, which a result's sets take by position.
+    fn output_names(&self) -> Vec<String> {
+        match self {
+            Self::Builtin(b) => b.outputs().iter().map(|&o| String::from(o)).collect(),
+            Self::Function(f) => f.spec().outputs().to_vec(),
         }
     }
 }
@@ -76,6 +85,8 @@ pub(crate) enum Step {
 
 #[derive(Debug)]
 pub(crate) struct Invocation {
+    /// The plane's id for it ([`bind`](Self::bind)), which tickets carry.
+    id: u64,
     tenant: TenantId,
     subject: Subject,
     /// How to write the outputs.
@@ -84,12 +95,24 @@ pub(crate) struct Invocation {
     /// Declared function name -> what it runs.
     targets: BTreeMap<String, Target>,
     timers: Vec<Timer>,
+    /// Instances the host runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
+    running: BTreeMap<u64, Target>,
+    /// Ready instances the host had no room for ([`Started::Busy`]), started first next time.
+    deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
     failure: Option<(InstanceId, HostError)>,
     /// Names for the output sets (direct invocations; a composition names its own).
     output_names: Option<Vec<String>>,
     /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
     broken: Option<String>,
+    /// When it started and when it must be over ([`ControlLimits::max_invocation_ms`]), in the
+    /// plane's milliseconds.
+    started_ms: u64,
+    deadline_ms: u64,
+    /// The deadline passed before the execution ended: answered 504.
+    expired: bool,
+    /// What was invoked, by the name in the path (for the metrics).
+    target: String,
 }
 
 impl Invocation {
@@ -102,22 +125,72 @@ impl Invocation {
         output_names: Option<Vec<String>>,
     ) -> Self {
         Self {
+            id: 0,
             tenant,
             subject,
             format,
             execution,
             targets,
             timers: Vec::new(),
+            running: BTreeMap::new(),
+            deferred: VecDeque::new(),
             failure: None,
             output_names,
             broken: None,
+            started_ms: 0,
+            deadline_ms: u64::MAX,
+            expired: false,
+            target: String::new(),
         }
+    }
+
+    /// Gives the invocation its id and its deadline, before its first step.
+    pub fn bind(&mut self, id: u64, target: &str, now_ms: u64, limits: &ControlLimits) {
+        self.id = id;
+        self.target = String::from(target);
+        self.started_ms = now_ms;
+        self.deadline_ms = now_ms.saturating_add(limits.max_invocation_ms);
+    }
+
+    /// When it started, in the plane's milliseconds.
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The composition's or function's name, as invoked.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether the host still runs instances of it (to cancel them when it ends early).
+    pub fn has_running(&self) -> bool {
+        !self.running.is_empty()
+    }
+
+    /// An instance the host ran reports its result. Results for instances not running (cancelled,
+    /// or a host reporting twice) are ignored; returns whether this one was taken.
+    pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, HostError>, wire: &WireLimits) -> bool {
+        let Some(target) = self.running.remove(&instance) else { return false };
+        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire));
+        self.complete(InstanceId(instance), result);
+        true
     }
 
     /// Completes the timers due at `now_ms`, then runs ready instances (at most
     /// `limits.max_instances_per_step`, at least one), and answers if the execution is over.
     pub fn step(&mut self, now_ms: u64, host: &mut dyn FunctionHost, limits: &ControlLimits) -> Step {
         let mut moved = false;
+        if now_ms >= self.deadline_ms && matches!(self.execution.status(), Status::Running { .. }) {
+            self.expired = true;
+            return match self.answer(limits.retry_after_s) {
+                Some(response) => Step::Done(response),
+                None => Step::Waiting { moved: false },
+            };
+        }
         if self.timers.iter().any(|t| t.due_ms <= now_ms) {
             let (due, waiting): (Vec<Timer>, Vec<Timer>) =
                 mem::take(&mut self.timers).into_iter().partition(|t| t.due_ms <= now_ms);
@@ -130,52 +203,77 @@ impl Invocation {
         let budget = limits.max_instances_per_step.max(1);
         let mut ran = 0;
         while ran < budget && self.broken.is_none() {
-            let Some(instance) = self.execution.next_ready() else { break };
+            let Some(instance) = self.deferred.pop_front().or_else(|| self.execution.next_ready()) else { break };
+            if let Err(instance) = self.run(instance, now_ms, host, &limits.wire) {
+                // The host is full: the rest waits for its next poll.
+                self.deferred.push_front(instance);
+                break;
+            }
             ran += 1;
             moved = true;
-            self.run(instance, now_ms, host, &limits.wire);
         }
-        match self.answer() {
+        match self.answer(limits.retry_after_s) {
             Some(response) => Step::Done(response),
             None => Step::Waiting { moved },
         }
     }
 
-    /// When a step can next move something: now (0) if instances are ready, else the first
-    /// deadline; `None` if neither (the execution is over).
+    /// When a step can next move something: now (0) if instances are ready or the execution is
+    /// over, else the first `sleep` deadline or the invocation's own, whichever comes first.
     pub fn next_due_ms(&self) -> Option<u64> {
         match self.execution.status() {
-            Status::Running { ready, .. } if ready > 0 => Some(0),
-            Status::Running { .. } => self.timers.iter().map(|t| t.due_ms).min(),
+            // Deferred instances wait for the host to make room, which its results announce.
+            Status::Running { ready, .. } if ready > 0 && self.deferred.is_empty() => Some(0),
+            Status::Running { .. } => {
+                Some(self.timers.iter().map(|t| t.due_ms).min().unwrap_or(u64::MAX).min(self.deadline_ms))
+            }
             Status::Done(_) | Status::Failed(_) => Some(0),
         }
     }
 
-    /// Runs one instance: a builtin at once (or on a timer, for `sleep`), a function through the host.
-    fn run(&mut self, instance: Instance, now_ms: u64, host: &mut dyn FunctionHost, wire: &WireLimits) {
-        let Instance { id, function, inputs, output_count, .. } = instance;
-        let result = match self.targets.get(&function) {
-            None => Err(HostError::new(
-                500,
-                "internal",
-                format!("'{function}' was not resolved when the invocation started"),
-            )),
-            Some(Target::Builtin(builtin)) => match builtin.run(inputs) {
-                BuiltinRun::Done(outputs) => Ok(outputs),
-                BuiltinRun::Failed(e) => Err(e),
-                BuiltinRun::After { ms: 0, outputs } => Ok(outputs),
+    /// Starts one instance: a builtin at once (or on a timer, for `sleep`), a function or a
+    /// communication function through the host. A host without room hands it back.
+    fn run(
+        &mut self,
+        instance: Instance,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+        wire: &WireLimits,
+    ) -> Result<(), Instance> {
+        let Instance { id, function, inputs, output_count, origin } = instance;
+        let ticket = Ticket { invocation: self.id, instance: id.0 };
+        let Some(target) = self.targets.get(&function).cloned() else {
+            let message = format!("'{function}' was not resolved when the invocation started");
+            self.complete(id, Err(HostError::new(500, "internal", message)));
+            return Ok(());
+        };
+        let started = match &target {
+            Target::Builtin(builtin) => match builtin.run(inputs) {
+                BuiltinRun::Done(outputs) => Started::Done(Ok(outputs)),
+                BuiltinRun::Failed(e) => Started::Done(Err(e)),
+                BuiltinRun::After { ms: 0, outputs } => Started::Done(Ok(outputs)),
                 BuiltinRun::After { ms, outputs } => {
                     self.timers.push(Timer { id, due_ms: now_ms.saturating_add(ms), outputs });
-                    return;
+                    return Ok(());
                 }
+                BuiltinRun::Comm(comm, inputs) => host.start_comm(ticket, comm, inputs),
             },
-            Some(Target::Function(f)) => {
-                let f = Arc::clone(f);
+            Target::Function(f) => {
                 let inputs = rename(inputs, f.spec().inputs());
-                host.run(self.tenant, &f, inputs).and_then(|outputs| check_outputs(outputs, &f, output_count, wire))
+                host.start(ticket, self.tenant, f, inputs)
             }
         };
-        self.complete(id, result);
+        match started {
+            Started::Done(result) => {
+                self.running.insert(id.0, target);
+                self.finish(id.0, result, wire);
+            }
+            Started::Running => {
+                self.running.insert(id.0, target);
+            }
+            Started::Busy(inputs) => return Err(Instance { id, function, inputs, output_count, origin }),
+        }
+        Ok(())
     }
 
     /// Reports an instance's end to the planner, keeping the first failure's status and code.
@@ -192,15 +290,24 @@ impl Invocation {
         }
     }
 
-    /// The answer, once the execution is over.
-    fn answer(&mut self) -> Option<Response> {
+    /// The answer, once the execution is over. A 503 from the host (its run queue was full)
+    /// says when to retry, like the plane's own 503.
+    fn answer(&mut self, retry_after_s: u32) -> Option<Response> {
         if let Some(bug) = &self.broken {
             return Some(ApiError::internal(format!("the invocation broke: {bug}")).into_response());
+        }
+        if self.expired {
+            let ms = self.deadline_ms.saturating_sub(self.started_ms);
+            let message = format!("the invocation ran past its deadline of {ms} ms; its instances were stopped");
+            return Some(ApiError::new(504, "timeout", message).into_response());
         }
         let failure = match self.execution.status() {
             Status::Running { .. } => return None,
             Status::Done(_) => None,
-            Status::Failed(failure) => Some(self.failure_error(&failure.cause)),
+            Status::Failed(failure) => {
+                let error = self.failure_error(&failure.cause);
+                Some(if error.status == 503 { error.header("retry-after", format!("{retry_after_s}")) } else { error })
+            }
         };
         if let Some(error) = failure {
             return Some(error.into_response());
@@ -253,19 +360,15 @@ fn rename(mut sets: Vec<Set>, names: &[String]) -> Vec<Set> {
     sets
 }
 
-/// A function's outputs, checked: one set per declared output, and within the wire limits and
+/// An instance's outputs, checked: one set per declared output, and within the wire limits and
 /// the data model (valid item names). Anything else is 502 `bad_output`.
-fn check_outputs(
-    outputs: Vec<Set>,
-    function: &StoredFunction,
-    expected: usize,
-    wire: &WireLimits,
-) -> Result<Vec<Set>, HostError> {
+fn check_outputs(outputs: Vec<Set>, target: &Target, wire: &WireLimits) -> Result<Vec<Set>, HostError> {
+    let expected = target.output_count();
     if outputs.len() != expected {
         let message = format!("returned {} output set(s), its declaration has {expected}", outputs.len());
         return Err(HostError::new(502, "bad_output", message));
     }
-    let outputs = rename(outputs, function.spec().outputs());
+    let outputs = rename(outputs, &target.output_names());
     wire.check(&outputs).map_err(|e| HostError::new(502, "bad_output", format!("invalid outputs: {e}")))?;
     Ok(outputs)
 }

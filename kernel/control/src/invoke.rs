@@ -82,10 +82,16 @@ impl ControlPlane {
         now_ms: u64,
         host: &mut dyn FunctionHost,
     ) -> Reply {
-        match self.start_invocation(tenant, name, headers, body) {
-            Ok(invocation) => self.settle(invocation, now_ms, host),
+        let started = self.check_host_room(host).and_then(|()| self.start_invocation(tenant, name, headers, body));
+        match started {
+            Ok(invocation) => self.settle(invocation, name, now_ms, host),
             Err(e) => {
                 self.record(e.status);
+                // Refusals of a name the tenant has (bad input, saturation) count against it;
+                // unknown names do not, or any client could grow the table.
+                if self.lookup_invocable(tenant, name).is_ok() {
+                    self.record_target(tenant, name, e.status);
+                }
                 Reply::Now(e.into_response())
             }
         }

@@ -76,8 +76,10 @@ pub mod invoke;
 mod json;
 mod limits;
 mod plane;
+pub mod stats;
 
 pub use builtin::{Builtin, MAX_SLEEP_MS};
-pub use host::{FunctionHost, HostError, StoredFunction};
+pub use host::{Comm, FunctionHost, HostError, Started, StoredFunction, Ticket};
 pub use limits::ControlLimits;
 pub use plane::{ControlPlane, Counters, InvocationId, Reply};
+pub use stats::{InvocationStats, Outcome};

@@ -26,6 +26,9 @@ pub struct ControlLimits {
     /// from its network for long: past it the invocation stays pending and the next `poll`
     /// goes on.
     pub max_instances_per_step: usize,
+    /// How long one invocation may take, start to answer, in milliseconds; past it the answer is
+    /// 504 `timeout` and the host drops its queued and running instances.
+    pub max_invocation_ms: u64,
     /// Bounds on decoding invoke bodies (413 when exceeded) and on what one function instance
     /// may return (502 `bad_output` when exceeded).
     pub wire: WireLimits,
@@ -35,7 +38,7 @@ pub struct ControlLimits {
 
 impl ControlLimits {
     /// 256 functions and 256 compositions per tenant, 32 MiB images, 1 MiB programs, 64 live
-    /// invocations, 4096 instances per step, the wire and planner defaults.
+    /// invocations, 4096 instances per step, 600 s per invocation (above the longest function budget, 300 s), the wire and planner defaults.
     pub const DEFAULT: Self = Self {
         max_functions_per_tenant: 256,
         max_compositions_per_tenant: 256,
@@ -44,6 +47,7 @@ impl ControlLimits {
         max_live_invocations: 64,
         retry_after_s: 1,
         max_instances_per_step: 4096,
+        max_invocation_ms: 600_000,
         wire: WireLimits::DEFAULT,
         // `PlanLimits::default()`'s values; `Default` is not `const`.
         plan: PlanLimits { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 },

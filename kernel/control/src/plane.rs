@@ -16,6 +16,7 @@ use crate::errors::ApiError;
 use crate::host::{FunctionHost, StoredFunction};
 use crate::invocation::{Invocation, Step};
 use crate::limits::ControlLimits;
+use crate::stats::{InvocationStats, Outcome};
 
 /// Names an invocation that is still running (or finished and not yet collected).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,7 +39,8 @@ impl fmt::Display for InvocationId {
 pub enum Reply {
     /// The response, ready to send.
     Now(Response),
-    /// An invocation that waits (on a `sleep`, or past its per-step instance budget): call
+    /// An invocation that waits (on instances the host runs, a `sleep`, or past its per-step
+    /// instance budget): call
     /// [`ControlPlane::poll`] and send [`ControlPlane::take_response`] once it returns `Some`,
     /// or [`ControlPlane::cancel`] it when the client goes away.
     Pending(InvocationId),
@@ -76,6 +78,7 @@ pub struct ControlPlane {
     finished: BTreeMap<InvocationId, Response>,
     next_invocation: u64,
     pub(crate) counters: Counters,
+    stats: InvocationStats,
 }
 
 /// Lists counts only: tokens, images and payloads stay out of logs.
@@ -100,6 +103,7 @@ impl ControlPlane {
             finished: BTreeMap::new(),
             next_invocation: 0,
             counters: Counters::default(),
+            stats: InvocationStats::default(),
         }
     }
 
@@ -177,18 +181,43 @@ impl ControlPlane {
     }
 
     /// Starts a pending invocation's bookkeeping: an id, or the answer when it already finished.
-    pub(crate) fn settle(&mut self, mut invocation: Invocation, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+    pub(crate) fn settle(
+        &mut self,
+        mut invocation: Invocation,
+        target: &str,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+    ) -> Reply {
+        let id = InvocationId(self.next_invocation);
+        self.next_invocation = self.next_invocation.wrapping_add(1);
+        invocation.bind(id.0, target, now_ms, &self.limits);
         match invocation.step(now_ms, host, &self.limits) {
             Step::Done(response) => {
-                self.record(response.status);
+                self.end(id, &invocation, response.status, now_ms, host);
                 Reply::Now(response)
             }
             Step::Waiting { .. } => {
-                let id = InvocationId(self.next_invocation);
-                self.next_invocation = self.next_invocation.wrapping_add(1);
                 self.invocations.insert(id, invocation);
                 Reply::Pending(id)
             }
+        }
+    }
+
+    /// Books an invocation's end: its outcome, and the host told to drop what it still runs
+    /// for it (an instance failed, so the others' results are no longer wanted).
+    fn end(
+        &mut self,
+        id: InvocationId,
+        invocation: &Invocation,
+        status: u16,
+        now_ms: u64,
+        host: &mut dyn FunctionHost,
+    ) {
+        self.record(status);
+        let latency = now_ms.saturating_sub(invocation.started_ms());
+        self.stats.record(invocation.tenant(), invocation.target(), Outcome::of_status(status), Some(latency));
+        if invocation.has_running() {
+            host.cancel(id.0);
         }
     }
 
@@ -205,18 +234,35 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Advances every pending invocation: completes `sleep`s whose time has come and runs what
-    /// became ready (at most [`ControlLimits::max_instances_per_step`] instances each). Returns
-    /// whether anything moved; finished invocations wait in [`take_response`](Self::take_response).
+    /// 503 when the host's run queue is full: invocations under way get the room it makes.
+    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost) -> Result<(), ApiError> {
+        if host.saturated() {
+            let message = "the run queue is full; retry later";
+            return Err(ApiError::new(503, "saturated", message)
+                .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
+        }
+        Ok(())
+    }
+
+    /// Advances every pending invocation: takes the results the host has for it, completes
+    /// `sleep`s whose time has come and starts what became ready (at most
+    /// [`ControlLimits::max_instances_per_step`] instances each). Returns whether anything
+    /// moved; finished invocations wait in [`take_response`](Self::take_response).
     pub fn poll(&mut self, now_ms: u64, host: &mut dyn FunctionHost) -> bool {
-        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
         let mut moved = false;
+        while let Some((ticket, result)) = host.take_completed() {
+            // Results of invocations already answered or cancelled are dropped here.
+            if let Some(invocation) = self.invocations.get_mut(&InvocationId(ticket.invocation)) {
+                moved |= invocation.finish(ticket.instance, result, &self.limits.wire);
+            }
+        }
+        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
         for id in ids {
             let Some(mut invocation) = self.invocations.remove(&id) else { continue };
             match invocation.step(now_ms, host, &self.limits) {
                 Step::Done(response) => {
                     moved = true;
-                    self.record(response.status);
+                    self.end(id, &invocation, response.status, now_ms, host);
                     self.finished.insert(id, response);
                 }
                 Step::Waiting { moved: step_moved } => {
@@ -242,10 +288,14 @@ impl ControlPlane {
     }
 
     /// The client went away: drops the invocation, its execution and every set it holds (or its
-    /// finished response). Unknown ids are ignored.
-    pub fn cancel(&mut self, id: InvocationId) {
-        if self.invocations.remove(&id).is_some() {
+    /// finished response), and tells the host to drop its instances. Unknown ids are ignored.
+    pub fn cancel(&mut self, id: InvocationId, host: &mut dyn FunctionHost) {
+        if let Some(invocation) = self.invocations.remove(&id) {
             self.counters.invocations_cancelled = self.counters.invocations_cancelled.saturating_add(1);
+            self.stats.record(invocation.tenant(), invocation.target(), Outcome::Cancelled, None);
+            if invocation.has_running() {
+                host.cancel(id.0);
+            }
         }
         self.finished.remove(&id);
     }
@@ -260,14 +310,29 @@ impl ControlPlane {
         Counters { invocations_live: self.live_invocations(), ..self.counters }
     }
 
+    /// Invocations by target and outcome, and their latency.
+    pub fn invocation_stats(&self) -> &InvocationStats {
+        &self.stats
+    }
+
+    /// A tenant's name, for labels.
+    pub fn tenant_name(&self, tenant: model::TenantId) -> Option<&str> {
+        self.tokens.name(tenant)
+    }
+
+    /// Counts an invocation refused before it started against its target.
+    pub(crate) fn record_target(&mut self, tenant: model::TenantId, target: &str, status: u16) {
+        self.stats.record(tenant, target, Outcome::of_status(status), None);
+    }
+
     /// Counts one invocation's outcome by its response status.
     pub(crate) fn record(&mut self, status: u16) {
         let c = &mut self.counters;
-        let counter = match status {
-            200..=299 => &mut c.invocations_ok,
-            504 => &mut c.invocations_timed_out,
-            400..=499 | 503 => &mut c.invocations_rejected,
-            _ => &mut c.invocations_failed,
+        let counter = match Outcome::of_status(status) {
+            Outcome::Ok => &mut c.invocations_ok,
+            Outcome::TimedOut => &mut c.invocations_timed_out,
+            Outcome::Rejected => &mut c.invocations_rejected,
+            Outcome::Failed | Outcome::Cancelled => &mut c.invocations_failed,
         };
         *counter = counter.saturating_add(1);
     }

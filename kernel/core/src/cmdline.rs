@@ -28,7 +28,7 @@ impl LogLevel {
 }
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
-pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig"];
+pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute"];
 
 /// A parsed view over the command line; borrows the original text.
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +110,18 @@ impl<'a> CommandLine<'a> {
         }
     }
 
+    /// How many CPUs run functions (`compute=N`): `None` when absent (every CPU but the I/O
+    /// core), `Some(0)` for single-core mode, where the I/O core runs them between its passes.
+    pub fn compute_cores(&self) -> Result<Option<usize>, CmdlineError<'a>> {
+        match self.get("compute") {
+            None => Ok(None),
+            Some(value) => match value.parse::<usize>() {
+                Ok(n) if n <= 4096 => Ok(Some(n)),
+                _ => Err(CmdlineError::BadValue { key: "compute", value, expected: "a number of CPUs, 0..=4096" }),
+            },
+        }
+    }
+
     /// Whether the kernel runs its self-tests and exits (`test`).
     pub fn test_mode(&self) -> bool {
         self.flag("test")
@@ -169,6 +181,16 @@ mod tests {
         let text = std::format!("{err}");
         assert!(text.contains("log=\"loud\""), "{text}");
         assert!(text.contains("debug"), "{text}");
+    }
+
+    #[test]
+    fn compute_cores() {
+        assert_eq!(CommandLine::new("log=info").compute_cores(), Ok(None));
+        assert_eq!(CommandLine::new("compute=0").compute_cores(), Ok(Some(0)));
+        assert_eq!(CommandLine::new("compute=3").compute_cores(), Ok(Some(3)));
+        for bad in ["compute", "compute=-1", "compute=many", "compute=5000"] {
+            assert!(CommandLine::new(bad).compute_cores().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use control::ControlPlane;
+use dispatch::Histogram;
 use drivers::net::virtio::NicStats;
 
 use crate::mm;
@@ -37,7 +39,7 @@ pub struct Gauges {
     pub control: control::Counters,
 }
 
-pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
+pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> String {
     let mut out = String::new();
     let frames = mm::frame_stats();
     let heap = mm::heap_stats();
@@ -111,5 +113,27 @@ pub fn render(metrics: &Metrics, gauges: &Gauges) -> String {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
+    render_invocations(&mut out, control);
+    crate::compute::render_metrics(&mut out);
     out
+}
+
+/// Invocations by tenant, target and outcome, and their start-to-answer latency.
+fn render_invocations(out: &mut String, control: &ControlPlane) {
+    let stats = control.invocation_stats();
+    let _ =
+        writeln!(out, "# HELP pappus_invocations_by_target_total Invocations ended, by tenant, target and outcome.");
+    let _ = writeln!(out, "# TYPE pappus_invocations_by_target_total counter");
+    for (tenant, target, outcome, n) in stats.counts() {
+        let tenant = control.tenant_name(tenant).unwrap_or("?");
+        let outcome = outcome.label();
+        // Names are `[A-Za-z0-9_.-]` (the API's name rule): nothing to escape in a label.
+        let _ = writeln!(
+            out,
+            "pappus_invocations_by_target_total{{tenant=\"{tenant}\",target=\"{target}\",outcome=\"{outcome}\"}} {n}"
+        );
+    }
+    let name = "pappus_invocation_latency_ms";
+    let _ = Histogram::render_header(name, "Milliseconds from an invocation's start to its answer.", out);
+    let _ = stats.latency_ms().render(name, "", out);
 }

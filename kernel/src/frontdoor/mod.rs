@@ -22,7 +22,7 @@ use pappus_http::{Connection, Event, Limits, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use crate::engines::Engines;
+use crate::compute::Host;
 use crate::net::Net;
 use crate::time;
 use metrics::{Gauges, Metrics};
@@ -51,7 +51,7 @@ pub struct FrontDoor {
     metrics: Metrics,
     active: usize,
     control: ControlPlane,
-    engines: Engines,
+    host: Host,
 }
 
 fn millis() -> u64 {
@@ -68,10 +68,10 @@ fn recycle(socket: &mut tcp::Socket<'_>) {
 }
 
 impl FrontDoor {
-    pub fn new(net: &mut Net, control: ControlPlane, engines: Engines) -> Self {
+    pub fn new(net: &mut Net, control: ControlPlane, host: Host) -> Self {
         let handles = net.listeners(PORT, MAX_CONNECTIONS + SPARE_LISTENERS);
         let slots = handles.iter().map(|_| Slot::Listening).collect();
-        Self { handles, slots, metrics: Metrics::default(), active: 0, control, engines }
+        Self { handles, slots, metrics: Metrics::default(), active: 0, control, host }
     }
 
     /// When the control plane next needs a pass (a `sleep` ending), in ms since boot.
@@ -83,7 +83,7 @@ impl FrontDoor {
     /// moved (bytes in or out, a connection opened or closed).
     pub fn service(&mut self, net: &mut Net) -> bool {
         let now = millis();
-        let mut progress = self.control.poll(now, &mut self.engines);
+        let mut progress = self.control.poll(now, &mut self.host);
         // The gauges `/metrics` shows, sampled once per pass rather than per request.
         let mut gauges = Gauges {
             active_connections: self.active,
@@ -152,11 +152,11 @@ impl FrontDoor {
             }
             Slot::Serving { conn, pending } => {
                 let mut door =
-                    Door { metrics: &mut self.metrics, gauges, control: &mut self.control, engines: &mut self.engines };
+                    Door { metrics: &mut self.metrics, gauges, control: &mut self.control, host: &mut self.host };
                 let (progress, finished) = serve(conn, pending, socket, &mut door, now);
                 if finished {
                     if let Some(id) = pending.take() {
-                        self.control.cancel(id);
+                        self.control.cancel(id, &mut self.host);
                     }
                     self.active -= 1;
                     self.slots[i] = Slot::Closing { since: now };
@@ -172,16 +172,16 @@ struct Door<'a> {
     metrics: &'a mut Metrics,
     gauges: &'a Gauges,
     control: &'a mut ControlPlane,
-    engines: &'a mut Engines,
+    host: &'a mut Host,
 }
 
 impl Door<'_> {
     /// A request to the control plane or to the kernel's own routes.
     fn dispatch(&mut self, request: Request, now: u64) -> Reply {
         if ControlPlane::owns(&request.path) {
-            self.control.handle(request, now, self.engines)
+            self.control.handle(request, now, self.host)
         } else {
-            Reply::Now(routes::route(request, self.metrics, self.gauges))
+            Reply::Now(routes::route(request, self.metrics, self.gauges, self.control))
         }
     }
 
@@ -198,7 +198,7 @@ impl Door<'_> {
             Reply::Now(response) => Err(response),
             // Only control-plane requests are ever pending, and those returned above.
             Reply::Pending(id) => {
-                self.control.cancel(id);
+                self.control.cancel(id, self.host);
                 Err(Response::error(500, "internal", "unexpected pending reply"))
             }
         }

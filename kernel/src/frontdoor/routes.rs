@@ -2,6 +2,7 @@
 
 use alloc::format;
 
+use control::ControlPlane;
 use pappus_http::{Request, Response};
 
 use super::metrics::{self, Gauges, Metrics};
@@ -13,20 +14,21 @@ pub fn wants_body(request: &Request) -> bool {
     request.method == "POST" && request.path == "/v1/echo"
 }
 
-pub fn route(request: Request, metrics: &Metrics, gauges: &Gauges) -> Response {
+pub fn route(request: Request, metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Response {
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/healthz") => Response::json(
             200,
             format!(
-                r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":1}}"#,
+                r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":{}}}"#,
                 env!("CARGO_PKG_VERSION"),
                 arch::NAME,
-                gauges.uptime_ms
+                gauges.uptime_ms,
+                arch::cpu_count()
             ),
         ),
         ("GET", "/metrics") => Response::new(200)
             .header("content-type", "text/plain; version=0.0.4")
-            .body(metrics::render(metrics, gauges)),
+            .body(metrics::render(metrics, gauges, control)),
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)

@@ -1,7 +1,12 @@
 //! A fake engine host, two tenants, and request helpers shared by the tests.
 #![allow(dead_code)]
 
-use control::{ControlLimits, ControlPlane, FunctionHost, HostError, InvocationId, Reply, StoredFunction};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use control::{
+    Comm, ControlLimits, ControlPlane, FunctionHost, HostError, InvocationId, Reply, Started, StoredFunction, Ticket,
+};
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Response, Version};
@@ -31,10 +36,38 @@ pub struct Run {
 /// - `badname`: returns an item whose name is 300 bytes long.
 ///
 /// `prepare` refuses anything not starting with `FAKE:`, like an engine refusing a bad module.
+///
+/// Runs finish at once by default. With `deferred` set, `start` only queues them (like a host
+/// whose other cores run them) and [`FakeHost::finish_all`] runs them, in start order or the
+/// reverse; `http` instances answer per request item `ok:<text>` (a body) or `err:<text>`.
 #[derive(Debug, Default)]
 pub struct FakeHost {
     pub runs: Vec<Run>,
     pub prepared: Vec<String>,
+    pub deferred: bool,
+    /// Started and not yet run: (ticket, tenant, function, inputs).
+    pub queued: Vec<(Ticket, TenantId, Arc<StoredFunction>, Vec<Set>)>,
+    pub completed: VecDeque<(Ticket, Result<Vec<Set>, HostError>)>,
+    /// Invocation ids the plane cancelled, in order.
+    pub cancelled: Vec<u64>,
+    /// When set, the host says it is saturated, and `start` hands every instance back.
+    pub full: bool,
+    /// Deferred instances queued at most: `start` hands the rest back (a bounded run queue).
+    pub capacity: Option<usize>,
+}
+
+impl FakeHost {
+    /// Runs every queued instance (latest first when `reverse`), making its result available.
+    pub fn finish_all(&mut self, reverse: bool) {
+        let mut queued = std::mem::take(&mut self.queued);
+        if reverse {
+            queued.reverse();
+        }
+        for (ticket, tenant, function, inputs) in queued {
+            let result = self.run(tenant, &function, inputs);
+            self.completed.push_back((ticket, result));
+        }
+    }
 }
 
 impl FunctionHost for FakeHost {
@@ -46,6 +79,50 @@ impl FunctionHost for FakeHost {
         Ok(())
     }
 
+    fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {
+        if self.full || self.capacity.is_some_and(|c| self.queued.len() >= c) {
+            return Started::Busy(inputs);
+        }
+        if self.deferred {
+            self.queued.push((ticket, tenant, Arc::clone(function), inputs));
+            return Started::Running;
+        }
+        Started::Done(self.run(tenant, function, inputs))
+    }
+
+    fn start_comm(&mut self, ticket: Ticket, comm: Comm, inputs: Vec<Set>) -> Started {
+        assert_eq!(comm, Comm::Http);
+        let (mut bodies, mut errors) = (Set::new("bodies"), Set::new("errors"));
+        for request in inputs.into_iter().flat_map(|s| s.items) {
+            let text = String::from_utf8_lossy(&request.data).into_owned();
+            let (kind, rest) = text.split_once(':').unwrap_or(("err", &text));
+            let answer = Item { name: request.name.clone(), key: None, data: Bytes::from(rest.as_bytes()) };
+            if kind == "ok" { bodies.items.push(answer) } else { errors.items.push(answer) }
+        }
+        let outputs = vec![Set::new("responses"), bodies, errors];
+        if self.deferred {
+            self.completed.push_back((ticket, Ok(outputs)));
+            return Started::Running;
+        }
+        Started::Done(Ok(outputs))
+    }
+
+    fn saturated(&self) -> bool {
+        self.full
+    }
+
+    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {
+        self.completed.pop_front()
+    }
+
+    fn cancel(&mut self, invocation: u64) {
+        self.cancelled.push(invocation);
+        self.queued.retain(|(t, ..)| t.invocation != invocation);
+        self.completed.retain(|(t, _)| t.invocation != invocation);
+    }
+}
+
+impl FakeHost {
     fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, HostError> {
         self.runs.push(Run {
             tenant,

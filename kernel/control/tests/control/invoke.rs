@@ -220,15 +220,15 @@ fn cancel_drops_the_invocation_and_its_sets() {
     let other = h.pending(post(ALICE, "sleep", &[], b"100"));
     assert_ne!(id, other);
     assert_eq!(h.plane.live_invocations(), 2);
-    h.plane.cancel(id);
+    h.plane.cancel(id, &mut h.host);
     assert_eq!(h.plane.live_invocations(), 1);
     h.poll_at(5_000);
     assert!(h.plane.take_response(id).is_none(), "a cancelled invocation never answers");
     // A finished but untaken response is dropped by cancel too.
-    h.plane.cancel(other);
+    h.plane.cancel(other, &mut h.host);
     assert_eq!(h.plane.live_invocations(), 0);
     assert!(h.plane.take_response(other).is_none());
-    h.plane.cancel(id); // unknown now: ignored
+    h.plane.cancel(id, &mut h.host); // unknown now: ignored
     let c = h.plane.counters();
     assert_eq!((c.invocations_cancelled, c.invocations_ok, c.invocations_live), (1, 1, 0));
 }

@@ -25,7 +25,7 @@ fn too_many_live_invocations_is_503_with_retry_after() {
     assert_eq!(h.call(post("identity", &[], b"x")).status, 503);
     assert!(h.plane.take_response(first).is_some());
     assert_eq!(h.call(post("identity", &[], b"x")).status, 200);
-    h.plane.cancel(second);
+    h.plane.cancel(second, &mut h.host);
     assert_eq!(h.plane.live_invocations(), 0);
 }
 
@@ -124,7 +124,7 @@ fn counters_follow_registrations_and_outcomes() {
             compositions: 1,
         }
     );
-    h.plane.cancel(pending);
+    h.plane.cancel(pending, &mut h.host);
     assert_eq!(h.plane.counters().invocations_cancelled, 1);
     assert_eq!(h.plane.counters().invocations_live, 0);
 }

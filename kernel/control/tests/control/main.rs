@@ -5,6 +5,7 @@ mod auth;
 mod common;
 mod compositions;
 mod functions;
+mod hosted;
 mod invoke;
 mod limits;
 mod props;

@@ -263,6 +263,11 @@ fn firmware_cpus(info: &BootInfo) -> Result<Vec<u32>, String> {
 
 /// Starts the other CPUs; see `arch::start_cpus`.
 pub fn start_cpus(info: &BootInfo, max: usize, entry: fn(usize) -> !) -> usize {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::AcqRel) {
+        log::warn!("smp: start_cpus called again; the CPUs already run their first entry");
+        return cpus_online();
+    }
     let me = percpu::current().apic_id.get();
     APIC_IDS[0].store(me, Ordering::Release);
     let max = max.clamp(1, MAX_CPUS);

@@ -1,0 +1,24 @@
+//! Where function instances run: the dispatcher and the compute cores.
+//!
+//! The control plane (on the I/O core) starts instances through [`Host`], its
+//! [`control::FunctionHost`]: the image is prepared (cached by digest), and the instance goes
+//! into the [`dispatcher`]'s run queue — FIFO per tenant, weighted round-robin across tenants,
+//! one global bound (a full queue is 503 with `Retry-After`). Compute cores ([`executor`]) pop
+//! and run instances and hand results back; the I/O core's loop collects them through
+//! [`Host::take_completed`] on its next pass. A cancelled invocation's queued instances are
+//! dropped and its running ones stopped at their next deadline check.
+//!
+//! Core roles (`compute=N` on the command line, docs/configuration.md): by default CPU 0 is the
+//! I/O core (NIC, TCP/HTTP, the control plane, communication functions) and every other CPU a
+//! compute core. With one CPU, or `compute=0`, the I/O core runs one queued instance per pass
+//! of its loop between network work (single-core mode).
+
+mod dispatcher;
+mod executor;
+mod host;
+mod metrics;
+
+pub use dispatcher::{Dispatcher, RUN_QUEUE_CAPACITY};
+pub use executor::executor;
+pub use host::Host;
+pub use metrics::render as render_metrics;
