@@ -126,8 +126,14 @@ pub fn main(args: &Args) -> Result {
 /// The one line on stdout that scripts wait for (prefix `pappus ready: `): the front door's URL
 /// when the kernel serves HTTP on a forwarded port, then the token, then memory figures.
 pub fn ready_line(ready: &Ready, token: &str, port: Option<u16>) -> String {
+    // A kernel that reports its CPUs (`cpus=N`) gets them named first.
+    let cpus = match ready.fields.get("cpus") {
+        Some(n) if n == "1" => "1 CPU, ".to_string(),
+        Some(n) => format!("{n} CPUs, "),
+        None => String::new(),
+    };
     let memory = format!(
-        "memory {}/{} free, heap {}/{}",
+        "{cpus}memory {}/{} free, heap {}/{}",
         human_bytes(ready.mem_free),
         human_bytes(ready.mem_total),
         human_bytes(ready.heap_used),
@@ -196,6 +202,15 @@ mod tests {
         assert_eq!(
             ready_line(&ready, "t0k", Some(8080)),
             "pappus ready: http://127.0.0.1:8080 token=t0k (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
+        );
+        let four = Ready::parse(
+            "PAPPUS READY boot_ticks=1 tick_hz=1 mem_total=266973184 mem_free=233570304 \
+             heap_total=33366016 heap_used=0 cpus=4 ip=10.0.2.15/24 port=8080",
+        )
+        .unwrap();
+        assert_eq!(
+            ready_line(&four, "t0k", Some(8080)),
+            "pappus ready: http://127.0.0.1:8080 token=t0k (4 CPUs, memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
         );
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Boot order: the architecture's entry code builds a [`boot::BootInfo`] and calls
 //! [`kernel_main`], which brings up the console, the frame allocator, the architecture's own
-//! state (page tables, traps, timers), the heap, and then either runs the self-tests
-//! (`test` on the command line) or reports ready and idles.
+//! state (page tables, traps, timers), the heap, and then either runs the self-tests (`test` on
+//! the command line; the other CPUs parked for them, see `smp.rs`) or starts the other CPUs as
+//! compute cores, reports ready and serves.
 
 #![no_std]
 #![no_main]
@@ -25,6 +26,7 @@ mod net;
 mod panic;
 mod selftest;
 mod serve;
+mod smp;
 mod time;
 
 use kcore::cmdline::CommandLine;
@@ -64,6 +66,8 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     );
 
     if cmdline.test_mode() {
+        // The other CPUs, parked: the self-tests give them work.
+        smp::start(&info);
         let passed = selftest::run_all(cmdline.selftest_filter());
         arch::exit(passed);
     }
@@ -81,6 +85,8 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         serve::forever(net, door, dispatcher);
     }
 
+    // No network, so no dispatcher: the other CPUs are started and parked.
+    smp::start(&info);
     report_ready(&info, None);
     arch::idle()
 }
@@ -113,13 +119,14 @@ fn report_ready(info: &boot::BootInfo, serving: Option<(smoltcp::wire::Ipv4Cidr,
     let frames = mm::frame_stats();
     let heap = mm::heap_stats();
     let mut line = alloc::format!(
-        "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={}",
+        "PAPPUS READY boot_ticks={} tick_hz={} mem_total={} mem_free={} heap_total={} heap_used={} cpus={}",
         time::ticks().saturating_sub(info.entry_ticks),
         time::ticks_per_second(),
         frames.total * 4096,
         frames.free * 4096,
         heap.total,
-        heap.used
+        heap.used,
+        arch::cpu_count()
     );
     if let Some(ticks) = info.loader_ticks {
         let _ = write!(line, " loader_ticks={ticks}");

@@ -8,8 +8,9 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{arch, console, mm};
+use crate::{arch, console, mm, smp};
 
 pub type Outcome = Result<String, String>;
 
@@ -25,7 +26,9 @@ const COMMON: &[SelfTest] = &[
     SelfTest { name: "frames", run: frames, on_request_only: false },
     SelfTest { name: "heap.stress", run: heap_stress, on_request_only: false },
     SelfTest { name: "heap.oom", run: heap_oom, on_request_only: false },
+    SelfTest { name: "smp.wake", run: smp_wake, on_request_only: false },
     SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
+    SelfTest { name: "smp.ap_panic", run: smp_ap_panic, on_request_only: true },
 ];
 
 /// Runs the tests (all, or those named in `filter`); true when none failed.
@@ -149,4 +152,39 @@ fn heap_oom() -> Outcome {
 
 fn fail_deliberate() -> Outcome {
     Err("deliberate failure (proves that a failing self-test fails the run)".into())
+}
+
+/// Every other CPU wakes from its halt when woken, and runs what it is given as itself.
+fn smp_wake() -> Outcome {
+    let n = arch::cpu_count();
+    check(arch::cpu_index() == 0, || format!("the boot CPU says it is CPU {}", arch::cpu_index()))?;
+    arch::wake(0); // this CPU: a no-op
+    time_hz()?;
+    for index in 1..n {
+        let before = smp::wakeups(index);
+        arch::wake(index);
+        let woke = smp::wait_until(1_000_000, || smp::wakeups(index) > before);
+        check(woke, || format!("CPU {index} did not wake within 1 s"))?;
+    }
+    static SEEN: [AtomicUsize; smp::MAX_CPUS] = [const { AtomicUsize::new(usize::MAX) }; smp::MAX_CPUS];
+    for (index, seen) in SEEN.iter().enumerate().take(n).skip(1) {
+        let ran = smp::run_on(index, |me| SEEN[me].store(arch::cpu_index(), Ordering::Release), 1_000_000);
+        check(ran, || format!("CPU {index} did not run a job within 1 s"))?;
+        let seen = seen.load(Ordering::Acquire);
+        check(seen == index, || format!("CPU {index} says it is CPU {seen}"))?;
+    }
+    Ok(format!("cpus={n}: each other CPU woke on wake() and ran a job as itself"))
+}
+
+fn time_hz() -> Result<u64, String> {
+    let hz = crate::time::ticks_per_second();
+    check(hz != 0, || "the clock is not calibrated".into())?;
+    Ok(hz)
+}
+
+/// A panic on another CPU stops the machine and fails the run (it must not hang or crash).
+fn smp_ap_panic() -> Outcome {
+    check(arch::cpu_count() > 1, || "needs a second CPU".into())?;
+    smp::run_on(1, |me| panic!("deliberate panic on CPU {me} (self-test smp.ap_panic)"), 5_000_000);
+    Err("the panic on CPU 1 did not stop the machine".into())
 }

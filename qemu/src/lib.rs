@@ -370,7 +370,13 @@ impl Profile {
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
         push(&["-M", &self.machine]);
         push(&["-cpu", overrides.cpu.as_deref().unwrap_or(&self.cpu)]);
-        push(&["-accel", accel.accel.as_str()]);
+        // Several CPUs under TCG: one host thread per virtual CPU (MTTCG), so they really run
+        // at once. -icount needs the single-threaded round robin.
+        if accel.accel == Accel::Tcg && smp > 1 && !overrides.icount {
+            push(&["-accel", "tcg,thread=multi"]);
+        } else {
+            push(&["-accel", accel.accel.as_str()]);
+        }
         if overrides.icount {
             push(&["-icount", "shift=0"]);
         }
@@ -565,6 +571,13 @@ exit = { pass = 0, fail = 1 }"#;
         assert!(line.contains("-cpu qemu64,+pku -accel tcg -icount shift=0 -m 1G -smp 4 "), "{line}");
         assert!(line.ends_with(" -d int"), "{line}");
         assert!(!line.contains("-kernel"));
+        // Several CPUs without -icount: multi-threaded TCG; KVM as it is.
+        let mttcg = Overrides { smp: Some(4), accel: AccelChoice::Tcg, ..Overrides::default() };
+        let line = profile("x86_64-q35").unwrap().invocation(&mttcg, &NO_KVM).unwrap().shell_line();
+        assert!(line.contains("-accel tcg,thread=multi -m 512M -smp 4 "), "{line}");
+        let kvm = Overrides { smp: Some(4), accel: AccelChoice::Kvm, ..Overrides::default() };
+        let line = profile("x86_64-q35").unwrap().invocation(&kvm, &NO_KVM).unwrap().shell_line();
+        assert!(line.contains("-accel kvm -m 512M -smp 4 "), "{line}");
         let zero = Overrides { smp: Some(0), ..Overrides::default() };
         assert!(profile("x86_64-q35").unwrap().invocation(&zero, &NO_KVM).is_err());
     }

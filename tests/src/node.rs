@@ -39,6 +39,11 @@ pub fn boot(test: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
 /// As [`boot`], for `arch`'s NIC profile: x86_64 q35 or aarch64 virt (virtio-net on PCIe).
 /// On aarch64 QEMU passes no `-initrd` to an ELF kernel, so tenants are not delivered there.
 pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node> {
+    boot_with(test, arch, tenants, None)
+}
+
+/// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
+pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -50,6 +55,9 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
     };
     let mut boot =
         Boot::profile(profile).kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
+    if let Some(cpus) = smp {
+        boot = boot.smp(cpus);
+    }
     if !tenants.is_empty() {
         let dir = target_dir().join("tmp");
         std::fs::create_dir_all(&dir).unwrap();
@@ -63,6 +71,9 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
     let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
     assert_eq!(ready.fields.get("ip").map(String::as_str), Some("10.0.2.15/24"), "DHCP address: {line}");
     assert_eq!(ready.fields.get("port").map(String::as_str), Some("8080"), "{line}");
+    if let (Some(cpus), Arch::X86_64) = (smp, arch) {
+        assert_eq!(ready.cpus(), Some(u64::from(cpus)), "CPUs online: {line}");
+    }
     Some(Node { qemu, port })
 }
 

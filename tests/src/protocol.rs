@@ -5,7 +5,7 @@
 //! - self-tests: `SELFTEST PASS <name> <detail>`, `SELFTEST FAIL <name> <reason>`, then
 //!   `SELFTEST DONE passed=<n> failed=<m>`
 //! - ready: `PAPPUS READY boot_ticks=<N> tick_hz=<F> mem_total=<bytes> mem_free=<bytes>
-//!   heap_total=<bytes> heap_used=<bytes>`
+//!   heap_total=<bytes> heap_used=<bytes> cpus=<n>` (and more `key=value` fields)
 
 use std::collections::BTreeMap;
 
@@ -107,6 +107,11 @@ impl Ready {
         })
     }
 
+    /// CPUs online (`cpus=`), where the kernel reports them.
+    pub fn cpus(&self) -> Option<u64> {
+        self.fields.get("cpus")?.parse().ok()
+    }
+
     /// Guest instructions from the first kernel instruction to ready, when the guest ran under
     /// `-icount shift=0`: on x86 the TSC ticks once per instruction; on aarch64 the virtual
     /// counter runs at `tick_hz` while one instruction takes one nanosecond.
@@ -196,6 +201,12 @@ mod tests {
             Ready::parse("PAPPUS READY boot_ticks=1 tick_hz=2.5e9 mem_total=1 mem_free=1 heap_total=1 heap_used=0")
                 .unwrap();
         assert_eq!(float_hz.tick_hz, 2.5e9);
+        assert_eq!(float_hz.cpus(), None);
+        let four = Ready::parse(
+            "PAPPUS READY boot_ticks=1 tick_hz=1 mem_total=1 mem_free=1 heap_total=1 heap_used=0 cpus=4 port=8080",
+        )
+        .unwrap();
+        assert_eq!(four.cpus(), Some(4));
     }
 
     #[test]

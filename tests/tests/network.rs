@@ -6,7 +6,8 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 
-use pappus_tests::node::{Node, boot as boot_node, pattern, read_response, status_of};
+use pappus_tests::Arch;
+use pappus_tests::node::{Node, boot as boot_node, boot_with, pattern, read_response, status_of};
 
 fn boot(test: &str) -> Option<Node> {
     boot_node(test, &[])
@@ -122,6 +123,33 @@ fn endpoints_bodies_keepalive_pipelining() {
     let unknown = node.call("GET", "/nope", b"");
     assert_eq!(unknown.status, 404);
     assert!(unknown.text().contains("\"code\":\"not_found\""), "{}", unknown.text());
+}
+
+/// With four CPUs (three parked, the I/O loop on the boot CPU) the node serves as with one:
+/// healthz, echo of small and large bodies, keep-alive, and memory back at its baseline.
+#[test]
+fn serves_with_four_cpus() {
+    let Some(node) = boot_with("serves_with_four_cpus", Arch::X86_64, &[], Some(4)) else { return };
+    let baseline = node.baseline();
+    let r = node.call("GET", "/healthz", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    for len in [0, 64, 1024 * 1024] {
+        let body = pattern(len);
+        let r = node.call("POST", "/v1/echo", &body);
+        assert_eq!(r.status, 200, "echo of {len} bytes");
+        assert!(r.body == body, "echo of {len} bytes came back different");
+    }
+    let mut s = node.connect();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    for i in 0..20 {
+        let body = pattern(100 + i);
+        write!(s, "POST /v1/echo HTTP/1.1\r\nHost: p\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+        s.write_all(&body).unwrap();
+        let r = read_response(&mut reader).unwrap();
+        assert!(r.status == 200 && r.body == body, "keep-alive request {i}");
+    }
+    drop((s, reader));
+    node.assert_healthy(baseline, "requests with four CPUs");
 }
 
 #[test]

@@ -129,3 +129,84 @@ fn microvm_falls_back_to_configuration_ports() {
     qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
     qemu.kill();
 }
+
+/// Boots `profile` with `cpus` CPUs and `cmdline`.
+fn boot_smp(test: &str, profile: &str, cpus: u32, cmdline: &str) -> Option<Qemu> {
+    if !qemu_tests_enabled(test) {
+        return None;
+    }
+    let kernel = kernel_image(Arch::X86_64).unwrap_or_else(|e| panic!("{e}"));
+    let boot = Boot::profile(profile)
+        .kernel(kernel)
+        .smp(cpus)
+        .cmdline(cmdline)
+        .log_name(test)
+        .time_limit(Duration::from_secs(180));
+    if cpus > 1 {
+        let line = boot.invocation().unwrap_or_else(|e| panic!("{e}")).shell_line();
+        assert!(line.contains("-accel tcg,thread=multi") || line.contains("-accel kvm"), "MTTCG: {line}");
+    }
+    Some(boot.spawn().unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The self-tests that need the other CPUs, and what their detail says about how many.
+const SMP_SELFTESTS: &[&str] = &["smp.wake", "smp.cpus", "smp.timer"];
+
+/// With 1, 2 and 4 CPUs (multi-threaded TCG): every CPU comes up, the self-tests pass (each AP
+/// wakes, runs a job as itself on its own stack, its own timer fires), the boot log names the
+/// CPUs, and the ready line counts them.
+#[test]
+fn smp_cpus_start_and_pass_selftests() {
+    for cpus in [1u32, 2, 4] {
+        let test = format!("x86_64-smp{cpus}-selftests");
+        let Some(mut qemu) = boot_smp(&test, "x86_64-q35", cpus, "test") else { return };
+        let online = format!("smp: {cpus} CPU{} online (APIC ids", if cpus == 1 { "" } else { "s" });
+        qemu.wait_for(Marker::contains(&online), STEP).unwrap_or_else(|e| panic!("{e}"));
+        qemu.wait_for(Marker::starts_with("SELFTEST DONE"), STEP).unwrap_or_else(|e| panic!("{e}"));
+        qemu.expect_pass(STEP).unwrap_or_else(|e| panic!("-smp {cpus}: {e}"));
+        let report = SelftestReport::from_lines(&qemu.lines());
+        let tail = qemu.tail(60);
+        let failed: Vec<_> = report.failed().collect();
+        assert!(failed.is_empty(), "-smp {cpus}: self-tests failed: {failed:?}\n{tail}");
+        for name in REQUIRED_SELFTESTS.iter().chain(SMP_SELFTESTS) {
+            let result = report.result(name);
+            assert!(result.is_some_and(|r| r.passed), "-smp {cpus}: self-test {name} did not pass\n{tail}");
+            if SMP_SELFTESTS.contains(name) {
+                let detail = &result.unwrap().detail;
+                assert!(detail.contains(&format!("cpus={cpus}")), "-smp {cpus}: {name}: {detail}");
+            }
+        }
+
+        let test = format!("x86_64-smp{cpus}-ready");
+        let Some(mut qemu) = boot_smp(&test, "x86_64-q35", cpus, "") else { return };
+        let line = qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
+        let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
+        assert_eq!(ready.cpus(), Some(u64::from(cpus)), "-smp {cpus}: {line}");
+        qemu.kill();
+    }
+}
+
+/// microvm's firmware (qboot) lists its CPUs in ACPI too.
+#[test]
+fn microvm_starts_two_cpus() {
+    let Some(mut qemu) = boot_smp("x86_64-microvm-smp2", "x86_64-microvm", 2, "test selftest=smp.wake,smp.timer")
+    else {
+        return;
+    };
+    qemu.wait_for(Marker::contains("smp: 2 CPUs online"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.expect_pass(STEP).unwrap_or_else(|e| panic!("{e}"));
+    let report = SelftestReport::from_lines(&qemu.lines());
+    assert_eq!(report.passed().count(), 2, "{}", qemu.tail(40));
+}
+
+/// A panic on another CPU stops the machine: the other CPUs halt (NMI), and QEMU exits with the
+/// fail status, not a hang or a crash.
+#[test]
+fn panic_on_an_ap_fails_the_run() {
+    let Some(mut qemu) = boot_smp("x86_64-smp-ap-panic", "x86_64-q35", 2, "test selftest=smp.ap_panic") else {
+        return;
+    };
+    qemu.wait_for(Marker::contains("deliberate panic on CPU 1"), STEP).unwrap_or_else(|e| panic!("{e}"));
+    qemu.expect_fail(STEP).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!qemu.lines().iter().any(|l| l.starts_with("SELFTEST DONE")), "the boot CPU went on after the panic");
+}

@@ -10,8 +10,13 @@
 //! | `phys_to_virt(u64) -> *mut u8` | the direct map of physical memory |
 //! | `init(&BootInfo)` | page tables, traps, interrupt controller, timer |
 //! | `selftests()` | the architecture's self-tests (paging, traps, timer) |
-//! | `exit(passed) -> !` | leave QEMU with a pass/fail code (test mode), else halt |
+//! | `exit(passed) -> !` | stop the other CPUs, then leave QEMU with a pass/fail code (test mode), else halt |
 //! | `idle() -> !` | wait for interrupts forever |
+//! | `sleep_until(ticks)` | halt until the counter reaches `ticks` (or an earlier interrupt) |
+//! | `wait_for_work(deadline, pending)` | halt unless `pending()`, until a `wake` or the deadline; no lost wake-ups |
+//! | `start_cpus(&BootInfo, max, entry) -> usize` | start the other CPUs (x86: ACPI MADT, INIT-SIPI-SIPI; aarch64: not yet, 1); each runs `entry(index)` |
+//! | `cpu_index()`, `cpu_count()` | this CPU's index (0 = boot CPU), CPUs online |
+//! | `wake(index)` | end CPU `index`'s halt (an IPI); a no-op for this CPU |
 //!
 //! The boot entry is architecture code too: it builds a [`crate::boot::BootInfo`] and calls
 //! [`crate::kernel_main`].

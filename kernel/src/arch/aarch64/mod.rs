@@ -102,6 +102,35 @@ pub fn sleep_until(deadline: u64) {
     }
 }
 
+/// Halts until an event (the generic timer's event stream, every 2^10 counter ticks) unless
+/// `pending()` says there is work already, or the counter has reached `deadline`. With one CPU
+/// and no interrupts yet there is nobody to miss a wake-up.
+pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
+    if pending() || deadline.is_some_and(|d| ticks() >= d) {
+        return;
+    }
+    aarch64_cpu::asm::wfe();
+}
+
+/// Secondary CPUs are not started on aarch64 yet (PSCI CPU_ON will): this logs so and returns 1.
+pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
+    log::info!("smp: secondary CPUs not started on aarch64 yet; 1 CPU online");
+    1
+}
+
+/// This CPU's index: the boot CPU's, 0, as long as it is the only one.
+pub fn cpu_index() -> usize {
+    0
+}
+
+/// CPUs online.
+pub fn cpu_count() -> usize {
+    1
+}
+
+/// Wakes CPU `index` out of a halt: with one CPU there is no other to wake.
+pub fn wake(_index: usize) {}
+
 /// The kernel's translation tables; exception vectors are in place since the entry code.
 pub fn init(_info: &BootInfo) {
     paging::init();
@@ -173,23 +202,4 @@ pub fn idle() -> ! {
     loop {
         aarch64_cpu::asm::wfi();
     }
-}
-
-// Placeholders until the SMP work lands: one CPU.
-/// This CPU's index (0 = boot CPU).
-pub fn cpu_index() -> usize {
-    0
-}
-
-/// Wakes CPU `index` from a halt.
-pub fn wake(_index: usize) {}
-
-/// Starts the other CPUs; returns how many are online.
-pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
-    1
-}
-
-/// CPUs online.
-pub fn cpu_count() -> usize {
-    1
 }

@@ -20,6 +20,18 @@ pub const REG_LVT_TIMER: u32 = 0x320;
 pub const REG_TIMER_INITIAL: u32 = 0x380;
 pub const REG_TIMER_CURRENT: u32 = 0x390;
 pub const REG_TIMER_DIVIDE: u32 = 0x3e0;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+/// x2APIC: the whole ICR is one 64-bit MSR, destination in the upper half.
+const MSR_X2APIC_ICR: u32 = 0x830;
+
+/// Interrupt command (ICR low word) parts: delivery modes, level assert, delivery status.
+pub const ICR_FIXED: u32 = 0b000 << 8;
+pub const ICR_NMI: u32 = 0b100 << 8;
+pub const ICR_INIT: u32 = 0b101 << 8;
+pub const ICR_STARTUP: u32 = 0b110 << 8;
+pub const ICR_ASSERT: u32 = 1 << 14;
+const ICR_PENDING: u32 = 1 << 12;
 
 static X2APIC: AtomicBool = AtomicBool::new(false);
 static MMIO_BASE: AtomicU64 = AtomicU64::new(0);
@@ -65,7 +77,40 @@ pub fn init() -> u32 {
 }
 
 pub fn mode() -> &'static str {
-    if X2APIC.load(Ordering::Relaxed) { "x2APIC" } else { "xAPIC" }
+    if is_x2apic() { "x2APIC" } else { "xAPIC" }
+}
+
+pub fn is_x2apic() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
+/// Sends an inter-processor interrupt to the CPU with local APIC id `dest` (physical
+/// destination); `command` is the ICR low word (delivery mode, level, vector).
+pub fn send_ipi(dest: u32, command: u32) {
+    // Interrupts off: a handler on this CPU that sends an IPI between the two xAPIC writes
+    // would change the destination under us.
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if X2APIC.load(Ordering::Relaxed) {
+            // SAFETY: the x2APIC ICR; one write sends the IPI the caller asked for.
+            unsafe { Msr::new(MSR_X2APIC_ICR).write((u64::from(dest) << 32) | u64::from(command)) };
+        } else {
+            wait_for_delivery();
+            write(REG_ICR_HIGH, dest << 24);
+            write(REG_ICR_LOW, command);
+            wait_for_delivery();
+        }
+    });
+}
+
+/// Waits (boundedly) until the xAPIC has sent the last IPI: older APICs lose a command written
+/// while the previous one is pending.
+fn wait_for_delivery() {
+    for _ in 0..1_000_000 {
+        if read(REG_ICR_LOW) & ICR_PENDING == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 pub fn end_of_interrupt() {

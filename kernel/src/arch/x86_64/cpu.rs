@@ -66,3 +66,32 @@ pub fn reported_tsc_hz() -> Option<(u64, &'static str)> {
     }
     None
 }
+
+/// The CPU vendor string (CPUID 0: "GenuineIntel", "AuthenticAMD", …).
+fn vendor() -> [u8; 12] {
+    let l = leaf(0, 0);
+    let mut v = [0; 12];
+    v[..4].copy_from_slice(&l.ebx.to_le_bytes());
+    v[4..8].copy_from_slice(&l.edx.to_le_bytes());
+    v[8..].copy_from_slice(&l.ecx.to_le_bytes());
+    v
+}
+
+/// The display family (CPUID 1: base family, plus the extended family when the base is 0xf).
+fn family() -> u32 {
+    let eax = leaf(1, 0).eax;
+    let base = (eax >> 8) & 0xf;
+    if base == 0xf { base + ((eax >> 20) & 0xff) } else { base }
+}
+
+/// Whether starting an application processor must wait 10 ms between INIT and STARTUP, as the
+/// MP specification asks of older CPUs. Like Linux (`smp_quirk_init_udelay`), modern Intel
+/// (family 6 and up) and AMD/Hygon (family 0xf and up) CPUs, and virtual CPUs, do not need it.
+pub fn init_ipi_needs_delay() -> bool {
+    let modern = match &vendor() {
+        b"GenuineIntel" => family() >= 6,
+        b"AuthenticAMD" | b"HygonGenuine" => family() >= 0xf,
+        _ => false,
+    };
+    !(modern || in_hypervisor())
+}

@@ -1,4 +1,5 @@
-//! x86_64: PVH boot, GDT/TSS/IDT, the kernel's page tables, local APIC and its timer.
+//! x86_64: PVH boot, GDT/TSS/IDT, the kernel's page tables, local APIC and its timer, the
+//! application processors.
 
 mod apic;
 mod boot;
@@ -7,6 +8,7 @@ mod paging;
 mod percpu;
 mod pit;
 mod selftests;
+mod smp;
 mod stacks;
 mod timer;
 mod traps;
@@ -150,8 +152,37 @@ fn calibrate_tsc() -> (u64, u64) {
     (window, hz)
 }
 
-/// Ends a test run: QEMU's debug-exit device when present, else halt.
+/// Starts every other CPU the firmware lists (ACPI MADT), at most `max` CPUs in all; each runs
+/// `entry(index)` on its own stack with its per-CPU block, GDT/TSS/IDT, local APIC and timer set
+/// up and interrupts enabled. Returns how many CPUs are online, the boot CPU (index 0)
+/// included. Called once by the boot CPU after `init` and the heap.
+pub fn start_cpus(info: &BootInfo, max: usize, entry: fn(usize) -> !) -> usize {
+    smp::start_cpus(info, max, entry)
+}
+
+/// This CPU's index (0 = boot CPU), from its per-CPU block (valid after `init`).
+pub fn cpu_index() -> usize {
+    percpu::current_index()
+}
+
+/// CPUs online.
+pub fn cpu_count() -> usize {
+    smp::cpus_online()
+}
+
+/// Wakes CPU `index` if it is halted in `sleep_until`/`wait_for_work`: an IPI to a vector whose
+/// handler only acknowledges it. A no-op for this CPU and for CPUs not online.
+pub fn wake(index: usize) {
+    smp::wake(index)
+}
+
+/// Ends a test run: the other CPUs stopped (an NMI halts them), then QEMU's debug-exit device
+/// when present, else halt. Panics and fatal traps end here too.
 pub fn exit(passed: bool) -> ! {
+    x86_64::instructions::interrupts::disable();
+    if !smp::stop_others() {
+        halt_forever(); // another CPU is stopping the machine, and stops this one
+    }
     let mut port: Port<u32> = Port::new(DEBUG_EXIT_PORT);
     // SAFETY: writing the debug-exit port ends QEMU; on hardware without the device the write
     // goes nowhere and we halt below.
@@ -180,28 +211,26 @@ pub fn sleep_until(deadline: u64) {
     traps::wait_for_interrupt();
 }
 
+/// Halts this CPU until an interrupt (a [`wake`], or the timer at `deadline`), unless
+/// `pending()` says there is work already. `pending` runs with interrupts off, and the halt
+/// re-enables them atomically (`sti; hlt`), so a `wake` sent after `pending` looked still ends
+/// the halt: no lost wake-up. Returns with interrupts on; a deadline armed here may still fire
+/// later (harmless: the handler only counts).
+pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
+    x86_64::instructions::interrupts::disable();
+    if pending() || deadline.is_some_and(|d| rdtsc() >= d) {
+        x86_64::instructions::interrupts::enable();
+        return;
+    }
+    if let Some(d) = deadline {
+        timer::arm_deadline(d);
+    }
+    traps::wait_for_interrupt();
+}
+
 /// Waits for interrupts forever (timer deadlines, and soon the NIC).
 pub fn idle() -> ! {
     loop {
         traps::wait_for_interrupt();
     }
-}
-
-// Placeholders until the SMP work lands: one CPU.
-/// This CPU's index (0 = boot CPU).
-pub fn cpu_index() -> usize {
-    0
-}
-
-/// Wakes CPU `index` from a halt.
-pub fn wake(_index: usize) {}
-
-/// Starts the other CPUs; returns how many are online.
-pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
-    1
-}
-
-/// CPUs online.
-pub fn cpu_count() -> usize {
-    1
 }

@@ -2,9 +2,12 @@
 //!
 //! Everything that differs between CPUs (its GDT and TSS, its APIC id, its trap bookkeeping)
 //! lives in one `PerCpu`, whose first word points at itself so that `mov rax, gs:[0]` finds it.
-//! Only the boot CPU exists today; SMP allocates one block per CPU and changes nothing else.
+//! The boot CPU's block is a static; each application processor gets one from the heap
+//! (`smp.rs`), built and loaded by the same [`load`].
 
+use alloc::boxed::Box;
 use core::cell::Cell;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
@@ -29,6 +32,12 @@ pub struct PerCpu {
     pub expected_fault: Cell<Option<ExpectedFault>>,
     /// What the last expected fault looked like, for the self-test to check.
     pub last_fault: Cell<Option<FaultRecord>>,
+    /// This CPU's timer interrupts: the TSC at the last one, and how many (read by other CPUs
+    /// in self-tests, hence atomics).
+    pub timer_fired_at: AtomicU64,
+    pub timer_firings: AtomicU64,
+    /// Wake-up IPIs this CPU took (`smp::wake`).
+    pub wakeups: AtomicU64,
     tss: TaskStateSegment,
     gdt: GlobalDescriptorTable<8>,
     pub selectors: Selectors,
@@ -39,42 +48,71 @@ pub struct Selectors {
     pub kernel_code: SegmentSelector,
 }
 
-// SAFETY: each block is only ever touched by the CPU it belongs to (through its own GS base);
-// the `Sync` bound is needed only to keep blocks in statics.
+// SAFETY: the `Cell`s are only ever touched by the CPU the block belongs to (through its own GS
+// base); what other CPUs read is atomic. The `Sync` bound is needed to keep blocks in statics
+// and to hand an AP's block to it.
 unsafe impl Sync for PerCpu {}
 
-static BOOT_CPU: BootCell<PerCpu> = BootCell::new(PerCpu {
-    self_ptr: core::ptr::null(),
-    index: 0,
-    apic_id: Cell::new(0),
-    expected_fault: Cell::new(None),
-    last_fault: Cell::new(None),
-    tss: TaskStateSegment::new(),
-    gdt: GlobalDescriptorTable::new(),
-    selectors: Selectors { kernel_code: SegmentSelector(0) },
-});
+/// The most CPUs the kernel keeps blocks for (indices 0..MAX_CPUS).
+pub const MAX_CPUS: usize = 64;
+
+impl PerCpu {
+    const fn new(index: u32) -> Self {
+        PerCpu {
+            self_ptr: core::ptr::null(),
+            index,
+            apic_id: Cell::new(0),
+            expected_fault: Cell::new(None),
+            last_fault: Cell::new(None),
+            timer_fired_at: AtomicU64::new(0),
+            timer_firings: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+            tss: TaskStateSegment::new(),
+            gdt: GlobalDescriptorTable::new(),
+            selectors: Selectors { kernel_code: SegmentSelector(0) },
+        }
+    }
+}
+
+static BOOT_CPU: BootCell<PerCpu> = BootCell::new(PerCpu::new(0));
+
+/// Every CPU's block by index, for reading another CPU's counters (null: no such CPU yet).
+static BLOCKS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
 /// Builds the boot CPU's block, loads its GDT and TSS and points GS at it.
 pub fn init_boot_cpu() {
-    use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
-    use x86_64::instructions::tables::load_tss;
-
     // SAFETY: runs once on the boot CPU with interrupts off, before anything reads BOOT_CPU;
     // afterwards the block is reached only through `current()`.
     let cpu: &'static mut PerCpu = unsafe { &mut *BOOT_CPU.get() };
+    load(cpu, [stacks::ist_top(0), stacks::ist_top(1), stacks::ist_top(2)]);
+}
+
+/// A fresh block for application processor `index`, on the heap (never freed: the CPU keeps it
+/// until the machine stops). Loaded by the AP itself through [`load`].
+pub fn new_ap_block(index: usize) -> &'static mut PerCpu {
+    Box::leak(Box::new(PerCpu::new(index as u32)))
+}
+
+/// Fills `cpu`'s TSS (interrupt stacks at `ist_tops`, indexed by `IST_*`) and GDT, loads them on
+/// this CPU and points GS at the block. Runs once per CPU, on that CPU, with interrupts off.
+pub fn load(cpu: &'static mut PerCpu, ist_tops: [u64; 3]) {
+    use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
+    use x86_64::instructions::tables::load_tss;
+
     cpu.self_ptr = &raw const *cpu;
-    cpu.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(stacks::ist_top(0));
-    cpu.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(stacks::ist_top(1));
-    cpu.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(stacks::ist_top(2));
-    // SAFETY: as above; the TSS lives in a static and is never moved or written again.
-    let tss: &'static TaskStateSegment = unsafe { &(*BOOT_CPU.get()).tss };
+    cpu.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(ist_tops[IST_DOUBLE_FAULT as usize]);
+    cpu.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(ist_tops[IST_NMI as usize]);
+    cpu.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(ist_tops[IST_MACHINE_CHECK as usize]);
     let kernel_code = cpu.gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = cpu.gdt.append(Descriptor::kernel_data_segment());
-    let tss_sel = cpu.gdt.append(Descriptor::tss_segment(tss));
+    let tss: *const TaskStateSegment = &raw const cpu.tss;
+    // SAFETY: the TSS lives as long as its block ('static, never moved) and is complete; nothing
+    // writes it again (only the CPU reads it), so the descriptor may point at it.
+    let tss_sel = cpu.gdt.append(Descriptor::tss_segment(unsafe { &*tss }));
     cpu.selectors = Selectors { kernel_code };
-    // SAFETY: as above; the GDT is complete and never written again.
-    let gdt: &'static GlobalDescriptorTable<8> = unsafe { &(*BOOT_CPU.get()).gdt };
-    gdt.load();
+    // From here on the block is only read (its Cells and atomics aside).
+    let cpu: &'static PerCpu = cpu;
+    cpu.gdt.load();
     // SAFETY: the selectors index the GDT just loaded, with the right descriptor types.
     unsafe {
         CS::set_reg(kernel_code);
@@ -84,6 +122,19 @@ pub fn init_boot_cpu() {
         load_tss(tss_sel);
     }
     GsBase::write(VirtAddr::from_ptr(cpu.self_ptr));
+    BLOCKS[cpu.index as usize].store((&raw const *cpu).cast_mut(), Ordering::Release);
+}
+
+/// CPU `index`'s block, once that CPU has loaded it.
+pub fn of(index: usize) -> Option<&'static PerCpu> {
+    let ptr = BLOCKS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: only `load` stores here, a pointer to a block that lives forever.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+/// This CPU's index (0 = boot CPU): one load through GS.
+pub fn current_index() -> usize {
+    current().index as usize
 }
 
 /// This CPU's block.

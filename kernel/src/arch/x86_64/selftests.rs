@@ -2,11 +2,15 @@
 
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use x86_64::registers::control::{Cr0, Cr4};
+use x86_64::registers::model_specific::Efer;
 
 use super::paging::{self, PageTableFlags as F};
+use super::percpu::{self, MAX_CPUS};
 use super::traps::{self, FaultRecord};
-use super::{KERNEL_VMA, PHYS_OFFSET, stacks, timer};
+use super::{KERNEL_VMA, PHYS_OFFSET, smp, stacks, timer};
 use crate::mm;
 use crate::selftest::{Outcome, SelfTest, check};
 
@@ -22,6 +26,8 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "trap.invalid_opcode", run: invalid_opcode, on_request_only: false },
     SelfTest { name: "trap.nx_fetch", run: nx_fetch, on_request_only: false },
     SelfTest { name: "timer.deadline", run: timer_deadline, on_request_only: false },
+    SelfTest { name: "smp.cpus", run: smp_cpus, on_request_only: false },
+    SelfTest { name: "smp.timer", run: smp_timer, on_request_only: false },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
 ];
@@ -220,6 +226,96 @@ fn timer_deadline() -> Outcome {
         )
     })?;
     Ok(format!("10 ms deadline fired {us:+} us from target (tolerance -100 us / +50 ms); handler ran; disarm held"))
+}
+
+/// Each application processor runs on its own stack (guard pages unmapped), with its own per-CPU
+/// block and APIC id, and the boot CPU's control registers.
+fn smp_cpus() -> Outcome {
+    static STACK_ADDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static REGS: [[AtomicU64; 3]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; 3] }; MAX_CPUS];
+    let n = smp::cpus_online();
+    let mine = [Cr0::read_raw(), Cr4::read_raw(), Efer::read_raw()];
+    let mut ids = alloc::vec![percpu::current().apic_id.get()];
+    for index in 1..n {
+        let ran = crate::smp::run_on(
+            index,
+            |me| {
+                let local = 0u8;
+                STACK_ADDR[me].store(&raw const local as u64, Ordering::Release);
+                for (slot, value) in REGS[me].iter().zip([Cr0::read_raw(), Cr4::read_raw(), Efer::read_raw()]) {
+                    slot.store(value, Ordering::Release);
+                }
+            },
+            1_000_000,
+        );
+        check(ran, || format!("CPU {index} did not run a job"))?;
+        let [stack, ist0, ist1, ist2] = stacks::ap_stacks(index);
+        let sp = STACK_ADDR[index].load(Ordering::Acquire);
+        check((stack.0..stack.1).contains(&sp), || {
+            format!("CPU {index} ran on {sp:#x}, outside its stack {:#x}..{:#x}", stack.0, stack.1)
+        })?;
+        for (bottom, top) in [stack, ist0, ist1, ist2] {
+            check(paging::translate(bottom - 4096).is_none(), || {
+                format!("CPU {index}: guard below {bottom:#x} mapped")
+            })?;
+            check(stacks::near_guard(bottom - 8), || format!("CPU {index}: {bottom:#x} - 8 not seen as a guard"))?;
+            check(paging::translate(top - 8).is_some(), || format!("CPU {index}: stack top {top:#x} not mapped"))?;
+        }
+        let regs = REGS[index].each_ref().map(|r| r.load(Ordering::Acquire));
+        check(regs == mine, || format!("CPU {index} runs with CR0/CR4/EFER {regs:#x?}, the boot CPU with {mine:#x?}"))?;
+        let block = percpu::of(index).ok_or_else(|| format!("CPU {index} has no per-CPU block"))?;
+        let id = block.apic_id.get();
+        check(block.index as usize == index && smp::apic_id(index) == Some(id), || {
+            format!("CPU {index}: block says index {} APIC id {id}, table {:?}", block.index, smp::apic_id(index))
+        })?;
+        check(!ids.contains(&id), || format!("CPU {index} shares APIC id {id}"))?;
+        ids.push(id);
+    }
+    Ok(format!("cpus={n} APIC ids {ids:?}: own stacks with guard pages, own blocks, the boot CPU's CR0/CR4/EFER"))
+}
+
+/// Each application processor's own local APIC timer fires a 10 ms deadline (the boot CPU's is
+/// `timer.deadline`).
+fn smp_timer() -> Outcome {
+    const NOT_FIRED: i64 = i64::MIN;
+    static LATE: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(NOT_FIRED) }; MAX_CPUS];
+    let n = smp::cpus_online();
+    let hz = super::ticks_per_second();
+    check(hz != 0, || "TSC not calibrated".into())?;
+    let mut worst = 0i64;
+    for (index, late) in LATE.iter().enumerate().take(n).skip(1) {
+        let ran = crate::smp::run_on(
+            index,
+            |me| {
+                let hz = super::ticks_per_second();
+                let (_, before) = timer::last_firing();
+                let deadline = super::rdtsc() + hz / 100;
+                let give_up = deadline + hz / 10;
+                while timer::last_firing().1 == before && super::rdtsc() < give_up {
+                    if super::rdtsc() < deadline {
+                        super::sleep_until(deadline);
+                    } else {
+                        traps::wait_for_interrupt_or_spin();
+                    }
+                }
+                let (fired_at, count) = timer::last_firing();
+                let late = if count > before { fired_at as i64 - deadline as i64 } else { NOT_FIRED };
+                LATE[me].store(late, Ordering::Release);
+            },
+            2_000_000,
+        );
+        check(ran, || format!("CPU {index} did not run the timer job"))?;
+        let late = late.load(Ordering::Acquire);
+        check(late != NOT_FIRED, || format!("CPU {index}: its timer did not fire within 100 ms of the deadline"))?;
+        // As `timer.deadline`: never early by more than 1% of the interval; late by at most 50 ms.
+        let us = i128::from(late) * 1_000_000 / i128::from(hz);
+        check(late >= -((hz / 10_000) as i64) && late <= (hz / 20) as i64, || {
+            format!("CPU {index}: fired {us} us from the deadline; tolerance -100 us / +50 ms")
+        })?;
+        worst = worst.max(late);
+    }
+    let worst_us = i128::from(worst) * 1_000_000 / i128::from(hz);
+    Ok(format!("cpus={n}: each other CPU's timer fired its 10 ms deadline (latest {worst_us:+} us)"))
 }
 
 fn unexpected_fault() -> Outcome {

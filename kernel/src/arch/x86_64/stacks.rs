@@ -53,3 +53,43 @@ pub fn ist_top(index: usize) -> u64 {
     // SAFETY: only the address is taken.
     unsafe { &raw const IST_STACKS[index] as u64 + core::mem::size_of::<GuardedStack<IST_STACK_PAGES>>() as u64 }
 }
+
+/// Where application processors' stacks are mapped: one slot of [`AP_SLOT_PAGES`] pages per CPU
+/// index (index 0, the boot CPU, uses the statics above and leaves its slot empty). Each stack
+/// has an unmapped guard page below it, as the boot CPU's do.
+pub const AP_STACKS_BASE: u64 = 0xffff_c800_0000_0000;
+pub const AP_SLOT_PAGES: u64 = 128;
+/// The stacks in a slot, as `(first page, pages)`: the kernel stack (as large as the boot
+/// stack), then the interrupt stacks for double fault, NMI and machine check (`IST_*` order).
+/// Every page of the slot outside these is left unmapped.
+pub const AP_STACK_PAGES: [(u64, u64); 4] = [
+    (1, BOOT_STACK_PAGES as u64),
+    (2 + BOOT_STACK_PAGES as u64, IST_STACK_PAGES as u64),
+    (3 + (BOOT_STACK_PAGES + IST_STACK_PAGES) as u64, IST_STACK_PAGES as u64),
+    (4 + (BOOT_STACK_PAGES + 2 * IST_STACK_PAGES) as u64, IST_STACK_PAGES as u64),
+];
+
+/// The `(bottom, top)` virtual addresses of AP `index`'s stacks, in [`AP_STACK_PAGES`] order.
+pub fn ap_stacks(index: usize) -> [(u64, u64); 4] {
+    let slot = AP_STACKS_BASE + index as u64 * AP_SLOT_PAGES * PAGE as u64;
+    AP_STACK_PAGES.map(|(first, pages)| (slot + first * PAGE as u64, slot + (first + pages) * PAGE as u64))
+}
+
+/// Whether `addr` lies in a stack guard page or within 256 bytes above one (where a push that
+/// ran off the stack, or the frame of a fault about it, lands): boot stacks and AP stacks.
+pub fn near_guard(addr: u64) -> bool {
+    if guard_pages().iter().any(|&g| addr.wrapping_sub(g) < PAGE as u64 + 256) {
+        return true;
+    }
+    let in_ap_guard = |a: u64| {
+        let Some(off) = a.checked_sub(AP_STACKS_BASE) else { return false };
+        let slot_bytes = AP_SLOT_PAGES * PAGE as u64;
+        if off / slot_bytes >= super::percpu::MAX_CPUS as u64 {
+            return false;
+        }
+        let page = off % slot_bytes / PAGE as u64;
+        let last = AP_STACK_PAGES[3].0 + AP_STACK_PAGES[3].1;
+        page < last && !AP_STACK_PAGES.iter().any(|&(first, pages)| (first..first + pages).contains(&page))
+    };
+    in_ap_guard(addr) || in_ap_guard(addr.wrapping_sub(256))
+}

@@ -14,7 +14,7 @@ use x86_64::instructions::tables::lidt;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
-use super::{apic, percpu, timer};
+use super::{apic, percpu, smp, timer};
 use crate::boot_cell::BootCell;
 use crate::console;
 
@@ -181,7 +181,7 @@ const MISSING: IdtEntry =
 
 static IDT: BootCell<[IdtEntry; 256]> = BootCell::new([MISSING; 256]);
 
-/// Fills the IDT with every stub (interrupt gates, DPL 0) and loads it.
+/// Fills the IDT with every stub (interrupt gates, DPL 0) and loads it (boot CPU).
 pub fn init() {
     let sel = percpu::current().selectors.kernel_code.0;
     // SAFETY: runs once on the boot CPU with interrupts off, before any `lidt` of this table.
@@ -205,8 +205,19 @@ pub fn init() {
             reserved: 0,
         };
     }
-    let ptr = DescriptorTablePointer { limit: (core::mem::size_of_val(idt) - 1) as u16, base: VirtAddr::from_ptr(idt) };
-    // SAFETY: the table is static, complete, and every entry points at a valid stub.
+    load();
+}
+
+/// Loads the IDT [`init`] built on this CPU: every CPU shares the one table (the stubs are the
+/// same; the IST stacks each entry names come from the loading CPU's own TSS).
+pub fn load() {
+    let idt = IDT.get().cast_const();
+    let ptr = DescriptorTablePointer {
+        limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
+        base: VirtAddr::from_ptr(idt),
+    };
+    // SAFETY: the table is static and was completed by `init` on the boot CPU before any other
+    // CPU started; every entry points at a valid stub.
     unsafe { lidt(&ptr) };
 }
 
@@ -226,10 +237,17 @@ pub fn take_fault() -> Option<FaultRecord> {
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     match frame.vector {
+        // Another CPU is stopping the machine (`exit`): halt here for good.
+        2 if smp::stop_requested() => smp::stop_this_cpu(),
         0..=31 => exception(frame),
         apic::SPURIOUS_VECTOR => {}
         timer::VECTOR => {
             timer::on_interrupt();
+            apic::end_of_interrupt();
+        }
+        smp::WAKE_VECTOR => {
+            // The wake-up itself is the point: the halted CPU runs again after this returns.
+            percpu::current().wakeups.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             apic::end_of_interrupt();
         }
         _ => {
@@ -320,7 +338,11 @@ fn report(frame: &TrapFrame, cr2: u64, headline: &str) {
     if f.vector == 14 {
         console::emergency_println(format_args!("  page fault: {}", PfError(f.error_code)));
     }
-    let near_guard = |addr: u64| super::stacks::guard_pages().iter().any(|&g| addr.wrapping_sub(g) < 4096 + 256);
+    if percpu::ready() && smp::cpus_online() > 1 {
+        let cpu = percpu::current();
+        console::emergency_println(format_args!("  on cpu {} (APIC id {})", cpu.index, cpu.apic_id.get()));
+    }
+    let near_guard = super::stacks::near_guard;
     if near_guard(f.rsp) || (f.vector == 14 && near_guard(cr2)) {
         console::emergency_println(format_args!("  kernel stack overflow: the stack ran into its guard page"));
     }
