@@ -57,7 +57,10 @@ fn sleep(net: &mut Net, wake_ms: Option<u64>) {
     let control = wake_ms.map_or(MAX_SLEEP_MICROS, |ms| (ms * 1000).saturating_sub(now_us));
     let delay = net.poll_delay_micros().unwrap_or(MAX_SLEEP_MICROS).min(MAX_SLEEP_MICROS).min(control);
     if delay > 0 {
-        arch::sleep_until(time::ticks() + micros_to_ticks(delay));
+        // Results from the compute cores end the halt (their wake-up interrupt, or this check
+        // with interrupts off when they came just before).
+        let results = || Dispatcher::get().is_some_and(Dispatcher::has_completions);
+        arch::wait_for_work(Some(time::ticks() + micros_to_ticks(delay)), results);
     }
 }
 

@@ -182,14 +182,17 @@ impl Dispatcher {
         true
     }
 
-    /// `core` is about to halt: marks it idle, then says whether it may (nothing queued). The
-    /// order matters: a submit after the check sees the idle mark and wakes it.
-    pub fn may_idle(&self, core: &Core) -> bool {
+    /// Halts `core` (this CPU) until a submit wakes it, or at the latest at tick `backstop`.
+    /// Race-free: the idle mark goes up first and the queue is checked with interrupts off, so
+    /// a submit is either seen here or its wake-up interrupt ends the halt.
+    pub fn idle(&self, core: &Core, backstop: u64) {
         core.idle.store(true, Ordering::Release);
-        if self.queue.lock().is_empty() {
-            return true;
-        }
+        arch::wait_for_work(Some(backstop), || !self.queue.lock().is_empty());
         core.idle.store(false, Ordering::Release);
-        false
+    }
+
+    /// Whether results wait for the I/O core (it checks before it halts).
+    pub fn has_completions(&self) -> bool {
+        !self.done.lock().is_empty()
     }
 }

@@ -4,9 +4,9 @@
 use super::dispatcher::Dispatcher;
 use crate::{arch, time};
 
-/// How long an idle compute core halts before it looks at the queue again by itself. A submit
-/// wakes it at once (an IPI); this bounds the cost of a wake-up lost in a race.
-const IDLE_MICROS: u64 = 10_000;
+/// The longest an idle compute core halts before it looks at the queue by itself. A submit
+/// wakes it at once (an IPI, see `Dispatcher::idle`); this is only a backstop.
+const IDLE_BACKSTOP_MICROS: u64 = 100_000;
 
 /// The entry of every compute core (`arch::start_cpus`).
 pub fn executor(cpu: usize) -> ! {
@@ -16,13 +16,10 @@ pub fn executor(cpu: usize) -> ! {
         arch::idle()
     };
     log::debug!("cpu {cpu}: compute core");
+    let backstop = (u128::from(IDLE_BACKSTOP_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000) as u64;
     loop {
-        if dispatcher.run_one(core, None) {
-            continue;
-        }
-        if dispatcher.may_idle(core) {
-            let ticks = u128::from(IDLE_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000;
-            arch::sleep_until(time::ticks() + ticks as u64);
+        if !dispatcher.run_one(core, None) {
+            dispatcher.idle(core, time::ticks() + backstop);
         }
     }
 }

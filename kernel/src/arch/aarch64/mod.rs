@@ -102,14 +102,17 @@ pub fn sleep_until(deadline: u64) {
     }
 }
 
-/// Halts until an event (the generic timer's event stream, every 2^10 counter ticks) unless
-/// `pending()` says there is work already, or the counter has reached `deadline`. With one CPU
-/// and no interrupts yet there is nobody to miss a wake-up.
+/// Halts until `deadline` unless `pending()` says there is work already (without a deadline:
+/// until the next event of the generic timer's stream, every 2^10 counter ticks). With one CPU
+/// and no interrupts yet nothing else can make `pending` true meanwhile, so nothing is missed.
 pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
-    if pending() || deadline.is_some_and(|d| ticks() >= d) {
+    if pending() {
         return;
     }
-    aarch64_cpu::asm::wfe();
+    match deadline {
+        Some(d) => sleep_until(d),
+        None => aarch64_cpu::asm::wfe(),
+    }
 }
 
 /// Secondary CPUs are not started on aarch64 yet (PSCI CPU_ON will): this logs so and returns 1.
