@@ -10,6 +10,7 @@ mod fnctl;
 mod fnmeta;
 mod http;
 mod image;
+mod multiboot;
 mod preload;
 mod prereq;
 mod run;
@@ -187,9 +188,20 @@ fn test(args: &Args) -> Result {
             for arch in &arches {
                 command.args(["--test", arch.as_str()]);
                 if *arch == Arch::X86_64 {
-                    // The front door over a real NIC (q35 with virtio-net), and the /v1 control
-                    // plane behind it.
-                    command.args(["--test", "network", "--test", "control", "--test", "functions", "--test", "uefi"]);
+                    // The front door over a real NIC (q35 with virtio-net), the /v1 control
+                    // plane behind it, and the bare-metal boot paths (UEFI, BIOS with iPXE).
+                    command.args([
+                        "--test",
+                        "network",
+                        "--test",
+                        "control",
+                        "--test",
+                        "functions",
+                        "--test",
+                        "uefi",
+                        "--test",
+                        "bios",
+                    ]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
