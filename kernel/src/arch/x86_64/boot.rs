@@ -14,8 +14,10 @@
 //! information. The kernel ELF itself carries no multiboot header (QEMU's `-kernel` would
 //! prefer it over the PVH note): `cargo xtask image --pxe` makes `pappus-kernel.mb`, a flat
 //! image with a multiboot header whose entry is the address in the ELF note `Pappus` of type
-//! [`bootinfo::NOTE_MULTIBOOT32`]. The entry shares the PVH path's switch to long mode and
-//! calls [`multiboot_entry`], which takes the memory map, the command line (less the image
+//! [`bootinfo::NOTE_MULTIBOOT32`]. The entry first verifies the image check that follows the
+//! header (a loader handed a file cut short may run whatever followed it in memory; the check
+//! fails with a line on COM1 and the CPU stops), then shares the PVH path's switch to long mode
+//! and calls [`multiboot_entry`], which takes the memory map, the command line (less the image
 //! name loaders put first) and the first module (the boot configuration) from the information
 //! structure, and finds the ACPI RSDP by the legacy BIOS scan (multiboot1 does not pass it).
 //!
