@@ -12,7 +12,7 @@
 //! kernel's multiboot entry verifies, so that a file cut short is reported, not run.
 
 use bootinfo::multiboot::{
-    CHECK_MAGIC, CHECK_OFFSET, HEADER_ADDRESS, HEADER_MEMORY_INFO, HEADER_PAGE_ALIGN, Header, image_check,
+    CHECK_MAGIC, CHECK_OFFSET, CHECK_UNIT, HEADER_ADDRESS, HEADER_MEMORY_INFO, HEADER_PAGE_ALIGN, Header, image_check,
 };
 
 const PAGE: u64 = 4096;
@@ -35,8 +35,8 @@ pub fn image(elf: &[u8]) -> Result<(Vec<u8>, Header), String> {
         format!("the image starts at {start:#x}; a multiboot image needs it at 1 MiB + 4 KiB or above")
     })?;
     let last = segments.last().ok_or("no loadable segments")?;
-    // A whole number of words, for the image check.
-    let data_end = (last.paddr + last.filesz).next_multiple_of(4);
+    // A whole number of the image check's units (the image starts page-aligned).
+    let data_end = (last.paddr + last.filesz).next_multiple_of(CHECK_UNIT);
     let bss_end = segments.iter().map(|s| s.paddr + s.memsz).max().unwrap_or(data_end).max(data_end);
     let addr32 = |a: u64| u32::try_from(a).map_err(|_| format!("address {a:#x} is above 4 GiB"));
 
@@ -111,23 +111,24 @@ mod tests {
                 flags: 0x1_0003,
                 header_addr: 0x1f_f000,
                 load_addr: 0x1f_f000,
-                load_end_addr: 0x20_2004,
+                load_end_addr: 0x20_2020,
                 bss_end_addr: 0x20_4000,
                 entry_addr: 0x20_0002,
             }
         );
-        assert_eq!(image.len(), 0x3004);
+        assert_eq!(image.len(), 0x3020);
         // What a loader finds: the header at offset 0, checksum right.
         assert_eq!(Header::find(&image), Some((0, header)));
         // The first segment's bytes at 2 MiB, then zeros (its memsz tail and the gap) up to the
         // second segment's.
         assert_eq!(&image[0x1000..0x1003], b"abc");
         assert!(image[0x1003..0x3000].iter().all(|b| *b == 0));
-        // Padded to whole words (the image check's unit).
-        assert_eq!(&image[0x3000..], b"WXY\0");
-        // The image check: magic, 0x2004 bytes = 0x801 words, their sum.
+        // Padded to the image check's unit, 32 bytes.
+        assert_eq!(&image[0x3000..0x3004], b"WXY\0");
+        assert!(image[0x3004..].iter().all(|b| *b == 0));
+        // The image check: magic, 0x2020 bytes = 0x808 words, their sum.
         assert_eq!(&image[32..40], b"PAPPUSMB");
-        assert_eq!(&image[40..44], &0x801u32.to_le_bytes());
+        assert_eq!(&image[40..44], &0x808u32.to_le_bytes());
         let sum = u32::from_le_bytes(*b"abc\0").wrapping_add(u32::from_le_bytes(*b"WXY\0"));
         assert_eq!(&image[44..48], &sum.to_le_bytes());
         assert!(image[48..0x1000].iter().all(|b| *b == 0));

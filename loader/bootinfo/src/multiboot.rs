@@ -38,14 +38,17 @@ pub const INFO_SIZE: usize = 52;
 pub const MODULE_SIZE: usize = 16;
 
 /// Where in the header page, after the multiboot header, `pappus-kernel.mb` carries its image
-/// check: [`CHECK_MAGIC`], then the number of 32-bit words after the header page, then their
-/// wrapping sum (each a little-endian u32). The kernel's multiboot entry verifies it before
+/// check: [`CHECK_MAGIC`], then the number of 32-bit words after the header page (a multiple
+/// of [`CHECK_UNIT`] / 4: the image is padded with zeros to that), then their wrapping sum (each
+/// a little-endian u32). The kernel's multiboot entry verifies it before
 /// anything else, because a loader handed a file cut short may copy whatever followed the file
 /// in its memory and jump into it (iPXE 2019 does).
 pub const CHECK_OFFSET: usize = HEADER_SIZE;
 pub const CHECK_MAGIC: [u8; 8] = *b"PAPPUSMB";
+/// The checked data is a whole number of these bytes (the kernel sums 8 words per step).
+pub const CHECK_UNIT: u64 = 32;
 
-/// The image check's word count and sum over `data` (a multiple of 4 bytes long).
+/// The image check's word count and sum over `data` (a multiple of [`CHECK_UNIT`] bytes long).
 pub fn image_check(data: &[u8]) -> (u32, u32) {
     let words = data.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
     ((data.len() / 4) as u32, words.fold(0u32, u32::wrapping_add))

@@ -185,13 +185,22 @@ multiboot_start32:
     jne 7f
     cmp dword ptr [ebx + 4], {check_magic_hi}
     jne 7f
-    mov ecx, [ebx + 8]
-    test ecx, ecx
+    mov ecx, [ebx + 8]          /* words, a multiple of 8: summed 8 at a time */
+    test ecx, 7
+    jnz 7f
+    shr ecx, 3
     jz 7f
     mov edx, offset __kernel_phys_start
     xor eax, eax
 6:  add eax, [edx]
-    add edx, 4
+    add eax, [edx + 4]
+    add eax, [edx + 8]
+    add eax, [edx + 12]
+    add eax, [edx + 16]
+    add eax, [edx + 20]
+    add eax, [edx + 24]
+    add eax, [edx + 28]
+    add edx, 32
     dec ecx
     jnz 6b
     cmp eax, [ebx + 12]
