@@ -207,7 +207,9 @@ fn missing_config_is_reported() {
     let dir = tftp_variant("no-config", |d| std::fs::remove_file(d.join("pappus.conf")).unwrap());
     let port = free_port();
     let mut qemu = spawn("no-config", Boot::Ipxe(&dir), port);
-    qemu.wait_for(Marker::contains("Pappus: no pappus.conf, the kernel boots without tenants"), BOOT_LIMIT)
+    // Only the start of the line: SeaBIOS mirrors the text console onto the serial port lazily,
+    // and the last characters before the kernel starts can be lost.
+    qemu.wait_for(Marker::contains("Pappus: no pappus.conf"), BOOT_LIMIT)
         .unwrap_or_else(|e| panic!("{e}\n{}", qemu.tail(30)));
     // The node still comes up, with no tenants: every /v1 request is refused.
     qemu.wait_for(Marker::starts_with("PAPPUS READY"), BOOT_LIMIT).unwrap_or_else(|e| panic!("{e}\n{}", qemu.tail(30)));
