@@ -7,7 +7,8 @@
 //! figure is an exact instruction count from the kernel's first instruction to ready.
 //!
 //! Also the UEFI path (`bench/uefi.rs`): OVMF boots the loader from a disk image; figures from
-//! the loader's entry to ready, and the loader's share.
+//! the loader's entry to ready, and the loader's share. And the legacy-BIOS image
+//! (`pappus-kernel.mb`) through QEMU's multiboot loader, on the default x86_64 profile.
 //!
 //! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
@@ -60,6 +61,15 @@ const BOOT_CASES: [Case; 3] = [
         wall: "boot.aarch64.qemu_wall_ms",
     },
 ];
+
+/// The multiboot1 image of the x86_64 kernel (`pappus-kernel.mb`), booted by QEMU's own
+/// multiboot loader on the default profile; its count includes the image check.
+const MULTIBOOT_CASE: Case = Case {
+    profile: DEFAULT_X86_64,
+    arch: Arch::X86_64,
+    instructions: "boot.multiboot.instructions_to_ready",
+    wall: "boot.multiboot.qemu_wall_ms",
+};
 
 /// What the runs of one case measured.
 struct Measured {
@@ -117,8 +127,19 @@ fn boot(runs: usize, no_build: bool) -> Result {
     }
 
     let mut measured = Vec::new();
+    let mut cases: Vec<(&Case, PathBuf)> = Vec::new();
     for case in &BOOT_CASES {
-        let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == case.arch) else { continue };
+        if let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == case.arch) {
+            cases.push((case, kernel.clone()));
+        }
+    }
+    if let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == Arch::X86_64) {
+        match multiboot_image(kernel) {
+            Ok(image) => cases.push((&MULTIBOOT_CASE, image)),
+            Err(e) => problems.push(format!("multiboot image: {}", e.0)),
+        }
+    }
+    for (case, kernel) in &cases {
         match measure(case, kernel, runs) {
             Ok(m) => {
                 let instructions = median_u64(&m.instructions);
@@ -157,6 +178,16 @@ fn boot(runs: usize, no_build: bool) -> Result {
     } else {
         Err(Failure(format!("some boot figures are missing:\n  {}", problems.join("\n  "))))
     }
+}
+
+/// `target/bench/pappus-kernel.mb`, made from the kernel ELF as `cargo xtask image --pxe` does.
+fn multiboot_image(kernel: &PathBuf) -> Result<PathBuf> {
+    let (image, _) = crate::multiboot::image(&std::fs::read(kernel)?).map_err(Failure)?;
+    let dir = pappus_tests::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("pappus-kernel.mb");
+    std::fs::write(&path, image)?;
+    Ok(path)
 }
 
 fn measure(case: &Case, kernel: &PathBuf, runs: usize) -> Result<Measured> {

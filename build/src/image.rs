@@ -1,6 +1,7 @@
 //! `cargo xtask image`: kernel ELFs for QEMU, and for bare metal a PXE/TFTP root (`--pxe DIR`)
 //! and a GPT disk image with an EFI system partition (`--disk FILE`), both holding the UEFI
-//! loader, the kernel and the boot configuration (docs/bare-metal.md).
+//! loader, the kernel and the boot configuration (docs/bare-metal.md). The TFTP root also holds
+//! the kernel as a multiboot1 image for legacy-BIOS machines, which iPXE boots directly.
 
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
@@ -19,21 +20,32 @@ pub const LOADER_TARGET: &str = "x86_64-unknown-uefi";
 /// The names the loader looks for, next to itself (loader/src/main.rs).
 pub const KERNEL_NAME: &str = "pappus-kernel";
 pub const CONFIG_NAME: &str = "pappus.conf";
+/// The kernel as a multiboot1 image (legacy BIOS through iPXE; see multiboot.rs).
+pub const MULTIBOOT_NAME: &str = "pappus-kernel.mb";
+/// The iPXE script in a TFTP root.
+pub const IPXE_SCRIPT_NAME: &str = "boot.ipxe";
 /// The loader's name in a TFTP root (the DHCP boot file name) and on an ESP.
 pub const PXE_LOADER_NAME: &str = "bootx64.efi";
 pub const ESP_LOADER_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 
 const IPXE_SCRIPT: &str = "\
 #!ipxe
-# Pappus, booted by iPXE (docs/bare-metal.md). Chain this script from your DHCP server
-# (filename \"boot.ipxe\" for iPXE clients), or type its lines at the iPXE prompt.
-dhcp
+# Pappus, booted by iPXE (docs/bare-metal.md). Give this script to iPXE clients as the DHCP
+# boot file (\"boot.ipxe\"), or type its lines at the iPXE prompt. File names are relative to
+# where the script came from: this TFTP root. Arguments after a kernel's file name become the
+# kernel command line (e.g. log=debug).
+isset ${ip} || dhcp
+iseq ${platform} efi && goto uefi ||
+# Legacy BIOS: the kernel as a multiboot1 image, the boot configuration as its first module.
+kernel pappus-kernel.mb || goto failed
+module pappus.conf || echo Pappus: no pappus.conf, the kernel boots without tenants
+boot || goto failed
+:uefi
 # UEFI: the Pappus loader fetches pappus-kernel and pappus.conf from this same TFTP server.
-# Arguments after the file name become the kernel command line (e.g. log=debug).
-iseq ${platform} efi && chain --autofree ${next-server}/bootx64.efi ||
-# Legacy BIOS (multiboot1) is not supported by the kernel yet.
-echo Pappus: this machine booted in legacy BIOS mode; Pappus needs UEFI (docs/bare-metal.md)
-shell
+chain --autofree bootx64.efi || goto failed
+:failed
+echo Pappus: boot failed, see the iPXE error above (docs/bare-metal.md)
+exit 1
 ";
 
 pub fn main(args: &Args) -> Result {
@@ -139,14 +151,25 @@ pub fn strip(kernel: &Path, out: &Path) -> Result {
     }
 }
 
-/// A TFTP root: the loader as `bootx64.efi`, the kernel, the configuration, an iPXE script.
+/// A TFTP root: the loader as `bootx64.efi`, the kernel (ELF, and as a multiboot1 image), the
+/// configuration, an iPXE script.
 pub fn pxe_root(root: &Path, loader: &Path, kernel: &Path, config: &Path) -> Result {
     fs::create_dir_all(root).map_err(|e| format!("cannot make {}: {e}", root.display()))?;
     fs::copy(loader, root.join(PXE_LOADER_NAME))?;
     fs::copy(kernel, root.join(KERNEL_NAME))?;
+    let (mb, header) = crate::multiboot::image(&fs::read(kernel)?)
+        .map_err(|e| Failure(format!("{}: no multiboot image: {e}", kernel.display())))?;
+    fs::write(root.join(MULTIBOOT_NAME), &mb)?;
     fs::copy(config, root.join(CONFIG_NAME))?;
-    fs::write(root.join("boot.ipxe"), IPXE_SCRIPT)?;
-    say(format!("TFTP root {}: {PXE_LOADER_NAME}, {KERNEL_NAME}, {CONFIG_NAME}, boot.ipxe", root.display()));
+    fs::write(root.join(IPXE_SCRIPT_NAME), IPXE_SCRIPT)?;
+    say(format!(
+        "TFTP root {}: {PXE_LOADER_NAME}, {KERNEL_NAME}, {MULTIBOOT_NAME} (load {:#x}..{:#x}, entry {:#x}), \
+         {CONFIG_NAME}, {IPXE_SCRIPT_NAME}",
+        root.display(),
+        header.load_addr,
+        header.bss_end_addr,
+        header.entry_addr
+    ));
     Ok(())
 }
 

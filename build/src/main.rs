@@ -10,6 +10,7 @@ mod fnctl;
 mod fnmeta;
 mod http;
 mod image;
+mod multiboot;
 mod preload;
 mod prereq;
 mod run;
@@ -188,8 +189,9 @@ fn test(args: &Args) -> Result {
                 command.args(["--test", arch.as_str()]);
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), the /v1 control
-                    // plane behind it, the dispatcher and the http function, bare-metal boot.
-                    for suite in ["network", "control", "functions", "dispatch", "fetch", "uefi"] {
+                    // plane behind it, the dispatcher and the http function, the bare-metal
+                    // boot paths (UEFI, BIOS with iPXE).
+                    for suite in ["network", "control", "functions", "dispatch", "fetch", "uefi", "bios"] {
                         command.args(["--test", suite]);
                     }
                 }

@@ -260,6 +260,38 @@ pub fn parse_madt(madt: &[u8]) -> Madt {
     out
 }
 
+/// Where legacy-BIOS operating systems look for the RSDP when no loader passes it (multiboot1):
+/// the first KiB of the EBDA (its segment is the BIOS data area's word at 0x40E), then the BIOS
+/// ROM area 0xE0000..0xFFFFF, on 16-byte boundaries. A candidate counts when its signature and
+/// checksum are right (and, from revision 2, the extended checksum over 36 bytes).
+///
+/// # Safety
+/// `map(phys, len)` must return a pointer readable for `len` bytes at physical `phys` for every
+/// range inside the first MiB.
+pub unsafe fn find_rsdp(map: impl Fn(u64, usize) -> *const u8) -> Option<u64> {
+    let tables = Tables { map };
+    // SAFETY: the caller's contract; the BIOS data area is in the first MiB.
+    let bda = unsafe { tables.bytes(0x40e, 2) };
+    let ebda = u64::from(u16::from_le_bytes([bda[0], bda[1]])) << 4;
+    // An EBDA outside conventional memory (or none: 0) is not searched.
+    let ebda = (0x500..=0xA0000 - 1024).contains(&ebda).then_some((ebda, 1024));
+    for (start, len) in ebda.into_iter().chain([(0xE0000, 0x20000)]) {
+        // SAFETY: the caller's contract: both areas lie in the first MiB.
+        let area = unsafe { tables.bytes(start, len) };
+        for at in (0..len).step_by(16) {
+            let candidate = &area[at..len.min(at + 36)];
+            if candidate.len() < 20 || &candidate[..8] != b"RSD PTR " || checksum(&candidate[..20]) != 0 {
+                continue;
+            }
+            if candidate[15] >= 2 && (candidate.len() < 36 || checksum(candidate) != 0) {
+                continue;
+            }
+            return Some(start + at as u64);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use alloc::vec;
@@ -454,5 +486,67 @@ mod tests {
         let m = firmware(&[table(b"APIC", &madt_body(&[]))]);
         // SAFETY: as above.
         assert!(unsafe { find_ecam(0x100, m.map()) }.unwrap().is_none());
+    }
+}
+
+#[cfg(test)]
+mod rsdp_tests {
+    use alloc::{vec, vec::Vec};
+
+    use super::*;
+
+    /// The first MiB, with an EBDA at 0x9FC00.
+    fn low_memory() -> Vec<u8> {
+        let mut mem = vec![0u8; 0x10_0000];
+        mem[0x40e..0x410].copy_from_slice(&(0x9fc0u16).to_le_bytes());
+        mem
+    }
+
+    fn put_rsdp(mem: &mut [u8], at: usize, revision: u8) {
+        let len = if revision >= 2 { 36 } else { 20 };
+        let r = &mut mem[at..at + len];
+        r[..8].copy_from_slice(b"RSD PTR ");
+        r[9..15].copy_from_slice(b"BOCHS ");
+        r[15] = revision;
+        r[16..20].copy_from_slice(&0x7fe_1234u32.to_le_bytes());
+        r[8] = 0u8.wrapping_sub(checksum(&r[..20]));
+        if revision >= 2 {
+            r[20..24].copy_from_slice(&36u32.to_le_bytes());
+            r[32] = 0u8.wrapping_sub(checksum(r));
+        }
+    }
+
+    fn scan(mem: &[u8]) -> Option<u64> {
+        // SAFETY: `mem` is the whole first MiB.
+        unsafe { find_rsdp(|phys, _| mem[phys as usize..].as_ptr()) }
+    }
+
+    #[test]
+    fn finds_the_rsdp_in_the_bios_area() {
+        let mut mem = low_memory();
+        assert_eq!(scan(&mem), None);
+        put_rsdp(&mut mem, 0xf5a40, 0);
+        assert_eq!(scan(&mem), Some(0xf5a40));
+        // The EBDA comes first.
+        put_rsdp(&mut mem, 0x9fc00 + 0x40, 2);
+        assert_eq!(scan(&mem), Some(0x9fc40));
+    }
+
+    #[test]
+    fn skips_bad_candidates() {
+        let mut mem = low_memory();
+        put_rsdp(&mut mem, 0xe0008, 0); // not on a 16-byte boundary
+        put_rsdp(&mut mem, 0xe1000, 0);
+        mem[0xe1000 + 12] ^= 0xff; // checksum broken
+        put_rsdp(&mut mem, 0xe2000, 2);
+        mem[0xe2000 + 30] ^= 0xff; // extended checksum broken
+        assert_eq!(scan(&mem), None);
+        mem[0xffff0..0xffff8].copy_from_slice(b"RSD PTR "); // the last 16 bytes cannot hold one
+        assert_eq!(scan(&mem), None);
+        put_rsdp(&mut mem, 0xfffe0, 0);
+        assert_eq!(scan(&mem), Some(0xfffe0));
+        // An EBDA pointer outside conventional memory is ignored, the ROM area still searched.
+        mem[0x40e..0x410].copy_from_slice(&0xf000u16.to_le_bytes());
+        assert_eq!(scan(&mem), Some(0xfffe0));
     }
 }

@@ -27,6 +27,9 @@ pub struct Plan {
     pub end: u64,
     /// The physical address of the 64-bit entry.
     pub entry64: u64,
+    /// The physical address of the 32-bit multiboot1 entry
+    /// ([`NOTE_MULTIBOOT32`](crate::NOTE_MULTIBOOT32)); 0 when the kernel has none.
+    pub multiboot32: u64,
 }
 
 impl Plan {
@@ -110,8 +113,16 @@ pub fn plan(file: &[u8]) -> Result<Plan, ElfError> {
     if phentsize < 56 || phoff.checked_add(phentsize * phnum).is_none_or(|end| end > file.len()) {
         return Err(bad);
     }
-    let mut p = Plan { segments: [Segment::default(); MAX_SEGMENTS], count: 0, start: u64::MAX, end: 0, entry64: 0 };
+    let mut p = Plan {
+        segments: [Segment::default(); MAX_SEGMENTS],
+        count: 0,
+        start: u64::MAX,
+        end: 0,
+        entry64: 0,
+        multiboot32: 0,
+    };
     let mut entry = None;
+    let mut multiboot32 = None;
     for i in 0..phnum {
         let ph = &file[phoff + i * phentsize..][..phentsize];
         let (ty, offset, paddr, filesz, memsz) = (
@@ -147,7 +158,9 @@ pub fn plan(file: &[u8]) -> Result<Plan, ElfError> {
                     return Err(ElfError::SegmentOutsideFile(i));
                 }
                 // In range: checked just above.
-                entry = entry.or(find_entry_note(&file[offset as usize..(offset + filesz) as usize]));
+                let notes = &file[offset as usize..(offset + filesz) as usize];
+                entry = entry.or(find_note(notes, crate::NOTE_ENTRY64));
+                multiboot32 = multiboot32.or(find_note(notes, crate::NOTE_MULTIBOOT32));
             }
             _ => {}
         }
@@ -160,12 +173,13 @@ pub fn plan(file: &[u8]) -> Result<Plan, ElfError> {
         return Err(ElfError::EntryOutsideImage(entry));
     }
     p.entry64 = entry;
+    p.multiboot32 = multiboot32.filter(|a| (p.start..p.end).contains(a)).unwrap_or(0);
     Ok(p)
 }
 
-/// The entry address in a note segment's [`NOTE_NAME`](crate::NOTE_NAME) /
-/// [`NOTE_ENTRY64`](crate::NOTE_ENTRY64) note, if any.
-fn find_entry_note(mut notes: &[u8]) -> Option<u64> {
+/// The address in a note segment's [`NOTE_NAME`](crate::NOTE_NAME) note of type `want` (an
+/// 8-byte little-endian descriptor), if any.
+fn find_note(mut notes: &[u8], want: u32) -> Option<u64> {
     let align4 = |n: usize| n.checked_add(3).map(|n| n & !3);
     while notes.len() >= 12 {
         let namesz = u32_at(notes, 0)? as usize;
@@ -175,7 +189,7 @@ fn find_entry_note(mut notes: &[u8]) -> Option<u64> {
         let desc_at = 12 + align4(namesz)?;
         let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
         let name = name.strip_suffix(b"\0").unwrap_or(name);
-        if name == crate::NOTE_NAME && ty == crate::NOTE_ENTRY64 && descsz == 8 {
+        if name == crate::NOTE_NAME && ty == want && descsz == 8 {
             return u64_at(desc, 0);
         }
         notes = notes.get(desc_at + align4(descsz)?..)?;
@@ -187,7 +201,8 @@ fn find_entry_note(mut notes: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// A minimal ELF: one PT_LOAD at physical 2 MiB with a .bss tail, one PT_NOTE.
+    /// A minimal ELF: one PT_LOAD at physical 2 MiB with a .bss tail, one PT_NOTE with the
+    /// 64-bit and the multiboot entry notes.
     fn sample(note_name: &[u8]) -> [u8; 0x200] {
         let mut f = [0u8; 0x200];
         f[..4].copy_from_slice(b"\x7fELF");
@@ -206,13 +221,14 @@ mod tests {
             f[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
         };
         ph(&mut f, 64, PT_LOAD, 0x100, 0x20_0000, 0x40, 0x3000);
-        ph(&mut f, 120, PT_NOTE, 0x180, 0, 28, 28);
-        let n = 0x180;
-        f[n..n + 4].copy_from_slice(&7u32.to_le_bytes());
-        f[n + 4..n + 8].copy_from_slice(&8u32.to_le_bytes());
-        f[n + 8..n + 12].copy_from_slice(&1u32.to_le_bytes());
-        f[n + 12..n + 12 + note_name.len()].copy_from_slice(note_name);
-        f[n + 20..n + 28].copy_from_slice(&0x20_0010u64.to_le_bytes());
+        ph(&mut f, 120, PT_NOTE, 0x180, 0, 56, 56);
+        for (n, ty, entry) in [(0x180, 1u32, 0x20_0010u64), (0x19c, 2, 0x20_0020)] {
+            f[n..n + 4].copy_from_slice(&7u32.to_le_bytes());
+            f[n + 4..n + 8].copy_from_slice(&8u32.to_le_bytes());
+            f[n + 8..n + 12].copy_from_slice(&ty.to_le_bytes());
+            f[n + 12..n + 12 + note_name.len()].copy_from_slice(note_name);
+            f[n + 20..n + 28].copy_from_slice(&entry.to_le_bytes());
+        }
         f
     }
 
@@ -221,6 +237,11 @@ mod tests {
         let p = plan(&sample(b"Pappus\0")).unwrap();
         assert_eq!(p.segments(), &[Segment { offset: 0x100, filesz: 0x40, paddr: 0x20_0000, memsz: 0x3000 }]);
         assert_eq!((p.start, p.end, p.entry64), (0x20_0000, 0x20_3000, 0x20_0010));
+        assert_eq!(p.multiboot32, 0x20_0020);
+        // Without the multiboot note the plan is still good (the UEFI loader does not need it).
+        let mut f = sample(b"Pappus\0");
+        f[0x19c + 8] = 9;
+        assert_eq!(plan(&f).unwrap().multiboot32, 0);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #![no_std]
 
 pub mod elf;
+pub mod multiboot;
 
 /// `BootBlock::magic`: "PAPPUSBI", little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"PAPPUSBI");
@@ -25,6 +26,11 @@ pub const VERSION: u32 = 1;
 pub const NOTE_NAME: &[u8] = b"Pappus";
 /// The note type of the 64-bit entry point.
 pub const NOTE_ENTRY64: u32 = 1;
+/// The note type of the 32-bit multiboot1 entry point (an 8-byte descriptor, like
+/// [`NOTE_ENTRY64`]'s), which
+/// `cargo xtask image` puts in the multiboot image's header ([`multiboot`]). The kernel ELF
+/// carries no multiboot header itself: QEMU's `-kernel` would prefer it over PVH.
+pub const NOTE_MULTIBOOT32: u32 = 2;
 
 /// Where the loader found the kernel.
 pub const SOURCE_DISK: u32 = 1;

@@ -1,5 +1,6 @@
-//! The x86_64 boot entries: PVH (QEMU `-kernel`, Xen, Firecracker-style loaders) and the
-//! Pappus UEFI loader (`loader/`, 64-bit, see the end of this comment).
+//! The x86_64 boot entries: PVH (QEMU `-kernel`, Xen, Firecracker-style loaders), multiboot1
+//! (legacy BIOS: iPXE, GRUB, QEMU `-kernel` with `pappus-kernel.mb`) and the Pappus UEFI
+//! loader (`loader/`, 64-bit, see the end of this comment). All three fill one [`BootInfo`].
 //!
 //! The loader enters `pvh_start32` in 32-bit protected mode, paging off, with `ebx` pointing at
 //! a `hvm_start_info`. The assembly below reads the TSC first (the boot benchmark's zero), loads
@@ -7,6 +8,18 @@
 //! map at `PHYS_OFFSET`; and the kernel's top-2-GiB window), enters long mode and calls
 //! [`pvh_entry`] on the boot stack. Rust then replaces these tables with its own
 //! (see `paging.rs`).
+//!
+//! A multiboot1 loader enters `multiboot_start32` in the same state (32-bit, paging off, no
+//! stack we may trust), with `eax` = 0x2BADB002 and `ebx` pointing at the multiboot
+//! information. The kernel ELF itself carries no multiboot header (QEMU's `-kernel` would
+//! prefer it over the PVH note): `cargo xtask image --pxe` makes `pappus-kernel.mb`, a flat
+//! image with a multiboot header whose entry is the address in the ELF note `Pappus` of type
+//! [`bootinfo::NOTE_MULTIBOOT32`]. The entry first verifies the image check that follows the
+//! header (a loader handed a file cut short may run whatever followed it in memory; the check
+//! fails with a line on COM1 and the CPU stops), then shares the PVH path's switch to long mode
+//! and calls [`multiboot_entry`], which takes the memory map, the command line (less the image
+//! name loaders put first) and the first module (the boot configuration) from the information
+//! structure, and finds the ACPI RSDP by the legacy BIOS scan (multiboot1 does not pass it).
 //!
 //! The UEFI loader enters `uefi_start64` in 64-bit long mode on the firmware's identity-mapped
 //! page tables, interrupts off, with `rdi` holding the physical address of a
@@ -47,6 +60,10 @@ pvh_start32:
     mov [boot_entry_tsc + 4], edx
     mov [boot_start_info], esi
 
+    /* From here on shared with multiboot_start32. A stack of our own for the far return below:
+       neither protocol promises one. */
+boot_start32_common:
+    mov esp, offset boot_stack32_top
     /* PAE + PGE, then the early PML4, then EFER.LME|NXE, then paging with WP. */
     mov eax, cr4
     or eax, (1 << 5) | (1 << 7)
@@ -81,7 +98,11 @@ boot_long_mode:
     mov edi, [boot_start_info]  /* zero-extends: the upper half is undefined after the switch */
     mov rsi, [boot_entry_tsc]
     movabs rax, offset {entry}
-    call rax
+    cmp byte ptr [boot_via_multiboot], 0
+    je 5f
+    mov edx, [boot_multiboot_magic]
+    movabs rax, offset {multiboot_entry}
+5:  call rax
 2:  hlt
     jmp 2b
 
@@ -122,6 +143,99 @@ boot_entry_tsc:
     .quad 0
 boot_start_info:
     .long 0
+boot_multiboot_magic:
+    .long 0
+boot_via_multiboot:
+    .byte 0
+    .p2align 4
+boot_stack32:
+    .fill 64, 1, 0
+boot_stack32_top:
+
+    /* The 32-bit multiboot1 entry (bootinfo::NOTE_MULTIBOOT32), named by the header of
+       pappus-kernel.mb (made by `cargo xtask image`), never by this ELF. */
+    .section .note.pappus, "a"
+    .p2align 2
+    .long 7                     /* name size: "Pappus\0" */
+    .long 8                     /* descriptor size: a 64-bit entry address */
+    .long {note_multiboot32}
+    .asciz "Pappus"
+    .p2align 2
+    .quad multiboot_start32
+    .p2align 2
+
+    .section .boot.text, "awx"
+    .code32
+    .global multiboot_start32
+multiboot_start32:
+    cli
+    cld
+    mov esi, ebx                /* the multiboot information (physical) */
+    mov edi, eax                /* the loader's magic, checked in multiboot_entry */
+    rdtsc
+    mov ebp, eax                /* kept in registers: the check below sums .boot.data too */
+    mov esp, edx
+
+    /* The image check `cargo xtask image` put after the multiboot header, in the page below the
+       kernel (bootinfo::multiboot::CHECK_OFFSET): a loader handed a file cut short may copy
+       whatever followed it and jump here. The sum covers every word after the header page, so
+       nothing in the image may be written before it. */
+    mov ebx, offset __kernel_phys_start - 4096 + {check_offset}
+    cmp dword ptr [ebx], {check_magic_lo}
+    jne 7f
+    cmp dword ptr [ebx + 4], {check_magic_hi}
+    jne 7f
+    mov ecx, [ebx + 8]          /* words, a multiple of 8: summed 8 at a time */
+    test ecx, 7
+    jnz 7f
+    shr ecx, 3
+    jz 7f
+    mov edx, offset __kernel_phys_start
+    xor eax, eax
+6:  add eax, [edx]
+    add eax, [edx + 4]
+    add eax, [edx + 8]
+    add eax, [edx + 12]
+    add eax, [edx + 16]
+    add eax, [edx + 20]
+    add eax, [edx + 24]
+    add eax, [edx + 28]
+    add edx, 32
+    dec ecx
+    jnz 6b
+    cmp eax, [ebx + 12]
+    jne 7f
+
+    mov [boot_entry_tsc], ebp
+    mov [boot_entry_tsc + 4], esp
+    mov [boot_start_info], esi
+    mov [boot_multiboot_magic], edi
+    mov byte ptr [boot_via_multiboot], 1
+    jmp boot_start32_common
+
+    /* Report on COM1 (polling the line status; no UART reads 0xff, which lets the bytes go)
+       and stop: the loader is gone and the image cannot be trusted to run. */
+7:  mov esi, offset boot_multiboot_damaged
+8:  lodsb
+    test al, al
+    jz 10f
+    mov ah, al
+    mov dx, 0x3fd
+9:  in al, dx
+    test al, 0x20
+    jz 9b
+    mov al, ah
+    mov dx, 0x3f8
+    out dx, al
+    jmp 8b
+10: cli
+    hlt
+    jmp 10b
+
+    .section .boot.data, "aw"
+boot_multiboot_damaged:
+    .ascii "\r\npappus: pappus-kernel.mb is damaged or cut short (its image check fails); "
+    .asciz "not starting it. Make it again with `cargo xtask image --pxe` and copy the whole folder.\r\n"
 
     /* The 64-bit entry from the Pappus UEFI loader (bootinfo::NOTE_ENTRY64). */
     .section .note.pappus, "a"
@@ -192,8 +306,19 @@ uefi_gdt_ptr:                           /* lgdt in long mode reads a 64-bit base
     boot_stack_size = const stacks::BOOT_STACK_SIZE,
     entry = sym pvh_entry,
     uefi_entry = sym uefi_entry,
+    multiboot_entry = sym multiboot_entry,
     note_entry64 = const bootinfo::NOTE_ENTRY64,
+    note_multiboot32 = const bootinfo::NOTE_MULTIBOOT32,
+    check_offset = const bootinfo::multiboot::CHECK_OFFSET,
+    check_magic_lo = const check_magic_word(0),
+    check_magic_hi = const check_magic_word(4),
 );
+
+/// The image check's magic as the 32-bit words the multiboot entry compares.
+const fn check_magic_word(at: usize) -> u32 {
+    let m = bootinfo::multiboot::CHECK_MAGIC;
+    u32::from_le_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]])
+}
 
 /// `hvm_start_info`, as in Xen's `arch-x86/hvm/start_info.h`.
 #[repr(C)]
@@ -330,8 +455,60 @@ extern "C" fn uefi_entry(block_paddr: u64, entry_tsc: u64) -> ! {
     })
 }
 
-/// The usable RAM of an e820-style map `(address, size, type)` (PVH and the UEFI loader both
-/// hand one over), with the first MiB and the kernel image already taken out.
+extern "C" fn multiboot_entry(info_paddr: u64, entry_tsc: u64, magic: u64) -> ! {
+    use bootinfo::multiboot::{self, Info, Module};
+    super::early_init();
+    // The upper half of rdx is whatever the 32-bit code left: only eax was the loader's.
+    let magic = magic as u32;
+    if magic != multiboot::BOOTLOADER_MAGIC {
+        panic!(
+            "multiboot entry reached with eax = {magic:#x}, not the multiboot1 loader magic {:#x}: \
+             boot pappus-kernel.mb with a multiboot1 loader (iPXE `kernel`, GRUB `multiboot`, QEMU -kernel)",
+            multiboot::BOOTLOADER_MAGIC
+        );
+    }
+    // SAFETY: a multiboot1 loader passes the physical address of its information structure in
+    // ebx, a 32-bit address, which the early page tables map at PHYS_OFFSET.
+    let info = Info::parse(unsafe { &*((info_paddr + PHYS_OFFSET) as *const [u8; multiboot::INFO_SIZE]) });
+    let cmdline = multiboot::kernel_args(copy_cmdline(info.cmdline().map_or(0, u64::from)));
+    let mut memory = if let Some((addr, len)) = info.mmap() {
+        // SAFETY: `len` bytes of memory map at a 32-bit physical address (mapped, see above).
+        let map = unsafe { core::slice::from_raw_parts((u64::from(addr) + PHYS_OFFSET) as *const u8, len as usize) };
+        memory_map(multiboot::mmap_entries(map))
+    } else if let Some(basic) = info.basic_memory() {
+        memory_map(basic.into_iter())
+    } else {
+        panic!("multiboot information at {info_paddr:#x} (flags {:#x}) carries no memory map", info.flags);
+    };
+    // The first module is the boot configuration; its pages stay out of the allocator.
+    let config = info
+        .modules()
+        .map(|(addr, _)| {
+            // SAFETY: the loader's module list, at a 32-bit physical address (mapped, see above).
+            Module::parse(unsafe { &*((u64::from(addr) + PHYS_OFFSET) as *const [u8; multiboot::MODULE_SIZE]) })
+        })
+        .filter(|m| !m.is_empty())
+        .map(|m| PhysRange { start: u64::from(m.start), len: u64::from(m.len()) });
+    if let Some(c) = config {
+        memory.reserve(c.start, c.start + c.len).unwrap_or_else(|e| panic!("boot configuration module: {e}"));
+    }
+    // SAFETY: the early page tables map the first MiB (BIOS data area, EBDA, BIOS ROM) at
+    // PHYS_OFFSET, and the scan reads nothing else.
+    let rsdp = unsafe { drivers::acpi::find_rsdp(|phys, _| (phys + PHYS_OFFSET) as *const u8) };
+    crate::time::set_boot_ticks(entry_tsc);
+    crate::kernel_main(BootInfo {
+        protocol: "multiboot1",
+        cmdline,
+        memory,
+        entry_ticks: entry_tsc,
+        loader_ticks: None,
+        config,
+        rsdp,
+    })
+}
+
+/// The usable RAM of an e820-style map `(address, size, type)` (PVH, multiboot1 and the UEFI
+/// loader all hand one over), with the first MiB and the kernel image already taken out.
 fn memory_map(e820: impl Iterator<Item = (u64, u64, u32)> + Clone) -> MemoryMap {
     let raw = e820.map(|(addr, size, kind)| Region {
         start: addr,
