@@ -20,24 +20,7 @@ fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &
 }
 
 fn deploy(node: &Node) {
-    let functions = [
-        ("matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000"),
-        ("wordcount", "inputs=texts&outputs=counts"),
-        ("wordcount_merge", "inputs=partials&outputs=counts"),
-        ("grep", "inputs=pattern,texts&outputs=matches"),
-        ("topk", "inputs=k,counts&outputs=top"),
-        ("csv_sum", "inputs=column,tables&outputs=sums"),
-    ];
-    for (name, query) in functions {
-        let r = send(node, "PUT", &format!("/v1/functions/{name}?engine=wasm&{query}"), &[], &functions::wasm(name));
-        assert_eq!(r.status, 201, "{name}: {}", r.text());
-    }
-    for name in ["wordcount_mapreduce", "top_words", "grep_count", "csv_total"] {
-        let path = workspace_root().join(format!("functions/compositions/{name}.pappus"));
-        let source = std::fs::read(&path).unwrap();
-        let r = send(node, "PUT", &format!("/v1/compositions/{name}"), &[], &source);
-        assert_eq!(r.status, 201, "{name}: {}", r.text());
-    }
+    functions::deploy_examples(node, TENANT.token);
 }
 
 fn invoke(node: &Node, name: &str, sets: Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
