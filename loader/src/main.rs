@@ -224,7 +224,12 @@ fn run(entry_tsc: u64) -> Result<core::convert::Infallible> {
     let kernel = kernel.ok_or_else(|| fail!(Status::NOT_FOUND, "{KERNEL_FILE} not found on {}", from.as_str()))?;
     let plan = bootinfo::elf::plan(kernel)
         .map_err(|e| fail!(Status::LOAD_ERROR, "{KERNEL_FILE} ({} bytes) is not a usable kernel: {e}", kernel.len()))?;
-    let config = source.read(CONFIG_FILE, CONFIG_MAX)?;
+    // A TFTP read whose size the PXE stack could not tell (iPXE's) fills its whole buffer, zero
+    // padded; the configuration is text, where a NUL never belongs, so the padding goes.
+    let config = source.read(CONFIG_FILE, CONFIG_MAX)?.map(|c| {
+        let len = c.iter().rposition(|&b| b != 0).map_or(0, |last| last + 1);
+        &mut c[..len]
+    });
     match &config {
         Some(c) => println!("pappus-loader: {CONFIG_FILE}: {} bytes", c.len()),
         None => println!("pappus-loader: no {CONFIG_FILE}; the kernel boots without tenants"),

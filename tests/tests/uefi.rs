@@ -68,7 +68,11 @@ fn pxe_variant(name: &str, change: impl FnOnce(&Path)) -> PathBuf {
 }
 
 enum Media<'a> {
+    /// OVMF's own PXE client fetches the loader.
     Tftp(&'a Path),
+    /// The NIC's iPXE ROM (Debian `ipxe-qemu`) runs `boot.ipxe`, which chains the loader; the
+    /// loader then reads through iPXE's PXE base code, which cannot tell file sizes.
+    Ipxe(&'a Path),
     Disk(&'a Path),
 }
 
@@ -77,7 +81,8 @@ fn free_port() -> u16 {
 }
 
 /// Starts OVMF on q35 with a virtio-net NIC (user networking, `port` forwarded to the guest's
-/// 8080) and the given boot media. The NIC has no option ROM, so OVMF's own PXE client boots.
+/// 8080) and the given boot media. The NIC has no option ROM, so OVMF's own PXE client boots,
+/// except with `Media::Ipxe`.
 fn spawn(test: &str, media: Media<'_>, port: u16) -> Qemu {
     let vars = target_dir().join("tmp").join("uefi").join(format!("{test}.vars.fd"));
     std::fs::copy(OVMF_VARS, &vars).expect("copy OVMF_VARS.fd");
@@ -88,13 +93,18 @@ fn spawn(test: &str, media: Media<'_>, port: u16) -> Qemu {
     command.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     command.arg("-drive").arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
     command.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+    let mut nic = "virtio-net-pci,netdev=n0,romfile=";
     match media {
         Media::Tftp(dir) => netdev += &format!(",tftp={},bootfile=bootx64.efi", dir.display()),
+        Media::Ipxe(dir) => {
+            netdev += &format!(",tftp={},bootfile=boot.ipxe", dir.display());
+            nic = "virtio-net-pci,netdev=n0";
+        }
         Media::Disk(file) => {
             command.arg("-drive").arg(format!("file={},format=raw", file.display()));
         }
     }
-    command.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,romfile="]);
+    command.args(["-netdev", &netdev, "-device", nic]);
     let line = format!("{command:?}");
     let options = SpawnOptions { log_name: format!("uefi-{test}"), time_limit: BOOT_LIMIT, echo_to_stderr: false };
     Qemu::spawn_command(command, &line, ExitCodes { pass: 33, fail: 35 }, options).unwrap_or_else(|e| panic!("{e}"))
@@ -142,6 +152,14 @@ fn pxe_boot_serves_http() {
         return;
     }
     boot_and_serve("pxe", Media::Tftp(&images().pxe));
+}
+
+#[test]
+fn ipxe_uefi_boot_serves_http() {
+    if !qemu_tests_enabled("ipxe_uefi_boot_serves_http") {
+        return;
+    }
+    boot_and_serve("ipxe", Media::Ipxe(&images().pxe));
 }
 
 #[test]
