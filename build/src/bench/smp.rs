@@ -83,8 +83,20 @@ fn fanout_makespan(kernel: &Path, smp: u32, wordcount: &[u8], merge: &[u8]) -> R
     let mut node = Node::boot_smp(kernel, smp, &format!("smp-fanout-{smp}"))?;
     let auth = auth();
     let a = [("Authorization", auth.as_str())];
-    node.expect("PUT", "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts", &a, wordcount, 201)?;
-    node.expect("PUT", "/v1/functions/wordcount_merge?engine=wasm&inputs=partials&outputs=counts", &a, merge, 201)?;
+    node.expect(
+        "PUT",
+        "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts&timeout_ms=60000",
+        &a,
+        wordcount,
+        201,
+    )?;
+    node.expect(
+        "PUT",
+        "/v1/functions/wordcount_merge?engine=wasm&inputs=partials&outputs=counts&timeout_ms=60000",
+        &a,
+        merge,
+        201,
+    )?;
     let source =
         std::fs::read(pappus_tests::workspace_root().join("functions/compositions/wordcount_mapreduce.pappus"))?;
     node.expect("PUT", "/v1/compositions/wordcount_mapreduce", &a, &source, 201)?;
