@@ -1,13 +1,14 @@
 //! The boot configuration: what a node needs that a command line should not show.
 //!
-//! It holds the tenants and their bearer tokens (`tenant <name> <token>`) and the host table of
-//! the `http` communication function (`host <name> <a.b.c.d>`, `dns <a.b.c.d>`), one per line
-//! with `#` comments; the format is `model::BootConfig`'s and docs/configuration.md describes
+//! It holds the tenants and their bearer tokens (`tenant <name> <token>`), the host table of
+//! the `http` communication function (`host <name> <a.b.c.d>`, `dns <a.b.c.d>`), and the
+//! node's settings (`ip`, `gateway`, `compute`, `limit`), one per line with `#` comments; the format is `model::BootConfig`'s and docs/configuration.md describes
 //! it. QEMU passes the file as a PVH module (`-initrd`, which `cargo xtask run` does); the UEFI loader passes it in
 //! its boot block. Without one the node serves no tenant: every `/v1` request is answered 401,
 //! and the boot log says why.
 
-use model::BootConfig;
+use control::ControlLimits;
+use model::{BootConfig, Limit, NodeSettings};
 
 use crate::boot::BootInfo;
 use crate::mm;
@@ -36,4 +37,22 @@ pub fn read(info: &BootInfo) -> BootConfig {
             BootConfig::default()
         }
     }
+}
+
+/// The control plane's limits: the defaults, with what the configuration's `limit` lines set.
+pub fn control_limits(node: &NodeSettings) -> ControlLimits {
+    let mut limits = ControlLimits::default();
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    for limit in Limit::ALL {
+        let Some(value) = node.limit(limit) else { continue };
+        match limit {
+            Limit::Invocations => limits.max_live_invocations = size(value),
+            Limit::Functions => limits.max_functions_per_tenant = size(value),
+            Limit::Compositions => limits.max_compositions_per_tenant = size(value),
+            Limit::ImageBytes => limits.max_image_bytes = size(value),
+            Limit::InvocationMs => limits.max_invocation_ms = value,
+        }
+        log::info!("config: limit {} {value}", limit.name());
+    }
+    limits
 }

@@ -72,13 +72,13 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         arch::exit(passed);
     }
 
-    if let Some(mut net) = net::init(&info, &cmdline) {
-        let config = config::read(&info);
+    let config = config::read(&info);
+    if let Some(mut net) = net::init(&info, &cmdline, &config.node) {
         // The `http` communication function's client, with the configuration's host table.
         let http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
-        let dispatcher = start_compute(&info, &cmdline, engines);
-        let control = control::ControlPlane::new(config.tenants, control::ControlLimits::default());
+        let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
+        let control = control::ControlPlane::new(config.tenants, config::control_limits(&config.node));
         let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
@@ -91,20 +91,27 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     arch::idle()
 }
 
-/// Starts the compute cores (`compute=N`, default every CPU but this one) and the dispatcher
-/// that feeds them; with none, this core runs instances between its I/O passes.
+/// Starts the compute cores (`compute=N` on the command line, else `compute N` in the boot
+/// configuration, else every CPU but this one) and the dispatcher that feeds them; with none,
+/// this core runs instances between its I/O passes.
 fn start_compute(
     info: &boot::BootInfo,
     cmdline: &CommandLine<'_>,
+    configured: Option<usize>,
     engines: engines::Engines,
 ) -> &'static compute::Dispatcher {
-    let wanted = cmdline.compute_cores().unwrap_or_else(|e| {
-        log::error!("{e}; using every CPU");
-        None
-    });
-    let online = arch::start_cpus(info, wanted.map_or(usize::MAX, |n| n + 1), compute::executor);
+    let wanted = cmdline
+        .compute_cores()
+        .unwrap_or_else(|e| {
+            log::error!("{e}; ignored");
+            None
+        })
+        .or(configured);
+    // Every CPU starts; those without a role (past `compute`) halt in the executor's entry.
+    let online = arch::start_cpus(info, usize::MAX, compute::executor);
     let io = arch::cpu_index();
-    let compute: alloc::vec::Vec<usize> = (0..online).filter(|&c| c != io).collect();
+    let compute: alloc::vec::Vec<usize> =
+        (0..online).filter(|&c| c != io).take(wanted.unwrap_or(usize::MAX)).collect();
     if compute.is_empty() {
         log::info!("dispatcher: single-core mode, cpu {io} does I/O and runs functions");
     } else {

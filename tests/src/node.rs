@@ -44,6 +44,12 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
 
 /// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
 pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
+    let config: String = tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect();
+    boot_with_config(test, arch, &config, smp)
+}
+
+/// As [`boot_with`], with the whole boot configuration's text (none when empty).
+pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -58,12 +64,11 @@ pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32
     if let Some(cpus) = smp {
         boot = boot.smp(cpus);
     }
-    if !tenants.is_empty() {
+    if !config.is_empty() {
         let dir = target_dir().join("tmp");
         std::fs::create_dir_all(&dir).unwrap();
         let path: PathBuf = dir.join(format!("{test}.conf"));
-        let text: String = tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect();
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, config).unwrap();
         boot = boot.config(path);
     }
     let mut qemu = boot.spawn().unwrap_or_else(|e| panic!("{e}"));

@@ -228,3 +228,32 @@ fn compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores() {
     let total: u64 = runs4.iter().map(|(_, n)| n).sum();
     assert_eq!(total, runs1[0].1, "the same instances ran, spread over the cores");
 }
+
+#[test]
+fn the_boot_configuration_sets_address_roles_and_limits() {
+    let test = "the_boot_configuration_sets_address_roles_and_limits";
+    let config = format!(
+        "tenant {} {}\nip 10.0.2.15/24\ngateway 10.0.2.2\ncompute 0\nlimit invocations 1\n",
+        TENANT.name, TENANT.token
+    );
+    let Some(node) = pappus_tests::node::boot_with_config(test, pappus_tests::Arch::X86_64, &config, Some(2)) else {
+        return;
+    };
+    let log = node.qemu.lines().join("\n");
+    assert!(log.contains("static address"), "no DHCP with `ip` configured:\n{log}");
+    assert!(log.contains("single-core mode"), "`compute 0` keeps functions on the I/O core:\n{log}");
+    assert!(log.contains("config: limit invocations 1"), "{log}");
+    // One live invocation at most: a second while a `sleep` holds the first is 503.
+    let auth = format!("Bearer {}", TENANT.token);
+    let mut first = node.connect();
+    let head =
+        format!("POST /v1/invoke/sleep HTTP/1.1\r\nHost: p\r\nAuthorization: {auth}\r\nContent-Length: 4\r\n\r\n2000");
+    first.write_all(head.as_bytes()).unwrap();
+    thread::sleep(std::time::Duration::from_millis(300));
+    let r = node.request("POST", "/v1/invoke/identity", &[("Authorization", &auth)], b"x");
+    assert_eq!(r.status, 503, "{}", r.text());
+    let r = read_response(&mut BufReader::new(first)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = node.request("POST", "/v1/invoke/identity", &[("Authorization", &auth)], b"x");
+    assert_eq!(r.status, 200, "{}", r.text());
+}

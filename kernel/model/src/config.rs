@@ -1,10 +1,15 @@
-//! The boot configuration: the tenants with their tokens, and the host table of the `http`
-//! communication function. One directive per line (docs/configuration.md):
+//! The boot configuration: the tenants with their tokens, the host table of the `http`
+//! communication function, and the node's own settings (address, core roles, limits). One
+//! directive per line (docs/configuration.md):
 //!
 //! ```text
-//! tenant alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
-//! host   docs.internal 10.0.2.2     # names the http function may fetch from
-//! dns    10.0.2.3                   # and where it asks for other names
+//! tenant  alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
+//! host    docs.internal 10.0.2.2     # names the http function may fetch from
+//! dns     10.0.2.3                   # and where it asks for other names
+//! ip      10.0.0.7/24                # a static address instead of DHCP
+//! gateway 10.0.0.1
+//! compute 6                          # compute cores (0: single-core mode)
+//! limit   invocations 128            # invocations, functions, compositions, image_bytes, invocation_ms
 //! ```
 //!
 //! `#` starts a comment, blank lines are ignored, fields are separated by spaces or tabs, lines
@@ -13,6 +18,7 @@
 
 use crate::hosts::HostTable;
 use crate::name::shorten;
+use crate::settings::NodeSettings;
 use crate::tenant::{ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, TokenTable};
 
 /// Everything the boot configuration declares.
@@ -20,6 +26,7 @@ use crate::tenant::{ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, TokenTable};
 pub struct BootConfig {
     pub tenants: TokenTable,
     pub hosts: HostTable,
+    pub node: NodeSettings,
 }
 
 impl BootConfig {
@@ -45,6 +52,9 @@ impl BootConfig {
             Some("tenant") => self.tenants.parse_tenant(fields, number),
             Some("host") => self.hosts.parse_host(fields, number).map_err(ConfigErrorKind::Host),
             Some("dns") => self.hosts.parse_dns(fields, number).map_err(ConfigErrorKind::Host),
+            Some(setting @ ("ip" | "gateway" | "compute" | "limit")) => {
+                self.node.parse(setting, fields, number).map_err(ConfigErrorKind::Setting)
+            }
             Some(other) => Err(ConfigErrorKind::UnknownDirective(shorten(other, 32))),
         }
     }

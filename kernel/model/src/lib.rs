@@ -18,6 +18,7 @@ pub mod json_text;
 mod name;
 pub mod query;
 mod registry;
+mod settings;
 mod tenant;
 pub mod wire;
 
@@ -34,6 +35,7 @@ pub use name::{
     validate_set_name, validate_set_name_within,
 };
 pub use registry::{Registry, RegistryError};
+pub use settings::{Limit, NodeSettings, SettingError};
 pub use tenant::{
     AuthError, ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, MAX_TENANTS, MAX_TOKEN_LEN, MIN_TOKEN_LEN, TenantId,
     TokenTable, bearer_token,

@@ -35,6 +35,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use crate::config::BootConfig;
 use crate::hosts::HostLineError;
 use crate::name::{self, NameError};
+use crate::settings::SettingError;
 
 /// The most tenants one configuration may declare.
 pub const MAX_TENANTS: usize = 1024;
@@ -93,6 +94,8 @@ pub enum ConfigErrorKind {
     TooManyTenants,
     /// A `host` or `dns` line's problem (crate::hosts, `HostTable`).
     Host(HostLineError),
+    /// An `ip`, `gateway`, `compute` or `limit` line's problem (crate::settings).
+    Setting(SettingError),
 }
 
 /// A configuration error at a line (counted from 1; 0 when it concerns the whole text).
@@ -113,10 +116,7 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::TooLarge { len } => write!(f, "{len} bytes, at most {MAX_CONFIG_BYTES} are allowed"),
             ConfigErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
             ConfigErrorKind::UnknownDirective(word) => {
-                write!(
-                    f,
-                    "unknown directive {word:?} (expected `tenant <name> <token>`, `host <name> <a.b.c.d>` or `dns <a.b.c.d>`)"
-                )
+                write!(f, "unknown directive {word:?} (expected tenant, host, dns, ip, gateway, compute or limit)")
             }
             ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),
             ConfigErrorKind::MissingToken => f.write_str("missing token (expected `tenant <name> <token>`)"),
@@ -131,6 +131,7 @@ impl fmt::Display for ConfigError {
             }
             ConfigErrorKind::TooManyTenants => write!(f, "more than {MAX_TENANTS} tenants"),
             ConfigErrorKind::Host(e) => write!(f, "{e}"),
+            ConfigErrorKind::Setting(e) => write!(f, "{e}"),
         }
     }
 }

@@ -42,7 +42,7 @@ pub fn now() -> Instant {
 }
 
 /// Brings up the first virtio-net device, or says why there is none.
-pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
+pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSettings) -> Option<Box<Net>> {
     let pci::FoundNic { mut root, function, msix } = pci::find_nic(info)?;
     let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
         .map_err(|e| log::error!("virtio-net at {function}: {e}"))
@@ -52,7 +52,7 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>) -> Option<Box<Net>> {
     let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut device, now());
     let mut sockets = SocketSet::new(vec![]);
 
-    let (dhcp, address) = match static_address(cmdline) {
+    let (dhcp, address) = match static_address(cmdline).or_else(|| configured_address(settings)) {
         Some((cidr, gateway)) => {
             iface.update_ip_addrs(|addrs| {
                 let _ = addrs.push(IpCidr::Ipv4(cidr));
@@ -89,6 +89,12 @@ fn static_address(cmdline: &CommandLine<'_>) -> Option<(Ipv4Cidr, Option<Ipv4Add
     };
     let gateway = cmdline.get("gw").and_then(|g| g.parse().map_err(|_| log::error!("command line: bad gw={g}")).ok());
     Some((Ipv4Cidr::new(addr, prefix), gateway))
+}
+
+/// `ip` and `gateway` from the boot configuration (the command line's `ip=` wins).
+fn configured_address(settings: &model::NodeSettings) -> Option<(Ipv4Cidr, Option<Ipv4Address>)> {
+    let (addr, prefix) = settings.address?;
+    Some((Ipv4Cidr::new(addr, prefix), settings.gateway))
 }
 
 impl Net {

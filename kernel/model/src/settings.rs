@@ -1,0 +1,212 @@
+//! The node's own settings in the boot configuration: its address, its core roles and its
+//! limits (docs/configuration.md). Each may also be given on the kernel command line, which
+//! wins; without either, the node asks DHCP, uses every CPU but the I/O core for compute, and
+//! keeps the control plane's default limits.
+//!
+//! ```text
+//! ip       10.0.0.7/24       # a static address instead of DHCP
+//! gateway  10.0.0.1
+//! compute  6                 # compute cores (0: single-core mode)
+//! limit    invocations 128   # see `Limit`
+//! ```
+
+use core::fmt;
+use core::net::Ipv4Addr;
+
+/// A limit the operator may set, by the name it has on a `limit` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Invocations held at once over all tenants (503 beyond): `limit invocations N`.
+    Invocations,
+    /// Functions one tenant may register: `limit functions N`.
+    Functions,
+    /// Compositions one tenant may register: `limit compositions N`.
+    Compositions,
+    /// The largest function image, in bytes: `limit image_bytes N`.
+    ImageBytes,
+    /// How long one invocation may take, in milliseconds: `limit invocation_ms N`.
+    InvocationMs,
+}
+
+impl Limit {
+    pub const ALL: [Self; 5] =
+        [Self::Invocations, Self::Functions, Self::Compositions, Self::ImageBytes, Self::InvocationMs];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Invocations => "invocations",
+            Self::Functions => "functions",
+            Self::Compositions => "compositions",
+            Self::ImageBytes => "image_bytes",
+            Self::InvocationMs => "invocation_ms",
+        }
+    }
+
+    /// The accepted values: at least 1, and not absurd.
+    pub const fn range(self) -> (u64, u64) {
+        match self {
+            Self::Invocations => (1, 65_536),
+            Self::Functions | Self::Compositions => (1, 65_536),
+            Self::ImageBytes => (1, 1 << 30),
+            Self::InvocationMs => (1, 24 * 3_600_000),
+        }
+    }
+}
+
+/// What a `limit`, `ip`, `gateway` or `compute` line got wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettingError {
+    /// `ip` without `A.B.C.D/N`.
+    BadAddress,
+    BadGateway,
+    BadCompute,
+    /// `limit` with a name not in [`Limit::ALL`].
+    UnknownLimit,
+    BadLimitValue(Limit),
+    ExtraField,
+    /// The same setting again; the first is on `first_line`.
+    Duplicate {
+        setting: &'static str,
+        first_line: usize,
+    },
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadAddress => f.write_str("bad address: expected `ip <a.b.c.d>/<prefix>`, e.g. `ip 10.0.0.7/24`"),
+            Self::BadGateway => f.write_str("bad gateway: expected `gateway <a.b.c.d>`"),
+            Self::BadCompute => f.write_str("bad core count: expected `compute <N>`, N in 0..=4096"),
+            Self::UnknownLimit => f.write_str(
+                "unknown limit (expected one of invocations, functions, compositions, image_bytes, invocation_ms)",
+            ),
+            Self::BadLimitValue(limit) => {
+                let (lo, hi) = limit.range();
+                write!(f, "bad value for limit {}: expected a whole number in {lo}..={hi}", limit.name())
+            }
+            Self::ExtraField => f.write_str("unexpected text after the value"),
+            Self::Duplicate { setting, first_line } => write!(f, "{setting} already set on line {first_line}"),
+        }
+    }
+}
+
+/// The node settings a configuration gave (each `None` when it did not).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeSettings {
+    /// A static address and prefix length.
+    pub address: Option<(Ipv4Addr, u8)>,
+    pub gateway: Option<Ipv4Addr>,
+    pub compute_cores: Option<usize>,
+    limits: [Option<u64>; Limit::ALL.len()],
+    /// Where each setting was given, for duplicate errors: address, gateway, compute, limits.
+    lines: [usize; 3 + Limit::ALL.len()],
+}
+
+impl NodeSettings {
+    /// The value a `limit` line gave.
+    pub fn limit(&self, limit: Limit) -> Option<u64> {
+        self.limits[limit as usize]
+    }
+
+    /// Parses the fields after `ip`, `gateway`, `compute` or `limit` (`directive`).
+    pub(crate) fn parse<'a>(
+        &mut self,
+        directive: &str,
+        mut fields: impl Iterator<Item = &'a str>,
+        line: usize,
+    ) -> Result<(), SettingError> {
+        let value = fields.next();
+        let (slot, setting) = match directive {
+            "ip" => {
+                let (addr, prefix) = value.and_then(|v| v.split_once('/')).ok_or(SettingError::BadAddress)?;
+                let addr = addr.parse::<Ipv4Addr>().map_err(|_| SettingError::BadAddress)?;
+                let prefix = prefix.parse::<u8>().ok().filter(|p| *p <= 32).ok_or(SettingError::BadAddress)?;
+                self.address = Some((addr, prefix));
+                (0, "ip")
+            }
+            "gateway" => {
+                self.gateway = Some(value.and_then(|v| v.parse().ok()).ok_or(SettingError::BadGateway)?);
+                (1, "gateway")
+            }
+            "compute" => {
+                let n = value.and_then(|v| v.parse::<usize>().ok()).filter(|n| *n <= 4096);
+                self.compute_cores = Some(n.ok_or(SettingError::BadCompute)?);
+                (2, "compute")
+            }
+            _ => {
+                let limit =
+                    Limit::ALL.into_iter().find(|l| Some(l.name()) == value).ok_or(SettingError::UnknownLimit)?;
+                let (lo, hi) = limit.range();
+                let n = fields.next().and_then(|v| v.parse::<u64>().ok()).filter(|n| (lo..=hi).contains(n));
+                self.limits[limit as usize] = Some(n.ok_or(SettingError::BadLimitValue(limit))?);
+                (3 + limit as usize, limit.name())
+            }
+        };
+        if fields.next().is_some() {
+            return Err(SettingError::ExtraField);
+        }
+        match self.lines[slot] {
+            0 => {
+                self.lines[slot] = line;
+                Ok(())
+            }
+            first_line => Err(SettingError::Duplicate { setting, first_line }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &[&str]) -> Result<NodeSettings, (usize, SettingError)> {
+        let mut s = NodeSettings::default();
+        for (i, line) in lines.iter().enumerate() {
+            let mut fields = line.split_ascii_whitespace();
+            let directive = fields.next().unwrap();
+            s.parse(directive, fields, i + 1).map_err(|e| (i + 1, e))?;
+        }
+        Ok(s)
+    }
+
+    #[test]
+    fn good_settings() {
+        let s = parse(&[
+            "ip 10.0.0.7/24",
+            "gateway 10.0.0.1",
+            "compute 0",
+            "limit invocations 128",
+            "limit invocation_ms 5000",
+        ])
+        .unwrap();
+        assert_eq!(s.address, Some((Ipv4Addr::new(10, 0, 0, 7), 24)));
+        assert_eq!(s.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(s.compute_cores, Some(0));
+        assert_eq!(
+            (s.limit(Limit::Invocations), s.limit(Limit::InvocationMs), s.limit(Limit::Functions)),
+            (Some(128), Some(5000), None)
+        );
+        assert_eq!(parse(&[]).unwrap(), NodeSettings::default());
+    }
+
+    #[test]
+    fn bad_settings_say_what() {
+        for (line, want) in [
+            ("ip 10.0.0.7", SettingError::BadAddress),
+            ("ip 10.0.0.7/33", SettingError::BadAddress),
+            ("ip", SettingError::BadAddress),
+            ("gateway ten", SettingError::BadGateway),
+            ("compute -1", SettingError::BadCompute),
+            ("compute 5000", SettingError::BadCompute),
+            ("limit bananas 3", SettingError::UnknownLimit),
+            ("limit invocations 0", SettingError::BadLimitValue(Limit::Invocations)),
+            ("limit invocations", SettingError::BadLimitValue(Limit::Invocations)),
+            ("compute 2 3", SettingError::ExtraField),
+        ] {
+            assert_eq!(parse(&[line]).unwrap_err(), (1, want), "{line}");
+        }
+        let dup = parse(&["compute 1", "limit functions 3", "compute 2"]).unwrap_err();
+        assert_eq!(dup, (3, SettingError::Duplicate { setting: "compute", first_line: 1 }));
+        assert_eq!(alloc::format!("{}", dup.1), "compute already set on line 1");
+    }
+}
