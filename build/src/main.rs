@@ -198,6 +198,8 @@ fn test(args: &Args) -> Result {
                         "functions",
                         "--test",
                         "dispatch",
+                        "--test",
+                        "native",
                     ]);
                     command.args(["--test", "uefi"]);
                 }

@@ -19,6 +19,8 @@ mod console;
 mod engines;
 mod frontdoor;
 mod mm;
+#[cfg(target_arch = "x86_64")]
+mod native;
 mod net;
 mod panic;
 mod selftest;

@@ -39,6 +39,15 @@ pub fn boot(test: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
 /// As [`boot`], for `arch`'s NIC profile: x86_64 q35 or aarch64 virt (virtio-net on PCIe).
 /// On aarch64 QEMU passes no `-initrd` to an ELF kernel, so tenants are not delivered there.
 pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node> {
+    boot_inner(test, arch, tenants, None)
+}
+
+/// As [`boot`], with QEMU CPU model `cpu` (`max` has PKU under TCG, `qemu64` has not).
+pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
+    boot_inner(test, Arch::X86_64, tenants, Some(cpu))
+}
+
+fn boot_inner(test: &str, arch: Arch, tenants: &[Tenant<'_>], cpu: Option<&str>) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -50,6 +59,9 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
     };
     let mut boot =
         Boot::profile(profile).kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
+    if let Some(cpu) = cpu {
+        boot = boot.cpu(cpu);
+    }
     if !tenants.is_empty() {
         let dir = target_dir().join("tmp");
         std::fs::create_dir_all(&dir).unwrap();

@@ -10,6 +10,8 @@ mod selftests;
 mod stacks;
 mod timer;
 mod traps;
+pub mod usermode;
+pub mod uspace;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -134,6 +136,7 @@ pub fn init(info: &BootInfo) {
         cpu::has_smap(),
         cpu::has_pku()
     );
+    usermode::init();
     traps::enable_interrupts();
 }
 

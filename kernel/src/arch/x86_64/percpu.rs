@@ -29,6 +29,10 @@ pub struct PerCpu {
     pub expected_fault: Cell<Option<ExpectedFault>>,
     /// What the last expected fault looked like, for the self-test to check.
     pub last_fault: Cell<Option<FaultRecord>>,
+    /// The kernel stack pointer saved by `usermode::enter_user`, where the sandbox's exit
+    /// (its `syscall`, or a fault the kernel ends it for) resumes. Read by assembly at
+    /// [`USER_KERNEL_RSP_OFFSET`].
+    pub user_kernel_rsp: Cell<u64>,
     tss: TaskStateSegment,
     gdt: GlobalDescriptorTable<8>,
     pub selectors: Selectors,
@@ -37,7 +41,13 @@ pub struct PerCpu {
 #[derive(Clone, Copy)]
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
+    /// Ring-3 selectors (RPL 3) for sandboxes; `usermode.rs` enters with `iretq`.
+    pub user_code: SegmentSelector,
+    pub user_data: SegmentSelector,
 }
+
+/// Where `user_kernel_rsp` sits in the block, for `gs:[...]` in assembly.
+pub const USER_KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_kernel_rsp);
 
 // SAFETY: each block is only ever touched by the CPU it belongs to (through its own GS base);
 // the `Sync` bound is needed only to keep blocks in statics.
@@ -49,9 +59,14 @@ static BOOT_CPU: BootCell<PerCpu> = BootCell::new(PerCpu {
     apic_id: Cell::new(0),
     expected_fault: Cell::new(None),
     last_fault: Cell::new(None),
+    user_kernel_rsp: Cell::new(0),
     tss: TaskStateSegment::new(),
     gdt: GlobalDescriptorTable::new(),
-    selectors: Selectors { kernel_code: SegmentSelector(0) },
+    selectors: Selectors {
+        kernel_code: SegmentSelector(0),
+        user_code: SegmentSelector(0),
+        user_data: SegmentSelector(0),
+    },
 });
 
 /// Builds the boot CPU's block, loads its GDT and TSS and points GS at it.
@@ -66,12 +81,22 @@ pub fn init_boot_cpu() {
     cpu.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(stacks::ist_top(0));
     cpu.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(stacks::ist_top(1));
     cpu.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(stacks::ist_top(2));
+    // Traps and interrupts from ring 3 (sandboxes) switch to this stack.
+    cpu.tss.privilege_stack_table[0] = VirtAddr::new(stacks::user_trap_stack_top());
     // SAFETY: as above; the TSS lives in a static and is never moved or written again.
     let tss: &'static TaskStateSegment = unsafe { &(*BOOT_CPU.get()).tss };
     let kernel_code = cpu.gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = cpu.gdt.append(Descriptor::kernel_data_segment());
     let tss_sel = cpu.gdt.append(Descriptor::tss_segment(tss));
-    cpu.selectors = Selectors { kernel_code };
+    // User data before user code: the order SYSRET would expect (it is never used; sandboxes
+    // leave only through `syscall`, and enter through `iretq`).
+    let user_data = cpu.gdt.append(Descriptor::user_data_segment());
+    let user_code = cpu.gdt.append(Descriptor::user_code_segment());
+    cpu.selectors = Selectors {
+        kernel_code,
+        user_code: SegmentSelector(user_code.0 | 3),
+        user_data: SegmentSelector(user_data.0 | 3),
+    };
     // SAFETY: as above; the GDT is complete and never written again.
     let gdt: &'static GlobalDescriptorTable<8> = unsafe { &(*BOOT_CPU.get()).gdt };
     gdt.load();

@@ -32,11 +32,23 @@ pub static mut BOOT_STACK: GuardedStack<BOOT_STACK_PAGES> = GuardedStack::new();
 pub static mut IST_STACKS: [GuardedStack<IST_STACK_PAGES>; 3] =
     [GuardedStack::new(), GuardedStack::new(), GuardedStack::new()];
 
+pub const USER_TRAP_STACK_PAGES: usize = 16;
+
+/// The stack traps and interrupts from ring 3 land on (TSS.rsp0): a sandbox's fault, its timer
+/// tick, a lazily mapped page. One per CPU; the boot CPU's for now.
+#[unsafe(link_section = ".bss.stacks")]
+pub static mut USER_TRAP_STACK: GuardedStack<USER_TRAP_STACK_PAGES> = GuardedStack::new();
+
+/// Top of the ring-3 trap stack.
+pub fn user_trap_stack_top() -> u64 {
+    &raw const USER_TRAP_STACK as u64 + core::mem::size_of::<GuardedStack<USER_TRAP_STACK_PAGES>>() as u64
+}
+
 /// Size of the boot stack with its guard page; the entry code sets `rsp` to the end of it.
 pub const BOOT_STACK_SIZE: usize = core::mem::size_of::<GuardedStack<BOOT_STACK_PAGES>>();
 
 /// Guard pages (virtual start addresses) that the page tables must leave unmapped.
-pub fn guard_pages() -> [u64; 4] {
+pub fn guard_pages() -> [u64; 5] {
     // SAFETY: only the addresses of the statics are taken.
     unsafe {
         [
@@ -44,6 +56,7 @@ pub fn guard_pages() -> [u64; 4] {
             &raw const IST_STACKS[0].guard as u64,
             &raw const IST_STACKS[1].guard as u64,
             &raw const IST_STACKS[2].guard as u64,
+            &raw const USER_TRAP_STACK.guard as u64,
         ]
     }
 }

@@ -1,0 +1,210 @@
+//! Sandbox address spaces for the paging engine: one PML4 per sandbox, whose upper half is the
+//! kernel's (the same PDPTs, so the kernel's mappings are shared and stay supervisor-only) and
+//! whose lower half holds only the sandbox's user pages.
+//!
+//! The kernel reaches sandbox memory only through this module's accessors, which go through the
+//! direct map after checking the sandbox's own page tables (SMAP stays on: the kernel never
+//! dereferences a user address).
+
+use alloc::vec::Vec;
+
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+
+use super::phys_to_virt;
+use crate::mm;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The lower half: what a sandbox may map (PML4 entries 0..256).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Access rights of a user page (always readable). Never writable and executable together (W^X).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    Writable,
+    Executable,
+}
+
+/// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
+pub struct AddressSpace {
+    pml4: u64,
+}
+
+fn table(phys: u64) -> *mut u64 {
+    phys_to_virt(phys).cast()
+}
+
+impl AddressSpace {
+    /// A fresh space: the kernel's upper half, an empty lower half.
+    pub fn new() -> Option<Self> {
+        let pml4 = mm::alloc_frame()?;
+        let (current, _) = Cr3::read();
+        let kernel = current.start_address().as_u64();
+        // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
+        unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
+        Some(Self { pml4 })
+    }
+
+    /// The leaf entry's slot for `virt`, creating intermediate tables when `create`.
+    fn entry(&mut self, virt: u64, create: bool) -> Option<*mut u64> {
+        if virt >= USER_END {
+            return None;
+        }
+        let mut t = self.pml4;
+        for level in [39u32, 30, 21] {
+            let index = ((virt >> level) & 511) as usize;
+            // SAFETY: `t` is a table frame of this space (or its PML4), mapped in the direct map.
+            let slot = unsafe { table(t).add(index) };
+            // SAFETY: as above.
+            let value = unsafe { slot.read() };
+            if value & PRESENT == 0 {
+                if !create {
+                    return None;
+                }
+                let frame = mm::alloc_frame()?;
+                // SAFETY: as above; intermediate entries allow everything, leaves decide.
+                unsafe { slot.write(frame | PRESENT | WRITABLE | USER) };
+                t = frame;
+            } else {
+                t = value & ADDR_MASK;
+            }
+        }
+        // SAFETY: `t` is a page table of this space.
+        Some(unsafe { table(t).add(((virt >> 12) & 511) as usize) })
+    }
+
+    /// Maps the frame `phys` at `virt` (user, `access`). The frame becomes the space's: it is
+    /// freed with it. Fails if `virt` is taken or outside the lower half, or tables run out.
+    pub fn map(&mut self, virt: u64, phys: u64, access: Access) -> Result<(), ()> {
+        let slot = self.entry(virt, true).ok_or(())?;
+        // SAFETY: a leaf slot of this space.
+        if unsafe { slot.read() } & PRESENT != 0 {
+            return Err(());
+        }
+        let flags = PRESENT
+            | USER
+            | match access {
+                Access::ReadOnly => NO_EXECUTE,
+                Access::Writable => WRITABLE | NO_EXECUTE,
+                Access::Executable => 0,
+            };
+        // SAFETY: as above. The space is not active on any CPU while it is being built, or (lazy
+        // faults) the slot was not present, so no TLB holds a stale entry for it.
+        unsafe { slot.write(phys | flags) };
+        Ok(())
+    }
+
+    /// Maps a fresh zeroed frame at `virt`.
+    pub fn map_zeroed(&mut self, virt: u64, access: Access) -> Result<(), ()> {
+        let frame = mm::alloc_frame().ok_or(())?;
+        self.map(virt, frame, access).inspect_err(|_| {
+            let _ = mm::free_frame(frame);
+        })
+    }
+
+    /// Maps `pages` pages at `virt` (page-aligned) holding `bytes` then zeros.
+    pub fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access) -> Result<(), ()> {
+        for i in 0..pages {
+            let frame = mm::alloc_frame().ok_or(())?;
+            let start = (i * 4096) as usize;
+            if start < bytes.len() {
+                let chunk = &bytes[start..bytes.len().min(start + 4096)];
+                // SAFETY: a fresh frame of ours in the direct map; the chunk fits in it.
+                unsafe { core::ptr::copy_nonoverlapping(chunk.as_ptr(), phys_to_virt(frame), chunk.len()) };
+            }
+            self.map(virt + i * 4096, frame, access).inspect_err(|_| {
+                let _ = mm::free_frame(frame);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The physical address behind user page `virt` and whether it is writable.
+    pub fn translate(&mut self, virt: u64) -> Option<(u64, bool)> {
+        let slot = self.entry(virt, false)?;
+        // SAFETY: a leaf slot of this space.
+        let value = unsafe { slot.read() };
+        (value & PRESENT != 0 && value & USER != 0).then_some((value & ADDR_MASK, value & WRITABLE != 0))
+    }
+
+    /// Copies `len` bytes at user address `addr` out of the space. Pages not mapped yet read as
+    /// zero when `zero_ok(page)` says they lie in a lazily mapped region; otherwise `None`.
+    pub fn read(&mut self, addr: u64, len: u64, zero_ok: impl Fn(u64) -> bool) -> Option<Vec<u8>> {
+        let end = addr.checked_add(len)?;
+        if end > USER_END {
+            return None;
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(len).ok()?).ok()?;
+        let mut at = addr;
+        while at < end {
+            let page = at & !0xfff;
+            let n = (page + 4096).min(end) - at;
+            match self.translate(page) {
+                Some((phys, _)) => {
+                    // SAFETY: a user frame of this space, in the direct map; `n` stays in the page.
+                    let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(phys + (at - page)), n as usize) };
+                    out.extend_from_slice(bytes);
+                }
+                None if zero_ok(page) => out.resize(out.len() + n as usize, 0),
+                None => return None,
+            }
+            at += n;
+        }
+        Some(out)
+    }
+
+    /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
+    pub fn activate(&self) -> u64 {
+        let (old, _) = Cr3::read();
+        // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
+        // stay mapped; the lower half holds only this sandbox's user pages.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
+        old.start_address().as_u64()
+    }
+
+    /// Switches back to `previous` (what [`AddressSpace::activate`] returned).
+    pub fn deactivate(previous: u64) {
+        // SAFETY: `previous` was the CR3 in use before `activate`, a complete kernel table.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(previous)), Cr3Flags::empty()) };
+    }
+
+    fn free_level(t: u64, level: u32) {
+        for i in 0..512usize {
+            // SAFETY: `t` is a table of this space at `level` (4 = PML4, lower half only).
+            let value = unsafe { table(t).add(i).read() };
+            if level == 4 && i >= 256 {
+                break;
+            }
+            if value & PRESENT == 0 {
+                continue;
+            }
+            let next = value & ADDR_MASK;
+            if level > 1 {
+                Self::free_level(next, level - 1);
+            }
+            // Frames are zeroed when allocated again (`mm::alloc_frame`), so nothing of this
+            // sandbox is ever seen by the next one.
+            if let Err(e) = mm::free_frame(next) {
+                log::error!("uspace: freeing frame {next:#x}: {e:?}");
+            }
+        }
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        let (current, _) = Cr3::read();
+        assert_ne!(current.start_address().as_u64(), self.pml4, "dropping the active address space");
+        Self::free_level(self.pml4, 4);
+        if let Err(e) = mm::free_frame(self.pml4) {
+            log::error!("uspace: freeing PML4 {:#x}: {e:?}", self.pml4);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Native functions (x86_64 static PIE built with the SDK's native transport) over HTTP: the
+//! same answers as their wasm builds, on a CPU with PKU (`-cpu max`) and without (`-cpu
+//! qemu64`); hostile native functions each end with the right error class while the node
+//! keeps serving.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use pappus_tests::node::{Node, Response, Tenant, boot_cpu};
+use pappus_tests::{functions, workspace_root};
+use serde_json::{Value, json};
+
+const TENANT: Tenant = Tenant { name: "nat", token: "native-token-0123456789abcd" };
+
+fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let auth = format!("Bearer {}", TENANT.token);
+    let mut all = vec![("Authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    node.request(method, path, &all, body)
+}
+
+fn register(node: &Node, name: &str, engine: &str, query: &str, image: &[u8]) {
+    let r = send(node, "PUT", &format!("/v1/functions/{name}?engine={engine}&{query}"), &[], image);
+    assert_eq!(r.status, 201, "{name} ({engine}): {}", r.text());
+}
+
+fn invoke_raw(node: &Node, name: &str, sets: &Value) -> Response {
+    let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
+    send(node, "POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body)
+}
+
+fn invoke(node: &Node, name: &str, sets: &Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+    let r = invoke_raw(node, name, sets);
+    assert_eq!(r.status, 200, "{name}: {}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    v["sets"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(set, items)| {
+            let items = items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["name"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
+                .collect();
+            (set.clone(), items)
+        })
+        .collect()
+}
+
+fn item(name: &str, data: &[u8]) -> Value {
+    json!({"name": name, "data": B64.encode(data)})
+}
+
+fn matrix(rows: u32, cols: u32, values: &[f64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&rows.to_le_bytes());
+    out.extend_from_slice(&cols.to_le_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Registers matmul and wordcount for wasm and for `engine`.
+fn register_examples(node: &Node, engine: &str) {
+    let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000";
+    let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
+    register(node, "matmul_wasm", "wasm", matmul_q, &functions::wasm("matmul"));
+    register(node, "matmul_native", engine, matmul_q, &functions::native("matmul"));
+    register(node, "wordcount_wasm", "wasm", wc_q, &functions::wasm("wordcount"));
+    register(node, "wordcount_native", engine, wc_q, &functions::native("wordcount"));
+}
+
+/// Checks that the native and wasm builds agree on real inputs (and with the host, for matmul).
+fn same_answers(node: &Node, engine: &str) {
+    let (n, k, m) = (24usize, 40usize, 16usize);
+    let a: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
+    let b: Vec<f64> = (0..k * m).map(|i| ((i * 53 % 97) as f64 - 48.0) / 3.0 + 0.1).collect();
+    let mut c = vec![0.0f64; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let mut sum = 0.0;
+            for x in 0..k {
+                sum += a[i * k + x] * b[x * m + j];
+            }
+            c[i * m + j] = sum;
+        }
+    }
+    let sets =
+        json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]});
+    let native = invoke(node, "matmul_native", &sets);
+    let wasm = invoke(node, "matmul_wasm", &sets);
+    assert_eq!(native, wasm, "matmul: native and wasm differ ({engine})");
+    assert_eq!(
+        native["product"],
+        vec![("c".to_string(), matrix(n as u32, m as u32, &c))],
+        "matmul differs from the host"
+    );
+
+    let files = ["README.md", "docs/ARCHITECTURE.md", "docs/api.md", "functions/README.md"];
+    let items: Vec<Value> = files.iter().map(|f| item(f, &std::fs::read(workspace_root().join(f)).unwrap())).collect();
+    let sets = json!({"texts": items});
+    let native = invoke(node, "wordcount_native", &sets);
+    let wasm = invoke(node, "wordcount_wasm", &sets);
+    assert!(native["counts"].len() > 100, "few words counted: {}", native["counts"].len());
+    assert_eq!(native, wasm, "wordcount: native and wasm differ ({engine})");
+
+    // A failing native function reports its message like a wasm one.
+    let r = invoke_raw(node, "matmul_native", &json!({"matrices": [item("a", b"short")]}));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("function_aborted"), "{}", r.text());
+}
+
+#[test]
+fn native_matches_wasm_on_cpu_max() {
+    let Some(node) = boot_cpu("native_matches_wasm_on_cpu_max", "max", &[TENANT]) else { return };
+    register_examples(&node, "native");
+    // Once before the baseline: the first runs add metrics series (per target and outcome).
+    same_answers(&node, "native");
+    let baseline = node.baseline();
+    same_answers(&node, "native");
+    same_answers_again(&node);
+    node.assert_healthy(baseline, "native functions on -cpu max");
+}
+
+#[test]
+fn native_matches_wasm_without_pku() {
+    let Some(node) = boot_cpu("native_matches_wasm_without_pku", "qemu64", &[TENANT]) else { return };
+    assert!(node.qemu.lines().iter().any(|l| l.contains("PKU false")), "qemu64 should have no PKU");
+    register_examples(&node, "paging");
+    same_answers(&node, "paging");
+    let baseline = node.baseline();
+    same_answers(&node, "paging");
+    node.assert_healthy(baseline, "native functions on -cpu qemu64");
+}
+
+/// Runs the native functions a few more times: sandboxes are torn down and rebuilt each time.
+fn same_answers_again(node: &Node) {
+    for _ in 0..3 {
+        let sets = json!({"texts": [item("t", b"the cat and the hat")]});
+        let out = invoke(node, "wordcount_native", &sets);
+        let words: Vec<&str> = out["counts"].iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["and", "cat", "hat", "the"]);
+    }
+}
