@@ -90,3 +90,28 @@ pub fn native(name: &str) -> Vec<u8> {
     let path = result.as_ref().unwrap_or_else(|e| panic!("{e}"));
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A hostile native function (`tests/native-hostile/hostile.rs` built with `--cfg
+/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+pub fn hostile_native(case: &str) -> Vec<u8> {
+    let source = workspace_root().join("tests/native-hostile/hostile.rs");
+    let dir = crate::target_dir().join("native-hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{case}.elf"));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args(["--edition", "2024", "--crate-type", "bin", "--target", NATIVE_TARGET])
+        .args(["-C", "relocation-model=pie", "-C", "opt-level=1", "-C", "panic=abort"])
+        .args(["-C", "linker=rust-lld", "-C", "linker-flavor=ld.lld"])
+        .args(["-C", "link-arg=-static", "-C", "link-arg=-pie", "-C", "link-arg=--no-dynamic-linker"])
+        .args(["-C", "link-arg=-ztext", "-C", "link-arg=-nostdlib"])
+        .arg("--cfg")
+        .arg(format!("case=\"{case}\""))
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("rustc: {e}"));
+    assert!(status.success(), "building hostile case {case} failed");
+    std::fs::read(&out).unwrap()
+}

@@ -146,3 +146,91 @@ fn same_answers_again(node: &Node) {
         assert_eq!(words, ["and", "cat", "hat", "the"]);
     }
 }
+
+/// Boots a node (`cpu`), registers a well-behaved neighbour and the hostile `case` for
+/// `engine`, and checks the hostile run ends with `status` and `code` (and `cause` in the
+/// message), twice, while the neighbour keeps its answers and the node its memory.
+fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
+    register(&node, "neighbour", engine, wc_q, &functions::native("wordcount"));
+    let image = functions::hostile_native(case);
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=200";
+    let neighbour = |node: &Node| {
+        let out = invoke(node, "neighbour", &json!({"texts": [item("t", b"the cat and the hat")]}));
+        let words: Vec<&str> = out["counts"].iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["and", "cat", "hat", "the"], "the neighbour's answer changed after {case}");
+    };
+    neighbour(&node);
+    let r = send(&node, "PUT", &format!("/v1/functions/hostile?engine={engine}&{query}"), &[], &image);
+    if status == 400 {
+        // Refused at registration.
+        assert_eq!(r.status, 400, "{case}: {}", r.text());
+        assert!(r.text().contains(code) && r.text().contains(cause), "{case}: {}", r.text());
+        neighbour(&node);
+        return;
+    }
+    assert_eq!(r.status, 201, "{case}: {}", r.text());
+    let check = |node: &Node| {
+        let r = invoke_raw(node, "hostile", &json!({"in": [item("x", b"x")]}));
+        assert_eq!(r.status, status, "{case}: {}", r.text());
+        if status != 200 {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(v["error"]["code"], code, "{case}: {}", r.text());
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
+        }
+    };
+    check(&node);
+    let baseline = node.baseline();
+    check(&node);
+    neighbour(&node);
+    node.assert_healthy(baseline, case);
+}
+
+macro_rules! hostile_tests {
+    ($($name:ident: $case:literal => $status:literal, $code:literal, $cause:literal;)*) => {
+        /// Under the engine `native` picks on `-cpu max` (a CPU with PKU).
+        mod cpu_max {
+            use super::hostile;
+            $(#[test]
+            fn $name() {
+                hostile(concat!("native_hostile_max_", stringify!($name)), "max", "native", $case, $status, $code, $cause);
+            })*
+        }
+        /// Under the paging engine on a CPU without PKU.
+        mod paging {
+            use super::hostile;
+            $(#[test]
+            fn $name() {
+                hostile(concat!("native_hostile_paging_", stringify!($name)), "qemu64", "paging", $case, $status, $code, $cause);
+            })*
+        }
+    };
+}
+
+hostile_tests! {
+    read_another_sandbox: "read_other" => 500, "function_trap", "memory_out_of_bounds";
+    write_another_sandbox: "write_other" => 500, "function_trap", "page not present, write";
+    read_kernel_memory: "read_kernel" => 500, "function_trap", "protection violation, read";
+    write_kernel_memory: "write_kernel" => 500, "function_trap", "protection violation, write";
+    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "instruction fetch";
+    wrpkru_in_image_is_refused: "wrpkru_in_image" => 400, "invalid_image", "WRPKRU";
+    xrstor_in_image_is_refused: "xrstor_in_image" => 400, "invalid_image", "XRSTOR";
+    forged_wrpkru_in_data_is_not_executable: "forged_wrpkru" => 500, "function_trap", "instruction fetch";
+    writing_its_own_code: "write_own_code" => 500, "function_trap", "protection violation, write";
+    syscall_with_another_number: "syscall_other" => 500, "function_trap", "syscall number 1";
+    int_0x80: "int80" => 500, "function_trap", "general protection";
+    int3: "int3" => 500, "function_trap", "general protection";
+    hlt: "hlt" => 500, "function_trap", "general protection";
+    cli: "cli" => 500, "function_trap", "general protection";
+    port_out: "port_out" => 500, "function_trap", "general protection";
+    port_in: "port_in" => 500, "function_trap", "general protection";
+    rdmsr: "rdmsr" => 500, "function_trap", "general protection";
+    wrmsr: "wrmsr" => 500, "function_trap", "general protection";
+    mov_to_cr3: "mov_cr3" => 500, "function_trap", "general protection";
+    infinite_loop_times_out: "infinite_loop" => 504, "timeout", "200 ms";
+    stack_overflow_hits_the_guard: "stack_overflow" => 500, "function_trap", "stack_overflow";
+    divide_by_zero: "divide_by_zero" => 500, "function_trap", "integer_division_by_zero";
+    touching_all_its_memory_is_allowed: "touch_all_memory" => 200, "", "";
+}
