@@ -1,6 +1,6 @@
-//! The kernel's compute engines: the wasm engine (wasmi) everywhere, and on x86_64 the
-//! page-table engine for native functions (`paging`; `native` picks it until the MPK engine
-//! lands).
+//! The kernel's compute engines: the wasm engine (wasmi) everywhere; on x86_64 the native
+//! engines, `mpk` (protection keys, where the CPU has PKU) and `paging` (a page table per
+//! sandbox), with `native` picking MPK where it exists and paging otherwise.
 //!
 //! One `Engines` serves every core: prepared images are cached by image digest behind a lock, so
 //! a module registered once (by any tenant) is validated and compiled once; every run still gets
@@ -33,9 +33,17 @@ pub fn run_stats() -> (u64, u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
-const AVAILABLE: &str = "wasm, paging, native";
+const AVAILABLE: &str = "wasm, mpk (with PKU), paging, native";
 #[cfg(not(target_arch = "x86_64"))]
 const AVAILABLE: &str = "wasm";
+
+/// MPK runs that waited for a free protection key (0 where there is no MPK engine).
+pub fn mpk_key_waits() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::key_waits();
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
 
 /// Prepared images kept at most; the oldest digest goes first (a miss only costs a re-prepare).
 const MAX_CACHED_IMAGES: usize = 256;
@@ -44,6 +52,8 @@ pub struct Engines {
     wasm: WasmEngine,
     #[cfg(target_arch = "x86_64")]
     paging: crate::native::PagingEngine,
+    #[cfg(target_arch = "x86_64")]
+    mpk: Option<crate::native::MpkEngine>,
     prepared: Mutex<BTreeMap<ImageDigest, PreparedImage>>,
 }
 
@@ -53,6 +63,8 @@ impl Engines {
             wasm: WasmEngine::new(WasmConfig::default())?,
             #[cfg(target_arch = "x86_64")]
             paging: crate::native::PagingEngine,
+            #[cfg(target_arch = "x86_64")]
+            mpk: crate::native::MpkEngine::new(),
             prepared: Mutex::new(BTreeMap::new()),
         })
     }
@@ -61,7 +73,19 @@ impl Engines {
         match kind {
             EngineKind::Wasm => Ok(&self.wasm),
             #[cfg(target_arch = "x86_64")]
-            EngineKind::Paging | EngineKind::Native => Ok(&self.paging),
+            EngineKind::Paging => Ok(&self.paging),
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Mpk | EngineKind::Native if self.mpk.is_some() => {
+                Ok(self.mpk.as_ref().map_or(&self.paging as &dyn DynEngine, |m| m as &dyn DynEngine))
+            }
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Native => Ok(&self.paging),
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Mpk => Err(HostError::new(
+                400,
+                "engine_unavailable",
+                "engine `mpk` needs protection keys (CPUID PKU), which this CPU lacks (available: wasm, paging, native)",
+            )),
             other => Err(HostError::new(
                 400,
                 "engine_unavailable",

@@ -98,6 +98,12 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
             crate::engines::run_stats().1,
         ),
         (
+            "pappus_mpk_key_waits_total",
+            "MPK runs that found all 15 protection keys taken and waited for one.",
+            "counter",
+            crate::engines::mpk_key_waits(),
+        ),
+        (
             "pappus_io_work_ticks_total",
             "TSC ticks in I/O-loop passes that moved something (instructions under icount).",
             "counter",

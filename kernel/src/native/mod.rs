@@ -21,22 +21,59 @@ use engine::{BadOutput, Completion, Engine, EngineError, ImageError, Invocation,
 use model::{Bytes, Item, Set};
 use pappus_sdk::abi::{ITEM_FLAG_KEY, MAX_NAME_LEN, native};
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
 use crate::arch::usermode::{self, Exit, Session, UserRegs};
 use crate::arch::uspace::{Access, AddressSpace};
 use crate::time;
 
-/// Where the image is loaded (its base; 2 MiB aligned, page 0 and the first 4 MiB unmapped).
-pub const IMAGE_BASE: u64 = 0x40_0000;
+/// Where a sandbox's regions lie, relative to its base (0 for the paging engine, whose
+/// sandboxes each have an address space of their own; the key's slot for the MPK engine).
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    base: u64,
+}
+
+/// The image, at base + 4 MiB (2 MiB aligned; the first 4 MiB unmapped).
+const IMAGE_OFFSET: u64 = 0x40_0000;
 /// The most image span a function may have.
 const MAX_IMAGE_SPAN: u64 = 256 << 20;
-/// The system data block (read-only).
-pub const SYS_BASE: u64 = 0x1_0000_0000;
-/// The heap (read-write, mapped on first touch).
-pub const HEAP_BASE: u64 = 0x2_0000_0000;
-/// The stack's top; it grows down over [`STACK_SIZE`], below it a guard gap of [`GUARD`].
-pub const STACK_TOP: u64 = 0x4_0000_0000;
-pub const STACK_SIZE: u64 = 1 << 20;
+/// The system data block (read-only), at base + 4 GiB.
+const SYS_OFFSET: u64 = 0x1_0000_0000;
+/// The heap (read-write, mapped on first touch), at base + 8 GiB.
+const HEAP_OFFSET: u64 = 0x2_0000_0000;
+/// The stack's top, base + 16 GiB; it grows down over [`STACK_SIZE`], below it a guard gap of
+/// [`GUARD`] that nothing is ever mapped in.
+const STACK_TOP_OFFSET: u64 = 0x4_0000_0000;
+const STACK_SIZE: u64 = 1 << 20;
 const GUARD: u64 = 1 << 30;
+/// The room one sandbox's layout takes: the MPK engine's slot size (32 GiB).
+const SLOT_SIZE: u64 = 1 << 35;
+
+impl Layout {
+    fn image(self) -> u64 {
+        self.base + IMAGE_OFFSET
+    }
+    fn sys(self) -> u64 {
+        self.base + SYS_OFFSET
+    }
+    fn heap(self) -> u64 {
+        self.base + HEAP_OFFSET
+    }
+    fn stack_top(self) -> u64 {
+        self.base + STACK_TOP_OFFSET
+    }
+    fn stack_bottom(self) -> u64 {
+        self.stack_top() - STACK_SIZE
+    }
+    /// The heap's size for a memory limit: the limit less the stack, at most up to the guard.
+    fn heap_len(self, memory_bytes: u64) -> u64 {
+        (memory_bytes.saturating_sub(STACK_SIZE) & !0xfff).min(STACK_TOP_OFFSET - STACK_SIZE - GUARD - HEAP_OFFSET)
+    }
+}
+
 /// Largest image file accepted.
 const MAX_IMAGE_BYTES: usize = 32 << 20;
 /// How often the timer checks a running sandbox's deadline.
@@ -66,7 +103,102 @@ impl Engine for PagingEngine {
     }
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
-        run(image, invocation)
+        let space = AddressSpace::new().ok_or_else(|| internal("no frame for a page table"))?;
+        let mut memory = Memory::Own(space);
+        run_sandbox(&mut memory, Layout { base: 0 }, image, invocation)
+    }
+}
+
+/// The MPK engine: one user address space shared by every live sandbox, each in its own slot
+/// of [`SLOT_SIZE`] whose pages carry the sandbox's protection key (1..15); PKRU grants the
+/// running sandbox its key alone. More live sandboxes than keys wait for a key.
+pub struct MpkEngine {
+    space: Mutex<AddressSpace>,
+    keys: Mutex<u16>,
+}
+
+/// MPK runs that found every key taken and waited for one (all cores).
+static KEY_WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// MPK runs that had to wait for a key so far.
+pub fn key_waits() -> u64 {
+    KEY_WAITS.load(Ordering::Relaxed)
+}
+
+/// Keys 1..=15 (key 0 is never a user page's).
+const KEYS: u16 = 0xfffe;
+
+impl MpkEngine {
+    /// The engine, if the CPU has protection keys (CR4.PKE on).
+    pub fn new() -> Option<Self> {
+        if !usermode::pku_enabled() {
+            return None;
+        }
+        let space = AddressSpace::new()?;
+        Some(Self { space: Mutex::new(space), keys: Mutex::new(0) })
+    }
+
+    /// Takes a free key, waiting for one when all are taken.
+    fn acquire(&self) -> u8 {
+        let mut waited = false;
+        loop {
+            {
+                let mut used = self.keys.lock();
+                let free = KEYS & !*used;
+                if free != 0 {
+                    let key = free.trailing_zeros() as u8;
+                    *used |= 1 << key;
+                    return key;
+                }
+            }
+            if !waited {
+                waited = true;
+                KEY_WAITS.fetch_add(1, Ordering::Relaxed);
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    fn release(&self, key: u8) {
+        *self.keys.lock() &= !(1 << key);
+    }
+}
+
+impl Engine for MpkEngine {
+    type Image = NativeImage;
+
+    fn name(&self) -> &'static str {
+        "mpk"
+    }
+
+    fn prepare(&self, file: &[u8]) -> Result<NativeImage, EngineError> {
+        prepare(file)
+    }
+
+    fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+        let key = self.acquire();
+        let layout = Layout { base: u64::from(key) * SLOT_SIZE };
+        let mut memory = Memory::Shared { space: &self.space, key };
+        let result = run_sandbox(&mut memory, layout, image, invocation);
+        // The slot is emptied (frames freed, zeroed when next allocated) before its key is free.
+        self.space.lock().clear_region(layout.base, SLOT_SIZE);
+        self.release(key);
+        result
+    }
+}
+
+/// A sandbox's memory: its own address space (paging), or its key's slot in the shared one (MPK).
+enum Memory<'a> {
+    Own(AddressSpace),
+    Shared { space: &'a Mutex<AddressSpace>, key: u8 },
+}
+
+impl Memory<'_> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8) -> R) -> R {
+        match self {
+            Memory::Own(space) => f(space, 0),
+            Memory::Shared { space, key } => f(&mut space.lock(), *key),
+        }
     }
 }
 
@@ -89,13 +221,14 @@ fn pages(bytes: u64) -> u64 {
     bytes.div_ceil(4096)
 }
 
-/// Loads the image at [`IMAGE_BASE`]: each segment's pages with its rights, RELRO read-only.
-fn load_image(space: &mut AddressSpace, image: &NativeImage) -> Result<(), EngineError> {
+/// Loads the image at the layout's image address: each segment's pages with its rights, RELRO
+/// read-only.
+fn load_image(space: &mut AddressSpace, key: u8, layout: Layout, image: &NativeImage) -> Result<(), EngineError> {
     let span = image.image.span();
     let mut memory = Vec::new();
     memory.try_reserve_exact(span as usize).map_err(|_| internal("no memory for the image"))?;
     memory.resize(span as usize, 0);
-    image.image.load_into(&image.file, &mut memory, IMAGE_BASE).map_err(|e| internal(&format!("load: {e}")))?;
+    image.image.load_into(&image.file, &mut memory, layout.image()).map_err(|e| internal(&format!("load: {e}")))?;
     let relro = image.image.relro().map(|r| (r.start.next_multiple_of(4096), r.end & !0xfff));
     for segment in image.image.segments() {
         let range = segment.pages();
@@ -108,7 +241,9 @@ fn load_image(space: &mut AddressSpace, image: &NativeImage) -> Result<(), Engin
                 (false, false) => Access::ReadOnly,
             };
             let bytes = &memory[page as usize..(page + 4096) as usize];
-            space.map_bytes(IMAGE_BASE + page, bytes, 1, access).map_err(|_| internal("mapping the image"))?;
+            space
+                .map_bytes(layout.image() + page, bytes, 1, access, key)
+                .map_err(|_| internal("mapping the image"))?;
             page += 4096;
         }
     }
@@ -116,8 +251,9 @@ fn load_image(space: &mut AddressSpace, image: &NativeImage) -> Result<(), Engin
 }
 
 /// The state of one run that the trap handlers see.
-struct PagingSession<'a> {
-    space: AddressSpace,
+struct SandboxSession<'a, 'm> {
+    memory: &'a mut Memory<'m>,
+    layout: Layout,
     heap_end: u64,
     /// Pages the heap and stack may still take.
     pages_left: u64,
@@ -126,7 +262,6 @@ struct PagingSession<'a> {
     timed_out: bool,
     error: Option<EngineError>,
 }
-
 fn fault_kind(vector: u64) -> TrapKind {
     match vector {
         0 => TrapKind::IntegerDivisionByZero,
@@ -174,13 +309,18 @@ fn pf_detail(error: u64) -> String {
     s
 }
 
-impl PagingSession<'_> {
+impl SandboxSession<'_, '_> {
     fn lazy(&self, page: u64) -> bool {
-        (HEAP_BASE..self.heap_end).contains(&page) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&page)
+        lazy_region(self.layout, self.heap_end, page)
     }
 }
 
-impl Session for PagingSession<'_> {
+/// Whether `page` lies in the heap or stack, which are mapped on first touch (zero until then).
+fn lazy_region(layout: Layout, heap_end: u64, page: u64) -> bool {
+    (layout.heap()..heap_end).contains(&page) || (layout.stack_bottom()..layout.stack_top()).contains(&page)
+}
+
+impl Session for SandboxSession<'_, '_> {
     fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()> {
         let page = cr2 & !0xfff;
         if vector == 14 && error_code & 1 == 0 && error_code & 16 == 0 && self.lazy(page) {
@@ -191,7 +331,7 @@ impl Session for PagingSession<'_> {
                 });
                 return None;
             }
-            if self.space.map_zeroed(page, Access::Writable).is_ok() {
+            if self.memory.with(|space, key| space.map_zeroed(page, Access::Writable, key)).is_ok() {
                 self.pages_left -= 1;
                 return Some(());
             }
@@ -201,7 +341,7 @@ impl Session for PagingSession<'_> {
             });
             return None;
         }
-        let guard = STACK_TOP - STACK_SIZE - GUARD..STACK_TOP - STACK_SIZE;
+        let guard = self.layout.stack_bottom() - GUARD..self.layout.stack_bottom();
         let (kind, what) = if vector == 14 && guard.contains(&cr2) {
             (TrapKind::StackOverflow, format!("the stack ran into its guard at {cr2:#x}"))
         } else if vector == 14 {
@@ -228,23 +368,35 @@ fn slice_ticks() -> u64 {
     (u128::from(SLICE_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
 }
 
-/// Runs one instance in a fresh address space.
-pub fn run(image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+/// Runs one instance in `memory` at `layout`: load, enter, exit, collect. The caller frees
+/// the memory (the paging engine by dropping its space, the MPK engine by clearing the slot).
+fn run_sandbox(
+    memory: &mut Memory<'_>,
+    layout: Layout,
+    image: &NativeImage,
+    invocation: Invocation<'_>,
+) -> Result<Completion, EngineError> {
     let Invocation { inputs, outputs, limits, deadline } = invocation;
-    let mut space = AddressSpace::new().ok_or_else(|| internal("no frame for a page table"))?;
-    load_image(&mut space, image)?;
-    let heap_len = limits.memory_bytes.saturating_sub(STACK_SIZE) & !0xfff;
-    let heap_len = heap_len.min(STACK_TOP - STACK_SIZE - GUARD - HEAP_BASE);
-    let block = sysdata::build(SYS_BASE, &inputs, outputs, HEAP_BASE, heap_len)
+    let heap_len = layout.heap_len(limits.memory_bytes);
+    let block = sysdata::build(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
         .ok_or_else(|| internal("no memory for the system data block"))?;
-    let block_len = block.len() as u64;
-    space
-        .map_bytes(SYS_BASE, &block, pages(block_len), Access::ReadOnly)
-        .map_err(|_| internal("mapping the system data block"))?;
+    drop(inputs);
+    memory.with(|space, key| {
+        load_image(space, key, layout, image)?;
+        space
+            .map_bytes(layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
+            .map_err(|_| internal("mapping the system data block"))
+    })?;
     drop(block);
-    let mut session = PagingSession {
-        space,
-        heap_end: HEAP_BASE + heap_len,
+    // With CR4.PKE on, PKRU applies to every user page: the paging engine's pages carry key 0.
+    let pkru = match memory {
+        Memory::Own(_) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
+        Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
+    };
+    let mut session = SandboxSession {
+        memory,
+        layout,
+        heap_end: layout.heap() + heap_len,
         pages_left: pages(limits.memory_bytes),
         memory_limit: limits.memory_bytes,
         deadline,
@@ -252,26 +404,41 @@ pub fn run(image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion
         error: None,
     };
     let mut regs = UserRegs {
-        rip: IMAGE_BASE + image.image.entry(),
-        rsp: STACK_TOP - 8, // as after a call: rsp + 8 is 16-byte aligned
-        rdi: SYS_BASE,
+        rip: layout.image() + image.image.entry(),
+        rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
+        rdi: layout.sys(),
         ..UserRegs::default()
     };
-    let previous = session.space.activate();
+    let kernel_cr3 = crate::arch::uspace::current_cr3();
+    let previous = session.memory.with(|space, _| {
+        space.refresh_kernel_half(kernel_cr3);
+        space.activate()
+    });
+    if let Some(pkru) = pkru {
+        usermode::write_pkru(pkru);
+    }
     usermode::arm_tick(time::ticks() + slice_ticks());
     let exit = usermode::enter_user(&mut regs, &mut session);
     usermode::disarm_tick();
+    if pkru.is_some() {
+        usermode::write_pkru(usermode::PKRU_DENY_ALL);
+    }
     AddressSpace::deactivate(previous);
     match exit {
         Exit::Ended if session.timed_out => Err(EngineError::Timeout { budget: limits.time, wall_clock: true }),
         Exit::Ended => Err(session.error.take().unwrap_or_else(|| internal("sandbox ended without a cause"))),
-        Exit::Syscall => finish(&mut session, &regs, outputs, &limits),
+        Exit::Syscall => {
+            let heap_end = session.heap_end;
+            session.memory.with(|space, _| finish(space, layout, heap_end, &regs, outputs, &limits))
+        }
     }
 }
 
 /// The exit call: outputs (validated and copied out) or the abort message.
 fn finish(
-    session: &mut PagingSession<'_>,
+    space: &mut AddressSpace,
+    layout: Layout,
+    heap_end: u64,
     regs: &UserRegs,
     output_names: &[String],
     limits: &engine::Limits,
@@ -285,10 +452,7 @@ fn finish(
         );
         return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
     }
-    let heap_end = session.heap_end;
-    let lazy =
-        move |page: u64| (HEAP_BASE..heap_end).contains(&page) || (STACK_TOP - STACK_SIZE..STACK_TOP).contains(&page);
-    let space = &mut session.space;
+    let lazy = move |page: u64| lazy_region(layout, heap_end, page);
     let oob = |what: &str, addr: u64, len: u64| -> EngineError {
         Trap::new(
             TrapKind::MemoryOutOfBounds,

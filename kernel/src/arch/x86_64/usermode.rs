@@ -205,6 +205,30 @@ unsafe impl Sync for Slot {}
 const MAX_CPUS: usize = 64;
 static SESSIONS: [Slot; MAX_CPUS] = [const { Slot(Cell::new(None)) }; MAX_CPUS];
 
+/// Whether CR4.PKE is on (the MPK engine's precondition).
+static PKU: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// PKRU denying access and writes for every key.
+pub const PKRU_DENY_ALL: u32 = u32::MAX;
+
+/// PKRU granting key `key` alone (read and write), every other key denied.
+pub const fn pkru_grant_only(key: u8) -> u32 {
+    PKRU_DENY_ALL & !(0b11 << (2 * key as u32))
+}
+
+/// Whether protection keys are on (CPUID has PKU and CR4.PKE is set).
+pub fn pku_enabled() -> bool {
+    PKU.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets this CPU's PKRU (only with CR4.PKE on).
+pub fn write_pkru(value: u32) {
+    debug_assert!(pku_enabled());
+    // SAFETY: WRPKRU with ECX = EDX = 0 only changes which protection keys user pages may be
+    // accessed with; the kernel never touches user pages directly (SMAP).
+    unsafe { asm!("wrpkru", in("eax") value, in("ecx") 0, in("edx") 0, options(nostack, nomem)) };
+}
+
 /// Whether the CPU enabled XSAVE (`scrub_extended_state` uses XRSTOR, else FXRSTOR).
 static XSAVE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
@@ -241,6 +265,7 @@ pub fn init() {
         sel.user_code.0
     );
     let has_xsave = cpuid(1, 0).ecx & (1 << 26) != 0;
+    let has_pku = super::cpu::has_pku();
     let has_avx = cpuid(1, 0).ecx & (1 << 28) != 0;
     // SAFETY: enabling SSE for ring 3 changes nothing for the kernel (soft-float, it executes
     // no SSE instruction); CR0.EM off and MP on are what SSE requires.
@@ -254,7 +279,15 @@ pub fn init() {
             if has_xsave {
                 f.insert(Cr4Flags::OSXSAVE);
             }
+            if has_pku {
+                f.insert(Cr4Flags::PROTECTION_KEY_USER);
+            }
         });
+    }
+    if has_pku {
+        PKU.store(true, core::sync::atomic::Ordering::Relaxed);
+        // No user page is reachable outside a sandbox run.
+        write_pkru(PKRU_DENY_ALL);
     }
     let mut xcr0 = 0;
     if has_xsave {

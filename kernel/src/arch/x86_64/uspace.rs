@@ -36,6 +36,11 @@ pub struct AddressSpace {
     pml4: u64,
 }
 
+/// The CR3 in use (the kernel's, outside sandbox runs).
+pub fn current_cr3() -> u64 {
+    Cr3::read().0.start_address().as_u64()
+}
+
 fn table(phys: u64) -> *mut u64 {
     phys_to_virt(phys).cast()
 }
@@ -79,9 +84,10 @@ impl AddressSpace {
         Some(unsafe { table(t).add(((virt >> 12) & 511) as usize) })
     }
 
-    /// Maps the frame `phys` at `virt` (user, `access`). The frame becomes the space's: it is
-    /// freed with it. Fails if `virt` is taken or outside the lower half, or tables run out.
-    pub fn map(&mut self, virt: u64, phys: u64, access: Access) -> Result<(), ()> {
+    /// Maps the frame `phys` at `virt` (user, `access`, protection key `key`: bits 62:59 of the
+    /// entry, 0..15). The frame becomes the space's: it is freed with it. Fails if `virt` is
+    /// taken or outside the lower half, or tables run out.
+    pub fn map_keyed(&mut self, virt: u64, phys: u64, access: Access, key: u8) -> Result<(), ()> {
         let slot = self.entry(virt, true).ok_or(())?;
         // SAFETY: a leaf slot of this space.
         if unsafe { slot.read() } & PRESENT != 0 {
@@ -93,23 +99,24 @@ impl AddressSpace {
                 Access::ReadOnly => NO_EXECUTE,
                 Access::Writable => WRITABLE | NO_EXECUTE,
                 Access::Executable => 0,
-            };
+            }
+            | (u64::from(key & 15) << 59);
         // SAFETY: as above. The space is not active on any CPU while it is being built, or (lazy
         // faults) the slot was not present, so no TLB holds a stale entry for it.
         unsafe { slot.write(phys | flags) };
         Ok(())
     }
 
-    /// Maps a fresh zeroed frame at `virt`.
-    pub fn map_zeroed(&mut self, virt: u64, access: Access) -> Result<(), ()> {
+    /// Maps a fresh zeroed frame at `virt`, with protection key `key`.
+    pub fn map_zeroed(&mut self, virt: u64, access: Access, key: u8) -> Result<(), ()> {
         let frame = mm::alloc_frame().ok_or(())?;
-        self.map(virt, frame, access).inspect_err(|_| {
+        self.map_keyed(virt, frame, access, key).inspect_err(|_| {
             let _ = mm::free_frame(frame);
         })
     }
 
-    /// Maps `pages` pages at `virt` (page-aligned) holding `bytes` then zeros.
-    pub fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access) -> Result<(), ()> {
+    /// Maps `pages` pages at `virt` (page-aligned) holding `bytes` then zeros, with key `key`.
+    pub fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), ()> {
         for i in 0..pages {
             let frame = mm::alloc_frame().ok_or(())?;
             let start = (i * 4096) as usize;
@@ -118,7 +125,7 @@ impl AddressSpace {
                 // SAFETY: a fresh frame of ours in the direct map; the chunk fits in it.
                 unsafe { core::ptr::copy_nonoverlapping(chunk.as_ptr(), phys_to_virt(frame), chunk.len()) };
             }
-            self.map(virt + i * 4096, frame, access).inspect_err(|_| {
+            self.map_keyed(virt + i * 4096, frame, access, key).inspect_err(|_| {
                 let _ = mm::free_frame(frame);
             })?;
         }
@@ -158,6 +165,43 @@ impl AddressSpace {
             at += n;
         }
         Some(out)
+    }
+
+    /// Unmaps and frees everything in `[start, start + len)`, which must be whole 1 GiB regions
+    /// within the first 512 GiB (one PML4 entry): a sandbox's slot in a shared space. The caller
+    /// makes sure no CPU runs on these pages any more; every CPU reloads CR3 before its next
+    /// sandbox, so no TLB keeps them.
+    pub fn clear_region(&mut self, start: u64, len: u64) {
+        assert!(start.is_multiple_of(1 << 30) && len.is_multiple_of(1 << 30) && start + len <= 1 << 39);
+        // SAFETY: the PML4 is ours.
+        let pml4e = unsafe { table(self.pml4).read() };
+        if pml4e & PRESENT == 0 {
+            return;
+        }
+        let pdpt = pml4e & ADDR_MASK;
+        for index in (start >> 30)..((start + len) >> 30) {
+            // SAFETY: a PDPT of this space.
+            let slot = unsafe { table(pdpt).add(index as usize) };
+            // SAFETY: as above.
+            let value = unsafe { slot.read() };
+            if value & PRESENT == 0 {
+                continue;
+            }
+            let pd = value & ADDR_MASK;
+            Self::free_level(pd, 2);
+            // SAFETY: as above; the entry is cleared before its table is freed.
+            unsafe { slot.write(0) };
+            if let Err(e) = mm::free_frame(pd) {
+                log::error!("uspace: freeing table {pd:#x}: {e:?}");
+            }
+        }
+    }
+
+    /// Copies the kernel's current upper half into this space again (a shared space lives long;
+    /// the kernel may have added top-level entries since it was made).
+    pub fn refresh_kernel_half(&mut self, kernel_cr3: u64) {
+        // SAFETY: both are whole PML4 frames in the direct map; only the upper half is written.
+        unsafe { core::ptr::copy_nonoverlapping(table(kernel_cr3).add(256), table(self.pml4).add(256), 256) };
     }
 
     /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
