@@ -241,9 +241,7 @@ fn load_image(space: &mut AddressSpace, key: u8, layout: Layout, image: &NativeI
                 (false, false) => Access::ReadOnly,
             };
             let bytes = &memory[page as usize..(page + 4096) as usize];
-            space
-                .map_bytes(layout.image() + page, bytes, 1, access, key)
-                .map_err(|_| internal("mapping the image"))?;
+            space.map_bytes(layout.image() + page, bytes, 1, access, key).map_err(|_| internal("mapping the image"))?;
             page += 4096;
         }
     }

@@ -11,6 +11,7 @@ mod stacks;
 mod timer;
 mod traps;
 pub mod usermode;
+mod usermode_selftests;
 pub mod uspace;
 
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -22,6 +22,13 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "trap.invalid_opcode", run: invalid_opcode, on_request_only: false },
     SelfTest { name: "trap.nx_fetch", run: nx_fetch, on_request_only: false },
     SelfTest { name: "timer.deadline", run: timer_deadline, on_request_only: false },
+    SelfTest { name: "usermode.syscall_exit", run: super::usermode_selftests::syscall_exit, on_request_only: false },
+    SelfTest { name: "usermode.user_fault", run: super::usermode_selftests::user_fault, on_request_only: false },
+    SelfTest {
+        name: "usermode.protection_key",
+        run: super::usermode_selftests::protection_key,
+        on_request_only: false,
+    },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
 ];
