@@ -45,6 +45,15 @@ pub fn mpk_key_waits() -> u64 {
     0
 }
 
+/// Native runs and the ticks of their phases: create, run, collect, destroy (zeros where there
+/// are no native engines).
+pub fn native_phase_stats() -> (u64, [u64; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::phase_stats();
+    #[cfg(not(target_arch = "x86_64"))]
+    (0, [0; 4])
+}
+
 /// Prepared images kept at most; the oldest digest goes first (a miss only costs a re-prepare).
 const MAX_CACHED_IMAGES: usize = 256;
 

@@ -4,7 +4,7 @@
 //! call, so a run that "succeeds" means the platform let the forbidden thing through.
 #![no_std]
 #![no_main]
-#![allow(unexpected_cfgs, dead_code)]
+#![allow(unexpected_cfgs, dead_code, unused_unsafe)]
 
 use core::arch::asm;
 

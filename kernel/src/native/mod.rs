@@ -103,9 +103,14 @@ impl Engine for PagingEngine {
     }
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+        let start = time::ticks();
         let space = AddressSpace::new().ok_or_else(|| internal("no frame for a page table"))?;
         let mut memory = Memory::Own(space);
-        run_sandbox(&mut memory, Layout { base: 0 }, image, invocation)
+        let result = run_sandbox(&mut memory, Layout { base: 0 }, image, invocation, start);
+        let start = time::ticks();
+        drop(memory);
+        add_ticks(DESTROY, start);
+        result
     }
 }
 
@@ -115,6 +120,28 @@ impl Engine for PagingEngine {
 pub struct MpkEngine {
     space: Mutex<AddressSpace>,
     keys: Mutex<u16>,
+}
+
+/// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
+/// cores: create (address space or slot, image, system data block), run (entry, the function,
+/// its page faults and timer ticks, exit), collect (outputs out of the sandbox), destroy
+/// (unmap and free); and the number of runs.
+static PHASE_TICKS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static RUNS: AtomicU64 = AtomicU64::new(0);
+const CREATE: usize = 0;
+const RUN: usize = 1;
+const COLLECT: usize = 2;
+const DESTROY: usize = 3;
+
+fn add_ticks(phase: usize, since: u64) -> u64 {
+    let now = time::ticks();
+    PHASE_TICKS[phase].fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+    now
+}
+
+/// (runs, [create, run, collect, destroy] ticks) of native runs so far.
+pub fn phase_stats() -> (u64, [u64; 4]) {
+    (RUNS.load(Ordering::Relaxed), core::array::from_fn(|i| PHASE_TICKS[i].load(Ordering::Relaxed)))
 }
 
 /// MPK runs that found every key taken and waited for one (all cores).
@@ -177,11 +204,14 @@ impl Engine for MpkEngine {
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
         let key = self.acquire();
+        let start = time::ticks();
         let layout = Layout { base: u64::from(key) * SLOT_SIZE };
         let mut memory = Memory::Shared { space: &self.space, key };
-        let result = run_sandbox(&mut memory, layout, image, invocation);
+        let result = run_sandbox(&mut memory, layout, image, invocation, start);
         // The slot is emptied (frames freed, zeroed when next allocated) before its key is free.
+        let start = time::ticks();
         self.space.lock().clear_region(layout.base, SLOT_SIZE);
+        add_ticks(DESTROY, start);
         self.release(key);
         result
     }
@@ -373,7 +403,9 @@ fn run_sandbox(
     layout: Layout,
     image: &NativeImage,
     invocation: Invocation<'_>,
+    start: u64,
 ) -> Result<Completion, EngineError> {
+    RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     let heap_len = layout.heap_len(limits.memory_bytes);
     let block = sysdata::build(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
@@ -408,6 +440,7 @@ fn run_sandbox(
         ..UserRegs::default()
     };
     let kernel_cr3 = crate::arch::uspace::current_cr3();
+    let created = add_ticks(CREATE, start);
     let previous = session.memory.with(|space, _| {
         space.refresh_kernel_half(kernel_cr3);
         space.activate()
@@ -422,14 +455,17 @@ fn run_sandbox(
         usermode::write_pkru(usermode::PKRU_DENY_ALL);
     }
     AddressSpace::deactivate(previous);
-    match exit {
+    let ran = add_ticks(RUN, created);
+    let result = match exit {
         Exit::Ended if session.timed_out => Err(EngineError::Timeout { budget: limits.time, wall_clock: true }),
         Exit::Ended => Err(session.error.take().unwrap_or_else(|| internal("sandbox ended without a cause"))),
         Exit::Syscall => {
             let heap_end = session.heap_end;
             session.memory.with(|space, _| finish(space, layout, heap_end, &regs, outputs, &limits))
         }
-    }
+    };
+    add_ticks(COLLECT, ran);
+    result
 }
 
 /// The exit call: outputs (validated and copied out) or the abort message.
