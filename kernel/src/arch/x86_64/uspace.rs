@@ -167,10 +167,12 @@ impl AddressSpace {
         Some(out)
     }
 
-    /// Unmaps and frees everything in `[start, start + len)`, which must be whole 1 GiB regions
-    /// within the first 512 GiB (one PML4 entry): a sandbox's slot in a shared space. The caller
-    /// makes sure no CPU runs on these pages any more; every CPU reloads CR3 before its next
-    /// sandbox, so no TLB keeps them.
+    /// Unmaps and frees every page in `[start, start + len)`, which must be whole 1 GiB regions
+    /// within the first 512 GiB (one PML4 entry): a sandbox's slot in a shared space. The slot's
+    /// page tables stay (they are the slot's for good, and reused by its next sandbox), so a
+    /// paging-structure cache entry another CPU still holds for the slot can only lead to a
+    /// table of this slot, whose leaves carry this slot's key; every CPU reloads CR3 before its
+    /// next sandbox, which drops its stale entries.
     pub fn clear_region(&mut self, start: u64, len: u64) {
         assert!(start.is_multiple_of(1 << 30) && len.is_multiple_of(1 << 30) && start + len <= 1 << 39);
         // SAFETY: the PML4 is ours.
@@ -181,18 +183,33 @@ impl AddressSpace {
         let pdpt = pml4e & ADDR_MASK;
         for index in (start >> 30)..((start + len) >> 30) {
             // SAFETY: a PDPT of this space.
-            let slot = unsafe { table(pdpt).add(index as usize) };
-            // SAFETY: as above.
-            let value = unsafe { slot.read() };
+            let value = unsafe { table(pdpt).add(index as usize).read() };
             if value & PRESENT == 0 {
                 continue;
             }
             let pd = value & ADDR_MASK;
-            Self::free_level(pd, 2);
-            // SAFETY: as above; the entry is cleared before its table is freed.
-            unsafe { slot.write(0) };
-            if let Err(e) = mm::free_frame(pd) {
-                log::error!("uspace: freeing table {pd:#x}: {e:?}");
+            for i in 0..512usize {
+                // SAFETY: a page directory of this space.
+                let pde = unsafe { table(pd).add(i).read() };
+                if pde & PRESENT == 0 {
+                    continue;
+                }
+                let pt = pde & ADDR_MASK;
+                for j in 0..512usize {
+                    // SAFETY: a page table of this space.
+                    let slot = unsafe { table(pt).add(j) };
+                    // SAFETY: as above.
+                    let pte = unsafe { slot.read() };
+                    if pte & PRESENT == 0 {
+                        continue;
+                    }
+                    // SAFETY: as above; cleared before the frame goes back (zeroed when next
+                    // allocated).
+                    unsafe { slot.write(0) };
+                    if let Err(e) = mm::free_frame(pte & ADDR_MASK) {
+                        log::error!("uspace: freeing frame {:#x}: {e:?}", pte & ADDR_MASK);
+                    }
+                }
             }
         }
     }
