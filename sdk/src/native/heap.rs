@@ -44,6 +44,7 @@ unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // The heap starts zero and is only reused by the most recent allocation, which may
         // have been written: clear what is handed out (untouched pages cost nothing).
+        // SAFETY: the caller's layout, passed on.
         let ptr = unsafe { self.alloc(layout) };
         if !ptr.is_null() {
             // SAFETY: just reserved, `layout.size()` bytes.
