@@ -14,6 +14,21 @@ fn exit_done() -> ! {
     unsafe { asm!("syscall", in("rax") 0, in("rdi") 0, in("rsi") 0, in("rdx") 0, options(noreturn, nostack)) }
 }
 
+/// The exit call with any status and arguments.
+fn exit(status: u64, rsi: u64, rdx: u64) -> ! {
+    // SAFETY: the exit call; never returns.
+    unsafe { asm!("syscall", in("rax") 0, in("rdi") status, in("rsi") rsi, in("rdx") rdx, options(noreturn, nostack)) }
+}
+
+/// Exits done with one output descriptor (docs/function-abi.md: set | flags << 32, key, name,
+/// name length, data, data length).
+fn exit_with(desc: [u64; 6]) -> ! {
+    exit(0, desc.as_ptr() as u64, 1)
+}
+
+static NAME: [u8; 4] = *b"item";
+static BAD_NAME: [u8; 2] = [0xff, 0xfe];
+
 /// An address in no sandbox's layout (where another sandbox's memory would be with MPK).
 const ELSEWHERE: u64 = 0x10_0000_0000;
 /// Kernel memory: the direct map of physical memory, and the kernel's text.
@@ -76,6 +91,28 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         asm!("2: push rax", "jmp 2b");
         #[cfg(case = "divide_by_zero")]
         asm!("div rcx", in("rcx") 0u64, inout("rax") 1u64 => _, inout("rdx") 0u64 => _);
+        #[cfg(case = "output_undeclared_set")]
+        exit_with([3, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_reserved_flags")]
+        exit_with([4 << 32, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_data_in_kernel")]
+        exit_with([0, 0, NAME.as_ptr() as u64, 4, KERNEL_DATA, 8]);
+        #[cfg(case = "output_name_not_utf8")]
+        exit_with([0, 0, BAD_NAME.as_ptr() as u64, 2, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_table_elsewhere")]
+        exit(0, ELSEWHERE, 1);
+        #[cfg(case = "output_count_huge")]
+        exit(0, NAME.as_ptr() as u64, 1 << 40);
+        #[cfg(case = "output_data_huge")]
+        exit_with([0, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 1 << 40]);
+        #[cfg(case = "output_keyed")]
+        exit_with([1 << 32, 0x0102_0304, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "abort_with_message")]
+        exit(1, b"boom: the function failed".as_ptr() as u64, 25);
+        #[cfg(case = "abort_message_in_kernel")]
+        exit(1, KERNEL_DATA, 16);
+        #[cfg(case = "exit_unknown_status")]
+        exit(7, 0, 0);
         #[cfg(case = "touch_all_memory")]
         {
             // Every byte of the heap, written, then every byte of the stack below us.

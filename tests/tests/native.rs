@@ -248,6 +248,17 @@ hostile_tests! {
     stack_overflow_hits_the_guard: "stack_overflow" => 500, "function_trap", "stack_overflow";
     divide_by_zero: "divide_by_zero" => 500, "function_trap", "integer_division_by_zero";
     touching_all_its_memory_is_allowed: "touch_all_memory" => 200, "", "";
+    output_to_an_undeclared_set: "output_undeclared_set" => 500, "bad_output", "output set index 3";
+    output_with_reserved_flags: "output_reserved_flags" => 500, "bad_output", "reserved bits";
+    output_data_in_kernel_memory: "output_data_in_kernel" => 500, "function_trap", "item data at 0xffff800000100000";
+    output_name_not_utf8: "output_name_not_utf8" => 500, "bad_output", "not UTF-8";
+    output_table_outside_the_sandbox: "output_table_elsewhere" => 500, "function_trap", "output table";
+    output_count_over_the_limit: "output_count_huge" => 500, "bad_output", "more than 65536 output items";
+    output_data_over_the_limit: "output_data_huge" => 500, "bad_output", "the limit is 67108864 bytes";
+    output_with_a_key_is_allowed: "output_keyed" => 200, "", "";
+    abort_with_a_message: "abort_with_message" => 500, "function_aborted", "boom: the function failed";
+    abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
+    exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 
 /// 64 instances of a native function that computes for a while, fanned out by a composition
