@@ -120,6 +120,9 @@ pub mod native {
     pub const EXIT_DONE: u64 = 0;
     /// `rdi` at exit: failed; `rsi`/`rdx` are the UTF-8 message and its length.
     pub const EXIT_ABORT: u64 = 1;
+    /// `rdi` at exit: failed after the heap refused an allocation (`out_of_memory`); `rsi`/`rdx`
+    /// as for [`EXIT_ABORT`].
+    pub const EXIT_OUT_OF_MEMORY: u64 = 2;
 }
 
 #[cfg(test)]

@@ -309,3 +309,63 @@ fn sixty_four_mpk_instances_complete_unmixed() {
 fn sixty_four_paging_instances_complete_unmixed() {
     sixty_four_instances("sixty_four_paging_instances_complete_unmixed", "qemu64", "paging");
 }
+
+/// The SDK end to end on the native transport (functions/sdk-probe): panics and errors with
+/// their messages, allocation within and beyond the heap, chunked reads, set names, deep
+/// recursion into the stack guard, keys kept.
+fn sdk_probe(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    register(
+        &node,
+        "probe",
+        engine,
+        "inputs=cmds&outputs=out,extra&memory=4MiB&timeout_ms=5000",
+        &functions::native("sdk_probe"),
+    );
+    let run = |name: &str, data: &[u8]| invoke_raw(&node, "probe", &json!({"cmds": [item(name, data)]}));
+    let fails = |name: &str, data: &[u8], code: &str, cause: &str| {
+        let r = run(name, data);
+        assert_eq!(r.status, 500, "{name}: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], code, "{name}: {}", r.text());
+        assert!(v["error"]["message"].as_str().unwrap().contains(cause), "{name}: {}", r.text());
+    };
+    let output = |name: &str, data: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let r = run(name, data);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        v["sets"]["out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
+            .collect()
+    };
+    fails("panic", b"the sky fell", "function_aborted", "the sky fell");
+    fails("panic", b"x", "function_aborted", "src/lib.rs");
+    fails("fail", b"no thanks", "function_aborted", "no thanks");
+    fails("alloc", b"100000000", "out_of_memory", "refused an allocation");
+    fails("recurse", b"100000", "function_trap", "stack_overflow");
+    assert_eq!(output("alloc", b"1000000"), [("alloc".to_string(), b"allocated 1000000".to_vec())]);
+    assert_eq!(output("sets", b""), [("sets".to_string(), b"cmds,out,extra".to_vec())]);
+    let text: Vec<u8> = (0..10_000u32).flat_map(|i| format!("{i} ").into_bytes()).collect();
+    assert_eq!(output("chunks", &text), [("chunks".to_string(), text.clone())]);
+    assert_eq!(output("recurse", b"100").len(), 1);
+    let r = invoke_raw(&node, "probe", &json!({"cmds": [{"name": "copy", "key": 77, "data": B64.encode(b"kept")}]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["sets"]["out"][0]["key"], 77, "{}", r.text());
+    let r = run("named", b"extra");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["sets"]["extra"][0]["name"], "named", "{}", r.text());
+}
+
+#[test]
+fn sdk_probe_under_mpk() {
+    sdk_probe("sdk_probe_under_mpk", "max", "mpk");
+}
+
+#[test]
+fn sdk_probe_under_paging() {
+    sdk_probe("sdk_probe_under_paging", "qemu64", "paging");
+}

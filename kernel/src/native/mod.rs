@@ -496,7 +496,7 @@ fn finish(
     };
     match regs.out_rdi {
         native::EXIT_DONE => {}
-        native::EXIT_ABORT => {
+        native::EXIT_ABORT | native::EXIT_OUT_OF_MEMORY => {
             let len = regs.out_rdx.min(MAX_ABORT_MESSAGE);
             let message = match space.read(regs.out_rsi, len, lazy) {
                 Some(bytes) => {
@@ -508,6 +508,11 @@ fn finish(
                 }
                 None => format!("(message unreadable: {})", oob("message", regs.out_rsi, len)),
             };
+            if regs.out_rdi == native::EXIT_OUT_OF_MEMORY {
+                let detail =
+                    format!("the heap ({} bytes) refused an allocation, then: {message}", heap_end - layout.heap());
+                return Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail });
+            }
             return Err(EngineError::Aborted { message });
         }
         other => {

@@ -4,10 +4,18 @@
 #![cfg(feature = "allocator")]
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 #[global_allocator]
 static HEAP: Bump = Bump { next: AtomicUsize::new(0), end: AtomicUsize::new(0) };
+
+/// Set when the heap refused an allocation: a failure after it is `out_of_memory`.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the heap has refused an allocation in this run.
+pub(super) fn refused() -> bool {
+    REFUSED.load(Relaxed)
+}
 
 struct Bump {
     next: AtomicUsize,
@@ -25,6 +33,7 @@ impl Bump {
         let start = next.checked_add(layout.align() - 1)? & !(layout.align() - 1);
         let top = start.checked_add(layout.size())?;
         if top > self.end.load(Relaxed) {
+            REFUSED.store(true, Relaxed);
             return None;
         }
         self.next.store(top, Relaxed);
@@ -65,6 +74,7 @@ unsafe impl GlobalAlloc for Bump {
         if addr + layout.size() == self.next.load(Relaxed) {
             let Some(top) = addr.checked_add(new_size) else { return core::ptr::null_mut() };
             if top > self.end.load(Relaxed) {
+                REFUSED.store(true, Relaxed);
                 return core::ptr::null_mut();
             }
             self.next.store(top, Relaxed);

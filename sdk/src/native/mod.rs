@@ -5,6 +5,14 @@
 #![allow(unsafe_code)]
 
 mod heap;
+
+/// Whether the heap refused an allocation (always false without the SDK's allocator).
+fn heap_refused() -> bool {
+    #[cfg(feature = "allocator")]
+    return heap::refused();
+    #[cfg(not(feature = "allocator"))]
+    false
+}
 mod mem;
 mod panic;
 mod sys;
@@ -22,9 +30,13 @@ pub(crate) fn run(main: crate::Entry, block: *const u8) -> ! {
     if sys.word(0) != native::MAGIC || sys.word(8) != native::VERSION {
         sys::exit_abort(b"pappus-sdk: the system data block has the wrong magic or version");
     }
+    #[cfg(feature = "allocator")]
     heap::init(sys.word(48) as usize, sys.word(56) as usize);
     let transport = Native { sys, outputs: RefCell::new(Vec::new()) };
     if let Err(error) = main(&mut Context::new(&transport)) {
+        if heap_refused() {
+            sys::exit_out_of_memory(error.message().as_bytes());
+        }
         sys::exit_abort(error.message().as_bytes());
     }
     let outputs = transport.outputs.into_inner();

@@ -31,5 +31,8 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     let mut message = Message { bytes: [0; 1024], len: 0 };
     // "panicked at src/lib.rs:10:5:\n<message>"
     let _ = write!(message, "{info}");
+    if super::heap_refused() {
+        sys::exit_out_of_memory(&message.bytes[..message.len])
+    }
     sys::exit_abort(&message.bytes[..message.len])
 }

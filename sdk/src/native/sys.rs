@@ -11,6 +11,15 @@ pub(super) fn exit_done(table: *const u8, count: usize) -> ! {
     }
 }
 
+/// Ends the run as failed after the heap refused an allocation, with `message`.
+pub(crate) fn exit_out_of_memory(message: &[u8]) -> ! {
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!("syscall", in("rax") native::SYS_EXIT, in("rdi") native::EXIT_OUT_OF_MEMORY,
+            in("rsi") message.as_ptr(), in("rdx") message.len(), options(noreturn, nostack))
+    }
+}
+
 /// Ends the run as failed with `message`.
 pub(crate) fn exit_abort(message: &[u8]) -> ! {
     // SAFETY: as above.
