@@ -10,16 +10,13 @@
 //! vector, the address and the instruction pointer. Teardown frees every frame (frames are
 //! zeroed when allocated again).
 
-mod sysdata;
-
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use engine::{BadOutput, Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
-use model::{Bytes, Item, Set};
-use pappus_sdk::abi::{ITEM_FLAG_KEY, MAX_NAME_LEN, native};
+use engine::native::{ExitCall, exit_outcome, system_block};
+use engine::{Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -78,8 +75,6 @@ impl Layout {
 const MAX_IMAGE_BYTES: usize = 32 << 20;
 /// How often the timer checks a running sandbox's deadline.
 const SLICE_MICROS: u64 = 2_000;
-/// The abort message kept, at most.
-const MAX_ABORT_MESSAGE: u64 = 4096;
 
 /// A checked image and its file (the loader copies segments from it at every run).
 #[derive(Clone)]
@@ -408,7 +403,7 @@ fn run_sandbox(
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     let heap_len = layout.heap_len(limits.memory_bytes);
-    let block = sysdata::build(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
+    let block = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
         .ok_or_else(|| internal("no memory for the system data block"))?;
     drop(inputs);
     memory.with(|space, key| {
@@ -468,7 +463,8 @@ fn run_sandbox(
     result
 }
 
-/// The exit call: outputs (validated and copied out) or the abort message.
+/// The exit call: outputs (validated and copied out through the sandbox's page tables) or the
+/// failure it reports (`engine::native::exit_outcome`).
 fn finish(
     space: &mut AddressSpace,
     layout: Layout,
@@ -477,85 +473,13 @@ fn finish(
     output_names: &[String],
     limits: &engine::Limits,
 ) -> Result<Completion, EngineError> {
-    if regs.out_rax != native::SYS_EXIT {
-        let message = format!(
-            "syscall number {} at rip={:#x}: the only system call is the exit call ({})",
-            regs.out_rax,
-            regs.out_rip.wrapping_sub(2),
-            native::SYS_EXIT
-        );
-        return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
-    }
-    let lazy = move |page: u64| lazy_region(layout, heap_end, page);
-    let oob = |what: &str, addr: u64, len: u64| -> EngineError {
-        Trap::new(
-            TrapKind::MemoryOutOfBounds,
-            format!("exit call: {what} at {addr:#x} of {len} bytes lies outside the sandbox's memory"),
-        )
-        .into()
+    let exit = ExitCall {
+        number: regs.out_rax,
+        status: regs.out_rdi,
+        pointer: regs.out_rsi,
+        len: regs.out_rdx,
+        rip: regs.out_rip.wrapping_sub(2), // `syscall` is 2 bytes
     };
-    match regs.out_rdi {
-        native::EXIT_DONE => {}
-        native::EXIT_ABORT | native::EXIT_OUT_OF_MEMORY => {
-            let len = regs.out_rdx.min(MAX_ABORT_MESSAGE);
-            let message = match space.read(regs.out_rsi, len, lazy) {
-                Some(bytes) => {
-                    let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                    if len < regs.out_rdx {
-                        text.push_str(" …(truncated)");
-                    }
-                    text
-                }
-                None => format!("(message unreadable: {})", oob("message", regs.out_rsi, len)),
-            };
-            if regs.out_rdi == native::EXIT_OUT_OF_MEMORY {
-                let detail =
-                    format!("the heap ({} bytes) refused an allocation, then: {message}", heap_end - layout.heap());
-                return Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail });
-            }
-            return Err(EngineError::Aborted { message });
-        }
-        other => {
-            return Err(
-                Trap::new(TrapKind::InvalidInstruction, format!("exit call with unknown status {other}")).into()
-            );
-        }
-    }
-    let count = regs.out_rdx;
-    if count > limits.max_output_items as u64 {
-        return Err(BadOutput::TooManyItems { limit: limits.max_output_items }.into());
-    }
-    let table_len = count * native::OUT_DESC_SIZE as u64;
-    let table =
-        space.read(regs.out_rsi, table_len, lazy).ok_or_else(|| oob("output table", regs.out_rsi, table_len))?;
-    let mut sets: Vec<Set> = output_names.iter().map(|n| Set::new(n.clone())).collect();
-    let mut bytes_total = 0u64;
-    for desc in table.chunks_exact(native::OUT_DESC_SIZE) {
-        let u32_at = |at: usize| u32::from_le_bytes(desc[at..at + 4].try_into().unwrap_or_default());
-        let u64_at = |at: usize| u64::from_le_bytes(desc[at..at + 8].try_into().unwrap_or_default());
-        let (set, flags, key, name_ptr, name_len, data_ptr, data_len) =
-            (u32_at(0), u32_at(4), u64_at(8), u64_at(16), u64_at(24), u64_at(32), u64_at(40));
-        let declared = sets.len();
-        let Some(out) = sets.get_mut(set as usize) else {
-            return Err(BadOutput::UndeclaredSet { index: u64::from(set), declared }.into());
-        };
-        if flags & !ITEM_FLAG_KEY != 0 {
-            return Err(BadOutput::ReservedFlags { flags }.into());
-        }
-        bytes_total = bytes_total.saturating_add(data_len);
-        if bytes_total > limits.max_output_bytes {
-            return Err(BadOutput::TooLarge { attempted: bytes_total, limit: limits.max_output_bytes }.into());
-        }
-        if name_len > MAX_NAME_LEN as u64 {
-            let reason = format!("{name_len} bytes, the limit is {MAX_NAME_LEN}");
-            return Err(BadOutput::InvalidName { reason }.into());
-        }
-        let name = space.read(name_ptr, name_len, lazy).ok_or_else(|| oob("item name", name_ptr, name_len))?;
-        let name = String::from_utf8(name)
-            .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({})", e.utf8_error()) })?;
-        let data = space.read(data_ptr, data_len, lazy).ok_or_else(|| oob("item data", data_ptr, data_len))?;
-        let key = (flags & ITEM_FLAG_KEY != 0).then_some(key);
-        out.items.push(Item { name, key, data: Bytes::from(data) });
-    }
-    Ok(Completion { outputs: sets, instructions: None })
+    let lazy = move |page: u64| lazy_region(layout, heap_end, page);
+    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| space.read(addr, len, lazy))
 }
