@@ -27,6 +27,10 @@ fn exit_with(desc: [u64; 6]) -> ! {
 }
 
 static NAME: [u8; 4] = *b"item";
+
+/// 8 MiB of bss: more than the 4 MiB the tests give a hostile function.
+#[cfg(case = "huge_bss")]
+static mut BIG: [u8; 8 << 20] = [0; 8 << 20];
 static BAD_NAME: [u8; 2] = [0xff, 0xfe];
 
 /// An address in no sandbox's layout (where another sandbox's memory would be with MPK).
@@ -111,6 +115,8 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         exit(1, b"boom: the function failed".as_ptr() as u64, 25);
         #[cfg(case = "abort_message_in_kernel")]
         exit(1, KERNEL_DATA, 16);
+        #[cfg(case = "huge_bss")]
+        core::ptr::write_volatile(&raw mut BIG[12345], 1);
         #[cfg(case = "exit_unknown_status")]
         exit(7, 0, 0);
         #[cfg(case = "touch_all_memory")]

@@ -258,6 +258,7 @@ hostile_tests! {
     output_with_a_key_is_allowed: "output_keyed" => 200, "", "";
     abort_with_a_message: "abort_with_message" => 500, "function_aborted", "boom: the function failed";
     abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
+    image_larger_than_its_memory: "huge_bss" => 500, "out_of_memory", "the image needs";
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 

@@ -65,7 +65,8 @@ impl Layout {
     fn stack_bottom(self) -> u64 {
         self.stack_top() - STACK_SIZE
     }
-    /// The heap's size for a memory limit: the limit less the stack, at most up to the guard.
+    /// The heap's size for `memory_bytes` (the limit less the image): less the stack, at most
+    /// up to the guard.
     fn heap_len(self, memory_bytes: u64) -> u64 {
         (memory_bytes.saturating_sub(STACK_SIZE) & !0xfff).min(STACK_TOP_OFFSET - STACK_SIZE - GUARD - HEAP_OFFSET)
     }
@@ -402,7 +403,13 @@ fn run_sandbox(
 ) -> Result<Completion, EngineError> {
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
-    let heap_len = layout.heap_len(limits.memory_bytes);
+    // The image's pages count against the memory limit, as a wasm module's data does.
+    let image_pages: u64 = image.image.segments().iter().map(|s| (s.pages().end - s.pages().start) / 4096).sum();
+    if image_pages.saturating_mul(4096) > limits.memory_bytes {
+        let detail = format!("the image needs {} bytes of pages before the function starts", image_pages * 4096);
+        return Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail });
+    }
+    let heap_len = layout.heap_len(limits.memory_bytes - image_pages * 4096);
     let block = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
         .ok_or_else(|| internal("no memory for the system data block"))?;
     drop(inputs);
@@ -422,7 +429,7 @@ fn run_sandbox(
         memory,
         layout,
         heap_end: layout.heap() + heap_len,
-        pages_left: pages(limits.memory_bytes),
+        pages_left: pages(limits.memory_bytes) - image_pages,
         memory_limit: limits.memory_bytes,
         deadline,
         timed_out: false,
