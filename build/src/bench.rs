@@ -11,6 +11,8 @@
 //! (`pappus-kernel.mb`) through QEMU's multiboot loader, on the default x86_64 profile.
 //!
 //! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
+//! Suite `native`: the MPK and paging engines under icount: a no-op sandbox's phases, and the
+//! 128×128 matmul against the function's own instructions and the wasm engine (`bench/io.rs`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
 
 mod io;
@@ -31,7 +33,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "smp"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "smp", "native"];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -105,6 +107,7 @@ pub fn main(args: &Args) -> Result {
         "net" => io::net(&kernel),
         "model" => io::model(&kernel),
         "smp" => smp::smp(&kernel),
+        "native" => io::native(&kernel),
         _ => io::wasm(&kernel),
     }
 }

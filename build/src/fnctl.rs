@@ -131,10 +131,21 @@ fn deploy(args: &Args, path: &Path) -> Result {
     let registration = Registration::for_crate(&package.name, metadata.as_ref(), &overrides)?;
     registration.check()?;
     let client = connect(args)?;
-    fnmeta::build(path, Some(&package.name))?;
-    let wasm = workspace.wasm_path(package).ok_or_else(|| no_cdylib(&package.name))?;
-    println!("{}", deploy_function(&client, &registration, &wasm)?);
+    let image = if registration.is_native() {
+        native_image(&workspace, &package.name)?
+    } else {
+        fnmeta::build(path, Some(&package.name))?;
+        workspace.wasm_path(package).ok_or_else(|| no_cdylib(&package.name))?
+    };
+    println!("{}", deploy_function(&client, &registration, &image)?);
     Ok(())
+}
+
+/// Builds `package` of `workspace` as a native image (docs/writing-functions.md, "Native
+/// builds") and returns the ELF's path.
+fn native_image(workspace: &Workspace, package: &str) -> Result<PathBuf> {
+    let root = workspace.target_dir.parent().unwrap_or(Path::new("."));
+    pappus_tests::functions::build_native(root, package).map_err(Failure)
 }
 
 fn no_cdylib(package: &str) -> Failure {
@@ -160,7 +171,19 @@ fn deploy_workspace(args: &Args, dir: &Path, workspace: &Workspace, overrides: &
         eprintln!("error: {problem}");
     }
     for (registration, wasm) in &functions {
-        match deploy_function(&client, registration, wasm) {
+        let image = if registration.is_native() {
+            match native_image(workspace, &registration.name.replace('_', "-")) {
+                Ok(image) => image,
+                Err(e) => {
+                    eprintln!("error: function {}: {}", registration.name, e.0);
+                    failed += 1;
+                    continue;
+                }
+            }
+        } else {
+            wasm.clone()
+        };
+        match deploy_function(&client, registration, &image) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("error: function {}: {}", registration.name, e.0);

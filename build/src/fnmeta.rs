@@ -180,10 +180,10 @@ impl Registration {
             return Ok(Registration::merge(package_function_name(package), &Metadata::default(), overrides));
         };
         let registration = Registration::merge(package_function_name(package), metadata, overrides);
-        if registration.engine != "wasm" {
+        if registration.engine != "wasm" && !registration.is_native() {
             return Err(format!(
-                "{package}: engine {:?}: crates are built for {WASM_TARGET} and run on the wasm engine; \
-                 deploy a native image as a file with --engine",
+                "{package}: engine {:?}: crates are built for {WASM_TARGET} (engine wasm) or as native x86_64 \
+                 images (engines mpk, paging, native); deploy other images as a file with --engine",
                 registration.engine
             ));
         }
@@ -191,6 +191,11 @@ impl Registration {
             return Err(format!("{package}: [package.metadata.pappus] names no outputs (and no --outputs was given)"));
         }
         Ok(registration)
+    }
+
+    /// Whether it runs on a native engine (the crate is then built as a native image).
+    pub fn is_native(&self) -> bool {
+        matches!(self.engine.as_str(), "mpk" | "paging" | "native")
     }
 
     /// The registration of an image file, which carries no metadata: the sets must be given.
@@ -325,7 +330,9 @@ mod tests {
         let e = Registration::for_crate("f", Some(&none), &overrides()).unwrap_err();
         assert!(e.contains("no outputs"), "{e}");
         let mpk = Metadata::parse(&serde_json::json!({"engine": "mpk", "outputs": ["o"]})).unwrap();
-        assert!(Registration::for_crate("f", Some(&mpk), &overrides()).unwrap_err().contains("wasm engine"));
+        assert!(Registration::for_crate("f", Some(&mpk), &overrides()).unwrap().is_native());
+        let jvm = Metadata::parse(&serde_json::json!({"engine": "jvm", "outputs": ["o"]})).unwrap();
+        assert!(Registration::for_crate("f", Some(&jvm), &overrides()).unwrap_err().contains("native x86_64"));
 
         let e = Registration::for_crate("f", None, &overrides()).unwrap_err();
         assert!(e.contains("[package.metadata.pappus]"), "{e}");

@@ -127,6 +127,22 @@ fn lint_steps(arches: &[Arch]) -> Vec<(String, std::process::Command)> {
         kernel.args(["clippy", "-p", "pappus-kernel", "--target", arch.kernel_target(), "--", "-D", "warnings"]);
         steps.push((format!("clippy (kernel, {arch})"), kernel));
     }
+    // The SDK's native transport exists only under `--cfg pappus_native`: lint it as functions
+    // build it (its own target folder, so the flags do not rebuild the host crates).
+    let mut sdk = cargo();
+    sdk.args([
+        "clippy",
+        "-p",
+        "pappus-sdk",
+        "--target",
+        pappus_tests::functions::NATIVE_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .env("RUSTFLAGS", pappus_tests::functions::NATIVE_RUSTFLAGS)
+    .env("CARGO_TARGET_DIR", util::root().join("target/sdk-native"));
+    steps.push(("clippy (SDK, native transport)".to_string(), sdk));
     let mut loader = cargo();
     loader.args(["clippy", "-p", "pappus-loader", "--target", image::LOADER_TARGET, "--", "-D", "warnings"]);
     steps.push(("clippy (UEFI loader)".to_string(), loader));
@@ -189,9 +205,9 @@ fn test(args: &Args) -> Result {
                 command.args(["--test", arch.as_str()]);
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), the /v1 control
-                    // plane behind it, the dispatcher and the http function, the bare-metal
-                    // boot paths (UEFI, BIOS with iPXE).
-                    for suite in ["network", "control", "functions", "dispatch", "fetch", "uefi", "bios"] {
+                    // plane behind it, the dispatcher and the http function, the native engines,
+                    // the bare-metal boot paths (UEFI, BIOS with iPXE).
+                    for suite in ["network", "control", "functions", "dispatch", "fetch", "native", "uefi", "bios"] {
                         command.args(["--test", suite]);
                     }
                 }

@@ -1,5 +1,6 @@
-//! The kernel's compute engines: today the wasm engine (wasmi); the native MPK and paging
-//! engines join this table when they land.
+//! The kernel's compute engines: the wasm engine (wasmi) everywhere; on x86_64 the native
+//! engines, `mpk` (protection keys, where the CPU has PKU) and `paging` (a page table per
+//! sandbox), with `native` picking MPK where it exists and paging otherwise.
 //!
 //! One `Engines` serves every core: prepared images are cached by image digest behind a lock, so
 //! a module registered once (by any tenant) is validated and compiled once; every run still gets
@@ -32,37 +33,89 @@ pub fn run_stats() -> (u64, u64) {
     (RUNS.load(Ordering::Relaxed), RUN_TICKS.load(Ordering::Relaxed))
 }
 
+#[cfg(target_arch = "x86_64")]
+const AVAILABLE: &str = "wasm, mpk (with PKU), paging, native";
+#[cfg(not(target_arch = "x86_64"))]
+const AVAILABLE: &str = "wasm";
+
+/// MPK runs that waited for a free protection key (0 where there is no MPK engine).
+pub fn mpk_key_waits() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::key_waits();
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
+/// Native runs and the ticks of their phases: create, run, collect, destroy (zeros where there
+/// are no native engines).
+pub fn native_phase_stats() -> (u64, [u64; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::phase_stats();
+    #[cfg(not(target_arch = "x86_64"))]
+    (0, [0; 4])
+}
+
 /// Prepared images kept at most; the oldest digest goes first (a miss only costs a re-prepare).
 const MAX_CACHED_IMAGES: usize = 256;
 
 pub struct Engines {
     wasm: WasmEngine,
+    #[cfg(target_arch = "x86_64")]
+    paging: crate::native::PagingEngine,
+    #[cfg(target_arch = "x86_64")]
+    mpk: Option<crate::native::MpkEngine>,
     prepared: Mutex<BTreeMap<ImageDigest, PreparedImage>>,
 }
 
 impl Engines {
     pub fn new() -> Result<Self, EngineError> {
-        Ok(Self { wasm: WasmEngine::new(WasmConfig::default())?, prepared: Mutex::new(BTreeMap::new()) })
+        Ok(Self {
+            wasm: WasmEngine::new(WasmConfig::default())?,
+            #[cfg(target_arch = "x86_64")]
+            paging: crate::native::PagingEngine,
+            #[cfg(target_arch = "x86_64")]
+            mpk: crate::native::MpkEngine::new(),
+            prepared: Mutex::new(BTreeMap::new()),
+        })
     }
 
     fn engine(&self, kind: EngineKind) -> Result<&dyn DynEngine, HostError> {
         match kind {
             EngineKind::Wasm => Ok(&self.wasm),
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Paging => Ok(&self.paging),
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Mpk | EngineKind::Native if self.mpk.is_some() => {
+                Ok(self.mpk.as_ref().map_or(&self.paging as &dyn DynEngine, |m| m as &dyn DynEngine))
+            }
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Native => Ok(&self.paging),
+            #[cfg(target_arch = "x86_64")]
+            EngineKind::Mpk => Err(HostError::new(
+                400,
+                "engine_unavailable",
+                "engine `mpk` needs protection keys (CPUID PKU), which this CPU lacks (available: wasm, paging, native)",
+            )),
             other => Err(HostError::new(
                 400,
                 "engine_unavailable",
-                format!("engine `{}` is not available on this node (available: wasm)", other.as_str()),
+                format!("engine `{}` is not available on this node (available: {AVAILABLE})", other.as_str()),
             )),
         }
     }
 
     /// The prepared form of `image`, from the cache or made now (validated and compiled).
     pub fn prepare(&self, spec: &FunctionSpec, digest: &ImageDigest, image: &[u8]) -> Result<PreparedImage, HostError> {
-        if let Some(p) = self.prepared.lock().get(digest) {
+        let engine = self.engine(spec.engine())?;
+        // The same bytes may be registered for another engine (an ELF as wasm): a cached image
+        // counts only for the engine that prepared it.
+        if let Some(p) = self.prepared.lock().get(digest)
+            && p.engine() == engine.name()
+        {
             return Ok(p.clone());
         }
         // Prepared outside the lock: compiling a large module must not stall other cores' lookups.
-        let prepared = self.engine(spec.engine())?.prepare_image(image).map_err(host_error)?;
+        let prepared = engine.prepare_image(image).map_err(host_error)?;
         let mut cache = self.prepared.lock();
         if cache.len() >= MAX_CACHED_IMAGES {
             cache.pop_first();

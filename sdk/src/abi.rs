@@ -79,6 +79,52 @@ impl ItemInfo {
     }
 }
 
+/// The native transport (x86_64 static PIE run by the `mpk` and `paging` engines): the memory
+/// layout the platform builds before entry and the exit call (docs/function-abi.md, "The
+/// native transport"). Every field is a little-endian `u64` unless noted; every pointer is an
+/// address in the sandbox; every table is 8-byte aligned.
+pub mod native {
+    /// `SysHeader::magic`: "PAPPUSN1" as a little-endian u64.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"PAPPUSN1");
+    /// `SysHeader::version`.
+    pub const VERSION: u64 = 1;
+
+    /// The system data block's header, at the address in `rdi` on entry (read-only).
+    ///
+    /// | offset | field |
+    /// |---|---|
+    /// | 0 | `magic` ([`MAGIC`]) |
+    /// | 8 | `version` ([`VERSION`]) |
+    /// | 16 | `input_set_count` |
+    /// | 24 | `input_sets`: pointer to `input_set_count` [`SET_DESC_SIZE`]-byte set descriptors |
+    /// | 32 | `output_set_count` |
+    /// | 40 | `output_sets`: pointer to `output_set_count` [`NAME_DESC_SIZE`]-byte name descriptors |
+    /// | 48 | `heap`: start of the heap (writable, zero, mapped on first touch) |
+    /// | 56 | `heap_len`: its size in bytes |
+    pub const HEADER_SIZE: usize = 64;
+    /// An input set: `name` pointer, `name_len`, `item_count`, `items` pointer to
+    /// `item_count` [`ITEM_DESC_SIZE`]-byte item descriptors.
+    pub const SET_DESC_SIZE: usize = 32;
+    /// An output set's name: `name` pointer, `name_len`.
+    pub const NAME_DESC_SIZE: usize = 16;
+    /// An input item: the 24-byte [`ItemInfo`](super::ItemInfo) descriptor, then `name`
+    /// pointer and `data` pointer (read in place, no copies).
+    pub const ITEM_DESC_SIZE: usize = 40;
+    /// An output item the function hands back at exit: `set` (u32), `flags` (u32, bit 0 = has
+    /// a key), `key`, `name` pointer, `name_len`, `data` pointer, `data_len`.
+    pub const OUT_DESC_SIZE: usize = 48;
+
+    /// The exit call's number (`rax` at `syscall`); any other number is a violation.
+    pub const SYS_EXIT: u64 = 0;
+    /// `rdi` at exit: done; `rsi`/`rdx` point at / count the output descriptors.
+    pub const EXIT_DONE: u64 = 0;
+    /// `rdi` at exit: failed; `rsi`/`rdx` are the UTF-8 message and its length.
+    pub const EXIT_ABORT: u64 = 1;
+    /// `rdi` at exit: failed after the heap refused an allocation (`out_of_memory`); `rsi`/`rdx`
+    /// as for [`EXIT_ABORT`].
+    pub const EXIT_OUT_OF_MEMORY: u64 = 2;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

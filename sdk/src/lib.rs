@@ -30,7 +30,7 @@
 //! The API does not depend on the transport: wasm host imports today, the native engines'
 //! system data block later (docs/function-abi.md).
 #![no_std]
-#![deny(unsafe_code)] // allowed only in `wasm::sys` and `wasm::heap`
+#![deny(unsafe_code)] // allowed only in `wasm::sys`, `wasm::heap` and `native`
 
 extern crate alloc;
 
@@ -39,6 +39,8 @@ mod context;
 mod entry;
 mod error;
 pub mod mock;
+#[cfg(all(pappus_native, target_arch = "x86_64"))]
+mod native;
 mod transport;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

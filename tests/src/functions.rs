@@ -42,16 +42,14 @@ pub const EXAMPLES: [(&str, &str); 6] = [
 /// The example compositions (`functions/compositions/NAME.pappus`).
 pub const COMPOSITIONS: [&str; 4] = ["wordcount_mapreduce", "top_words", "grep_count", "csv_total"];
 
-/// Registers the example functions (wasm) and compositions for the tenant with `token`.
-pub fn deploy_examples(node: &crate::node::Node, token: &str) {
+/// Registers the example functions on `engine` (`wasm` modules, or native images for the
+/// native engines) and the compositions over them, for the tenant with `token`.
+pub fn deploy_examples(node: &crate::node::Node, token: &str, engine: &str) {
     let auth = format!("Bearer {token}");
     for (name, query) in EXAMPLES {
-        let r = node.request(
-            "PUT",
-            &format!("/v1/functions/{name}?engine=wasm&{query}"),
-            &[("Authorization", &auth)],
-            &wasm(name),
-        );
+        let image = if engine == "wasm" { wasm(name) } else { native(name) };
+        let path = format!("/v1/functions/{name}?engine={engine}&{query}");
+        let r = node.request("PUT", &path, &[("Authorization", &auth)], &image);
         assert_eq!(r.status, 201, "{name}: {}", r.text());
     }
     for name in COMPOSITIONS {
@@ -59,4 +57,91 @@ pub fn deploy_examples(node: &crate::node::Node, token: &str) {
         let r = node.request("PUT", &format!("/v1/compositions/{name}"), &[("Authorization", &auth)], &source);
         assert_eq!(r.status, 201, "{name}: {}", r.text());
     }
+}
+
+/// The rustc flags of a native function build (docs/writing-functions.md, "Native builds"):
+/// the SDK's native transport, position-independent code. The target is
+/// `x86_64-unknown-linux-gnu` used freestanding (`no_std`, no C library, no start files): it
+/// has real SSE2 floating point, which `x86_64-unknown-none` (soft-float) does not.
+pub const NATIVE_RUSTFLAGS: &str = "--cfg pappus_native -C relocation-model=pie";
+/// The target of native function builds.
+pub const NATIVE_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds function package `package` (its Cargo name) of the workspace at `functions` as a
+/// native image: the crate as a static library, then linked by rust-lld as a static PIE with
+/// `_start` (from `pappus_sdk::entry!`) as its entry. Returns the ELF's path.
+pub fn build_native(functions: &std::path::Path, package: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = functions.join("target/native");
+    let out = Command::new(&cargo)
+        .args(["rustc", "--release", "-p", package, "--target", NATIVE_TARGET, "--crate-type", "staticlib"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(functions)
+        .env_remove("CARGO_TARGET_DIR")
+        .env("RUSTFLAGS", NATIVE_RUSTFLAGS)
+        .output()
+        .map_err(|e| format!("cannot run cargo in {}: {e}", functions.display()))?;
+    if !out.status.success() {
+        return Err(format!("native build of {package} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let lib_name = package.replace('-', "_");
+    let release = target_dir.join(NATIVE_TARGET).join("release");
+    let lib = release.join(format!("lib{lib_name}.a"));
+    let elf = release.join(format!("{lib_name}.elf"));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().map_err(|e| format!("rustc: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let host = std::env::consts::ARCH.to_string() + "-unknown-linux-gnu";
+    let lld = PathBuf::from(sysroot).join("lib/rustlib").join(host).join("bin/rust-lld");
+    let out = Command::new(&lld)
+        .args(["-flavor", "gnu", "-static", "-pie", "--no-dynamic-linker", "-z", "text", "--gc-sections"])
+        .args(["-z", "max-page-size=4096", "-e", "_start", "-o"])
+        .arg(&elf)
+        .arg(&lib)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", lld.display()))?;
+    if !out.status.success() {
+        return Err(format!("linking {package} failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(elf)
+}
+
+/// The native ELF of function package `name` (underscores), built on first use.
+pub fn native(name: &str) -> Vec<u8> {
+    static BUILT: std::sync::Mutex<Vec<(String, Result<PathBuf, String>)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|(n, _)| n == name) {
+        let functions = workspace_root().join("functions");
+        let result = build_native(&functions, &name.replace('_', "-"));
+        built.push((name.to_string(), result));
+    }
+    let (_, result) = built.iter().find(|(n, _)| n == name).unwrap();
+    let path = result.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A hostile native function (`tests/native-hostile/hostile.rs` built with `--cfg
+/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+pub fn hostile_native(case: &str) -> Vec<u8> {
+    let source = workspace_root().join("tests/native-hostile/hostile.rs");
+    let dir = crate::target_dir().join("native-hostile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("{case}.elf"));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let status = Command::new(rustc)
+        .args(["--edition", "2024", "--crate-type", "bin", "--target", NATIVE_TARGET])
+        .args(["-C", "relocation-model=pie", "-C", "opt-level=1", "-C", "panic=abort"])
+        .args(["-C", "linker=rust-lld", "-C", "linker-flavor=ld.lld"])
+        .args(["-C", "link-arg=-static", "-C", "link-arg=-pie", "-C", "link-arg=--no-dynamic-linker"])
+        .args(["-C", "link-arg=-ztext", "-C", "link-arg=-nostdlib"])
+        .arg("--cfg")
+        .arg(format!("case=\"{case}\""))
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("rustc: {e}"));
+    assert!(status.success(), "building hostile case {case} failed");
+    std::fs::read(&out).unwrap()
 }

@@ -44,12 +44,25 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
 
 /// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
 pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
-    let config: String = tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect();
-    boot_with_config(test, arch, &config, smp)
+    boot_node(test, arch, &tenant_lines(tenants), smp, None)
 }
 
 /// As [`boot_with`], with the whole boot configuration's text (none when empty).
 pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
+    boot_node(test, arch, config, smp, None)
+}
+
+/// As [`boot`], with QEMU CPU model `cpu` (`max` has PKU under TCG, `qemu64` has not).
+pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu))
+}
+
+/// The boot configuration's `tenant` lines.
+fn tenant_lines(tenants: &[Tenant<'_>]) -> String {
+    tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect()
+}
+
+fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option<&str>) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -63,6 +76,9 @@ pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) 
         Boot::profile(profile).kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
     if let Some(cpus) = smp {
         boot = boot.smp(cpus);
+    }
+    if let Some(cpu) = cpu {
+        boot = boot.cpu(cpu);
     }
     if !config.is_empty() {
         let dir = target_dir().join("tmp");

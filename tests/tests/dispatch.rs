@@ -175,7 +175,7 @@ type CoreRuns = Vec<(u32, u64)>;
 /// and the function instances each compute core ran.
 fn composition_answers(test: &str, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
     let node = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT], Some(smp))?;
-    functions::deploy_examples(&node, TENANT.token);
+    functions::deploy_examples(&node, TENANT.token, "wasm");
     let auth = format!("Bearer {}", TENANT.token);
     let item = |name: &str, data: &str| json!({"name": name, "data": B64.encode(data)});
     // 64 texts: the map step of wordcount_mapreduce is a 64-way `each`.

@@ -19,8 +19,10 @@ fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &
     node.request(method, path, &all, body)
 }
 
-fn deploy(node: &Node) {
-    functions::deploy_examples(node, TENANT.token);
+/// Registers the example functions on `engine` (wasm modules, or native images for the native
+/// engines) and the compositions over them.
+fn deploy(node: &Node, engine: &str) {
+    functions::deploy_examples(node, TENANT.token, engine);
 }
 
 fn invoke(node: &Node, name: &str, sets: Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
@@ -76,7 +78,18 @@ fn as_counts(items: &[(String, Vec<u8>)]) -> BTreeMap<String, u64> {
 #[test]
 fn example_functions_give_known_answers() {
     let Some(node) = boot("example_functions_give_known_answers", &[TENANT]) else { return };
-    deploy(&node);
+    known_answers(&node, "wasm");
+}
+
+/// The same functions built natively, on the engine `native` picks (`mpk` on `-cpu max`).
+#[test]
+fn native_example_functions_give_known_answers() {
+    let Some(node) = boot("native_example_functions_give_known_answers", &[TENANT]) else { return };
+    known_answers(&node, "native");
+}
+
+fn known_answers(node: &Node, engine: &str) {
+    deploy(node, engine);
 
     // Matrix multiply: 24×40 · 40×16 of awkward values, against the same sum order on the host.
     let (n, k, m) = (24usize, 40usize, 16usize);
@@ -93,7 +106,7 @@ fn example_functions_give_known_answers() {
         }
     }
     let out = invoke(
-        &node,
+        node,
         "matmul",
         json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]}),
     );
@@ -104,15 +117,15 @@ fn example_functions_give_known_answers() {
     let texts: Vec<String> = files.iter().map(|f| std::fs::read_to_string(workspace_root().join(f)).unwrap()).collect();
     let expected = host_counts(&texts);
     let items: Vec<Value> = files.iter().zip(&texts).map(|(f, t)| item(f, t.as_bytes())).collect();
-    let direct = invoke(&node, "wordcount", json!({"texts": items.clone()}));
+    let direct = invoke(node, "wordcount", json!({"texts": items.clone()}));
     assert_eq!(as_counts(&direct["counts"]), expected, "wordcount differs from the host count");
-    let reduced = invoke(&node, "wordcount_mapreduce", json!({"texts": items.clone()}));
+    let reduced = invoke(node, "wordcount_mapreduce", json!({"texts": items.clone()}));
     assert_eq!(as_counts(&reduced["counts"]), expected, "map-reduce word count differs");
 
     // Top 5 words: largest counts, ties by word.
     let mut ranked: Vec<(&String, &u64)> = expected.iter().collect();
     ranked.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
-    let top = invoke(&node, "top_words", json!({"texts": items.clone(), "k": [item("k", b"5")]}));
+    let top = invoke(node, "top_words", json!({"texts": items.clone(), "k": [item("k", b"5")]}));
     let got: Vec<(String, u64)> =
         top["top"].iter().map(|(w, n)| (w.clone(), String::from_utf8_lossy(n).parse().unwrap())).collect();
     let want: Vec<(String, u64)> = ranked.iter().take(5).map(|(w, n)| ((*w).clone(), **n)).collect();
@@ -121,13 +134,13 @@ fn example_functions_give_known_answers() {
     // grep then count: the words of the lines that mention "pappus".
     let lines: Vec<String> =
         texts.iter().flat_map(|t| t.lines()).filter(|l| l.contains("pappus")).map(str::to_string).collect();
-    let out = invoke(&node, "grep_count", json!({"pattern": [item("p", b"pappus")], "texts": items}));
+    let out = invoke(node, "grep_count", json!({"pattern": [item("p", b"pappus")], "texts": items}));
     assert_eq!(as_counts(&out["counts"]), host_counts(&lines), "grep_count differs");
 
     // A CSV column summed per table.
     let tables = ["name,qty,price\na,1,2.5\nb,2,4\n", "qty,name\n10,x\n-3,y\n0.5,z\n"];
     let out = invoke(
-        &node,
+        node,
         "csv_total",
         json!({"column": [item("c", b"qty")], "tables": [item("t1", tables[0].as_bytes()), item("t2", tables[1].as_bytes())]}),
     );
@@ -137,7 +150,7 @@ fn example_functions_give_known_answers() {
 
     // Bad input to a real function: a clear error naming the cause, and the node serves on.
     let body = serde_json::to_vec(&json!({"sets": {"matrices": [item("a", &matrix(2, 3, &[0.0; 6]))]}})).unwrap();
-    let r = send(&node, "POST", "/v1/invoke/matmul", &[("Content-Type", "application/json")], &body);
+    let r = send(node, "POST", "/v1/invoke/matmul", &[("Content-Type", "application/json")], &body);
     assert_eq!(r.status, 500, "{}", r.text());
     assert!(r.text().contains("b"), "{}", r.text());
     assert_eq!(node.call("GET", "/healthz", b"").status, 200);

@@ -363,3 +363,85 @@ pub fn wasm(kernel: &Path) -> Result {
     }
     Ok(())
 }
+
+/// Suite `native` (under `-icount shift=0`, `-cpu max` so both native engines exist): per
+/// engine, a no-op sandbox's create / enter+run+exit / collect / destroy in guest instructions;
+/// the 128×128 f64 matmul's engine instructions against the function's own (the same Rust
+/// compiled for the host, counted by callgrind) and against the wasm engine.
+pub fn native(kernel: &Path) -> Result {
+    const N: u32 = 128;
+    let own = native_matmul_instructions(N)?;
+    let noop = pappus_tests::functions::hostile_native("noop");
+    let matmul_native = pappus_tests::functions::native("matmul");
+    let matmul_wasm = pappus_tests::functions::wasm("matmul");
+    let mut node = Node::boot(kernel, true, "native-icount")?;
+    let auth = auth();
+    let register = |node: &mut Node, name: &str, query: &str, image: &[u8]| {
+        node.expect("PUT", &format!("/v1/functions/{name}?{query}"), &[("Authorization", auth.as_str())], image, 201)
+    };
+    let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=300000";
+    for engine in ["mpk", "paging"] {
+        register(
+            &mut node,
+            &format!("noop_{engine}"),
+            &format!("engine={engine}&inputs=in&outputs=out&memory=1MiB"),
+            &noop,
+        )?;
+        register(&mut node, &format!("matmul_{engine}"), &format!("engine={engine}&{matmul_q}"), &matmul_native)?;
+    }
+    register(&mut node, "matmul_wasm", &format!("engine=wasm&{matmul_q}"), &matmul_wasm)?;
+    let json = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let phases = ["create", "run", "collect", "destroy"];
+    for engine in ["mpk", "paging"] {
+        let path = format!("/v1/invoke/noop_{engine}");
+        for _ in 0..3 {
+            node.expect("POST", &path, &json, br#"{"sets":{}}"#, 200)?;
+        }
+        let read = |node: &mut Node| -> Result<Vec<u64>> {
+            let mut v = vec![node.metric("pappus_native_runs_total")?];
+            for p in phases {
+                v.push(node.metric(&format!("pappus_native_{p}_ticks_total"))?);
+            }
+            Ok(v)
+        };
+        let before = read(&mut node)?;
+        let total = node.engine_instructions_per(50, |n| n.expect("POST", &path, &json, br#"{"sets":{}}"#, 200))?;
+        let after = read(&mut node)?;
+        let runs = (after[0] - before[0]).max(1);
+        for (i, p) in phases.iter().enumerate() {
+            let name = if *p == "run" { "enter_run_exit" } else { p };
+            print(
+                &format!("native.{engine}.noop.{name}_instructions"),
+                (after[i + 1] - before[i + 1]) / runs,
+                "instructions",
+            );
+        }
+        print(&format!("native.{engine}.noop.engine_instructions"), total, "instructions");
+    }
+    let sets = matmul_sets(N)?;
+    let kind = "application/x-pappus-sets";
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", kind), ("Accept", kind)];
+    let mut engine_figures = Vec::new();
+    for engine in ["mpk", "paging", "wasm"] {
+        let path = format!("/v1/invoke/matmul_{engine}");
+        let runs = if engine == "wasm" { 1 } else { 3 };
+        let per = node.engine_instructions_per(runs, |n| n.expect("POST", &path, &headers, &sets, 200))?;
+        print(&format!("native.{engine}.matmul128.engine_instructions"), per, "instructions");
+        engine_figures.push((engine, per));
+    }
+    if let Some(own) = own {
+        print("native.matmul128.function_instructions", own, "instructions");
+        for (engine, per) in &engine_figures {
+            print(
+                &format!("native.{engine}.matmul128.overhead_ratio"),
+                format!("{:.3}", *per as f64 / own as f64),
+                "x",
+            );
+        }
+    }
+    let wasm = engine_figures[2].1 as f64;
+    for (engine, per) in &engine_figures[..2] {
+        print(&format!("native.{engine}.matmul128.speedup_over_wasm"), format!("{:.1}", wasm / *per as f64), "x");
+    }
+    Ok(())
+}

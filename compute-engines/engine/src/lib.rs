@@ -19,6 +19,7 @@ pub mod abi;
 pub mod dynamic;
 pub mod error;
 pub mod limits;
+pub mod native;
 mod traits;
 
 pub use dynamic::{DynEngine, PreparedImage};

@@ -25,7 +25,7 @@
 //! Errors name the table, the line (counted from 1, the header's first line being line 1) and
 //! the column: no header, the column missing or named twice in the header, a row too short to
 //! reach it, an empty or non-numeric cell, a sum beyond f64, or malformed quoting.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

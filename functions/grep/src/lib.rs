@@ -16,7 +16,7 @@
 //! Errors: a pattern set without exactly one item, a line break inside the pattern, a text item
 //! name too long to name its matches (the name limit is 255 bytes), or more matching lines or
 //! bytes than a run may output (65 536 items, 64 MiB).
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

@@ -19,7 +19,7 @@
 //! Errors (the run fails with the message): a missing, duplicate or unexpected item, a header
 //! shorter than 8 bytes, data shorter or longer than the header says, `a.cols ≠ b.rows`, and a
 //! product larger than a run may output (64 MiB).
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

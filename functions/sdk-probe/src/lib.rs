@@ -11,7 +11,7 @@
 //! | `sets`   | writes the input and output set names, joined by `,`, to output 0 |
 //! | `recurse`| recurses (data: decimal depth) with 512-byte frames on the shadow stack |
 //! | other    | copies the item to output 0 |
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

@@ -3,7 +3,7 @@
 //!
 //! Register it with one or more input sets and one output set, e.g.
 //! `PUT /v1/functions/upper?engine=wasm&inputs=lines&outputs=upper`.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

@@ -13,7 +13,7 @@
 //! (merge first with `wordcount_merge`).
 //!
 //! Errors: a `k` set without exactly one item, or data that is not a number (naming the item).
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

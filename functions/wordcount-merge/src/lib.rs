@@ -12,7 +12,7 @@
 //!
 //! Errors: data that is not a count (naming the item), a sum beyond u64, or more distinct names
 //! than the 65 536 items a run may output.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

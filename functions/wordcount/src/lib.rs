@@ -17,7 +17,7 @@
 //! an item name may have, or more distinct words than the 65 536 items a run may output.
 //!
 //! The map step of a map-reduce word count; `wordcount_merge` is the reduce step.
-#![cfg_attr(target_arch = "wasm32", no_std)]
+#![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

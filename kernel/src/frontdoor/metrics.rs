@@ -43,6 +43,7 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
     let mut out = String::new();
     let frames = mm::frame_stats();
     let heap = mm::heap_stats();
+    let native = crate::engines::native_phase_stats();
     let _ = writeln!(out, "# HELP pappus_http_responses_total HTTP responses sent, by status.");
     let _ = writeln!(out, "# TYPE pappus_http_responses_total counter");
     for (status, n) in &metrics.responses {
@@ -96,6 +97,32 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
             "TSC ticks inside engine runs (instructions under icount).",
             "counter",
             crate::engines::run_stats().1,
+        ),
+        ("pappus_native_runs_total", "Native sandbox runs (mpk and paging).", "counter", native.0),
+        (
+            "pappus_native_create_ticks_total",
+            "TSC ticks creating native sandboxes: space or slot, image, system data block.",
+            "counter",
+            native.1[0],
+        ),
+        (
+            "pappus_native_run_ticks_total",
+            "TSC ticks from sandbox entry to exit: the function, its page faults and timer ticks.",
+            "counter",
+            native.1[1],
+        ),
+        ("pappus_native_collect_ticks_total", "TSC ticks reading native sandboxes' outputs.", "counter", native.1[2]),
+        (
+            "pappus_native_destroy_ticks_total",
+            "TSC ticks unmapping and freeing native sandboxes.",
+            "counter",
+            native.1[3],
+        ),
+        (
+            "pappus_mpk_key_waits_total",
+            "MPK runs that found all 15 protection keys taken and waited for one.",
+            "counter",
+            crate::engines::mpk_key_waits(),
         ),
         (
             "pappus_io_work_ticks_total",

@@ -12,6 +12,9 @@ mod smp;
 mod stacks;
 mod timer;
 mod traps;
+pub mod usermode;
+mod usermode_selftests;
+pub mod uspace;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -136,6 +139,7 @@ pub fn init(info: &BootInfo) {
         cpu::has_smap(),
         cpu::has_pku()
     );
+    usermode::init();
     traps::enable_interrupts();
 }
 

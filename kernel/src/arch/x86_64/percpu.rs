@@ -38,6 +38,10 @@ pub struct PerCpu {
     pub timer_firings: AtomicU64,
     /// Wake-up IPIs this CPU took (`smp::wake`).
     pub wakeups: AtomicU64,
+    /// The kernel stack pointer saved by `usermode::enter_user`, where the sandbox's exit
+    /// (its `syscall`, or a fault the kernel ends it for) resumes. Read by assembly at
+    /// [`USER_KERNEL_RSP_OFFSET`].
+    pub user_kernel_rsp: Cell<u64>,
     tss: TaskStateSegment,
     gdt: GlobalDescriptorTable<8>,
     pub selectors: Selectors,
@@ -46,7 +50,13 @@ pub struct PerCpu {
 #[derive(Clone, Copy)]
 pub struct Selectors {
     pub kernel_code: SegmentSelector,
+    /// Ring-3 selectors (RPL 3) for sandboxes; `usermode.rs` enters with `iretq`.
+    pub user_code: SegmentSelector,
+    pub user_data: SegmentSelector,
 }
+
+/// Where `user_kernel_rsp` sits in the block, for `gs:[...]` in assembly.
+pub const USER_KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_kernel_rsp);
 
 // SAFETY: the `Cell`s are only ever touched by the CPU the block belongs to (through its own GS
 // base); what other CPUs read is atomic. The `Sync` bound is needed to keep blocks in statics
@@ -67,9 +77,14 @@ impl PerCpu {
             timer_fired_at: AtomicU64::new(0),
             timer_firings: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
+            user_kernel_rsp: Cell::new(0),
             tss: TaskStateSegment::new(),
             gdt: GlobalDescriptorTable::new(),
-            selectors: Selectors { kernel_code: SegmentSelector(0) },
+            selectors: Selectors {
+                kernel_code: SegmentSelector(0),
+                user_code: SegmentSelector(0),
+                user_data: SegmentSelector(0),
+            },
         }
     }
 }
@@ -84,7 +99,7 @@ pub fn init_boot_cpu() {
     // SAFETY: runs once on the boot CPU with interrupts off, before anything reads BOOT_CPU;
     // afterwards the block is reached only through `current()`.
     let cpu: &'static mut PerCpu = unsafe { &mut *BOOT_CPU.get() };
-    load(cpu, [stacks::ist_top(0), stacks::ist_top(1), stacks::ist_top(2)]);
+    load(cpu, [stacks::ist_top(0), stacks::ist_top(1), stacks::ist_top(2)], stacks::user_trap_stack_top());
 }
 
 /// A fresh block for application processor `index`, on the heap (never freed: the CPU keeps it
@@ -93,9 +108,10 @@ pub fn new_ap_block(index: usize) -> &'static mut PerCpu {
     Box::leak(Box::new(PerCpu::new(index as u32)))
 }
 
-/// Fills `cpu`'s TSS (interrupt stacks at `ist_tops`, indexed by `IST_*`) and GDT, loads them on
-/// this CPU and points GS at the block. Runs once per CPU, on that CPU, with interrupts off.
-pub fn load(cpu: &'static mut PerCpu, ist_tops: [u64; 3]) {
+/// Fills `cpu`'s TSS (interrupt stacks at `ist_tops`, indexed by `IST_*`; traps from ring 3 on
+/// `user_trap_top`) and GDT, loads them on this CPU and points GS at the block. Runs once per
+/// CPU, on that CPU, with interrupts off.
+pub fn load(cpu: &'static mut PerCpu, ist_tops: [u64; 3], user_trap_top: u64) {
     use x86_64::instructions::segmentation::{CS, DS, ES, SS, Segment};
     use x86_64::instructions::tables::load_tss;
 
@@ -103,13 +119,23 @@ pub fn load(cpu: &'static mut PerCpu, ist_tops: [u64; 3]) {
     cpu.tss.interrupt_stack_table[IST_DOUBLE_FAULT as usize] = VirtAddr::new(ist_tops[IST_DOUBLE_FAULT as usize]);
     cpu.tss.interrupt_stack_table[IST_NMI as usize] = VirtAddr::new(ist_tops[IST_NMI as usize]);
     cpu.tss.interrupt_stack_table[IST_MACHINE_CHECK as usize] = VirtAddr::new(ist_tops[IST_MACHINE_CHECK as usize]);
+    // Traps and interrupts from ring 3 (sandboxes) switch to this stack.
+    cpu.tss.privilege_stack_table[0] = VirtAddr::new(user_trap_top);
     let kernel_code = cpu.gdt.append(Descriptor::kernel_code_segment());
     let kernel_data = cpu.gdt.append(Descriptor::kernel_data_segment());
     let tss: *const TaskStateSegment = &raw const cpu.tss;
     // SAFETY: the TSS lives as long as its block ('static, never moved) and is complete; nothing
     // writes it again (only the CPU reads it), so the descriptor may point at it.
     let tss_sel = cpu.gdt.append(Descriptor::tss_segment(unsafe { &*tss }));
-    cpu.selectors = Selectors { kernel_code };
+    // User data before user code: the order SYSRET would expect (it is never used; sandboxes
+    // leave only through `syscall`, and enter through `iretq`).
+    let user_data = cpu.gdt.append(Descriptor::user_data_segment());
+    let user_code = cpu.gdt.append(Descriptor::user_code_segment());
+    cpu.selectors = Selectors {
+        kernel_code,
+        user_code: SegmentSelector(user_code.0 | 3),
+        user_data: SegmentSelector(user_data.0 | 3),
+    };
     // From here on the block is only read (its Cells and atomics aside).
     let cpu: &'static PerCpu = cpu;
     cpu.gdt.load();

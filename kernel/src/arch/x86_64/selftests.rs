@@ -28,6 +28,13 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "timer.deadline", run: timer_deadline, on_request_only: false },
     SelfTest { name: "smp.cpus", run: smp_cpus, on_request_only: false },
     SelfTest { name: "smp.timer", run: smp_timer, on_request_only: false },
+    SelfTest { name: "usermode.syscall_exit", run: super::usermode_selftests::syscall_exit, on_request_only: false },
+    SelfTest { name: "usermode.user_fault", run: super::usermode_selftests::user_fault, on_request_only: false },
+    SelfTest {
+        name: "usermode.protection_key",
+        run: super::usermode_selftests::protection_key,
+        on_request_only: false,
+    },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
 ];
@@ -249,12 +256,12 @@ fn smp_cpus() -> Outcome {
             1_000_000,
         );
         check(ran, || format!("CPU {index} did not run a job"))?;
-        let [stack, ist0, ist1, ist2] = stacks::ap_stacks(index);
+        let [stack, ist0, ist1, ist2, user_traps] = stacks::ap_stacks(index);
         let sp = STACK_ADDR[index].load(Ordering::Acquire);
         check((stack.0..stack.1).contains(&sp), || {
             format!("CPU {index} ran on {sp:#x}, outside its stack {:#x}..{:#x}", stack.0, stack.1)
         })?;
-        for (bottom, top) in [stack, ist0, ist1, ist2] {
+        for (bottom, top) in [stack, ist0, ist1, ist2, user_traps] {
             check(paging::translate(bottom - 4096).is_none(), || {
                 format!("CPU {index}: guard below {bottom:#x} mapped")
             })?;

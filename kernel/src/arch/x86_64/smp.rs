@@ -467,11 +467,13 @@ extern "C" fn ap_main() -> ! {
     }
     // The boot CPU wrote LAUNCH before the STARTUP IPI that started this code.
     let index = LAUNCH.index.load(Ordering::Acquire);
-    let [_, ist0, ist1, ist2] = stacks::ap_stacks(index);
+    let [_, ist0, ist1, ist2, user_traps] = stacks::ap_stacks(index);
     // SAFETY: the boot CPU made this block for this AP alone and does not touch it again.
     let block = unsafe { &mut *LAUNCH.block.load(Ordering::Acquire) };
-    percpu::load(block, [ist0.1, ist1.1, ist2.1]);
+    percpu::load(block, [ist0.1, ist1.1, ist2.1], user_traps.1);
     traps::load();
+    // Sandboxes may run here: ring 3's extended state, PKRU, the `syscall` exit (MSRs are per CPU).
+    super::usermode::init();
     let id = apic::init();
     percpu::current().apic_id.set(id);
     timer::init_cpu();

@@ -32,11 +32,23 @@ pub static mut BOOT_STACK: GuardedStack<BOOT_STACK_PAGES> = GuardedStack::new();
 pub static mut IST_STACKS: [GuardedStack<IST_STACK_PAGES>; 3] =
     [GuardedStack::new(), GuardedStack::new(), GuardedStack::new()];
 
+pub const USER_TRAP_STACK_PAGES: usize = 16;
+
+/// The stack traps and interrupts from ring 3 land on (TSS.rsp0): a sandbox's fault, its timer
+/// tick, a lazily mapped page. One per CPU; the boot CPU's for now.
+#[unsafe(link_section = ".bss.stacks")]
+pub static mut USER_TRAP_STACK: GuardedStack<USER_TRAP_STACK_PAGES> = GuardedStack::new();
+
+/// Top of the ring-3 trap stack.
+pub fn user_trap_stack_top() -> u64 {
+    &raw const USER_TRAP_STACK as u64 + core::mem::size_of::<GuardedStack<USER_TRAP_STACK_PAGES>>() as u64
+}
+
 /// Size of the boot stack with its guard page; the entry code sets `rsp` to the end of it.
 pub const BOOT_STACK_SIZE: usize = core::mem::size_of::<GuardedStack<BOOT_STACK_PAGES>>();
 
 /// Guard pages (virtual start addresses) that the page tables must leave unmapped.
-pub fn guard_pages() -> [u64; 4] {
+pub fn guard_pages() -> [u64; 5] {
     // SAFETY: only the addresses of the statics are taken.
     unsafe {
         [
@@ -44,6 +56,7 @@ pub fn guard_pages() -> [u64; 4] {
             &raw const IST_STACKS[0].guard as u64,
             &raw const IST_STACKS[1].guard as u64,
             &raw const IST_STACKS[2].guard as u64,
+            &raw const USER_TRAP_STACK.guard as u64,
         ]
     }
 }
@@ -60,17 +73,24 @@ pub fn ist_top(index: usize) -> u64 {
 pub const AP_STACKS_BASE: u64 = 0xffff_c800_0000_0000;
 pub const AP_SLOT_PAGES: u64 = 128;
 /// The stacks in a slot, as `(first page, pages)`: the kernel stack (as large as the boot
-/// stack), then the interrupt stacks for double fault, NMI and machine check (`IST_*` order).
-/// Every page of the slot outside these is left unmapped.
-pub const AP_STACK_PAGES: [(u64, u64); 4] = [
+/// stack), then the interrupt stacks for double fault, NMI and machine check (`IST_*` order),
+/// then the stack traps from ring 3 (sandboxes) land on. Every page of the slot outside these is
+/// left unmapped.
+pub const AP_STACK_PAGES: [(u64, u64); 5] = [
     (1, BOOT_STACK_PAGES as u64),
     (2 + BOOT_STACK_PAGES as u64, IST_STACK_PAGES as u64),
     (3 + (BOOT_STACK_PAGES + IST_STACK_PAGES) as u64, IST_STACK_PAGES as u64),
     (4 + (BOOT_STACK_PAGES + 2 * IST_STACK_PAGES) as u64, IST_STACK_PAGES as u64),
+    (5 + (BOOT_STACK_PAGES + 3 * IST_STACK_PAGES) as u64, USER_TRAP_STACK_PAGES as u64),
 ];
 
+const _: () = {
+    let (first, pages) = AP_STACK_PAGES[AP_STACK_PAGES.len() - 1];
+    assert!(first + pages <= AP_SLOT_PAGES, "the AP stacks overflow their slot");
+};
+
 /// The `(bottom, top)` virtual addresses of AP `index`'s stacks, in [`AP_STACK_PAGES`] order.
-pub fn ap_stacks(index: usize) -> [(u64, u64); 4] {
+pub fn ap_stacks(index: usize) -> [(u64, u64); 5] {
     let slot = AP_STACKS_BASE + index as u64 * AP_SLOT_PAGES * PAGE as u64;
     AP_STACK_PAGES.map(|(first, pages)| (slot + first * PAGE as u64, slot + (first + pages) * PAGE as u64))
 }
@@ -88,7 +108,8 @@ pub fn near_guard(addr: u64) -> bool {
             return false;
         }
         let page = off % slot_bytes / PAGE as u64;
-        let last = AP_STACK_PAGES[3].0 + AP_STACK_PAGES[3].1;
+        let (first, pages) = AP_STACK_PAGES[AP_STACK_PAGES.len() - 1];
+        let last = first + pages;
         page < last && !AP_STACK_PAGES.iter().any(|&(first, pages)| (first..first + pages).contains(&page))
     };
     in_ap_guard(addr) || in_ap_guard(addr.wrapping_sub(256))

@@ -14,7 +14,7 @@ use x86_64::instructions::tables::lidt;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
-use super::{apic, percpu, smp, timer};
+use super::{apic, percpu, smp, timer, usermode};
 use crate::boot_cell::BootCell;
 use crate::console;
 
@@ -56,7 +56,8 @@ trap_common:
     push r13
     push r14
     push r15
-    cld
+    push 2                      /* clear AC (ring 3 may set it: SMAP), DF; IF is already off */
+    popfq
     mov rdi, rsp
     mov rbx, rsp                /* callee-saved: the frame, for after the call */
     and rsp, -16
@@ -244,6 +245,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         timer::VECTOR => {
             timer::on_interrupt();
             apic::end_of_interrupt();
+            if usermode::from_user(frame) {
+                usermode::user_tick();
+            }
         }
         smp::WAKE_VECTOR => {
             // The wake-up itself is the point: the halted CPU runs again after this returns.
@@ -259,6 +263,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 
 fn exception(frame: &mut TrapFrame) {
     let cr2 = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
+    // A sandbox's fault is the sandbox's error, never the kernel's (NMI and machine checks are
+    // the machine's, whoever was running).
+    if usermode::from_user(frame) && frame.vector != 2 && frame.vector != 18 {
+        usermode::user_exception(frame, cr2);
+        return;
+    }
     if percpu::ready() {
         let cpu = percpu::current();
         if let Some(expected) = cpu.expected_fault.get()

@@ -1,0 +1,382 @@
+//! The hardware-free half of the native transport (docs/function-abi.md, "The native
+//! transport"): the system data block the platform maps into a sandbox, and what an exit call
+//! means — the outputs it hands over, validated like `output_push`, or the failure it reports.
+//! The kernel's `mpk` and `paging` engines use these; the SDK's native transport reads the block
+//! and writes the descriptors (`pappus_sdk::abi::native` holds the shared numbers).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use model::{Bytes, Item, MAX_NAME_LEN, Set};
+use pappus_sdk::abi::{ITEM_FLAG_KEY, native};
+
+use crate::error::{BadOutput, EngineError, Trap, TrapKind};
+use crate::limits::Limits;
+use crate::traits::Completion;
+
+/// The abort message kept, at most.
+pub const MAX_ABORT_MESSAGE: u64 = 4096;
+
+fn put(buf: &mut [u8], at: usize, value: u64) {
+    if let Some(slot) = buf.get_mut(at..at + 8) {
+        slot.copy_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// The system data block for `inputs` and `outputs` as the sandbox sees it at address `base`,
+/// announcing the heap at `heap` of `heap_len` bytes: the header, the input set and item
+/// descriptors, the output set names, then every name and every item's data, each 8-byte
+/// aligned. `None` when the block would not fit in memory.
+pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, heap_len: u64) -> Option<Vec<u8>> {
+    let items: usize = inputs.iter().map(|s| s.items.len()).sum();
+    let tables = native::HEADER_SIZE
+        + inputs.len() * native::SET_DESC_SIZE
+        + items * native::ITEM_DESC_SIZE
+        + outputs.len() * native::NAME_DESC_SIZE;
+    let item_bytes = |i: &Item| i.name.len().next_multiple_of(8) + i.data.len().next_multiple_of(8);
+    let set_bytes = |s: &Set| s.name.len().next_multiple_of(8) + s.items.iter().map(item_bytes).sum::<usize>();
+    let payload = inputs.iter().map(set_bytes).sum::<usize>()
+        + outputs.iter().map(|n| n.len().next_multiple_of(8)).sum::<usize>();
+    let total = tables.checked_add(payload)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(total).ok()?;
+    buf.resize(total, 0);
+
+    let mut strings = tables; // where the next name or data goes
+    let mut place = |buf: &mut Vec<u8>, bytes: &[u8]| -> u64 {
+        let at = strings;
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        strings += bytes.len().next_multiple_of(8);
+        base + at as u64
+    };
+
+    put(&mut buf, 0, native::MAGIC);
+    put(&mut buf, 8, native::VERSION);
+    put(&mut buf, 16, inputs.len() as u64);
+    let sets_at = native::HEADER_SIZE;
+    put(&mut buf, 24, base + sets_at as u64);
+    let mut items_at = sets_at + inputs.len() * native::SET_DESC_SIZE;
+    let outputs_at = items_at + items * native::ITEM_DESC_SIZE;
+    put(&mut buf, 32, outputs.len() as u64);
+    put(&mut buf, 40, base + outputs_at as u64);
+    put(&mut buf, 48, heap);
+    put(&mut buf, 56, heap_len);
+
+    for (i, set) in inputs.iter().enumerate() {
+        let desc = sets_at + i * native::SET_DESC_SIZE;
+        let name = place(&mut buf, set.name.as_bytes());
+        put(&mut buf, desc, name);
+        put(&mut buf, desc + 8, set.name.len() as u64);
+        put(&mut buf, desc + 16, set.items.len() as u64);
+        put(&mut buf, desc + 24, base + items_at as u64);
+        for item in &set.items {
+            let info = crate::abi::item_info(item).encode();
+            buf[items_at..items_at + info.len()].copy_from_slice(&info);
+            let name = place(&mut buf, item.name.as_bytes());
+            let data = place(&mut buf, &item.data);
+            put(&mut buf, items_at + 24, name);
+            put(&mut buf, items_at + 32, data);
+            items_at += native::ITEM_DESC_SIZE;
+        }
+    }
+    for (i, name) in outputs.iter().enumerate() {
+        let desc = outputs_at + i * native::NAME_DESC_SIZE;
+        let ptr = place(&mut buf, name.as_bytes());
+        put(&mut buf, desc, ptr);
+        put(&mut buf, desc + 8, name.len() as u64);
+    }
+    Some(buf)
+}
+
+/// The registers of a `syscall` out of a sandbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitCall {
+    /// `rax`: the call number ([`native::SYS_EXIT`] is the only one).
+    pub number: u64,
+    /// `rdi`: the status.
+    pub status: u64,
+    /// `rsi`: the output table or the message.
+    pub pointer: u64,
+    /// `rdx`: the output count or the message length.
+    pub len: u64,
+    /// The address of the `syscall` instruction.
+    pub rip: u64,
+}
+
+/// What an exit call means for the run: the outputs (each descriptor checked against the
+/// declaration and `limits`, each range read through `read`, which answers `None` for memory
+/// the sandbox does not have) or the error. `heap_len` goes into an out-of-memory message.
+pub fn exit_outcome(
+    exit: &ExitCall,
+    output_names: &[String],
+    limits: &Limits,
+    heap_len: u64,
+    mut read: impl FnMut(u64, u64) -> Option<Vec<u8>>,
+) -> Result<Completion, EngineError> {
+    if exit.number != native::SYS_EXIT {
+        let message = format!(
+            "syscall number {} at rip={:#x}: the only system call is the exit call ({})",
+            exit.number,
+            exit.rip,
+            native::SYS_EXIT
+        );
+        return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
+    }
+    let oob = |what: &str, addr: u64, len: u64| -> EngineError {
+        Trap::new(
+            TrapKind::MemoryOutOfBounds,
+            format!("exit call: {what} at {addr:#x} of {len} bytes lies outside the sandbox's memory"),
+        )
+        .into()
+    };
+    match exit.status {
+        native::EXIT_DONE => {}
+        native::EXIT_ABORT | native::EXIT_OUT_OF_MEMORY => {
+            let len = exit.len.min(MAX_ABORT_MESSAGE);
+            let message = match read(exit.pointer, len) {
+                Some(bytes) => {
+                    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                    if len < exit.len {
+                        text.push_str(" …(truncated)");
+                    }
+                    text
+                }
+                None => format!("(message unreadable: {})", oob("message", exit.pointer, len)),
+            };
+            if exit.status == native::EXIT_OUT_OF_MEMORY {
+                let detail = format!("the heap ({heap_len} bytes) refused an allocation, then: {message}");
+                return Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail });
+            }
+            return Err(EngineError::Aborted { message });
+        }
+        other => {
+            let message = format!("exit call with unknown status {other}");
+            return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
+        }
+    }
+    if exit.len > limits.max_output_items as u64 {
+        return Err(BadOutput::TooManyItems { limit: limits.max_output_items }.into());
+    }
+    let table_len = exit.len * native::OUT_DESC_SIZE as u64;
+    let table = read(exit.pointer, table_len).ok_or_else(|| oob("output table", exit.pointer, table_len))?;
+    let mut sets: Vec<Set> = output_names.iter().map(|n| Set::new(n.clone())).collect();
+    let mut bytes_total = 0u64;
+    for desc in table.chunks_exact(native::OUT_DESC_SIZE) {
+        let u32_at = |at: usize| u32::from_le_bytes(desc[at..at + 4].try_into().unwrap_or_default());
+        let u64_at = |at: usize| u64::from_le_bytes(desc[at..at + 8].try_into().unwrap_or_default());
+        let (set, flags, key, name_ptr, name_len, data_ptr, data_len) =
+            (u32_at(0), u32_at(4), u64_at(8), u64_at(16), u64_at(24), u64_at(32), u64_at(40));
+        let declared = sets.len();
+        let Some(out) = sets.get_mut(set as usize) else {
+            return Err(BadOutput::UndeclaredSet { index: u64::from(set), declared }.into());
+        };
+        if flags & !ITEM_FLAG_KEY != 0 {
+            return Err(BadOutput::ReservedFlags { flags }.into());
+        }
+        bytes_total = bytes_total.saturating_add(data_len);
+        if bytes_total > limits.max_output_bytes {
+            return Err(BadOutput::TooLarge { attempted: bytes_total, limit: limits.max_output_bytes }.into());
+        }
+        if name_len > MAX_NAME_LEN as u64 {
+            let reason = format!("{name_len} bytes, the limit is {MAX_NAME_LEN}");
+            return Err(BadOutput::InvalidName { reason }.into());
+        }
+        let name = read(name_ptr, name_len).ok_or_else(|| oob("item name", name_ptr, name_len))?;
+        let name = String::from_utf8(name)
+            .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({})", e.utf8_error()) })?;
+        let data = read(data_ptr, data_len).ok_or_else(|| oob("item data", data_ptr, data_len))?;
+        let key = (flags & ITEM_FLAG_KEY != 0).then_some(key);
+        out.items.push(Item { name, key, data: Bytes::from(data) });
+    }
+    Ok(Completion { outputs: sets, instructions: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::TimeBudget;
+
+    const BASE: u64 = 0x1_0000_0000;
+
+    fn word(block: &[u8], addr: u64) -> u64 {
+        let at = (addr - BASE) as usize;
+        u64::from_le_bytes(block[at..at + 8].try_into().unwrap())
+    }
+
+    fn bytes(block: &[u8], addr: u64, len: u64) -> &[u8] {
+        let at = (addr - BASE) as usize;
+        &block[at..at + len as usize]
+    }
+
+    fn set(name: &str, items: &[(&str, Option<u64>, &[u8])]) -> Set {
+        Set {
+            name: name.into(),
+            items: items.iter().map(|(n, k, d)| Item { name: (*n).into(), key: *k, data: Bytes::from(*d) }).collect(),
+        }
+    }
+
+    #[test]
+    fn system_block_reads_back() {
+        let inputs = [set("texts", &[("a.txt", None, b"hello"), ("b", Some(7), b"")]), set("k", &[("k", None, b"3")])];
+        let outputs = ["counts".into()];
+        let block = system_block(BASE, &inputs, &outputs, 0x2_0000_0000, 4096).unwrap();
+        assert_eq!(word(&block, BASE), native::MAGIC);
+        assert_eq!(word(&block, BASE + 8), native::VERSION);
+        assert_eq!(word(&block, BASE + 16), 2);
+        assert_eq!((word(&block, BASE + 48), word(&block, BASE + 56)), (0x2_0000_0000, 4096));
+        let sets = word(&block, BASE + 24);
+        for (i, expected) in inputs.iter().enumerate() {
+            let desc = sets + (i * native::SET_DESC_SIZE) as u64;
+            let name = bytes(&block, word(&block, desc), word(&block, desc + 8));
+            assert_eq!(name, expected.name.as_bytes());
+            assert_eq!(word(&block, desc + 16), expected.items.len() as u64);
+            for (j, item) in expected.items.iter().enumerate() {
+                let d = word(&block, desc + 24) + (j * native::ITEM_DESC_SIZE) as u64;
+                let info = crate::abi::ItemInfo::decode(bytes(&block, d, 24).try_into().unwrap());
+                assert_eq!(info, crate::abi::item_info(item));
+                assert_eq!(bytes(&block, word(&block, d + 24), u64::from(info.name_len)), item.name.as_bytes());
+                assert_eq!(bytes(&block, word(&block, d + 32), info.data_len), &item.data[..]);
+                assert_eq!(word(&block, d + 24) % 8, 0, "names are 8-byte aligned");
+            }
+        }
+        assert_eq!(word(&block, BASE + 32), 1);
+        let out = word(&block, BASE + 40);
+        assert_eq!(bytes(&block, word(&block, out), word(&block, out + 8)), b"counts");
+    }
+
+    #[test]
+    fn empty_block_is_just_a_header() {
+        let block = system_block(BASE, &[], &[], 0, 0).unwrap();
+        assert_eq!(block.len(), native::HEADER_SIZE);
+    }
+
+    /// A sandbox's memory for `exit_outcome`: one region at `start`.
+    struct Memory {
+        start: u64,
+        bytes: Vec<u8>,
+    }
+
+    impl Memory {
+        fn new() -> Self {
+            Self { start: 0x2_0000_0000, bytes: Vec::new() }
+        }
+
+        fn put(&mut self, bytes: &[u8]) -> u64 {
+            let at = self.start + self.bytes.len() as u64;
+            self.bytes.extend_from_slice(bytes);
+            self.bytes.resize(self.bytes.len().next_multiple_of(8), 0);
+            at
+        }
+
+        fn desc(&mut self, set: u32, flags: u32, key: u64, name: &[u8], data: &[u8]) -> Vec<u8> {
+            let (n, d) = (self.put(name), self.put(data));
+            let mut out = Vec::new();
+            out.extend_from_slice(&set.to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            for v in [key, n, name.len() as u64, d, data.len() as u64] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out
+        }
+
+        fn read(&self, addr: u64, len: u64) -> Option<Vec<u8>> {
+            let at = addr.checked_sub(self.start)?;
+            let end = at.checked_add(len)?;
+            self.bytes.get(at as usize..usize::try_from(end).ok()?).map(<[u8]>::to_vec)
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits::new(1 << 20, TimeBudget::from_millis(10))
+    }
+
+    fn run(memory: &Memory, exit: ExitCall) -> Result<Completion, EngineError> {
+        let outputs = ["out".into(), "extra".into()];
+        exit_outcome(&exit, &outputs, &limits(), 4096, |a, l| memory.read(a, l))
+    }
+
+    fn done(memory: &mut Memory, descs: &[Vec<u8>]) -> ExitCall {
+        let table: Vec<u8> = descs.concat();
+        let pointer = memory.put(&table);
+        ExitCall { number: 0, status: native::EXIT_DONE, pointer, len: descs.len() as u64, rip: 0x40_1000 }
+    }
+
+    #[test]
+    fn outputs_are_collected() {
+        let mut m = Memory::new();
+        let descs =
+            [m.desc(0, 0, 0, b"a", b"first"), m.desc(1, ITEM_FLAG_KEY, 9, b"b", b""), m.desc(0, 0, 0, b"c", b"x")];
+        let exit = done(&mut m, &descs);
+        let c = run(&m, exit).unwrap();
+        assert_eq!(c.outputs.len(), 2);
+        assert_eq!(c.outputs[0].name, "out");
+        let names: Vec<&str> = c.outputs[0].items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(&c.outputs[0].items[0].data[..], b"first");
+        assert_eq!(c.outputs[1].items[0].key, Some(9));
+    }
+
+    #[test]
+    fn bad_descriptors_are_refused() {
+        let cases: [(u32, u32, &[u8], u64, &str); 4] = [
+            (2, 0, b"a", 1, "output set index 2"),
+            (0, 2, b"a", 1, "reserved bits"),
+            (0, 0, &[0xff], 1, "not UTF-8"),
+            (0, 0, &[b'n'; 256], 1, "256 bytes"),
+        ];
+        for (set, flags, name, _, expected) in cases {
+            let mut m = Memory::new();
+            let d = m.desc(set, flags, 0, name, b"data");
+            let exit = done(&mut m, &[d]);
+            let e = run(&m, exit).unwrap_err();
+            assert_eq!(e.code(), "bad_output", "{e}");
+            assert!(alloc::format!("{e}").contains(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn ranges_outside_the_sandbox_are_traps() {
+        let mut m = Memory::new();
+        let mut d = m.desc(0, 0, 0, b"a", b"data");
+        d[32..40].copy_from_slice(&0xffff_8000_0000_0000u64.to_le_bytes());
+        let exit = done(&mut m, &[d]);
+        let e = run(&m, exit).unwrap_err();
+        assert_eq!(e.code(), "function_trap");
+        assert!(alloc::format!("{e}").contains("item data at 0xffff800000000000"), "{e}");
+        let exit = ExitCall { pointer: 0x10, len: 1, ..ExitCall::default() };
+        assert!(alloc::format!("{}", run(&m, exit).unwrap_err()).contains("output table"));
+    }
+
+    #[test]
+    fn limits_hold() {
+        let m = Memory::new();
+        let e = run(&m, ExitCall { len: 1 << 40, ..ExitCall::default() }).unwrap_err();
+        assert!(matches!(e, EngineError::BadOutput(BadOutput::TooManyItems { .. })), "{e}");
+        let mut m = Memory::new();
+        let mut d = m.desc(0, 0, 0, b"a", b"data");
+        d[40..48].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let exit = done(&mut m, &[d]);
+        assert!(matches!(run(&m, exit).unwrap_err(), EngineError::BadOutput(BadOutput::TooLarge { .. })));
+    }
+
+    #[test]
+    fn failures_and_violations() {
+        let mut m = Memory::new();
+        let msg = m.put(b"it broke");
+        let abort = ExitCall { status: native::EXIT_ABORT, pointer: msg, len: 8, ..ExitCall::default() };
+        assert_eq!(run(&m, abort).unwrap_err(), EngineError::Aborted { message: "it broke".into() });
+        let oom = ExitCall { status: native::EXIT_OUT_OF_MEMORY, ..abort };
+        assert_eq!(run(&m, oom).unwrap_err().code(), "out_of_memory");
+        let unreadable = ExitCall { pointer: 8, ..abort };
+        assert!(alloc::format!("{}", run(&m, unreadable).unwrap_err()).contains("message unreadable"));
+        let long = ExitCall { len: 1 << 20, ..abort };
+        assert!(alloc::format!("{}", run(&m, long).unwrap_err()).contains("message unreadable"));
+        let other = ExitCall { number: 60, rip: 0x40_0010, ..ExitCall::default() };
+        let e = run(&m, other).unwrap_err();
+        assert!(matches!(&e, EngineError::Trap(t) if t.kind == TrapKind::InvalidInstruction), "{e}");
+        assert!(alloc::format!("{e}").contains("syscall number 60 at rip=0x400010"), "{e}");
+        let status = ExitCall { status: 9, ..ExitCall::default() };
+        assert!(alloc::format!("{}", run(&m, status).unwrap_err()).contains("unknown status 9"));
+    }
+}

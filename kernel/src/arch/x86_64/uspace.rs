@@ -1,0 +1,271 @@
+//! Sandbox address spaces for the paging engine: one PML4 per sandbox, whose upper half is the
+//! kernel's (the same PDPTs, so the kernel's mappings are shared and stay supervisor-only) and
+//! whose lower half holds only the sandbox's user pages.
+//!
+//! The kernel reaches sandbox memory only through this module's accessors, which go through the
+//! direct map after checking the sandbox's own page tables (SMAP stays on: the kernel never
+//! dereferences a user address).
+
+use alloc::vec::Vec;
+
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+
+use super::phys_to_virt;
+use crate::mm;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The lower half: what a sandbox may map (PML4 entries 0..256).
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Access rights of a user page (always readable). Never writable and executable together (W^X).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    Writable,
+    Executable,
+}
+
+/// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
+pub struct AddressSpace {
+    pml4: u64,
+}
+
+/// The CR3 in use (the kernel's, outside sandbox runs).
+pub fn current_cr3() -> u64 {
+    Cr3::read().0.start_address().as_u64()
+}
+
+fn table(phys: u64) -> *mut u64 {
+    phys_to_virt(phys).cast()
+}
+
+impl AddressSpace {
+    /// A fresh space: the kernel's upper half, an empty lower half.
+    pub fn new() -> Option<Self> {
+        let pml4 = mm::alloc_frame()?;
+        let (current, _) = Cr3::read();
+        let kernel = current.start_address().as_u64();
+        // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
+        unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
+        Some(Self { pml4 })
+    }
+
+    /// The leaf entry's slot for `virt`, creating intermediate tables when `create`.
+    fn entry(&mut self, virt: u64, create: bool) -> Option<*mut u64> {
+        if virt >= USER_END {
+            return None;
+        }
+        let mut t = self.pml4;
+        for level in [39u32, 30, 21] {
+            let index = ((virt >> level) & 511) as usize;
+            // SAFETY: `t` is a table frame of this space (or its PML4), mapped in the direct map.
+            let slot = unsafe { table(t).add(index) };
+            // SAFETY: as above.
+            let value = unsafe { slot.read() };
+            if value & PRESENT == 0 {
+                if !create {
+                    return None;
+                }
+                let frame = mm::alloc_frame()?;
+                // SAFETY: as above; intermediate entries allow everything, leaves decide.
+                unsafe { slot.write(frame | PRESENT | WRITABLE | USER) };
+                t = frame;
+            } else {
+                t = value & ADDR_MASK;
+            }
+        }
+        // SAFETY: `t` is a page table of this space.
+        Some(unsafe { table(t).add(((virt >> 12) & 511) as usize) })
+    }
+
+    /// Maps the frame `phys` at `virt` (user, `access`, protection key `key`: bits 62:59 of the
+    /// entry, 0..15). The frame becomes the space's: it is freed with it. Fails if `virt` is
+    /// taken or outside the lower half, or tables run out.
+    pub fn map_keyed(&mut self, virt: u64, phys: u64, access: Access, key: u8) -> Result<(), ()> {
+        let slot = self.entry(virt, true).ok_or(())?;
+        // SAFETY: a leaf slot of this space.
+        if unsafe { slot.read() } & PRESENT != 0 {
+            return Err(());
+        }
+        let flags = PRESENT
+            | USER
+            | match access {
+                Access::ReadOnly => NO_EXECUTE,
+                Access::Writable => WRITABLE | NO_EXECUTE,
+                Access::Executable => 0,
+            }
+            | (u64::from(key & 15) << 59);
+        // SAFETY: as above. The space is not active on any CPU while it is being built, or (lazy
+        // faults) the slot was not present, so no TLB holds a stale entry for it.
+        unsafe { slot.write(phys | flags) };
+        Ok(())
+    }
+
+    /// Maps a fresh zeroed frame at `virt`, with protection key `key`.
+    pub fn map_zeroed(&mut self, virt: u64, access: Access, key: u8) -> Result<(), ()> {
+        let frame = mm::alloc_frame().ok_or(())?;
+        self.map_keyed(virt, frame, access, key).inspect_err(|_| {
+            let _ = mm::free_frame(frame);
+        })
+    }
+
+    /// Maps `pages` pages at `virt` (page-aligned) holding `bytes` then zeros, with key `key`.
+    pub fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), ()> {
+        for i in 0..pages {
+            let frame = mm::alloc_frame().ok_or(())?;
+            let start = (i * 4096) as usize;
+            if start < bytes.len() {
+                let chunk = &bytes[start..bytes.len().min(start + 4096)];
+                // SAFETY: a fresh frame of ours in the direct map; the chunk fits in it.
+                unsafe { core::ptr::copy_nonoverlapping(chunk.as_ptr(), phys_to_virt(frame), chunk.len()) };
+            }
+            self.map_keyed(virt + i * 4096, frame, access, key).inspect_err(|_| {
+                let _ = mm::free_frame(frame);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The physical address behind user page `virt` and whether it is writable.
+    pub fn translate(&mut self, virt: u64) -> Option<(u64, bool)> {
+        let slot = self.entry(virt, false)?;
+        // SAFETY: a leaf slot of this space.
+        let value = unsafe { slot.read() };
+        (value & PRESENT != 0 && value & USER != 0).then_some((value & ADDR_MASK, value & WRITABLE != 0))
+    }
+
+    /// Copies `len` bytes at user address `addr` out of the space. Pages not mapped yet read as
+    /// zero when `zero_ok(page)` says they lie in a lazily mapped region; otherwise `None`.
+    pub fn read(&mut self, addr: u64, len: u64, zero_ok: impl Fn(u64) -> bool) -> Option<Vec<u8>> {
+        let end = addr.checked_add(len)?;
+        if end > USER_END {
+            return None;
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(len).ok()?).ok()?;
+        let mut at = addr;
+        while at < end {
+            let page = at & !0xfff;
+            let n = (page + 4096).min(end) - at;
+            match self.translate(page) {
+                Some((phys, _)) => {
+                    // SAFETY: a user frame of this space, in the direct map; `n` stays in the page.
+                    let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(phys + (at - page)), n as usize) };
+                    out.extend_from_slice(bytes);
+                }
+                None if zero_ok(page) => out.resize(out.len() + n as usize, 0),
+                None => return None,
+            }
+            at += n;
+        }
+        Some(out)
+    }
+
+    /// Unmaps and frees every page in `[start, start + len)`, which must be whole 1 GiB regions
+    /// within the first 512 GiB (one PML4 entry): a sandbox's slot in a shared space. The slot's
+    /// page tables stay (they are the slot's for good, and reused by its next sandbox), so a
+    /// paging-structure cache entry another CPU still holds for the slot can only lead to a
+    /// table of this slot, whose leaves carry this slot's key; every CPU reloads CR3 before its
+    /// next sandbox, which drops its stale entries.
+    pub fn clear_region(&mut self, start: u64, len: u64) {
+        assert!(start.is_multiple_of(1 << 30) && len.is_multiple_of(1 << 30) && start + len <= 1 << 39);
+        // SAFETY: the PML4 is ours.
+        let pml4e = unsafe { table(self.pml4).read() };
+        if pml4e & PRESENT == 0 {
+            return;
+        }
+        let pdpt = pml4e & ADDR_MASK;
+        for index in (start >> 30)..((start + len) >> 30) {
+            // SAFETY: a PDPT of this space.
+            let value = unsafe { table(pdpt).add(index as usize).read() };
+            if value & PRESENT == 0 {
+                continue;
+            }
+            let pd = value & ADDR_MASK;
+            for i in 0..512usize {
+                // SAFETY: a page directory of this space.
+                let pde = unsafe { table(pd).add(i).read() };
+                if pde & PRESENT == 0 {
+                    continue;
+                }
+                let pt = pde & ADDR_MASK;
+                for j in 0..512usize {
+                    // SAFETY: a page table of this space.
+                    let slot = unsafe { table(pt).add(j) };
+                    // SAFETY: as above.
+                    let pte = unsafe { slot.read() };
+                    if pte & PRESENT == 0 {
+                        continue;
+                    }
+                    // SAFETY: as above; cleared before the frame goes back (zeroed when next
+                    // allocated).
+                    unsafe { slot.write(0) };
+                    if let Err(e) = mm::free_frame(pte & ADDR_MASK) {
+                        log::error!("uspace: freeing frame {:#x}: {e:?}", pte & ADDR_MASK);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the kernel's current upper half into this space again (a shared space lives long;
+    /// the kernel may have added top-level entries since it was made).
+    pub fn refresh_kernel_half(&mut self, kernel_cr3: u64) {
+        // SAFETY: both are whole PML4 frames in the direct map; only the upper half is written.
+        unsafe { core::ptr::copy_nonoverlapping(table(kernel_cr3).add(256), table(self.pml4).add(256), 256) };
+    }
+
+    /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
+    pub fn activate(&self) -> u64 {
+        let (old, _) = Cr3::read();
+        // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
+        // stay mapped; the lower half holds only this sandbox's user pages.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
+        old.start_address().as_u64()
+    }
+
+    /// Switches back to `previous` (what [`AddressSpace::activate`] returned).
+    pub fn deactivate(previous: u64) {
+        // SAFETY: `previous` was the CR3 in use before `activate`, a complete kernel table.
+        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(previous)), Cr3Flags::empty()) };
+    }
+
+    fn free_level(t: u64, level: u32) {
+        for i in 0..512usize {
+            // SAFETY: `t` is a table of this space at `level` (4 = PML4, lower half only).
+            let value = unsafe { table(t).add(i).read() };
+            if level == 4 && i >= 256 {
+                break;
+            }
+            if value & PRESENT == 0 {
+                continue;
+            }
+            let next = value & ADDR_MASK;
+            if level > 1 {
+                Self::free_level(next, level - 1);
+            }
+            // Frames are zeroed when allocated again (`mm::alloc_frame`), so nothing of this
+            // sandbox is ever seen by the next one.
+            if let Err(e) = mm::free_frame(next) {
+                log::error!("uspace: freeing frame {next:#x}: {e:?}");
+            }
+        }
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        let (current, _) = Cr3::read();
+        assert_ne!(current.start_address().as_u64(), self.pml4, "dropping the active address space");
+        Self::free_level(self.pml4, 4);
+        if let Err(e) = mm::free_frame(self.pml4) {
+            log::error!("uspace: freeing PML4 {:#x}: {e:?}", self.pml4);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Hostile native functions, one per `--cfg case="…"`, built by `tests/tests/native.rs` as
+//! static PIE (the same flags as a real function) and registered with `engine=native` or
+//! `engine=paging`. Each does one forbidden thing, then would exit cleanly through the one exit
+//! call, so a run that "succeeds" means the platform let the forbidden thing through.
+#![no_std]
+#![no_main]
+#![allow(unexpected_cfgs, dead_code, unused_unsafe)]
+
+use core::arch::asm;
+
+/// The exit call: done, no outputs.
+fn exit_done() -> ! {
+    // SAFETY: the exit call; never returns.
+    unsafe { asm!("syscall", in("rax") 0, in("rdi") 0, in("rsi") 0, in("rdx") 0, options(noreturn, nostack)) }
+}
+
+/// The exit call with any status and arguments.
+fn exit(status: u64, rsi: u64, rdx: u64) -> ! {
+    // SAFETY: the exit call; never returns.
+    unsafe { asm!("syscall", in("rax") 0, in("rdi") status, in("rsi") rsi, in("rdx") rdx, options(noreturn, nostack)) }
+}
+
+/// Exits done with one output descriptor (docs/function-abi.md: set | flags << 32, key, name,
+/// name length, data, data length).
+fn exit_with(desc: [u64; 6]) -> ! {
+    exit(0, desc.as_ptr() as u64, 1)
+}
+
+static NAME: [u8; 4] = *b"item";
+
+/// 8 MiB of bss: more than the 4 MiB the tests give a hostile function.
+#[cfg(case = "huge_bss")]
+static mut BIG: [u8; 8 << 20] = [0; 8 << 20];
+static BAD_NAME: [u8; 2] = [0xff, 0xfe];
+
+/// An address in no sandbox's layout (where another sandbox's memory would be with MPK).
+const ELSEWHERE: u64 = 0x10_0000_0000;
+/// Kernel memory: the direct map of physical memory, and the kernel's text.
+const KERNEL_DATA: u64 = 0xffff_8000_0010_0000;
+const KERNEL_TEXT: u64 = 0xffff_ffff_8020_0000;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn _start(sys: *const u64) -> ! {
+    // SAFETY: each case is meant to fault (or be refused); the platform must contain it.
+    unsafe {
+        let _ = sys;
+        #[cfg(case = "read_other")]
+        core::ptr::read_volatile(ELSEWHERE as *const u64);
+        #[cfg(case = "write_other")]
+        core::ptr::write_volatile(ELSEWHERE as *mut u64, 0x5a5a);
+        #[cfg(case = "read_kernel")]
+        core::ptr::read_volatile(KERNEL_DATA as *const u64);
+        #[cfg(case = "write_kernel")]
+        core::ptr::write_volatile(KERNEL_DATA as *mut u64, 0x5a5a);
+        #[cfg(case = "jump_kernel")]
+        asm!("jmp {}", in(reg) KERNEL_TEXT);
+        #[cfg(case = "wrpkru_in_image")]
+        asm!("xor ecx, ecx", "xor edx, edx", "xor eax, eax", ".byte 0x0f, 0x01, 0xef");
+        #[cfg(case = "xrstor_in_image")]
+        asm!(".byte 0x0f, 0xae, 0x2f"); // xrstor [rdi]
+        #[cfg(case = "forged_wrpkru")]
+        {
+            // WRPKRU; RET written to the heap (from the system data block), then jumped to.
+            let heap = sys.add(6).read() as *mut u8;
+            for (i, b) in [0x31u8, 0xc9, 0x31, 0xd2, 0x31, 0xc0, 0x0f, 0x01, 0xef, 0xc3].iter().enumerate() {
+                core::ptr::write_volatile(heap.add(i), *b);
+            }
+            asm!("call {}", in(reg) heap);
+        }
+        #[cfg(case = "write_own_code")]
+        core::ptr::write_volatile(_start as *const () as *mut u8, 0xc3);
+        #[cfg(case = "syscall_other")]
+        asm!("syscall", in("rax") 1, in("rdi") 0, in("rsi") 0, in("rdx") 0, out("rcx") _, out("r11") _);
+        #[cfg(case = "int80")]
+        asm!("int 0x80");
+        #[cfg(case = "int3")]
+        asm!("int3");
+        #[cfg(case = "hlt")]
+        asm!("hlt");
+        #[cfg(case = "cli")]
+        asm!("cli");
+        #[cfg(case = "port_out")]
+        asm!("out dx, al", in("dx") 0xf4u16, in("al") 0x10u8);
+        #[cfg(case = "port_in")]
+        asm!("in al, dx", in("dx") 0x3f8u16, out("al") _);
+        #[cfg(case = "rdmsr")]
+        asm!("rdmsr", in("ecx") 0xc000_0082u32, out("eax") _, out("edx") _);
+        #[cfg(case = "wrmsr")]
+        asm!("wrmsr", in("ecx") 0xc000_0082u32, in("eax") 0, in("edx") 0);
+        #[cfg(case = "mov_cr3")]
+        asm!("mov cr3, {}", in(reg) 0u64);
+        #[cfg(case = "infinite_loop")]
+        asm!("2: jmp 2b");
+        #[cfg(case = "stack_overflow")]
+        asm!("2: push rax", "jmp 2b");
+        #[cfg(case = "divide_by_zero")]
+        asm!("div rcx", in("rcx") 0u64, inout("rax") 1u64 => _, inout("rdx") 0u64 => _);
+        #[cfg(case = "output_undeclared_set")]
+        exit_with([3, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_reserved_flags")]
+        exit_with([4 << 32, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_data_in_kernel")]
+        exit_with([0, 0, NAME.as_ptr() as u64, 4, KERNEL_DATA, 8]);
+        #[cfg(case = "output_name_not_utf8")]
+        exit_with([0, 0, BAD_NAME.as_ptr() as u64, 2, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "output_table_elsewhere")]
+        exit(0, ELSEWHERE, 1);
+        #[cfg(case = "output_count_huge")]
+        exit(0, NAME.as_ptr() as u64, 1 << 40);
+        #[cfg(case = "output_data_huge")]
+        exit_with([0, 0, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 1 << 40]);
+        #[cfg(case = "output_keyed")]
+        exit_with([1 << 32, 0x0102_0304, NAME.as_ptr() as u64, 4, NAME.as_ptr() as u64, 4]);
+        #[cfg(case = "abort_with_message")]
+        exit(1, b"boom: the function failed".as_ptr() as u64, 25);
+        #[cfg(case = "abort_message_in_kernel")]
+        exit(1, KERNEL_DATA, 16);
+        #[cfg(case = "huge_bss")]
+        core::ptr::write_volatile(&raw mut BIG[12345], 1);
+        #[cfg(case = "exit_unknown_status")]
+        exit(7, 0, 0);
+        #[cfg(case = "touch_all_memory")]
+        {
+            // Every byte of the heap, written, then every byte of the stack below us.
+            let heap = sys.add(6).read() as *mut u8;
+            let len = sys.add(7).read() as usize;
+            asm!("rep stosb", inout("rdi") heap => _, inout("rcx") len => _, in("al") 0xa5u8);
+            let sp: u64;
+            asm!("mov {}, rsp", out(reg) sp);
+            let bottom = (sp & !0xf_ffff) as *mut u8; // the 1 MiB stack's lowest byte
+            let n = (sp - 256) as usize - bottom as usize;
+            asm!("rep stosb", inout("rdi") bottom => _, inout("rcx") n => _, in("al") 0x5au8);
+            // And read every byte of the system data block's first page and our own code.
+            let mut sum = 0u8;
+            for i in 0..4096usize {
+                sum = sum.wrapping_add(core::ptr::read_volatile((sys as *const u8).add(i)));
+            }
+            core::hint::black_box(sum);
+        }
+    }
+    exit_done()
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
