@@ -110,8 +110,7 @@ fn start_compute(
     // Every CPU starts; those without a role (past `compute`) halt in the executor's entry.
     let online = arch::start_cpus(info, usize::MAX, compute::executor);
     let io = arch::cpu_index();
-    let compute: alloc::vec::Vec<usize> =
-        (0..online).filter(|&c| c != io).take(wanted.unwrap_or(usize::MAX)).collect();
+    let compute: alloc::vec::Vec<usize> = (0..online).filter(|&c| c != io).take(wanted.unwrap_or(usize::MAX)).collect();
     if compute.is_empty() {
         log::info!("dispatcher: single-core mode, cpu {io} does I/O and runs functions");
     } else {
