@@ -1,12 +1,16 @@
 //! The native engines: x86_64 static-PIE functions run at CPL 3 (docs/function-abi.md, "The
 //! native transport").
 //!
-//! `paging`: every run gets its own address space (one PML4 sharing the kernel's upper half),
-//! so a sandbox sees nothing but its own pages: the image (W^X, from `pappus-elf`), the
-//! read-only system data block with its inputs, a heap and a stack mapped on first touch (both
-//! counted against the memory limit, zero until written), guard gaps between them. The timer
-//! interrupts the sandbox every [`SLICE_MICROS`] to check the run's deadline. The one exit is
-//! `syscall` with [`native::SYS_EXIT`]; any other trap ends the run with an error naming the
+//! Every sandbox sees its image (W^X, from `pappus-elf`), the read-only system data block with
+//! its inputs, a heap and a stack mapped on first touch (counted with the image against the
+//! memory limit, zero until written), and guard gaps between them ([`Layout`]).
+//! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
+//!   kernel's upper half), torn down after it.
+//! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
+//!   (1..15) per live sandbox, PKRU granting that key alone while it runs.
+//!
+//! The timer interrupts the sandbox every [`SLICE_MICROS`] to check the run's deadline. The one
+//! exit is `syscall` with the exit number; any other trap ends the run with an error naming the
 //! vector, the address and the instruction pointer. Teardown frees every frame (frames are
 //! zeroed when allocated again).
 
