@@ -19,7 +19,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use engine::native::{ExitCall, exit_outcome, system_block};
+use engine::native::{ExitCall, KeyPool, exit_outcome, system_block};
 use engine::{Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +119,7 @@ impl Engine for PagingEngine {
 /// running sandbox its key alone. More live sandboxes than keys wait for a key.
 pub struct MpkEngine {
     space: Mutex<AddressSpace>,
-    keys: Mutex<u16>,
+    keys: Mutex<KeyPool>,
 }
 
 /// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
@@ -152,9 +152,6 @@ pub fn key_waits() -> u64 {
     KEY_WAITS.load(Ordering::Relaxed)
 }
 
-/// Keys 1..=15 (key 0 is never a user page's).
-const KEYS: u16 = 0xfffe;
-
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -162,21 +159,15 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        Some(Self { space: Mutex::new(space), keys: Mutex::new(0) })
+        Some(Self { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) })
     }
 
     /// Takes a free key, waiting for one when all are taken.
     fn acquire(&self) -> u8 {
         let mut waited = false;
         loop {
-            {
-                let mut used = self.keys.lock();
-                let free = KEYS & !*used;
-                if free != 0 {
-                    let key = free.trailing_zeros() as u8;
-                    *used |= 1 << key;
-                    return key;
-                }
+            if let Some(key) = self.keys.lock().try_acquire() {
+                return key;
             }
             if !waited {
                 waited = true;
@@ -187,7 +178,7 @@ impl MpkEngine {
     }
 
     fn release(&self, key: u8) {
-        *self.keys.lock() &= !(1 << key);
+        self.keys.lock().release(key);
     }
 }
 
