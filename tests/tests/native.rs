@@ -237,6 +237,9 @@ hostile_tests! {
     syscall_with_another_number: "syscall_other" => 500, "function_trap", "syscall number 1";
     int_0x80: "int80" => 500, "function_trap", "general protection";
     int3: "int3" => 500, "function_trap", "general protection";
+    trap_flag_at_the_exit_call_is_harmless: "trap_flag_then_exit" => 200, "", "";
+    single_step_trap: "single_step" => 500, "function_trap", "debug (#DB)";
+    icebp: "icebp" => 500, "function_trap", "vector ";
     hlt: "hlt" => 500, "function_trap", "general protection";
     cli: "cli" => 500, "function_trap", "general protection";
     port_out: "port_out" => 500, "function_trap", "general protection";
