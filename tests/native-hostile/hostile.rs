@@ -98,6 +98,19 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         asm!("wrmsr", in("ecx") 0xc000_0082u32, in("eax") 0, in("edx") 0);
         #[cfg(case = "mov_cr3")]
         asm!("mov cr3, {}", in(reg) 0u64);
+        #[cfg(case = "sysenter")]
+        asm!("sysenter");
+        #[cfg(case = "swapgs")]
+        asm!("swapgs");
+        #[cfg(case = "wrgsbase")]
+        asm!("wrgsbase {}", in(reg) KERNEL_DATA);
+        #[cfg(case = "xsetbv")]
+        asm!("xsetbv", in("ecx") 0, in("eax") 0x207u32, in("edx") 0);
+        #[cfg(case = "iretq_to_ring0")]
+        {
+            // A forged interrupt frame returning to kernel code at CPL 0.
+            asm!("push 0x10", "push rsp", "pushfq", "push 0x08", "push {}", "iretq", in(reg) KERNEL_TEXT);
+        }
         #[cfg(case = "infinite_loop")]
         asm!("2: jmp 2b");
         #[cfg(case = "stack_overflow")]
