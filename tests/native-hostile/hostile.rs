@@ -4,7 +4,7 @@
 //! call, so a run that "succeeds" means the platform let the forbidden thing through.
 #![no_std]
 #![no_main]
-#![allow(unexpected_cfgs, dead_code, unused_unsafe)]
+#![allow(unexpected_cfgs, dead_code, unused_unsafe, unreachable_code)]
 
 use core::arch::asm;
 
@@ -73,6 +73,15 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         asm!("syscall", in("rax") 1, in("rdi") 0, in("rsi") 0, in("rdx") 0, out("rcx") _, out("r11") _);
         #[cfg(case = "int80")]
         asm!("int 0x80");
+        // TF set just before the exit call: `syscall` masks TF (FMASK), so no single-step trap
+        // reaches the kernel entry on the user stack; the run simply ends.
+        #[cfg(case = "trap_flag_then_exit")]
+        asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "syscall",
+            in("rax") 0, in("rdi") 0, in("rsi") 0, in("rdx") 0, options(noreturn));
+        #[cfg(case = "single_step")]
+        asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "nop", "nop");
+        #[cfg(case = "icebp")]
+        asm!(".byte 0xf1");
         #[cfg(case = "int3")]
         asm!("int3");
         #[cfg(case = "hlt")]
@@ -89,6 +98,19 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         asm!("wrmsr", in("ecx") 0xc000_0082u32, in("eax") 0, in("edx") 0);
         #[cfg(case = "mov_cr3")]
         asm!("mov cr3, {}", in(reg) 0u64);
+        #[cfg(case = "sysenter")]
+        asm!("sysenter");
+        #[cfg(case = "swapgs")]
+        asm!("swapgs");
+        #[cfg(case = "wrgsbase")]
+        asm!("wrgsbase {}", in(reg) KERNEL_DATA);
+        #[cfg(case = "xsetbv")]
+        asm!("xsetbv", in("ecx") 0, in("eax") 0x207u32, in("edx") 0);
+        #[cfg(case = "iretq_to_ring0")]
+        {
+            // A forged interrupt frame returning to kernel code at CPL 0.
+            asm!("push 0x10", "push rsp", "pushfq", "push 0x08", "push {}", "iretq", in(reg) KERNEL_TEXT);
+        }
         #[cfg(case = "infinite_loop")]
         asm!("2: jmp 2b");
         #[cfg(case = "stack_overflow")]

@@ -1,12 +1,16 @@
 //! The native engines: x86_64 static-PIE functions run at CPL 3 (docs/function-abi.md, "The
 //! native transport").
 //!
-//! `paging`: every run gets its own address space (one PML4 sharing the kernel's upper half),
-//! so a sandbox sees nothing but its own pages: the image (W^X, from `pappus-elf`), the
-//! read-only system data block with its inputs, a heap and a stack mapped on first touch (both
-//! counted against the memory limit, zero until written), guard gaps between them. The timer
-//! interrupts the sandbox every [`SLICE_MICROS`] to check the run's deadline. The one exit is
-//! `syscall` with [`native::SYS_EXIT`]; any other trap ends the run with an error naming the
+//! Every sandbox sees its image (W^X, from `pappus-elf`), the read-only system data block with
+//! its inputs, a heap and a stack mapped on first touch (counted with the image against the
+//! memory limit, zero until written), and guard gaps between them ([`Layout`]).
+//! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
+//!   kernel's upper half), torn down after it.
+//! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
+//!   (1..15) per live sandbox, PKRU granting that key alone while it runs.
+//!
+//! The timer interrupts the sandbox every [`SLICE_MICROS`] to check the run's deadline. The one
+//! exit is `syscall` with the exit number; any other trap ends the run with an error naming the
 //! vector, the address and the instruction pointer. Teardown frees every frame (frames are
 //! zeroed when allocated again).
 
@@ -15,7 +19,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use engine::native::{ExitCall, exit_outcome, system_block};
+use engine::native::{ExitCall, KeyPool, exit_outcome, system_block};
 use engine::{Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +119,7 @@ impl Engine for PagingEngine {
 /// running sandbox its key alone. More live sandboxes than keys wait for a key.
 pub struct MpkEngine {
     space: Mutex<AddressSpace>,
-    keys: Mutex<u16>,
+    keys: Mutex<KeyPool>,
 }
 
 /// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
@@ -148,9 +152,6 @@ pub fn key_waits() -> u64 {
     KEY_WAITS.load(Ordering::Relaxed)
 }
 
-/// Keys 1..=15 (key 0 is never a user page's).
-const KEYS: u16 = 0xfffe;
-
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -158,21 +159,15 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        Some(Self { space: Mutex::new(space), keys: Mutex::new(0) })
+        Some(Self { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) })
     }
 
     /// Takes a free key, waiting for one when all are taken.
     fn acquire(&self) -> u8 {
         let mut waited = false;
         loop {
-            {
-                let mut used = self.keys.lock();
-                let free = KEYS & !*used;
-                if free != 0 {
-                    let key = free.trailing_zeros() as u8;
-                    *used |= 1 << key;
-                    return key;
-                }
+            if let Some(key) = self.keys.lock().try_acquire() {
+                return key;
             }
             if !waited {
                 waited = true;
@@ -183,7 +178,7 @@ impl MpkEngine {
     }
 
     fn release(&self, key: u8) {
-        *self.keys.lock() &= !(1 << key);
+        self.keys.lock().release(key);
     }
 }
 
