@@ -57,6 +57,11 @@ pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
     boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu))
 }
 
+/// As [`boot_cpu`], with `smp` CPUs (MTTCG).
+pub fn boot_cpu_smp(test: &str, cpu: &str, tenants: &[Tenant<'_>], smp: u32) -> Option<Node> {
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu))
+}
+
 /// The boot configuration's `tenant` lines.
 fn tenant_lines(tenants: &[Tenant<'_>]) -> String {
     tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect()
