@@ -41,6 +41,8 @@ mod error;
 pub mod mock;
 #[cfg(all(pappus_native, target_arch = "x86_64"))]
 mod native;
+#[cfg(any(target_arch = "wasm32", all(pappus_native, target_arch = "x86_64")))]
+mod panic_message;
 mod transport;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
