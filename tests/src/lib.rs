@@ -25,6 +25,7 @@
 pub mod functions;
 pub mod node;
 pub mod protocol;
+pub mod sets;
 
 use std::fmt;
 use std::fs::File;

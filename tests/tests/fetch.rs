@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::functions;
 use pappus_tests::node::{Tenant, boot};
+use pappus_tests::sets::{self, decode, host_counts};
 use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "fetch", token: "fetch-token-0123456789abcdef" };
@@ -49,17 +50,6 @@ impl Drop for HostServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Word counts as `wordcount` defines them: maximal alphanumeric runs, lowercased.
-fn host_counts(texts: &[String]) -> std::collections::BTreeMap<String, u64> {
-    let mut counts = std::collections::BTreeMap::new();
-    for text in texts {
-        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            *counts.entry(word.to_lowercase()).or_insert(0) += 1;
-        }
-    }
-    counts
 }
 
 const FETCH_COUNT: &str = "\
@@ -110,19 +100,8 @@ fn a_composition_fetches_32_documents_and_counts_their_words() {
             &body,
         );
         assert_eq!(r.status, 200, "{}", r.text());
-        let v: Value = serde_json::from_slice(&r.body).unwrap();
-        let decode = |set: &str| -> Vec<(String, String)> {
-            v["sets"][set]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| {
-                    let data = B64.decode(i["data"].as_str().unwrap()).unwrap();
-                    (i["name"].as_str().unwrap().to_string(), String::from_utf8(data).unwrap())
-                })
-                .collect()
-        };
-        (decode("counts"), decode("errors"))
+        let answer = decode(&r.body);
+        (sets::texts(&answer, "counts"), sets::texts(&answer, "errors"))
     };
     let expected: Vec<(String, String)> = host_counts(&texts).into_iter().map(|(w, n)| (w, n.to_string())).collect();
     let (counts, errors) = invoke(&urls);

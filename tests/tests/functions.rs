@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::node::{Node, Response, Tenant, boot};
+use pappus_tests::sets::{Answer, decode, host_counts, item, matrix};
 use pappus_tests::{functions, workspace_root};
 use serde_json::{Value, json};
 
@@ -25,50 +24,11 @@ fn deploy(node: &Node, engine: &str) {
     functions::deploy_examples(node, TENANT.token, engine);
 }
 
-fn invoke(node: &Node, name: &str, sets: Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+fn invoke(node: &Node, name: &str, sets: Value) -> Answer {
     let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
     let r = send(node, "POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body);
     assert_eq!(r.status, 200, "{name}: {}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).unwrap();
-    v["sets"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(set, items)| {
-            let items = items
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| (i["name"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
-                .collect();
-            (set.clone(), items)
-        })
-        .collect()
-}
-
-fn item(name: &str, data: &[u8]) -> Value {
-    json!({"name": name, "data": B64.encode(data)})
-}
-
-fn matrix(rows: u32, cols: u32, values: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&rows.to_le_bytes());
-    out.extend_from_slice(&cols.to_le_bytes());
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-/// Word counts as `wordcount` defines them: maximal alphanumeric runs, lowercased.
-fn host_counts(texts: &[String]) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for text in texts {
-        for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            *counts.entry(word.chars().flat_map(char::to_lowercase).collect()).or_insert(0) += 1;
-        }
-    }
-    counts
+    decode(&r.body)
 }
 
 fn as_counts(items: &[(String, Vec<u8>)]) -> BTreeMap<String, u64> {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::node::{Node, Response, Tenant, boot_cpu, boot_cpu_smp};
+use pappus_tests::sets::{Answer, decode, item, matrix};
 use pappus_tests::{functions, workspace_root};
 use serde_json::{Value, json};
 
@@ -30,38 +31,10 @@ fn invoke_raw(node: &Node, name: &str, sets: &Value) -> Response {
     send(node, "POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body)
 }
 
-fn invoke(node: &Node, name: &str, sets: &Value) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
+fn invoke(node: &Node, name: &str, sets: &Value) -> Answer {
     let r = invoke_raw(node, name, sets);
     assert_eq!(r.status, 200, "{name}: {}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).unwrap();
-    v["sets"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(set, items)| {
-            let items = items
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| (i["name"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
-                .collect();
-            (set.clone(), items)
-        })
-        .collect()
-}
-
-fn item(name: &str, data: &[u8]) -> Value {
-    json!({"name": name, "data": B64.encode(data)})
-}
-
-fn matrix(rows: u32, cols: u32, values: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&rows.to_le_bytes());
-    out.extend_from_slice(&cols.to_le_bytes());
-    for v in values {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
+    decode(&r.body)
 }
 
 /// Registers matmul and wordcount for wasm and for `engine`.
