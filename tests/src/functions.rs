@@ -29,14 +29,15 @@ pub fn wasm(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The example functions with their registration queries, as `cargo xtask run` preloads them.
+/// The example functions with their registration queries. The time budgets are generous: they
+/// are enforced on the wall clock too, and TCG guests on a loaded CI machine run slowly.
 pub const EXAMPLES: [(&str, &str); 6] = [
-    ("matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000"),
-    ("wordcount", "inputs=texts&outputs=counts"),
-    ("wordcount_merge", "inputs=partials&outputs=counts"),
-    ("grep", "inputs=pattern,texts&outputs=matches"),
-    ("topk", "inputs=k,counts&outputs=top"),
-    ("csv_sum", "inputs=column,tables&outputs=sums"),
+    ("matmul", "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=30000"),
+    ("wordcount", "inputs=texts&outputs=counts&timeout_ms=30000"),
+    ("wordcount_merge", "inputs=partials&outputs=counts&timeout_ms=30000"),
+    ("grep", "inputs=pattern,texts&outputs=matches&timeout_ms=30000"),
+    ("topk", "inputs=k,counts&outputs=top&timeout_ms=30000"),
+    ("csv_sum", "inputs=column,tables&outputs=sums&timeout_ms=30000"),
 ];
 
 /// The example compositions (`functions/compositions/NAME.pappus`).

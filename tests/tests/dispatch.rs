@@ -21,7 +21,7 @@ fn deploy_wordcount(node: &Node) {
     let auth = format!("Bearer {}", TENANT.token);
     let r = node.request(
         "PUT",
-        "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts",
+        "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts&timeout_ms=30000",
         &[("Authorization", &auth)],
         &functions::wasm("wordcount"),
     );

@@ -68,9 +68,10 @@ fn a_composition_fetches_32_documents_and_counts_their_words() {
     let Some(node) = boot("a_composition_fetches_32_documents_and_counts_their_words", &[TENANT]) else { return };
     let auth = format!("Bearer {}", TENANT.token);
     let a = [("Authorization", auth.as_str())];
-    for (name, query) in
-        [("wordcount", "inputs=texts&outputs=counts"), ("wordcount_merge", "inputs=partials&outputs=counts")]
-    {
+    for (name, query) in [
+        ("wordcount", "inputs=texts&outputs=counts&timeout_ms=30000"),
+        ("wordcount_merge", "inputs=partials&outputs=counts&timeout_ms=30000"),
+    ] {
         let path = format!("/v1/functions/{name}?engine=wasm&{query}");
         let r = node.request("PUT", &path, &a, &functions::wasm(name));
         assert_eq!(r.status, 201, "{name}: {}", r.text());
