@@ -26,9 +26,9 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use model::{HostTable, Set};
-use smoltcp::iface::SocketHandle;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{dns, tcp};
-use smoltcp::wire::IpAddress;
+use smoltcp::wire::{DnsQueryType, IpAddress};
 
 use crate::batch::{Batch, Ready};
 use crate::error::{ErrorClass, FetchError};
@@ -45,23 +45,43 @@ pub const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 /// What the client needs of a network stack. Polling the interface (frames in and out) is the
 /// owner's business, between calls to [`Client::poll`].
 pub trait NetStack {
-    /// A new TCP socket, closed.
+    /// The interface and the socket set the client's sockets live in.
+    fn parts(&mut self) -> (&mut Interface, &mut SocketSet<'static>);
+
+    /// A new TCP socket, closed (the stack picks its buffer sizes).
     fn add_tcp_socket(&mut self) -> SocketHandle;
+
     /// The TCP socket `handle` (one this client added).
-    fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static>;
+    fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.parts().1.get_mut::<tcp::Socket>(handle)
+    }
+
     /// Starts connecting the closed socket `handle` to `remote` from `local_port`.
     fn connect(
         &mut self,
         handle: SocketHandle,
         remote: (Ipv4Addr, u16),
         local_port: u16,
-    ) -> Result<(), tcp::ConnectError>;
+    ) -> Result<(), tcp::ConnectError> {
+        let (iface, sockets) = self.parts();
+        sockets.get_mut::<tcp::Socket>(handle).connect(iface.context(), remote, local_port)
+    }
+
     /// A new DNS socket asking `server`.
-    fn add_dns_socket(&mut self, server: Ipv4Addr) -> SocketHandle;
+    fn add_dns_socket(&mut self, server: Ipv4Addr) -> SocketHandle {
+        self.parts().1.add(dns::Socket::new(&[server.into()], Vec::new()))
+    }
+
     /// The DNS socket `handle` (one this client added).
-    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static>;
+    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static> {
+        self.parts().1.get_mut::<dns::Socket>(handle)
+    }
+
     /// Starts asking for the IPv4 address of `name` on the DNS socket `handle`.
-    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError>;
+    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError> {
+        let (iface, sockets) = self.parts();
+        sockets.get_mut::<dns::Socket>(handle).start_query(iface.context(), name, DnsQueryType::A)
+    }
 }
 
 /// A DNS query under way, and the requests waiting for its answer.

@@ -10,7 +10,7 @@ use model::{Bytes, HostTable, Item, Set};
 use pappus_fetch::{Client, FetchLimits, NetStack};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Loopback, Medium};
-use smoltcp::socket::{dns, tcp, udp};
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr};
 
@@ -30,37 +30,14 @@ struct Stack {
 }
 
 impl NetStack for Stack {
+    fn parts(&mut self) -> (&mut Interface, &mut SocketSet<'static>) {
+        (&mut self.iface, &mut self.sockets)
+    }
+
     fn add_tcp_socket(&mut self) -> SocketHandle {
         self.added += 1;
         let buffer = || tcp::SocketBuffer::new(vec![0; 4096]);
         self.sockets.add(tcp::Socket::new(buffer(), buffer()))
-    }
-
-    fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(handle)
-    }
-
-    fn connect(
-        &mut self,
-        handle: SocketHandle,
-        remote: (Ipv4Addr, u16),
-        local_port: u16,
-    ) -> Result<(), tcp::ConnectError> {
-        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-        socket.connect(self.iface.context(), remote, local_port)
-    }
-
-    fn add_dns_socket(&mut self, server: Ipv4Addr) -> SocketHandle {
-        self.sockets.add(dns::Socket::new(&[server.into()], vec![]))
-    }
-
-    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static> {
-        self.sockets.get_mut::<dns::Socket>(handle)
-    }
-
-    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError> {
-        let socket = self.sockets.get_mut::<dns::Socket>(handle);
-        socket.start_query(self.iface.context(), name, smoltcp::wire::DnsQueryType::A)
     }
 }
 

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use drivers::net::virtio::{NicStats, VirtioNet};
 use kcore::cmdline::CommandLine;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{dhcpv4, dns, tcp};
+use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 use virtio_drivers::transport::pci::PciTransport;
@@ -159,36 +159,13 @@ impl Net {
 /// Client sockets for the communication functions (crate::comm), TCP and DNS: their driver
 /// adds, connects and drives them; `Net::poll` moves their frames like every other socket's.
 impl pappus_fetch::NetStack for Net {
+    fn parts(&mut self) -> (&mut Interface, &mut SocketSet<'static>) {
+        (&mut self.iface, &mut self.sockets)
+    }
+
     fn add_tcp_socket(&mut self) -> SocketHandle {
         let rx = tcp::SocketBuffer::new(vec![0; RX_BUFFER]);
         let tx = tcp::SocketBuffer::new(vec![0; CLIENT_TX_BUFFER]);
         self.sockets.add(tcp::Socket::new(rx, tx))
-    }
-
-    fn tcp_socket(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(handle)
-    }
-
-    fn connect(
-        &mut self,
-        handle: SocketHandle,
-        remote: (Ipv4Address, u16),
-        local_port: u16,
-    ) -> Result<(), tcp::ConnectError> {
-        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-        socket.connect(self.iface.context(), remote, local_port)
-    }
-
-    fn add_dns_socket(&mut self, server: Ipv4Address) -> SocketHandle {
-        self.sockets.add(dns::Socket::new(&[server.into()], vec![]))
-    }
-
-    fn dns_socket(&mut self, handle: SocketHandle) -> &mut dns::Socket<'static> {
-        self.sockets.get_mut::<dns::Socket>(handle)
-    }
-
-    fn start_dns_query(&mut self, handle: SocketHandle, name: &str) -> Result<dns::QueryHandle, dns::StartQueryError> {
-        let socket = self.sockets.get_mut::<dns::Socket>(handle);
-        socket.start_query(self.iface.context(), name, smoltcp::wire::DnsQueryType::A)
     }
 }
