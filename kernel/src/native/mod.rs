@@ -28,7 +28,7 @@ use spin::Mutex;
 
 use crate::arch::usermode::{self, Exit, Session, UserRegs};
 use crate::arch::uspace::{Access, AddressSpace};
-use crate::time;
+use crate::{arch, time};
 
 /// Where a sandbox's regions lie, relative to its base (0 for the paging engine, whose
 /// sandboxes each have an address space of their own; the key's slot for the MPK engine).
@@ -290,29 +290,6 @@ fn fault_kind(vector: u64) -> TrapKind {
     }
 }
 
-fn vector_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "divide error (#DE)",
-        1 => "debug (#DB)",
-        3 => "breakpoint (#BP)",
-        4 => "overflow (#OF)",
-        5 => "bound range exceeded (#BR)",
-        6 => "invalid opcode (#UD)",
-        7 => "device not available (#NM)",
-        8 => "double fault (#DF)",
-        10 => "invalid TSS (#TS)",
-        11 => "segment not present (#NP)",
-        12 => "stack-segment fault (#SS)",
-        13 => "general protection (#GP)",
-        14 => "page fault (#PF)",
-        16 => "x87 floating point (#MF)",
-        17 => "alignment check (#AC)",
-        19 => "SIMD floating point (#XM)",
-        21 => "control protection (#CP)",
-        _ => "exception",
-    }
-}
-
 fn pf_detail(error: u64) -> String {
     let mut s = String::from(if error & 1 != 0 { "protection violation" } else { "page not present" });
     s.push_str(if error & 16 != 0 {
@@ -368,7 +345,7 @@ impl Session for SandboxSession<'_, '_> {
         } else {
             (fault_kind(vector), format!("error code {error_code:#x}"))
         };
-        let message = format!("vector {vector} {} at rip={rip:#x}, {what}", vector_name(vector));
+        let message = format!("vector {vector} {} at rip={rip:#x}, {what}", arch::vector_name(vector));
         self.error = Some(Trap::new(kind, message).into());
         None
     }

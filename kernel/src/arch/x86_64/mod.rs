@@ -25,6 +25,7 @@ use x86_64::instructions::port::Port;
 use crate::boot::BootInfo;
 
 pub use selftests::selftests;
+pub use traps::vector_name;
 
 pub const NAME: &str = "x86_64";
 
