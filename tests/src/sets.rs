@@ -68,3 +68,24 @@ pub fn texts(answer: &Answer, set: &str) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+/// A matrix multiply with a known answer: `matmul`'s input set (24×40 · 40×16 of awkward
+/// values) and the product the host computes in the same summation order.
+pub fn matmul_case() -> (Value, Vec<u8>) {
+    let (n, k, m) = (24usize, 40usize, 16usize);
+    let a: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
+    let b: Vec<f64> = (0..k * m).map(|i| ((i * 53 % 97) as f64 - 48.0) / 3.0 + 0.1).collect();
+    let mut c = vec![0.0f64; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let mut sum = 0.0;
+            for x in 0..k {
+                sum += a[i * k + x] * b[x * m + j];
+            }
+            c[i * m + j] = sum;
+        }
+    }
+    let input =
+        json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]});
+    (input, matrix(n as u32, m as u32, &c))
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use pappus_tests::node::{Node, Response, Tenant, boot};
-use pappus_tests::sets::{Answer, decode, host_counts, item, matrix};
+use pappus_tests::sets::{Answer, decode, host_counts, item, matmul_case, matrix};
 use pappus_tests::{functions, workspace_root};
 use serde_json::{Value, json};
 
@@ -52,25 +52,9 @@ fn known_answers(node: &Node, engine: &str) {
     deploy(node, engine);
 
     // Matrix multiply: 24×40 · 40×16 of awkward values, against the same sum order on the host.
-    let (n, k, m) = (24usize, 40usize, 16usize);
-    let a: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
-    let b: Vec<f64> = (0..k * m).map(|i| ((i * 53 % 97) as f64 - 48.0) / 3.0 + 0.1).collect();
-    let mut c = vec![0.0f64; n * m];
-    for i in 0..n {
-        for j in 0..m {
-            let mut sum = 0.0;
-            for x in 0..k {
-                sum += a[i * k + x] * b[x * m + j];
-            }
-            c[i * m + j] = sum;
-        }
-    }
-    let out = invoke(
-        node,
-        "matmul",
-        json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]}),
-    );
-    assert_eq!(out["product"], vec![("c".to_string(), matrix(n as u32, m as u32, &c))], "matmul differs from the host");
+    let (input, product) = matmul_case();
+    let out = invoke(node, "matmul", input);
+    assert_eq!(out["product"], vec![("c".to_string(), product)], "matmul differs from the host");
 
     // Word count of real text files, directly and map-reduce over `each`.
     let files = ["README.md", "docs/ARCHITECTURE.md", "docs/api.md", "functions/README.md"];

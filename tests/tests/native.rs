@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::node::{Node, Response, Tenant, boot_cpu, boot_cpu_smp};
-use pappus_tests::sets::{Answer, decode, item, matrix};
+use pappus_tests::sets::{Answer, decode, item, matmul_case};
 use pappus_tests::{functions, workspace_root};
 use serde_json::{Value, json};
 
@@ -49,29 +49,11 @@ fn register_examples(node: &Node, engine: &str) {
 
 /// Checks that the native and wasm builds agree on real inputs (and with the host, for matmul).
 fn same_answers(node: &Node, engine: &str) {
-    let (n, k, m) = (24usize, 40usize, 16usize);
-    let a: Vec<f64> = (0..n * k).map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0).collect();
-    let b: Vec<f64> = (0..k * m).map(|i| ((i * 53 % 97) as f64 - 48.0) / 3.0 + 0.1).collect();
-    let mut c = vec![0.0f64; n * m];
-    for i in 0..n {
-        for j in 0..m {
-            let mut sum = 0.0;
-            for x in 0..k {
-                sum += a[i * k + x] * b[x * m + j];
-            }
-            c[i * m + j] = sum;
-        }
-    }
-    let sets =
-        json!({"matrices": [item("a", &matrix(n as u32, k as u32, &a)), item("b", &matrix(k as u32, m as u32, &b))]});
+    let (sets, product) = matmul_case();
     let native = invoke(node, "matmul_native", &sets);
     let wasm = invoke(node, "matmul_wasm", &sets);
     assert_eq!(native, wasm, "matmul: native and wasm differ ({engine})");
-    assert_eq!(
-        native["product"],
-        vec![("c".to_string(), matrix(n as u32, m as u32, &c))],
-        "matmul differs from the host"
-    );
+    assert_eq!(native["product"], vec![("c".to_string(), product)], "matmul differs from the host");
 
     let files = ["README.md", "docs/ARCHITECTURE.md", "docs/api.md", "functions/README.md"];
     let items: Vec<Value> = files.iter().map(|f| item(f, &std::fs::read(workspace_root().join(f)).unwrap())).collect();
