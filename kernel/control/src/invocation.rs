@@ -20,6 +20,7 @@ use model::wire::{WireErrorKind, WireFormat, WireLimits, binary, json, raw};
 use model::{Set, TenantId};
 use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
 
+use crate::accounting::{Admission, InvocationMemory};
 use crate::builtin::{Builtin, BuiltinRun};
 use crate::errors::ApiError;
 use crate::host::{FunctionHost, HostError, Started, StoredFunction, Ticket};
@@ -113,6 +114,8 @@ pub(crate) struct Invocation {
     expired: bool,
     /// What was invoked, by the name in the path (for the metrics).
     target: String,
+    /// What it holds in its tenant's memory accounts (given back as it goes and when dropped).
+    memory: InvocationMemory,
 }
 
 impl Invocation {
@@ -123,6 +126,7 @@ impl Invocation {
         execution: Execution,
         targets: BTreeMap<String, Target>,
         output_names: Option<Vec<String>>,
+        memory: InvocationMemory,
     ) -> Self {
         Self {
             id: 0,
@@ -141,6 +145,7 @@ impl Invocation {
             deadline_ms: u64::MAX,
             expired: false,
             target: String::new(),
+            memory,
         }
     }
 
@@ -175,7 +180,13 @@ impl Invocation {
     /// or a host reporting twice) are ignored; returns whether this one was taken.
     pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, HostError>, wire: &WireLimits) -> bool {
         let Some(target) = self.running.remove(&instance) else { return false };
-        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire));
+        self.memory.end(instance);
+        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire)).and_then(|outputs| {
+            match self.memory.charge_outputs(&outputs) {
+                Ok(()) => Ok(outputs),
+                Err(e) => Err(HostError::new(507, "memory_budget", format!("its outputs do not fit: {e}"))),
+            }
+        });
         self.complete(InstanceId(instance), result);
         true
     }
@@ -259,6 +270,16 @@ impl Invocation {
                 BuiltinRun::Comm(comm, inputs) => host.start_comm(ticket, comm, inputs),
             },
             Target::Function(f) => {
+                // The instance's memory limit, charged while it runs.
+                match self.memory.admit(id.0, f.spec().engine(), f.spec().memory_bytes()) {
+                    Admission::Granted => {}
+                    Admission::Wait => return Err(Instance { id, function, inputs, output_count, origin }),
+                    Admission::Refused(e) => {
+                        let message = format!("its memory limit does not fit: {e}");
+                        self.complete(id, Err(HostError::new(507, "memory_budget", message)));
+                        return Ok(());
+                    }
+                }
                 let inputs = rename(inputs, f.spec().inputs());
                 host.start(ticket, self.tenant, f, inputs)
             }
@@ -271,7 +292,10 @@ impl Invocation {
             Started::Running => {
                 self.running.insert(id.0, target);
             }
-            Started::Busy(inputs) => return Err(Instance { id, function, inputs, output_count, origin }),
+            Started::Busy(inputs) => {
+                self.memory.end(id.0);
+                return Err(Instance { id, function, inputs, output_count, origin });
+            }
         }
         Ok(())
     }

@@ -42,6 +42,7 @@ use model::wire::{WireError, WireFormat, WireLimits, binary, json as wire_json, 
 use model::{Bytes, Set, TenantId};
 use planner::Execution;
 
+use crate::accounting::InvocationMemory;
 use crate::builtin::Builtin;
 use crate::compositions::StoredComposition;
 use crate::errors::ApiError;
@@ -117,9 +118,10 @@ impl ControlPlane {
                 let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
                 let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
                 let targets = self.resolve(tenant, &stored.program, name)?;
+                let memory = InvocationMemory::new(&self.memory, tenant, &inputs).map_err(ApiError::over_budget)?;
                 let execution =
                     Execution::start(&stored.program, name, inputs, self.limits.plan).map_err(|e| plan_error(&e))?;
-                return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None));
+                return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None, memory));
             }
             Invocable::Function(function) => Target::Function(Arc::clone(function)),
             Invocable::Builtin(builtin) => Target::Builtin(builtin),
@@ -132,10 +134,12 @@ impl ControlPlane {
         };
         check_accept(format, outputs.len(), name)?;
         let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
+        let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
         let program = direct_program(name, inputs.len(), outputs.len());
         let execution = Execution::start(&program, DIRECT, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
         let targets = BTreeMap::from([(String::from(name), target)]);
-        Ok(Invocation::new(tenant, Subject::Function(String::from(name)), format, execution, targets, Some(outputs)))
+        let subject = Subject::Function(String::from(name));
+        Ok(Invocation::new(tenant, subject, format, execution, targets, Some(outputs), memory))
     }
 
     /// Resolves every function the composition `root` of `program` applies, directly or through

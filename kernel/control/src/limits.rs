@@ -1,5 +1,6 @@
 //! What one boot allows, so that no tenant and no request can take more than the operator gave.
 
+use model::MemoryBudgets;
 use model::wire::WireLimits;
 use planner::PlanLimits;
 
@@ -34,6 +35,10 @@ pub struct ControlLimits {
     pub wire: WireLimits,
     /// Bounds on the work one composition invocation may plan (422 `plan_limit`).
     pub plan: PlanLimits,
+    /// Each tenant's memory budgets (507 `memory_budget` beyond them; [`model::memory`]). The
+    /// kernel sets them from the boot configuration or from its own memory; the default is
+    /// unlimited, for hosts that do not account.
+    pub memory: MemoryBudgets,
 }
 
 impl ControlLimits {
@@ -51,6 +56,7 @@ impl ControlLimits {
         wire: WireLimits::DEFAULT,
         // `PlanLimits::default()`'s values; `Default` is not `const`.
         plan: PlanLimits { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 },
+        memory: MemoryBudgets::UNLIMITED,
     };
 
     /// The program size actually enforced: the configured one, capped by the parser's own limit.

@@ -8,7 +8,7 @@ use core::fmt;
 
 use pappus_http::{Request, Response};
 
-use model::{Registry, TokenTable};
+use model::{Registry, TenantMemory, TokenTable};
 
 use crate::api::{self, Method, Resource, Route};
 use crate::compositions::StoredComposition;
@@ -79,6 +79,8 @@ pub struct ControlPlane {
     next_invocation: u64,
     pub(crate) counters: Counters,
     stats: InvocationStats,
+    /// What each tenant holds, against its budgets.
+    pub(crate) memory: TenantMemory,
 }
 
 /// Lists counts only: tokens, images and payloads stay out of logs.
@@ -95,6 +97,7 @@ impl ControlPlane {
     /// A control plane for the tenants of `tokens`, with nothing registered.
     pub fn new(tokens: TokenTable, limits: ControlLimits) -> Self {
         Self {
+            memory: TenantMemory::new(tokens.len(), limits.memory),
             tokens,
             limits,
             functions: Registry::with_limit(limits.max_functions_per_tenant),
@@ -134,7 +137,7 @@ impl ControlPlane {
             (Resource::Function(name), Method::Delete) => self.delete_function(tenant, &name),
             (Resource::Function(name), _) => self.get_function(tenant, &name),
             (Resource::Compositions, _) => Ok(self.list_compositions(tenant)),
-            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body),
+            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body, host),
             (Resource::Composition(name), Method::Delete) => self.delete_composition(tenant, &name),
             (Resource::Composition(name), _) => self.get_composition(tenant, &name),
             (Resource::Invoke(name), _) => return self.invoke(tenant, &name, &request.headers, body, now_ms, host),
@@ -313,6 +316,11 @@ impl ControlPlane {
     /// Invocations by target and outcome, and their latency.
     pub fn invocation_stats(&self) -> &InvocationStats {
         &self.stats
+    }
+
+    /// Every tenant's memory accounts, for `/metrics`.
+    pub fn memory(&self) -> &TenantMemory {
+        &self.memory
     }
 
     /// A tenant's name, for labels.

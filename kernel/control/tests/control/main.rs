@@ -8,6 +8,7 @@ mod functions;
 mod hosted;
 mod invoke;
 mod limits;
+mod memory;
 mod props;
 mod tenants;
 
