@@ -80,7 +80,8 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
-        let control = control::ControlPlane::new(config.tenants, config::control_limits(&config.node));
+        let limits = config::control_limits(&config.node, config.tenants.len());
+        let control = control::ControlPlane::new(config.tenants, limits);
         let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));

@@ -188,13 +188,13 @@ impl ResponseParser {
                             false
                         }
                         Framing::Decoder(decoder) => {
-                            let progress = decoder.decode(input, body, self.max_body, self.max_head).map_err(|e| {
-                                match e.status {
+                            let progress = decoder
+                                .decode(input, body, self.max_body, self.max_head, pappus_http::MemoryGate::ALWAYS)
+                                .map_err(|e| match e.status {
                                     413 => too_large_body(self.max_body),
                                     503 => ParseError::TooLarge("not enough memory for the response body".into()),
                                     _ => ParseError::Bad(format!("bad chunked body: {}", e.message)),
-                                }
-                            })?;
+                                })?;
                             progress.done
                         }
                     };

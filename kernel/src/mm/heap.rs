@@ -15,20 +15,41 @@ use crate::arch;
 const MIN_HEAP: u64 = 4 << 20;
 const MAX_HEAP: u64 = 1 << 30;
 
+/// The part of the heap kept for the kernel's own small, infallible allocations (connection
+/// state, smoltcp, the control plane's bookkeeping): a sixteenth of the heap, at least 4 MiB.
+/// Tenants' budgets are carved from the rest (`config::memory_budgets`), and request paths
+/// that could take more (request bodies, preparing an image) ask [`room_for`] first.
+const MIN_RESERVE: usize = 4 << 20;
+
+/// CPUs whose allocations are counted apart (the x86_64 per-CPU limit).
+const MAX_CPUS: usize = 64;
+
 struct KernelHeap {
     inner: LockedHeap,
     failures: AtomicU64,
+    /// Per CPU: bytes allocated less bytes freed there, wrapping ([`allocated_here`]).
+    net: [AtomicU64; MAX_CPUS],
 }
 
 #[global_allocator]
-static HEAP: KernelHeap = KernelHeap { inner: LockedHeap::empty(), failures: AtomicU64::new(0) };
+static HEAP: KernelHeap = KernelHeap {
+    inner: LockedHeap::empty(),
+    failures: AtomicU64::new(0),
+    net: [const { AtomicU64::new(0) }; MAX_CPUS],
+};
+
+fn this_cpu() -> usize {
+    arch::cpu_index_if_ready().unwrap_or(0) % MAX_CPUS
+}
 
 // SAFETY: delegates to `LockedHeap`, which upholds the `GlobalAlloc` contract.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
         let ptr = unsafe { self.inner.alloc(layout) };
-        if ptr.is_null() {
+        if !ptr.is_null() {
+            self.net[this_cpu()].fetch_add(layout.size() as u64, Ordering::Relaxed);
+        } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let s = stats();
             log::error!(
@@ -44,6 +65,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.net[this_cpu()].fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded contract.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
@@ -59,6 +81,24 @@ pub struct HeapStats {
 pub fn stats() -> HeapStats {
     let heap = HEAP.inner.lock();
     HeapStats { total: heap.size(), used: heap.used(), failures: HEAP.failures.load(Ordering::Relaxed) }
+}
+
+/// Bytes allocated less bytes freed on this CPU since boot (wrapping): read before and after
+/// work done on this CPU, the difference is what the work kept.
+pub fn allocated_here() -> u64 {
+    HEAP.net[this_cpu()].load(Ordering::Relaxed)
+}
+
+/// The kernel's reserve ([`MIN_RESERVE`]).
+pub fn reserve() -> usize {
+    (stats().total / 16).max(MIN_RESERVE)
+}
+
+/// Whether `bytes` more can be taken for a request and still leave the kernel its reserve.
+pub fn room_for(bytes: usize) -> bool {
+    let s = stats();
+    let free = s.total.saturating_sub(s.used);
+    free.checked_sub(bytes).is_some_and(|left| left >= reserve())
 }
 
 pub fn init() {
