@@ -44,7 +44,8 @@ pub fn read(info: &BootInfo) -> BootConfig {
 /// the page frames free now, unless `limit tenant_memory` / `tenant_sandbox_memory` say
 /// otherwise (an operator may overcommit them on purpose; the defaults never do).
 pub fn control_limits(node: &NodeSettings, tenants: usize) -> ControlLimits {
-    let mut limits = ControlLimits::default();
+    let mut limits =
+        ControlLimits { answer_memory: pappus_http::MemoryGate(mm::heap_room_for), ..ControlLimits::default() };
     let share = |bytes: u64| bytes / tenants.max(1) as u64;
     let heap = mm::heap_stats();
     let heap_for_tenants = (heap.total.saturating_sub(heap.used).saturating_sub(mm::heap_reserve())) as u64;

@@ -77,7 +77,9 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     let config = config::read(&info);
     if let Some(mut net) = net::init(&info, &cmdline, &config.node) {
         // The `http` communication function's client, with the configuration's host table.
-        let http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
+        let limits =
+            pappus_fetch::FetchLimits { body_memory: pappus_http::MemoryGate(mm::heap_room_for), ..Default::default() };
+        let http = comm::http::HttpComm::new(config.hosts, limits);
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
         let limits = config::control_limits(&config.node, config.tenants.len());

@@ -197,7 +197,7 @@ impl Invocation {
         let mut moved = false;
         if now_ms >= self.deadline_ms && matches!(self.execution.status(), Status::Running { .. }) {
             self.expired = true;
-            return match self.answer(limits.retry_after_s) {
+            return match self.answer(limits) {
                 Some(response) => Step::Done(response),
                 None => Step::Waiting { moved: false },
             };
@@ -223,7 +223,7 @@ impl Invocation {
             ran += 1;
             moved = true;
         }
-        match self.answer(limits.retry_after_s) {
+        match self.answer(limits) {
             Some(response) => Step::Done(response),
             None => Step::Waiting { moved },
         }
@@ -316,7 +316,8 @@ impl Invocation {
 
     /// The answer, once the execution is over. A 503 from the host (its run queue was full)
     /// says when to retry, like the plane's own 503.
-    fn answer(&mut self, retry_after_s: u32) -> Option<Response> {
+    fn answer(&mut self, limits: &ControlLimits) -> Option<Response> {
+        let retry_after_s = limits.retry_after_s;
         if let Some(bug) = &self.broken {
             return Some(ApiError::internal(format!("the invocation broke: {bug}")).into_response());
         }
@@ -339,6 +340,15 @@ impl Invocation {
         let mut outputs = self.execution.take_outputs().unwrap_or_default();
         if let Some(names) = &self.output_names {
             outputs = rename(outputs, names);
+        }
+        let size = match self.format {
+            WireFormat::Json => json::encoded_len(&outputs),
+            WireFormat::Binary | WireFormat::Raw => binary::encoded_len(&outputs),
+        };
+        if !limits.answer_memory.allows(size) {
+            let message = format!("the node has no memory for a {size}-byte answer now; retry later");
+            let error = ApiError::new(503, "out_of_memory", message).header("retry-after", format!("{retry_after_s}"));
+            return Some(error.into_response());
         }
         Some(encode(self.format, &outputs).unwrap_or_else(ApiError::into_response))
     }

@@ -2,6 +2,7 @@
 
 use model::MemoryBudgets;
 use model::wire::WireLimits;
+use pappus_http::MemoryGate;
 use planner::PlanLimits;
 
 /// The control plane's limits. Each one says what exceeding it answers.
@@ -39,6 +40,10 @@ pub struct ControlLimits {
     /// kernel sets them from the boot configuration or from its own memory; the default is
     /// unlimited, for hosts that do not account.
     pub memory: MemoryBudgets,
+    /// Asked before an answer is encoded (the encoded outputs are held until sent, charged to
+    /// no tenant): a kernel says no when the bytes would eat into its reserve, and the answer
+    /// is 503 `out_of_memory` with `Retry-After`.
+    pub answer_memory: MemoryGate,
 }
 
 impl ControlLimits {
@@ -57,6 +62,7 @@ impl ControlLimits {
         // `PlanLimits::default()`'s values; `Default` is not `const`.
         plan: PlanLimits { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 },
         memory: MemoryBudgets::UNLIMITED,
+        answer_memory: MemoryGate::ALWAYS,
     };
 
     /// The program size actually enforced: the configured one, capped by the parser's own limit.

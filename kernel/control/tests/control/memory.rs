@@ -172,3 +172,15 @@ fn two_tenants_sets_are_charged_separately() {
     assert_eq!(h.plane.memory().account(ALICE_ID, Pool::Heap).stats().peak > 0, true);
     assert_eq!(h.plane.memory().account(BOB_ID, Pool::Heap).stats().peak, 0);
 }
+
+#[test]
+fn an_answer_the_node_has_no_room_for_is_503_not_a_crash() {
+    let limits = ControlLimits { answer_memory: pappus_http::MemoryGate(|bytes| bytes < 1000), ..Default::default() };
+    let mut h = Harness::with_limits(limits);
+    let r = h.call(request("POST", "/v1/invoke/identity", Some(ALICE), &[], &[b'x'; 100]));
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = h.call(request("POST", "/v1/invoke/identity", Some(ALICE), &[], &[b'x'; 2000]));
+    assert_error_contains(&r, 503, "out_of_memory", "no memory for a");
+    assert_eq!(r.header_value("retry-after"), Some("1"));
+    assert_eq!(h.plane.live_invocations(), 0);
+}

@@ -99,16 +99,20 @@ pub fn decode(input: &Bytes, limits: &WireLimits) -> Result<Vec<Set>, WireError>
     Ok(sets)
 }
 
+/// How many bytes [`encode`] makes of `sets`, at most.
+pub fn encoded_len(sets: &[Set]) -> usize {
+    sets.iter().fold(10usize, |n, set| {
+        set.items.iter().fold(n.saturating_add(MIN_SET_LEN + set.name.len()), |n, item| {
+            n.saturating_add(MIN_ITEM_LEN + 8 + item.name.len()).saturating_add(item.data.len())
+        })
+    })
+}
+
 /// Encodes sets. Fails only if the sets break the data model (see [`WireLimits::check`] with
 /// [`WireLimits::MODEL`]) or hold more than `u32::MAX` sets or items in one set.
 pub fn encode(sets: &[Set]) -> Result<Vec<u8>, WireError> {
     WireLimits::MODEL.check(sets)?;
-    let size = sets.iter().fold(10usize, |n, set| {
-        set.items.iter().fold(n.saturating_add(MIN_SET_LEN + set.name.len()), |n, item| {
-            n.saturating_add(MIN_ITEM_LEN + 8 + item.name.len()).saturating_add(item.data.len())
-        })
-    });
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::with_capacity(encoded_len(sets));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, 0]);
     let max = u32::MAX as usize;
