@@ -8,6 +8,7 @@ use kcore::units::Bytes;
 use linked_list_allocator::LockedHeap;
 
 use crate::arch;
+use crate::smp::MAX_CPUS;
 
 /// Heap size: a quarter of RAM, at least 4 MiB, at most 1 GiB. The front door holds request and
 /// response bodies (up to 64 MiB each) and socket buffers here; the rest of RAM stays in frames
@@ -20,9 +21,6 @@ const MAX_HEAP: u64 = 1 << 30;
 /// Tenants' budgets are carved from the rest (`config::memory_budgets`), and request paths
 /// that could take more (request bodies, preparing an image) ask [`room_for`] first.
 const MIN_RESERVE: usize = 4 << 20;
-
-/// CPUs whose allocations are counted apart (the x86_64 per-CPU limit).
-const MAX_CPUS: usize = 64;
 
 struct KernelHeap {
     inner: LockedHeap,

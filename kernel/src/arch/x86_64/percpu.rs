@@ -63,8 +63,8 @@ pub const USER_KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_ker
 // and to hand an AP's block to it.
 unsafe impl Sync for PerCpu {}
 
-/// The most CPUs the kernel keeps blocks for (indices 0..MAX_CPUS).
-pub const MAX_CPUS: usize = 64;
+/// The most CPUs the kernel keeps blocks for (indices 0..MAX_CPUS): the kernel's one limit.
+pub use crate::smp::MAX_CPUS;
 
 impl PerCpu {
     const fn new(index: u32) -> Self {
