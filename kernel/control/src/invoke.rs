@@ -107,7 +107,7 @@ impl ControlPlane {
         body: Vec<u8>,
     ) -> Result<Invocation, ApiError> {
         let invocable = self.lookup_invocable(tenant, name)?;
-        self.check_room_for_invocation()?;
+        self.check_room_for_invocation(tenant)?;
         let format = WireFormat::for_response(headers.get_str("accept"));
         let content_type = headers.get_str("content-type");
         let wire = &self.limits.wire;

@@ -54,6 +54,7 @@
 //! | 422 | `plan_limit` | the composition would plan more instances or nesting than allowed |
 //! | 500 | `function_failed` | a function faulted, or the `fail` builtin ran (host errors pass their own status and code) |
 //! | 502 | `bad_output` | a function's outputs do not match its declaration or the data model |
+//! | 429 | `too_many_invocations` | the tenant holds its share of the live invocations (an equal share of the limit, at least one); with `Retry-After` |
 //! | 503 | `saturated` | too many live invocations; with `Retry-After` |
 //! | 503 | `out_of_memory` | the node's heap has no room for the work now (not the tenant's budget); with `Retry-After` |
 //! | 504 | `timeout` | a function ran past its time budget (as the host reports it) |
