@@ -92,8 +92,8 @@ impl FunctionHost for Host {
         }
     }
 
-    fn saturated(&self) -> bool {
-        self.dispatcher.saturated()
+    fn saturated(&self, tenant: TenantId) -> bool {
+        self.dispatcher.saturated(tenant)
     }
 
     fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {

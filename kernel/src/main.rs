@@ -82,6 +82,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let http = comm::http::HttpComm::new(config.hosts, limits);
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
+        dispatcher.share_among(config.tenants.len());
         let limits = config::control_limits(&config.node, config.tenants.len());
         let control = control::ControlPlane::new(config.tenants, limits);
         let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));

@@ -217,9 +217,11 @@ pub trait FunctionHost {
         Started::Done(Err(HostError::new(503, "unavailable", message)))
     }
 
-    /// Whether the host is saturated (its run queue is full): new invocations are then refused
-    /// with 503 and `Retry-After`, while those under way wait for room.
-    fn saturated(&self) -> bool {
+    /// Whether the host is saturated for `tenant` (its run queue is full, or holds the tenant's
+    /// share of it): the tenant's new invocations are then refused with 503 and `Retry-After`,
+    /// while those under way wait for room.
+    fn saturated(&self, tenant: TenantId) -> bool {
+        let _ = tenant;
         false
     }
 

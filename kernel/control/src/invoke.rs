@@ -83,7 +83,8 @@ impl ControlPlane {
         now_ms: u64,
         host: &mut dyn FunctionHost,
     ) -> Reply {
-        let started = self.check_host_room(host).and_then(|()| self.start_invocation(tenant, name, headers, body));
+        let started =
+            self.check_host_room(host, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
         match started {
             Ok(invocation) => self.settle(invocation, name, now_ms, host),
             Err(e) => {

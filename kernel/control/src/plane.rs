@@ -256,9 +256,10 @@ impl ControlPlane {
         (self.limits.max_live_invocations / self.tokens.len().max(1)).max(1)
     }
 
-    /// 503 when the host's run queue is full: invocations under way get the room it makes.
-    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost) -> Result<(), ApiError> {
-        if host.saturated() {
+    /// 503 when the host's run queue is full for `tenant`: invocations under way get the room
+    /// it makes.
+    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost, tenant: TenantId) -> Result<(), ApiError> {
+        if host.saturated(tenant) {
             let message = "the run queue is full; retry later";
             return Err(ApiError::new(503, "saturated", message)
                 .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));

@@ -109,7 +109,7 @@ impl FunctionHost for FakeHost {
         Started::Done(Ok(outputs))
     }
 
-    fn saturated(&self) -> bool {
+    fn saturated(&self, _tenant: TenantId) -> bool {
         self.full
     }
 
