@@ -148,13 +148,9 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
 
 /// Each tenant's memory accounts: what it holds, its peak, its budget and refusals, per pool.
 fn render_tenant_memory(out: &mut String, control: &ControlPlane) {
-    let _ = writeln!(
-        out,
-        "# HELP pappus_heap_reserve_bytes Kernel heap kept from tenants and request bodies.
-         # TYPE pappus_heap_reserve_bytes gauge
-pappus_heap_reserve_bytes {}",
-        mm::heap_reserve()
-    );
+    let name = "pappus_heap_reserve_bytes";
+    let help = "Kernel heap kept from tenants and request bodies.";
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", mm::heap_reserve());
     for (name, help, kind) in [
         ("pappus_tenant_memory_bytes", "Bytes a tenant holds now, by pool (heap, frames).", "gauge"),
         ("pappus_tenant_memory_peak_bytes", "The most bytes a tenant held, by pool.", "gauge"),
