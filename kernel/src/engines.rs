@@ -124,6 +124,22 @@ impl Engines {
         Ok(prepared)
     }
 
+    /// Where `spec` runs on a native engine and `prepared` is that engine's image: the engine,
+    /// for the dispatcher's preemptible native runs (`compute::dispatcher`). `None` otherwise.
+    #[cfg(target_arch = "x86_64")]
+    pub fn native<'a>(&'a self, spec: &FunctionSpec, prepared: &'a PreparedImage) -> Option<crate::native::Native<'a>> {
+        let image = prepared.downcast::<crate::native::NativeImage>()?;
+        let engine = self.engine(spec.engine()).ok()?;
+        if engine.name() != prepared.engine() {
+            return None;
+        }
+        match engine.name() {
+            "paging" => Some(crate::native::Native::Paging(&self.paging, image)),
+            "mpk" => Some(crate::native::Native::Mpk(self.mpk.as_ref()?, image)),
+            _ => None,
+        }
+    }
+
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it
     /// early (its invocation is gone) like a spent budget. `between_slices` runs each time the
     /// engine checks its deadline (every fuel slice): single-core mode serves the network there.
@@ -138,7 +154,7 @@ impl Engines {
     ) -> Result<Vec<Set>, HostError> {
         let spec = function.spec();
         let outputs: Vec<String> = spec.outputs().to_vec();
-        let limits = Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()));
+        let limits = limits(spec);
         let budget_ticks = u128::from(spec.timeout_ms()) * u128::from(time::ticks_per_second()) / 1000;
         let end = time::ticks().saturating_add(budget_ticks as u64);
         let deadline = RunDeadline { end, cancel, between_slices: between_slices.map(RefCell::new) };
@@ -146,8 +162,7 @@ impl Engines {
         let engine = self.engine(spec.engine())?;
         let start = time::ticks();
         let result = engine.run_image(prepared, invocation);
-        RUN_TICKS.fetch_add(time::ticks() - start, Ordering::Relaxed);
-        RUNS.fetch_add(1, Ordering::Relaxed);
+        count_run(time::ticks() - start);
         let completion = result.map_err(host_error)?;
         log::debug!(
             "engines: tenant {} ran {} ({:?} instructions)",
@@ -159,7 +174,18 @@ impl Engines {
     }
 }
 
-fn host_error(e: EngineError) -> HostError {
+/// A function's limits as its registration sets them.
+pub fn limits(spec: &FunctionSpec) -> Limits {
+    Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()))
+}
+
+/// Counts one run that took `ticks` inside its engine (all its slices), for [`run_stats`].
+pub fn count_run(ticks: u64) {
+    RUN_TICKS.fetch_add(ticks, Ordering::Relaxed);
+    RUNS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn host_error(e: EngineError) -> HostError {
     HostError::new(e.http_status(), e.code(), format!("{e}"))
 }
 

@@ -15,6 +15,22 @@ use crate::error::{BadOutput, EngineError, Trap, TrapKind};
 use crate::limits::Limits;
 use crate::traits::Completion;
 
+/// An address as a trap message may show it to the function's caller: addresses in the lower
+/// (user) half as they are, anything in the upper (kernel) half as `kernel address`, so that
+/// no message tells a tenant where the kernel lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redacted(pub u64);
+
+/// The first address of the upper (kernel) half on x86_64 with 4-level paging; everything from
+/// the end of the lower half up is redacted (non-canonical addresses included).
+pub const KERNEL_HALF: u64 = 0x0000_8000_0000_0000;
+
+impl core::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 >= KERNEL_HALF { f.write_str("kernel address") } else { write!(f, "{:#x}", self.0) }
+    }
+}
+
 /// The abort message kept, at most.
 pub const MAX_ABORT_MESSAGE: u64 = 4096;
 
@@ -116,9 +132,9 @@ pub fn exit_outcome(
 ) -> Result<Completion, EngineError> {
     if exit.number != native::SYS_EXIT {
         let message = format!(
-            "syscall number {} at rip={:#x}: the only system call is the exit call ({})",
+            "syscall number {} at rip={}: the only system call is the exit call ({})",
             exit.number,
-            exit.rip,
+            Redacted(exit.rip),
             native::SYS_EXIT
         );
         return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
@@ -126,7 +142,7 @@ pub fn exit_outcome(
     let oob = |what: &str, addr: u64, len: u64| -> EngineError {
         Trap::new(
             TrapKind::MemoryOutOfBounds,
-            format!("exit call: {what} at {addr:#x} of {len} bytes lies outside the sandbox's memory"),
+            format!("exit call: {what} at {} of {len} bytes lies outside the sandbox's memory", Redacted(addr)),
         )
         .into()
     };
@@ -190,6 +206,22 @@ pub fn exit_outcome(
         out.items.push(Item { name, key, data: Bytes::from(data) });
     }
     Ok(Completion { outputs: sets, instructions: None })
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn user_addresses_show_and_kernel_addresses_do_not() {
+        assert_eq!(format!("{}", Redacted(0x40_1000)), "0x401000");
+        assert_eq!(format!("{}", Redacted(KERNEL_HALF - 1)), "0x7fffffffffff");
+        for kernel in [KERNEL_HALF, 0xffff_8000_0010_0000, 0xffff_ffff_8020_0000, u64::MAX] {
+            let shown = format!("{}", Redacted(kernel));
+            assert_eq!(shown, "kernel address");
+            assert!(!shown.contains("0x"), "{shown}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,7 +375,7 @@ mod tests {
         let exit = done(&mut m, &[d]);
         let e = run(&m, exit).unwrap_err();
         assert_eq!(e.code(), "function_trap");
-        assert!(alloc::format!("{e}").contains("item data at 0xffff800000000000"), "{e}");
+        assert!(alloc::format!("{e}").contains("item data at kernel address"), "{e}");
         let exit = ExitCall { pointer: 0x10, len: 1, ..ExitCall::default() };
         assert!(alloc::format!("{}", run(&m, exit).unwrap_err()).contains("output table"));
     }

@@ -44,9 +44,63 @@ pub struct Core {
 
 pub type Completion = (Ticket, Result<Vec<Set>, HostError>);
 
+/// What the run queue holds: an instance not started yet, or a native run preempted at the end
+/// of its time slice (its sandbox parked with its whole context), which any core resumes when
+/// the fair-share queue comes back to it.
+enum Work {
+    Fresh {
+        job: Job,
+        /// Whether it already found every protection key held (counted once per run).
+        waited_for_key: bool,
+    },
+    #[cfg(target_arch = "x86_64")]
+    Resume(Parked),
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Parked {
+    ticket: Ticket,
+    tenant: TenantId,
+    sandbox: crate::native::Sandbox,
+    /// Ticks its earlier slices took.
+    ran: u64,
+}
+
+impl Work {
+    /// (tenant index, invocation) for the queue.
+    fn ids(&self) -> (u32, u64) {
+        match self {
+            Work::Fresh { job, .. } => (job.tenant.index(), job.ticket.invocation),
+            #[cfg(target_arch = "x86_64")]
+            Work::Resume(p) => (p.tenant.index(), p.ticket.invocation),
+        }
+    }
+}
+
+/// What one turn on a core came to.
+enum After {
+    /// The run ended (its result), after earlier slices of this many ticks.
+    Done(Ticket, Result<Vec<Set>, HostError>, u64),
+    /// It goes back in the queue (preempted, or waiting for a protection key).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Again(Work),
+}
+
+/// A native run's deadline check between its slices: only the dispatcher's cancellation flag
+/// (its time budget is the sandbox's own, counted over its slices only).
+#[cfg(target_arch = "x86_64")]
+struct Cancelled<'a>(&'a AtomicBool);
+
+#[cfg(target_arch = "x86_64")]
+impl engine::Deadline for Cancelled<'_> {
+    fn expired(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Dispatcher {
     engines: Engines,
-    queue: Mutex<RunQueue<Job>>,
+    queue: Mutex<RunQueue<Work>>,
     done: Mutex<VecDeque<Completion>>,
     cores: Vec<Core>,
     /// The CPU whose loop collects results (woken when one arrives).
@@ -119,7 +173,14 @@ impl Dispatcher {
     /// Queues an instance and wakes an idle core; a full queue hands the job back.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let (tenant, composition) = (job.tenant.index(), job.ticket.invocation);
-        self.queue.lock().push(tenant, composition, job).map_err(|full| full.into_inner())?;
+        {
+            let mut queue = self.queue.lock();
+            // (Checked here so that the job comes back as it went in; the push then fits.)
+            if queue.len() >= queue.capacity() {
+                return Err(job);
+            }
+            let _ = queue.push(tenant, composition, Work::Fresh { job, waited_for_key: false });
+        }
         if let Some(core) = self.cores.iter().find(|c| c.idle.swap(false, Ordering::AcqRel))
             && core.cpu != arch::cpu_index()
         {
@@ -146,40 +207,115 @@ impl Dispatcher {
 
     /// Drops the queued instances of `invocation` and stops its running ones at their next
     /// deadline check (their results are then dropped by the control plane).
+    /// A parked (preempted) native run of `invocation` is dropped with the queue's other
+    /// instances, which frees its sandbox.
     pub fn cancel(&self, invocation: u64) {
         let mut queue = self.queue.lock();
-        let dropped = queue.cancel_composition(invocation).len();
+        let removed = queue.cancel_composition(invocation);
         for core in &self.cores {
             if core.running.load(Ordering::Acquire) == invocation + 1 {
                 core.cancel.store(true, Ordering::Release);
             }
         }
         drop(queue);
+        // Freed outside the queue lock (a parked MPK sandbox empties its slot).
+        let dropped = removed.len();
+        drop(removed);
         if dropped > 0 {
             log::debug!("dispatcher: invocation {invocation} cancelled, {dropped} queued instance(s) dropped");
         }
     }
 
-    /// Runs the next queued instance on `core` (this CPU). Returns whether there was one.
-    /// `between_slices` runs at every deadline check of the engine (see `Engines::run`).
+    /// Runs the next queued work on `core` (this CPU) for one turn: a new instance, or a slice
+    /// of a preempted native run. Returns whether there was any. A native run whose slice ends
+    /// goes back in the queue behind the other tenants' work; a wasm run goes to its end, and
+    /// `between_slices` runs at every deadline check of its engine (see `Engines::run`).
     pub fn run_one(&self, core: &Core, between_slices: Option<&mut dyn FnMut()>) -> bool {
-        let job = {
+        let work = {
             let mut queue = self.queue.lock();
-            let Some((_, job)) = queue.pop() else { return false };
+            let Some((_, work)) = queue.pop() else { return false };
             core.cancel.store(false, Ordering::Relaxed);
-            core.running.store(job.ticket.invocation + 1, Ordering::Release);
-            job
+            core.running.store(work.ids().1 + 1, Ordering::Release);
+            work
         };
         core.stats.lock().begin(time::ticks());
-        let Job { ticket, tenant, function, prepared, inputs } = job;
-        let result = self.engines.run(tenant, &function, &prepared, inputs, &core.cancel, between_slices);
-        core.stats.lock().end(time::ticks());
-        core.running.store(0, Ordering::Release);
+        match self.turn(work, &core.cancel, between_slices) {
+            After::Done(ticket, result, earlier) => {
+                core.stats.lock().end_resumed(time::ticks(), earlier);
+                core.running.store(0, Ordering::Release);
+                self.finish(core, ticket, result);
+            }
+            After::Again(work) => {
+                core.stats.lock().pause(time::ticks());
+                let (tenant, invocation) = work.ids();
+                let mut queue = self.queue.lock();
+                // Cancelled during its slice (after the last check): not queued again.
+                if core.cancel.load(Ordering::Acquire) {
+                    core.running.store(0, Ordering::Release);
+                    drop(queue);
+                    let ticket = match &work {
+                        Work::Fresh { job, .. } => job.ticket,
+                        #[cfg(target_arch = "x86_64")]
+                        Work::Resume(p) => p.ticket,
+                    };
+                    drop(work);
+                    let cancelled = HostError::new(503, "cancelled", "the invocation was cancelled");
+                    self.finish(core, ticket, Err(cancelled));
+                } else {
+                    queue.requeue(tenant, invocation, work);
+                    core.running.store(0, Ordering::Release);
+                }
+            }
+        }
+        true
+    }
+
+    fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, HostError>) {
         self.done.lock().push_back((ticket, result));
         if self.io_cpu != core.cpu {
             arch::wake(self.io_cpu);
         }
-        true
+    }
+
+    /// One turn of `work` on this core.
+    fn turn(&self, work: Work, cancel: &AtomicBool, between_slices: Option<&mut dyn FnMut()>) -> After {
+        match work {
+            Work::Fresh { job, waited_for_key } => {
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = waited_for_key;
+                #[cfg(target_arch = "x86_64")]
+                let image = job.prepared.clone();
+                #[cfg(target_arch = "x86_64")]
+                if let Some(native) = self.engines.native(job.function.spec(), &image) {
+                    let Job { ticket, tenant, function, prepared, inputs } = job;
+                    let spec = function.spec();
+                    let outputs: Vec<alloc::string::String> = spec.outputs().to_vec();
+                    let deadline = Cancelled(cancel);
+                    let limits = crate::engines::limits(spec);
+                    let invocation =
+                        engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+                    let start = time::ticks();
+                    return match native.start(invocation) {
+                        crate::native::Step::NoKey(inputs) => {
+                            if !waited_for_key {
+                                crate::native::count_key_wait();
+                            }
+                            let job = Job { ticket, tenant, function, prepared, inputs };
+                            After::Again(Work::Fresh { job, waited_for_key: true })
+                        }
+                        step => after_step(step, ticket, tenant, 0, start),
+                    };
+                }
+                let Job { ticket, tenant, function, prepared, inputs } = job;
+                let result = self.engines.run(tenant, &function, &prepared, inputs, cancel, between_slices);
+                After::Done(ticket, result, 0)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Work::Resume(Parked { ticket, tenant, sandbox, ran }) => {
+                let start = time::ticks();
+                after_step(sandbox.resume(Some(&Cancelled(cancel))), ticket, tenant, ran, start)
+            }
+        }
     }
 
     /// Halts `core` (this CPU) until a submit wakes it, or at the latest at tick `backstop`.
@@ -194,5 +330,24 @@ impl Dispatcher {
     /// Whether results wait for the I/O core (it checks before it halts).
     pub fn has_completions(&self) -> bool {
         !self.done.lock().is_empty()
+    }
+}
+
+/// What a native slice that started at `start`, after earlier slices of `ran` ticks, came to.
+#[cfg(target_arch = "x86_64")]
+fn after_step(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran: u64, start: u64) -> After {
+    let ran_now = ran.saturating_add(time::ticks().saturating_sub(start));
+    match step {
+        crate::native::Step::Done(result) => {
+            crate::engines::count_run(ran_now);
+            let result = result.map(|c| c.outputs).map_err(crate::engines::host_error);
+            After::Done(ticket, result, ran)
+        }
+        crate::native::Step::Preempted(sandbox) => {
+            After::Again(Work::Resume(Parked { ticket, tenant, sandbox, ran: ran_now }))
+        }
+        crate::native::Step::NoKey(_) => {
+            After::Done(ticket, Err(HostError::new(500, "internal", "a resumed sandbox asked for a key")), ran)
+        }
     }
 }

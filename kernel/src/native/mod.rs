@@ -14,6 +14,7 @@
 //! vector, the address and the instruction pointer. Teardown frees every frame (frames are
 //! zeroed when allocated again).
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -21,12 +22,13 @@ use alloc::vec::Vec;
 
 use engine::native::{ExitCall, KeyPool, exit_outcome, system_block};
 use engine::{Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
+use model::Set;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use crate::arch::usermode::{self, Exit, Session, UserRegs};
+use crate::arch::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
 use crate::arch::uspace::{Access, AddressSpace};
 use crate::{arch, time};
 
@@ -78,8 +80,11 @@ impl Layout {
 
 /// Largest image file accepted.
 const MAX_IMAGE_BYTES: usize = 32 << 20;
-/// How often the timer checks a running sandbox's deadline.
-const SLICE_MICROS: u64 = 2_000;
+/// How often the timer checks a running sandbox's deadline and cancellation.
+const CHECK_MICROS: u64 = 2_000;
+/// A run's time slice: then it is preempted and goes back to the dispatcher's queue, so that
+/// other tenants' work runs before it continues.
+pub const SLICE_MICROS: u64 = 10_000;
 
 /// A checked image and its file (the loader copies segments from it at every run).
 #[derive(Clone)]
@@ -88,8 +93,48 @@ pub struct NativeImage {
     file: Arc<[u8]>,
 }
 
+/// How far one turn of a native run got ([`PagingEngine::start`], [`MpkEngine::start`],
+/// [`Sandbox::resume`]).
+pub enum Step {
+    /// The run ended: its outputs, or why it failed.
+    Done(Result<Completion, EngineError>),
+    /// Its slice ran out: the sandbox, with its whole user context and its memory (address
+    /// space, or slot and key), waits to be resumed, on this core or another. Dropping it
+    /// frees everything it holds (a cancelled run).
+    Preempted(Sandbox),
+    /// MPK only: every protection key is held (some by parked sandboxes); the run did not
+    /// start and its inputs come back, to be queued again.
+    NoKey(Vec<Set>),
+}
+
+/// A native engine and an image of its own, ready to start runs that the dispatcher may
+/// preempt and requeue (`Engines::native`).
+pub enum Native<'a> {
+    Paging(&'a PagingEngine, &'a NativeImage),
+    Mpk(&'a MpkEngine, &'a NativeImage),
+}
+
+impl Native<'_> {
+    /// Starts a run and runs its first slice.
+    pub fn start(&self, invocation: Invocation<'_>) -> Step {
+        match self {
+            Native::Paging(engine, image) => engine.start(image, invocation),
+            Native::Mpk(engine, image) => engine.start(image, invocation),
+        }
+    }
+}
+
 /// The page-table engine.
 pub struct PagingEngine;
+
+impl PagingEngine {
+    /// Starts a run in a fresh address space and runs its first slice.
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+        let start = time::ticks();
+        let Some(space) = AddressSpace::new() else { return Step::Done(Err(internal("no frame for a page table"))) };
+        start_in(Memory::Own(Some(space)), Layout { base: 0 }, image, invocation, start)
+    }
+}
 
 impl Engine for PagingEngine {
     type Image = NativeImage;
@@ -103,14 +148,19 @@ impl Engine for PagingEngine {
     }
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
-        let start = time::ticks();
-        let space = AddressSpace::new().ok_or_else(|| internal("no frame for a page table"))?;
-        let mut memory = Memory::Own(space);
-        let result = run_sandbox(&mut memory, Layout { base: 0 }, image, invocation, start);
-        let start = time::ticks();
-        drop(memory);
-        add_ticks(DESTROY, start);
-        result
+        let deadline = invocation.deadline;
+        to_end(self.start(image, invocation), deadline)
+    }
+}
+
+/// Resumes a preempted sandbox until it ends (for callers that do not requeue).
+fn to_end(mut step: Step, deadline: Option<&dyn engine::Deadline>) -> Result<Completion, EngineError> {
+    loop {
+        match step {
+            Step::Done(result) => return result,
+            Step::Preempted(sandbox) => step = sandbox.resume(deadline),
+            Step::NoKey(_) => return Err(internal("no protection key")),
+        }
     }
 }
 
@@ -118,14 +168,20 @@ impl Engine for PagingEngine {
 /// of [`SLOT_SIZE`] whose pages carry the sandbox's protection key (1..15); PKRU grants the
 /// running sandbox its key alone. More live sandboxes than keys wait for a key.
 pub struct MpkEngine {
+    shared: Arc<MpkShared>,
+}
+
+/// What every MPK sandbox shares: the address space and the key pool. Parked sandboxes hold a
+/// reference, so that dropping one (a cancelled run) can empty its slot and free its key.
+struct MpkShared {
     space: Mutex<AddressSpace>,
     keys: Mutex<KeyPool>,
 }
 
 /// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
 /// cores: create (address space or slot, image, system data block), run (entry, the function,
-/// its page faults and timer ticks, exit), collect (outputs out of the sandbox), destroy
-/// (unmap and free); and the number of runs.
+/// its page faults and timer ticks, exit; every slice), collect (outputs out of the sandbox),
+/// destroy (unmap and free); and the number of runs.
 static PHASE_TICKS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
 static RUNS: AtomicU64 = AtomicU64::new(0);
 const CREATE: usize = 0;
@@ -152,6 +208,20 @@ pub fn key_waits() -> u64 {
     KEY_WAITS.load(Ordering::Relaxed)
 }
 
+/// Counts one run that found every key taken (once per run: the dispatcher says whether this
+/// run was counted before).
+pub fn count_key_wait() {
+    KEY_WAITS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Native runs preempted at the end of a slice so far (all cores).
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Native runs preempted at the end of a slice so far.
+pub fn preemptions() -> u64 {
+    PREEMPTIONS.load(Ordering::Relaxed)
+}
+
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -159,26 +229,20 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        Some(Self { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) })
+        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) }) })
     }
 
-    /// Takes a free key, waiting for one when all are taken.
-    fn acquire(&self) -> u8 {
-        let mut waited = false;
-        loop {
-            if let Some(key) = self.keys.lock().try_acquire() {
-                return key;
-            }
-            if !waited {
-                waited = true;
-                KEY_WAITS.fetch_add(1, Ordering::Relaxed);
-            }
-            core::hint::spin_loop();
-        }
+    /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
+    /// key is held.
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+        let Some(key) = self.shared.keys.lock().try_acquire() else { return Step::NoKey(invocation.inputs) };
+        self.start_with(key, image, invocation)
     }
 
-    fn release(&self, key: u8) {
-        self.keys.lock().release(key);
+    fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+        let start = time::ticks();
+        let layout = Layout { base: u64::from(key) * SLOT_SIZE };
+        start_in(Memory::Shared { shared: Arc::clone(&self.shared), key }, layout, image, invocation, start)
     }
 }
 
@@ -193,33 +257,59 @@ impl Engine for MpkEngine {
         prepare(file)
     }
 
+    /// Runs to the end on this core, waiting (spinning) for a key when all are held.
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
-        let key = self.acquire();
-        let start = time::ticks();
-        let layout = Layout { base: u64::from(key) * SLOT_SIZE };
-        let mut memory = Memory::Shared { space: &self.space, key };
-        let result = run_sandbox(&mut memory, layout, image, invocation, start);
-        // The slot is emptied (frames freed, zeroed when next allocated) before its key is free.
-        let start = time::ticks();
-        self.space.lock().clear_region(layout.base, SLOT_SIZE);
-        add_ticks(DESTROY, start);
-        self.release(key);
-        result
+        let mut waited = false;
+        let key = loop {
+            if let Some(key) = self.shared.keys.lock().try_acquire() {
+                break key;
+            }
+            if !waited {
+                waited = true;
+                count_key_wait();
+            }
+            core::hint::spin_loop();
+        };
+        let deadline = invocation.deadline;
+        to_end(self.start_with(key, image, invocation), deadline)
     }
 }
 
-/// A sandbox's memory: its own address space (paging), or its key's slot in the shared one (MPK).
-enum Memory<'a> {
-    Own(AddressSpace),
-    Shared { space: &'a Mutex<AddressSpace>, key: u8 },
+/// A sandbox's memory: its own address space (paging), or its key's slot in the shared one
+/// (MPK). Dropping it frees every frame: the paging engine's space goes, the MPK slot is
+/// emptied before its key is free again.
+enum Memory {
+    /// (Always `Some` until the drop.)
+    Own(Option<AddressSpace>),
+    Shared {
+        shared: Arc<MpkShared>,
+        key: u8,
+    },
 }
 
-impl Memory<'_> {
+impl Memory {
     fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8) -> R) -> R {
         match self {
-            Memory::Own(space) => f(space, 0),
-            Memory::Shared { space, key } => f(&mut space.lock(), *key),
+            Memory::Own(Some(space)) => f(space, 0),
+            Memory::Own(None) => unreachable!("a paging sandbox's space is only taken by its drop"),
+            Memory::Shared { shared, key } => f(&mut shared.space.lock(), *key),
         }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        let start = time::ticks();
+        match self {
+            Memory::Own(space) => drop(space.take()),
+            Memory::Shared { shared, key } => {
+                // The slot is emptied (frames freed, zeroed when next allocated) before its key
+                // is free.
+                shared.space.lock().clear_region(u64::from(*key) * SLOT_SIZE, SLOT_SIZE);
+                shared.keys.lock().release(*key);
+            }
+        }
+        add_ticks(DESTROY, start);
     }
 }
 
@@ -269,18 +359,49 @@ fn load_image(space: &mut AddressSpace, key: u8, layout: Layout, image: &NativeI
     Ok(())
 }
 
-/// The state of one run that the trap handlers see.
-struct SandboxSession<'a, 'm> {
-    memory: &'a mut Memory<'m>,
+/// A sandbox's memory and where its regions are: what the fault handler needs.
+struct Space {
+    memory: Memory,
     layout: Layout,
     heap_end: u64,
     /// Pages the heap and stack may still take.
     pages_left: u64,
     memory_limit: u64,
+}
+
+/// A native run between its slices: its memory, its whole user context (general registers,
+/// RIP/RFLAGS/RSP, data segments and FS/GS bases, x87/SSE/AVX), and what is left of its time
+/// budget. Only [`Sandbox::resume`] runs it again; dropping it frees its memory and key.
+pub struct Sandbox {
+    space: Space,
+    /// Its registers (on the heap: a parked sandbox waits in the run queue, whose entries stay
+    /// small).
+    context: Box<[Context; 1]>,
+    outputs: Vec<String>,
+    limits: engine::Limits,
+    /// PKRU while it runs (None: CR4.PKE off).
+    pkru: Option<u32>,
+    /// Ticks of its time budget not yet used (time spent parked does not count).
+    budget_left: u64,
+}
+
+/// A sandbox's whole user context.
+struct Context {
+    regs: UserRegs,
+    extended: ExtendedState,
+}
+
+/// The state of one slice that the trap handlers see.
+struct SliceSession<'a> {
+    space: &'a mut Space,
     deadline: Option<&'a dyn engine::Deadline>,
+    /// When the slice ends (preempt) and when the budget does (time out).
+    slice_end: u64,
+    budget_end: u64,
     timed_out: bool,
     error: Option<EngineError>,
 }
+
 fn fault_kind(vector: u64) -> TrapKind {
     match vector {
         0 => TrapKind::IntegerDivisionByZero,
@@ -305,7 +426,7 @@ fn pf_detail(error: u64) -> String {
     s
 }
 
-impl SandboxSession<'_, '_> {
+impl Space {
     fn lazy(&self, page: u64) -> bool {
         lazy_region(self.layout, self.heap_end, page)
     }
@@ -316,130 +437,179 @@ fn lazy_region(layout: Layout, heap_end: u64, page: u64) -> bool {
     (layout.heap()..heap_end).contains(&page) || (layout.stack_bottom()..layout.stack_top()).contains(&page)
 }
 
-impl Session for SandboxSession<'_, '_> {
+impl Session for SliceSession<'_> {
     fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()> {
         let page = cr2 & !0xfff;
-        if vector == 14 && error_code & 1 == 0 && error_code & 16 == 0 && self.lazy(page) {
-            if self.pages_left == 0 {
+        let space = &mut *self.space;
+        if vector == 14 && error_code & 1 == 0 && error_code & 16 == 0 && space.lazy(page) {
+            if space.pages_left == 0 {
                 self.error = Some(EngineError::OutOfMemory {
-                    limit_bytes: self.memory_limit,
+                    limit_bytes: space.memory_limit,
                     detail: format!("touching {cr2:#x} at rip={rip:#x} needs a page beyond the limit"),
                 });
                 return None;
             }
-            if self.memory.with(|space, key| space.map_zeroed(page, Access::Writable, key)).is_ok() {
-                self.pages_left -= 1;
+            if space.memory.with(|s, key| s.map_zeroed(page, Access::Writable, key)).is_ok() {
+                space.pages_left -= 1;
                 return Some(());
             }
             self.error = Some(EngineError::OutOfMemory {
-                limit_bytes: self.memory_limit,
+                limit_bytes: space.memory_limit,
                 detail: format!("the node has no free frame for {cr2:#x}"),
             });
             return None;
         }
-        let guard = self.layout.stack_bottom() - GUARD..self.layout.stack_bottom();
+        let guard = space.layout.stack_bottom() - GUARD..space.layout.stack_bottom();
         let (kind, what) = if vector == 14 && guard.contains(&cr2) {
             (TrapKind::StackOverflow, format!("the stack ran into its guard at {cr2:#x}"))
         } else if vector == 14 {
-            (fault_kind(vector), format!("address {cr2:#x}: {}", pf_detail(error_code)))
+            (fault_kind(vector), format!("address {}: {}", engine::native::Redacted(cr2), pf_detail(error_code)))
         } else {
             (fault_kind(vector), format!("error code {error_code:#x}"))
         };
-        let message = format!("vector {vector} {} at rip={rip:#x}, {what}", arch::vector_name(vector));
+        let message =
+            format!("vector {vector} {} at rip={}, {what}", arch::vector_name(vector), engine::native::Redacted(rip));
         self.error = Some(Trap::new(kind, message).into());
         None
     }
 
-    fn on_tick(&mut self) -> bool {
-        if self.deadline.is_some_and(|d| d.expired()) {
+    fn on_tick(&mut self) -> Tick {
+        let now = time::ticks();
+        if now >= self.budget_end || self.deadline.is_some_and(|d| d.expired()) {
             self.timed_out = true;
-            return true;
+            return Tick::End;
         }
-        usermode::arm_tick(time::ticks() + slice_ticks());
-        false
+        if now >= self.slice_end {
+            return Tick::Preempt;
+        }
+        usermode::arm_tick((now + micros_to_ticks(CHECK_MICROS)).min(self.slice_end).min(self.budget_end));
+        Tick::Resume
     }
 }
 
-fn slice_ticks() -> u64 {
-    (u128::from(SLICE_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
+fn micros_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
 }
 
-/// Runs one instance in `memory` at `layout`: load, enter, exit, collect. The caller frees
-/// the memory (the paging engine by dropping its space, the MPK engine by clearing the slot).
-fn run_sandbox(
-    memory: &mut Memory<'_>,
-    layout: Layout,
-    image: &NativeImage,
-    invocation: Invocation<'_>,
-    start: u64,
-) -> Result<Completion, EngineError> {
+/// Sets up a sandbox in `memory` at `layout` (image, system data block, registers) and runs
+/// its first slice. On any failure `memory` is dropped, which frees it.
+fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation: Invocation<'_>, start: u64) -> Step {
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     // The image's pages count against the memory limit, as a wasm module's data does.
     let image_pages: u64 = image.image.segments().iter().map(|s| (s.pages().end - s.pages().start) / 4096).sum();
     if image_pages.saturating_mul(4096) > limits.memory_bytes {
         let detail = format!("the image needs {} bytes of pages before the function starts", image_pages * 4096);
-        return Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail });
+        return Step::Done(Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail }));
     }
     let heap_len = layout.heap_len(limits.memory_bytes - image_pages * 4096);
-    let block = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len)
-        .ok_or_else(|| internal("no memory for the system data block"))?;
+    let Some(block) = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) else {
+        return Step::Done(Err(internal("no memory for the system data block")));
+    };
     drop(inputs);
-    memory.with(|space, key| {
+    let loaded = memory.with(|space, key| {
         load_image(space, key, layout, image)?;
         space
             .map_bytes(layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
             .map_err(|_| internal("mapping the system data block"))
-    })?;
+    });
+    if let Err(e) = loaded {
+        return Step::Done(Err(e));
+    }
     drop(block);
     // With CR4.PKE on, PKRU applies to every user page: the paging engine's pages carry key 0.
-    let pkru = match memory {
+    let pkru = match &memory {
         Memory::Own(_) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
-    let mut session = SandboxSession {
-        memory,
-        layout,
-        heap_end: layout.heap() + heap_len,
-        pages_left: pages(limits.memory_bytes) - image_pages,
-        memory_limit: limits.memory_bytes,
-        deadline,
-        timed_out: false,
-        error: None,
-    };
-    let mut regs = UserRegs {
+    let mut names = Vec::new();
+    if names.try_reserve_exact(outputs.len()).is_err() {
+        return Step::Done(Err(internal("no memory for the sandbox's state")));
+    }
+    names.extend(outputs.iter().cloned());
+    let regs = UserRegs {
         rip: layout.image() + image.image.entry(),
         rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
         rdi: layout.sys(),
         ..UserRegs::default()
     };
-    let kernel_cr3 = crate::arch::uspace::current_cr3();
-    let created = add_ticks(CREATE, start);
-    let previous = session.memory.with(|space, _| {
-        space.refresh_kernel_half(kernel_cr3);
-        space.activate()
-    });
-    if let Some(pkru) = pkru {
-        usermode::write_pkru(pkru);
-    }
-    usermode::arm_tick(time::ticks() + slice_ticks());
-    let exit = usermode::enter_user(&mut regs, &mut session);
-    usermode::disarm_tick();
-    if pkru.is_some() {
-        usermode::write_pkru(usermode::PKRU_DENY_ALL);
-    }
-    AddressSpace::deactivate(previous);
-    let ran = add_ticks(RUN, created);
-    let result = match exit {
-        Exit::Ended if session.timed_out => Err(EngineError::Timeout { budget: limits.time, wall_clock: true }),
-        Exit::Ended => Err(session.error.take().unwrap_or_else(|| internal("sandbox ended without a cause"))),
-        Exit::Syscall => {
-            let heap_end = session.heap_end;
-            session.memory.with(|space, _| finish(space, layout, heap_end, &regs, outputs, &limits))
-        }
+    let Some(context) = boxed_context(regs) else {
+        return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
-    add_ticks(COLLECT, ran);
-    result
+    let budget = u128::from(limits.time.millis) * u128::from(time::ticks_per_second()) / 1000;
+    let sandbox = Sandbox {
+        space: Space {
+            memory,
+            layout,
+            heap_end: layout.heap() + heap_len,
+            pages_left: pages(limits.memory_bytes) - image_pages,
+            memory_limit: limits.memory_bytes,
+        },
+        context,
+        outputs: names,
+        limits,
+        pkru,
+        budget_left: u64::try_from(budget).unwrap_or(u64::MAX),
+    };
+    add_ticks(CREATE, start);
+    sandbox.resume(deadline)
+}
+
+/// A sandbox's first context on the heap (`regs`, the initial extended state), or `None` when
+/// the heap has no room (a request's allocation: it must fail cleanly, not panic).
+fn boxed_context(regs: UserRegs) -> Option<Box<[Context; 1]>> {
+    let mut area = Vec::new();
+    area.try_reserve_exact(1).ok()?;
+    area.push(Context { regs, extended: ExtendedState::new() });
+    area.into_boxed_slice().try_into().ok()
+}
+
+impl Sandbox {
+    /// Runs the sandbox for one slice (at most [`SLICE_MICROS`], less when its budget ends
+    /// first) on this core: it ends (exit call, trap, budget, `deadline` expired: cancelled),
+    /// or comes back preempted with its context saved.
+    pub fn resume(mut self, deadline: Option<&dyn engine::Deadline>) -> Step {
+        let entered = time::ticks();
+        let slice_end = entered + micros_to_ticks(SLICE_MICROS);
+        let budget_end = entered.saturating_add(self.budget_left);
+        let kernel_cr3 = crate::arch::uspace::current_cr3();
+        let mut session =
+            SliceSession { space: &mut self.space, deadline, slice_end, budget_end, timed_out: false, error: None };
+        let previous = session.space.memory.with(|space, _| {
+            space.refresh_kernel_half(kernel_cr3);
+            space.activate()
+        });
+        if let Some(pkru) = self.pkru {
+            usermode::write_pkru(pkru);
+        }
+        usermode::arm_tick((entered + micros_to_ticks(CHECK_MICROS)).min(slice_end).min(budget_end));
+        let Context { regs, extended } = &mut self.context[0];
+        let exit = usermode::enter_user(regs, extended, &mut session);
+        usermode::disarm_tick();
+        if self.pkru.is_some() {
+            usermode::write_pkru(usermode::PKRU_DENY_ALL);
+        }
+        AddressSpace::deactivate(previous);
+        let (timed_out, error) = (session.timed_out, session.error.take());
+        let ran = add_ticks(RUN, entered);
+        self.budget_left = self.budget_left.saturating_sub(ran - entered);
+        let result = match exit {
+            Exit::Preempted if self.budget_left > 0 => {
+                PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+                return Step::Preempted(self);
+            }
+            Exit::Preempted => Err(EngineError::Timeout { budget: self.limits.time, wall_clock: true }),
+            Exit::Ended if timed_out => Err(EngineError::Timeout { budget: self.limits.time, wall_clock: true }),
+            Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
+            Exit::Syscall => {
+                let Space { layout, heap_end, .. } = self.space;
+                let (regs, outputs, limits) = (&self.context[0].regs, &self.outputs, &self.limits);
+                self.space.memory.with(|space, _| finish(space, layout, heap_end, regs, outputs, limits))
+            }
+        };
+        add_ticks(COLLECT, ran);
+        Step::Done(result)
+    }
 }
 
 /// The exit call: outputs (validated and copied out through the sandbox's page tables) or the
