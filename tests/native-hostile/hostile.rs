@@ -193,6 +193,16 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             OUT = [u64::from(ds), u64::from(es), u64::from(fs), u64::from(gs)];
             exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
         }
+        #[cfg(case = "segments_survive_preemption")]
+        {
+            // Its own selectors, then long enough to be preempted many times: they come back.
+            asm!("mov ds, {0:x}", "mov es, {0:x}", "mov fs, {0:x}", "mov gs, {0:x}", in(reg) 0x2bu16);
+            asm!("2:", "dec rcx", "jnz 2b", inout("rcx") 1u64 << 27 => _);
+            let (ds, es, fs, gs): (u16, u16, u16, u16);
+            asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs", out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs);
+            OUT = [u64::from(ds), u64::from(es), u64::from(fs), u64::from(gs)];
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
+        }
         #[cfg(case = "sgdt")]
         {
             // Where the GDT is: with CR4.UMIP a #GP instead.

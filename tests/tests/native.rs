@@ -152,6 +152,8 @@ fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &
             assert_eq!(v["error"]["code"], code, "{case}: {}", r.text());
             let message = v["error"]["message"].as_str().unwrap();
             assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
+            // No kernel address reaches the caller (faults at or on kernel addresses say so).
+            assert!(!message.to_lowercase().contains("0xffff"), "{case}: a kernel address in {message:?}");
         }
     };
     check(&node);
@@ -190,7 +192,7 @@ hostile_tests! {
     write_another_sandbox: "write_other" => 500, "function_trap", "page not present, write";
     read_kernel_memory: "read_kernel" => 500, "function_trap", "protection violation, read";
     write_kernel_memory: "write_kernel" => 500, "function_trap", "protection violation, write";
-    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "instruction fetch";
+    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "rip=kernel address, address kernel address";
     wrpkru_in_image_is_refused: "wrpkru_in_image" => 400, "invalid_image", "WRPKRU";
     xrstor_in_image_is_refused: "xrstor_in_image" => 400, "invalid_image", "XRSTOR";
     forged_wrpkru_in_data_is_not_executable: "forged_wrpkru" => 500, "function_trap", "instruction fetch";
@@ -623,4 +625,73 @@ fn reset(stream: TcpStream) {
     };
     assert_eq!(rc, 0, "SO_LINGER");
     drop(stream);
+}
+
+// ---- State that must not cross from one run to the next ----
+
+/// Reads the `OUT` words of a hostile case that reports four of them.
+fn four_words(node: &Node, name: &str) -> Vec<u64> {
+    let out = invoke(node, name, &json!({"in": [item("x", b"x")]}));
+    let data = &out["out"][0].1;
+    data.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// DS/ES/FS/GS as a run left them are not what the next run finds (null selectors), and a run's
+/// own selectors survive its preemptions.
+fn segments_reset_between_runs(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=60000";
+    for case in ["set_segments", "read_segments", "segments_survive_preemption"] {
+        register(&node, case, engine, query, &functions::hostile_native(case));
+    }
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "a fresh node");
+    let r = invoke_raw(&node, "set_segments", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "DS/ES/FS/GS after a run that set them");
+    let before = node.metric("pappus_preemptions_total");
+    assert_eq!(four_words(&node, "segments_survive_preemption"), [0x2b; 4], "its own selectors after preemptions");
+    let preempted = node.metric("pappus_preemptions_total") - before;
+    eprintln!("{test}: the selector run was preempted {preempted} times");
+    assert!(preempted > 0, "the selector run was never preempted");
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "DS/ES/FS/GS after a preempted run");
+}
+
+#[test]
+fn segments_reset_between_runs_under_mpk() {
+    segments_reset_between_runs("segments_reset_between_runs_under_mpk", "max", "mpk");
+}
+
+#[test]
+fn segments_reset_between_runs_under_paging() {
+    segments_reset_between_runs("segments_reset_between_runs_under_paging", "qemu64", "paging");
+}
+
+/// SGDT, SIDT and SMSW from ring 3: a #GP where the CPU has UMIP (the kernel turns CR4.UMIP
+/// on), else they run (and the log says the CPU has no UMIP).
+fn descriptor_tables_hidden(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    let umip = node.qemu.lines().iter().any(|l| l.contains("UMIP true"));
+    assert!(umip || node.qemu.lines().iter().any(|l| l.contains("UMIP false")), "no UMIP in the log");
+    eprintln!("{test}: -cpu {cpu} has UMIP: {umip}");
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=2000";
+    for case in ["sgdt", "sidt", "smsw"] {
+        register(&node, case, engine, query, &functions::hostile_native(case));
+        let r = invoke_raw(&node, case, &json!({"in": [item("x", b"x")]}));
+        if umip {
+            assert_eq!(r.status, 500, "{case}: {}", r.text());
+            assert!(r.text().contains("general protection"), "{case}: {}", r.text());
+        } else {
+            assert_eq!(r.status, 200, "{case} without UMIP: {}", r.text());
+        }
+    }
+}
+
+#[test]
+fn descriptor_tables_are_hidden_with_umip_on_cpu_max() {
+    descriptor_tables_hidden("descriptor_tables_are_hidden_with_umip_on_cpu_max", "max", "native");
+}
+
+#[test]
+fn descriptor_tables_without_umip_on_qemu64() {
+    descriptor_tables_hidden("descriptor_tables_without_umip_on_qemu64", "qemu64", "paging");
 }
