@@ -546,7 +546,10 @@ fn long_run_shares_the_compute_core(test: &str, cpu: &str, engine: &str) {
          still running: {while_running}; preemptions so far: {preemptions}",
         started.elapsed()
     );
-    assert!(while_running, "the other tenant was served only after the long run ended");
+    if !while_running {
+        let answer = pappus_tests::node::read_response(&mut BufReader::new(long));
+        panic!("the other tenant was served only after the long run ended: {answer:?}\n{}", node.qemu.tail(20));
+    }
     assert!(preemptions > 0, "the long run was never preempted");
     let r = pappus_tests::node::read_response(&mut BufReader::new(long)).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());

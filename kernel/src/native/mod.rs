@@ -1,96 +1,61 @@
-//! The native engines: x86_64 static-PIE functions run at CPL 3 (docs/function-abi.md, "The
-//! native transport").
+//! The native engines' hardware half: x86_64 static-PIE functions run at CPL 3
+//! (docs/function-abi.md, "The native transport"). The policy — layout, keys, image loading,
+//! what a fault means, time slices, the exit call — is the host-tested `native` crate
+//! (`compute-engines/native`); this module gives it page tables ([`SandboxSpace`] on
+//! [`AddressSpace`]), ring 3 and the timer.
 //!
-//! Every sandbox sees its image (W^X, from `pappus-elf`), the read-only system data block with
-//! its inputs, a heap and a stack mapped on first touch (counted with the image against the
-//! memory limit, zero until written), and guard gaps between them ([`Layout`]).
+//! Every sandbox sees its image (W^X), the read-only system data block with its inputs, a heap
+//! and a stack mapped on first touch (counted with the image against the memory limit, zero
+//! until written), and guard gaps between them ([`Layout`]).
 //! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
 //!   kernel's upper half), torn down after it.
 //! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
 //!   (1..15) per live sandbox, PKRU granting that key alone while it runs.
 //!
-//! The timer interrupts the sandbox every [`SLICE_MICROS`] to check the run's deadline. The one
-//! exit is `syscall` with the exit number; any other trap ends the run with an error naming the
-//! vector, the address and the instruction pointer. Teardown frees every frame (frames are
-//! zeroed when allocated again).
+//! A run goes one time slice at a time ([`Sandbox::resume`], [`SliceClock`]): the timer
+//! interrupts it every 2 ms to check its budget and cancellation, and at the slice's end it is
+//! preempted with its whole user context saved and handed back as [`Step::Preempted`], for the
+//! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
+//! ends the run with an error naming the vector, the address and the instruction pointer (kernel
+//! addresses redacted). Teardown frees every frame (frames are zeroed when allocated again).
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-
-use engine::native::{ExitCall, KeyPool, exit_outcome, system_block};
-use engine::{Completion, Engine, EngineError, ImageError, Invocation, Trap, TrapKind};
-use model::Set;
-
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use engine::{Completion, Engine, EngineError, Invocation};
+use model::Set;
+use native::fault::{Fault, FaultAction, classify_fault, no_frame};
+use native::layout::pages;
+use native::slice::budget_ticks;
+use native::{
+    Access, ExitCall, KeyPool, Layout, MapError, SLOT_SIZE, SandboxSpace, SliceClock, TickAction, exit_outcome,
+    load_image, prepare, system_block,
+};
 use spin::Mutex;
 
 use crate::arch::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
-use crate::arch::uspace::{Access, AddressSpace};
+use crate::arch::uspace::{self, AddressSpace};
 use crate::{arch, time};
 
-/// Where a sandbox's regions lie, relative to its base (0 for the paging engine, whose
-/// sandboxes each have an address space of their own; the key's slot for the MPK engine).
-#[derive(Clone, Copy, Debug)]
-pub struct Layout {
-    base: u64,
-}
+pub use native::NativeImage;
 
-/// The image, at base + 4 MiB (2 MiB aligned; the first 4 MiB unmapped).
-const IMAGE_OFFSET: u64 = 0x40_0000;
-/// The most image span a function may have.
-const MAX_IMAGE_SPAN: u64 = 256 << 20;
-/// The system data block (read-only), at base + 4 GiB.
-const SYS_OFFSET: u64 = 0x1_0000_0000;
-/// The heap (read-write, mapped on first touch), at base + 8 GiB.
-const HEAP_OFFSET: u64 = 0x2_0000_0000;
-/// The stack's top, base + 16 GiB; it grows down over [`STACK_SIZE`], below it a guard gap of
-/// [`GUARD`] that nothing is ever mapped in.
-const STACK_TOP_OFFSET: u64 = 0x4_0000_0000;
-const STACK_SIZE: u64 = 1 << 20;
-const GUARD: u64 = 1 << 30;
-/// The room one sandbox's layout takes: the MPK engine's slot size (32 GiB).
-const SLOT_SIZE: u64 = 1 << 35;
-
-impl Layout {
-    fn image(self) -> u64 {
-        self.base + IMAGE_OFFSET
-    }
-    fn sys(self) -> u64 {
-        self.base + SYS_OFFSET
-    }
-    fn heap(self) -> u64 {
-        self.base + HEAP_OFFSET
-    }
-    fn stack_top(self) -> u64 {
-        self.base + STACK_TOP_OFFSET
-    }
-    fn stack_bottom(self) -> u64 {
-        self.stack_top() - STACK_SIZE
-    }
-    /// The heap's size for `memory_bytes` (the limit less the image): less the stack, at most
-    /// up to the guard.
-    fn heap_len(self, memory_bytes: u64) -> u64 {
-        (memory_bytes.saturating_sub(STACK_SIZE) & !0xfff).min(STACK_TOP_OFFSET - STACK_SIZE - GUARD - HEAP_OFFSET)
+/// The arch's page tables are what the policy crate maps sandboxes through.
+impl SandboxSpace for AddressSpace {
+    fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), MapError> {
+        AddressSpace::map_bytes(self, virt, bytes, pages, arch_access(access), key).map_err(|()| MapError)
     }
 }
 
-/// Largest image file accepted.
-const MAX_IMAGE_BYTES: usize = 32 << 20;
-/// How often the timer checks a running sandbox's deadline and cancellation.
-const CHECK_MICROS: u64 = 2_000;
-/// A run's time slice: then it is preempted and goes back to the dispatcher's queue, so that
-/// other tenants' work runs before it continues.
-pub const SLICE_MICROS: u64 = 10_000;
-
-/// A checked image and its file (the loader copies segments from it at every run).
-#[derive(Clone)]
-pub struct NativeImage {
-    image: Arc<fn_elf::Image>,
-    file: Arc<[u8]>,
+fn arch_access(access: Access) -> uspace::Access {
+    match access {
+        Access::ReadOnly => uspace::Access::ReadOnly,
+        Access::Writable => uspace::Access::Writable,
+        Access::Executable => uspace::Access::Executable,
+    }
 }
 
 /// How far one turn of a native run got ([`PagingEngine::start`], [`MpkEngine::start`],
@@ -132,7 +97,7 @@ impl PagingEngine {
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
         let start = time::ticks();
         let Some(space) = AddressSpace::new() else { return Step::Done(Err(internal("no frame for a page table"))) };
-        start_in(Memory::Own(Some(space)), Layout { base: 0 }, image, invocation, start)
+        start_in(Memory::Own(Some(space)), Layout::own(), image, invocation, start)
     }
 }
 
@@ -241,7 +206,7 @@ impl MpkEngine {
 
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>) -> Step {
         let start = time::ticks();
-        let layout = Layout { base: u64::from(key) * SLOT_SIZE };
+        let layout = Layout::slot(key);
         start_in(Memory::Shared { shared: Arc::clone(&self.shared), key }, layout, image, invocation, start)
     }
 }
@@ -305,7 +270,7 @@ impl Drop for Memory {
             Memory::Shared { shared, key } => {
                 // The slot is emptied (frames freed, zeroed when next allocated) before its key
                 // is free.
-                shared.space.lock().clear_region(u64::from(*key) * SLOT_SIZE, SLOT_SIZE);
+                shared.space.lock().clear_region(Layout::slot(*key).base(), SLOT_SIZE);
                 shared.keys.lock().release(*key);
             }
         }
@@ -313,50 +278,8 @@ impl Drop for Memory {
     }
 }
 
-/// Checks an image for the native engines: size, every ELF rule, the forbidden-instruction scan.
-pub fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
-    if file.len() > MAX_IMAGE_BYTES {
-        return Err(ImageError::TooLarge { size: file.len(), limit: MAX_IMAGE_BYTES }.into());
-    }
-    let limits = fn_elf::Limits { max_span: MAX_IMAGE_SPAN, max_align: 2 << 20 };
-    let image = fn_elf::Image::parse_with(file, &limits)
-        .map_err(|e| EngineError::from(ImageError::Malformed { reason: format!("{e}") }))?;
-    Ok(NativeImage { image: Arc::new(image), file: Arc::from(file) })
-}
-
 fn internal(what: &str) -> EngineError {
     EngineError::internal(format!("native engine: {what}"))
-}
-
-fn pages(bytes: u64) -> u64 {
-    bytes.div_ceil(4096)
-}
-
-/// Loads the image at the layout's image address: each segment's pages with its rights, RELRO
-/// read-only.
-fn load_image(space: &mut AddressSpace, key: u8, layout: Layout, image: &NativeImage) -> Result<(), EngineError> {
-    let span = image.image.span();
-    let mut memory = Vec::new();
-    memory.try_reserve_exact(span as usize).map_err(|_| internal("no memory for the image"))?;
-    memory.resize(span as usize, 0);
-    image.image.load_into(&image.file, &mut memory, layout.image()).map_err(|e| internal(&format!("load: {e}")))?;
-    let relro = image.image.relro().map(|r| (r.start.next_multiple_of(4096), r.end & !0xfff));
-    for segment in image.image.segments() {
-        let range = segment.pages();
-        let mut page = range.start;
-        while page < range.end {
-            let in_relro = relro.is_some_and(|(s, e)| page >= s && page + 4096 <= e);
-            let access = match (segment.perms.execute, segment.perms.write && !in_relro) {
-                (true, _) => Access::Executable,
-                (false, true) => Access::Writable,
-                (false, false) => Access::ReadOnly,
-            };
-            let bytes = &memory[page as usize..(page + 4096) as usize];
-            space.map_bytes(layout.image() + page, bytes, 1, access, key).map_err(|_| internal("mapping the image"))?;
-            page += 4096;
-        }
-    }
-    Ok(())
 }
 
 /// A sandbox's memory and where its regions are: what the fault handler needs.
@@ -395,100 +318,51 @@ struct Context {
 struct SliceSession<'a> {
     space: &'a mut Space,
     deadline: Option<&'a dyn engine::Deadline>,
-    /// When the slice ends (preempt) and when the budget does (time out).
-    slice_end: u64,
-    budget_end: u64,
+    clock: SliceClock,
     timed_out: bool,
     error: Option<EngineError>,
 }
 
-fn fault_kind(vector: u64) -> TrapKind {
-    match vector {
-        0 => TrapKind::IntegerDivisionByZero,
-        6 | 13 => TrapKind::InvalidInstruction,
-        14 => TrapKind::MemoryOutOfBounds,
-        _ => TrapKind::Other,
-    }
-}
-
-fn pf_detail(error: u64) -> String {
-    let mut s = String::from(if error & 1 != 0 { "protection violation" } else { "page not present" });
-    s.push_str(if error & 16 != 0 {
-        ", instruction fetch"
-    } else if error & 2 != 0 {
-        ", write"
-    } else {
-        ", read"
-    });
-    if error & 32 != 0 {
-        s.push_str(", protection key");
-    }
-    s
-}
-
-impl Space {
-    fn lazy(&self, page: u64) -> bool {
-        lazy_region(self.layout, self.heap_end, page)
-    }
-}
-
-/// Whether `page` lies in the heap or stack, which are mapped on first touch (zero until then).
-fn lazy_region(layout: Layout, heap_end: u64, page: u64) -> bool {
-    (layout.heap()..heap_end).contains(&page) || (layout.stack_bottom()..layout.stack_top()).contains(&page)
-}
-
 impl Session for SliceSession<'_> {
     fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()> {
-        let page = cr2 & !0xfff;
         let space = &mut *self.space;
-        if vector == 14 && error_code & 1 == 0 && error_code & 16 == 0 && space.lazy(page) {
-            if space.pages_left == 0 {
-                self.error = Some(EngineError::OutOfMemory {
-                    limit_bytes: space.memory_limit,
-                    detail: format!("touching {cr2:#x} at rip={rip:#x} needs a page beyond the limit"),
-                });
-                return None;
+        let fault = Fault { vector, error_code, rip, cr2 };
+        let action = classify_fault(
+            space.layout,
+            space.heap_end,
+            space.pages_left,
+            space.memory_limit,
+            fault,
+            arch::vector_name(vector),
+        );
+        let error = match action {
+            FaultAction::MapPage(page) => {
+                if space.memory.with(|s, key| s.map_zeroed(page, uspace::Access::Writable, key)).is_ok() {
+                    space.pages_left -= 1;
+                    return Some(());
+                }
+                no_frame(space.memory_limit, cr2)
             }
-            if space.memory.with(|s, key| s.map_zeroed(page, Access::Writable, key)).is_ok() {
-                space.pages_left -= 1;
-                return Some(());
-            }
-            self.error = Some(EngineError::OutOfMemory {
-                limit_bytes: space.memory_limit,
-                detail: format!("the node has no free frame for {cr2:#x}"),
-            });
-            return None;
-        }
-        let guard = space.layout.stack_bottom() - GUARD..space.layout.stack_bottom();
-        let (kind, what) = if vector == 14 && guard.contains(&cr2) {
-            (TrapKind::StackOverflow, format!("the stack ran into its guard at {cr2:#x}"))
-        } else if vector == 14 {
-            (fault_kind(vector), format!("address {}: {}", engine::native::Redacted(cr2), pf_detail(error_code)))
-        } else {
-            (fault_kind(vector), format!("error code {error_code:#x}"))
+            FaultAction::End(error) => error,
         };
-        let message =
-            format!("vector {vector} {} at rip={}, {what}", arch::vector_name(vector), engine::native::Redacted(rip));
-        self.error = Some(Trap::new(kind, message).into());
+        self.error = Some(error);
         None
     }
 
     fn on_tick(&mut self) -> Tick {
-        let now = time::ticks();
-        if now >= self.budget_end || self.deadline.is_some_and(|d| d.expired()) {
-            self.timed_out = true;
-            return Tick::End;
+        let cancelled = self.deadline.is_some_and(|d| d.expired());
+        match self.clock.on_tick(time::ticks(), cancelled) {
+            TickAction::Resume { next_tick } => {
+                usermode::arm_tick(next_tick);
+                Tick::Resume
+            }
+            TickAction::Preempt => Tick::Preempt,
+            TickAction::End => {
+                self.timed_out = true;
+                Tick::End
+            }
         }
-        if now >= self.slice_end {
-            return Tick::Preempt;
-        }
-        usermode::arm_tick((now + micros_to_ticks(CHECK_MICROS)).min(self.slice_end).min(self.budget_end));
-        Tick::Resume
     }
-}
-
-fn micros_to_ticks(us: u64) -> u64 {
-    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
 }
 
 /// Sets up a sandbox in `memory` at `layout` (image, system data block, registers) and runs
@@ -497,7 +371,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     // The image's pages count against the memory limit, as a wasm module's data does.
-    let image_pages: u64 = image.image.segments().iter().map(|s| (s.pages().end - s.pages().start) / 4096).sum();
+    let image_pages = image.pages();
     if image_pages.saturating_mul(4096) > limits.memory_bytes {
         let detail = format!("the image needs {} bytes of pages before the function starts", image_pages * 4096);
         return Step::Done(Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail }));
@@ -509,8 +383,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     drop(inputs);
     let loaded = memory.with(|space, key| {
         load_image(space, key, layout, image)?;
-        space
-            .map_bytes(layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
+        SandboxSpace::map_bytes(space, layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
             .map_err(|_| internal("mapping the system data block"))
     });
     if let Err(e) = loaded {
@@ -528,7 +401,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     }
     names.extend(outputs.iter().cloned());
     let regs = UserRegs {
-        rip: layout.image() + image.image.entry(),
+        rip: layout.image() + image.entry(),
         rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
         rdi: layout.sys(),
         ..UserRegs::default()
@@ -536,7 +409,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     let Some(context) = boxed_context(regs) else {
         return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
-    let budget = u128::from(limits.time.millis) * u128::from(time::ticks_per_second()) / 1000;
+
     let sandbox = Sandbox {
         space: Space {
             memory,
@@ -549,7 +422,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
         outputs: names,
         limits,
         pkru,
-        budget_left: u64::try_from(budget).unwrap_or(u64::MAX),
+        budget_left: budget_ticks(limits.time.millis, time::ticks_per_second()),
     };
     add_ticks(CREATE, start);
     sandbox.resume(deadline)
@@ -565,16 +438,14 @@ fn boxed_context(regs: UserRegs) -> Option<Box<[Context; 1]>> {
 }
 
 impl Sandbox {
-    /// Runs the sandbox for one slice (at most [`SLICE_MICROS`], less when its budget ends
+    /// Runs the sandbox for one slice (at most `native::SLICE_MICROS`, less when its budget ends
     /// first) on this core: it ends (exit call, trap, budget, `deadline` expired: cancelled),
     /// or comes back preempted with its context saved.
     pub fn resume(mut self, deadline: Option<&dyn engine::Deadline>) -> Step {
         let entered = time::ticks();
-        let slice_end = entered + micros_to_ticks(SLICE_MICROS);
-        let budget_end = entered.saturating_add(self.budget_left);
-        let kernel_cr3 = crate::arch::uspace::current_cr3();
-        let mut session =
-            SliceSession { space: &mut self.space, deadline, slice_end, budget_end, timed_out: false, error: None };
+        let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
+        let kernel_cr3 = uspace::current_cr3();
+        let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
         let previous = session.space.memory.with(|space, _| {
             space.refresh_kernel_half(kernel_cr3);
             space.activate()
@@ -582,7 +453,7 @@ impl Sandbox {
         if let Some(pkru) = self.pkru {
             usermode::write_pkru(pkru);
         }
-        usermode::arm_tick((entered + micros_to_ticks(CHECK_MICROS)).min(slice_end).min(budget_end));
+        usermode::arm_tick(clock.first_tick());
         let Context { regs, extended } = &mut self.context[0];
         let exit = usermode::enter_user(regs, extended, &mut session);
         usermode::disarm_tick();
@@ -592,7 +463,7 @@ impl Sandbox {
         AddressSpace::deactivate(previous);
         let (timed_out, error) = (session.timed_out, session.error.take());
         let ran = add_ticks(RUN, entered);
-        self.budget_left = self.budget_left.saturating_sub(ran - entered);
+        self.budget_left = clock.budget_after(ran, self.budget_left);
         let result = match exit {
             Exit::Preempted if self.budget_left > 0 => {
                 PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
@@ -629,6 +500,6 @@ fn finish(
         len: regs.out_rdx,
         rip: regs.out_rip.wrapping_sub(2), // `syscall` is 2 bytes
     };
-    let lazy = move |page: u64| lazy_region(layout, heap_end, page);
+    let lazy = move |page: u64| layout.lazy(heap_end, page);
     exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| space.read(addr, len, lazy))
 }
