@@ -140,6 +140,19 @@ impl Engines {
         }
     }
 
+    /// Where `spec` runs on the wasm engine and `prepared` is its image: the engine and image,
+    /// for the dispatcher's runs in turns (`compute::dispatcher`). `None` otherwise.
+    pub fn wasm<'a>(
+        &'a self,
+        spec: &FunctionSpec,
+        prepared: &'a PreparedImage,
+    ) -> Option<(&'a WasmEngine, &'a wasm_engine::WasmImage)> {
+        if spec.engine() != EngineKind::Wasm || prepared.engine() != "wasm" {
+            return None;
+        }
+        Some((&self.wasm, prepared.downcast::<wasm_engine::WasmImage>()?))
+    }
+
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it
     /// early (its invocation is gone) like a spent budget. `between_slices` runs each time the
     /// engine checks its deadline (every fuel slice): single-core mode serves the network there.

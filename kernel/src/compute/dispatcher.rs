@@ -11,6 +11,7 @@ use dispatch::{CoreStats, RunQueue};
 use engine::PreparedImage;
 use model::{Set, TenantId};
 use spin::{Mutex, Once};
+use wasm_engine::{WasmRun, WasmStep};
 
 use crate::engines::Engines;
 use crate::{arch, time};
@@ -44,26 +45,36 @@ pub struct Core {
 
 pub type Completion = (Ticket, Result<Vec<Set>, HostError>);
 
-/// What the run queue holds: an instance not started yet, or a native run preempted at the end
-/// of its time slice (its sandbox parked with its whole context), which any core resumes when
-/// the fair-share queue comes back to it.
+/// What the run queue holds: an instance not started yet, or a run whose turn ended (a native
+/// sandbox preempted at its slice's end with its whole context, or a wasm run paused between
+/// fuel slices), which any core resumes when the fair-share queue comes back to it.
 enum Work {
     Fresh {
         job: Job,
         /// Whether it already found every protection key held (counted once per run).
         waited_for_key: bool,
     },
-    #[cfg(target_arch = "x86_64")]
     Resume(Parked),
 }
 
-#[cfg(target_arch = "x86_64")]
+/// A run between two turns.
 struct Parked {
     ticket: Ticket,
     tenant: TenantId,
-    sandbox: crate::native::Sandbox,
-    /// Ticks its earlier slices took.
+    /// Exactly one (on the heap: queue entries stay small).
+    paused: Vec<Paused>,
+    /// Ticks its earlier turns took.
     ran: u64,
+    /// Ticks left of its wall-clock backstop (wasm; a native sandbox keeps its own budget).
+    wall_left: u64,
+}
+
+/// (Only ever on the heap, one per parked run: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Paused {
+    #[cfg(target_arch = "x86_64")]
+    Native(crate::native::Sandbox),
+    Wasm(WasmRun),
 }
 
 impl Work {
@@ -71,31 +82,73 @@ impl Work {
     fn ids(&self) -> (u32, u64) {
         match self {
             Work::Fresh { job, .. } => (job.tenant.index(), job.ticket.invocation),
-            #[cfg(target_arch = "x86_64")]
             Work::Resume(p) => (p.tenant.index(), p.ticket.invocation),
+        }
+    }
+
+    fn ticket(&self) -> Ticket {
+        match self {
+            Work::Fresh { job, .. } => job.ticket,
+            Work::Resume(p) => p.ticket,
         }
     }
 }
 
 /// What one turn on a core came to.
 enum After {
-    /// The run ended (its result), after earlier slices of this many ticks.
+    /// The run ended (its result), after earlier turns of this many ticks.
     Done(Ticket, Result<Vec<Set>, HostError>, u64),
-    /// It goes back in the queue (preempted, or waiting for a protection key).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// It goes back in the queue (its turn is over, or it waits for a protection key).
     Again(Work),
 }
 
-/// A native run's deadline check between its slices: only the dispatcher's cancellation flag
-/// (its time budget is the sandbox's own, counted over its slices only).
-#[cfg(target_arch = "x86_64")]
-struct Cancelled<'a>(&'a AtomicBool);
+/// The deadline a turn runs under: the dispatcher's cancellation flag, the run's wall-clock
+/// backstop (`wall_end`; a native sandbox keeps its own budget: never), and the turn's end.
+struct TurnDeadline<'a> {
+    cancel: &'a AtomicBool,
+    wall_end: u64,
+    turn_end: u64,
+}
 
-#[cfg(target_arch = "x86_64")]
-impl engine::Deadline for Cancelled<'_> {
-    fn expired(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+impl<'a> TurnDeadline<'a> {
+    /// A turn from `start` of a run with `wall_left` ticks of its backstop.
+    fn new(cancel: &'a AtomicBool, start: u64, wall_left: u64) -> Self {
+        let turn = micros_to_ticks(native::SLICE_MICROS);
+        Self { cancel, wall_end: start.saturating_add(wall_left), turn_end: start.saturating_add(turn) }
     }
+}
+
+impl engine::Deadline for TurnDeadline<'_> {
+    fn expired(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || time::ticks() >= self.wall_end
+    }
+
+    fn turn_over(&self) -> bool {
+        time::ticks() >= self.turn_end
+    }
+}
+
+fn micros_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
+}
+
+/// Runs whose turn ended and that went back in the queue (all cores).
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs whose turn ended and that went back in the queue so far.
+pub fn preemptions() -> u64 {
+    PREEMPTIONS.load(Ordering::Relaxed)
+}
+
+/// `value` on the heap (a vector of one), or back when the heap has no room (a request's
+/// allocation: it must fail cleanly, never panic).
+fn on_heap<T>(value: T) -> Result<Vec<T>, T> {
+    let mut one = Vec::new();
+    if one.try_reserve_exact(1).is_err() {
+        return Err(value);
+    }
+    one.push(value);
+    Ok(one)
 }
 
 pub struct Dispatcher {
@@ -160,12 +213,12 @@ impl Dispatcher {
         self.cores.iter().find(|c| c.cpu == cpu)
     }
 
-    /// Single-core mode: runs one queued instance on this, the I/O core, calling `io_pass`
-    /// between its fuel slices so that the network is served while it computes. Returns
-    /// whether it ran one; with compute cores it never does.
-    pub fn run_inline(&self, io_pass: &mut dyn FnMut()) -> bool {
+    /// Single-core mode: runs one turn of queued work on this, the I/O core (at most a slice,
+    /// about 10 ms, for native and wasm runs), so that its loop serves the network between
+    /// turns. Returns whether it ran one; with compute cores it never does.
+    pub fn run_inline(&self) -> bool {
         match self.cores.as_slice() {
-            [core] if self.inline => self.run_one(core, Some(io_pass)),
+            [core] if self.inline => self.run_one(core),
             _ => false,
         }
     }
@@ -226,11 +279,11 @@ impl Dispatcher {
         }
     }
 
-    /// Runs the next queued work on `core` (this CPU) for one turn: a new instance, or a slice
-    /// of a preempted native run. Returns whether there was any. A native run whose slice ends
-    /// goes back in the queue behind the other tenants' work; a wasm run goes to its end, and
-    /// `between_slices` runs at every deadline check of its engine (see `Engines::run`).
-    pub fn run_one(&self, core: &Core, between_slices: Option<&mut dyn FnMut()>) -> bool {
+    /// Runs the next queued work on `core` (this CPU) for one turn: a new instance, or the
+    /// next turn of a parked run. Returns whether there was any. A run whose turn ends (a native
+    /// slice, or wasm fuel slices for about as long) goes back in the queue behind the other
+    /// tenants' work; nothing else runs inside it.
+    pub fn run_one(&self, core: &Core) -> bool {
         let work = {
             let mut queue = self.queue.lock();
             let Some((_, work)) = queue.pop() else { return false };
@@ -239,7 +292,7 @@ impl Dispatcher {
             work
         };
         core.stats.lock().begin(time::ticks());
-        match self.turn(work, &core.cancel, between_slices) {
+        match self.turn(work, &core.cancel) {
             After::Done(ticket, result, earlier) => {
                 core.stats.lock().end_resumed(time::ticks(), earlier);
                 core.running.store(0, Ordering::Release);
@@ -249,19 +302,18 @@ impl Dispatcher {
                 core.stats.lock().pause(time::ticks());
                 let (tenant, invocation) = work.ids();
                 let mut queue = self.queue.lock();
-                // Cancelled during its slice (after the last check): not queued again.
+                // Cancelled during its turn (after the last check): not queued again.
                 if core.cancel.load(Ordering::Acquire) {
                     core.running.store(0, Ordering::Release);
                     drop(queue);
-                    let ticket = match &work {
-                        Work::Fresh { job, .. } => job.ticket,
-                        #[cfg(target_arch = "x86_64")]
-                        Work::Resume(p) => p.ticket,
-                    };
+                    let ticket = work.ticket();
                     drop(work);
                     let cancelled = HostError::new(503, "cancelled", "the invocation was cancelled");
                     self.finish(core, ticket, Err(cancelled));
                 } else {
+                    if matches!(work, Work::Resume(_)) {
+                        PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+                    }
                     queue.requeue(tenant, invocation, work);
                     core.running.store(0, Ordering::Release);
                 }
@@ -278,44 +330,64 @@ impl Dispatcher {
     }
 
     /// One turn of `work` on this core.
-    fn turn(&self, work: Work, cancel: &AtomicBool, between_slices: Option<&mut dyn FnMut()>) -> After {
+    fn turn(&self, work: Work, cancel: &AtomicBool) -> After {
         match work {
-            Work::Fresh { job, waited_for_key } => {
-                #[cfg(not(target_arch = "x86_64"))]
-                let _ = waited_for_key;
-                #[cfg(target_arch = "x86_64")]
-                let image = job.prepared.clone();
-                #[cfg(target_arch = "x86_64")]
-                if let Some(native) = self.engines.native(job.function.spec(), &image) {
-                    let Job { ticket, tenant, function, prepared, inputs } = job;
-                    let spec = function.spec();
-                    let outputs: Vec<alloc::string::String> = spec.outputs().to_vec();
-                    let deadline = Cancelled(cancel);
-                    let limits = crate::engines::limits(spec);
-                    let invocation =
-                        engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
-                    let start = time::ticks();
-                    return match native.start(invocation) {
-                        crate::native::Step::NoKey(inputs) => {
-                            if !waited_for_key {
-                                crate::native::count_key_wait();
-                            }
-                            let job = Job { ticket, tenant, function, prepared, inputs };
-                            After::Again(Work::Fresh { job, waited_for_key: true })
-                        }
-                        step => after_step(step, ticket, tenant, 0, start),
-                    };
-                }
-                let Job { ticket, tenant, function, prepared, inputs } = job;
-                let result = self.engines.run(tenant, &function, &prepared, inputs, cancel, between_slices);
-                After::Done(ticket, result, 0)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Work::Resume(Parked { ticket, tenant, sandbox, ran }) => {
+            Work::Fresh { job, waited_for_key } => self.start(job, waited_for_key, cancel),
+            Work::Resume(Parked { ticket, tenant, mut paused, ran, wall_left }) => {
                 let start = time::ticks();
-                after_step(sandbox.resume(Some(&Cancelled(cancel))), ticket, tenant, ran, start)
+                match paused.pop() {
+                    #[cfg(target_arch = "x86_64")]
+                    Some(Paused::Native(sandbox)) => {
+                        let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
+                        native_after(sandbox.resume(Some(&deadline)), ticket, tenant, ran, start)
+                    }
+                    Some(Paused::Wasm(run)) => {
+                        let deadline = TurnDeadline::new(cancel, start, wall_left);
+                        wasm_after(run.resume(Some(&deadline)), ticket, tenant, ran, start, wall_left)
+                    }
+                    None => {
+                        After::Done(ticket, Err(HostError::new(500, "internal", "a parked run without its state")), ran)
+                    }
+                }
             }
         }
+    }
+
+    /// The first turn of a new instance.
+    fn start(&self, job: Job, waited_for_key: bool, cancel: &AtomicBool) -> After {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = waited_for_key;
+        let image = job.prepared.clone();
+        let spec = job.function.spec();
+        let outputs: Vec<alloc::string::String> = spec.outputs().to_vec();
+        let limits = crate::engines::limits(spec);
+        let start = time::ticks();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(native) = self.engines.native(spec, &image) {
+            let Job { ticket, tenant, function, prepared, inputs } = job;
+            let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
+            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+            return match native.start(invocation) {
+                crate::native::Step::NoKey(inputs) => {
+                    if !waited_for_key {
+                        crate::native::count_key_wait();
+                    }
+                    let job = Job { ticket, tenant, function, prepared, inputs };
+                    After::Again(Work::Fresh { job, waited_for_key: true })
+                }
+                step => native_after(step, ticket, tenant, 0, start),
+            };
+        }
+        if let Some((wasm, wasm_image)) = self.engines.wasm(spec, &image) {
+            let Job { ticket, tenant, inputs, .. } = job;
+            let wall_left = native::slice::budget_ticks(spec.timeout_ms(), time::ticks_per_second());
+            let deadline = TurnDeadline::new(cancel, start, wall_left);
+            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+            return wasm_after(wasm.start(wasm_image, invocation), ticket, tenant, 0, start, wall_left);
+        }
+        let Job { ticket, tenant, function, prepared, inputs } = job;
+        let result = self.engines.run(tenant, &function, &prepared, inputs, cancel, None);
+        After::Done(ticket, result, 0)
     }
 
     /// Halts `core` (this CPU) until a submit wakes it, or at the latest at tick `backstop`.
@@ -333,21 +405,44 @@ impl Dispatcher {
     }
 }
 
-/// What a native slice that started at `start`, after earlier slices of `ran` ticks, came to.
+/// A run's end after its turns: counted, its outputs or its error for the control plane.
+fn done(result: Result<engine::Completion, engine::EngineError>, ticket: Ticket, ran: u64, ran_now: u64) -> After {
+    crate::engines::count_run(ran_now);
+    After::Done(ticket, result.map(|c| c.outputs).map_err(crate::engines::host_error), ran)
+}
+
+/// Parks a paused run for the queue (or fails it when the heap has no room to park it).
+fn park(paused: Paused, ticket: Ticket, tenant: TenantId, ran: u64, ran_now: u64, wall_left: u64) -> After {
+    match on_heap(paused) {
+        Ok(paused) => After::Again(Work::Resume(Parked { ticket, tenant, paused, ran: ran_now, wall_left })),
+        Err(paused) => {
+            drop(paused);
+            let full = HostError::new(503, "out_of_memory", "the node has no memory to park the run between its turns");
+            After::Done(ticket, Err(full), ran)
+        }
+    }
+}
+
+/// What a native slice that started at `start`, after earlier turns of `ran` ticks, came to.
 #[cfg(target_arch = "x86_64")]
-fn after_step(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran: u64, start: u64) -> After {
+fn native_after(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran: u64, start: u64) -> After {
     let ran_now = ran.saturating_add(time::ticks().saturating_sub(start));
     match step {
-        crate::native::Step::Done(result) => {
-            crate::engines::count_run(ran_now);
-            let result = result.map(|c| c.outputs).map_err(crate::engines::host_error);
-            After::Done(ticket, result, ran)
-        }
-        crate::native::Step::Preempted(sandbox) => {
-            After::Again(Work::Resume(Parked { ticket, tenant, sandbox, ran: ran_now }))
-        }
+        crate::native::Step::Done(result) => done(result, ticket, ran, ran_now),
+        crate::native::Step::Preempted(sandbox) => park(Paused::Native(sandbox), ticket, tenant, ran, ran_now, 0),
         crate::native::Step::NoKey(_) => {
             After::Done(ticket, Err(HostError::new(500, "internal", "a resumed sandbox asked for a key")), ran)
         }
+    }
+}
+
+/// What a wasm turn that started at `start`, after earlier turns of `ran` ticks and with
+/// `wall_left` ticks of its backstop, came to.
+fn wasm_after(step: WasmStep, ticket: Ticket, tenant: TenantId, ran: u64, start: u64, wall_left: u64) -> After {
+    let took = time::ticks().saturating_sub(start);
+    let ran_now = ran.saturating_add(took);
+    match step {
+        WasmStep::Done(result) => done(result, ticket, ran, ran_now),
+        WasmStep::Paused(run) => park(Paused::Wasm(run), ticket, tenant, ran, ran_now, wall_left.saturating_sub(took)),
     }
 }

@@ -46,13 +46,10 @@ pub fn render(out: &mut String) {
     for (tenant, depth) in d.queue_depths() {
         let _ = writeln!(out, "pappus_run_queue_depth{{tenant=\"{tenant}\"}} {depth}");
     }
-    #[cfg(target_arch = "x86_64")]
-    let preemptions = crate::native::preemptions();
-    #[cfg(not(target_arch = "x86_64"))]
-    let preemptions = 0;
+    let preemptions = super::dispatcher::preemptions();
     let _ = writeln!(
         out,
-        "# HELP pappus_preemptions_total Native runs preempted at the end of a time slice and queued again."
+        "# HELP pappus_preemptions_total Runs (native and wasm) whose turn ended and that were queued again."
     );
     let _ = writeln!(out, "# TYPE pappus_preemptions_total counter");
     let _ = writeln!(out, "pappus_preemptions_total {preemptions}");

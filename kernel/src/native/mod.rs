@@ -179,14 +179,6 @@ pub fn count_key_wait() {
     KEY_WAITS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Native runs preempted at the end of a slice so far (all cores).
-static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
-
-/// Native runs preempted at the end of a slice so far.
-pub fn preemptions() -> u64 {
-    PREEMPTIONS.load(Ordering::Relaxed)
-}
-
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -465,10 +457,7 @@ impl Sandbox {
         let ran = add_ticks(RUN, entered);
         self.budget_left = clock.budget_after(ran, self.budget_left);
         let result = match exit {
-            Exit::Preempted if self.budget_left > 0 => {
-                PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
-                return Step::Preempted(self);
-            }
+            Exit::Preempted if self.budget_left > 0 => return Step::Preempted(self),
             Exit::Preempted => Err(EngineError::Timeout { budget: self.limits.time, wall_clock: true }),
             Exit::Ended if timed_out => Err(EngineError::Timeout { budget: self.limits.time, wall_clock: true }),
             Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
