@@ -445,10 +445,8 @@ impl Sandbox {
         if let Some(pkru) = self.pkru {
             usermode::write_pkru(pkru);
         }
-        usermode::arm_tick(clock.first_tick());
         let Context { regs, extended } = &mut self.context[0];
-        let exit = usermode::enter_user(regs, extended, &mut session);
-        usermode::disarm_tick();
+        let exit = usermode::enter_user(regs, extended, &mut session, Some(clock.first_tick()));
         if self.pkru.is_some() {
             usermode::write_pkru(usermode::PKRU_DENY_ALL);
         }

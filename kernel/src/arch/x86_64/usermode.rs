@@ -547,7 +547,17 @@ fn load_user_segments(regs: &UserRegs) {
 /// selectors, the FS/GS bases and the extended state are loaded from `regs` and `extended`
 /// on entry, and put back to null/zero/initial on the way out, so nothing of one sandbox is
 /// visible to the next.
-pub fn enter_user(regs: &mut UserRegs, extended: &mut ExtendedState, session: &mut dyn Session) -> Exit {
+///
+/// `first_tick` (a TSC deadline) arms the timer for the session's first `on_tick`; it is armed
+/// with interrupts off, so a tick that comes due before ring 3 is reached stays pending and
+/// is taken in ring 3 (armed earlier, with interrupts on, it could be taken in the kernel and
+/// lost, leaving the sandbox without a tick). The timer is disarmed on the way out.
+pub fn enter_user(
+    regs: &mut UserRegs,
+    extended: &mut ExtendedState,
+    session: &mut dyn Session,
+    first_tick: Option<u64>,
+) -> Exit {
     let cpu = super::cpu_index();
     // SAFETY: the slot holds the pointers only while `enter_user` runs on this CPU; trap
     // handlers dereference them only then. The lifetime is erased for the slot's type and
@@ -559,9 +569,15 @@ pub fn enter_user(regs: &mut UserRegs, extended: &mut ExtendedState, session: &m
         restore_extended_state(extended);
         extended.saved = false;
         load_user_segments(regs);
+        if let Some(tick) = first_tick {
+            arm_tick(tick);
+        }
         // SAFETY: the assembly saves every register the ABI needs kept and restores them on
         // every exit path; it runs the sandbox at CPL 3, which cannot reach kernel memory.
         let result = unsafe { pappus_enter_user(regs) };
+        if first_tick.is_some() {
+            disarm_tick();
+        }
         scrub_extended_state();
         load_user_segments(&UserRegs::default());
         result
