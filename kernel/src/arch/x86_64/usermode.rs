@@ -2,20 +2,25 @@
 //! traps from ring 3 to the sandbox that caused them instead of to a kernel panic.
 //!
 //! - `init` (every CPU): SSE/AVX for ring 3 (CR0.MP, CR4.OSFXSR/OSXMMEXCPT/OSXSAVE, XCR0 with
-//!   x87|SSE|AVX and never PKRU), `syscall` (EFER.SCE, STAR, LSTAR, FMASK), a zero
-//!   `KERNEL_GS_BASE` so that `swapgs` gives ring 3 a zero GS base.
+//!   x87|SSE|AVX and never PKRU), CR4.UMIP where CPUID has it, `syscall` (EFER.SCE, STAR,
+//!   LSTAR, FMASK), a zero `KERNEL_GS_BASE` so that `swapgs` gives ring 3 a zero GS base.
 //! - [`enter_user`] saves the kernel's callee-saved registers and stack pointer in the per-CPU
-//!   block, scrubs the general registers and enters ring 3 with `iretq` (interrupts on). It
-//!   returns when the sandbox executes `syscall` ([`Exit::Syscall`], with the registers the
-//!   exit call passes) or when the kernel ends it from a trap ([`end_sandbox`]).
+//!   block and enters ring 3 with `iretq` (interrupts on) in the context of a [`UserRegs`]
+//!   (every general register, RIP/RSP/RFLAGS, DS/ES/FS/GS, FS/GS bases) and an
+//!   [`ExtendedState`]. It returns when the sandbox executes `syscall` ([`Exit::Syscall`], with
+//!   the registers the exit call passes), when the kernel ends it from a trap ([`end_sandbox`],
+//!   [`Exit::Ended`]), or when its slice is used up ([`Exit::Preempted`]: its whole context saved
+//!   in the same `UserRegs` and `ExtendedState`, which resume it).
 //! - Traps from ring 3 land on the per-CPU ring-3 trap stack (TSS.rsp0) and go to the
 //!   [`Session`] registered for this CPU: it maps a lazily allocated page and resumes, or ends
-//!   the sandbox with the fault's description. The timer interrupt asks the session whether the
-//!   time budget is spent.
+//!   the sandbox with the fault's description. The timer interrupt asks the session whether to
+//!   resume, end or preempt ([`Tick`]).
 //!
-//! The kernel is built soft-float and never touches the FPU/SSE/AVX state, so the sandbox's
-//! extended state needs no saving: [`scrub_extended_state`] loads the initial state before
-//! entry and after exit, so nothing crosses from one function to the next.
+//! The kernel is built soft-float and never touches the FPU/SSE/AVX state, so between entry and
+//! exit it is the sandbox's alone: [`scrub_extended_state`] loads the initial state on the way
+//! out (and in, for a fresh run), and only a preemption saves it (XSAVE) for the resume (XRSTOR),
+//! so nothing crosses from one function to the next. Data segments and FS/GS bases go back to
+//! null and zero on every exit likewise.
 
 use core::arch::{asm, global_asm};
 use core::cell::Cell;
