@@ -11,7 +11,6 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use control::{HostError, StoredFunction};
@@ -104,9 +103,38 @@ impl Engines {
         self.engine(spec.engine())?.prepare_image(image).map_err(host_error)
     }
 
+    /// Where `spec` runs on a native engine and `prepared` is that engine's image: the engine,
+    /// for the dispatcher's preemptible native runs (`compute::dispatcher`). `None` otherwise.
+    #[cfg(target_arch = "x86_64")]
+    pub fn native<'a>(&'a self, spec: &FunctionSpec, prepared: &'a PreparedImage) -> Option<crate::native::Native<'a>> {
+        let image = prepared.downcast::<crate::native::NativeImage>()?;
+        let engine = self.engine(spec.engine()).ok()?;
+        if engine.name() != prepared.engine() {
+            return None;
+        }
+        match engine.name() {
+            "paging" => Some(crate::native::Native::Paging(&self.paging, image)),
+            "mpk" => Some(crate::native::Native::Mpk(self.mpk.as_ref()?, image)),
+            _ => None,
+        }
+    }
+
+    /// Where `spec` runs on the wasm engine and `prepared` is its image: the engine and image,
+    /// for the dispatcher's runs in turns (`compute::dispatcher`). `None` otherwise.
+    pub fn wasm<'a>(
+        &'a self,
+        spec: &FunctionSpec,
+        prepared: &'a PreparedImage,
+    ) -> Option<(&'a WasmEngine, &'a wasm_engine::WasmImage)> {
+        if spec.engine() != EngineKind::Wasm || prepared.engine() != "wasm" {
+            return None;
+        }
+        Some((&self.wasm, prepared.downcast::<wasm_engine::WasmImage>()?))
+    }
+
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it
-    /// early (its invocation is gone) like a spent budget. `between_slices` runs each time the
-    /// engine checks its deadline (every fuel slice): single-core mode serves the network there.
+    /// early (its invocation is gone) like a spent budget. (Native and wasm runs go in turns
+    /// instead, through [`native`](Self::native) and [`wasm`](Self::wasm).)
     pub fn run(
         &self,
         tenant: TenantId,
@@ -114,20 +142,18 @@ impl Engines {
         prepared: &PreparedImage,
         inputs: Vec<Set>,
         cancel: &AtomicBool,
-        between_slices: Option<&mut dyn FnMut()>,
     ) -> Result<Vec<Set>, HostError> {
         let spec = function.spec();
         let outputs: Vec<String> = spec.outputs().to_vec();
-        let limits = Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()));
+        let limits = limits(spec);
         let budget_ticks = u128::from(spec.timeout_ms()) * u128::from(time::ticks_per_second()) / 1000;
         let end = time::ticks().saturating_add(budget_ticks as u64);
-        let deadline = RunDeadline { end, cancel, between_slices: between_slices.map(RefCell::new) };
+        let deadline = RunDeadline { end, cancel };
         let invocation = Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
         let engine = self.engine(spec.engine())?;
         let start = time::ticks();
         let result = engine.run_image(prepared, invocation);
-        RUN_TICKS.fetch_add(time::ticks() - start, Ordering::Relaxed);
-        RUNS.fetch_add(1, Ordering::Relaxed);
+        count_run(time::ticks() - start);
         let completion = result.map_err(host_error)?;
         log::debug!(
             "engines: tenant {} ran {} ({:?} instructions)",
@@ -139,26 +165,30 @@ impl Engines {
     }
 }
 
-fn host_error(e: EngineError) -> HostError {
+/// A function's limits as its registration sets them.
+pub fn limits(spec: &FunctionSpec) -> Limits {
+    Limits::new(spec.memory_bytes(), TimeBudget::from_millis(spec.timeout_ms()))
+}
+
+/// Counts one run that took `ticks` inside its engine (all its slices), for [`run_stats`].
+pub fn count_run(ticks: u64) {
+    RUN_TICKS.fetch_add(ticks, Ordering::Relaxed);
+    RUNS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn host_error(e: EngineError) -> HostError {
     HostError::new(e.http_status(), e.code(), format!("{e}"))
 }
 
-/// The wall-clock backstop of a run's time budget, on the kernel's tick counter; the
-/// dispatcher's cancellation flag; and what to do between fuel slices.
-struct RunDeadline<'a, 'h> {
+/// The wall-clock backstop of a run's time budget, on the kernel's tick counter, and the
+/// dispatcher's cancellation flag.
+struct RunDeadline<'a> {
     end: u64,
     cancel: &'a AtomicBool,
-    between_slices: Option<RefCell<&'h mut (dyn FnMut() + 'h)>>,
 }
 
-impl Deadline for RunDeadline<'_, '_> {
+impl Deadline for RunDeadline<'_> {
     fn expired(&self) -> bool {
-        // The engine checks between fuel slices, never re-entrantly: the borrow cannot fail.
-        if let Some(hook) = &self.between_slices
-            && let Ok(mut hook) = hook.try_borrow_mut()
-        {
-            hook();
-        }
         self.cancel.load(Ordering::Relaxed) || time::ticks() >= self.end
     }
 }

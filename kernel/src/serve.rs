@@ -1,6 +1,6 @@
 //! The I/O loop: poll the NIC and the front door while there is work, sleep on the timer when
-//! there is none. In single-core mode it also runs the function instances, one per pass, and
-//! serves the network between their fuel slices.
+//! there is none. In single-core mode it also runs the function instances, one turn (about
+//! 10 ms) per pass, and serves the network between turns.
 //!
 //! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
 //! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
@@ -71,12 +71,9 @@ pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor, dispatcher:
         let start = time::ticks();
         let mut busy = net.poll();
         busy |= door.service(&mut net);
-        // Single-core mode: one function instance per pass, and network passes between its fuel
-        // slices, so a long run does not stall the front door (its time counts in this pass).
-        busy |= dispatcher.run_inline(&mut || {
-            net.poll();
-            door.service(&mut net);
-        });
+        // Single-core mode: one turn of a function run per pass (at most about 10 ms: a long
+        // run is parked and queued again), so the front door is served between turns, here.
+        busy |= dispatcher.run_inline();
         if busy {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();

@@ -39,6 +39,12 @@ const ELSEWHERE: u64 = 0x10_0000_0000;
 const KERNEL_DATA: u64 = 0xffff_8000_0010_0000;
 const KERNEL_TEXT: u64 = 0xffff_ffff_8020_0000;
 
+/// Iterations of the `long_loop` case (tests/tests/native.rs computes the same on the host).
+const LONG_LOOP_ITERATIONS: u64 = 1 << 30;
+
+/// What `long_loop` and `read_segments` hand back as their one output item.
+static mut OUT: [u64; 4] = [0; 4];
+
 #[unsafe(no_mangle)]
 pub extern "C" fn _start(sys: *const u64) -> ! {
     // SAFETY: each case is meant to fault (or be refused); the platform must contain it.
@@ -141,6 +147,81 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         core::ptr::write_volatile(&raw mut BIG[12345], 1);
         #[cfg(case = "exit_unknown_status")]
         exit(7, 0, 0);
+        #[cfg(case = "long_loop")]
+        {
+            // A long computation in general registers and SSE registers: it is preempted many
+            // times, and its answer is right only if every register came back each time.
+            let (r11, xmm): (u64, u64);
+            asm!(
+                "pxor xmm0, xmm0",
+                "movq xmm1, {one}",
+                "2:",
+                "add r8, 1",
+                "add r9, r8",
+                "xor r10, r9",
+                "rol r10, 7",
+                "add r11, r10",
+                "paddq xmm0, xmm1",
+                "paddq xmm1, xmm0",
+                "dec rcx",
+                "jnz 2b",
+                "movq {xmm}, xmm1",
+                one = in(reg) 1u64,
+                xmm = out(reg) xmm,
+                inout("rcx") LONG_LOOP_ITERATIONS => _,
+                inout("r8") 0u64 => _,
+                inout("r9") 0u64 => _,
+                inout("r10") 0u64 => _,
+                inout("r11") 0u64 => r11,
+                out("xmm0") _,
+                out("xmm1") _,
+            );
+            OUT[0] = r11;
+            OUT[1] = xmm;
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 16]);
+        }
+        #[cfg(case = "set_segments")]
+        {
+            // Leaves its own data selector in DS, ES, FS and GS for whoever runs next.
+            asm!("mov ds, {0:x}", "mov es, {0:x}", "mov fs, {0:x}", "mov gs, {0:x}", in(reg) 0x2bu16);
+        }
+        #[cfg(case = "read_segments")]
+        {
+            // The data segment selectors as this run finds them, one 8-byte word each.
+            let (ds, es, fs, gs): (u16, u16, u16, u16);
+            asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs", out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs);
+            OUT = [u64::from(ds), u64::from(es), u64::from(fs), u64::from(gs)];
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
+        }
+        #[cfg(case = "segments_survive_preemption")]
+        {
+            // Its own selectors, then long enough to be preempted many times: they come back.
+            asm!("mov ds, {0:x}", "mov es, {0:x}", "mov fs, {0:x}", "mov gs, {0:x}", in(reg) 0x2bu16);
+            asm!("2:", "dec rcx", "jnz 2b", inout("rcx") 1u64 << 27 => _);
+            let (ds, es, fs, gs): (u16, u16, u16, u16);
+            asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs", out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs);
+            OUT = [u64::from(ds), u64::from(es), u64::from(fs), u64::from(gs)];
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
+        }
+        #[cfg(case = "sgdt")]
+        {
+            // Where the GDT is: with CR4.UMIP a #GP instead.
+            let mut gdtr = [0u8; 10];
+            asm!("sgdt [{}]", in(reg) gdtr.as_mut_ptr());
+            core::hint::black_box(gdtr);
+        }
+        #[cfg(case = "sidt")]
+        {
+            let mut idtr = [0u8; 10];
+            asm!("sidt [{}]", in(reg) idtr.as_mut_ptr());
+            core::hint::black_box(idtr);
+        }
+        #[cfg(case = "smsw")]
+        {
+            let msw: u64;
+            asm!("smsw {}", out(reg) msw);
+            core::hint::black_box(msw);
+        }
         #[cfg(case = "touch_all_memory")]
         {
             // Every byte of the heap, written, then every byte of the stack below us.

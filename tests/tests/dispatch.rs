@@ -163,7 +163,7 @@ fn single_core_mode_serves_while_a_function_computes() {
         format!("POST /v1/invoke/spin HTTP/1.1\r\nHost: p\r\nAuthorization: {auth}\r\nContent-Length: 1\r\n\r\nx");
     busy.write_all(head.as_bytes()).unwrap();
     thread::sleep(std::time::Duration::from_millis(300)); // let the run start
-    // The front door answers meanwhile: it is served between the run's fuel slices.
+    // The front door answers meanwhile: it is served between the run's turns.
     for _ in 0..3 {
         let r = node.call("GET", "/healthz", b"");
         assert_eq!(r.status, 200, "{}", r.text());
@@ -172,19 +172,26 @@ fn single_core_mode_serves_while_a_function_computes() {
     let mut byte = [0u8; 1];
     let still_running = matches!(busy.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     assert!(still_running, "the health checks were answered only after the run ended");
+    // It ran in turns: parked in the queue between them while the loop served the network.
+    assert!(node.metric("pappus_preemptions_total") > 0, "the wasm run was never parked between turns");
     // The client goes away (a reset: a FIN alone may be a half-close that still wants the
-    // answer): the invocation is cancelled and the running instance stops at its next slice,
-    // long before its budget.
+    // answer): the invocation is cancelled and the parked run is dropped from the queue, long
+    // before its budget; it never finished on the core.
     reset(busy);
-    let runs = "pappus_core_runs_total{cpu=\"0\",role=\"io+compute\"}";
+    let cancelled = "pappus_invocations_total{outcome=\"cancelled\"}";
     for _ in 0..200 {
-        if node.metric(runs) == 1 {
+        if node.call("GET", "/metrics", b"").text().contains(&format!("{cancelled} 1")) {
             break;
         }
         thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(node.metric(runs), 1, "the cancelled run did not end");
-    assert_eq!(node.metric("pappus_invocations_total{outcome=\"cancelled\"}"), 1);
+    assert_eq!(node.metric(cancelled), 1);
+    let metrics = node.call("GET", "/metrics", b"").text();
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("pappus_run_queue_depth{") && !l.ends_with(" 0")),
+        "the cancelled run is still queued:\n{metrics}"
+    );
+    assert_eq!(node.metric("pappus_core_runs_total{cpu=\"0\",role=\"io+compute\"}"), 0, "the spin ended by itself");
 }
 
 /// Function instances each core ran: `(cpu, runs)` from `/metrics`.
@@ -275,4 +282,86 @@ fn the_boot_configuration_sets_address_roles_and_limits() {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = node.request("POST", "/v1/invoke/identity", &[("Authorization", &auth)], b"x");
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A wasm module whose `run` counts to `n` and pushes the count (little-endian u32) as item `n`
+/// of its first output set.
+fn counting_wasm(n: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+             (import "pappus" "output_push" (func $output_push (param i32 i32 i32 i32 i64 i32 i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 0) "n")
+             (func (export "run") (local $i i32)
+               (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                        (br_if $l (i32.lt_u (local.get $i) (i32.const {n}))))
+               (i32.store (i32.const 16) (local.get $i))
+               (call $output_push (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 0) (i64.const 0) (i32.const 16) (i32.const 4))))"#
+    ))
+    .unwrap()
+}
+
+/// Two tenants on two CPUs (one compute core): tenant `load` runs a wasm loop of seconds; it is
+/// parked between turns and queued behind tenant `other`'s invocations, which are answered while
+/// it runs; then it gives its exact answer.
+#[test]
+fn a_long_wasm_run_shares_the_compute_core_with_another_tenant() {
+    const OTHER: Tenant = Tenant { name: "other", token: "other-dispatch-token-0123456789" };
+    let test = "a_long_wasm_run_shares_the_compute_core_with_another_tenant";
+    let Some(node) = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT, OTHER], Some(2)) else {
+        return;
+    };
+    let n = 50_000_000u32;
+    let auth = format!("Bearer {}", TENANT.token);
+    let q = "inputs=in&outputs=out&timeout_ms=240000";
+    let r = node.request(
+        "PUT",
+        &format!("/v1/functions/count?engine=wasm&{q}"),
+        &[("Authorization", &auth)],
+        &counting_wasm(n),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let other = format!("Bearer {}", OTHER.token);
+    let wc = "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts&timeout_ms=30000";
+    let r = node.request("PUT", wc, &[("Authorization", &other)], &functions::wasm("wordcount"));
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let started = std::time::Instant::now();
+    let mut long = node.connect();
+    long.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
+    let head =
+        format!("POST /v1/invoke/count HTTP/1.1\r\nHost: p\r\nAuthorization: {auth}\r\nContent-Length: 1\r\n\r\nx");
+    long.write_all(head.as_bytes()).unwrap();
+    thread::sleep(std::time::Duration::from_millis(500));
+    let text = pappus_tests::sets::item("t", b"the cat and the hat");
+    let body = serde_json::to_vec(&json!({"sets": {"texts": [text]}})).unwrap();
+    for round in 0..3 {
+        let r = node.request(
+            "POST",
+            "/v1/invoke/wordcount",
+            &[("Authorization", &other), ("Content-Type", "application/json")],
+            &body,
+        );
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        assert_eq!(counts(&r.body).len(), 4, "round {round}");
+    }
+    long.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let still_running = matches!(long.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    long.set_nonblocking(false).unwrap();
+    let parked = node.metric("pappus_preemptions_total");
+    eprintln!(
+        "{test}: 3 invocations of the other tenant served {:?} after the loop started; still running: {still_running}; parked {parked} times",
+        started.elapsed()
+    );
+    assert!(still_running, "the other tenant was served only after the long run ended");
+    assert!(parked > 0, "the wasm run was never parked");
+    let r = read_response(&mut BufReader::new(long)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decode(&r.body)["out"], vec![("n".to_string(), n.to_le_bytes().to_vec())]);
+    eprintln!(
+        "{test}: the loop answered after {:?}, parked {} times in all",
+        started.elapsed(),
+        node.metric("pappus_preemptions_total")
+    );
 }

@@ -4,6 +4,9 @@
 //! keeps serving.
 
 use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -149,6 +152,8 @@ fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &
             assert_eq!(v["error"]["code"], code, "{case}: {}", r.text());
             let message = v["error"]["message"].as_str().unwrap();
             assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
+            // No kernel address reaches the caller (faults at or on kernel addresses say so).
+            assert!(!message.to_lowercase().contains("0xffff"), "{case}: a kernel address in {message:?}");
         }
     };
     check(&node);
@@ -187,7 +192,7 @@ hostile_tests! {
     write_another_sandbox: "write_other" => 500, "function_trap", "page not present, write";
     read_kernel_memory: "read_kernel" => 500, "function_trap", "protection violation, read";
     write_kernel_memory: "write_kernel" => 500, "function_trap", "protection violation, write";
-    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "instruction fetch";
+    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "rip=kernel address, address kernel address";
     wrpkru_in_image_is_refused: "wrpkru_in_image" => 400, "invalid_image", "WRPKRU";
     xrstor_in_image_is_refused: "xrstor_in_image" => 400, "invalid_image", "XRSTOR";
     forged_wrpkru_in_data_is_not_executable: "forged_wrpkru" => 500, "function_trap", "instruction fetch";
@@ -216,7 +221,7 @@ hostile_tests! {
     touching_all_its_memory_is_allowed: "touch_all_memory" => 200, "", "";
     output_to_an_undeclared_set: "output_undeclared_set" => 500, "bad_output", "output set index 3";
     output_with_reserved_flags: "output_reserved_flags" => 500, "bad_output", "reserved bits";
-    output_data_in_kernel_memory: "output_data_in_kernel" => 500, "function_trap", "item data at 0xffff800000100000";
+    output_data_in_kernel_memory: "output_data_in_kernel" => 500, "function_trap", "item data at kernel address";
     output_name_not_utf8: "output_name_not_utf8" => 500, "bad_output", "not UTF-8";
     output_table_outside_the_sandbox: "output_table_elsewhere" => 500, "function_trap", "output table";
     output_count_over_the_limit: "output_count_huge" => 500, "bad_output", "more than 65536 output items";
@@ -381,7 +386,6 @@ fn sdk_probe_under_paging() {
 /// a few thousand times, among shared filler): every answer is the client's own. The node holds
 /// 64 invocations live; a 503 (saturated) is retried after its Retry-After.
 fn sixty_four_clients(test: &str, cpu: &str, engine: &str) {
-    use std::io::{BufReader, Write};
     let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
     register(
         &node,
@@ -460,4 +464,237 @@ fn sixty_four_mpk_clients_get_their_own_answers() {
 #[test]
 fn sixty_four_paging_clients_get_their_own_answers() {
     sixty_four_clients("sixty_four_paging_clients_get_their_own_answers", "qemu64", "paging");
+}
+
+// ---- Time isolation: native runs are preempted at their slice and requeued ----
+
+const OTHER: Tenant = Tenant { name: "other", token: "other-tenant-token-0123456789" };
+
+/// What the `long_loop` hostile case computes (its general and SSE registers), done here.
+fn long_loop_answer() -> Vec<u8> {
+    let (mut r8, mut r9, mut r10, mut r11, mut x0, mut x1) = (0u64, 0u64, 0u64, 0u64, 0u64, 1u64);
+    for _ in 0..1u64 << 30 {
+        r8 = r8.wrapping_add(1);
+        r9 = r9.wrapping_add(r8);
+        r10 = (r10 ^ r9).rotate_left(7);
+        r11 = r11.wrapping_add(r10);
+        x0 = x0.wrapping_add(x1);
+        x1 = x1.wrapping_add(x0);
+    }
+    [r11.to_le_bytes(), x1.to_le_bytes()].concat()
+}
+
+/// Sends an invocation of `name` for `tenant` (one raw input byte) on a connection of its own
+/// and returns the connection, without waiting for the answer.
+fn start_invocation(node: &Node, tenant: &Tenant, name: &str) -> TcpStream {
+    let mut s = node.connect();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(300))).unwrap();
+    let head = format!(
+        "POST /v1/invoke/{name} HTTP/1.1\r\nHost: p\r\nAuthorization: Bearer {}\r\nContent-Length: 1\r\n\r\nx",
+        tenant.token
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s
+}
+
+/// Whether nothing has come back on `s` yet (the invocation is still running).
+fn no_answer_yet(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let waiting = matches!(s.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    waiting
+}
+
+fn other_send(node: &Node, method: &str, path: &str, body: &[u8]) -> Response {
+    let auth = format!("Bearer {}", OTHER.token);
+    node.request(method, path, &[("Authorization", auth.as_str()), ("Content-Type", "application/json")], body)
+}
+
+/// Two tenants on two CPUs (one compute core): tenant `nat` starts a native loop of several
+/// seconds; while it runs, tenant `other`'s native and wasm invocations are answered, several in
+/// a row; the loop is preempted (and resumed) many times and still computes its exact answer.
+fn long_run_shares_the_compute_core(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu_smp(test, cpu, &[TENANT, OTHER], 2) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=240000";
+    register(&node, "long", engine, query, &functions::hostile_native("long_loop"));
+    let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
+    for (name, image) in [("wc_native", functions::native("wordcount")), ("wc_wasm", functions::wasm("wordcount"))] {
+        let e = if name == "wc_wasm" { "wasm" } else { engine };
+        let r = other_send(&node, "PUT", &format!("/v1/functions/{name}?engine={e}&{wc_q}"), &image);
+        assert!(r.status == 201 || r.status == 200, "{name}: {} {}", r.status, r.text());
+    }
+    let expected = long_loop_answer();
+    let started = std::time::Instant::now();
+    let long = start_invocation(&node, &TENANT, "long");
+    thread::sleep(std::time::Duration::from_millis(500)); // let the loop take the compute core
+    let body = serde_json::to_vec(&json!({"sets": {"texts": [item("t", b"the cat and the hat")]}})).unwrap();
+    let mut served = 0;
+    for round in 0..3 {
+        for name in ["wc_native", "wc_wasm"] {
+            let r = other_send(&node, "POST", &format!("/v1/invoke/{name}"), &body);
+            assert_eq!(r.status, 200, "{name} round {round}: {}", r.text());
+            let words: Vec<String> = decode(&r.body)["counts"].iter().map(|(w, _)| w.clone()).collect();
+            assert_eq!(words, ["and", "cat", "hat", "the"], "{name} round {round}");
+            served += 1;
+        }
+    }
+    let while_running = no_answer_yet(&long);
+    let preemptions = node.metric("pappus_preemptions_total");
+    eprintln!(
+        "{test}: {served} invocations of the other tenant served {:?} after the long run started; \
+         still running: {while_running}; preemptions so far: {preemptions}",
+        started.elapsed()
+    );
+    if !while_running {
+        let answer = pappus_tests::node::read_response(&mut BufReader::new(long));
+        panic!("the other tenant was served only after the long run ended: {answer:?}\n{}", node.qemu.tail(20));
+    }
+    assert!(preemptions > 0, "the long run was never preempted");
+    let r = pappus_tests::node::read_response(&mut BufReader::new(long)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decode(&r.body)["out"], vec![("item".to_string(), expected)], "the preempted loop's answer");
+    let total = node.metric("pappus_preemptions_total");
+    eprintln!("{test}: the long run answered after {:?}, {total} preemptions in all", started.elapsed());
+    // Each slice is 10 ms: a run of seconds is preempted many times.
+    assert!(total >= 10, "only {total} preemptions");
+}
+
+#[test]
+fn a_long_mpk_run_shares_the_compute_core_with_another_tenant() {
+    long_run_shares_the_compute_core("a_long_mpk_run_shares_the_compute_core_with_another_tenant", "max", "mpk");
+}
+
+#[test]
+fn a_long_paging_run_shares_the_compute_core_with_another_tenant() {
+    long_run_shares_the_compute_core(
+        "a_long_paging_run_shares_the_compute_core_with_another_tenant",
+        "qemu64",
+        "paging",
+    );
+}
+
+/// One CPU (single-core mode): the I/O core serves `/healthz` between the native loop's
+/// slices, in its own loop (not from the timer interrupt); the client going away cancels the
+/// parked run, whose sandbox is freed.
+#[test]
+fn single_core_serves_while_a_native_loop_runs_and_cancels_it() {
+    let test = "single_core_serves_while_a_native_loop_runs_and_cancels_it";
+    let Some(node) = boot_cpu(test, "max", &[TENANT]) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=240000";
+    register(&node, "long", "native", query, &functions::hostile_native("long_loop"));
+    // Once to its end, preempted all along with nobody else waiting: the right answer (and the
+    // MPK slot's page tables, which stay, exist before the baseline).
+    let r = invoke_raw(&node, "long", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decode(&r.body)["out"], vec![("item".to_string(), long_loop_answer())]);
+    let baseline = node.baseline();
+    let long = start_invocation(&node, &TENANT, "long");
+    thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..3 {
+        let r = node.call("GET", "/healthz", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    if !no_answer_yet(&long) {
+        let r = pappus_tests::node::read_response(&mut BufReader::new(long)).unwrap();
+        panic!("the health checks were answered only after the loop ended: {} {}", r.status, r.text());
+    }
+    assert!(node.metric("pappus_preemptions_total") > 0, "the loop was never preempted");
+    reset(long);
+    for _ in 0..200 {
+        if node.metric("pappus_invocations_total{outcome=\"cancelled\"}") == 1 {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(node.metric("pappus_invocations_total{outcome=\"cancelled\"}"), 1);
+    // The cancelled sandbox's memory is back.
+    node.assert_healthy(baseline, "a cancelled native loop");
+}
+
+/// Closes `stream` with a reset (SO_LINGER 0): the client is gone, its invocation cancelled.
+fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid socket and a `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(stream);
+}
+
+// ---- State that must not cross from one run to the next ----
+
+/// Reads the `OUT` words of a hostile case that reports four of them.
+fn four_words(node: &Node, name: &str) -> Vec<u64> {
+    let out = invoke(node, name, &json!({"in": [item("x", b"x")]}));
+    let data = &out["out"][0].1;
+    data.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// DS/ES/FS/GS as a run left them are not what the next run finds (null selectors), and a run's
+/// own selectors survive its preemptions.
+fn segments_reset_between_runs(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=60000";
+    for case in ["set_segments", "read_segments", "segments_survive_preemption"] {
+        register(&node, case, engine, query, &functions::hostile_native(case));
+    }
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "a fresh node");
+    let r = invoke_raw(&node, "set_segments", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "DS/ES/FS/GS after a run that set them");
+    let before = node.metric("pappus_preemptions_total");
+    assert_eq!(four_words(&node, "segments_survive_preemption"), [0x2b; 4], "its own selectors after preemptions");
+    let preempted = node.metric("pappus_preemptions_total") - before;
+    eprintln!("{test}: the selector run was preempted {preempted} times");
+    assert!(preempted > 0, "the selector run was never preempted");
+    assert_eq!(four_words(&node, "read_segments"), [0, 0, 0, 0], "DS/ES/FS/GS after a preempted run");
+}
+
+#[test]
+fn segments_reset_between_runs_under_mpk() {
+    segments_reset_between_runs("segments_reset_between_runs_under_mpk", "max", "mpk");
+}
+
+#[test]
+fn segments_reset_between_runs_under_paging() {
+    segments_reset_between_runs("segments_reset_between_runs_under_paging", "qemu64", "paging");
+}
+
+/// SGDT, SIDT and SMSW from ring 3: a #GP where the CPU has UMIP (the kernel turns CR4.UMIP
+/// on), else they run (and the log says the CPU has no UMIP).
+fn descriptor_tables_hidden(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    let umip = node.qemu.lines().iter().any(|l| l.contains("UMIP true"));
+    assert!(umip || node.qemu.lines().iter().any(|l| l.contains("UMIP false")), "no UMIP in the log");
+    eprintln!("{test}: -cpu {cpu} has UMIP: {umip}");
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=2000";
+    for case in ["sgdt", "sidt", "smsw"] {
+        register(&node, case, engine, query, &functions::hostile_native(case));
+        let r = invoke_raw(&node, case, &json!({"in": [item("x", b"x")]}));
+        if umip {
+            assert_eq!(r.status, 500, "{case}: {}", r.text());
+            assert!(r.text().contains("general protection"), "{case}: {}", r.text());
+        } else {
+            assert_eq!(r.status, 200, "{case} without UMIP: {}", r.text());
+        }
+    }
+}
+
+#[test]
+fn descriptor_tables_are_hidden_with_umip_on_cpu_max() {
+    descriptor_tables_hidden("descriptor_tables_are_hidden_with_umip_on_cpu_max", "max", "native");
+}
+
+#[test]
+fn descriptor_tables_without_umip_on_qemu64() {
+    descriptor_tables_hidden("descriptor_tables_without_umip_on_qemu64", "qemu64", "paging");
 }

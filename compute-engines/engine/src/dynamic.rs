@@ -26,6 +26,12 @@ impl PreparedImage {
         self.engine
     }
 
+    /// The engine's own prepared form, if it is a `T` (for the platform's engine-specific
+    /// paths, such as native runs that come back preempted).
+    pub fn downcast<T: 'static>(&self) -> Option<&T> {
+        self.inner.downcast_ref::<T>()
+    }
+
     /// The size in bytes of the image it was prepared from (for listings and metrics).
     pub fn image_size(&self) -> usize {
         self.size

@@ -10,6 +10,9 @@
 //! - [`limits`]: memory, time (an instruction budget plus a wall-clock [`Deadline`]) and output limits.
 //! - [`abi`]: the engine-neutral parts of the function ABI (docs/function-abi.md).
 //! - [`dynamic`]: [`DynEngine`], the object-safe view the kernel keeps in its engine table.
+//!
+//! The native engines' own policy (layout, keys, exit call, slices) is `pappus-native`
+//! (`compute-engines/native`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -19,7 +22,6 @@ pub mod abi;
 pub mod dynamic;
 pub mod error;
 pub mod limits;
-pub mod native;
 mod traits;
 
 pub use dynamic::{DynEngine, PreparedImage};

@@ -72,4 +72,11 @@ impl Limits {
 pub trait Deadline {
     /// Whether the run's wall-clock budget is spent.
     fn expired(&self) -> bool;
+
+    /// Whether the run's turn on its core is used up: an engine that can park a run (the wasm
+    /// engine between fuel slices, `WasmEngine::start`) hands it back to be queued again.
+    /// Engines that run to the end ignore it. Default: never.
+    fn turn_over(&self) -> bool {
+        false
+    }
 }

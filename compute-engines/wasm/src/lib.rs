@@ -31,6 +31,7 @@ use engine::{Completion, Engine, EngineError, Invocation};
 
 pub use config::WasmConfig;
 pub use prepare::WasmImage;
+pub use run::{WasmRun, WasmStep};
 
 /// The engine: one wasmi engine (configuration and compiled code) and the linker that provides
 /// the `pappus` imports, shared by every image it prepares and every run.
@@ -46,6 +47,13 @@ impl WasmEngine {
         let wasmi = wasmi::Engine::new(&config.wasmi_config());
         let linker = host::linker(&wasmi)?;
         Ok(Self { config, wasmi, linker })
+    }
+
+    /// Starts a run and runs it until it ends or, between two fuel slices, the invocation's
+    /// deadline says its turn is over ([`Deadline::turn_over`](engine::Deadline::turn_over)):
+    /// then it comes back parked, for the platform to queue again and [`WasmRun::resume`].
+    pub fn start(&self, image: &WasmImage, invocation: Invocation<'_>) -> WasmStep {
+        run::start(self, image, invocation)
     }
 
     /// The configuration this engine was made with.

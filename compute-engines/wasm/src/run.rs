@@ -1,7 +1,10 @@
-//! One run: a fresh store and instance, the entry call under a fuel budget, the outputs.
+//! One run: a fresh store and instance, the entry call under a fuel budget, the outputs. With
+//! a deadline the run goes in fuel slices; at a slice boundary where the deadline says the
+//! turn is over, the run is parked ([`WasmStep::Paused`]) with its store and paused call, to be
+//! resumed later, on any core ([`WasmRun::resume`]).
 
 use engine::{Completion, Deadline, EngineError, Invocation, Limits};
-use wasmi::{Extern, Func, ResumableCall, Store};
+use wasmi::{Extern, ResumableCall, ResumableCallOutOfFuel, Store};
 
 use crate::WasmEngine;
 use crate::abi;
@@ -9,14 +12,60 @@ use crate::classify::{classify, classify_instantiation};
 use crate::prepare::WasmImage;
 use crate::state::HostState;
 
+/// How far one turn of a wasm run got.
+// A step is returned once and moved on at once (the kernel parks a paused run on its heap,
+// fallibly); boxing here would be an infallible allocation on every turn.
+#[allow(clippy::large_enum_variant)]
+pub enum WasmStep {
+    /// The run ended: its outputs, or why it failed.
+    Done(Result<Completion, EngineError>),
+    /// Its turn is over (the deadline said so between fuel slices): resume it later.
+    Paused(WasmRun),
+}
+
+/// A wasm run between two turns: its store (instance, memory, inputs, outputs so far, fuel)
+/// and the entry call, paused at a fuel slice's end.
+pub struct WasmRun {
+    store: Store<HostState>,
+    paused: ResumableCallOutOfFuel,
+    limits: Limits,
+    slice: u64,
+}
+
+impl core::fmt::Debug for WasmRun {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WasmRun").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl WasmRun {
+    /// Runs the next turn: until the run ends or `deadline` says this turn is over too.
+    pub fn resume(self, deadline: Option<&dyn Deadline>) -> WasmStep {
+        let WasmRun { mut store, paused, limits, slice } = self;
+        let step = paused.resume(&mut store, &mut []);
+        drive(store, step, limits, deadline, slice)
+    }
+}
+
 pub(crate) fn run(
     engine: &WasmEngine,
     image: &WasmImage,
     invocation: Invocation<'_>,
 ) -> Result<Completion, EngineError> {
+    let deadline = invocation.deadline;
+    let mut step = start(engine, image, invocation);
+    loop {
+        match step {
+            WasmStep::Done(result) => return result,
+            WasmStep::Paused(run) => step = run.resume(deadline),
+        }
+    }
+}
+
+pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocation<'_>) -> WasmStep {
     // wasmi panics on a module compiled by another wasmi engine: refuse it instead.
     if !wasmi::Engine::same(image.module.engine(), &engine.wasmi) {
-        return Err(EngineError::internal("the image was prepared by another wasm engine instance"));
+        return WasmStep::Done(Err(EngineError::internal("the image was prepared by another wasm engine instance")));
     }
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     let state = HostState::new(inputs, outputs, &limits, &engine.config);
@@ -25,13 +74,17 @@ pub(crate) fn run(
     // Instantiation (data segments, tables) may cost fuel and cannot be resumed: it gets the
     // whole budget; with a deadline, all but one slice goes back to the reserve afterwards.
     let slice = engine.config.fuel_slice.max(1);
-    grant(&mut store, 0, slice, false)?;
+    if let Err(e) = grant(&mut store, 0, slice, false) {
+        return WasmStep::Done(Err(e));
+    }
     let instance = match engine.linker.instantiate_and_start(&mut store, &image.module) {
         Ok(instance) => instance,
-        Err(e) => return Err(classify_instantiation(e, store.data(), &limits)),
+        Err(e) => return WasmStep::Done(Err(classify_instantiation(e, store.data(), &limits))),
     };
-    if deadline.is_some() {
-        reclaim(&mut store, slice)?;
+    if deadline.is_some()
+        && let Err(e) = reclaim(&mut store, slice)
+    {
+        return WasmStep::Done(Err(e));
     }
     store.data_mut().memory = match instance.get_export(&store, abi::MEMORY) {
         Some(Extern::Memory(memory)) => Some(memory),
@@ -39,43 +92,51 @@ pub(crate) fn run(
     };
     let Some(entry) = instance.get_func(&store, abi::ENTRY) else {
         // Checked at prepare time; an image from elsewhere must still not panic.
-        return Err(EngineError::internal("the instance has no entry function"));
+        return WasmStep::Done(Err(EngineError::internal("the instance has no entry function")));
     };
-    call(&mut store, entry, &limits, deadline, slice)?;
-
-    let left = store.get_fuel().unwrap_or(0);
-    let state = store.into_data();
-    let used = limits.time.instructions.saturating_sub(state.fuel_reserve.saturating_add(left));
-    Ok(Completion { outputs: state.outputs, instructions: Some(used) })
+    let step = entry.call_resumable(&mut store, &[], &mut []);
+    drive(store, step, limits, deadline, slice)
 }
 
-/// Calls the entry function to completion. Without a deadline the whole budget is fuel from the
-/// start; with one, fuel comes in slices and the deadline is checked between them.
-fn call(
-    store: &mut Store<HostState>,
-    entry: Func,
-    limits: &Limits,
+/// Runs the entry call on until it ends or its turn is over. Without a deadline the whole
+/// budget is fuel from the start; with one, fuel comes in slices and the deadline is checked
+/// (and asked whether the turn is over) between them.
+fn drive(
+    mut store: Store<HostState>,
+    mut step: Result<ResumableCall, wasmi::Error>,
+    limits: Limits,
     deadline: Option<&dyn Deadline>,
     slice: u64,
-) -> Result<(), EngineError> {
-    let mut step = entry.call_resumable(&mut *store, &[], &mut []);
+) -> WasmStep {
     loop {
         match step {
-            Ok(ResumableCall::Finished) => return Ok(()),
-            Ok(ResumableCall::HostTrap(trap)) => return Err(classify(trap.into_host_error(), store.data(), limits)),
+            Ok(ResumableCall::Finished) => {
+                let left = store.get_fuel().unwrap_or(0);
+                let state = store.into_data();
+                let used = limits.time.instructions.saturating_sub(state.fuel_reserve.saturating_add(left));
+                return WasmStep::Done(Ok(Completion { outputs: state.outputs, instructions: Some(used) }));
+            }
+            Ok(ResumableCall::HostTrap(trap)) => {
+                return WasmStep::Done(Err(classify(trap.into_host_error(), store.data(), &limits)));
+            }
             Ok(ResumableCall::OutOfFuel(paused)) => {
                 if deadline.is_some_and(|d| d.expired()) {
-                    return Err(EngineError::Timeout { budget: limits.time, wall_clock: true });
+                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: true }));
                 }
                 let needed = paused.required_fuel();
                 let in_store = store.get_fuel().unwrap_or(0);
                 if store.data().fuel_reserve.saturating_add(in_store) < needed {
-                    return Err(EngineError::Timeout { budget: limits.time, wall_clock: false });
+                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: false }));
                 }
-                grant(store, needed, slice, deadline.is_some())?;
-                step = paused.resume(&mut *store, &mut []);
+                if let Err(e) = grant(&mut store, needed, slice, deadline.is_some()) {
+                    return WasmStep::Done(Err(e));
+                }
+                if deadline.is_some_and(|d| d.turn_over()) {
+                    return WasmStep::Paused(WasmRun { store, paused, limits, slice });
+                }
+                step = paused.resume(&mut store, &mut []);
             }
-            Err(e) => return Err(classify(e, store.data(), limits)),
+            Err(e) => return WasmStep::Done(Err(classify(e, store.data(), &limits))),
         }
     }
 }

@@ -165,6 +165,25 @@ impl<T> RunQueue<T> {
         Ok(ticket)
     }
 
+    /// Queues again an item that was just popped and has more to do (a run preempted at the end
+    /// of its time slice): at the back of its tenant's FIFO, so the tenant's other work and,
+    /// through the ring, every other tenant's turn come before it. Never refused: the item held
+    /// a place until its pop, so the queue exceeds its capacity by at most the number of items
+    /// popped and not yet requeued (one per core); new pushes stay refused until it is back
+    /// under capacity.
+    pub fn requeue(&mut self, tenant: TenantId, composition: CompositionId, item: T) -> Ticket {
+        let ticket = Ticket { seq: self.next_seq, tenant, composition };
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let queue = self.tenants.entry(tenant).or_insert_with(|| TenantQueue { items: VecDeque::new(), served: 0 });
+        if queue.items.is_empty() {
+            queue.served = 0;
+            self.ring.push_back(tenant);
+        }
+        queue.items.push_back((ticket, item));
+        self.len += 1;
+        ticket
+    }
+
     /// Takes the next item by the policy (see the type's docs), for an idle core.
     pub fn pop(&mut self) -> Option<(Ticket, T)> {
         let weight = self.weight(*self.ring.front()?);
@@ -333,6 +352,38 @@ mod tests {
         q.cancel_composition(5);
         assert_eq!(q.depths().collect::<Vec<_>>(), [(2, 1)]);
         assert_eq!(drain(&mut q), [(2, 1)]);
+    }
+
+    #[test]
+    fn a_requeued_item_waits_for_every_other_tenant() {
+        let mut q = RunQueue::new(3);
+        q.push(1, 10, 0).unwrap();
+        q.push(2, 20, 1).unwrap();
+        q.push(3, 30, 2).unwrap();
+        // Tenant 1's long run is taken, preempted, and queued again, twice over.
+        let (t, v) = q.pop().unwrap();
+        assert_eq!((t.tenant, v), (1, 0));
+        q.push(2, 20, 3).unwrap(); // the place it left is taken meanwhile: the queue is full
+        assert!(q.push(4, 40, 9).is_err());
+        let again = q.requeue(1, 10, v);
+        assert!(again.seq > t.seq);
+        assert_eq!(q.len(), 4, "a requeue is never refused, even at capacity");
+        assert!(q.push(4, 40, 9).is_err(), "new work waits until the queue is under capacity");
+        assert_eq!(drain(&mut q), [(2, 1), (3, 2), (1, 0), (2, 3)]);
+    }
+
+    #[test]
+    fn a_requeued_item_goes_behind_its_own_tenants_work() {
+        let mut q = RunQueue::new(10);
+        q.push(1, 10, 0).unwrap();
+        q.push(1, 11, 1).unwrap();
+        let (_, v) = q.pop().unwrap();
+        q.requeue(1, 10, v);
+        assert_eq!(drain(&mut q), [(1, 1), (1, 0)]);
+        // Cancellation finds requeued items like any other.
+        q.requeue(1, 10, 5);
+        assert_eq!(q.cancel_composition(10).len(), 1);
+        assert!(q.is_empty());
     }
 
     #[test]

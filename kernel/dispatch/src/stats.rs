@@ -52,6 +52,36 @@ impl CoreStats {
         Some(ran)
     }
 
+    /// The core stops a run that is not finished (preempted at the end of its slice) at `now`:
+    /// the ticks count as busy, but no run is counted. Returns the slice's ticks (to pass to
+    /// [`end_resumed`](Self::end_resumed) when the run finishes), or `None` if it was idle.
+    pub fn pause(&mut self, now: u64) -> Option<u64> {
+        if !self.busy {
+            return None;
+        }
+        let ran = now.saturating_sub(self.since);
+        self.busy_ticks = self.busy_ticks.saturating_add(ran);
+        self.since = self.since.max(now);
+        self.busy = false;
+        Some(ran)
+    }
+
+    /// Like [`end`](Self::end) for a run whose earlier slices took `earlier` ticks (on this
+    /// or other cores): the run's histogram entry is the whole run's ticks.
+    pub fn end_resumed(&mut self, now: u64, earlier: u64) -> Option<u64> {
+        if !self.busy {
+            return None;
+        }
+        let ran = now.saturating_sub(self.since);
+        self.busy_ticks = self.busy_ticks.saturating_add(ran);
+        self.since = self.since.max(now);
+        self.busy = false;
+        self.runs = self.runs.saturating_add(1);
+        let total = ran.saturating_add(earlier);
+        self.run_ticks.record(total);
+        Some(total)
+    }
+
     /// Whether a run is in progress.
     pub fn is_busy(&self) -> bool {
         self.busy
@@ -109,6 +139,22 @@ mod tests {
         assert_eq!(c.busy_ticks_at(140) + c.idle_ticks_at(140), 40);
         assert_eq!(c.run_ticks().count(), 2);
         assert_eq!(c.run_ticks().sum(), 21);
+    }
+
+    #[test]
+    fn a_preempted_run_counts_once_with_all_its_slices() {
+        let mut c = CoreStats::new(0);
+        assert!(c.pause(5).is_none(), "idle: nothing to pause");
+        c.begin(10);
+        assert_eq!(c.pause(20), Some(10));
+        assert_eq!(c.runs(), 0);
+        c.begin(25); // another tenant's run
+        c.end(30);
+        c.begin(30); // the preempted run again
+        assert_eq!(c.end_resumed(34, 10), Some(14));
+        assert_eq!((c.busy_ticks(), c.idle_ticks(), c.runs()), (19, 15, 2));
+        assert_eq!(c.run_ticks().sum(), 5 + 14);
+        assert!(c.end_resumed(40, 1).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use dispatch::{CoreStats, RunQueue};
 use engine::PreparedImage;
 use model::{Set, TenantId};
 use spin::{Mutex, Once};
+use wasm_engine::{WasmRun, WasmStep};
 
 use crate::engines::Engines;
 use crate::{arch, time};
@@ -44,9 +45,115 @@ pub struct Core {
 
 pub type Completion = (Ticket, Result<Vec<Set>, HostError>);
 
+/// What the run queue holds: an instance not started yet, or a run whose turn ended (a native
+/// sandbox preempted at its slice's end with its whole context, or a wasm run paused between
+/// fuel slices), which any core resumes when the fair-share queue comes back to it.
+enum Work {
+    Fresh {
+        job: Job,
+        /// Whether it already found every protection key held (counted once per run).
+        waited_for_key: bool,
+    },
+    Resume(Parked),
+}
+
+/// A run between two turns.
+struct Parked {
+    ticket: Ticket,
+    tenant: TenantId,
+    /// Exactly one (on the heap: queue entries stay small).
+    paused: Vec<Paused>,
+    /// Ticks its earlier turns took.
+    ran: u64,
+    /// Ticks left of its wall-clock backstop (wasm; a native sandbox keeps its own budget).
+    wall_left: u64,
+}
+
+/// (Only ever on the heap, one per parked run: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Paused {
+    #[cfg(target_arch = "x86_64")]
+    Native(crate::native::Sandbox),
+    Wasm(WasmRun),
+}
+
+impl Work {
+    /// (tenant index, invocation) for the queue.
+    fn ids(&self) -> (u32, u64) {
+        match self {
+            Work::Fresh { job, .. } => (job.tenant.index(), job.ticket.invocation),
+            Work::Resume(p) => (p.tenant.index(), p.ticket.invocation),
+        }
+    }
+
+    fn ticket(&self) -> Ticket {
+        match self {
+            Work::Fresh { job, .. } => job.ticket,
+            Work::Resume(p) => p.ticket,
+        }
+    }
+}
+
+/// What one turn on a core came to.
+enum After {
+    /// The run ended (its result), after earlier turns of this many ticks.
+    Done(Ticket, Result<Vec<Set>, HostError>, u64),
+    /// It goes back in the queue (its turn is over, or it waits for a protection key).
+    Again(Work),
+}
+
+/// The deadline a turn runs under: the dispatcher's cancellation flag, the run's wall-clock
+/// backstop (`wall_end`; a native sandbox keeps its own budget: never), and the turn's end.
+struct TurnDeadline<'a> {
+    cancel: &'a AtomicBool,
+    wall_end: u64,
+    turn_end: u64,
+}
+
+impl<'a> TurnDeadline<'a> {
+    /// A turn from `start` of a run with `wall_left` ticks of its backstop.
+    fn new(cancel: &'a AtomicBool, start: u64, wall_left: u64) -> Self {
+        let turn = micros_to_ticks(native::SLICE_MICROS);
+        Self { cancel, wall_end: start.saturating_add(wall_left), turn_end: start.saturating_add(turn) }
+    }
+}
+
+impl engine::Deadline for TurnDeadline<'_> {
+    fn expired(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || time::ticks() >= self.wall_end
+    }
+
+    fn turn_over(&self) -> bool {
+        time::ticks() >= self.turn_end
+    }
+}
+
+fn micros_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
+}
+
+/// Runs whose turn ended and that went back in the queue (all cores).
+static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs whose turn ended and that went back in the queue so far.
+pub fn preemptions() -> u64 {
+    PREEMPTIONS.load(Ordering::Relaxed)
+}
+
+/// `value` on the heap (a vector of one), or back when the heap has no room (a request's
+/// allocation: it must fail cleanly, never panic).
+fn on_heap<T>(value: T) -> Result<Vec<T>, T> {
+    let mut one = Vec::new();
+    if one.try_reserve_exact(1).is_err() {
+        return Err(value);
+    }
+    one.push(value);
+    Ok(one)
+}
+
 pub struct Dispatcher {
     engines: Engines,
-    queue: Mutex<RunQueue<Job>>,
+    queue: Mutex<RunQueue<Work>>,
     done: Mutex<VecDeque<Completion>>,
     cores: Vec<Core>,
     /// The CPU whose loop collects results (woken when one arrives).
@@ -109,12 +216,12 @@ impl Dispatcher {
         self.cores.iter().find(|c| c.cpu == cpu)
     }
 
-    /// Single-core mode: runs one queued instance on this, the I/O core, calling `io_pass`
-    /// between its fuel slices so that the network is served while it computes. Returns
-    /// whether it ran one; with compute cores it never does.
-    pub fn run_inline(&self, io_pass: &mut dyn FnMut()) -> bool {
+    /// Single-core mode: runs one turn of queued work on this, the I/O core (at most a slice,
+    /// about 10 ms, for native and wasm runs), so that its loop serves the network between
+    /// turns. Returns whether it ran one; with compute cores it never does.
+    pub fn run_inline(&self) -> bool {
         match self.cores.as_slice() {
-            [core] if self.inline => self.run_one(core, Some(io_pass)),
+            [core] if self.inline => self.run_one(core),
             _ => false,
         }
     }
@@ -132,10 +239,11 @@ impl Dispatcher {
         let (tenant, composition) = (job.tenant.index(), job.ticket.invocation);
         {
             let mut queue = self.queue.lock();
-            if queue.depth(tenant) >= self.tenant_share.load(Ordering::Relaxed) {
+            // (Checked here so that the job comes back as it went in; the push then fits.)
+            if queue.len() >= queue.capacity() || queue.depth(tenant) >= self.tenant_share.load(Ordering::Relaxed) {
                 return Err(job);
             }
-            queue.push(tenant, composition, job).map_err(|full| full.into_inner())?;
+            let _ = queue.push(tenant, composition, Work::Fresh { job, waited_for_key: false });
         }
         if let Some(core) = self.cores.iter().find(|c| c.idle.swap(false, Ordering::AcqRel))
             && core.cpu != arch::cpu_index()
@@ -163,40 +271,134 @@ impl Dispatcher {
 
     /// Drops the queued instances of `invocation` and stops its running ones at their next
     /// deadline check (their results are then dropped by the control plane).
+    /// A parked (preempted) native run of `invocation` is dropped with the queue's other
+    /// instances, which frees its sandbox.
     pub fn cancel(&self, invocation: u64) {
         let mut queue = self.queue.lock();
-        let dropped = queue.cancel_composition(invocation).len();
+        let removed = queue.cancel_composition(invocation);
         for core in &self.cores {
             if core.running.load(Ordering::Acquire) == invocation + 1 {
                 core.cancel.store(true, Ordering::Release);
             }
         }
         drop(queue);
+        // Freed outside the queue lock (a parked MPK sandbox empties its slot).
+        let dropped = removed.len();
+        drop(removed);
         if dropped > 0 {
             log::debug!("dispatcher: invocation {invocation} cancelled, {dropped} queued instance(s) dropped");
         }
     }
 
-    /// Runs the next queued instance on `core` (this CPU). Returns whether there was one.
-    /// `between_slices` runs at every deadline check of the engine (see `Engines::run`).
-    pub fn run_one(&self, core: &Core, between_slices: Option<&mut dyn FnMut()>) -> bool {
-        let job = {
+    /// Runs the next queued work on `core` (this CPU) for one turn: a new instance, or the
+    /// next turn of a parked run. Returns whether there was any. A run whose turn ends (a native
+    /// slice, or wasm fuel slices for about as long) goes back in the queue behind the other
+    /// tenants' work; nothing else runs inside it.
+    pub fn run_one(&self, core: &Core) -> bool {
+        let work = {
             let mut queue = self.queue.lock();
-            let Some((_, job)) = queue.pop() else { return false };
+            let Some((_, work)) = queue.pop() else { return false };
             core.cancel.store(false, Ordering::Relaxed);
-            core.running.store(job.ticket.invocation + 1, Ordering::Release);
-            job
+            core.running.store(work.ids().1 + 1, Ordering::Release);
+            work
         };
         core.stats.lock().begin(time::ticks());
-        let Job { ticket, tenant, function, prepared, inputs } = job;
-        let result = self.engines.run(tenant, &function, &prepared, inputs, &core.cancel, between_slices);
-        core.stats.lock().end(time::ticks());
-        core.running.store(0, Ordering::Release);
+        match self.turn(work, &core.cancel) {
+            After::Done(ticket, result, earlier) => {
+                core.stats.lock().end_resumed(time::ticks(), earlier);
+                core.running.store(0, Ordering::Release);
+                self.finish(core, ticket, result);
+            }
+            After::Again(work) => {
+                core.stats.lock().pause(time::ticks());
+                let (tenant, invocation) = work.ids();
+                let mut queue = self.queue.lock();
+                // Cancelled during its turn (after the last check): not queued again.
+                if core.cancel.load(Ordering::Acquire) {
+                    core.running.store(0, Ordering::Release);
+                    drop(queue);
+                    let ticket = work.ticket();
+                    drop(work);
+                    let cancelled = HostError::new(503, "cancelled", "the invocation was cancelled");
+                    self.finish(core, ticket, Err(cancelled));
+                } else {
+                    if matches!(work, Work::Resume(_)) {
+                        PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
+                    }
+                    queue.requeue(tenant, invocation, work);
+                    core.running.store(0, Ordering::Release);
+                }
+            }
+        }
+        true
+    }
+
+    fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, HostError>) {
         self.done.lock().push_back((ticket, result));
         if self.io_cpu != core.cpu {
             arch::wake(self.io_cpu);
         }
-        true
+    }
+
+    /// One turn of `work` on this core.
+    fn turn(&self, work: Work, cancel: &AtomicBool) -> After {
+        match work {
+            Work::Fresh { job, waited_for_key } => self.start(job, waited_for_key, cancel),
+            Work::Resume(Parked { ticket, tenant, mut paused, ran, wall_left }) => {
+                let start = time::ticks();
+                match paused.pop() {
+                    #[cfg(target_arch = "x86_64")]
+                    Some(Paused::Native(sandbox)) => {
+                        let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
+                        native_after(sandbox.resume(Some(&deadline)), ticket, tenant, ran, start)
+                    }
+                    Some(Paused::Wasm(run)) => {
+                        let deadline = TurnDeadline::new(cancel, start, wall_left);
+                        wasm_after(run.resume(Some(&deadline)), ticket, tenant, ran, start, wall_left)
+                    }
+                    None => {
+                        After::Done(ticket, Err(HostError::new(500, "internal", "a parked run without its state")), ran)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first turn of a new instance.
+    fn start(&self, job: Job, waited_for_key: bool, cancel: &AtomicBool) -> After {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = waited_for_key;
+        let image = job.prepared.clone();
+        let spec = job.function.spec();
+        let outputs: Vec<alloc::string::String> = spec.outputs().to_vec();
+        let limits = crate::engines::limits(spec);
+        let start = time::ticks();
+        #[cfg(target_arch = "x86_64")]
+        if let Some(native) = self.engines.native(spec, &image) {
+            let Job { ticket, tenant, function, prepared, inputs } = job;
+            let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
+            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+            return match native.start(invocation) {
+                crate::native::Step::NoKey(inputs) => {
+                    if !waited_for_key {
+                        crate::native::count_key_wait();
+                    }
+                    let job = Job { ticket, tenant, function, prepared, inputs };
+                    After::Again(Work::Fresh { job, waited_for_key: true })
+                }
+                step => native_after(step, ticket, tenant, 0, start),
+            };
+        }
+        if let Some((wasm, wasm_image)) = self.engines.wasm(spec, &image) {
+            let Job { ticket, tenant, inputs, .. } = job;
+            let wall_left = native::slice::budget_ticks(spec.timeout_ms(), time::ticks_per_second());
+            let deadline = TurnDeadline::new(cancel, start, wall_left);
+            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+            return wasm_after(wasm.start(wasm_image, invocation), ticket, tenant, 0, start, wall_left);
+        }
+        let Job { ticket, tenant, function, prepared, inputs } = job;
+        let result = self.engines.run(tenant, &function, &prepared, inputs, cancel);
+        After::Done(ticket, result, 0)
     }
 
     /// Halts `core` (this CPU) until a submit wakes it, or at the latest at tick `backstop`.
@@ -211,5 +413,47 @@ impl Dispatcher {
     /// Whether results wait for the I/O core (it checks before it halts).
     pub fn has_completions(&self) -> bool {
         !self.done.lock().is_empty()
+    }
+}
+
+/// A run's end after its turns: counted, its outputs or its error for the control plane.
+fn done(result: Result<engine::Completion, engine::EngineError>, ticket: Ticket, ran: u64, ran_now: u64) -> After {
+    crate::engines::count_run(ran_now);
+    After::Done(ticket, result.map(|c| c.outputs).map_err(crate::engines::host_error), ran)
+}
+
+/// Parks a paused run for the queue (or fails it when the heap has no room to park it).
+fn park(paused: Paused, ticket: Ticket, tenant: TenantId, ran: u64, ran_now: u64, wall_left: u64) -> After {
+    match on_heap(paused) {
+        Ok(paused) => After::Again(Work::Resume(Parked { ticket, tenant, paused, ran: ran_now, wall_left })),
+        Err(paused) => {
+            drop(paused);
+            let full = HostError::new(503, "out_of_memory", "the node has no memory to park the run between its turns");
+            After::Done(ticket, Err(full), ran)
+        }
+    }
+}
+
+/// What a native slice that started at `start`, after earlier turns of `ran` ticks, came to.
+#[cfg(target_arch = "x86_64")]
+fn native_after(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran: u64, start: u64) -> After {
+    let ran_now = ran.saturating_add(time::ticks().saturating_sub(start));
+    match step {
+        crate::native::Step::Done(result) => done(result, ticket, ran, ran_now),
+        crate::native::Step::Preempted(sandbox) => park(Paused::Native(sandbox), ticket, tenant, ran, ran_now, 0),
+        crate::native::Step::NoKey(_) => {
+            After::Done(ticket, Err(HostError::new(500, "internal", "a resumed sandbox asked for a key")), ran)
+        }
+    }
+}
+
+/// What a wasm turn that started at `start`, after earlier turns of `ran` ticks and with
+/// `wall_left` ticks of its backstop, came to.
+fn wasm_after(step: WasmStep, ticket: Ticket, tenant: TenantId, ran: u64, start: u64, wall_left: u64) -> After {
+    let took = time::ticks().saturating_sub(start);
+    let ran_now = ran.saturating_add(took);
+    match step {
+        WasmStep::Done(result) => done(result, ticket, ran, ran_now),
+        WasmStep::Paused(run) => park(Paused::Wasm(run), ticket, tenant, ran, ran_now, wall_left.saturating_sub(took)),
     }
 }

@@ -18,7 +18,7 @@ pub fn executor(cpu: usize) -> ! {
     log::debug!("cpu {cpu}: compute core");
     let backstop = (u128::from(IDLE_BACKSTOP_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000) as u64;
     loop {
-        if !dispatcher.run_one(core, None) {
+        if !dispatcher.run_one(core) {
             dispatcher.idle(core, time::ticks() + backstop);
         }
     }

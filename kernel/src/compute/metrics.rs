@@ -46,6 +46,13 @@ pub fn render(out: &mut String) {
     for (tenant, depth) in d.queue_depths() {
         let _ = writeln!(out, "pappus_run_queue_depth{{tenant=\"{tenant}\"}} {depth}");
     }
+    let preemptions = super::dispatcher::preemptions();
+    let _ = writeln!(
+        out,
+        "# HELP pappus_preemptions_total Runs (native and wasm) whose turn ended and that were queued again."
+    );
+    let _ = writeln!(out, "# TYPE pappus_preemptions_total counter");
+    let _ = writeln!(out, "pappus_preemptions_total {preemptions}");
     let _ = writeln!(out, "# HELP pappus_run_queue_capacity Instances the run queue holds at most.");
     let _ = writeln!(out, "# TYPE pappus_run_queue_capacity gauge");
     let _ = writeln!(out, "pappus_run_queue_capacity {}", super::RUN_QUEUE_CAPACITY);

@@ -34,6 +34,11 @@ pub fn has_pku() -> bool {
     max_leaf() >= 7 && leaf(7, 0).ecx & (1 << 3) != 0
 }
 
+/// User-mode instruction prevention (CR4.UMIP: SGDT/SIDT/SLDT/SMSW/STR fault in ring 3).
+pub fn has_umip() -> bool {
+    max_leaf() >= 7 && leaf(7, 0).ecx & (1 << 2) != 0
+}
+
 pub fn has_x2apic() -> bool {
     leaf(1, 0).ecx & (1 << 21) != 0
 }

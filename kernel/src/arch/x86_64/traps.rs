@@ -246,7 +246,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             timer::on_interrupt();
             apic::end_of_interrupt();
             if usermode::from_user(frame) {
-                usermode::user_tick();
+                usermode::user_tick(frame);
             }
         }
         smp::WAKE_VECTOR => {

@@ -2,20 +2,25 @@
 //! traps from ring 3 to the sandbox that caused them instead of to a kernel panic.
 //!
 //! - `init` (every CPU): SSE/AVX for ring 3 (CR0.MP, CR4.OSFXSR/OSXMMEXCPT/OSXSAVE, XCR0 with
-//!   x87|SSE|AVX and never PKRU), `syscall` (EFER.SCE, STAR, LSTAR, FMASK), a zero
-//!   `KERNEL_GS_BASE` so that `swapgs` gives ring 3 a zero GS base.
+//!   x87|SSE|AVX and never PKRU), CR4.UMIP where CPUID has it, `syscall` (EFER.SCE, STAR,
+//!   LSTAR, FMASK), a zero `KERNEL_GS_BASE` so that `swapgs` gives ring 3 a zero GS base.
 //! - [`enter_user`] saves the kernel's callee-saved registers and stack pointer in the per-CPU
-//!   block, scrubs the general registers and enters ring 3 with `iretq` (interrupts on). It
-//!   returns when the sandbox executes `syscall` ([`Exit::Syscall`], with the registers the
-//!   exit call passes) or when the kernel ends it from a trap ([`end_sandbox`]).
+//!   block and enters ring 3 with `iretq` (interrupts on) in the context of a [`UserRegs`]
+//!   (every general register, RIP/RSP/RFLAGS, DS/ES/FS/GS, FS/GS bases) and an
+//!   [`ExtendedState`]. It returns when the sandbox executes `syscall` ([`Exit::Syscall`], with
+//!   the registers the exit call passes), when the kernel ends it from a trap ([`end_sandbox`],
+//!   [`Exit::Ended`]), or when its slice is used up ([`Exit::Preempted`]: its whole context saved
+//!   in the same `UserRegs` and `ExtendedState`, which resume it).
 //! - Traps from ring 3 land on the per-CPU ring-3 trap stack (TSS.rsp0) and go to the
 //!   [`Session`] registered for this CPU: it maps a lazily allocated page and resumes, or ends
-//!   the sandbox with the fault's description. The timer interrupt asks the session whether the
-//!   time budget is spent.
+//!   the sandbox with the fault's description. The timer interrupt asks the session whether to
+//!   resume, end or preempt ([`Tick`]).
 //!
-//! The kernel is built soft-float and never touches the FPU/SSE/AVX state, so the sandbox's
-//! extended state needs no saving: [`scrub_extended_state`] loads the initial state before
-//! entry and after exit, so nothing crosses from one function to the next.
+//! The kernel is built soft-float and never touches the FPU/SSE/AVX state, so between entry and
+//! exit it is the sandbox's alone: [`scrub_extended_state`] loads the initial state on the way
+//! out (and in, for a fresh run), and only a preemption saves it (XSAVE) for the resume (XRSTOR),
+//! so nothing crosses from one function to the next. Data segments and FS/GS bases go back to
+//! null and zero on every exit likewise.
 
 use core::arch::{asm, global_asm};
 use core::cell::Cell;
@@ -51,16 +56,34 @@ const REGS_OUT_RDI: usize = 32;
 const REGS_OUT_RSI: usize = 40;
 const REGS_OUT_RDX: usize = 48;
 const REGS_OUT_RIP: usize = 56;
+const REGS_RFLAGS: usize = 64;
+const REGS_RAX: usize = 72;
+const REGS_RBX: usize = 80;
+const REGS_RCX: usize = 88;
+const REGS_RDX: usize = 96;
+const REGS_RSI: usize = 104;
+const REGS_RBP: usize = 112;
+const REGS_R8: usize = 120;
+const REGS_R9: usize = 128;
+const REGS_R10: usize = 136;
+const REGS_R11: usize = 144;
+const REGS_R12: usize = 152;
+const REGS_R13: usize = 160;
+const REGS_R14: usize = 168;
+const REGS_R15: usize = 176;
 
-/// What [`enter_user`] starts the sandbox with and what its exit call passed back.
+/// A sandbox's user-visible register state: what [`enter_user`] starts (or resumes) it with,
+/// what a preemption saved, and what its exit call passed back. A fresh run starts from
+/// `UserRegs { rip, rsp, rdi, ..Default::default() }`: every other register zero, RFLAGS
+/// 0x202, null data segments, zero FS/GS bases.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UserRegs {
-    /// Entry point.
+    /// Where the sandbox (re)starts.
     pub rip: u64,
-    /// Initial stack pointer.
+    /// Its stack pointer.
     pub rsp: u64,
-    /// First argument (the system data block).
+    /// `rdi` (at the first entry: the system data block).
     pub rdi: u64,
     /// At `syscall`: `rax` (the call number), `rdi`, `rsi`, `rdx`, and the address after the
     /// `syscall` instruction.
@@ -69,6 +92,78 @@ pub struct UserRegs {
     pub out_rsi: u64,
     pub out_rdx: u64,
     pub out_rip: u64,
+    /// RFLAGS; only the bits ring 3 may hold are restored ([`USER_RFLAGS`]), IF always set.
+    pub rflags: u64,
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    /// The data segment selectors (only null or the user selectors are ever loaded).
+    pub ds: u16,
+    pub es: u16,
+    pub fs: u16,
+    pub gs: u16,
+    /// FS and GS bases (only canonical lower-half values are ever loaded).
+    pub fs_base: u64,
+    pub gs_base: u64,
+}
+
+// The assembly's offsets agree with the struct.
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(UserRegs, rip) == REGS_RIP && offset_of!(UserRegs, rsp) == REGS_RSP);
+    assert!(offset_of!(UserRegs, rdi) == REGS_RDI && offset_of!(UserRegs, out_rax) == REGS_OUT_RAX);
+    assert!(offset_of!(UserRegs, out_rdi) == REGS_OUT_RDI && offset_of!(UserRegs, out_rsi) == REGS_OUT_RSI);
+    assert!(offset_of!(UserRegs, out_rdx) == REGS_OUT_RDX && offset_of!(UserRegs, out_rip) == REGS_OUT_RIP);
+    assert!(offset_of!(UserRegs, rflags) == REGS_RFLAGS && offset_of!(UserRegs, rax) == REGS_RAX);
+    assert!(offset_of!(UserRegs, rbx) == REGS_RBX && offset_of!(UserRegs, rcx) == REGS_RCX);
+    assert!(offset_of!(UserRegs, rdx) == REGS_RDX && offset_of!(UserRegs, rsi) == REGS_RSI);
+    assert!(offset_of!(UserRegs, rbp) == REGS_RBP && offset_of!(UserRegs, r8) == REGS_R8);
+    assert!(offset_of!(UserRegs, r9) == REGS_R9 && offset_of!(UserRegs, r10) == REGS_R10);
+    assert!(offset_of!(UserRegs, r11) == REGS_R11 && offset_of!(UserRegs, r12) == REGS_R12);
+    assert!(offset_of!(UserRegs, r13) == REGS_R13 && offset_of!(UserRegs, r14) == REGS_R14);
+    assert!(offset_of!(UserRegs, r15) == REGS_R15);
+};
+
+/// RFLAGS bits a sandbox may set and get back after a preemption: CF, PF, AF, ZF, SF, TF, DF,
+/// OF, AC, ID. IOPL, NT, RF, VM, VIF, VIP never; IF is always on.
+pub const USER_RFLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x20_0000;
+const RFLAGS_IF_AND_RESERVED: u64 = 0x202;
+
+/// A sandbox's x87/SSE/AVX registers while it is parked (XSAVE or FXSAVE image). The kernel is
+/// soft-float, so between entry and exit these registers are the sandbox's alone; a preemption
+/// saves them here and the resume loads them back, every other entry and exit loads the
+/// initial state instead.
+#[repr(C, align(64))]
+pub struct ExtendedState {
+    area: [u8; EXTENDED_AREA],
+    /// Whether `area` holds a saved state (else a resume starts from the initial state).
+    saved: bool,
+}
+
+/// Room for the XSAVE image of x87 + SSE + AVX (832 bytes); `init` keeps XCR0 within it.
+const EXTENDED_AREA: usize = 1024;
+
+impl ExtendedState {
+    pub const fn new() -> Self {
+        Self { area: [0; EXTENDED_AREA], saved: false }
+    }
+}
+
+impl Default for ExtendedState {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// How a sandbox run ended.
@@ -78,10 +173,25 @@ pub enum Exit {
     Syscall,
     /// The kernel ended it from a trap ([`end_sandbox`]); the session knows why.
     Ended,
+    /// Its time slice ran out: [`UserRegs`] and the [`ExtendedState`] hold its whole user
+    /// context, and [`enter_user`] with them resumes it where it was.
+    Preempted,
+}
+
+/// What a timer tick in ring 3 does with the sandbox ([`Session::on_tick`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Keep running (the session re-armed the timer).
+    Resume,
+    /// End it (budget spent, or cancelled).
+    End,
+    /// Save its context and return [`Exit::Preempted`] (its slice is used up).
+    Preempt,
 }
 
 const EXIT_SYSCALL: u64 = 0;
 const EXIT_ENDED: u64 = 1;
+const EXIT_PREEMPTED: u64 = 2;
 
 global_asm!(
     r#"
@@ -102,24 +212,24 @@ pappus_enter_user:
     cli
     push {user_ss}
     push qword ptr [rdi + {rsp_off}]
-    push 0x202                  /* IF, reserved bit 1 */
+    push qword ptr [rdi + {rflags_off}] /* sanitised by `enter_user`: IF on, no IOPL */
     push {user_cs}
     push qword ptr [rdi + {rip_off}]
+    mov rax, [rdi + {rax_off}]
+    mov rbx, [rdi + {rbx_off}]
+    mov rcx, [rdi + {rcx_off}]
+    mov rdx, [rdi + {rdx_off}]
+    mov rsi, [rdi + {rsi_off}]
+    mov rbp, [rdi + {rbp_off}]
+    mov r8, [rdi + {r8_off}]
+    mov r9, [rdi + {r9_off}]
+    mov r10, [rdi + {r10_off}]
+    mov r11, [rdi + {r11_off}]
+    mov r12, [rdi + {r12_off}]
+    mov r13, [rdi + {r13_off}]
+    mov r14, [rdi + {r14_off}]
+    mov r15, [rdi + {r15_off}]
     mov rdi, [rdi + {rdi_off}]
-    xor eax, eax
-    xor ebx, ebx
-    xor ecx, ecx
-    xor edx, edx
-    xor esi, esi
-    xor ebp, ebp
-    xor r8d, r8d
-    xor r9d, r9d
-    xor r10d, r10d
-    xor r11d, r11d
-    xor r12d, r12d
-    xor r13d, r13d
-    xor r14d, r14d
-    xor r15d, r15d
     swapgs
     iretq
 
@@ -168,6 +278,21 @@ pappus_user_return:
     rsp_off = const REGS_RSP,
     rip_off = const REGS_RIP,
     rdi_off = const REGS_RDI,
+    rflags_off = const REGS_RFLAGS,
+    rax_off = const REGS_RAX,
+    rbx_off = const REGS_RBX,
+    rcx_off = const REGS_RCX,
+    rdx_off = const REGS_RDX,
+    rsi_off = const REGS_RSI,
+    rbp_off = const REGS_RBP,
+    r8_off = const REGS_R8,
+    r9_off = const REGS_R9,
+    r10_off = const REGS_R10,
+    r11_off = const REGS_R11,
+    r12_off = const REGS_R12,
+    r13_off = const REGS_R13,
+    r14_off = const REGS_R14,
+    r15_off = const REGS_R15,
     out_rax = const REGS_OUT_RAX,
     out_rdi = const REGS_OUT_RDI,
     out_rsi = const REGS_OUT_RSI,
@@ -192,14 +317,20 @@ pub trait Session {
     /// A fault from ring 3. `Some(())` means handled (a lazily mapped page): resume the
     /// sandbox. `None` means the sandbox must end; the session has recorded why.
     fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()>;
-    /// A timer tick while the sandbox ran: `true` ends it (the budget is spent or the run is
-    /// cancelled), `false` resumes it (the session re-arms the timer).
-    fn on_tick(&mut self) -> bool;
+    /// A timer tick while the sandbox ran: resume it (the session re-arms the timer), end it
+    /// (the budget is spent or the run is cancelled), or preempt it (its slice is used up).
+    fn on_tick(&mut self) -> Tick;
 }
 
-/// The session of the sandbox running on each CPU (only the boot CPU runs sandboxes until the
-/// SMP work gives every CPU its own block; indexed by CPU number).
-struct Slot(Cell<Option<*mut dyn Session>>);
+/// What runs on each CPU's ring 3 now: the session, and where a preemption saves the
+/// sandbox's context (indexed by CPU number).
+struct Slot(Cell<Option<Active>>);
+#[derive(Clone, Copy)]
+struct Active {
+    session: *mut dyn Session,
+    regs: *mut UserRegs,
+    extended: *mut ExtendedState,
+}
 // SAFETY: each slot is only touched by its own CPU (set around `enter_user`, read from that
 // CPU's trap handlers).
 unsafe impl Sync for Slot {}
@@ -267,6 +398,7 @@ pub fn init() {
     let has_xsave = cpuid(1, 0).ecx & (1 << 26) != 0;
     let has_pku = super::cpu::has_pku();
     let has_avx = cpuid(1, 0).ecx & (1 << 28) != 0;
+    let has_umip = super::cpu::has_umip();
     // SAFETY: enabling SSE for ring 3 changes nothing for the kernel (soft-float, it executes
     // no SSE instruction); CR0.EM off and MP on are what SSE requires.
     unsafe {
@@ -282,6 +414,11 @@ pub fn init() {
             if has_pku {
                 f.insert(Cr4Flags::PROTECTION_KEY_USER);
             }
+            // SGDT, SIDT, SLDT, SMSW and STR from ring 3 fault (#GP) instead of telling a
+            // function where the kernel's tables are.
+            if has_umip {
+                f.insert(Cr4Flags::USER_MODE_INSTRUCTION_PREVENTION);
+            }
         });
     }
     if has_pku {
@@ -293,6 +430,10 @@ pub fn init() {
     if has_xsave {
         let supported = u64::from(cpuid(0xd, 0).eax);
         xcr0 = XCR0_X87 | XCR0_SSE | if has_avx { supported & XCR0_AVX } else { 0 };
+        // A preempted sandbox's state must fit its `ExtendedState` (x87 + SSE + AVX: 832 bytes).
+        if cpuid(0xd, 0).ecx as usize > EXTENDED_AREA {
+            xcr0 &= XCR0_X87 | XCR0_SSE;
+        }
         debug_assert!(xcr0 & XCR0_PKRU == 0);
         // SAFETY: CR4.OSXSAVE is on; the value holds only components CPUID reports, x87 and SSE
         // included as the architecture requires, and never PKRU.
@@ -315,7 +456,7 @@ pub fn init() {
     // Once, from the boot CPU: the application processors set up the same.
     if percpu::current_index() == 0 {
         log::info!(
-            "usermode: ring 3 ready (syscall exit, XCR0 {xcr0:#x}{}), PKU {}",
+            "usermode: ring 3 ready (syscall exit, XCR0 {xcr0:#x}{}), PKU {}, UMIP {has_umip}",
             if has_xsave { "" } else { ", FXSAVE only" },
             super::cpu::has_pku()
         );
@@ -337,22 +478,121 @@ pub fn scrub_extended_state() {
     }
 }
 
-/// Runs ring-3 code with `regs` until it exits through `syscall` or `session` ends it. The
-/// caller has mapped the code, stack and data (user pages) in the current address space.
-pub fn enter_user(regs: &mut UserRegs, session: &mut dyn Session) -> Exit {
+/// Loads a saved extended state (a preempted sandbox's), or the initial state.
+fn restore_extended_state(state: &ExtendedState) {
+    if !state.saved {
+        return scrub_extended_state();
+    }
+    let xcr0 = XSAVE.load(core::sync::atomic::Ordering::Relaxed);
+    if xcr0 != 0 {
+        // SAFETY: the area is 64-byte aligned and holds what XSAVE wrote with the same XCR0
+        // (which never includes PKRU).
+        unsafe {
+            asm!("xrstor64 [{}]", in(reg) &state.area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack, readonly))
+        };
+    } else {
+        // SAFETY: a 16-byte aligned image FXSAVE wrote.
+        unsafe { asm!("fxrstor64 [{}]", in(reg) &state.area, options(nostack, readonly)) };
+    }
+}
+
+/// Saves the extended state (still the sandbox's: the kernel is soft-float) into `state`.
+fn save_extended_state(state: &mut ExtendedState) {
+    let xcr0 = XSAVE.load(core::sync::atomic::Ordering::Relaxed);
+    if xcr0 != 0 {
+        // The XSAVE header must be zero before XSAVE (it writes XSTATE_BV, leaves the rest).
+        state.area[512..576].fill(0);
+        // SAFETY: 64-byte aligned area of `EXTENDED_AREA` bytes, at least XSAVE's size for
+        // this XCR0 (`init` made sure).
+        unsafe {
+            asm!("xsave64 [{}]", in(reg) &mut state.area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack))
+        };
+    } else {
+        // SAFETY: a 16-byte aligned area of at least 512 bytes.
+        unsafe { asm!("fxsave64 [{}]", in(reg) &mut state.area, options(nostack)) };
+    }
+    state.saved = true;
+}
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// A data segment selector ring 3 may get back: null, or one of its own two.
+fn user_selector(sel: u16) -> u16 {
+    if u64::from(sel) == USER_DATA_SELECTOR || u64::from(sel) == USER_CODE_SELECTOR { sel } else { 0 }
+}
+
+/// A segment base ring 3 may get back: a canonical lower-half address, else zero.
+fn user_base(base: u64) -> u64 {
+    if base < 0x0000_8000_0000_0000 { base } else { 0 }
+}
+
+/// Loads DS/ES/FS/GS and the FS base and (swapped) GS base ring 3 will see, keeping the
+/// kernel's GS base (the per-CPU block). Interrupts must be off: between `mov gs` and the
+/// restore of its base, a trap would not find its per-CPU block.
+fn load_user_segments(regs: &UserRegs) {
+    let (ds, es, fs, gs) =
+        (user_selector(regs.ds), user_selector(regs.es), user_selector(regs.fs), user_selector(regs.gs));
+    // SAFETY: interrupts are off (checked by the callers' `without_interrupts`); each selector
+    // is null or a valid user data/code selector of this CPU's GDT, and the kernel's GS base is
+    // written back at once. FS is unused by the kernel; KERNEL_GS_BASE is what `swapgs` gives ring 3.
+    unsafe {
+        let kernel_gs = Msr::new(MSR_GS_BASE).read();
+        asm!("mov ds, {0:x}", "mov es, {1:x}", "mov fs, {2:x}", "mov gs, {3:x}", in(reg) ds, in(reg) es, in(reg) fs, in(reg) gs, options(nostack, preserves_flags));
+        Msr::new(MSR_GS_BASE).write(kernel_gs);
+        Msr::new(MSR_FS_BASE).write(user_base(regs.fs_base));
+        Msr::new(MSR_KERNEL_GS_BASE).write(user_base(regs.gs_base));
+    }
+}
+
+/// Runs ring-3 code with `regs` until it exits through `syscall`, `session` ends it, or its
+/// slice runs out ([`Exit::Preempted`]: `regs` and `extended` then hold its whole context, and
+/// calling again with them resumes it). The caller has mapped the code, stack and data (user
+/// pages) in the current address space. Every general register, RFLAGS, the data segment
+/// selectors, the FS/GS bases and the extended state are loaded from `regs` and `extended`
+/// on entry, and put back to null/zero/initial on the way out, so nothing of one sandbox is
+/// visible to the next.
+///
+/// `first_tick` (a TSC deadline) arms the timer for the session's first `on_tick`; it is armed
+/// with interrupts off, so a tick that comes due before ring 3 is reached stays pending and
+/// is taken in ring 3 (armed earlier, with interrupts on, it could be taken in the kernel and
+/// lost, leaving the sandbox without a tick). The timer is disarmed on the way out.
+pub fn enter_user(
+    regs: &mut UserRegs,
+    extended: &mut ExtendedState,
+    session: &mut dyn Session,
+    first_tick: Option<u64>,
+) -> Exit {
     let cpu = super::cpu_index();
-    // SAFETY: the slot holds the pointer only while `enter_user` runs on this CPU; trap handlers
-    // dereference it only then. The lifetime is erased for the slot's type and restored by
-    // clearing the slot before `session` goes out of scope.
+    // SAFETY: the slot holds the pointers only while `enter_user` runs on this CPU; trap
+    // handlers dereference them only then. The lifetime is erased for the slot's type and
+    // restored by clearing the slot before `session` goes out of scope.
     let erased: *mut (dyn Session + 'static) = unsafe { core::mem::transmute(session as *mut dyn Session) };
-    SESSIONS[cpu].0.set(Some(erased));
-    scrub_extended_state();
-    // SAFETY: the assembly saves every register the ABI needs kept and restores them on both
-    // exit paths; it runs the sandbox at CPL 3, which cannot reach kernel memory.
-    let result = unsafe { pappus_enter_user(regs) };
-    scrub_extended_state();
+    regs.rflags = (regs.rflags & USER_RFLAGS) | RFLAGS_IF_AND_RESERVED;
+    SESSIONS[cpu].0.set(Some(Active { session: erased, regs: regs as *mut UserRegs, extended: extended as *mut _ }));
+    let result = x86_64::instructions::interrupts::without_interrupts(|| {
+        restore_extended_state(extended);
+        extended.saved = false;
+        load_user_segments(regs);
+        if let Some(tick) = first_tick {
+            arm_tick(tick);
+        }
+        // SAFETY: the assembly saves every register the ABI needs kept and restores them on
+        // every exit path; it runs the sandbox at CPL 3, which cannot reach kernel memory.
+        let result = unsafe { pappus_enter_user(regs) };
+        if first_tick.is_some() {
+            disarm_tick();
+        }
+        scrub_extended_state();
+        load_user_segments(&UserRegs::default());
+        result
+    });
     SESSIONS[cpu].0.set(None);
-    if result == EXIT_SYSCALL { Exit::Syscall } else { Exit::Ended }
+    match result {
+        EXIT_SYSCALL => Exit::Syscall,
+        EXIT_PREEMPTED => Exit::Preempted,
+        _ => Exit::Ended,
+    }
 }
 
 /// Whether a trap frame comes from ring 3.
@@ -360,8 +600,12 @@ pub fn from_user(frame: &TrapFrame) -> bool {
     frame.cs & 3 != 0
 }
 
+fn active() -> Option<Active> {
+    SESSIONS[super::cpu_index()].0.get()
+}
+
 fn session() -> Option<&'static mut dyn Session> {
-    let ptr = SESSIONS[super::cpu_index()].0.get()?;
+    let ptr = active()?.session;
     // SAFETY: set by `enter_user` on this CPU for the duration of the ring-3 run that trapped.
     Some(unsafe { &mut *ptr })
 }
@@ -373,23 +617,55 @@ pub fn user_exception(frame: &TrapFrame, cr2: u64) {
         None => None,
     };
     if handled.is_none() {
-        end_sandbox();
+        end_sandbox(EXIT_ENDED);
     }
 }
 
-/// A timer tick that interrupted ring 3 (after EOI): end the sandbox if its time is up.
-pub fn user_tick() {
-    if session().is_none_or(|s| s.on_tick()) {
-        end_sandbox();
+/// A timer tick that interrupted ring 3 (after EOI): end the sandbox if its time is up, save
+/// its context and leave it if its slice is used up, else let it run on.
+pub fn user_tick(frame: &TrapFrame) {
+    let Some(active) = active() else { end_sandbox(EXIT_ENDED) };
+    // SAFETY: set by `enter_user` on this CPU for the duration of the ring-3 run that trapped.
+    match unsafe { &mut *active.session }.on_tick() {
+        Tick::Resume => {}
+        Tick::End => end_sandbox(EXIT_ENDED),
+        Tick::Preempt => {
+            // SAFETY: as above; `enter_user` is suspended below us on this CPU and does not
+            // touch `regs` or `extended` until it returns.
+            let (regs, extended) = unsafe { (&mut *active.regs, &mut *active.extended) };
+            save_user_context(frame, regs);
+            save_extended_state(extended);
+            end_sandbox(EXIT_PREEMPTED)
+        }
     }
+}
+
+/// Copies the interrupted ring-3 context (the trap frame, the data segment selectors still
+/// loaded, FS base, and the swapped-out GS base) into `regs`.
+fn save_user_context(f: &TrapFrame, regs: &mut UserRegs) {
+    regs.rip = f.rip;
+    regs.rsp = f.rsp;
+    regs.rflags = f.rflags;
+    (regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp) =
+        (f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp);
+    (regs.r8, regs.r9, regs.r10, regs.r11) = (f.r8, f.r9, f.r10, f.r11);
+    (regs.r12, regs.r13, regs.r14, regs.r15) = (f.r12, f.r13, f.r14, f.r15);
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment selectors and the FS/KERNEL_GS base MSRs has no side effects.
+    unsafe {
+        asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs", out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs, options(nomem, nostack, preserves_flags));
+        regs.fs_base = Msr::new(MSR_FS_BASE).read();
+        regs.gs_base = Msr::new(MSR_KERNEL_GS_BASE).read();
+    }
+    (regs.ds, regs.es, regs.fs, regs.gs) = (ds, es, fs, gs);
 }
 
 /// Abandons the ring-3 context (its registers stay behind on the trap stack, which is reset on
-/// the next entry) and returns from [`enter_user`] with [`Exit::Ended`].
-fn end_sandbox() -> ! {
+/// the next entry) and returns from [`enter_user`] with `how` (ended or preempted).
+fn end_sandbox(how: u64) -> ! {
     // SAFETY: called only from a trap taken in ring 3 during `enter_user` on this CPU, so the
     // saved kernel stack pointer is valid and everything below it is dead.
-    unsafe { pappus_end_sandbox(EXIT_ENDED) }
+    unsafe { pappus_end_sandbox(how) }
 }
 
 /// Arms this CPU's timer to interrupt the sandbox at TSC `deadline` (its next budget check).

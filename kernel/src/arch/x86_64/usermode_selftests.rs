@@ -26,8 +26,8 @@ impl Session for Probe {
         None
     }
 
-    fn on_tick(&mut self) -> bool {
-        true
+    fn on_tick(&mut self) -> usermode::Tick {
+        usermode::Tick::End
     }
 }
 
@@ -45,7 +45,7 @@ fn run(code: &[u8], key: u8, other_key: u8) -> Result<(Exit, UserRegs, Probe), a
     if usermode::pku_enabled() {
         usermode::write_pkru(usermode::pkru_grant_only(key));
     }
-    let exit = usermode::enter_user(&mut regs, &mut probe);
+    let exit = usermode::enter_user(&mut regs, &mut usermode::ExtendedState::new(), &mut probe, None);
     if usermode::pku_enabled() {
         usermode::write_pkru(usermode::PKRU_DENY_ALL);
     }

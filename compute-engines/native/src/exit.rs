@@ -2,7 +2,8 @@
 //! transport"): the system data block the platform maps into a sandbox, and what an exit call
 //! means — the outputs it hands over, validated like `output_push`, or the failure it reports.
 //! The kernel's `mpk` and `paging` engines use these; the SDK's native transport reads the block
-//! and writes the descriptors (`pappus_sdk::abi::native` holds the shared numbers).
+//! and writes the descriptors (`pappus_sdk::abi::native` holds the shared numbers). Messages
+//! show user addresses as they are and kernel addresses as `kernel address` ([`Redacted`]).
 
 use alloc::format;
 use alloc::string::String;
@@ -11,9 +12,23 @@ use alloc::vec::Vec;
 use model::{Bytes, Item, MAX_NAME_LEN, Set};
 use pappus_sdk::abi::{ITEM_FLAG_KEY, native};
 
-use crate::error::{BadOutput, EngineError, Trap, TrapKind};
-use crate::limits::Limits;
-use crate::traits::Completion;
+use engine::{BadOutput, Completion, EngineError, Limits, Trap, TrapKind};
+
+/// An address as a trap message may show it to the function's caller: addresses in the lower
+/// (user) half as they are, anything in the upper (kernel) half as `kernel address`, so that
+/// no message tells a tenant where the kernel lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Redacted(pub u64);
+
+/// The first address of the upper (kernel) half on x86_64 with 4-level paging; everything from
+/// the end of the lower half up is redacted (non-canonical addresses included).
+pub const KERNEL_HALF: u64 = 0x0000_8000_0000_0000;
+
+impl core::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 >= KERNEL_HALF { f.write_str("kernel address") } else { write!(f, "{:#x}", self.0) }
+    }
+}
 
 /// The abort message kept, at most.
 pub const MAX_ABORT_MESSAGE: u64 = 4096;
@@ -71,7 +86,7 @@ pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, he
         put(&mut buf, desc + 16, set.items.len() as u64);
         put(&mut buf, desc + 24, base + items_at as u64);
         for item in &set.items {
-            let info = crate::abi::item_info(item).encode();
+            let info = engine::abi::item_info(item).encode();
             buf[items_at..items_at + info.len()].copy_from_slice(&info);
             let name = place(&mut buf, item.name.as_bytes());
             let data = place(&mut buf, &item.data);
@@ -116,9 +131,9 @@ pub fn exit_outcome(
 ) -> Result<Completion, EngineError> {
     if exit.number != native::SYS_EXIT {
         let message = format!(
-            "syscall number {} at rip={:#x}: the only system call is the exit call ({})",
+            "syscall number {} at rip={}: the only system call is the exit call ({})",
             exit.number,
-            exit.rip,
+            Redacted(exit.rip),
             native::SYS_EXIT
         );
         return Err(Trap::new(TrapKind::InvalidInstruction, message).into());
@@ -126,7 +141,7 @@ pub fn exit_outcome(
     let oob = |what: &str, addr: u64, len: u64| -> EngineError {
         Trap::new(
             TrapKind::MemoryOutOfBounds,
-            format!("exit call: {what} at {addr:#x} of {len} bytes lies outside the sandbox's memory"),
+            format!("exit call: {what} at {} of {len} bytes lies outside the sandbox's memory", Redacted(addr)),
         )
         .into()
     };
@@ -193,9 +208,25 @@ pub fn exit_outcome(
 }
 
 #[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn user_addresses_show_and_kernel_addresses_do_not() {
+        assert_eq!(format!("{}", Redacted(0x40_1000)), "0x401000");
+        assert_eq!(format!("{}", Redacted(KERNEL_HALF - 1)), "0x7fffffffffff");
+        for kernel in [KERNEL_HALF, 0xffff_8000_0010_0000, 0xffff_ffff_8020_0000, u64::MAX] {
+            let shown = format!("{}", Redacted(kernel));
+            assert_eq!(shown, "kernel address");
+            assert!(!shown.contains("0x"), "{shown}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::TimeBudget;
+    use engine::TimeBudget;
 
     const BASE: u64 = 0x1_0000_0000;
 
@@ -233,8 +264,8 @@ mod tests {
             assert_eq!(word(&block, desc + 16), expected.items.len() as u64);
             for (j, item) in expected.items.iter().enumerate() {
                 let d = word(&block, desc + 24) + (j * native::ITEM_DESC_SIZE) as u64;
-                let info = crate::abi::ItemInfo::decode(bytes(&block, d, 24).try_into().unwrap());
-                assert_eq!(info, crate::abi::item_info(item));
+                let info = engine::abi::ItemInfo::decode(bytes(&block, d, 24).try_into().unwrap());
+                assert_eq!(info, engine::abi::item_info(item));
                 assert_eq!(bytes(&block, word(&block, d + 24), u64::from(info.name_len)), item.name.as_bytes());
                 assert_eq!(bytes(&block, word(&block, d + 32), info.data_len), &item.data[..]);
                 assert_eq!(word(&block, d + 24) % 8, 0, "names are 8-byte aligned");
@@ -343,7 +374,7 @@ mod tests {
         let exit = done(&mut m, &[d]);
         let e = run(&m, exit).unwrap_err();
         assert_eq!(e.code(), "function_trap");
-        assert!(alloc::format!("{e}").contains("item data at 0xffff800000000000"), "{e}");
+        assert!(alloc::format!("{e}").contains("item data at kernel address"), "{e}");
         let exit = ExitCall { pointer: 0x10, len: 1, ..ExitCall::default() };
         assert!(alloc::format!("{}", run(&m, exit).unwrap_err()).contains("output table"));
     }
@@ -378,64 +409,5 @@ mod tests {
         assert!(alloc::format!("{e}").contains("syscall number 60 at rip=0x400010"), "{e}");
         let status = ExitCall { status: 9, ..ExitCall::default() };
         assert!(alloc::format!("{}", run(&m, status).unwrap_err()).contains("unknown status 9"));
-    }
-}
-
-/// The MPK engine's protection keys: 1..=15 (key 0 is never a user page's), one per live
-/// sandbox.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KeyPool {
-    used: u16,
-}
-
-/// The keys a sandbox may get.
-const SANDBOX_KEYS: u16 = 0xfffe;
-
-impl KeyPool {
-    /// A pool with every key free.
-    pub const fn new() -> Self {
-        Self { used: 0 }
-    }
-
-    /// The lowest free key, now taken; `None` when all 15 are live (the caller waits).
-    pub fn try_acquire(&mut self) -> Option<u8> {
-        let free = SANDBOX_KEYS & !self.used;
-        if free == 0 {
-            return None;
-        }
-        let key = free.trailing_zeros() as u8;
-        self.used |= 1 << key;
-        Some(key)
-    }
-
-    /// Gives `key` back (after its sandbox's pages are gone).
-    pub fn release(&mut self, key: u8) {
-        if (1..16).contains(&key) {
-            self.used &= !(1 << key);
-        }
-    }
-
-    /// Keys taken now.
-    pub fn live(&self) -> u32 {
-        self.used.count_ones()
-    }
-}
-
-#[cfg(test)]
-mod key_tests {
-    use super::KeyPool;
-
-    #[test]
-    fn fifteen_keys_then_none_then_reuse() {
-        let mut pool = KeyPool::new();
-        let keys: alloc::vec::Vec<u8> = (0..15).map(|_| pool.try_acquire().unwrap()).collect();
-        assert_eq!(keys, (1..=15).collect::<alloc::vec::Vec<u8>>(), "keys 1..15, never 0");
-        assert_eq!(pool.try_acquire(), None);
-        assert_eq!(pool.live(), 15);
-        pool.release(7);
-        assert_eq!(pool.try_acquire(), Some(7));
-        pool.release(0);
-        pool.release(200);
-        assert_eq!(pool.live(), 15, "foreign keys are ignored");
     }
 }

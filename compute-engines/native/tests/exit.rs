@@ -1,9 +1,9 @@
 //! The exit call's checks never panic and never accept output they should refuse, whatever a
 //! hostile function leaves in its registers and memory.
 
-use engine::native::{ExitCall, exit_outcome};
 use engine::{Limits, TimeBudget};
-use pappus_sdk::abi::native;
+use native::exit::{ExitCall, exit_outcome};
+use pappus_sdk::abi::native as abi;
 use proptest::prelude::*;
 
 const START: u64 = 0x2_0000_0000;
@@ -22,8 +22,8 @@ proptest! {
     #[test]
     fn random_exits_are_judged_without_panicking(
         memory in proptest::collection::vec(any::<u8>(), 0..4096),
-        number in prop_oneof![Just(native::SYS_EXIT), any::<u64>()],
-        status in prop_oneof![Just(native::EXIT_DONE), Just(native::EXIT_ABORT), any::<u64>()],
+        number in prop_oneof![Just(abi::SYS_EXIT), any::<u64>()],
+        status in prop_oneof![Just(abi::EXIT_DONE), Just(abi::EXIT_ABORT), any::<u64>()],
         pointer in pointer(),
         len in prop_oneof![0u64..100, any::<u64>()],
     ) {
@@ -31,8 +31,8 @@ proptest! {
         let limits = Limits { max_output_items: 50, max_output_bytes: 1000, ..Limits::new(1 << 20, TimeBudget::from_millis(1)) };
         let outputs = ["a".to_string(), "b".to_string()];
         if let Ok(done) = exit_outcome(&exit, &outputs, &limits, 0, |a, l| read(&memory, a, l)) {
-            prop_assert_eq!(number, native::SYS_EXIT);
-            prop_assert_eq!(status, native::EXIT_DONE);
+            prop_assert_eq!(number, abi::SYS_EXIT);
+            prop_assert_eq!(status, abi::EXIT_DONE);
             prop_assert_eq!(done.outputs.len(), 2);
             let items: usize = done.outputs.iter().map(|s| s.items.len()).sum();
             let bytes: usize = done.outputs.iter().flat_map(|s| &s.items).map(|i| i.data.len()).sum();

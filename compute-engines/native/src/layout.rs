@@ -1,0 +1,123 @@
+//! Where a sandbox's regions lie.
+
+/// The image, at base + 4 MiB (2 MiB aligned; the first 4 MiB unmapped).
+pub const IMAGE_OFFSET: u64 = 0x40_0000;
+/// The most image span a function may have.
+pub const MAX_IMAGE_SPAN: u64 = 256 << 20;
+/// The system data block (read-only), at base + 4 GiB.
+pub const SYS_OFFSET: u64 = 0x1_0000_0000;
+/// The heap (read-write, mapped on first touch), at base + 8 GiB.
+pub const HEAP_OFFSET: u64 = 0x2_0000_0000;
+/// The stack's top, base + 16 GiB; it grows down over [`STACK_SIZE`], below it a guard gap of
+/// [`GUARD`] that nothing is ever mapped in.
+pub const STACK_TOP_OFFSET: u64 = 0x4_0000_0000;
+pub const STACK_SIZE: u64 = 1 << 20;
+pub const GUARD: u64 = 1 << 30;
+/// The room one sandbox's layout takes: the MPK engine's slot size (32 GiB). Key `k`'s slot is
+/// `k × SLOT_SIZE`, so slots 1..=15 lie in the lower half's first 512 GiB.
+pub const SLOT_SIZE: u64 = 1 << 35;
+
+const PAGE: u64 = 4096;
+
+/// Where a sandbox's regions lie, relative to its base (0 for the paging engine, whose
+/// sandboxes each have an address space of their own; the key's slot for the MPK engine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    base: u64,
+}
+
+impl Layout {
+    /// A sandbox with an address space of its own (paging).
+    pub const fn own() -> Self {
+        Self { base: 0 }
+    }
+
+    /// The MPK slot of protection key `key`.
+    pub const fn slot(key: u8) -> Self {
+        Self { base: key as u64 * SLOT_SIZE }
+    }
+
+    pub const fn base(self) -> u64 {
+        self.base
+    }
+    pub const fn image(self) -> u64 {
+        self.base + IMAGE_OFFSET
+    }
+    pub const fn sys(self) -> u64 {
+        self.base + SYS_OFFSET
+    }
+    pub const fn heap(self) -> u64 {
+        self.base + HEAP_OFFSET
+    }
+    pub const fn stack_top(self) -> u64 {
+        self.base + STACK_TOP_OFFSET
+    }
+    pub const fn stack_bottom(self) -> u64 {
+        self.stack_top() - STACK_SIZE
+    }
+
+    /// The unmapped gap below the stack: a fault there is a stack overflow.
+    pub fn guard(self) -> core::ops::Range<u64> {
+        self.stack_bottom() - GUARD..self.stack_bottom()
+    }
+
+    /// The heap's size for `memory_bytes` (the limit less the image): less the stack, at most
+    /// up to the guard.
+    pub fn heap_len(self, memory_bytes: u64) -> u64 {
+        (memory_bytes.saturating_sub(STACK_SIZE) & !(PAGE - 1)).min(STACK_TOP_OFFSET - STACK_SIZE - GUARD - HEAP_OFFSET)
+    }
+
+    /// Whether `page` lies in the heap (up to `heap_end`) or the stack, which are mapped on
+    /// first touch (zero until then).
+    pub fn lazy(self, heap_end: u64, page: u64) -> bool {
+        (self.heap()..heap_end).contains(&page) || (self.stack_bottom()..self.stack_top()).contains(&page)
+    }
+}
+
+/// Pages needed for `bytes`.
+pub fn pages(bytes: u64) -> u64 {
+    bytes.div_ceil(PAGE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_are_ordered_and_inside_the_slot() {
+        for layout in [Layout::own(), Layout::slot(1), Layout::slot(15)] {
+            let b = layout.base();
+            assert!(b < layout.image() && layout.image() + MAX_IMAGE_SPAN <= layout.sys());
+            assert!(layout.sys() < layout.heap());
+            let heap_end = layout.heap() + layout.heap_len(u64::MAX);
+            assert!(heap_end <= layout.guard().start, "the heap never reaches the guard");
+            assert_eq!(layout.guard().end, layout.stack_bottom());
+            assert!(layout.stack_top() <= b + SLOT_SIZE);
+        }
+        assert!(Layout::slot(15).base() + SLOT_SIZE <= 1 << 39, "every slot under one PML4 entry");
+        assert!(Layout::slot(15).base() + SLOT_SIZE <= 0x0000_8000_0000_0000, "lower half");
+    }
+
+    #[test]
+    fn heap_len_leaves_the_stack_and_is_page_aligned() {
+        let l = Layout::own();
+        assert_eq!(l.heap_len(0), 0);
+        assert_eq!(l.heap_len(STACK_SIZE), 0);
+        assert_eq!(l.heap_len(STACK_SIZE + 4097), 4096);
+        assert_eq!(l.heap_len(16 << 20), (16 << 20) - STACK_SIZE);
+    }
+
+    #[test]
+    fn only_heap_and_stack_are_lazy() {
+        let l = Layout::slot(3);
+        let heap_end = l.heap() + 8192;
+        assert!(l.lazy(heap_end, l.heap()));
+        assert!(l.lazy(heap_end, l.heap() + 4096));
+        assert!(!l.lazy(heap_end, heap_end), "past the heap's end");
+        assert!(l.lazy(heap_end, l.stack_top() - 4096));
+        assert!(!l.lazy(heap_end, l.stack_top()));
+        assert!(!l.lazy(heap_end, l.stack_bottom() - 4096), "the guard");
+        assert!(!l.lazy(heap_end, l.image()) && !l.lazy(heap_end, l.sys()));
+        assert!(!Layout::slot(4).lazy(Layout::slot(4).heap() + 8192, l.heap()), "another slot's heap");
+    }
+}
