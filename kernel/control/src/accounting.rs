@@ -57,13 +57,6 @@ impl InvocationMemory {
         Ok(Self { frames: memory.account(tenant, Pool::Frames), heap, data, sandboxes: BTreeMap::new() })
     }
 
-    /// An invocation that charges nothing (tests of the invocation alone).
-    #[cfg(test)]
-    pub fn unaccounted() -> Self {
-        let memory = TenantMemory::new(1, model::MemoryBudgets::UNLIMITED);
-        Self::new(&memory, TenantId::new(0), &[]).unwrap_or_else(|_| unreachable!("unlimited"))
-    }
-
     /// Charges what an instance returned.
     pub fn charge_outputs(&mut self, outputs: &[Set]) -> Result<(), OverBudget> {
         self.data.grow(set_bytes(outputs))

@@ -169,7 +169,7 @@ fn two_tenants_sets_are_charged_separately() {
     let sets: Vec<Set> = vec![set("in", &["x"; 10])];
     let r = h.invoke_json(ALICE, "identity", &sets);
     assert_eq!(r.status, 200);
-    assert_eq!(h.plane.memory().account(ALICE_ID, Pool::Heap).stats().peak > 0, true);
+    assert!(h.plane.memory().account(ALICE_ID, Pool::Heap).stats().peak > 0);
     assert_eq!(h.plane.memory().account(BOB_ID, Pool::Heap).stats().peak, 0);
 }
 
