@@ -78,13 +78,15 @@ impl<S: AsRef<[Set]>> Encoder<S> {
         if self.done {
             return Ok(true);
         }
-        if self.set == 0 && self.item.is_none() {
-            if let Body::Binary(out) = &mut self.body {
-                let count = u32::try_from(self.sets.as_ref().len()).map_err(|_| {
-                    WireError::new("header".into(), WireErrorKind::TooManySets { max: u32::MAX as usize })
-                })?;
-                out.extend_from_slice(&count.to_le_bytes());
-            }
+        // The binary set count, before the first set.
+        if self.set == 0
+            && self.item.is_none()
+            && let Body::Binary(out) = &mut self.body
+            && out.len() == MAGIC.len() + 2
+        {
+            let count = u32::try_from(self.sets.as_ref().len())
+                .map_err(|_| WireError::new("header".into(), WireErrorKind::TooManySets { max: u32::MAX as usize }))?;
+            out.extend_from_slice(&count.to_le_bytes());
         }
         let start = self.body.len();
         let mut written = 0usize;
