@@ -5,7 +5,7 @@
 //! whatever the number of free chunks. The `linked_list_allocator` used before kept one
 //! address-sorted list and walked it on every free: with the many small live allocations of a
 //! large fan-out the heap fragments, and a 16,384-item `each` spent 80% of its host
-//! instructions walking that list (see `kernel/control/examples/fanout.rs`).
+//! instructions walking that list (see `kernel/control/examples/invoke_fanout.rs`).
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -1,14 +1,14 @@
 //! An `each` fan-out of the `identity` builtin over N items, through the whole control plane:
-//! decoding the invoke body (binary wire format), planning, starting instances, collecting their
+//! decoding the invoke body (binary or JSON sets), planning, starting instances, collecting their
 //! results, assembling the output set and encoding the answer. Pure host work, so callgrind
 //! over it measures the control plane and the planner alone (`cargo xtask bench model` does).
 //!
 //! ```text
-//! cargo run --release -p pappus-control --example fanout [ITEMS] [json|binary]
+//! cargo run --release -p pappus-control --example invoke_fanout [ITEMS] [json|binary]
 //! ```
 //!
-//! Prints the number of `poll` calls it took and the largest number of instances one `poll`
-//! started, so the bounded work per pass shows as well.
+//! It runs with the kernel's allocator and `ControlLimits::DEFAULT` (bounded steps), and prints
+//! the number of `poll` calls the answer took after the request's own step.
 
 use control::{ControlLimits, ControlPlane, FunctionHost, Reply, Started, StoredFunction, Ticket};
 use model::wire::{WireLimits, binary, json};
