@@ -75,10 +75,10 @@ pub struct HeapStats {
 pub fn stats() -> HeapStats {
     let heap = HEAP.inner.lock();
     let counters = heap.get_counters();
-    // Used: everything not available for allocation (live allocations, their padding and
-    // talc's own bookkeeping), so that used + free = total, as before.
+    // Used: the bytes of live allocations, what the requests asked for (the padding and chunk
+    // headers around them, and free gaps too small to use, are talc's overhead, not usage).
     let total = counters.claimed_bytes;
-    let used = total.saturating_sub(counters.available_bytes);
+    let used = counters.allocated_bytes;
     HeapStats { total, used, failures: HEAP.failures.load(Ordering::Relaxed) }
 }
 
