@@ -275,7 +275,7 @@ fn planner_on_host() -> Result {
 /// the kernel's allocator and the kernel's step bounds: decoding the body, planning, running,
 /// collecting and encoding (`kernel/control/examples/invoke_fanout.rs`). Per item: the difference over
 /// a 16-item run, divided by the extra items, at 1,024, 8,192 and 65,536 items, so a cost that
-/// grows faster than the item count shows as a growing figure.
+/// grows faster than the item count shows as a growing figure. Then `keyed`, one group per item.
 fn control_on_host() -> Result {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
@@ -293,6 +293,13 @@ fn control_on_host() -> Result {
             let name = format!("model.plan_each_{items}{suffix}.instructions_per_item");
             print(&name, total.saturating_sub(base) / (items - 16), "instructions");
         }
+    }
+    // `keyed`, every item its own key: grouping sorts them, the one step not cut to the budget.
+    let base = callgrind_args(&exe, &["16", "binary", "keyed"])?;
+    for items in [1024u64, 65_536] {
+        let total = callgrind_args(&exe, &[&items.to_string(), "binary", "keyed"])?;
+        let name = format!("model.plan_keyed_{items}.instructions_per_item");
+        print(&name, total.saturating_sub(base) / (items - 16), "instructions");
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! over it measures the control plane and the planner alone (`cargo xtask bench model` does).
 //!
 //! ```text
-//! cargo run --release -p pappus-control --example invoke_fanout [ITEMS] [json|binary]
+//! cargo run --release -p pappus-control --example invoke_fanout [ITEMS] [json|binary] [each|keyed]
 //! ```
 //!
 //! It runs with the kernel's allocator and `ControlLimits::DEFAULT` (bounded steps), and prints
@@ -21,6 +21,8 @@ use talc::{ErrOnOom, Span, Talc, Talck};
 const TOKEN: &str = "bench-token-0123456789ab";
 const PROGRAM: &str = "function identity (in) => (out);\n\
 composition fan (xs) => (ys) {\n    identity (in = each xs) => (ys = out);\n}\n";
+const KEYED: &str = "function identity (in) => (out);\n\
+composition groups (xs) => (ys) {\n    identity (in = keyed xs) => (ys = out);\n}\n";
 
 /// Builtins only: nothing reaches the host.
 struct NoHost;
@@ -111,27 +113,37 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let items: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let format = args.next().unwrap_or_else(|| "binary".into());
+    // `keyed`: every item its own key, in descending order, so grouping sorts them all.
+    let keyed = args.next().is_some_and(|a| a == "keyed");
     let tokens = TokenTable::parse(format!("tenant bench {TOKEN}\n").as_bytes()).unwrap_or_else(|_| fail("tokens"));
     let mut plane = ControlPlane::new(tokens, ControlLimits::DEFAULT);
     let mut host = NoHost;
 
-    let put = request("PUT", "/v1/compositions/fan", "text/plain", "application/json", PROGRAM.as_bytes().to_vec());
-    match plane.handle(put, 0, &mut host) {
-        Reply::Now(r) if r.status < 300 => {}
-        other => fail(&format!("composition upload: {other:?}")),
+    for (name, source) in [("fan", PROGRAM), ("groups", KEYED)] {
+        let path = format!("/v1/compositions/{name}");
+        let put = request("PUT", &path, "text/plain", "application/json", source.as_bytes().to_vec());
+        match plane.handle(put, 0, &mut host) {
+            Reply::Now(r) if r.status < 300 => {}
+            other => fail(&format!("composition upload: {other:?}")),
+        }
     }
 
     let input = Set {
         name: "xs".into(),
         items: (0..items)
-            .map(|i| Item { name: format!("i{i}"), key: None, data: Bytes::from(format!("{i:08}").into_bytes()) })
+            .map(|i| Item {
+                name: format!("i{i}"),
+                key: keyed.then_some((items - i) as u64),
+                data: Bytes::from(format!("{i:08}").into_bytes()),
+            })
             .collect(),
     };
     let (media, body) = match format.as_str() {
         "json" => ("application/json", json::encode(&[input]).unwrap_or_else(|e| fail(&e.to_string())).into_bytes()),
         _ => ("application/x-pappus-sets", binary::encode(&[input]).unwrap_or_else(|e| fail(&e.to_string()))),
     };
-    let invoke = request("POST", "/v1/invoke/fan", media, media, body);
+    let path = if keyed { "/v1/invoke/groups" } else { "/v1/invoke/fan" };
+    let invoke = request("POST", path, media, media, body);
     let (mut polls, mut now) = (0u64, 0u64);
     let response = match plane.handle(invoke, now, &mut host) {
         Reply::Now(r) => r,

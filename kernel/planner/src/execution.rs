@@ -169,7 +169,9 @@ impl Execution {
     /// Reports the end of a handed-out instance: its output sets in declaration order, or the
     /// cause of its failure. An error, or a wrong number of output sets, fails the execution.
     /// Completions after the execution failed are ignored; ids never handed out, or already
-    /// completed, are refused with an error and change nothing.
+    /// completed, are refused with an error and change nothing. A completion is recorded at
+    /// once and applied within the fuel left (see [`refuel`](Self::refuel)); one recorded while
+    /// an earlier failure waits to be applied is dropped with the rest when that failure is.
     pub fn complete(&mut self, id: InstanceId, result: Result<Vec<Set>, String>) -> Result<Completion, PlanError> {
         if id.0 >= self.next_id {
             return Err(PlanError::UnknownInstance(id));
