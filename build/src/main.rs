@@ -181,7 +181,7 @@ fn suite(name: &str, f: impl FnOnce() -> Result) -> Suite {
 fn test(args: &Args) -> Result {
     let arches = util::arches(args.value("arch"))?;
     prereq::rust()?;
-    prereq::qemu(&arches)?;
+    prereq::suites(&arches)?;
 
     let mut suites = Vec::new();
     if !args.switch("no-lint") {

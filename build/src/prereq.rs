@@ -2,8 +2,11 @@
 //!
 //! Rust: the targets and components `rust-toolchain.toml` lists are added with rustup when
 //! missing (our machines run rustup with auto-install off). QEMU: installed from the
-//! distribution when missing and we are root; otherwise the exact command is printed.
+//! distribution when missing and we are root; otherwise the exact command is printed. The QEMU
+//! suites' other needs (OVMF, iPXE ROMs, mtools, gdisk) likewise, before `cargo xtask test`
+//! builds anything: this file is the one list.
 
+use std::borrow::Cow;
 use std::process::Command;
 
 use pappus_qemu::Arch;
@@ -94,44 +97,128 @@ fn qemu_package(arch: Arch) -> &'static str {
     }
 }
 
-/// Makes sure the QEMU binaries for `arches` are there: installs them when root, otherwise
-/// says what to run and fails.
-pub fn qemu(arches: &[Arch]) -> Result {
-    let missing: Vec<Arch> = arches
+/// How a prerequisite is found: a program on `PATH`, or a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Probe {
+    Program(Cow<'static, str>),
+    File(&'static str),
+}
+
+impl Probe {
+    fn present(&self) -> bool {
+        match self {
+            Self::Program(name) => pappus_tests::on_path(name),
+            Self::File(path) => std::path::Path::new(path).is_file(),
+        }
+    }
+
+    fn describe(&self) -> &str {
+        match self {
+            Self::Program(name) => name,
+            Self::File(path) => path,
+        }
+    }
+}
+
+/// One system prerequisite: what is looked for, the Debian package that has it, and why.
+#[derive(Clone, Debug)]
+struct Need {
+    probe: Probe,
+    package: &'static str,
+    why: &'static str,
+}
+
+/// What the QEMU suites need besides QEMU itself: the one list (`.ci/run` installs nothing of
+/// its own).
+const SUITE_NEEDS: [Need; 4] = [
+    Need { probe: Probe::File("/usr/share/OVMF/OVMF_CODE.fd"), package: "ovmf", why: "the UEFI suite boots OVMF" },
+    Need {
+        probe: Probe::File("/usr/lib/ipxe/qemu/efi-virtio.rom"),
+        package: "ipxe-qemu",
+        why: "the UEFI and BIOS suites boot through the NIC's iPXE ROM",
+    },
+    Need {
+        probe: Probe::Program(Cow::Borrowed("mcopy")),
+        package: "mtools",
+        why: "`xtask image --disk` fills a FAT ESP",
+    },
+    Need { probe: Probe::Program(Cow::Borrowed("sgdisk")), package: "gdisk", why: "`xtask image --disk` writes a GPT" },
+];
+
+/// The QEMU binaries for `arches`, as needs.
+fn qemu_needs(arches: &[Arch]) -> Vec<Need> {
+    arches
         .iter()
-        .copied()
-        .filter(|&arch| {
+        .map(|&arch| {
             let profile = pappus_qemu::profile(arch.default_profile()).expect("shipped profile");
-            !pappus_tests::on_path(&profile.binary)
+            Need {
+                probe: Probe::Program(Cow::Owned(profile.binary.clone())),
+                package: qemu_package(arch),
+                why: "QEMU runs the kernel",
+            }
         })
-        .collect();
-    if missing.is_empty() {
+        .collect()
+}
+
+/// The packages of `needs` whose probe `present` says are missing, each once, in order.
+fn missing_packages(needs: &[Need], present: impl Fn(&Probe) -> bool) -> Vec<&'static str> {
+    let mut packages = Vec::new();
+    for need in needs {
+        if !present(&need.probe) && !packages.contains(&need.package) {
+            packages.push(need.package);
+        }
+    }
+    packages
+}
+
+/// Installs what `needs` lacks when root (one `apt-get` run), otherwise says the exact command
+/// and fails before anything is built. Fails loudly if something is still missing afterwards.
+fn ensure(needs: &[Need]) -> Result {
+    let packages = missing_packages(needs, Probe::present);
+    if packages.is_empty() {
         return Ok(());
     }
-    // Both packages at once: cheaper than a second apt run later.
-    let packages = [qemu_package(Arch::X86_64), qemu_package(Arch::Aarch64)];
+    let lacking: Vec<String> = needs
+        .iter()
+        .filter(|n| !n.probe.present())
+        .map(|n| format!("{} ({}: {})", n.probe.describe(), n.package, n.why))
+        .collect();
     let install = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
     if !is_root() {
         return Err(Failure(format!(
-            "QEMU for {} is missing; install it with:\n    sudo apt-get update && sudo {install}",
-            missing.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" and ")
+            "missing: {}\ninstall with:\n    sudo apt-get update && sudo {install}",
+            lacking.join(", ")
         )));
     }
-    say(format!("QEMU is missing; installing {}", packages.join(" ")));
+    say(format!("missing: {}; installing {}", lacking.join(", "), packages.join(" ")));
     let mut update = Command::new("apt-get");
     update.arg("update");
     run(update)?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "--no-install-recommends"]).args(packages);
+    install.args(["install", "-y", "--no-install-recommends"]).args(&packages);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)?;
-    for arch in missing {
-        let profile = pappus_qemu::profile(arch.default_profile()).expect("shipped profile");
-        if !pappus_tests::on_path(&profile.binary) {
-            return Err(Failure(format!("{} is still missing after the install", profile.binary)));
-        }
+    let still: Vec<&str> = needs.iter().filter(|n| !n.probe.present()).map(|n| n.probe.describe()).collect();
+    if !still.is_empty() {
+        return Err(Failure(format!("still missing after the install: {}", still.join(", "))));
     }
     Ok(())
+}
+
+/// Makes sure the QEMU binaries for `arches` are there (`cargo xtask run`): installs them when
+/// root, otherwise says what to run and fails.
+pub fn qemu(arches: &[Arch]) -> Result {
+    ensure(&qemu_needs(arches))
+}
+
+/// Everything the QEMU suites need (`cargo xtask test`): QEMU for `arches`, OVMF, the iPXE
+/// ROMs, mtools and gdisk.
+pub fn suites(arches: &[Arch]) -> Result {
+    let mut needs = qemu_needs(arches);
+    if arches.contains(&Arch::X86_64) {
+        needs.extend(SUITE_NEEDS.iter().cloned());
+    }
+    ensure(&needs)
 }
 
 #[cfg(test)]
@@ -145,6 +232,21 @@ mod tests {
         assert!(toolchain.targets.iter().any(|t| t == "x86_64-unknown-none"));
         assert!(toolchain.targets.iter().any(|t| t == "aarch64-unknown-none"));
         assert!(toolchain.components.iter().any(|c| c == "clippy"));
+    }
+
+    #[test]
+    fn missing_packages_are_listed_once_in_order() {
+        let needs = [
+            Need { probe: Probe::Program("a".into()), package: "pa", why: "" },
+            Need { probe: Probe::File("/b"), package: "pb", why: "" },
+            Need { probe: Probe::Program("a2".into()), package: "pa", why: "" },
+            Need { probe: Probe::Program("c".into()), package: "pc", why: "" },
+        ];
+        let present = |p: &Probe| *p == Probe::Program("c".into());
+        assert_eq!(missing_packages(&needs, present), ["pa", "pb"]);
+        assert!(missing_packages(&needs, |_| true).is_empty());
+        let packages: Vec<&str> = SUITE_NEEDS.iter().map(|n| n.package).collect();
+        assert_eq!(packages, ["ovmf", "ipxe-qemu", "mtools", "gdisk"]);
     }
 
     #[test]

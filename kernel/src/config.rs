@@ -8,7 +8,7 @@
 //! and the boot log says why.
 
 use control::ControlLimits;
-use model::{BootConfig, Limit, NodeSettings};
+use model::{BootConfig, Limit, MemoryBudgets, NodeSettings};
 
 use crate::boot::BootInfo;
 use crate::mm;
@@ -40,8 +40,16 @@ pub fn read(info: &BootInfo) -> BootConfig {
 }
 
 /// The control plane's limits: the defaults, with what the configuration's `limit` lines set.
-pub fn control_limits(node: &NodeSettings) -> ControlLimits {
-    let mut limits = ControlLimits::default();
+/// Each of `tenants` tenants gets an equal share of the heap less the kernel's reserve, and of
+/// the page frames free now, unless `limit tenant_memory` / `tenant_sandbox_memory` say
+/// otherwise (an operator may overcommit them on purpose; the defaults never do).
+pub fn control_limits(node: &NodeSettings, tenants: usize) -> ControlLimits {
+    let mut limits =
+        ControlLimits { answer_memory: pappus_http::MemoryGate(mm::heap_room_for), ..ControlLimits::default() };
+    let share = |bytes: u64| bytes / tenants.max(1) as u64;
+    let heap = mm::heap_stats();
+    let heap_for_tenants = (heap.total.saturating_sub(heap.used).saturating_sub(mm::heap_reserve())) as u64;
+    limits.memory = MemoryBudgets { heap: share(heap_for_tenants), frames: share(mm::frame_stats().free * 4096) };
     let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     for limit in Limit::ALL {
         let Some(value) = node.limit(limit) else { continue };
@@ -51,8 +59,15 @@ pub fn control_limits(node: &NodeSettings) -> ControlLimits {
             Limit::Compositions => limits.max_compositions_per_tenant = size(value),
             Limit::ImageBytes => limits.max_image_bytes = size(value),
             Limit::InvocationMs => limits.max_invocation_ms = value,
+            Limit::TenantMemory => limits.memory.heap = value,
+            Limit::TenantSandboxMemory => limits.memory.frames = value,
         }
         log::info!("config: limit {} {value}", limit.name());
     }
+    log::info!(
+        "memory: each of {tenants} tenant(s) may hold {} of heap and {} of sandbox frames",
+        kcore::units::Bytes(limits.memory.heap),
+        kcore::units::Bytes(limits.memory.frames)
+    );
     limits
 }

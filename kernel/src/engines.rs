@@ -2,12 +2,12 @@
 //! engines, `mpk` (protection keys, where the CPU has PKU) and `paging` (a page table per
 //! sandbox), with `native` picking MPK where it exists and paging otherwise.
 //!
-//! One `Engines` serves every core: prepared images are cached by image digest behind a lock, so
-//! a module registered once (by any tenant) is validated and compiled once; every run still gets
-//! a fresh instance, so tenants that upload the same bytes share code, never state, and cores
-//! running the same function share nothing but the prepared image.
+//! One `Engines` serves every core. An image is validated and prepared once, when it is
+//! registered; the prepared form lives with the registered function (`control::StoredFunction`)
+//! and is charged to its tenant, so it goes when the function goes and is never shared between
+//! tenants (registration time tells nothing about what other tenants uploaded). Every run still
+//! gets a fresh instance: cores running the same function share nothing but the prepared image.
 
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,8 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use control::{HostError, StoredFunction};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
-use model::{EngineKind, FunctionSpec, ImageDigest, Set, TenantId};
-use spin::Mutex;
+use model::{EngineKind, FunctionSpec, Set, TenantId};
 use wasm_engine::{WasmConfig, WasmEngine};
 
 use crate::time;
@@ -55,16 +54,12 @@ pub fn native_phase_stats() -> (u64, [u64; 4]) {
     (0, [0; 4])
 }
 
-/// Prepared images kept at most; the oldest digest goes first (a miss only costs a re-prepare).
-const MAX_CACHED_IMAGES: usize = 256;
-
 pub struct Engines {
     wasm: WasmEngine,
     #[cfg(target_arch = "x86_64")]
     paging: crate::native::PagingEngine,
     #[cfg(target_arch = "x86_64")]
     mpk: Option<crate::native::MpkEngine>,
-    prepared: Mutex<BTreeMap<ImageDigest, PreparedImage>>,
 }
 
 impl Engines {
@@ -75,7 +70,6 @@ impl Engines {
             paging: crate::native::PagingEngine,
             #[cfg(target_arch = "x86_64")]
             mpk: crate::native::MpkEngine::new(),
-            prepared: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -104,24 +98,10 @@ impl Engines {
         }
     }
 
-    /// The prepared form of `image`, from the cache or made now (validated and compiled).
-    pub fn prepare(&self, spec: &FunctionSpec, digest: &ImageDigest, image: &[u8]) -> Result<PreparedImage, HostError> {
-        let engine = self.engine(spec.engine())?;
-        // The same bytes may be registered for another engine (an ELF as wasm): a cached image
-        // counts only for the engine that prepared it.
-        if let Some(p) = self.prepared.lock().get(digest)
-            && p.engine() == engine.name()
-        {
-            return Ok(p.clone());
-        }
-        // Prepared outside the lock: compiling a large module must not stall other cores' lookups.
-        let prepared = engine.prepare_image(image).map_err(host_error)?;
-        let mut cache = self.prepared.lock();
-        if cache.len() >= MAX_CACHED_IMAGES {
-            cache.pop_first();
-        }
-        cache.insert(*digest, prepared.clone());
-        Ok(prepared)
+    /// Validates and prepares `image` for `spec`'s engine (compiles a wasm module, checks and
+    /// loads an ELF).
+    pub fn prepare(&self, spec: &FunctionSpec, image: &[u8]) -> Result<PreparedImage, HostError> {
+        self.engine(spec.engine())?.prepare_image(image).map_err(host_error)
     }
 
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it

@@ -6,12 +6,19 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use control::{Comm, FunctionHost, HostError, Started, StoredFunction, Ticket};
-use model::{Bytes, FunctionSpec, ImageDigest, Set, TenantId};
+use control::{Comm, FunctionHost, HostError, Prepared, Started, StoredFunction, Ticket};
+use engine::PreparedImage;
+use model::{Bytes, FunctionSpec, Set, TenantId};
 
 use crate::comm::http::HttpComm;
 use crate::compute::{Dispatcher, Job};
+use crate::mm;
 use crate::net::Net;
+
+/// Heap a prepared image may take per byte of its image, at most, as assumed before preparing
+/// it (wasmi's compiled code and the loaded ELF stay well below; the charge is what was
+/// measured).
+const PREPARE_BYTES_PER_IMAGE_BYTE: u64 = 4;
 
 pub struct Host {
     dispatcher: &'static Dispatcher,
@@ -36,14 +43,36 @@ impl Host {
 }
 
 impl FunctionHost for Host {
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes) -> Result<(), HostError> {
-        self.dispatcher.engines().prepare(spec, &ImageDigest::of(image), image).map(|_| ())
+    /// Prepares on this (the I/O) core, so the heap this core allocated meanwhile, less what
+    /// it freed, is what the prepared image keeps: that is its charge. Refused before any work
+    /// when a generous estimate ([`PREPARE_BYTES_PER_IMAGE_BYTE`] per image byte) would not
+    /// fit the tenant's room (507) or would eat into the kernel's heap reserve (503).
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, HostError> {
+        let estimate = (image.len() as u64).saturating_mul(PREPARE_BYTES_PER_IMAGE_BYTE);
+        if estimate > room {
+            let message = alloc::format!(
+                "preparing a {}-byte image takes up to {estimate} bytes, and this tenant's memory budget has {room} left",
+                image.len()
+            );
+            return Err(HostError::new(507, "memory_budget", message));
+        }
+        if !mm::heap_room_for(usize::try_from(estimate).unwrap_or(usize::MAX)) {
+            let message = "the node has no memory to prepare this image now; retry later";
+            return Err(HostError::new(503, "out_of_memory", message));
+        }
+        let before = mm::heap_allocated_here();
+        let prepared = self.dispatcher.engines().prepare(spec, image)?;
+        let bytes = mm::heap_allocated_here().wrapping_sub(before).min(1 << 40);
+        Ok(Prepared::new(prepared, bytes))
+    }
+
+    fn heap_allocated_here(&self) -> Option<u64> {
+        Some(mm::heap_allocated_here())
     }
 
     fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {
-        let prepared = match self.dispatcher.engines().prepare(function.spec(), function.digest(), function.image()) {
-            Ok(p) => p,
-            Err(e) => return Started::Done(Err(e)),
+        let Some(prepared) = function.prepared().get::<PreparedImage>().cloned() else {
+            return Started::Done(Err(HostError::new(500, "internal", "the function was prepared by another host")));
         };
         let job = Job { ticket, tenant, function: Arc::clone(function), prepared, inputs };
         match self.dispatcher.submit(job) {
@@ -63,8 +92,8 @@ impl FunctionHost for Host {
         }
     }
 
-    fn saturated(&self) -> bool {
-        self.dispatcher.saturated()
+    fn saturated(&self, tenant: TenantId) -> bool {
+        self.dispatcher.saturated(tenant)
     }
 
     fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {

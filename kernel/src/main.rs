@@ -77,10 +77,14 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     let config = config::read(&info);
     if let Some(mut net) = net::init(&info, &cmdline, &config.node) {
         // The `http` communication function's client, with the configuration's host table.
-        let http = comm::http::HttpComm::new(config.hosts, pappus_fetch::FetchLimits::default());
+        let limits =
+            pappus_fetch::FetchLimits { body_memory: pappus_http::MemoryGate(mm::heap_room_for), ..Default::default() };
+        let http = comm::http::HttpComm::new(config.hosts, limits);
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
-        let control = control::ControlPlane::new(config.tenants, config::control_limits(&config.node));
+        dispatcher.share_among(config.tenants.len());
+        let limits = config::control_limits(&config.node, config.tenants.len());
+        let control = control::ControlPlane::new(config.tenants, limits);
         let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));

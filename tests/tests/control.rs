@@ -523,3 +523,121 @@ fn a_65536_item_fan_out_does_not_stall_the_node() {
     drop(out);
     node.assert_healthy(baseline, "a 65,536-item fan-out");
 }
+
+/// A wasm module whose data segment is `bytes` long (kept by the prepared module).
+fn wasm_with_data(bytes: usize, fill: char) -> Vec<u8> {
+    let pages = bytes.div_ceil(65536) + 1;
+    wat::parse_str(format!(
+        r#"(module (memory (export "memory") {pages}) (data (i32.const 0) "{}") (func (export "run")))"#,
+        fill.to_string().repeat(bytes)
+    ))
+    .unwrap()
+}
+
+fn tenant_memory(node: &Node, tenant: &str) -> u64 {
+    node.metric(&format!("pappus_tenant_memory_bytes{{tenant=\"{tenant}\",pool=\"heap\"}}"))
+}
+
+/// One tenant fills its memory budget every way the API allows — functions with large prepared
+/// modules, large compositions, large invocation data, request bodies held open — and gets 507
+/// (or 503 for bodies the heap cannot hold before anyone is authenticated), never a crash. The
+/// other tenant registers, invokes and grows wasm memory meanwhile; after the first tenant's
+/// deletes, the heap is back at its baseline.
+#[test]
+fn one_tenant_filling_its_memory_leaves_the_node_to_the_other() {
+    let Some(node) = boot("one_tenant_filling_its_memory_leaves_the_node_to_the_other", &[ALICE, BOB]) else {
+        return;
+    };
+    let (alice, bob) = (Client::new(&node, &ALICE), Client::new(&node, &BOB));
+    let budget = node.metric("pappus_tenant_memory_budget_bytes{tenant=\"alice\",pool=\"heap\"}");
+    let heap_total = node.metric("pappus_heap_bytes_total");
+    let reserve = node.metric("pappus_heap_reserve_bytes");
+    eprintln!("heap {heap_total}, reserve {reserve}, alice's budget {budget}");
+    assert!(2 * budget + reserve <= heap_total, "the defaults do not overcommit the heap");
+    // Bob's function, and one run of it (wasmi's first run keeps reusable stacks).
+    let grow = wat_entry("(if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))");
+    assert_eq!(bob.put_function("grow", "engine=wasm&inputs=in&outputs=out&memory=4MiB", &grow).status, 201);
+    let template = functions::wasm("template");
+    let query = "engine=wasm&inputs=lines&outputs=upper&memory=1MiB&timeout_ms=5000";
+    assert_eq!(bob.put_function("upper", query, &template).status, 201);
+    assert_eq!(bob.invoke_raw("upper", b"warm").status, 200);
+    let baseline = node.baseline();
+    let bob_works = |when: &str| {
+        let r = bob.invoke_raw("upper", b"still here");
+        assert_eq!((r.status, r.text().as_str()), (200, "STILL HERE"), "bob's invocation {when}");
+        let r = bob.invoke_json("grow", &json!({"sets": {}}));
+        assert_eq!(r.status, 200, "bob's memory.grow of 16 pages {when}: {}", r.text());
+    };
+
+    // Functions with 4 MiB data segments until the budget says no.
+    let image = wasm_with_data(4 << 20, 'a');
+    let mut registered = 0;
+    loop {
+        let r =
+            alice.put_function(&format!("big{registered}"), "engine=wasm&inputs=in&outputs=out&memory=8MiB", &image);
+        match r.status {
+            201 => registered += 1,
+            507 => {
+                assert_eq!(error_code(&r), "memory_budget", "{}", r.text());
+                break;
+            }
+            _ => panic!("registration {registered}: {} {}", r.status, r.text()),
+        }
+        assert!(registered < 64, "the budget never ran out");
+    }
+    eprintln!("alice registered {registered} functions of 4 MiB, holding {} bytes", tenant_memory(&node, "alice"));
+    assert!(registered >= 2, "{registered}");
+    assert_eq!(alice.send("GET", &format!("/v1/functions/big{registered}"), &[], b"").status, 404, "half-registered");
+    bob_works("after alice's registrations");
+    // Invocation data over what is left of her budget.
+    let left = budget - tenant_memory(&node, "alice");
+    let r = alice.invoke_raw("identity", &vec![7u8; left as usize + (64 << 10)]);
+    assert_eq!((r.status, error_code(&r).as_str()), (507, "memory_budget"), "{}", r.text());
+    // A large composition over what is left.
+    let program = format!(
+        "function identity (in) => (out);\ncomposition c (a) => (b) {{ identity (in = all a) => (b = out); }}\n// {}",
+        "x".repeat(900 << 10)
+    );
+    let mut compositions = 0;
+    loop {
+        let r =
+            alice.put_composition(&format!("c{compositions}"), &program.replace(" c ", &format!(" c{compositions} ")));
+        match r.status {
+            201 => compositions += 1,
+            507 => break,
+            _ => panic!("composition {compositions}: {} {}", r.status, r.text()),
+        }
+        assert!(compositions < 64, "the budget never ran out");
+    }
+    bob_works("after alice's compositions");
+
+    // Bodies held open before anyone is authenticated: the heap's reserve stays the kernel's.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = node.connect();
+        let head = format!(
+            "PUT /v1/functions/held?engine=wasm&inputs=in&outputs=out HTTP/1.1\r\nHost: p\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+            alice.auth,
+            60 << 20
+        );
+        std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+        // Most of the body; the kernel answers 503 (or closes) once the heap has no room.
+        let _ = std::io::Write::write_all(&mut s, &vec![0u8; 24 << 20]);
+        held.push(s);
+    }
+    bob_works("while bodies are held open");
+    drop(held);
+
+    // Alice deletes everything: her account and the heap come back.
+    for i in 0..registered {
+        assert_eq!(alice.send("DELETE", &format!("/v1/functions/big{i}"), &[], b"").status, 204);
+    }
+    for i in 0..compositions {
+        assert_eq!(alice.send("DELETE", &format!("/v1/compositions/c{i}"), &[], b"").status, 204);
+    }
+    assert_eq!(tenant_memory(&node, "alice"), 0);
+    bob_works("after alice's deletes");
+    node.assert_healthy(baseline, "one tenant filling its memory");
+    // And she can register again.
+    assert_eq!(alice.put_function("again", "engine=wasm&inputs=in&outputs=out&memory=8MiB", &image).status, 201);
+}

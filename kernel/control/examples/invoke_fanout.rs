@@ -10,7 +10,7 @@
 //! It runs with the kernel's allocator and `ControlLimits::DEFAULT` (bounded steps), and prints
 //! the number of `poll` calls the answer took after the request's own step.
 
-use control::{ControlLimits, ControlPlane, FunctionHost, Reply, Started, StoredFunction, Ticket};
+use control::{ControlLimits, ControlPlane, FunctionHost, Prepared, Reply, Started, StoredFunction, Ticket};
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Version};
@@ -28,8 +28,8 @@ composition groups (xs) => (ys) {\n    identity (in = keyed xs) => (ys = out);\n
 struct NoHost;
 
 impl FunctionHost for NoHost {
-    fn prepare(&mut self, _: &FunctionSpec, _: &Bytes) -> Result<(), control::HostError> {
-        Ok(())
+    fn prepare(&mut self, _: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, control::HostError> {
+        Ok(Prepared::new(image.clone(), image.len() as u64))
     }
 
     fn start(&mut self, _: Ticket, _: TenantId, _: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {

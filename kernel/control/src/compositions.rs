@@ -29,20 +29,28 @@ use pappus_http::Response;
 
 use dsl::ast::{Composition, Program};
 use dsl::{Diagnostic, Signature};
-use model::TenantId;
+use model::{MemoryCharge, Pool, TenantId};
 
 use crate::builtin::Builtin;
 use crate::errors::ApiError;
 use crate::functions::check_not_reserved;
+use crate::host::FunctionHost;
 use crate::json;
 use crate::plane::ControlPlane;
 
-/// A registered program: its text as uploaded and its syntax tree.
-#[derive(Clone, Debug)]
+/// A registered program: its text as uploaded, its syntax tree, and the tenant's memory charge
+/// for both (given back when it is deleted or replaced).
+#[derive(Debug)]
 pub(crate) struct StoredComposition {
     pub source: String,
     pub program: Program,
+    #[expect(dead_code, reason = "held for its Drop, which gives the bytes back")]
+    pub charge: MemoryCharge,
 }
+
+/// What a program's syntax tree is taken to hold when the host cannot measure it: a generous
+/// multiple of its text (names are copied, every node has its position).
+const TREE_BYTES_PER_SOURCE_BYTE: u64 = 4;
 
 impl StoredComposition {
     /// The composition the program was registered for (it is checked to exist on upload).
@@ -126,17 +134,26 @@ impl ControlPlane {
         tenant: TenantId,
         name: &str,
         body: Vec<u8>,
+        host: &dyn FunctionHost,
     ) -> Result<Response, ApiError> {
         self.check_new_composition(tenant, name)?;
         let max = self.limits.source_bytes();
         if body.len() > max {
             return Err(program_too_large(body.len() as u64, max));
         }
+        // The text, and then what parsing it kept (measured where the host can, else estimated).
+        let mut charge = self.memory.charge(tenant, Pool::Heap, body.len() as u64).map_err(ApiError::over_budget)?;
+        let before = host.heap_allocated_here();
         let source = String::from_utf8(body).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             ApiError::bad_request("bad_composition", format!("the program is not UTF-8 (invalid byte at offset {at})"))
         })?;
         let program = dsl::parse(&source).map_err(|d| bad_program(&d))?;
+        let tree = match (before, host.heap_allocated_here()) {
+            (Some(before), Some(after)) => after.wrapping_sub(before).min(1 << 40),
+            _ => (source.len() as u64).saturating_mul(TREE_BYTES_PER_SOURCE_BYTE),
+        };
+        charge.grow(tree).map_err(ApiError::over_budget)?;
         let registered = |f: &str| self.signature_of(tenant, f);
         let mut warnings = dsl::check(&program, &registered).map_err(|d| bad_program(&d))?;
         let Some(root) = program.composition(name) else {
@@ -160,7 +177,7 @@ impl ControlPlane {
         json.push_str(&diagnostics_json(&warnings));
         json.push('}');
         self.check_composition_room(tenant, name)?;
-        let created = match self.compositions.put(tenant, name, StoredComposition { source, program }) {
+        let created = match self.compositions.put(tenant, name, StoredComposition { source, program, charge }) {
             Ok(replaced) => replaced.is_none(),
             Err(e) => return Err(ApiError::new(409, "registry_full", alloc::string::ToString::to_string(&e))),
         };

@@ -61,6 +61,11 @@ impl ApiError {
         Self::new(413, "payload_too_large", message)
     }
 
+    /// 507 `memory_budget`: the tenant's memory budget cannot hold what the request needs.
+    pub fn over_budget(e: model::OverBudget) -> Self {
+        Self::new(507, "memory_budget", format!("{e}"))
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "internal", message)
     }

@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 
 use pappus_http::Response;
 
-use model::{Bytes, FunctionSpec, TenantId};
+use model::{Bytes, FunctionSpec, Pool, TenantId};
 
 use crate::builtin::Builtin;
 use crate::errors::ApiError;
@@ -83,9 +83,19 @@ impl ControlPlane {
             return Err(ApiError::bad_request("bad_image", "the function image (the request body) is empty"));
         }
         self.check_function_room(tenant, name)?;
+        // The image itself is held while it is prepared; then the prepared form, as measured.
+        let account = self.memory.account(tenant, Pool::Heap);
+        let mut charge = account.charge(body.len() as u64).map_err(ApiError::over_budget)?;
         let image = Bytes::from(body);
-        host.prepare(&spec, &image).map_err(|e| ApiError::new(e.http_status(), e.code, e.message))?;
-        let stored = Arc::new(StoredFunction::new(spec, image));
+        let room = account.budget().saturating_sub(account.used());
+        let prepared = host.prepare(&spec, &image, room).map_err(|e| {
+            let error = ApiError::new(e.http_status(), e.code, e.message);
+            if e.status == 503 { error.header("retry-after", format!("{}", self.limits.retry_after_s)) } else { error }
+        })?;
+        charge.shrink(image.len() as u64);
+        charge.grow(prepared.bytes()).map_err(ApiError::over_budget)?;
+        let stored = Arc::new(StoredFunction::new(spec, &image, prepared, charge));
+        drop(image);
         let json = stored.decl().to_json();
         let created = match self.functions.put(tenant, name, stored) {
             Ok(replaced) => replaced.is_none(),

@@ -5,24 +5,63 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::fmt;
 
-use model::{Bytes, FunctionDecl, FunctionSpec, ImageDigest, Set, TenantId};
+use model::{Bytes, FunctionDecl, FunctionSpec, ImageDigest, MemoryCharge, Set, TenantId};
 
-/// A registered function: its validated declaration and its image exactly as uploaded.
+/// What an engine made of an image at registration (a compiled module, a loaded ELF): opaque to
+/// the control plane, which keeps it with the function so it lives exactly as long as the
+/// function and the invocations that run it. `bytes` is the heap it holds, as the host measured
+/// it; the tenant is charged for it.
+#[derive(Clone)]
+pub struct Prepared {
+    inner: Arc<dyn Any + Send + Sync>,
+    bytes: u64,
+}
+
+impl Prepared {
+    pub fn new<T: Any + Send + Sync>(value: T, bytes: u64) -> Self {
+        Self { inner: Arc::new(value), bytes }
+    }
+
+    /// The host's own type, if this is one.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.inner.downcast_ref()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared").field("bytes", &self.bytes).finish_non_exhaustive()
+    }
+}
+
+/// A registered function: its validated declaration, what the engine prepared from its image,
+/// and the tenant's memory charge for both (given back when the last reference goes: after a
+/// `DELETE` or a replacement, once no invocation runs it any more).
 ///
 /// Invocations hold it behind an `Arc`, so replacing or deleting a function never changes what
-/// an invocation already under way runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// an invocation already under way runs. The uploaded bytes are not kept: the prepared form is
+/// all that runs, and each tenant's functions are prepared for that tenant alone (no cache
+/// shared between tenants, so registration time says nothing about what others uploaded).
+#[derive(Debug)]
 pub struct StoredFunction {
     decl: FunctionDecl,
-    image: Bytes,
+    prepared: Prepared,
+    image_len: u64,
+    charge: MemoryCharge,
 }
 
 impl StoredFunction {
-    /// Binds `spec` to `image`, hashing the image.
-    pub fn new(spec: FunctionSpec, image: Bytes) -> Self {
-        Self { decl: FunctionDecl::new(spec, &image), image }
+    /// Binds `spec` to the prepared form of `image`, hashing the image; `charge` is what the
+    /// tenant pays for holding it.
+    pub fn new(spec: FunctionSpec, image: &[u8], prepared: Prepared, charge: MemoryCharge) -> Self {
+        Self { decl: FunctionDecl::new(spec, image), prepared, image_len: image.len() as u64, charge }
     }
 
     pub fn spec(&self) -> &FunctionSpec {
@@ -34,12 +73,22 @@ impl StoredFunction {
         &self.decl
     }
 
-    /// The wasm module or ELF, as uploaded.
-    pub fn image(&self) -> &Bytes {
-        &self.image
+    /// What the host's engine made of the image.
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
     }
 
-    /// SHA-256 of the image: engines may key compiled code by it.
+    /// The uploaded image's size in bytes.
+    pub fn image_len(&self) -> u64 {
+        self.image_len
+    }
+
+    /// The heap bytes charged to the tenant for this function.
+    pub fn charged_bytes(&self) -> u64 {
+        self.charge.bytes()
+    }
+
+    /// SHA-256 of the image.
     pub fn digest(&self) -> &ImageDigest {
         self.decl.digest()
     }
@@ -140,9 +189,20 @@ impl Comm {
 /// drains. So the kernel can run instances on other cores, or fetch over the network, while the
 /// control plane goes on answering requests.
 pub trait FunctionHost {
-    /// Validates (and may compile or cache) an image before it is registered. An error refuses
-    /// the upload with the error's status (normally 400) and message.
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes) -> Result<(), HostError>;
+    /// Validates and prepares (compiles, loads) an image before it is registered; what it gives
+    /// is kept with the function and handed back with every [`start`](Self::start). An error
+    /// refuses the upload with the error's status (400 for a bad image; 503 `out_of_memory` when
+    /// the node has no room to prepare it now) and message. `room` is how many heap bytes the
+    /// tenant has left: a host may refuse (507 `memory_budget`) rather than prepare what would
+    /// not fit.
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, HostError>;
+
+    /// Heap bytes allocated, less those freed, on the calling CPU since boot (wrapping), or
+    /// `None` when the host cannot tell. The control plane reads it around work it does for a
+    /// tenant on this CPU (parsing a program) to charge what that work kept.
+    fn heap_allocated_here(&self) -> Option<u64> {
+        None
+    }
 
     /// Starts `function` for `tenant` on `inputs`: one set per declared input, in declaration
     /// order, named as the function declares them. Its result is one set per declared output, in
@@ -157,9 +217,11 @@ pub trait FunctionHost {
         Started::Done(Err(HostError::new(503, "unavailable", message)))
     }
 
-    /// Whether the host is saturated (its run queue is full): new invocations are then refused
-    /// with 503 and `Retry-After`, while those under way wait for room.
-    fn saturated(&self) -> bool {
+    /// Whether the host is saturated for `tenant` (its run queue is full, or holds the tenant's
+    /// share of it): the tenant's new invocations are then refused with 503 and `Retry-After`,
+    /// while those under way wait for room.
+    fn saturated(&self, tenant: TenantId) -> bool {
+        let _ = tenant;
         false
     }
 

@@ -16,10 +16,11 @@ use core::mem;
 
 use pappus_http::Response;
 
-use model::wire::{Encoder, WireErrorKind, WireFormat, WireLimits, raw};
+use model::wire::{Encoder, WireErrorKind, WireFormat, WireLimits, binary, json, raw};
 use model::{Set, TenantId};
 use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
 
+use crate::accounting::{Admission, InvocationMemory};
 use crate::builtin::{Builtin, BuiltinRun};
 use crate::errors::ApiError;
 use crate::host::{FunctionHost, HostError, Started, StoredFunction, Ticket};
@@ -113,6 +114,8 @@ pub(crate) struct Invocation {
     expired: bool,
     /// What was invoked, by the name in the path (for the metrics).
     target: String,
+    /// What it holds in its tenant's memory accounts (given back as it goes and when dropped).
+    memory: InvocationMemory,
     /// The answer being encoded, a piece per step, once the execution is done.
     encoding: Option<Encoder<Vec<Set>>>,
 }
@@ -129,6 +132,7 @@ impl Invocation {
         execution: Execution,
         targets: BTreeMap<String, Target>,
         output_names: Option<Vec<String>>,
+        memory: InvocationMemory,
     ) -> Self {
         Self {
             id: 0,
@@ -147,6 +151,7 @@ impl Invocation {
             deadline_ms: u64::MAX,
             expired: false,
             target: String::new(),
+            memory,
             encoding: None,
         }
     }
@@ -182,7 +187,13 @@ impl Invocation {
     /// or a host reporting twice) are ignored; returns whether this one was taken.
     pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, HostError>, wire: &WireLimits) -> bool {
         let Some(target) = self.running.remove(&instance) else { return false };
-        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire));
+        self.memory.end(instance);
+        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire)).and_then(|outputs| {
+            match self.memory.charge_outputs(&outputs) {
+                Ok(()) => Ok(outputs),
+                Err(e) => Err(HostError::new(507, "memory_budget", format!("its outputs do not fit: {e}"))),
+            }
+        });
         self.complete(InstanceId(instance), result);
         true
     }
@@ -201,7 +212,7 @@ impl Invocation {
         let mut moved = false;
         if now_ms >= self.deadline_ms && matches!(self.execution.status(), Status::Running { .. }) {
             self.expired = true;
-            return match self.answer(limits.retry_after_s) {
+            return match self.answer(limits) {
                 Some(response) => Step::Done(response),
                 None => Step::Waiting { moved: false },
             };
@@ -228,7 +239,7 @@ impl Invocation {
             moved = true;
         }
         moved |= self.execution.advance();
-        match self.answer(limits.retry_after_s) {
+        match self.answer(limits) {
             Some(response) => Step::Done(response),
             None if self.encoding.is_some() => self.encode_some(limits),
             None => Step::Waiting { moved },
@@ -297,6 +308,16 @@ impl Invocation {
                 BuiltinRun::Comm(comm, inputs) => host.start_comm(ticket, comm, inputs),
             },
             Target::Function(f) => {
+                // The instance's memory limit, charged while it runs.
+                match self.memory.admit(id.0, f.spec().engine(), f.spec().memory_bytes()) {
+                    Admission::Granted => {}
+                    Admission::Wait => return Err(Instance { id, function, inputs, output_count, origin }),
+                    Admission::Refused(e) => {
+                        let message = format!("its memory limit does not fit: {e}");
+                        self.complete(id, Err(HostError::new(507, "memory_budget", message)));
+                        return Ok(());
+                    }
+                }
                 let inputs = rename(inputs, f.spec().inputs());
                 host.start(ticket, self.tenant, f, inputs)
             }
@@ -309,7 +330,10 @@ impl Invocation {
             Started::Running => {
                 self.running.insert(id.0, target);
             }
-            Started::Busy(inputs) => return Err(Instance { id, function, inputs, output_count, origin }),
+            Started::Busy(inputs) => {
+                self.memory.end(id.0);
+                return Err(Instance { id, function, inputs, output_count, origin });
+            }
         }
         Ok(())
     }
@@ -330,7 +354,8 @@ impl Invocation {
 
     /// The answer, once the execution is over. A 503 from the host (its run queue was full)
     /// says when to retry, like the plane's own 503.
-    fn answer(&mut self, retry_after_s: u32) -> Option<Response> {
+    fn answer(&mut self, limits: &ControlLimits) -> Option<Response> {
+        let retry_after_s = limits.retry_after_s;
         if let Some(bug) = &self.broken {
             return Some(ApiError::internal(format!("the invocation broke: {bug}")).into_response());
         }
@@ -354,11 +379,21 @@ impl Invocation {
         if let Some(names) = &self.output_names {
             outputs = rename(outputs, names);
         }
+        let size = match self.format {
+            WireFormat::Json => json::encoded_len(&outputs),
+            WireFormat::Binary | WireFormat::Raw => binary::encoded_len(&outputs),
+        };
+        if !limits.answer_memory.allows(size) {
+            let message = format!("the node has no memory for a {size}-byte answer now; retry later");
+            let error = ApiError::new(503, "out_of_memory", message).header("retry-after", format!("{retry_after_s}"));
+            return Some(error.into_response());
+        }
         if self.format == WireFormat::Raw {
             return Some(encode_raw(&outputs).unwrap_or_else(ApiError::into_response));
         }
-        // JSON and binary are encoded a piece per step ([`encode_some`](Self::encode_some)).
-        self.encoding = Encoder::new(self.format, outputs, 0);
+        // JSON and binary are encoded a piece per step ([`encode_some`](Self::encode_some)),
+        // into a body of the size the gate allowed.
+        self.encoding = Encoder::new(self.format, outputs, size);
         None
     }
 

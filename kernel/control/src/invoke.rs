@@ -42,6 +42,7 @@ use model::wire::{WireError, WireFormat, WireLimits, binary, json as wire_json, 
 use model::{Bytes, Set, TenantId};
 use planner::Execution;
 
+use crate::accounting::InvocationMemory;
 use crate::builtin::Builtin;
 use crate::compositions::StoredComposition;
 use crate::errors::ApiError;
@@ -82,7 +83,8 @@ impl ControlPlane {
         now_ms: u64,
         host: &mut dyn FunctionHost,
     ) -> Reply {
-        let started = self.check_host_room(host).and_then(|()| self.start_invocation(tenant, name, headers, body));
+        let started =
+            self.check_host_room(host, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
         match started {
             Ok(invocation) => self.settle(invocation, name, now_ms, host),
             Err(e) => {
@@ -106,7 +108,7 @@ impl ControlPlane {
         body: Vec<u8>,
     ) -> Result<Invocation, ApiError> {
         let invocable = self.lookup_invocable(tenant, name)?;
-        self.check_room_for_invocation()?;
+        self.check_room_for_invocation(tenant)?;
         let format = WireFormat::for_response(headers.get_str("accept"));
         let content_type = headers.get_str("content-type");
         let wire = &self.limits.wire;
@@ -117,9 +119,10 @@ impl ControlPlane {
                 let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
                 let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
                 let targets = self.resolve(tenant, &stored.program, name)?;
+                let memory = InvocationMemory::new(&self.memory, tenant, &inputs).map_err(ApiError::over_budget)?;
                 let execution =
                     Execution::start(&stored.program, name, inputs, self.limits.plan).map_err(|e| plan_error(&e))?;
-                return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None));
+                return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None, memory));
             }
             Invocable::Function(function) => Target::Function(Arc::clone(function)),
             Invocable::Builtin(builtin) => Target::Builtin(builtin),
@@ -132,10 +135,12 @@ impl ControlPlane {
         };
         check_accept(format, outputs.len(), name)?;
         let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
+        let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
         let program = direct_program(name, inputs.len(), outputs.len());
         let execution = Execution::start(&program, DIRECT, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
         let targets = BTreeMap::from([(String::from(name), target)]);
-        Ok(Invocation::new(tenant, Subject::Function(String::from(name)), format, execution, targets, Some(outputs)))
+        let subject = Subject::Function(String::from(name));
+        Ok(Invocation::new(tenant, subject, format, execution, targets, Some(outputs), memory))
     }
 
     /// Resolves every function the composition `root` of `program` applies, directly or through

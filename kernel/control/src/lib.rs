@@ -54,8 +54,11 @@
 //! | 422 | `plan_limit` | the composition would plan more instances or nesting than allowed |
 //! | 500 | `function_failed` | a function faulted, or the `fail` builtin ran (host errors pass their own status and code) |
 //! | 502 | `bad_output` | a function's outputs do not match its declaration or the data model |
+//! | 429 | `too_many_invocations` | the tenant holds its share of the live invocations (an equal share of the limit, at least one); with `Retry-After` |
 //! | 503 | `saturated` | too many live invocations; with `Retry-After` |
+//! | 503 | `out_of_memory` | the node's heap has no room for the work now (not the tenant's budget); with `Retry-After` |
 //! | 504 | `timeout` | a function ran past its time budget (as the host reports it) |
+//! | 507 | `memory_budget` | the tenant's memory budget cannot hold it (images, prepared modules, compositions, invocation data, sandbox memory); other tenants are unaffected |
 //!
 //! Registry full is 409 (not 507): the tenant can fix it by deleting something; the server
 //! itself is not out of storage.
@@ -64,6 +67,7 @@
 
 extern crate alloc;
 
+mod accounting;
 mod api;
 mod auth;
 pub mod builtin;
@@ -79,7 +83,7 @@ mod plane;
 pub mod stats;
 
 pub use builtin::{Builtin, MAX_SLEEP_MS};
-pub use host::{Comm, FunctionHost, HostError, Started, StoredFunction, Ticket};
+pub use host::{Comm, FunctionHost, HostError, Prepared, Started, StoredFunction, Ticket};
 pub use limits::ControlLimits;
 pub use plane::{ControlPlane, Counters, InvocationId, Reply};
 pub use stats::{InvocationStats, Outcome};

@@ -1,6 +1,8 @@
 //! What one boot allows, so that no tenant and no request can take more than the operator gave.
 
+use model::MemoryBudgets;
 use model::wire::WireLimits;
+use pappus_http::MemoryGate;
 use planner::PlanLimits;
 
 /// The control plane's limits. Each one says what exceeding it answers.
@@ -35,6 +37,14 @@ pub struct ControlLimits {
     /// Bounds on the work one composition invocation may plan (422 `plan_limit`), and on the
     /// planning work (and answer items encoded) per step: `plan.max_work_per_step`.
     pub plan: PlanLimits,
+    /// Each tenant's memory budgets (507 `memory_budget` beyond them; [`model::memory`]). The
+    /// kernel sets them from the boot configuration or from its own memory; the default is
+    /// unlimited, for hosts that do not account.
+    pub memory: MemoryBudgets,
+    /// Asked before an answer is encoded (the encoded outputs are held until sent, charged to
+    /// no tenant): a kernel says no when the bytes would eat into its reserve, and the answer
+    /// is 503 `out_of_memory` with `Retry-After`.
+    pub answer_memory: MemoryGate,
 }
 
 impl ControlLimits {
@@ -59,6 +69,8 @@ impl ControlLimits {
             max_nesting_depth: 16,
             max_work_per_step: 1024,
         },
+        memory: MemoryBudgets::UNLIMITED,
+        answer_memory: MemoryGate::ALWAYS,
     };
 
     /// The program size actually enforced: the configured one, capped by the parser's own limit.

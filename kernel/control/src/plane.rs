@@ -8,7 +8,7 @@ use core::fmt;
 
 use pappus_http::{Request, Response};
 
-use model::{Registry, TokenTable};
+use model::{Registry, TenantId, TenantMemory, TokenTable};
 
 use crate::api::{self, Method, Resource, Route};
 use crate::compositions::StoredComposition;
@@ -75,10 +75,13 @@ pub struct ControlPlane {
     pub(crate) functions: Registry<Arc<StoredFunction>>,
     pub(crate) compositions: Registry<StoredComposition>,
     invocations: BTreeMap<InvocationId, Invocation>,
-    finished: BTreeMap<InvocationId, Response>,
+    /// Finished invocations' answers, not yet taken, with their tenant.
+    finished: BTreeMap<InvocationId, (TenantId, Response)>,
     next_invocation: u64,
     pub(crate) counters: Counters,
     stats: InvocationStats,
+    /// What each tenant holds, against its budgets.
+    pub(crate) memory: TenantMemory,
 }
 
 /// Lists counts only: tokens, images and payloads stay out of logs.
@@ -95,6 +98,7 @@ impl ControlPlane {
     /// A control plane for the tenants of `tokens`, with nothing registered.
     pub fn new(tokens: TokenTable, limits: ControlLimits) -> Self {
         Self {
+            memory: TenantMemory::new(tokens.len(), limits.memory),
             tokens,
             limits,
             functions: Registry::with_limit(limits.max_functions_per_tenant),
@@ -134,7 +138,7 @@ impl ControlPlane {
             (Resource::Function(name), Method::Delete) => self.delete_function(tenant, &name),
             (Resource::Function(name), _) => self.get_function(tenant, &name),
             (Resource::Compositions, _) => Ok(self.list_compositions(tenant)),
-            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body),
+            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body, host),
             (Resource::Composition(name), Method::Delete) => self.delete_composition(tenant, &name),
             (Resource::Composition(name), _) => self.get_composition(tenant, &name),
             (Resource::Invoke(name), _) => return self.invoke(tenant, &name, &request.headers, body, now_ms, host),
@@ -174,7 +178,7 @@ impl ControlPlane {
             }
             (Resource::Invoke(name), _) => {
                 self.lookup_invocable(route.tenant, name)?;
-                self.check_room_for_invocation()
+                self.check_room_for_invocation(route.tenant)
             }
             _ => Ok(()),
         }
@@ -221,22 +225,41 @@ impl ControlPlane {
         }
     }
 
-    /// 503 when as many invocations are held as allowed.
-    pub(crate) fn check_room_for_invocation(&self) -> Result<(), ApiError> {
+    /// 503 when as many invocations are held as allowed; 429 when `tenant` holds its share
+    /// of them ([`tenant_invocation_share`](Self::tenant_invocation_share)), so that one tenant
+    /// cannot hold every slot while the others are refused.
+    pub(crate) fn check_room_for_invocation(&self, tenant: TenantId) -> Result<(), ApiError> {
+        let retry = || alloc::format!("{}", self.limits.retry_after_s);
         if self.live_invocations() >= self.limits.max_live_invocations {
             let message = alloc::format!(
                 "{} invocations are under way, the most this server holds; retry later",
                 self.live_invocations()
             );
-            return Err(ApiError::new(503, "saturated", message)
-                .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
+            return Err(ApiError::new(503, "saturated", message).header("retry-after", retry()));
+        }
+        let held = self.invocations.values().filter(|i| i.tenant() == tenant).count()
+            + self.finished.values().filter(|(t, _)| *t == tenant).count();
+        let share = self.tenant_invocation_share();
+        if held >= share {
+            let message = alloc::format!(
+                "this tenant has {held} invocations under way, its share of the {} this server holds; retry later",
+                self.limits.max_live_invocations
+            );
+            return Err(ApiError::new(429, "too_many_invocations", message).header("retry-after", retry()));
         }
         Ok(())
     }
 
-    /// 503 when the host's run queue is full: invocations under way get the room it makes.
-    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost) -> Result<(), ApiError> {
-        if host.saturated() {
+    /// Invocations one tenant may hold at once: an equal share of
+    /// [`ControlLimits::max_live_invocations`], at least one.
+    pub fn tenant_invocation_share(&self) -> usize {
+        (self.limits.max_live_invocations / self.tokens.len().max(1)).max(1)
+    }
+
+    /// 503 when the host's run queue is full for `tenant`: invocations under way get the room
+    /// it makes.
+    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost, tenant: TenantId) -> Result<(), ApiError> {
+        if host.saturated(tenant) {
             let message = "the run queue is full; retry later";
             return Err(ApiError::new(503, "saturated", message)
                 .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
@@ -263,7 +286,7 @@ impl ControlPlane {
                 Step::Done(response) => {
                     moved = true;
                     self.end(id, &invocation, response.status, now_ms, host);
-                    self.finished.insert(id, response);
+                    self.finished.insert(id, (invocation.tenant(), response));
                 }
                 Step::Waiting { moved: step_moved } => {
                     moved |= step_moved;
@@ -284,7 +307,7 @@ impl ControlPlane {
     /// The response of a finished invocation, once (`None` while it runs, or for an unknown or
     /// already taken id).
     pub fn take_response(&mut self, id: InvocationId) -> Option<Response> {
-        self.finished.remove(&id)
+        self.finished.remove(&id).map(|(_, response)| response)
     }
 
     /// The client went away: drops the invocation, its execution and every set it holds (or its
@@ -313,6 +336,11 @@ impl ControlPlane {
     /// Invocations by target and outcome, and their latency.
     pub fn invocation_stats(&self) -> &InvocationStats {
         &self.stats
+    }
+
+    /// Every tenant's memory accounts, for `/metrics`.
+    pub fn memory(&self) -> &TenantMemory {
+        &self.memory
     }
 
     /// A tenant's name, for labels.

@@ -30,6 +30,9 @@ pub struct FetchLimits {
     pub max_head_bytes: usize,
     /// The most connections open at once, across all instances; further requests wait.
     pub max_in_flight: usize,
+    /// Asked before a response body's buffer grows (a kernel keeps its heap reserve with it);
+    /// a no ends that request as too large.
+    pub body_memory: pappus_http::MemoryGate,
 }
 
 impl Default for FetchLimits {
@@ -42,6 +45,7 @@ impl Default for FetchLimits {
             max_instance_bytes: 64 << 20,
             max_head_bytes: 64 << 10,
             max_in_flight: 32,
+            body_memory: pappus_http::MemoryGate::ALWAYS,
         }
     }
 }
@@ -82,7 +86,8 @@ impl Exchange {
             describe: request.describe(),
             output: request.to_bytes(),
             sent: 0,
-            parser: ResponseParser::new(limits.max_head_bytes, limits.max_response_bytes, request.expects_no_body()),
+            parser: ResponseParser::new(limits.max_head_bytes, limits.max_response_bytes, request.expects_no_body())
+                .with_memory_gate(limits.body_memory),
             phase: Phase::Connecting,
             started_ms: now_ms,
             progress_ms: now_ms,

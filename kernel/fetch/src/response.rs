@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use pappus_http::BodyDecoder;
+use pappus_http::{BodyDecoder, MemoryGate};
 
 /// The most header fields a response may have.
 pub const MAX_RESPONSE_HEADERS: usize = 100;
@@ -62,12 +62,27 @@ pub struct ResponseParser {
     no_body: bool,
     state: State,
     received: usize,
+    gate: MemoryGate,
 }
 
 impl ResponseParser {
     /// A parser for a head of at most `max_head` bytes and a body of at most `max_body`.
     pub fn new(max_head: usize, max_body: usize, no_body: bool) -> Self {
-        Self { max_head, max_body, no_body, state: State::Head { buf: Vec::new(), scanned: 0 }, received: 0 }
+        Self {
+            max_head,
+            max_body,
+            no_body,
+            state: State::Head { buf: Vec::new(), scanned: 0 },
+            received: 0,
+            gate: MemoryGate::ALWAYS,
+        }
+    }
+
+    /// The same parser, asking `gate` before the body's buffer grows.
+    #[must_use]
+    pub fn with_memory_gate(mut self, gate: MemoryGate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Bytes fed so far.
@@ -184,17 +199,17 @@ impl ResponseParser {
                 State::Body { framing, body, status, head } => {
                     let done = match framing {
                         Framing::UntilClose => {
-                            append(body, input, self.max_body)?;
+                            append(body, input, self.max_body, self.gate)?;
                             false
                         }
                         Framing::Decoder(decoder) => {
-                            let progress = decoder.decode(input, body, self.max_body, self.max_head).map_err(|e| {
-                                match e.status {
+                            let progress = decoder
+                                .decode(input, body, self.max_body, self.max_head, self.gate)
+                                .map_err(|e| match e.status {
                                     413 => too_large_body(self.max_body),
                                     503 => ParseError::TooLarge("not enough memory for the response body".into()),
                                     _ => ParseError::Bad(format!("bad chunked body: {}", e.message)),
-                                }
-                            })?;
+                                })?;
                             progress.done
                         }
                     };
@@ -215,12 +230,14 @@ fn too_large_body(max: usize) -> ParseError {
     ParseError::TooLarge(format!("the response body is over the {max}-byte limit"))
 }
 
-fn append(body: &mut Vec<u8>, input: &[u8], max: usize) -> Result<(), ParseError> {
+fn append(body: &mut Vec<u8>, input: &[u8], max: usize, gate: MemoryGate) -> Result<(), ParseError> {
     if body.len().saturating_add(input.len()) > max {
         return Err(too_large_body(max));
     }
-    body.try_reserve(input.len())
-        .map_err(|_| ParseError::TooLarge("not enough memory for the response body".into()))?;
+    let grows = body.len() + input.len() > body.capacity();
+    if grows && !(gate.allows(input.len()) && body.try_reserve(input.len()).is_ok()) {
+        return Err(ParseError::TooLarge("not enough memory for the response body".into()));
+    }
     body.extend_from_slice(input);
     Ok(())
 }
@@ -326,6 +343,21 @@ mod tests {
             p.end_of_stream()?;
         }
         p.take_response().ok_or_else(|| ParseError::Bad("not done".into()))
+    }
+
+    #[test]
+    fn a_memory_gate_that_says_no_ends_the_response_as_too_large() {
+        for input in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\nhello",
+        ] {
+            let mut p = ResponseParser::new(1024, 4096, false).with_memory_gate(MemoryGate(|_| false));
+            let e = p.feed(input).unwrap_err();
+            assert!(matches!(e, ParseError::TooLarge(_)), "{e:?}");
+        }
+        let mut p = ResponseParser::new(1024, 4096, false).with_memory_gate(MemoryGate(|bytes| bytes <= 5));
+        assert!(p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").unwrap());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 use alloc::vec::Vec;
 
+use crate::limits::MemoryGate;
 use crate::response::HttpError;
 
 /// Longest chunk extension (everything between the chunk size and its CRLF) we skip.
@@ -96,22 +97,24 @@ impl Decoder {
     }
 
     /// Consumes body bytes from `input`, appending the payload to `body` (never past
-    /// `max_body` bytes in all; `max_trailer` bounds a chunked body's trailer section).
+    /// `max_body` bytes in all; `max_trailer` bounds a chunked body's trailer section; `gate`
+    /// is asked before the buffer grows, and a no is 503).
     pub fn decode(
         &mut self,
         input: &[u8],
         body: &mut Vec<u8>,
         max_body: usize,
         max_trailer: usize,
+        gate: MemoryGate,
     ) -> Result<Progress, HttpError> {
         match self {
             Decoder::Length { remaining, total } => {
                 let n = input.len().min(*remaining);
-                append(body, &input[..n], *total)?;
+                append(body, &input[..n], *total, gate)?;
                 *remaining -= n;
                 Ok(Progress { consumed: n, done: *remaining == 0 })
             }
-            Decoder::Chunked(c) => c.decode(input, body, max_body, max_trailer),
+            Decoder::Chunked(c) => c.decode(input, body, max_body, max_trailer, gate),
         }
     }
 
@@ -131,13 +134,14 @@ impl Chunked {
         body: &mut Vec<u8>,
         max_body: usize,
         max_trailer: usize,
+        gate: MemoryGate,
     ) -> Result<Progress, HttpError> {
         use ChunkState::*;
         let mut i = 0;
         while i < input.len() && self.state != Done {
             if let Data { remaining } = self.state {
                 let n = remaining.min(input.len() - i);
-                append(body, &input[i..i + n], max_body)?;
+                append(body, &input[i..i + n], max_body, gate)?;
                 i += n;
                 self.state = if n == remaining { DataCr } else { Data { remaining: remaining - n } };
                 continue;
@@ -184,7 +188,7 @@ impl Chunked {
                 SizeLf { size } => match (b, size) {
                     (b'\n', 0) => TrailerStart,
                     (b'\n', _) => {
-                        reserve_for(body, size, max_body)?;
+                        reserve_for(body, size, max_body, gate)?;
                         Data { remaining: size }
                     }
                     _ => return Err(HttpError::bad_request("chunk size line does not end in CRLF")),
@@ -226,20 +230,22 @@ fn hex(b: u8) -> Option<usize> {
 /// Memory can run out (a kernel heap is finite and fragments): then the request is refused with
 /// 503 instead of the allocation failure ending the process — first retrying with exactly what
 /// is needed, since the geometric step may be what did not fit.
-fn reserve_for(body: &mut Vec<u8>, additional: usize, bound: usize) -> Result<(), HttpError> {
+fn reserve_for(body: &mut Vec<u8>, additional: usize, bound: usize, gate: MemoryGate) -> Result<(), HttpError> {
     let need = body.len() + additional;
     if need <= body.capacity() {
         return Ok(());
     }
     let target = need.max(body.capacity().saturating_mul(2)).max(4096).min(bound).max(need);
-    if body.try_reserve_exact(target - body.len()).is_ok() || body.try_reserve_exact(additional).is_ok() {
+    let fits = |body: &mut Vec<u8>, bytes: usize| gate.allows(bytes) && body.try_reserve_exact(bytes).is_ok();
+    let step = target - body.len();
+    if fits(body, step) || fits(body, additional) {
         return Ok(());
     }
     Err(HttpError::new(503, alloc::format!("not enough memory for a request body of {need} bytes; try again later")))
 }
 
-fn append(body: &mut Vec<u8>, data: &[u8], bound: usize) -> Result<(), HttpError> {
-    reserve_for(body, data.len(), bound)?;
+fn append(body: &mut Vec<u8>, data: &[u8], bound: usize, gate: MemoryGate) -> Result<(), HttpError> {
+    reserve_for(body, data.len(), bound, gate)?;
     body.extend_from_slice(data);
     Ok(())
 }
@@ -254,7 +260,7 @@ mod tests {
         let mut pos = 0;
         while pos < input.len() {
             let given = step.min(input.len() - pos);
-            let p = d.decode(&input[pos..pos + given], &mut body, 1 << 20, 1024)?;
+            let p = d.decode(&input[pos..pos + given], &mut body, 1 << 20, 1024, MemoryGate::ALWAYS)?;
             pos += p.consumed;
             if p.done {
                 return Ok((body, pos));
@@ -311,6 +317,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_that_says_no_is_503_and_takes_nothing() {
+        // The gate lets at most 64 KiB be taken at once: small pieces pass, a 100 KiB one not.
+        let gate = MemoryGate(|bytes| bytes <= 64 << 10);
+        let mut d = Decoder::length(1 << 20);
+        let mut body = Vec::new();
+        d.decode(&[1u8; 1000], &mut body, 1 << 20, 0, gate).unwrap();
+        let before = body.capacity();
+        let e = d.decode(&vec![1u8; 100 << 10], &mut body, 1 << 20, 0, gate).unwrap_err();
+        assert_eq!(e.status, 503);
+        assert_eq!((body.len(), body.capacity()), (1000, before), "nothing taken past the gate");
+        let mut chunked = Decoder::chunked();
+        let e = chunked.decode(b"100000\r\n", &mut Vec::new(), 1 << 30, 0, MemoryGate(|_| false)).unwrap_err();
+        assert_eq!(e.status, 503);
+    }
+
+    #[test]
     fn length_body_grows_in_few_steps_and_never_past_its_length() {
         const TOTAL: usize = 16 << 20;
         let data = vec![7u8; 1460];
@@ -318,7 +340,7 @@ mod tests {
         let mut body = Vec::new();
         let (mut reallocs, mut cap, mut fed) = (0, 0, 0);
         while !d.is_done() {
-            let p = d.decode(&data, &mut body, TOTAL, 0).unwrap();
+            let p = d.decode(&data, &mut body, TOTAL, 0, MemoryGate::ALWAYS).unwrap();
             fed += p.consumed;
             if body.capacity() != cap {
                 reallocs += 1;
@@ -338,7 +360,7 @@ mod tests {
         let chunk = [b"5b4\r\n".as_slice(), &[1u8; 0x5b4], b"\r\n"].concat();
         let (mut reallocs, mut cap) = (0, 0);
         for _ in 0..10_000 {
-            let p = d.decode(&chunk, &mut body, 64 << 20, 0).unwrap();
+            let p = d.decode(&chunk, &mut body, 64 << 20, 0, MemoryGate::ALWAYS).unwrap();
             assert_eq!(p.consumed, chunk.len());
             if body.capacity() != cap {
                 reallocs += 1;

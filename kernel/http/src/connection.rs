@@ -396,7 +396,13 @@ impl Connection {
         let last = body.last_progress.get_or_insert(now);
         let limits = &self.limits;
         let pending = &self.buf[self.pos..];
-        match body.decoder.decode(pending, &mut body.request.body, limits.max_body_bytes, limits.max_head_bytes) {
+        match body.decoder.decode(
+            pending,
+            &mut body.request.body,
+            limits.max_body_bytes,
+            limits.max_head_bytes,
+            limits.body_memory,
+        ) {
             Err(e) => return self.fail(e),
             Ok(p) => {
                 self.pos += p.consumed;

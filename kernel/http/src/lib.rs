@@ -38,6 +38,6 @@ mod response;
 
 pub use body::{Decoder as BodyDecoder, Progress as BodyProgress};
 pub use connection::{Connection, Event, NoRequestPending};
-pub use limits::Limits;
+pub use limits::{Limits, MemoryGate};
 pub use request::{Headers, Request, Version};
 pub use response::{CONTINUE, HttpError, Response, reason, service_unavailable};

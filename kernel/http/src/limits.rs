@@ -22,7 +22,38 @@ pub struct Limits {
     /// An idle keep-alive connection (a response sent, nothing of a next request received) is
     /// closed without a response after this long.
     pub keep_alive_timeout_ms: u64,
+    /// Asked before a request body's buffer grows: a kernel says no when the bytes would eat
+    /// into the memory it keeps for itself, and the request gets 503 (memory for bodies is
+    /// taken before the request is authenticated, so no tenant's budget can pay for it).
+    pub body_memory: MemoryGate,
 }
+
+/// Whether the process may take `bytes` more for a request body ([`Limits::body_memory`]).
+#[derive(Clone, Copy)]
+pub struct MemoryGate(pub fn(usize) -> bool);
+
+impl MemoryGate {
+    /// Always yes: the allocator alone decides (host tests, a process with memory to spare).
+    pub const ALWAYS: Self = Self(|_| true);
+
+    pub fn allows(self, bytes: usize) -> bool {
+        (self.0)(bytes)
+    }
+}
+
+impl core::fmt::Debug for MemoryGate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MemoryGate")
+    }
+}
+
+impl PartialEq for MemoryGate {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for MemoryGate {}
 
 impl Limits {
     /// The defaults: 16 KiB heads, 64 header fields, 64 MiB bodies, 10 s to send a head,
@@ -34,6 +65,7 @@ impl Limits {
         head_timeout_ms: 10_000,
         body_timeout_ms: 10_000,
         keep_alive_timeout_ms: 60_000,
+        body_memory: MemoryGate::ALWAYS,
     };
 }
 

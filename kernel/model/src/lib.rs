@@ -15,6 +15,7 @@ mod function;
 mod hosts;
 mod item;
 pub mod json_text;
+pub mod memory;
 mod name;
 pub mod query;
 mod registry;
@@ -30,6 +31,7 @@ pub use function::{
 };
 pub use hosts::{HostLineError, HostTable, MAX_HOST_NAME_LEN, MAX_HOSTS, check_host_name};
 pub use item::{Bytes, Item, MAX_NAME_LEN, Set};
+pub use memory::{MemoryAccount, MemoryBudgets, MemoryCharge, OverBudget, Pool, TenantMemory};
 pub use name::{
     MAX_FUNCTION_NAME_LEN, NameError, shorten, validate_function_name, validate_item_name, validate_item_name_within,
     validate_set_name, validate_set_name_within,

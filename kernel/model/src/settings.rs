@@ -26,11 +26,23 @@ pub enum Limit {
     ImageBytes,
     /// How long one invocation may take, in milliseconds: `limit invocation_ms N`.
     InvocationMs,
+    /// Kernel heap bytes each tenant may hold (images, prepared modules, compositions,
+    /// invocation data, wasm memory): `limit tenant_memory N`.
+    TenantMemory,
+    /// Frame bytes each tenant's native sandboxes may map at once: `limit tenant_sandbox_memory N`.
+    TenantSandboxMemory,
 }
 
 impl Limit {
-    pub const ALL: [Self; 5] =
-        [Self::Invocations, Self::Functions, Self::Compositions, Self::ImageBytes, Self::InvocationMs];
+    pub const ALL: [Self; 7] = [
+        Self::Invocations,
+        Self::Functions,
+        Self::Compositions,
+        Self::ImageBytes,
+        Self::InvocationMs,
+        Self::TenantMemory,
+        Self::TenantSandboxMemory,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -39,6 +51,8 @@ impl Limit {
             Self::Compositions => "compositions",
             Self::ImageBytes => "image_bytes",
             Self::InvocationMs => "invocation_ms",
+            Self::TenantMemory => "tenant_memory",
+            Self::TenantSandboxMemory => "tenant_sandbox_memory",
         }
     }
 
@@ -49,6 +63,7 @@ impl Limit {
             Self::Functions | Self::Compositions => (1, 65_536),
             Self::ImageBytes => (1, 1 << 30),
             Self::InvocationMs => (1, 24 * 3_600_000),
+            Self::TenantMemory | Self::TenantSandboxMemory => (1 << 20, 1 << 44),
         }
     }
 }
@@ -78,7 +93,8 @@ impl fmt::Display for SettingError {
             Self::BadGateway => f.write_str("bad gateway: expected `gateway <a.b.c.d>`"),
             Self::BadCompute => f.write_str("bad core count: expected `compute <N>`, N in 0..=4096"),
             Self::UnknownLimit => f.write_str(
-                "unknown limit (expected one of invocations, functions, compositions, image_bytes, invocation_ms)",
+                "unknown limit (expected one of invocations, functions, compositions, image_bytes, invocation_ms, \
+                 tenant_memory, tenant_sandbox_memory)",
             ),
             Self::BadLimitValue(limit) => {
                 let (lo, hi) = limit.range();

@@ -4,7 +4,7 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use control::{HostError, StoredFunction, Ticket};
 use dispatch::{CoreStats, RunQueue};
@@ -53,6 +53,8 @@ pub struct Dispatcher {
     io_cpu: usize,
     /// No compute cores: the I/O core runs instances itself.
     inline: bool,
+    /// Instances one tenant may have queued ([`share_among`](Self::share_among)).
+    tenant_share: AtomicUsize,
 }
 
 static DISPATCHER: Once<Dispatcher> = Once::new();
@@ -78,6 +80,7 @@ impl Dispatcher {
             cores,
             io_cpu,
             inline,
+            tenant_share: AtomicUsize::new(RUN_QUEUE_CAPACITY),
         })
     }
 
@@ -116,10 +119,24 @@ impl Dispatcher {
         }
     }
 
-    /// Queues an instance and wakes an idle core; a full queue hands the job back.
+    /// Divides the run queue among `tenants`: each may have an equal share of it queued (at
+    /// least one instance), so that one tenant's fan-out cannot fill it and keep the others'
+    /// work out.
+    pub fn share_among(&self, tenants: usize) {
+        self.tenant_share.store((RUN_QUEUE_CAPACITY / tenants.max(1)).max(1), Ordering::Relaxed);
+    }
+
+    /// Queues an instance and wakes an idle core; a full queue, or a tenant at its share of it,
+    /// hands the job back.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let (tenant, composition) = (job.tenant.index(), job.ticket.invocation);
-        self.queue.lock().push(tenant, composition, job).map_err(|full| full.into_inner())?;
+        {
+            let mut queue = self.queue.lock();
+            if queue.depth(tenant) >= self.tenant_share.load(Ordering::Relaxed) {
+                return Err(job);
+            }
+            queue.push(tenant, composition, job).map_err(|full| full.into_inner())?;
+        }
         if let Some(core) = self.cores.iter().find(|c| c.idle.swap(false, Ordering::AcqRel))
             && core.cpu != arch::cpu_index()
         {
@@ -128,10 +145,10 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Whether the run queue is full.
-    pub fn saturated(&self) -> bool {
+    /// Whether the run queue is full, or holds `tenant`'s share of it.
+    pub fn saturated(&self, tenant: model::TenantId) -> bool {
         let queue = self.queue.lock();
-        queue.len() >= queue.capacity()
+        queue.len() >= queue.capacity() || queue.depth(tenant.index()) >= self.tenant_share.load(Ordering::Relaxed)
     }
 
     /// Queued instances now, per tenant index.

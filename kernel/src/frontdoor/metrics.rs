@@ -141,8 +141,40 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
     render_invocations(&mut out, control);
+    render_tenant_memory(&mut out, control);
     crate::compute::render_metrics(&mut out);
     out
+}
+
+/// Each tenant's memory accounts: what it holds, its peak, its budget and refusals, per pool.
+fn render_tenant_memory(out: &mut String, control: &ControlPlane) {
+    let name = "pappus_heap_reserve_bytes";
+    let help = "Kernel heap kept from tenants and request bodies.";
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", mm::heap_reserve());
+    for (name, help, kind) in [
+        ("pappus_tenant_memory_bytes", "Bytes a tenant holds now, by pool (heap, frames).", "gauge"),
+        ("pappus_tenant_memory_peak_bytes", "The most bytes a tenant held, by pool.", "gauge"),
+        ("pappus_tenant_memory_budget_bytes", "A tenant's memory budget, by pool.", "gauge"),
+        ("pappus_tenant_memory_refusals_total", "Charges refused as over a tenant's budget, by pool.", "counter"),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}
+# TYPE {name} {kind}"
+        );
+        for pool in model::Pool::ALL {
+            for (tenant, stats) in control.memory().stats(pool) {
+                let value = match name {
+                    "pappus_tenant_memory_bytes" => stats.used,
+                    "pappus_tenant_memory_peak_bytes" => stats.peak,
+                    "pappus_tenant_memory_budget_bytes" => stats.budget,
+                    _ => stats.refused,
+                };
+                let tenant = control.tenant_name(tenant).unwrap_or("?");
+                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",pool=\"{}\"}} {value}", pool.name());
+            }
+        }
+    }
 }
 
 /// Invocations by tenant, target and outcome, and their start-to-answer latency.

@@ -18,7 +18,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use control::{ControlPlane, InvocationId, Reply};
-use pappus_http::{Connection, Event, Limits, Request, Response};
+use pappus_http::{Connection, Event, Limits, MemoryGate, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
@@ -33,6 +33,9 @@ const SPARE_LISTENERS: usize = 8;
 /// How long a socket we closed may take to finish sending and have its FIN acknowledged
 /// before it is reset and recycled (a peer that never acknowledges must not hold a slot).
 const LINGER_MS: u64 = 10_000;
+/// Every connection's limits: the defaults, with request bodies kept out of the kernel's heap
+/// reserve (a body the heap cannot hold without it is 503).
+const CONNECTION_LIMITS: Limits = Limits { body_memory: MemoryGate(crate::mm::heap_room_for), ..Limits::DEFAULT };
 
 /// What one pooled socket is doing.
 enum Slot {
@@ -136,7 +139,7 @@ impl FrontDoor {
                     } else {
                         self.active += 1;
                         self.slots[i] =
-                            Slot::Serving { conn: Box::new(Connection::new(Limits::default(), now)), pending: None };
+                            Slot::Serving { conn: Box::new(Connection::new(CONNECTION_LIMITS, now)), pending: None };
                     }
                     true
                 }

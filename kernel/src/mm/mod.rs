@@ -3,7 +3,10 @@
 
 mod heap;
 
-pub use heap::{init as init_heap, stats as heap_stats};
+pub use heap::{
+    allocated_here as heap_allocated_here, init as init_heap, reserve as heap_reserve, room_for as heap_room_for,
+    stats as heap_stats,
+};
 
 use kcore::frames::{FrameAllocator, FrameStats, FreeError, bitmap_bytes};
 use spin::Mutex;

@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use control::{
-    Comm, ControlLimits, ControlPlane, FunctionHost, HostError, InvocationId, Reply, Started, StoredFunction, Ticket,
+    Comm, ControlLimits, ControlPlane, FunctionHost, HostError, InvocationId, Prepared, Reply, Started, StoredFunction,
+    Ticket,
 };
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
@@ -71,12 +72,13 @@ impl FakeHost {
 }
 
 impl FunctionHost for FakeHost {
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes) -> Result<(), HostError> {
+    /// The prepared form is the image itself, and holds as many bytes as it has.
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, HostError> {
         if !image.starts_with(b"FAKE:") {
             return Err(HostError::bad_image("not a fake module: magic bytes missing"));
         }
         self.prepared.push(spec.name().to_string());
-        Ok(())
+        Ok(Prepared::new(image.clone(), image.len() as u64))
     }
 
     fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {
@@ -107,7 +109,7 @@ impl FunctionHost for FakeHost {
         Started::Done(Ok(outputs))
     }
 
-    fn saturated(&self) -> bool {
+    fn saturated(&self, _tenant: TenantId) -> bool {
         self.full
     }
 
@@ -129,7 +131,9 @@ impl FakeHost {
             function: function.name().to_string(),
             inputs: inputs.iter().map(|s| format!("{}={}", s.name, item_texts(s).join(","))).collect(),
         });
-        let behaviour = std::str::from_utf8(&function.image()[5..]).unwrap().to_string();
+        let image = function.prepared().get::<Bytes>().expect("the fake prepared it");
+        // Trailing spaces pad images to a size (memory tests).
+        let behaviour = std::str::from_utf8(&image[5..]).unwrap().trim_end().to_string();
         let outputs = function.spec().outputs().len();
         let echo = |inputs: Vec<Set>| -> Vec<Set> {
             if inputs.len() == outputs {

@@ -11,12 +11,26 @@ fn post(name: &str, headers: &[(&str, &str)], body: &[u8]) -> pappus_http::Reque
 
 #[test]
 fn too_many_live_invocations_is_503_with_retry_after() {
-    let limits = ControlLimits { max_live_invocations: 2, retry_after_s: 3, ..Default::default() };
+    // Four slots for two tenants: two each.
+    let limits = ControlLimits { max_live_invocations: 4, retry_after_s: 3, ..Default::default() };
     let mut h = Harness::with_limits(limits);
+    assert_eq!(h.plane.tenant_invocation_share(), 2);
+    let bob = |name: &str, body: &[u8]| request("POST", &format!("/v1/invoke/{name}"), Some(BOB), &[], body);
     let first = h.pending(post("sleep", &[], b"100"));
     let second = h.pending(post("sleep", &[], b"100"));
+    // Alice holds her share: 429 for her, while Bob still gets his.
     let r = h.call(post("identity", &[], b"x"));
-    assert_error(&r, 503, "saturated", "2 invocations are under way, the most this server holds; retry later");
+    assert_error(
+        &r,
+        429,
+        "too_many_invocations",
+        "this tenant has 2 invocations under way, its share of the 4 this server holds; retry later",
+    );
+    assert_eq!(r.header_value("retry-after"), Some("3"));
+    let bobs = [h.pending(bob("sleep", b"100")), h.pending(bob("sleep", b"100"))];
+    // All four slots held: 503 for anyone.
+    let r = h.call(bob("identity", b"x"));
+    assert_error(&r, 503, "saturated", "4 invocations are under way, the most this server holds; retry later");
     assert_eq!(r.header_value("retry-after"), Some("3"));
     let head = request("POST", "/v1/invoke/identity", Some(ALICE), &[("Expect", "100-continue")], b"");
     assert_eq!(h.plane.check_head(&head).map(|r| r.status), Some(503));
@@ -26,6 +40,9 @@ fn too_many_live_invocations_is_503_with_retry_after() {
     assert!(h.plane.take_response(first).is_some());
     assert_eq!(h.call(post("identity", &[], b"x")).status, 200);
     h.plane.cancel(second, &mut h.host);
+    for id in bobs {
+        h.plane.cancel(id, &mut h.host);
+    }
     assert_eq!(h.plane.live_invocations(), 0);
 }
 

@@ -9,6 +9,7 @@ mod functions;
 mod hosted;
 mod invoke;
 mod limits;
+mod memory;
 mod props;
 mod tenants;
 

@@ -101,15 +101,19 @@ pub fn decode(input: &Bytes, limits: &WireLimits) -> Result<Vec<Set>, WireError>
     Ok(sets)
 }
 
-/// Encodes sets. Fails only if the sets break the data model (see [`WireLimits::check`] with
-/// [`WireLimits::MODEL`]) or hold more than `u32::MAX` sets or items in one set.
-pub fn encode(sets: &[Set]) -> Result<Vec<u8>, WireError> {
-    let size = sets.iter().fold(10usize, |n, set| {
+/// How many bytes [`encode`] makes of `sets`, at most.
+pub fn encoded_len(sets: &[Set]) -> usize {
+    sets.iter().fold(10usize, |n, set| {
         set.items.iter().fold(n.saturating_add(MIN_SET_LEN + set.name.len()), |n, item| {
             n.saturating_add(MIN_ITEM_LEN + 8 + item.name.len()).saturating_add(item.data.len())
         })
-    });
-    let mut encoder = Encoder::new(WireFormat::Binary, sets, size)
+    })
+}
+
+/// Encodes sets. Fails only if the sets break the data model (see [`WireLimits::check`] with
+/// [`WireLimits::MODEL`]) or hold more than `u32::MAX` sets or items in one set.
+pub fn encode(sets: &[Set]) -> Result<Vec<u8>, WireError> {
+    let mut encoder = Encoder::new(WireFormat::Binary, sets, encoded_len(sets))
         .ok_or_else(|| WireError::new(String::from("header"), WireErrorKind::BadMagic))?;
     encoder.write(usize::MAX, usize::MAX)?;
     Ok(encoder.into_bytes())

@@ -44,15 +44,20 @@ pub fn decode(body: &[u8], limits: &WireLimits) -> Result<Vec<Set>, WireError> {
     }
 }
 
-/// Encodes sets (e.g. a function's outputs) in the same shape as a request. Fails only if the
-/// sets break the data model (see [`WireLimits::check`] with [`WireLimits::MODEL`]).
-pub fn encode(sets: &[Set]) -> Result<String, WireError> {
-    let capacity = sets.iter().fold(16usize, |n, set| {
+/// About how many bytes [`encode`] makes of `sets` (names with nothing to escape make it exact
+/// to within a few bytes per item): what a server checks it has room for before encoding.
+pub fn encoded_len(sets: &[Set]) -> usize {
+    sets.iter().fold(16usize, |n, set| {
         set.items.iter().fold(n.saturating_add(set.name.len() + 8), |n, item| {
             n.saturating_add(item.name.len() + 48).saturating_add(item.data.len().div_ceil(3) * 4)
         })
-    });
-    let mut encoder = Encoder::new(WireFormat::Json, sets, capacity)
+    })
+}
+
+/// Encodes sets (e.g. a function's outputs) in the same shape as a request. Fails only if the
+/// sets break the data model (see [`WireLimits::check`] with [`WireLimits::MODEL`]).
+pub fn encode(sets: &[Set]) -> Result<String, WireError> {
+    let mut encoder = Encoder::new(WireFormat::Json, sets, encoded_len(sets))
         .ok_or_else(|| WireError::new(String::new(), WireErrorKind::Json("not a JSON encoder".into())))?;
     encoder.write(usize::MAX, usize::MAX)?;
     Ok(encoder.into_string())

@@ -126,6 +126,11 @@ pub fn cpu_index() -> usize {
     0
 }
 
+/// This CPU's index (the allocator asks; one CPU here, so always known).
+pub fn cpu_index_if_ready() -> Option<usize> {
+    Some(0)
+}
+
 /// CPUs online.
 pub fn cpu_count() -> usize {
     1

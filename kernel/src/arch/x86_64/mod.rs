@@ -170,6 +170,12 @@ pub fn cpu_index() -> usize {
     percpu::current_index()
 }
 
+/// This CPU's index, or `None` before the boot CPU's per-CPU block is loaded (the allocator
+/// asks, and must not fault then). Application processors load theirs before they allocate.
+pub fn cpu_index_if_ready() -> Option<usize> {
+    percpu::loaded().then(percpu::current_index)
+}
+
 /// CPUs online.
 pub fn cpu_count() -> usize {
     smp::cpus_online()

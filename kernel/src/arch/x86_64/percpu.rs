@@ -63,8 +63,8 @@ pub const USER_KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_ker
 // and to hand an AP's block to it.
 unsafe impl Sync for PerCpu {}
 
-/// The most CPUs the kernel keeps blocks for (indices 0..MAX_CPUS).
-pub const MAX_CPUS: usize = 64;
+/// The most CPUs the kernel keeps blocks for (indices 0..MAX_CPUS): the kernel's one limit.
+pub use crate::smp::MAX_CPUS;
 
 impl PerCpu {
     const fn new(index: u32) -> Self {
@@ -100,6 +100,17 @@ pub fn init_boot_cpu() {
     // afterwards the block is reached only through `current()`.
     let cpu: &'static mut PerCpu = unsafe { &mut *BOOT_CPU.get() };
     load(cpu, [stacks::ist_top(0), stacks::ist_top(1), stacks::ist_top(2)], stacks::user_trap_stack_top());
+    LOADED.store(true, core::sync::atomic::Ordering::Release);
+}
+
+/// Set once the boot CPU's block is loaded: from then on every CPU that runs kernel code has
+/// its block in GS (APs load theirs first thing).
+static LOADED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`current`] may be called without reading the GS base MSR (cheap enough for the
+/// allocator's every call).
+pub fn loaded() -> bool {
+    LOADED.load(core::sync::atomic::Ordering::Acquire)
 }
 
 /// A fresh block for application processor `index`, on the heap (never freed: the CPU keeps it

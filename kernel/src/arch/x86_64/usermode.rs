@@ -25,6 +25,7 @@ use x86_64::registers::model_specific::Msr;
 
 use super::percpu::{self, USER_KERNEL_RSP_OFFSET};
 use super::traps::TrapFrame;
+use crate::smp::MAX_CPUS;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_STAR: u32 = 0xc000_0081;
@@ -202,7 +203,6 @@ struct Slot(Cell<Option<*mut dyn Session>>);
 // SAFETY: each slot is only touched by its own CPU (set around `enter_user`, read from that
 // CPU's trap handlers).
 unsafe impl Sync for Slot {}
-const MAX_CPUS: usize = 64;
 static SESSIONS: [Slot; MAX_CPUS] = [const { Slot(Cell::new(None)) }; MAX_CPUS];
 
 /// Whether CR4.PKE is on (the MPK engine's precondition).
