@@ -445,6 +445,85 @@ fn hostile_50_mib_module_sent_whole_is_refused() {
     refused("hostile_50_mib_module_sent_whole_is_refused", send, &[413, 503], &[]);
 }
 
+/// A 65,536-item `each` fan-out of the `identity` builtin (a builtin, so the figure is the
+/// control plane's own work, not 65,536 sandboxes under TCG): while it is planned, run,
+/// collected and encoded, `/healthz` and another tenant's invocation are answered, and then the
+/// fan-out's answer is complete and in order, and memory is back at its baseline.
+#[test]
+fn a_65536_item_fan_out_does_not_stall_the_node() {
+    const ITEMS: usize = 65_536;
+    let Some(node) = boot("a_65536_item_fan_out_does_not_stall_the_node", &[ALICE, BOB]) else { return };
+    let (alice, bob) = (Client::new(&node, &ALICE), Client::new(&node, &BOB));
+    assert_eq!(alice.put_composition("fan", FAN).status, 201);
+    // The baseline with the composition stored, both targets in the metrics table, and the
+    // table of pending invocations grown once (a 1,000-item fan-out takes several steps; the
+    // map keeps its first node, some 9 KiB, when it empties again).
+    let small: Vec<Value> = (0..1000).map(|i| item(&format!("i{i}"), b"x")).collect();
+    assert_eq!(set_data(&alice.invoke_json("fan", &json!({"sets": {"A": small}})), "B").len(), 1000);
+    assert_eq!(bob.invoke_raw("identity", b"warm").status, 200);
+    let baseline = node.baseline();
+
+    let input = Set {
+        name: "A".into(),
+        items: (0..ITEMS)
+            .map(|i| Item { name: format!("i{i}"), key: None, data: Bytes::from(format!("{i:05}").into_bytes()) })
+            .collect(),
+    };
+    let body = binary::encode(&[input]).unwrap();
+    let kind = "application/x-pappus-sets";
+    let head = format!(
+        "POST /v1/invoke/fan HTTP/1.1\r\nHost: pappus\r\nAuthorization: Bearer {}\r\nContent-Type: {kind}\r\nAccept: {kind}\r\nContent-Length: {}\r\n\r\n",
+        ALICE.token,
+        body.len()
+    );
+    let mut stream = node.connect();
+    stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
+    let sent = Instant::now();
+    let fan_out = thread::spawn(move || {
+        use std::io::Write as _;
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let written = Instant::now();
+        let response = pappus_tests::node::read_response(&mut std::io::BufReader::new(stream)).unwrap();
+        (written, Instant::now(), response)
+    });
+
+    // Until the fan-out answers: /healthz, then one small invocation of the other tenant.
+    let mut answered = Vec::new();
+    while !fan_out.is_finished() {
+        let asked = Instant::now();
+        let r = node.call("GET", "/healthz", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let healthz = asked.elapsed();
+        let r = bob.invoke_raw("identity", b"bob's small request");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"bob's small request"[..]), "{}", r.text());
+        answered.push((asked, healthz, Instant::now()));
+    }
+    let (written, done, response) = fan_out.join().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+
+    // Answers that came after the fan-out's request was whole and before its answer.
+    let during: Vec<_> = answered.iter().filter(|(asked, _, back)| *asked >= written && *back <= done).collect();
+    let slowest = during.iter().map(|(_, healthz, _)| *healthz).max().unwrap_or_default();
+    eprintln!(
+        "fan-out: request sent in {:?}, answered {:?} later; {} /healthz + bob pairs answered meanwhile, slowest /healthz {slowest:?}",
+        written - sent,
+        done - written,
+        during.len()
+    );
+    assert!(!during.is_empty(), "nothing was answered while the fan-out ran");
+
+    let out = binary::decode(&Bytes::from(response.body.clone()), &WireLimits::DEFAULT).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].name, "B");
+    assert_eq!(out[0].items.len(), ITEMS);
+    for (i, item) in out[0].items.iter().enumerate() {
+        assert_eq!((item.name.as_str(), &item.data[..]), (format!("i{i}").as_str(), format!("{i:05}").as_bytes()));
+    }
+    drop(out);
+    node.assert_healthy(baseline, "a 65,536-item fan-out");
+}
+
 /// A wasm module whose data segment is `bytes` long (kept by the prepared module).
 fn wasm_with_data(bytes: usize, fill: char) -> Vec<u8> {
     let pages = bytes.div_ceil(65536) + 1;

@@ -233,10 +233,15 @@ pub fn model(kernel: &Path) -> Result {
 /// Instructions the host program `exe` runs with the one argument `arg`, counted by callgrind
 /// (deterministic; these machines have no hardware counters).
 fn callgrind(exe: &Path, arg: u64) -> Result<u64> {
+    callgrind_args(exe, &[&arg.to_string()])
+}
+
+/// Like [`callgrind`], with any arguments.
+fn callgrind_args(exe: &Path, args: &[&str]) -> Result<u64> {
     let out = Command::new("valgrind")
         .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
         .arg(exe)
-        .arg(arg.to_string())
+        .args(args)
         .output()?;
     let text = String::from_utf8_lossy(&out.stderr);
     text.lines()
@@ -263,6 +268,39 @@ fn planner_on_host() -> Result {
     let (big, small) = (callgrind(&exe, 1000)?, callgrind(&exe, 10)?);
     print("model.planner.instructions_per_instance", (big - small) / 990, "instructions");
     print("model.planner.fanout1000_total", big, "instructions");
+    control_on_host()
+}
+
+/// A whole `each` fan-out of the `identity` builtin through the control plane on the host, with
+/// the kernel's allocator and the kernel's step bounds: decoding the body, planning, running,
+/// collecting and encoding (`kernel/control/examples/invoke_fanout.rs`). Per item: the difference over
+/// a 16-item run, divided by the extra items, at 1,024, 8,192 and 65,536 items, so a cost that
+/// grows faster than the item count shows as a growing figure. Then `keyed`, one group per item.
+fn control_on_host() -> Result {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-q", "-p", "pappus-control", "--example", "invoke_fanout"])
+        .status()?;
+    if !status.success() {
+        return Err(Failure("building the control plane's fanout example failed".into()));
+    }
+    let exe = pappus_tests::target_dir().join("release/examples/invoke_fanout");
+    for format in ["binary", "json"] {
+        let base = callgrind_args(&exe, &["16", format])?;
+        for items in [1024u64, 8192, 65_536] {
+            let total = callgrind_args(&exe, &[&items.to_string(), format])?;
+            let suffix = if format == "json" { "_json" } else { "" };
+            let name = format!("model.plan_each_{items}{suffix}.instructions_per_item");
+            print(&name, total.saturating_sub(base) / (items - 16), "instructions");
+        }
+    }
+    // `keyed`, every item its own key: grouping sorts them, the one step not cut to the budget.
+    let base = callgrind_args(&exe, &["16", "binary", "keyed"])?;
+    for items in [1024u64, 65_536] {
+        let total = callgrind_args(&exe, &[&items.to_string(), "binary", "keyed"])?;
+        let name = format!("model.plan_keyed_{items}.instructions_per_item");
+        print(&name, total.saturating_sub(base) / (items - 16), "instructions");
+    }
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use core::mem;
 
 use pappus_http::Response;
 
-use model::wire::{WireErrorKind, WireFormat, WireLimits, binary, json, raw};
+use model::wire::{Encoder, WireErrorKind, WireFormat, WireLimits, binary, json, raw};
 use model::{Set, TenantId};
 use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
 
@@ -116,7 +116,13 @@ pub(crate) struct Invocation {
     target: String,
     /// What it holds in its tenant's memory accounts (given back as it goes and when dropped).
     memory: InvocationMemory,
+    /// The answer being encoded, a piece per step, once the execution is done.
+    encoding: Option<Encoder<Vec<Set>>>,
 }
+
+/// Answer bytes one step encodes per unit of `plan.max_work_per_step` (besides at most that
+/// many items): 1 MiB a step with the default 1024.
+const ENCODE_BYTES_PER_UNIT: usize = 1024;
 
 impl Invocation {
     pub fn new(
@@ -146,6 +152,7 @@ impl Invocation {
             expired: false,
             target: String::new(),
             memory,
+            encoding: None,
         }
     }
 
@@ -193,7 +200,15 @@ impl Invocation {
 
     /// Completes the timers due at `now_ms`, then runs ready instances (at most
     /// `limits.max_instances_per_step`, at least one), and answers if the execution is over.
+    ///
+    /// Every step is bounded: besides those instances, at most `limits.plan.max_work_per_step`
+    /// units of planning (the planner's fuel, given here once per step) and, once the execution
+    /// is done, that many answer items (and about 1 KiB each) encoded.
     pub fn step(&mut self, now_ms: u64, host: &mut dyn FunctionHost, limits: &ControlLimits) -> Step {
+        if self.encoding.is_some() {
+            return self.encode_some(limits);
+        }
+        self.execution.refuel();
         let mut moved = false;
         if now_ms >= self.deadline_ms && matches!(self.execution.status(), Status::Running { .. }) {
             self.expired = true;
@@ -223,15 +238,38 @@ impl Invocation {
             ran += 1;
             moved = true;
         }
+        moved |= self.execution.advance();
         match self.answer(limits) {
             Some(response) => Step::Done(response),
+            None if self.encoding.is_some() => self.encode_some(limits),
             None => Step::Waiting { moved },
+        }
+    }
+
+    /// Encodes the next piece of the answer; the last piece answers.
+    fn encode_some(&mut self, limits: &ControlLimits) -> Step {
+        let Some(encoder) = self.encoding.as_mut() else { return Step::Waiting { moved: false } };
+        let units = limits.plan.max_work_per_step.max(1);
+        match encoder.write(units, units.saturating_mul(ENCODE_BYTES_PER_UNIT)) {
+            Ok(false) => Step::Waiting { moved: true },
+            Ok(true) => {
+                let media = self.format.media_type();
+                let body = self.encoding.take().map(Encoder::into_bytes).unwrap_or_default();
+                Step::Done(Response::new(200).header("content-type", media).body(body))
+            }
+            Err(e) => {
+                self.encoding = None;
+                Step::Done(ApiError::new(502, "bad_output", format!("invalid outputs: {e}")).into_response())
+            }
         }
     }
 
     /// When a step can next move something: now (0) if instances are ready or the execution is
     /// over, else the first `sleep` deadline or the invocation's own, whichever comes first.
     pub fn next_due_ms(&self) -> Option<u64> {
+        if self.encoding.is_some() || self.execution.has_work() {
+            return Some(0);
+        }
         match self.execution.status() {
             // Deferred instances wait for the host to make room, which its results announce.
             Status::Running { ready, .. } if ready > 0 && self.deferred.is_empty() => Some(0),
@@ -350,7 +388,13 @@ impl Invocation {
             let error = ApiError::new(503, "out_of_memory", message).header("retry-after", format!("{retry_after_s}"));
             return Some(error.into_response());
         }
-        Some(encode(self.format, &outputs).unwrap_or_else(ApiError::into_response))
+        if self.format == WireFormat::Raw {
+            return Some(encode_raw(&outputs).unwrap_or_else(ApiError::into_response));
+        }
+        // JSON and binary are encoded a piece per step ([`encode_some`](Self::encode_some)),
+        // into a body of the size the gate allowed.
+        self.encoding = Encoder::new(self.format, outputs, size);
+        None
     }
 
     fn failure_error(&self, cause: &FailureCause) -> ApiError {
@@ -407,21 +451,14 @@ fn check_outputs(outputs: Vec<Set>, target: &Target, wire: &WireLimits) -> Resul
     Ok(outputs)
 }
 
-/// The 200 answer in the requested format. Raw needs exactly one output item (406 otherwise).
-fn encode(format: WireFormat, outputs: &[Set]) -> Result<Response, ApiError> {
-    let bad_output = |e: model::wire::WireError| ApiError::new(502, "bad_output", format!("invalid outputs: {e}"));
-    let media = format.media_type();
-    Ok(match format {
-        WireFormat::Json => Response::json(200, json::encode(outputs).map_err(bad_output)?),
-        WireFormat::Binary => {
-            Response::new(200).header("content-type", media).body(binary::encode(outputs).map_err(bad_output)?)
+/// The 200 raw answer: exactly one output item (406 otherwise).
+fn encode_raw(outputs: &[Set]) -> Result<Response, ApiError> {
+    let media = WireFormat::Raw.media_type();
+    match raw::encode(outputs) {
+        Ok(data) => Ok(Response::new(200).header("content-type", media).body(data.to_vec())),
+        Err(e) if matches!(e.kind(), WireErrorKind::NotOneItem { .. }) => {
+            Err(ApiError::new(406, "not_acceptable", e.to_string()))
         }
-        WireFormat::Raw => match raw::encode(outputs) {
-            Ok(data) => Response::new(200).header("content-type", media).body(data.to_vec()),
-            Err(e) if matches!(e.kind(), WireErrorKind::NotOneItem { .. }) => {
-                return Err(ApiError::new(406, "not_acceptable", e.to_string()));
-            }
-            Err(e) => return Err(bad_output(e)),
-        },
-    })
+        Err(e) => Err(ApiError::new(502, "bad_output", format!("invalid outputs: {e}"))),
+    }
 }

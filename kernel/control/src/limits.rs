@@ -34,7 +34,8 @@ pub struct ControlLimits {
     /// Bounds on decoding invoke bodies (413 when exceeded) and on what one function instance
     /// may return (502 `bad_output` when exceeded).
     pub wire: WireLimits,
-    /// Bounds on the work one composition invocation may plan (422 `plan_limit`).
+    /// Bounds on the work one composition invocation may plan (422 `plan_limit`), and on the
+    /// planning work (and answer items encoded) per step: `plan.max_work_per_step`.
     pub plan: PlanLimits,
     /// Each tenant's memory budgets (507 `memory_budget` beyond them; [`model::memory`]). The
     /// kernel sets them from the boot configuration or from its own memory; the default is
@@ -48,7 +49,9 @@ pub struct ControlLimits {
 
 impl ControlLimits {
     /// 256 functions and 256 compositions per tenant, 32 MiB images, 1 MiB programs, 64 live
-    /// invocations, 4096 instances per step, 600 s per invocation (above the longest function budget, 300 s), the wire and planner defaults.
+    /// invocations, 1024 instances per step, 600 s per invocation (above the longest function
+    /// budget, 300 s), the wire defaults, and the planner's with 1024 units of planning work per
+    /// step (so a 65,536-item fan-out is planned, collected and encoded in about 64 steps each).
     pub const DEFAULT: Self = Self {
         max_functions_per_tenant: 256,
         max_compositions_per_tenant: 256,
@@ -56,11 +59,16 @@ impl ControlLimits {
         max_source_bytes: dsl::MAX_SOURCE_LEN,
         max_live_invocations: 64,
         retry_after_s: 1,
-        max_instances_per_step: 4096,
+        max_instances_per_step: 1024,
         max_invocation_ms: 600_000,
         wire: WireLimits::DEFAULT,
-        // `PlanLimits::default()`'s values; `Default` is not `const`.
-        plan: PlanLimits { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 },
+        // `PlanLimits::default()`'s values (`Default` is not `const`), with steps bounded.
+        plan: PlanLimits {
+            max_instances_per_application: 65_536,
+            max_total_instances: 1 << 20,
+            max_nesting_depth: 16,
+            max_work_per_step: 1024,
+        },
         memory: MemoryBudgets::UNLIMITED,
         answer_memory: MemoryGate::ALWAYS,
     };
@@ -83,7 +91,9 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_crates_below() {
-        assert_eq!(ControlLimits::DEFAULT.plan, PlanLimits::default());
+        let steps = ControlLimits::DEFAULT.plan.max_work_per_step;
+        assert_eq!(ControlLimits::DEFAULT.plan, PlanLimits { max_work_per_step: steps, ..PlanLimits::default() });
+        assert!(steps < usize::MAX, "the control plane bounds its steps");
         assert_eq!(ControlLimits::default().source_bytes(), dsl::MAX_SOURCE_LEN);
         let larger = ControlLimits { max_source_bytes: usize::MAX, ..ControlLimits::DEFAULT };
         assert_eq!(larger.source_bytes(), dsl::MAX_SOURCE_LEN, "the parser's limit caps the configured one");

@@ -126,6 +126,12 @@ impl Combinations {
         self.total
     }
 
+    /// The rows the `by` chain joined (0 without `by`): work done whole when the application
+    /// starts, like grouping its `keyed` inputs.
+    pub(crate) fn join_rows(&self) -> usize {
+        if self.join.is_empty() { 0 } else { self.rows.len() }
+    }
+
     /// The shares of instance `k` (0-based, in instance order), one per declared input.
     pub(crate) fn shares(&self, k: usize) -> Vec<Share> {
         let mut rest = k;

@@ -4,22 +4,31 @@
 //! with [`Execution::complete`] in any order, until [`Execution::status`] is `Done` or `Failed`.
 //! Planning happens inside those calls, driven by a work queue rather than recursion, so nested
 //! compositions cost no stack.
+//!
+//! Bounded steps: work proportional to a set's size (cutting an application's instances, moving
+//! their results into the sets it defines) is queued in pieces of one unit each, and every call
+//! spends at most the fuel left ([`PlanLimits::max_work_per_step`], given back by
+//! [`Execution::refuel`]). Completions are recorded at once and applied, in the order they came,
+//! once no planning work is queued before them. The work is done in exactly the order an unbounded
+//! run does it, only spread over calls: instance ids, instance order and outputs are the same
+//! whatever the bound (the property tests run both). The one piece done whole is grouping a
+//! `keyed` input and joining (a sort, O(n log n)), charged to the step that does it.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 use core::mem;
 
 use dsl::ast::Program;
 use model::Set;
 
-use crate::compile::{AppPlan, Callee, CompPlan, SetId, compile};
+use crate::compile::{Callee, CompPlan, SetId, compile};
 use crate::distribute::{Combinations, Cut, Share, cut};
 use crate::error::PlanError;
-use crate::frame::{AppRun, Frame, FrameId, Frames, SetSlot, SlotRef};
+use crate::frame::{AppRun, Cutting, Frame, FrameId, Frames, SetSlot, SlotRef};
 use crate::instance::{Instance, InstanceId};
 use crate::limits::PlanLimits;
 use crate::status::{Completion, Failure, FailureCause, Status};
@@ -41,7 +50,22 @@ pub struct Execution {
     /// Instances planned so far, composition expansions included (for `max_total_instances`).
     planned: usize,
     work: VecDeque<Work>,
+    /// Completions recorded by [`Execution::complete`], applied in order once `work` is empty.
+    arrived: VecDeque<Arrived>,
+    /// Units of planning work this step may still do; `usize::MAX` when unbounded.
+    fuel: usize,
+    /// Units of planning work done since the start.
+    spent: u64,
     state: State,
+}
+
+/// A completion waiting to be applied.
+#[derive(Debug)]
+struct Arrived {
+    id: InstanceId,
+    at: SlotRef,
+    /// The outputs, or why the instance failed (an error, or a wrong number of output sets).
+    result: Result<Vec<Set>, String>,
 }
 
 #[derive(Debug)]
@@ -54,8 +78,13 @@ struct Pending {
 /// Planning steps queued by state changes.
 #[derive(Debug, Clone, Copy)]
 enum Work {
-    /// Every input of the application exists: plan its instances.
+    /// Every input of the application exists: check its instance count and start cutting.
     Expand(FrameId, usize),
+    /// Cut the application's next instances (queued first again until all are cut).
+    Cut(FrameId, usize),
+    /// Every instance of the application completed: move its next results into the sets it
+    /// defines (queued first again until all are moved), then define them.
+    Collect(FrameId, usize),
     /// Every application of the frame is done: hand its outputs up.
     FrameDone(FrameId),
 }
@@ -98,6 +127,9 @@ impl Execution {
             next_id: 0,
             planned: 0,
             work: VecDeque::new(),
+            arrived: VecDeque::new(),
+            fuel: limits.max_work_per_step,
+            spent: 0,
             state: State::Running,
         };
         execution.open_frame(root, 0, path, inputs, None)?;
@@ -109,10 +141,22 @@ impl Execution {
     }
 
     /// The next planned instance, in planning order; `None` when none is ready now (more may
-    /// become ready as instances complete) or the execution is over.
+    /// become ready as instances complete, or with more fuel: see [`has_work`](Self::has_work))
+    /// or the execution is over.
+    ///
+    /// Queued planning work and completions come first (within the fuel left): an instance is
+    /// handed out only once nothing is queued, so the caller sees exactly the states an unbounded
+    /// run shows (a limit met while planning fails the execution before any instance planned in
+    /// the same breath starts).
     pub fn next_ready(&mut self) -> Option<Instance> {
         if !matches!(self.state, State::Running) {
             return None;
+        }
+        if self.has_work() {
+            self.drive();
+            if self.has_work() || !matches!(self.state, State::Running) {
+                return None;
+            }
         }
         let instance = self.ready.pop_front()?;
         if let Some(p) = self.pending.get_mut(&instance.id) {
@@ -125,7 +169,9 @@ impl Execution {
     /// Reports the end of a handed-out instance: its output sets in declaration order, or the
     /// cause of its failure. An error, or a wrong number of output sets, fails the execution.
     /// Completions after the execution failed are ignored; ids never handed out, or already
-    /// completed, are refused with an error and change nothing.
+    /// completed, are refused with an error and change nothing. A completion is recorded at
+    /// once and applied within the fuel left (see [`refuel`](Self::refuel)); one recorded while
+    /// an earlier failure waits to be applied is dropped with the rest when that failure is.
     pub fn complete(&mut self, id: InstanceId, result: Result<Vec<Set>, String>) -> Result<Completion, PlanError> {
         if id.0 >= self.next_id {
             return Err(PlanError::UnknownInstance(id));
@@ -140,27 +186,45 @@ impl Execution {
         }
         let Some(pending) = self.pending.remove(&id) else { return Err(PlanError::NotRunning(id)) };
         self.running = self.running.saturating_sub(1);
-        let failure = match result {
-            Err(cause) => Some(cause),
+        let result = match result {
             Ok(sets) if sets.len() != pending.output_count => {
-                Some(format!("returned {} output set(s), its declaration has {}", sets.len(), pending.output_count))
+                Err(format!("returned {} output set(s), its declaration has {}", sets.len(), pending.output_count))
             }
-            Ok(sets) => match self.complete_slot(pending.at, sets) {
-                Ok(()) => None,
-                Err(e) => {
-                    self.fail(FailureCause::Plan(e));
-                    return Ok(Completion::Recorded);
-                }
-            },
+            other => other,
         };
-        match failure {
-            Some(cause) => {
-                let (function, origin) = self.describe(pending.at);
-                self.fail(FailureCause::Instance { id, function, origin, cause });
-            }
-            None => self.drive(),
-        }
+        self.arrived.push_back(Arrived { id, at: pending.at, result });
+        self.drive();
         Ok(Completion::Recorded)
+    }
+
+    /// Gives the execution a new step's fuel: [`PlanLimits::max_work_per_step`] units of planning
+    /// work, which the calls until the next `refuel` share. A caller that bounds its steps
+    /// calls it once per step; without a bound the fuel never runs out.
+    pub fn refuel(&mut self) {
+        self.fuel = self.limits.max_work_per_step;
+    }
+
+    /// Whether planning work or completions wait for fuel: the caller should [`refuel`](Self::refuel)
+    /// and call [`advance`](Self::advance) (or `next_ready`) at its next step.
+    pub fn has_work(&self) -> bool {
+        matches!(self.state, State::Running) && !(self.work.is_empty() && self.arrived.is_empty())
+    }
+
+    /// Units of planning work done since the start (see [`PlanLimits::max_work_per_step`]), so a
+    /// caller or a test can see what one step cost.
+    pub fn work_done(&self) -> u64 {
+        self.spent
+    }
+
+    /// Plans within the fuel left, without taking an instance. Returns whether it did anything.
+    pub fn advance(&mut self) -> bool {
+        let before = (self.work.len(), self.arrived.len(), self.fuel, self.ready.len());
+        if !self.has_work() {
+            return false;
+        }
+        self.drive();
+        before != (self.work.len(), self.arrived.len(), self.fuel, self.ready.len())
+            || !matches!(self.state, State::Running)
     }
 
     pub fn status(&self) -> Status<'_> {
@@ -200,20 +264,57 @@ impl Execution {
         self.planned
     }
 
-    /// Runs queued planning steps until none is left; a planning error fails the execution.
+    /// Runs queued planning steps, then queued completions, until none is left or the fuel is
+    /// spent; a planning error fails the execution.
     fn drive(&mut self) {
-        while let Some(work) = self.work.pop_front() {
-            let step = match work {
-                Work::Expand(frame, app) => self.expand(frame, app),
-                Work::FrameDone(frame) => self.frame_done(frame),
+        while matches!(self.state, State::Running) && self.fuel > 0 {
+            let step = if let Some(work) = self.work.pop_front() {
+                match work {
+                    Work::Expand(frame, app) => self.expand(frame, app),
+                    Work::Cut(frame, app) => self.cut_instances(frame, app),
+                    Work::Collect(frame, app) => self.collect(frame, app),
+                    Work::FrameDone(frame) => self.frame_done(frame).map(|()| 1),
+                }
+            } else if let Some(arrived) = self.arrived.pop_front() {
+                self.apply(arrived).map(|()| 1)
+            } else {
+                break;
             };
-            if let Err(e) = step {
-                self.fail(FailureCause::Plan(e));
-                return;
+            match step {
+                Ok(units) => self.burn(units),
+                Err(e) => {
+                    self.fail(FailureCause::Plan(e));
+                    return;
+                }
             }
         }
-        if matches!(self.state, State::Running) && self.pending.is_empty() {
+        if matches!(self.state, State::Running)
+            && self.pending.is_empty()
+            && self.work.is_empty()
+            && self.arrived.is_empty()
+        {
             self.fail(FailureCause::Plan(internal("stalled: nothing ready or running")));
+        }
+    }
+
+    /// Spends fuel (at least one unit per step, so the loop ends) and counts the work done.
+    fn burn(&mut self, units: usize) {
+        self.spent = self.spent.saturating_add(units as u64);
+        if self.fuel != usize::MAX {
+            self.fuel = self.fuel.saturating_sub(units.max(1));
+        }
+    }
+
+    /// Applies one recorded completion: its outputs go to their slot, or its failure ends the
+    /// execution.
+    fn apply(&mut self, arrived: Arrived) -> Result<(), PlanError> {
+        match arrived.result {
+            Ok(sets) => self.complete_slot(arrived.at, sets),
+            Err(cause) => {
+                let (function, origin) = self.describe(arrived.at);
+                self.fail(FailureCause::Instance { id: arrived.id, function, origin, cause });
+                Ok(())
+            }
         }
     }
 
@@ -255,38 +356,42 @@ impl Execution {
         Ok(id)
     }
 
-    /// Plans the instances of an application whose inputs all exist.
-    fn expand(&mut self, frame_id: FrameId, a: usize) -> Result<(), PlanError> {
+    /// Checks how many instances an application whose inputs all exist starts, and queues its
+    /// cutting first (or, when it starts none, the collection of its empty outputs). Returns the
+    /// units spent: one, or the items grouped when an input is `keyed` (grouping is done whole).
+    fn expand(&mut self, frame_id: FrameId, a: usize) -> Result<usize, PlanError> {
         let plans = self.plans.clone();
         let frame = self.frames.get(frame_id).ok_or_else(|| internal("frame id"))?;
         let plan = plans.get(frame.plan).ok_or_else(|| internal("plan index"))?;
         let app = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
         let label = format!("{}: app #{} '{}'", frame.path, app.number, app.function);
 
-        let mut sets: Vec<Option<&Set>> = Vec::with_capacity(app.inputs.len());
         let mut skip = false;
+        let mut cuts: Vec<Cut> = Vec::with_capacity(app.inputs.len());
+        let mut units = 1usize;
         for input in &app.inputs {
             let Some(input) = input else {
-                sets.push(None);
+                cuts.push(Cut::Empty);
                 continue;
             };
             let Some(SetSlot::Live(set)) = frame.sets.get(input.set) else {
                 return Err(internal("an input set is not live when its reader starts"));
             };
             skip |= set.items.is_empty() && !input.optional;
-            sets.push(Some(set));
+            if set.items.is_empty() {
+                cuts.push(Cut::Empty);
+                continue;
+            }
+            if !skip {
+                let c = cut(set, input.distribution);
+                if matches!(c, Cut::Keys(_)) {
+                    units = units.saturating_add(set.items.len());
+                }
+                cuts.push(c);
+            }
         }
-        let mut instance_inputs: Vec<Vec<Set>> = Vec::new();
+        let mut cutting = None;
         if !skip {
-            let cuts: Vec<Cut> = app
-                .inputs
-                .iter()
-                .zip(&sets)
-                .map(|(input, set)| match (input, set) {
-                    (Some(input), Some(set)) if !set.items.is_empty() => cut(set, input.distribution),
-                    _ => Cut::Empty,
-                })
-                .collect();
             let limit = self.limits.max_instances_per_application;
             let combinations = Combinations::new(&cuts, &app.join, limit)
                 .map_err(|count| PlanError::TooManyInstances { application: label.clone(), count, limit })?;
@@ -301,40 +406,77 @@ impl Execution {
                     limit: self.limits.max_total_instances,
                 });
             }
-            instance_inputs.reserve(count);
-            for k in 0..count {
-                let shares = combinations.shares(k);
-                let inputs = app
-                    .input_names
-                    .iter()
-                    .enumerate()
-                    .map(|(pos, name)| {
-                        share_set(name, sets.get(pos).copied().flatten(), shares.get(pos), cuts.get(pos))
-                    })
-                    .collect();
-                instance_inputs.push(inputs);
+            if count > 0 {
+                units = units.saturating_add(combinations.join_rows());
+                cutting = Some(Box::new(Cutting { label, cuts, combinations, next: 0 }));
             }
         }
-        let depth = frame.depth;
-
-        // Every share is cut: the inputs lose a reader, and may go.
-        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
-        for &s in &app.sets_read {
-            let left = frame.readers_left.get_mut(s).ok_or_else(|| internal("set id"))?;
-            *left = left.saturating_sub(1);
-            if unread(plan, &frame.readers_left, s) {
-                *frame.sets.get_mut(s).ok_or_else(|| internal("set id"))? = SetSlot::Freed;
-            }
-        }
-        let count = instance_inputs.len();
-        *frame.apps.get_mut(a).ok_or_else(|| internal("app index"))? =
-            AppRun::Running { results: vec![None; count], left: count };
-        if count == 0 {
-            // Skipped (an empty input without `optional`) or no combination: empty outputs.
-            return self.finish_app(frame_id, a, Vec::new());
-        }
+        let Some(cutting) = cutting else {
+            // Skipped (an empty input without `optional`) or no combination: the inputs lose a
+            // reader, and the application defines empty outputs.
+            self.release_inputs(frame_id, a)?;
+            let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+            *frame.apps.get_mut(a).ok_or_else(|| internal("app index"))? =
+                AppRun::Collecting { results: Vec::new(), next: 0, items: Vec::new() };
+            self.work.push_front(Work::Collect(frame_id, a));
+            return Ok(units);
+        };
+        let count = cutting.combinations.len();
         self.planned += count;
-        for (k, inputs) in instance_inputs.into_iter().enumerate() {
+        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+        *frame.apps.get_mut(a).ok_or_else(|| internal("app index"))? =
+            AppRun::Running { results: Vec::with_capacity(count), left: count, cutting: Some(cutting) };
+        self.work.push_front(Work::Cut(frame_id, a));
+        Ok(units)
+    }
+
+    /// Cuts the next instances of an application, as many as the fuel allows; once all are cut
+    /// its inputs lose a reader (and may go). Function instances become ready, compositions open
+    /// their frames. Returns the units spent: one per instance.
+    fn cut_instances(&mut self, frame_id: FrameId, a: usize) -> Result<usize, PlanError> {
+        let plans = self.plans.clone();
+        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+        let Some(AppRun::Running { cutting: slot, .. }) = frame.apps.get_mut(a) else {
+            return Err(internal("cutting an application that is not running"));
+        };
+        let mut cutting = slot.take().ok_or_else(|| internal("cutting an application twice"))?;
+        let frame = self.frames.get(frame_id).ok_or_else(|| internal("frame id"))?;
+        let plan = plans.get(frame.plan).ok_or_else(|| internal("plan index"))?;
+        let app = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
+        let depth = frame.depth;
+        let count = cutting.combinations.len();
+        let end = count.min(cutting.next.saturating_add(self.fuel.max(1)));
+        let mut batch: Vec<(usize, Vec<Set>)> = Vec::with_capacity(end.saturating_sub(cutting.next));
+        for k in cutting.next..end {
+            let shares = cutting.combinations.shares(k);
+            let inputs = app
+                .input_names
+                .iter()
+                .enumerate()
+                .map(|(pos, name)| {
+                    let set =
+                        app.inputs.get(pos).copied().flatten().and_then(|input| match frame.sets.get(input.set) {
+                            Some(SetSlot::Live(set)) => Some(set),
+                            _ => None,
+                        });
+                    share_set(name, set, shares.get(pos), cutting.cuts.get(pos))
+                })
+                .collect();
+            batch.push((k, inputs));
+        }
+        let units = batch.len();
+        cutting.next = end;
+        let label = cutting.label.clone();
+        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+        let Some(AppRun::Running { results, cutting: slot, .. }) = frame.apps.get_mut(a) else {
+            return Err(internal("cutting an application that is not running"));
+        };
+        results.extend(batch.iter().map(|_| None));
+        if end < count {
+            *slot = Some(cutting);
+            self.work.push_front(Work::Cut(frame_id, a));
+        }
+        for (k, inputs) in batch {
             let at = SlotRef { frame: frame_id, app: a, index: k };
             let origin = format!("{label} instance {k}");
             match app.callee {
@@ -352,13 +494,35 @@ impl Execution {
                 }
             }
         }
+        if end >= count {
+            // Every share is cut: the inputs lose a reader, and may go.
+            self.release_inputs(frame_id, a)?;
+        }
+        Ok(units)
+    }
+
+    /// The application's inputs lose a reader; those with none left that are no composition
+    /// output are dropped.
+    fn release_inputs(&mut self, frame_id: FrameId, a: usize) -> Result<(), PlanError> {
+        let plans = self.plans.clone();
+        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+        let plan = plans.get(frame.plan).ok_or_else(|| internal("plan index"))?;
+        let app = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
+        for &s in &app.sets_read {
+            let left = frame.readers_left.get_mut(s).ok_or_else(|| internal("set id"))?;
+            *left = left.saturating_sub(1);
+            if unread(plan, &frame.readers_left, s) {
+                *frame.sets.get_mut(s).ok_or_else(|| internal("set id"))? = SetSlot::Freed;
+            }
+        }
         Ok(())
     }
 
-    /// Records one instance's outputs; the last one finishes the application.
+    /// Records one instance's outputs; the last one queues the application's collection first.
     fn complete_slot(&mut self, at: SlotRef, outputs: Vec<Set>) -> Result<(), PlanError> {
         let frame = self.frames.get_mut(at.frame).ok_or_else(|| internal("frame of a completion"))?;
-        let Some(AppRun::Running { results, left }) = frame.apps.get_mut(at.app) else {
+        let run = frame.apps.get_mut(at.app);
+        let Some(AppRun::Running { results, left, cutting }) = run else {
             return Err(internal("completion for an application that is not running"));
         };
         let slot = results.get_mut(at.index).ok_or_else(|| internal("instance index"))?;
@@ -368,32 +532,85 @@ impl Execution {
         *slot = Some(outputs);
         *left = left.saturating_sub(1);
         if *left == 0 {
+            if cutting.is_some() {
+                return Err(internal("every instance completed before all were cut"));
+            }
             let results = mem::take(results);
-            self.finish_app(at.frame, at.app, results)?;
+            if let Some(run) = frame.apps.get_mut(at.app) {
+                *run = AppRun::Collecting { results, next: 0, items: Vec::new() };
+            }
+            self.work.push_front(Work::Collect(at.frame, at.app));
         }
         Ok(())
     }
 
-    /// Concatenates the instances' outputs in instance order into the composition sets the
-    /// application defines, and queues whatever those sets make ready.
-    fn finish_app(&mut self, frame_id: FrameId, a: usize, mut results: Vec<Option<Vec<Set>>>) -> Result<(), PlanError> {
+    /// Moves the next instances' outputs, in instance order, into the items of the composition
+    /// sets the application defines, as far as the fuel allows; once all are moved, defines the
+    /// sets and queues whatever they make ready. Returns the units spent: one per instance and
+    /// one per item moved.
+    fn collect(&mut self, frame_id: FrameId, a: usize) -> Result<usize, PlanError> {
         let plans = self.plans.clone();
-        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
+        let fuel = self.fuel.max(1);
+        let frames = &mut self.frames;
+        let frame = frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
         let plan = plans.get(frame.plan).ok_or_else(|| internal("plan index"))?;
-        let app: &AppPlan = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
+        let app = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
+        // Outputs nobody reads and no composition output keeps are not collected at all.
+        let wanted: Vec<bool> =
+            app.outputs.iter().map(|t| t.is_some_and(|id| !unread(plan, &frame.readers_left, id))).collect();
+        let Some(AppRun::Collecting { results, next, items }) = frame.apps.get_mut(a) else {
+            return Err(internal("collecting an application that is not collecting"));
+        };
+        if items.len() < app.outputs.len() {
+            items.resize_with(app.outputs.len(), Vec::new);
+        }
+        let mut units = 0usize;
+        while let Some(slot) = results.get_mut(*next) {
+            // One unit for the instance, one per item it hands on; an instance that does not fit
+            // in what is left waits for the next step, unless it is this step's first.
+            let cost = 1 + slot.as_ref().map_or(0, |outputs| {
+                outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| wanted.get(*j) == Some(&true))
+                    .map(|(_, s)| s.items.len())
+                    .sum()
+            });
+            if units.saturating_add(cost) > fuel && (units > 0 || fuel < self.limits.max_work_per_step) {
+                // Not this step: the fuel left is spent waiting (only a result larger than a
+                // whole step moves at once, in a step of its own).
+                if units == 0 {
+                    self.fuel = 0;
+                    self.work.push_front(Work::Collect(frame_id, a));
+                    return Ok(0);
+                }
+                break;
+            }
+            let outputs = slot.take().unwrap_or_default();
+            *next += 1;
+            units = units.saturating_add(cost);
+            for (j, set) in outputs.into_iter().enumerate() {
+                if !wanted.get(j).copied().unwrap_or(false) {
+                    continue;
+                }
+                let Some(into) = items.get_mut(j) else { continue };
+                if into.is_empty() {
+                    // The first non-empty share moves whole.
+                    *into = set.items;
+                } else {
+                    into.extend(set.items);
+                }
+            }
+        }
+        if *next < results.len() {
+            self.work.push_front(Work::Collect(frame_id, a));
+            return Ok(units);
+        }
+        let mut items = mem::take(items);
         *frame.apps.get_mut(a).ok_or_else(|| internal("app index"))? = AppRun::Done;
         for (j, target) in app.outputs.iter().enumerate() {
             let Some(id) = *target else { continue };
-            let items = if unread(plan, &frame.readers_left, id) {
-                Vec::new()
-            } else {
-                results
-                    .iter_mut()
-                    .flatten()
-                    .filter_map(|outputs| outputs.get_mut(j))
-                    .flat_map(|set| mem::take(&mut set.items))
-                    .collect()
-            };
+            let items = items.get_mut(j).map(mem::take).unwrap_or_default();
             let name = plan.set_names.get(id).cloned().unwrap_or_default();
             define(frame, plan, frame_id, id, Set { name, items }, &mut self.work)?;
         }
@@ -401,7 +618,7 @@ impl Execution {
         if frame.apps_left == 0 {
             self.work.push_back(Work::FrameDone(frame_id));
         }
-        Ok(())
+        Ok(units)
     }
 
     /// Hands a finished frame's outputs to its parent application, or ends the execution.
@@ -449,6 +666,7 @@ impl Execution {
         self.pending.clear();
         self.ready.clear();
         self.work.clear();
+        self.arrived.clear();
         self.frames = Frames::default();
         self.running = 0;
         self.state = State::Failed(Failure { cause, cancel });

@@ -1,10 +1,13 @@
 //! The running state of one composition: the execution started one, and one more per instance of
 //! an application that applies a composition.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use model::Set;
+use model::{Item, Set};
+
+use crate::distribute::{Combinations, Cut};
 
 /// Index of a frame in [`Frames`]; reused after the frame finishes.
 pub(crate) type FrameId = usize;
@@ -25,13 +28,35 @@ pub(crate) enum SetSlot {
 pub(crate) enum AppRun {
     /// Some input set does not exist yet.
     Waiting,
-    /// Instances planned; `results[k]` holds instance `k`'s outputs once it completes, so they
-    /// concatenate in instance order whatever order they complete in.
+    /// Instances planned (or being cut, while `cutting` is set); `results[k]` holds instance
+    /// `k`'s outputs once it completes, so they concatenate in instance order whatever order they
+    /// complete in. `results` grows as instances are cut.
     Running {
         results: Vec<Option<Vec<Set>>>,
         left: usize,
+        cutting: Option<Box<Cutting>>,
+    },
+    /// Every instance completed: their outputs are being moved, in instance order, into the
+    /// sets the application defines (`next` is the first result not moved yet).
+    Collecting {
+        results: Vec<Option<Vec<Set>>>,
+        next: usize,
+        /// Per declared output: the items collected so far.
+        items: Vec<Vec<Item>>,
     },
     Done,
+}
+
+/// An application whose instances are cut a few at a time: what the next one needs.
+#[derive(Debug)]
+pub(crate) struct Cutting {
+    /// Origin prefix of its instances, e.g. `top: app #2 'grep'`.
+    pub label: String,
+    /// Per declared input: how it is cut.
+    pub cuts: Vec<Cut>,
+    pub combinations: Combinations,
+    /// The next instance to cut (0-based, in instance order).
+    pub next: usize,
 }
 
 /// Instance `index` of application `app` in frame `frame`: where a completion's outputs go.

@@ -13,6 +13,11 @@
 //! }
 //! ```
 //!
+//! With [`PlanLimits::max_work_per_step`] set, every call does at most that much planning work
+//! (cutting instances, applying completions, collecting results) and a caller that serves other
+//! work between steps calls [`Execution::refuel`] once per step, and comes back while
+//! [`Execution::has_work`]. The result is the same as without the bound, only spread over steps.
+//!
 //! Semantics (Dandelion's composition language, see DESIGN.md):
 //! - An application starts when all the sets it reads exist. Its instances get their inputs in
 //!   the callee's declaration order; an input the application does not bind is an empty set.

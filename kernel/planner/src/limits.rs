@@ -14,11 +14,21 @@ pub struct PlanLimits {
     pub max_total_instances: usize,
     /// Most compositions nested inside the started one (0: no composition may apply another).
     pub max_nesting_depth: usize,
+    /// Planning work one step may do, in units (see [`crate::Execution::refuel`]): cutting one
+    /// instance, moving one instance's result or one output item, applying one completion,
+    /// opening or closing one composition. `usize::MAX`: no bound, every call plans as far as it
+    /// can (the planner's behaviour before steps were bounded; the default).
+    pub max_work_per_step: usize,
 }
 
 impl Default for PlanLimits {
     /// Generous enough for real fan-outs, small enough that a bad program cannot exhaust memory.
     fn default() -> Self {
-        Self { max_instances_per_application: 65_536, max_total_instances: 1 << 20, max_nesting_depth: 16 }
+        Self {
+            max_instances_per_application: 65_536,
+            max_total_instances: 1 << 20,
+            max_nesting_depth: 16,
+            max_work_per_step: usize::MAX,
+        }
     }
 }

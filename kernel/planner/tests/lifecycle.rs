@@ -172,7 +172,12 @@ fn sets_of_nested_compositions_are_counted_and_freed_too() {
 }
 
 fn limits(per_app: usize, total: usize, depth: usize) -> PlanLimits {
-    PlanLimits { max_instances_per_application: per_app, max_total_instances: total, max_nesting_depth: depth }
+    PlanLimits {
+        max_instances_per_application: per_app,
+        max_total_instances: total,
+        max_nesting_depth: depth,
+        ..PlanLimits::default()
+    }
 }
 
 #[test]

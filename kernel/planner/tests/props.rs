@@ -219,7 +219,7 @@ proptest! {
         b in keys_strategy(),
         outcomes in prop::collection::vec(0..8u8, 0..64),
     ) {
-        let limits = PlanLimits { max_instances_per_application: 64, max_total_instances: 256, max_nesting_depth: 3 };
+        let limits = PlanLimits { max_instances_per_application: 64, max_total_instances: 256, max_nesting_depth: 3, ..PlanLimits::default() };
         let Ok(mut ex) = Execution::start(&program, "c", vec![keyed_set("a", &a), keyed_set("b", &b)], limits) else {
             return Ok(());
         };
@@ -259,7 +259,7 @@ proptest! {
         a in keys_strategy(),
         b in keys_strategy(),
     ) {
-        let limits = PlanLimits { max_instances_per_application: 64, max_total_instances: 512, max_nesting_depth: 3 };
+        let limits = PlanLimits { max_instances_per_application: 64, max_total_instances: 512, max_nesting_depth: 3, ..PlanLimits::default() };
         let Ok(mut ex) = Execution::start(&program, "c", vec![keyed_set("a", &a), keyed_set("b", &b)], limits) else {
             return Ok(());
         };
@@ -281,5 +281,24 @@ proptest! {
             Status::Running { .. } => prop_assert!(false, "stalled while running"),
         }
         prop_assert_eq!(ex.live_sets(), 0);
+    }
+
+    #[test]
+    fn bounded_steps_plan_exactly_what_an_unbounded_run_plans(
+        program in program_strategy(),
+        a in keys_strategy(),
+        b in keys_strategy(),
+        outcomes in prop::collection::vec(prop::sample::select(vec![0u8, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]), 0..64),
+        budget in 1usize..9,
+    ) {
+        let limits = PlanLimits { max_instances_per_application: 64, max_total_instances: 512, max_nesting_depth: 3, ..PlanLimits::default() };
+        let inputs = || vec![keyed_set("a", &a), keyed_set("b", &b)];
+        let (whole, _) = trace(&program, inputs(), limits, &outcomes);
+        let bounded = PlanLimits { max_work_per_step: budget, ..limits };
+        let (stepped, most) = trace(&program, inputs(), bounded, &outcomes);
+        prop_assert_eq!(&whole, &stepped);
+        // Grouping a keyed input and joining are charged whole (at most 12 items, 36 rows here),
+        // and one instance's result moves whole; everything else is cut to the budget.
+        prop_assert!(most <= budget as u64 + 64, "a step spent {} units, the budget is {}", most, budget);
     }
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod common;
 mod compositions;
+mod fanout;
 mod functions;
 mod hosted;
 mod invoke;

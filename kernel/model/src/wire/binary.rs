@@ -16,6 +16,8 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::WireFormat;
+use super::encoder::Encoder;
 use super::error::{SetRef, WireError, WireErrorKind, path};
 use super::limits::WireLimits;
 use crate::name;
@@ -111,44 +113,10 @@ pub fn encoded_len(sets: &[Set]) -> usize {
 /// Encodes sets. Fails only if the sets break the data model (see [`WireLimits::check`] with
 /// [`WireLimits::MODEL`]) or hold more than `u32::MAX` sets or items in one set.
 pub fn encode(sets: &[Set]) -> Result<Vec<u8>, WireError> {
-    WireLimits::MODEL.check(sets)?;
-    let mut out = Vec::with_capacity(encoded_len(sets));
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&[VERSION, 0]);
-    let max = u32::MAX as usize;
-    let set_count = to_u32(sets.len(), || String::from("header"), WireErrorKind::TooManySets { max })?;
-    out.extend_from_slice(&set_count.to_le_bytes());
-    for set in sets {
-        push_name(&mut out, &set.name);
-        let at = || path(SetRef::Name(&set.name), None, None);
-        let item_count = to_u32(set.items.len(), at, WireErrorKind::TooManyItems { max })?;
-        out.extend_from_slice(&item_count.to_le_bytes());
-        for item in &set.items {
-            push_name(&mut out, &item.name);
-            match item.key {
-                Some(key) => {
-                    out.push(ITEM_HAS_KEY);
-                    out.extend_from_slice(&key.to_le_bytes());
-                }
-                None => out.push(0),
-            }
-            out.extend_from_slice(&(item.data.len() as u64).to_le_bytes());
-            out.extend_from_slice(&item.data);
-        }
-    }
-    Ok(out)
-}
-
-fn to_u32(n: usize, at: impl FnOnce() -> String, too_many: WireErrorKind) -> Result<u32, WireError> {
-    u32::try_from(n).map_err(|_| WireError::new(at(), too_many))
-}
-
-/// Writes a name checked by [`WireLimits::check`] (at most 255 bytes) with its length byte.
-fn push_name(out: &mut Vec<u8>, name: &str) {
-    let bytes = name.as_bytes();
-    let len = u8::try_from(bytes.len()).unwrap_or(u8::MAX);
-    out.push(len);
-    out.extend_from_slice(bytes.get(..usize::from(len)).unwrap_or_default());
+    let mut encoder = Encoder::new(WireFormat::Binary, sets, encoded_len(sets))
+        .ok_or_else(|| WireError::new(String::from("header"), WireErrorKind::BadMagic))?;
+    encoder.write(usize::MAX, usize::MAX)?;
+    Ok(encoder.into_bytes())
 }
 
 /// A cursor over the input; every read is bounds-checked and names its place on failure.

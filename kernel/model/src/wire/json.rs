@@ -16,17 +16,19 @@
 use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::{self, Write};
+use core::fmt;
 use core::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::WireFormat;
+use super::encoder::Encoder;
 use super::error::{SetRef, WireError, WireErrorKind, path};
 use super::limits::WireLimits;
 use crate::name::{self, shorten};
-use crate::{Bytes, Item, Set, json_text};
+use crate::{Bytes, Item, Set};
 
 /// Decodes a JSON invoke request into sets, in document order. Base64 error offsets count bytes
 /// of the `data` string after JSON unescaping.
@@ -55,33 +57,10 @@ pub fn encoded_len(sets: &[Set]) -> usize {
 /// Encodes sets (e.g. a function's outputs) in the same shape as a request. Fails only if the
 /// sets break the data model (see [`WireLimits::check`] with [`WireLimits::MODEL`]).
 pub fn encode(sets: &[Set]) -> Result<String, WireError> {
-    WireLimits::MODEL.check(sets)?;
-    let mut out = String::with_capacity(encoded_len(sets));
-    out.push_str("{\"sets\":{");
-    for (i, set) in sets.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_text::push_string(&mut out, &set.name);
-        out.push_str(":[");
-        for (j, item) in set.items.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            out.push_str("{\"name\":");
-            json_text::push_string(&mut out, &item.name);
-            if let Some(key) = item.key {
-                // Writing to a String cannot fail.
-                let _ = write!(out, ",\"key\":{key}");
-            }
-            out.push_str(",\"data\":\"");
-            STANDARD.encode_string(&*item.data, &mut out);
-            out.push_str("\"}");
-        }
-        out.push(']');
-    }
-    out.push_str("}}");
-    Ok(out)
+    let mut encoder = Encoder::new(WireFormat::Json, sets, encoded_len(sets))
+        .ok_or_else(|| WireError::new(String::new(), WireErrorKind::Json("not a JSON encoder".into())))?;
+    encoder.write(usize::MAX, usize::MAX)?;
+    Ok(encoder.into_string())
 }
 
 /// Decoding state shared by the visitors.

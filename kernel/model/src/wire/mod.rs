@@ -5,13 +5,17 @@
 //! - [`json`]: `{"sets":{"A":[{"name":"x","key":1,"data":"<base64>"}]}}`, the default;
 //! - [`raw`]: the body is the data of one item (requests), or of the only output item (responses);
 //! - [`binary`]: `application/x-pappus-sets`, compact framing decoded without copying item data.
+//!
+//! [`Encoder`] writes JSON or binary a few items at a time, for answers too large for one step.
 
 pub mod binary;
+mod encoder;
 mod error;
 pub mod json;
 mod limits;
 pub mod raw;
 
+pub use encoder::Encoder;
 pub use error::{WireError, WireErrorKind};
 pub use limits::WireLimits;
 

@@ -1,7 +1,7 @@
 //! Property tests: round trips over arbitrary sets, and "never panics" over arbitrary input for
 //! every parser that sees untrusted bytes.
 
-use model::wire::{WireLimits, binary, json, raw};
+use model::wire::{Encoder, WireFormat, WireLimits, binary, json, raw};
 use model::{Bytes, FunctionSpec, Item, Set, TokenTable, bearer_token, parse_size, query};
 use proptest::prelude::*;
 
@@ -134,8 +134,65 @@ fn config_text() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
+/// Sets that may break the data model: empty, long or repeated set names, long item names.
+fn rough_sets() -> impl Strategy<Value = Vec<Set>> {
+    let name = prop::sample::select(vec![String::new(), "A".into(), "B".into(), " x".into(), "é".repeat(130)]);
+    let item_name = prop::sample::select(vec![String::new(), "i".into(), "n".repeat(256)]);
+    prop::collection::vec((name, prop::collection::vec(item_name, 0..4)), 0..4).prop_map(|sets| {
+        sets.into_iter()
+            .map(|(name, items)| Set {
+                name,
+                items: items.into_iter().map(|name| Item { name, key: None, data: Bytes::from(&b"d"[..]) }).collect(),
+            })
+            .collect()
+    })
+}
+
+/// Encodes in pieces of at most `max_items` items and about `max_bytes` bytes; returns the body
+/// and the number of calls, or the error.
+fn in_pieces(
+    format: WireFormat,
+    sets: &[Set],
+    max_items: usize,
+    max_bytes: usize,
+) -> Result<(Vec<u8>, usize), model::wire::WireError> {
+    let mut encoder = Encoder::new(format, sets, 0).expect("JSON and binary have encoders");
+    let mut calls = 1;
+    while !encoder.write(max_items, max_bytes)? {
+        calls += 1;
+    }
+    Ok((encoder.into_bytes(), calls))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn encoding_in_pieces_writes_the_same_bytes(
+        sets in sets(),
+        binary_format in any::<bool>(),
+        max_items in 1usize..5,
+        max_bytes in prop::sample::select(vec![1usize, 7, 64, usize::MAX]),
+    ) {
+        let (format, whole) = if binary_format {
+            (WireFormat::Binary, binary::encode(&sets).unwrap())
+        } else {
+            (WireFormat::Json, json::encode(&sets).unwrap().into_bytes())
+        };
+        let (pieces, calls) = in_pieces(format, &sets, max_items, max_bytes).unwrap();
+        prop_assert_eq!(pieces, whole);
+        let items: usize = sets.iter().map(|s| s.items.len()).sum();
+        prop_assert!(calls > (items.saturating_sub(1)) / max_items, "{} items in {} calls of {}", items, calls, max_items);
+    }
+
+    #[test]
+    fn encoders_refuse_what_the_model_check_refuses(sets in rough_sets(), max_items in 1usize..4) {
+        let check = WireLimits::MODEL.check(&sets).err();
+        prop_assert_eq!(json::encode(&sets).err(), check.clone());
+        prop_assert_eq!(binary::encode(&sets).err(), check.clone());
+        prop_assert_eq!(in_pieces(WireFormat::Json, &sets, max_items, usize::MAX).err(), check.clone());
+        prop_assert_eq!(in_pieces(WireFormat::Binary, &sets, max_items, 3).err(), check);
+    }
 
     #[test]
     fn json_round_trip(sets in sets()) {

@@ -153,3 +153,71 @@ pub fn run_echo(program: &Program, composition: &str, inputs: Vec<Set>) -> (Vec<
     let outputs = execution.take_outputs().expect("outputs");
     (ran, outputs)
 }
+
+/// Steps an execution the way a caller that bounds its steps does (refuel, take what is ready,
+/// advance) until no planning work is left; returns the instances handed out, and the most
+/// planning units one step spent.
+pub fn step_until_idle(execution: &mut Execution) -> (Vec<Instance>, u64) {
+    let mut out = Vec::new();
+    let mut most = 0;
+    loop {
+        execution.refuel();
+        let before = execution.work_done();
+        out.extend(std::iter::from_fn(|| execution.next_ready()));
+        execution.advance();
+        out.extend(std::iter::from_fn(|| execution.next_ready()));
+        most = most.max(execution.work_done() - before);
+        if !execution.has_work() {
+            return (out, most);
+        }
+    }
+}
+
+/// Everything a caller can observe of one run: each instance as it is handed out (id, function,
+/// origin, input shape), each completion, and the end (outputs, or the failure and what to
+/// cancel). Instances complete first-in first-out; the `k`-th completion fails when
+/// `outcomes[k]` is 0, returns no sets when it is 1, and echoes otherwise (and past the list).
+/// Returns the log and the most planning units one step spent.
+pub fn trace(program: &Program, inputs: Vec<Set>, limits: PlanLimits, outcomes: &[u8]) -> (Vec<String>, u64) {
+    let mut log = Vec::new();
+    let mut ex = match Execution::start(program, "c", inputs, limits) {
+        Ok(ex) => ex,
+        // A bounded run may only meet a limit after `start` returned: the same end.
+        Err(e) => return (vec![format!("failed {e} cancel []")], 0),
+    };
+    let mut pool = std::collections::VecDeque::new();
+    let mut most = 0;
+    let mut take = |ex: &mut Execution, pool: &mut std::collections::VecDeque<Instance>, log: &mut Vec<String>| {
+        let (batch, spent) = step_until_idle(ex);
+        most = most.max(spent);
+        for i in batch {
+            log.push(format!("start {} {} [{}] {}", i.id, i.function, i.origin, shape(&i)));
+            pool.push_back(i);
+        }
+    };
+    take(&mut ex, &mut pool, &mut log);
+    let mut k = 0;
+    while let Some(instance) = pool.pop_front() {
+        let result = match outcomes.get(k) {
+            Some(0) => Err(format!("failure {k}")),
+            Some(1) => Ok(Vec::new()),
+            _ => echo(&instance),
+        };
+        k += 1;
+        let completion = ex.complete(instance.id, result);
+        log.push(format!("complete {} -> {completion:?}", instance.id));
+        take(&mut ex, &mut pool, &mut log);
+    }
+    log.push(match ex.status() {
+        Status::Done(outputs) => format!(
+            "done {}",
+            outputs.iter().map(|s| format!("{}={}", s.name, names(s).join(","))).collect::<Vec<_>>().join(" ")
+        ),
+        Status::Failed(failure) => format!("failed {failure} cancel {:?}", failure.cancel),
+        Status::Running { ready, running } => format!("running ready={ready} running={running}"),
+    });
+    if log.len() > 1 {
+        log.push(format!("planned {} live {}", ex.instances_planned(), ex.live_sets()));
+    }
+    (log, most)
+}
