@@ -7,8 +7,8 @@
 //!
 //! - [`RunQueue`]: bounded queues of work items, FIFO per tenant, weighted round-robin across
 //!   tenants (the precise policy is documented on the type), one global capacity; a full queue
-//!   answers [`Full`] so the front door replies `503` with `Retry-After`; every queued item of a
-//!   composition can be cancelled at once.
+//!   answers [`Full`] so the front door replies `503` with `Retry-After`; every queued item of an
+//!   invocation can be cancelled at once.
 //! - [`CoreStats`]: per-core busy/idle tick accounting and a run-duration histogram.
 //! - [`Histogram`]: fixed log2 buckets rendered as Prometheus histogram lines.
 #![no_std]
@@ -21,5 +21,5 @@ mod queue;
 mod stats;
 
 pub use histogram::{BUCKETS, Histogram};
-pub use queue::{CompositionId, Full, RunQueue, TenantId, Ticket};
+pub use queue::{Full, InvocationId, Receipt, RunQueue, TenantId};
 pub use stats::CoreStats;

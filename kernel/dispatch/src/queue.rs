@@ -7,19 +7,19 @@ use core::fmt;
 /// A tenant, as the control plane numbers them.
 pub type TenantId = u32;
 
-/// A running composition (one invocation), as the dispatcher numbers them.
-pub type CompositionId = u64;
+/// An invocation, by the control plane's number for it (`control::InvocationId`).
+pub type InvocationId = u64;
 
-/// The receipt for a queued item: who queued it, for which composition, and its place in the
+/// The receipt for a queued item: who queued it, for which invocation, and its place in the
 /// global arrival order (`seq` strictly increases with every accepted push).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ticket {
+pub struct Receipt {
     /// Global arrival number, strictly increasing per queue.
     pub seq: u64,
     /// The tenant the item was queued for.
     pub tenant: TenantId,
-    /// The composition the item belongs to.
-    pub composition: CompositionId,
+    /// The invocation the item belongs to.
+    pub invocation: InvocationId,
 }
 
 /// The queue is at its global capacity: the item was not queued and is handed back. The front
@@ -54,7 +54,7 @@ impl<T> fmt::Display for Full<T> {
 impl<T> core::error::Error for Full<T> {}
 
 struct TenantQueue<T> {
-    items: VecDeque<(Ticket, T)>,
+    items: VecDeque<(Receipt, T)>,
     /// Items taken from this tenant in its current turn (reset when the turn ends).
     served: u32,
 }
@@ -78,8 +78,8 @@ struct TenantQueue<T> {
 ///   most one pop (the remainder of the current turn).
 /// - **Capacity**: one global bound on queued items across all tenants. A push at capacity fails
 ///   with [`Full`] and changes nothing.
-/// - **Cancellation**: [`cancel_composition`](Self::cancel_composition) removes every queued
-///   item of a composition; the remaining items keep their order and the ring keeps its order.
+/// - **Cancellation**: [`cancel_invocation`](Self::cancel_invocation) removes every queued
+///   item of an invocation; the remaining items keep their order and the ring keeps its order.
 ///
 /// No operation panics; all are `O(log tenants)` except cancellation, which is linear in the
 /// queued items.
@@ -147,22 +147,22 @@ impl<T> RunQueue<T> {
         self.weights.get(&tenant).copied().unwrap_or(1)
     }
 
-    /// Queues `item` for `tenant` as part of `composition`, or hands it back in [`Full`] when
+    /// Queues `item` for `tenant` as part of `invocation`, or hands it back in [`Full`] when
     /// the queue is at capacity.
-    pub fn push(&mut self, tenant: TenantId, composition: CompositionId, item: T) -> Result<Ticket, Full<T>> {
+    pub fn push(&mut self, tenant: TenantId, invocation: InvocationId, item: T) -> Result<Receipt, Full<T>> {
         if self.len >= self.capacity {
             return Err(Full { item, capacity: self.capacity });
         }
-        let ticket = Ticket { seq: self.next_seq, tenant, composition };
+        let receipt = Receipt { seq: self.next_seq, tenant, invocation };
         self.next_seq = self.next_seq.wrapping_add(1);
         let queue = self.tenants.entry(tenant).or_insert_with(|| TenantQueue { items: VecDeque::new(), served: 0 });
         if queue.items.is_empty() {
             queue.served = 0;
             self.ring.push_back(tenant);
         }
-        queue.items.push_back((ticket, item));
+        queue.items.push_back((receipt, item));
         self.len += 1;
-        Ok(ticket)
+        Ok(receipt)
     }
 
     /// Queues again an item that was just popped and has more to do (a run preempted at the end
@@ -171,21 +171,21 @@ impl<T> RunQueue<T> {
     /// a place until its pop, so the queue exceeds its capacity by at most the number of items
     /// popped and not yet requeued (one per core); new pushes stay refused until it is back
     /// under capacity.
-    pub fn requeue(&mut self, tenant: TenantId, composition: CompositionId, item: T) -> Ticket {
-        let ticket = Ticket { seq: self.next_seq, tenant, composition };
+    pub fn requeue(&mut self, tenant: TenantId, invocation: InvocationId, item: T) -> Receipt {
+        let receipt = Receipt { seq: self.next_seq, tenant, invocation };
         self.next_seq = self.next_seq.wrapping_add(1);
         let queue = self.tenants.entry(tenant).or_insert_with(|| TenantQueue { items: VecDeque::new(), served: 0 });
         if queue.items.is_empty() {
             queue.served = 0;
             self.ring.push_back(tenant);
         }
-        queue.items.push_back((ticket, item));
+        queue.items.push_back((receipt, item));
         self.len += 1;
-        ticket
+        receipt
     }
 
     /// Takes the next item by the policy (see the type's docs), for an idle core.
-    pub fn pop(&mut self) -> Option<(Ticket, T)> {
+    pub fn pop(&mut self) -> Option<(Receipt, T)> {
         let weight = self.weight(*self.ring.front()?);
         let tenant = *self.ring.front()?;
         let queue = self.tenants.get_mut(&tenant)?;
@@ -202,20 +202,20 @@ impl<T> RunQueue<T> {
         Some(entry)
     }
 
-    /// Removes every queued item of `composition` (when one of its instances failed or its
+    /// Removes every queued item of `invocation` (when one of its instances failed or its
     /// deadline passed) and returns them in arrival order. The rest keep their order.
-    pub fn cancel_composition(&mut self, composition: CompositionId) -> Vec<(Ticket, T)> {
+    pub fn cancel_invocation(&mut self, invocation: InvocationId) -> Vec<(Receipt, T)> {
         let mut removed = Vec::new();
         for queue in self.tenants.values_mut() {
-            if !queue.items.iter().any(|(t, _)| t.composition == composition) {
+            if !queue.items.iter().any(|(t, _)| t.invocation == invocation) {
                 continue;
             }
             let items = core::mem::take(&mut queue.items);
-            for (ticket, item) in items {
-                if ticket.composition == composition {
-                    removed.push((ticket, item));
+            for (receipt, item) in items {
+                if receipt.invocation == invocation {
+                    removed.push((receipt, item));
                 } else {
-                    queue.items.push_back((ticket, item));
+                    queue.items.push_back((receipt, item));
                 }
             }
         }
@@ -240,16 +240,16 @@ impl<T> RunQueue<T> {
         self.tenants.iter().map(|(t, q)| (*t, q.items.len()))
     }
 
-    /// The tickets of every queued item in the order [`pop`](Self::pop) would take them if
+    /// The receipts of every queued item in the order [`pop`](Self::pop) would take them if
     /// nothing else were pushed (for tests and debugging; allocates).
-    pub fn pop_order(&self) -> Vec<Ticket> {
+    pub fn pop_order(&self) -> Vec<Receipt> {
         let mut ring: VecDeque<(TenantId, u32, usize)> =
             self.ring.iter().map(|t| (*t, self.tenants.get(t).map_or(0, |q| q.served), 0)).collect();
         let mut out = Vec::with_capacity(self.len);
         while let Some((tenant, served, next)) = ring.pop_front() {
             let Some(queue) = self.tenants.get(&tenant) else { continue };
-            let Some((ticket, _)) = queue.items.get(next) else { continue };
-            out.push(*ticket);
+            let Some((receipt, _)) = queue.items.get(next) else { continue };
+            out.push(*receipt);
             let served = served.saturating_add(1);
             if next + 1 >= queue.items.len() {
                 continue;
@@ -337,10 +337,10 @@ mod tests {
         q.push(2, 100, 2).unwrap();
         q.push(1, 100, 3).unwrap();
         q.push(2, 300, 4).unwrap();
-        let removed: Vec<_> = q.cancel_composition(100).into_iter().map(|(_, v)| v).collect();
+        let removed: Vec<_> = q.cancel_invocation(100).into_iter().map(|(_, v)| v).collect();
         assert_eq!(removed, [0, 2, 3]);
         assert_eq!(q.len(), 2);
-        assert!(q.cancel_composition(100).is_empty());
+        assert!(q.cancel_invocation(100).is_empty());
         assert_eq!(drain(&mut q), [(1, 1), (2, 4)]);
     }
 
@@ -349,7 +349,7 @@ mod tests {
         let mut q = RunQueue::new(100);
         q.push(1, 5, 0).unwrap();
         q.push(2, 6, 1).unwrap();
-        q.cancel_composition(5);
+        q.cancel_invocation(5);
         assert_eq!(q.depths().collect::<Vec<_>>(), [(2, 1)]);
         assert_eq!(drain(&mut q), [(2, 1)]);
     }
@@ -382,7 +382,7 @@ mod tests {
         assert_eq!(drain(&mut q), [(1, 1), (1, 0)]);
         // Cancellation finds requeued items like any other.
         q.requeue(1, 10, 5);
-        assert_eq!(q.cancel_composition(10).len(), 1);
+        assert_eq!(q.cancel_invocation(10).len(), 1);
         assert!(q.is_empty());
     }
 

@@ -1,13 +1,13 @@
 //! Property tests of the run queue and the accounting: a reference model, the fairness bound,
 //! cancellation, and no panics on arbitrary operation sequences.
 
-use dispatch::{CoreStats, Histogram, RunQueue, Ticket};
+use dispatch::{CoreStats, Histogram, Receipt, RunQueue};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Push { tenant: u32, composition: u64 },
+    Push { tenant: u32, invocation: u64 },
     Pop,
     Cancel(u64),
     Weight { tenant: u32, weight: u32 },
@@ -15,7 +15,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0u32..4, 0u64..5).prop_map(|(tenant, composition)| Op::Push { tenant, composition }),
+        4 => (0u32..4, 0u64..5).prop_map(|(tenant, invocation)| Op::Push { tenant, invocation }),
         3 => Just(Op::Pop),
         1 => (0u64..5).prop_map(Op::Cancel),
         1 => (0u32..4, 0u32..4).prop_map(|(tenant, weight)| Op::Weight { tenant, weight }),
@@ -28,18 +28,18 @@ proptest! {
     #[test]
     fn model_invariants(capacity in 0usize..12, ops in proptest::collection::vec(op(), 0..200)) {
         let mut q = RunQueue::new(capacity);
-        // Reference: per tenant, the queued (seq, composition) in FIFO order.
+        // Reference: per tenant, the queued (seq, invocation) in FIFO order.
         let mut model: BTreeMap<u32, Vec<(u64, u64)>> = BTreeMap::new();
         let mut next = 0u64;
         for op in ops {
             match op {
-                Op::Push { tenant, composition } => {
+                Op::Push { tenant, invocation } => {
                     let len = q.len();
-                    match q.push(tenant, composition, next) {
+                    match q.push(tenant, invocation, next) {
                         Ok(t) => {
                             prop_assert!(len < capacity);
-                            prop_assert_eq!((t.tenant, t.composition), (tenant, composition));
-                            model.entry(tenant).or_default().push((t.seq, composition));
+                            prop_assert_eq!((t.tenant, t.invocation), (tenant, invocation));
+                            model.entry(tenant).or_default().push((t.seq, invocation));
                         }
                         Err(full) => {
                             prop_assert_eq!(len, capacity);
@@ -55,7 +55,7 @@ proptest! {
                             prop_assert_eq!(Some(t), predicted);
                             let fifo = model.get_mut(&t.tenant).expect("popped tenant has work");
                             let (seq, comp) = fifo.remove(0);
-                            prop_assert_eq!((seq, comp), (t.seq, t.composition));
+                            prop_assert_eq!((seq, comp), (t.seq, t.invocation));
                         }
                         None => {
                             prop_assert!(model.values().all(Vec::is_empty));
@@ -64,7 +64,7 @@ proptest! {
                     }
                 }
                 Op::Cancel(c) => {
-                    let removed = q.cancel_composition(c);
+                    let removed = q.cancel_invocation(c);
                     let mut expected: Vec<u64> = model
                         .values()
                         .flatten()
@@ -90,7 +90,7 @@ proptest! {
             prop_assert_eq!(order.len(), total);
         }
         // Draining gives FIFO per tenant.
-        let drained: Vec<Ticket> = std::iter::from_fn(|| q.pop()).map(|(t, _)| t).collect();
+        let drained: Vec<Receipt> = std::iter::from_fn(|| q.pop()).map(|(t, _)| t).collect();
         let mut per: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
         for t in &drained {
             per.entry(t.tenant).or_default().push(t.seq);
@@ -210,8 +210,8 @@ proptest! {
             match op {
                 Some(t) => { q.push((t % n) as u32, 0, ()).unwrap(); }
                 None => {
-                    let Some((ticket, ())) = q.pop() else { continue };
-                    let a = ticket.tenant;
+                    let Some((receipt, ())) = q.pop() else { continue };
+                    let a = receipt.tenant;
                     for (t, (allow, seen)) in waiting.iter_mut() {
                         if *t != a {
                             *seen += 1;

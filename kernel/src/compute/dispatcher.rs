@@ -275,7 +275,7 @@ impl Dispatcher {
     /// instances, which frees its sandbox.
     pub fn cancel(&self, invocation: u64) {
         let mut queue = self.queue.lock();
-        let removed = queue.cancel_composition(invocation);
+        let removed = queue.cancel_invocation(invocation);
         for core in &self.cores {
             if core.running.load(Ordering::Acquire) == invocation + 1 {
                 core.cancel.store(true, Ordering::Release);
