@@ -146,8 +146,7 @@ impl Engines {
         let spec = function.spec();
         let outputs: Vec<String> = spec.outputs().to_vec();
         let limits = limits(spec);
-        let budget_ticks = u128::from(spec.timeout_ms()) * u128::from(time::ticks_per_second()) / 1000;
-        let end = time::ticks().saturating_add(budget_ticks as u64);
+        let end = time::ticks().saturating_add(time::millis_to_ticks(spec.timeout_ms()));
         let deadline = RunDeadline { end, cancel };
         let invocation = Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
         let engine = self.engine(spec.engine())?;

@@ -30,13 +30,9 @@ pub fn work_ticks() -> u64 {
     WORK_TICKS.load(Ordering::Relaxed)
 }
 
-fn micros_to_ticks(us: u64) -> u64 {
-    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
-}
-
 /// Polls until the interface has an address (DHCP) or the wait runs out.
 pub fn wait_for_address(net: &mut Net) -> Ipv4Cidr {
-    let give_up = time::ticks() + micros_to_ticks(DHCP_WAIT_MICROS);
+    let give_up = time::ticks() + time::micros_to_ticks(DHCP_WAIT_MICROS);
     loop {
         net.poll();
         if let Some(address) = net.address() {
@@ -60,12 +56,12 @@ fn sleep(net: &mut Net, wake_ms: Option<u64>) {
         // Results from the compute cores end the halt (their wake-up interrupt, or this check
         // with interrupts off when they came just before).
         let results = || Dispatcher::get().is_some_and(Dispatcher::has_completions);
-        arch::wait_for_work(Some(time::ticks() + micros_to_ticks(delay)), results);
+        arch::wait_for_work(Some(time::ticks() + time::micros_to_ticks(delay)), results);
     }
 }
 
 pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor, dispatcher: &'static Dispatcher) -> ! {
-    let spin = micros_to_ticks(SPIN_MICROS);
+    let spin = time::micros_to_ticks(SPIN_MICROS);
     let mut last_activity = time::ticks();
     loop {
         let start = time::ticks();

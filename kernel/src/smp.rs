@@ -72,8 +72,7 @@ pub fn run_on(index: usize, job: fn(usize), timeout_us: u64) -> bool {
 /// held.
 pub fn wait_until(timeout_us: u64, done: impl Fn() -> bool) -> bool {
     const STEP_MICROS: u64 = 20;
-    let micros = |us: u64| (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64;
-    let give_up = time::ticks() + micros(timeout_us);
+    let give_up = time::ticks() + time::micros_to_ticks(timeout_us);
     loop {
         if done() {
             return true;
@@ -82,6 +81,6 @@ pub fn wait_until(timeout_us: u64, done: impl Fn() -> bool) -> bool {
         if now >= give_up {
             return done();
         }
-        arch::wait_for_work(Some(give_up.min(now + micros(STEP_MICROS))), &done);
+        arch::wait_for_work(Some(give_up.min(now + time::micros_to_ticks(STEP_MICROS))), &done);
     }
 }

@@ -16,6 +16,16 @@ pub fn ticks_per_second() -> u64 {
     arch::ticks_per_second()
 }
 
+/// `us` microseconds in counter ticks (0 until the frequency is known).
+pub fn micros_to_ticks(us: u64) -> u64 {
+    (u128::from(us) * u128::from(ticks_per_second()) / 1_000_000) as u64
+}
+
+/// `ms` milliseconds in counter ticks.
+pub fn millis_to_ticks(ms: u64) -> u64 {
+    (u128::from(ms) * u128::from(ticks_per_second()) / 1000) as u64
+}
+
 /// Marks the counter value that log timestamps count from.
 pub fn set_boot_ticks(t: u64) {
     BOOT_TICKS.store(t, Ordering::Relaxed);

@@ -113,7 +113,7 @@ struct TurnDeadline<'a> {
 impl<'a> TurnDeadline<'a> {
     /// A turn from `start` of a run with `wall_left` ticks of its backstop.
     fn new(cancel: &'a AtomicBool, start: u64, wall_left: u64) -> Self {
-        let turn = micros_to_ticks(native::SLICE_MICROS);
+        let turn = time::micros_to_ticks(native::SLICE_MICROS);
         Self { cancel, wall_end: start.saturating_add(wall_left), turn_end: start.saturating_add(turn) }
     }
 }
@@ -126,10 +126,6 @@ impl engine::Deadline for TurnDeadline<'_> {
     fn turn_over(&self) -> bool {
         time::ticks() >= self.turn_end
     }
-}
-
-fn micros_to_ticks(us: u64) -> u64 {
-    (u128::from(us) * u128::from(time::ticks_per_second()) / 1_000_000) as u64
 }
 
 /// Runs whose turn ended and that went back in the queue (all cores).

@@ -16,7 +16,7 @@ pub fn executor(cpu: usize) -> ! {
         arch::idle()
     };
     log::debug!("cpu {cpu}: compute core");
-    let backstop = (u128::from(IDLE_BACKSTOP_MICROS) * u128::from(time::ticks_per_second()) / 1_000_000) as u64;
+    let backstop = time::micros_to_ticks(IDLE_BACKSTOP_MICROS);
     loop {
         if !dispatcher.run_one(core) {
             dispatcher.idle(core, time::ticks() + backstop);

@@ -202,9 +202,7 @@ pub fn apic_id(index: usize) -> Option<u32> {
     (id != NO_CPU && index < cpus_online()).then_some(id)
 }
 
-fn micros_to_ticks(us: u64) -> u64 {
-    (u128::from(us) * u128::from(super::ticks_per_second()) / 1_000_000) as u64
-}
+use crate::time::micros_to_ticks;
 
 fn delay_micros(us: u64) {
     let until = rdtsc() + micros_to_ticks(us);
