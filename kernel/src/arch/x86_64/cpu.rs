@@ -2,7 +2,8 @@
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, CpuidResult};
 
-fn leaf(eax: u32, ecx: u32) -> CpuidResult {
+/// CPUID leaf `eax`, subleaf `ecx`: the kernel's one way to ask.
+pub fn leaf(eax: u32, ecx: u32) -> CpuidResult {
     // SAFETY: CPUID exists on every x86_64 CPU and has no side effects.
     #[allow(unused_unsafe)]
     unsafe {

@@ -28,6 +28,7 @@ use core::cell::Cell;
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
 
+use super::cpu::leaf as cpuid;
 use super::percpu::{self, USER_KERNEL_RSP_OFFSET};
 use super::traps::TrapFrame;
 use crate::smp::MAX_CPUS;
@@ -377,14 +378,6 @@ static INIT_AREA: InitArea = {
     a[29] = 0xff;
     InitArea(a)
 };
-
-fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
-    // SAFETY: CPUID exists on every x86_64 CPU and has no side effects.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::__cpuid_count(leaf, sub)
-    }
-}
 
 /// Sets up this CPU for sandboxes: extended state for ring 3, the `syscall` exit.
 pub fn init() {
