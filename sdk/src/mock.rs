@@ -32,8 +32,8 @@ use crate::entry::Entry;
 use crate::error::Error;
 use crate::transport::Transport;
 
-/// The longest item name the platform accepts, in bytes.
-pub const MAX_NAME_LEN: usize = 255;
+/// The longest item name the platform accepts, in bytes (the ABI's limit).
+pub use crate::abi::MAX_NAME_LEN;
 
 /// An item as the mock holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
