@@ -81,7 +81,8 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
         let control = control::ControlPlane::new(config.tenants, config::control_limits(&config.node));
-        let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
+        let host = host::Host::new(dispatcher, http);
+        let door = frontdoor::FrontDoor::new(&mut net, control, host, config.operator);
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
         serve::forever(net, door, dispatcher);

@@ -20,6 +20,15 @@ pub struct Node {
     pub port: u16,
 }
 
+/// The operator token every test node's boot configuration carries (`operator <token>`):
+/// `/metrics` answers only to it.
+pub const OPERATOR_TOKEN: &str = "test-operator-0123456789abcdef";
+
+/// The `Authorization` header that opens `/metrics` on a test node.
+pub fn operator_header() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {OPERATOR_TOKEN}"))
+}
+
 /// One tenant of a test node's boot configuration.
 pub struct Tenant<'a> {
     pub name: &'a str,
@@ -47,7 +56,8 @@ pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32
     boot_node(test, arch, &tenant_lines(tenants), smp, None)
 }
 
-/// As [`boot_with`], with the whole boot configuration's text (none when empty).
+/// As [`boot_with`], with the whole boot configuration's text; the operator line
+/// ([`OPERATOR_TOKEN`]) is added unless the text has one.
 pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
     boot_node(test, arch, config, smp, None)
 }
@@ -85,13 +95,13 @@ fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option
     if let Some(cpu) = cpu {
         boot = boot.cpu(cpu);
     }
-    if !config.is_empty() {
-        let dir = target_dir().join("tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path: PathBuf = dir.join(format!("{test}.conf"));
-        std::fs::write(&path, config).unwrap();
-        boot = boot.config(path);
-    }
+    let has_operator = config.lines().any(|l| l.split_whitespace().next() == Some("operator"));
+    let config = if has_operator { config.to_string() } else { format!("{config}\noperator {OPERATOR_TOKEN}\n") };
+    let dir = target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join(format!("{test}.conf"));
+    std::fs::write(&path, config).unwrap();
+    boot = boot.config(path);
     let mut qemu = boot.spawn().unwrap_or_else(|e| panic!("{e}"));
     let line = qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
     let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
@@ -197,8 +207,16 @@ impl Node {
         out
     }
 
+    /// `/metrics`, with the operator's token.
+    pub fn metrics(&self) -> Response {
+        let (name, value) = operator_header();
+        let r = self.request("GET", "/metrics", &[(name, &value)], b"");
+        assert_eq!(r.status, 200, "/metrics with the operator token: {}", r.text());
+        r
+    }
+
     pub fn metric(&self, name: &str) -> u64 {
-        let text = self.call("GET", "/metrics", b"").text();
+        let text = self.metrics().text();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
@@ -213,7 +231,7 @@ impl Node {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("connections never drained:\n{}", self.call("GET", "/metrics", b"").text());
+        panic!("connections never drained:\n{}", self.metrics().text());
     }
 
     /// The kernel still serves, and memory is back where it was.

@@ -25,8 +25,23 @@ fn endpoints_bodies_keepalive_pipelining() {
         assert!(text.contains(key), "healthz lacks {key}: {text}");
     }
 
+    // `/metrics` names tenants and functions: only the operator's token opens it.
+    for (headers, challenge) in [
+        (vec![], "Bearer realm=\"pappus-operator\""),
+        (
+            vec![("Authorization", "Bearer not-the-operator-0123456789")],
+            "Bearer realm=\"pappus-operator\", error=\"invalid_token\"",
+        ),
+        (vec![("Authorization", "Basic b3BzOm9wcw==")], "Bearer realm=\"pappus-operator\""),
+    ] {
+        let r = node.request("GET", "/metrics", &headers, b"");
+        assert_eq!(r.status, 401, "/metrics with {headers:?}: {}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some(challenge), "{headers:?}");
+        assert!(r.text().contains("\"code\":\"unauthorized\""), "{}", r.text());
+        assert!(!r.text().contains("pappus_"), "a refusal shows no metric: {}", r.text());
+    }
     // Prometheus text: HELP/TYPE comments and `name{labels} value` samples, nothing else.
-    let metrics = node.call("GET", "/metrics", b"");
+    let metrics = node.metrics();
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
     let text = metrics.text();
