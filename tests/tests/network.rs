@@ -54,9 +54,14 @@ fn endpoints_bodies_keepalive_pipelining() {
         let bare = name.split('{').next().unwrap();
         assert!(bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name in {line:?}");
     }
-    for name in
-        ["pappus_http_responses_total", "pappus_nic_rx_packets_total", "pappus_frames_free", "pappus_heap_bytes_used"]
-    {
+    for name in [
+        "pappus_http_responses_total",
+        "pappus_nic_rx_packets_total",
+        "pappus_frames_free",
+        "pappus_heap_bytes_used",
+        "pappus_net_sockets",
+        "pappus_mpk_keys_live",
+    ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
 

@@ -99,6 +99,7 @@ impl FrontDoor {
             uptime_ms: now,
             socket_states: self.socket_states(net),
             control: self.control.counters(),
+            sockets: net.sockets.iter().count(),
         };
         for i in 0..self.slots.len() {
             gauges.active_connections = self.active;

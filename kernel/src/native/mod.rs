@@ -152,6 +152,14 @@ pub fn key_waits() -> u64 {
     KEY_WAITS.load(Ordering::Relaxed)
 }
 
+/// Protection keys held by live MPK sandboxes (all cores), as of the last take or release.
+static KEYS_LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Protection keys in use now (0 when no MPK sandbox is live): a soak checks it returns to 0.
+pub fn keys_live() -> u64 {
+    KEYS_LIVE.load(Ordering::Relaxed)
+}
+
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -166,9 +174,12 @@ impl MpkEngine {
     fn acquire(&self) -> u8 {
         let mut waited = false;
         loop {
-            if let Some(key) = self.keys.lock().try_acquire() {
+            let mut keys = self.keys.lock();
+            if let Some(key) = keys.try_acquire() {
+                KEYS_LIVE.store(u64::from(keys.live()), Ordering::Relaxed);
                 return key;
             }
+            drop(keys);
             if !waited {
                 waited = true;
                 KEY_WAITS.fetch_add(1, Ordering::Relaxed);
@@ -178,7 +189,9 @@ impl MpkEngine {
     }
 
     fn release(&self, key: u8) {
-        self.keys.lock().release(key);
+        let mut keys = self.keys.lock();
+        keys.release(key);
+        KEYS_LIVE.store(u64::from(keys.live()), Ordering::Relaxed);
     }
 }
 
