@@ -53,23 +53,23 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
 
 /// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
 pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, &tenant_lines(tenants), smp, None)
+    boot_node(test, arch, &tenant_lines(tenants), smp, None, None)
 }
 
 /// As [`boot_with`], with the whole boot configuration's text; the operator line
 /// ([`OPERATOR_TOKEN`]) is added unless the text has one.
 pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, config, smp, None)
+    boot_node(test, arch, config, smp, None, None)
 }
 
 /// As [`boot`], with QEMU CPU model `cpu` (`max` has PKU under TCG, `qemu64` has not).
 pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu))
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu), None)
 }
 
 /// As [`boot_cpu`], with `smp` CPUs (MTTCG).
 pub fn boot_cpu_smp(test: &str, cpu: &str, tenants: &[Tenant<'_>], smp: u32) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu))
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu), None)
 }
 
 /// The boot configuration's `tenant` lines.
@@ -77,7 +77,19 @@ fn tenant_lines(tenants: &[Tenant<'_>]) -> String {
     tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect()
 }
 
-fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option<&str>) -> Option<Node> {
+/// As [`boot`], with words added to the kernel command line (e.g. `netfault=drop:3`).
+pub fn boot_cmdline(test: &str, tenants: &[Tenant<'_>], cmdline: &str) -> Option<Node> {
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, None, Some(cmdline))
+}
+
+fn boot_node(
+    test: &str,
+    arch: Arch,
+    config: &str,
+    smp: Option<u32>,
+    cpu: Option<&str>,
+    cmdline: Option<&str>,
+) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -94,6 +106,9 @@ fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option
     }
     if let Some(cpu) = cpu {
         boot = boot.cpu(cpu);
+    }
+    if let Some(words) = cmdline {
+        boot = boot.cmdline(words);
     }
     let has_operator = config.lines().any(|l| l.split_whitespace().next() == Some("operator"));
     let config = if has_operator { config.to_string() } else { format!("{config}\noperator {OPERATOR_TOKEN}\n") };
