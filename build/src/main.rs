@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod fnctl;
 mod fnmeta;
+mod fuzz;
 mod http;
 mod image;
 mod multiboot;
@@ -57,6 +58,10 @@ commands:
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
           names, traps, timeouts, register/delete cycles) over keep-alive connections; every
           answer checked; heap, frames, sockets, MPK keys compared with the baseline at the end
+  fuzz    [--seconds N] [--target NAME]
+          every cargo-fuzz target (HTTP requests and responses, DSL, JSON and binary sets,
+          boot configuration, function query, ELF) for N seconds each (default 30); needs
+          `cargo install cargo-fuzz`, runs on the stable toolchain (no sanitizer)
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         "image" => (&image::SPEC, image::main),
         "bench" => (&bench::SPEC, bench::main),
         "soak" => (&soak::SPEC, soak::main),
+        "fuzz" => (&fuzz::SPEC, fuzz::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
             Ok(spec) => (spec, fnctl::main),
