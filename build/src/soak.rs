@@ -34,7 +34,7 @@ use crate::args::{Args, Spec};
 use crate::util::{self, Failure, Result, say};
 
 pub const SPEC: Spec =
-    Spec { values: &["invocations", "workers"], switches: &["no-build", "reuse-images"], max_positionals: 0 };
+    Spec { values: &["invocations", "workers", "only"], switches: &["no-build", "reuse-images"], max_positionals: 0 };
 
 const TENANTS: [(&str, &str); 2] = [("alice", "soak-alice-0123456789abcdef"), ("bob", "soak-bob-0123456789abcdef00")];
 const OPERATOR: &str = "soak-operator-0123456789abcdef";
@@ -52,7 +52,29 @@ pub fn main(args: &Args) -> Result {
     } else {
         util::build_kernels(&[Arch::X86_64])?.remove(0).1
     };
-    run(&kernel, invocations, workers, args.switch("reuse-images"))
+    let only = match args.value("only") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                Kind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+                    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                    Failure(format!("--only: no kind {name:?}; there are {}", names.join(", ")))
+                })
+            })
+            .collect::<Result<Vec<Kind>>>()?,
+    };
+    run_with(&kernel, Options { invocations, workers, reuse_images: args.switch("reuse-images"), only })
+}
+
+/// What a soak runs.
+struct Options {
+    invocations: u64,
+    workers: u64,
+    /// Register-delete cycles register the same bytes every time (see [`run`]).
+    reuse_images: bool,
+    /// Only these kinds of request (all when empty): to narrow down a failure.
+    only: Vec<Kind>,
 }
 
 /// The images a soak registers.
@@ -101,6 +123,11 @@ impl Images {
 /// With `reuse_images`, register-delete cycles register the same bytes every time (a
 /// prepared-image cache keyed by content then never grows), else new bytes each cycle.
 pub fn run(kernel: &Path, invocations: u64, workers: u64, reuse_images: bool) -> Result {
+    run_with(kernel, Options { invocations, workers, reuse_images, only: Vec::new() })
+}
+
+fn run_with(kernel: &Path, options: Options) -> Result {
+    let Options { invocations, workers, reuse_images, only } = options;
     let workers = workers.clamp(1, 32);
     say("soak: building the functions it registers");
     let images = Arc::new(Images::build()?);
@@ -121,15 +148,16 @@ pub fn run(kernel: &Path, invocations: u64, workers: u64, reuse_images: bool) ->
         .time_limit(Duration::from_secs(24 * 3600))
         .spawn()?;
     qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
-    let result = soak(port, &images, invocations, workers, reuse_images);
+    let result = soak(port, &images, invocations, workers, reuse_images, &only);
     if result.is_err() {
         say(format!("soak: the node's last log lines:\n{}", qemu.tail(30)));
+        say(format!("soak: the node's state now:\n{}", diagnose(port)));
     }
     qemu.kill();
     result
 }
 
-fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_images: bool) -> Result {
+fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_images: bool, only: &[Kind]) -> Result {
     let mut admin = Client::connect(port)?;
     for (tenant, token) in TENANTS {
         register(&mut admin, tenant, token, images)?;
@@ -156,12 +184,16 @@ fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_i
             let (done, stop, failures, counts, images) =
                 (done.clone(), stop.clone(), failures.clone(), counts.clone(), images.clone());
             let share = invocations / workers + u64::from(w < invocations % workers);
+            let only = only.to_vec();
             std::thread::spawn(move || {
                 let result = (|| -> Result {
                     let mut worker = Worker::new(port, w, images, reuse_images)?;
                     let mut n = 0;
                     while n < share && !stop.load(Ordering::Relaxed) {
                         let kind = worker.pick();
+                        if !only.is_empty() && !only.contains(&kind) {
+                            continue;
+                        }
                         let made = worker.one(kind)?;
                         n += made;
                         counts[kind as usize].fetch_add(1, Ordering::Relaxed);
@@ -214,6 +246,47 @@ fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_i
     } else {
         Err(Failure("soak: the node did not come back to its baseline (SOAK lines above)".into()))
     }
+}
+
+/// What the node says about itself after a failure: `/healthz`, and the `/metrics` lines about
+/// queues, cores, keys and invocations (each request with a short timeout: the node may hang).
+fn diagnose(port: u16) -> String {
+    let ask = |path: &str, auth: Option<String>| -> std::result::Result<Response, String> {
+        let mut client = Client::connect(port).map_err(|e| e.0)?;
+        client.conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        client.request("GET", path, &headers, b"").map_err(|e| e.0)
+    };
+    let mut out = match ask("/healthz", None) {
+        Ok(r) => format!("/healthz: {} {}\n", r.status, r.text()),
+        Err(e) => format!("/healthz: no answer ({e})\n"),
+    };
+    match ask("/metrics", Some(format!("Bearer {OPERATOR}"))) {
+        Ok(r) => {
+            let wanted = [
+                "pappus_invocations_live",
+                "pappus_mpk_keys_live",
+                "pappus_mpk_key_waits_total",
+                "pappus_run_queue_depth",
+                "pappus_core_runs_total",
+                "pappus_core_busy_ticks_total",
+                "pappus_http_connections_active",
+                "pappus_heap_bytes_used",
+                "pappus_frames_free",
+                "pappus_engine_runs_total",
+                "pappus_native_runs_total",
+            ];
+            let saved = pappus_tests::target_dir().join("soak/metrics-at-failure.txt");
+            let _ = std::fs::write(&saved, &r.body);
+            out += &format!("/metrics: {} ({} bytes, kept in {})\n", r.status, r.body.len(), saved.display());
+            for line in r.text().lines().filter(|l| wanted.iter().any(|w| l.starts_with(w))) {
+                out += line;
+                out.push('\n');
+            }
+        }
+        Err(e) => out += &format!("/metrics: no answer ({e})\n"),
+    }
+    out
 }
 
 /// The figures a soak compares, from `/metrics`.

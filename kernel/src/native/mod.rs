@@ -435,8 +435,15 @@ fn run_sandbox(
     if let Some(pkru) = pkru {
         usermode::write_pkru(pkru);
     }
-    usermode::arm_tick(time::ticks() + slice_ticks());
-    let exit = usermode::enter_user(&mut regs, &mut session);
+    // Armed with interrupts off until the entry's `iretq`: a tick that came due before the
+    // sandbox entered would otherwise be taken in kernel mode, where nothing re-arms it, and
+    // the sandbox would then run with no timer at all (found by `cargo xtask soak`: an MPK
+    // infinite loop past its 20 ms budget held the compute core for good, about one run in a
+    // hundred on `-smp 2`). Pending, it is taken at once in ring 3 and checked there.
+    let exit = x86_64::instructions::interrupts::without_interrupts(|| {
+        usermode::arm_tick(time::ticks() + slice_ticks());
+        usermode::enter_user(&mut regs, &mut session)
+    });
     usermode::disarm_tick();
     if pkru.is_some() {
         usermode::write_pkru(usermode::PKRU_DENY_ALL);
