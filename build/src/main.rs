@@ -54,7 +54,7 @@ commands:
           an EFI system partition; --config: the boot configuration (else a `dev` tenant)
   bench   [boot] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
-  soak    [--invocations N] [--workers N] [--reuse-images] [--no-build]
+  soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
           names, traps, timeouts, register/delete cycles) over keep-alive connections; every
           answer checked; heap, frames, sockets, MPK keys compared with the baseline at the end
