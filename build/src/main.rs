@@ -8,6 +8,7 @@ mod args;
 mod bench;
 mod fnctl;
 mod fnmeta;
+mod fuzz;
 mod http;
 mod image;
 mod multiboot;
@@ -15,6 +16,7 @@ mod preload;
 mod prereq;
 mod run;
 mod sets;
+mod soak;
 mod util;
 
 use std::process::ExitCode;
@@ -52,6 +54,14 @@ commands:
           an EFI system partition; --config: the boot configuration (else a `dev` tenant)
   bench   [boot] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
+  soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
+          a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
+          names, traps, timeouts, register/delete cycles) over keep-alive connections; every
+          answer checked; heap, frames, sockets, MPK keys compared with the baseline at the end
+  fuzz    [--seconds N] [--target NAME]
+          every cargo-fuzz target (HTTP requests and responses, DSL, JSON and binary sets,
+          boot configuration, function query, ELF) for N seconds each (default 30); needs
+          `cargo install cargo-fuzz`, runs on the stable toolchain (no sanitizer)
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
@@ -73,6 +83,8 @@ fn main() -> ExitCode {
         "test" => (&TEST_SPEC, test),
         "image" => (&image::SPEC, image::main),
         "bench" => (&bench::SPEC, bench::main),
+        "soak" => (&soak::SPEC, soak::main),
+        "fuzz" => (&fuzz::SPEC, fuzz::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
             Ok(spec) => (spec, fnctl::main),
@@ -168,6 +180,9 @@ struct Suite {
     seconds: f64,
 }
 
+/// Invocations of the soak inside `cargo xtask test`.
+const SHORT_SOAK: u64 = 2_000;
+
 fn suite(name: &str, f: impl FnOnce() -> Result) -> Suite {
     say(format!("=== {name}"));
     let started = Instant::now();
@@ -178,6 +193,7 @@ fn suite(name: &str, f: impl FnOnce() -> Result) -> Suite {
 /// `cargo xtask test`: lint (unless `--no-lint`: fmt and clippy are cheap next to the QEMU
 /// runs, and CI is where they must hold), host unit tests, kernel builds, QEMU integration tests.
 /// Every suite runs even when an earlier one failed, except that the QEMU tests need kernels.
+/// A short soak (x86_64) ends it, timed like the other suites.
 fn test(args: &Args) -> Result {
     let arches = util::arches(args.value("arch"))?;
     prereq::rust()?;
@@ -221,6 +237,11 @@ fn test(args: &Args) -> Result {
             }
             util::run(command)
         }));
+        if let Some((_, kernel)) = kernels.iter().find(|(arch, _)| *arch == Arch::X86_64) {
+            // A short soak: every answer checked, and memory, sockets and keys back at their
+            // baseline afterwards (`cargo xtask soak` runs longer ones).
+            suites.push(suite(&format!("soak ({SHORT_SOAK} invocations)"), || soak::run(kernel, SHORT_SOAK, 4, false)));
+        }
     } else {
         suites.push(Suite {
             name: "qemu integration tests".into(),

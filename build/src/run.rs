@@ -30,7 +30,7 @@ pub fn main(args: &Args) -> Result {
     if profile.arch != arch {
         return Err(Failure(format!("profile {profile_name} is for {}, not {arch}", profile.arch)));
     }
-    let (config, token) = boot_config(args.value("token-file"))?;
+    let BootFiles { config, token, operator } = boot_config(args.value("token-file"))?;
     // `cargo xtask fn` finds this token by itself (target/pappus-dev.conf).
     let token_is_dev = args.value("token-file").is_none();
 
@@ -90,10 +90,11 @@ pub fn main(args: &Args) -> Result {
                 _ => Vec::new(),
             };
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{}", ready_line(&ready, &token, url))?;
+            writeln!(stdout, "{}", ready_line(&ready, &token, &operator, url))?;
             stdout.flush()?;
             if url.is_some() {
                 say(format!("try: curl -s {base}/healthz"));
+                say(format!("     curl -s -H 'Authorization: Bearer {operator}' {base}/metrics"));
                 for line in preload::examples(&deployed, &base, &token, token_is_dev) {
                     say(format!("     {line}"));
                 }
@@ -124,8 +125,9 @@ pub fn main(args: &Args) -> Result {
 }
 
 /// The one line on stdout that scripts wait for (prefix `pappus ready: `): the front door's URL
-/// when the kernel serves HTTP on a forwarded port, then the token, then memory figures.
-pub fn ready_line(ready: &Ready, token: &str, port: Option<u16>) -> String {
+/// when the kernel serves HTTP on a forwarded port, then the tenant's token, the operator's
+/// token (for `/metrics`), then memory figures.
+pub fn ready_line(ready: &Ready, token: &str, operator: &str, port: Option<u16>) -> String {
     // A kernel that reports its CPUs (`cpus=N`) gets them named first.
     let cpus = match ready.fields.get("cpus") {
         Some(n) if n == "1" => "1 CPU, ".to_string(),
@@ -140,30 +142,70 @@ pub fn ready_line(ready: &Ready, token: &str, port: Option<u16>) -> String {
         human_bytes(ready.heap_total),
     );
     match port {
-        Some(port) => format!("pappus ready: http://127.0.0.1:{port} token={token} ({memory})"),
-        None => format!("pappus ready: kernel up (no network) token={token} ({memory})"),
+        Some(port) => format!("pappus ready: http://127.0.0.1:{port} token={token} operator={operator} ({memory})"),
+        None => format!("pappus ready: kernel up (no network) token={token} operator={operator} ({memory})"),
     }
 }
 
-/// The boot configuration to pass and the token to print: the `--token-file` (a boot
+/// The boot configuration `run` passes, the tenant token it prints and the operator token.
+struct BootFiles {
+    config: PathBuf,
+    token: String,
+    operator: String,
+}
+
+/// The boot configuration to pass and the tokens to print: the `--token-file` (a boot
 /// configuration: `tenant <name> <token>` lines, docs/configuration.md), checked here so a bad
-/// file fails before QEMU starts; or, without one, a fresh file with one `dev` tenant.
-fn boot_config(token_file: Option<&str>) -> Result<(PathBuf, String)> {
+/// file fails before QEMU starts; or, without one, a fresh file with one `dev` tenant. Either
+/// way the node gets an operator token (`operator <token>`, which opens `/metrics`): the file's
+/// own, or a fresh one, added to a copy of the file (`target/pappus-run.conf`) or written into
+/// `target/pappus-dev.conf`.
+fn boot_config(token_file: Option<&str>) -> Result<BootFiles> {
+    std::fs::create_dir_all(pappus_tests::target_dir())?;
     if let Some(file) = token_file {
         let path = PathBuf::from(file);
         let text = std::fs::read(&path).map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
-        let table = model::TokenTable::parse(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
+        let config = model::BootConfig::parse(&text).map_err(|e| format!("token file {}: {e}", path.display()))?;
         let token = first_token(&text)
-            .filter(|_| !table.is_empty())
+            .filter(|_| !config.tenants.is_empty())
             .ok_or_else(|| Failure(format!("token file {} names no tenant", path.display())))?;
-        return Ok((path, token));
+        if let Some(operator) = operator_token(&text) {
+            return Ok(BootFiles { config: path, token, operator });
+        }
+        let operator = fresh_token("pappus-ops-")?;
+        let copy = pappus_tests::target_dir().join("pappus-run.conf");
+        let mut with_operator = text;
+        with_operator.extend_from_slice(
+            format!("\n# Added by `cargo xtask run`: the operator token (/metrics).\noperator {operator}\n").as_bytes(),
+        );
+        std::fs::write(&copy, with_operator)?;
+        say(format!(
+            "token file {} has no operator line: booting {} with operator token {operator}",
+            path.display(),
+            copy.display()
+        ));
+        return Ok(BootFiles { config: copy, token, operator });
     }
-    let token = dev_token()?;
+    let token = fresh_token("pappus-dev-")?;
+    let operator = fresh_token("pappus-ops-")?;
     let path = pappus_tests::target_dir().join("pappus-dev.conf");
-    std::fs::create_dir_all(pappus_tests::target_dir())?;
-    std::fs::write(&path, format!("# Made by `cargo xtask run` (no --token-file).\ntenant dev {token}\n"))?;
-    say(format!("no --token-file: made a dev tenant `dev` with token {token} ({})", path.display()));
-    Ok((path, token))
+    std::fs::write(
+        &path,
+        format!("# Made by `cargo xtask run` (no --token-file).\ntenant dev {token}\noperator {operator}\n"),
+    )?;
+    say(format!(
+        "no --token-file: made a dev tenant `dev` with token {token} and operator token {operator} ({})",
+        path.display()
+    ));
+    Ok(BootFiles { config: path, token, operator })
+}
+
+/// The operator token of a configuration the kernel's parser accepted.
+pub(crate) fn operator_token(text: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(text).lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("operator")).then(|| words.next().map(str::to_string)).flatten()
+    })
 }
 
 /// The first tenant's token in a configuration the kernel's parser accepted.
@@ -174,14 +216,14 @@ pub(crate) fn first_token(text: &[u8]) -> Option<String> {
     })
 }
 
-/// A fresh development token: `pappus-dev-` and 32 hex digits from /dev/urandom.
-fn dev_token() -> Result<String> {
+/// A fresh token: `prefix` and 32 hex digits from /dev/urandom.
+fn fresh_token(prefix: &str) -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-    Ok(format!("pappus-dev-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(format!("{prefix}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 #[cfg(test)]
@@ -196,12 +238,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ready_line(&ready, "t0k", None),
-            "pappus ready: kernel up (no network) token=t0k (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
+            ready_line(&ready, "t0k", "0p5", None),
+            "pappus ready: kernel up (no network) token=t0k operator=0p5 (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
         );
         assert_eq!(
-            ready_line(&ready, "t0k", Some(8080)),
-            "pappus ready: http://127.0.0.1:8080 token=t0k (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
+            ready_line(&ready, "t0k", "0p5", Some(8080)),
+            "pappus ready: http://127.0.0.1:8080 token=t0k operator=0p5 (memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
         );
         let four = Ready::parse(
             "PAPPUS READY boot_ticks=1 tick_hz=1 mem_total=266973184 mem_free=233570304 \
@@ -209,16 +251,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            ready_line(&four, "t0k", Some(8080)),
-            "pappus ready: http://127.0.0.1:8080 token=t0k (4 CPUs, memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
+            ready_line(&four, "t0k", "0p5", Some(8080)),
+            "pappus ready: http://127.0.0.1:8080 token=t0k operator=0p5 (4 CPUs, memory 222.8MiB/254.6MiB free, heap 0B/31.8MiB)"
         );
     }
 
     #[test]
     fn tokens() {
-        let a = dev_token().unwrap();
+        let a = fresh_token("pappus-dev-").unwrap();
         assert!(a.starts_with("pappus-dev-") && a.len() == 11 + 32, "{a}");
-        assert_ne!(a, dev_token().unwrap());
+        assert_ne!(a, fresh_token("pappus-dev-").unwrap());
         let dir = pappus_tests::target_dir().join("xtask-unit");
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("tenants.conf");
@@ -227,8 +269,19 @@ mod tests {
             "# two tenants\ntenant alice alice-token-0123456789\ntenant bob bob-token-0123456789ab\n",
         )
         .unwrap();
-        let (path, token) = boot_config(Some(file.to_str().unwrap())).unwrap();
-        assert_eq!((path, token.as_str()), (file.clone(), "alice-token-0123456789"));
+        let files = boot_config(Some(file.to_str().unwrap())).unwrap();
+        // No operator line: a copy with a fresh operator token is booted instead.
+        assert_eq!(files.token, "alice-token-0123456789");
+        assert!(files.operator.starts_with("pappus-ops-"), "{}", files.operator);
+        assert_ne!(files.config, file);
+        let copy = std::fs::read(&files.config).unwrap();
+        let parsed = model::BootConfig::parse(&copy).unwrap();
+        assert_eq!(parsed.tenants.len(), 2);
+        assert_eq!(parsed.operator.authenticate(Some(format!("Bearer {}", files.operator).as_bytes())), Ok(()));
+        // With one, the file itself is booted and its operator token printed.
+        std::fs::write(&file, "tenant alice alice-token-0123456789\noperator ops-token-0123456789abc\n").unwrap();
+        let files = boot_config(Some(file.to_str().unwrap())).unwrap();
+        assert_eq!((files.config, files.operator.as_str()), (file.clone(), "ops-token-0123456789abc"));
         std::fs::write(&file, "\n# nobody\n").unwrap();
         assert!(boot_config(Some(file.to_str().unwrap())).is_err(), "a file without tenants");
         std::fs::write(&file, "s3cret\n").unwrap();

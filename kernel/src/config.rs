@@ -30,6 +30,9 @@ pub fn read(info: &BootInfo) -> BootConfig {
                 config.hosts.len(),
                 config.hosts.dns_server().map_or_else(|| "off".into(), |s| alloc::format!("{s}"))
             );
+            if !config.operator.is_set() {
+                log::warn!("config: no operator token, so /metrics answers 401");
+            }
             config
         }
         Err(e) => {

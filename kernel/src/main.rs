@@ -85,7 +85,8 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         dispatcher.share_among(config.tenants.len());
         let limits = config::control_limits(&config.node, config.tenants.len());
         let control = control::ControlPlane::new(config.tenants, limits);
-        let door = frontdoor::FrontDoor::new(&mut net, control, host::Host::new(dispatcher, http));
+        let host = host::Host::new(dispatcher, http);
+        let door = frontdoor::FrontDoor::new(&mut net, control, host, config.operator);
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
         serve::forever(net, door, dispatcher);

@@ -20,6 +20,15 @@ pub struct Node {
     pub port: u16,
 }
 
+/// The operator token every test node's boot configuration carries (`operator <token>`):
+/// `/metrics` answers only to it.
+pub const OPERATOR_TOKEN: &str = "test-operator-0123456789abcdef";
+
+/// The `Authorization` header that opens `/metrics` on a test node.
+pub fn operator_header() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {OPERATOR_TOKEN}"))
+}
+
 /// One tenant of a test node's boot configuration.
 pub struct Tenant<'a> {
     pub name: &'a str,
@@ -44,22 +53,23 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
 
 /// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
 pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, &tenant_lines(tenants), smp, None)
+    boot_node(test, arch, &tenant_lines(tenants), smp, None, None)
 }
 
-/// As [`boot_with`], with the whole boot configuration's text (none when empty).
+/// As [`boot_with`], with the whole boot configuration's text; the operator line
+/// ([`OPERATOR_TOKEN`]) is added unless the text has one.
 pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, config, smp, None)
+    boot_node(test, arch, config, smp, None, None)
 }
 
 /// As [`boot`], with QEMU CPU model `cpu` (`max` has PKU under TCG, `qemu64` has not).
 pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu))
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu), None)
 }
 
 /// As [`boot_cpu`], with `smp` CPUs (MTTCG).
 pub fn boot_cpu_smp(test: &str, cpu: &str, tenants: &[Tenant<'_>], smp: u32) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu))
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu), None)
 }
 
 /// The boot configuration's `tenant` lines.
@@ -67,7 +77,19 @@ fn tenant_lines(tenants: &[Tenant<'_>]) -> String {
     tenants.iter().map(|t| format!("tenant {} {}\n", t.name, t.token)).collect()
 }
 
-fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option<&str>) -> Option<Node> {
+/// As [`boot`], with words added to the kernel command line (e.g. `netfault=drop:3`).
+pub fn boot_cmdline(test: &str, tenants: &[Tenant<'_>], cmdline: &str) -> Option<Node> {
+    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, None, Some(cmdline))
+}
+
+fn boot_node(
+    test: &str,
+    arch: Arch,
+    config: &str,
+    smp: Option<u32>,
+    cpu: Option<&str>,
+    cmdline: Option<&str>,
+) -> Option<Node> {
     if !qemu_tests_enabled(test) {
         return None;
     }
@@ -85,13 +107,16 @@ fn boot_node(test: &str, arch: Arch, config: &str, smp: Option<u32>, cpu: Option
     if let Some(cpu) = cpu {
         boot = boot.cpu(cpu);
     }
-    if !config.is_empty() {
-        let dir = target_dir().join("tmp");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path: PathBuf = dir.join(format!("{test}.conf"));
-        std::fs::write(&path, config).unwrap();
-        boot = boot.config(path);
+    if let Some(words) = cmdline {
+        boot = boot.cmdline(words);
     }
+    let has_operator = config.lines().any(|l| l.split_whitespace().next() == Some("operator"));
+    let config = if has_operator { config.to_string() } else { format!("{config}\noperator {OPERATOR_TOKEN}\n") };
+    let dir = target_dir().join("tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join(format!("{test}.conf"));
+    std::fs::write(&path, config).unwrap();
+    boot = boot.config(path);
     let mut qemu = boot.spawn().unwrap_or_else(|e| panic!("{e}"));
     let line = qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
     let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
@@ -197,8 +222,16 @@ impl Node {
         out
     }
 
+    /// `/metrics`, with the operator's token.
+    pub fn metrics(&self) -> Response {
+        let (name, value) = operator_header();
+        let r = self.request("GET", "/metrics", &[(name, &value)], b"");
+        assert_eq!(r.status, 200, "/metrics with the operator token: {}", r.text());
+        r
+    }
+
     pub fn metric(&self, name: &str) -> u64 {
-        let text = self.call("GET", "/metrics", b"").text();
+        let text = self.metrics().text();
         text.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
@@ -213,7 +246,7 @@ impl Node {
             }
             thread::sleep(Duration::from_millis(50));
         }
-        panic!("connections never drained:\n{}", self.call("GET", "/metrics", b"").text());
+        panic!("connections never drained:\n{}", self.metrics().text());
     }
 
     /// The kernel still serves, and memory is back where it was.

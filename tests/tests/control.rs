@@ -280,6 +280,34 @@ composition loop (A) => (B) {
     let r = alice.put_function("identity", "engine=wasm&inputs=a&outputs=b", b"\0asm");
     assert_eq!(r.status, 409, "{}", r.text());
 
+    // Two Authorization headers (the tenant's own token twice, or another after it) are
+    // ambiguous: 400 with a JSON error, whichever route, nothing run; so are two Content-Types.
+    let other = "Bearer not-a-tenant-0123456789abcdef";
+    for (path, second) in [("/v1/invoke/fan", other), ("/v1/invoke/fan", alice.auth.as_str()), ("/v1/functions", other)]
+    {
+        let r = node.request(
+            "POST",
+            path,
+            &[("Authorization", alice.auth.as_str()), ("Authorization", second), ("Content-Type", "application/json")],
+            br#"{"sets":{"A":[{"name":"x","data":""}]}}"#,
+        );
+        assert_eq!((r.status, error_code(&r).as_str()), (400, "bad_request"), "{path}: {}", r.text());
+        let message = json_of(&r)["error"]["message"].as_str().unwrap().to_string();
+        assert_eq!(message, "more than one Authorization header", "{path}");
+        assert!(!r.text().contains("alice-token"), "the answer never echoes a token: {}", r.text());
+    }
+    let r = alice.send(
+        "POST",
+        "/v1/invoke/fan",
+        &[("Content-Type", "application/json"), ("Content-Type", "application/x-pappus-sets")],
+        br#"{"sets":{"A":[]}}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("more than one Content-Type header"), "{}", r.text());
+    // The same request with one of each is served.
+    let r = invoke(br#"{"sets":{"A":[{"name":"x","data":"eA=="}]}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+
     node.assert_healthy(baseline, "bad invoke bodies");
 }
 

@@ -223,7 +223,7 @@ fn composition_answers(test: &str, smp: u32) -> Option<(Vec<String>, CoreRuns)> 
         assert_eq!(r.status, 200, "{name} with -smp {smp}: {}", r.text());
         answers.push(r.text());
     }
-    let metrics = node.call("GET", "/metrics", b"").text();
+    let metrics = node.metrics().text();
     let runs = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("pappus_core_runs_total{cpu=\""))

@@ -290,7 +290,7 @@ fn sixty_four_paging_instances_complete_unmixed() {
 /// `syscall` MSRs and PKRU; under MPK, live sandboxes on different cores hold different keys.
 fn on_four_cpus(test: &str, cpu: &str, engine: &str) {
     let Some(node) = sixty_four_instances(test, cpu, engine, Some(4)) else { return };
-    let metrics = node.call("GET", "/metrics", b"").text();
+    let metrics = node.metrics().text();
     let busy = (1..4)
         .filter(|cpu| {
             let key = format!("pappus_core_runs_total{{cpu=\"{cpu}\",role=\"compute\"}} ");

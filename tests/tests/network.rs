@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 
 use pappus_tests::Arch;
-use pappus_tests::node::{Node, boot as boot_node, boot_with, pattern, read_response, status_of};
+use pappus_tests::node::{Node, Tenant, boot as boot_node, boot_cmdline, boot_with, pattern, read_response, status_of};
 
 fn boot(test: &str) -> Option<Node> {
     boot_node(test, &[])
@@ -25,8 +25,23 @@ fn endpoints_bodies_keepalive_pipelining() {
         assert!(text.contains(key), "healthz lacks {key}: {text}");
     }
 
+    // `/metrics` names tenants and functions: only the operator's token opens it.
+    for (headers, challenge) in [
+        (vec![], "Bearer realm=\"pappus-operator\""),
+        (
+            vec![("Authorization", "Bearer not-the-operator-0123456789")],
+            "Bearer realm=\"pappus-operator\", error=\"invalid_token\"",
+        ),
+        (vec![("Authorization", "Basic b3BzOm9wcw==")], "Bearer realm=\"pappus-operator\""),
+    ] {
+        let r = node.request("GET", "/metrics", &headers, b"");
+        assert_eq!(r.status, 401, "/metrics with {headers:?}: {}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some(challenge), "{headers:?}");
+        assert!(r.text().contains("\"code\":\"unauthorized\""), "{}", r.text());
+        assert!(!r.text().contains("pappus_"), "a refusal shows no metric: {}", r.text());
+    }
     // Prometheus text: HELP/TYPE comments and `name{labels} value` samples, nothing else.
-    let metrics = node.call("GET", "/metrics", b"");
+    let metrics = node.metrics();
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
     let text = metrics.text();
@@ -39,9 +54,14 @@ fn endpoints_bodies_keepalive_pipelining() {
         let bare = name.split('{').next().unwrap();
         assert!(bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name in {line:?}");
     }
-    for name in
-        ["pappus_http_responses_total", "pappus_nic_rx_packets_total", "pappus_frames_free", "pappus_heap_bytes_used"]
-    {
+    for name in [
+        "pappus_http_responses_total",
+        "pappus_nic_rx_packets_total",
+        "pappus_frames_free",
+        "pappus_heap_bytes_used",
+        "pappus_net_sockets",
+        "pappus_mpk_keys_live",
+    ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
 
@@ -127,6 +147,48 @@ fn endpoints_bodies_keepalive_pipelining() {
 
 /// With four CPUs (three parked, the I/O loop on the boot CPU) the node serves as with one:
 /// healthz, echo of small and large bodies, keep-alive, and memory back at its baseline.
+/// Under `netfault=` the NIC drops and corrupts frames (smoltcp's `FaultInjector`, both
+/// directions): TCP must recover every loss, the checksums must catch every flipped bit, and
+/// what comes back must be byte-exact: echoes and invocations of 1 MiB.
+#[test]
+fn faulty_link_still_delivers_byte_exact() {
+    const TENANT: Tenant = Tenant { name: "alice", token: "alice-token-0123456789abcdef" };
+    let test = "faulty_link_still_delivers_byte_exact";
+    let Some(node) = boot_cmdline(test, &[TENANT], "netfault=drop:1,corrupt:1,seed:12345") else { return };
+    let injecting = "injecting faults: 1% of frames dropped, 1% corrupted (one bit), seed 12345";
+    assert!(node.qemu.lines().iter().any(|l| l.contains(injecting)), "no fault injection:\n{}", node.qemu.tail(20));
+    let auth = format!("Bearer {}", TENANT.token);
+    let upper = pappus_tests::functions::wasm("template");
+    let r = node.request(
+        "PUT",
+        "/v1/functions/upper?engine=wasm&inputs=lines&outputs=upper&timeout_ms=30000",
+        &[("Authorization", &auth)],
+        &upper,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let raw = [("Authorization", auth.as_str()), ("Accept", "application/octet-stream")];
+    // Once before the baseline: the first run prepares the module and grows wasmi's stacks.
+    let r = node.request("POST", "/v1/invoke/upper", &raw, b"warm");
+    assert_eq!((r.status, r.text().as_str()), (200, "WARM"));
+    let baseline = node.baseline();
+    for round in 0..2 {
+        let body = pattern(1 << 20).into_iter().map(|b| b ^ round).collect::<Vec<u8>>();
+        let r = node.call("POST", "/v1/echo", &body);
+        assert_eq!(r.status, 200, "echo round {round}");
+        assert!(r.body == body, "echo round {round}: {} bytes came back different", r.body.len());
+
+        let r = node.request("POST", "/v1/invoke/identity", &raw, &body);
+        assert_eq!(r.status, 200, "identity round {round}: {}", r.text());
+        assert!(r.body == body, "identity round {round}: {} bytes came back different", r.body.len());
+
+        let text: Vec<u8> = (0..1 << 20).map(|i: usize| b"abcdefghij klmnop"[(i + usize::from(round)) % 17]).collect();
+        let r = node.request("POST", "/v1/invoke/upper", &raw, &text);
+        assert_eq!(r.status, 200, "upper round {round}: {}", r.text());
+        assert!(r.body == text.to_ascii_uppercase(), "upper round {round}: the answer differs");
+    }
+    node.assert_healthy(baseline, "1 MiB transfers over a faulty link");
+}
+
 #[test]
 fn serves_with_four_cpus() {
     let Some(node) = boot_with("serves_with_four_cpus", Arch::X86_64, &[], Some(4)) else { return };

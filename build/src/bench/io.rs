@@ -21,6 +21,8 @@ use pappus_tests::{Boot, Marker, Qemu};
 use crate::util::{Failure, Result, say};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
+/// Opens `/metrics` (`operator <token>` in the boot configuration).
+const OPERATOR: &str = "bench-operator-0123456789abcdef";
 const ECHO_64: usize = 64;
 
 /// A booted node and one keep-alive connection to it.
@@ -64,7 +66,7 @@ impl Node {
         let dir = pappus_tests::target_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("bench.conf");
-        std::fs::write(&config, format!("tenant bench {TOKEN}\n"))?;
+        std::fs::write(&config, format!("tenant bench {TOKEN}\noperator {OPERATOR}\n"))?;
         let mut qemu = Boot::profile(DEFAULT_X86_64)
             .kernel(kernel)
             .icount(icount)
@@ -85,7 +87,7 @@ impl Node {
 
     /// Function instances each compute core ran: `(cpu, runs)` from `/metrics`.
     pub fn core_runs(&mut self) -> Result<Vec<(u32, u64)>> {
-        let r = self.request("GET", "/metrics", &[], b"")?;
+        let r = self.request("GET", "/metrics", &[("Authorization", &format!("Bearer {OPERATOR}"))], b"")?;
         Ok(r.text()
             .lines()
             .filter_map(|l| l.strip_prefix("pappus_core_runs_total{cpu=\""))
@@ -128,7 +130,7 @@ impl Client {
     }
 
     fn metric(&mut self, name: &str) -> Result<u64> {
-        let r = self.request("GET", "/metrics", &[], b"")?;
+        let r = self.request("GET", "/metrics", &[("Authorization", &format!("Bearer {OPERATOR}"))], b"")?;
         r.text()
             .lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))

@@ -82,6 +82,7 @@ mod limits;
 mod plane;
 pub mod stats;
 
+pub use auth::authorize_operator;
 pub use builtin::{Builtin, MAX_SLEEP_MS};
 pub use host::{Comm, FunctionHost, HostError, Prepared, Started, StoredFunction, Ticket};
 pub use limits::ControlLimits;

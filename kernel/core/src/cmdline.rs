@@ -28,7 +28,18 @@ impl LogLevel {
 }
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
-pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute"];
+pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute", "netfault"];
+
+/// Faults to inject on the NIC (`netfault=drop:PCT,corrupt:PCT[,seed:N]`): the chance, in
+/// percent, that a frame (either direction) is dropped, or has one bit flipped; for testing
+/// that TCP and everything above it recover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetFault {
+    pub drop_pct: u8,
+    pub corrupt_pct: u8,
+    /// The injector's random seed (default 1; never 0, which xorshift cannot leave).
+    pub seed: u32,
+}
 
 /// A parsed view over the command line; borrows the original text.
 #[derive(Clone, Copy, Debug)]
@@ -122,6 +133,39 @@ impl<'a> CommandLine<'a> {
         }
     }
 
+    /// `netfault=drop:PCT,corrupt:PCT[,seed:N]` (each part optional but at least one, any
+    /// order, each at most once; percentages 0..=100, seed 1..=u32::MAX): `None` when absent.
+    pub fn net_fault(&self) -> Result<Option<NetFault>, CmdlineError<'a>> {
+        let Some(value) = self.get("netfault") else { return Ok(None) };
+        let bad = CmdlineError::BadValue {
+            key: "netfault",
+            value,
+            expected: "drop:PCT,corrupt:PCT[,seed:N] with percentages 0..=100",
+        };
+        let mut fault = NetFault { drop_pct: 0, corrupt_pct: 0, seed: 1 };
+        let mut seen = [false; 3];
+        for part in value.split(',') {
+            let (name, number) = part.split_once(':').ok_or(bad)?;
+            let slot = match name {
+                "drop" => 0,
+                "corrupt" => 1,
+                "seed" => 2,
+                _ => return Err(bad),
+            };
+            if core::mem::replace(&mut seen[slot], true) {
+                return Err(bad);
+            }
+            match slot {
+                2 => fault.seed = number.parse().ok().filter(|&s| s != 0).ok_or(bad)?,
+                _ => {
+                    let pct = number.parse::<u8>().ok().filter(|&p| p <= 100).ok_or(bad)?;
+                    if slot == 0 { fault.drop_pct = pct } else { fault.corrupt_pct = pct }
+                }
+            }
+        }
+        Ok(Some(fault))
+    }
+
     /// Whether the kernel runs its self-tests and exits (`test`).
     pub fn test_mode(&self) -> bool {
         self.flag("test")
@@ -191,6 +235,31 @@ mod tests {
         for bad in ["compute", "compute=-1", "compute=many", "compute=5000"] {
             assert!(CommandLine::new(bad).compute_cores().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn net_fault() {
+        assert_eq!(CommandLine::new("log=info").net_fault(), Ok(None));
+        let f = |text: &'static str| CommandLine::new(text).net_fault();
+        assert_eq!(f("netfault=drop:5,corrupt:2"), Ok(Some(NetFault { drop_pct: 5, corrupt_pct: 2, seed: 1 })));
+        assert_eq!(f("netfault=corrupt:100"), Ok(Some(NetFault { drop_pct: 0, corrupt_pct: 100, seed: 1 })));
+        assert_eq!(f("netfault=seed:77,drop:0"), Ok(Some(NetFault { drop_pct: 0, corrupt_pct: 0, seed: 77 })));
+        for bad in [
+            "netfault",
+            "netfault=",
+            "netfault=drop",
+            "netfault=drop:101",
+            "netfault=drop:-1",
+            "netfault=drop:5,drop:6",
+            "netfault=loss:5",
+            "netfault=seed:0",
+            "netfault=drop:5,",
+            "netfault=drop:5;corrupt:1",
+        ] {
+            let e = f(bad).unwrap_err();
+            assert!(std::format!("{e}").contains("netfault="), "{bad}: {e}");
+        }
+        assert_eq!(CommandLine::new("netfault=drop:1").unknown(&[]).count(), 0);
     }
 
     #[test]

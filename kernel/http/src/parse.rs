@@ -82,6 +82,13 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, HttpError>
         0 | 1 => {}
         _ => return Err(HttpError::bad_request("more than one Host header")),
     }
+    // Fields whose meaning a second copy would make ambiguous (which credentials, which body
+    // format): refused, rather than letting the first or the last silently win.
+    for (name, shown) in SINGLE_FIELDS {
+        if headers.get_all(name).nth(1).is_some() {
+            return Err(HttpError::bad_request(format!("more than one {shown} header")));
+        }
+    }
 
     let framing = framing(method, version, &headers, limits)?;
     let close = headers.get_all("connection").any(|v| has_token(v, b"close"));
@@ -94,6 +101,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, HttpError>
     let request = Request { method: method.to_string(), path, query, version, headers, body: Vec::new() };
     Ok(Head { request, framing, keep_alive, expect_continue })
 }
+
+/// Header fields a request may carry at most once (besides `Host`, checked above, and
+/// `Content-Length`, whose copies must agree), lower-case with the name an error shows.
+const SINGLE_FIELDS: [(&str, &str); 2] = [("authorization", "Authorization"), ("content-type", "Content-Type")];
 
 /// Splits a request target into path and query. Accepts origin-form (`/p?q`), absolute-form
 /// (`http://host/p?q`, reduced to its path) and `*`.
@@ -256,6 +267,26 @@ mod tests {
         let h = parse("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
         assert_eq!(h.request.path, "*");
         assert_eq!(status("CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn ambiguous_duplicates_are_refused() {
+        let two_auth = "GET /v1/functions HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer aaaaaaaaaaaaaaaa\r\n\
+                        authorization: Bearer bbbbbbbbbbbbbbbb\r\n\r\n";
+        let e = parse(two_auth).unwrap_err();
+        assert_eq!((e.status, e.message.as_str()), (400, "more than one Authorization header"));
+        // Even two identical copies: the client's intent is unclear.
+        let same = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nAuthorization: Bearer x\r\n\r\n";
+        assert_eq!(status(same), 400);
+        let e = parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a\r\nCONTENT-TYPE: b\r\nContent-Length: 0\r\n\r\n")
+            .unwrap_err();
+        assert_eq!((e.status, e.message.as_str()), (400, "more than one Content-Type header"));
+        let body = String::from_utf8(e.to_response().body).unwrap();
+        assert!(body.contains("more than one Content-Type header"), "{body}");
+        // One of each is fine, and so are repeated list fields.
+        let h =
+            parse("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nAccept: a\r\nAccept: b\r\n\r\n").unwrap();
+        assert_eq!(h.request.headers.get_all("accept").count(), 2);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! tenant  alice pappus-3f9c2a7d1e6b4c8f0a5d9e2b7c4f1a6d
+//! operator ops-7e1f0c9a2b4d6e8f1a3c5b7d9e0f2a4c   # opens /metrics
 //! host    docs.internal 10.0.2.2     # names the http function may fetch from
 //! dns     10.0.2.3                   # and where it asks for other names
 //! ip      10.0.0.7/24                # a static address instead of DHCP
@@ -19,12 +20,14 @@
 use crate::hosts::HostTable;
 use crate::name::shorten;
 use crate::settings::NodeSettings;
-use crate::tenant::{ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, TokenTable};
+use crate::tenant::{ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, OperatorToken, TokenTable};
 
 /// Everything the boot configuration declares.
 #[derive(Debug, Default)]
 pub struct BootConfig {
     pub tenants: TokenTable,
+    /// The operator's token (`operator <token>`), for `/metrics`.
+    pub operator: OperatorToken,
     pub hosts: HostTable,
     pub node: NodeSettings,
 }
@@ -49,7 +52,8 @@ impl BootConfig {
         let mut fields = line.split_ascii_whitespace();
         match fields.next() {
             None => Ok(()),
-            Some("tenant") => self.tenants.parse_tenant(fields, number),
+            Some("tenant") => self.tenants.parse_tenant(fields, number, |digest| self.operator.line_if(digest)),
+            Some("operator") => self.operator.parse_operator(fields, number, &self.tenants),
             Some("host") => self.hosts.parse_host(fields, number).map_err(ConfigErrorKind::Host),
             Some("dns") => self.hosts.parse_dns(fields, number).map_err(ConfigErrorKind::Host),
             Some(setting @ ("ip" | "gateway" | "compute" | "limit")) => {

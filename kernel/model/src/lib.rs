@@ -39,6 +39,6 @@ pub use name::{
 pub use registry::{Registry, RegistryError};
 pub use settings::{Limit, NodeSettings, SettingError};
 pub use tenant::{
-    AuthError, ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, MAX_TENANTS, MAX_TOKEN_LEN, MIN_TOKEN_LEN, TenantId,
-    TokenTable, bearer_token,
+    AuthError, ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, MAX_TENANTS, MAX_TOKEN_LEN, MIN_TOKEN_LEN,
+    OperatorToken, TenantId, TokenTable, bearer_token,
 };

@@ -92,6 +92,10 @@ pub enum ConfigErrorKind {
         first_line: usize,
     },
     TooManyTenants,
+    /// A second `operator` line (the first was on `first_line`).
+    DuplicateOperator {
+        first_line: usize,
+    },
     /// A `host` or `dns` line's problem (crate::hosts, `HostTable`).
     Host(HostLineError),
     /// An `ip`, `gateway`, `compute` or `limit` line's problem (crate::settings).
@@ -116,10 +120,15 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::TooLarge { len } => write!(f, "{len} bytes, at most {MAX_CONFIG_BYTES} are allowed"),
             ConfigErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
             ConfigErrorKind::UnknownDirective(word) => {
-                write!(f, "unknown directive {word:?} (expected tenant, host, dns, ip, gateway, compute or limit)")
+                write!(
+                    f,
+                    "unknown directive {word:?} (expected tenant, operator, host, dns, ip, gateway, compute or limit)"
+                )
             }
             ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),
-            ConfigErrorKind::MissingToken => f.write_str("missing token (expected `tenant <name> <token>`)"),
+            ConfigErrorKind::MissingToken => {
+                f.write_str("missing token (expected `tenant <name> <token>` or `operator <token>`)")
+            }
             ConfigErrorKind::ExtraField => f.write_str("unexpected text after the token"),
             ConfigErrorKind::BadName(e) => write!(f, "bad tenant name: {e}"),
             ConfigErrorKind::BadToken(why) => write!(f, "bad token: {why}"),
@@ -130,6 +139,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "the same token is already given to the tenant on line {first_line}")
             }
             ConfigErrorKind::TooManyTenants => write!(f, "more than {MAX_TENANTS} tenants"),
+            ConfigErrorKind::DuplicateOperator { first_line } => {
+                write!(f, "the operator token is already given on line {first_line}")
+            }
             ConfigErrorKind::Host(e) => write!(f, "{e}"),
             ConfigErrorKind::Setting(e) => write!(f, "{e}"),
         }
@@ -193,6 +205,7 @@ impl TokenTable {
         &mut self,
         mut fields: impl Iterator<Item = &'a str>,
         number: usize,
+        operator_line: impl Fn(&[u8; 32]) -> Option<usize>,
     ) -> Result<(), ConfigErrorKind> {
         let name = fields.next().ok_or(ConfigErrorKind::MissingName)?;
         let token = fields.next().ok_or(ConfigErrorKind::MissingToken)?;
@@ -202,6 +215,9 @@ impl TokenTable {
         name::validate_function_name(name).map_err(ConfigErrorKind::BadName)?;
         check_token(token.as_bytes())?;
         let token_digest: [u8; 32] = Sha256::digest(token).into();
+        if let Some(first_line) = operator_line(&token_digest) {
+            return Err(ConfigErrorKind::DuplicateToken { first_line });
+        }
         for seen in &self.tenants {
             if seen.name == name {
                 return Err(ConfigErrorKind::DuplicateName { first_line: seen.line });
@@ -219,6 +235,11 @@ impl TokenTable {
 
     pub fn len(&self) -> usize {
         self.tenants.len()
+    }
+
+    /// The line of the tenant whose token has this digest, if any.
+    fn line_of_digest(&self, digest: &[u8; 32]) -> Option<usize> {
+        self.tenants.iter().find(|t| &t.token_digest == digest).map(|t| t.line)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -257,6 +278,77 @@ impl TokenTable {
     pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<TenantId, AuthError> {
         let token = bearer_token(authorization.ok_or(AuthError::Missing)?)?;
         self.lookup(token).ok_or(AuthError::UnknownToken)
+    }
+}
+
+/// The operator's token (`operator <token>` in the boot configuration): it opens the node's own
+/// pages that name tenants and functions (`/metrics`). Only its SHA-256 is kept, compared in
+/// constant time like the tenants' tokens. Without an `operator` line no token opens them.
+#[derive(Default)]
+pub struct OperatorToken {
+    /// The digest and the line it came from.
+    digest: Option<([u8; 32], usize)>,
+}
+
+/// Never shows the digest.
+impl fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_set() { "OperatorToken(set)" } else { "OperatorToken(none)" })
+    }
+}
+
+impl OperatorToken {
+    /// An operator token from its text (the same rules as a tenant's token).
+    pub fn new(token: &str) -> Result<Self, ConfigErrorKind> {
+        check_token(token.as_bytes())?;
+        Ok(Self { digest: Some((Sha256::digest(token).into(), 0)) })
+    }
+
+    /// Whether the configuration named an operator token.
+    pub fn is_set(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// Reads an `operator` line (`fields` follow the directive) on line `number`; `tenants` are
+    /// the tenants declared so far, whose tokens it must not repeat.
+    pub(crate) fn parse_operator<'a>(
+        &mut self,
+        mut fields: impl Iterator<Item = &'a str>,
+        number: usize,
+        tenants: &TokenTable,
+    ) -> Result<(), ConfigErrorKind> {
+        let token = fields.next().ok_or(ConfigErrorKind::MissingToken)?;
+        if fields.next().is_some() {
+            return Err(ConfigErrorKind::ExtraField);
+        }
+        if let Some((_, first_line)) = self.digest {
+            return Err(ConfigErrorKind::DuplicateOperator { first_line });
+        }
+        check_token(token.as_bytes())?;
+        let digest: [u8; 32] = Sha256::digest(token).into();
+        if let Some(first_line) = tenants.line_of_digest(&digest) {
+            return Err(ConfigErrorKind::DuplicateToken { first_line });
+        }
+        self.digest = Some((digest, number));
+        Ok(())
+    }
+
+    /// The line of the `operator` entry, if its token has this digest (a tenant line that
+    /// comes later must not repeat it).
+    pub(crate) fn line_if(&self, digest: &[u8; 32]) -> Option<usize> {
+        self.digest.filter(|(d, _)| d == digest).map(|(_, line)| line)
+    }
+
+    /// Whether a request's `Authorization` header value (`None` when absent) carries the
+    /// operator's token. With no operator token configured, every request is refused
+    /// ([`AuthError::UnknownToken`] for a well-formed one).
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<(), AuthError> {
+        let token = bearer_token(authorization.ok_or(AuthError::Missing)?)?;
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        let (expected, _) = self.digest.unwrap_or(([0; 32], 0));
+        // Compared in full whether or not a token is set; an unset one matches nothing.
+        let matches: bool = (expected.ct_eq(&presented) & subtle::Choice::from(u8::from(self.is_set()))).into();
+        if matches { Ok(()) } else { Err(AuthError::UnknownToken) }
     }
 }
 

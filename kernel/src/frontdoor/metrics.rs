@@ -37,6 +37,17 @@ pub struct Gauges {
     /// Pooled sockets by TCP state, in the order of [`super::TCP_STATES`].
     pub socket_states: [u64; super::TCP_STATES.len()],
     pub control: control::Counters,
+    /// Sockets in the network stack's set: the front door's pool, the `http` function's client
+    /// sockets, DHCP and DNS.
+    pub sockets: usize,
+}
+
+/// MPK protection keys held by live sandboxes (0 where there is no MPK engine).
+fn mpk_keys_live() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::keys_live();
+    #[cfg(not(target_arch = "x86_64"))]
+    0
 }
 
 pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> String {
@@ -123,6 +134,13 @@ pub fn render(metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Str
             "MPK runs that found all 15 protection keys taken and waited for one.",
             "counter",
             crate::engines::mpk_key_waits(),
+        ),
+        ("pappus_mpk_keys_live", "MPK protection keys held by live sandboxes (of 15).", "gauge", mpk_keys_live()),
+        (
+            "pappus_net_sockets",
+            "Sockets in the network stack: front-door pool, http-function clients, DHCP, DNS.",
+            "gauge",
+            gauges.sockets as u64,
         ),
         (
             "pappus_io_work_ticks_total",

@@ -18,6 +18,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use control::{ControlPlane, InvocationId, Reply};
+use model::OperatorToken;
 use pappus_http::{Connection, Event, Limits, MemoryGate, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
@@ -55,6 +56,8 @@ pub struct FrontDoor {
     active: usize,
     control: ControlPlane,
     host: Host,
+    /// Opens `/metrics` (`operator <token>` in the boot configuration).
+    operator: OperatorToken,
 }
 
 fn millis() -> u64 {
@@ -71,10 +74,10 @@ fn recycle(socket: &mut tcp::Socket<'_>) {
 }
 
 impl FrontDoor {
-    pub fn new(net: &mut Net, control: ControlPlane, host: Host) -> Self {
+    pub fn new(net: &mut Net, control: ControlPlane, host: Host, operator: OperatorToken) -> Self {
         let handles = net.listeners(PORT, MAX_CONNECTIONS + SPARE_LISTENERS);
         let slots = handles.iter().map(|_| Slot::Listening).collect();
-        Self { handles, slots, metrics: Metrics::default(), active: 0, control, host }
+        Self { handles, slots, metrics: Metrics::default(), active: 0, control, host, operator }
     }
 
     /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
@@ -99,6 +102,7 @@ impl FrontDoor {
             uptime_ms: now,
             socket_states: self.socket_states(net),
             control: self.control.counters(),
+            sockets: net.sockets.iter().count(),
         };
         for i in 0..self.slots.len() {
             gauges.active_connections = self.active;
@@ -159,8 +163,13 @@ impl FrontDoor {
                 false
             }
             Slot::Serving { conn, pending } => {
-                let mut door =
-                    Door { metrics: &mut self.metrics, gauges, control: &mut self.control, host: &mut self.host };
+                let mut door = Door {
+                    metrics: &mut self.metrics,
+                    gauges,
+                    control: &mut self.control,
+                    host: &mut self.host,
+                    operator: &self.operator,
+                };
                 let (progress, finished) = serve(conn, pending, socket, &mut door, now);
                 if finished {
                     if let Some(id) = pending.take() {
@@ -181,6 +190,7 @@ struct Door<'a> {
     gauges: &'a Gauges,
     control: &'a mut ControlPlane,
     host: &'a mut Host,
+    operator: &'a OperatorToken,
 }
 
 impl Door<'_> {
@@ -189,7 +199,7 @@ impl Door<'_> {
         if ControlPlane::owns(&request.path) {
             self.control.handle(request, now, self.host)
         } else {
-            Reply::Now(routes::route(request, self.metrics, self.gauges, self.control))
+            Reply::Now(routes::route(request, self.metrics, self.gauges, self.control, self.operator))
         }
     }
 

@@ -3,6 +3,7 @@
 use alloc::format;
 
 use control::ControlPlane;
+use model::OperatorToken;
 use pappus_http::{Request, Response};
 
 use super::metrics::{self, Gauges, Metrics};
@@ -14,7 +15,15 @@ pub fn wants_body(request: &Request) -> bool {
     request.method == "POST" && request.path == "/v1/echo"
 }
 
-pub fn route(request: Request, metrics: &Metrics, gauges: &Gauges, control: &ControlPlane) -> Response {
+/// Answers a request for the kernel's own routes. `/metrics` names tenants and functions, so it
+/// needs the operator's token (401 otherwise); `/healthz` and `/v1/echo` are open.
+pub fn route(
+    request: Request,
+    metrics: &Metrics,
+    gauges: &Gauges,
+    control: &ControlPlane,
+    operator: &OperatorToken,
+) -> Response {
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/healthz") => Response::json(
             200,
@@ -26,9 +35,12 @@ pub fn route(request: Request, metrics: &Metrics, gauges: &Gauges, control: &Con
                 arch::cpu_count()
             ),
         ),
-        ("GET", "/metrics") => Response::new(200)
-            .header("content-type", "text/plain; version=0.0.4")
-            .body(metrics::render(metrics, gauges, control)),
+        ("GET", "/metrics") => match control::authorize_operator(operator, &request) {
+            Ok(()) => Response::new(200)
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(metrics::render(metrics, gauges, control)),
+            Err(refusal) => refusal,
+        },
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)

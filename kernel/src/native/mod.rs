@@ -179,6 +179,28 @@ pub fn count_key_wait() {
     KEY_WAITS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Protection keys held by live MPK sandboxes (all cores; parked ones included).
+static KEYS_LIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Protection keys in use now (0 when no MPK sandbox is live): the soak checks it comes back.
+pub fn keys_live() -> u64 {
+    KEYS_LIVE.load(Ordering::Relaxed)
+}
+
+impl MpkShared {
+    /// A free key, counted live until [`release_key`](Self::release_key).
+    fn acquire_key(&self) -> Option<u8> {
+        let key = self.keys.lock().try_acquire()?;
+        KEYS_LIVE.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
+
+    fn release_key(&self, key: u8) {
+        self.keys.lock().release(key);
+        KEYS_LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl MpkEngine {
     /// The engine, if the CPU has protection keys (CR4.PKE on).
     pub fn new() -> Option<Self> {
@@ -192,7 +214,7 @@ impl MpkEngine {
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
     /// key is held.
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
-        let Some(key) = self.shared.keys.lock().try_acquire() else { return Step::NoKey(invocation.inputs) };
+        let Some(key) = self.shared.acquire_key() else { return Step::NoKey(invocation.inputs) };
         self.start_with(key, image, invocation)
     }
 
@@ -218,7 +240,7 @@ impl Engine for MpkEngine {
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
         let mut waited = false;
         let key = loop {
-            if let Some(key) = self.shared.keys.lock().try_acquire() {
+            if let Some(key) = self.shared.acquire_key() {
                 break key;
             }
             if !waited {
@@ -263,7 +285,7 @@ impl Drop for Memory {
                 // The slot is emptied (frames freed, zeroed when next allocated) before its key
                 // is free.
                 shared.space.lock().clear_region(Layout::slot(*key).base(), SLOT_SIZE);
-                shared.keys.lock().release(*key);
+                shared.release_key(*key);
             }
         }
         add_ticks(DESTROY, start);

@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 
 use drivers::net::virtio::{NicStats, VirtioNet};
 use kcore::cmdline::CommandLine;
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::FaultInjector;
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -23,6 +24,16 @@ use hal::KernelHal;
 
 type Nic = VirtioNet<KernelHal, PciTransport, 256>;
 
+/// The NIC as smoltcp sees it: the device itself, or (`netfault=` on the command line) wrapped
+/// in smoltcp's `FaultInjector`, which drops frames and flips bits in both directions.
+// `Net` is boxed as a whole; the plain NIC stays inline so its path has no extra indirection.
+#[allow(clippy::large_enum_variant)]
+enum Device {
+    Plain(Nic),
+    /// The NIC's own counters are out of reach inside the injector: `/metrics` shows zeros.
+    Faulty(Box<FaultInjector<Nic>>),
+}
+
 /// Per-socket buffer sizes: a 64 KiB receive window keeps TCP streaming under emulation.
 const RX_BUFFER: usize = 64 * 1024;
 const TX_BUFFER: usize = 64 * 1024;
@@ -30,7 +41,7 @@ const TX_BUFFER: usize = 64 * 1024;
 const CLIENT_TX_BUFFER: usize = 16 * 1024;
 
 pub struct Net {
-    device: Nic,
+    device: Device,
     iface: Interface,
     pub sockets: SocketSet<'static>,
     dhcp: Option<SocketHandle>,
@@ -47,9 +58,28 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
     let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
         .map_err(|e| log::error!("virtio-net at {function}: {e}"))
         .ok()?;
-    let mut device = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
-    let mac = device.mac();
-    let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut device, now());
+    let mut nic = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
+    let mac = nic.mac();
+    let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut nic, now());
+    let device = match cmdline.net_fault() {
+        Ok(None) => Device::Plain(nic),
+        Ok(Some(fault)) => {
+            let mut injector = FaultInjector::new(nic, fault.seed);
+            injector.set_drop_chance(fault.drop_pct);
+            injector.set_corrupt_chance(fault.corrupt_pct);
+            log::warn!(
+                "injecting faults: {}% of frames dropped, {}% corrupted (one bit), seed {}",
+                fault.drop_pct,
+                fault.corrupt_pct,
+                fault.seed
+            );
+            Device::Faulty(Box::new(injector))
+        }
+        Err(e) => {
+            log::error!("{e}; no faults injected");
+            Device::Plain(nic)
+        }
+    };
     let mut sockets = SocketSet::new(vec![]);
 
     let (dhcp, address) = match static_address(cmdline).or_else(|| configured_address(settings)) {
@@ -101,7 +131,10 @@ impl Net {
     /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
     pub fn poll(&mut self) -> bool {
         let ts = now();
-        let changed = self.iface.poll(ts, &mut self.device, &mut self.sockets);
+        let changed = match &mut self.device {
+            Device::Plain(nic) => self.iface.poll(ts, nic, &mut self.sockets),
+            Device::Faulty(injector) => self.iface.poll(ts, injector.as_mut(), &mut self.sockets),
+        };
         if let Some(handle) = self.dhcp {
             match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
                 Some(dhcpv4::Event::Configured(config)) => {
@@ -126,7 +159,7 @@ impl Net {
                 None => {}
             }
         }
-        changed == smoltcp::iface::PollResult::SocketStateChanged
+        changed == PollResult::SocketStateChanged
     }
 
     /// How long the stack can sleep before it must be polled again.
@@ -139,7 +172,10 @@ impl Net {
     }
 
     pub fn nic_stats(&self) -> NicStats {
-        self.device.stats()
+        match &self.device {
+            Device::Plain(nic) => nic.stats(),
+            Device::Faulty(_) => NicStats::default(),
+        }
     }
 
     /// `count` TCP sockets listening on `port`.

@@ -4,7 +4,8 @@
 //!
 //! Input layout: byte 0 picks the limits (default or small), byte 1 whether the peer closes at
 //! the end; then records of `[len, dt, bytes…]`: `len` bytes received after `dt` × 100 ms.
-//! Run with `cargo +nightly fuzz run connection` from `kernel/http`.
+//! Run with `cargo xtask fuzz --target connection` (or `cargo fuzz run -s none connection` from
+//! `kernel/http/fuzz`; stable Rust suffices without a sanitizer).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

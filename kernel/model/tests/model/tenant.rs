@@ -1,4 +1,7 @@
-use model::{AuthError, ConfigError, ConfigErrorKind, MAX_TENANTS, NameError, TenantId, TokenTable, bearer_token};
+use model::{
+    AuthError, BootConfig, ConfigError, ConfigErrorKind, MAX_TENANTS, NameError, OperatorToken, TenantId, TokenTable,
+    bearer_token,
+};
 
 const ALICE: &str = "pappus-dev-0123456789abcdef0123456789abcdef";
 const BOB: &str = "Zm9vYmFyYmF6cXV4LXRva2VuLTI=";
@@ -84,7 +87,7 @@ fn errors_name_the_line_and_never_the_token() {
     }
     assert_eq!(
         config_error("tenant alice").to_string(),
-        "boot configuration, line 1: missing token (expected `tenant <name> <token>`)"
+        "boot configuration, line 1: missing token (expected `tenant <name> <token>` or `operator <token>`)"
     );
 }
 
@@ -186,7 +189,7 @@ fn host_lines_make_the_host_table() {
     let e = BootConfig::parse(b"hots a 10.0.2.2").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "boot configuration, line 1: unknown directive \"hots\" (expected tenant, host, dns, ip, gateway, compute or limit)"
+        "boot configuration, line 1: unknown directive \"hots\" (expected tenant, operator, host, dns, ip, gateway, compute or limit)"
     );
     let text: String = (0..=model::MAX_HOSTS).map(|i| format!("host h{i} 10.0.{}.{}\n", i / 256, i % 256)).collect();
     let e = BootConfig::parse(text.as_bytes()).unwrap_err();
@@ -201,4 +204,71 @@ fn a_dns_line_names_the_dns_server() {
     assert_eq!(config.hosts.dns_server(), Some(Ipv4Addr::new(10, 0, 2, 3)));
     assert_eq!(config.hosts.len(), 1, "dns is not a host");
     assert_eq!(format!("{:?}", config.hosts), "{\"a\": 10.0.2.2, \"(dns)\": 10.0.2.3}");
+}
+
+const OPS: &str = "ops-token-0123456789abcdef";
+
+#[test]
+fn operator_token_opens_only_with_itself() {
+    let config = BootConfig::parse(format!("{}operator {OPS}   # for /metrics\n", config()).as_bytes()).unwrap();
+    assert!(config.operator.is_set());
+    assert_eq!(format!("{:?}", config.operator), "OperatorToken(set)", "Debug never shows the digest");
+    let ops = config.operator;
+    assert_eq!(ops.authenticate(Some(format!("Bearer {OPS}").as_bytes())), Ok(()));
+    assert_eq!(ops.authenticate(Some(format!("bearer  {OPS} ").as_bytes())), Ok(()));
+    assert_eq!(ops.authenticate(None), Err(AuthError::Missing));
+    assert_eq!(ops.authenticate(Some(b"Basic x")), Err(AuthError::NotBearer));
+    assert_eq!(ops.authenticate(Some(b"Bearer")), Err(AuthError::Malformed));
+    // A tenant's token is not the operator's, nor is a prefix or extension of it.
+    for wrong in [ALICE, BOB, &OPS[..OPS.len() - 1], &format!("{OPS}0")] {
+        assert_eq!(
+            ops.authenticate(Some(format!("Bearer {wrong}").as_bytes())),
+            Err(AuthError::UnknownToken),
+            "{wrong}"
+        );
+    }
+    // The tenants are unchanged by the operator line.
+    assert_eq!(config.tenants.len(), 2);
+    assert_eq!(config.tenants.lookup(OPS.as_bytes()), None);
+}
+
+#[test]
+fn without_an_operator_line_nothing_opens() {
+    let config = BootConfig::parse(config().as_bytes()).unwrap();
+    assert!(!config.operator.is_set());
+    assert_eq!(format!("{:?}", config.operator), "OperatorToken(none)");
+    for token in [ALICE, BOB, OPS, "0000000000000000"] {
+        assert_eq!(
+            config.operator.authenticate(Some(format!("Bearer {token}").as_bytes())),
+            Err(AuthError::UnknownToken),
+            "{token}"
+        );
+    }
+    let made = OperatorToken::new(OPS).unwrap();
+    assert_eq!(made.authenticate(Some(format!("Bearer {OPS}").as_bytes())), Ok(()));
+    assert_eq!(OperatorToken::new("short").unwrap_err(), ConfigErrorKind::BadToken("shorter than 16 characters"));
+}
+
+#[test]
+fn operator_line_errors() {
+    let bad = |text: String| BootConfig::parse(text.as_bytes()).unwrap_err();
+    let cases: Vec<(String, usize, ConfigErrorKind)> = vec![
+        ("operator".into(), 1, ConfigErrorKind::MissingToken),
+        (format!("operator {OPS} extra"), 1, ConfigErrorKind::ExtraField),
+        ("operator short".into(), 1, ConfigErrorKind::BadToken("shorter than 16 characters")),
+        (format!("operator {OPS}\n\noperator {ALICE}"), 3, ConfigErrorKind::DuplicateOperator { first_line: 1 }),
+        // The operator's token is nobody else's, in either order.
+        (format!("tenant alice {ALICE}\noperator {ALICE}"), 2, ConfigErrorKind::DuplicateToken { first_line: 1 }),
+        (format!("operator {ALICE}\ntenant alice {ALICE}"), 2, ConfigErrorKind::DuplicateToken { first_line: 1 }),
+    ];
+    for (text, line, kind) in cases {
+        let e = bad(text.clone());
+        assert_eq!((e.line, &e.kind), (line, &kind), "{text}");
+        let message = e.to_string();
+        assert!(!message.contains(ALICE) && !message.contains(OPS), "{message}");
+    }
+    assert_eq!(
+        bad(format!("operator {OPS}\noperator {OPS}")).to_string(),
+        "boot configuration, line 2: the operator token is already given on line 1"
+    );
 }
