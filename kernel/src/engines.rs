@@ -44,6 +44,14 @@ pub fn mpk_key_waits() -> u64 {
     0
 }
 
+/// MPK protection keys held by live sandboxes (0 where there is no MPK engine).
+pub fn mpk_keys_live() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    return crate::native::keys_live();
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
 /// Native runs and the ticks of their phases: create, run, collect, destroy (zeros where there
 /// are no native engines).
 pub fn native_phase_stats() -> (u64, [u64; 4]) {

@@ -21,10 +21,12 @@ mod console;
 mod engines;
 mod frontdoor;
 mod host;
+mod metrics;
 mod mm;
 #[cfg(target_arch = "x86_64")]
 mod native;
 mod net;
+mod node;
 mod panic;
 mod selftest;
 mod serve;
@@ -86,10 +88,10 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let limits = config::control_limits(&config.node, config.tenants.len());
         let control = control::ControlPlane::new(config.tenants, limits);
         let host = host::Host::new(dispatcher, http);
-        let door = frontdoor::FrontDoor::new(&mut net, control, host, config.operator);
+        let door = frontdoor::FrontDoor::new(&mut net, config.operator);
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        serve::forever(net, door, dispatcher);
+        node::Node::new(net, door, control, host, dispatcher).serve_forever();
     }
 
     // No network, so no dispatcher: the other CPUs are started and parked.

@@ -1,6 +1,6 @@
-//! The I/O loop: poll the NIC and the front door while there is work, sleep on the timer when
-//! there is none. In single-core mode it also runs the function instances, one turn (about
-//! 10 ms) per pass, and serves the network between turns.
+//! The I/O loop: passes of the [`Node`] while there is work, sleep on the timer when there is
+//! none. In single-core mode a pass also runs one turn (about 10 ms) of a function instance, so
+//! the network is served between turns.
 //!
 //! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
 //! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
@@ -11,8 +11,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use smoltcp::wire::Ipv4Cidr;
 
 use crate::compute::Dispatcher;
-use crate::frontdoor::FrontDoor;
 use crate::net::Net;
+use crate::node::Node;
 use crate::{arch, time};
 
 const SPIN_MICROS: u64 = 2_000;
@@ -60,22 +60,19 @@ fn sleep(net: &mut Net, wake_ms: Option<u64>) {
     }
 }
 
-pub fn forever(mut net: alloc::boxed::Box<Net>, mut door: FrontDoor, dispatcher: &'static Dispatcher) -> ! {
+/// The I/O loop: passes while there is work, a short spin after the last, then sleeps.
+pub fn forever(mut node: Node) -> ! {
     let spin = time::micros_to_ticks(SPIN_MICROS);
     let mut last_activity = time::ticks();
     loop {
         let start = time::ticks();
-        let mut busy = net.poll();
-        busy |= door.service(&mut net);
-        // Single-core mode: one turn of a function run per pass (at most about 10 ms: a long
-        // run is parked and queued again), so the front door is served between turns, here.
-        busy |= dispatcher.run_inline();
-        if busy {
+        if node.pass() {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();
             WORK_TICKS.fetch_add(last_activity - start, Ordering::Relaxed);
         } else if time::ticks() - last_activity > spin {
-            sleep(&mut net, door.next_wakeup_ms());
+            let wake = node.next_wakeup_ms();
+            sleep(node.net(), wake);
         } else {
             core::hint::spin_loop();
         }

@@ -7,10 +7,16 @@ use core::fmt::Write;
 use dispatch::Histogram;
 
 use super::dispatcher::Dispatcher;
+use crate::metrics::{Export, Exposition};
 use crate::time;
 
-pub fn render(out: &mut String) {
-    let Some(d) = Dispatcher::get() else { return };
+impl Export for Dispatcher {
+    fn export(&self, out: &mut Exposition) {
+        render(self, out.text());
+    }
+}
+
+fn render(d: &Dispatcher, out: &mut String) {
     let now = time::ticks();
     let role = if d.is_inline() { "io+compute" } else { "compute" };
     let mut all_runs = Histogram::new();

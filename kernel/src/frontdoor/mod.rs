@@ -15,6 +15,7 @@ mod metrics;
 mod routes;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use control::{ControlPlane, InvocationId, Reply};
@@ -23,10 +24,10 @@ use pappus_http::{Connection, Event, Limits, MemoryGate, Request, Response};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
-use crate::host::Host;
+pub use metrics::HttpStats;
+
+use crate::metrics::Export;
 use crate::net::Net;
-use crate::time;
-use metrics::{Gauges, Metrics};
 
 pub const PORT: u16 = 8080;
 const MAX_CONNECTIONS: usize = 128;
@@ -49,19 +50,28 @@ enum Slot {
     Closing { since: u64 },
 }
 
+/// What the front door serves besides its own routes (`routes`): the `/v1` control plane, and
+/// `/metrics` as the whole node renders it. [`crate::node::Node`] implements it over the parts it
+/// owns; the front door owns only its sockets, their connections and its HTTP counters.
+pub trait Backend {
+    /// A `/v1` request ([`ControlPlane::owns`] its path).
+    fn handle(&mut self, request: Request, now_ms: u64) -> Reply;
+    /// The answer that makes an `Expect: 100-continue` body unnecessary, if any.
+    fn check_head(&self, request: &Request) -> Option<Response>;
+    /// A pending invocation's answer, once it has one.
+    fn take_response(&mut self, id: InvocationId) -> Option<Response>;
+    /// The client of a pending invocation went away.
+    fn cancel(&mut self, id: InvocationId);
+    /// The `/metrics` text, with the front door's own figures (`door`) among the node's.
+    fn metrics(&self, door: &dyn Export) -> String;
+}
+
 pub struct FrontDoor {
     handles: Vec<SocketHandle>,
     slots: Vec<Slot>,
-    metrics: Metrics,
-    active: usize,
-    control: ControlPlane,
-    host: Host,
+    stats: HttpStats,
     /// Opens `/metrics` (`operator <token>` in the boot configuration).
     operator: OperatorToken,
-}
-
-fn millis() -> u64 {
-    time::micros_since_boot().unwrap_or(0) / 1000
 }
 
 /// Resets a socket and listens again (a socket left in TIME-WAIT would reset the next
@@ -74,39 +84,20 @@ fn recycle(socket: &mut tcp::Socket<'_>) {
 }
 
 impl FrontDoor {
-    pub fn new(net: &mut Net, control: ControlPlane, host: Host, operator: OperatorToken) -> Self {
+    pub fn new(net: &mut Net, operator: OperatorToken) -> Self {
         let handles = net.listeners(PORT, MAX_CONNECTIONS + SPARE_LISTENERS);
         let slots = handles.iter().map(|_| Slot::Listening).collect();
-        Self { handles, slots, metrics: Metrics::default(), active: 0, control, host, operator }
+        Self { handles, slots, stats: HttpStats::default(), operator }
     }
 
-    /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
-    /// timeout) next needs a pass, in ms since boot.
-    pub fn next_wakeup_ms(&self) -> Option<u64> {
-        match (self.control.next_poll_ms(), self.host.next_wakeup_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Moves every connection forward as far as it can go without waiting. True if anything
-    /// moved (bytes in or out, a connection opened or closed).
-    pub fn service(&mut self, net: &mut Net) -> bool {
-        let now = millis();
-        let mut progress = self.host.poll_comm(net, now);
-        progress |= self.control.poll(now, &mut self.host);
-        // The gauges `/metrics` shows, sampled once per pass rather than per request.
-        let mut gauges = Gauges {
-            active_connections: self.active,
-            nic: net.nic_stats(),
-            uptime_ms: now,
-            socket_states: self.socket_states(net),
-            control: self.control.counters(),
-            sockets: net.sockets.iter().count(),
-        };
+    /// Moves every connection forward as far as it can go without waiting, requests going to
+    /// `backend`. True if anything moved (bytes in or out, a connection opened or closed).
+    pub fn service(&mut self, net: &mut Net, backend: &mut dyn Backend, now: u64) -> bool {
+        // The pool's TCP states for `/metrics`, sampled once per pass rather than per request.
+        self.stats.socket_states = self.socket_states(net);
+        let mut progress = false;
         for i in 0..self.slots.len() {
-            gauges.active_connections = self.active;
-            progress |= self.service_slot(i, net, now, &gauges);
+            progress |= self.service_slot(i, net, now, backend);
         }
         progress
     }
@@ -123,25 +114,25 @@ impl FrontDoor {
         counts
     }
 
-    fn service_slot(&mut self, i: usize, net: &mut Net, now: u64, gauges: &Gauges) -> bool {
+    fn service_slot(&mut self, i: usize, net: &mut Net, now: u64, backend: &mut dyn Backend) -> bool {
         let socket = net.sockets.get_mut::<tcp::Socket>(self.handles[i]);
         match &mut self.slots[i] {
             Slot::Listening => match socket.state() {
                 tcp::State::Listen | tcp::State::SynReceived => false,
                 tcp::State::Established | tcp::State::CloseWait => {
-                    self.metrics.connections += 1;
-                    if self.active >= MAX_CONNECTIONS {
+                    self.stats.connections += 1;
+                    if self.stats.active >= MAX_CONNECTIONS {
                         // Every served slot is busy: say so and close, rather than leave the
                         // client hanging or reset.
-                        self.metrics.rejected_busy += 1;
+                        self.stats.rejected_busy += 1;
                         let body = pappus_http::service_unavailable();
                         let _ = socket.send_slice(&body);
-                        self.metrics.bytes_out += body.len() as u64;
-                        self.metrics.count(503);
+                        self.stats.bytes_out += body.len() as u64;
+                        self.stats.count(503);
                         socket.close();
                         self.slots[i] = Slot::Closing { since: now };
                     } else {
-                        self.active += 1;
+                        self.stats.active += 1;
                         self.slots[i] =
                             Slot::Serving { conn: Box::new(Connection::new(CONNECTION_LIMITS, now)), pending: None };
                     }
@@ -163,19 +154,13 @@ impl FrontDoor {
                 false
             }
             Slot::Serving { conn, pending } => {
-                let mut door = Door {
-                    metrics: &mut self.metrics,
-                    gauges,
-                    control: &mut self.control,
-                    host: &mut self.host,
-                    operator: &self.operator,
-                };
+                let mut door = Door { stats: &mut self.stats, backend: &mut *backend, operator: &self.operator };
                 let (progress, finished) = serve(conn, pending, socket, &mut door, now);
                 if finished {
                     if let Some(id) = pending.take() {
-                        self.control.cancel(id, &mut self.host);
+                        backend.cancel(id);
                     }
-                    self.active -= 1;
+                    self.stats.active -= 1;
                     self.slots[i] = Slot::Closing { since: now };
                 }
                 progress || finished
@@ -186,10 +171,8 @@ impl FrontDoor {
 
 /// What serving a connection needs besides the connection and its socket.
 struct Door<'a> {
-    metrics: &'a mut Metrics,
-    gauges: &'a Gauges,
-    control: &'a mut ControlPlane,
-    host: &'a mut Host,
+    stats: &'a mut HttpStats,
+    backend: &'a mut dyn Backend,
     operator: &'a OperatorToken,
 }
 
@@ -197,9 +180,9 @@ impl Door<'_> {
     /// A request to the control plane or to the kernel's own routes.
     fn dispatch(&mut self, request: Request, now: u64) -> Reply {
         if ControlPlane::owns(&request.path) {
-            self.control.handle(request, now, self.host)
+            self.backend.handle(request, now)
         } else {
-            Reply::Now(routes::route(request, self.metrics, self.gauges, self.control, self.operator))
+            Reply::Now(routes::route(request, now, &*self.stats, &*self.backend, self.operator))
         }
     }
 
@@ -207,7 +190,7 @@ impl Door<'_> {
     /// answer that makes the body unnecessary.
     fn precheck(&mut self, request: Request, now: u64) -> Result<(), Response> {
         if ControlPlane::owns(&request.path) {
-            return self.control.check_head(&request).map_or(Ok(()), Err);
+            return self.backend.check_head(&request).map_or(Ok(()), Err);
         }
         if routes::wants_body(&request) {
             return Ok(());
@@ -216,17 +199,17 @@ impl Door<'_> {
             Reply::Now(response) => Err(response),
             // Only control-plane requests are ever pending, and those returned above.
             Reply::Pending(id) => {
-                self.control.cancel(id, self.host);
+                self.backend.cancel(id);
                 Err(Response::error(500, "internal", "unexpected pending reply"))
             }
         }
     }
 }
 
-fn respond(conn: &mut Connection, metrics: &mut Metrics, response: Response) {
+fn respond(conn: &mut Connection, stats: &mut HttpStats, response: Response) {
     let status = response.status;
     if conn.respond(response).is_ok() {
-        metrics.count(status);
+        stats.count(status);
     }
 }
 
@@ -248,7 +231,7 @@ fn serve(
         match got {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                door.metrics.bytes_in += n as u64;
+                door.stats.bytes_in += n as u64;
                 progress = true;
             }
         }
@@ -260,27 +243,27 @@ fn serve(
     loop {
         // A pending invocation holds the connection's next answer: nothing else goes first.
         if let Some(id) = *pending {
-            let Some(response) = door.control.take_response(id) else { break };
+            let Some(response) = door.backend.take_response(id) else { break };
             *pending = None;
-            respond(conn, door.metrics, response);
+            respond(conn, door.stats, response);
             progress = true;
         }
         let Some(event) = conn.next_event(now) else { break };
         progress = true;
         match event {
             Event::Request(request) => match door.dispatch(request, now) {
-                Reply::Now(response) => respond(conn, door.metrics, response),
+                Reply::Now(response) => respond(conn, door.stats, response),
                 Reply::Pending(id) => *pending = Some(id),
             },
             Event::ExpectContinue(request) => match door.precheck(request, now) {
                 Ok(()) => {
                     let _ = conn.accept_continue();
                 }
-                Err(response) => respond(conn, door.metrics, response),
+                Err(response) => respond(conn, door.stats, response),
             },
             Event::Error(error) => {
                 log::debug!("http: {error:?}");
-                door.metrics.count(error.to_response().status);
+                door.stats.count(error.to_response().status);
             }
         }
     }
@@ -290,7 +273,7 @@ fn serve(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 conn.consume_output(n);
-                door.metrics.bytes_out += n as u64;
+                door.stats.bytes_out += n as u64;
                 progress = true;
             }
         }

@@ -2,12 +2,12 @@
 
 use alloc::format;
 
-use control::ControlPlane;
 use model::OperatorToken;
 use pappus_http::{Request, Response};
 
-use super::metrics::{self, Gauges, Metrics};
+use super::Backend;
 use crate::arch;
+use crate::metrics::Export;
 
 /// Whether a request with `Expect: 100-continue` goes to a route that wants its body (the
 /// others are answered before the client sends it).
@@ -19,9 +19,9 @@ pub fn wants_body(request: &Request) -> bool {
 /// needs the operator's token (401 otherwise); `/healthz` and `/v1/echo` are open.
 pub fn route(
     request: Request,
-    metrics: &Metrics,
-    gauges: &Gauges,
-    control: &ControlPlane,
+    now_ms: u64,
+    door: &dyn Export,
+    backend: &dyn Backend,
     operator: &OperatorToken,
 ) -> Response {
     match (request.method.as_str(), request.path.as_str()) {
@@ -31,14 +31,14 @@ pub fn route(
                 r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":{}}}"#,
                 env!("CARGO_PKG_VERSION"),
                 arch::NAME,
-                gauges.uptime_ms,
+                now_ms,
                 arch::cpu_count()
             ),
         ),
         ("GET", "/metrics") => match control::authorize_operator(operator, &request) {
-            Ok(()) => Response::new(200)
-                .header("content-type", "text/plain; version=0.0.4")
-                .body(metrics::render(metrics, gauges, control)),
+            Ok(()) => {
+                Response::new(200).header("content-type", "text/plain; version=0.0.4").body(backend.metrics(door))
+            }
             Err(refusal) => refusal,
         },
         // The body moves into the response: a 64 MiB echo is not copied here.
