@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use control::{HostError, StoredFunction};
+use control::{RunError, StoredFunction};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
 use model::{EngineKind, FunctionSpec, Set, TenantId};
 use wasm_engine::{WasmConfig, WasmEngine};
@@ -80,7 +80,7 @@ impl Engines {
         })
     }
 
-    fn engine(&self, kind: EngineKind) -> Result<&dyn DynEngine, HostError> {
+    fn engine(&self, kind: EngineKind) -> Result<&dyn DynEngine, RunError> {
         match kind {
             EngineKind::Wasm => Ok(&self.wasm),
             #[cfg(target_arch = "x86_64")]
@@ -92,12 +92,12 @@ impl Engines {
             #[cfg(target_arch = "x86_64")]
             EngineKind::Native => Ok(&self.paging),
             #[cfg(target_arch = "x86_64")]
-            EngineKind::Mpk => Err(HostError::new(
+            EngineKind::Mpk => Err(RunError::new(
                 400,
                 "engine_unavailable",
                 "engine `mpk` needs protection keys (CPUID PKU), which this CPU lacks (available: wasm, paging, native)",
             )),
-            other => Err(HostError::new(
+            other => Err(RunError::new(
                 400,
                 "engine_unavailable",
                 format!("engine `{}` is not available on this node (available: {AVAILABLE})", other.as_str()),
@@ -107,7 +107,7 @@ impl Engines {
 
     /// Validates and prepares `image` for `spec`'s engine (compiles a wasm module, checks and
     /// loads an ELF).
-    pub fn prepare(&self, spec: &FunctionSpec, image: &[u8]) -> Result<PreparedImage, HostError> {
+    pub fn prepare(&self, spec: &FunctionSpec, image: &[u8]) -> Result<PreparedImage, RunError> {
         self.engine(spec.engine())?.prepare_image(image).map_err(host_error)
     }
 
@@ -150,7 +150,7 @@ impl Engines {
         prepared: &PreparedImage,
         inputs: Vec<Set>,
         cancel: &AtomicBool,
-    ) -> Result<Vec<Set>, HostError> {
+    ) -> Result<Vec<Set>, RunError> {
         let spec = function.spec();
         let outputs: Vec<String> = spec.outputs().to_vec();
         let limits = limits(spec);
@@ -183,8 +183,8 @@ pub fn count_run(ticks: u64) {
     RUNS.fetch_add(1, Ordering::Relaxed);
 }
 
-pub fn host_error(e: EngineError) -> HostError {
-    HostError::new(e.http_status(), e.code(), format!("{e}"))
+pub fn host_error(e: EngineError) -> RunError {
+    RunError::new(e.http_status(), e.code(), format!("{e}"))
 }
 
 /// The wall-clock backstop of a run's time budget, on the kernel's tick counter, and the

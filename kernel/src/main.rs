@@ -20,7 +20,6 @@ mod config;
 mod console;
 mod engines;
 mod frontdoor;
-mod host;
 mod metrics;
 mod mm;
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +27,7 @@ mod native;
 mod net;
 mod node;
 mod panic;
+mod runtime;
 mod selftest;
 mod serve;
 mod smp;
@@ -87,11 +87,11 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         dispatcher.share_among(config.tenants.len());
         let limits = config::control_limits(&config.node, config.tenants.len());
         let control = control::ControlPlane::new(config.tenants, limits);
-        let host = host::Host::new(dispatcher, http);
+        let runtime = runtime::KernelRuntime::new(dispatcher, http);
         let door = frontdoor::FrontDoor::new(&mut net, config.operator);
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        node::Node::new(net, door, control, host, dispatcher).serve_forever();
+        node::Node::new(net, door, control, runtime, dispatcher).serve_forever();
     }
 
     // No network, so no dispatcher: the other CPUs are started and parked.

@@ -1,5 +1,5 @@
 //! The serving node: the one root that owns the network, the front door, the control plane and
-//! the function host, and runs the I/O loop over them.
+//! the function runtime, and runs the I/O loop over them.
 //!
 //! Where each part's state lives:
 //!
@@ -8,7 +8,7 @@
 //! | `net::Net` | the NIC, smoltcp's interface and socket set |
 //! | `frontdoor::FrontDoor` | the listening socket pool, each socket's HTTP connection, HTTP counters, the operator token |
 //! | `control::ControlPlane` | tenants, their functions and compositions, invocations in flight, tenants' memory accounts |
-//! | `host::Host` | the function host the control plane runs on: the dispatcher's handle and the `http` function's client |
+//! | `runtime::KernelRuntime` | the function runtime the control plane runs on: the dispatcher's handle and the `http` function's client |
 //! | `compute::Dispatcher` (static, shared with the compute cores) | the run queue, parked runs, per-core state, completed results |
 //!
 //! One pass of the loop, in ordinary kernel context on the I/O core (never inside an interrupt
@@ -28,16 +28,16 @@ use pappus_http::{Request, Response};
 
 use crate::compute::Dispatcher;
 use crate::frontdoor::{Backend, FrontDoor};
-use crate::host::Host;
 use crate::metrics::{self, Export, Exposition, Kind};
 use crate::net::Net;
+use crate::runtime::KernelRuntime;
 use crate::{serve, time};
 
 pub struct Node {
     net: Box<Net>,
     door: FrontDoor,
     control: ControlPlane,
-    host: Host,
+    runtime: KernelRuntime,
     dispatcher: &'static Dispatcher,
 }
 
@@ -46,21 +46,21 @@ impl Node {
         net: Box<Net>,
         door: FrontDoor,
         control: ControlPlane,
-        host: Host,
+        runtime: KernelRuntime,
         dispatcher: &'static Dispatcher,
     ) -> Self {
-        Self { net, door, control, host, dispatcher }
+        Self { net, door, control, runtime, dispatcher }
     }
 
     /// One pass over every part; whether anything moved.
     pub fn pass(&mut self) -> bool {
-        let Self { net, door, control, host, dispatcher } = self;
+        let Self { net, door, control, runtime, dispatcher } = self;
         let now = millis();
         let mut busy = net.poll();
-        busy |= host.poll_comm(net, now);
-        busy |= control.poll(now, host);
+        busy |= runtime.poll_comm(net, now);
+        busy |= control.poll(now, runtime);
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
-        let mut services = Services { control, host, dispatcher, net: figures };
+        let mut services = Services { control, runtime, dispatcher, net: figures };
         busy |= door.service(net, &mut services, now);
         // Single-core mode: one turn of a function run (at most about 10 ms: a long run is
         // parked and queued again), so the front door is served between turns, here.
@@ -71,7 +71,7 @@ impl Node {
     /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
     /// timeout) next needs a pass, in ms since boot.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
-        match (self.control.next_poll_ms(), self.host.next_wakeup_ms()) {
+        match (self.control.next_poll_ms(), self.runtime.next_wakeup_ms()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -94,14 +94,14 @@ fn millis() -> u64 {
 /// What the front door's requests reach during a pass: the node's parts, borrowed.
 struct Services<'a> {
     control: &'a mut ControlPlane,
-    host: &'a mut Host,
+    runtime: &'a mut KernelRuntime,
     dispatcher: &'static Dispatcher,
     net: NetFigures,
 }
 
 impl Backend for Services<'_> {
     fn handle(&mut self, request: Request, now_ms: u64) -> Reply {
-        self.control.handle(request, now_ms, self.host)
+        self.control.handle(request, now_ms, self.runtime)
     }
 
     fn check_head(&self, request: &Request) -> Option<Response> {
@@ -113,7 +113,7 @@ impl Backend for Services<'_> {
     }
 
     fn cancel(&mut self, id: InvocationId) {
-        self.control.cancel(id, self.host);
+        self.control.cancel(id, self.runtime);
     }
 
     /// Every part's figures, in one list.

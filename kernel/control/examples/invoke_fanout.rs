@@ -1,6 +1,6 @@
 //! An `each` fan-out of the `identity` builtin over N items, through the whole control plane:
 //! decoding the invoke body (binary or JSON sets), planning, starting instances, collecting their
-//! results, assembling the output set and encoding the answer. Pure host work, so callgrind
+//! results, assembling the output set and encoding the answer. Pure runtime work, so callgrind
 //! over it measures the control plane and the planner alone (`cargo xtask bench model` does).
 //!
 //! ```text
@@ -10,7 +10,7 @@
 //! It runs with the kernel's allocator and `ControlLimits::DEFAULT` (bounded steps), and prints
 //! the number of `poll` calls the answer took after the request's own step.
 
-use control::{ControlLimits, ControlPlane, FunctionHost, Prepared, Reply, Started, StoredFunction, Ticket};
+use control::{ControlLimits, ControlPlane, Prepared, Reply, Runtime, Started, StoredFunction, Ticket};
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Version};
@@ -24,11 +24,11 @@ composition fan (xs) => (ys) {\n    identity (in = each xs) => (ys = out);\n}\n"
 const KEYED: &str = "function identity (in) => (out);\n\
 composition groups (xs) => (ys) {\n    identity (in = keyed xs) => (ys = out);\n}\n";
 
-/// Builtins only: nothing reaches the host.
+/// Builtins only: nothing reaches the runtime.
 struct NoHost;
 
-impl FunctionHost for NoHost {
-    fn prepare(&mut self, _: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, control::HostError> {
+impl Runtime for NoHost {
+    fn prepare(&mut self, _: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, control::RunError> {
         Ok(Prepared::new(image.clone(), image.len() as u64))
     }
 
@@ -117,12 +117,12 @@ fn main() {
     let keyed = args.next().is_some_and(|a| a == "keyed");
     let tokens = TokenTable::parse(format!("tenant bench {TOKEN}\n").as_bytes()).unwrap_or_else(|_| fail("tokens"));
     let mut plane = ControlPlane::new(tokens, ControlLimits::DEFAULT);
-    let mut host = NoHost;
+    let mut runtime = NoHost;
 
     for (name, source) in [("fan", PROGRAM), ("groups", KEYED)] {
         let path = format!("/v1/compositions/{name}");
         let put = request("PUT", &path, "text/plain", "application/json", source.as_bytes().to_vec());
-        match plane.handle(put, 0, &mut host) {
+        match plane.handle(put, 0, &mut runtime) {
             Reply::Now(r) if r.status < 300 => {}
             other => fail(&format!("composition upload: {other:?}")),
         }
@@ -145,12 +145,12 @@ fn main() {
     let path = if keyed { "/v1/invoke/groups" } else { "/v1/invoke/fan" };
     let invoke = request("POST", path, media, media, body);
     let (mut polls, mut now) = (0u64, 0u64);
-    let response = match plane.handle(invoke, now, &mut host) {
+    let response = match plane.handle(invoke, now, &mut runtime) {
         Reply::Now(r) => r,
         Reply::Pending(id) => loop {
             now += 1;
             polls += 1;
-            plane.poll(now, &mut host);
+            plane.poll(now, &mut runtime);
             if let Some(r) = plane.take_response(id) {
                 break r;
             }

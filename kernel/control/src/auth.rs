@@ -53,7 +53,7 @@ mod tests {
 
     fn get_metrics(authorization: Option<&str>) -> Request {
         let mut headers = Headers::new();
-        headers.push("Host", "pappus");
+        headers.push("Runtime", "pappus");
         if let Some(value) = authorization {
             headers.push("Authorization", value);
         }

@@ -6,7 +6,7 @@
 //! | `concat`   | `(a, b) => (out)`  | the items of `a`, then those of `b`                                  |
 //! | `fail`     | `(in) => (out)`    | always fails (500 `function_failed`); the message is the first item's data (UTF-8, at most 256 bytes), or `fail called` |
 //! | `sleep`    | `(in) => (out)`    | returns its input items after N ms, N being the first item's data as a decimal number (0..=10000; no item: 0) |
-//! | `http`     | `(requests) => (responses, bodies, errors)` | a communication function: fetches each request item over HTTP (docs/wire-formats.md, "The http function"); the host does the I/O |
+//! | `http`     | `(requests) => (responses, bodies, errors)` | a communication function: fetches each request item over HTTP (docs/wire-formats.md, "The http function"); the runtime does the I/O |
 //!
 //! A program declares a builtin like any other function before applying it (the composition
 //! language resolves only declared names), e.g. `function concat (a, b) => (out);`; a
@@ -29,8 +29,8 @@ use alloc::vec::Vec;
 use dsl::Signature;
 use model::{Item, Set};
 
-use crate::host::{Comm, HostError};
 use crate::json;
+use crate::runtime::{Comm, RunError};
 
 /// The longest `sleep`, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -52,13 +52,13 @@ pub enum Builtin {
 #[derive(Debug)]
 pub(crate) enum BuiltinRun {
     Done(Vec<Set>),
-    Failed(HostError),
+    Failed(RunError),
     /// Done with these outputs once `ms` milliseconds have passed.
     After {
         ms: u64,
         outputs: Vec<Set>,
     },
-    /// A communication function: the host runs it on these inputs.
+    /// A communication function: the runtime runs it on these inputs.
     Comm(Comm, Vec<Set>),
 }
 
@@ -133,11 +133,11 @@ impl Builtin {
                     }
                     None => "fail called".to_owned(),
                 };
-                BuiltinRun::Failed(HostError::failed(message))
+                BuiltinRun::Failed(RunError::failed(message))
             }
             Self::Sleep => match first.first().map(|item| parse_ms(&item.data)).unwrap_or(Ok(0)) {
                 Ok(ms) => BuiltinRun::After { ms, outputs: out(first) },
-                Err(message) => BuiltinRun::Failed(HostError::failed(message)),
+                Err(message) => BuiltinRun::Failed(RunError::failed(message)),
             },
             Self::Http => BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".to_owned(), items: first }]),
         }

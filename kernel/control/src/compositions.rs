@@ -34,9 +34,9 @@ use model::{MemoryCharge, Pool, TenantId};
 use crate::builtin::Builtin;
 use crate::errors::ApiError;
 use crate::functions::check_not_reserved;
-use crate::host::FunctionHost;
 use crate::json;
 use crate::plane::ControlPlane;
+use crate::runtime::Runtime;
 
 /// A registered program: its text as uploaded, its syntax tree, and the tenant's memory charge
 /// for both (given back when it is deleted or replaced).
@@ -48,7 +48,7 @@ pub(crate) struct StoredComposition {
     pub charge: MemoryCharge,
 }
 
-/// What a program's syntax tree is taken to hold when the host cannot measure it: a generous
+/// What a program's syntax tree is taken to hold when the runtime cannot measure it: a generous
 /// multiple of its text (names are copied, every node has its position).
 const TREE_BYTES_PER_SOURCE_BYTE: u64 = 4;
 
@@ -134,22 +134,22 @@ impl ControlPlane {
         tenant: TenantId,
         name: &str,
         body: Vec<u8>,
-        host: &dyn FunctionHost,
+        runtime: &dyn Runtime,
     ) -> Result<Response, ApiError> {
         self.check_new_composition(tenant, name)?;
         let max = self.limits.source_bytes();
         if body.len() > max {
             return Err(program_too_large(body.len() as u64, max));
         }
-        // The text, and then what parsing it kept (measured where the host can, else estimated).
+        // The text, and then what parsing it kept (measured where the runtime can, else estimated).
         let mut charge = self.memory.charge(tenant, Pool::Heap, body.len() as u64).map_err(ApiError::over_budget)?;
-        let before = host.heap_allocated_here();
+        let before = runtime.heap_allocated_here();
         let source = String::from_utf8(body).map_err(|e| {
             let at = e.utf8_error().valid_up_to();
             ApiError::bad_request("bad_composition", format!("the program is not UTF-8 (invalid byte at offset {at})"))
         })?;
         let program = dsl::parse(&source).map_err(|d| bad_program(&d))?;
-        let tree = match (before, host.heap_allocated_here()) {
+        let tree = match (before, runtime.heap_allocated_here()) {
             (Some(before), Some(after)) => after.wrapping_sub(before).min(1 << 40),
             _ => (source.len() as u64).saturating_mul(TREE_BYTES_PER_SOURCE_BYTE),
         };

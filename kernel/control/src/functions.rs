@@ -2,7 +2,7 @@
 //!
 //! - `PUT /v1/functions/{name}?engine=E&inputs=A,B&outputs=C&memory=16MiB&timeout_ms=1000`, body
 //!   the image: the query is validated ([`FunctionSpec::from_query`]), the engine checks the image
-//!   ([`FunctionHost::prepare`]), then the function is stored. 201 (with `Location`) when created,
+//!   ([`Runtime::prepare`]), then the function is stored. 201 (with `Location`) when created,
 //!   200 when replaced; the body is the declaration as JSON ([`model::FunctionDecl::to_json`]).
 //! - `GET /v1/functions/{name}`: the declaration as JSON (never the image). A builtin's name
 //!   gives its signature, `{"name":…,"engine":"builtin","inputs":[…],"outputs":[…]}`.
@@ -22,8 +22,8 @@ use model::{Bytes, FunctionSpec, Pool, TenantId};
 
 use crate::builtin::Builtin;
 use crate::errors::ApiError;
-use crate::host::{FunctionHost, StoredFunction};
 use crate::plane::ControlPlane;
+use crate::runtime::{Runtime, StoredFunction};
 
 /// 413 for an image over the limit.
 pub(crate) fn image_too_large(len: u64, max: usize) -> ApiError {
@@ -72,7 +72,7 @@ impl ControlPlane {
         name: &str,
         query: Option<&str>,
         body: Vec<u8>,
-        host: &mut dyn FunctionHost,
+        runtime: &mut dyn Runtime,
     ) -> Result<Response, ApiError> {
         self.check_new_function(tenant, name)?;
         if body.len() > self.limits.max_image_bytes {
@@ -88,7 +88,7 @@ impl ControlPlane {
         let mut charge = account.charge(body.len() as u64).map_err(ApiError::over_budget)?;
         let image = Bytes::from(body);
         let room = account.budget().saturating_sub(account.used());
-        let prepared = host.prepare(&spec, &image, room).map_err(|e| {
+        let prepared = runtime.prepare(&spec, &image, room).map_err(|e| {
             let error = ApiError::new(e.http_status(), e.code, e.message);
             if e.status == 503 { error.header("retry-after", format!("{}", self.limits.retry_after_s)) } else { error }
         })?;

@@ -3,7 +3,7 @@
 //! Every invocation, a composition's or a single function's, runs through the planner, so there
 //! is one way to run instances, to wait on `sleep`, to fail, and to drop everything on cancel.
 //! [`Invocation::step`] starts ready instances (builtins at once, functions and communication
-//! functions through the host, which may run them elsewhere and report later through
+//! functions through the runtime, which may run them elsewhere and report later through
 //! [`Invocation::finish`]), completes `sleep`s whose deadline has passed, and answers once the
 //! execution is over; in between, the invocation is plain data the control plane keeps.
 
@@ -23,8 +23,8 @@ use planner::{Execution, FailureCause, Instance, InstanceId, PlanError, Status};
 use crate::accounting::{Admission, InvocationMemory};
 use crate::builtin::{Builtin, BuiltinRun};
 use crate::errors::ApiError;
-use crate::host::{FunctionHost, HostError, Started, StoredFunction, Ticket};
 use crate::limits::ControlLimits;
+use crate::runtime::{RunError, Runtime, Started, StoredFunction, Ticket};
 
 /// What a declared function name runs: resolved once, when the invocation starts, so a function
 /// replaced or deleted meanwhile does not change a running invocation.
@@ -96,12 +96,12 @@ pub(crate) struct Invocation {
     /// Declared function name -> what it runs.
     targets: BTreeMap<String, Target>,
     timers: Vec<Timer>,
-    /// Instances the host runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
+    /// Instances the runtime runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
     running: BTreeMap<u64, Target>,
-    /// Ready instances the host had no room for ([`Started::Busy`]), started first next time.
+    /// Ready instances the runtime had no room for ([`Started::Busy`]), started first next time.
     deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
-    failure: Option<(InstanceId, HostError)>,
+    failure: Option<(InstanceId, RunError)>,
     /// Names for the output sets (direct invocations; a composition names its own).
     output_names: Option<Vec<String>>,
     /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
@@ -178,20 +178,20 @@ impl Invocation {
         &self.target
     }
 
-    /// Whether the host still runs instances of it (to cancel them when it ends early).
+    /// Whether the runtime still runs instances of it (to cancel them when it ends early).
     pub fn has_running(&self) -> bool {
         !self.running.is_empty()
     }
 
-    /// An instance the host ran reports its result. Results for instances not running (cancelled,
-    /// or a host reporting twice) are ignored; returns whether this one was taken.
-    pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, HostError>, wire: &WireLimits) -> bool {
+    /// An instance the runtime ran reports its result. Results for instances not running (cancelled,
+    /// or a runtime reporting twice) are ignored; returns whether this one was taken.
+    pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, RunError>, wire: &WireLimits) -> bool {
         let Some(target) = self.running.remove(&instance) else { return false };
         self.memory.end(instance);
         let result = result.and_then(|outputs| check_outputs(outputs, &target, wire)).and_then(|outputs| {
             match self.memory.charge_outputs(&outputs) {
                 Ok(()) => Ok(outputs),
-                Err(e) => Err(HostError::new(507, "memory_budget", format!("its outputs do not fit: {e}"))),
+                Err(e) => Err(RunError::new(507, "memory_budget", format!("its outputs do not fit: {e}"))),
             }
         });
         self.complete(InstanceId(instance), result);
@@ -204,7 +204,7 @@ impl Invocation {
     /// Every step is bounded: besides those instances, at most `limits.plan.max_work_per_step`
     /// units of planning (the planner's fuel, given here once per step) and, once the execution
     /// is done, that many answer items (and about 1 KiB each) encoded.
-    pub fn step(&mut self, now_ms: u64, host: &mut dyn FunctionHost, limits: &ControlLimits) -> Step {
+    pub fn step(&mut self, now_ms: u64, runtime: &mut dyn Runtime, limits: &ControlLimits) -> Step {
         if self.encoding.is_some() {
             return self.encode_some(limits);
         }
@@ -230,8 +230,8 @@ impl Invocation {
         let mut ran = 0;
         while ran < budget && self.broken.is_none() {
             let Some(instance) = self.deferred.pop_front().or_else(|| self.execution.next_ready()) else { break };
-            if let Err(instance) = self.run(instance, now_ms, host, &limits.wire) {
-                // The host is full: the rest waits for its next poll.
+            if let Err(instance) = self.run(instance, now_ms, runtime, &limits.wire) {
+                // The runtime is full: the rest waits for its next poll.
                 self.deferred.push_front(instance);
                 break;
             }
@@ -271,7 +271,7 @@ impl Invocation {
             return Some(0);
         }
         match self.execution.status() {
-            // Deferred instances wait for the host to make room, which its results announce.
+            // Deferred instances wait for the runtime to make room, which its results announce.
             Status::Running { ready, .. } if ready > 0 && self.deferred.is_empty() => Some(0),
             Status::Running { .. } => {
                 Some(self.timers.iter().map(|t| t.due_ms).min().unwrap_or(u64::MAX).min(self.deadline_ms))
@@ -281,19 +281,19 @@ impl Invocation {
     }
 
     /// Starts one instance: a builtin at once (or on a timer, for `sleep`), a function or a
-    /// communication function through the host. A host without room hands it back.
+    /// communication function through the runtime. A runtime without room hands it back.
     fn run(
         &mut self,
         instance: Instance,
         now_ms: u64,
-        host: &mut dyn FunctionHost,
+        runtime: &mut dyn Runtime,
         wire: &WireLimits,
     ) -> Result<(), Instance> {
         let Instance { id, function, inputs, output_count, origin } = instance;
         let ticket = Ticket { invocation: self.id, instance: id.0 };
         let Some(target) = self.targets.get(&function).cloned() else {
             let message = format!("'{function}' was not resolved when the invocation started");
-            self.complete(id, Err(HostError::new(500, "internal", message)));
+            self.complete(id, Err(RunError::new(500, "internal", message)));
             return Ok(());
         };
         let started = match &target {
@@ -305,7 +305,7 @@ impl Invocation {
                     self.timers.push(Timer { id, due_ms: now_ms.saturating_add(ms), outputs });
                     return Ok(());
                 }
-                BuiltinRun::Comm(comm, inputs) => host.start_comm(ticket, comm, inputs),
+                BuiltinRun::Comm(comm, inputs) => runtime.start_comm(ticket, comm, inputs),
             },
             Target::Function(f) => {
                 // The instance's memory limit, charged while it runs.
@@ -314,12 +314,12 @@ impl Invocation {
                     Admission::Wait => return Err(Instance { id, function, inputs, output_count, origin }),
                     Admission::Refused(e) => {
                         let message = format!("its memory limit does not fit: {e}");
-                        self.complete(id, Err(HostError::new(507, "memory_budget", message)));
+                        self.complete(id, Err(RunError::new(507, "memory_budget", message)));
                         return Ok(());
                     }
                 }
                 let inputs = rename(inputs, f.spec().inputs());
-                host.start(ticket, self.tenant, f, inputs)
+                runtime.start(ticket, self.tenant, f, inputs)
             }
         };
         match started {
@@ -339,7 +339,7 @@ impl Invocation {
     }
 
     /// Reports an instance's end to the planner, keeping the first failure's status and code.
-    fn complete(&mut self, id: InstanceId, result: Result<Vec<Set>, HostError>) {
+    fn complete(&mut self, id: InstanceId, result: Result<Vec<Set>, RunError>) {
         let result = result.map_err(|e| {
             let cause = if e.message.is_empty() { String::from(e.code) } else { e.message.clone() };
             if self.failure.is_none() {
@@ -352,7 +352,7 @@ impl Invocation {
         }
     }
 
-    /// The answer, once the execution is over. A 503 from the host (its run queue was full)
+    /// The answer, once the execution is over. A 503 from the runtime (its run queue was full)
     /// says when to retry, like the plane's own 503.
     fn answer(&mut self, limits: &ControlLimits) -> Option<Response> {
         let retry_after_s = limits.retry_after_s;
@@ -440,14 +440,14 @@ fn rename(mut sets: Vec<Set>, names: &[String]) -> Vec<Set> {
 
 /// An instance's outputs, checked: one set per declared output, and within the wire limits and
 /// the data model (valid item names). Anything else is 502 `bad_output`.
-fn check_outputs(outputs: Vec<Set>, target: &Target, wire: &WireLimits) -> Result<Vec<Set>, HostError> {
+fn check_outputs(outputs: Vec<Set>, target: &Target, wire: &WireLimits) -> Result<Vec<Set>, RunError> {
     let expected = target.output_count();
     if outputs.len() != expected {
         let message = format!("returned {} output set(s), its declaration has {expected}", outputs.len());
-        return Err(HostError::new(502, "bad_output", message));
+        return Err(RunError::new(502, "bad_output", message));
     }
     let outputs = rename(outputs, &target.output_names());
-    wire.check(&outputs).map_err(|e| HostError::new(502, "bad_output", format!("invalid outputs: {e}")))?;
+    wire.check(&outputs).map_err(|e| RunError::new(502, "bad_output", format!("invalid outputs: {e}")))?;
     Ok(outputs)
 }
 

@@ -21,7 +21,7 @@
 //!   binary for `application/x-pappus-sets`, raw for `application/octet-stream`, which needs
 //!   exactly one output item: a target declaring other than one output set is refused with
 //!   406 before it runs, an output of other than one item with 406 after.
-//! - **Failures.** The first failing instance decides: its [`HostError`](crate::HostError)'s
+//! - **Failures.** The first failing instance decides: its [`RunError`](crate::RunError)'s
 //!   status and code (500 `function_failed` for a fault or the `fail` builtin, 504 `timeout`,
 //!   502 `bad_output` for outputs that do not match the declaration), and a message naming the
 //!   instance (the planner's origin, e.g. `pipeline: app #2 'fail' instance 0: boom`) and the
@@ -46,10 +46,10 @@ use crate::accounting::InvocationMemory;
 use crate::builtin::Builtin;
 use crate::compositions::StoredComposition;
 use crate::errors::ApiError;
-use crate::host::{FunctionHost, StoredFunction};
 use crate::invocation::{Invocation, Subject, Target, plan_error};
 use crate::json;
 use crate::plane::{ControlPlane, Reply};
+use crate::runtime::{Runtime, StoredFunction};
 
 /// The composition a direct invocation runs in. Function names start with a letter or digit,
 /// so this one can never collide with the invoked function's name.
@@ -81,12 +81,12 @@ impl ControlPlane {
         headers: &Headers,
         body: Vec<u8>,
         now_ms: u64,
-        host: &mut dyn FunctionHost,
+        runtime: &mut dyn Runtime,
     ) -> Reply {
         let started =
-            self.check_host_room(host, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
+            self.check_host_room(runtime, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
         match started {
-            Ok(invocation) => self.settle(invocation, name, now_ms, host),
+            Ok(invocation) => self.settle(invocation, name, now_ms, runtime),
             Err(e) => {
                 self.record(e.status);
                 // Refusals of a name the tenant has (bad input, saturation) count against it;

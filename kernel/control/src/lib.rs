@@ -2,8 +2,8 @@
 //! the tenants' functions and compositions, and the invocations that run them.
 //!
 //! `no_std` + `alloc`, no clock, no I/O: the kernel hands [`ControlPlane::handle`] complete
-//! requests with the time (`now_ms`) and a [`FunctionHost`] that runs functions on the real
-//! engines; the tests hand it a fake. So every route, status and body is tested on the host.
+//! requests with the time (`now_ms`) and a [`Runtime`] that runs functions on the real
+//! engines; the tests hand it a fake. So every route, status and body is tested on the host machine.
 //!
 //! ```text
 //! match plane.handle(request, now_ms, &mut engines) {
@@ -52,12 +52,12 @@
 //! | 409 | `function_not_registered`, `signature_mismatch` | a composition's function does not resolve when invoked |
 //! | 413 | `payload_too_large` | image, program or invoke body over the limits |
 //! | 422 | `plan_limit` | the composition would plan more instances or nesting than allowed |
-//! | 500 | `function_failed` | a function faulted, or the `fail` builtin ran (host errors pass their own status and code) |
+//! | 500 | `function_failed` | a function faulted, or the `fail` builtin ran (runtime errors pass their own status and code) |
 //! | 502 | `bad_output` | a function's outputs do not match its declaration or the data model |
 //! | 429 | `too_many_invocations` | the tenant holds its share of the live invocations (an equal share of the limit, at least one); with `Retry-After` |
 //! | 503 | `saturated` | too many live invocations; with `Retry-After` |
 //! | 503 | `out_of_memory` | the node's heap has no room for the work now (not the tenant's budget); with `Retry-After` |
-//! | 504 | `timeout` | a function ran past its time budget (as the host reports it) |
+//! | 504 | `timeout` | a function ran past its time budget (as the runtime reports it) |
 //! | 507 | `memory_budget` | the tenant's memory budget cannot hold it (images, prepared modules, compositions, invocation data, sandbox memory); other tenants are unaffected |
 //!
 //! Registry full is 409 (not 507): the tenant can fix it by deleting something; the server
@@ -74,17 +74,17 @@ pub mod builtin;
 pub mod compositions;
 mod errors;
 pub mod functions;
-mod host;
 mod invocation;
 pub mod invoke;
 mod json;
 mod limits;
 mod plane;
+mod runtime;
 pub mod stats;
 
 pub use auth::authorize_operator;
 pub use builtin::{Builtin, MAX_SLEEP_MS};
-pub use host::{Comm, FunctionHost, HostError, Prepared, Started, StoredFunction, Ticket};
 pub use limits::ControlLimits;
 pub use plane::{ControlPlane, Counters, InvocationId, Reply};
+pub use runtime::{Comm, Prepared, RunError, Runtime, Started, StoredFunction, Ticket};
 pub use stats::{InvocationStats, Outcome};

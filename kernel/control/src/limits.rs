@@ -29,7 +29,7 @@ pub struct ControlLimits {
     /// goes on.
     pub max_instances_per_step: usize,
     /// How long one invocation may take, start to answer, in milliseconds; past it the answer is
-    /// 504 `timeout` and the host drops its queued and running instances.
+    /// 504 `timeout` and the runtime drops its queued and running instances.
     pub max_invocation_ms: u64,
     /// Bounds on decoding invoke bodies (413 when exceeded) and on what one function instance
     /// may return (502 `bad_output` when exceeded).

@@ -13,9 +13,9 @@ use model::{Registry, TenantId, TenantMemory, TokenTable};
 use crate::api::{self, Method, Resource, Route};
 use crate::compositions::StoredComposition;
 use crate::errors::ApiError;
-use crate::host::{FunctionHost, StoredFunction};
 use crate::invocation::{Invocation, Step};
 use crate::limits::ControlLimits;
+use crate::runtime::{Runtime, StoredFunction};
 use crate::stats::{InvocationStats, Outcome};
 
 /// Names an invocation that is still running (or finished and not yet collected).
@@ -39,7 +39,7 @@ impl fmt::Display for InvocationId {
 pub enum Reply {
     /// The response, ready to send.
     Now(Response),
-    /// An invocation that waits (on instances the host runs, a `sleep`, or past its per-step
+    /// An invocation that waits (on instances the runtime runs, a `sleep`, or past its per-step
     /// instance budget): call
     /// [`ControlPlane::poll`] and send [`ControlPlane::take_response`] once it returns `Some`,
     /// or [`ControlPlane::cancel`] it when the client goes away.
@@ -121,9 +121,9 @@ impl ControlPlane {
         &self.limits
     }
 
-    /// Answers one complete request. `now_ms` is the kernel's monotonic clock; `host` runs
+    /// Answers one complete request. `now_ms` is the kernel's monotonic clock; `runtime` runs
     /// functions. Never panics, whatever the request.
-    pub fn handle(&mut self, mut request: Request, now_ms: u64, host: &mut dyn FunctionHost) -> Reply {
+    pub fn handle(&mut self, mut request: Request, now_ms: u64, runtime: &mut dyn Runtime) -> Reply {
         let route = match Route::parse(&self.tokens, &request) {
             Ok(route) => route,
             Err(e) => return Reply::Now(e.into_response()),
@@ -133,15 +133,15 @@ impl ControlPlane {
         let answer = match (route.resource, route.method) {
             (Resource::Functions, _) => Ok(self.list_functions(tenant)),
             (Resource::Function(name), Method::Put) => {
-                self.put_function(tenant, &name, request.query.as_deref(), body, host)
+                self.put_function(tenant, &name, request.query.as_deref(), body, runtime)
             }
             (Resource::Function(name), Method::Delete) => self.delete_function(tenant, &name),
             (Resource::Function(name), _) => self.get_function(tenant, &name),
             (Resource::Compositions, _) => Ok(self.list_compositions(tenant)),
-            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body, host),
+            (Resource::Composition(name), Method::Put) => self.put_composition(tenant, &name, body, runtime),
             (Resource::Composition(name), Method::Delete) => self.delete_composition(tenant, &name),
             (Resource::Composition(name), _) => self.get_composition(tenant, &name),
-            (Resource::Invoke(name), _) => return self.invoke(tenant, &name, &request.headers, body, now_ms, host),
+            (Resource::Invoke(name), _) => return self.invoke(tenant, &name, &request.headers, body, now_ms, runtime),
         };
         Reply::Now(answer.unwrap_or_else(ApiError::into_response))
     }
@@ -190,14 +190,14 @@ impl ControlPlane {
         mut invocation: Invocation,
         target: &str,
         now_ms: u64,
-        host: &mut dyn FunctionHost,
+        runtime: &mut dyn Runtime,
     ) -> Reply {
         let id = InvocationId(self.next_invocation);
         self.next_invocation = self.next_invocation.wrapping_add(1);
         invocation.bind(id.0, target, now_ms, &self.limits);
-        match invocation.step(now_ms, host, &self.limits) {
+        match invocation.step(now_ms, runtime, &self.limits) {
             Step::Done(response) => {
-                self.end(id, &invocation, response.status, now_ms, host);
+                self.end(id, &invocation, response.status, now_ms, runtime);
                 Reply::Now(response)
             }
             Step::Waiting { .. } => {
@@ -207,21 +207,14 @@ impl ControlPlane {
         }
     }
 
-    /// Books an invocation's end: its outcome, and the host told to drop what it still runs
+    /// Books an invocation's end: its outcome, and the runtime told to drop what it still runs
     /// for it (an instance failed, so the others' results are no longer wanted).
-    fn end(
-        &mut self,
-        id: InvocationId,
-        invocation: &Invocation,
-        status: u16,
-        now_ms: u64,
-        host: &mut dyn FunctionHost,
-    ) {
+    fn end(&mut self, id: InvocationId, invocation: &Invocation, status: u16, now_ms: u64, runtime: &mut dyn Runtime) {
         self.record(status);
         let latency = now_ms.saturating_sub(invocation.started_ms());
         self.stats.record(invocation.tenant(), invocation.target(), Outcome::of_status(status), Some(latency));
         if invocation.has_running() {
-            host.cancel(id.0);
+            runtime.cancel(id.0);
         }
     }
 
@@ -256,10 +249,10 @@ impl ControlPlane {
         (self.limits.max_live_invocations / self.tokens.len().max(1)).max(1)
     }
 
-    /// 503 when the host's run queue is full for `tenant`: invocations under way get the room
+    /// 503 when the runtime's run queue is full for `tenant`: invocations under way get the room
     /// it makes.
-    pub(crate) fn check_host_room(&self, host: &dyn FunctionHost, tenant: TenantId) -> Result<(), ApiError> {
-        if host.saturated(tenant) {
+    pub(crate) fn check_host_room(&self, runtime: &dyn Runtime, tenant: TenantId) -> Result<(), ApiError> {
+        if runtime.saturated(tenant) {
             let message = "the run queue is full; retry later";
             return Err(ApiError::new(503, "saturated", message)
                 .header("retry-after", alloc::format!("{}", self.limits.retry_after_s)));
@@ -267,13 +260,13 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Advances every pending invocation: takes the results the host has for it, completes
+    /// Advances every pending invocation: takes the results the runtime has for it, completes
     /// `sleep`s whose time has come and starts what became ready (at most
     /// [`ControlLimits::max_instances_per_step`] instances each). Returns whether anything
     /// moved; finished invocations wait in [`take_response`](Self::take_response).
-    pub fn poll(&mut self, now_ms: u64, host: &mut dyn FunctionHost) -> bool {
+    pub fn poll(&mut self, now_ms: u64, runtime: &mut dyn Runtime) -> bool {
         let mut moved = false;
-        while let Some((ticket, result)) = host.take_completed() {
+        while let Some((ticket, result)) = runtime.take_completed() {
             // Results of invocations already answered or cancelled are dropped here.
             if let Some(invocation) = self.invocations.get_mut(&InvocationId(ticket.invocation)) {
                 moved |= invocation.finish(ticket.instance, result, &self.limits.wire);
@@ -282,10 +275,10 @@ impl ControlPlane {
         let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
         for id in ids {
             let Some(mut invocation) = self.invocations.remove(&id) else { continue };
-            match invocation.step(now_ms, host, &self.limits) {
+            match invocation.step(now_ms, runtime, &self.limits) {
                 Step::Done(response) => {
                     moved = true;
-                    self.end(id, &invocation, response.status, now_ms, host);
+                    self.end(id, &invocation, response.status, now_ms, runtime);
                     self.finished.insert(id, (invocation.tenant(), response));
                 }
                 Step::Waiting { moved: step_moved } => {
@@ -311,13 +304,13 @@ impl ControlPlane {
     }
 
     /// The client went away: drops the invocation, its execution and every set it holds (or its
-    /// finished response), and tells the host to drop its instances. Unknown ids are ignored.
-    pub fn cancel(&mut self, id: InvocationId, host: &mut dyn FunctionHost) {
+    /// finished response), and tells the runtime to drop its instances. Unknown ids are ignored.
+    pub fn cancel(&mut self, id: InvocationId, runtime: &mut dyn Runtime) {
         if let Some(invocation) = self.invocations.remove(&id) {
             self.counters.invocations_cancelled = self.counters.invocations_cancelled.saturating_add(1);
             self.stats.record(invocation.tenant(), invocation.target(), Outcome::Cancelled, None);
             if invocation.has_running() {
-                host.cancel(id.0);
+                runtime.cancel(id.0);
             }
         }
         self.finished.remove(&id);

@@ -1,6 +1,6 @@
 //! The `http` communication function on the I/O core: `pappus_fetch::Client` (the socket
 //! driver, tested on the host against a loopback interface) over the kernel's `Net`, with the
-//! interface the integration (the I/O loop and the FunctionHost) calls.
+//! interface the integration (the I/O loop and the Runtime) calls.
 
 use alloc::vec::Vec;
 

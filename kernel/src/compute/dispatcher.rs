@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use control::{HostError, StoredFunction, Ticket};
+use control::{RunError, StoredFunction, Ticket};
 use dispatch::{CoreStats, RunQueue};
 use engine::PreparedImage;
 use model::{Set, TenantId};
@@ -43,7 +43,7 @@ pub struct Core {
     pub stats: Mutex<CoreStats>,
 }
 
-pub type Completion = (Ticket, Result<Vec<Set>, HostError>);
+pub type Completion = (Ticket, Result<Vec<Set>, RunError>);
 
 /// What the run queue holds: an instance not started yet, or a run whose turn ended (a native
 /// sandbox preempted at its slice's end with its whole context, or a wasm run paused between
@@ -97,7 +97,7 @@ impl Work {
 /// What one turn on a core came to.
 enum After {
     /// The run ended (its result), after earlier turns of this many ticks.
-    Done(Ticket, Result<Vec<Set>, HostError>, u64),
+    Done(Ticket, Result<Vec<Set>, RunError>, u64),
     /// It goes back in the queue (its turn is over, or it waits for a protection key).
     Again(Work),
 }
@@ -315,7 +315,7 @@ impl Dispatcher {
                     drop(queue);
                     let ticket = work.ticket();
                     drop(work);
-                    let cancelled = HostError::new(503, "cancelled", "the invocation was cancelled");
+                    let cancelled = RunError::new(503, "cancelled", "the invocation was cancelled");
                     self.finish(core, ticket, Err(cancelled));
                 } else {
                     if matches!(work, Work::Resume(_)) {
@@ -329,7 +329,7 @@ impl Dispatcher {
         true
     }
 
-    fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, HostError>) {
+    fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, RunError>) {
         self.done.lock().push_back((ticket, result));
         if self.io_cpu != core.cpu {
             arch::wake(self.io_cpu);
@@ -353,7 +353,7 @@ impl Dispatcher {
                         wasm_after(run.resume(Some(&deadline)), ticket, tenant, ran, start, wall_left)
                     }
                     None => {
-                        After::Done(ticket, Err(HostError::new(500, "internal", "a parked run without its state")), ran)
+                        After::Done(ticket, Err(RunError::new(500, "internal", "a parked run without its state")), ran)
                     }
                 }
             }
@@ -424,7 +424,7 @@ fn park(paused: Paused, ticket: Ticket, tenant: TenantId, ran: u64, ran_now: u64
         Ok(paused) => After::Again(Work::Resume(Parked { ticket, tenant, paused, ran: ran_now, wall_left })),
         Err(paused) => {
             drop(paused);
-            let full = HostError::new(503, "out_of_memory", "the node has no memory to park the run between its turns");
+            let full = RunError::new(503, "out_of_memory", "the node has no memory to park the run between its turns");
             After::Done(ticket, Err(full), ran)
         }
     }
@@ -438,7 +438,7 @@ fn native_after(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran
         crate::native::Step::Done(result) => done(result, ticket, ran, ran_now),
         crate::native::Step::Preempted(sandbox) => park(Paused::Native(sandbox), ticket, tenant, ran, ran_now, 0),
         crate::native::Step::NoKey(_) => {
-            After::Done(ticket, Err(HostError::new(500, "internal", "a resumed sandbox asked for a key")), ran)
+            After::Done(ticket, Err(RunError::new(500, "internal", "a resumed sandbox asked for a key")), ran)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Where function instances run: the dispatcher and the compute cores.
 //!
-//! The control plane (on the I/O core) starts instances through `crate::host::Host`, its
-//! [`control::FunctionHost`]: the instance, with its function's prepared image, goes into the
+//! The control plane (on the I/O core) starts instances through `crate::runtime::KernelRuntime`, its
+//! [`control::Runtime`]: the instance, with its function's prepared image, goes into the
 //! [`dispatcher`]'s run queue — FIFO per tenant, weighted round-robin across tenants, one global
 //! bound and an equal share of it per tenant (a full queue is 503 with `Retry-After`); runs go
 //! in turns of about 10 ms, a parked run queued again behind the other tenants' work. Compute cores ([`executor`]) pop

@@ -32,7 +32,7 @@ fn every_route_needs_a_bearer_token() {
         );
         assert_eq!(r.header_value("www-authenticate"), Some(CHALLENGE), "{method} {target}");
     }
-    assert!(h.host.prepared.is_empty() && h.host.runs.is_empty());
+    assert!(h.runtime.prepared.is_empty() && h.runtime.runs.is_empty());
     assert_eq!(h.plane.counters().invocations_rejected, 0, "unauthenticated requests are not invocations");
 }
 

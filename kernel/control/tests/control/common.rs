@@ -1,11 +1,11 @@
-//! A fake engine host, two tenants, and request helpers shared by the tests.
+//! A fake engine runtime, two tenants, and request helpers shared by the tests.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use control::{
-    Comm, ControlLimits, ControlPlane, FunctionHost, HostError, InvocationId, Prepared, Reply, Started, StoredFunction,
+    Comm, ControlLimits, ControlPlane, InvocationId, Prepared, Reply, RunError, Runtime, Started, StoredFunction,
     Ticket,
 };
 use model::wire::{WireLimits, binary, json};
@@ -19,7 +19,7 @@ pub fn tokens() -> TokenTable {
     TokenTable::parse(format!("tenant alice {ALICE}\ntenant bob {BOB}\n").as_bytes()).unwrap()
 }
 
-/// One call to [`FakeHost::run`], as the host saw it.
+/// One call to [`FakeRuntime::run`], as the runtime saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Run {
     pub tenant: TenantId,
@@ -38,26 +38,26 @@ pub struct Run {
 ///
 /// `prepare` refuses anything not starting with `FAKE:`, like an engine refusing a bad module.
 ///
-/// Runs finish at once by default. With `deferred` set, `start` only queues them (like a host
-/// whose other cores run them) and [`FakeHost::finish_all`] runs them, in start order or the
+/// Runs finish at once by default. With `deferred` set, `start` only queues them (like a runtime
+/// whose other cores run them) and [`FakeRuntime::finish_all`] runs them, in start order or the
 /// reverse; `http` instances answer per request item `ok:<text>` (a body) or `err:<text>`.
 #[derive(Debug, Default)]
-pub struct FakeHost {
+pub struct FakeRuntime {
     pub runs: Vec<Run>,
     pub prepared: Vec<String>,
     pub deferred: bool,
     /// Started and not yet run: (ticket, tenant, function, inputs).
     pub queued: Vec<(Ticket, TenantId, Arc<StoredFunction>, Vec<Set>)>,
-    pub completed: VecDeque<(Ticket, Result<Vec<Set>, HostError>)>,
+    pub completed: VecDeque<(Ticket, Result<Vec<Set>, RunError>)>,
     /// Invocation ids the plane cancelled, in order.
     pub cancelled: Vec<u64>,
-    /// When set, the host says it is saturated, and `start` hands every instance back.
+    /// When set, the runtime says it is saturated, and `start` hands every instance back.
     pub full: bool,
     /// Deferred instances queued at most: `start` hands the rest back (a bounded run queue).
     pub capacity: Option<usize>,
 }
 
-impl FakeHost {
+impl FakeRuntime {
     /// Runs every queued instance (latest first when `reverse`), making its result available.
     pub fn finish_all(&mut self, reverse: bool) {
         let mut queued = std::mem::take(&mut self.queued);
@@ -71,11 +71,11 @@ impl FakeHost {
     }
 }
 
-impl FunctionHost for FakeHost {
+impl Runtime for FakeRuntime {
     /// The prepared form is the image itself, and holds as many bytes as it has.
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, HostError> {
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, _room: u64) -> Result<Prepared, RunError> {
         if !image.starts_with(b"FAKE:") {
-            return Err(HostError::bad_image("not a fake module: magic bytes missing"));
+            return Err(RunError::bad_image("not a fake module: magic bytes missing"));
         }
         self.prepared.push(spec.name().to_string());
         Ok(Prepared::new(image.clone(), image.len() as u64))
@@ -113,7 +113,7 @@ impl FunctionHost for FakeHost {
         self.full
     }
 
-    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {
+    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, RunError>)> {
         self.completed.pop_front()
     }
 
@@ -124,8 +124,8 @@ impl FunctionHost for FakeHost {
     }
 }
 
-impl FakeHost {
-    fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, HostError> {
+impl FakeRuntime {
+    fn run(&mut self, tenant: TenantId, function: &StoredFunction, inputs: Vec<Set>) -> Result<Vec<Set>, RunError> {
         self.runs.push(Run {
             tenant,
             function: function.name().to_string(),
@@ -153,13 +153,13 @@ impl FakeHost {
                     s
                 })
                 .collect()),
-            "fault" => Err(HostError::failed("page fault at 0x0 (rip 0x4010a2)")),
-            "timeout" => Err(HostError::timeout("ran past its budget of 1000 ms")),
+            "fault" => Err(RunError::failed("page fault at 0x0 (rip 0x4010a2)")),
+            "timeout" => Err(RunError::timeout("ran past its budget of 1000 ms")),
             "extra" => Ok((0..=outputs).map(|_| Set::new("x")).collect()),
             "badname" => Ok(vec![Set { name: "o".into(), items: vec![item(&"n".repeat(300), "x")] }; outputs]),
             other => match other.strip_prefix("const:") {
                 Some(text) => Ok((0..outputs).map(|_| Set { name: "o".into(), items: vec![item("", text)] }).collect()),
-                None => Err(HostError::failed(format!("unknown fake behaviour {other}"))),
+                None => Err(RunError::failed(format!("unknown fake behaviour {other}"))),
             },
         }
     }
@@ -197,10 +197,10 @@ pub fn text(response: &Response) -> &str {
     std::str::from_utf8(&response.body).expect("UTF-8 body")
 }
 
-/// The control plane, a fake host and a clock.
+/// The control plane, a fake runtime and a clock.
 pub struct Harness {
     pub plane: ControlPlane,
-    pub host: FakeHost,
+    pub runtime: FakeRuntime,
     pub now: u64,
 }
 
@@ -210,11 +210,11 @@ impl Harness {
     }
 
     pub fn with_limits(limits: ControlLimits) -> Self {
-        Self { plane: ControlPlane::new(tokens(), limits), host: FakeHost::default(), now: 1_000 }
+        Self { plane: ControlPlane::new(tokens(), limits), runtime: FakeRuntime::default(), now: 1_000 }
     }
 
     pub fn send(&mut self, request: Request) -> Reply {
-        self.plane.handle(request, self.now, &mut self.host)
+        self.plane.handle(request, self.now, &mut self.runtime)
     }
 
     /// A request that must be answered at once.
@@ -236,7 +236,7 @@ impl Harness {
     /// Advances the clock to `now` and polls.
     pub fn poll_at(&mut self, now: u64) -> bool {
         self.now = now;
-        self.plane.poll(now, &mut self.host)
+        self.plane.poll(now, &mut self.runtime)
     }
 
     pub fn get(&mut self, token: &str, target: &str) -> Response {

@@ -41,14 +41,14 @@ fn a_65536_item_fan_out_runs_in_bounded_polls_while_another_tenant_is_served() {
     let body = binary::encode(&[input()]).unwrap();
     let mut h = setup(limits);
     let id = h.pending(invoke_fan(&body));
-    assert!(h.host.runs.is_empty(), "the request itself only starts planning");
+    assert!(h.runtime.runs.is_empty(), "the request itself only starts planning");
 
     let (mut polls, mut first_run_poll, mut last_run_poll, mut bob_answers) = (0usize, 0usize, 0usize, 0usize);
     let response = loop {
-        let before = h.host.runs.len();
+        let before = h.runtime.runs.len();
         h.poll_at(h.now + 1);
         polls += 1;
-        let started = h.host.runs.len() - before;
+        let started = h.runtime.runs.len() - before;
         assert!(started <= per_step, "poll {polls} started {started} instances");
         if started > 0 {
             if first_run_poll == 0 {
@@ -68,7 +68,7 @@ fn a_65536_item_fan_out_runs_in_bounded_polls_while_another_tenant_is_served() {
         assert!(polls < 10_000, "never answered");
     };
     assert_eq!(response.status, 200, "{}", text(&response));
-    assert_eq!(h.host.runs.len(), ITEMS);
+    assert_eq!(h.runtime.runs.len(), ITEMS);
     // Planning 65,536 instances before the first starts (the request and its first step plan
     // two steps' worth), running them 1,024 a poll, then collecting (two units a result) and
     // encoding: each spread over polls.

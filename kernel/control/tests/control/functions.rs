@@ -20,7 +20,7 @@ fn put_creates_then_replaces() {
     assert_eq!(text(&created), decl("f", "FAKE:echo"));
     assert_eq!(created.header_value("location"), Some("/v1/functions/f"));
     assert_eq!(created.header_value("content-type"), Some("application/json"));
-    assert_eq!(h.host.prepared, ["f"]);
+    assert_eq!(h.runtime.prepared, ["f"]);
 
     let replaced = h.put_function(ALICE, "f", SPEC, "upper");
     assert_eq!(replaced.status, 200);
@@ -100,7 +100,7 @@ fn bad_specs_are_400_naming_the_parameter() {
     }
     let r = h.call(request("PUT", "/v1/functions/f", Some(ALICE), &[], b"FAKE:echo"));
     assert_error(&r, 400, "bad_spec", "engine: missing (one of wasm, mpk, paging, native)");
-    assert!(h.host.prepared.is_empty(), "the engine never sees a refused spec");
+    assert!(h.runtime.prepared.is_empty(), "the engine never sees a refused spec");
     assert_eq!(h.plane.counters().functions, 0);
 }
 

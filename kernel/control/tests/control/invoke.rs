@@ -103,10 +103,10 @@ fn each_fans_out_over_100_items_in_order() {
     let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
     let upper_refs: Vec<&str> = upper.iter().map(String::as_str).collect();
     assert_eq!(decode_json(&r), [set("result", &upper_refs)]);
-    assert_eq!(h.host.runs.len(), 100);
+    assert_eq!(h.runtime.runs.len(), 100);
     // Each instance saw one item in a set named as the function declares it, not as the program does.
-    assert_eq!(h.host.runs[7].inputs, ["text=word7"]);
-    assert!(h.host.runs.iter().all(|run| run.function == "up" && run.tenant == model::TenantId::new(0)));
+    assert_eq!(h.runtime.runs[7].inputs, ["text=word7"]);
+    assert!(h.runtime.runs.iter().all(|run| run.function == "up" && run.tenant == model::TenantId::new(0)));
     // The same through the binary format.
     let input = binary::encode(&[set("lines", &refs)]).unwrap();
     let r = h.call(post(ALICE, "shout", &[BINARY, ("Accept", "application/x-pappus-sets")], &input));
@@ -143,7 +143,7 @@ fn functions_bind_sets_by_position() {
     );
     let r = h.invoke_json(ALICE, "c", &[set("a", &["A"]), set("b", &["B"])]);
     assert_eq!(text(&r), json_sets(&[set("x", &["B"]), set("y", &["A"])]));
-    assert_eq!(h.host.runs[0].inputs, ["first=A", "second=B"]);
+    assert_eq!(h.runtime.runs[0].inputs, ["first=A", "second=B"]);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn a_function_invoked_directly_gets_every_input_whole() {
     // B left out: an empty set, and the function still runs (inputs are `optional all`).
     let r = h.invoke_json(ALICE, "f", &[set("A", &["1", "2"])]);
     assert_eq!(text(&r), json_sets(&[set("C", &["1", "2"]), set("D", &[])]));
-    assert_eq!(h.host.runs[0].inputs, ["A=1,2", "B="]);
+    assert_eq!(h.runtime.runs[0].inputs, ["A=1,2", "B="]);
     let r = h.invoke_json(ALICE, "f", &[]);
     assert_eq!(text(&r), json_sets(&[set("C", &[]), set("D", &[])]));
     // A function without inputs takes an empty raw body, and refuses a non-empty one.
@@ -220,15 +220,15 @@ fn cancel_drops_the_invocation_and_its_sets() {
     let other = h.pending(post(ALICE, "sleep", &[], b"100"));
     assert_ne!(id, other);
     assert_eq!(h.plane.live_invocations(), 2);
-    h.plane.cancel(id, &mut h.host);
+    h.plane.cancel(id, &mut h.runtime);
     assert_eq!(h.plane.live_invocations(), 1);
     h.poll_at(5_000);
     assert!(h.plane.take_response(id).is_none(), "a cancelled invocation never answers");
     // A finished but untaken response is dropped by cancel too.
-    h.plane.cancel(other, &mut h.host);
+    h.plane.cancel(other, &mut h.runtime);
     assert_eq!(h.plane.live_invocations(), 0);
     assert!(h.plane.take_response(other).is_none());
-    h.plane.cancel(id, &mut h.host); // unknown now: ignored
+    h.plane.cancel(id, &mut h.runtime); // unknown now: ignored
     let c = h.plane.counters();
     assert_eq!((c.invocations_cancelled, c.invocations_ok, c.invocations_live), (1, 1, 0));
 }
@@ -291,7 +291,7 @@ fn host_errors_keep_their_status_and_code() {
     );
     let r = h.invoke_json(ALICE, "c", &[set("x", &["1", "2"])]);
     assert_error(&r, 504, "timeout", "c: app #1 'slow' instance 0: ran past its budget of 1000 ms");
-    assert_eq!(h.host.runs.len(), 5, "the second instance never ran");
+    assert_eq!(h.runtime.runs.len(), 5, "the second instance never ran");
     let c = h.plane.counters();
     assert_eq!((c.invocations_failed, c.invocations_timed_out), (3, 2));
 }
@@ -341,7 +341,7 @@ fn raw_output_needs_exactly_one_item() {
         "not_acceptable",
         "'two' has 2 output sets; application/octet-stream needs exactly one output item (ask for JSON instead)",
     );
-    assert!(h.host.runs.is_empty(), "refused before running");
+    assert!(h.runtime.runs.is_empty(), "refused before running");
     let r = h.call(post(
         ALICE,
         "identity",

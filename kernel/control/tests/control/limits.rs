@@ -39,9 +39,9 @@ fn too_many_live_invocations_is_503_with_retry_after() {
     assert_eq!(h.call(post("identity", &[], b"x")).status, 503);
     assert!(h.plane.take_response(first).is_some());
     assert_eq!(h.call(post("identity", &[], b"x")).status, 200);
-    h.plane.cancel(second, &mut h.host);
+    h.plane.cancel(second, &mut h.runtime);
     for id in bobs {
-        h.plane.cancel(id, &mut h.host);
+        h.plane.cancel(id, &mut h.runtime);
     }
     assert_eq!(h.plane.live_invocations(), 0);
 }
@@ -141,7 +141,7 @@ fn counters_follow_registrations_and_outcomes() {
             compositions: 1,
         }
     );
-    h.plane.cancel(pending, &mut h.host);
+    h.plane.cancel(pending, &mut h.runtime);
     assert_eq!(h.plane.counters().invocations_cancelled, 1);
     assert_eq!(h.plane.counters().invocations_live, 0);
 }

@@ -1,12 +1,12 @@
 //! The control plane's public API, tested from outside through `handle`, `poll`,
-//! `take_response` and `cancel` with a fake engine host: every route, status and body.
+//! `take_response` and `cancel` with a fake engine runtime: every route, status and body.
 
 mod auth;
 mod common;
 mod compositions;
+mod deferred;
 mod fanout;
 mod functions;
-mod hosted;
 mod invoke;
 mod limits;
 mod memory;

@@ -31,7 +31,7 @@ fn image(bytes: usize) -> Vec<u8> {
 #[test]
 fn registrations_fill_one_tenants_budget_and_deletes_give_it_back() {
     let mut h = harness(10_000, 1 << 30);
-    // The fake host's prepared form holds as many bytes as the image.
+    // The fake runtime's prepared form holds as many bytes as the image.
     for i in 0..3 {
         let r = put_image(&mut h, ALICE, &format!("f{i}"), &image(3_000));
         assert_eq!(r.status, 201, "{}", text(&r));
@@ -69,15 +69,15 @@ fn replacing_a_function_charges_the_new_one_and_frees_the_old() {
 fn a_function_kept_by_a_running_invocation_stays_charged_until_it_ends() {
     let mut h = harness(1 << 20, 1 << 30);
     assert_eq!(put_image(&mut h, ALICE, "f", &image(4_000)).status, 201);
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let id = h.pending(request("POST", "/v1/invoke/f", Some(ALICE), &[], b"x"));
     assert_eq!(h.delete(ALICE, "/v1/functions/f").status, 204);
     assert!(used(&h, ALICE_ID, Pool::Heap) >= 4_000, "the invocation still runs it");
-    h.host.finish_all(false);
+    h.runtime.finish_all(false);
     h.poll_at(1_001);
     assert_eq!(h.plane.take_response(id).map(|r| r.status), Some(200));
-    // The host's queue held the last reference.
-    h.host.queued.clear();
+    // The runtime's queue held the last reference.
+    h.runtime.queued.clear();
     assert_eq!(used(&h, ALICE_ID, Pool::Heap), 0);
 }
 
@@ -125,7 +125,7 @@ fn sandboxes_wait_for_their_tenants_memory_and_never_exceed_it() {
     let mut h = harness(1 << 20, 32 << 20);
     h.put_function(ALICE, "up", "engine=paging&inputs=text&outputs=shout&memory=16MiB", "upper");
     h.put_composition(ALICE, "fan", FAN);
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let body = json_sets(&[set("lines", &["a", "b", "c", "d", "e"])]);
     let headers = [("Content-Type", "application/json")];
     let Reply::Pending(id) = h.send(request("POST", "/v1/invoke/fan", Some(ALICE), &headers, body.as_bytes())) else {
@@ -133,9 +133,9 @@ fn sandboxes_wait_for_their_tenants_memory_and_never_exceed_it() {
     };
     let mut rounds = 0;
     while h.plane.live_invocations() > 0 && h.plane.take_response(id).is_none() {
-        assert!(h.host.queued.len() <= 2, "{} sandboxes at once on a budget of two", h.host.queued.len());
+        assert!(h.runtime.queued.len() <= 2, "{} sandboxes at once on a budget of two", h.runtime.queued.len());
         assert!(used(&h, ALICE_ID, Pool::Frames) <= 32 << 20);
-        h.host.finish_all(false);
+        h.runtime.finish_all(false);
         h.poll_at(1_001 + rounds);
         rounds += 1;
         assert!(rounds < 10, "the fan-out did not finish");

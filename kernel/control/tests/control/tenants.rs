@@ -26,7 +26,7 @@ fn same_named_functions_stay_apart() {
     assert_eq!(r.body, b"from alice");
     let r = h.call(request("POST", "/v1/invoke/greet", Some(BOB), &[("Accept", "application/octet-stream")], b""));
     assert_eq!(r.body, b"from bob");
-    assert_eq!(h.host.runs.iter().map(|r| r.tenant).collect::<Vec<_>>(), [TenantId::new(0), TenantId::new(1)]);
+    assert_eq!(h.runtime.runs.iter().map(|r| r.tenant).collect::<Vec<_>>(), [TenantId::new(0), TenantId::new(1)]);
 
     // Bob cannot see, invoke or delete Alice's function: the answers are those for a name
     // nobody registered.

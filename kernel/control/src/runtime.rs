@@ -1,6 +1,6 @@
 //! What the control plane needs from the kernel: something that validates function images and
-//! runs functions. The kernel implements [`FunctionHost`] over the real engines; the tests use a
-//! fake. Keeping this a trait is what lets the whole API be tested on the host.
+//! runs functions. The kernel implements [`Runtime`] over the real engines; the tests use a
+//! fake. Keeping this a trait is what lets the whole API be tested on the host machine.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -12,7 +12,7 @@ use model::{Bytes, FunctionDecl, FunctionSpec, ImageDigest, MemoryCharge, Set, T
 
 /// What an engine made of an image at registration (a compiled module, a loaded ELF): opaque to
 /// the control plane, which keeps it with the function so it lives exactly as long as the
-/// function and the invocations that run it. `bytes` is the heap it holds, as the host measured
+/// function and the invocations that run it. `bytes` is the heap it holds, as the runtime measured
 /// it; the tenant is charged for it.
 #[derive(Clone)]
 pub struct Prepared {
@@ -25,7 +25,7 @@ impl Prepared {
         Self { inner: Arc::new(value), bytes }
     }
 
-    /// The host's own type, if this is one.
+    /// The runtime's own type, if this is one.
     pub fn get<T: Any>(&self) -> Option<&T> {
         self.inner.downcast_ref()
     }
@@ -73,7 +73,7 @@ impl StoredFunction {
         &self.decl
     }
 
-    /// What the host's engine made of the image.
+    /// What the runtime's engine made of the image.
     pub fn prepared(&self) -> &Prepared {
         &self.prepared
     }
@@ -105,14 +105,14 @@ impl StoredFunction {
 /// a forbidden instruction, running out of memory), 504 `timeout` (the time budget ran out),
 /// 503 `unavailable` (no sandbox free). A status outside 400..=599 is answered as 500.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostError {
+pub struct RunError {
     pub status: u16,
     pub code: &'static str,
     /// For people: what happened, e.g. `page fault at 0x0 (rip 0x4010a2)`.
     pub message: String,
 }
 
-impl HostError {
+impl RunError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
@@ -138,14 +138,14 @@ impl HostError {
     }
 }
 
-impl fmt::Display for HostError {
+impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.code, self.status, self.message)
     }
 }
 
-/// Names one instance the host runs: the invocation ([`InvocationId::get`](crate::InvocationId::get))
-/// and the planner's instance id within it. The host hands it back with the result.
+/// Names one instance the runtime runs: the invocation ([`InvocationId::get`](crate::InvocationId::get))
+/// and the planner's instance id within it. The runtime hands it back with the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ticket {
     pub invocation: u64,
@@ -155,10 +155,10 @@ pub struct Ticket {
 /// What starting an instance gave.
 #[derive(Debug)]
 pub enum Started {
-    /// It ran, or was refused, at once (a host without other cores, a full run queue).
-    Done(Result<Vec<Set>, HostError>),
+    /// It ran, or was refused, at once (a runtime without other cores, a full run queue).
+    Done(Result<Vec<Set>, RunError>),
     /// It runs elsewhere (another core, the network); its result comes from
-    /// [`FunctionHost::take_completed`].
+    /// [`Runtime::take_completed`].
     Running,
     /// No room now (the run queue is full): the inputs come back, and the plane starts the
     /// instance again on a later poll. Back-pressure, not an error: a wide fan-out waits for
@@ -167,7 +167,7 @@ pub enum Started {
 }
 
 /// A platform communication function: trusted code that does I/O for compositions, run by the
-/// host next to its network stack (builtins table: `http`).
+/// runtime next to its network stack (builtins table: `http`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Comm {
     Http,
@@ -188,17 +188,17 @@ impl Comm {
 /// [`take_completed`](Self::take_completed), which [`ControlPlane::poll`](crate::ControlPlane::poll)
 /// drains. So the kernel can run instances on other cores, or fetch over the network, while the
 /// control plane goes on answering requests.
-pub trait FunctionHost {
+pub trait Runtime {
     /// Validates and prepares (compiles, loads) an image before it is registered; what it gives
     /// is kept with the function and handed back with every [`start`](Self::start). An error
     /// refuses the upload with the error's status (400 for a bad image; 503 `out_of_memory` when
     /// the node has no room to prepare it now) and message. `room` is how many heap bytes the
-    /// tenant has left: a host may refuse (507 `memory_budget`) rather than prepare what would
+    /// tenant has left: a runtime may refuse (507 `memory_budget`) rather than prepare what would
     /// not fit.
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, HostError>;
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, RunError>;
 
     /// Heap bytes allocated, less those freed, on the calling CPU since boot (wrapping), or
-    /// `None` when the host cannot tell. The control plane reads it around work it does for a
+    /// `None` when the runtime cannot tell. The control plane reads it around work it does for a
     /// tenant on this CPU (parsing a program) to charge what that work kept.
     fn heap_allocated_here(&self) -> Option<u64> {
         None
@@ -214,10 +214,10 @@ pub trait FunctionHost {
     fn start_comm(&mut self, ticket: Ticket, comm: Comm, inputs: Vec<Set>) -> Started {
         let _ = (ticket, inputs);
         let message = alloc::format!("the `{}` function is not available on this node", comm.name());
-        Started::Done(Err(HostError::new(503, "unavailable", message)))
+        Started::Done(Err(RunError::new(503, "unavailable", message)))
     }
 
-    /// Whether the host is saturated for `tenant` (its run queue is full, or holds the tenant's
+    /// Whether the runtime is saturated for `tenant` (its run queue is full, or holds the tenant's
     /// share of it): the tenant's new invocations are then refused with 503 and `Retry-After`,
     /// while those under way wait for room.
     fn saturated(&self, tenant: TenantId) -> bool {
@@ -227,7 +227,7 @@ pub trait FunctionHost {
 
     /// One result of an instance that [`start`](Self::start) or [`start_comm`](Self::start_comm)
     /// reported as running, if one has finished.
-    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {
+    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, RunError>)> {
         None
     }
 

@@ -1,4 +1,4 @@
-//! Instances the host runs elsewhere (other cores, the network): the plane starts them, goes on
+//! Instances the runtime runs elsewhere (other cores, the network): the plane starts them, goes on
 //! answering, takes their results in any order, drops what it no longer needs; a full run queue
 //! holds back the instances of invocations under way and refuses new invocations with 503 and
 //! `Retry-After`.
@@ -34,21 +34,21 @@ fn results_in_any_order_keep_the_item_order() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
     h.put_composition(ALICE, "shout", SHOUT);
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let words = words(64);
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let Reply::Pending(id) = invoke(&mut h, "shout", &[set("lines", &refs)]) else { panic!("answered at once") };
-    // All 64 instances were handed to the host in one step; nothing is answered before they end.
-    assert_eq!(h.host.queued.len(), 64);
-    assert!(!h.poll_at(1_001), "nothing can move before the host reports");
+    // All 64 instances were handed to the runtime in one step; nothing is answered before they end.
+    assert_eq!(h.runtime.queued.len(), 64);
+    assert!(!h.poll_at(1_001), "nothing can move before the runtime reports");
     assert!(h.plane.take_response(id).is_none());
-    h.host.finish_all(true);
+    h.runtime.finish_all(true);
     assert!(h.poll_at(1_002));
     let r = h.plane.take_response(id).expect("answered once every instance reported");
     let upper: Vec<String> = words.iter().map(|w| w.to_uppercase()).collect();
     let upper_refs: Vec<&str> = upper.iter().map(String::as_str).collect();
     assert_eq!(decode_json(&r), [set("result", &upper_refs)]);
-    assert!(h.host.cancelled.is_empty(), "nothing was left to cancel");
+    assert!(h.runtime.cancelled.is_empty(), "nothing was left to cancel");
     assert_eq!(h.plane.live_invocations(), 0);
 }
 
@@ -59,20 +59,20 @@ fn a_failed_instance_cancels_the_others() {
     h.put_function(ALICE, "boom", "engine=wasm&inputs=text&outputs=shout", "fault");
     let program = SHOUT.replace("up (line", "boom (line").replace("function up", "function boom");
     h.put_composition(ALICE, "mixed", &program.replace("shout", "mixed"));
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let Reply::Pending(id) = invoke(&mut h, "mixed", &[set("lines", &["a", "b", "c"])]) else { panic!() };
-    // Only the first instance's result arrives: the invocation fails at once and the host is
+    // Only the first instance's result arrives: the invocation fails at once and the runtime is
     // told to drop the two still queued.
-    let first = h.host.queued.remove(0);
-    h.host.queued.truncate(0);
-    h.host.queued.push(first);
-    h.host.finish_all(false);
+    let first = h.runtime.queued.remove(0);
+    h.runtime.queued.truncate(0);
+    h.runtime.queued.push(first);
+    h.runtime.finish_all(false);
     h.poll_at(1_001);
     let r = h.plane.take_response(id).expect("failed at the first error");
     assert_eq!(r.status, 500, "{}", text(&r));
-    assert_eq!(h.host.cancelled, [id.get()]);
+    assert_eq!(h.runtime.cancelled, [id.get()]);
     // A late result for it is ignored.
-    h.host.completed.push_back((Ticket { invocation: id.get(), instance: 2 }, Ok(vec![set("o", &["late"])])));
+    h.runtime.completed.push_back((Ticket { invocation: id.get(), instance: 2 }, Ok(vec![set("o", &["late"])])));
     assert!(!h.poll_at(1_002));
     assert_eq!(h.plane.live_invocations(), 0);
 }
@@ -81,11 +81,11 @@ fn a_failed_instance_cancels_the_others() {
 fn a_client_that_goes_away_cancels_its_instances() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let Reply::Pending(id) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
-    h.plane.cancel(id, &mut h.host);
-    assert_eq!(h.host.cancelled, [id.get()]);
-    assert!(h.host.queued.is_empty());
+    h.plane.cancel(id, &mut h.runtime);
+    assert_eq!(h.runtime.cancelled, [id.get()]);
+    assert!(h.runtime.queued.is_empty());
     assert_eq!(h.plane.counters().invocations_cancelled, 1);
 }
 
@@ -94,15 +94,15 @@ fn a_bounded_run_queue_holds_a_fan_out_back_without_failing_it() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
     h.put_composition(ALICE, "shout", SHOUT);
-    h.host.deferred = true;
-    h.host.capacity = Some(3);
+    h.runtime.deferred = true;
+    h.runtime.capacity = Some(3);
     let words = words(10);
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
     let Reply::Pending(id) = invoke(&mut h, "shout", &[set("lines", &refs)]) else { panic!() };
     let mut rounds = 0;
     let response = loop {
-        assert!(h.host.queued.len() <= 3, "the host never holds more than it has room for");
-        h.host.finish_all(rounds % 2 == 1);
+        assert!(h.runtime.queued.len() <= 3, "the runtime never holds more than it has room for");
+        h.runtime.finish_all(rounds % 2 == 1);
         rounds += 1;
         h.poll_at(1_000 + rounds);
         if let Some(r) = h.plane.take_response(id) {
@@ -120,7 +120,7 @@ fn a_bounded_run_queue_holds_a_fan_out_back_without_failing_it() {
 fn a_saturated_host_refuses_new_invocations_with_503_and_retry_after() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
-    h.host.full = true;
+    h.runtime.full = true;
     let Reply::Now(r) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
     assert_eq!(r.status, 503, "{}", text(&r));
     assert_eq!(r.header_value("retry-after"), Some("1"));
@@ -132,10 +132,10 @@ fn a_saturated_host_refuses_new_invocations_with_503_and_retry_after() {
 fn a_host_result_with_the_wrong_shape_is_bad_output() {
     let mut h = Harness::new();
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let Reply::Pending(id) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
-    let (ticket, ..) = h.host.queued.pop().unwrap();
-    h.host.completed.push_back((ticket, Ok(vec![])));
+    let (ticket, ..) = h.runtime.queued.pop().unwrap();
+    h.runtime.completed.push_back((ticket, Ok(vec![])));
     h.poll_at(1_001);
     let r = h.plane.take_response(id).unwrap();
     assert_eq!(r.status, 502, "{}", text(&r));
@@ -153,7 +153,7 @@ fn http_runs_on_the_host_and_reports_per_item_errors() {
          }",
     );
     for deferred in [false, true] {
-        h.host.deferred = deferred;
+        h.runtime.deferred = deferred;
         let mut urls = set("urls", &["ok:hello", "err:refused: 10.0.2.2:9"]);
         urls.items[0].name = "a".into();
         urls.items[1].name = "b".into();
@@ -161,7 +161,7 @@ fn http_runs_on_the_host_and_reports_per_item_errors() {
             Reply::Now(r) => r,
             Reply::Pending(id) => {
                 h.poll_at(1_001);
-                h.plane.take_response(id).expect("the host reported")
+                h.plane.take_response(id).expect("the runtime reported")
             }
         };
         assert_eq!(r.status, 200, "{}", text(&r));
@@ -179,7 +179,7 @@ fn an_invocation_past_its_deadline_is_504_and_its_instances_are_dropped() {
     let mut h = Harness::with_limits(control::ControlLimits { max_invocation_ms: 50, ..Default::default() });
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");
     h.put_composition(ALICE, "shout", SHOUT);
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let Reply::Pending(id) = invoke(&mut h, "shout", &[set("lines", &["a", "b"])]) else { panic!() };
     assert_eq!(h.plane.next_poll_ms(), Some(1_050), "the kernel must wake for the deadline");
     assert!(!h.poll_at(1_049));
@@ -187,7 +187,7 @@ fn an_invocation_past_its_deadline_is_504_and_its_instances_are_dropped() {
     let r = h.plane.take_response(id).expect("answered at the deadline");
     assert_eq!(r.status, 504, "{}", text(&r));
     assert!(text(&r).contains("deadline of 50 ms"), "{}", text(&r));
-    assert_eq!(h.host.cancelled, [id.get()]);
+    assert_eq!(h.runtime.cancelled, [id.get()]);
     assert_eq!(h.plane.counters().invocations_timed_out, 1);
 }
 
@@ -200,15 +200,15 @@ fn invocations_are_counted_by_target_and_outcome() {
     for name in ["up", "up", "boom"] {
         let Reply::Now(_) = invoke(&mut h, name, &[set("text", &["x"])]) else { panic!() };
     }
-    h.host.deferred = true;
+    h.runtime.deferred = true;
     let Reply::Pending(id) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
-    h.plane.cancel(id, &mut h.host);
+    h.plane.cancel(id, &mut h.runtime);
     let stats = h.plane.invocation_stats();
     let counts: Vec<(&str, Outcome, u64)> = stats.counts().map(|(_, name, o, n)| (name, o, n)).collect();
     assert_eq!(counts, [("boom", Outcome::Failed, 1), ("up", Outcome::Ok, 2), ("up", Outcome::Cancelled, 1)]);
     assert_eq!(stats.latency_ms().count(), 3, "answered invocations have a latency; cancelled ones do not");
     // Refused before it started: counted against a name the tenant has, not against unknown ones.
-    h.host.full = true;
+    h.runtime.full = true;
     let Reply::Now(r) = invoke(&mut h, "up", &[set("text", &["x"])]) else { panic!() };
     assert_eq!(r.status, 503);
     let Reply::Now(r) = invoke(&mut h, "nobody", &[set("text", &["x"])]) else { panic!() };

@@ -1,12 +1,12 @@
-//! What the control plane runs on: its [`control::FunctionHost`]. Compute instances go to the
+//! What the control plane runs on: its [`control::Runtime`]. Compute instances go to the
 //! dispatcher's run queue (`compute/`); instances of communication functions (`http`) go to
 //! their client on this, the I/O core (`comm/`). Both report back through
-//! [`FunctionHost::take_completed`], which the control plane drains on every pass.
+//! [`Runtime::take_completed`], which the control plane drains on every pass.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use control::{Comm, FunctionHost, HostError, Prepared, Started, StoredFunction, Ticket};
+use control::{Comm, Prepared, RunError, Runtime, Started, StoredFunction, Ticket};
 use engine::PreparedImage;
 use model::{Bytes, FunctionSpec, Set, TenantId};
 
@@ -20,12 +20,12 @@ use crate::net::Net;
 /// measured).
 const PREPARE_BYTES_PER_IMAGE_BYTE: u64 = 4;
 
-pub struct Host {
+pub struct KernelRuntime {
     dispatcher: &'static Dispatcher,
     http: HttpComm,
 }
 
-impl Host {
+impl KernelRuntime {
     pub fn new(dispatcher: &'static Dispatcher, http: HttpComm) -> Self {
         Self { dispatcher, http }
     }
@@ -42,23 +42,23 @@ impl Host {
     }
 }
 
-impl FunctionHost for Host {
+impl Runtime for KernelRuntime {
     /// Prepares on this (the I/O) core, so the heap this core allocated meanwhile, less what
     /// it freed, is what the prepared image keeps: that is its charge. Refused before any work
     /// when a generous estimate ([`PREPARE_BYTES_PER_IMAGE_BYTE`] per image byte) would not
     /// fit the tenant's room (507) or would eat into the kernel's heap reserve (503).
-    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, HostError> {
+    fn prepare(&mut self, spec: &FunctionSpec, image: &Bytes, room: u64) -> Result<Prepared, RunError> {
         let estimate = (image.len() as u64).saturating_mul(PREPARE_BYTES_PER_IMAGE_BYTE);
         if estimate > room {
             let message = alloc::format!(
                 "preparing a {}-byte image takes up to {estimate} bytes, and this tenant's memory budget has {room} left",
                 image.len()
             );
-            return Err(HostError::new(507, "memory_budget", message));
+            return Err(RunError::new(507, "memory_budget", message));
         }
         if !mm::heap_room_for(usize::try_from(estimate).unwrap_or(usize::MAX)) {
             let message = "the node has no memory to prepare this image now; retry later";
-            return Err(HostError::new(503, "out_of_memory", message));
+            return Err(RunError::new(503, "out_of_memory", message));
         }
         let before = mm::heap_allocated_here();
         let prepared = self.dispatcher.engines().prepare(spec, image)?;
@@ -72,7 +72,7 @@ impl FunctionHost for Host {
 
     fn start(&mut self, ticket: Ticket, tenant: TenantId, function: &Arc<StoredFunction>, inputs: Vec<Set>) -> Started {
         let Some(prepared) = function.prepared().get::<PreparedImage>().cloned() else {
-            return Started::Done(Err(HostError::new(500, "internal", "the function was prepared by another host")));
+            return Started::Done(Err(RunError::new(500, "internal", "the function was prepared by another runtime")));
         };
         let job = Job { ticket, tenant, function: Arc::clone(function), prepared, inputs };
         match self.dispatcher.submit(job) {
@@ -96,7 +96,7 @@ impl FunctionHost for Host {
         self.dispatcher.saturated(tenant)
     }
 
-    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, HostError>)> {
+    fn take_completed(&mut self) -> Option<(Ticket, Result<Vec<Set>, RunError>)> {
         self.dispatcher.take_completed().or_else(|| self.http.take_completed().map(|(t, sets)| (t, Ok(sets))))
     }
 
