@@ -89,6 +89,8 @@ impl Export for Memory {
         out.single("pappus_heap_alloc_failures_total", "Heap allocations refused.", Kind::Counter, heap.failures);
         let help = "Kernel heap kept from tenants and request bodies.";
         out.single("pappus_heap_reserve_bytes", help, Kind::Gauge, mm::heap_reserve());
+        let help = "Frames holding sandboxes' page tables (MPK slots keep theirs: a bounded high-water mark).";
+        out.single("pappus_user_table_frames", help, Kind::Gauge, crate::arch::user_table_frames());
     }
 }
 

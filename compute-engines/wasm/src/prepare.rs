@@ -2,28 +2,42 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use engine::{EngineError, ImageError};
-use wasmi::{ExternType, Module};
+use wasmi::{ExternType, Linker, Module};
+
+use crate::state::HostState;
 
 use crate::abi;
 use crate::config::WasmConfig;
 
-/// A validated, compiled module, ready to instantiate. Cloning shares the compiled code.
-#[derive(Clone, Debug)]
+/// A validated, compiled module, ready to instantiate, with the wasmi engine that holds its code
+/// and the linker for its imports. Cloning shares them; the last clone dropped frees them.
+#[derive(Clone)]
 pub struct WasmImage {
     pub(crate) module: Module,
+    pub(crate) wasmi: wasmi::Engine,
+    pub(crate) linker: Arc<Linker<HostState>>,
+}
+
+impl core::fmt::Debug for WasmImage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WasmImage").finish_non_exhaustive()
+    }
 }
 
 /// Checks and compiles `bytes`: size first (before any parsing work), then validation and eager
 /// compilation, then the imports and exports against the ABI.
-pub(crate) fn prepare(engine: &wasmi::Engine, config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, EngineError> {
+pub(crate) fn prepare(config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, EngineError> {
     if bytes.len() > config.max_module_bytes {
         return Err(ImageError::TooLarge { size: bytes.len(), limit: config.max_module_bytes }.into());
     }
-    let module = Module::new(engine, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
+    let wasmi = wasmi::Engine::new(&config.wasmi_config());
+    let module = Module::new(&wasmi, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
     let uses_memory = check_imports(&module)?;
     check_exports(&module, uses_memory)?;
-    Ok(WasmImage { module })
+    let linker = Arc::new(crate::host::linker(&wasmi)?);
+    Ok(WasmImage { module, wasmi, linker })
 }
 
 /// Every import must be an ABI function with the ABI's signature. Returns whether any import

@@ -63,13 +63,9 @@ pub(crate) fn run(
 }
 
 pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocation<'_>) -> WasmStep {
-    // wasmi panics on a module compiled by another wasmi engine: refuse it instead.
-    if !wasmi::Engine::same(image.module.engine(), &engine.wasmi) {
-        return WasmStep::Done(Err(EngineError::internal("the image was prepared by another wasm engine instance")));
-    }
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     let state = HostState::new(inputs, outputs, &limits, &engine.config);
-    let mut store = Store::new(&engine.wasmi, state);
+    let mut store = Store::new(&image.wasmi, state);
     store.limiter(|state| &mut state.limiter);
     // Instantiation (data segments, tables) may cost fuel and cannot be resumed: it gets the
     // whole budget; with a deadline, all but one slice goes back to the reserve afterwards.
@@ -77,7 +73,7 @@ pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocati
     if let Err(e) = grant(&mut store, 0, slice, false) {
         return WasmStep::Done(Err(e));
     }
-    let instance = match engine.linker.instantiate_and_start(&mut store, &image.module) {
+    let instance = match image.linker.instantiate_and_start(&mut store, &image.module) {
         Ok(instance) => instance,
         Err(e) => return WasmStep::Done(Err(classify_instantiation(e, store.data(), &limits))),
     };

@@ -126,6 +126,11 @@ pub fn cpu_index() -> usize {
     0
 }
 
+/// Frames holding sandboxes' page tables: none, there are no native sandboxes here yet.
+pub fn user_table_frames() -> u64 {
+    0
+}
+
 /// This CPU's index (the allocator asks; one CPU here, so always known).
 pub fn cpu_index_if_ready() -> Option<usize> {
     Some(0)

@@ -170,6 +170,11 @@ pub fn cpu_index() -> usize {
     percpu::current_index()
 }
 
+/// Frames holding sandboxes' page tables (below their PML4s).
+pub fn user_table_frames() -> u64 {
+    uspace::table_frames()
+}
+
 /// This CPU's index, or `None` before the boot CPU's per-CPU block is loaded (the allocator
 /// asks, and must not fault then). Application processors load theirs before they allocate.
 pub fn cpu_index_if_ready() -> Option<usize> {

@@ -8,6 +8,8 @@
 
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
@@ -34,6 +36,17 @@ pub enum Access {
 /// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
 pub struct AddressSpace {
     pml4: u64,
+}
+
+/// Frames holding user page tables below the PML4s, in every address space. The MPK space keeps
+/// each slot's tables for good (see [`AddressSpace::clear_region`]), so this grows to a bounded
+/// high-water mark as more slots are used at once; `/metrics` shows it so that a frame count
+/// can be read against it.
+static TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// User page-table frames held now ([`TABLE_FRAMES`]).
+pub fn table_frames() -> u64 {
+    TABLE_FRAMES.load(Ordering::Relaxed)
 }
 
 /// The CR3 in use (the kernel's, outside sandbox runs).
@@ -73,6 +86,7 @@ impl AddressSpace {
                     return None;
                 }
                 let frame = mm::alloc_frame()?;
+                TABLE_FRAMES.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: as above; intermediate entries allow everything, leaves decide.
                 unsafe { slot.write(frame | PRESENT | WRITABLE | USER) };
                 t = frame;
@@ -249,6 +263,7 @@ impl AddressSpace {
             let next = value & ADDR_MASK;
             if level > 1 {
                 Self::free_level(next, level - 1);
+                TABLE_FRAMES.fetch_sub(1, Ordering::Relaxed);
             }
             // Frames are zeroed when allocated again (`mm::alloc_frame`), so nothing of this
             // sandbox is ever seen by the next one.
