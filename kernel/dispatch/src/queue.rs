@@ -153,16 +153,7 @@ impl<T> RunQueue<T> {
         if self.len >= self.capacity {
             return Err(Full { item, capacity: self.capacity });
         }
-        let receipt = Receipt { seq: self.next_seq, tenant, invocation };
-        self.next_seq = self.next_seq.wrapping_add(1);
-        let queue = self.tenants.entry(tenant).or_insert_with(|| TenantQueue { items: VecDeque::new(), served: 0 });
-        if queue.items.is_empty() {
-            queue.served = 0;
-            self.ring.push_back(tenant);
-        }
-        queue.items.push_back((receipt, item));
-        self.len += 1;
-        Ok(receipt)
+        Ok(self.enqueue(tenant, invocation, item))
     }
 
     /// Queues again an item that was just popped and has more to do (a run preempted at the end
@@ -172,6 +163,11 @@ impl<T> RunQueue<T> {
     /// popped and not yet requeued (one per core); new pushes stay refused until it is back
     /// under capacity.
     pub fn requeue(&mut self, tenant: TenantId, invocation: InvocationId, item: T) -> Receipt {
+        self.enqueue(tenant, invocation, item)
+    }
+
+    /// At the back of `tenant`'s FIFO, the tenant joining the ring if it had nothing queued.
+    fn enqueue(&mut self, tenant: TenantId, invocation: InvocationId, item: T) -> Receipt {
         let receipt = Receipt { seq: self.next_seq, tenant, invocation };
         self.next_seq = self.next_seq.wrapping_add(1);
         let queue = self.tenants.entry(tenant).or_insert_with(|| TenantQueue { items: VecDeque::new(), served: 0 });
