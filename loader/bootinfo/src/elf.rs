@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 /// At most this many `PT_LOAD` segments (the kernel has four).
 pub const MAX_SEGMENTS: usize = 16;
 
@@ -76,16 +78,6 @@ impl fmt::Display for ElfError {
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const PAGE: u64 = 4096;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
-}
 
 /// Reads the kernel ELF's load plan.
 pub fn plan(file: &[u8]) -> Result<Plan, ElfError> {

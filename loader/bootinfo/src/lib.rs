@@ -15,6 +15,7 @@
 #![no_std]
 
 pub mod elf;
+mod le;
 pub mod multiboot;
 
 /// `BootBlock::magic`: "PAPPUSBI", little-endian.

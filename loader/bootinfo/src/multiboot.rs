@@ -7,6 +7,8 @@
 //! note); `pappus-kernel.mb` is a flat image built from it on the host, whose header names the
 //! entry the kernel's [`NOTE_MULTIBOOT32`](crate::NOTE_MULTIBOOT32) note gives.
 
+use crate::le::{u32_at, u64_at};
+
 /// The header's `magic`.
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;
 /// `eax` at the kernel's entry.
@@ -223,14 +225,6 @@ pub fn mmap_entries(map: &[u8]) -> impl Iterator<Item = (u64, u64, u32)> + Clone
 pub fn kernel_args(cmdline: &str) -> &str {
     let cmdline = cmdline.trim_start();
     cmdline.split_once(char::is_whitespace).map_or("", |(_, rest)| rest.trim_start())
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
 #[cfg(test)]
