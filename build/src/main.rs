@@ -11,6 +11,7 @@ mod fnmeta;
 mod fuzz;
 mod http;
 mod image;
+mod keepalive;
 mod multiboot;
 mod preload;
 mod prereq;

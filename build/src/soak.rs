@@ -18,19 +18,18 @@
 //! sockets not listening, MPK keys live and invocations held. Every figure must come back to its
 //! baseline (the heap within [`HEAP_SLACK`] bytes); the comparison is printed either way.
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pappus_qemu::Arch;
-use pappus_tests::node::{Response, read_response};
+use pappus_tests::node::Response;
 use pappus_tests::protocol::READY_PREFIX;
 use pappus_tests::{Boot, Marker};
 
 use crate::args::{Args, Spec};
+use crate::keepalive::Client;
 use crate::util::{self, Failure, Result, say};
 
 pub const SPEC: Spec =
@@ -41,6 +40,8 @@ const OPERATOR: &str = "soak-operator-0123456789abcdef";
 /// Heap bytes the end may differ from the baseline by (allocator rounding of the few buffers a
 /// metrics request itself holds); anything more is a leak.
 const HEAP_SLACK: u64 = 16 * 1024;
+/// How long a soak request may wait for its answer.
+const TIMEOUT: Duration = Duration::from_secs(120);
 /// Sandboxes' page-table frames may grow by this much: the MPK engine keeps each slot's tables
 /// for good (a stale paging-structure cache entry on another CPU can then only reach a table of
 /// the same slot, whose pages carry that slot's key), so they grow with the most slots ever used
@@ -166,7 +167,7 @@ fn run_with(kernel: &Path, options: Options) -> Result {
 }
 
 fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_images: bool, only: &[Kind]) -> Result {
-    let mut admin = Client::connect(port)?;
+    let mut admin = Client::connect(port, TIMEOUT)?;
     for (tenant, token) in TENANTS {
         register(&mut admin, tenant, token, images)?;
     }
@@ -263,8 +264,7 @@ fn soak(port: u16, images: &Arc<Images>, invocations: u64, workers: u64, reuse_i
 /// queues, cores, keys and invocations (each request with a short timeout: the node may hang).
 fn diagnose(port: u16) -> String {
     let ask = |path: &str, auth: Option<String>| -> std::result::Result<Response, String> {
-        let mut client = Client::connect(port).map_err(|e| e.0)?;
-        client.conn.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+        let mut client = Client::connect(port, Duration::from_secs(10)).map_err(|e| e.0)?;
         let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         client.request("GET", path, &headers, b"").map_err(|e| e.0)
     };
@@ -321,7 +321,7 @@ struct Report {
 
 impl Gauges {
     fn read(port: u16) -> Result<Self> {
-        let mut client = Client::connect(port)?;
+        let mut client = Client::connect(port, TIMEOUT)?;
         let r = client.request("GET", "/metrics", &[("Authorization", &format!("Bearer {OPERATOR}"))], b"")?;
         if r.status != 200 {
             return Err(Failure(format!("/metrics: {} {}", r.status, r.text())));
@@ -408,34 +408,6 @@ impl Gauges {
             })
             .collect();
         Report { lines, ok }
-    }
-}
-
-/// One keep-alive connection.
-struct Client {
-    conn: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Client {
-    fn connect(port: u16) -> Result<Self> {
-        let conn = TcpStream::connect(("127.0.0.1", port))?;
-        conn.set_nodelay(true)?;
-        conn.set_read_timeout(Some(Duration::from_secs(120)))?;
-        conn.set_write_timeout(Some(Duration::from_secs(120)))?;
-        let reader = BufReader::new(conn.try_clone()?);
-        Ok(Self { conn, reader })
-    }
-
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: soak\r\nContent-Length: {}\r\n", body.len());
-        for (n, v) in headers {
-            head += &format!("{n}: {v}\r\n");
-        }
-        head += "\r\n";
-        self.conn.write_all(head.as_bytes())?;
-        self.conn.write_all(body)?;
-        Ok(read_response(&mut self.reader)?)
     }
 }
 
@@ -571,7 +543,7 @@ impl Worker {
             tenant,
             other,
             auth: format!("Bearer {token}"),
-            client: Client::connect(port)?,
+            client: Client::connect(port, TIMEOUT)?,
             on_connection: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (id + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
             images,
@@ -622,7 +594,7 @@ impl Worker {
 
     fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
         if self.on_connection >= REQUESTS_PER_CONNECTION {
-            self.client = Client::connect(self.port)?;
+            self.client = Client::connect(self.port, TIMEOUT)?;
             self.on_connection = 0;
         }
         self.on_connection += 1;

@@ -7,17 +7,15 @@
 //! request in between is included, spread over N. Wall-clock figures come from a second boot
 //! without icount in the same run, as rates from a host client.
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pappus_qemu::DEFAULT_X86_64;
-use pappus_tests::node::{Response, read_response};
 use pappus_tests::protocol::READY_PREFIX;
 use pappus_tests::{Boot, Marker, Qemu};
 
+pub use crate::keepalive::Client;
 use crate::util::{Failure, Result, say};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
@@ -30,12 +28,6 @@ pub struct Node {
     _qemu: Qemu,
     port: u16,
     client: Client,
-}
-
-/// One keep-alive connection to a node.
-pub struct Client {
-    conn: TcpStream,
-    reader: BufReader<TcpStream>,
 }
 
 impl std::ops::Deref for Node {
@@ -77,12 +69,12 @@ impl Node {
             .time_limit(Duration::from_secs(1200))
             .spawn()?;
         qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
-        Ok(Self { _qemu: qemu, port, client: Client::connect(port)? })
+        Ok(Self { _qemu: qemu, port, client: Client::connect(port, TIMEOUT)? })
     }
 
     /// Another keep-alive connection.
     pub fn connect(&self) -> Result<Client> {
-        Client::connect(self.port)
+        Client::connect(self.port, TIMEOUT)
     }
 
     /// Function instances each compute core ran: `(cpu, runs)` from `/metrics`.
@@ -99,28 +91,10 @@ impl Node {
     }
 }
 
+/// How long a benchmark request may wait for its answer.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
 impl Client {
-    fn connect(port: u16) -> Result<Self> {
-        let conn = TcpStream::connect(("127.0.0.1", port))?;
-        // Head and body go in two writes: without NODELAY, Nagle holds the body until the host
-        // stack's delayed ACK (40 ms) and the figure measures that instead of Pappus.
-        conn.set_nodelay(true)?;
-        conn.set_read_timeout(Some(Duration::from_secs(300)))?;
-        let reader = BufReader::new(conn.try_clone()?);
-        Ok(Self { conn, reader })
-    }
-
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n", body.len());
-        for (n, v) in headers {
-            head += &format!("{n}: {v}\r\n");
-        }
-        head += "\r\n";
-        self.conn.write_all(head.as_bytes())?;
-        self.conn.write_all(body)?;
-        Ok(read_response(&mut self.reader)?)
-    }
-
     pub fn expect(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], status: u16) -> Result {
         let r = self.request(method, path, headers, body)?;
         if r.status != status {
