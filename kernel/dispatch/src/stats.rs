@@ -40,13 +40,7 @@ impl CoreStats {
     /// The core finished its run at `now`: returns the run's ticks (also recorded in
     /// [`run_ticks`](Self::run_ticks)), or `None` (and changes nothing) if it was idle.
     pub fn end(&mut self, now: u64) -> Option<u64> {
-        if !self.busy {
-            return None;
-        }
-        let ran = now.saturating_sub(self.since);
-        self.busy_ticks = self.busy_ticks.saturating_add(ran);
-        self.since = self.since.max(now);
-        self.busy = false;
+        let ran = self.pause(now)?;
         self.runs = self.runs.saturating_add(1);
         self.run_ticks.record(ran);
         Some(ran)
@@ -69,13 +63,7 @@ impl CoreStats {
     /// Like [`end`](Self::end) for a run whose earlier slices took `earlier` ticks (on this
     /// or other cores): the run's histogram entry is the whole run's ticks.
     pub fn end_resumed(&mut self, now: u64, earlier: u64) -> Option<u64> {
-        if !self.busy {
-            return None;
-        }
-        let ran = now.saturating_sub(self.since);
-        self.busy_ticks = self.busy_ticks.saturating_add(ran);
-        self.since = self.since.max(now);
-        self.busy = false;
+        let ran = self.pause(now)?;
         self.runs = self.runs.saturating_add(1);
         let total = ran.saturating_add(earlier);
         self.run_ticks.record(total);
