@@ -160,8 +160,10 @@ fn tenants_compositions_and_invocations() {
     let quick = quick.elapsed();
     let (status, text, slept) = sleeper.join().unwrap();
     assert_eq!((status, text.as_str()), (200, "1500"));
-    // The guest's clock is calibrated against the PIT at boot: allow it 1% against the host's.
-    assert!(slept >= Duration::from_millis(1485), "sleep 1500 answered after {slept:?}");
+    // It slept rather than answering at once. The guest's clock is calibrated against the PIT
+    // at boot (to 0.05% when the host lets it; the selftests hold it to 1%), so the host's clock
+    // is given 3% here: this checks that the sleep happened, not the calibration.
+    assert!(slept >= Duration::from_millis(1455), "sleep 1500 answered after {slept:?}");
     assert!(quick < slept, "healthz ({quick:?}) waited for the sleeping invocation ({slept:?})");
 
     // Same names, two tenants: each sees, invokes and deletes only its own.

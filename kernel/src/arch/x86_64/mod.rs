@@ -144,17 +144,39 @@ pub fn init(info: &BootInfo) {
     traps::enable_interrupts();
 }
 
-/// Finds the TSC frequency; returns `(TSC ticks the measurement took, TSC Hz)`.
-fn calibrate_tsc() -> (u64, u64) {
-    // 5 ms of PIT ticks: one PIT tick is ~0.02% of it, and the APIC timer is measured in the
-    // same window. The CPU's own report, where it has one, still needs that window for the
-    // APIC timer, but is exact for the TSC.
-    let pit_ticks = (pit::HZ / 200) as u16;
-    let window = pit::measure_tsc(pit_ticks);
-    let (hz, source) =
-        cpu::reported_tsc_hz().unwrap_or((window * pit::HZ / u64::from(pit_ticks), "TSC measured against the PIT"));
-    *CLOCK_SOURCE.lock() = source;
-    (window, hz)
+/// Finds the TSC frequency: the CPU's own report where it has one, else a measurement against
+/// the PIT. The PIT window starts at a quarter of a millisecond and doubles until its edges are
+/// known to 1/2000 of it (under `-icount` the first window is exact; a host that preempts the
+/// vCPU mid-window makes one loose, and it is measured again), at most 16 ms; the tightest
+/// window seen wins.
+fn calibrate_tsc() -> u64 {
+    if let Some((hz, source)) = cpu::reported_tsc_hz() {
+        *CLOCK_SOURCE.lock() = source;
+        // A millisecond for the APIC timer, which is measured over this call.
+        let until = rdtsc() + hz / 1000;
+        while rdtsc() < until {
+            core::hint::spin_loop();
+        }
+        return hz;
+    }
+    let mut ticks = pit::HZ / 4000;
+    let mut best: Option<pit::Window> = None;
+    while ticks <= pit::HZ / 62 {
+        let w = pit::measure_tsc(ticks as u16);
+        // Looseness as a fraction of the window, compared without division.
+        let looser = |a: &pit::Window, b: &pit::Window| {
+            u128::from(a.uncertainty) * u128::from(b.tsc_ticks) > u128::from(b.uncertainty) * u128::from(a.tsc_ticks)
+        };
+        if best.as_ref().is_none_or(|b| looser(b, &w)) {
+            best = Some(w);
+        }
+        if w.uncertainty * 2000 <= w.tsc_ticks {
+            break;
+        }
+        ticks *= 2;
+    }
+    *CLOCK_SOURCE.lock() = "TSC measured against the PIT";
+    best.map_or(0, |w| w.tsc_hz())
 }
 
 /// Starts every other CPU the firmware lists (ACPI MADT), at most `max` CPUs in all; each runs

@@ -8,8 +8,31 @@ use x86_64::instructions::port::Port;
 
 pub const HZ: u64 = 1_193_182;
 
-/// Reads the TSC across `pit_ticks` PIT ticks (at most 0xFFFF); returns the TSC delta.
-pub fn measure_tsc(pit_ticks: u16) -> u64 {
+/// One measurement of the TSC against the PIT.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// PIT ticks between the two edges the measurement saw.
+    pub pit_ticks: u64,
+    /// TSC ticks between the same two edges (their midpoints).
+    pub tsc_ticks: u64,
+    /// How far each edge may lie from where it was taken, in TSC ticks, both edges together:
+    /// the TSC time between the read before an edge and the read that saw it. A vCPU preempted
+    /// by its host mid-loop shows up here instead of as a silently wrong frequency.
+    pub uncertainty: u64,
+}
+
+impl Window {
+    /// The TSC frequency this window gives.
+    pub fn tsc_hz(&self) -> u64 {
+        (u128::from(self.tsc_ticks) * u128::from(HZ) / u128::from(self.pit_ticks.max(1))) as u64
+    }
+}
+
+/// Times at least `pit_ticks` PIT ticks (at most 0xFFFF) with the TSC. Each edge (the counter
+/// taking a new value) is bracketed by the TSC read before the previous latch and the one before
+/// the latch that saw it; the window runs midpoint to midpoint and counts the PIT ticks actually
+/// passed, so a slow loop that overshoots `pit_ticks` is still measured exactly.
+pub fn measure_tsc(pit_ticks: u16) -> Window {
     let mut cmd: Port<u8> = Port::new(0x43);
     let mut ch0: Port<u8> = Port::new(0x40);
     // SAFETY: the PIT's command and channel-0 ports; the kernel does not use the PIT otherwise
@@ -19,29 +42,42 @@ pub fn measure_tsc(pit_ticks: u16) -> u64 {
         ch0.write(0xff);
         ch0.write(0xff);
     }
-    let read = || -> u16 {
+    // The TSC just before the latch, and the count latched.
+    let read = || -> (u64, u16) {
         let mut cmd: Port<u8> = Port::new(0x43);
         let mut ch0: Port<u8> = Port::new(0x40);
+        let tsc = super::rdtsc();
         // SAFETY: latch command then two data reads, as the 8254 protocol requires.
         unsafe {
             cmd.write(0x00);
             let lo = ch0.read();
             let hi = ch0.read();
-            u16::from_le_bytes([lo, hi])
+            (tsc, u16::from_le_bytes([lo, hi]))
         }
     };
-    // Wait for the counter to start moving, then time `pit_ticks` of it.
-    let first = read();
-    let mut start = read();
-    while start == first {
-        start = read();
-    }
-    let tsc0 = super::rdtsc();
-    loop {
-        let now = read();
-        if start.wrapping_sub(now) >= pit_ticks {
-            return super::rdtsc() - tsc0;
+    // Waits for the count to change from `from`; returns (TSC before the last read that saw
+    // `from`, TSC before the read that saw the change, the new count).
+    let edge = |(mut before, from): (u64, u16)| -> (u64, u64, u16) {
+        loop {
+            let (tsc, count) = read();
+            if count != from {
+                return (before, tsc, count);
+            }
+            before = tsc;
         }
+    };
+    // Wait for the counter to start moving, then for the first edge after it (the first read
+    // may land anywhere in a tick).
+    let (_, t, moving) = edge(read());
+    let (s0, s1, start) = edge((t, moving));
+    let (mut e0, mut e1, mut now) = (s0, s1, start);
+    while start.wrapping_sub(now) < pit_ticks {
+        (e0, e1, now) = edge((e1, now));
+    }
+    Window {
+        pit_ticks: u64::from(start.wrapping_sub(now)),
+        tsc_ticks: (e0 + e1) / 2 - (s0 + s1) / 2,
+        uncertainty: (s1 - s0) + (e1 - e0),
     }
 }
 

@@ -22,18 +22,19 @@ const DIVIDE_BY_1: u32 = 0b1011;
 static RATIO: AtomicU64 = AtomicU64::new(0);
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
-/// Measures the APIC timer's rate against the TSC while `measure` runs (it returns the TSC
-/// ticks it took), so that the timer is calibrated in the same window as the TSC itself.
-/// Returns APIC timer ticks per second given the TSC frequency `tsc_hz` that `measure` found.
-pub fn calibrate(measure: impl FnOnce() -> (u64, u64)) -> (u64, u64) {
+/// Measures the APIC timer's rate against the TSC while `tsc_hz` finds the TSC's frequency
+/// (so the timer's calibration costs no window of its own). Returns `(TSC Hz, APIC timer Hz)`.
+pub fn calibrate(tsc_hz: impl FnOnce() -> u64) -> (u64, u64) {
     apic::write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
     apic::write(REG_LVT_TIMER, LVT_MASKED | VECTOR as u32);
     apic::write(REG_TIMER_INITIAL, u32::MAX);
-    let (tsc_window, tsc_hz) = measure();
+    let started = super::rdtsc();
+    let hz = tsc_hz();
+    let tsc_window = (super::rdtsc() - started).max(1);
     let counted = u64::from(u32::MAX - apic::read(REG_TIMER_CURRENT));
     apic::write(REG_TIMER_INITIAL, 0);
-    RATIO.store(((u128::from(counted) << 32) / u128::from(tsc_window.max(1))) as u64, Ordering::Relaxed);
-    (tsc_hz, (u128::from(counted) * u128::from(tsc_hz) / u128::from(tsc_window.max(1))) as u64)
+    RATIO.store(((u128::from(counted) << 32) / u128::from(tsc_window)) as u64, Ordering::Relaxed);
+    (hz, (u128::from(counted) * u128::from(hz) / u128::from(tsc_window)) as u64)
 }
 
 /// Sets up this CPU's timer like the boot CPU's (divider, masked, stopped): for application
