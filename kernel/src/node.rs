@@ -56,12 +56,16 @@ impl Node {
     pub fn pass(&mut self) -> bool {
         let Self { net, door, control, runtime, dispatcher } = self;
         let now = millis();
-        let mut busy = net.poll();
+        let mut busy = net.poll_with(&mut |sockets| door.top_up(sockets));
         busy |= runtime.poll_comm(net, now);
         busy |= control.poll(now, runtime);
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
         let mut services = Services { control, runtime, dispatcher, net: figures };
-        busy |= door.service(net, &mut services, now);
+        if door.service(net, &mut services, now) {
+            // Responses go out in this pass, not at the start of the next.
+            net.flush();
+            busy = true;
+        }
         // Single-core mode: one turn of a function run (at most about 10 ms: a long run is
         // parked and queued again), so the front door is served between turns, here.
         busy |= dispatcher.run_inline();

@@ -7,8 +7,9 @@
 //! (HTTP/1.1 answers in order), and picks the response up when the control plane has it. A
 //! client that goes away cancels its invocation.
 //!
-//! The pool holds `MAX_CONNECTIONS` served connections plus a few spare listeners: a connection
-//! that arrives when all served slots are busy is answered `503` with `Retry-After` and closed,
+//! The socket pool (`pool::Pool`, host-tested) holds `MAX_CONNECTIONS` served connections plus
+//! a few spare listeners, and keeps only the sockets in use in smoltcp's set: a connection that
+//! arrives when all served slots are busy is answered `503` with `Retry-After` and closed,
 //! instead of being reset by the TCP stack.
 
 mod metrics;
@@ -16,12 +17,12 @@ mod routes;
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use control::{ControlPlane, InvocationId, Reply};
 use model::OperatorToken;
 use pappus_http::{Connection, Event, Limits, MemoryGate, Request, Response};
-use smoltcp::iface::SocketHandle;
+use pool::{Pool, Served};
+use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
 
 pub use metrics::HttpStats;
@@ -31,23 +32,18 @@ use crate::net::Net;
 
 pub const PORT: u16 = 8080;
 const MAX_CONNECTIONS: usize = 128;
+/// Listeners kept ready: a burst of more SYNs than this between two passes of the I/O loop is
+/// reset (QEMU's user network delivers one at a time; a TAP or a real NIC may not).
 const SPARE_LISTENERS: usize = 8;
-/// How long a socket we closed may take to finish sending and have its FIN acknowledged
-/// before it is reset and recycled (a peer that never acknowledges must not hold a slot).
-const LINGER_MS: u64 = 10_000;
 /// Every connection's limits: the defaults, with request bodies kept out of the kernel's heap
 /// reserve (a body the heap cannot hold without it is 503).
 const CONNECTION_LIMITS: Limits = Limits { body_memory: MemoryGate(crate::mm::heap_room_for), ..Limits::DEFAULT };
 
-/// What one pooled socket is doing.
-enum Slot {
-    /// Listening, or in the handshake: nothing to serve yet.
-    Listening,
-    /// Boxed: a connection is large next to the other states, and most slots only listen.
-    Serving { conn: Box<Connection>, pending: Option<InvocationId> },
-    /// We closed it; its last bytes and FIN are on their way. Recycled once the TCP close
-    /// completes, or after `LINGER_MS`.
-    Closing { since: u64 },
+/// An open connection: its HTTP state, and the invocation whose answer it waits for.
+struct Open {
+    /// Boxed: a connection is large, and the pool moves its slots.
+    conn: Box<Connection>,
+    pending: Option<InvocationId>,
 }
 
 /// What the front door serves besides its own routes (`routes`): the `/v1` control plane, and
@@ -67,27 +63,18 @@ pub trait Backend {
 }
 
 pub struct FrontDoor {
-    handles: Vec<SocketHandle>,
-    slots: Vec<Slot>,
+    /// The sockets: a few listening, those open and closing in smoltcp's set, the rest set
+    /// aside (`pool`: smoltcp and this door walk only the ones in the set).
+    pool: Pool<Open>,
     stats: HttpStats,
     /// Opens `/metrics` (`operator <token>` in the boot configuration).
     operator: OperatorToken,
 }
 
-/// Resets a socket and listens again (a socket left in TIME-WAIT would reset the next
-/// connection that reaches it).
-fn recycle(socket: &mut tcp::Socket<'_>) {
-    socket.abort();
-    if socket.state() == tcp::State::Closed {
-        let _ = socket.listen(PORT);
-    }
-}
-
 impl FrontDoor {
     pub fn new(net: &mut Net, operator: OperatorToken) -> Self {
-        let handles = net.listeners(PORT, MAX_CONNECTIONS + SPARE_LISTENERS);
-        let slots = handles.iter().map(|_| Slot::Listening).collect();
-        Self { handles, slots, stats: HttpStats::default(), operator }
+        let pool = Pool::new(&mut net.sockets, PORT, MAX_CONNECTIONS, SPARE_LISTENERS, Net::tcp_socket);
+        Self { pool, stats: HttpStats::default(), operator }
     }
 
     /// Moves every connection forward as far as it can go without waiting, requests going to
@@ -95,77 +82,28 @@ impl FrontDoor {
     pub fn service(&mut self, net: &mut Net, backend: &mut dyn Backend, now: u64) -> bool {
         // The pool's TCP states for `/metrics`, sampled once per pass rather than per request.
         self.stats.socket_states = self.socket_states(net);
-        let mut progress = false;
-        for i in 0..self.slots.len() {
-            progress |= self.service_slot(i, net, now, backend);
-        }
+        let mut door = Door { stats: &mut self.stats, backend, operator: &self.operator };
+        let progress = self.pool.poll(&mut net.sockets, now, &mut door);
+        self.stats.active = self.pool.open();
         progress
     }
 
-    /// Pooled sockets by TCP state: a fixed table, cheap enough to sample on every pass.
+    /// Listeners back up to their number, between received frames (see `pool::Pool::top_up`).
+    pub fn top_up(&mut self, sockets: &mut SocketSet<'static>) {
+        self.pool.top_up(sockets);
+    }
+
+    /// The pool's sockets by TCP state (those set aside are closed).
     fn socket_states(&self, net: &mut Net) -> [u64; TCP_STATES.len()] {
         let mut counts = [0; TCP_STATES.len()];
-        for &handle in &self.handles {
-            let state = net.sockets.get_mut::<tcp::Socket>(handle).state();
+        counts[0] = self.pool.census().stashed as u64;
+        for handle in self.pool.handles() {
+            let state = net.sockets.get::<tcp::Socket>(handle).state();
             if let Some(i) = TCP_STATES.iter().position(|(s, _)| *s == state) {
                 counts[i] += 1;
             }
         }
         counts
-    }
-
-    fn service_slot(&mut self, i: usize, net: &mut Net, now: u64, backend: &mut dyn Backend) -> bool {
-        let socket = net.sockets.get_mut::<tcp::Socket>(self.handles[i]);
-        match &mut self.slots[i] {
-            Slot::Listening => match socket.state() {
-                tcp::State::Listen | tcp::State::SynReceived => false,
-                tcp::State::Established | tcp::State::CloseWait => {
-                    self.stats.connections += 1;
-                    if self.stats.active >= MAX_CONNECTIONS {
-                        // Every served slot is busy: say so and close, rather than leave the
-                        // client hanging or reset.
-                        self.stats.rejected_busy += 1;
-                        let body = pappus_http::service_unavailable();
-                        let _ = socket.send_slice(&body);
-                        self.stats.bytes_out += body.len() as u64;
-                        self.stats.count(503);
-                        socket.close();
-                        self.slots[i] = Slot::Closing { since: now };
-                    } else {
-                        self.stats.active += 1;
-                        self.slots[i] =
-                            Slot::Serving { conn: Box::new(Connection::new(CONNECTION_LIMITS, now)), pending: None };
-                    }
-                    true
-                }
-                _ => {
-                    // Reset by the peer before we saw it, or a stray state: listen again.
-                    recycle(socket);
-                    false
-                }
-            },
-            Slot::Closing { since } => {
-                let done = matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait);
-                if done || now.saturating_sub(*since) > LINGER_MS {
-                    recycle(socket);
-                    self.slots[i] = Slot::Listening;
-                    return true;
-                }
-                false
-            }
-            Slot::Serving { conn, pending } => {
-                let mut door = Door { stats: &mut self.stats, backend: &mut *backend, operator: &self.operator };
-                let (progress, finished) = serve(conn, pending, socket, &mut door, now);
-                if finished {
-                    if let Some(id) = pending.take() {
-                        backend.cancel(id);
-                    }
-                    self.stats.active -= 1;
-                    self.slots[i] = Slot::Closing { since: now };
-                }
-                progress || finished
-            }
-        }
     }
 }
 
@@ -174,6 +112,35 @@ struct Door<'a> {
     stats: &'a mut HttpStats,
     backend: &'a mut dyn Backend,
     operator: &'a OperatorToken,
+}
+
+impl pool::Door<Open> for Door<'_> {
+    fn open(&mut self, now: u64) -> Open {
+        self.stats.connections += 1;
+        Open { conn: Box::new(Connection::new(CONNECTION_LIMITS, now)), pending: None }
+    }
+
+    /// Every served slot is busy: say so and close, rather than leave the client hanging or
+    /// reset.
+    fn refuse(&mut self, socket: &mut tcp::Socket<'static>) {
+        self.stats.connections += 1;
+        self.stats.rejected_busy += 1;
+        let body = pappus_http::service_unavailable();
+        let _ = socket.send_slice(&body);
+        self.stats.bytes_out += body.len() as u64;
+        self.stats.count(503);
+    }
+
+    fn serve(&mut self, socket: &mut tcp::Socket<'static>, open: &mut Open, now: u64) -> Served {
+        let (progress, finished) = serve(&mut open.conn, &mut open.pending, socket, self, now);
+        Served { progress, finished }
+    }
+
+    fn close(&mut self, open: Open) {
+        if let Some(id) = open.pending {
+            self.backend.cancel(id);
+        }
+    }
 }
 
 impl Door<'_> {

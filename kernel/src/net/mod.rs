@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use drivers::net::virtio::{NicStats, VirtioNet};
 use kcore::cmdline::CommandLine;
-use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::FaultInjector;
 use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
@@ -39,6 +39,8 @@ const RX_BUFFER: usize = 64 * 1024;
 const TX_BUFFER: usize = 64 * 1024;
 /// A client socket mostly sends a small request head: a smaller send buffer will do.
 const CLIENT_TX_BUFFER: usize = 16 * 1024;
+/// Storage reserved in the socket set.
+const SOCKET_SLOTS: usize = 192;
 
 pub struct Net {
     device: Device,
@@ -80,7 +82,10 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
             Device::Plain(nic)
         }
     };
-    let mut sockets = SocketSet::new(vec![]);
+    // Room for every socket that may be in the set at once (the front door's listening, open
+    // and closing sockets, the `http` function's clients, DHCP, DNS), reserved at boot so that
+    // the set does not grow its storage under load.
+    let mut sockets = SocketSet::new(Vec::with_capacity(SOCKET_SLOTS));
 
     let (dhcp, address) = match static_address(cmdline).or_else(|| configured_address(settings)) {
         Some((cidr, gateway)) => {
@@ -130,10 +135,16 @@ fn configured_address(settings: &model::NodeSettings) -> Option<(Ipv4Cidr, Optio
 impl Net {
     /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
     pub fn poll(&mut self) -> bool {
+        self.poll_with(&mut |_| {})
+    }
+
+    /// [`poll`](Self::poll), calling `between` after each received frame that may have changed
+    /// a socket (the front door tops its listeners up there: a SYN takes one).
+    pub fn poll_with(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>)) -> bool {
         let ts = now();
         let changed = match &mut self.device {
-            Device::Plain(nic) => self.iface.poll(ts, nic, &mut self.sockets),
-            Device::Faulty(injector) => self.iface.poll(ts, injector.as_mut(), &mut self.sockets),
+            Device::Plain(nic) => poll_stack(&mut self.iface, nic, &mut self.sockets, ts, between),
+            Device::Faulty(injector) => poll_stack(&mut self.iface, injector.as_mut(), &mut self.sockets, ts, between),
         };
         if let Some(handle) = self.dhcp {
             match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
@@ -159,7 +170,17 @@ impl Net {
                 None => {}
             }
         }
-        changed == PollResult::SocketStateChanged
+        changed
+    }
+
+    /// Sends what sockets have queued since the last poll (a response the front door just
+    /// wrote), without waiting for the next pass: frames out only.
+    pub fn flush(&mut self) -> bool {
+        let ts = now();
+        match &mut self.device {
+            Device::Plain(nic) => egress(&mut self.iface, nic, &mut self.sockets, ts),
+            Device::Faulty(injector) => egress(&mut self.iface, injector.as_mut(), &mut self.sockets, ts),
+        }
     }
 
     /// How long the stack can sleep before it must be polled again.
@@ -178,18 +199,49 @@ impl Net {
         }
     }
 
-    /// `count` TCP sockets listening on `port`.
-    pub fn listeners(&mut self, port: u16, count: usize) -> Vec<SocketHandle> {
-        (0..count)
-            .map(|_| {
-                let rx = tcp::SocketBuffer::new(vec![0; RX_BUFFER]);
-                let tx = tcp::SocketBuffer::new(vec![0; TX_BUFFER]);
-                let mut socket = tcp::Socket::new(rx, tx);
-                socket.listen(port).expect("listen on a fresh socket");
-                self.sockets.add(socket)
-            })
-            .collect()
+    /// A closed TCP socket with server-sized buffers (the front door's pool makes its sockets
+    /// with this, all at boot).
+    pub fn tcp_socket() -> tcp::Socket<'static> {
+        tcp::Socket::new(tcp::SocketBuffer::new(vec![0; RX_BUFFER]), tcp::SocketBuffer::new(vec![0; TX_BUFFER]))
     }
+}
+
+/// smoltcp's `Interface::poll` taken apart: timers, each received frame in turn (then
+/// `between`), then every frame to send. True if a socket may have changed.
+fn poll_stack(
+    iface: &mut Interface,
+    device: &mut impl smoltcp::phy::Device,
+    sockets: &mut SocketSet<'static>,
+    ts: Instant,
+    between: &mut dyn FnMut(&mut SocketSet<'static>),
+) -> bool {
+    iface.poll_maintenance(ts);
+    let mut changed = false;
+    loop {
+        match iface.poll_ingress_single(ts, device, sockets) {
+            PollIngressSingleResult::None => break,
+            PollIngressSingleResult::PacketProcessed => {}
+            PollIngressSingleResult::SocketStateChanged => {
+                changed = true;
+                between(sockets);
+            }
+        }
+    }
+    egress(iface, device, sockets, ts) | changed
+}
+
+/// Every frame the sockets have to send; true if a socket may have changed.
+fn egress(
+    iface: &mut Interface,
+    device: &mut impl smoltcp::phy::Device,
+    sockets: &mut SocketSet<'static>,
+    ts: Instant,
+) -> bool {
+    let mut changed = false;
+    while iface.poll_egress(ts, device, sockets) == PollResult::SocketStateChanged {
+        changed = true;
+    }
+    changed
 }
 
 /// Client sockets for the communication functions (crate::comm), TCP and DNS: their driver
