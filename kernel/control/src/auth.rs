@@ -70,7 +70,7 @@ mod tests {
     fn refusal(operator: &OperatorToken, authorization: Option<&str>) -> (u16, String, String) {
         let response = authorize_operator(operator, &get_metrics(authorization)).unwrap_err();
         let challenge = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"));
-        let challenge = challenge.map(|(_, v)| v.clone()).unwrap_or_default();
+        let challenge = challenge.map(|(_, v)| String::from(&**v)).unwrap_or_default();
         (response.status, challenge, String::from_utf8(response.body.clone()).unwrap())
     }
 

@@ -444,7 +444,8 @@ impl Connection {
     }
 
     fn queue(&mut self, response: Response, framing: response::Framing, head_only: bool) {
-        let mut head = response.encode_head(framing);
+        let coalesce = !head_only && response.body.len() <= COALESCE_BODY;
+        let mut head = response.encode_head(framing, if coalesce { response.body.len() } else { 0 });
         if head_only || !response::carries_body(response.status) || response.body.is_empty() {
             self.out.push_back(head);
         } else if response.body.len() <= COALESCE_BODY {

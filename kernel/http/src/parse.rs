@@ -1,9 +1,10 @@
 //! Request heads: finding where one ends, parsing it with `httparse`, and deciding how its body
 //! is framed and whether the connection stays open.
 
+use core::mem::MaybeUninit;
+
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::limits::Limits;
@@ -52,15 +53,42 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
 /// Checks the request line (`line` ends with its LF) of a head that is not complete yet, so that
 /// garbage gets its 400 (or a wrong version its 505) without waiting for a head timeout.
 pub(crate) fn check_partial(line: &[u8], limits: &Limits) -> Result<(), HttpError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    httparse::Request::new(&mut headers).parse(line).map(drop).map_err(|e| map_error(e, line, limits))
+    with_header_slots(limits.max_headers, |slots| {
+        httparse::Request::new(&mut [])
+            .parse_with_uninit_headers(line, slots)
+            .map(drop)
+            .map_err(|e| map_error(e, line, limits))
+    })
+}
+
+/// Header slots on the stack up to this many fields; a larger `max_headers` allocates them.
+const STACK_HEADER_SLOTS: usize = 64;
+
+/// Runs `f` with `max` uninitialised slots for httparse's header fields (filling them is
+/// httparse's job: nothing is zeroed per request).
+fn with_header_slots<'b, R>(max: usize, f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R) -> R {
+    if max <= STACK_HEADER_SLOTS {
+        let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADER_SLOTS];
+        f(&mut slots[..max])
+    } else {
+        let mut slots: Vec<MaybeUninit<httparse::Header<'b>>> = Vec::new();
+        slots.resize_with(max, MaybeUninit::uninit);
+        f(&mut slots)
+    }
 }
 
 /// Parses a complete head (`buf` ends with its empty line).
 pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, HttpError> {
-    let mut fields = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut parsed = httparse::Request::new(&mut fields);
-    match parsed.parse(buf) {
+    with_header_slots(limits.max_headers, |slots| parse_head_in(buf, limits, slots))
+}
+
+fn parse_head_in<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+) -> Result<Head, HttpError> {
+    let mut parsed = httparse::Request::new(&mut []);
+    match parsed.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HttpError::bad_request("malformed request head")),
         Err(e) => return Err(map_error(e, buf, limits)),
@@ -70,9 +98,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, HttpError>
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let (path, query) = split_target(target)?;
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(parsed.headers.len(), buf.len());
     for h in parsed.headers.iter() {
-        headers.push(h.name, h.value);
+        headers.push_bytes(h.name.as_bytes(), h.value);
     }
 
     match headers.get_all("host").count() {

@@ -31,9 +31,15 @@ pub struct Request {
 }
 
 /// Header fields in the order received; lookups ignore ASCII case in names.
+///
+/// All names and values live in one buffer, each field a pair of ranges into it: a parsed head
+/// costs two allocations however many fields it has (it cost two per field).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, Vec<u8>)>,
+    text: Vec<u8>,
+    /// Per field: where its name ends and its value ends in `text` (each starts where the one
+    /// before ended).
+    fields: Vec<(u32, u32)>,
 }
 
 impl Headers {
@@ -42,14 +48,38 @@ impl Headers {
         Self::default()
     }
 
+    /// Room for `fields` fields of `bytes` bytes in all.
+    pub(crate) fn with_capacity(fields: usize, bytes: usize) -> Self {
+        Self { text: Vec::with_capacity(bytes), fields: Vec::with_capacity(fields) }
+    }
+
     /// Appends a field.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) {
-        self.fields.push((name.into(), value.into()));
+    pub fn push(&mut self, name: impl AsRef<str>, value: impl AsRef<[u8]>) {
+        self.push_bytes(name.as_ref().as_bytes(), value.as_ref());
+    }
+
+    /// Appends a field whose name is known to be UTF-8 (an HTTP token, as httparse checks).
+    pub(crate) fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+        self.text.extend_from_slice(name);
+        let name_end = self.text.len() as u32;
+        self.text.extend_from_slice(value);
+        self.fields.push((name_end, self.text.len() as u32));
+    }
+
+    /// Every field as (name bytes, value).
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut start = 0;
+        self.fields.iter().map(move |&(name_end, value_end)| {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let field = (&self.text[start..name_end], &self.text[name_end..value_end]);
+            start = value_end;
+            field
+        })
     }
 
     /// The first value of field `name`, as bytes (values may hold non-UTF-8 octets).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// The first value of field `name`, if it is UTF-8.
@@ -59,7 +89,7 @@ impl Headers {
 
     /// Every value of field `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.fields().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Whether field `name` is present.
@@ -69,7 +99,8 @@ impl Headers {
 
     /// All fields as (name as sent, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        // Names were pushed as `&str` or are HTTP tokens: always UTF-8.
+        self.fields().map(|(n, v)| (core::str::from_utf8(n).unwrap_or_default(), v))
     }
 
     /// Number of fields.

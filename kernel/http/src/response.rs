@@ -1,5 +1,6 @@
 //! Responses: a small builder, JSON error bodies and serialisation to HTTP/1.1 bytes.
 
+use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -16,8 +17,8 @@ use core::fmt::Write;
 pub struct Response {
     /// Status code, e.g. 200.
     pub status: u16,
-    /// Header fields in order, as given.
-    pub headers: Vec<(String, String)>,
+    /// Header fields in order, as given (a `&'static str` name or value is kept without a copy).
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -30,7 +31,7 @@ impl Response {
 
     /// Adds a header field (builder style).
     #[must_use]
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
@@ -60,7 +61,7 @@ impl Response {
 
     /// The first value of a header set on this response, by case-insensitive name.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &**v)
     }
 
     /// Whether this response asks for the connection to close (`connection: close` set).
@@ -73,36 +74,60 @@ impl Response {
 
     /// Serialises the whole response. `close` adds `connection: close`.
     pub fn to_bytes(&self, close: bool) -> Vec<u8> {
-        let mut out = self.encode_head(Framing { close, keep_alive_1_0: false });
+        let mut out = self.encode_head(Framing { close, keep_alive_1_0: false }, self.body.len());
         if carries_body(self.status) {
             out.extend_from_slice(&self.body);
         }
         out
     }
 
-    /// The status line and header section, terminating empty line included.
-    pub(crate) fn encode_head(&self, framing: Framing) -> Vec<u8> {
-        let mut head =
-            String::with_capacity(64 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>());
-        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+    /// The status line and header section, terminating empty line included, in a buffer with
+    /// room for `body` more bytes behind it. Written piece by piece (no `core::fmt`: this is on
+    /// every response's path).
+    pub(crate) fn encode_head(&self, framing: Framing, body: usize) -> Vec<u8> {
+        let fields: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let mut head = Vec::with_capacity(96 + fields + body);
+        let mut digits = [0; 20];
+        head.extend_from_slice(b"HTTP/1.1 ");
+        head.extend_from_slice(decimal(u64::from(self.status), &mut digits));
+        head.push(b' ');
+        head.extend_from_slice(reason(self.status).as_bytes());
+        head.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             let framing_header =
                 ["content-length", "transfer-encoding", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h));
             if framing_header || !field_ok(name) || name.is_empty() || !field_ok(value) {
                 continue;
             }
-            let _ = write!(head, "{name}: {value}\r\n");
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                head.extend_from_slice(part);
+            }
         }
         if carries_body(self.status) {
-            let _ = write!(head, "content-length: {}\r\n", self.body.len());
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(decimal(self.body.len() as u64, &mut digits));
+            head.extend_from_slice(b"\r\n");
         }
         if framing.close {
-            head.push_str("connection: close\r\n");
+            head.extend_from_slice(b"connection: close\r\n");
         } else if framing.keep_alive_1_0 {
-            head.push_str("connection: keep-alive\r\n");
+            head.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        head.push_str("\r\n");
-        head.into_bytes()
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
