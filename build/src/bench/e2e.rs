@@ -34,7 +34,7 @@ const REQUESTS: u64 = 40;
 const WALL_SECONDS: f64 = 4.0;
 const CLIENTS: [usize; 2] = [1, 4];
 const ENGINES: [(&str, &str); 2] = [("native", "mpk"), ("wasm", "wasm")];
-const QUERY: &str = "inputs=matrices&outputs=product&memory=1MiB&timeout_ms=10000";
+const QUERY: &str = "inputs=matrices&outputs=product&memory=16MiB&timeout_ms=10000";
 const SETS: &str = "application/x-pappus-sets";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -167,15 +167,18 @@ pub fn load_all(dir: &Path, order: &[&str]) -> Vec<SuiteRun> {
     runs
 }
 
-/// Saves `run` (`<suite>.json`, `<suite>.svg`) and makes `report.md` again from every suite
-/// saved in `dir`. Returns the report's path.
+/// Saves `run` (`<suite>.json`) and makes `report.md` and every `<suite>.svg` again from every
+/// suite saved in `dir`. Returns the report's path.
 pub fn save(dir: &Path, run: &SuiteRun, order: &[&str]) -> Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(run).map_err(|e| crate::util::Failure(e.to_string()))?;
     std::fs::write(dir.join(format!("{}.json", run.suite)), json)?;
-    std::fs::write(dir.join(format!("{}.svg", run.suite)), chart(run))?;
+    let runs = load_all(dir, order);
+    for run in &runs {
+        std::fs::write(dir.join(format!("{}.svg", run.suite)), chart(run))?;
+    }
     let report = dir.join("report.md");
-    std::fs::write(&report, report_md(&load_all(dir, order)))?;
+    std::fs::write(&report, report_md(&runs))?;
     Ok(report)
 }
 
@@ -237,34 +240,29 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// The unit most of a suite's figures have (the first such, in order).
-fn main_unit(run: &SuiteRun) -> Option<&str> {
-    let mut best: Option<(&str, usize)> = None;
+/// The suite's units, in the order their first figure came.
+fn units(run: &SuiteRun) -> Vec<&str> {
+    let mut units: Vec<&str> = Vec::new();
     for f in &run.figures {
-        let n = run.figures.iter().filter(|g| g.unit == f.unit).count();
-        if best.is_none_or(|(_, m)| n > m) {
-            best = Some((&f.unit, n));
+        if !units.contains(&f.unit.as_str()) {
+            units.push(&f.unit);
         }
     }
-    best.map(|(u, _)| u)
+    units
 }
 
-/// A horizontal bar chart of the suite's figures in its main unit: a bar per figure, green
-/// where it meets its target, red where not, blue without one; a target is a dashed line.
+/// A horizontal bar chart of the suite's figures, one panel per unit (each to its own scale): a
+/// bar per figure, green where it meets its target, red where not, blue without one; a target
+/// is a dashed line.
 pub fn chart(run: &SuiteRun) -> String {
     const WIDTH: f64 = 960.0;
     const LABEL: f64 = 400.0;
-    const BAR_H: f64 = 22.0;
-    const GAP: f64 = 10.0;
-    const TOP: f64 = 44.0;
-    let unit = main_unit(run).unwrap_or("");
-    let bars: Vec<&Figure> = run.figures.iter().filter(|f| f.unit == unit).collect();
-    let height = TOP + bars.len().max(1) as f64 * (BAR_H + GAP) + 28.0;
-    let max = bars
-        .iter()
-        .flat_map(|f| [f.value, target(&f.name).map_or(0.0, Bound::limit)])
-        .fold(0.0f64, f64::max)
-        .max(f64::MIN_POSITIVE);
+    const BAR_H: f64 = 20.0;
+    const GAP: f64 = 8.0;
+    const HEADING: f64 = 30.0;
+    const TOP: f64 = 36.0;
+    let units = units(run);
+    let height = TOP + units.len() as f64 * HEADING + run.figures.len().max(1) as f64 * (BAR_H + GAP) + 16.0;
     let span = WIDTH - LABEL - 110.0;
     let prefix = format!("{}.", run.suite);
     let mut svg = String::new();
@@ -275,33 +273,43 @@ pub fn chart(run: &SuiteRun) -> String {
     let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
-        r#"<text x="10" y="24" font-size="15" font-weight="bold">bench {}: figures in {} (dashed: target)</text>"#,
-        escape(&run.suite),
-        escape(if unit.is_empty() { "-" } else { unit })
+        r#"<text x="10" y="22" font-size="15" font-weight="bold">cargo xtask bench {} (green: target met, red: not met, dashed: target)</text>"#,
+        escape(&run.suite)
     );
-    if bars.is_empty() {
+    if run.figures.is_empty() {
         let _ = writeln!(svg, r#"<text x="10" y="{}">no figures (see report.md)</text>"#, TOP + 16.0);
     }
-    for (i, f) in bars.iter().enumerate() {
-        let y = TOP + i as f64 * (BAR_H + GAP);
-        let w = (f.value.max(0.0) / max * span).max(1.0);
-        let fill = match met(f) {
-            Some(true) => "#3a9a4a",
-            Some(false) => "#c8453c",
-            None => "#3b73b9",
-        };
-        let label = f.name.strip_prefix(&prefix).unwrap_or(&f.name);
-        let _ = writeln!(svg, r#"<text x="10" y="{:.1}">{}</text>"#, y + BAR_H * 0.7, escape(label));
-        let _ = writeln!(svg, r#"<rect x="{LABEL}" y="{y:.1}" width="{w:.1}" height="{BAR_H}" fill="{fill}"/>"#);
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LABEL + w + 6.0, y + BAR_H * 0.7, shown(f));
-        if let Some(b) = target(&f.name) {
-            let x = LABEL + b.limit() / max * span;
-            let _ = writeln!(
-                svg,
-                r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#000000" stroke-width="2" stroke-dasharray="4 3"/>"##,
-                y - 3.0,
-                y + BAR_H + 3.0
-            );
+    let mut y = TOP;
+    for unit in units {
+        let bars: Vec<&Figure> = run.figures.iter().filter(|f| f.unit == unit).collect();
+        let max = bars
+            .iter()
+            .flat_map(|f| [f.value, target(&f.name).map_or(0.0, Bound::limit)])
+            .fold(0.0f64, f64::max)
+            .max(f64::MIN_POSITIVE);
+        let _ = writeln!(svg, r#"<text x="10" y="{:.1}" font-weight="bold">{}</text>"#, y + 20.0, escape(unit));
+        y += HEADING;
+        for f in bars {
+            let w = (f.value.max(0.0) / max * span).max(1.0);
+            let fill = match met(f) {
+                Some(true) => "#3a9a4a",
+                Some(false) => "#c8453c",
+                None => "#3b73b9",
+            };
+            let label = f.name.strip_prefix(&prefix).unwrap_or(&f.name);
+            let _ = writeln!(svg, r#"<text x="10" y="{:.1}">{}</text>"#, y + BAR_H * 0.7, escape(label));
+            let _ = writeln!(svg, r#"<rect x="{LABEL}" y="{y:.1}" width="{w:.1}" height="{BAR_H}" fill="{fill}"/>"#);
+            let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LABEL + w + 6.0, y + BAR_H * 0.7, shown(f));
+            if let Some(b) = target(&f.name) {
+                let x = LABEL + b.limit() / max * span;
+                let _ = writeln!(
+                    svg,
+                    r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#000000" stroke-width="2" stroke-dasharray="4 3"/>"##,
+                    y - 3.0,
+                    y + BAR_H + 3.0
+                );
+            }
+            y += BAR_H + GAP;
         }
     }
     svg.push_str("</svg>\n");
@@ -420,12 +428,17 @@ mod tests {
         let root = doc.root_element();
         assert_eq!(root.tag_name().name(), "svg");
         let rects: Vec<_> = root.children().filter(|n| n.has_tag_name("rect")).collect();
-        // The background, then one bar per figure in instructions (the ratio is left out).
-        assert_eq!(rects.len(), 4);
+        // The background, then one bar per figure: instructions first, then the ratio's panel.
+        assert_eq!(rects.len(), 5);
         assert_eq!(rects[1].attribute("fill"), Some("#c8453c"));
         assert_eq!(rects[2].attribute("fill"), Some("#3b73b9"));
-        // One dashed target line: the native JSON figure's.
-        assert_eq!(root.children().filter(|n| n.has_tag_name("line")).count(), 1);
+        assert_eq!(rects[3].attribute("fill"), Some("#3b73b9"));
+        assert_eq!(rects[4].attribute("fill"), Some("#c8453c"));
+        // Two dashed target lines: the native JSON figure's and the ratio's.
+        assert_eq!(root.children().filter(|n| n.has_tag_name("line")).count(), 2);
+        let headings: Vec<_> =
+            root.children().filter(|n| n.attribute("font-weight") == Some("bold")).filter_map(|n| n.text()).collect();
+        assert_eq!(headings[1..], ["instructions", "x"]);
         assert!(root.children().any(|n| n.text() == Some("<odd>&\"name\"")));
         let empty = chart(&run("smp", vec![]));
         assert!(
