@@ -14,8 +14,15 @@
 //! Suite `native`: the MPK and paging engines under icount: a no-op sandbox's phases, and the
 //! 128×128 matmul against the function's own instructions and the wasm engine (`bench/io.rs`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
+//! Suite `e2e`: a 3×3 matmul end to end, native and wasm, in each wire format (`bench/e2e.rs`).
+//! `all`: every suite, one after another.
+//!
+//! Every suite's figures are kept in `target/bench/<suite>.json`, and `target/bench/report.md`
+//! is made again after each from all of them, each figure beside its target (`bench/report.rs`).
 
+mod e2e;
 mod io;
+mod report;
 mod smp;
 mod uefi;
 
@@ -33,7 +40,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "smp", "native"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp"];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -86,28 +93,67 @@ struct Measured {
 
 pub fn main(args: &Args) -> Result {
     let suite = args.positionals.first().map(String::as_str).unwrap_or("boot");
-    if !SUITES.contains(&suite) {
-        return Err(Failure(format!("unknown bench suite {suite:?}; suites: {}", SUITES.join(", "))));
+    if suite != "all" && !SUITES.contains(&suite) {
+        return Err(Failure(format!("unknown bench suite {suite:?}; suites: {}, all", SUITES.join(", "))));
     }
     let runs: usize = args.parsed("runs")?.unwrap_or(3);
     if runs == 0 {
         return Err(Failure("--runs must be at least 1".into()));
     }
+    let suites: Vec<&str> = if suite == "all" { SUITES.to_vec() } else { vec![suite] };
+    let no_build = args.switch("no-build");
+    let mut kernel: Option<PathBuf> = None;
+    let mut failed = Vec::new();
+    for suite in suites {
+        if suite != "boot" {
+            say(format!("=== bench {suite}"));
+        }
+        let result = run_suite(suite, runs, no_build, &mut kernel);
+        let (figures, notes) = report::take();
+        let problems = result.as_ref().err().map(|e| vec![e.0.clone()]).unwrap_or_default();
+        let run = report::SuiteRun {
+            suite: suite.to_string(),
+            figures,
+            problems,
+            notes,
+            unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            commit: report::commit(),
+        };
+        let dir = pappus_tests::target_dir().join("bench");
+        let path = report::save(&dir, &run, SUITES)?;
+        say(format!("report: {} (chart {}.svg)", relative(&path), suite));
+        if let Err(e) = result {
+            say(format!("bench {suite}: {}", e.0));
+            failed.push(suite);
+        }
+    }
+    if failed.is_empty() { Ok(()) } else { Err(Failure(format!("suite(s) failed: {}", failed.join(", ")))) }
+}
+
+/// Runs one suite; the x86_64 kernel is built (or found) once for all the suites that need it.
+fn run_suite(suite: &str, runs: usize, no_build: bool, kernel: &mut Option<PathBuf>) -> Result {
     if suite == "boot" {
-        return boot(runs, args.switch("no-build"));
+        return boot(runs, no_build);
     }
     prereq::rust()?;
     prereq::qemu(&[Arch::X86_64])?;
-    let kernel = if args.switch("no-build") {
-        pappus_tests::kernel_image(Arch::X86_64).map_err(Failure)?
-    } else {
-        util::build_kernels(&[Arch::X86_64])?.remove(0).1
+    let kernel = match kernel {
+        Some(k) => k.clone(),
+        None => {
+            let built = if no_build {
+                pappus_tests::kernel_image(Arch::X86_64).map_err(Failure)?
+            } else {
+                util::build_kernels(&[Arch::X86_64])?.remove(0).1
+            };
+            kernel.insert(built).clone()
+        }
     };
     match suite {
         "net" => io::net(&kernel),
         "model" => io::model(&kernel),
         "smp" => smp::smp(&kernel),
         "native" => io::native(&kernel),
+        "e2e" => e2e::e2e(&kernel),
         _ => io::wasm(&kernel),
     }
 }
@@ -146,8 +192,8 @@ fn boot(runs: usize, no_build: bool) -> Result {
         match measure(case, kernel, runs) {
             Ok(m) => {
                 let instructions = median_u64(&m.instructions);
-                println!("BENCH {} {instructions} instructions", case.instructions);
-                println!("BENCH {} {:.1} ms", case.wall, median_f64(&m.wall_ms));
+                report::record(case.instructions, instructions, "instructions");
+                report::record(case.wall, format!("{:.1}", median_f64(&m.wall_ms)), "ms");
                 if m.instructions.iter().any(|&i| i != instructions) {
                     say(format!("{}: instruction counts differ across runs: {:?}", case.profile, m.instructions));
                 }
@@ -161,20 +207,14 @@ fn boot(runs: usize, no_build: bool) -> Result {
     if let Some((_, kernel)) = kernels.iter().find(|(a, _)| *a == Arch::X86_64) {
         match uefi::measure(kernel) {
             Ok((total, loader)) => {
-                println!("BENCH boot.uefi.instructions_loader_entry_to_ready {total} instructions");
-                println!("BENCH boot.uefi.loader_instructions {loader} instructions");
+                report::record("boot.uefi.instructions_loader_entry_to_ready", total, "instructions");
+                report::record("boot.uefi.loader_instructions", loader, "instructions");
             }
             Err(e) => problems.push(format!("UEFI boot: {}", e.0)),
         }
     }
 
-    let dir = pappus_tests::target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let svg = dir.join("boot.svg");
-    std::fs::write(&svg, bar_chart(&measured))?;
-    let report = dir.join("report.md");
-    std::fs::write(&report, report_md(&measured, &problems, runs))?;
-    say(format!("report: {} (chart {})", relative(&report), relative(&svg)));
+    report::note(&boot_notes(&measured, runs));
 
     if problems.is_empty() {
         Ok(())
@@ -244,9 +284,10 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn report_md(measured: &[Measured], problems: &[String], runs: usize) -> String {
+/// The boot suite's part of the report: how it was measured, and each profile's figures with
+/// its memory at ready.
+fn boot_notes(measured: &[Measured], runs: usize) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Pappus boot benchmark\n");
     let _ = writeln!(
         md,
         "Each profile booted {runs} time(s) under `-icount shift=0` (TCG), without `test`, until the \
@@ -256,7 +297,6 @@ fn report_md(measured: &[Measured], problems: &[String], runs: usize) -> String 
          not include the firmware before the kernel. *Wall* is the host's clock from starting QEMU \
          to reading the line (firmware and QEMU start-up included), median of the runs.\n"
     );
-    let _ = writeln!(md, "![instructions to ready](boot.svg)\n");
     let _ = writeln!(
         md,
         "| figure | profile | instructions | wall (ms) | deterministic | memory free / total | heap used / total |"
@@ -278,54 +318,7 @@ fn report_md(measured: &[Measured], problems: &[String], runs: usize) -> String 
             util::human_bytes(m.ready.heap_total),
         );
     }
-    if !problems.is_empty() {
-        let _ = writeln!(md, "\n## Missing figures\n");
-        for p in problems {
-            let _ = writeln!(md, "- {}", p.replace('\n', " "));
-        }
-    }
     md
-}
-
-/// A horizontal bar chart of instructions to ready, one bar per profile.
-fn bar_chart(measured: &[Measured]) -> String {
-    const WIDTH: f64 = 720.0;
-    const LABEL: f64 = 170.0;
-    const BAR_H: f64 = 28.0;
-    const GAP: f64 = 14.0;
-    const TOP: f64 = 44.0;
-    let height = TOP + measured.len().max(1) as f64 * (BAR_H + GAP) + 10.0;
-    let max = measured.iter().map(|m| median_u64(&m.instructions)).max().unwrap_or(1).max(1) as f64;
-    let span = WIDTH - LABEL - 150.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="13">"#
-    );
-    let _ = writeln!(svg, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
-    let _ = writeln!(
-        svg,
-        r#"<text x="10" y="24" font-size="15" font-weight="bold">Guest instructions from first kernel instruction to PAPPUS READY (-icount shift=0)</text>"#
-    );
-    if measured.is_empty() {
-        let _ = writeln!(svg, r#"<text x="10" y="{}">no figures (see report.md)</text>"#, TOP + 18.0);
-    }
-    for (i, m) in measured.iter().enumerate() {
-        let value = median_u64(&m.instructions);
-        let y = TOP + i as f64 * (BAR_H + GAP);
-        let w = (value as f64 / max * span).max(1.0);
-        let _ = writeln!(svg, r#"<text x="10" y="{:.1}">{}</text>"#, y + BAR_H * 0.65, m.profile);
-        let _ = writeln!(svg, r##"<rect x="{LABEL}" y="{y:.1}" width="{w:.1}" height="{BAR_H}" fill="#3b73b9"/>"##);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            LABEL + w + 8.0,
-            y + BAR_H * 0.65,
-            thousands(value)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 #[cfg(test)]
@@ -350,18 +343,13 @@ mod tests {
     }
 
     #[test]
-    fn report_and_chart() {
+    fn boot_notes_table() {
         let measured = [
             sample("boot.instructions_to_ready", "x86_64-q35", 2_000_000),
             sample("boot.microvm", "x86_64-microvm", 1_000_000),
         ];
-        let svg = bar_chart(&measured);
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<rect x=").count(), 2);
-        assert!(svg.contains("2,000,000"));
-        let md = report_md(&measured, &["aarch64 kernel: build failed".into()], 3);
+        let md = boot_notes(&measured, 3);
         assert!(md.contains("| `boot.instructions_to_ready` | `x86_64-q35` | 2,000,000 | 50.0 | yes |"), "{md}");
-        assert!(md.contains("## Missing figures"));
-        assert!(bar_chart(&[]).contains("no figures"));
+        assert!(md.contains("booted 3 time(s)"));
     }
 }

@@ -53,8 +53,9 @@ commands:
           kernel ELFs for QEMU in target/images/; --pxe: a TFTP root (UEFI loader as
           bootx64.efi, pappus-kernel, pappus.conf, boot.ipxe); --disk: a GPT disk image with
           an EFI system partition; --config: the boot configuration (else a `dev` tenant)
-  bench   [boot] [--runs N] [--no-build]
-          benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
+  bench   [boot|net|model|wasm|native|e2e|smp|all] [--runs N] [--no-build]
+          benchmarks: `BENCH <suite>.<name> <value> <unit>` lines; target/bench/report.md shows
+          every suite run so far beside issue 14's targets, with a chart per suite
   soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
           names, traps, timeouts, register/delete cycles) over keep-alive connections; every

@@ -22,6 +22,7 @@ mod engines;
 mod frontdoor;
 mod metrics;
 mod mm;
+mod mmu_events;
 #[cfg(target_arch = "x86_64")]
 mod native;
 mod net;

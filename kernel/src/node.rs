@@ -123,8 +123,16 @@ impl Backend for Services<'_> {
     /// Every part's figures, in one list.
     fn metrics(&self, door: &dyn Export) -> String {
         let control = ControlFigures(self.control);
-        let parts: [&dyn Export; 7] =
-            [door, &self.net, &control, self.dispatcher, &metrics::Engines, &metrics::Memory, &IoLoop];
+        let parts: [&dyn Export; 8] = [
+            door,
+            &self.net,
+            &control,
+            self.dispatcher,
+            &metrics::Engines,
+            &metrics::Memory,
+            &crate::mmu_events::MmuEvents,
+            &IoLoop,
+        ];
         let mut out = Exposition::new();
         for part in parts {
             part.export(&mut out);

@@ -698,3 +698,69 @@ fn descriptor_tables_are_hidden_with_umip_on_cpu_max() {
 fn descriptor_tables_without_umip_on_qemu64() {
     descriptor_tables_hidden("descriptor_tables_without_umip_on_qemu64", "qemu64", "paging");
 }
+
+/// The sum over CPUs of family `name`'s samples whose labels contain `filter`.
+fn mmu_count(metrics: &str, name: &str, filter: &str) -> u64 {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
+        .filter(|rest| rest.contains(filter))
+        .map(|rest| rest.rsplit(' ').next().unwrap().trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// CR3 writes, PKRU writes, ring-3 page faults, ring-0 page faults, all CPUs.
+fn mmu_counts(node: &Node) -> [u64; 4] {
+    let m = node.metrics().text();
+    assert!(m.contains("pappus_cr3_writes_total{cpu=\"0\"}"), "no per-CPU CR3 counter:\n{m}");
+    assert!(m.contains("pappus_tlb_invalidations_total{cpu=\"0\"}"), "no per-CPU INVLPG counter:\n{m}");
+    [
+        mmu_count(&m, "pappus_cr3_writes_total", ""),
+        mmu_count(&m, "pappus_pkru_writes_total", ""),
+        mmu_count(&m, "pappus_page_faults_total", "ring=\"user\""),
+        mmu_count(&m, "pappus_page_faults_total", "ring=\"kernel\""),
+    ]
+}
+
+/// The per-CPU counts of what flushes TLBs: a wasm run (in the kernel) switches nothing; each
+/// native run enters and leaves its address space (two CR3 writes), sets and resets PKRU (two
+/// writes, CR4.PKE being on under both engines) and takes its first-touch faults in ring 3;
+/// the kernel takes none. Also matmul's raw form: `a` then `b` in one body.
+#[test]
+fn tlb_events_are_counted_per_native_run() {
+    let Some(node) = boot_cpu("tlb_events_are_counted_per_native_run", "max", &[TENANT]) else { return };
+    let q = "inputs=matrices&outputs=product&memory=16MiB&timeout_ms=5000";
+    let matmul = [("wasm", functions::wasm("matmul")), ("mpk", functions::native("matmul"))];
+    for (engine, image) in &matmul {
+        register(&node, &format!("matmul_{engine}"), engine, q, image);
+    }
+    register(&node, "matmul_paging", "paging", q, &matmul[1].1);
+    let m = pappus_tests::sets::matrix;
+    let body = [m(2, 2, &[1.0, 2.0, 3.0, 4.0]), m(2, 2, &[5.0, 6.0, 7.0, 8.0])].concat();
+    let raw = |name: &str| {
+        let headers = [("Accept", "application/octet-stream")];
+        let r = send(&node, "POST", &format!("/v1/invoke/matmul_{name}"), &headers, &body);
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        assert_eq!(r.body, m(2, 2, &[19.0, 22.0, 43.0, 50.0]), "{name}: raw matmul");
+    };
+    for engine in ["wasm", "mpk", "paging"] {
+        raw(engine);
+    }
+    let start = mmu_counts(&node);
+    for _ in 0..3 {
+        raw("wasm");
+    }
+    let after_wasm = mmu_counts(&node);
+    assert_eq!(after_wasm[..3], start[..3], "wasm runs switched address spaces or PKRU, or faulted");
+    for engine in ["mpk", "paging"] {
+        let before = mmu_counts(&node);
+        for _ in 0..3 {
+            raw(engine);
+        }
+        let after = mmu_counts(&node);
+        assert!(after[0] - before[0] >= 6, "{engine}: CR3 writes {before:?} -> {after:?}");
+        assert!(after[1] - before[1] >= 6, "{engine}: PKRU writes {before:?} -> {after:?}");
+        assert!(after[2] - before[2] >= 3, "{engine}: ring-3 page faults {before:?} -> {after:?}");
+    }
+    assert_eq!(mmu_counts(&node)[3], 0, "the kernel took page faults");
+}

@@ -44,7 +44,7 @@ impl std::ops::DerefMut for Node {
 }
 
 impl Node {
-    fn boot(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
+    pub fn boot(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
         Self::spawn(kernel, icount, 1, name)
     }
 
@@ -103,6 +103,15 @@ impl Client {
         Ok(())
     }
 
+    /// The whole `/metrics` text.
+    pub fn metrics_text(&mut self) -> Result<String> {
+        let r = self.request("GET", "/metrics", &[("Authorization", &format!("Bearer {OPERATOR}"))], b"")?;
+        if r.status != 200 {
+            return Err(Failure(format!("GET /metrics: {} {}", r.status, r.text())));
+        }
+        Ok(r.text())
+    }
+
     fn metric(&mut self, name: &str) -> Result<u64> {
         let r = self.request("GET", "/metrics", &[("Authorization", &format!("Bearer {OPERATOR}"))], b"")?;
         r.text()
@@ -134,7 +143,7 @@ impl Client {
     }
 
     /// Guest instructions per request (icount boots only): `n` times `request`, averaged.
-    fn instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
+    pub fn instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
         for _ in 0..5 {
             request(self)?; // warm: first-use allocations, caches
         }
@@ -161,8 +170,9 @@ fn invoke_raw(node: &mut Client, name: &str, body: &[u8]) -> Result {
     node.expect("POST", &format!("/v1/invoke/{name}"), &headers, body, 200)
 }
 
+/// One `BENCH` line on stdout, kept for the report (`bench/report.rs`).
 pub fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
-    println!("BENCH {name} {value} {unit}");
+    super::report::record(name, value, unit);
 }
 
 pub fn net(kernel: &Path) -> Result {

@@ -1,6 +1,7 @@
 //! `matmul`: multiplies two matrices of `f64`.
 //!
-//! - Input set 0 (`matrices`): exactly two items, named `a` and `b`, in any order.
+//! - Input set 0 (`matrices`): exactly two items, named `a` and `b`, in any order; or one item
+//!   with an empty name (what a raw invoke makes of its body) holding `a` followed by `b`.
 //! - Output set 0 (`product`): one item `c` = `a · b`.
 //!
 //! Every matrix is encoded the same way, all little-endian:
@@ -57,6 +58,12 @@ pub fn multiply_encoded(a: &[u8], b: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// The data of items `a` and `b`, refusing anything else in the set.
 fn operands(set: &InputSet) -> Result<[Vec<u8>; 2], Error> {
+    if set.len() == 1
+        && let Some(only) = set.item(0)
+        && only.name().is_empty()
+    {
+        return split_pair(only.data());
+    }
     let mut found: [Option<Vec<u8>>; 2] = [None, None];
     for item in set.items() {
         let name = item.name();
@@ -82,6 +89,31 @@ fn operands(set: &InputSet) -> Result<[Vec<u8>; 2], Error> {
             Err(format!("input `{}` has no item `{missing}`: it must hold exactly `a` and `b`", set.name()).into())
         }
     }
+}
+
+/// One unnamed item (a raw invoke's body) holding `a` then `b`: split where `a`'s header says
+/// it ends; `b` is checked like any item.
+fn split_pair(mut data: Vec<u8>) -> Result<[Vec<u8>; 2], Error> {
+    let Some(header) = data.first_chunk::<HEADER_LEN>() else {
+        return Err(format!(
+            "the unnamed item is {} bytes, shorter than matrix `a`'s {HEADER_LEN}-byte header (it holds `a` then `b`)",
+            data.len()
+        )
+        .into());
+    };
+    let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let a_len = HEADER_LEN as u128 + u128::from(rows) * u128::from(cols) * 8;
+    if a_len > data.len() as u128 {
+        return Err(format!(
+            "the unnamed item is {} bytes, shorter than the {rows}×{cols} matrix `a` it starts with ({a_len} bytes; it holds `a` then `b`)",
+            data.len()
+        )
+        .into());
+    }
+    // It fits in the item, so in usize.
+    let b = data.split_off(a_len as usize);
+    Ok([data, b])
 }
 
 /// A decoded matrix, borrowing its elements from the item's bytes.
@@ -339,6 +371,39 @@ mod tests {
         assert_eq!(
             error(vec![MockItem::new("a", m()), MockItem::new("b", m()), MockItem::new("x", m())]),
             "unexpected item `x` in input `matrices`: it must hold exactly `a` and `b`"
+        );
+    }
+
+    #[test]
+    fn one_unnamed_item_holds_a_then_b() {
+        let a = encode(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let b = encode(3, 2, &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
+        let out = run(vec![MockItem::new("", [a.clone(), b.clone()].concat())]).unwrap();
+        assert_eq!(decode(&out[0].data), (2, 2, vec![58.0, 64.0, 139.0, 154.0]));
+        // `b` is checked as an item is.
+        let mut long = [a.clone(), b].concat();
+        long.push(0);
+        assert_eq!(
+            error(vec![MockItem::new("", long)]),
+            "matrix `b` is too long: a 3×2 matrix is 56 bytes (8-byte header + 48 of f64s), the item has 57"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("", [1, 2])]),
+            "the unnamed item is 2 bytes, shorter than matrix `a`'s 8-byte header (it holds `a` then `b`)"
+        );
+        assert_eq!(
+            error(vec![MockItem::new("", &a[..20])]),
+            "the unnamed item is 20 bytes, shorter than the 2×3 matrix `a` it starts with (56 bytes; it holds `a` then `b`)"
+        );
+        // Only `a` then nothing: `b` is an empty item, shorter than a header.
+        assert_eq!(
+            error(vec![MockItem::new("", a)]),
+            "matrix `b` is 0 bytes, shorter than its 8-byte header (u32 rows, u32 cols, little-endian)"
+        );
+        // A named single item is still the two-item form.
+        assert_eq!(
+            error(vec![MockItem::new("a", encode(1, 1, &[1.0]))]),
+            "input `matrices` has no item `b`: it must hold exactly `a` and `b`"
         );
     }
 

@@ -113,6 +113,7 @@ pub fn init(info: &BootInfo) {
         Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4_phys)), Cr3Flags::empty());
         Cr4::update(|f| *f |= cr4);
     }
+    crate::mmu_events::count(crate::mmu_events::Event::Cr3Write);
     log::debug!(
         "paging: direct map of {} MiB, text {:#x}..{:#x}, SMEP {}, SMAP {}",
         top >> 20,
@@ -150,6 +151,7 @@ pub fn map_page(virt: u64, phys: u64, flags: PageTableFlags) -> Result<(), MapTo
     // SAFETY: callers map fresh frames at addresses outside the kernel image and direct map,
     // so no existing reference is invalidated.
     unsafe { mapper.map_to(page, frame, flags, &mut Frames) }?.flush();
+    crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
     Ok(())
 }
 
@@ -160,6 +162,7 @@ pub fn unmap_page(virt: u64) -> Result<u64, UnmapError> {
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
     let (frame, flush) = mapper.unmap(page)?;
     flush.flush();
+    crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
     Ok(frame.start_address().as_u64())
 }
 

@@ -359,6 +359,7 @@ pub fn write_pkru(value: u32) {
     // SAFETY: WRPKRU with ECX = EDX = 0 only changes which protection keys user pages may be
     // accessed with; the kernel never touches user pages directly (SMAP).
     unsafe { asm!("wrpkru", in("eax") value, in("ecx") 0, in("edx") 0, options(nostack, nomem)) };
+    crate::mmu_events::count(crate::mmu_events::Event::PkruWrite);
 }
 
 /// Whether the CPU enabled XSAVE (`scrub_extended_state` uses XRSTOR, else FXRSTOR).
