@@ -73,9 +73,7 @@ impl<'a> FrameAllocator<'a> {
         bits.fill(u64::MAX);
         let mut alloc = Self { bits, frames, cursor: 0, stats: FrameStats::default() };
         for r in map.usable() {
-            for frame in r.start / PAGE_SIZE..r.end / PAGE_SIZE {
-                alloc.set(frame, false);
-            }
+            alloc.mark_free(r.start / PAGE_SIZE, r.end / PAGE_SIZE);
             alloc.stats.total += r.len() / PAGE_SIZE;
         }
         alloc.stats.free = alloc.stats.total;
@@ -168,6 +166,21 @@ impl<'a> FrameAllocator<'a> {
         self.bits[(frame / 64) as usize] & (1 << (frame % 64)) != 0
     }
 
+    /// Clears the bits of frames `[start, end)`, a word at a time where whole words are
+    /// covered (at boot: 512 MiB is 131,072 frames, a bit at a time a million instructions).
+    fn mark_free(&mut self, start: u64, end: u64) {
+        let mut frame = start;
+        while frame < end {
+            if frame % 64 == 0 && end - frame >= 64 {
+                self.bits[(frame / 64) as usize] = 0;
+                frame += 64;
+            } else {
+                self.set(frame, false);
+                frame += 1;
+            }
+        }
+    }
+
     fn set(&mut self, frame: u64, used: bool) {
         let word = &mut self.bits[(frame / 64) as usize];
         if used {
@@ -214,6 +227,22 @@ mod tests {
         }
         assert_eq!(a.stats().free, 6);
         assert_eq!(a.stats().freed, 6);
+    }
+
+    #[test]
+    fn usable_ranges_are_free_exactly_whatever_their_alignment() {
+        // Ranges starting and ending mid-word, spanning whole words, and a word's worth exactly.
+        let ranges = [(0x3000, 0x5000), (0x41000, 0x200000), (0x240000, 0x280000), (0x2bf000, 0x2c5000)];
+        let m = map(&ranges);
+        let mut bits = storage(&m);
+        let a = FrameAllocator::new(&mut bits, &m);
+        let frames = m.highest_usable() / PAGE_SIZE;
+        let usable = |f: u64| ranges.iter().any(|&(s, e)| f * PAGE_SIZE >= s && f * PAGE_SIZE < e);
+        for f in 0..frames.next_multiple_of(64) {
+            assert_eq!(!a.get(f), f < frames && usable(f), "frame {f}");
+        }
+        let total: u64 = ranges.iter().map(|(s, e)| (e - s) / PAGE_SIZE).sum();
+        assert_eq!(a.stats().total, total);
     }
 
     #[test]
