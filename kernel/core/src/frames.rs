@@ -171,7 +171,7 @@ impl<'a> FrameAllocator<'a> {
     fn mark_free(&mut self, start: u64, end: u64) {
         let mut frame = start;
         while frame < end {
-            if frame % 64 == 0 && end - frame >= 64 {
+            if frame.is_multiple_of(64) && end - frame >= 64 {
                 self.bits[(frame / 64) as usize] = 0;
                 frame += 64;
             } else {
