@@ -29,5 +29,5 @@ pub use exit::{ExitCall, Redacted, exit_outcome, system_block};
 pub use fault::{FaultAction, classify_fault};
 pub use image::{Access, MapError, NativeImage, SandboxSpace, load_image, prepare};
 pub use keys::KeyPool;
-pub use layout::{Layout, SLOT_SIZE};
+pub use layout::{Footprint, Layout, SLOT_SIZE};
 pub use slice::{CHECK_MICROS, SLICE_MICROS, SliceClock, TickAction};
