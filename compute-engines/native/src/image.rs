@@ -31,8 +31,13 @@ pub trait SandboxSpace {
     fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), MapError>;
 
     /// Maps one fresh page at `virt`, zero but for what `fill` writes into its 4096 bytes.
-    fn map_filled(&mut self, virt: u64, access: Access, key: u8, fill: &mut dyn FnMut(&mut [u8]))
-    -> Result<(), MapError>;
+    fn map_filled(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MapError>;
 
     /// Maps `frame`, one of an image's shared pages ([`NativeImage::shared_pages`], filled once
     /// when the function was prepared), at `virt`. Never writable: the arch refuses

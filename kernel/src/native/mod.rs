@@ -33,7 +33,7 @@ use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
     Access, ExitCall, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
-    load_image, system_block,
+    load_image, system_block, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -474,17 +474,33 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
         return Step::Done(Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail }));
     }
     let heap_len = layout.heap_len(limits.memory_bytes - image_pages * 4096);
-    let Some(block) = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) else {
+    let Some(block_len) = system_block_len(&inputs, outputs) else {
         return Step::Done(Err(internal("no memory for the system data block")));
     };
-    drop(inputs);
+    // A block of one page is written straight into the sandbox's page; a larger one is built
+    // on the heap first.
+    let block = if block_len <= 4096 {
+        None
+    } else {
+        match system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) {
+            Some(block) => Some(block),
+            None => return Step::Done(Err(internal("no memory for the system data block"))),
+        }
+    };
     let loaded = memory.with(|space, key, footprint| {
         footprint.image(image.image.span());
         load_image(space, key, layout, &image.image, &image.frames.0)?;
-        footprint.sys(block.len() as u64);
-        SandboxSpace::map_bytes(space, layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
-            .map_err(|_| internal("mapping the system data block"))
+        footprint.sys(block_len as u64);
+        let (sys, heap) = (layout.sys(), layout.heap());
+        match &block {
+            Some(block) => SandboxSpace::map_bytes(space, sys, block, pages(block_len as u64), Access::ReadOnly, key),
+            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut |page| {
+                write_system_block(page, sys, &inputs, outputs, heap, heap_len)
+            }),
+        }
+        .map_err(|_| internal("mapping the system data block"))
     });
+    drop(inputs);
     if let Err(e) = loaded {
         return Step::Done(Err(e));
     }

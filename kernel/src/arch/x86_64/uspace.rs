@@ -149,7 +149,13 @@ impl AddressSpace {
     }
 
     /// Maps a fresh frame at `virt`, zero but for what `fill` writes into its 4096 bytes.
-    pub fn map_filled(&mut self, virt: u64, access: Access, key: u8, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), ()> {
+    pub fn map_filled(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), ()> {
         let frame = mm::alloc_frame().ok_or(())?;
         // SAFETY: a fresh frame of ours in the direct map, 4096 bytes, not mapped anywhere yet.
         fill(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(frame), 4096) });
@@ -230,7 +236,7 @@ impl AddressSpace {
                 }
                 t = value & ADDR_MASK;
             }
-            let table_end = ((((va >> 21) + 1) << 21)).min(end);
+            let table_end = (((va >> 21) + 1) << 21).min(end);
             while va < table_end {
                 // SAFETY: `t` is the page table that maps `va` in this space.
                 let slot = unsafe { table(t).add(((va >> 12) & 511) as usize) };
