@@ -8,7 +8,7 @@
 //! and a stack mapped on first touch (counted with the image against the memory limit, zero
 //! until written), and guard gaps between them ([`Layout`]).
 //! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
-//!   kernel's upper half), torn down after it.
+//!   kernel's upper half), emptied after it and pooled for the next run.
 //! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
 //!   (1..15) per live sandbox, PKRU granting that key alone while it runs.
 //!
@@ -17,7 +17,9 @@
 //! preempted with its whole user context saved and handed back as [`Step::Preempted`], for the
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
-//! addresses redacted). Teardown frees every frame (frames are zeroed when allocated again).
+//! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
+//! when allocated again); the image's read-only and executable pages are shared frames, filled
+//! once when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
 use alloc::format;

@@ -43,7 +43,8 @@ pub struct AddressSpace {
 }
 
 /// Frames holding user page tables below the PML4s, in every address space. The MPK space keeps
-/// each slot's tables for good (see [`AddressSpace::clear_region`]), so this grows to a bounded
+/// each slot's tables for good (see [`AddressSpace::clear_range`]), and so do the paging engine's
+/// pooled spaces, so this grows to a bounded
 /// high-water mark as more slots are used at once; `/metrics` shows it so that a frame count
 /// can be read against it.
 static TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
