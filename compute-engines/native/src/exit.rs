@@ -44,6 +44,17 @@ fn put(buf: &mut [u8], at: usize, value: u64) {
 /// descriptors, the output set names, then every name and every item's data, each 8-byte
 /// aligned. `None` when the block would not fit in memory.
 pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, heap_len: u64) -> Option<Vec<u8>> {
+    let total = system_block_len(inputs, outputs)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(total).ok()?;
+    buf.resize(total, 0);
+    write_system_block(&mut buf, base, inputs, outputs, heap, heap_len);
+    Some(buf)
+}
+
+/// The size in bytes of the system data block for `inputs` and `outputs` ([`system_block`]);
+/// `None` if it overflows.
+pub fn system_block_len(inputs: &[Set], outputs: &[String]) -> Option<usize> {
     let items: usize = inputs.iter().map(|s| s.items.len()).sum();
     let tables = native::HEADER_SIZE
         + inputs.len() * native::SET_DESC_SIZE
@@ -53,55 +64,61 @@ pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, he
     let set_bytes = |s: &Set| s.name.len().next_multiple_of(8) + s.items.iter().map(item_bytes).sum::<usize>();
     let payload = inputs.iter().map(set_bytes).sum::<usize>()
         + outputs.iter().map(|n| n.len().next_multiple_of(8)).sum::<usize>();
-    let total = tables.checked_add(payload)?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(total).ok()?;
-    buf.resize(total, 0);
+    tables.checked_add(payload)
+}
 
+/// Writes the system data block ([`system_block`]) into `buf`, which is zero and at least
+/// [`system_block_len`] bytes long (the kernel writes it straight into the sandbox's page).
+pub fn write_system_block(buf: &mut [u8], base: u64, inputs: &[Set], outputs: &[String], heap: u64, heap_len: u64) {
+    let items: usize = inputs.iter().map(|s| s.items.len()).sum();
+    let tables = native::HEADER_SIZE
+        + inputs.len() * native::SET_DESC_SIZE
+        + items * native::ITEM_DESC_SIZE
+        + outputs.len() * native::NAME_DESC_SIZE;
     let mut strings = tables; // where the next name or data goes
-    let mut place = |buf: &mut Vec<u8>, bytes: &[u8]| -> u64 {
+    let mut place = |buf: &mut [u8], bytes: &[u8]| -> u64 {
         let at = strings;
         buf[at..at + bytes.len()].copy_from_slice(bytes);
         strings += bytes.len().next_multiple_of(8);
         base + at as u64
     };
 
-    put(&mut buf, 0, native::MAGIC);
-    put(&mut buf, 8, native::VERSION);
-    put(&mut buf, 16, inputs.len() as u64);
+    let buf = &mut *buf;
+    put(buf, 0, native::MAGIC);
+    put(buf, 8, native::VERSION);
+    put(buf, 16, inputs.len() as u64);
     let sets_at = native::HEADER_SIZE;
-    put(&mut buf, 24, base + sets_at as u64);
+    put(buf, 24, base + sets_at as u64);
     let mut items_at = sets_at + inputs.len() * native::SET_DESC_SIZE;
     let outputs_at = items_at + items * native::ITEM_DESC_SIZE;
-    put(&mut buf, 32, outputs.len() as u64);
-    put(&mut buf, 40, base + outputs_at as u64);
-    put(&mut buf, 48, heap);
-    put(&mut buf, 56, heap_len);
+    put(buf, 32, outputs.len() as u64);
+    put(buf, 40, base + outputs_at as u64);
+    put(buf, 48, heap);
+    put(buf, 56, heap_len);
 
     for (i, set) in inputs.iter().enumerate() {
         let desc = sets_at + i * native::SET_DESC_SIZE;
-        let name = place(&mut buf, set.name.as_bytes());
-        put(&mut buf, desc, name);
-        put(&mut buf, desc + 8, set.name.len() as u64);
-        put(&mut buf, desc + 16, set.items.len() as u64);
-        put(&mut buf, desc + 24, base + items_at as u64);
+        let name = place(buf, set.name.as_bytes());
+        put(buf, desc, name);
+        put(buf, desc + 8, set.name.len() as u64);
+        put(buf, desc + 16, set.items.len() as u64);
+        put(buf, desc + 24, base + items_at as u64);
         for item in &set.items {
             let info = engine::abi::item_info(item).encode();
             buf[items_at..items_at + info.len()].copy_from_slice(&info);
-            let name = place(&mut buf, item.name.as_bytes());
-            let data = place(&mut buf, &item.data);
-            put(&mut buf, items_at + 24, name);
-            put(&mut buf, items_at + 32, data);
+            let name = place(buf, item.name.as_bytes());
+            let data = place(buf, &item.data);
+            put(buf, items_at + 24, name);
+            put(buf, items_at + 32, data);
             items_at += native::ITEM_DESC_SIZE;
         }
     }
     for (i, name) in outputs.iter().enumerate() {
         let desc = outputs_at + i * native::NAME_DESC_SIZE;
-        let ptr = place(&mut buf, name.as_bytes());
-        put(&mut buf, desc, ptr);
-        put(&mut buf, desc + 8, name.len() as u64);
+        let ptr = place(buf, name.as_bytes());
+        put(buf, desc, ptr);
+        put(buf, desc + 8, name.len() as u64);
     }
-    Some(buf)
 }
 
 /// The registers of a `syscall` out of a sandbox.
@@ -245,6 +262,18 @@ mod tests {
             name: name.into(),
             items: items.iter().map(|(n, k, d)| Item { name: (*n).into(), key: *k, data: Bytes::from(*d) }).collect(),
         }
+    }
+
+    #[test]
+    fn a_block_written_into_a_page_is_the_same_block() {
+        let inputs = [set("texts", &[("a.txt", None, b"hello"), ("b", Some(7), b"")]), set("k", &[("k", None, b"3")])];
+        let outputs = ["counts".into()];
+        let block = system_block(BASE, &inputs, &outputs, 0x2_0000_0000, 4096).unwrap();
+        assert_eq!(system_block_len(&inputs, &outputs), Some(block.len()));
+        let mut page = alloc::vec![0u8; 4096];
+        write_system_block(&mut page, BASE, &inputs, &outputs, 0x2_0000_0000, 4096);
+        assert_eq!(&page[..block.len()], &block[..]);
+        assert!(page[block.len()..].iter().all(|b| *b == 0));
     }
 
     #[test]

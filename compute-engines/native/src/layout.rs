@@ -74,6 +74,58 @@ impl Layout {
     }
 }
 
+/// What a sandbox has mapped in its layout, so that emptying it visits only that: the image,
+/// the system data block, and the lazily mapped heap and stack pages between the lowest and
+/// highest it touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    layout: Layout,
+    image_end: u64,
+    sys_end: u64,
+    heap_end: u64,
+    stack_start: u64,
+}
+
+impl Footprint {
+    /// Nothing mapped yet.
+    pub const fn new(layout: Layout) -> Self {
+        Self {
+            layout,
+            image_end: layout.image(),
+            sys_end: layout.sys(),
+            heap_end: layout.heap(),
+            stack_start: layout.stack_top(),
+        }
+    }
+
+    /// The image's `span` bytes are mapped.
+    pub fn image(&mut self, span: u64) {
+        self.image_end = self.image_end.max(self.layout.image() + span.next_multiple_of(PAGE));
+    }
+
+    /// The system data block's `bytes` are mapped.
+    pub fn sys(&mut self, bytes: u64) {
+        self.sys_end = self.sys_end.max(self.layout.sys() + bytes.next_multiple_of(PAGE));
+    }
+
+    /// A lazily mapped page (heap or stack; any other is ignored, as nothing else is mapped
+    /// lazily: [`Layout::lazy`]).
+    pub fn lazy(&mut self, page: u64) {
+        let page = page & !(PAGE - 1);
+        if (self.layout.heap()..self.layout.stack_bottom() - GUARD).contains(&page) {
+            self.heap_end = self.heap_end.max(page + PAGE);
+        } else if (self.layout.stack_bottom()..self.layout.stack_top()).contains(&page) {
+            self.stack_start = self.stack_start.min(page);
+        }
+    }
+
+    /// The address ranges to empty: every page noted lies in one of them.
+    pub fn ranges(&self) -> [core::ops::Range<u64>; 4] {
+        let l = self.layout;
+        [l.image()..self.image_end, l.sys()..self.sys_end, l.heap()..self.heap_end, self.stack_start..l.stack_top()]
+    }
+}
+
 /// Pages needed for `bytes`.
 pub fn pages(bytes: u64) -> u64 {
     bytes.div_ceil(PAGE)
@@ -105,6 +157,30 @@ mod tests {
         assert_eq!(l.heap_len(STACK_SIZE), 0);
         assert_eq!(l.heap_len(STACK_SIZE + 4097), 4096);
         assert_eq!(l.heap_len(16 << 20), (16 << 20) - STACK_SIZE);
+    }
+
+    #[test]
+    fn a_footprint_covers_every_page_it_noted_and_no_other_slot() {
+        let l = Layout::slot(7);
+        let mut f = Footprint::new(l);
+        assert!(f.ranges().iter().all(|r| r.is_empty()), "nothing mapped: nothing to empty");
+        f.image(0x2001);
+        f.sys(10);
+        let pages = [l.heap() + 5 * 4096, l.heap(), l.stack_top() - 4096, l.stack_bottom(), l.heap() + (1 << 30) + 17];
+        for p in pages {
+            f.lazy(p);
+        }
+        let covered = |a: u64| f.ranges().iter().any(|r| r.contains(&a));
+        for p in pages.iter().chain(&[l.image(), l.image() + 0x2000, l.sys()]) {
+            assert!(covered(*p), "{p:#x} is not emptied");
+        }
+        assert!(!covered(l.image() + 0x3000) && !covered(l.sys() + 4096));
+        assert!(f.ranges().iter().all(|r| r.start >= l.base() && r.end <= l.base() + SLOT_SIZE), "inside the slot");
+        // A page outside the heap and stack changes nothing.
+        let before = f;
+        f.lazy(l.guard().start);
+        f.lazy(Layout::slot(8).heap());
+        assert_eq!(f, before);
     }
 
     #[test]

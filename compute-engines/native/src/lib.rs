@@ -25,9 +25,9 @@ pub mod keys;
 pub mod layout;
 pub mod slice;
 
-pub use exit::{ExitCall, Redacted, exit_outcome, system_block};
+pub use exit::{ExitCall, Redacted, exit_outcome, system_block, system_block_len, write_system_block};
 pub use fault::{FaultAction, classify_fault};
 pub use image::{Access, MapError, NativeImage, SandboxSpace, load_image, prepare};
 pub use keys::KeyPool;
-pub use layout::{Layout, SLOT_SIZE};
+pub use layout::{Footprint, Layout, SLOT_SIZE};
 pub use slice::{CHECK_MICROS, SLICE_MICROS, SliceClock, TickAction};

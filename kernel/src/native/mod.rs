@@ -8,7 +8,7 @@
 //! and a stack mapped on first touch (counted with the image against the memory limit, zero
 //! until written), and guard gaps between them ([`Layout`]).
 //! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
-//!   kernel's upper half), torn down after it.
+//!   kernel's upper half), emptied after it and pooled for the next run.
 //! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
 //!   (1..15) per live sandbox, PKRU granting that key alone while it runs.
 //!
@@ -17,7 +17,9 @@
 //! preempted with its whole user context saved and handed back as [`Step::Preempted`], for the
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
-//! addresses redacted). Teardown frees every frame (frames are zeroed when allocated again).
+//! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
+//! when allocated again); the image's read-only and executable pages are shared frames, filled
+//! once when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -32,8 +34,8 @@ use native::fault::{Fault, FaultAction, classify_fault, no_frame};
 use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
-    Access, ExitCall, KeyPool, Layout, MapError, SLOT_SIZE, SandboxSpace, SliceClock, TickAction, exit_outcome,
-    load_image, prepare, system_block,
+    Access, ExitCall, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
+    load_image, system_block, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -41,12 +43,63 @@ use crate::arch::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
 use crate::arch::uspace::{self, AddressSpace};
 use crate::{arch, time};
 
-pub use native::NativeImage;
+/// A prepared native function: its checked image and plan ([`native::NativeImage`]) and the
+/// frames of its shared pages, filled once here and mapped read-only (or executable) into
+/// every run, so code pages are never rewritten between runs (nor re-translated by an
+/// emulator that caches translations by physical page). Only writable pages are fresh per run.
+#[derive(Clone)]
+pub struct NativeImage {
+    image: native::NativeImage,
+    frames: Arc<SharedFrames>,
+}
+
+/// Frames of an image's shared pages; freed when the image and every run mapping them are gone
+/// (a run holds a reference until its memory is emptied).
+struct SharedFrames(Vec<u64>);
+
+impl Drop for SharedFrames {
+    fn drop(&mut self) {
+        for &frame in &self.0 {
+            if let Err(e) = crate::mm::free_frame(frame) {
+                log::error!("native: freeing an image frame {frame:#x}: {e:?}");
+            }
+        }
+    }
+}
+
+/// Checks `file` and fills the frames of its shared pages.
+fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
+    let image = native::prepare(file)?;
+    let mut frames = SharedFrames(Vec::new());
+    frames.0.try_reserve_exact(image.shared_count()).map_err(|_| internal("no memory for the image's frames"))?;
+    for bytes in image.shared_pages() {
+        let frame = crate::mm::alloc_frame().ok_or_else(|| internal("no frame for the image"))?;
+        frames.0.push(frame);
+        // SAFETY: a fresh frame of ours in the direct map; `bytes` is at most a page. Nothing
+        // maps it yet, and once mapped it is never writable.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(frame), bytes.len()) };
+    }
+    Ok(NativeImage { image, frames: Arc::new(frames) })
+}
 
 /// The arch's page tables are what the policy crate maps sandboxes through.
 impl SandboxSpace for AddressSpace {
     fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), MapError> {
         AddressSpace::map_bytes(self, virt, bytes, pages, arch_access(access), key).map_err(|()| MapError)
+    }
+
+    fn map_filled(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MapError> {
+        AddressSpace::map_filled(self, virt, arch_access(access), key, fill).map_err(|()| MapError)
+    }
+
+    fn map_shared(&mut self, virt: u64, frame: u64, access: Access, key: u8) -> Result<(), MapError> {
+        AddressSpace::map_shared(self, virt, frame, arch_access(access), key).map_err(|()| MapError)
     }
 }
 
@@ -96,8 +149,12 @@ impl PagingEngine {
     /// Starts a run in a fresh address space and runs its first slice.
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
         let start = time::ticks();
-        let Some(space) = AddressSpace::new() else { return Step::Done(Err(internal("no frame for a page table"))) };
-        start_in(Memory::Own(Some(space)), Layout::own(), image, invocation, start)
+        let pooled = SPACES.lock().pop();
+        let Some(space) = pooled.or_else(AddressSpace::new) else {
+            return Step::Done(Err(internal("no frame for a page table")));
+        };
+        let layout = Layout::own();
+        start_in(Memory::Own(Some(space), Footprint::new(layout)), layout, image, invocation, start)
     }
 }
 
@@ -221,7 +278,8 @@ impl MpkEngine {
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>) -> Step {
         let start = time::ticks();
         let layout = Layout::slot(key);
-        start_in(Memory::Shared { shared: Arc::clone(&self.shared), key }, layout, image, invocation, start)
+        let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout) };
+        start_in(memory, layout, image, invocation, start)
     }
 }
 
@@ -255,24 +313,38 @@ impl Engine for MpkEngine {
 }
 
 /// A sandbox's memory: its own address space (paging), or its key's slot in the shared one
-/// (MPK). Dropping it frees every frame: the paging engine's space goes, the MPK slot is
-/// emptied before its key is free again.
+/// (MPK), with what it has mapped there ([`Footprint`]). Dropping it empties exactly that
+/// (its own frames freed, zeroed when next allocated; shared image frames left to the image),
+/// keeping the page tables: the paging engine's space goes back to [`SPACES`], the MPK slot's
+/// key is free again.
 enum Memory {
     /// (Always `Some` until the drop.)
-    Own(Option<AddressSpace>),
+    Own(Option<AddressSpace>, Footprint),
     Shared {
         shared: Arc<MpkShared>,
         key: u8,
+        footprint: Footprint,
     },
 }
 
+/// Emptied paging address spaces (page tables kept, no user page mapped), for the next runs;
+/// at most [`POOLED_SPACES`].
+static SPACES: Mutex<Vec<AddressSpace>> = Mutex::new(Vec::new());
+const POOLED_SPACES: usize = 8;
+
 impl Memory {
-    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8) -> R) -> R {
+    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8, &mut Footprint) -> R) -> R {
         match self {
-            Memory::Own(Some(space)) => f(space, 0),
-            Memory::Own(None) => unreachable!("a paging sandbox's space is only taken by its drop"),
-            Memory::Shared { shared, key } => f(&mut shared.space.lock(), *key),
+            Memory::Own(Some(space), footprint) => f(space, 0, footprint),
+            Memory::Own(None, _) => unreachable!("a paging sandbox's space is only taken by its drop"),
+            Memory::Shared { shared, key, footprint } => f(&mut shared.space.lock(), *key, footprint),
         }
+    }
+}
+
+fn empty(space: &mut AddressSpace, footprint: &Footprint) {
+    for range in footprint.ranges() {
+        space.clear_range(range.start, range.end);
     }
 }
 
@@ -280,11 +352,18 @@ impl Drop for Memory {
     fn drop(&mut self) {
         let start = time::ticks();
         match self {
-            Memory::Own(space) => drop(space.take()),
-            Memory::Shared { shared, key } => {
-                // The slot is emptied (frames freed, zeroed when next allocated) before its key
-                // is free.
-                shared.space.lock().clear_region(Layout::slot(*key).base(), SLOT_SIZE);
+            Memory::Own(space, footprint) => {
+                if let Some(mut space) = space.take() {
+                    empty(&mut space, footprint);
+                    let mut pool = SPACES.lock();
+                    if pool.len() < POOLED_SPACES && pool.try_reserve(1).is_ok() {
+                        pool.push(space);
+                    }
+                }
+            }
+            Memory::Shared { shared, key, footprint } => {
+                // The slot is emptied before its key is free.
+                empty(&mut shared.space.lock(), footprint);
                 shared.release_key(*key);
             }
         }
@@ -299,6 +378,8 @@ fn internal(what: &str) -> EngineError {
 /// A sandbox's memory and where its regions are: what the fault handler needs.
 struct Space {
     memory: Memory,
+    /// The image's shared frames, mapped in `memory`: dropped after it (field order).
+    _frames: Arc<SharedFrames>,
     layout: Layout,
     heap_end: u64,
     /// Pages the heap and stack may still take.
@@ -351,7 +432,11 @@ impl Session for SliceSession<'_> {
         );
         let error = match action {
             FaultAction::MapPage(page) => {
-                if space.memory.with(|s, key| s.map_zeroed(page, uspace::Access::Writable, key)).is_ok() {
+                let mapped = space.memory.with(|s, key, footprint| {
+                    footprint.lazy(page);
+                    s.map_zeroed(page, uspace::Access::Writable, key)
+                });
+                if mapped.is_ok() {
                     space.pages_left -= 1;
                     return Some(());
                 }
@@ -385,28 +470,46 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     // The image's pages count against the memory limit, as a wasm module's data does.
-    let image_pages = image.pages();
+    let image_pages = image.image.pages();
     if image_pages.saturating_mul(4096) > limits.memory_bytes {
         let detail = format!("the image needs {} bytes of pages before the function starts", image_pages * 4096);
         return Step::Done(Err(EngineError::OutOfMemory { limit_bytes: limits.memory_bytes, detail }));
     }
     let heap_len = layout.heap_len(limits.memory_bytes - image_pages * 4096);
-    let Some(block) = system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) else {
+    let Some(block_len) = system_block_len(&inputs, outputs) else {
         return Step::Done(Err(internal("no memory for the system data block")));
     };
-    drop(inputs);
-    let loaded = memory.with(|space, key| {
-        load_image(space, key, layout, image)?;
-        SandboxSpace::map_bytes(space, layout.sys(), &block, pages(block.len() as u64), Access::ReadOnly, key)
-            .map_err(|_| internal("mapping the system data block"))
+    // A block of one page is written straight into the sandbox's page; a larger one is built
+    // on the heap first.
+    let block = if block_len <= 4096 {
+        None
+    } else {
+        match system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) {
+            Some(block) => Some(block),
+            None => return Step::Done(Err(internal("no memory for the system data block"))),
+        }
+    };
+    let loaded = memory.with(|space, key, footprint| {
+        footprint.image(image.image.span());
+        load_image(space, key, layout, &image.image, &image.frames.0)?;
+        footprint.sys(block_len as u64);
+        let (sys, heap) = (layout.sys(), layout.heap());
+        match &block {
+            Some(block) => SandboxSpace::map_bytes(space, sys, block, pages(block_len as u64), Access::ReadOnly, key),
+            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut |page| {
+                write_system_block(page, sys, &inputs, outputs, heap, heap_len)
+            }),
+        }
+        .map_err(|_| internal("mapping the system data block"))
     });
+    drop(inputs);
     if let Err(e) = loaded {
         return Step::Done(Err(e));
     }
     drop(block);
     // With CR4.PKE on, PKRU applies to every user page: the paging engine's pages carry key 0.
     let pkru = match &memory {
-        Memory::Own(_) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
+        Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
     let mut names = Vec::new();
@@ -415,7 +518,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     }
     names.extend(outputs.iter().cloned());
     let regs = UserRegs {
-        rip: layout.image() + image.entry(),
+        rip: layout.image() + image.image.entry(),
         rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
         rdi: layout.sys(),
         ..UserRegs::default()
@@ -427,6 +530,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
     let sandbox = Sandbox {
         space: Space {
             memory,
+            _frames: Arc::clone(&image.frames),
             layout,
             heap_end: layout.heap() + heap_len,
             pages_left: pages(limits.memory_bytes) - image_pages,
@@ -460,7 +564,7 @@ impl Sandbox {
         let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
         let kernel_cr3 = uspace::current_cr3();
         let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
-        let previous = session.space.memory.with(|space, _| {
+        let previous = session.space.memory.with(|space, _, _| {
             space.refresh_kernel_half(kernel_cr3);
             space.activate()
         });
@@ -484,7 +588,7 @@ impl Sandbox {
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
                 let (regs, outputs, limits) = (&self.context[0].regs, &self.outputs, &self.limits);
-                self.space.memory.with(|space, _| finish(space, layout, heap_end, regs, outputs, limits))
+                self.space.memory.with(|space, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };
         add_ticks(COLLECT, ran);

@@ -22,6 +22,9 @@ const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
 const NO_EXECUTE: u64 = 1 << 63;
+/// A leaf entry's software bit (ignored by the MMU): the frame is not the space's but shared
+/// (a prepared image's read-only or executable page), so unmapping it does not free it.
+const SHARED: u64 = 1 << 9;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// The lower half: what a sandbox may map (PML4 entries 0..256).
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
@@ -40,7 +43,8 @@ pub struct AddressSpace {
 }
 
 /// Frames holding user page tables below the PML4s, in every address space. The MPK space keeps
-/// each slot's tables for good (see [`AddressSpace::clear_region`]), so this grows to a bounded
+/// each slot's tables for good (see [`AddressSpace::clear_range`]), and so do the paging engine's
+/// pooled spaces, so this grows to a bounded
 /// high-water mark as more slots are used at once; `/metrics` shows it so that a frame count
 /// can be read against it.
 static TABLE_FRAMES: AtomicU64 = AtomicU64::new(0);
@@ -103,6 +107,20 @@ impl AddressSpace {
     /// entry, 0..15). The frame becomes the space's: it is freed with it. Fails if `virt` is
     /// taken or outside the lower half, or tables run out.
     pub fn map_keyed(&mut self, virt: u64, phys: u64, access: Access, key: u8) -> Result<(), ()> {
+        self.map_entry(virt, phys, access, key, 0)
+    }
+
+    /// Maps `phys`, a frame the space does not own (a prepared image's shared page, which
+    /// outlives every space it is mapped in), at `virt`: read-only or executable, never
+    /// writable; unmapping it leaves the frame to its owner.
+    pub fn map_shared(&mut self, virt: u64, phys: u64, access: Access, key: u8) -> Result<(), ()> {
+        if access == Access::Writable {
+            return Err(());
+        }
+        self.map_entry(virt, phys, access, key, SHARED)
+    }
+
+    fn map_entry(&mut self, virt: u64, phys: u64, access: Access, key: u8, extra: u64) -> Result<(), ()> {
         let slot = self.entry(virt, true).ok_or(())?;
         // SAFETY: a leaf slot of this space.
         if unsafe { slot.read() } & PRESENT != 0 {
@@ -115,6 +133,7 @@ impl AddressSpace {
                 Access::Writable => WRITABLE | NO_EXECUTE,
                 Access::Executable => 0,
             }
+            | extra
             | (u64::from(key & 15) << 59);
         // SAFETY: as above. The space is not active on any CPU while it is being built, or (lazy
         // faults) the slot was not present, so no TLB holds a stale entry for it.
@@ -125,6 +144,22 @@ impl AddressSpace {
     /// Maps a fresh zeroed frame at `virt`, with protection key `key`.
     pub fn map_zeroed(&mut self, virt: u64, access: Access, key: u8) -> Result<(), ()> {
         let frame = mm::alloc_frame().ok_or(())?;
+        self.map_keyed(virt, frame, access, key).inspect_err(|_| {
+            let _ = mm::free_frame(frame);
+        })
+    }
+
+    /// Maps a fresh frame at `virt`, zero but for what `fill` writes into its 4096 bytes.
+    pub fn map_filled(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), ()> {
+        let frame = mm::alloc_frame().ok_or(())?;
+        // SAFETY: a fresh frame of ours in the direct map, 4096 bytes, not mapped anywhere yet.
+        fill(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(frame), 4096) });
         self.map_keyed(virt, frame, access, key).inspect_err(|_| {
             let _ = mm::free_frame(frame);
         })
@@ -182,49 +217,43 @@ impl AddressSpace {
         Some(out)
     }
 
-    /// Unmaps and frees every page in `[start, start + len)`, which must be whole 1 GiB regions
-    /// within the first 512 GiB (one PML4 entry): a sandbox's slot in a shared space. The slot's
-    /// page tables stay (they are the slot's for good, and reused by its next sandbox), so a
-    /// paging-structure cache entry another CPU still holds for the slot can only lead to a
-    /// table of this slot, whose leaves carry this slot's key; every CPU reloads CR3 before its
-    /// next sandbox, which drops its stale entries.
-    pub fn clear_region(&mut self, start: u64, len: u64) {
-        assert!(start.is_multiple_of(1 << 30) && len.is_multiple_of(1 << 30) && start + len <= 1 << 39);
-        // SAFETY: the PML4 is ours.
-        let pml4e = unsafe { table(self.pml4).read() };
-        if pml4e & PRESENT == 0 {
-            return;
-        }
-        let pdpt = pml4e & ADDR_MASK;
-        for index in (start >> 30)..((start + len) >> 30) {
-            // SAFETY: a PDPT of this space.
-            let value = unsafe { table(pdpt).add(index as usize).read() };
-            if value & PRESENT == 0 {
-                continue;
-            }
-            let pd = value & ADDR_MASK;
-            for i in 0..512usize {
-                // SAFETY: a page directory of this space.
-                let pde = unsafe { table(pd).add(i).read() };
-                if pde & PRESENT == 0 {
-                    continue;
+    /// Unmaps every page in `[start, end)` (page-aligned, clipped to the lower half) and frees
+    /// the frames the space owns (a shared frame stays its owner's). Absent tables are skipped
+    /// whole, so the cost follows what is mapped, not the range's size. The page tables stay
+    /// (reused by the next sandbox in this space or slot), so a paging-structure cache entry
+    /// another CPU still holds can only lead to a table of this space, whose leaves are now
+    /// absent; every CPU reloads CR3 before its next sandbox, which drops its stale entries.
+    pub fn clear_range(&mut self, start: u64, end: u64) {
+        let end = end.min(USER_END);
+        let mut va = start & !0xfff;
+        'walk: while va < end {
+            let mut t = self.pml4;
+            for level in [39u32, 30, 21] {
+                // SAFETY: `t` is a table of this space (or its PML4), mapped in the direct map.
+                let value = unsafe { table(t).add(((va >> level) & 511) as usize).read() };
+                if value & PRESENT == 0 {
+                    va = ((va >> level) + 1) << level;
+                    continue 'walk;
                 }
-                let pt = pde & ADDR_MASK;
-                for j in 0..512usize {
-                    // SAFETY: a page table of this space.
-                    let slot = unsafe { table(pt).add(j) };
-                    // SAFETY: as above.
-                    let pte = unsafe { slot.read() };
-                    if pte & PRESENT == 0 {
-                        continue;
-                    }
+                t = value & ADDR_MASK;
+            }
+            let table_end = (((va >> 21) + 1) << 21).min(end);
+            while va < table_end {
+                // SAFETY: `t` is the page table that maps `va` in this space.
+                let slot = unsafe { table(t).add(((va >> 12) & 511) as usize) };
+                // SAFETY: as above.
+                let pte = unsafe { slot.read() };
+                if pte & PRESENT != 0 {
                     // SAFETY: as above; cleared before the frame goes back (zeroed when next
                     // allocated).
                     unsafe { slot.write(0) };
-                    if let Err(e) = mm::free_frame(pte & ADDR_MASK) {
+                    if pte & SHARED == 0
+                        && let Err(e) = mm::free_frame(pte & ADDR_MASK)
+                    {
                         log::error!("uspace: freeing frame {:#x}: {e:?}", pte & ADDR_MASK);
                     }
                 }
+                va += 4096;
             }
         }
     }
@@ -267,6 +296,8 @@ impl AddressSpace {
             if level > 1 {
                 Self::free_level(next, level - 1);
                 TABLE_FRAMES.fetch_sub(1, Ordering::Relaxed);
+            } else if value & SHARED != 0 {
+                continue; // a prepared image's frame: its owner frees it
             }
             // Frames are zeroed when allocated again (`mm::alloc_frame`), so nothing of this
             // sandbox is ever seen by the next one.
