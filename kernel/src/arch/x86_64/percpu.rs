@@ -44,6 +44,11 @@ pub struct PerCpu {
     pub sample_at: AtomicU64,
     pub armed_for_sample: AtomicBool,
     pub samples: AtomicU64,
+    /// In `traps::wait_for_interrupt`'s halt: set before it, cleared by the interrupt that ends
+    /// it (one that returns to the halt's next instruction). The sampler tells a halted CPU
+    /// by it: an interrupt that comes right after another ended the halt finds the same
+    /// instruction pointer, but a CPU that is running again.
+    pub halted: AtomicBool,
     /// The kernel stack pointer saved by `usermode::enter_user`, where the sandbox's exit
     /// (its `syscall`, or a fault the kernel ends it for) resumes. Read by assembly at
     /// [`USER_KERNEL_RSP_OFFSET`].
@@ -87,6 +92,7 @@ impl PerCpu {
             sample_at: AtomicU64::new(u64::MAX),
             armed_for_sample: AtomicBool::new(false),
             samples: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
             user_kernel_rsp: Cell::new(0),
             tss: TaskStateSegment::new(),
             gdt: GlobalDescriptorTable::new(),

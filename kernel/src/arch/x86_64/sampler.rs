@@ -22,7 +22,7 @@ const ENTER_USER_RETURN: u64 = 8 * 8;
 /// Takes one sample of what `frame` interrupted on this CPU. Returns whether the CPU was halted.
 pub fn sample(cpu: &PerCpu, frame: &TrapFrame) -> bool {
     let index = cpu.index as usize;
-    if frame.cs & 3 == 0 && frame.rip == halt_resume_address() {
+    if frame.cs & 3 == 0 && frame.rip == halt_resume_address() && cpu.halted.load(Ordering::Relaxed) {
         profile::record_idle(index);
         return true;
     }

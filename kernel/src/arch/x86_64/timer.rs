@@ -158,7 +158,10 @@ pub(super) fn on_interrupt(frame: &mut TrapFrame) -> bool {
         let mut rehalt = false;
         if for_sample || now >= sample_at {
             rehalt = sampler::sample(cpu, frame) && !fired;
-            cpu.sample_at.store(if rehalt { NONE } else { now + interval }, Ordering::Relaxed);
+            // Counted from after the sample, so the interrupted code always gets `interval`
+            // ticks (a slow host would otherwise spend every tick sampling).
+            let next = super::rdtsc() + interval;
+            cpu.sample_at.store(if rehalt { NONE } else { next }, Ordering::Relaxed);
         } else if sample_at == NONE {
             cpu.sample_at.store(now + interval, Ordering::Relaxed);
         }

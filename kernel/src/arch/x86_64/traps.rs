@@ -274,6 +274,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             apic::end_of_interrupt();
         }
     }
+    // An interrupt that returns to the halt's next instruction ended the halt (the sampler's
+    // own go back to the `hlt` instead).
+    if frame.rip == halt_resume_address() {
+        percpu::current().halted.store(false, core::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn exception(frame: &mut TrapFrame) {
@@ -446,9 +451,11 @@ pub fn enable_interrupts() {
 
 /// Waits for the next interrupt with interrupts enabled.
 pub fn wait_for_interrupt() {
+    percpu::current().halted.store(true, core::sync::atomic::Ordering::Relaxed);
     // SAFETY: `pappus_halt` is `sti; hlt; ret`: it enables interrupts and halts atomically, so
     // no wake-up is lost, and touches no memory but its return address.
     unsafe { pappus_halt() };
+    percpu::current().halted.store(false, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// The address of [`wait_for_interrupt`]'s `hlt` (its `sti` is done): an interrupt that
