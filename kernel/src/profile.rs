@@ -23,6 +23,7 @@ use crate::arch;
 use crate::smp::MAX_CPUS;
 
 /// Frames a sample keeps beyond the interrupted instruction.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
 pub const MAX_DEPTH: usize = 48;
 /// Each CPU's ring, in 64-bit words (2 MiB): about 12,000 samples of 20 frames.
 const RING_WORDS: usize = 1 << 18;
@@ -30,6 +31,7 @@ const RING_WORDS: usize = 1 << 18;
 const DRAIN_BYTES: usize = 256 * 1024;
 
 /// What a sample interrupted.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u64)]
 pub enum Kind {
@@ -129,6 +131,7 @@ pub fn add_cpus(cpus: usize) {
 /// Records one sample on CPU `cpu` (interrupt context, that CPU): `addrs` is the interrupted
 /// instruction pointer and its return addresses (kernel), or the return addresses under a
 /// sandbox's entry. No allocation, no lock, no formatting; a full ring counts a drop.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
 pub fn record(cpu: usize, kind: Kind, addrs: &[u64]) {
     let Some(ring) = ring(cpu) else {
         NO_RING.fetch_add(1, Ordering::Relaxed);
@@ -156,6 +159,7 @@ pub fn record(cpu: usize, kind: Kind, addrs: &[u64]) {
 }
 
 /// Counts a sample that found CPU `cpu` halted (interrupt context).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
 pub fn record_idle(cpu: usize) {
     if let Some(ring) = ring(cpu) {
         ring.stats.idle.fetch_add(1, Ordering::Relaxed);

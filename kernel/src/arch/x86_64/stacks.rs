@@ -120,8 +120,7 @@ pub fn near_guard(addr: u64) -> bool {
 /// profiler's stack walk reads only within it.
 pub fn kernel_stack_of(addr: u64) -> Option<(u64, u64)> {
     // SAFETY: only the addresses of the statics are taken.
-    let boot = unsafe { &raw const BOOT_STACK.stack as u64 };
-    let trap = unsafe { &raw const USER_TRAP_STACK.stack as u64 };
+    let (boot, trap) = unsafe { (&raw const BOOT_STACK.stack as u64, &raw const USER_TRAP_STACK.stack as u64) };
     let statics =
         [(boot, boot + (BOOT_STACK_PAGES * PAGE) as u64), (trap, trap + (USER_TRAP_STACK_PAGES * PAGE) as u64)];
     if let Some(&range) = statics.iter().find(|(lo, hi)| (*lo..*hi).contains(&addr)) {
