@@ -58,7 +58,7 @@ commands:
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines and target/bench/report.md
   profile echo64|matmul3-native|matmul3-wasm|boot [--interval N] [--requests N] [--no-build]
           boot under -icount with the kernel's sampling profiler on (a sample every N guest
-          instructions, default 10007; boot 997), drive the scenario, symbolize the samples:
+          instructions, default 10007; boot 1009), drive the scenario, symbolize the samples:
           target/bench/profile-<scenario>.folded and .svg (flame graph), top 20 functions
   soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown

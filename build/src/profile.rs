@@ -48,7 +48,7 @@ pub fn main(args: &Args) -> Result {
         return Err(Failure(format!("unknown scenario {scenario:?}; scenarios: {}", SCENARIOS.join(", "))));
     }
     // A prime, so the samples do not beat with a loop of the same period.
-    let interval: u64 = args.parsed("interval")?.unwrap_or(if scenario == "boot" { 997 } else { 10_007 });
+    let interval: u64 = args.parsed("interval")?.unwrap_or(if scenario == "boot" { 1009 } else { 10_007 });
     if !(1_000..=10_000_000_000).contains(&interval) {
         return Err(Failure(format!("--interval must be 1000..=10000000000 instructions, not {interval}")));
     }
@@ -80,7 +80,10 @@ pub fn main(args: &Args) -> Result {
                 ("wasm", pappus_tests::functions::wasm("matmul"))
             };
             let auth = format!("Bearer {TOKEN}");
-            let path = format!("/v1/functions/matmul?engine={engine}&inputs=matrices&outputs=product&memory=1MiB");
+            // Registered as the example deployments register it (64 MiB of memory).
+            let query = pappus_tests::functions::EXAMPLES.iter().find(|(n, _)| *n == "matmul").map(|(_, q)| *q);
+            let query = query.ok_or_else(|| Failure("no matmul among the example functions".into()))?;
+            let path = format!("/v1/functions/matmul?engine={engine}&{query}");
             node.client.expect("PUT", &path, &[("Authorization", &auth)], &image, 201)?;
             let body = matmul3_json()?;
             let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];

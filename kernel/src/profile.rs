@@ -74,6 +74,10 @@ static RINGS: [AtomicPtr<Ring>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::n
 /// Samples on a CPU whose ring is not allocated yet (an application processor before
 /// [`add_cpus`]).
 static NO_RING: AtomicU64 = AtomicU64::new(0);
+/// A drain is under way (from the reply that leaves samples behind to the one that empties the
+/// rings, or a reset): no new samples meanwhile. At a short interval the dump's own work would
+/// otherwise refill the rings faster than the client empties them.
+static DRAINING: AtomicBool = AtomicBool::new(false);
 
 fn ring(cpu: usize) -> Option<&'static Ring> {
     let ptr = RINGS.get(cpu)?.load(Ordering::Acquire);
@@ -133,6 +137,9 @@ pub fn add_cpus(cpus: usize) {
 /// sandbox's entry. No allocation, no lock, no formatting; a full ring counts a drop.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
 pub fn record(cpu: usize, kind: Kind, addrs: &[u64]) {
+    if DRAINING.load(Ordering::Relaxed) {
+        return;
+    }
     let Some(ring) = ring(cpu) else {
         NO_RING.fetch_add(1, Ordering::Relaxed);
         return;
@@ -195,13 +202,23 @@ pub fn pass_end(work: bool) {
 }
 
 /// Takes samples out of the rings as text (format in docs/ARCHITECTURE.md, "Profiling"),
-/// about [`DRAIN_BYTES`] at a time; the last line says whether more remain. `None` when the
-/// profiler is off.
+/// about [`DRAIN_BYTES`] at a time; the last line says whether more remain. No samples are
+/// taken from the first reply until one that empties the rings (or a [`reset`]). `None` when
+/// the profiler is off.
 pub fn drain() -> Option<String> {
     let interval = INTERVAL.load(Ordering::Acquire);
     if interval == 0 {
         return None;
     }
+    DRAINING.store(true, Ordering::Relaxed);
+    let (out, more) = drain_text(interval);
+    // Sampling stays paused until the rings are empty: sending a reply of 256 KiB costs more
+    // samples than it carries at short intervals, and the drain would never end.
+    DRAINING.store(more, Ordering::Relaxed);
+    Some(out)
+}
+
+fn drain_text(interval: u64) -> (String, bool) {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -243,7 +260,7 @@ pub fn drain() -> Option<String> {
         ring.read.store(at, Ordering::Release);
     }
     let _ = writeln!(out, "end more={}", u8::from(more));
-    Some(out)
+    (out, more)
 }
 
 /// Empties every ring and zeroes the counters. False when the profiler is off.
@@ -252,6 +269,7 @@ pub fn reset() -> bool {
         return false;
     }
     NO_RING.store(0, Ordering::Relaxed);
+    DRAINING.store(false, Ordering::Relaxed);
     for cpu in 0..MAX_CPUS {
         let Some(ring) = ring(cpu) else { continue };
         ring.read.store(ring.committed.load(Ordering::Acquire), Ordering::Release);
