@@ -15,6 +15,7 @@ mod keepalive;
 mod multiboot;
 mod preload;
 mod prereq;
+mod profile;
 mod run;
 mod sets;
 mod soak;
@@ -56,6 +57,10 @@ commands:
   bench   [boot|net|model|wasm|native|e2e|smp|all] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines; target/bench/report.md shows
           every suite run so far beside issue 14's targets, with a chart per suite
+  profile echo64|matmul3-native|matmul3-wasm|boot [--interval N] [--requests N] [--no-build]
+          boot under -icount with the kernel's sampling profiler on (a sample every N guest
+          instructions, default 10007; boot 1009), drive the scenario, symbolize the samples:
+          target/bench/profile-<scenario>.folded and .svg (flame graph), top 20 functions
   soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
           names, traps, timeouts, register/delete cycles) over keep-alive connections; every
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         "image" => (&image::SPEC, image::main),
         "bench" => (&bench::SPEC, bench::main),
         "soak" => (&soak::SPEC, soak::main),
+        "profile" => (&profile::SPEC, profile::main),
         "fuzz" => (&fuzz::SPEC, fuzz::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
@@ -225,7 +231,9 @@ fn test(args: &Args) -> Result {
                     // The front door over a real NIC (q35 with virtio-net), the /v1 control
                     // plane behind it, the dispatcher and the http function, the native engines,
                     // the bare-metal boot paths (UEFI, BIOS with iPXE).
-                    for suite in ["network", "control", "functions", "dispatch", "fetch", "native", "uefi", "bios"] {
+                    for suite in
+                        ["network", "control", "functions", "dispatch", "fetch", "native", "uefi", "bios", "profile"]
+                    {
                         command.args(["--test", suite]);
                     }
                 }

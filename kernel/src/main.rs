@@ -28,6 +28,7 @@ mod native;
 mod net;
 mod node;
 mod panic;
+mod profile;
 mod runtime;
 mod selftest;
 mod serve;
@@ -51,6 +52,10 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     if let Some(err) = level_error {
         log::error!("{err}; logging at info");
     }
+    let profile = cmdline.profile_interval().unwrap_or_else(|e| {
+        log::error!("{e}; the profiler stays off");
+        None
+    });
     for word in cmdline.unknown(&[]) {
         log::warn!("command line: unknown key `{word}` ignored");
     }
@@ -59,6 +64,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     arch::init(&info);
     mm::init_heap();
     time::log_calibration();
+    profile::init(profile);
 
     let frames = mm::frame_stats();
     let heap = mm::heap_stats();
@@ -73,6 +79,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     if cmdline.test_mode() {
         // The other CPUs, parked: the self-tests give them work.
         smp::start(&info);
+        profile::add_cpus(arch::cpu_count());
         let passed = selftest::run_all(cmdline.selftest_filter());
         arch::exit(passed);
     }
@@ -97,6 +104,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
 
     // No network, so no dispatcher: the other CPUs are started and parked.
     smp::start(&info);
+    profile::add_cpus(arch::cpu_count());
     report_ready(&info, None);
     arch::idle()
 }
@@ -119,6 +127,7 @@ fn start_compute(
         .or(configured);
     // Every CPU starts; those without a role (past `compute`) halt in the executor's entry.
     let online = arch::start_cpus(info, usize::MAX, compute::executor);
+    profile::add_cpus(online);
     let io = arch::cpu_index();
     let compute: alloc::vec::Vec<usize> = (0..online).filter(|&c| c != io).take(wanted.unwrap_or(usize::MAX)).collect();
     if compute.is_empty() {

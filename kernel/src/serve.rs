@@ -66,7 +66,11 @@ pub fn forever(mut node: Node) -> ! {
     let mut last_activity = time::ticks();
     loop {
         let start = time::ticks();
-        if node.pass() {
+        // The profiler keeps this pass's samples only if it did work (as WORK_TICKS counts).
+        crate::profile::pass_begin();
+        let work = node.pass();
+        crate::profile::pass_end(work);
+        if work {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();
             WORK_TICKS.fetch_add(last_activity - start, Ordering::Relaxed);

@@ -24,6 +24,7 @@
 
 pub mod functions;
 pub mod node;
+pub mod profile;
 pub mod protocol;
 pub mod sets;
 

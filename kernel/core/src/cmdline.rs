@@ -28,7 +28,11 @@ impl LogLevel {
 }
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
-pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute", "netfault"];
+pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute", "netfault", "profile"];
+
+/// The shortest and longest sampling intervals `profile=` takes, in counter ticks.
+pub const PROFILE_MIN_INTERVAL: u64 = 1_000;
+pub const PROFILE_MAX_INTERVAL: u64 = 10_000_000_000;
 
 /// Faults to inject on the NIC (`netfault=drop:PCT,corrupt:PCT[,seed:N]`): the chance, in
 /// percent, that a frame (either direction) is dropped, or has one bit flipped; for testing
@@ -166,6 +170,21 @@ impl<'a> CommandLine<'a> {
         Ok(Some(fault))
     }
 
+    /// The sampling profiler's interval in counter ticks (`profile=N`; under `-icount shift=0`
+    /// on x86_64 a tick is one guest instruction): `None` when absent (the profiler is off).
+    /// At least [`PROFILE_MIN_INTERVAL`], so sampling cannot swamp the CPU it samples.
+    pub fn profile_interval(&self) -> Result<Option<u64>, CmdlineError<'a>> {
+        let Some(value) = self.get("profile") else { return Ok(None) };
+        match value.parse::<u64>() {
+            Ok(n) if (PROFILE_MIN_INTERVAL..=PROFILE_MAX_INTERVAL).contains(&n) => Ok(Some(n)),
+            _ => Err(CmdlineError::BadValue {
+                key: "profile",
+                value,
+                expected: "a sampling interval in counter ticks, 1000..=10000000000",
+            }),
+        }
+    }
+
     /// Whether the kernel runs its self-tests and exits (`test`).
     pub fn test_mode(&self) -> bool {
         self.flag("test")
@@ -235,6 +254,20 @@ mod tests {
         for bad in ["compute", "compute=-1", "compute=many", "compute=5000"] {
             assert!(CommandLine::new(bad).compute_cores().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn profile_interval() {
+        assert_eq!(CommandLine::new("log=info").profile_interval(), Ok(None));
+        assert_eq!(CommandLine::new("profile=10007").profile_interval(), Ok(Some(10_007)));
+        assert_eq!(CommandLine::new("profile=1000").profile_interval(), Ok(Some(1000)));
+        for bad in
+            ["profile", "profile=", "profile=999", "profile=0", "profile=-5", "profile=fast", "profile=10000000001"]
+        {
+            let e = CommandLine::new(bad).profile_interval().unwrap_err();
+            assert!(std::format!("{e}").contains("profile="), "{bad}: {e}");
+        }
+        assert_eq!(CommandLine::new("profile=5000").unknown(&[]).count(), 0);
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! | `start_cpus(&BootInfo, max, entry) -> usize` | start the other CPUs (x86: ACPI MADT, INIT-SIPI-SIPI; aarch64: not yet, 1); each runs `entry(index)` |
 //! | `cpu_index()`, `cpu_count()` | this CPU's index (0 = boot CPU), CPUs online |
 //! | `wake(index)` | end CPU `index`'s halt (an IPI); a no-op for this CPU |
+//! | `start_sampling(interval) -> bool` | the profiler's timer sampling (`profile.rs`); false where there is none (aarch64) |
+//! | `without_interrupts(f)` | run `f` with this CPU's interrupts off |
 //!
 //! The boot entry is architecture code too: it builds a [`crate::boot::BootInfo`] and calls
 //! [`crate::kernel_main`].

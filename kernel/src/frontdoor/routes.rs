@@ -41,15 +41,35 @@ pub fn route(
             }
             Err(refusal) => refusal,
         },
+        // The sampling profiler's samples (`profile=N` on the command line): drained by GET,
+        // dropped by DELETE; operator only, as they show the kernel's code addresses.
+        ("GET" | "DELETE", "/v1/profile") => match control::authorize_operator(operator, &request) {
+            Ok(()) => profile_route(request.method == "GET"),
+            Err(refusal) => refusal,
+        },
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)
         }
-        (_, "/healthz" | "/metrics" | "/v1/echo") => Response::error(
+        (_, "/healthz" | "/metrics" | "/v1/echo" | "/v1/profile") => Response::error(
             405,
             "method_not_allowed",
             &format!("{} is not allowed on {}", request.method, request.path),
         ),
         _ => Response::error(404, "not_found", &format!("no route for {} {}", request.method, request.path)),
+    }
+}
+
+fn profile_route(get: bool) -> Response {
+    let off = || Response::error(409, "profiler_off", "the profiler is off: boot with `profile=N` on the command line");
+    if get {
+        match crate::profile::drain() {
+            Some(text) => Response::new(200).header("content-type", "text/plain").body(text.into_bytes()),
+            None => off(),
+        }
+    } else if crate::profile::reset() {
+        Response::new(204)
+    } else {
+        off()
     }
 }

@@ -7,6 +7,7 @@ mod cpu;
 mod paging;
 mod percpu;
 mod pit;
+mod sampler;
 mod selftests;
 mod smp;
 mod stacks;
@@ -264,6 +265,18 @@ pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
         timer::arm_deadline(d);
     }
     traps::wait_for_interrupt();
+}
+
+/// Starts the profiler's sampling on the local APIC timer (shared with deadlines), every
+/// `interval` TSC ticks, on this CPU and on every CPU started later. True: x86_64 has a sampler.
+pub fn start_sampling(interval: u64) -> bool {
+    timer::start_sampling(interval);
+    true
+}
+
+/// Runs `f` with this CPU's interrupts off.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
 }
 
 /// Waits for interrupts forever (timer deadlines, and soon the NIC).

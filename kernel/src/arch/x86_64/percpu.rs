@@ -7,7 +7,7 @@
 
 use alloc::boxed::Box;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
@@ -38,6 +38,17 @@ pub struct PerCpu {
     pub timer_firings: AtomicU64,
     /// Wake-up IPIs this CPU took (`smp::wake`).
     pub wakeups: AtomicU64,
+    /// With the profiler on (`timer.rs`): the armed deadline and the next sample (TSC, or
+    /// `u64::MAX` for none), whether the countdown runs for the sample, samples taken.
+    pub timer_deadline: AtomicU64,
+    pub sample_at: AtomicU64,
+    pub armed_for_sample: AtomicBool,
+    pub samples: AtomicU64,
+    /// In `traps::wait_for_interrupt`'s halt: set before it, cleared by the interrupt that ends
+    /// it (one that returns to the halt's next instruction). The sampler tells a halted CPU
+    /// by it: an interrupt that comes right after another ended the halt finds the same
+    /// instruction pointer, but a CPU that is running again.
+    pub halted: AtomicBool,
     /// The kernel stack pointer saved by `usermode::enter_user`, where the sandbox's exit
     /// (its `syscall`, or a fault the kernel ends it for) resumes. Read by assembly at
     /// [`USER_KERNEL_RSP_OFFSET`].
@@ -77,6 +88,11 @@ impl PerCpu {
             timer_fired_at: AtomicU64::new(0),
             timer_firings: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),
+            timer_deadline: AtomicU64::new(u64::MAX),
+            sample_at: AtomicU64::new(u64::MAX),
+            armed_for_sample: AtomicBool::new(false),
+            samples: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
             user_kernel_rsp: Cell::new(0),
             tss: TaskStateSegment::new(),
             gdt: GlobalDescriptorTable::new(),

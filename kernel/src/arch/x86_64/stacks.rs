@@ -114,3 +114,21 @@ pub fn near_guard(addr: u64) -> bool {
     };
     in_ap_guard(addr) || in_ap_guard(addr.wrapping_sub(256))
 }
+
+/// The kernel stack `addr` lies in, as `(bottom, top)`: the boot CPU's stack or its ring-3 trap
+/// stack, or one of an application processor's (`None` elsewhere, guard pages included). The
+/// profiler's stack walk reads only within it.
+pub fn kernel_stack_of(addr: u64) -> Option<(u64, u64)> {
+    // SAFETY: only the addresses of the statics are taken.
+    let (boot, trap) = unsafe { (&raw const BOOT_STACK.stack as u64, &raw const USER_TRAP_STACK.stack as u64) };
+    let statics =
+        [(boot, boot + (BOOT_STACK_PAGES * PAGE) as u64), (trap, trap + (USER_TRAP_STACK_PAGES * PAGE) as u64)];
+    if let Some(&range) = statics.iter().find(|(lo, hi)| (*lo..*hi).contains(&addr)) {
+        return Some(range);
+    }
+    let index = addr.checked_sub(AP_STACKS_BASE)? / (AP_SLOT_PAGES * PAGE as u64);
+    if index == 0 || index >= super::percpu::MAX_CPUS as u64 {
+        return None;
+    }
+    ap_stacks(index as usize).into_iter().find(|(lo, hi)| (*lo..*hi).contains(&addr))
+}

@@ -8,11 +8,17 @@
 //! Every CPU has its own local APIC timer; the ratio measured on the boot CPU is shared (the
 //! APICs run off one bus clock, the TSCs off one counter), and so is the handler. What fired
 //! is counted per CPU.
+//!
+//! With the profiler on (`profile=N`) the timer is shared: each CPU keeps its deadline and its
+//! next sample, and the countdown is programmed for the earlier of the two. A sampling
+//! interrupt records its sample (`sampler.rs`) and returns without running the deadline's
+//! handler unless the deadline has passed too; with the profiler off nothing of this runs.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::apic::{self, REG_LVT_TIMER, REG_TIMER_CURRENT, REG_TIMER_DIVIDE, REG_TIMER_INITIAL};
-use super::percpu;
+use super::traps::TrapFrame;
+use super::{percpu, sampler};
 
 pub const VECTOR: u64 = 0x20;
 const LVT_MASKED: u32 = 1 << 16;
@@ -43,10 +49,32 @@ pub fn init_cpu() {
     apic::write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
     apic::write(REG_LVT_TIMER, LVT_MASKED | VECTOR as u32);
     apic::write(REG_TIMER_INITIAL, 0);
+    if sampling() {
+        let cpu = percpu::current();
+        cpu.sample_at.store(super::rdtsc() + SAMPLE_INTERVAL.load(Ordering::Relaxed), Ordering::Relaxed);
+        reprogram(cpu);
+    }
 }
 
 /// Arms a one-shot interrupt at TSC value `deadline` (at once if it has passed).
 pub fn arm_deadline(deadline: u64) {
+    if !sampling() {
+        program(deadline);
+        return;
+    }
+    // The sampler shares the one timer: its next sample and this deadline, whichever is first.
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let cpu = percpu::current();
+        cpu.timer_deadline.store(deadline, Ordering::Relaxed);
+        if cpu.sample_at.load(Ordering::Relaxed) == NONE {
+            cpu.sample_at.store(super::rdtsc() + SAMPLE_INTERVAL.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        reprogram(cpu);
+    });
+}
+
+/// Programs the countdown to end at TSC `deadline`.
+fn program(deadline: u64) {
     let now = super::rdtsc();
     let tsc_ticks = deadline.saturating_sub(now);
     let apic_ticks = ((u128::from(tsc_ticks) * u128::from(RATIO.load(Ordering::Relaxed))) >> 32).max(1);
@@ -54,9 +82,59 @@ pub fn arm_deadline(deadline: u64) {
     apic::write(REG_TIMER_INITIAL, apic_ticks.min(u128::from(u32::MAX)) as u32);
 }
 
-/// Cancels a pending deadline.
+/// Cancels a pending deadline (the sampler's next sample stays armed).
 pub fn disarm() {
-    apic::write(REG_TIMER_INITIAL, 0);
+    if !sampling() {
+        apic::write(REG_TIMER_INITIAL, 0);
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let cpu = percpu::current();
+        cpu.timer_deadline.store(NONE, Ordering::Relaxed);
+        reprogram(cpu);
+    });
+}
+
+/// No deadline (and, in `sample_at`, sampling paused on this CPU).
+const NONE: u64 = u64::MAX;
+/// The sampler's interval in TSC ticks; 0 while it is off (the timer is then exactly the
+/// deadline timer it always was).
+static SAMPLE_INTERVAL: AtomicU64 = AtomicU64::new(0);
+
+fn sampling() -> bool {
+    SAMPLE_INTERVAL.load(Ordering::Relaxed) != 0
+}
+
+/// Turns the sampler on, every `interval` TSC ticks, starting on this CPU (others start in
+/// [`init_cpu`], or after their next halt).
+pub fn start_sampling(interval: u64) {
+    SAMPLE_INTERVAL.store(interval, Ordering::Release);
+    resume_sampling();
+}
+
+/// Samples again on this CPU after a halt paused it (a wake-up, or a deadline armed).
+pub fn resume_sampling() {
+    if !sampling() {
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let cpu = percpu::current();
+        if cpu.sample_at.load(Ordering::Relaxed) == NONE {
+            cpu.sample_at.store(super::rdtsc() + SAMPLE_INTERVAL.load(Ordering::Relaxed), Ordering::Relaxed);
+            reprogram(cpu);
+        }
+    });
+}
+
+/// Programs the earlier of this CPU's deadline and next sample (interrupts off).
+fn reprogram(cpu: &percpu::PerCpu) {
+    let deadline = cpu.timer_deadline.load(Ordering::Relaxed);
+    let sample = cpu.sample_at.load(Ordering::Relaxed);
+    cpu.armed_for_sample.store(sample < deadline, Ordering::Relaxed);
+    match deadline.min(sample) {
+        NONE => apic::write(REG_TIMER_INITIAL, 0),
+        at => program(at),
+    }
 }
 
 /// Registers the function the timer interrupt calls (in interrupt context).
@@ -64,9 +142,41 @@ pub fn set_handler(handler: fn()) {
     HANDLER.store(handler as usize, Ordering::Release);
 }
 
-pub(super) fn on_interrupt() {
+/// The timer interrupt (before EOI). Returns whether a deadline fired: the sampler's own
+/// interrupts take their sample and return false, and the caller leaves a sandbox running. A
+/// sample that finds the CPU halted sends it back to its halt and pauses sampling on this CPU
+/// until something else ends the halt (the deadline, a wake-up), so an idle CPU is not woken
+/// at every interval and waits exactly as it would without the profiler.
+pub(super) fn on_interrupt(frame: &mut TrapFrame) -> bool {
     let cpu = percpu::current();
-    cpu.timer_fired_at.store(super::rdtsc(), Ordering::Relaxed);
+    let now = super::rdtsc();
+    if sampling() {
+        let for_sample = cpu.armed_for_sample.load(Ordering::Relaxed);
+        let fired = !for_sample || now >= cpu.timer_deadline.load(Ordering::Relaxed);
+        let interval = SAMPLE_INTERVAL.load(Ordering::Relaxed);
+        let sample_at = cpu.sample_at.load(Ordering::Relaxed);
+        let mut rehalt = false;
+        if for_sample || now >= sample_at {
+            rehalt = sampler::sample(cpu, frame) && !fired;
+            // Counted from after the sample, so the interrupted code always gets `interval`
+            // ticks (a slow host would otherwise spend every tick sampling).
+            let next = super::rdtsc() + interval;
+            cpu.sample_at.store(if rehalt { NONE } else { next }, Ordering::Relaxed);
+        } else if sample_at == NONE {
+            cpu.sample_at.store(now + interval, Ordering::Relaxed);
+        }
+        if fired {
+            cpu.timer_deadline.store(NONE, Ordering::Relaxed);
+        }
+        reprogram(cpu);
+        if !fired {
+            if rehalt {
+                frame.rip = super::traps::halt_address();
+            }
+            return false;
+        }
+    }
+    cpu.timer_fired_at.store(now, Ordering::Relaxed);
     cpu.timer_firings.fetch_add(1, Ordering::Relaxed);
     let handler = HANDLER.load(Ordering::Acquire);
     if handler != 0 {
@@ -74,6 +184,7 @@ pub(super) fn on_interrupt() {
         let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(handler) };
         f();
     }
+    true
 }
 
 /// TSC value at this CPU's last timer interrupt and how many there were on this CPU.

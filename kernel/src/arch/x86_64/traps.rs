@@ -6,7 +6,7 @@
 //! (vector, error code, RIP, CR2, registers, a frame-pointer stack walk) — except the ones a
 //! self-test announced through [`expect_fault`], which are recorded and skipped over.
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 use core::fmt::Write;
 
 use x86_64::VirtAddr;
@@ -84,6 +84,17 @@ trap_common:
 2:  add rsp, 16                 /* vector and error code */
     iretq
 
+    /* The halt the kernel waits in: `sti; hlt` atomically, so no wake-up is lost. An interrupt
+       that finds `rip` at `pappus_halt_resume` interrupted a halted CPU (the profiler counts it
+       as idle). */
+    .global pappus_halt, pappus_halt_insn, pappus_halt_resume
+pappus_halt:
+    sti
+pappus_halt_insn:
+    hlt
+pappus_halt_resume:
+    ret
+
     /* Probes for the self-tests: each has one instruction that may fault and a resume point. */
     .global probe_read, probe_read_insn, probe_read_resume
 probe_read:
@@ -110,6 +121,9 @@ probe_ud_resume:
 
 unsafe extern "C" {
     static trap_stubs: u8;
+    fn pappus_halt();
+    static pappus_halt_insn: u8;
+    static pappus_halt_resume: u8;
     pub fn probe_read(addr: u64) -> u64;
     pub fn probe_write(addr: u64, value: u64);
     pub fn probe_ud();
@@ -243,21 +257,27 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         0..=31 => exception(frame),
         apic::SPURIOUS_VECTOR => {}
         timer::VECTOR => {
-            timer::on_interrupt();
+            let fired = timer::on_interrupt(frame);
             apic::end_of_interrupt();
-            if usermode::from_user(frame) {
+            if fired && usermode::from_user(frame) {
                 usermode::user_tick(frame);
             }
         }
         smp::WAKE_VECTOR => {
             // The wake-up itself is the point: the halted CPU runs again after this returns.
             percpu::current().wakeups.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            timer::resume_sampling();
             apic::end_of_interrupt();
         }
         _ => {
             log::warn!("unexpected interrupt vector {}", frame.vector);
             apic::end_of_interrupt();
         }
+    }
+    // An interrupt that returns to the halt's next instruction ended the halt (the sampler's
+    // own go back to the `hlt` instead).
+    if frame.rip == halt_resume_address() {
+        percpu::current().halted.store(false, core::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -435,8 +455,22 @@ pub fn enable_interrupts() {
 
 /// Waits for the next interrupt with interrupts enabled.
 pub fn wait_for_interrupt() {
-    // SAFETY: `sti; hlt` atomically enables interrupts and halts, so no wake-up is lost.
-    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+    percpu::current().halted.store(true, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: `pappus_halt` is `sti; hlt; ret`: it enables interrupts and halts atomically, so
+    // no wake-up is lost, and touches no memory but its return address.
+    unsafe { pappus_halt() };
+    percpu::current().halted.store(false, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The address of [`wait_for_interrupt`]'s `hlt` (its `sti` is done): an interrupt that
+/// returns there halts again, with interrupts on.
+pub fn halt_address() -> u64 {
+    &raw const pappus_halt_insn as u64
+}
+
+/// The address an interrupt of [`wait_for_interrupt`]'s halt returns to.
+pub fn halt_resume_address() -> u64 {
+    &raw const pappus_halt_resume as u64
 }
 
 /// Lets pending interrupts in without halting (a halt would sleep until the next one).
