@@ -99,11 +99,13 @@ fn parse_head_in<'b>(
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let (path, query) = split_target(target)?;
     let mut headers = Headers::with_capacity(parsed.headers.len(), buf.len());
+    let mut seen = Seen::default();
     for h in parsed.headers.iter() {
         headers.push_bytes(h.name.as_bytes(), h.value);
+        seen.note(h.name.as_bytes());
     }
 
-    match headers.get_all("host").count() {
+    match seen.host {
         0 if version == Version::Http11 => {
             return Err(HttpError::bad_request("HTTP/1.1 request without a Host header"));
         }
@@ -112,27 +114,55 @@ fn parse_head_in<'b>(
     }
     // Fields whose meaning a second copy would make ambiguous (which credentials, which body
     // format): refused, rather than letting the first or the last silently win.
-    for (name, shown) in SINGLE_FIELDS {
-        if headers.get_all(name).nth(1).is_some() {
+    for (count, shown) in [(seen.authorization, "Authorization"), (seen.content_type, "Content-Type")] {
+        if count > 1 {
             return Err(HttpError::bad_request(format!("more than one {shown} header")));
         }
     }
 
-    let framing = framing(method, version, &headers, limits)?;
-    let close = headers.get_all("connection").any(|v| has_token(v, b"close"));
-    let keep_alive =
-        !close && (version == Version::Http11 || headers.get_all("connection").any(|v| has_token(v, b"keep-alive")));
+    let framing = framing(method, version, &headers, &seen, limits)?;
+    let connection = |token: &[u8]| seen.connection && headers.get_all("connection").any(|v| has_token(v, token));
+    let close = connection(b"close");
+    let keep_alive = !close && (version == Version::Http11 || connection(b"keep-alive"));
     let expect_continue = version == Version::Http11
         && framing != Framing::Length(0)
+        && seen.expect
         && headers.get_all("expect").any(|v| has_token(v, b"100-continue"));
 
     let request = Request { method: method.to_string(), path, query, version, headers, body: Vec::new() };
     Ok(Head { request, framing, keep_alive, expect_continue })
 }
 
-/// Header fields a request may carry at most once (besides `Host`, checked above, and
-/// `Content-Length`, whose copies must agree), lower-case with the name an error shows.
-const SINGLE_FIELDS: [(&str, &str); 2] = [("authorization", "Authorization"), ("content-type", "Content-Type")];
+/// Which of the fields that decide how a request is read a head has, noted in the one pass
+/// that copies its fields (each name compared once; the checks then look only where needed).
+/// `Authorization` and `Content-Type` are counted because a request may carry them at most
+/// once (besides `Host`; `Content-Length` copies must agree instead).
+#[derive(Default)]
+struct Seen {
+    host: usize,
+    authorization: usize,
+    content_type: usize,
+    transfer_encoding: bool,
+    content_length: bool,
+    connection: bool,
+    expect: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &[u8]) {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        match name.len() {
+            4 if is("host") => self.host += 1,
+            6 if is("expect") => self.expect = true,
+            10 if is("connection") => self.connection = true,
+            12 if is("content-type") => self.content_type += 1,
+            13 if is("authorization") => self.authorization += 1,
+            14 if is("content-length") => self.content_length = true,
+            17 if is("transfer-encoding") => self.transfer_encoding = true,
+            _ => {}
+        }
+    }
+}
 
 /// Splits a request target into path and query. Accepts origin-form (`/p?q`), absolute-form
 /// (`http://host/p?q`, reduced to its path) and `*`.
@@ -157,9 +187,15 @@ fn split_target(target: &str) -> Result<(String, Option<String>), HttpError> {
 }
 
 /// Decides body framing from `Transfer-Encoding` and `Content-Length` (RFC 9112 section 6).
-fn framing(method: &str, version: Version, headers: &Headers, limits: &Limits) -> Result<Framing, HttpError> {
-    if headers.contains("transfer-encoding") {
-        if headers.contains("content-length") {
+fn framing(
+    method: &str,
+    version: Version,
+    headers: &Headers,
+    seen: &Seen,
+    limits: &Limits,
+) -> Result<Framing, HttpError> {
+    if seen.transfer_encoding {
+        if seen.content_length {
             return Err(HttpError::bad_request("both Content-Length and Transfer-Encoding are present"));
         }
         if version == Version::Http10 {
@@ -188,7 +224,8 @@ fn framing(method: &str, version: Version, headers: &Headers, limits: &Limits) -
     }
 
     let mut length: Option<&[u8]> = None;
-    for value in headers.get_all("content-length").flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
+    let lengths = seen.content_length.then(|| headers.get_all("content-length")).into_iter().flatten();
+    for value in lengths.flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
             return Err(HttpError::bad_request(format!(
                 "Content-Length {:?} is not a number",
