@@ -178,7 +178,7 @@ pub fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
 pub fn net(kernel: &Path) -> Result {
     let mut node = Node::boot(kernel, true, "net-icount")?;
     let body = vec![b'x'; ECHO_64];
-    let per = node.instructions_per(200, |n| echo(n, &body))?;
+    let per = node.instructions_per(2000, |n| echo(n, &body))?;
     print("net.echo64.instructions_per_request", per, "instructions");
     drop(node);
 
