@@ -96,6 +96,23 @@ enum State {
     Failed(Failure),
 }
 
+/// A composition compiled with every composition it applies: what [`Execution::start`] compiles
+/// on every call, kept to start many executions of the same program without compiling it again
+/// ([`Execution::start_plan`]). Immutable; clones share it.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    plans: Arc<[CompPlan]>,
+    root: usize,
+}
+
+impl Plan {
+    /// Compiles `composition` of `program`. Fails on an inconsistent program.
+    pub fn compile(program: &Program, composition: &str) -> Result<Self, PlanError> {
+        let (plans, root) = compile(program, composition)?;
+        Ok(Self { plans: plans.into(), root })
+    }
+}
+
 impl Execution {
     /// Starts `composition` of `program` on `inputs` (matched to its declared inputs by position)
     /// and plans everything that can run at once. Fails on an inconsistent program, a wrong input
@@ -106,12 +123,18 @@ impl Execution {
         inputs: Vec<Set>,
         limits: PlanLimits,
     ) -> Result<Self, PlanError> {
-        let (plans, root) = compile(program, composition)?;
-        let plans: Arc<[CompPlan]> = plans.into();
+        Self::start_plan(&Plan::compile(program, composition)?, inputs, limits)
+    }
+
+    /// [`start`](Self::start) on a composition compiled before: the same execution, without
+    /// compiling the program again.
+    pub fn start_plan(plan: &Plan, inputs: Vec<Set>, limits: PlanLimits) -> Result<Self, PlanError> {
+        let plans = Arc::clone(&plan.plans);
+        let root = plan.root;
         let root_plan = plans.get(root).ok_or_else(|| internal("no root plan"))?;
         if inputs.len() != root_plan.inputs.len() {
             return Err(PlanError::InputCount {
-                composition: composition.into(),
+                composition: root_plan.name.clone(),
                 expected: root_plan.inputs.len(),
                 got: inputs.len(),
             });

@@ -46,7 +46,7 @@ mod limits;
 mod status;
 
 pub use error::PlanError;
-pub use execution::Execution;
+pub use execution::{Execution, Plan};
 pub use instance::{Instance, InstanceId};
 pub use limits::PlanLimits;
 pub use status::{Completion, Failure, FailureCause, Status};

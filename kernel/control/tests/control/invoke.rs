@@ -146,6 +146,33 @@ fn functions_bind_sets_by_position() {
     assert_eq!(h.runtime.runs[0].inputs, ["first=A", "second=B"]);
 }
 
+/// Direct invocations reuse their compiled plan; one replaced by a function of other set counts
+/// must not run on the old plan, and many names (over the per-tenant cache) all still run.
+#[test]
+fn direct_invocations_follow_a_replaced_signature() {
+    let mut h = Harness::new();
+    h.put_function(ALICE, "f", "engine=wasm&inputs=A&outputs=C", "echo");
+    for _ in 0..2 {
+        let r = h.invoke_json(ALICE, "f", &[set("A", &["1"])]);
+        assert_eq!(text(&r), json_sets(&[set("C", &["1"])]));
+    }
+    h.put_function(ALICE, "f", "engine=wasm&inputs=A,B&outputs=C,D", "echo");
+    let r = h.invoke_json(ALICE, "f", &[set("A", &["1"]), set("B", &["2"])]);
+    assert_eq!(text(&r), json_sets(&[set("C", &["1"]), set("D", &["2"])]));
+    // Bob's function of the same name has its own signature and plan.
+    h.put_function(BOB, "f", "engine=wasm&inputs=X&outputs=Y", "echo");
+    let r = h.invoke_json(BOB, "f", &[set("X", &["3"])]);
+    assert_eq!(text(&r), json_sets(&[set("Y", &["3"])]));
+    for i in 0..70 {
+        let name = format!("g{i}");
+        h.put_function(ALICE, &name, "engine=wasm&inputs=A&outputs=C", "echo");
+        let r = h.invoke_json(ALICE, &name, &[set("A", &["x"])]);
+        assert_eq!(text(&r), json_sets(&[set("C", &["x"])]), "{name}");
+    }
+    let r = h.invoke_json(ALICE, "f", &[set("A", &["1"]), set("B", &["2"])]);
+    assert_eq!(text(&r), json_sets(&[set("C", &["1"]), set("D", &["2"])]));
+}
+
 #[test]
 fn a_function_invoked_directly_gets_every_input_whole() {
     let mut h = Harness::new();

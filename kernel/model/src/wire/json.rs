@@ -201,15 +201,16 @@ impl<'de> Visitor<'de> for SetsSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let ctx = self.0;
         while let Some(name) = map.next_key::<String>().map_err(|e| ctx.note(e, |_| "sets".into()))? {
-            let at = path(SetRef::Name(&name), None, None);
+            // Only a refusal names the place: no formatting on the way through.
+            let at = |name: &str| path(SetRef::Name(name), None, None);
             if ctx.sets.len() >= ctx.limits.max_sets {
                 return Err(ctx.fail("sets".into(), WireErrorKind::TooManySets { max: ctx.limits.max_sets }));
             }
             if let Err(e) = name::validate_set_name_within(&name, ctx.limits.max_name_len) {
-                return Err(ctx.fail(at, WireErrorKind::BadName(e)));
+                return Err(ctx.fail(at(&name), WireErrorKind::BadName(e)));
             }
             if !ctx.set_names.insert(name.clone()) {
-                return Err(ctx.fail(at, WireErrorKind::DuplicateSet));
+                return Err(ctx.fail(at(&name), WireErrorKind::DuplicateSet));
             }
             ctx.sets.push(PendingSet { name, items: Vec::new() });
             map.next_value_seed(ItemsSeed(&mut *ctx)).map_err(|e| ctx.note(e, Ctx::set_path))?;
