@@ -133,12 +133,49 @@ pub enum Native<'a> {
 }
 
 impl Native<'_> {
-    /// Starts a run and runs its first slice.
-    pub fn start(&self, invocation: Invocation<'_>) -> Step {
+    /// Starts a run and runs its first slice. `names` are the invocation's output set names
+    /// (`invocation.outputs`), kept by the sandbox until its exit.
+    pub fn start(&self, invocation: Invocation<'_>, names: Names) -> Step {
         match self {
-            Native::Paging(engine, image) => engine.start(image, invocation),
-            Native::Mpk(engine, image) => engine.start(image, invocation),
+            Native::Paging(engine, image) => engine.start(image, invocation, names),
+            Native::Mpk(engine, image) => engine.start(image, invocation, names),
         }
+    }
+}
+
+/// What owns a function's output set names, so that a sandbox can share them for its whole
+/// run (it may be parked and resumed on another core) instead of copying them.
+pub trait OutputNames: Send + Sync {
+    fn output_names(&self) -> &[String];
+}
+
+impl OutputNames for control::StoredFunction {
+    fn output_names(&self) -> &[String] {
+        self.spec().outputs()
+    }
+}
+
+/// A sandbox's output set names: shared with their owner (the stored function), or a copy
+/// (callers of [`Engine::run`], which has only a borrowed list).
+pub enum Names {
+    Shared(Arc<dyn OutputNames>),
+    Own(Vec<String>),
+}
+
+impl Names {
+    fn get(&self) -> &[String] {
+        match self {
+            Names::Shared(owner) => owner.output_names(),
+            Names::Own(names) => names,
+        }
+    }
+
+    /// A copy of `names`, or `None` when the heap has no room (it must fail cleanly).
+    fn copied(names: &[String]) -> Option<Self> {
+        let mut own = Vec::new();
+        own.try_reserve_exact(names.len()).ok()?;
+        own.extend(names.iter().cloned());
+        Some(Names::Own(own))
     }
 }
 
@@ -147,14 +184,14 @@ pub struct PagingEngine;
 
 impl PagingEngine {
     /// Starts a run in a fresh address space and runs its first slice.
-    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let pooled = SPACES.lock().pop();
         let Some(space) = pooled.or_else(AddressSpace::new) else {
             return Step::Done(Err(internal("no frame for a page table")));
         };
         let layout = Layout::own();
-        start_in(Memory::Own(Some(space), Footprint::new(layout)), layout, image, invocation, start)
+        start_in(Memory::Own(Some(space), Footprint::new(layout)), layout, image, invocation, names, start)
     }
 }
 
@@ -171,7 +208,10 @@ impl Engine for PagingEngine {
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
         let deadline = invocation.deadline;
-        to_end(self.start(image, invocation), deadline)
+        let Some(names) = Names::copied(invocation.outputs) else {
+            return Err(internal("no memory for the sandbox's state"));
+        };
+        to_end(self.start(image, invocation, names), deadline)
     }
 }
 
@@ -270,16 +310,16 @@ impl MpkEngine {
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
     /// key is held.
-    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let Some(key) = self.shared.acquire_key() else { return Step::NoKey(invocation.inputs) };
-        self.start_with(key, image, invocation)
+        self.start_with(key, image, invocation, names)
     }
 
-    fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let layout = Layout::slot(key);
         let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout) };
-        start_in(memory, layout, image, invocation, start)
+        start_in(memory, layout, image, invocation, names, start)
     }
 }
 
@@ -296,6 +336,9 @@ impl Engine for MpkEngine {
 
     /// Runs to the end on this core, waiting (spinning) for a key when all are held.
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+        let Some(names) = Names::copied(invocation.outputs) else {
+            return Err(internal("no memory for the sandbox's state"));
+        };
         let mut waited = false;
         let key = loop {
             if let Some(key) = self.shared.acquire_key() {
@@ -308,7 +351,7 @@ impl Engine for MpkEngine {
             core::hint::spin_loop();
         };
         let deadline = invocation.deadline;
-        to_end(self.start_with(key, image, invocation), deadline)
+        to_end(self.start_with(key, image, invocation, names), deadline)
     }
 }
 
@@ -395,7 +438,7 @@ pub struct Sandbox {
     /// Its registers (on the heap: a parked sandbox waits in the run queue, whose entries stay
     /// small).
     context: Box<[Context; 1]>,
-    outputs: Vec<String>,
+    outputs: Names,
     limits: engine::Limits,
     /// PKRU while it runs (None: CR4.PKE off).
     pkru: Option<u32>,
@@ -466,7 +509,14 @@ impl Session for SliceSession<'_> {
 
 /// Sets up a sandbox in `memory` at `layout` (image, system data block, registers) and runs
 /// its first slice. On any failure `memory` is dropped, which frees it.
-fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation: Invocation<'_>, start: u64) -> Step {
+fn start_in(
+    mut memory: Memory,
+    layout: Layout,
+    image: &NativeImage,
+    invocation: Invocation<'_>,
+    names: Names,
+    start: u64,
+) -> Step {
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     // The image's pages count against the memory limit, as a wasm module's data does.
@@ -512,11 +562,6 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
         Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
-    let mut names = Vec::new();
-    if names.try_reserve_exact(outputs.len()).is_err() {
-        return Step::Done(Err(internal("no memory for the sandbox's state")));
-    }
-    names.extend(outputs.iter().cloned());
     let regs = UserRegs {
         rip: layout.image() + image.image.entry(),
         rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
@@ -587,7 +632,7 @@ impl Sandbox {
             Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
-                let (regs, outputs, limits) = (&self.context[0].regs, &self.outputs, &self.limits);
+                let (regs, outputs, limits) = (&self.context[0].regs, self.outputs.get(), &self.limits);
                 self.space.memory.with(|space, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };
