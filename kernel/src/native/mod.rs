@@ -187,11 +187,11 @@ impl PagingEngine {
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let pooled = SPACES.lock().pop();
-        let Some(space) = pooled.or_else(AddressSpace::new) else {
+        let Some((space, kept)) = pooled.or_else(|| Some((AddressSpace::new()?, Kept::default()))) else {
             return Step::Done(Err(internal("no frame for a page table")));
         };
         let layout = Layout::own();
-        start_in(Memory::Own(Some(space), Footprint::new(layout)), layout, image, invocation, names, start)
+        start_in(Memory::Own(Some(space), Footprint::new(layout), kept), layout, image, invocation, names, start)
     }
 }
 
@@ -238,6 +238,8 @@ pub struct MpkEngine {
 struct MpkShared {
     space: Mutex<AddressSpace>,
     keys: Mutex<KeyPool>,
+    /// What each key's slot keeps mapped between its runs (index: the key).
+    kept: Mutex<[Kept; 16]>,
 }
 
 /// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
@@ -305,7 +307,8 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) }) })
+        let kept = Mutex::new([Kept::default(); 16]);
+        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()), kept }) })
     }
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
@@ -318,7 +321,8 @@ impl MpkEngine {
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let layout = Layout::slot(key);
-        let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout) };
+        let kept = self.shared.kept.lock()[usize::from(key)];
+        let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout), kept };
         start_in(memory, layout, image, invocation, names, start)
     }
 }
@@ -362,32 +366,72 @@ impl Engine for MpkEngine {
 /// key is free again.
 enum Memory {
     /// (Always `Some` until the drop.)
-    Own(Option<AddressSpace>, Footprint),
+    Own(Option<AddressSpace>, Footprint, Kept),
     Shared {
         shared: Arc<MpkShared>,
         key: u8,
         footprint: Footprint,
+        kept: Kept,
     },
 }
 
-/// Emptied paging address spaces (page tables kept, no user page mapped), for the next runs;
-/// at most [`POOLED_SPACES`].
-static SPACES: Mutex<Vec<AddressSpace>> = Mutex::new(Vec::new());
+/// The pages a slot (MPK) or pooled space (paging) keeps mapped from one run to the next, so
+/// that a run does not allocate, zero, map and unmap them afresh. Both hold nothing of an
+/// earlier run when the next one starts:
+/// - the system data block's first page, read-only to the sandbox, so only the kernel writes
+///   it: each run's block is written over the last one's after the bytes that one used are
+///   zeroed;
+/// - the stack's top page, mapped zeroed before a first run (which saves every run its first
+///   page fault: every function's entry pushes onto it). After a run its dirty bit says
+///   whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the slot
+///   is free again.
+#[derive(Clone, Copy, Default)]
+struct Kept {
+    /// Bytes the last run's block used in the kept system data page; `None`: none is mapped.
+    sys: Option<usize>,
+    /// Whether the stack's top page is mapped (all zero between runs).
+    stack: bool,
+}
+
+/// Emptied paging address spaces (page tables kept, no user page mapped but their [`Kept`]
+/// ones), for the next runs; at most [`POOLED_SPACES`].
+static SPACES: Mutex<Vec<(AddressSpace, Kept)>> = Mutex::new(Vec::new());
 const POOLED_SPACES: usize = 8;
 
 impl Memory {
-    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8, &mut Footprint) -> R) -> R {
+    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8, &mut Footprint, &mut Kept) -> R) -> R {
         match self {
-            Memory::Own(Some(space), footprint) => f(space, 0, footprint),
-            Memory::Own(None, _) => unreachable!("a paging sandbox's space is only taken by its drop"),
-            Memory::Shared { shared, key, footprint } => f(&mut shared.space.lock(), *key, footprint),
+            Memory::Own(Some(space), footprint, kept) => f(space, 0, footprint, kept),
+            Memory::Own(None, ..) => unreachable!("a paging sandbox's space is only taken by its drop"),
+            Memory::Shared { shared, key, footprint, kept } => f(&mut shared.space.lock(), *key, footprint, kept),
         }
     }
 }
 
-fn empty(space: &mut AddressSpace, footprint: &Footprint) {
-    for range in footprint.ranges() {
-        space.clear_range(range.start, range.end);
+/// Unmaps what the sandbox mapped but the kept pages, and zeroes the kept stack page if the
+/// sandbox wrote it.
+fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
+    let [image, sys, heap, stack] = footprint.ranges();
+    space.clear_range(image.start, image.end);
+    // The block's pages past the first (the kept one, when there is one).
+    let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
+    space.clear_range(sys_start, sys.end);
+    space.clear_range(heap.start, heap.end);
+    if !kept.stack {
+        space.clear_range(stack.start, stack.end);
+        return;
+    }
+    let top = stack.end - 4096;
+    space.clear_range(stack.start, top);
+    match space.take_dirty(top) {
+        Some(false) => {}
+        Some(true) => {
+            if space.with_page(top, |page| page.fill(0)).is_none() {
+                space.clear_range(top, stack.end);
+                kept.stack = false;
+            }
+        }
+        None => kept.stack = false,
     }
 }
 
@@ -395,18 +439,19 @@ impl Drop for Memory {
     fn drop(&mut self) {
         let start = time::ticks();
         match self {
-            Memory::Own(space, footprint) => {
+            Memory::Own(space, footprint, kept) => {
                 if let Some(mut space) = space.take() {
-                    empty(&mut space, footprint);
+                    empty(&mut space, footprint, kept);
                     let mut pool = SPACES.lock();
                     if pool.len() < POOLED_SPACES && pool.try_reserve(1).is_ok() {
-                        pool.push(space);
+                        pool.push((space, *kept));
                     }
                 }
             }
-            Memory::Shared { shared, key, footprint } => {
-                // The slot is emptied before its key is free.
-                empty(&mut shared.space.lock(), footprint);
+            Memory::Shared { shared, key, footprint, kept } => {
+                // The slot is emptied (and what it keeps recorded) before its key is free.
+                empty(&mut shared.space.lock(), footprint, kept);
+                shared.kept.lock()[usize::from(*key)] = *kept;
                 shared.release_key(*key);
             }
         }
@@ -475,7 +520,7 @@ impl Session for SliceSession<'_> {
         );
         let error = match action {
             FaultAction::MapPage(page) => {
-                let mapped = space.memory.with(|s, key, footprint| {
+                let mapped = space.memory.with(|s, key, footprint, _| {
                     footprint.lazy(page);
                     s.map_zeroed(page, uspace::Access::Writable, key)
                 });
@@ -539,18 +584,48 @@ fn start_in(
             None => return Step::Done(Err(internal("no memory for the system data block"))),
         }
     };
-    let loaded = memory.with(|space, key, footprint| {
+    // The stack's top page is mapped before the run (and kept by the slot or space) when the
+    // memory limit leaves a page for it.
+    let stack_page = pages(limits.memory_bytes) > image_pages;
+    let loaded = memory.with(|space, key, footprint, kept| {
         footprint.image(image.image.span());
         load_image(space, key, layout, &image.image, &image.frames.0)?;
-        footprint.sys(block_len as u64);
         let (sys, heap) = (layout.sys(), layout.heap());
-        match &block {
-            Some(block) => SandboxSpace::map_bytes(space, sys, block, pages(block_len as u64), Access::ReadOnly, key),
-            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut |page| {
-                write_system_block(page, sys, &inputs, outputs, heap, heap_len)
-            }),
+        let mapping = |_| internal("mapping the system data block");
+        // The block's first page: the kept one (the last block's bytes zeroed first), or a
+        // fresh one; further pages (a block over a page) are fresh and unmapped after the run.
+        let mut first = |page: &mut [u8]| match &block {
+            Some(block) => page.copy_from_slice(&block[..4096]),
+            None => write_system_block(page, sys, &inputs, outputs, heap, heap_len),
+        };
+        match kept.sys.take() {
+            Some(last) => space
+                .with_page(sys, |page| {
+                    page[..last].fill(0);
+                    first(page)
+                })
+                .ok_or_else(|| internal("the kept system data page is gone"))?,
+            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut first).map_err(mapping)?,
         }
-        .map_err(|_| internal("mapping the system data block"))
+        kept.sys = Some(block_len.min(4096));
+        if let Some(block) = &block {
+            footprint.sys(block_len as u64);
+            let rest = pages(block_len as u64) - 1;
+            SandboxSpace::map_bytes(space, sys + 4096, &block[4096..], rest, Access::ReadOnly, key).map_err(mapping)?;
+        }
+        let top = layout.stack_top() - 4096;
+        match (stack_page, kept.stack) {
+            (true, false) => {
+                space.map_zeroed(top, uspace::Access::Writable, key).map_err(|()| internal("mapping the stack"))?;
+                kept.stack = true;
+            }
+            (false, true) => {
+                space.clear_range(top, top + 4096);
+                kept.stack = false;
+            }
+            _ => {}
+        }
+        Ok(())
     });
     drop(inputs);
     if let Err(e) = loaded {
@@ -578,7 +653,7 @@ fn start_in(
             _frames: Arc::clone(&image.frames),
             layout,
             heap_end: layout.heap() + heap_len,
-            pages_left: pages(limits.memory_bytes) - image_pages,
+            pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page),
             memory_limit: limits.memory_bytes,
         },
         context,
@@ -609,7 +684,7 @@ impl Sandbox {
         let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
         let kernel_cr3 = uspace::current_cr3();
         let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
-        let previous = session.space.memory.with(|space, _, _| {
+        let previous = session.space.memory.with(|space, _, _, _| {
             space.refresh_kernel_half(kernel_cr3);
             space.activate()
         });
@@ -633,7 +708,7 @@ impl Sandbox {
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
                 let (regs, outputs, limits) = (&self.context[0].regs, self.outputs.get(), &self.limits);
-                self.space.memory.with(|space, _, _| finish(space, layout, heap_end, regs, outputs, limits))
+                self.space.memory.with(|space, _, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };
         add_ticks(COLLECT, ran);

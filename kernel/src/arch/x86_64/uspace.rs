@@ -21,6 +21,8 @@ use crate::mmu_events::{self, Event};
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
+/// Set by the CPU when the page is written through the entry.
+const DIRTY: u64 = 1 << 6;
 const NO_EXECUTE: u64 = 1 << 63;
 /// A leaf entry's software bit (ignored by the MMU): the frame is not the space's but shared
 /// (a prepared image's read-only or executable page), so unmapping it does not free it.
@@ -180,6 +182,38 @@ impl AddressSpace {
             })?;
         }
         Ok(())
+    }
+
+    /// The page a space owns at `virt` (mapped, not shared), given to `f` as its 4096 bytes
+    /// through the direct map; `None` when none is mapped there.
+    pub fn with_page<R>(&mut self, virt: u64, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let slot = self.entry(virt, false)?;
+        // SAFETY: a leaf slot of this space.
+        let pte = unsafe { slot.read() };
+        if pte & PRESENT == 0 || pte & SHARED != 0 {
+            return None;
+        }
+        // SAFETY: a frame this space owns, in the direct map, 4096 bytes; the kernel is the only
+        // writer while the sandbox owning it is not running (callers' rule).
+        Some(f(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pte & ADDR_MASK), 4096) }))
+    }
+
+    /// Whether the page at `virt` was written through this mapping since it was mapped or last
+    /// asked (its dirty bit, which this clears). `None` when nothing is mapped there. Sound only
+    /// while no CPU holds a TLB entry for it from before: every CPU writes CR3 before and after
+    /// each sandbox runs, so one that is not running it holds none.
+    pub fn take_dirty(&mut self, virt: u64) -> Option<bool> {
+        let slot = self.entry(virt, false)?;
+        // SAFETY: a leaf slot of this space.
+        let pte = unsafe { slot.read() };
+        if pte & PRESENT == 0 {
+            return None;
+        }
+        if pte & DIRTY != 0 {
+            // SAFETY: as above; only the dirty bit changes.
+            unsafe { slot.write(pte & !DIRTY) };
+        }
+        Some(pte & DIRTY != 0)
     }
 
     /// The physical address behind user page `virt` and whether it is writable.
