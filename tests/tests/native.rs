@@ -233,6 +233,39 @@ hostile_tests! {
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 
+/// Nothing of one run is left for the next in the pages a slot or pooled space keeps between
+/// runs (its stack's top page, which each run of `residue` dirties, and its system data page,
+/// which items of 3,000 bytes (one page) and 5,000 bytes (two) fill): every run counts the
+/// nonzero words it finds there, and finds none; and the pages kept are no leak.
+fn nothing_is_left_for_the_next_run(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &functions::hostile_native("residue"));
+    let found = |sets: &Value, what: &str| -> u64 {
+        let answer = invoke(&node, "residue", sets);
+        let out = &answer["out"];
+        assert_eq!(out.len(), 1, "{what}: {out:?}");
+        u64::from_le_bytes(out[0].1[..8].try_into().unwrap())
+    };
+    assert_eq!(found(&json!({}), "the first run"), 0);
+    let baseline = node.baseline();
+    for (round, size) in [3000usize, 5000, 100].into_iter().enumerate() {
+        let data = vec![b'A' + round as u8; size];
+        assert_eq!(found(&json!({"in": [item("big", &data)]}), "a run with an item"), 0, "{size}-byte item");
+        assert_eq!(found(&json!({}), "an empty run"), 0, "an empty run after a {size}-byte item");
+    }
+    node.assert_healthy(baseline, test);
+}
+
+#[test]
+fn nothing_is_left_for_the_next_run_mpk() {
+    nothing_is_left_for_the_next_run("native_nothing_left_mpk", "max", "native");
+}
+
+#[test]
+fn nothing_is_left_for_the_next_run_paging() {
+    nothing_is_left_for_the_next_run("native_nothing_left_paging", "qemu64", "paging");
+}
+
 /// 64 instances of a native function that computes for a while, fanned out by a composition
 /// (`each`): every instance's output is its own input's, nothing mixed; more instances than
 /// protection keys wait for keys (on one core they also queue).
