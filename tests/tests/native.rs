@@ -234,9 +234,10 @@ hostile_tests! {
 }
 
 /// Nothing of one run is left for the next in the pages a slot or pooled space keeps between
-/// runs (its stack's top page, which each run of `residue` dirties, and its system data page,
-/// which items of 3,000 bytes (one page) and 5,000 bytes (two) fill): every run counts the
-/// nonzero words it finds there, and finds none; and the pages kept are no leak.
+/// runs (its stack's top page and heap's first page, which each run of `residue` dirties, and
+/// its system data page, which items of 3,000 bytes (one page) and 5,000 bytes (two) fill):
+/// every run counts the nonzero words it finds there, and finds none; and the pages kept are
+/// no leak.
 fn nothing_is_left_for_the_next_run(test: &str, cpu: &str, engine: &str) {
     let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
     register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &functions::hostile_native("residue"));

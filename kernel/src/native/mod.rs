@@ -381,16 +381,53 @@ enum Memory {
 /// - the system data block's first page, read-only to the sandbox, so only the kernel writes
 ///   it: each run's block is written over the last one's after the bytes that one used are
 ///   zeroed;
-/// - the stack's top page, mapped zeroed before a first run (which saves every run its first
-///   page fault: every function's entry pushes onto it). After a run its dirty bit says
-///   whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the slot
-///   is free again.
+/// - the stack's top page and the heap's first page, mapped zeroed before a first run (which
+///   saves every run the page faults of their first touch: every function's entry pushes onto
+///   the stack, and the SDK's allocator starts at the heap). After a run each one's dirty bit
+///   says whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the
+///   slot is free again.
 #[derive(Clone, Copy, Default)]
 struct Kept {
     /// Bytes the last run's block used in the kept system data page; `None`: none is mapped.
     sys: Option<usize>,
     /// Whether the stack's top page is mapped (all zero between runs).
     stack: bool,
+    /// Whether the heap's first page is mapped (all zero between runs).
+    heap: bool,
+}
+
+/// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
+/// it is there but not `wanted` (the run's memory limit leaves no page for it).
+fn keep_page(space: &mut AddressSpace, key: u8, page: u64, wanted: bool, kept: &mut bool) -> Result<(), EngineError> {
+    match (wanted, *kept) {
+        (true, false) => {
+            space.map_zeroed(page, uspace::Access::Writable, key).map_err(|()| internal("mapping a kept page"))?;
+            *kept = true;
+        }
+        (false, true) => {
+            space.clear_range(page, page + 4096);
+            *kept = false;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// After a run: zeroes the kept page `page` if the sandbox wrote it (its dirty bit, cleared).
+fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut bool) {
+    if !*kept {
+        return;
+    }
+    match space.take_dirty(page) {
+        Some(false) => {}
+        Some(true) => {
+            if space.with_page(page, |bytes| bytes.fill(0)).is_none() {
+                space.clear_range(page, page + 4096);
+                *kept = false;
+            }
+        }
+        None => *kept = false,
+    }
 }
 
 /// Emptied paging address spaces (page tables kept, no user page mapped but their [`Kept`]
@@ -416,23 +453,13 @@ fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
     // The block's pages past the first (the kept one, when there is one).
     let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
     space.clear_range(sys_start, sys.end);
-    space.clear_range(heap.start, heap.end);
-    if !kept.stack {
-        space.clear_range(stack.start, stack.end);
-        return;
-    }
-    let top = stack.end - 4096;
-    space.clear_range(stack.start, top);
-    match space.take_dirty(top) {
-        Some(false) => {}
-        Some(true) => {
-            if space.with_page(top, |page| page.fill(0)).is_none() {
-                space.clear_range(top, stack.end);
-                kept.stack = false;
-            }
-        }
-        None => kept.stack = false,
-    }
+    // The heap's first page and the stack's top page, when kept, are scrubbed instead.
+    let heap_start = if kept.heap { heap.start + 4096 } else { heap.start };
+    space.clear_range(heap_start, heap.end);
+    let stack_end = if kept.stack { stack.end - 4096 } else { stack.end };
+    space.clear_range(stack.start, stack_end);
+    scrub_page(space, heap.start, &mut kept.heap);
+    scrub_page(space, stack.end - 4096, &mut kept.stack);
 }
 
 impl Drop for Memory {
@@ -584,9 +611,10 @@ fn start_in(
             None => return Step::Done(Err(internal("no memory for the system data block"))),
         }
     };
-    // The stack's top page is mapped before the run (and kept by the slot or space) when the
-    // memory limit leaves a page for it.
+    // The stack's top page, then the heap's first page, are mapped before the run (and kept by
+    // the slot or space) when the memory limit leaves a page for each.
     let stack_page = pages(limits.memory_bytes) > image_pages;
+    let heap_page = pages(limits.memory_bytes) > image_pages + 1 && heap_len >= 4096;
     let loaded = memory.with(|space, key, footprint, kept| {
         footprint.image(image.image.span());
         load_image(space, key, layout, &image.image, &image.frames.0)?;
@@ -613,19 +641,8 @@ fn start_in(
             let rest = pages(block_len as u64) - 1;
             SandboxSpace::map_bytes(space, sys + 4096, &block[4096..], rest, Access::ReadOnly, key).map_err(mapping)?;
         }
-        let top = layout.stack_top() - 4096;
-        match (stack_page, kept.stack) {
-            (true, false) => {
-                space.map_zeroed(top, uspace::Access::Writable, key).map_err(|()| internal("mapping the stack"))?;
-                kept.stack = true;
-            }
-            (false, true) => {
-                space.clear_range(top, top + 4096);
-                kept.stack = false;
-            }
-            _ => {}
-        }
-        Ok(())
+        keep_page(space, key, layout.stack_top() - 4096, stack_page, &mut kept.stack)?;
+        keep_page(space, key, layout.heap(), heap_page, &mut kept.heap)
     });
     drop(inputs);
     if let Err(e) = loaded {
@@ -653,7 +670,7 @@ fn start_in(
             _frames: Arc::clone(&image.frames),
             layout,
             heap_end: layout.heap() + heap_len,
-            pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page),
+            pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page) - u64::from(heap_page),
             memory_limit: limits.memory_bytes,
         },
         context,
