@@ -40,7 +40,7 @@ use native::{
 use spin::Mutex;
 
 use crate::arch::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
-use crate::arch::uspace::{self, AddressSpace};
+use crate::arch::uspace::{self, AddressSpace, Leaf};
 use crate::{arch, time};
 
 /// A prepared native function: its checked image and plan ([`native::NativeImage`]) and the
@@ -386,47 +386,56 @@ enum Memory {
 ///   the stack, and the SDK's allocator starts at the heap). After a run each one's dirty bit
 ///   says whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the
 ///   slot is free again.
+///
+/// Each is held by its page-table entry in the slot's or space's tables (which live as long as
+/// the space), so that reaching it again takes no walk.
 #[derive(Clone, Copy, Default)]
 struct Kept {
-    /// Bytes the last run's block used in the kept system data page; `None`: none is mapped.
-    sys: Option<usize>,
-    /// Whether the stack's top page is mapped (all zero between runs).
-    stack: bool,
-    /// Whether the heap's first page is mapped (all zero between runs).
-    heap: bool,
+    /// The kept system data page and the bytes the last run's block used in it.
+    sys: Option<(Leaf, usize)>,
+    /// The stack's top page (all zero between runs).
+    stack: Option<Leaf>,
+    /// The heap's first page (all zero between runs).
+    heap: Option<Leaf>,
 }
 
 /// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
 /// it is there but not `wanted` (the run's memory limit leaves no page for it).
-fn keep_page(space: &mut AddressSpace, key: u8, page: u64, wanted: bool, kept: &mut bool) -> Result<(), EngineError> {
+fn keep_page(
+    space: &mut AddressSpace,
+    key: u8,
+    page: u64,
+    wanted: bool,
+    kept: &mut Option<Leaf>,
+) -> Result<(), EngineError> {
     match (wanted, *kept) {
-        (true, false) => {
+        (true, None) => {
             space.map_zeroed(page, uspace::Access::Writable, key).map_err(|()| internal("mapping a kept page"))?;
-            *kept = true;
+            *kept = space.leaf(page);
         }
-        (false, true) => {
+        (false, Some(_)) => {
             space.clear_range(page, page + 4096);
-            *kept = false;
+            *kept = None;
         }
         _ => {}
     }
     Ok(())
 }
 
-/// After a run: zeroes the kept page `page` if the sandbox wrote it (its dirty bit, cleared).
-fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut bool) {
-    if !*kept {
-        return;
-    }
-    match space.take_dirty(page) {
+/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if the
+/// sandbox wrote it (its dirty bit, cleared).
+fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut Option<Leaf>) {
+    let Some(leaf) = *kept else { return };
+    // SAFETY: `kept` is this space's (or slot's) record, so `leaf` came from this space; the
+    // sandbox has stopped, and its CPU wrote CR3 on the way out.
+    match unsafe { space.take_dirty(leaf) } {
         Some(false) => {}
-        Some(true) => {
-            if space.with_page(page, |bytes| bytes.fill(0)).is_none() {
-                space.clear_range(page, page + 4096);
-                *kept = false;
-            }
+        // SAFETY: as above.
+        Some(true) if unsafe { space.with_page(leaf, |bytes| bytes.fill(0)) }.is_some() => {}
+        _ => {
+            space.clear_range(page, page + 4096);
+            *kept = None;
         }
-        None => *kept = false,
     }
 }
 
@@ -454,9 +463,9 @@ fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
     let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
     space.clear_range(sys_start, sys.end);
     // The heap's first page and the stack's top page, when kept, are scrubbed instead.
-    let heap_start = if kept.heap { heap.start + 4096 } else { heap.start };
+    let heap_start = if kept.heap.is_some() { heap.start + 4096 } else { heap.start };
     space.clear_range(heap_start, heap.end);
-    let stack_end = if kept.stack { stack.end - 4096 } else { stack.end };
+    let stack_end = if kept.stack.is_some() { stack.end - 4096 } else { stack.end };
     space.clear_range(stack.start, stack_end);
     scrub_page(space, heap.start, &mut kept.heap);
     scrub_page(space, stack.end - 4096, &mut kept.stack);
@@ -626,16 +635,24 @@ fn start_in(
             Some(block) => page.copy_from_slice(&block[..4096]),
             None => write_system_block(page, sys, &inputs, outputs, heap, heap_len),
         };
-        match kept.sys.take() {
-            Some(last) => space
-                .with_page(sys, |page| {
-                    page[..last].fill(0);
-                    first(page)
-                })
-                .ok_or_else(|| internal("the kept system data page is gone"))?,
-            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut first).map_err(mapping)?,
-        }
-        kept.sys = Some(block_len.min(4096));
+        let leaf = match kept.sys.take() {
+            Some((leaf, last)) => {
+                // SAFETY: `kept` is this space's (or slot's) record; no sandbox runs in it now.
+                unsafe {
+                    space.with_page(leaf, |page| {
+                        page[..last].fill(0);
+                        first(page)
+                    })
+                }
+                .ok_or_else(|| internal("the kept system data page is gone"))?;
+                leaf
+            }
+            None => {
+                SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut first).map_err(mapping)?;
+                space.leaf(sys).ok_or_else(|| internal("the system data page is gone"))?
+            }
+        };
+        kept.sys = Some((leaf, block_len.min(4096)));
         if let Some(block) = &block {
             footprint.sys(block_len as u64);
             let rest = pages(block_len as u64) - 1;

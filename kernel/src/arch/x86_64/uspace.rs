@@ -39,6 +39,12 @@ pub enum Access {
     Executable,
 }
 
+/// A leaf page-table entry of one space (its address in the direct map), found once with
+/// [`AddressSpace::leaf`] so that a page the space keeps mapped is reached again without a
+/// walk. Valid as long as its space: page tables are freed only with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf(u64);
+
 /// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
 pub struct AddressSpace {
     pml4: u64,
@@ -184,27 +190,41 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// The page a space owns at `virt` (mapped, not shared), given to `f` as its 4096 bytes
-    /// through the direct map; `None` when none is mapped there.
-    pub fn with_page<R>(&mut self, virt: u64, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+    /// The leaf entry of the page mapped at `virt`, for [`AddressSpace::with_page`] and
+    /// [`AddressSpace::take_dirty`]; `None` when nothing is mapped there.
+    pub fn leaf(&mut self, virt: u64) -> Option<Leaf> {
         let slot = self.entry(virt, false)?;
         // SAFETY: a leaf slot of this space.
-        let pte = unsafe { slot.read() };
+        (unsafe { slot.read() } & PRESENT != 0).then_some(Leaf(slot as u64))
+    }
+
+    /// The page a space owns behind `leaf` (mapped, not shared), given to `f` as its 4096 bytes
+    /// through the direct map; `None` when none is mapped there any more.
+    ///
+    /// # Safety
+    /// `leaf` came from this space's [`AddressSpace::leaf`], and the sandbox using the page is
+    /// not running (the kernel is its only writer meanwhile).
+    pub unsafe fn with_page<R>(&mut self, leaf: Leaf, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        // SAFETY: the caller's word: a leaf slot of this space, whose tables live as long as it.
+        let pte = unsafe { (leaf.0 as *const u64).read() };
         if pte & PRESENT == 0 || pte & SHARED != 0 {
             return None;
         }
-        // SAFETY: a frame this space owns, in the direct map, 4096 bytes; the kernel is the only
-        // writer while the sandbox owning it is not running (callers' rule).
+        // SAFETY: a frame this space owns, in the direct map, 4096 bytes, written by nobody else
+        // now (the caller's word).
         Some(f(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pte & ADDR_MASK), 4096) }))
     }
 
-    /// Whether the page at `virt` was written through this mapping since it was mapped or last
-    /// asked (its dirty bit, which this clears). `None` when nothing is mapped there. Sound only
-    /// while no CPU holds a TLB entry for it from before: every CPU writes CR3 before and after
-    /// each sandbox runs, so one that is not running it holds none.
-    pub fn take_dirty(&mut self, virt: u64) -> Option<bool> {
-        let slot = self.entry(virt, false)?;
-        // SAFETY: a leaf slot of this space.
+    /// Whether the page behind `leaf` was written through this mapping since it was mapped or
+    /// last asked (its dirty bit, which this clears); `None` when nothing is mapped there.
+    ///
+    /// # Safety
+    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU holds a TLB entry for the
+    /// page from before the sandbox using it stopped running: every CPU writes CR3 before and
+    /// after each sandbox runs, so one that is not running it holds none.
+    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
+        let slot = leaf.0 as *mut u64;
+        // SAFETY: the caller's word: a leaf slot of this space.
         let pte = unsafe { slot.read() };
         if pte & PRESENT == 0 {
             return None;
@@ -300,6 +320,8 @@ impl AddressSpace {
     }
 
     /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
+    /// Both always write CR3, even when it holds the same space: that drops the CPU's TLB
+    /// entries for user pages, which [`AddressSpace::take_dirty`] relies on.
     pub fn activate(&self) -> u64 {
         let (old, _) = Cr3::read();
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
