@@ -48,6 +48,8 @@ pub struct Leaf(u64);
 /// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
 pub struct AddressSpace {
     pml4: u64,
+    /// The kernel tables' generation and the kernel PML4 its upper half was last copied from.
+    upper: (u64, u64),
 }
 
 /// Frames holding user page tables below the PML4s, in every address space. The MPK space keeps
@@ -77,9 +79,10 @@ impl AddressSpace {
         let pml4 = mm::alloc_frame()?;
         let (current, _) = Cr3::read();
         let kernel = current.start_address().as_u64();
+        let generation = super::paging::kernel_tables_generation();
         // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
-        Some(Self { pml4 })
+        Some(Self { pml4, upper: (generation, kernel) })
     }
 
     /// The leaf entry's slot for `virt`, creating intermediate tables when `create`.
@@ -312,11 +315,19 @@ impl AddressSpace {
         }
     }
 
-    /// Copies the kernel's current upper half into this space again (a shared space lives long;
-    /// the kernel may have added top-level entries since it was made).
+    /// Copies the kernel's current upper half into this space again if the kernel's tables
+    /// changed since the last copy (a shared or pooled space lives long; the kernel may have
+    /// added top-level entries since it was made), or `kernel_cr3` is another PML4.
     pub fn refresh_kernel_half(&mut self, kernel_cr3: u64) {
+        // Read before the copy: a change made during it bumps the generation past this one, and
+        // the next refresh copies again.
+        let generation = super::paging::kernel_tables_generation();
+        if self.upper == (generation, kernel_cr3) {
+            return;
+        }
         // SAFETY: both are whole PML4 frames in the direct map; only the upper half is written.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel_cr3).add(256), table(self.pml4).add(256), 256) };
+        self.upper = (generation, kernel_cr3);
     }
 
     /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
