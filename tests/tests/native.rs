@@ -758,8 +758,10 @@ fn mmu_counts(node: &Node) -> [u64; 4] {
 
 /// The per-CPU counts of what flushes TLBs: a wasm run (in the kernel) switches nothing; each
 /// native run enters and leaves its address space (two CR3 writes), sets and resets PKRU (two
-/// writes, CR4.PKE being on under both engines) and takes its first-touch faults in ring 3;
-/// the kernel takes none. Also matmul's raw form: `a` then `b` in one body.
+/// writes, CR4.PKE being on under both engines) and takes no page fault when all it touches is
+/// its stack's top page and its heap's first page (mapped before it runs), but one per further
+/// page it touches (`touch_all_memory`: all of its heap and stack); the kernel takes none.
+/// Also matmul's raw form: `a` then `b` in one body.
 #[test]
 fn tlb_events_are_counted_per_native_run() {
     let Some(node) = boot_cpu("tlb_events_are_counted_per_native_run", "max", &[TENANT]) else { return };
@@ -769,6 +771,10 @@ fn tlb_events_are_counted_per_native_run() {
         register(&node, &format!("matmul_{engine}"), engine, q, image);
     }
     register(&node, "matmul_paging", "paging", q, &matmul[1].1);
+    let touch = functions::hostile_native("touch_all_memory");
+    for engine in ["mpk", "paging"] {
+        register(&node, &format!("touch_{engine}"), engine, "inputs=in&outputs=out&memory=4MiB", &touch);
+    }
     let m = pappus_tests::sets::matrix;
     let body = [m(2, 2, &[1.0, 2.0, 3.0, 4.0]), m(2, 2, &[5.0, 6.0, 7.0, 8.0])].concat();
     let raw = |name: &str| {
@@ -794,7 +800,13 @@ fn tlb_events_are_counted_per_native_run() {
         let after = mmu_counts(&node);
         assert!(after[0] - before[0] >= 6, "{engine}: CR3 writes {before:?} -> {after:?}");
         assert!(after[1] - before[1] >= 6, "{engine}: PKRU writes {before:?} -> {after:?}");
-        assert!(after[2] - before[2] >= 3, "{engine}: ring-3 page faults {before:?} -> {after:?}");
+        assert_eq!(after[2], before[2], "{engine}: ring-3 page faults {before:?} -> {after:?}");
+        let r = send(&node, "POST", &format!("/v1/invoke/touch_{engine}"), &[], b"x");
+        assert_eq!(r.status, 200, "touch_{engine}: {}", r.text());
+        let touched = mmu_counts(&node);
+        // Its heap (4 MiB less its image and the 1 MiB stack) and most of its stack: hundreds
+        // of pages, each a fault but the two mapped before the run.
+        assert!(touched[2] - after[2] >= 500, "{engine}: ring-3 page faults {after:?} -> {touched:?}");
     }
     assert_eq!(mmu_counts(&node)[3], 0, "the kernel took page faults");
 }
