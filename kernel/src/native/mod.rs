@@ -5,8 +5,10 @@
 //! [`AddressSpace`]), ring 3 and the timer.
 //!
 //! Every sandbox sees its image (W^X), the read-only system data block with its inputs, a heap
-//! and a stack mapped on first touch (counted with the image against the memory limit, zero
-//! until written), and guard gaps between them ([`Layout`]).
+//! and a stack mapped on first touch but for their first page, mapped before the run (counted
+//! with the image against the memory limit, zero until written), and guard gaps between them
+//! ([`Layout`]). A slot or pooled space keeps those two and the system data page mapped from
+//! run to run, scrubbed between runs ([`Kept`]).
 //! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
 //!   kernel's upper half), emptied after it and pooled for the next run.
 //! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
@@ -18,7 +20,7 @@
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
 //! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
-//! when allocated again); the image's read-only and executable pages are shared frames, filled
+//! when allocated again) but the kept pages (zeroed if written); the image's read-only and executable pages are shared frames, filled
 //! once when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
