@@ -233,6 +233,40 @@ hostile_tests! {
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 
+/// Nothing of one run is left for the next in the pages a slot or pooled space keeps between
+/// runs (its stack's top page and heap's first page, which each run of `residue` dirties, and
+/// its system data page, which items of 3,000 bytes (one page) and 5,000 bytes (two) fill):
+/// every run counts the nonzero words it finds there, and finds none; and the pages kept are
+/// no leak.
+fn nothing_is_left_for_the_next_run(test: &str, cpu: &str, engine: &str) {
+    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &functions::hostile_native("residue"));
+    let found = |sets: &Value, what: &str| -> u64 {
+        let answer = invoke(&node, "residue", sets);
+        let out = &answer["out"];
+        assert_eq!(out.len(), 1, "{what}: {out:?}");
+        u64::from_le_bytes(out[0].1[..8].try_into().unwrap())
+    };
+    assert_eq!(found(&json!({}), "the first run"), 0);
+    let baseline = node.baseline();
+    for (round, size) in [3000usize, 5000, 100].into_iter().enumerate() {
+        let data = vec![b'A' + round as u8; size];
+        assert_eq!(found(&json!({"in": [item("big", &data)]}), "a run with an item"), 0, "{size}-byte item");
+        assert_eq!(found(&json!({}), "an empty run"), 0, "an empty run after a {size}-byte item");
+    }
+    node.assert_healthy(baseline, test);
+}
+
+#[test]
+fn nothing_is_left_for_the_next_run_mpk() {
+    nothing_is_left_for_the_next_run("native_nothing_left_mpk", "max", "native");
+}
+
+#[test]
+fn nothing_is_left_for_the_next_run_paging() {
+    nothing_is_left_for_the_next_run("native_nothing_left_paging", "qemu64", "paging");
+}
+
 /// 64 instances of a native function that computes for a while, fanned out by a composition
 /// (`each`): every instance's output is its own input's, nothing mixed; more instances than
 /// protection keys wait for keys (on one core they also queue).
@@ -724,8 +758,10 @@ fn mmu_counts(node: &Node) -> [u64; 4] {
 
 /// The per-CPU counts of what flushes TLBs: a wasm run (in the kernel) switches nothing; each
 /// native run enters and leaves its address space (two CR3 writes), sets and resets PKRU (two
-/// writes, CR4.PKE being on under both engines) and takes its first-touch faults in ring 3;
-/// the kernel takes none. Also matmul's raw form: `a` then `b` in one body.
+/// writes, CR4.PKE being on under both engines) and takes no page fault when all it touches is
+/// its stack's top page and its heap's first page (mapped before it runs), but one per further
+/// page it touches (`touch_all_memory`: all of its heap and stack); the kernel takes none.
+/// Also matmul's raw form: `a` then `b` in one body.
 #[test]
 fn tlb_events_are_counted_per_native_run() {
     let Some(node) = boot_cpu("tlb_events_are_counted_per_native_run", "max", &[TENANT]) else { return };
@@ -735,6 +771,10 @@ fn tlb_events_are_counted_per_native_run() {
         register(&node, &format!("matmul_{engine}"), engine, q, image);
     }
     register(&node, "matmul_paging", "paging", q, &matmul[1].1);
+    let touch = functions::hostile_native("touch_all_memory");
+    for engine in ["mpk", "paging"] {
+        register(&node, &format!("touch_{engine}"), engine, "inputs=in&outputs=out&memory=4MiB", &touch);
+    }
     let m = pappus_tests::sets::matrix;
     let body = [m(2, 2, &[1.0, 2.0, 3.0, 4.0]), m(2, 2, &[5.0, 6.0, 7.0, 8.0])].concat();
     let raw = |name: &str| {
@@ -760,7 +800,13 @@ fn tlb_events_are_counted_per_native_run() {
         let after = mmu_counts(&node);
         assert!(after[0] - before[0] >= 6, "{engine}: CR3 writes {before:?} -> {after:?}");
         assert!(after[1] - before[1] >= 6, "{engine}: PKRU writes {before:?} -> {after:?}");
-        assert!(after[2] - before[2] >= 3, "{engine}: ring-3 page faults {before:?} -> {after:?}");
+        assert_eq!(after[2], before[2], "{engine}: ring-3 page faults {before:?} -> {after:?}");
+        let r = send(&node, "POST", &format!("/v1/invoke/touch_{engine}"), &[], b"x");
+        assert_eq!(r.status, 200, "touch_{engine}: {}", r.text());
+        let touched = mmu_counts(&node);
+        // Its heap (4 MiB less its image and the 1 MiB stack) and most of its stack: hundreds
+        // of pages, each a fault but the two mapped before the run.
+        assert!(touched[2] - after[2] >= 500, "{engine}: ring-3 page faults {after:?} -> {touched:?}");
     }
     assert_eq!(mmu_counts(&node)[3], 0, "the kernel took page faults");
 }

@@ -365,16 +365,19 @@ impl Dispatcher {
         #[cfg(not(target_arch = "x86_64"))]
         let _ = waited_for_key;
         let image = job.prepared.clone();
-        let spec = job.function.spec();
-        let outputs: Vec<alloc::string::String> = spec.outputs().to_vec();
+        let stored = Arc::clone(&job.function);
+        let spec = stored.spec();
+        let outputs = spec.outputs();
         let limits = crate::engines::limits(spec);
         let start = time::ticks();
         #[cfg(target_arch = "x86_64")]
         if let Some(native) = self.engines.native(spec, &image) {
             let Job { ticket, tenant, function, prepared, inputs } = job;
             let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
-            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
-            return match native.start(invocation) {
+            let invocation = engine::Invocation { inputs, outputs, limits, deadline: Some(&deadline) };
+            // The sandbox shares the function's output names for its run (no copy).
+            let names = crate::native::Names::Shared(Arc::clone(&stored) as Arc<dyn crate::native::OutputNames>);
+            return match native.start(invocation, names) {
                 crate::native::Step::NoKey(inputs) => {
                     if !waited_for_key {
                         crate::native::count_key_wait();
@@ -389,7 +392,7 @@ impl Dispatcher {
             let Job { ticket, tenant, inputs, .. } = job;
             let wall_left = native::slice::budget_ticks(spec.timeout_ms(), time::ticks_per_second());
             let deadline = TurnDeadline::new(cancel, start, wall_left);
-            let invocation = engine::Invocation { inputs, outputs: &outputs, limits, deadline: Some(&deadline) };
+            let invocation = engine::Invocation { inputs, outputs, limits, deadline: Some(&deadline) };
             return wasm_after(wasm.start(wasm_image, invocation), ticket, tenant, 0, start, wall_left);
         }
         let Job { ticket, tenant, function, prepared, inputs } = job;

@@ -5,8 +5,10 @@
 //! [`AddressSpace`]), ring 3 and the timer.
 //!
 //! Every sandbox sees its image (W^X), the read-only system data block with its inputs, a heap
-//! and a stack mapped on first touch (counted with the image against the memory limit, zero
-//! until written), and guard gaps between them ([`Layout`]).
+//! and a stack mapped on first touch but for their first page, mapped before the run (counted
+//! with the image against the memory limit, zero until written), and guard gaps between them
+//! ([`Layout`]). A slot or pooled space keeps those two and the system data page mapped from
+//! run to run, scrubbed between runs ([`Kept`]).
 //! - `paging` ([`PagingEngine`]): every run gets its own address space (one PML4 sharing the
 //!   kernel's upper half), emptied after it and pooled for the next run.
 //! - `mpk` ([`MpkEngine`]): one shared user address space, a 32 GiB slot and a protection key
@@ -18,7 +20,7 @@
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
 //! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
-//! when allocated again); the image's read-only and executable pages are shared frames, filled
+//! when allocated again) but the kept pages (zeroed if written); the image's read-only and executable pages are shared frames, filled
 //! once when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
@@ -40,7 +42,7 @@ use native::{
 use spin::Mutex;
 
 use crate::arch::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
-use crate::arch::uspace::{self, AddressSpace};
+use crate::arch::uspace::{self, AddressSpace, Leaf};
 use crate::{arch, time};
 
 /// A prepared native function: its checked image and plan ([`native::NativeImage`]) and the
@@ -133,12 +135,49 @@ pub enum Native<'a> {
 }
 
 impl Native<'_> {
-    /// Starts a run and runs its first slice.
-    pub fn start(&self, invocation: Invocation<'_>) -> Step {
+    /// Starts a run and runs its first slice. `names` are the invocation's output set names
+    /// (`invocation.outputs`), kept by the sandbox until its exit.
+    pub fn start(&self, invocation: Invocation<'_>, names: Names) -> Step {
         match self {
-            Native::Paging(engine, image) => engine.start(image, invocation),
-            Native::Mpk(engine, image) => engine.start(image, invocation),
+            Native::Paging(engine, image) => engine.start(image, invocation, names),
+            Native::Mpk(engine, image) => engine.start(image, invocation, names),
         }
+    }
+}
+
+/// What owns a function's output set names, so that a sandbox can share them for its whole
+/// run (it may be parked and resumed on another core) instead of copying them.
+pub trait OutputNames: Send + Sync {
+    fn output_names(&self) -> &[String];
+}
+
+impl OutputNames for control::StoredFunction {
+    fn output_names(&self) -> &[String] {
+        self.spec().outputs()
+    }
+}
+
+/// A sandbox's output set names: shared with their owner (the stored function), or a copy
+/// (callers of [`Engine::run`], which has only a borrowed list).
+pub enum Names {
+    Shared(Arc<dyn OutputNames>),
+    Own(Vec<String>),
+}
+
+impl Names {
+    fn get(&self) -> &[String] {
+        match self {
+            Names::Shared(owner) => owner.output_names(),
+            Names::Own(names) => names,
+        }
+    }
+
+    /// A copy of `names`, or `None` when the heap has no room (it must fail cleanly).
+    fn copied(names: &[String]) -> Option<Self> {
+        let mut own = Vec::new();
+        own.try_reserve_exact(names.len()).ok()?;
+        own.extend(names.iter().cloned());
+        Some(Names::Own(own))
     }
 }
 
@@ -147,14 +186,14 @@ pub struct PagingEngine;
 
 impl PagingEngine {
     /// Starts a run in a fresh address space and runs its first slice.
-    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let pooled = SPACES.lock().pop();
-        let Some(space) = pooled.or_else(AddressSpace::new) else {
+        let Some((space, kept)) = pooled.or_else(|| Some((AddressSpace::new()?, Kept::default()))) else {
             return Step::Done(Err(internal("no frame for a page table")));
         };
         let layout = Layout::own();
-        start_in(Memory::Own(Some(space), Footprint::new(layout)), layout, image, invocation, start)
+        start_in(Memory::Own(Some(space), Footprint::new(layout), kept), layout, image, invocation, names, start)
     }
 }
 
@@ -171,7 +210,10 @@ impl Engine for PagingEngine {
 
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
         let deadline = invocation.deadline;
-        to_end(self.start(image, invocation), deadline)
+        let Some(names) = Names::copied(invocation.outputs) else {
+            return Err(internal("no memory for the sandbox's state"));
+        };
+        to_end(self.start(image, invocation, names), deadline)
     }
 }
 
@@ -198,6 +240,8 @@ pub struct MpkEngine {
 struct MpkShared {
     space: Mutex<AddressSpace>,
     keys: Mutex<KeyPool>,
+    /// What each key's slot keeps mapped between its runs (index: the key).
+    kept: Mutex<[Kept; 16]>,
 }
 
 /// TSC ticks (instructions under icount) spent in each phase of native runs, all engines and
@@ -265,21 +309,23 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()) }) })
+        let kept = Mutex::new([Kept::default(); 16]);
+        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()), kept }) })
     }
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
     /// key is held.
-    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let Some(key) = self.shared.acquire_key() else { return Step::NoKey(invocation.inputs) };
-        self.start_with(key, image, invocation)
+        self.start_with(key, image, invocation, names)
     }
 
-    fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>) -> Step {
+    fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let layout = Layout::slot(key);
-        let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout) };
-        start_in(memory, layout, image, invocation, start)
+        let kept = self.shared.kept.lock()[usize::from(key)];
+        let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout), kept };
+        start_in(memory, layout, image, invocation, names, start)
     }
 }
 
@@ -296,6 +342,9 @@ impl Engine for MpkEngine {
 
     /// Runs to the end on this core, waiting (spinning) for a key when all are held.
     fn run(&self, image: &NativeImage, invocation: Invocation<'_>) -> Result<Completion, EngineError> {
+        let Some(names) = Names::copied(invocation.outputs) else {
+            return Err(internal("no memory for the sandbox's state"));
+        };
         let mut waited = false;
         let key = loop {
             if let Some(key) = self.shared.acquire_key() {
@@ -308,7 +357,7 @@ impl Engine for MpkEngine {
             core::hint::spin_loop();
         };
         let deadline = invocation.deadline;
-        to_end(self.start_with(key, image, invocation), deadline)
+        to_end(self.start_with(key, image, invocation, names), deadline)
     }
 }
 
@@ -319,51 +368,128 @@ impl Engine for MpkEngine {
 /// key is free again.
 enum Memory {
     /// (Always `Some` until the drop.)
-    Own(Option<AddressSpace>, Footprint),
+    Own(Option<AddressSpace>, Footprint, Kept),
     Shared {
         shared: Arc<MpkShared>,
         key: u8,
         footprint: Footprint,
+        kept: Kept,
     },
 }
 
-/// Emptied paging address spaces (page tables kept, no user page mapped), for the next runs;
-/// at most [`POOLED_SPACES`].
-static SPACES: Mutex<Vec<AddressSpace>> = Mutex::new(Vec::new());
-const POOLED_SPACES: usize = 8;
+/// The pages a slot (MPK) or pooled space (paging) keeps mapped from one run to the next, so
+/// that a run does not allocate, zero, map and unmap them afresh. Both hold nothing of an
+/// earlier run when the next one starts:
+/// - the system data block's first page, read-only to the sandbox, so only the kernel writes
+///   it: each run's block is written over the last one's after the bytes that one used are
+///   zeroed;
+/// - the stack's top page and the heap's first page, mapped zeroed before a first run (which
+///   saves every run the page faults of their first touch: every function's entry pushes onto
+///   the stack, and the SDK's allocator starts at the heap). After a run each one's dirty bit
+///   says whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the
+///   slot is free again.
+///
+/// Each is held by its page-table entry in the slot's or space's tables (which live as long as
+/// the space), so that reaching it again takes no walk.
+#[derive(Clone, Copy, Default)]
+struct Kept {
+    /// The kept system data page and the bytes the last run's block used in it.
+    sys: Option<(Leaf, usize)>,
+    /// The stack's top page (all zero between runs).
+    stack: Option<Leaf>,
+    /// The heap's first page (all zero between runs).
+    heap: Option<Leaf>,
+}
 
-impl Memory {
-    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8, &mut Footprint) -> R) -> R {
-        match self {
-            Memory::Own(Some(space), footprint) => f(space, 0, footprint),
-            Memory::Own(None, _) => unreachable!("a paging sandbox's space is only taken by its drop"),
-            Memory::Shared { shared, key, footprint } => f(&mut shared.space.lock(), *key, footprint),
+/// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
+/// it is there but not `wanted` (the run's memory limit leaves no page for it).
+fn keep_page(
+    space: &mut AddressSpace,
+    key: u8,
+    page: u64,
+    wanted: bool,
+    kept: &mut Option<Leaf>,
+) -> Result<(), EngineError> {
+    match (wanted, *kept) {
+        (true, None) => {
+            space.map_zeroed(page, uspace::Access::Writable, key).map_err(|()| internal("mapping a kept page"))?;
+            *kept = space.leaf(page);
+        }
+        (false, Some(_)) => {
+            space.clear_range(page, page + 4096);
+            *kept = None;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if the
+/// sandbox wrote it (its dirty bit, cleared).
+fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut Option<Leaf>) {
+    let Some(leaf) = *kept else { return };
+    // SAFETY: `kept` is this space's (or slot's) record, so `leaf` came from this space; the
+    // sandbox has stopped, and its CPU wrote CR3 on the way out.
+    match unsafe { space.take_dirty(leaf) } {
+        Some(false) => {}
+        // SAFETY: as above.
+        Some(true) if unsafe { space.with_page(leaf, |bytes| bytes.fill(0)) }.is_some() => {}
+        _ => {
+            space.clear_range(page, page + 4096);
+            *kept = None;
         }
     }
 }
 
-fn empty(space: &mut AddressSpace, footprint: &Footprint) {
-    for range in footprint.ranges() {
-        space.clear_range(range.start, range.end);
+/// Emptied paging address spaces (page tables kept, no user page mapped but their [`Kept`]
+/// ones), for the next runs; at most [`POOLED_SPACES`].
+static SPACES: Mutex<Vec<(AddressSpace, Kept)>> = Mutex::new(Vec::new());
+const POOLED_SPACES: usize = 8;
+
+impl Memory {
+    fn with<R>(&mut self, f: impl FnOnce(&mut AddressSpace, u8, &mut Footprint, &mut Kept) -> R) -> R {
+        match self {
+            Memory::Own(Some(space), footprint, kept) => f(space, 0, footprint, kept),
+            Memory::Own(None, ..) => unreachable!("a paging sandbox's space is only taken by its drop"),
+            Memory::Shared { shared, key, footprint, kept } => f(&mut shared.space.lock(), *key, footprint, kept),
+        }
     }
+}
+
+/// Unmaps what the sandbox mapped but the kept pages, and zeroes the kept stack page if the
+/// sandbox wrote it.
+fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
+    let [image, sys, heap, stack] = footprint.ranges();
+    space.clear_range(image.start, image.end);
+    // The block's pages past the first (the kept one, when there is one).
+    let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
+    space.clear_range(sys_start, sys.end);
+    // The heap's first page and the stack's top page, when kept, are scrubbed instead.
+    let heap_start = if kept.heap.is_some() { heap.start + 4096 } else { heap.start };
+    space.clear_range(heap_start, heap.end);
+    let stack_end = if kept.stack.is_some() { stack.end - 4096 } else { stack.end };
+    space.clear_range(stack.start, stack_end);
+    scrub_page(space, heap.start, &mut kept.heap);
+    scrub_page(space, stack.end - 4096, &mut kept.stack);
 }
 
 impl Drop for Memory {
     fn drop(&mut self) {
         let start = time::ticks();
         match self {
-            Memory::Own(space, footprint) => {
+            Memory::Own(space, footprint, kept) => {
                 if let Some(mut space) = space.take() {
-                    empty(&mut space, footprint);
+                    empty(&mut space, footprint, kept);
                     let mut pool = SPACES.lock();
                     if pool.len() < POOLED_SPACES && pool.try_reserve(1).is_ok() {
-                        pool.push(space);
+                        pool.push((space, *kept));
                     }
                 }
             }
-            Memory::Shared { shared, key, footprint } => {
-                // The slot is emptied before its key is free.
-                empty(&mut shared.space.lock(), footprint);
+            Memory::Shared { shared, key, footprint, kept } => {
+                // The slot is emptied (and what it keeps recorded) before its key is free.
+                empty(&mut shared.space.lock(), footprint, kept);
+                shared.kept.lock()[usize::from(*key)] = *kept;
                 shared.release_key(*key);
             }
         }
@@ -395,7 +521,7 @@ pub struct Sandbox {
     /// Its registers (on the heap: a parked sandbox waits in the run queue, whose entries stay
     /// small).
     context: Box<[Context; 1]>,
-    outputs: Vec<String>,
+    outputs: Names,
     limits: engine::Limits,
     /// PKRU while it runs (None: CR4.PKE off).
     pkru: Option<u32>,
@@ -432,7 +558,7 @@ impl Session for SliceSession<'_> {
         );
         let error = match action {
             FaultAction::MapPage(page) => {
-                let mapped = space.memory.with(|s, key, footprint| {
+                let mapped = space.memory.with(|s, key, footprint, _| {
                     footprint.lazy(page);
                     s.map_zeroed(page, uspace::Access::Writable, key)
                 });
@@ -466,7 +592,14 @@ impl Session for SliceSession<'_> {
 
 /// Sets up a sandbox in `memory` at `layout` (image, system data block, registers) and runs
 /// its first slice. On any failure `memory` is dropped, which frees it.
-fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation: Invocation<'_>, start: u64) -> Step {
+fn start_in(
+    mut memory: Memory,
+    layout: Layout,
+    image: &NativeImage,
+    invocation: Invocation<'_>,
+    names: Names,
+    start: u64,
+) -> Step {
     RUNS.fetch_add(1, Ordering::Relaxed);
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     // The image's pages count against the memory limit, as a wasm module's data does.
@@ -489,18 +622,46 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
             None => return Step::Done(Err(internal("no memory for the system data block"))),
         }
     };
-    let loaded = memory.with(|space, key, footprint| {
+    // The stack's top page, then the heap's first page, are mapped before the run (and kept by
+    // the slot or space) when the memory limit leaves a page for each.
+    let stack_page = pages(limits.memory_bytes) > image_pages;
+    let heap_page = pages(limits.memory_bytes) > image_pages + 1 && heap_len >= 4096;
+    let loaded = memory.with(|space, key, footprint, kept| {
         footprint.image(image.image.span());
         load_image(space, key, layout, &image.image, &image.frames.0)?;
-        footprint.sys(block_len as u64);
         let (sys, heap) = (layout.sys(), layout.heap());
-        match &block {
-            Some(block) => SandboxSpace::map_bytes(space, sys, block, pages(block_len as u64), Access::ReadOnly, key),
-            None => SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut |page| {
-                write_system_block(page, sys, &inputs, outputs, heap, heap_len)
-            }),
+        let mapping = |_| internal("mapping the system data block");
+        // The block's first page: the kept one (the last block's bytes zeroed first), or a
+        // fresh one; further pages (a block over a page) are fresh and unmapped after the run.
+        let mut first = |page: &mut [u8]| match &block {
+            Some(block) => page.copy_from_slice(&block[..4096]),
+            None => write_system_block(page, sys, &inputs, outputs, heap, heap_len),
+        };
+        let leaf = match kept.sys.take() {
+            Some((leaf, last)) => {
+                // SAFETY: `kept` is this space's (or slot's) record; no sandbox runs in it now.
+                unsafe {
+                    space.with_page(leaf, |page| {
+                        page[..last].fill(0);
+                        first(page)
+                    })
+                }
+                .ok_or_else(|| internal("the kept system data page is gone"))?;
+                leaf
+            }
+            None => {
+                SandboxSpace::map_filled(space, sys, Access::ReadOnly, key, &mut first).map_err(mapping)?;
+                space.leaf(sys).ok_or_else(|| internal("the system data page is gone"))?
+            }
+        };
+        kept.sys = Some((leaf, block_len.min(4096)));
+        if let Some(block) = &block {
+            footprint.sys(block_len as u64);
+            let rest = pages(block_len as u64) - 1;
+            SandboxSpace::map_bytes(space, sys + 4096, &block[4096..], rest, Access::ReadOnly, key).map_err(mapping)?;
         }
-        .map_err(|_| internal("mapping the system data block"))
+        keep_page(space, key, layout.stack_top() - 4096, stack_page, &mut kept.stack)?;
+        keep_page(space, key, layout.heap(), heap_page, &mut kept.heap)
     });
     drop(inputs);
     if let Err(e) = loaded {
@@ -512,11 +673,6 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
         Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
-    let mut names = Vec::new();
-    if names.try_reserve_exact(outputs.len()).is_err() {
-        return Step::Done(Err(internal("no memory for the sandbox's state")));
-    }
-    names.extend(outputs.iter().cloned());
     let regs = UserRegs {
         rip: layout.image() + image.image.entry(),
         rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
@@ -533,7 +689,7 @@ fn start_in(mut memory: Memory, layout: Layout, image: &NativeImage, invocation:
             _frames: Arc::clone(&image.frames),
             layout,
             heap_end: layout.heap() + heap_len,
-            pages_left: pages(limits.memory_bytes) - image_pages,
+            pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page) - u64::from(heap_page),
             memory_limit: limits.memory_bytes,
         },
         context,
@@ -564,7 +720,7 @@ impl Sandbox {
         let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
         let kernel_cr3 = uspace::current_cr3();
         let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
-        let previous = session.space.memory.with(|space, _, _| {
+        let previous = session.space.memory.with(|space, _, _, _| {
             space.refresh_kernel_half(kernel_cr3);
             space.activate()
         });
@@ -587,8 +743,8 @@ impl Sandbox {
             Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
-                let (regs, outputs, limits) = (&self.context[0].regs, &self.outputs, &self.limits);
-                self.space.memory.with(|space, _, _| finish(space, layout, heap_end, regs, outputs, limits))
+                let (regs, outputs, limits) = (&self.context[0].regs, self.outputs.get(), &self.limits);
+                self.space.memory.with(|space, _, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };
         add_ticks(COLLECT, ran);

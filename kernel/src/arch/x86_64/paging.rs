@@ -31,6 +31,16 @@ static MAPPER: Mutex<Option<OffsetPageTable<'static>>> = Mutex::new(None);
 /// The end of the direct map (everything below is mapped at `PHYS_OFFSET`, 0 before `init`).
 static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 
+/// Bumped after every change [`map_page`] makes to the kernel's page tables (which may add a
+/// top-level entry): sandbox address spaces copy the kernel's upper half again only when it
+/// moved (`uspace::AddressSpace::refresh_kernel_half`).
+static KERNEL_TABLES_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's page tables' generation ([`KERNEL_TABLES_GENERATION`]).
+pub fn kernel_tables_generation() -> u64 {
+    KERNEL_TABLES_GENERATION.load(Ordering::Acquire)
+}
+
 /// Hands the frame allocator to the `x86_64` crate's mapper, which asks it for table frames.
 struct Frames;
 
@@ -177,6 +187,7 @@ pub fn map_page(virt: u64, phys: u64, flags: PageTableFlags) -> Result<(), MapTo
     // SAFETY: callers map fresh frames at addresses outside the kernel image and direct map,
     // so no existing reference is invalidated.
     unsafe { mapper.map_to(page, frame, flags, &mut Frames) }?.flush();
+    KERNEL_TABLES_GENERATION.fetch_add(1, Ordering::Release);
     crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
     Ok(())
 }

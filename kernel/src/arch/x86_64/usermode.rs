@@ -24,6 +24,7 @@
 
 use core::arch::{asm, global_asm};
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
@@ -145,9 +146,11 @@ const RFLAGS_IF_AND_RESERVED: u64 = 0x202;
 /// soft-float, so between entry and exit these registers are the sandbox's alone; a preemption
 /// saves them here and the resume loads them back, every other entry and exit loads the
 /// initial state instead.
+/// The area is left uninitialized until a preemption saves into it (only read when `saved`),
+/// so making one costs no 1 KiB of zeroing and copying per run.
 #[repr(C, align(64))]
 pub struct ExtendedState {
-    area: [u8; EXTENDED_AREA],
+    area: MaybeUninit<[u8; EXTENDED_AREA]>,
     /// Whether `area` holds a saved state (else a resume starts from the initial state).
     saved: bool,
 }
@@ -157,7 +160,7 @@ const EXTENDED_AREA: usize = 1024;
 
 impl ExtendedState {
     pub const fn new() -> Self {
-        Self { area: [0; EXTENDED_AREA], saved: false }
+        Self { area: MaybeUninit::uninit(), saved: false }
     }
 }
 
@@ -482,11 +485,11 @@ fn restore_extended_state(state: &ExtendedState) {
         // SAFETY: the area is 64-byte aligned and holds what XSAVE wrote with the same XCR0
         // (which never includes PKRU).
         unsafe {
-            asm!("xrstor64 [{}]", in(reg) &state.area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack, readonly))
+            asm!("xrstor64 [{}]", in(reg) state.area.as_ptr(), in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack, readonly))
         };
     } else {
         // SAFETY: a 16-byte aligned image FXSAVE wrote.
-        unsafe { asm!("fxrstor64 [{}]", in(reg) &state.area, options(nostack, readonly)) };
+        unsafe { asm!("fxrstor64 [{}]", in(reg) state.area.as_ptr(), options(nostack, readonly)) };
     }
 }
 
@@ -495,15 +498,16 @@ fn save_extended_state(state: &mut ExtendedState) {
     let xcr0 = XSAVE.load(core::sync::atomic::Ordering::Relaxed);
     if xcr0 != 0 {
         // The XSAVE header must be zero before XSAVE (it writes XSTATE_BV, leaves the rest).
-        state.area[512..576].fill(0);
+        // SAFETY: bytes 512..576 lie inside the area, which is ours alone here.
+        unsafe { state.area.as_mut_ptr().cast::<u8>().add(512).write_bytes(0, 64) };
         // SAFETY: 64-byte aligned area of `EXTENDED_AREA` bytes, at least XSAVE's size for
         // this XCR0 (`init` made sure).
         unsafe {
-            asm!("xsave64 [{}]", in(reg) &mut state.area, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack))
+            asm!("xsave64 [{}]", in(reg) state.area.as_mut_ptr(), in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nostack))
         };
     } else {
         // SAFETY: a 16-byte aligned area of at least 512 bytes.
-        unsafe { asm!("fxsave64 [{}]", in(reg) &mut state.area, options(nostack)) };
+        unsafe { asm!("fxsave64 [{}]", in(reg) state.area.as_mut_ptr(), options(nostack)) };
     }
     state.saved = true;
 }

@@ -21,6 +21,8 @@ use crate::mmu_events::{self, Event};
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
 const USER: u64 = 1 << 2;
+/// Set by the CPU when the page is written through the entry.
+const DIRTY: u64 = 1 << 6;
 const NO_EXECUTE: u64 = 1 << 63;
 /// A leaf entry's software bit (ignored by the MMU): the frame is not the space's but shared
 /// (a prepared image's read-only or executable page), so unmapping it does not free it.
@@ -37,9 +39,17 @@ pub enum Access {
     Executable,
 }
 
+/// A leaf page-table entry of one space (its address in the direct map), found once with
+/// [`AddressSpace::leaf`] so that a page the space keeps mapped is reached again without a
+/// walk. Valid as long as its space: page tables are freed only with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf(u64);
+
 /// A sandbox's page tables. Dropping it frees every frame of its lower half (tables and pages).
 pub struct AddressSpace {
     pml4: u64,
+    /// The kernel tables' generation and the kernel PML4 its upper half was last copied from.
+    upper: (u64, u64),
 }
 
 /// Frames holding user page tables below the PML4s, in every address space. The MPK space keeps
@@ -69,9 +79,10 @@ impl AddressSpace {
         let pml4 = mm::alloc_frame()?;
         let (current, _) = Cr3::read();
         let kernel = current.start_address().as_u64();
+        let generation = super::paging::kernel_tables_generation();
         // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
-        Some(Self { pml4 })
+        Some(Self { pml4, upper: (generation, kernel) })
     }
 
     /// The leaf entry's slot for `virt`, creating intermediate tables when `create`.
@@ -182,6 +193,52 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// The leaf entry of the page mapped at `virt`, for [`AddressSpace::with_page`] and
+    /// [`AddressSpace::take_dirty`]; `None` when nothing is mapped there.
+    pub fn leaf(&mut self, virt: u64) -> Option<Leaf> {
+        let slot = self.entry(virt, false)?;
+        // SAFETY: a leaf slot of this space.
+        (unsafe { slot.read() } & PRESENT != 0).then_some(Leaf(slot as u64))
+    }
+
+    /// The page a space owns behind `leaf` (mapped, not shared), given to `f` as its 4096 bytes
+    /// through the direct map; `None` when none is mapped there any more.
+    ///
+    /// # Safety
+    /// `leaf` came from this space's [`AddressSpace::leaf`], and the sandbox using the page is
+    /// not running (the kernel is its only writer meanwhile).
+    pub unsafe fn with_page<R>(&mut self, leaf: Leaf, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        // SAFETY: the caller's word: a leaf slot of this space, whose tables live as long as it.
+        let pte = unsafe { (leaf.0 as *const u64).read() };
+        if pte & PRESENT == 0 || pte & SHARED != 0 {
+            return None;
+        }
+        // SAFETY: a frame this space owns, in the direct map, 4096 bytes, written by nobody else
+        // now (the caller's word).
+        Some(f(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pte & ADDR_MASK), 4096) }))
+    }
+
+    /// Whether the page behind `leaf` was written through this mapping since it was mapped or
+    /// last asked (its dirty bit, which this clears); `None` when nothing is mapped there.
+    ///
+    /// # Safety
+    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU holds a TLB entry for the
+    /// page from before the sandbox using it stopped running: every CPU writes CR3 before and
+    /// after each sandbox runs, so one that is not running it holds none.
+    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
+        let slot = leaf.0 as *mut u64;
+        // SAFETY: the caller's word: a leaf slot of this space.
+        let pte = unsafe { slot.read() };
+        if pte & PRESENT == 0 {
+            return None;
+        }
+        if pte & DIRTY != 0 {
+            // SAFETY: as above; only the dirty bit changes.
+            unsafe { slot.write(pte & !DIRTY) };
+        }
+        Some(pte & DIRTY != 0)
+    }
+
     /// The physical address behind user page `virt` and whether it is writable.
     pub fn translate(&mut self, virt: u64) -> Option<(u64, bool)> {
         let slot = self.entry(virt, false)?;
@@ -258,14 +315,24 @@ impl AddressSpace {
         }
     }
 
-    /// Copies the kernel's current upper half into this space again (a shared space lives long;
-    /// the kernel may have added top-level entries since it was made).
+    /// Copies the kernel's current upper half into this space again if the kernel's tables
+    /// changed since the last copy (a shared or pooled space lives long; the kernel may have
+    /// added top-level entries since it was made), or `kernel_cr3` is another PML4.
     pub fn refresh_kernel_half(&mut self, kernel_cr3: u64) {
+        // Read before the copy: a change made during it bumps the generation past this one, and
+        // the next refresh copies again.
+        let generation = super::paging::kernel_tables_generation();
+        if self.upper == (generation, kernel_cr3) {
+            return;
+        }
         // SAFETY: both are whole PML4 frames in the direct map; only the upper half is written.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel_cr3).add(256), table(self.pml4).add(256), 256) };
+        self.upper = (generation, kernel_cr3);
     }
 
     /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
+    /// Both always write CR3, even when it holds the same space: that drops the CPU's TLB
+    /// entries for user pages, which [`AddressSpace::take_dirty`] relies on.
     pub fn activate(&self) -> u64 {
         let (old, _) = Cr3::read();
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
