@@ -14,9 +14,7 @@ use control::{ControlLimits, ControlPlane, Prepared, Reply, Runtime, Started, St
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Version};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use talc::{ErrOnOom, Span, Talc, Talck};
 
 const TOKEN: &str = "bench-token-0123456789ab";
 const PROGRAM: &str = "function identity (in) => (out);\n\
@@ -50,62 +48,13 @@ fn fail(what: &str) -> ! {
     std::process::exit(1);
 }
 
-/// The kernel's allocator (`talc`, as in kernel/src/mm/heap.rs) over a 1 GiB arena, so the
-/// count includes what the kernel's heap costs per allocation and free (the allocator the kernel
-/// used before walked its free list on every free, and made large fan-outs quadratic).
-static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
+#[path = "common/kernel_heap.rs"]
+mod kernel_heap;
 
 const ARENA: usize = 1 << 30;
 
-/// Routes everything to [`HEAP`] once it has its arena (before `main`, the runtime's own few
-/// allocations go to the system allocator and are freed there).
-struct KernelHeap;
-
-static ARENA_RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
-
-fn in_arena(ptr: *mut u8) -> bool {
-    ARENA_RANGE.get().is_some_and(|&(base, end)| (base..end).contains(&(ptr as usize)))
-}
-
-// SAFETY: forwards to `talc` (inside the arena) or the system allocator (outside), each of
-// which upholds the `GlobalAlloc` contract for the pointers it handed out.
-unsafe impl GlobalAlloc for KernelHeap {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARENA_RANGE.get().is_some() {
-            // SAFETY: forwarded contract.
-            unsafe { HEAP.alloc(layout) }
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { System.alloc(layout) }
-        }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if in_arena(ptr) {
-            // SAFETY: forwarded contract; `ptr` came from `HEAP`.
-            unsafe { HEAP.dealloc(ptr, layout) }
-        } else {
-            // SAFETY: forwarded contract; `ptr` came from `System`.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: KernelHeap = KernelHeap;
-
 fn claim_arena() {
-    let layout = Layout::from_size_align(ARENA, 4096).unwrap_or_else(|_| fail("arena layout"));
-    // SAFETY: a non-zero size; the block is never freed.
-    let base = unsafe { System.alloc(layout) };
-    if base.is_null() {
-        fail("no memory for the arena");
-    }
-    // SAFETY: the block is ours alone, for the life of the process.
-    if unsafe { HEAP.lock().claim(Span::from_base_size(base, ARENA)) }.is_err() {
-        fail("talc refused the arena");
-    }
-    let _ = ARENA_RANGE.set((base as usize, base as usize + ARENA));
+    kernel_heap::claim_arena(ARENA).unwrap_or_else(|e| fail(e));
 }
 
 fn main() {

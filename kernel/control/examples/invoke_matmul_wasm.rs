@@ -17,7 +17,6 @@
 //! answer against the product computed here, and prints the request count; with `SHOW_FUEL`
 //! set it prints each run's fuel (wasm instructions and host-call charges: 7,887 for matmul).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -26,7 +25,6 @@ use engine::{Deadline, Engine, Invocation, Limits, TimeBudget};
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Version};
-use talc::{ErrOnOom, Span, Talc, Talck};
 use wasm_engine::{WasmConfig, WasmEngine, WasmImage, WasmStep};
 
 const TOKEN: &str = "bench-token-0123456789ab";
@@ -103,56 +101,13 @@ fn fail(what: &str) -> ! {
     std::process::exit(1);
 }
 
-/// The kernel's allocator over an arena, as in `invoke_fanout`.
-static HEAP: Talck<spin::Mutex<()>, ErrOnOom> = Talc::new(ErrOnOom).lock();
+#[path = "common/kernel_heap.rs"]
+mod kernel_heap;
+
 const ARENA: usize = 256 << 20;
-static ARENA_RANGE: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
-
-fn in_arena(ptr: *mut u8) -> bool {
-    ARENA_RANGE.get().is_some_and(|&(base, end)| (base..end).contains(&(ptr as usize)))
-}
-
-struct KernelHeap;
-
-// SAFETY: forwards to `talc` (inside the arena) or the system allocator (outside), each of
-// which upholds the `GlobalAlloc` contract for the pointers it handed out.
-unsafe impl GlobalAlloc for KernelHeap {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARENA_RANGE.get().is_some() {
-            // SAFETY: forwarded contract.
-            unsafe { HEAP.alloc(layout) }
-        } else {
-            // SAFETY: forwarded contract.
-            unsafe { System.alloc(layout) }
-        }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if in_arena(ptr) {
-            // SAFETY: forwarded contract; `ptr` came from `HEAP`.
-            unsafe { HEAP.dealloc(ptr, layout) }
-        } else {
-            // SAFETY: forwarded contract; `ptr` came from `System`.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: KernelHeap = KernelHeap;
 
 fn claim_arena() {
-    let layout = Layout::from_size_align(ARENA, 4096).unwrap_or_else(|_| fail("arena layout"));
-    // SAFETY: a non-zero size; the block is never freed.
-    let base = unsafe { System.alloc(layout) };
-    if base.is_null() {
-        fail("no memory for the arena");
-    }
-    // SAFETY: the block is ours alone, for the life of the process.
-    if unsafe { HEAP.lock().claim(Span::from_base_size(base, ARENA)) }.is_err() {
-        fail("talc refused the arena");
-    }
-    let _ = ARENA_RANGE.set((base as usize, base as usize + ARENA));
+    kernel_heap::claim_arena(ARENA).unwrap_or_else(|e| fail(e));
 }
 
 /// A matrix in matmul's encoding: rows, cols (u32 LE), then the f64s row-major.
