@@ -39,7 +39,7 @@ use pappus_http::Headers;
 
 use dsl::ast::{Application, Argument, Composition, Distribution, FunctionDecl, Ident, OutputBinding, Pos, Program};
 use model::wire::{WireError, WireFormat, WireLimits, binary, json as wire_json, raw};
-use model::{Bytes, Set, TenantId};
+use model::{Bytes, MemoryCharge, Pool, Set, TenantId};
 use planner::{Execution, Plan};
 
 use crate::accounting::InvocationMemory;
@@ -58,8 +58,12 @@ const DIRECT: &str = "_invoke";
 /// The most compiled direct-invocation plans kept per tenant ([`ControlPlane::direct_plan`]).
 pub(crate) const MAX_DIRECT_PLANS: usize = 64;
 
-/// Per tenant: function or builtin name → (input and output set counts, compiled plan).
-pub(crate) type DirectPlans = BTreeMap<TenantId, BTreeMap<String, ((usize, usize), Plan)>>;
+/// What a kept plan is charged when the runtime cannot measure what compiling it kept.
+const DIRECT_PLAN_ESTIMATE: u64 = 2048;
+
+/// Per tenant: function or builtin name → (input and output set counts, compiled plan, what it
+/// is charged to the tenant's heap account).
+pub(crate) type DirectPlans = BTreeMap<TenantId, BTreeMap<String, ((usize, usize), Plan, MemoryCharge)>>;
 
 /// What an invoke name refers to.
 pub(crate) enum Invocable<'a> {
@@ -89,8 +93,9 @@ impl ControlPlane {
         now_ms: u64,
         runtime: &mut dyn Runtime,
     ) -> Reply {
-        let started =
-            self.check_host_room(runtime, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
+        let started = self
+            .check_host_room(runtime, tenant)
+            .and_then(|()| self.start_invocation(tenant, name, headers, body, runtime));
         match started {
             Ok(invocation) => self.settle(invocation, name, now_ms, runtime),
             Err(e) => {
@@ -112,6 +117,7 @@ impl ControlPlane {
         name: &str,
         headers: &Headers,
         body: Vec<u8>,
+        runtime: &dyn Runtime,
     ) -> Result<Invocation, ApiError> {
         let invocable = self.lookup_invocable(tenant, name)?;
         self.check_room_for_invocation(tenant)?;
@@ -142,7 +148,7 @@ impl ControlPlane {
         check_accept(format, outputs.len(), name)?;
         let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
-        let plan = self.direct_plan(tenant, name, inputs.len(), outputs.len())?;
+        let plan = self.direct_plan(tenant, name, inputs.len(), outputs.len(), runtime)?;
         let execution = Execution::start_plan(&plan, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
         let targets = BTreeMap::from([(String::from(name), target)]);
         let subject = Subject::Function(String::from(name));
@@ -154,21 +160,46 @@ impl ControlPlane {
     /// invocation does not build and compile a program every time (measured with callgrind over
     /// `examples/invoke_matmul_wasm.rs`: about 17 K of a 3×3 matmul's host instructions).
     /// Kept per tenant, so no tenant's timing shows what another invoked; at most
-    /// [`MAX_DIRECT_PLANS`] per tenant (a tenant over it starts its cache afresh).
-    fn direct_plan(&mut self, tenant: TenantId, name: &str, inputs: usize, outputs: usize) -> Result<Plan, ApiError> {
+    /// [`MAX_DIRECT_PLANS`] per tenant (a tenant over it starts its cache afresh). A kept plan is
+    /// charged to the tenant's heap account (what compiling it kept, measured where the runtime
+    /// can, else an estimate); one the budget cannot hold is used once and not kept. Deleting
+    /// the function drops its plan ([`ControlPlane::forget_direct_plan`]).
+    fn direct_plan(
+        &mut self,
+        tenant: TenantId,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        runtime: &dyn Runtime,
+    ) -> Result<Plan, ApiError> {
         let cache = self.direct_plans.entry(tenant).or_default();
-        if let Some(((i, o), plan)) = cache.get(name)
+        if let Some(((i, o), plan, _)) = cache.get(name)
             && (*i, *o) == (inputs, outputs)
         {
             return Ok(plan.clone());
         }
         let program = direct_program(name, inputs, outputs);
+        let before = runtime.heap_allocated_here();
         let plan = Plan::compile(&program, DIRECT).map_err(|e| plan_error(&e))?;
+        let kept = match (before, runtime.heap_allocated_here()) {
+            (Some(before), Some(after)) => after.wrapping_sub(before).min(1 << 40),
+            _ => DIRECT_PLAN_ESTIMATE,
+        };
         if cache.len() >= MAX_DIRECT_PLANS && !cache.contains_key(name) {
             cache.clear();
         }
-        cache.insert(String::from(name), ((inputs, outputs), plan.clone()));
+        cache.remove(name);
+        if let Ok(charge) = self.memory.charge(tenant, Pool::Heap, kept.saturating_add(name.len() as u64)) {
+            cache.insert(String::from(name), ((inputs, outputs), plan.clone(), charge));
+        }
         Ok(plan)
+    }
+
+    /// Drops `tenant`'s kept plan for `name` (its function was deleted), and its charge.
+    pub(crate) fn forget_direct_plan(&mut self, tenant: TenantId, name: &str) {
+        if let Some(cache) = self.direct_plans.get_mut(&tenant) {
+            cache.remove(name);
+        }
     }
 
     /// Resolves every function the composition `root` of `program` applies, directly or through

@@ -184,3 +184,22 @@ fn an_answer_the_node_has_no_room_for_is_503_not_a_crash() {
     assert_eq!(r.header_value("retry-after"), Some("1"));
     assert_eq!(h.plane.live_invocations(), 0);
 }
+
+#[test]
+fn a_direct_invocations_kept_plan_is_charged_and_goes_with_its_function() {
+    let mut h = harness(1 << 30, 1 << 30);
+    let registered = |h: &mut Harness| {
+        let r = put_image(h, ALICE, "f", &image(100));
+        assert_eq!(r.status, 201, "{}", text(&r));
+        used(h, ALICE_ID, Pool::Heap)
+    };
+    let before = used(&h, ALICE_ID, Pool::Heap);
+    let with_function = registered(&mut h);
+    let r = h.invoke_json(ALICE, "f", &[set("in", &["x"])]);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let with_plan = used(&h, ALICE_ID, Pool::Heap);
+    assert!(with_plan > with_function, "the kept plan is not charged: {with_plan} after, {with_function} before");
+    assert_eq!(used(&h, BOB_ID, Pool::Heap), 0);
+    assert_eq!(h.delete(ALICE, "/v1/functions/f").status, 204);
+    assert_eq!(used(&h, ALICE_ID, Pool::Heap), before, "the plan outlived its function");
+}
