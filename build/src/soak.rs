@@ -829,7 +829,7 @@ mod tests {
             506 - KEPT_FRAMES_SLACK,
             KEPT_FRAMES_SLACK + 1
         );
-        assert!(report.lines.iter().any(|l| *l == line), "{:?}", report.lines);
+        assert!(report.lines.contains(&line), "{:?}", report.lines);
         let tables = Gauges { frames_free: 40, table_frames: 17, ..g.clone() };
         assert!(g.compare(&tables).ok, "frames gone to page tables, within their high-water bound");
         let slack = Gauges { heap_used: 1000 + HEAP_SLACK, ..g.clone() };
