@@ -108,12 +108,6 @@ fn boot_node(
         boot = boot.cpu(cpu);
     }
     if let Some(words) = cmdline {
-        // The sampler is tested as `cargo xtask profile` runs it, under icount. In real time,
-        // with a sample every 50,021 TSC ticks (18 us), the node was seen to stop answering now
-        // and then (an open bug in the sampler's sharing of the timer).
-        if words.split_whitespace().any(|w| w.starts_with("profile=")) {
-            boot = boot.icount(true);
-        }
         boot = boot.cmdline(words);
     }
     let has_operator = config.lines().any(|l| l.split_whitespace().next() == Some("operator"));

@@ -259,8 +259,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         timer::VECTOR => {
             let fired = timer::on_interrupt(frame);
             apic::end_of_interrupt();
-            if fired && usermode::from_user(frame) {
-                usermode::user_tick(frame);
+            if fired {
+                skip_pending_halt(frame);
+                if usermode::from_user(frame) {
+                    usermode::user_tick(frame);
+                }
             }
         }
         smp::WAKE_VECTOR => {
@@ -268,6 +271,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             percpu::current().wakeups.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             timer::resume_sampling();
             apic::end_of_interrupt();
+            skip_pending_halt(frame);
         }
         _ => {
             log::warn!("unexpected interrupt vector {}", frame.vector);
@@ -460,6 +464,17 @@ pub fn wait_for_interrupt() {
     // no wake-up is lost, and touches no memory but its return address.
     unsafe { pappus_halt() };
     percpu::current().halted.store(false, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// An interrupt that ends a wait (a deadline, a wake-up) and came in at the `hlt` itself, before
+/// it ran, resumes after it: the wait is over. This happens when the sampler sent the CPU back to
+/// its `hlt` and the deadline was already pending at the `iretq`; halting then would lose that
+/// deadline, and with no timer left armed the CPU would halt for good (seen: the node stopped
+/// answering now and then with `profile=50021` in real time).
+fn skip_pending_halt(frame: &mut TrapFrame) {
+    if frame.rip == halt_address() {
+        frame.rip = halt_resume_address();
+    }
 }
 
 /// The address of [`wait_for_interrupt`]'s `hlt` (its `sti` is done): an interrupt that
