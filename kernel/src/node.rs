@@ -56,16 +56,15 @@ impl Node {
     pub fn pass(&mut self) -> bool {
         let Self { net, door, control, runtime, dispatcher } = self;
         let now = millis();
-        let mut busy = net.poll_with(&mut |sockets| door.top_up(sockets));
+        let mut busy = net.receive_with(&mut |sockets| door.top_up(sockets));
         busy |= runtime.poll_comm(net, now);
         busy |= control.poll(now, runtime);
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
         let mut services = Services { control, runtime, dispatcher, net: figures };
-        if door.service(net, &mut services, now) {
-            // Responses go out in this pass, not at the start of the next.
-            net.flush();
-            busy = true;
-        }
+        busy |= door.service(net, &mut services, now);
+        // Every frame this pass queued goes out once, here: responses in the pass that
+        // answered, not at the start of the next (one walk of the sockets per pass).
+        busy |= net.flush();
         // Single-core mode: one turn of a function run (at most about 10 ms: a long run is
         // parked and queued again), so the front door is served between turns, here.
         busy |= dispatcher.run_inline();

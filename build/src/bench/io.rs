@@ -121,10 +121,6 @@ impl Client {
             .ok_or_else(|| Failure(format!("no {name} in /metrics")))
     }
 
-    fn work_ticks(&mut self) -> Result<u64> {
-        self.metric("pappus_io_work_ticks_total")
-    }
-
     /// Guest instructions inside the engine per run (icount boots only), over `n` requests.
     fn engine_instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
         for _ in 0..3 {
@@ -143,18 +139,50 @@ impl Client {
     }
 
     /// Guest instructions per request (icount boots only): `n` times `request`, averaged.
-    pub fn instructions_per(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
+    pub fn instructions_per(&mut self, n: u64, request: impl FnMut(&mut Self) -> Result) -> Result<u64> {
+        Ok(self.per_request(n, request)?.instructions)
+    }
+
+    /// [`instructions_per`](Self::instructions_per) with the NIC's frames per request beside it
+    /// (a client that splits a request into several segments costs the node a pass per segment).
+    pub fn per_request(&mut self, n: u64, mut request: impl FnMut(&mut Self) -> Result) -> Result<PerRequest> {
         for _ in 0..5 {
             request(self)?; // warm: first-use allocations, caches
         }
-        let before = self.work_ticks()?;
+        let before = self.counters()?;
         for _ in 0..n {
             request(self)?;
         }
-        let after = self.work_ticks()?;
-        Ok((after - before) / n)
+        let after = self.counters()?;
+        let per = |i: usize| (after[i] - before[i]) as f64 / n as f64;
+        Ok(PerRequest { instructions: (after[0] - before[0]) / n, rx_frames: per(1), tx_frames: per(2) })
+    }
+
+    /// I/O work ticks, frames received, frames sent: from one `/metrics` read.
+    fn counters(&mut self) -> Result<[u64; 3]> {
+        let text = self.metrics_text()?;
+        let mut out = [0; 3];
+        for (slot, name) in out.iter_mut().zip(WORK_AND_FRAMES) {
+            *slot = text
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| Failure(format!("no {name} in /metrics")))?;
+        }
+        Ok(out)
     }
 }
+
+/// What one request cost the node, averaged over many.
+pub struct PerRequest {
+    /// Guest instructions of I/O work (icount boots).
+    pub instructions: u64,
+    pub rx_frames: f64,
+    pub tx_frames: f64,
+}
+
+const WORK_AND_FRAMES: [&str; 3] =
+    ["pappus_io_work_ticks_total", "pappus_nic_rx_packets_total", "pappus_nic_tx_packets_total"];
 
 pub fn auth() -> String {
     format!("Bearer {TOKEN}")
@@ -178,8 +206,10 @@ pub fn print(name: &str, value: impl std::fmt::Display, unit: &str) {
 pub fn net(kernel: &Path) -> Result {
     let mut node = Node::boot(kernel, true, "net-icount")?;
     let body = vec![b'x'; ECHO_64];
-    let per = node.instructions_per(2000, |n| echo(n, &body))?;
-    print("net.echo64.instructions_per_request", per, "instructions");
+    let per = node.per_request(2000, |n| echo(n, &body))?;
+    print("net.echo64.instructions_per_request", per.instructions, "instructions");
+    print("net.echo64.rx_frames_per_request", format!("{:.2}", per.rx_frames), "frames");
+    print("net.echo64.tx_frames_per_request", format!("{:.2}", per.tx_frames), "frames");
     drop(node);
 
     let mut node = Node::boot(kernel, false, "net-wall")?;

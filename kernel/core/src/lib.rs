@@ -9,6 +9,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod blocks;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;

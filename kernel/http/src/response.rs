@@ -94,9 +94,7 @@ impl Response {
         head.extend_from_slice(reason(self.status).as_bytes());
         head.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
-            let framing_header =
-                ["content-length", "transfer-encoding", "connection"].iter().any(|h| name.eq_ignore_ascii_case(h));
-            if framing_header || !field_ok(name) || name.is_empty() || !field_ok(value) {
+            if name.is_empty() || framing_field(name) || !field_ok(name) || !field_ok(value) {
                 continue;
             }
             for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
@@ -197,7 +195,28 @@ pub(crate) fn carries_body(status: u16) -> bool {
 }
 
 fn field_ok(s: &str) -> bool {
-    !s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+    // Eight bytes at a time (this runs over every header of every response): a word has a
+    // zero byte where `x - 0x01..` borrows into a byte whose top bit `x` did not have set.
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let (words, tail) = s.as_bytes().as_chunks::<8>();
+    let word_ok = |w: &[u8; 8]| {
+        let x = u64::from_le_bytes(*w);
+        !(has_zero(x) || has_zero(x ^ (ONES * u64::from(b'\r'))) || has_zero(x ^ (ONES * u64::from(b'\n'))))
+    };
+    words.iter().all(word_ok) && !tail.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+/// Whether `name` is a field the serialiser writes itself (`content-length`,
+/// `transfer-encoding`, `connection`).
+fn framing_field(name: &str) -> bool {
+    match name.len() {
+        10 => name.eq_ignore_ascii_case("connection"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
@@ -269,6 +288,30 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The word-at-a-time check says what a byte-by-byte one says, wherever the bad byte is.
+        #[test]
+        fn field_ok_finds_every_cr_lf_and_nul(mut bytes in proptest::collection::vec(0x20u8..0x7f, 0..40), at in 0usize..40, bad in proptest::sample::select(alloc::vec![b'\r', b'\n', 0, b'a', 0x8d, 0x8a, 0x80])) {
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = bad;
+            }
+            let s = String::from_utf8_lossy(&bytes).into_owned();
+            let naive = !s.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+            proptest::prop_assert_eq!(field_ok(&s), naive);
+        }
+    }
+
+    #[test]
+    fn framing_fields_are_known_in_any_case() {
+        for name in ["Content-Length", "transfer-encoding", "CONNECTION"] {
+            assert!(framing_field(name));
+        }
+        for name in ["content-type", "connections", "", "x-content-length"] {
+            assert!(!framing_field(name));
+        }
+    }
 
     fn text(bytes: &[u8]) -> &str {
         core::str::from_utf8(bytes).unwrap()

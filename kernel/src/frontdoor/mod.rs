@@ -32,7 +32,7 @@ use crate::net::Net;
 
 pub const PORT: u16 = 8080;
 const MAX_CONNECTIONS: usize = 128;
-/// Listeners kept ready. The pool tops them up after every received frame (`Net::poll_with`),
+/// Listeners kept ready. The pool tops them up after every received frame (`Net::receive_with`),
 /// so each SYN of a burst finds one while the pool has sockets; every listener costs each pass
 /// smoltcp's walk over it (~380 instructions a request each, measured: 8 -> 2 took
 /// net.echo64 from 17,298 to 14,983).

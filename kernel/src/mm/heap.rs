@@ -8,8 +8,9 @@
 //! instructions walking that list (see `kernel/control/examples/invoke_fanout.rs`).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use kcore::blocks::{self, CLASS_SIZES, Cache, SMALL_ALIGN};
 use kcore::units::Bytes;
 use talc::{ErrOnOom, Span, Talc, Talck};
 
@@ -30,14 +31,26 @@ const MIN_RESERVE: usize = 4 << 20;
 
 struct KernelHeap {
     inner: Talck<spin::Mutex<()>, ErrOnOom>,
+    /// Per CPU: small blocks freed there, for its next allocations of their size
+    /// (`kcore::blocks`). Each CPU takes only its own lock (a CPU not yet set up uses the first),
+    /// so the locks are not contended; like talc's, none is taken in interrupt context.
+    small: [CpuCache; MAX_CPUS],
+    /// Bytes of blocks held by the caches (allocated from talc, free for the kernel).
+    cached: AtomicUsize,
     failures: AtomicU64,
     /// Per CPU: bytes allocated less bytes freed there, wrapping ([`allocated_here`]).
     net: [AtomicU64; MAX_CPUS],
 }
 
+/// One CPU's cache, on its own cache lines.
+#[repr(align(64))]
+struct CpuCache(spin::Mutex<Cache>);
+
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
     inner: Talc::new(ErrOnOom).lock(),
+    small: [const { CpuCache(spin::Mutex::new(Cache::new())) }; MAX_CPUS],
+    cached: AtomicUsize::new(0),
     failures: AtomicU64::new(0),
     net: [const { AtomicU64::new(0) }; MAX_CPUS],
 };
@@ -46,13 +59,78 @@ fn this_cpu() -> usize {
     arch::cpu_index_if_ready().unwrap_or(0) % MAX_CPUS
 }
 
-// SAFETY: delegates to `Talck`, which upholds the `GlobalAlloc` contract.
+/// The layout talc allocates a small block of `class` with.
+fn class_layout(class: usize) -> Layout {
+    // Class sizes are multiples of SMALL_ALIGN, itself a power of two.
+    Layout::from_size_align(CLASS_SIZES[class], SMALL_ALIGN).unwrap_or(Layout::new::<u8>())
+}
+
+impl KernelHeap {
+    /// A block for `layout`: from this CPU's cache when it is small and one is kept, else from
+    /// talc; after a talc failure every cache gives its blocks back and talc is asked again.
+    fn allocate(&self, layout: Layout, cpu: usize) -> *mut u8 {
+        let Some(class) = blocks::class_of(layout.size(), layout.align()) else {
+            // SAFETY: forwarded contract (non-zero size is the caller's).
+            return self.or_after_draining(layout, |l| unsafe { self.inner.alloc(l) });
+        };
+        if let Some(addr) = self.small[cpu].0.lock().take(class) {
+            self.cached.fetch_sub(CLASS_SIZES[class], Ordering::Relaxed);
+            return addr as *mut u8;
+        }
+        // SAFETY: a class layout has a non-zero size.
+        self.or_after_draining(class_layout(class), |l| unsafe { self.inner.alloc(l) })
+    }
+
+    fn or_after_draining(&self, layout: Layout, alloc: impl Fn(Layout) -> *mut u8) -> *mut u8 {
+        let ptr = alloc(layout);
+        if !ptr.is_null() || self.cached.load(Ordering::Relaxed) == 0 {
+            return ptr;
+        }
+        self.drain_caches();
+        alloc(layout)
+    }
+
+    /// Gives every CPU's kept blocks back to talc (so that they can merge into larger chunks).
+    fn drain_caches(&self) {
+        for cache in &self.small {
+            let mut cache = cache.0.lock();
+            let bytes = cache.bytes();
+            // SAFETY: every kept block was allocated from talc with its class's layout and is
+            // free (its owner freed it into the cache).
+            cache.drain(|class, addr| unsafe { self.inner.dealloc(addr as *mut u8, class_layout(class)) });
+            self.cached.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees a block allocated by [`allocate`](Self::allocate) for `layout`.
+    ///
+    /// # Safety
+    /// `ptr` came from `allocate(layout, _)` and is not used again.
+    unsafe fn release(&self, ptr: *mut u8, layout: Layout, cpu: usize) {
+        match blocks::class_of(layout.size(), layout.align()) {
+            Some(class) => {
+                if self.small[cpu].0.lock().keep(class, ptr as usize) {
+                    self.cached.fetch_add(CLASS_SIZES[class], Ordering::Relaxed);
+                } else {
+                    // SAFETY: small blocks come from talc with their class's layout.
+                    unsafe { self.inner.dealloc(ptr, class_layout(class)) }
+                }
+            }
+            // SAFETY: forwarded contract.
+            None => unsafe { self.inner.dealloc(ptr, layout) },
+        }
+    }
+}
+
+// SAFETY: large blocks are talc's (`Talck` upholds the `GlobalAlloc` contract); a small block
+// is a talc block of its class's size, which holds any layout of that class, handed to one
+// owner at a time (a kept block is in exactly one cache until taken).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        let ptr = unsafe { self.inner.alloc(layout) };
+        let cpu = this_cpu();
+        let ptr = self.allocate(layout, cpu);
         if !ptr.is_null() {
-            self.net[this_cpu()].fetch_add(layout.size() as u64, Ordering::Relaxed);
+            self.net[cpu].fetch_add(layout.size() as u64, Ordering::Relaxed);
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let s = stats();
@@ -69,20 +147,44 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.net[this_cpu()].fetch_sub(layout.size() as u64, Ordering::Relaxed);
+        let cpu = this_cpu();
+        self.net[cpu].fetch_sub(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: forwarded contract.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        unsafe { self.release(ptr, layout, cpu) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded contract; talc grows and shrinks in place where it can.
-        let out = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        let cpu = this_cpu();
+        let old_class = blocks::class_of(layout.size(), layout.align());
+        let new_class = blocks::class_of(new_size, layout.align());
+        let out = match (old_class, new_class) {
+            // The same class: the block already has the room (and is freed as that class).
+            (Some(old), Some(new)) if new == old => ptr,
+            // Both large: talc grows and shrinks in place where it can.
+            // SAFETY: forwarded contract; the block is talc's with this layout.
+            (None, None) => self.or_after_draining(layout, |l| unsafe { self.inner.realloc(ptr, l, new_size) }),
+            // Another class, or across the small/large line: a new block, the bytes copied,
+            // the old block freed (talc frees a block by the layout it was allocated with).
+            _ => {
+                // SAFETY: `new_size` is non-zero and, rounded to the alignment, does not
+                // overflow (the caller's contract).
+                let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+                let new = self.allocate(new_layout, cpu);
+                if !new.is_null() {
+                    // SAFETY: both blocks are live and distinct; the smaller size is in both.
+                    unsafe { core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+                    // SAFETY: `ptr` was allocated for `layout` and is replaced by `new`.
+                    unsafe { self.release(ptr, layout, cpu) };
+                }
+                new
+            }
+        };
         if out.is_null() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             log::error!("out of memory: growing {} bytes to {}", layout.size(), new_size);
         } else {
             // The per-CPU count moves by the difference, as a free and an allocation would.
-            let net = &self.net[this_cpu()];
+            let net = &self.net[cpu];
             net.fetch_add(new_size as u64, Ordering::Relaxed);
             net.fetch_sub(layout.size() as u64, Ordering::Relaxed);
         }
@@ -102,8 +204,9 @@ pub fn stats() -> HeapStats {
     let counters = heap.get_counters();
     // Used: the bytes of live allocations, what the requests asked for (the padding and chunk
     // headers around them, and free gaps too small to use, are talc's overhead, not usage).
+    // Blocks kept in the per-CPU caches are talc's allocations but free for the kernel.
     let total = counters.claimed_bytes;
-    let used = counters.allocated_bytes;
+    let used = counters.allocated_bytes.saturating_sub(HEAP.cached.load(Ordering::Relaxed));
     HeapStats { total, used, failures: HEAP.failures.load(Ordering::Relaxed) }
 }
 
@@ -121,7 +224,7 @@ pub fn reserve() -> usize {
 /// Whether `bytes` more can be taken for a request and still leave the kernel its reserve.
 /// Counts what talc can still hand out (so its per-chunk overhead is not mistaken for room).
 pub fn room_for(bytes: usize) -> bool {
-    let available = HEAP.inner.lock().get_counters().available_bytes;
+    let available = HEAP.inner.lock().get_counters().available_bytes + HEAP.cached.load(Ordering::Relaxed);
     available.checked_sub(bytes).is_some_and(|left| left >= reserve())
 }
 

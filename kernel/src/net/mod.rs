@@ -135,16 +135,24 @@ fn configured_address(settings: &model::NodeSettings) -> Option<(Ipv4Cidr, Optio
 impl Net {
     /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
     pub fn poll(&mut self) -> bool {
-        self.poll_with(&mut |_| {})
+        self.poll_stack(&mut |_| {}, true)
     }
 
-    /// [`poll`](Self::poll), calling `between` after each received frame that may have changed
-    /// a socket (the front door tops its listeners up there: a SYN takes one).
-    pub fn poll_with(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>)) -> bool {
+    /// Timers, DHCP and every received frame, but nothing sent: the I/O loop sends once at the
+    /// end of its pass ([`flush`](Self::flush)), after the sockets had their say. Calls `between`
+    /// after each received frame that may have changed a socket (the front door tops its
+    /// listeners up there: a SYN takes one).
+    pub fn receive_with(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>)) -> bool {
+        self.poll_stack(between, false)
+    }
+
+    fn poll_stack(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>), send: bool) -> bool {
         let ts = now();
         let changed = match &mut self.device {
-            Device::Plain(nic) => poll_stack(&mut self.iface, nic, &mut self.sockets, ts, between),
-            Device::Faulty(injector) => poll_stack(&mut self.iface, injector.as_mut(), &mut self.sockets, ts, between),
+            Device::Plain(nic) => poll_stack(&mut self.iface, nic, &mut self.sockets, ts, between, send),
+            Device::Faulty(injector) => {
+                poll_stack(&mut self.iface, injector.as_mut(), &mut self.sockets, ts, between, send)
+            }
         };
         if let Some(handle) = self.dhcp {
             match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
@@ -173,8 +181,8 @@ impl Net {
         changed
     }
 
-    /// Sends what sockets have queued since the last poll (a response the front door just
-    /// wrote), without waiting for the next pass: frames out only.
+    /// Sends what sockets have queued (the responses the front door just wrote, SYN-ACKs,
+    /// ACKs, retransmissions, DHCP): frames out only. True if a socket may have changed.
     pub fn flush(&mut self) -> bool {
         let ts = now();
         match &mut self.device {
@@ -207,13 +215,14 @@ impl Net {
 }
 
 /// smoltcp's `Interface::poll` taken apart: timers, each received frame in turn (then
-/// `between`), then every frame to send. True if a socket may have changed.
+/// `between`), then, if `send`, every frame to send. True if a socket may have changed.
 fn poll_stack(
     iface: &mut Interface,
     device: &mut impl smoltcp::phy::Device,
     sockets: &mut SocketSet<'static>,
     ts: Instant,
     between: &mut dyn FnMut(&mut SocketSet<'static>),
+    send: bool,
 ) -> bool {
     iface.poll_maintenance(ts);
     let mut changed = false;
@@ -227,7 +236,10 @@ fn poll_stack(
             }
         }
     }
-    egress(iface, device, sockets, ts) | changed
+    if send {
+        changed |= egress(iface, device, sockets, ts);
+    }
+    changed
 }
 
 /// Every frame the sockets have to send; true if a socket may have changed.
