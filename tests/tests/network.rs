@@ -5,6 +5,7 @@
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::thread;
+use std::time::Duration;
 
 use pappus_tests::Arch;
 use pappus_tests::node::{Node, Tenant, boot as boot_node, boot_cmdline, boot_with, pattern, read_response, status_of};
@@ -187,6 +188,25 @@ fn faulty_link_still_delivers_byte_exact() {
         assert!(r.body == text.to_ascii_uppercase(), "upper round {round}: the answer differs");
     }
     node.assert_healthy(baseline, "1 MiB transfers over a faulty link");
+}
+
+/// The DHCP client waits outside smoltcp's socket set while its lease runs (it would cost every
+/// frame sent) and comes back to renew: with leases capped at 4 s (`dhcp_lease=4`, renewal at
+/// 2 s) the node renews again and again and keeps its address and its service throughout.
+#[test]
+fn dhcp_renews_its_lease_while_serving() {
+    let test = "dhcp_renews_its_lease_while_serving";
+    let Some(node) = boot_cmdline(test, &[], "dhcp_lease=4") else { return };
+    let renewals = || node.qemu.lines().iter().filter(|l| l.contains("DHCP lease 10.0.2.15/24 renewed")).count();
+    let start = std::time::Instant::now();
+    while renewals() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "fewer than 3 renewals in 60 s:\n{}", node.qemu.tail(30));
+        let r = node.call("POST", "/v1/echo", b"still here");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"still here"[..]), "echo between renewals");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let lost = node.qemu.lines().iter().any(|l| l.contains("DHCP lease lost"));
+    assert!(!lost, "the lease was lost:\n{}", node.qemu.tail(30));
 }
 
 #[test]

@@ -28,7 +28,8 @@ impl LogLevel {
 }
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
-pub const KNOWN_KEYS: &[&str] = &["log", "test", "selftest", "bootconfig", "compute", "netfault", "profile"];
+pub const KNOWN_KEYS: &[&str] =
+    &["log", "test", "selftest", "bootconfig", "compute", "netfault", "profile", "dhcp_lease"];
 
 /// The shortest and longest sampling intervals `profile=` takes, in counter ticks.
 pub const PROFILE_MIN_INTERVAL: u64 = 1_000;
@@ -185,6 +186,16 @@ impl<'a> CommandLine<'a> {
         }
     }
 
+    /// The longest DHCP lease the node accepts, in seconds (`dhcp_lease=N`, 4..=86400): the
+    /// client renews at half of it. `None` when absent (the server's lease stands).
+    pub fn dhcp_lease_secs(&self) -> Result<Option<u64>, CmdlineError<'a>> {
+        let Some(value) = self.get("dhcp_lease") else { return Ok(None) };
+        match value.parse::<u64>() {
+            Ok(n) if (4..=86_400).contains(&n) => Ok(Some(n)),
+            _ => Err(CmdlineError::BadValue { key: "dhcp_lease", value, expected: "seconds, 4..=86400" }),
+        }
+    }
+
     /// Whether the kernel runs its self-tests and exits (`test`).
     pub fn test_mode(&self) -> bool {
         self.flag("test")
@@ -293,6 +304,18 @@ mod tests {
             assert!(std::format!("{e}").contains("netfault="), "{bad}: {e}");
         }
         assert_eq!(CommandLine::new("netfault=drop:1").unknown(&[]).count(), 0);
+    }
+
+    #[test]
+    fn dhcp_lease_cap() {
+        assert_eq!(CommandLine::new("").dhcp_lease_secs(), Ok(None));
+        assert_eq!(CommandLine::new("dhcp_lease=4").dhcp_lease_secs(), Ok(Some(4)));
+        assert_eq!(CommandLine::new("dhcp_lease=86400").dhcp_lease_secs(), Ok(Some(86_400)));
+        for bad in ["dhcp_lease=3", "dhcp_lease=86401", "dhcp_lease=x", "dhcp_lease="] {
+            let e = CommandLine::new(bad).dhcp_lease_secs().unwrap_err();
+            assert!(std::format!("{e}").contains("dhcp_lease="), "{bad}: {e}");
+        }
+        assert_eq!(CommandLine::new("dhcp_lease=60").unknown(&[]).count(), 0);
     }
 
     #[test]

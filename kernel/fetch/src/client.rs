@@ -176,6 +176,11 @@ impl<T: Copy> Client<T> {
     /// Advances sockets: connections made, bytes sent and received, timeouts, queued requests
     /// started. Returns whether anything moved.
     pub fn poll(&mut self, stack: &mut impl NetStack, now_ms: u64) -> bool {
+        if self.is_idle() {
+            // Nothing queued, resolving, in flight or resetting: every pass of the I/O loop
+            // comes here, and most have no fetch to drive.
+            return false;
+        }
         let mut moved = !self.cooling.is_empty() || !self.to_abort.is_empty();
         // The resets of last pass's aborts went out with the stack's poll since.
         self.idle.append(&mut self.cooling);
@@ -211,6 +216,16 @@ impl<T: Copy> Client<T> {
             self.launch(stack, instance, ready, address, now_ms);
         }
         moved
+    }
+
+    /// Whether [`poll`](Self::poll) has nothing to do.
+    fn is_idle(&self) -> bool {
+        self.flights.is_empty()
+            && self.cooling.is_empty()
+            && self.to_abort.is_empty()
+            && self.lookups.is_empty()
+            && self.resolved.is_empty()
+            && self.waiting.is_empty()
     }
 
     /// A finished instance: its three output sets (responses, bodies, errors), in that order.
@@ -316,6 +331,9 @@ impl<T: Copy> Client<T> {
     /// Collects DNS answers (and gives up on queries past their deadline). True if any ended.
     fn poll_lookups(&mut self, stack: &mut impl NetStack, now_ms: u64) -> bool {
         let Some(socket) = self.dns else { return false };
+        if self.lookups.is_empty() {
+            return false;
+        }
         let server = self.hosts.dns_server().map_or_else(String::new, |s| format!("{s}"));
         let mut ended = Vec::new();
         for (name, lookup) in &self.lookups {

@@ -64,6 +64,9 @@ impl core::fmt::Display for NoRequestPending {
 /// `next_event` also enforces the timeouts of [`Limits`], so the driver calls it again by
 /// [`deadline`](Self::deadline) even when no bytes arrive. Times are milliseconds on any
 /// monotonic clock.
+/// The largest sent buffer a connection keeps for its next response head.
+const SPARE_CAPACITY: usize = 2048;
+
 #[derive(Debug)]
 pub struct Connection {
     limits: Limits,
@@ -74,6 +77,9 @@ pub struct Connection {
     /// Queued output; the front chunk is sent from `out_pos` on.
     out: VecDeque<Vec<u8>>,
     out_pos: usize,
+    /// A sent chunk's buffer (at most [`SPARE_CAPACITY`]), for the next response head: a
+    /// keep-alive connection encodes its heads without allocating.
+    spare: Vec<u8>,
     /// The peer will send nothing more.
     eof: bool,
     /// Request heads parsed so far.
@@ -146,6 +152,7 @@ impl Connection {
             state: State::Head(HeadState::new(Some((Timer::Head, now)))),
             out: VecDeque::new(),
             out_pos: 0,
+            spare: Vec::new(),
             eof: false,
             requests: 0,
         }
@@ -291,7 +298,12 @@ impl Connection {
                 break;
             }
             n -= left;
-            self.out.pop_front();
+            if let Some(sent) = self.out.pop_front()
+                && sent.capacity() <= SPARE_CAPACITY
+                && sent.capacity() > self.spare.capacity()
+            {
+                self.spare = sent;
+            }
             self.out_pos = 0;
         }
     }
@@ -445,7 +457,9 @@ impl Connection {
 
     fn queue(&mut self, response: Response, framing: response::Framing, head_only: bool) {
         let coalesce = !head_only && response.body.len() <= COALESCE_BODY;
-        let mut head = response.encode_head(framing, if coalesce { response.body.len() } else { 0 });
+        let mut head = mem::take(&mut self.spare);
+        head.clear();
+        response.encode_head_into(framing, if coalesce { response.body.len() } else { 0 }, &mut head);
         if head_only || !response::carries_body(response.status) || response.body.is_empty() {
             self.out.push_back(head);
         } else if response.body.len() <= COALESCE_BODY {

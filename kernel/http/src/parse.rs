@@ -38,7 +38,7 @@ pub(crate) struct Head {
 /// Line ends may be CRLF or bare LF, as `httparse` accepts both.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
     let mut i = from;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(off) = find_lf(&buf[i..]) {
         let lf = i + off;
         match (buf.get(lf + 1), buf.get(lf + 2)) {
             (Some(b'\n'), _) => return Ok(lf + 2),
@@ -48,6 +48,23 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<usize, usize> {
         }
     }
     Err(buf.len())
+}
+
+/// The offset of the first LF in `bytes`, eight bytes at a time (a head is scanned once, but
+/// every head of every request is).
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let (words, tail) = bytes.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*word) ^ (ONES * u64::from(b'\n'));
+        // Exact for the lowest zero byte (a borrow only runs upwards from it).
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(n * 8 + (zeros.trailing_zeros() / 8) as usize);
+        }
+    }
+    tail.iter().position(|&b| b == b'\n').map(|i| words.len() * 8 + i)
 }
 
 /// Checks the request line (`line` ends with its LF) of a head that is not complete yet, so that
@@ -102,7 +119,7 @@ fn parse_head_in<'b>(
     let mut seen = Seen::default();
     for h in parsed.headers.iter() {
         headers.push_bytes(h.name.as_bytes(), h.value);
-        seen.note(h.name.as_bytes());
+        seen.note(h.name.as_bytes(), h.value);
     }
 
     match seen.host {
@@ -137,29 +154,63 @@ fn parse_head_in<'b>(
 /// that copies its fields (each name compared once; the checks then look only where needed).
 /// `Authorization` and `Content-Type` are counted because a request may carry them at most
 /// once (besides `Host`; `Content-Length` copies must agree instead).
+/// `Content-Length` values are checked in that same pass: every copy, and every element of a
+/// comma-separated list, must be the same number.
 #[derive(Default)]
-struct Seen {
+struct Seen<'b> {
     host: usize,
     authorization: usize,
     content_type: usize,
     transfer_encoding: bool,
     content_length: bool,
+    length: Length<'b>,
     connection: bool,
     expect: bool,
 }
 
-impl Seen {
-    fn note(&mut self, name: &[u8]) {
-        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+/// What the `Content-Length` values said, in order, up to the first problem.
+#[derive(Clone, Copy, Default)]
+enum Length<'b> {
+    #[default]
+    Absent,
+    /// Digits, leading zeros trimmed (one digit at least).
+    Digits(&'b [u8]),
+    NotANumber(&'b [u8]),
+    Conflict,
+}
+
+impl<'b> Seen<'b> {
+    fn note(&mut self, name: &[u8], value: &'b [u8]) {
+        let is = |known: &str| token_is(name, known.as_bytes());
         match name.len() {
             4 if is("host") => self.host += 1,
             6 if is("expect") => self.expect = true,
             10 if is("connection") => self.connection = true,
             12 if is("content-type") => self.content_type += 1,
             13 if is("authorization") => self.authorization += 1,
-            14 if is("content-length") => self.content_length = true,
+            14 if is("content-length") => {
+                self.content_length = true;
+                self.note_length(value);
+            }
             17 if is("transfer-encoding") => self.transfer_encoding = true,
             _ => {}
+        }
+    }
+
+    fn note_length(&mut self, value: &'b [u8]) {
+        for element in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if matches!(self.length, Length::NotANumber(_) | Length::Conflict) {
+                return;
+            }
+            if element.is_empty() || !element.iter().all(u8::is_ascii_digit) {
+                self.length = Length::NotANumber(element);
+                return;
+            }
+            let digits = trim_zeros(element);
+            self.length = match self.length {
+                Length::Digits(earlier) if earlier != digits => Length::Conflict,
+                _ => Length::Digits(digits),
+            };
         }
     }
 }
@@ -191,7 +242,7 @@ fn framing(
     method: &str,
     version: Version,
     headers: &Headers,
-    seen: &Seen,
+    seen: &Seen<'_>,
     limits: &Limits,
 ) -> Result<Framing, HttpError> {
     if seen.transfer_encoding {
@@ -223,40 +274,47 @@ fn framing(
         };
     }
 
-    let mut length: Option<&[u8]> = None;
-    let lengths = seen.content_length.then(|| headers.get_all("content-length")).into_iter().flatten();
-    for value in lengths.flat_map(|v| v.split(|&b| b == b',')).map(<[u8]>::trim_ascii) {
-        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
-            return Err(HttpError::bad_request(format!(
-                "Content-Length {:?} is not a number",
-                String::from_utf8_lossy(value)
-            )));
+    match seen.length {
+        Length::NotANumber(value) => {
+            Err(HttpError::bad_request(format!("Content-Length {:?} is not a number", String::from_utf8_lossy(value))))
         }
-        let value = trim_zeros(value);
-        match length {
-            Some(seen) if seen != value => {
-                return Err(HttpError::bad_request("conflicting Content-Length values"));
-            }
-            _ => length = Some(value),
-        }
-    }
-    match length {
-        Some(digits) => {
-            // Digits only, so this is ASCII; more digits than usize holds is over any limit.
-            let text = core::str::from_utf8(digits).unwrap_or("");
-            match text.parse::<usize>() {
-                Ok(n) if n <= limits.max_body_bytes => Ok(Framing::Length(n)),
-                _ => Err(HttpError::new(
-                    413,
-                    format!("Content-Length {text} exceeds the {}-byte limit", limits.max_body_bytes),
-                )),
-            }
-        }
-        None if matches!(method, "POST" | "PUT" | "PATCH") => {
+        Length::Conflict => Err(HttpError::bad_request("conflicting Content-Length values")),
+        Length::Digits(digits) => match decimal(digits) {
+            Some(n) if n <= limits.max_body_bytes => Ok(Framing::Length(n)),
+            _ => Err(HttpError::new(
+                413,
+                format!(
+                    "Content-Length {} exceeds the {}-byte limit",
+                    core::str::from_utf8(digits).unwrap_or(""),
+                    limits.max_body_bytes
+                ),
+            )),
+        },
+        Length::Absent if matches!(method, "POST" | "PUT" | "PATCH") => {
             Err(HttpError::new(411, format!("{method} needs a Content-Length or Transfer-Encoding: chunked")))
         }
-        None => Ok(Framing::Length(0)),
+        Length::Absent => Ok(Framing::Length(0)),
     }
+}
+
+/// The value of ASCII decimal `digits`; `None` past `usize` (which is over any limit).
+fn decimal(digits: &[u8]) -> Option<usize> {
+    digits.iter().try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+}
+
+/// Whether header name `name` (a token: httparse checked it) is `known` (lower case: letters,
+/// digits and `-`) in any case, compared eight bytes at a time. Setting bit 5 lower-cases a
+/// letter and changes no digit or `-`; of the token characters, only the upper-case letters
+/// turn into another byte that way, each into its lower-case letter.
+fn token_is(name: &[u8], known: &[u8]) -> bool {
+    if name.len() != known.len() {
+        return false;
+    }
+    let (names, name_tail) = name.as_chunks::<8>();
+    let (knowns, known_tail) = known.as_chunks::<8>();
+    let lower = |w: &[u8; 8]| u64::from_le_bytes(*w) | 0x2020_2020_2020_2020;
+    names.iter().zip(knowns).all(|(n, k)| lower(n) == u64::from_le_bytes(*k))
+        && name_tail.iter().zip(known_tail).all(|(&n, &k)| n | 0x20 == k)
 }
 
 fn trim_zeros(digits: &[u8]) -> &[u8] {
@@ -306,6 +364,32 @@ mod tests {
 
     fn status(s: &str) -> u16 {
         parse(s).unwrap_err().status
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_lf_finds_the_first_lf(bytes in proptest::collection::vec(proptest::sample::select(alloc::vec![b'\n', b'\r', b'a', 0, 0x0b, 0x8a, 0xff]), 0..40)) {
+            proptest::prop_assert_eq!(find_lf(&bytes), bytes.iter().position(|&b| b == b'\n'));
+        }
+    }
+
+    #[test]
+    fn known_names_match_in_any_case_and_nothing_else() {
+        for known in
+            ["host", "expect", "connection", "content-type", "authorization", "content-length", "transfer-encoding"]
+        {
+            assert!(token_is(known.as_bytes(), known.as_bytes()));
+            assert!(token_is(known.to_ascii_uppercase().as_bytes(), known.as_bytes()));
+            // Every other token character in every position: never a match.
+            for i in 0..known.len() {
+                for c in (0x21u8..0x7f).filter(|c| !c.eq_ignore_ascii_case(&known.as_bytes()[i])) {
+                    let mut name = known.as_bytes().to_vec();
+                    name[i] = c;
+                    assert!(!token_is(&name, known.as_bytes()), "{:?} is not {known}", String::from_utf8_lossy(&name));
+                }
+            }
+        }
+        assert!(!token_is(b"hos", b"host"));
     }
 
     #[test]

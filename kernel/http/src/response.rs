@@ -85,8 +85,16 @@ impl Response {
     /// room for `body` more bytes behind it. Written piece by piece (no `core::fmt`: this is on
     /// every response's path).
     pub(crate) fn encode_head(&self, framing: Framing, body: usize) -> Vec<u8> {
+        let mut head = Vec::new();
+        self.encode_head_into(framing, body, &mut head);
+        head
+    }
+
+    /// [`encode_head`](Self::encode_head) appended to `head` (a buffer kept from an earlier
+    /// response, so that it need not be allocated).
+    pub(crate) fn encode_head_into(&self, framing: Framing, body: usize, head: &mut Vec<u8>) {
         let fields: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
-        let mut head = Vec::with_capacity(96 + fields + body);
+        head.reserve(96 + fields + body);
         let mut digits = [0; 20];
         head.extend_from_slice(b"HTTP/1.1 ");
         head.extend_from_slice(decimal(u64::from(self.status), &mut digits));
@@ -112,7 +120,6 @@ impl Response {
             head.extend_from_slice(b"connection: keep-alive\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        head
     }
 }
 

@@ -46,9 +46,29 @@ pub struct Net {
     device: Device,
     iface: Interface,
     pub sockets: SocketSet<'static>,
-    dhcp: Option<SocketHandle>,
+    dhcp: Dhcp,
+    /// Where the DHCP client waits while parked: a set of its own, so that smoltcp can say
+    /// when it next needs to run.
+    aside: SocketSet<'static>,
     address: Option<Ipv4Cidr>,
 }
+
+/// The DHCP client. smoltcp offers every socket in the set each frame to send (a DHCP socket
+/// builds its whole next message to find it has none: ~280 instructions of every request), so
+/// while a lease runs and nothing is due before its renewal, the client waits outside the set.
+#[derive(Clone, Copy)]
+enum Dhcp {
+    /// A static address: no client.
+    Off,
+    /// In the socket set: discovering, requesting, renewing.
+    Live(SocketHandle),
+    /// In `aside` with nothing to send or receive before `until` (its renewal time): an ACK
+    /// was just processed and no request is outstanding.
+    Parked { handle: SocketHandle, until: Instant },
+}
+
+/// A client is parked only when its next step is at least this far off.
+const PARK_AT_LEAST: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 pub fn now() -> Instant {
     Instant::from_micros(time::micros_since_boot().unwrap_or(0) as i64)
@@ -95,9 +115,21 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
             if let Some(gw) = gateway {
                 let _ = iface.routes_mut().add_default_ipv4_route(gw);
             }
-            (None, Some(cidr))
+            (Dhcp::Off, Some(cidr))
         }
-        None => (Some(sockets.add(dhcpv4::Socket::new())), None),
+        None => {
+            let mut client = dhcpv4::Socket::new();
+            // With a receive buffer set (empty: nothing is kept), smoltcp reports every ACK as
+            // `Configured`, renewals whose lease did not change included: the client parks
+            // after each (`Dhcp::Parked`), never while it waits for an answer.
+            client.set_receive_packet_buffer(&mut []);
+            match cmdline.dhcp_lease_secs() {
+                Ok(Some(secs)) => client.set_max_lease_duration(Some(smoltcp::time::Duration::from_secs(secs))),
+                Ok(None) => {}
+                Err(e) => log::error!("{e}; the server's lease stands"),
+            }
+            (Dhcp::Live(sockets.add(client)), None)
+        }
     };
     log::info!(
         "virtio-net at {function}, MAC {}, {}, {}",
@@ -106,9 +138,10 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
             Some(m) => alloc::format!("MSI-X {} vectors (unused: poll mode)", m.vectors),
             None => "no MSI-X".into(),
         },
-        if dhcp.is_some() { "asking DHCP for an address" } else { "static address" }
+        if matches!(dhcp, Dhcp::Live(_)) { "asking DHCP for an address" } else { "static address" }
     );
-    Some(Box::new(Net { device, iface, sockets, dhcp, address }))
+    let aside = SocketSet::new(Vec::with_capacity(1));
+    Some(Box::new(Net { device, iface, sockets, dhcp, aside, address }))
 }
 
 /// `ip=A.B.C.D/N` and optional `gw=A.B.C.D` from the command line.
@@ -154,31 +187,58 @@ impl Net {
                 poll_stack(&mut self.iface, injector.as_mut(), &mut self.sockets, ts, between, send)
             }
         };
-        if let Some(handle) = self.dhcp {
-            match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
-                Some(dhcpv4::Event::Configured(config)) => {
-                    let cidr = config.address;
+        match self.dhcp {
+            Dhcp::Live(handle) => self.poll_dhcp(handle, ts),
+            Dhcp::Parked { handle, until } if ts >= until => {
+                let client = self.aside.remove(handle);
+                self.dhcp = Dhcp::Live(self.sockets.add(client));
+            }
+            Dhcp::Parked { .. } | Dhcp::Off => {}
+        }
+        changed
+    }
+
+    fn poll_dhcp(&mut self, handle: SocketHandle, ts: Instant) {
+        match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            Some(dhcpv4::Event::Configured(config)) => {
+                let cidr = config.address;
+                let router = config.router;
+                if self.address == Some(cidr) {
+                    log::info!("DHCP lease {cidr} renewed");
+                } else {
                     self.iface.update_ip_addrs(|addrs| {
                         addrs.clear();
                         let _ = addrs.push(IpCidr::Ipv4(cidr));
                     });
-                    if let Some(router) = config.router {
-                        let _ = self.iface.routes_mut().add_default_ipv4_route(router);
-                    }
-                    log::info!("DHCP lease {cidr}, router {:?}", config.router);
+                    log::info!("DHCP lease {cidr}, router {router:?}");
                     self.address = Some(cidr);
                 }
-                Some(dhcpv4::Event::Deconfigured) => {
-                    if self.address.is_some() {
-                        log::warn!("DHCP lease lost");
-                    }
-                    self.iface.update_ip_addrs(|addrs| addrs.clear());
-                    self.address = None;
+                if let Some(router) = router {
+                    let _ = self.iface.routes_mut().add_default_ipv4_route(router);
                 }
-                None => {}
+                self.park_dhcp(handle, ts);
+            }
+            Some(dhcpv4::Event::Deconfigured) => {
+                if self.address.is_some() {
+                    log::warn!("DHCP lease lost");
+                }
+                self.iface.update_ip_addrs(|addrs| addrs.clear());
+                self.address = None;
+            }
+            None => {}
+        }
+    }
+
+    /// Sets the DHCP client aside until its next step, if that is at least [`PARK_AT_LEAST`] off.
+    fn park_dhcp(&mut self, handle: SocketHandle, ts: Instant) {
+        let aside = self.aside.add(self.sockets.remove(handle));
+        match self.iface.poll_at(ts, &self.aside) {
+            Some(until) if until >= ts + PARK_AT_LEAST => self.dhcp = Dhcp::Parked { handle: aside, until },
+            _ => {
+                let client = self.aside.remove(aside);
+                self.dhcp = Dhcp::Live(self.sockets.add(client));
             }
         }
-        changed
     }
 
     /// Sends what sockets have queued (the responses the front door just wrote, SYN-ACKs,
@@ -193,7 +253,17 @@ impl Net {
 
     /// How long the stack can sleep before it must be polled again.
     pub fn poll_delay_micros(&mut self) -> Option<u64> {
-        self.iface.poll_delay(now(), &self.sockets).map(|d| d.total_micros())
+        let ts = now();
+        let stack = self.iface.poll_delay(ts, &self.sockets);
+        let dhcp = match self.dhcp {
+            Dhcp::Parked { until, .. } => Some(if until > ts { until - ts } else { smoltcp::time::Duration::ZERO }),
+            Dhcp::Live(_) | Dhcp::Off => None,
+        };
+        match (stack, dhcp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| d.total_micros())
     }
 
     pub fn address(&self) -> Option<Ipv4Cidr> {
