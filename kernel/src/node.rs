@@ -156,6 +156,11 @@ impl Export for NetFigures {
             ("pappus_nic_tx_bytes_total", "Bytes sent.", nic.tx_bytes),
             ("pappus_nic_tx_busy_total", "Transmits deferred: all buffers in flight.", nic.tx_busy),
             ("pappus_nic_dropped_total", "Frames dropped: queue errors on receive or transmit.", nic.errors),
+            (
+                "pappus_nic_rx_checksum_errors_total",
+                "TCP segments dropped for a wrong checksum (checked by the driver).",
+                nic.rx_bad_checksum,
+            ),
         ] {
             out.single(name, help, Kind::Counter, value);
         }

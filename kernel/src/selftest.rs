@@ -26,6 +26,8 @@ const COMMON: &[SelfTest] = &[
     SelfTest { name: "frames", run: frames, on_request_only: false },
     SelfTest { name: "heap.stress", run: heap_stress, on_request_only: false },
     SelfTest { name: "heap.oom", run: heap_oom, on_request_only: false },
+    SelfTest { name: "heap.small", run: heap_small, on_request_only: false },
+    SelfTest { name: "frontdoor.states", run: frontdoor_states, on_request_only: false },
     SelfTest { name: "smp.wake", run: smp_wake, on_request_only: false },
     SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
     SelfTest { name: "smp.ap_panic", run: smp_ap_panic, on_request_only: true },
@@ -148,6 +150,35 @@ fn heap_oom() -> Outcome {
     check(after.failures == before.failures + 1, || format!("failures {} -> {}", before.failures, after.failures))?;
     check(after.used == before.used, || format!("heap used {} -> {}", before.used, after.used))?;
     Ok(format!("{} bytes refused, failure counted and reported", before.total * 2))
+}
+
+/// The per-CPU caches of small blocks: a block freed dirty and handed out again by
+/// `alloc_zeroed` is zero, growth across classes and into talc keeps the bytes, and the heap's
+/// `used` is back where it was (cached blocks count as free).
+fn heap_small() -> Outcome {
+    let before = mm::heap_stats();
+    let dirty: Vec<Vec<u8>> = (0..64).map(|_| alloc::vec![0xa5u8; 40]).collect();
+    drop(dirty);
+    for _ in 0..64 {
+        let zeroed = alloc::vec![0u8; 40];
+        check(zeroed.iter().all(|&b| b == 0), || "alloc_zeroed handed out a dirty block".into())?;
+    }
+    let mut grown: Vec<u8> = Vec::with_capacity(1);
+    for i in 0..3000u32 {
+        grown.push(i as u8);
+    }
+    check(grown.iter().enumerate().all(|(i, &b)| b == i as u8), || "bytes lost in growth".into())?;
+    grown.truncate(100);
+    grown.shrink_to_fit();
+    check(grown.iter().enumerate().all(|(i, &b)| b == i as u8), || "bytes lost in shrinking".into())?;
+    drop(grown);
+    let after = mm::heap_stats();
+    check(after.used == before.used, || format!("heap used {} -> {}", before.used, after.used))?;
+    Ok(format!("used {} before and after", after.used))
+}
+
+fn frontdoor_states() -> Outcome {
+    crate::frontdoor::check_state_indices()
 }
 
 fn fail_deliberate() -> Outcome {

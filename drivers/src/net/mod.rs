@@ -1,3 +1,4 @@
 //! Network interface drivers, each exposed to smoltcp as a `phy::Device`.
 
+pub mod checksum;
 pub mod virtio;

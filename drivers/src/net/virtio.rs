@@ -10,6 +10,8 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
+
+use super::checksum;
 use smoltcp::time::Instant;
 use virtio_drivers::Hal;
 use virtio_drivers::device::net::VirtIONetRaw;
@@ -30,6 +32,8 @@ pub struct NicStats {
     pub tx_busy: u64,
     /// Receive or transmit errors reported by the queue layer.
     pub errors: u64,
+    /// Received TCP segments dropped for a wrong checksum (checksum offload on).
+    pub rx_bad_checksum: u64,
 }
 
 struct Inner<H: Hal, T: Transport, const QS: usize> {
@@ -41,6 +45,8 @@ struct Inner<H: Hal, T: Transport, const QS: usize> {
     /// Descriptor token -> transmit buffer in flight.
     tx_in_flight: Vec<Option<Box<[u8]>>>,
     stats: NicStats,
+    /// Whether this driver fills and checks TCP checksums instead of smoltcp ([`checksum`]).
+    offload: bool,
 }
 
 pub struct VirtioNet<H: Hal, T: Transport, const QS: usize> {
@@ -73,12 +79,27 @@ impl<H: Hal, T: Transport, const QS: usize> VirtioNet<H, T, QS> {
         }
         let tx_free = (0..QS).map(|_| alloc::vec![0u8; BUFFER_LEN].into_boxed_slice()).collect();
         let tx_in_flight = (0..QS).map(|_| None).collect();
-        let inner = Inner { raw, rx_buffers, rx_slot_of_token, tx_free, tx_in_flight, stats: NicStats::default() };
+        let inner = Inner {
+            raw,
+            rx_buffers,
+            rx_slot_of_token,
+            tx_free,
+            tx_in_flight,
+            stats: NicStats::default(),
+            offload: true,
+        };
         Ok(Self { inner: RefCell::new(inner), mac })
     }
 
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Whether the driver does TCP checksums ([`checksum`]; on by default). Off, smoltcp does
+    /// them: needed when something between the driver and smoltcp alters frames (smoltcp's
+    /// `FaultInjector` corrupts them after the driver has seen them).
+    pub fn set_checksum_offload(&mut self, on: bool) {
+        self.inner.get_mut().offload = on;
     }
 
     pub fn stats(&self) -> NicStats {
@@ -87,6 +108,16 @@ impl<H: Hal, T: Transport, const QS: usize> VirtioNet<H, T, QS> {
 }
 
 impl<H: Hal, T: Transport, const QS: usize> Inner<H, T, QS> {
+    /// Posts receive buffer `slot` to the device again.
+    fn repost(&mut self, slot: usize) {
+        let buf = &mut self.rx_buffers[slot];
+        // SAFETY: the buffer is owned by `rx_buffers` and not touched until its completion.
+        match unsafe { self.raw.receive_begin(buf) } {
+            Ok(token) => self.rx_slot_of_token[usize::from(token)] = slot,
+            Err(_) => self.stats.errors += 1,
+        }
+    }
+
     /// Returns completed transmit buffers to the pool.
     fn reap_transmits(&mut self) {
         while let Some(token) = self.raw.poll_transmit() {
@@ -122,14 +153,8 @@ impl<H: Hal, T: Transport, const QS: usize> phy::RxToken for RxToken<'_, H, T, Q
         let result = f(&buf[self.start..self.start + self.len]);
         // Give the buffer straight back to the device.
         let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
         inner.rx_buffers[self.slot] = buf;
-        let buf = &mut inner.rx_buffers[self.slot];
-        // SAFETY: the buffer is owned by `rx_buffers` and not touched until its completion.
-        match unsafe { inner.raw.receive_begin(buf) } {
-            Ok(token) => inner.rx_slot_of_token[usize::from(token)] = self.slot,
-            Err(_) => inner.stats.errors += 1,
-        }
+        inner.repost(self.slot);
         result
     }
 }
@@ -145,6 +170,9 @@ impl<H: Hal, T: Transport, const QS: usize> phy::TxToken for TxToken<'_, H, T, Q
         let len = len.min(BUFFER_LEN - header);
         let result = f(&mut buf[header..header + len]);
         let mut inner = self.inner.borrow_mut();
+        if inner.offload {
+            checksum::fill_tcp(&mut buf[header..header + len]);
+        }
         // SAFETY: the buffer moves into `tx_in_flight` and stays untouched until reaped.
         match unsafe { inner.raw.transmit_begin(&buf[..header + len]) } {
             Ok(token) => {
@@ -179,20 +207,28 @@ impl<H: Hal, T: Transport, const QS: usize> phy::Device for VirtioNet<H, T, QS> 
             inner.stats.tx_busy += 1;
             return None;
         }
-        let token = inner.raw.poll_receive()?;
-        let slot = inner.rx_slot_of_token[usize::from(token)];
-        // SAFETY: `slot`'s buffer is the one posted with this token.
-        let received = unsafe { inner.raw.receive_complete(token, &mut inner.rx_buffers[slot]) };
-        let (start, len) = match received {
-            Ok(r) => r,
-            Err(_) => {
-                inner.stats.errors += 1;
-                return None;
+        loop {
+            let token = inner.raw.poll_receive()?;
+            let slot = inner.rx_slot_of_token[usize::from(token)];
+            // SAFETY: `slot`'s buffer is the one posted with this token.
+            let received = unsafe { inner.raw.receive_complete(token, &mut inner.rx_buffers[slot]) };
+            let (start, len) = match received {
+                Ok(r) => r,
+                Err(_) => {
+                    inner.stats.errors += 1;
+                    return None;
+                }
+            };
+            inner.stats.rx_packets += 1;
+            inner.stats.rx_bytes += len as u64;
+            if inner.offload && !checksum::tcp_ok(&inner.rx_buffers[slot][start..start + len]) {
+                // Dropped here, as a NIC with checksum offload drops it; TCP sends it again.
+                inner.stats.rx_bad_checksum += 1;
+                inner.repost(slot);
+                continue;
             }
-        };
-        inner.stats.rx_packets += 1;
-        inner.stats.rx_bytes += len as u64;
-        Some((RxToken { inner: &self.inner, slot, start, len }, TxToken { inner: &self.inner }))
+            return Some((RxToken { inner: &self.inner, slot, start, len }, TxToken { inner: &self.inner }));
+        }
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Self::TxToken<'_>> {
@@ -210,6 +246,10 @@ impl<H: Hal, T: Transport, const QS: usize> phy::Device for VirtioNet<H, T, QS> 
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = MTU;
         caps.max_burst_size = None;
+        if self.inner.borrow().offload {
+            // Filled and checked here (`checksum`); IPv4 headers, ICMP and UDP stay smoltcp's.
+            caps.checksum.tcp = phy::Checksum::None;
+        }
         caps
     }
 }

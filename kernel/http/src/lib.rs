@@ -39,5 +39,5 @@ mod response;
 pub use body::{Decoder as BodyDecoder, Progress as BodyProgress};
 pub use connection::{Connection, Event, NoRequestPending};
 pub use limits::{Limits, MemoryGate};
-pub use request::{Headers, Request, Version};
+pub use request::{Headers, Method, Request, Version};
 pub use response::{CONTINUE, HttpError, Response, reason, service_unavailable};

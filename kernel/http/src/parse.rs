@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::limits::Limits;
-use crate::request::{Headers, Request, Version};
+use crate::request::{Headers, Method, Request, Version};
 use crate::response::{HttpError, has_token};
 
 /// How a request's body is delimited.
@@ -146,7 +146,7 @@ fn parse_head_in<'b>(
         && seen.expect
         && headers.get_all("expect").any(|v| has_token(v, b"100-continue"));
 
-    let request = Request { method: method.to_string(), path, query, version, headers, body: Vec::new() };
+    let request = Request { method: Method::new(method), path, query, version, headers, body: Vec::new() };
     Ok(Head { request, framing, keep_alive, expect_continue })
 }
 

@@ -1,5 +1,6 @@
 //! The request a connection hands to its handler.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -12,11 +13,79 @@ pub enum Version {
     Http11,
 }
 
+/// A request's method token as sent (methods are case-sensitive). The common methods are kept
+/// without an allocation; it reads as a `&str`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Method(Cow<'static, str>);
+
+impl Method {
+    pub fn new(token: &str) -> Self {
+        const COMMON: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+        match COMMON.iter().find(|m| **m == token) {
+            Some(m) => Self(Cow::Borrowed(m)),
+            None => Self(Cow::Owned(token.into())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::ops::Deref for Method {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Method {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Method {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl From<&str> for Method {
+    fn from(token: &str) -> Self {
+        Self::new(token)
+    }
+}
+
+impl From<String> for Method {
+    fn from(token: String) -> Self {
+        Self::new(&token)
+    }
+}
+
+impl From<Method> for Cow<'static, str> {
+    fn from(method: Method) -> Self {
+        method.0
+    }
+}
+
+impl core::fmt::Display for Method {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl core::fmt::Debug for Method {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
 /// A complete request: head and body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// The method token as sent (methods are case-sensitive), e.g. `GET`.
-    pub method: String,
+    pub method: Method,
     /// The path, without query string, as sent (not percent-decoded); `*` for `OPTIONS *`.
     /// An absolute-form target (`http://host/p`) is reduced to its path.
     pub path: String,

@@ -17,7 +17,11 @@ use core::fmt::Write;
 pub struct Response {
     /// Status code, e.g. 200.
     pub status: u16,
-    /// Header fields in order, as given (a `&'static str` name or value is kept without a copy).
+    /// The first `content-type` set, kept apart from the other fields: nearly every response
+    /// has one, and so most have no list to allocate. Written first.
+    content_type: Option<Cow<'static, str>>,
+    /// The other header fields in order, as given (a `&'static str` name or value is kept
+    /// without a copy).
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body.
     pub body: Vec<u8>,
@@ -26,14 +30,25 @@ pub struct Response {
 impl Response {
     /// A response with this status, no headers and an empty body.
     pub fn new(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: Vec::new() }
+        Self { status, content_type: None, headers: Vec::new(), body: Vec::new() }
     }
 
     /// Adds a header field (builder style).
     #[must_use]
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        let name = name.into();
+        if self.content_type.is_none() && name.eq_ignore_ascii_case("content-type") {
+            self.content_type = Some(value.into());
+        } else {
+            self.headers.push((name, value.into()));
+        }
         self
+    }
+
+    /// Every header field set, in the order they are written.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        let content_type = self.content_type.as_deref().map(|v| ("content-type", v));
+        content_type.into_iter().chain(self.headers.iter().map(|(n, v)| (&**n, &**v)))
     }
 
     /// Sets the body (builder style).
@@ -61,7 +76,7 @@ impl Response {
 
     /// The first value of a header set on this response, by case-insensitive name.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| &**v)
+        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Whether this response asks for the connection to close (`connection: close` set).
@@ -93,7 +108,7 @@ impl Response {
     /// [`encode_head`](Self::encode_head) appended to `head` (a buffer kept from an earlier
     /// response, so that it need not be allocated).
     pub(crate) fn encode_head_into(&self, framing: Framing, body: usize, head: &mut Vec<u8>) {
-        let fields: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let fields: usize = self.fields().map(|(n, v)| n.len() + v.len() + 4).sum();
         head.reserve(96 + fields + body);
         let mut digits = [0; 20];
         head.extend_from_slice(b"HTTP/1.1 ");
@@ -101,7 +116,7 @@ impl Response {
         head.push(b' ');
         head.extend_from_slice(reason(self.status).as_bytes());
         head.extend_from_slice(b"\r\n");
-        for (name, value) in &self.headers {
+        for (name, value) in self.fields() {
             if name.is_empty() || framing_field(name) || !field_ok(name) || !field_ok(value) {
                 continue;
             }

@@ -201,6 +201,11 @@ impl<C> Pool<C> {
         self.slots.iter().map(|(h, _)| *h)
     }
 
+    /// Sockets in the stash (closed, out of the set).
+    pub fn stashed(&self) -> usize {
+        self.stash.len()
+    }
+
     pub fn census(&self) -> Census {
         let mut c = Census { stashed: self.stash.len(), ..Census::default() };
         for (_, slot) in &self.slots {

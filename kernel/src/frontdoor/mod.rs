@@ -8,7 +8,7 @@
 //! client that goes away cancels its invocation.
 //!
 //! The socket pool (`pool::Pool`, host-tested) holds `MAX_CONNECTIONS` served connections plus
-//! a few spare listeners, and keeps only the sockets in use in smoltcp's set: a connection that
+//! a spare listener, and keeps only the sockets in use in smoltcp's set: a connection that
 //! arrives when all served slots are busy is answered `503` with `Retry-After` and closed,
 //! instead of being reset by the TCP stack.
 
@@ -32,11 +32,11 @@ use crate::net::Net;
 
 pub const PORT: u16 = 8080;
 const MAX_CONNECTIONS: usize = 128;
-/// Listeners kept ready. The pool tops them up after every received frame (`Net::receive_with`),
-/// so each SYN of a burst finds one while the pool has sockets; every listener costs each pass
-/// smoltcp's walk over it (~380 instructions a request each, measured: 8 -> 2 took
-/// net.echo64 from 17,298 to 14,983).
-const SPARE_LISTENERS: usize = 2;
+/// Listeners kept ready. The pool tops them up after every received frame that changed a socket
+/// (`Net::receive_with`; a SYN takes a listener), so each SYN of a burst finds one while the pool
+/// has sockets, and one is enough. Every listener costs each pass smoltcp's walks over it and the
+/// pool's (measured: 8 -> 2 took net.echo64 from 17,298 to 14,983; 2 -> 1 from 10,775 to 10,505).
+const SPARE_LISTENERS: usize = 1;
 /// Every connection's limits: the defaults, with request bodies kept out of the kernel's heap
 /// reserve (a body the heap cannot hold without it is 503).
 const CONNECTION_LIMITS: Limits = Limits { body_memory: MemoryGate(crate::mm::heap_room_for), ..Limits::DEFAULT };
@@ -98,12 +98,9 @@ impl FrontDoor {
     /// The pool's sockets by TCP state (those set aside are closed).
     fn socket_states(&self, net: &mut Net) -> [u64; TCP_STATES.len()] {
         let mut counts = [0; TCP_STATES.len()];
-        counts[0] = self.pool.census().stashed as u64;
+        counts[0] = self.pool.stashed() as u64;
         for handle in self.pool.handles() {
-            let state = net.sockets.get::<tcp::Socket>(handle).state();
-            if let Some(i) = TCP_STATES.iter().position(|(s, _)| *s == state) {
-                counts[i] += 1;
-            }
+            counts[state_index(net.sockets.get::<tcp::Socket>(handle).state())] += 1;
         }
         counts
     }
@@ -259,6 +256,33 @@ fn serve(
         return (progress, true);
     }
     (progress, false)
+}
+
+/// Where `state` is in [`TCP_STATES`] (every pass counts the pool's sockets by state).
+fn state_index(state: tcp::State) -> usize {
+    match state {
+        tcp::State::Closed => 0,
+        tcp::State::Listen => 1,
+        tcp::State::SynSent => 2,
+        tcp::State::SynReceived => 3,
+        tcp::State::Established => 4,
+        tcp::State::FinWait1 => 5,
+        tcp::State::FinWait2 => 6,
+        tcp::State::CloseWait => 7,
+        tcp::State::Closing => 8,
+        tcp::State::LastAck => 9,
+        tcp::State::TimeWait => 10,
+    }
+}
+
+/// Whether [`state_index`] agrees with [`TCP_STATES`] (a self-test).
+pub fn check_state_indices() -> Result<String, String> {
+    for (i, (state, label)) in TCP_STATES.iter().enumerate() {
+        if state_index(*state) != i {
+            return Err(alloc::format!("{label} is at {i} in TCP_STATES, state_index says {}", state_index(*state)));
+        }
+    }
+    Ok(alloc::format!("{} states", TCP_STATES.len()))
 }
 
 /// TCP states with their metric label.

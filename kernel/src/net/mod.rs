@@ -82,8 +82,14 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
         .ok()?;
     let mut nic = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
     let mac = nic.mac();
+    let fault = cmdline.net_fault();
+    if let Ok(Some(_)) = fault {
+        // The injector corrupts frames after the driver has seen them: smoltcp must check
+        // (the interface reads the device's checksum capabilities once, when it is made).
+        nic.set_checksum_offload(false);
+    }
     let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut nic, now());
-    let device = match cmdline.net_fault() {
+    let device = match fault {
         Ok(None) => Device::Plain(nic),
         Ok(Some(fault)) => {
             let mut injector = FaultInjector::new(nic, fault.seed);
