@@ -277,7 +277,7 @@ fn join_position(
     let pos =
         input_names.iter().position(|n| *n == arg.param.name).ok_or_else(|| format!("joins unknown input '{name}'"))?;
     match inputs.get(pos).copied().flatten() {
-        Some(InputPlan { distribution: Distribution::Keyed, .. }) => Ok(pos),
+        Some(InputPlan { distribution: Distribution::Keyed | Distribution::AnyKeyed, .. }) => Ok(pos),
         _ => Err(format!("joins '{name}', which is not distributed `keyed`")),
     }
 }
