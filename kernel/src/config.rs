@@ -46,9 +46,14 @@ pub fn read(info: &BootInfo) -> BootConfig {
 /// Each of `tenants` tenants gets an equal share of the heap less the kernel's reserve, and of
 /// the page frames free now, unless `limit tenant_memory` / `tenant_sandbox_memory` say
 /// otherwise (an operator may overcommit them on purpose; the defaults never do).
-pub fn control_limits(node: &NodeSettings, tenants: usize) -> ControlLimits {
+///
+/// An application with adaptive inputs (`anyEach`, `anyKeyed`) aims at one instance per core
+/// that runs functions, `compute_cores` (at least one: a single-core node runs them inline), as
+/// Dandelion's platform aims at its local cores, unless `limit any_partitions` says otherwise.
+pub fn control_limits(node: &NodeSettings, tenants: usize, compute_cores: usize) -> ControlLimits {
     let mut limits =
         ControlLimits { answer_memory: pappus_http::MemoryGate(mm::heap_room_for), ..ControlLimits::default() };
+    limits.plan.any_partitions = compute_cores.max(1);
     let share = |bytes: u64| bytes / tenants.max(1) as u64;
     let heap = mm::heap_stats();
     let heap_for_tenants = (heap.total.saturating_sub(heap.used).saturating_sub(mm::heap_reserve())) as u64;
@@ -64,9 +69,11 @@ pub fn control_limits(node: &NodeSettings, tenants: usize) -> ControlLimits {
             Limit::InvocationMs => limits.max_invocation_ms = value,
             Limit::TenantMemory => limits.memory.heap = value,
             Limit::TenantSandboxMemory => limits.memory.frames = value,
+            Limit::AnyPartitions => limits.plan.any_partitions = size(value),
         }
         log::info!("config: limit {} {value}", limit.name());
     }
+    log::info!("plan: adaptive inputs (anyEach, anyKeyed) aim at {} instance(s)", limits.plan.any_partitions);
     log::info!(
         "memory: each of {tenants} tenant(s) may hold {} of heap and {} of sandbox frames",
         kcore::units::Bytes(limits.memory.heap),

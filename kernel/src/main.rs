@@ -93,7 +93,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let engines = engines::Engines::new().unwrap_or_else(|e| panic!("compute engines: {e}"));
         let dispatcher = start_compute(&info, &cmdline, config.node.compute_cores, engines);
         dispatcher.share_among(config.tenants.len());
-        let limits = config::control_limits(&config.node, config.tenants.len());
+        let limits = config::control_limits(&config.node, config.tenants.len(), dispatcher.cores().len());
         let control = control::ControlPlane::new(config.tenants, limits);
         let runtime = runtime::KernelRuntime::new(dispatcher, http);
         let door = frontdoor::FrontDoor::new(&mut net, config.operator);

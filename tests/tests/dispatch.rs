@@ -255,6 +255,38 @@ fn compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores() {
     assert_eq!(total, runs1[0].1, "the same instances ran, spread over the cores");
 }
 
+/// `concat (a = anyEach s, b = all marks)` over seven items on a node with `smp` CPUs: each
+/// instance's part of `s` followed by the mark, so the answer shows where the node cut.
+fn adaptive_cut(test: &str, smp: u32) -> Option<(Vec<String>, String)> {
+    let node = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT], Some(smp))?;
+    let auth = format!("Bearer {}", TENANT.token);
+    let source = "function concat (a, b) => (out);\n\
+                  composition cut (s, marks) => (out) { concat (a = anyEach s, b = all marks) => (out = out); }";
+    let r = node.request("PUT", "/v1/compositions/cut", &[("Authorization", &auth)], source.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let item = |d: &str| json!({"name": d, "data": B64.encode(d)});
+    let s: Vec<Value> = ["1", "2", "3", "4", "5", "6", "7"].into_iter().map(item).collect();
+    let body = serde_json::to_vec(&json!({"sets": {"s": s, "marks": [item("|")]}})).unwrap();
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let r = node.request("POST", "/v1/invoke/cut", &headers, &body);
+    assert_eq!(r.status, 200, "-smp {smp}: {}", r.text());
+    let out = texts(&decode(&r.body), "out").into_iter().map(|(_, t)| t).collect();
+    Some((out, node.qemu.lines().join("\n")))
+}
+
+#[test]
+fn adaptive_inputs_aim_at_the_compute_cores() {
+    let test = "adaptive_inputs_aim_at_the_compute_cores";
+    // Single-core mode: one instance, the whole set (like `all`).
+    let Some((one, log)) = adaptive_cut(test, 1) else { return };
+    assert!(log.contains("aim at 1 instance(s)"), "{log}");
+    assert_eq!(one, ["1", "2", "3", "4", "5", "6", "7", "|"]);
+    // Three compute cores: three even runs of consecutive items, 3 + 2 + 2.
+    let (four, log) = adaptive_cut(test, 4).unwrap();
+    assert!(log.contains("aim at 3 instance(s)"), "{log}");
+    assert_eq!(four, ["1", "2", "3", "|", "4", "5", "|", "6", "7", "|"]);
+}
+
 #[test]
 fn the_boot_configuration_sets_address_roles_and_limits() {
     let test = "the_boot_configuration_sets_address_roles_and_limits";

@@ -7,6 +7,7 @@
 //! | `fail`     | `(in) => (out)`    | always fails (500 `function_failed`); the message is the first item's data (UTF-8, at most 256 bytes), or `fail called` |
 //! | `sleep`    | `(in) => (out)`    | returns its input items after N ms, N being the first item's data as a decimal number (0..=10000; no item: 0) |
 //! | `http`     | `(requests) => (responses, bodies, errors)` | a communication function: fetches each request item over HTTP (docs/wire-formats.md, "The http function"); the runtime does the I/O |
+//! | `HTTP`     | `(requests) => (headers, bodies)` | Dandelion's HTTP function: `http` with Dandelion's set layout (docs/wire-formats.md, "Dandelion's HTTP function"); any failed request fails the instance |
 //!
 //! A program declares a builtin like any other function before applying it (the composition
 //! language resolves only declared names), e.g. `function concat (a, b) => (out);`; a
@@ -27,7 +28,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dsl::Signature;
-use model::{Item, Set};
+use model::{Bytes, Item, Set};
 
 use crate::json;
 use crate::runtime::{Comm, RunError};
@@ -46,6 +47,8 @@ pub enum Builtin {
     Fail,
     Sleep,
     Http,
+    /// Dandelion's `HTTP`: the `http` exchange, its outputs laid out as Dandelion's are.
+    DandelionHttp,
 }
 
 /// What running a builtin gives.
@@ -63,7 +66,7 @@ pub(crate) enum BuiltinRun {
 }
 
 impl Builtin {
-    pub const ALL: [Self; 5] = [Self::Identity, Self::Concat, Self::Fail, Self::Sleep, Self::Http];
+    pub const ALL: [Self; 6] = [Self::Identity, Self::Concat, Self::Fail, Self::Sleep, Self::Http, Self::DandelionHttp];
 
     pub const fn name(self) -> &'static str {
         match self {
@@ -72,6 +75,7 @@ impl Builtin {
             Self::Fail => "fail",
             Self::Sleep => "sleep",
             Self::Http => "http",
+            Self::DandelionHttp => "HTTP",
         }
     }
 
@@ -85,7 +89,7 @@ impl Builtin {
         match self {
             Self::Concat => &["a", "b"],
             Self::Identity | Self::Fail | Self::Sleep => &["in"],
-            Self::Http => &["requests"],
+            Self::Http | Self::DandelionHttp => &["requests"],
         }
     }
 
@@ -93,6 +97,7 @@ impl Builtin {
     pub const fn outputs(self) -> &'static [&'static str] {
         match self {
             Self::Http => &["responses", "bodies", "errors"],
+            Self::DandelionHttp => &["headers", "bodies"],
             Self::Identity | Self::Concat | Self::Fail | Self::Sleep => &["out"],
         }
     }
@@ -139,9 +144,70 @@ impl Builtin {
                 Ok(ms) => BuiltinRun::After { ms, outputs: out(first) },
                 Err(message) => BuiltinRun::Failed(RunError::failed(message)),
             },
-            Self::Http => BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".to_owned(), items: first }]),
+            Self::Http | Self::DandelionHttp => {
+                BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".to_owned(), items: first }])
+            }
         }
     }
+
+    /// Turns what the runtime's communication function gave into this builtin's outputs: as is
+    /// for `http`; for Dandelion's `HTTP`, its layout (see [`dandelion_http`]).
+    pub(crate) fn adapt(self, outputs: Vec<Set>) -> Result<Vec<Set>, RunError> {
+        match self {
+            Self::DandelionHttp => dandelion_http(outputs),
+            _ => Ok(outputs),
+        }
+    }
+}
+
+/// Dandelion's `HTTP (requests) => (headers, bodies)` from `http`'s `(responses, bodies, errors)`.
+///
+/// Dandelion fails the whole function when one request fails, so any `errors` item fails the
+/// instance (500 `function_failed`, the first error line and how many failed). Each `headers`
+/// item is Dandelion's text: the status line, then one `name:value` line per header field, the
+/// name in lower case, every line ending in `\n` (no empty line at the end). Bodies are as
+/// `http` gives them. Items keep the names and keys of their requests, in request order.
+fn dandelion_http(outputs: Vec<Set>) -> Result<Vec<Set>, RunError> {
+    let mut sets = outputs.into_iter();
+    let (Some(responses), Some(bodies), Some(errors)) = (sets.next(), sets.next(), sets.next()) else {
+        return Err(RunError::new(500, "internal", "the http exchange gave fewer than three sets"));
+    };
+    if let Some(first) = errors.items.first() {
+        let line =
+            String::from_utf8_lossy(first.data.get(..first.data.len().min(512)).unwrap_or_default()).into_owned();
+        let more = match errors.items.len() {
+            1 => String::new(),
+            n => format!(" (and {} more failed request(s))", n - 1),
+        };
+        return Err(RunError::failed(format!("HTTP: {line}{more}")));
+    }
+    let headers = responses
+        .items
+        .into_iter()
+        .map(|item| Item { data: Bytes::from(dandelion_head(&item.data)), ..item })
+        .collect();
+    Ok(vec![Set { name: "headers".to_owned(), items: headers }, Set { name: "bodies".to_owned(), items: bodies.items }])
+}
+
+/// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n` -> `HTTP/1.1 200 OK\ncontent-type:text/plain\n`.
+fn dandelion_head(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    if let Some(status) = lines.next() {
+        out.extend_from_slice(status);
+        out.push(b'\n');
+    }
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => (line.get(..colon).unwrap_or_default(), line.get(colon + 1..).unwrap_or_default()),
+            None => (line, &[][..]),
+        };
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.push(b':');
+        out.extend_from_slice(value.trim_ascii());
+        out.push(b'\n');
+    }
+    out
 }
 
 /// A decimal number of milliseconds in 0..=[`MAX_SLEEP_MS`] (ASCII white space around it ignored).
@@ -164,7 +230,6 @@ fn parse_ms(data: &[u8]) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::Bytes;
 
     fn set(items: &[&str]) -> Set {
         Set {
@@ -185,7 +250,12 @@ mod tests {
         for b in Builtin::ALL {
             assert_eq!(Builtin::find(b.name()), Some(b));
         }
-        assert_eq!(Builtin::find("HTTP"), None);
+        assert_eq!(Builtin::find("HTTP"), Some(Builtin::DandelionHttp));
+        assert_eq!(Builtin::find("Http"), None);
+        assert_eq!(
+            Builtin::DandelionHttp.to_json(),
+            r#"{"name":"HTTP","engine":"builtin","inputs":["requests"],"outputs":["headers","bodies"]}"#
+        );
         assert_eq!(Builtin::Http.signature(), Signature { inputs: 1, outputs: 3 });
         assert_eq!(Builtin::Concat.signature(), Signature { inputs: 2, outputs: 1 });
         assert_eq!(
@@ -225,5 +295,49 @@ mod tests {
         assert_eq!(ms, 0);
         let BuiltinRun::Failed(e) = Builtin::Sleep.run(vec![set(&["soon"])]) else { panic!() };
         assert_eq!(e.message, "sleep: \"soon\" is not a whole number of milliseconds in 0..=10000");
+    }
+
+    fn named(name: &str, key: Option<u64>, data: &[u8]) -> Item {
+        Item { name: name.into(), key, data: Bytes::from(data) }
+    }
+
+    #[test]
+    fn dandelion_http_lays_out_headers_and_bodies_as_dandelion() {
+        let BuiltinRun::Comm(Comm::Http, inputs) = Builtin::DandelionHttp.run(vec![set(&["GET http://h/ HTTP/1.1"])])
+        else {
+            panic!("not a communication function")
+        };
+        assert_eq!((inputs.len(), inputs[0].name.as_str(), inputs[0].items.len()), (1, "requests", 1));
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Two:  a b \r\n\r\n";
+        let outputs = vec![
+            Set { name: "responses".into(), items: vec![named("r1", Some(7), head)] },
+            Set { name: "bodies".into(), items: vec![named("r1", Some(7), b"hello")] },
+            Set { name: "errors".into(), items: vec![] },
+        ];
+        let got = Builtin::DandelionHttp.adapt(outputs).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].name.as_str(), got[1].name.as_str()), ("headers", "bodies"));
+        let h = &got[0].items[0];
+        assert_eq!((h.name.as_str(), h.key), ("r1", Some(7)));
+        assert_eq!(&h.data[..], b"HTTP/1.1 200 OK\ncontent-type:text/plain\nx-two:a b\n");
+        assert_eq!(&got[1].items[0].data[..], b"hello");
+    }
+
+    #[test]
+    fn dandelion_http_fails_when_a_request_fails() {
+        let outputs = vec![
+            Set { name: "responses".into(), items: vec![] },
+            Set { name: "bodies".into(), items: vec![] },
+            Set {
+                name: "errors".into(),
+                items: vec![named("a", None, b"refused: 10.0.2.2:9 refused the connection"), named("b", None, b"x")],
+            },
+        ];
+        let e = Builtin::DandelionHttp.adapt(outputs).unwrap_err();
+        assert_eq!((e.status, e.code), (500, "function_failed"));
+        assert_eq!(e.message, "HTTP: refused: 10.0.2.2:9 refused the connection (and 1 more failed request(s))");
+        // `http` itself passes its three sets through.
+        let three = vec![Set::new("r"), Set::new("b"), Set::new("e")];
+        assert_eq!(Builtin::Http.adapt(three).unwrap().len(), 3);
     }
 }

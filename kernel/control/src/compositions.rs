@@ -4,12 +4,17 @@
 //!   [`ControlLimits::max_source_bytes`](crate::ControlLimits) bytes, else 413). The program is
 //!   parsed and checked against the tenant's functions and the builtins (declarations must have
 //!   the registered input and output counts; builtins are declared like any function, e.g.
-//!   `function identity (in) => (out);`). It may hold several compositions and declarations;
-//!   the one named `{name}` must be among them, and is what `POST /v1/invoke/{name}` runs (it
-//!   may apply the program's earlier compositions). A declared function that is neither
-//!   registered nor a builtin is accepted with a warning: invocations fail with 409 until it
-//!   exists. 201 when created, 200 when replaced, with
-//!   `{"name":…,"inputs":[…],"outputs":[…],"warnings":[<diagnostic>,…]}`.
+//!   `function identity (in) => (out);`). It may hold several compositions and declarations,
+//!   and, as Dandelion registers a composition source, **every composition it defines is
+//!   registered under its own name** (each then runs with `POST /v1/invoke/{its name}`, and may
+//!   apply the program's earlier compositions). `{name}` must be one of them; a program that
+//!   defines no composition at all (declarations only, which Dandelion accepts) is checked and
+//!   registers nothing. A declared function that is neither registered nor a builtin is
+//!   accepted with a warning: invocations fail with 409 until it exists. 201 when `{name}` was
+//!   created, 200 when it was replaced (or nothing was registered), with
+//!   `{"name":…,"inputs":[…],"outputs":[…],"compositions":[{"name":…,"inputs":[…],"outputs":[…]},…],"warnings":[<diagnostic>,…]}`:
+//!   `{name}`'s signature (left out when nothing was registered), then every composition
+//!   registered, in source order.
 //! - Errors in the program: 400 `bad_composition`, the first diagnostic as the message and all
 //!   of them in `diagnostics`, each `{"severity":"error","line":3,"column":17,"message":…}`.
 //! - `GET /v1/compositions/{name}`: the program text as uploaded, `text/plain; charset=utf-8`.
@@ -23,6 +28,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use pappus_http::Response;
@@ -39,13 +45,20 @@ use crate::plane::ControlPlane;
 use crate::runtime::Runtime;
 
 /// A registered program: its text as uploaded, its syntax tree, and the tenant's memory charge
-/// for both (given back when it is deleted or replaced).
+/// for both (given back when the last composition registered from it is deleted or replaced).
 #[derive(Debug)]
-pub(crate) struct StoredComposition {
+pub(crate) struct StoredProgram {
     pub source: String,
     pub program: Program,
     #[expect(dead_code, reason = "held for its Drop, which gives the bytes back")]
     pub charge: MemoryCharge,
+}
+
+/// One registered composition: the program that defines it, shared by every composition that
+/// program registered.
+#[derive(Debug)]
+pub(crate) struct StoredComposition {
+    pub shared: Arc<StoredProgram>,
 }
 
 /// What a program's syntax tree is taken to hold when the runtime cannot measure it: a generous
@@ -55,7 +68,15 @@ const TREE_BYTES_PER_SOURCE_BYTE: u64 = 4;
 impl StoredComposition {
     /// The composition the program was registered for (it is checked to exist on upload).
     pub fn root(&self, name: &str) -> Option<&Composition> {
-        self.program.composition(name)
+        self.shared.program.composition(name)
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.shared.program
+    }
+
+    pub fn source(&self) -> &str {
+        &self.shared.source
     }
 }
 
@@ -136,7 +157,7 @@ impl ControlPlane {
         body: Vec<u8>,
         runtime: &dyn Runtime,
     ) -> Result<Response, ApiError> {
-        self.check_new_composition(tenant, name)?;
+        check_not_reserved(name)?;
         let max = self.limits.source_bytes();
         if body.len() > max {
             return Err(program_too_large(body.len() as u64, max));
@@ -156,11 +177,14 @@ impl ControlPlane {
         charge.grow(tree).map_err(ApiError::over_budget)?;
         let registered = |f: &str| self.signature_of(tenant, f);
         let mut warnings = dsl::check(&program, &registered).map_err(|d| bad_program(&d))?;
-        let Some(root) = program.composition(name) else {
+        let root = program.composition(name);
+        if root.is_none() && !program.compositions.is_empty() {
             let found = json::list(program.compositions.iter().map(|c| c.name.as_str()));
-            let message = format!("the program defines no composition named '{name}' (it defines: {found})");
+            let message = format!(
+                "the program defines no composition named '{name}' (it defines: {found}); PUT it under one of those names"
+            );
             return Err(ApiError::bad_request("bad_composition", message));
-        };
+        }
         for f in &program.functions {
             if registered(f.name.as_str()).is_none() {
                 let message = format!(
@@ -171,18 +195,55 @@ impl ControlPlane {
             }
         }
         warnings.sort_by_key(|d| (d.pos.offset, d.pos.line, d.pos.col));
+        // Every composition the program defines is registered (the checker refused duplicates).
+        let names: Vec<&str> = program.compositions.iter().map(|c| c.name.as_str()).collect();
+        for &n in &names {
+            self.check_new_composition(tenant, n)?;
+        }
+        let new = names.iter().filter(|&&n| self.compositions.get(tenant, n).is_none()).count();
+        let max = self.limits.max_compositions_per_tenant;
+        if new > 0 && self.compositions.count(tenant).saturating_add(new) > max {
+            let message = if new == 1 {
+                format!("this tenant already has the maximum of {max} compositions; delete one first")
+            } else {
+                format!(
+                    "the program registers {new} new compositions, and this tenant may have at most {max}; delete some first"
+                )
+            };
+            return Err(ApiError::new(409, "registry_full", message));
+        }
         let mut json = String::from("{");
-        push_signature(&mut json, name, Some(root));
-        json.push_str(",\"warnings\":");
+        if root.is_some() {
+            push_signature(&mut json, name, root);
+            json.push(',');
+        }
+        json.push_str("\"compositions\":[");
+        for (i, c) in program.compositions.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push('{');
+            push_signature(&mut json, c.name.as_str(), Some(c));
+            json.push('}');
+        }
+        json.push_str("],\"warnings\":");
         json.push_str(&diagnostics_json(&warnings));
         json.push('}');
-        self.check_composition_room(tenant, name)?;
-        let created = match self.compositions.put(tenant, name, StoredComposition { source, program, charge }) {
-            Ok(replaced) => replaced.is_none(),
-            Err(e) => return Err(ApiError::new(409, "registry_full", alloc::string::ToString::to_string(&e))),
-        };
+        let names: Vec<String> = names.into_iter().map(String::from).collect();
+        let shared = Arc::new(StoredProgram { source, program, charge });
+        let mut created = false;
+        for n in &names {
+            match self.compositions.put(tenant, n, StoredComposition { shared: Arc::clone(&shared) }) {
+                Ok(replaced) => {
+                    if replaced.is_none() {
+                        self.counters.compositions = self.counters.compositions.saturating_add(1);
+                        created |= n == name;
+                    }
+                }
+                Err(e) => return Err(ApiError::new(409, "registry_full", alloc::string::ToString::to_string(&e))),
+            }
+        }
         if created {
-            self.counters.compositions = self.counters.compositions.saturating_add(1);
             Ok(Response::json(201, json).header("location", format!("/v1/compositions/{name}")))
         } else {
             Ok(Response::json(200, json))
@@ -193,7 +254,7 @@ impl ControlPlane {
         match self.compositions.get(tenant, name) {
             Some(stored) => Ok(Response::new(200)
                 .header("content-type", "text/plain; charset=utf-8")
-                .body(stored.source.as_bytes().to_vec())),
+                .body(stored.source().as_bytes().to_vec())),
             None => Err(ApiError::not_found("composition", name)),
         }
     }

@@ -188,12 +188,16 @@ impl Invocation {
     pub fn finish(&mut self, instance: u64, result: Result<Vec<Set>, RunError>, wire: &WireLimits) -> bool {
         let Some(target) = self.running.remove(&instance) else { return false };
         self.memory.end(instance);
-        let result = result.and_then(|outputs| check_outputs(outputs, &target, wire)).and_then(|outputs| {
-            match self.memory.charge_outputs(&outputs) {
+        let result = result
+            .and_then(|outputs| match &target {
+                Target::Builtin(builtin) => builtin.adapt(outputs),
+                Target::Function(_) => Ok(outputs),
+            })
+            .and_then(|outputs| check_outputs(outputs, &target, wire))
+            .and_then(|outputs| match self.memory.charge_outputs(&outputs) {
                 Ok(()) => Ok(outputs),
                 Err(e) => Err(RunError::new(507, "memory_budget", format!("its outputs do not fit: {e}"))),
-            }
-        });
+            });
         self.complete(InstanceId(instance), result);
         true
     }

@@ -130,10 +130,10 @@ impl ControlPlane {
                 check_accept(format, root.outputs.len(), name)?;
                 let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
                 let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
-                let targets = self.resolve(tenant, &stored.program, name)?;
+                let targets = self.resolve(tenant, stored.program(), name)?;
                 let memory = InvocationMemory::new(&self.memory, tenant, &inputs).map_err(ApiError::over_budget)?;
                 let execution =
-                    Execution::start(&stored.program, name, inputs, self.limits.plan).map_err(|e| plan_error(&e))?;
+                    Execution::start(stored.program(), name, inputs, self.limits.plan).map_err(|e| plan_error(&e))?;
                 return Ok(Invocation::new(tenant, Subject::Composition, format, execution, targets, None, memory));
             }
             Invocable::Function(function) => Target::Function(Arc::clone(function)),

@@ -68,6 +68,7 @@ impl ControlLimits {
             max_total_instances: 1 << 20,
             max_nesting_depth: 16,
             max_work_per_step: 1024,
+            any_partitions: 0,
         },
         memory: MemoryBudgets::UNLIMITED,
         answer_memory: MemoryGate::ALWAYS,

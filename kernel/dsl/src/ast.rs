@@ -75,6 +75,13 @@ pub enum Distribution {
     Each,
     /// One instance per distinct key.
     Keyed,
+    /// Dandelion's adaptive `each`: the items are split into groups of consecutive items, one
+    /// instance per group; the platform picks how many groups (between one, the whole set, and
+    /// one per item) from the cores it has (see `planner`'s `PlanLimits::any_partitions`).
+    AnyEach,
+    /// Dandelion's adaptive `keyed`: like [`Distribution::AnyEach`] over key groups, so an
+    /// instance gets one or more whole key groups, never part of one.
+    AnyKeyed,
 }
 
 /// `new_set = out_param`.
@@ -127,7 +134,19 @@ impl Distribution {
             Self::All => "all",
             Self::Each => "each",
             Self::Keyed => "keyed",
+            Self::AnyEach => "anyEach",
+            Self::AnyKeyed => "anyKeyed",
         }
+    }
+
+    /// Whether the platform chooses how many instances this distribution makes.
+    pub const fn is_adaptive(self) -> bool {
+        matches!(self, Self::AnyEach | Self::AnyKeyed)
+    }
+
+    /// Whether the distribution groups by key (and can be named in `by`).
+    pub const fn is_keyed(self) -> bool {
+        matches!(self, Self::Keyed | Self::AnyKeyed)
     }
 }
 

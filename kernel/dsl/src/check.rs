@@ -10,7 +10,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::ast::{Application, Composition, Distribution, Ident, JoinTarget, Pos, Program};
+use crate::ast::{Application, Composition, Ident, JoinKind, JoinTarget, Pos, Program};
 use crate::diagnostic::{Diagnostic, sort_by_pos};
 use crate::graph::find_cycles;
 
@@ -417,7 +417,10 @@ impl<'p> Checker<'p> {
             None => sets.get(name).copied().unwrap_or(JoinTarget::Unknown),
         };
         let mut joined = BTreeSet::new();
-        for name in join.names() {
+        // Whether the joined arguments so far are `anyKeyed` (Some(true)) or `keyed`.
+        let mut adaptive: Option<bool> = None;
+        let kinds = core::iter::once(None).chain(join.rest.iter().map(|(kind, _)| Some(*kind)));
+        for (name, kind) in join.names().zip(kinds) {
             let index = match resolve(&name.name) {
                 JoinTarget::Param(i) | JoinTarget::Set(i) => i,
                 JoinTarget::Ambiguous => {
@@ -434,11 +437,25 @@ impl<'p> Checker<'p> {
                 }
             };
             let distribution = app.args[index].distribution;
-            if distribution != Distribution::Keyed {
+            if !distribution.is_keyed() {
                 let message = format!("`{}` in `by` is not keyed (it is `{}`)", name.name, distribution.keyword());
                 self.error(name.pos, message);
             } else if !joined.insert(index) {
                 self.error(name.pos, format!("`{}` is joined twice", name.name));
+            } else {
+                let any = distribution.is_adaptive();
+                if any && kind == Some(JoinKind::Cross) {
+                    // Dandelion partitions each cross-joined `anyKeyed` run on its own; here a
+                    // `by` chain of `anyKeyed` inputs is one adaptive group (docs/compositions.md).
+                    let message =
+                        format!("`{}` is `anyKeyed`: a `by` chain of `anyKeyed` inputs cannot use `cross`", name.name);
+                    self.error(name.pos, message);
+                } else if adaptive.is_some_and(|a| a != any) {
+                    let message =
+                        format!("`{}` in `by` mixes `keyed` and `anyKeyed` inputs; join inputs of one kind", name.name);
+                    self.error(name.pos, message);
+                }
+                adaptive.get_or_insert(any);
             }
         }
     }

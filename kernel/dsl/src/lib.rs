@@ -26,7 +26,7 @@
 //! application  = name "(" [ argument { "," argument } ] ")"
 //!                "=>" "(" [ binding { "," binding } ] ")" [ join ] ";" ;
 //! argument     = name "=" [ "optional" ] distribution name ;    (* input = set read *)
-//! distribution = "all" | "each" | "keyed" ;
+//! distribution = "all" | "each" | "keyed" | "anyEach" | "anyKeyed" ;
 //! binding      = name "=" name ;                               (* set defined = output *)
 //! join         = "by" name { join_kind name } ;
 //! join_kind    = "inner" | "left" | "right" | "outer" | "full" | "cross" ;
@@ -45,21 +45,26 @@
 //! Its body is a dataflow graph, not a sequence: each application runs once all the sets it reads
 //! exist. A composition set is defined by the signature (an input) or by exactly one output
 //! binding, and may be read by any number of applications. An argument gives the whole set to
-//! every instance (`all`), one item to each instance (`each`), or the items of one key to each
-//! instance (`keyed`). Several distributed arguments combine as a cross product; `by A k B k' C`
+//! every instance (`all`), one item to each instance (`each`), the items of one key to each
+//! instance (`keyed`), or, adaptively, a run of consecutive items (`anyEach`) or of whole key
+//! groups (`anyKeyed`) to each instance, the platform choosing how many instances (the planner
+//! does, docs/compositions.md). Several distributed arguments combine as a cross product; `by A k B k' C`
 //! instead matches the keys of keyed arguments, left to right: `inner` keeps keys present on both
 //! sides, `left`/`right` every key of that side, `outer` (or `full`) every key of either side,
 //! `cross` every pair (the default). A name in `by` is an argument's input name or, failing that,
-//! the set it reads ([`ast::Application::join_argument`]). Without `optional`, an empty input set
+//! the set it reads ([`ast::Application::join_argument`]). A `by` chain joins `keyed` or
+//! `anyKeyed` arguments, not both, and `cross` does not join `anyKeyed` ones. Without `optional`, an empty input set
 //! skips the function and its outputs become empty sets; with it the function runs on the empty
 //! set. An input left out of an application is legal (a warning), as in Dandelion.
 //!
 //! # Differences from Dandelion's parser
 //!
-//! Dandelion's `dparser` matches keywords as string prefixes, so it reads `eachx` as `each x`;
-//! here a keyword must stand alone. It spells the outer join only `full` and has no comments;
-//! both spellings and comments are accepted here. Its adaptive `anyEach`/`anyKeyed` have no
-//! equivalent yet and are refused with a message saying so. Parse errors come back as values.
+//! docs/compositions.md lists every difference from Dandelion's language with its reason; in
+//! this crate: a keyword must stand alone (Dandelion's `dparser` matches keywords as prefixes, so
+//! it reads `eachx` as `each x`); `outer` as well as `full`, comments and a leading byte order
+//! mark are accepted; `by` names an input or the set it reads; a `by` chain of `anyKeyed`
+//! arguments may not use `cross` (Dandelion's builder panics on any `cross`); parse errors come
+//! back as values.
 
 #![no_std]
 #![forbid(unsafe_code)]

@@ -25,6 +25,10 @@ pub const MAX_PARSE_ERRORS: usize = 20;
 
 type PResult<T> = Result<T, Diagnostic>;
 
+/// What may follow `=` and `optional` in an argument.
+const DISTRIBUTIONS: &str = "'all', 'each', 'keyed', 'anyEach' or 'anyKeyed'";
+const OPTIONAL_OR_DISTRIBUTION: &str = "'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed'";
+
 /// What may follow a name in a `by` clause.
 const AFTER_JOINED_NAME: &str = "a join kind ('inner', 'left', 'right', 'outer', 'full', 'cross') or ';'";
 
@@ -252,7 +256,8 @@ impl<'a> Parser<'a> {
         Ok(Application { function, args, outputs, join })
     }
 
-    /// `argument = name "=" [ "optional" ] distribution name`
+    /// `argument = name "=" [ "optional" ] distribution name`; `anyEach` and `anyKeyed` are
+    /// spelled as Dandelion spells them (case matters).
     fn argument(&mut self) -> PResult<Argument> {
         let param = self.name()?;
         self.expect(Tok::Eq, "'='")?;
@@ -264,13 +269,10 @@ impl<'a> Parser<'a> {
             Tok::Word("all") => Distribution::All,
             Tok::Word("each") => Distribution::Each,
             Tok::Word("keyed") => Distribution::Keyed,
-            Tok::Word(w @ ("anyEach" | "anyKeyed")) => {
-                let d = self.expected("'all', 'each' or 'keyed'");
-                let message = format!("{} (Dandelion's adaptive '{w}' is not supported)", d.message);
-                return Err(Diagnostic { message, ..d });
-            }
-            _ if optional => return Err(self.expected("'all', 'each' or 'keyed'")),
-            _ => return Err(self.expected("'optional', 'all', 'each' or 'keyed'")),
+            Tok::Word("anyEach") => Distribution::AnyEach,
+            Tok::Word("anyKeyed") => Distribution::AnyKeyed,
+            _ if optional => return Err(self.expected(DISTRIBUTIONS)),
+            _ => return Err(self.expected(OPTIONAL_OR_DISTRIBUTION)),
         };
         self.bump();
         let set = self.name()?;

@@ -313,6 +313,18 @@ fn join_names_an_argument_that_is_not_keyed() {
 }
 
 #[test]
+fn join_of_adaptive_keyed_inputs() {
+    let ok = "function f (a, b) => ();\ncomposition c (A, B) => () {\n    f (a = anyKeyed A, b = anyKeyed B) => () by a left b;\n}";
+    assert_eq!(warnings(ok), Vec::<String>::new());
+    let mixed = "function f (a, b) => ();\ncomposition c (A, B) => () {\n    f (a = keyed A, b = anyKeyed B) => () by a left b;\n}";
+    assert_eq!(errors(mixed), ["3:53: `b` in `by` mixes `keyed` and `anyKeyed` inputs; join inputs of one kind"]);
+    let cross = "function f (a, b) => ();\ncomposition c (A, B) => () {\n    f (a = anyKeyed A, b = anyKeyed B) => () by a cross b;\n}";
+    assert_eq!(errors(cross), ["3:57: `b` is `anyKeyed`: a `by` chain of `anyKeyed` inputs cannot use `cross`"]);
+    let each = "function f (a, b) => ();\ncomposition c (A, B) => () {\n    f (a = anyKeyed A, b = anyEach B) => () by a inner b;\n}";
+    assert_eq!(errors(each), ["3:56: `b` in `by` is not keyed (it is `anyEach`)"]);
+}
+
+#[test]
 fn join_names_an_argument_twice() {
     let src = "function f (a, b) => ();\ncomposition c (A, B) => () {\n    f (a = keyed A, b = keyed B) => () by a left A;\n}";
     assert_eq!(errors(src), ["3:50: `A` is joined twice"]);

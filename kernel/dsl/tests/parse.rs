@@ -394,11 +394,11 @@ fn error_missing_semicolon_after_declaration() {
 fn error_missing_distribution() {
     assert_eq!(
         err("composition c (A) => () { f (a = A) => (); }"),
-        "1:34: expected 'optional', 'all', 'each' or 'keyed', found 'A'"
+        "1:34: expected 'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'A'"
     );
     assert_eq!(
         err("composition c (A) => () { f (a = optional A) => (); }"),
-        "1:43: expected 'all', 'each' or 'keyed', found 'A'"
+        "1:43: expected 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'A'"
     );
     assert_eq!(err("composition c (A) => () { f (a = all) => (); }"), "1:37: expected a name, found ')'");
     assert_eq!(err("composition c (A) => () { f (a all A) => (); }"), "1:32: expected '=', found 'all'");
@@ -409,19 +409,31 @@ fn error_keywords_must_stand_alone() {
     // Dandelion's parser would read `eachA` as `each A`; here it is a name.
     assert_eq!(
         err("composition c (A) => () { f (a = eachA) => (); }"),
-        "1:34: expected 'optional', 'all', 'each' or 'keyed', found 'eachA'"
+        "1:34: expected 'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'eachA'"
     );
 }
 
 #[test]
-fn error_adaptive_sharding_is_refused() {
+fn adaptive_distributions_parse_and_print_back() {
+    let src = "function f (a, b, c) => (o);\n\ncomposition k (A, B, C) => (O) {\n    f (a = anyEach A, b = optional anyKeyed B, c = anyKeyed C) => (O = o) by b inner c;\n}\n";
+    let program = parse(src).unwrap();
+    let args = &program.compositions[0].body[0].args;
+    assert_eq!(args[0].distribution, Distribution::AnyEach);
+    assert_eq!((args[1].optional, args[1].distribution), (true, Distribution::AnyKeyed));
+    assert_eq!(args[2].distribution, Distribution::AnyKeyed);
+    assert_eq!(program.to_string(), src);
+}
+
+#[test]
+fn adaptive_keywords_are_case_sensitive_and_stand_alone() {
+    // Dandelion spells them `anyEach` and `anyKeyed`; other spellings are names.
     assert_eq!(
-        err("composition c (A) => () { f (a = anyEach A) => (); }"),
-        "1:34: expected 'all', 'each' or 'keyed', found 'anyEach' (Dandelion's adaptive 'anyEach' is not supported)"
+        err("composition c (A) => () { f (a = anyeach A) => (); }"),
+        "1:34: expected 'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'anyeach'"
     );
     assert_eq!(
-        err("composition c (A) => () { f (a = optional anyKeyed A) => (); }"),
-        "1:43: expected 'all', 'each' or 'keyed', found 'anyKeyed' (Dandelion's adaptive 'anyKeyed' is not supported)"
+        err("composition c (A) => () { f (a = anyKeyedA) => (); }"),
+        "1:34: expected 'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'anyKeyedA'"
     );
 }
 
@@ -509,7 +521,7 @@ composition d () => () { g () => () }
         errors,
         [
             "1:15: expected ',' or ')', found 'b'",
-            "4:12: expected 'optional', 'all', 'each' or 'keyed', found 'every'",
+            "4:12: expected 'optional', 'all', 'each', 'keyed', 'anyEach' or 'anyKeyed', found 'every'",
             "6:27: expected a name, found ';'",
             "8:37: expected 'by' or ';', found '}'",
         ]

@@ -30,7 +30,13 @@ fn idents(max: usize) -> impl Strategy<Value = Vec<Ident>> {
 }
 
 fn distribution() -> impl Strategy<Value = Distribution> {
-    prop::sample::select(vec![Distribution::All, Distribution::Each, Distribution::Keyed])
+    prop::sample::select(vec![
+        Distribution::All,
+        Distribution::Each,
+        Distribution::Keyed,
+        Distribution::AnyEach,
+        Distribution::AnyKeyed,
+    ])
 }
 
 fn join_kind() -> impl Strategy<Value = JoinKind> {

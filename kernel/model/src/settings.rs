@@ -31,10 +31,13 @@ pub enum Limit {
     TenantMemory,
     /// Frame bytes each tenant's native sandboxes may map at once: `limit tenant_sandbox_memory N`.
     TenantSandboxMemory,
+    /// How many instances an application with adaptive inputs (`anyEach`, `anyKeyed`) aims at:
+    /// `limit any_partitions N` (default: the compute cores).
+    AnyPartitions,
 }
 
 impl Limit {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Invocations,
         Self::Functions,
         Self::Compositions,
@@ -42,6 +45,7 @@ impl Limit {
         Self::InvocationMs,
         Self::TenantMemory,
         Self::TenantSandboxMemory,
+        Self::AnyPartitions,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -53,6 +57,7 @@ impl Limit {
             Self::InvocationMs => "invocation_ms",
             Self::TenantMemory => "tenant_memory",
             Self::TenantSandboxMemory => "tenant_sandbox_memory",
+            Self::AnyPartitions => "any_partitions",
         }
     }
 
@@ -64,6 +69,7 @@ impl Limit {
             Self::ImageBytes => (1, 1 << 30),
             Self::InvocationMs => (1, 24 * 3_600_000),
             Self::TenantMemory | Self::TenantSandboxMemory => (1 << 20, 1 << 44),
+            Self::AnyPartitions => (1, 65_536),
         }
     }
 }
@@ -94,7 +100,7 @@ impl fmt::Display for SettingError {
             Self::BadCompute => f.write_str("bad core count: expected `compute <N>`, N in 0..=4096"),
             Self::UnknownLimit => f.write_str(
                 "unknown limit (expected one of invocations, functions, compositions, image_bytes, invocation_ms, \
-                 tenant_memory, tenant_sandbox_memory)",
+                 tenant_memory, tenant_sandbox_memory, any_partitions)",
             ),
             Self::BadLimitValue(limit) => {
                 let (lo, hi) = limit.range();

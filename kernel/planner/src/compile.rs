@@ -260,8 +260,8 @@ impl<'p> Compiler<'p> {
 
 /// Resolves a name in a `by` clause to a declared input position, the way `dsl` defines it
 /// ([`Application::join_target`]): an argument's input name first (as Dandelion's runtime reads
-/// it), else the one composition set read (as Dandelion's README writes it). Only `keyed`
-/// arguments can be joined.
+/// it), else the one composition set read (as Dandelion's README writes it). Only `keyed` and
+/// `anyKeyed` arguments can be joined.
 fn join_position(
     app: &Application,
     inputs: &[Option<InputPlan>],
@@ -277,8 +277,8 @@ fn join_position(
     let pos =
         input_names.iter().position(|n| *n == arg.param.name).ok_or_else(|| format!("joins unknown input '{name}'"))?;
     match inputs.get(pos).copied().flatten() {
-        Some(InputPlan { distribution: Distribution::Keyed, .. }) => Ok(pos),
-        _ => Err(format!("joins '{name}', which is not distributed `keyed`")),
+        Some(InputPlan { distribution: Distribution::Keyed | Distribution::AnyKeyed, .. }) => Ok(pos),
+        _ => Err(format!("joins '{name}', which is not distributed `keyed` or `anyKeyed`")),
     }
 }
 

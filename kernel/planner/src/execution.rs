@@ -407,7 +407,7 @@ impl Execution {
             }
             if !skip {
                 let c = cut(set, input.distribution);
-                if matches!(c, Cut::Keys(_)) {
+                if matches!(c, Cut::Keys(_) | Cut::AnyKeys(_)) {
                     units = units.saturating_add(set.items.len());
                 }
                 cuts.push(c);
@@ -416,7 +416,7 @@ impl Execution {
         let mut cutting = None;
         if !skip {
             let limit = self.limits.max_instances_per_application;
-            let combinations = Combinations::new(&cuts, &app.join, limit)
+            let combinations = Combinations::new(&cuts, &app.join, limit, self.limits.any_partitions)
                 .map_err(|count| PlanError::TooManyInstances { application: label.clone(), count, limit })?;
             let count = combinations.len();
             if count > 0 && matches!(app.callee, Callee::Composition(_)) && frame.depth >= self.limits.max_nesting_depth
@@ -730,8 +730,21 @@ fn share_set(name: &str, set: Option<&Set>, share: Option<&Share>, cut: Option<&
     match (share, cut) {
         (Some(Share::Whole), _) => out.items.clone_from(&set.items),
         (Some(Share::Item(i)), _) => out.items.extend(set.items.get(*i).cloned()),
-        (Some(Share::Group(g)), Some(Cut::Keys(groups))) => {
+        (Some(Share::Group(g)), Some(Cut::Keys(groups) | Cut::AnyKeys(groups))) => {
             if let Some(group) = groups.get(*g) {
+                out.items.extend(group.items.iter().filter_map(|&i| set.items.get(i).cloned()));
+            }
+        }
+        (Some(Share::Units(start, end)), Some(Cut::AnyItems(_))) => {
+            out.items.extend(set.items.get(*start..*end).unwrap_or_default().iter().cloned());
+        }
+        (Some(Share::Units(start, end)), Some(Cut::AnyKeys(groups))) => {
+            for group in groups.get(*start..*end).unwrap_or_default() {
+                out.items.extend(group.items.iter().filter_map(|&i| set.items.get(i).cloned()));
+            }
+        }
+        (Some(Share::Groups(gs)), Some(Cut::AnyKeys(groups))) => {
+            for group in gs.iter().filter_map(|&g| groups.get(g)) {
                 out.items.extend(group.items.iter().filter_map(|&i| set.items.get(i).cloned()));
             }
         }

@@ -23,6 +23,9 @@
 //!   the callee's declaration order; an input the application does not bind is an empty set.
 //! - `all` gives the whole set to every instance, `each` one item per instance, `keyed` one key
 //!   group per instance; items without a key form one group of their own, sorted first (see `distribute.rs`).
+//! - `anyEach`/`anyKeyed` (Dandelion's adaptive distributions) cut like `each`/`keyed` and then
+//!   bundle consecutive items, key groups or joined rows into as many even parts as the platform
+//!   aims at ([`PlanLimits::any_partitions`], Dandelion's split; docs/compositions.md).
 //! - Several distributed inputs combine as a cross product; `by` joins keyed inputs left to right.
 //! - An empty input set without `optional` skips the application: no instance, empty outputs.
 //!   With `optional`, the empty set goes whole to every instance and multiplies nothing.

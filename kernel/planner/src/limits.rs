@@ -19,6 +19,10 @@ pub struct PlanLimits {
     /// opening or closing one composition. `usize::MAX`: no bound, every call plans as far as it
     /// can (the planner's behaviour before steps were bounded; the default).
     pub max_work_per_step: usize,
+    /// How many instances an application with adaptive inputs (`anyEach`, `anyKeyed`) aims at,
+    /// as Dandelion's platform picks it: the kernel sets its compute cores. 0: no aim, every
+    /// item or key group gets its own instance (Dandelion's "max sharding"; the default).
+    pub any_partitions: usize,
 }
 
 impl Default for PlanLimits {
@@ -29,6 +33,7 @@ impl Default for PlanLimits {
             max_total_instances: 1 << 20,
             max_nesting_depth: 16,
             max_work_per_step: usize::MAX,
+            any_partitions: 0,
         }
     }
 }

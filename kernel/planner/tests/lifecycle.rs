@@ -287,7 +287,7 @@ fn inconsistent_programs_are_errors_not_panics() {
     let r = reason(invalid(&one(app("f", &["x = all S"], &["U = y"])), "c", 1));
     assert_eq!(r, "composition 'c': output set 'T' is never defined");
     let r = reason(invalid(&one(by(app("f", &["x = each S"], &["T = y"]), "S inner S")), "c", 1));
-    assert!(r.ends_with("joins 'S', which is not distributed `keyed`"), "{r}");
+    assert!(r.ends_with("joins 'S', which is not distributed `keyed` or `anyKeyed`"), "{r}");
     let r = reason(invalid(&one(by(app("f", &["x = keyed S"], &["T = y"]), "S inner Q")), "c", 1));
     assert!(r.ends_with("joins 'Q', which is not an input of this application"), "{r}");
     let r = reason(invalid(&one(by(app("f", &["x = keyed S"], &["T = y"]), "S inner x")), "c", 1));

@@ -302,3 +302,58 @@ proptest! {
         prop_assert!(most <= budget as u64 + 64, "a step spent {} units, the budget is {}", most, budget);
     }
 }
+
+/// Runs `f (x = KEYWORD S)` under `any_partitions` and returns each instance's item names.
+fn adaptive_parts(keyword: &str, s: Set, any_partitions: usize) -> Vec<Vec<String>> {
+    let program = ProgramBuilder::new()
+        .function("f", &["x"], &["y"])
+        .composition("c", &["S"], &["T"], vec![app("f", &[&format!("x = {keyword} S")], &["T = y"])])
+        .build();
+    let limits = PlanLimits { any_partitions, ..PlanLimits::default() };
+    let mut ex = Execution::start(&program, "c", vec![s], limits).unwrap();
+    let ran = run(&mut ex, echo);
+    assert!(matches!(ex.status(), Status::Done(_)), "{:?}", ex.status());
+    ran.iter().map(|i| names(&i.inputs[0])).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// `anyEach`: min(target, items) parts (all items with no target), sizes differing by at
+    /// most one, covering the set in order.
+    #[test]
+    fn any_each_parts_are_even_ordered_and_cover_the_set(n in 1usize..40, target in 0usize..12) {
+        let names_: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+        let refs: Vec<&str> = names_.iter().map(String::as_str).collect();
+        let parts = adaptive_parts("anyEach", set("S", &refs), target);
+        let want = if target == 0 { n } else { target.min(n) };
+        prop_assert_eq!(parts.len(), want);
+        let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+        prop_assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{:?}", sizes);
+        prop_assert_eq!(parts.concat(), names_);
+    }
+
+    /// `anyKeyed`: min(target, keys) parts, each holding whole key groups, covering the set.
+    #[test]
+    fn any_keyed_parts_hold_whole_key_groups(keys in prop::collection::vec(prop::option::weighted(0.8, 0u8..6), 1..20), target in 0usize..8) {
+        let s = keyed_set("S", &keys);
+        let distinct: BTreeSet<Option<u8>> = keys.iter().copied().collect();
+        let parts = adaptive_parts("anyKeyed", s.clone(), target);
+        let want = if target == 0 { distinct.len() } else { target.min(distinct.len()) };
+        prop_assert_eq!(parts.len(), want);
+        let key_of = |name: &str| s.items.iter().find(|i| i.name == name).unwrap().key;
+        let mut seen: BTreeSet<Option<u64>> = BTreeSet::new();
+        let mut all: Vec<String> = Vec::new();
+        for part in &parts {
+            let part_keys: BTreeSet<Option<u64>> = part.iter().map(|n| key_of(n)).collect();
+            // No key is split between two parts.
+            prop_assert!(seen.is_disjoint(&part_keys), "{:?}", parts);
+            seen.extend(part_keys);
+            all.extend(part.iter().cloned());
+        }
+        let mut expected: Vec<String> = s.items.iter().map(|i| i.name.clone()).collect();
+        expected.sort();
+        all.sort();
+        prop_assert_eq!(all, expected);
+    }
+}

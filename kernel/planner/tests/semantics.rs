@@ -461,3 +461,75 @@ fn dandelions_readme_example_joins_by_set_names() {
     assert_eq!(compress, ["p1,p3|get1", "p2|"], "every classified key, with its archive if fetched");
     assert_eq!(names(&ex.take_outputs().unwrap()[0]), ["put-p1,p3|get1", "put-p2|"]);
 }
+
+/// Runs `program` with [`echo`] under `any_partitions`; the instances' input shapes and the output.
+fn run_any(program: &Program, inputs: Vec<Set>, any_partitions: usize) -> (Vec<String>, Vec<String>) {
+    let limits = PlanLimits { any_partitions, ..PlanLimits::default() };
+    let mut ex = Execution::start(program, "c", inputs, limits).unwrap();
+    let ran = run(&mut ex, echo);
+    assert!(matches!(ex.status(), Status::Done(_)), "not done: {:?}", ex.status());
+    let out = ex.take_outputs().unwrap();
+    (shapes(&ran), names(&out[0]))
+}
+
+#[test]
+fn any_each_bundles_consecutive_items_into_as_many_parts_as_the_target() {
+    let s = || set("S", &["a", "b", "c", "d", "e"]);
+    // 5 items over 2 instances: 3 + 2, in item order; the output is all items, in order.
+    let (shapes, out) = run_any(&one_app("anyEach"), vec![s()], 2);
+    assert_eq!(shapes, ["a,b,c", "d,e"]);
+    assert_eq!(out, ["a", "b", "c", "d", "e"]);
+    assert_eq!(run_any(&one_app("anyEach"), vec![s()], 3).0, ["a,b", "c,d", "e"]);
+    // A target above the item count: one item each, like `each`.
+    assert_eq!(run_any(&one_app("anyEach"), vec![s()], 16).0, ["a", "b", "c", "d", "e"]);
+    // Target 1: the whole set to one instance, like `all`.
+    assert_eq!(run_any(&one_app("anyEach"), vec![s()], 1).0, ["a,b,c,d,e"]);
+    // No target: Dandelion's maximum sharding, one per item.
+    assert_eq!(run_any(&one_app("anyEach"), vec![s()], 0).0, ["a", "b", "c", "d", "e"]);
+}
+
+#[test]
+fn any_keyed_never_splits_a_key_group() {
+    let s = || keyed("S", &[("p3", Some(3)), ("q1", Some(1)), ("r3", Some(3)), ("s2", Some(2)), ("t", None)]);
+    // Key groups in key order (keyless first): [t] [q1] [s2] [p3 r3]; 4 groups over 3 parts: 2+1+1.
+    assert_eq!(run_any(&one_app("anyKeyed"), vec![s()], 3).0, ["t,q1", "s2", "p3,r3"]);
+    assert_eq!(run_any(&one_app("anyKeyed"), vec![s()], 2).0, ["t,q1", "s2,p3,r3"]);
+    assert_eq!(run_any(&one_app("anyKeyed"), vec![s()], 0).0, ["t", "q1", "s2", "p3,r3"]);
+    assert_eq!(run_any(&one_app("anyKeyed"), vec![s()], 1).0, ["t,q1,s2,p3,r3"]);
+}
+
+#[test]
+fn fixed_fan_out_that_reaches_the_target_hands_any_sets_over_whole() {
+    let program = ProgramBuilder::new()
+        .function("f", &["x", "y"], &["o"])
+        .composition("c", &["A", "B"], &["T"], vec![app("f", &["x = each A", "y = anyEach B"], &["T = o"])])
+        .build();
+    let inputs = || vec![set("A", &["a1", "a2"]), set("B", &["b1", "b2", "b3", "b4"])];
+    // 2 `each` instances already meet a target of 2: B goes whole to both.
+    assert_eq!(run_any(&program, inputs(), 2).0, ["a1|b1,b2,b3,b4", "a2|b1,b2,b3,b4"]);
+    // Target 4: 4 / 2 = 2 parts of B for each item of A.
+    assert_eq!(run_any(&program, inputs(), 4).0, ["a1|b1,b2", "a1|b3,b4", "a2|b1,b2", "a2|b3,b4"]);
+}
+
+#[test]
+fn joined_any_keyed_inputs_bundle_whole_joined_keys() {
+    let program = ProgramBuilder::new()
+        .function("f", &["x", "y"], &["o"])
+        .composition(
+            "c",
+            &["A", "B"],
+            &["T"],
+            vec![by(app("f", &["x = anyKeyed A", "y = anyKeyed B"], &["T = o"]), "x inner y")],
+        )
+        .build();
+    let inputs = || {
+        vec![
+            keyed("A", &[("a1", Some(1)), ("a2", Some(2)), ("a3", Some(3)), ("a2b", Some(2))]),
+            keyed("B", &[("b3", Some(3)), ("b2", Some(2)), ("b4", Some(4))]),
+        ]
+    };
+    // Inner join rows: key 2 (a2,a2b | b2), key 3 (a3 | b3); target 1 bundles both.
+    assert_eq!(run_any(&program, inputs(), 1).0, ["a2,a2b,a3|b2,b3"]);
+    assert_eq!(run_any(&program, inputs(), 2).0, ["a2,a2b|b2", "a3|b3"]);
+    assert_eq!(run_any(&program, inputs(), 0).0, ["a2,a2b|b2", "a3|b3"]);
+}

@@ -40,7 +40,8 @@ pub struct Run {
 ///
 /// Runs finish at once by default. With `deferred` set, `start` only queues them (like a runtime
 /// whose other cores run them) and [`FakeRuntime::finish_all`] runs them, in start order or the
-/// reverse; `http` instances answer per request item `ok:<text>` (a body) or `err:<text>`.
+/// reverse; `http` instances answer per request item `ok:<text>` (a 200 response with that body,
+/// named and keyed like the request) or `err:<text>`.
 #[derive(Debug, Default)]
 pub struct FakeRuntime {
     pub runs: Vec<Run>,
@@ -94,14 +95,20 @@ impl Runtime for FakeRuntime {
 
     fn start_comm(&mut self, ticket: Ticket, comm: Comm, inputs: Vec<Set>) -> Started {
         assert_eq!(comm, Comm::Http);
-        let (mut bodies, mut errors) = (Set::new("bodies"), Set::new("errors"));
+        let (mut responses, mut bodies, mut errors) = (Set::new("responses"), Set::new("bodies"), Set::new("errors"));
         for request in inputs.into_iter().flat_map(|s| s.items) {
             let text = String::from_utf8_lossy(&request.data).into_owned();
             let (kind, rest) = text.split_once(':').unwrap_or(("err", &text));
-            let answer = Item { name: request.name.clone(), key: None, data: Bytes::from(rest.as_bytes()) };
-            if kind == "ok" { bodies.items.push(answer) } else { errors.items.push(answer) }
+            let answer = Item { name: request.name.clone(), key: request.key, data: Bytes::from(rest.as_bytes()) };
+            if kind == "ok" {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", rest.len());
+                responses.items.push(Item { data: Bytes::from(head.as_bytes()), ..answer.clone() });
+                bodies.items.push(answer);
+            } else {
+                errors.items.push(answer);
+            }
         }
-        let outputs = vec![Set::new("responses"), bodies, errors];
+        let outputs = vec![responses, bodies, errors];
         if self.deferred {
             self.completed.push_back((ticket, Ok(outputs)));
             return Started::Running;

@@ -21,7 +21,10 @@ fn put_get_list_replace_delete() {
     let mut h = Harness::new();
     let r = h.put_composition(ALICE, "chain", CHAIN);
     assert_eq!(r.status, 201);
-    assert_eq!(text(&r), r#"{"name":"chain","inputs":["a","b"],"outputs":["out"],"warnings":[]}"#);
+    assert_eq!(
+        text(&r),
+        r#"{"name":"chain","inputs":["a","b"],"outputs":["out"],"compositions":[{"name":"chain","inputs":["a","b"],"outputs":["out"]}],"warnings":[]}"#
+    );
     assert_eq!(r.header_value("location"), Some("/v1/compositions/chain"));
 
     let got = h.get(ALICE, "/v1/compositions/chain");
@@ -129,9 +132,70 @@ fn declarations_must_match_the_registered_set_counts() {
 fn the_named_composition_must_be_in_the_program() {
     let mut h = Harness::new();
     let r = put(&mut h, "main", b"composition a (x) => (x) { }\ncomposition b (x) => (x) { }");
-    assert_error(&r, 400, "bad_composition", "the program defines no composition named 'main' (it defines: a, b)");
-    let r = put(&mut h, "main", b"function f (x) => (y);");
-    assert_error(&r, 400, "bad_composition", "the program defines no composition named 'main' (it defines: none)");
+    assert_error(
+        &r,
+        400,
+        "bad_composition",
+        "the program defines no composition named 'main' (it defines: a, b); PUT it under one of those names",
+    );
+    // Nothing of a refused program is registered.
+    assert_eq!(h.get(ALICE, "/v1/compositions/a").status, 404);
+}
+
+#[test]
+fn a_program_of_declarations_only_is_checked_and_registers_nothing() {
+    let mut h = Harness::new();
+    // Dandelion accepts a source that only declares functions; so does a PUT here.
+    let r = put(&mut h, "main", b"function identity (in) => (out);\nfunction HTTP (requests) => (headers, bodies);");
+    assert_eq!((r.status, text(&r)), (200, r#"{"compositions":[],"warnings":[]}"#));
+    assert_eq!(h.get(ALICE, "/v1/compositions/main").status, 404);
+    assert_eq!(text(&h.get(ALICE, "/v1/compositions")), r#"{"compositions":[]}"#);
+    // Its declarations are still checked against what is registered.
+    let r = put(&mut h, "main", b"function HTTP (requests) => (responses, bodies, errors);");
+    assert_eq!(r.status, 400);
+    let r = put(&mut h, "main", b"function later (x) => (y);");
+    assert_eq!(r.status, 200);
+    assert!(
+        text(&r).starts_with(r#"{"compositions":[],"warnings":[{"severity":"warning","line":1,"column":10,"#),
+        "{}",
+        text(&r)
+    );
+}
+
+#[test]
+fn a_program_with_several_compositions_registers_each() {
+    let mut h = Harness::new();
+    let source = "function identity (in) => (out);\n\
+                  composition inner (x) => (y) { identity (in = each x) => (y = out); }\n\
+                  composition outer (x) => (z) { inner (x = all x) => (z = y); }";
+    let r = put(&mut h, "outer", source.as_bytes());
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        text(&r),
+        concat!(
+            r#"{"name":"outer","inputs":["x"],"outputs":["z"],"compositions":["#,
+            r#"{"name":"inner","inputs":["x"],"outputs":["y"]},{"name":"outer","inputs":["x"],"outputs":["z"]}],"warnings":[]}"#
+        )
+    );
+    assert_eq!(h.plane.counters().compositions, 2);
+    assert_eq!(
+        text(&h.get(ALICE, "/v1/compositions")),
+        r#"{"compositions":[{"name":"inner","inputs":["x"],"outputs":["y"]},{"name":"outer","inputs":["x"],"outputs":["z"]}]}"#
+    );
+    // Each is stored with the whole program, and each runs under its own name.
+    assert_eq!(text(&h.get(ALICE, "/v1/compositions/inner")), source);
+    let r = h.invoke_json(ALICE, "inner", &[set("x", &["a", "b"])]);
+    assert_eq!(text(&r), json_sets(&[set("y", &["a", "b"])]));
+    let r = h.invoke_json(ALICE, "outer", &[set("x", &["a", "b"])]);
+    assert_eq!(text(&r), json_sets(&[set("z", &["a", "b"])]));
+    // Deleting one leaves the other.
+    assert_eq!(h.delete(ALICE, "/v1/compositions/inner").status, 204);
+    let r = h.invoke_json(ALICE, "outer", &[set("x", &["c"])]);
+    assert_eq!(text(&r), json_sets(&[set("z", &["c"])]));
+    // A name in the program that is reserved or taken refuses the whole program.
+    let r = put(&mut h, "p", b"composition p (x) => (x) { }\ncomposition concat (x) => (x) { }");
+    assert_error(&r, 409, "reserved", "'concat' is reserved for a platform function");
+    assert_eq!(h.get(ALICE, "/v1/compositions/p").status, 404);
 }
 
 #[test]
@@ -143,7 +207,7 @@ fn warnings_come_back_in_the_success_body() {
     assert_eq!(
         text(&r),
         concat!(
-            r#"{"name":"c","inputs":["x","unused"],"outputs":["y"],"warnings":["#,
+            r#"{"name":"c","inputs":["x","unused"],"outputs":["y"],"compositions":[{"name":"c","inputs":["x","unused"],"outputs":["y"]}],"warnings":["#,
             r#"{"severity":"warning","line":1,"column":10,"message":"`later` is neither a registered function nor a builtin; invocations that apply it fail until it is registered"},"#,
             r#"{"severity":"warning","line":2,"column":19,"message":"input `unused` of `c` is never used"}]}"#
         )

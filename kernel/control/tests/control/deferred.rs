@@ -175,6 +175,56 @@ fn http_runs_on_the_host_and_reports_per_item_errors() {
 }
 
 #[test]
+fn dandelions_http_function_runs_unchanged_with_its_set_layout() {
+    let mut h = Harness::new();
+    // Dandelion's own declaration and set names.
+    h.put_composition(
+        ALICE,
+        "fetch",
+        "function HTTP (requests) => (headers, bodies);
+         composition fetch (requests) => (headers, bodies) {
+             HTTP (requests = each requests) => (headers = headers, bodies = bodies);
+         }",
+    );
+    for deferred in [false, true] {
+        h.runtime.deferred = deferred;
+        let mut requests = set("requests", &["ok:hello", "ok:world"]);
+        requests.items[0].name = "a".into();
+        requests.items[0].key = Some(4);
+        requests.items[1].name = "b".into();
+        let r = match invoke(&mut h, "fetch", &[requests.clone()]) {
+            Reply::Now(r) => r,
+            Reply::Pending(id) => {
+                h.poll_at(1_001);
+                h.plane.take_response(id).expect("the runtime reported")
+            }
+        };
+        assert_eq!(r.status, 200, "{}", text(&r));
+        let sets = decode_json(&r);
+        assert_eq!((sets[0].name.as_str(), sets[1].name.as_str()), ("headers", "bodies"));
+        assert_eq!(
+            item_texts(&sets[0]),
+            ["HTTP/1.1 200 OK\ncontent-length:5\n", "HTTP/1.1 200 OK\ncontent-length:5\n"]
+        );
+        assert_eq!(item_texts(&sets[1]), ["hello", "world"]);
+        assert_eq!((sets[1].items[0].name.as_str(), sets[1].items[0].key), ("a", Some(4)));
+        assert_eq!((sets[0].items[1].name.as_str(), sets[0].items[1].key), ("b", None));
+
+        // One failed request fails the function, as in Dandelion.
+        let mut failing = requests;
+        failing.items[1].data = "err:refused: 10.0.2.2:9".as_bytes().into();
+        let r = match invoke(&mut h, "fetch", &[failing]) {
+            Reply::Now(r) => r,
+            Reply::Pending(id) => {
+                h.poll_at(1_002);
+                h.plane.take_response(id).expect("the runtime reported")
+            }
+        };
+        assert_error_contains(&r, 500, "function_failed", "HTTP: refused: 10.0.2.2:9");
+    }
+}
+
+#[test]
 fn an_invocation_past_its_deadline_is_504_and_its_instances_are_dropped() {
     let mut h = Harness::with_limits(control::ControlLimits { max_invocation_ms: 50, ..Default::default() });
     h.put_function(ALICE, "up", "engine=wasm&inputs=text&outputs=shout", "upper");

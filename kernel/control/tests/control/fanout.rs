@@ -128,3 +128,33 @@ fn a_json_answer_is_encoded_in_pieces_with_the_same_bytes() {
     assert_eq!(text(&response), json_sets(&[set("out", &refs)]));
     assert_eq!(response.header_value("content-type"), Some("application/json"));
 }
+
+/// `concat (a = ADAPTIVE s, b = all marks)`: each instance's output is its part of `s` and then
+/// the mark, so the answer shows where the platform cut.
+fn adaptive(keyword: &str, any_partitions: usize, s: Set) -> Vec<String> {
+    let plan = PlanLimits { any_partitions, ..ControlLimits::default().plan };
+    let mut h = Harness::with_limits(ControlLimits { plan, ..Default::default() });
+    let source = format!(
+        "function concat (a, b) => (out);
+         composition cut (s, marks) => (out) {{ concat (a = {keyword} s, b = all marks) => (out = out); }}"
+    );
+    assert_eq!(h.put_composition(ALICE, "cut", &source).status, 201);
+    let r = h.invoke_json(ALICE, "cut", &[s, set("marks", &["|"])]);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    item_texts(&decode_json(&r)[0])
+}
+
+#[test]
+fn any_each_and_any_keyed_cut_where_the_platform_target_says() {
+    let s = || set("s", &["1", "2", "3", "4", "5"]);
+    assert_eq!(adaptive("anyEach", 2, s()), ["1", "2", "3", "|", "4", "5", "|"]);
+    assert_eq!(adaptive("anyEach", 1, s()), ["1", "2", "3", "4", "5", "|"]);
+    assert_eq!(adaptive("anyEach", 0, s()), ["1", "|", "2", "|", "3", "|", "4", "|", "5", "|"]);
+    let mut k = set("s", &["a1", "b2", "c1", "d3"]);
+    for (item, key) in k.items.iter_mut().zip([1, 2, 1, 3]) {
+        item.key = Some(key);
+    }
+    // Key groups 1: [a1 c1], 2: [b2], 3: [d3]; over 2 parts: {1, 2} and {3}.
+    assert_eq!(adaptive("anyKeyed", 2, k.clone()), ["a1", "c1", "b2", "|", "d3", "|"]);
+    assert_eq!(adaptive("anyKeyed", 3, k), ["a1", "c1", "|", "b2", "|", "d3", "|"]);
+}

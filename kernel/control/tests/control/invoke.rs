@@ -127,8 +127,11 @@ fn nested_compositions_run_inside_one_program() {
     );
     let r = h.invoke_json(ALICE, "outer", &[set("xs", &["1", "2", "3"]), set("y", &["-"])]);
     assert_eq!(text(&r), json_sets(&[set("r", &["1", "-", "2", "-", "3", "-"])]));
-    // The inner composition is part of the program, not a registered one.
-    assert_error(&h.get(ALICE, "/v1/compositions/pair"), 404, "not_found", "no composition named 'pair'");
+    // The inner composition is registered too (as Dandelion registers every composition of a
+    // source), and runs on its own.
+    assert_eq!(h.get(ALICE, "/v1/compositions/pair").status, 200);
+    let r = h.invoke_json(ALICE, "pair", &[set("x", &["1"]), set("y", &["-"])]);
+    assert_eq!(text(&r), json_sets(&[set("both", &["1", "-"])]));
 }
 
 #[test]

@@ -50,7 +50,10 @@ fn compositions_stay_apart_and_resolve_in_their_own_tenant() {
     h.put_function(ALICE, "f", SPEC, "const:alice's f");
     let source = "function f (i) => (o);\ncomposition c (x) => (y) { f (i = all x) => (y = o); }";
     let r = h.put_composition(ALICE, "c", source);
-    assert_eq!(text(&r), r#"{"name":"c","inputs":["x"],"outputs":["y"],"warnings":[]}"#);
+    assert_eq!(
+        text(&r),
+        r#"{"name":"c","inputs":["x"],"outputs":["y"],"compositions":[{"name":"c","inputs":["x"],"outputs":["y"]}],"warnings":[]}"#
+    );
 
     assert_error(&h.get(BOB, "/v1/compositions/c"), 404, "not_found", "no composition named 'c'");
     assert_eq!(text(&h.get(BOB, "/v1/compositions")), r#"{"compositions":[]}"#);

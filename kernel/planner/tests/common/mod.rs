@@ -59,6 +59,8 @@ pub fn app(function: &str, args: &[&str], outputs: &[&str]) -> Application {
                 "all" => Distribution::All,
                 "each" => Distribution::Each,
                 "keyed" => Distribution::Keyed,
+                "anyEach" => Distribution::AnyEach,
+                "anyKeyed" => Distribution::AnyKeyed,
                 other => panic!("bad keyword {other}"),
             };
             Argument { param: id(param.trim()), optional, distribution, set: id(set) }
