@@ -55,8 +55,10 @@ impl Node {
     /// One pass over every part; whether anything moved.
     pub fn pass(&mut self) -> bool {
         let Self { net, door, control, runtime, dispatcher } = self;
-        let now = millis();
-        let mut busy = net.receive_with(&mut |sockets| door.top_up(sockets));
+        // One clock read for the pass: smoltcp's timestamps and the front door's ms.
+        let ts = crate::net::now();
+        let now = ts.total_millis() as u64;
+        let mut busy = net.receive_with(ts, &mut |sockets| door.top_up(sockets));
         busy |= runtime.poll_comm(net, now);
         busy |= control.poll(now, runtime);
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
@@ -64,7 +66,7 @@ impl Node {
         busy |= door.service(net, &mut services, now);
         // Every frame this pass queued goes out once, here: responses in the pass that
         // answered, not at the start of the next (one walk of the sockets per pass).
-        busy |= net.flush();
+        busy |= net.flush(ts);
         // Single-core mode: one turn of a function run (at most about 10 ms: a long run is
         // parked and queued again), so the front door is served between turns, here.
         busy |= dispatcher.run_inline();

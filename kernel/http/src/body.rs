@@ -244,7 +244,7 @@ fn reserve_for(body: &mut Vec<u8>, additional: usize, bound: usize, gate: Memory
     Err(HttpError::new(503, alloc::format!("not enough memory for a request body of {need} bytes; try again later")))
 }
 
-fn append(body: &mut Vec<u8>, data: &[u8], bound: usize, gate: MemoryGate) -> Result<(), HttpError> {
+pub(crate) fn append(body: &mut Vec<u8>, data: &[u8], bound: usize, gate: MemoryGate) -> Result<(), HttpError> {
     reserve_for(body, data.len(), bound, gate)?;
     body.extend_from_slice(data);
     Ok(())

@@ -12,7 +12,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::mem;
 
-use crate::body::Decoder;
+use crate::body::{self, Decoder};
 use crate::limits::Limits;
 use crate::parse::{self, Framing, Head};
 use crate::request::{Request, Version};
@@ -340,6 +340,11 @@ impl Connection {
         let pending = &self.buf[self.pos..];
         let fresh = if pending.is_empty() && self.requests > 0 { Timer::Idle } else { Timer::Head };
         let (timer, since) = *head.timer.get_or_insert((fresh, now));
+        if pending.is_empty() && !self.eof {
+            // Nothing to parse (after every response of a keep-alive connection): only a
+            // timeout can happen.
+            return self.head_timeout(timer, since, now);
+        }
         // Only the first `max + 1` bytes matter: a head ends within them or is too large. Looking
         // no further keeps the outcome the same however the bytes were split into reads.
         let max = self.limits.max_head_bytes;
@@ -371,16 +376,24 @@ impl Connection {
                     Step::Wait
                 } else if self.eof {
                     self.fail(HttpError::bad_request("connection closed before the request head was complete"))
-                } else if timer == Timer::Idle && now.saturating_sub(since) >= self.limits.keep_alive_timeout_ms {
-                    self.close();
-                    Step::Wait
-                } else if timer == Timer::Head && now.saturating_sub(since) >= self.limits.head_timeout_ms {
-                    let ms = self.limits.head_timeout_ms;
-                    self.fail(HttpError::new(408, format!("request head not complete within {ms} ms")))
                 } else {
-                    Step::Wait
+                    self.head_timeout(timer, since, now)
                 }
             }
+        }
+    }
+
+    /// While a head is awaited: closes an idle keep-alive connection, answers 408 to a head
+    /// that is late, or waits.
+    fn head_timeout(&mut self, timer: Timer, since: u64, now: u64) -> Step {
+        if timer == Timer::Idle && now.saturating_sub(since) >= self.limits.keep_alive_timeout_ms {
+            self.close();
+            Step::Wait
+        } else if timer == Timer::Head && now.saturating_sub(since) >= self.limits.head_timeout_ms {
+            let ms = self.limits.head_timeout_ms;
+            self.fail(HttpError::new(408, format!("request head not complete within {ms} ms")))
+        } else {
+            Step::Wait
         }
     }
 
@@ -389,6 +402,17 @@ impl Connection {
         let Head { request, framing, keep_alive, expect_continue } = head;
         let decoder = match framing {
             Framing::Length(0) => return self.deliver(request, keep_alive),
+            // The whole body is already here (a small request in one segment): taken at once,
+            // without a turn through the body state.
+            Framing::Length(n) if !expect_continue && self.buf.len() - self.pos >= n => {
+                let mut request = request;
+                let whole = &self.buf[self.pos..self.pos + n];
+                if let Err(e) = body::append(&mut request.body, whole, n, self.limits.body_memory) {
+                    return self.fail(e);
+                }
+                self.pos += n;
+                return self.deliver(request, keep_alive);
+            }
             Framing::Length(n) => Decoder::length(n),
             Framing::Chunked => Decoder::chunked(),
         };

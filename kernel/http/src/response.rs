@@ -111,11 +111,15 @@ impl Response {
         let fields: usize = self.fields().map(|(n, v)| n.len() + v.len() + 4).sum();
         head.reserve(96 + fields + body);
         let mut digits = [0; 20];
-        head.extend_from_slice(b"HTTP/1.1 ");
-        head.extend_from_slice(decimal(u64::from(self.status), &mut digits));
-        head.push(b' ');
-        head.extend_from_slice(reason(self.status).as_bytes());
-        head.extend_from_slice(b"\r\n");
+        if self.status == 200 {
+            head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        } else {
+            head.extend_from_slice(b"HTTP/1.1 ");
+            head.extend_from_slice(decimal(u64::from(self.status), &mut digits));
+            head.push(b' ');
+            head.extend_from_slice(reason(self.status).as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
         for (name, value) in self.fields() {
             if name.is_empty() || framing_field(name) || !field_ok(name) || !field_ok(value) {
                 continue;

@@ -151,6 +151,12 @@ pub struct Dispatcher {
     engines: Engines,
     queue: Mutex<RunQueue<Work>>,
     done: Mutex<VecDeque<Completion>>,
+    /// How many results `done` holds (changed under its lock): the I/O loop looks here on
+    /// every pass without taking the lock.
+    done_len: AtomicUsize,
+    /// How many instances `queue` holds (changed under its lock): a core with nothing to run
+    /// sees so without the lock (the I/O core in single-core mode looks on every pass).
+    queued: AtomicUsize,
     cores: Vec<Core>,
     /// The CPU whose loop collects results (woken when one arrives).
     io_cpu: usize,
@@ -180,6 +186,8 @@ impl Dispatcher {
             engines,
             queue: Mutex::new(RunQueue::new(RUN_QUEUE_CAPACITY)),
             done: Mutex::new(VecDeque::new()),
+            done_len: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             cores,
             io_cpu,
             inline,
@@ -240,6 +248,7 @@ impl Dispatcher {
                 return Err(job);
             }
             let _ = queue.push(tenant, composition, Work::Fresh { job, waited_for_key: false });
+            self.queued.store(queue.len(), Ordering::Release);
         }
         if let Some(core) = self.cores.iter().find(|c| c.idle.swap(false, Ordering::AcqRel))
             && core.cpu != arch::cpu_index()
@@ -262,7 +271,13 @@ impl Dispatcher {
 
     /// One finished instance's result, if any.
     pub fn take_completed(&self) -> Option<Completion> {
-        self.done.lock().pop_front()
+        if self.done_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut done = self.done.lock();
+        let completion = done.pop_front();
+        self.done_len.store(done.len(), Ordering::Release);
+        completion
     }
 
     /// Drops the queued instances of `invocation` and stops its running ones at their next
@@ -272,6 +287,7 @@ impl Dispatcher {
     pub fn cancel(&self, invocation: u64) {
         let mut queue = self.queue.lock();
         let removed = queue.cancel_invocation(invocation);
+        self.queued.store(queue.len(), Ordering::Release);
         for core in &self.cores {
             if core.running.load(Ordering::Acquire) == invocation + 1 {
                 core.cancel.store(true, Ordering::Release);
@@ -291,9 +307,13 @@ impl Dispatcher {
     /// slice, or wasm fuel slices for about as long) goes back in the queue behind the other
     /// tenants' work; nothing else runs inside it.
     pub fn run_one(&self, core: &Core) -> bool {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let work = {
             let mut queue = self.queue.lock();
             let Some((_, work)) = queue.pop() else { return false };
+            self.queued.store(queue.len(), Ordering::Release);
             core.cancel.store(false, Ordering::Relaxed);
             core.running.store(work.ids().1 + 1, Ordering::Release);
             work
@@ -322,6 +342,7 @@ impl Dispatcher {
                         PREEMPTIONS.fetch_add(1, Ordering::Relaxed);
                     }
                     queue.requeue(tenant, invocation, work);
+                    self.queued.store(queue.len(), Ordering::Release);
                     core.running.store(0, Ordering::Release);
                 }
             }
@@ -330,7 +351,10 @@ impl Dispatcher {
     }
 
     fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, RunError>) {
-        self.done.lock().push_back((ticket, result));
+        let mut done = self.done.lock();
+        done.push_back((ticket, result));
+        self.done_len.store(done.len(), Ordering::Release);
+        drop(done);
         if self.io_cpu != core.cpu {
             arch::wake(self.io_cpu);
         }
@@ -411,7 +435,7 @@ impl Dispatcher {
 
     /// Whether results wait for the I/O core (it checks before it halts).
     pub fn has_completions(&self) -> bool {
-        !self.done.lock().is_empty()
+        self.done_len.load(Ordering::Acquire) != 0
     }
 }
 

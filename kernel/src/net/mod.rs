@@ -174,19 +174,19 @@ fn configured_address(settings: &model::NodeSettings) -> Option<(Ipv4Cidr, Optio
 impl Net {
     /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
     pub fn poll(&mut self) -> bool {
-        self.poll_stack(&mut |_| {}, true)
+        self.poll_stack(now(), &mut |_| {}, true)
     }
 
     /// Timers, DHCP and every received frame, but nothing sent: the I/O loop sends once at the
     /// end of its pass ([`flush`](Self::flush)), after the sockets had their say. Calls `between`
     /// after each received frame that may have changed a socket (the front door tops its
     /// listeners up there: a SYN takes one).
-    pub fn receive_with(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>)) -> bool {
-        self.poll_stack(between, false)
+    /// `ts` is the pass's time ([`now`]), read once for the whole pass.
+    pub fn receive_with(&mut self, ts: Instant, between: &mut dyn FnMut(&mut SocketSet<'static>)) -> bool {
+        self.poll_stack(ts, between, false)
     }
 
-    fn poll_stack(&mut self, between: &mut dyn FnMut(&mut SocketSet<'static>), send: bool) -> bool {
-        let ts = now();
+    fn poll_stack(&mut self, ts: Instant, between: &mut dyn FnMut(&mut SocketSet<'static>), send: bool) -> bool {
         let changed = match &mut self.device {
             Device::Plain(nic) => poll_stack(&mut self.iface, nic, &mut self.sockets, ts, between, send),
             Device::Faulty(injector) => {
@@ -249,8 +249,7 @@ impl Net {
 
     /// Sends what sockets have queued (the responses the front door just wrote, SYN-ACKs,
     /// ACKs, retransmissions, DHCP): frames out only. True if a socket may have changed.
-    pub fn flush(&mut self) -> bool {
-        let ts = now();
+    pub fn flush(&mut self, ts: Instant) -> bool {
         match &mut self.device {
             Device::Plain(nic) => egress(&mut self.iface, nic, &mut self.sockets, ts),
             Device::Faulty(injector) => egress(&mut self.iface, injector.as_mut(), &mut self.sockets, ts),
