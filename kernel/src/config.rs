@@ -52,7 +52,7 @@ pub fn read(info: &BootInfo) -> BootConfig {
 /// Dandelion's platform aims at its local cores, unless `limit any_partitions` says otherwise.
 pub fn control_limits(node: &NodeSettings, tenants: usize, compute_cores: usize) -> ControlLimits {
     let mut limits =
-        ControlLimits { answer_memory: pappus_http::MemoryGate(mm::heap_room_for), ..ControlLimits::default() };
+        ControlLimits { heap_room: pappus_http::MemoryGate(mm::heap_room_for), ..ControlLimits::default() };
     limits.plan.any_partitions = compute_cores.max(1);
     let share = |bytes: u64| bytes / tenants.max(1) as u64;
     let heap = mm::heap_stats();

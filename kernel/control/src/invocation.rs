@@ -387,7 +387,7 @@ impl Invocation {
             WireFormat::Json => json::encoded_len(&outputs),
             WireFormat::Binary | WireFormat::Raw => binary::encoded_len(&outputs),
         };
-        if !limits.answer_memory.allows(size) {
+        if !limits.heap_room.allows(size) {
             let message = format!("the node has no memory for a {size}-byte answer now; retry later");
             let error = ApiError::new(503, "out_of_memory", message).header("retry-after", format!("{retry_after_s}"));
             return Some(error.into_response());

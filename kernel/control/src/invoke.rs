@@ -129,7 +129,9 @@ impl ControlPlane {
                 let root = stored.root(name).ok_or_else(|| ApiError::internal("the stored program lost its root"))?;
                 check_accept(format, root.outputs.len(), name)?;
                 let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
+                let decoding = self.decoding_charge(tenant, content_type, body.len())?;
                 let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
+                drop(decoding);
                 let targets = self.resolve(tenant, stored.program(), name)?;
                 let memory = InvocationMemory::new(&self.memory, tenant, &inputs).map_err(ApiError::over_budget)?;
                 let execution =
@@ -146,13 +148,43 @@ impl ControlPlane {
             Target::Builtin(b) => (b.inputs().to_vec(), b.outputs().iter().map(|&o| String::from(o)).collect()),
         };
         check_accept(format, outputs.len(), name)?;
+        let decoding = self.decoding_charge(tenant, content_type, body.len())?;
         let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
+        drop(decoding);
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
         let plan = self.direct_plan(tenant, name, inputs.len(), outputs.len(), runtime)?;
         let execution = Execution::start_plan(&plan, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
         let targets = BTreeMap::from([(String::from(name), target)]);
         let subject = Subject::Function(String::from(name));
         Ok(Invocation::new(tenant, subject, format, execution, targets, Some(outputs), memory))
+    }
+
+    /// What decoding a `len`-byte request body takes besides the body, charged to `tenant`
+    /// while it lasts (the decoded inputs are charged next, in their place). Binary and raw
+    /// bodies are decoded in place; JSON items become new buffers, 3/4 of their base64 text,
+    /// and serde_json holds a string with escapes whole while it reads it: up to 7/4 of the
+    /// body at once, which the node's heap must have room for (503 `out_of_memory` otherwise,
+    /// never an allocation failure), and the decoded 3/4 must fit the tenant's budget (507).
+    fn decoding_charge(
+        &self,
+        tenant: TenantId,
+        content_type: Option<&str>,
+        len: usize,
+    ) -> Result<Option<MemoryCharge>, ApiError> {
+        if WireFormat::for_request(content_type) != WireFormat::Json {
+            return Ok(None);
+        }
+        let decoded = (len as u64) / 4 * 3;
+        let charge = self.memory.charge(tenant, Pool::Heap, decoded).map_err(ApiError::over_budget)?;
+        let transient = len.saturating_add(len / 4 * 3);
+        if !self.limits.heap_room.allows(transient) {
+            let message = format!(
+                "the node has no memory to decode a {len}-byte JSON body now (it takes up to {transient} bytes); retry later, or send the sets in the binary format (application/x-pappus-sets), which is decoded in place"
+            );
+            let retry = format!("{}", self.limits.retry_after_s);
+            return Err(ApiError::new(503, "out_of_memory", message).header("retry-after", retry));
+        }
+        Ok(Some(charge))
     }
 
     /// The compiled [`direct_program`] for `tenant`'s invocation of `name` with these set counts:
@@ -295,7 +327,9 @@ fn decode_inputs(
 }
 
 fn bad_input(e: WireError) -> ApiError {
-    if e.is_limit() {
+    if e.is_out_of_memory() {
+        ApiError::new(503, "out_of_memory", format!("{e}; retry later")).header("retry-after", "1")
+    } else if e.is_limit() {
         ApiError::too_large(format!("the input is too large: {e}"))
     } else {
         ApiError::bad_request("bad_input", format!("invalid input: {e}"))

@@ -41,10 +41,12 @@ pub struct ControlLimits {
     /// kernel sets them from the boot configuration or from its own memory; the default is
     /// unlimited, for hosts that do not account.
     pub memory: MemoryBudgets,
-    /// Asked before an answer is encoded (the encoded outputs are held until sent, charged to
-    /// no tenant): a kernel says no when the bytes would eat into its reserve, and the answer
-    /// is 503 `out_of_memory` with `Retry-After`.
-    pub answer_memory: MemoryGate,
+    /// Whether the node's heap can take this many more bytes now, asked before work that holds
+    /// much memory for a while: encoding an answer (held until sent, charged to no tenant) and
+    /// decoding a JSON request body (a second copy of its items). A kernel says no when the
+    /// bytes would eat into its reserve, and the answer is 503 `out_of_memory` with
+    /// `Retry-After`.
+    pub heap_room: MemoryGate,
 }
 
 impl ControlLimits {
@@ -71,7 +73,7 @@ impl ControlLimits {
             any_partitions: 0,
         },
         memory: MemoryBudgets::UNLIMITED,
-        answer_memory: MemoryGate::ALWAYS,
+        heap_room: MemoryGate::ALWAYS,
     };
 
     /// The program size actually enforced: the configured one, capped by the parser's own limit.

@@ -173,9 +173,34 @@ fn two_tenants_sets_are_charged_separately() {
     assert_eq!(h.plane.memory().account(BOB_ID, Pool::Heap).stats().peak, 0);
 }
 
+/// A JSON body is decoded into new buffers (a 53 MB body with one 40 MB item once took a
+/// node down with an allocation failure): the node must have room for the decoding (503
+/// otherwise), and the tenant's budget for the decoded items (507 otherwise); both are
+/// answers, and nothing stays charged.
+#[test]
+fn decoding_a_json_body_needs_room_on_the_node_and_in_the_budget() {
+    let item = |n: usize| set("in", &[&"x".repeat(n)]);
+    let limits = ControlLimits { heap_room: pappus_http::MemoryGate(|bytes| bytes < 10_000), ..Default::default() };
+    let mut h = Harness::with_limits(limits);
+    let r = h.invoke_json(ALICE, "identity", &[item(1_000)]);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = h.invoke_json(ALICE, "identity", &[item(6_000)]);
+    assert_error_contains(&r, 503, "out_of_memory", "no memory to decode a");
+    assert_eq!(r.header_value("retry-after"), Some("1"));
+    assert!(text(&r).contains("application/x-pappus-sets"), "{}", text(&r));
+    assert_eq!(h.plane.live_invocations(), 0);
+
+    let mut h = harness(20_000, 1 << 30);
+    let r = h.invoke_json(ALICE, "identity", &[item(30_000)]);
+    assert_eq!(r.status, 507, "{}", text(&r));
+    assert_eq!(used(&h, ALICE_ID, Pool::Heap), 0, "the refused decoding left a charge");
+    let r = h.invoke_json(ALICE, "identity", &[item(1_000)]);
+    assert_eq!(r.status, 200, "{}", text(&r));
+}
+
 #[test]
 fn an_answer_the_node_has_no_room_for_is_503_not_a_crash() {
-    let limits = ControlLimits { answer_memory: pappus_http::MemoryGate(|bytes| bytes < 1000), ..Default::default() };
+    let limits = ControlLimits { heap_room: pappus_http::MemoryGate(|bytes| bytes < 1000), ..Default::default() };
     let mut h = Harness::with_limits(limits);
     let r = h.call(request("POST", "/v1/invoke/identity", Some(ALICE), &[], &[b'x'; 100]));
     assert_eq!(r.status, 200, "{}", text(&r));

@@ -50,6 +50,10 @@ pub enum WireErrorKind {
     },
     /// Names must be UTF-8.
     InvalidUtf8,
+    /// The node could not allocate room for `bytes` of decoded item data.
+    OutOfMemory {
+        bytes: usize,
+    },
     /// Bytes after the last set, from byte `offset`.
     TrailingBytes {
         offset: usize,
@@ -81,6 +85,11 @@ impl WireError {
 
     pub fn kind(&self) -> &WireErrorKind {
         &self.kind
+    }
+
+    /// Whether the node ran out of memory decoding (HTTP 503, retriable).
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self.kind, WireErrorKind::OutOfMemory { .. })
     }
 
     /// Whether a [`WireLimits`](super::WireLimits) bound was exceeded (HTTP 413) rather than the
@@ -117,6 +126,7 @@ impl fmt::Display for WireError {
                 write!(f, "truncated: {needed} bytes needed at byte {offset}, only {left} left")
             }
             WireErrorKind::InvalidUtf8 => f.write_str("not valid UTF-8"),
+            WireErrorKind::OutOfMemory { bytes } => write!(f, "no memory for {bytes} bytes of item data now"),
             WireErrorKind::TrailingBytes { offset } => {
                 write!(f, "unexpected bytes after the last set, from byte {offset}")
             }

@@ -378,6 +378,12 @@ impl Visitor<'_> for DataSeed<'_, '_> {
             let kind = WireErrorKind::TooManyBytes { max: ctx.limits.max_total_bytes };
             return Err(ctx.fail(ctx.item_path(index, Some("data")), kind));
         }
+        // Reserved fallibly first (base64's own growth would abort on failure); its estimate
+        // is at most three bytes per four symbols of the text.
+        if ctx.data.try_reserve(text.len().div_ceil(4) * 3).is_err() {
+            let kind = WireErrorKind::OutOfMemory { bytes: decoded_len(text) };
+            return Err(ctx.fail(ctx.item_path(index, Some("data")), kind));
+        }
         if let Err(e) = STANDARD.decode_vec(text, &mut ctx.data) {
             return Err(ctx.fail(ctx.item_path(index, Some("data")), base64_error(e)));
         }
