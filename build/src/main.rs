@@ -234,6 +234,9 @@ fn test(args: &Args) -> Result {
                     {
                         command.args(["--test", suite]);
                     }
+                    // The `pappus` command against a live node: its suite lives in its own
+                    // package (build/pappus/tests/cli.rs), where cargo hands it the binary.
+                    command.args(["-p", "pappus", "--test", "cli"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
