@@ -20,7 +20,7 @@ use serde_json::Value;
 const TENANT: Tenant = Tenant { name: "cli", token: "cli-token-0123456789abcdef" };
 
 /// How the binary is run: a clean environment (no `PAPPUS_*`, no cargo variables), a config
-/// folder of its own, and a working folder outside the repository.
+/// folder of its own (`XDG_CONFIG_HOME`), and a working folder outside the repository.
 struct Pappus {
     home: PathBuf,
     work: PathBuf,
@@ -39,12 +39,16 @@ impl Pappus {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pappus"));
         command.args(args).current_dir(&self.work);
+        // What cargo test sets for us is not a user's shell: no `CARGO` (so `pappus` runs the
+        // `cargo` on the path) and no toolchain override (so a crate's rust-toolchain.toml
+        // picks). CARGO_HOME and HOME stay: rustup and cargo live there.
         for (name, _) in std::env::vars() {
-            if name.starts_with("PAPPUS_") || name.starts_with("CARGO") || name == "RUSTUP_TOOLCHAIN" {
+            let cargo = name.starts_with("CARGO") && name != "CARGO_HOME";
+            if name.starts_with("PAPPUS_") || cargo || name == "RUSTUP_TOOLCHAIN" {
                 command.env_remove(name);
             }
         }
-        command.env("HOME", &self.home).env("XDG_CONFIG_HOME", self.home.join(".config"));
+        command.env("XDG_CONFIG_HOME", self.home.join(".config"));
         for (name, value) in &self.env {
             command.env(name, value);
         }
