@@ -1,7 +1,7 @@
 //! The `pappus` binary against a live node (x86_64 q35 under QEMU, booted by the harness): run
 //! as a user would, from a folder outside the repository, with a clean environment and its own
-//! config folder. Deploy (a crate of functions/, and a crate made by `pappus new`, for wasm32
-//! and natively), invoke with `--set` text, keys and `@file`, `--raw`, `--out`, `--json`,
+//! config folder. Deploy (a crate of functions/, the whole functions/ workspace, and a crate
+//! made by `pappus new`, for wasm32 and natively), invoke with `--set` text, keys and `@file`, `--raw`, `--out`, `--json`,
 //! compose, list, get, rm, health, metrics, the config file and its precedence, and errors (a
 //! bad token, unknown names) with their messages and exit status.
 //!
@@ -165,6 +165,18 @@ fn cli_against_a_live_node() {
         assert_eq!(std::fs::read_to_string(out_dir.join("counts").join(word)).unwrap(), count, "{lines}");
     }
 
+    // A whole workspace: every crate with metadata, one JSON document per function.
+    let lines = pappus.ok(&["deploy", path(&root.join("functions")), "--json"]);
+    let mut names: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))["function"]["name"].to_string()
+        })
+        .collect();
+    names.sort();
+    let expected = ["csv_sum", "grep", "matmul", "template", "topk", "wordcount", "wordcount_merge"];
+    assert_eq!(names, expected.map(|n| format!("\"{n}\"")), "{lines}");
+
     // A composition: registered, listed, shown as its source, invoked, removed.
     let program = "function wordcount (texts) => (counts);\n\
                    composition wc_all (texts) => (counts) {\n    wordcount (texts = all texts) => (counts = counts);\n}\n";
@@ -177,7 +189,8 @@ fn cli_against_a_live_node() {
     assert!(listing.contains("  wordcount: wasm (texts) => (counts)"), "{listing}");
     assert!(listing.contains("compositions (1):\n  wc_all: (texts) => (counts)\n"), "{listing}");
     let listing = pappus.json(&["list", "--json"]);
-    assert_eq!(listing["functions"][0]["name"], "wordcount");
+    let functions = listing["functions"].as_array().unwrap();
+    assert!(functions.iter().any(|f| f["name"] == "wordcount" && f["engine"] == "wasm"), "{listing}");
     assert_eq!(listing["compositions"][0]["name"], "wc_all");
     assert_eq!(pappus.ok(&["get", "wc_all"]), program);
     let get = pappus.ok(&["get", "wordcount"]);
