@@ -3,13 +3,10 @@
 //! Progress goes to stderr; stdout carries only what scripts read (the `pappus ready: ` line,
 //! `BENCH` lines, the test summary).
 
-mod api;
 mod args;
 mod bench;
 mod fnctl;
-mod fnmeta;
 mod fuzz;
-mod http;
 mod image;
 mod keepalive;
 mod multiboot;
@@ -17,7 +14,6 @@ mod preload;
 mod prereq;
 mod profile;
 mod run;
-mod sets;
 mod soak;
 mod util;
 
@@ -46,8 +42,10 @@ commands:
           invoke <name> [--set SET[:KEY]=@file|@-|text]... [--out DIR] [--binary]
           invoke <name> --raw @file|@-|text
           list | get <name> | rm <name>
-          the /v1 API of a running kernel: --url U --token T, else $PAPPUS_URL and
-          $PAPPUS_TOKEN, else http://127.0.0.1:8080 and the token in target/pappus-dev.conf
+          the /v1 API of a running kernel, through the `pappus` command's library
+          (build/pappus; `cargo install --path build/pappus` installs the command itself):
+          --url U --token T, else $PAPPUS_URL and $PAPPUS_TOKEN, else ~/.config/pappus/config.toml,
+          else http://127.0.0.1:8080 and the token in target/pappus-dev.conf
   test    [--arch x86_64|aarch64|all] [--no-lint]
           lint (fmt --check, clippy), host unit tests, kernel builds, QEMU integration tests
   image   [--target x86_64|aarch64|all] [--pxe DIR] [--disk FILE] [--config FILE]
@@ -236,6 +234,9 @@ fn test(args: &Args) -> Result {
                     {
                         command.args(["--test", suite]);
                     }
+                    // The `pappus` command against a live node: its suite lives in its own
+                    // package (build/pappus/tests/cli.rs), where cargo hands it the binary.
+                    command.args(["-p", "pappus", "--test", "cli"]);
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use pappus_qemu::shell_quote;
 
-use crate::api::Client;
-use crate::fnctl::{self, DEFAULT_URL};
-use crate::fnmeta::{self, Overrides, Registration, Workspace};
-use crate::util::{Result, relative, root, say};
+use pappus::api::Client;
+use pappus::commands;
+use pappus::config::DEFAULT_URL;
+use pappus::fnmeta::{self, Overrides, Registration, Workspace};
+
+use crate::util::{Failure, Result, relative, root, say};
 
 pub struct Preload {
     functions: Vec<(Registration, PathBuf)>,
@@ -24,7 +26,7 @@ pub fn prepare(build: bool) -> Preload {
     let mut functions = Vec::new();
     match Workspace::load(&dir) {
         Ok(workspace) => {
-            let (found, problems) = fnctl::workspace_functions(&workspace, &Overrides::default());
+            let (found, problems) = commands::workspace_functions(&workspace, &Overrides::default());
             for problem in problems {
                 say(format!("preload: {problem}: not deployed"));
             }
@@ -34,7 +36,7 @@ pub fn prepare(build: bool) -> Preload {
     }
     if build
         && !functions.is_empty()
-        && let Err(e) = fnmeta::build(&dir, None)
+        && let Err(e) = fnmeta::build(&crate::fnctl::ui(), &dir, None)
     {
         say(format!("preload: {} did not build ({}): no function is preloaded", relative(&dir), e.0));
         functions.clear();
@@ -63,10 +65,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// returns the registrations of the functions now deployed.
 pub fn deploy<'a>(url: &str, token: &str, preload: &'a Preload) -> Result<Vec<&'a Registration>> {
     let client = Client::new(url, token)?.timeout(REQUEST_TIMEOUT);
+    // Progress lines as `xtask: …` on stderr; no bars: the serial log streams there too.
+    let ui = pappus::Ui { progress: false, ..crate::fnctl::ui() };
     let mut deployed = Vec::new();
     for (registration, wasm) in &preload.functions {
-        match fnctl::deploy_function(&client, registration, wasm) {
-            Ok(line) => {
+        match commands::deploy_function(&ui, &client, registration, wasm) {
+            Ok((line, _)) => {
                 say(format!("preload: {line}"));
                 deployed.push(registration);
             }
@@ -74,9 +78,9 @@ pub fn deploy<'a>(url: &str, token: &str, preload: &'a Preload) -> Result<Vec<&'
         }
     }
     for file in &preload.compositions {
-        let result = std::fs::read(file).map_err(|e| format!("cannot read it: {e}").into()).and_then(|program| {
-            let name = fnctl::composition_name(file, None)?;
-            fnctl::deploy_composition(&client, &name, &program)
+        let result = std::fs::read(file).map_err(|e| Failure(format!("cannot read it: {e}"))).and_then(|program| {
+            let name = commands::composition_name(file, None).map_err(|e| Failure(e.0))?;
+            commands::deploy_composition(&client, &name, &program).map_err(|e| Failure(e.0))
         });
         match result {
             Ok(lines) => lines.into_iter().for_each(|line| say(format!("preload: {line}"))),

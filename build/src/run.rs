@@ -8,6 +8,8 @@ use pappus_qemu::{AccelChoice, Arch, Verdict};
 use pappus_tests::protocol::{READY_PREFIX, Ready};
 use pappus_tests::{Boot, HarnessError, Marker};
 
+use pappus::config::{first_token, operator_token};
+
 use crate::args::{Args, Spec};
 use crate::util::{Failure, Result, human_bytes, say};
 use crate::{preload, prereq, util};
@@ -198,22 +200,6 @@ fn boot_config(token_file: Option<&str>) -> Result<BootFiles> {
         path.display()
     ));
     Ok(BootFiles { config: path, token, operator })
-}
-
-/// The operator token of a configuration the kernel's parser accepted.
-pub(crate) fn operator_token(text: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(text).lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        (words.next() == Some("operator")).then(|| words.next().map(str::to_string)).flatten()
-    })
-}
-
-/// The first tenant's token in a configuration the kernel's parser accepted.
-pub(crate) fn first_token(text: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(text).lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        (words.next() == Some("tenant")).then(|| words.nth(1).map(str::to_string)).flatten()
-    })
 }
 
 /// A fresh token: `prefix` and 32 hex digits from /dev/urandom.

@@ -2,7 +2,7 @@
 //! (`Connection: close`), a `Content-Length` request body, and a response read by
 //! `Content-Length`, chunked, or until the server closes.
 //!
-//! Enough for the front door on 127.0.0.1, and it keeps `cargo xtask` free of an HTTP stack
+//! Enough for the front door, and it keeps the `pappus` command free of an HTTP stack
 //! (and its TLS and async dependencies) that a plain-HTTP loopback client does not need.
 
 use std::io::{Read, Write};
@@ -127,9 +127,33 @@ impl std::fmt::Display for Error {
 /// How long a connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How an exchange is going, for a progress display.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// `done` of the body's `total` bytes are sent.
+    Sent { done: u64, total: u64 },
+    /// The request is sent; no answer yet.
+    Waiting,
+    /// The answer is coming: `bytes` so far.
+    Receiving { bytes: u64 },
+}
+
 /// Sends `request` and reads the whole response. `timeout` bounds each wait for bytes (not the
 /// whole exchange), so a large upload or a long invocation is fine as long as it progresses.
 pub fn send(endpoint: &Endpoint, request: &Request, timeout: Duration) -> Result<Response, Error> {
+    send_with_progress(endpoint, request, timeout, &mut |_| {})
+}
+
+/// Bodies are written this much at a time (one progress report each).
+const BODY_CHUNK: usize = 256 << 10;
+
+/// [`send`], telling `progress` how the upload and the wait go.
+pub fn send_with_progress(
+    endpoint: &Endpoint,
+    request: &Request,
+    timeout: Duration,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Response, Error> {
     let url = endpoint.url();
     let exchange = |reason: String| Error::Exchange { url: url.clone(), reason };
     let mut stream = connect(endpoint)?;
@@ -145,9 +169,22 @@ pub fn send(endpoint: &Endpoint, request: &Request, timeout: Duration) -> Result
     if sent.is_ok() {
         let send_body = !expect || await_continue(&mut stream, &mut buf, timeout);
         if send_body {
-            sent = stream.write_all(request.body).and_then(|()| stream.flush());
+            let total = request.body.len() as u64;
+            let mut done = 0u64;
+            for chunk in request.body.chunks(BODY_CHUNK) {
+                sent = stream.write_all(chunk);
+                if sent.is_err() {
+                    break;
+                }
+                done += chunk.len() as u64;
+                progress(Progress::Sent { done, total });
+            }
+            if sent.is_ok() {
+                sent = stream.flush();
+            }
         }
     }
+    progress(Progress::Waiting);
     let head_only = request.method == "HEAD";
     let mut chunk = vec![0u8; 64 << 10];
     loop {
@@ -172,6 +209,7 @@ pub fn send(endpoint: &Endpoint, request: &Request, timeout: Duration) -> Result
         };
         if n > 0 {
             buf.extend_from_slice(&chunk[..n]);
+            progress(Progress::Receiving { bytes: buf.len() as u64 });
             continue;
         }
         return match parse_response(&buf, true, head_only) {

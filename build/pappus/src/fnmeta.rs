@@ -10,9 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::args::Args;
 use crate::http::percent_encode;
-use crate::util::{self, Failure, Result, cargo, say};
+use crate::{Failure, Result, Ui, cargo};
 
 /// The target function crates build for, and the engine their modules run on.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -20,6 +19,8 @@ pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 /// A Cargo workspace (or single package) as `cargo metadata --no-deps` describes it.
 #[derive(Debug)]
 pub struct Workspace {
+    /// The folder of the workspace's Cargo.toml.
+    pub root: PathBuf,
     pub target_dir: PathBuf,
     pub packages: Vec<Package>,
 }
@@ -40,13 +41,14 @@ impl Workspace {
     pub fn load(dir: &Path) -> Result<Workspace> {
         let mut command = cargo();
         command.current_dir(dir).args(["metadata", "--no-deps", "--format-version", "1"]);
-        let json = util::output(command)?;
+        let json = crate::output(command)?;
         Workspace::parse(&json).map_err(|e| Failure(format!("`cargo metadata` in {}: {e}", dir.display())))
     }
 
     pub fn parse(json: &str) -> std::result::Result<Workspace, String> {
         let v: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
         let target_dir = v["target_directory"].as_str().ok_or("no target_directory")?;
+        let root = v["workspace_root"].as_str().ok_or("no workspace_root")?;
         let packages = v["packages"]
             .as_array()
             .ok_or("no packages")?
@@ -66,7 +68,7 @@ impl Workspace {
                 })
             })
             .collect::<std::result::Result<Vec<_>, &str>>()?;
-        Ok(Workspace { target_dir: PathBuf::from(target_dir), packages })
+        Ok(Workspace { root: PathBuf::from(root), target_dir: PathBuf::from(target_dir), packages })
     }
 
     /// The package whose Cargo.toml is in `dir`.
@@ -83,7 +85,7 @@ impl Workspace {
 }
 
 /// Builds the workspace of `dir` for wasm32, release: one package, or every member.
-pub fn build(dir: &Path, package: Option<&str>) -> Result {
+pub fn build(ui: &Ui, dir: &Path, package: Option<&str>) -> Result {
     let mut command = cargo();
     // Run inside the workspace so that its own .cargo/config.toml (the wasm stack size) applies.
     command.current_dir(dir).args(["build", "--target", WASM_TARGET, "--release"]);
@@ -91,8 +93,8 @@ pub fn build(dir: &Path, package: Option<&str>) -> Result {
         Some(package) => command.args(["-p", package]),
         None => command.arg("--workspace"),
     };
-    say(format!("building {} for {WASM_TARGET}", util::relative(dir)));
-    util::run(command)
+    ui.say(format!("building {} for {WASM_TARGET}", crate::relative(dir)));
+    crate::run(ui, command)
 }
 
 /// `[package.metadata.pappus]`: how a function crate is registered.
@@ -131,19 +133,6 @@ pub struct Overrides {
     pub outputs: Option<Vec<String>>,
     pub memory: Option<String>,
     pub timeout_ms: Option<u64>,
-}
-
-impl Overrides {
-    pub fn from_args(args: &Args) -> Result<Overrides> {
-        Ok(Overrides {
-            name: args.value("name").map(str::to_string),
-            engine: args.value("engine").map(str::to_string),
-            inputs: args.value("inputs").map(split_list),
-            outputs: args.value("outputs").map(split_list),
-            memory: args.value("memory").map(str::to_string),
-            timeout_ms: args.parsed("timeout-ms")?,
-        })
-    }
 }
 
 /// `A,B` as set names; the empty string is no sets.

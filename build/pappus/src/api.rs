@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::http::{self, Endpoint, Request, Response, percent_encode};
+use crate::http::{self, Endpoint, Progress, Request, Response, percent_encode};
 
 pub struct Client {
     endpoint: Endpoint,
@@ -126,10 +126,26 @@ impl Client {
         self
     }
 
+    /// The URL requests go to.
+    pub fn url(&self) -> String {
+        self.endpoint.url()
+    }
+
     /// Sends a request with the tenant's token; an answer of 400 or more is an [`ApiError`].
     pub fn call(&self, request: Request) -> CallResult<Response> {
-        let request = request.header("Authorization", format!("Bearer {}", self.token));
-        let response = http::send(&self.endpoint, &request, self.timeout).map_err(CallError::Http)?;
+        self.call_with_progress(request, &mut |_| {})
+    }
+
+    /// [`Client::call`], telling `progress` how the exchange goes. An empty token sends no
+    /// `Authorization` header (the open routes: `/healthz`).
+    pub fn call_with_progress(&self, request: Request, progress: &mut dyn FnMut(Progress)) -> CallResult<Response> {
+        let request = if self.token.is_empty() {
+            request
+        } else {
+            request.header("Authorization", format!("Bearer {}", self.token))
+        };
+        let response =
+            http::send_with_progress(&self.endpoint, &request, self.timeout, progress).map_err(CallError::Http)?;
         if response.status >= 400 {
             return Err(CallError::Api(ApiError::from_response(&response)));
         }
@@ -137,17 +153,27 @@ impl Client {
     }
 
     fn json(&self, request: Request) -> CallResult<(u16, Value)> {
-        let response = self.call(request)?;
+        self.json_with_progress(request, &mut |_| {})
+    }
+
+    fn json_with_progress(&self, request: Request, progress: &mut dyn FnMut(Progress)) -> CallResult<(u16, Value)> {
+        let response = self.call_with_progress(request, progress)?;
         let json = serde_json::from_slice(&response.body)
             .map_err(|e| CallError::BadAnswer(format!("{} {}: not JSON: {e}", response.status, response.reason)))?;
         Ok((response.status, json))
     }
 
     /// `PUT /v1/functions/{name}?{query}` with the image as the body.
-    pub fn put_function(&self, name: &str, query: &str, image: &[u8]) -> CallResult<Registered> {
+    pub fn put_function(
+        &self,
+        name: &str,
+        query: &str,
+        image: &[u8],
+        progress: &mut dyn FnMut(Progress),
+    ) -> CallResult<Registered> {
         let path = format!("/v1/functions/{}?{query}", percent_encode(name));
         let request = Request::new("PUT", path).header("Content-Type", "application/octet-stream").body(image);
-        let (status, json) = self.json(request)?;
+        let (status, json) = self.json_with_progress(request, progress)?;
         Ok(Registered { created: status == 201, json })
     }
 
@@ -194,12 +220,30 @@ impl Client {
     }
 
     /// `POST /v1/invoke/{name}`: the body in the `content_type` format, the answer in `accept`'s.
-    pub fn invoke(&self, name: &str, content_type: &str, accept: &str, body: &[u8]) -> CallResult<Response> {
+    pub fn invoke(
+        &self,
+        name: &str,
+        content_type: &str,
+        accept: &str,
+        body: &[u8],
+        progress: &mut dyn FnMut(Progress),
+    ) -> CallResult<Response> {
         let request = Request::new("POST", format!("/v1/invoke/{}", percent_encode(name)))
             .header("Content-Type", content_type)
             .header("Accept", accept)
             .body(body);
-        self.call(request)
+        self.call_with_progress(request, progress)
+    }
+
+    /// `GET /healthz`: the node's status, version, architecture, uptime and cores.
+    pub fn health(&self) -> CallResult<Value> {
+        Ok(self.json(Request::new("GET", "/healthz"))?.1)
+    }
+
+    /// `GET /metrics` (the operator's token): Prometheus text.
+    pub fn metrics(&self) -> CallResult<String> {
+        let response = self.call(Request::new("GET", "/metrics"))?;
+        Ok(String::from_utf8_lossy(&response.body).into_owned())
     }
 }
 

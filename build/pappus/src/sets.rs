@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use model::{Item, Set};
 
-use crate::util::human_bytes;
+use crate::human_bytes;
 
 /// Where an item's bytes come from: `@path`, `@-` (stdin), or the text itself.
 #[derive(Debug, PartialEq, Eq)]
@@ -177,25 +177,46 @@ pub fn set_dir_name(set: &str) -> String {
     }
 }
 
-/// Writes every item to `dir/<set>/<item>`; returns one line per file for the user.
-pub fn write_sets(sets: &[Set], dir: &Path) -> Result<Vec<String>, String> {
-    let mut lines = Vec::new();
+/// One item written by [`write_sets`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Written {
+    pub path: PathBuf,
+    pub set: String,
+    /// The item's position in its set.
+    pub index: usize,
+    pub name: String,
+    pub key: Option<u64>,
+    pub bytes: u64,
+}
+
+impl Written {
+    /// The line for the user: `out/r.txt (#0 "r.txt", 2B, key 3)`.
+    pub fn line(&self) -> String {
+        let key = self.key.map(|k| format!(", key {k}")).unwrap_or_default();
+        format!("{} (#{} {:?}, {}{key})", self.path.display(), self.index, self.name, human_bytes(self.bytes))
+    }
+}
+
+/// Writes every item to `dir/<set>/<item>`; returns what went where.
+pub fn write_sets(sets: &[Set], dir: &Path) -> Result<Vec<Written>, String> {
+    let mut written = Vec::new();
     for set in sets {
         let set_dir = dir.join(set_dir_name(&set.name));
         std::fs::create_dir_all(&set_dir).map_err(|e| format!("cannot create {}: {e}", set_dir.display()))?;
-        for ((item, file), i) in set.items.iter().zip(item_file_names(set)).zip(0..) {
+        for ((item, file), index) in set.items.iter().zip(item_file_names(set)).zip(0..) {
             let path = set_dir.join(file);
             std::fs::write(&path, &*item.data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            let key = item.key.map(|k| format!(", key {k}")).unwrap_or_default();
-            lines.push(format!(
-                "{} (#{i} {:?}, {}{key})",
-                path.display(),
-                item.name,
-                human_bytes(item.data.len() as u64)
-            ));
+            written.push(Written {
+                path,
+                set: set.name.clone(),
+                index,
+                name: item.name.clone(),
+                key: item.key,
+                bytes: item.data.len() as u64,
+            });
         }
     }
-    Ok(lines)
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -293,12 +314,15 @@ mod tests {
 
     #[test]
     fn writing() {
-        let dir = pappus_tests::target_dir().join("xtask-unit").join("sets-out");
+        let dir = std::env::temp_dir().join(format!("pappus-unit-{}", std::process::id())).join("sets-out");
         let _ = std::fs::remove_dir_all(&dir);
         let sets = vec![Set { name: "out".into(), items: vec![item("r.txt", Some(3), b"hi"), item("", None, b"x")] }];
-        let lines = write_sets(&sets, &dir).unwrap();
+        let written = write_sets(&sets, &dir).unwrap();
         assert_eq!(std::fs::read(dir.join("out/r.txt")).unwrap(), b"hi");
         assert_eq!(std::fs::read(dir.join("out/1")).unwrap(), b"x");
-        assert!(lines[0].ends_with("out/r.txt (#0 \"r.txt\", 2B, key 3)"), "{}", lines[0]);
+        let line = written[0].line();
+        assert!(line.ends_with("out/r.txt (#0 \"r.txt\", 2B, key 3)"), "{line}");
+        assert_eq!((written[1].set.as_str(), written[1].index, written[1].bytes), ("out", 1, 1));
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }
