@@ -231,13 +231,24 @@ pub fn deploy_composition(client: &Client, name: &str, program: &[u8]) -> Result
     Ok(composition_lines(&registered.json, registered.created))
 }
 
+/// The answer to a composition PUT: the composition named in the URL, every other one the
+/// source defined (each registered under its own name), or that a source of declarations only
+/// registered nothing.
 fn composition_lines(json: &Value, created: bool) -> Vec<String> {
-    let mut lines = vec![format!(
-        "composition {} {}: {}",
-        text(json, "name"),
-        if created { "created" } else { "replaced" },
-        signature(json)
-    )];
+    let mut lines = Vec::new();
+    if json.get("name").is_some() {
+        let verb = if created { "created" } else { "replaced" };
+        lines.push(format!("composition {} {verb}: {}", text(json, "name"), signature(json)));
+    }
+    let named = json.get("name").and_then(Value::as_str);
+    for other in json["compositions"].as_array().into_iter().flatten() {
+        if other.get("name").and_then(Value::as_str) != named {
+            lines.push(format!("composition {} registered: {}", text(other, "name"), signature(other)));
+        }
+    }
+    if lines.is_empty() {
+        lines.push("no composition in the source (declarations only): nothing registered".into());
+    }
     for warning in json["warnings"].as_array().into_iter().flatten() {
         lines.push(format!("  {}", crate::api::diagnostic(warning)));
     }
@@ -550,6 +561,23 @@ pub fn remove(ui: &Ui, client: &Client, name: &str) -> Result {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn composition_answers_name_every_composition_registered() {
+        let one = json!({"name":"pipe","inputs":["a"],"outputs":["b"],"compositions":[{"name":"pipe","inputs":["a"],"outputs":["b"]}]});
+        assert_eq!(composition_lines(&one, true), ["composition pipe created: (a) => (b)"]);
+        let two = json!({"name":"outer","inputs":["x"],"outputs":["z"],"compositions":[
+            {"name":"inner","inputs":["x"],"outputs":["y"]},{"name":"outer","inputs":["x"],"outputs":["z"]}]});
+        assert_eq!(
+            composition_lines(&two, false),
+            ["composition outer replaced: (x) => (z)", "composition inner registered: (x) => (y)"]
+        );
+        let none = json!({"compositions":[],"warnings":[]});
+        assert_eq!(
+            composition_lines(&none, false),
+            ["no composition in the source (declarations only): nothing registered"]
+        );
+    }
 
     #[test]
     fn health_lines() {
