@@ -206,6 +206,9 @@ fn test(args: &Args) -> Result {
     let arches = util::arches(args.value("arch"))?;
     prereq::rust()?;
     prereq::suites(&arches)?;
+    if arches.contains(&Arch::X86_64) {
+        prereq::python_tools()?;
+    }
 
     let mut suites = Vec::new();
     if !args.switch("no-lint") {
@@ -230,10 +233,20 @@ fn test(args: &Args) -> Result {
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), the /v1 control
                     // plane behind it, the dispatcher and the http function, the native engines,
-                    // the bare-metal boot paths (UEFI, BIOS with iPXE).
-                    for suite in
-                        ["network", "control", "functions", "dispatch", "fetch", "native", "uefi", "bios", "profile"]
-                    {
+                    // the bare-metal boot paths (UEFI, BIOS with iPXE), the OpenAPI contract
+                    // (schemathesis against a live node).
+                    for suite in [
+                        "network",
+                        "control",
+                        "functions",
+                        "dispatch",
+                        "fetch",
+                        "native",
+                        "uefi",
+                        "bios",
+                        "profile",
+                        "openapi",
+                    ] {
                         command.args(["--test", suite]);
                     }
                 }

@@ -59,6 +59,25 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// The Python virtual environment with the OpenAPI suite's tools (`cargo xtask test` makes it;
+/// build/src/prereq.rs lists them): `target/pyenv`.
+pub fn pyenv_dir() -> PathBuf {
+    target_dir().join("pyenv")
+}
+
+/// A program of [`pyenv_dir`], or a panic that says how to get it: a suite that needs it never
+/// passes, or skips, without it.
+pub fn pyenv_tool(name: &str) -> PathBuf {
+    let path = pyenv_dir().join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo xtask test` installs the Python tools the OpenAPI suite needs into {} (build/src/prereq.rs, PYTHON_TOOLS)",
+        path.display(),
+        pyenv_dir().display()
+    );
+    path
+}
+
 /// The environment variable that names the kernel image for `arch`.
 pub fn kernel_env_var(arch: Arch) -> &'static str {
     match arch {

@@ -16,7 +16,7 @@ pub fn wants_body(request: &Request) -> bool {
 }
 
 /// Answers a request for the kernel's own routes. `/metrics` names tenants and functions, so it
-/// needs the operator's token (401 otherwise); `/healthz` and `/v1/echo` are open.
+/// needs the operator's token (401 otherwise); `/healthz`, `/v1/echo` and `/v1/openapi.json` are open.
 pub fn route(
     request: Request,
     now_ms: u64,
@@ -47,11 +47,13 @@ pub fn route(
             Ok(()) => profile_route(request.method == "GET"),
             Err(refusal) => refusal,
         },
+        // The API's OpenAPI document (docs/openapi.json), open like /healthz.
+        ("GET", control::openapi::PATH) => control::openapi::response(),
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)
         }
-        (_, "/healthz" | "/metrics" | "/v1/echo" | "/v1/profile") => Response::error(
+        (_, "/healthz" | "/metrics" | "/v1/echo" | "/v1/profile" | control::openapi::PATH) => Response::error(
             405,
             "method_not_allowed",
             &format!("{} is not allowed on {}", request.method, request.path),
