@@ -13,6 +13,7 @@ mod http;
 mod image;
 mod keepalive;
 mod multiboot;
+mod openapi;
 mod preload;
 mod prereq;
 mod profile;
@@ -69,6 +70,10 @@ commands:
           every cargo-fuzz target (HTTP requests and responses, DSL, JSON and binary sets,
           boot configuration, function query, ELF) for N seconds each (default 30); needs
           `cargo install cargo-fuzz`, runs on the stable toolchain (no sanitizer)
+  openapi [--url URL --token TOKEN] [--examples N]
+          the OpenAPI contract alone: the `openapi` QEMU suite (docs/openapi.json served and
+          valid, schemathesis finds no 5xx and no answer outside it); with --url, schemathesis
+          against a running node with a tenant's token (it registers and deletes: a scratch node)
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
         "soak" => (&soak::SPEC, soak::main),
         "profile" => (&profile::SPEC, profile::main),
         "fuzz" => (&fuzz::SPEC, fuzz::main),
+        "openapi" => (&openapi::SPEC, openapi::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
             Ok(spec) => (spec, fnctl::main),

@@ -123,8 +123,8 @@ impl Probe {
 
     fn describe(&self) -> &str {
         match self {
-            Self::Program(name) | Self::PythonModules(name) => name,
-            Self::File(path) => path,
+            Self::Program(name) => name,
+            Self::File(path) | Self::PythonModules(path) => path,
         }
     }
 }
@@ -308,8 +308,10 @@ mod tests {
     #[test]
     fn python_tools_are_pinned() {
         assert_eq!(python_requirements(), ["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"]);
-        assert!(Probe::PythonModules("sys").present());
         assert!(!Probe::PythonModules("no_such_module_pappus").present());
+        if pappus_tests::on_path("python3") {
+            assert!(Probe::PythonModules("sys").present());
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 pub mod functions;
 pub mod node;
+pub mod openapi;
 pub mod profile;
 pub mod protocol;
 pub mod sets;
@@ -71,7 +72,7 @@ pub fn pyenv_tool(name: &str) -> PathBuf {
     let path = pyenv_dir().join("bin").join(name);
     assert!(
         path.is_file(),
-        "{} is missing: `cargo xtask test` installs the Python tools the OpenAPI suite needs into {} (build/src/prereq.rs, PYTHON_TOOLS)",
+        "{} is missing: `cargo xtask test` (or `cargo xtask openapi`) installs the Python tools the OpenAPI suite needs into {} (build/src/prereq.rs, PYTHON_TOOLS)",
         path.display(),
         pyenv_dir().display()
     );

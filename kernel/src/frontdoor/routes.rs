@@ -53,12 +53,24 @@ pub fn route(
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)
         }
-        (_, "/healthz" | "/metrics" | "/v1/echo" | "/v1/profile" | control::openapi::PATH) => Response::error(
-            405,
-            "method_not_allowed",
-            &format!("{} is not allowed on {}", request.method, request.path),
-        ),
-        _ => Response::error(404, "not_found", &format!("no route for {} {}", request.method, request.path)),
+        (method, path) => match allowed(path) {
+            // RFC 9110 section 15.5.6: a 405 lists the methods the resource takes, as the
+            // control plane's do.
+            Some(allow) => Response::error(405, "method_not_allowed", &format!("{method} is not allowed on {path}"))
+                .header("allow", allow),
+            None => Response::error(404, "not_found", &format!("no route for {method} {path}")),
+        },
+    }
+}
+
+/// The methods each of the front door's own paths takes (the `Allow` field of its 405s), or
+/// `None` for a path that is not one of them.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" | "/metrics" | control::openapi::PATH => Some("GET"),
+        "/v1/echo" => Some("POST"),
+        "/v1/profile" => Some("GET, DELETE"),
+        _ => None,
     }
 }
 
