@@ -2,7 +2,8 @@
 //! the repository's document without a token and `openapi-spec-validator` accepts it; then
 //! `schemathesis` generates requests for every operation (positive and negative data) and checks
 //! every answer: no 5xx but the documented ones, no status, content type, header or body outside
-//! the document. The Python tools come from `target/pyenv` (`cargo xtask test` installs them,
+//! the document (`pappus_tests::openapi::CHECKS`); every 405 lists the documented methods. The
+//! Python tools come from `target/pyenv` (`cargo xtask test` installs them,
 //! build/src/prereq.rs): without them these tests fail, they never skip.
 
 use std::path::{Path, PathBuf};
@@ -17,8 +18,6 @@ use pappus_tests::{pyenv_tool, target_dir, workspace_root};
 
 const DEV: Tenant = Tenant { name: "dev", token: "dev-token-0123456789abcdef0123" };
 
-/// The checks the runs make (the whole point of the suite: a failure of any is a bug in the
-/// kernel or in the document).
 /// What one schemathesis run may take at most under TCG (it normally takes far less: the bound
 /// is on examples, not on time). A run past it is killed and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
