@@ -10,6 +10,7 @@ mod fuzz;
 mod image;
 mod keepalive;
 mod multiboot;
+mod openapi;
 mod preload;
 mod prereq;
 mod profile;
@@ -67,6 +68,10 @@ commands:
           every cargo-fuzz target (HTTP requests and responses, DSL, JSON and binary sets,
           boot configuration, function query, ELF) for N seconds each (default 30); needs
           `cargo install cargo-fuzz`, runs on the stable toolchain (no sanitizer)
+  openapi [--url URL --token TOKEN] [--examples N]
+          the OpenAPI contract alone: the `openapi` QEMU suite (docs/openapi.json served and
+          valid, schemathesis finds no 5xx and no answer outside it); with --url, schemathesis
+          against a running node with a tenant's token (it registers and deletes: a scratch node)
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         "soak" => (&soak::SPEC, soak::main),
         "profile" => (&profile::SPEC, profile::main),
         "fuzz" => (&fuzz::SPEC, fuzz::main),
+        "openapi" => (&openapi::SPEC, openapi::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
             Ok(spec) => (spec, fnctl::main),
@@ -204,6 +210,9 @@ fn test(args: &Args) -> Result {
     let arches = util::arches(args.value("arch"))?;
     prereq::rust()?;
     prereq::suites(&arches)?;
+    if arches.contains(&Arch::X86_64) {
+        prereq::python_tools()?;
+    }
 
     let mut suites = Vec::new();
     if !args.switch("no-lint") {
@@ -228,10 +237,20 @@ fn test(args: &Args) -> Result {
                 if *arch == Arch::X86_64 {
                     // The front door over a real NIC (q35 with virtio-net), the /v1 control
                     // plane behind it, the dispatcher and the http function, the native engines,
-                    // the bare-metal boot paths (UEFI, BIOS with iPXE).
-                    for suite in
-                        ["network", "control", "functions", "dispatch", "fetch", "native", "uefi", "bios", "profile"]
-                    {
+                    // the bare-metal boot paths (UEFI, BIOS with iPXE), the OpenAPI contract
+                    // (schemathesis against a live node).
+                    for suite in [
+                        "network",
+                        "control",
+                        "functions",
+                        "dispatch",
+                        "fetch",
+                        "native",
+                        "uefi",
+                        "bios",
+                        "profile",
+                        "openapi",
+                    ] {
                         command.args(["--test", suite]);
                     }
                     // The `pappus` command against a live node: its suite lives in its own

@@ -3,8 +3,9 @@
 //! Rust: the targets and components `rust-toolchain.toml` lists are added with rustup when
 //! missing (our machines run rustup with auto-install off). QEMU: installed from the
 //! distribution when missing and we are root; otherwise the exact command is printed. The QEMU
-//! suites' other needs (OVMF, iPXE ROMs, mtools, gdisk) likewise, before `cargo xtask test`
-//! builds anything: this file is the one list.
+//! suites' other needs (OVMF, iPXE ROMs, mtools, gdisk, Python's venv) likewise, before `cargo
+//! xtask test` builds anything: this file is the one list. The OpenAPI suite's Python tools
+//! ([`PYTHON_TOOLS`], pinned) go into a virtual environment under `target/pyenv` with pip.
 
 use std::borrow::Cow;
 use std::process::Command;
@@ -97,11 +98,13 @@ fn qemu_package(arch: Arch) -> &'static str {
     }
 }
 
-/// How a prerequisite is found: a program on `PATH`, or a file.
+/// How a prerequisite is found: a program on `PATH`, a file, or Python modules that
+/// `python3` on `PATH` imports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Probe {
     Program(Cow<'static, str>),
     File(&'static str),
+    PythonModules(&'static str),
 }
 
 impl Probe {
@@ -109,13 +112,19 @@ impl Probe {
         match self {
             Self::Program(name) => pappus_tests::on_path(name),
             Self::File(path) => std::path::Path::new(path).is_file(),
+            Self::PythonModules(modules) => Command::new("python3")
+                .args(["-c", &format!("import {modules}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
         }
     }
 
     fn describe(&self) -> &str {
         match self {
             Self::Program(name) => name,
-            Self::File(path) => path,
+            Self::File(path) | Self::PythonModules(path) => path,
         }
     }
 }
@@ -130,7 +139,7 @@ struct Need {
 
 /// What the QEMU suites need besides QEMU itself: the one list (`.ci/run` installs nothing of
 /// its own).
-const SUITE_NEEDS: [Need; 4] = [
+const SUITE_NEEDS: [Need; 5] = [
     Need { probe: Probe::File("/usr/share/OVMF/OVMF_CODE.fd"), package: "ovmf", why: "the UEFI suite boots OVMF" },
     Need {
         probe: Probe::File("/usr/lib/ipxe/qemu/efi-virtio.rom"),
@@ -143,7 +152,54 @@ const SUITE_NEEDS: [Need; 4] = [
         why: "`xtask image --disk` fills a FAT ESP",
     },
     Need { probe: Probe::Program(Cow::Borrowed("sgdisk")), package: "gdisk", why: "`xtask image --disk` writes a GPT" },
+    Need {
+        probe: Probe::PythonModules("venv, ensurepip"),
+        package: "python3-venv",
+        why: "the OpenAPI suite's tools (openapi-spec-validator, schemathesis) live in a venv",
+    },
 ];
+
+/// The Python tools the OpenAPI suite (tests/tests/openapi.rs) runs, pinned, installed with pip
+/// into [`pappus_tests::pyenv_dir`] (`target/pyenv`): PyPI names and versions.
+pub const PYTHON_TOOLS: [(&str, &str); 2] = [("openapi-spec-validator", "0.9.0"), ("schemathesis", "4.32.5")];
+
+/// The file in the venv that records which [`PYTHON_TOOLS`] it holds.
+const PYTHON_TOOLS_STAMP: &str = "pappus-tools.txt";
+
+/// `name==version` lines of [`PYTHON_TOOLS`], as pip takes them and the stamp records them.
+fn python_requirements() -> Vec<String> {
+    PYTHON_TOOLS.iter().map(|(name, version)| format!("{name}=={version}")).collect()
+}
+
+/// Makes `target/pyenv` a venv holding [`PYTHON_TOOLS`] (needs `python3` with `venv`, see
+/// [`suites`], and PyPI or a pip mirror the first time). Does nothing when the venv's stamp
+/// already lists them; fails loudly when pip cannot install them.
+pub fn python_tools() -> Result {
+    let venv = pappus_tests::pyenv_dir();
+    let wanted = python_requirements().join("\n") + "\n";
+    let stamp = venv.join(PYTHON_TOOLS_STAMP);
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(());
+    }
+    let python = venv.join("bin").join("python3");
+    if !python.is_file() {
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&venv);
+        run(create)?;
+    }
+    let mut install = Command::new(&python);
+    install.args(["-m", "pip", "install", "--disable-pip-version-check", "--quiet"]).args(python_requirements());
+    run(install).map_err(|e| {
+        Failure(format!(
+            "{}\nthe OpenAPI suite needs {} in {} (pip needs PyPI or a mirror: PIP_INDEX_URL)",
+            e.0,
+            python_requirements().join(", "),
+            venv.display()
+        ))
+    })?;
+    std::fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(())
+}
 
 /// The QEMU binaries for `arches`, as needs.
 fn qemu_needs(arches: &[Arch]) -> Vec<Need> {
@@ -246,7 +302,16 @@ mod tests {
         assert_eq!(missing_packages(&needs, present), ["pa", "pb"]);
         assert!(missing_packages(&needs, |_| true).is_empty());
         let packages: Vec<&str> = SUITE_NEEDS.iter().map(|n| n.package).collect();
-        assert_eq!(packages, ["ovmf", "ipxe-qemu", "mtools", "gdisk"]);
+        assert_eq!(packages, ["ovmf", "ipxe-qemu", "mtools", "gdisk", "python3-venv"]);
+    }
+
+    #[test]
+    fn python_tools_are_pinned() {
+        assert_eq!(python_requirements(), ["openapi-spec-validator==0.9.0", "schemathesis==4.32.5"]);
+        assert!(!Probe::PythonModules("no_such_module_pappus").present());
+        if pappus_tests::on_path("python3") {
+            assert!(Probe::PythonModules("sys").present());
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 pub mod functions;
 pub mod node;
+pub mod openapi;
 pub mod profile;
 pub mod protocol;
 pub mod sets;
@@ -57,6 +58,25 @@ pub fn target_dir() -> PathBuf {
         Some(dir) => workspace_root().join(dir),
         None => workspace_root().join("target"),
     }
+}
+
+/// The Python virtual environment with the OpenAPI suite's tools (`cargo xtask test` makes it;
+/// build/src/prereq.rs lists them): `target/pyenv`.
+pub fn pyenv_dir() -> PathBuf {
+    target_dir().join("pyenv")
+}
+
+/// A program of [`pyenv_dir`], or a panic that says how to get it: a suite that needs it never
+/// passes, or skips, without it.
+pub fn pyenv_tool(name: &str) -> PathBuf {
+    let path = pyenv_dir().join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo xtask test` (or `cargo xtask openapi`) installs the Python tools the OpenAPI suite needs into {} (build/src/prereq.rs, PYTHON_TOOLS)",
+        path.display(),
+        pyenv_dir().display()
+    );
+    path
 }
 
 /// The environment variable that names the kernel image for `arch`.

@@ -155,4 +155,48 @@ mod tests {
         assert_eq!(Resource::from_path("/v1/functions/"), None);
         assert_eq!(Resource::from_path("/v1/functions/a/b"), None);
     }
+
+    /// docs/openapi.json (served at `/v1/openapi.json`) gives each control-plane path exactly the
+    /// methods the router takes, and has every path the router has.
+    #[test]
+    fn the_openapi_document_has_the_routes() {
+        use alloc::vec::Vec;
+        let doc: serde_json::Value = serde_json::from_slice(crate::openapi::DOCUMENT).unwrap();
+        let mut seen = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let concrete = path.replace("{name}", "f");
+            if !owns(&concrete) {
+                continue;
+            }
+            let resource = Resource::from_path(&concrete).unwrap_or_else(|| panic!("{path} is not a route"));
+            let mut documented: Vec<String> = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(|k| k.to_ascii_uppercase())
+                .collect();
+            documented.sort();
+            let mut allowed: Vec<String> = resource.allowed().iter().map(|m| String::from(*m)).collect();
+            allowed.sort();
+            assert_eq!(documented, allowed, "{path}");
+            for (method, operation) in item.as_object().unwrap().iter().filter(|(k, _)| *k != "parameters") {
+                assert_eq!(operation["security"], serde_json::json!([{"tenantToken": []}]), "{method} {path}");
+                assert!(operation["responses"]["401"].is_object(), "{method} {path} documents its 401");
+            }
+            seen.push(resource);
+        }
+        let mut kinds: Vec<&str> = seen
+            .iter()
+            .map(|r| match r {
+                Resource::Functions => "functions",
+                Resource::Function(_) => "function",
+                Resource::Compositions => "compositions",
+                Resource::Composition(_) => "composition",
+                Resource::Invoke(_) => "invoke",
+            })
+            .collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["composition", "compositions", "function", "functions", "invoke"]);
+    }
 }

@@ -33,6 +33,9 @@
 //! | `DELETE /v1/compositions/{name}` | 204 |
 //! | `POST /v1/invoke/{name}` | 200 + output sets ([`invoke`] docs) |
 //!
+//! The OpenAPI 3.1 document of the whole API is `docs/openapi.json`, served without a token at
+//! `GET /v1/openapi.json` by the front door ([`openapi`]).
+//!
 //! # Errors
 //!
 //! JSON `{"error":{"code":…,"message":…}}` with these statuses and codes:
@@ -78,6 +81,7 @@ mod invocation;
 pub mod invoke;
 mod json;
 mod limits;
+pub mod openapi;
 mod plane;
 mod runtime;
 pub mod stats;

@@ -16,7 +16,7 @@ pub fn wants_body(request: &Request) -> bool {
 }
 
 /// Answers a request for the kernel's own routes. `/metrics` names tenants and functions, so it
-/// needs the operator's token (401 otherwise); `/healthz` and `/v1/echo` are open.
+/// needs the operator's token (401 otherwise); `/healthz`, `/v1/echo` and `/v1/openapi.json` are open.
 pub fn route(
     request: Request,
     now_ms: u64,
@@ -47,16 +47,30 @@ pub fn route(
             Ok(()) => profile_route(request.method == "GET"),
             Err(refusal) => refusal,
         },
+        // The API's OpenAPI document (docs/openapi.json), open like /healthz.
+        ("GET", control::openapi::PATH) => control::openapi::response(),
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)
         }
-        (_, "/healthz" | "/metrics" | "/v1/echo" | "/v1/profile") => Response::error(
-            405,
-            "method_not_allowed",
-            &format!("{} is not allowed on {}", request.method, request.path),
-        ),
-        _ => Response::error(404, "not_found", &format!("no route for {} {}", request.method, request.path)),
+        (method, path) => match allowed(path) {
+            // RFC 9110 section 15.5.6: a 405 lists the methods the resource takes, as the
+            // control plane's do.
+            Some(allow) => Response::error(405, "method_not_allowed", &format!("{method} is not allowed on {path}"))
+                .header("allow", allow),
+            None => Response::error(404, "not_found", &format!("no route for {method} {path}")),
+        },
+    }
+}
+
+/// The methods each of the front door's own paths takes (the `Allow` field of its 405s), or
+/// `None` for a path that is not one of them.
+fn allowed(path: &str) -> Option<&'static str> {
+    match path {
+        "/healthz" | "/metrics" | control::openapi::PATH => Some("GET"),
+        "/v1/echo" => Some("POST"),
+        "/v1/profile" => Some("GET, DELETE"),
+        _ => None,
     }
 }
 
