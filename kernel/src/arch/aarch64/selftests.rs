@@ -2,12 +2,13 @@
 
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::Ordering;
 
 use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Readable, Writeable};
 
 use super::paging::{self, Mapping};
 use super::traps::{self, AbortStatus, FaultRecord};
-use super::{UART_BASE, stacks};
+use super::{UART_BASE, gic, percpu, stacks, timer};
 use crate::mm;
 use crate::selftest::{Outcome, SelfTest, check};
 
@@ -30,6 +31,8 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "trap.undefined", run: undefined, on_request_only: false },
     SelfTest { name: "trap.exec_never", run: exec_never, on_request_only: false },
     SelfTest { name: "timer.counter", run: timer_counter, on_request_only: false },
+    SelfTest { name: "gic.timer_interrupt", run: timer_interrupt, on_request_only: false },
+    SelfTest { name: "gic.sgi_wakeup", run: sgi_wakeup, on_request_only: false },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
 ];
@@ -205,6 +208,45 @@ fn timer_counter() -> Outcome {
     check(fired_at >= deadline, || format!("virtual timer condition not met within a second (fired_at={fired_at})"))?;
     let late_us = (fired_at - deadline) * 1_000_000 / hz;
     Ok(format!("CNTFRQ={hz} Hz, 10000 reads monotonic, 1 ms CNTV deadline met {late_us} us late, not early"))
+}
+
+/// The virtual timer as an interrupt: `sleep_until` a deadline 2 ms ahead returns after it,
+/// with one more firing recorded on this CPU, at or after the deadline.
+fn timer_interrupt() -> Outcome {
+    if gic::version() == 0 {
+        return Err("no GIC set up".into());
+    }
+    let hz = super::ticks_per_second();
+    let (_, before) = timer::last_firing();
+    let deadline = super::ticks() + hz / 500;
+    super::sleep_until(deadline);
+    let woke = super::ticks();
+    let (fired_at, after) = timer::last_firing();
+    check(woke >= deadline, || format!("sleep_until returned {} ticks early", deadline - woke))?;
+    check(after > before, || format!("no timer interrupt taken (firings {before} -> {after})"))?;
+    check(fired_at >= deadline, || format!("timer interrupt at {fired_at}, before its deadline {deadline}"))?;
+    let late_us = (fired_at - deadline) * 1_000_000 / hz;
+    Ok(format!("GICv{}: 2 ms deadline interrupt {late_us} us late, {} firing(s)", gic::version(), after - before))
+}
+
+/// A wake-up SGI sent to this CPU with IRQs masked ends the next `wfi` at once and is taken
+/// when the wait unmasks (the path another CPU's `wake` takes).
+fn sgi_wakeup() -> Outcome {
+    if gic::version() == 0 {
+        return Err("no GIC set up".into());
+    }
+    let this = percpu::current();
+    let before = this.wakeups.load(Ordering::Relaxed);
+    gic::send_sgi(super::cpu_index(), gic::SGI_WAKE);
+    let hz = super::ticks_per_second();
+    let start = super::ticks();
+    // A deadline a second ahead: the wait must end on the SGI, long before it.
+    super::wait_for_work(Some(start + hz), || false);
+    let waited_us = (super::ticks() - start) * 1_000_000 / hz;
+    let after = this.wakeups.load(Ordering::Relaxed);
+    check(after == before + 1, || format!("wake-ups {before} -> {after}, expected one more"))?;
+    check(waited_us < 500_000, || format!("the wait lasted {waited_us} us: the SGI did not end it"))?;
+    Ok(format!("SGI {} to self ended the wait after {waited_us} us", gic::SGI_WAKE))
 }
 
 fn unexpected_fault() -> Outcome {

@@ -232,7 +232,15 @@ pub fn take_fault() -> Option<FaultRecord> {
     LAST_FAULT.lock().take()
 }
 
+/// Vector kinds: an IRQ from EL1 (SP_ELx) and from EL0 (AArch64).
+const KIND_IRQ_EL1: u64 = 5;
+const KIND_IRQ_EL0: u64 = 9;
+
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.kind == KIND_IRQ_EL1 || frame.kind == KIND_IRQ_EL0 {
+        super::handle_irq();
+        return;
+    }
     if frame.kind == KIND_STACK_OVERFLOW {
         frame.sp = SP_EL0.get();
         if OVERFLOW_REPORTED.swap(true, Ordering::SeqCst) {
