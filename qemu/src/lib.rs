@@ -550,7 +550,7 @@ exit = { pass = 0, fail = 1 }"#;
         let arm = profile("aarch64-virt").unwrap().invocation(&overrides, &GOOD_KVM).unwrap();
         assert_eq!(
             arm.shell_line(),
-            "qemu-system-aarch64 -M virt -cpu max -accel tcg -m 512M -smp 1 -display none \
+            "qemu-system-aarch64 -M virt,gic-version=3 -cpu max -accel tcg -m 512M -smp 1 -display none \
              -serial stdio -monitor none -no-reboot -semihosting-config enable=on,target=native -kernel K"
         );
         assert_eq!(arm.accel.accel, Accel::Tcg, "no KVM for a foreign guest");
