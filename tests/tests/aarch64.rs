@@ -118,3 +118,10 @@ fn virt_serves_http_over_virtio_net() {
     assert_eq!(r.status, 401);
     node.qemu.kill();
 }
+
+/// Every core: the dispatch suite's known answers on -smp 1, 2 and 4 (PSCI CPU_ON, the run
+/// queue's wake-up as an SGI), the same shared check as x86_64's dispatch suite.
+#[test]
+fn virt_compositions_agree_on_1_2_and_4_cpus() {
+    pappus_tests::functions::compositions_agree_across_cores("aarch64-compositions-smp", Arch::Aarch64);
+}

@@ -14,6 +14,7 @@ mod gic;
 mod paging;
 mod percpu;
 mod selftests;
+mod smp;
 mod stacks;
 mod timer;
 mod traps;
@@ -82,8 +83,12 @@ pub fn phys_to_virt(phys: u64) -> *mut u8 {
     phys as *mut u8
 }
 
-/// The physical address behind a kernel virtual address (identity-mapped).
+/// The physical address behind a kernel virtual address: identity, but for the secondary CPUs'
+/// stacks, which have a region of their own (a table walk).
 pub fn virt_to_phys(virt: u64) -> u64 {
+    if stacks::in_ap_region(virt) {
+        return paging::translate(virt).map_or(virt, |(phys, _)| phys);
+    }
     virt
 }
 
@@ -179,10 +184,11 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Secondary CPUs are not started on aarch64 yet (PSCI CPU_ON will): this logs so and returns 1.
-pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
-    log::info!("smp: secondary CPUs not started on aarch64 yet; 1 CPU online");
-    1
+/// Starts every other CPU the device tree lists (PSCI CPU_ON), at most `max` CPUs in all; each
+/// runs `entry(index)` on its own stack with its per-CPU block, vectors, timer and GIC part set
+/// up. Returns how many CPUs are online, the boot CPU (index 0) included.
+pub fn start_cpus(info: &BootInfo, max: usize, entry: fn(usize) -> !) -> usize {
+    smp::start_cpus(info, max, entry)
 }
 
 /// This CPU's index (0 = boot CPU), from its per-CPU block (TPIDR_EL1).
@@ -202,7 +208,7 @@ pub fn cpu_index_if_ready() -> Option<usize> {
 
 /// CPUs online.
 pub fn cpu_count() -> usize {
-    1
+    smp::cpus_online()
 }
 
 /// Wakes CPU `index` if it is halted in `sleep_until`/`wait_for_work`: the wake-up SGI, whose
