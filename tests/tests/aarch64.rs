@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pappus_tests::node;
-use pappus_tests::protocol::SelftestDone;
+use pappus_tests::protocol::{Ready, SelftestDone};
 use pappus_tests::{Arch, Boot, Marker, Qemu, SelftestReport, kernel_image, qemu_tests_enabled};
 
 const STEP: Duration = Duration::from_secs(60);
@@ -124,4 +124,59 @@ fn virt_serves_http_over_virtio_net() {
 #[test]
 fn virt_compositions_agree_on_1_2_and_4_cpus() {
     pappus_tests::functions::compositions_agree_across_cores("aarch64-compositions-smp", Arch::Aarch64);
+}
+
+/// The self-tests that need the other CPUs; their details say how many there are.
+const SMP_SELFTESTS: &[&str] = &["smp.wake", "smp.cpus", "smp.timer"];
+
+/// With 1, 2 and 4 CPUs: every CPU comes up through PSCI CPU_ON, the self-tests pass (each
+/// secondary wakes on an SGI, runs a job as itself on its own stack block with guard pages and
+/// the boot CPU's tables, its own timer interrupts), the log names the CPUs and the ready line
+/// counts them. -smp 4 also under -icount, where one host thread runs every vCPU and a CPU
+/// that spun instead of sleeping in `wfi` would stall the others.
+#[test]
+fn virt_smp_cpus_start_and_pass_selftests() {
+    for (cpus, icount) in [(1u32, false), (2, false), (4, false), (4, true)] {
+        let test = format!("aarch64-smp{cpus}{}-selftests", if icount { "-icount" } else { "" });
+        let Some(mut qemu) = boot_with(&test, "test", |b| b.smp(cpus).icount(icount)) else { return };
+        let (report, log) = selftests_pass(&mut qemu);
+        let online = format!("smp: {cpus} CPU{} online (MPIDRs", if cpus == 1 { "" } else { "s" });
+        assert!(log.contains(&online), "-smp {cpus}: no {online:?} line\n{log}");
+        for name in SMP_SELFTESTS {
+            let result = report.result(name);
+            assert!(result.is_some_and(|r| r.passed), "-smp {cpus}: self-test {name} did not pass\n{log}");
+            let detail = &result.unwrap().detail;
+            assert!(detail.contains(&format!("cpus={cpus}")), "-smp {cpus}: {name}: {detail}");
+        }
+    }
+    for cpus in [2u32, 4] {
+        let test = format!("aarch64-smp{cpus}-ready");
+        let Some(mut qemu) = boot_with(&test, "", |b| b.smp(cpus)) else { return };
+        let line = qemu.wait_for(Marker::starts_with("PAPPUS READY"), STEP).unwrap_or_else(|e| panic!("{e}"));
+        let ready = Ready::parse(&line).unwrap_or_else(|| panic!("bad ready line {line:?}"));
+        assert_eq!(ready.cpus(), Some(u64::from(cpus)), "-smp {cpus}: {line}");
+        qemu.kill();
+    }
+}
+
+/// A panic on a secondary, and a stack overflow there (into its guard page, reported from its
+/// emergency stack), stop the machine with the fail status: no hang, no silent crash.
+#[test]
+fn virt_secondary_failures_fail_the_run() {
+    let cases = [
+        ("smp.ap_panic", "deliberate panic on CPU 1"),
+        ("smp.stack_overflow", "kernel stack overflow: the stack ran into its guard page"),
+    ];
+    for (selftest, marker) in cases {
+        let test = format!("aarch64-{}", selftest.replace('.', "-"));
+        let cmdline = format!("test selftest={selftest}");
+        let Some(mut qemu) = boot_with(&test, &cmdline, |b| b.smp(2)) else { return };
+        qemu.wait_for(Marker::contains(marker), STEP).unwrap_or_else(|e| panic!("{selftest}: {e}"));
+        qemu.expect_fail(STEP).unwrap_or_else(|e| panic!("{selftest}: {e}"));
+        assert!(
+            !qemu.lines().iter().any(|l| l.starts_with("SELFTEST DONE")),
+            "{selftest}: the boot CPU went on\n{}",
+            qemu.tail(40)
+        );
+    }
 }
