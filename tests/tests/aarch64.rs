@@ -64,17 +64,22 @@ fn virt_selftests_pass() {
     assert_interrupts(&report, &log, "GICv3");
 }
 
-/// The same on a GICv2 (`virt`'s own default; the device tree says `arm,cortex-a15-gic`), under
-/// -icount, where a CPU that waited by spinning instead of `wfi` would stall the clock.
+/// The same on a GICv2 (`virt`'s own default; the device tree says `arm,cortex-a15-gic`) with
+/// two CPUs (SGIs through GICD_SGIR's target list), under -icount, where a CPU that waited by
+/// spinning instead of `wfi` would stall the others.
 #[test]
 fn virt_gicv2_selftests_pass() {
     let Some(mut qemu) =
-        boot_with("aarch64-gicv2", "test", |b| b.icount(true).extra_args(["-machine", "gic-version=2"]))
+        boot_with("aarch64-gicv2", "test", |b| b.smp(2).icount(true).extra_args(["-machine", "gic-version=2"]))
     else {
         return;
     };
     let (report, log) = selftests_pass(&mut qemu);
     assert_interrupts(&report, &log, "GICv2");
+    for name in SMP_SELFTESTS {
+        let detail = report.result(name).map(|r| r.detail.clone()).unwrap_or_default();
+        assert!(detail.contains("cpus=2"), "{name}: {detail:?}\n{log}");
+    }
 }
 
 /// virtio-net on virt's PCIe (ECAM from the device tree, BARs placed by the kernel): the front
