@@ -550,7 +550,7 @@ exit = { pass = 0, fail = 1 }"#;
         let arm = profile("aarch64-virt").unwrap().invocation(&overrides, &GOOD_KVM).unwrap();
         assert_eq!(
             arm.shell_line(),
-            "qemu-system-aarch64 -M virt -cpu max -accel tcg -m 512M -smp 1 -display none \
+            "qemu-system-aarch64 -M virt,gic-version=3 -cpu max -accel tcg -m 512M -smp 1 -display none \
              -serial stdio -monitor none -no-reboot -semihosting-config enable=on,target=native -kernel K"
         );
         assert_eq!(arm.accel.accel, Accel::Tcg, "no KVM for a foreign guest");
@@ -580,6 +580,29 @@ exit = { pass = 0, fail = 1 }"#;
         assert!(line.contains("-accel kvm -m 512M -smp 4 "), "{line}");
         let zero = Overrides { smp: Some(0), ..Overrides::default() };
         assert!(profile("x86_64-q35").unwrap().invocation(&zero, &NO_KVM).is_err());
+    }
+
+    /// The boot configuration: `-initrd` (a PVH module) on x86_64; on aarch64, where QEMU gives
+    /// `-initrd` only to Linux images, a `-device loader` at AARCH64_CONFIG_ADDR and
+    /// `bootconfig=ADDR,LEN` (the file's length) after the rest of the command line.
+    #[test]
+    fn boot_configuration_per_arch() {
+        let dir = std::env::temp_dir().join(format!("pappus-qemu-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("boot.conf");
+        std::fs::write(&file, "tenant a token-0123456789abcdef0123\n").unwrap();
+        let overrides = Overrides { config: Some(file.clone()), append: Some("test".into()), ..Overrides::default() };
+        let arm = profile("aarch64-virt").unwrap().invocation(&overrides, &NO_KVM).unwrap();
+        let loader = format!("loader,file={},addr=0x48000000,force-raw=on", file.display());
+        assert!(arm.args.windows(2).any(|w| w[0] == "-device" && w[1] == loader), "{:?}", arm.args);
+        assert!(arm.args.windows(2).any(|w| w == ["-append", "test bootconfig=0x48000000,36"]), "{:?}", arm.args);
+        assert!(!arm.args.contains(&"-initrd".to_string()));
+        let x86 = profile("x86_64-q35").unwrap().invocation(&overrides, &NO_KVM).unwrap();
+        assert!(x86.args.windows(2).any(|w| w[0] == "-initrd" && w[1] == file.to_string_lossy()), "{:?}", x86.args);
+        assert!(!x86.args.iter().any(|a| a.contains("bootconfig") || a.starts_with("loader,")));
+        let missing = Overrides { config: Some(dir.join("missing")), ..Overrides::default() };
+        assert!(profile("aarch64-virt").unwrap().invocation(&missing, &NO_KVM).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -100,3 +100,74 @@ pub fn hostile_native(case: &str) -> Vec<u8> {
     assert!(status.success(), "building hostile case {case} failed");
     std::fs::read(&out).unwrap()
 }
+
+/// Function instances each core ran: `(cpu, runs)` from `/metrics`.
+pub type CoreRuns = Vec<(u32, u64)>;
+
+/// The tenant the composition checks deploy as.
+const COMPOSER: crate::node::Tenant = crate::node::Tenant { name: "load", token: "dispatch-token-0123456789ab" };
+
+/// The compositions' answers on an `arch` node with `smp` CPUs: the raw JSON bodies, in a fixed
+/// order, and the function instances each compute core ran; `None` when the QEMU suites are off.
+pub fn composition_answers(test: &str, arch: crate::Arch, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use serde_json::{Value, json};
+
+    let node = crate::node::boot_with(test, arch, &[COMPOSER], Some(smp))?;
+    let health = node.call("GET", "/healthz", b"").text();
+    assert!(health.contains(&format!("\"cores\":{smp}")), "{arch:?} -smp {smp}: /healthz says {health}");
+    deploy_examples(&node, COMPOSER.token, "wasm");
+    let auth = format!("Bearer {}", COMPOSER.token);
+    let item = |name: &str, data: &str| json!({"name": name, "data": B64.encode(data)});
+    // 64 texts: the map step of wordcount_mapreduce is a 64-way `each`.
+    let texts: Vec<Value> = (0..64)
+        .map(|t| item(&format!("t{t}"), &(0..300).map(|w| format!("w{} ", (w * 7 + t) % 211)).collect::<String>()))
+        .collect();
+    let tables = [item("t1", "name,qty\na,1\nb,2.5\n"), item("t2", "qty,name\n10,x\n-3,y\n")];
+    let calls = [
+        ("wordcount_mapreduce", json!({"texts": texts})),
+        ("top_words", json!({"texts": texts, "k": [item("k", "7")]})),
+        ("grep_count", json!({"pattern": [item("p", "w1")], "texts": texts})),
+        ("csv_total", json!({"column": [item("c", "qty")], "tables": tables})),
+    ];
+    let mut answers = Vec::new();
+    for (name, sets) in calls {
+        let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        let r = node.request("POST", &format!("/v1/invoke/{name}"), &headers, &body);
+        assert_eq!(r.status, 200, "{name} on {arch:?} with -smp {smp}: {}", r.text());
+        answers.push(r.text());
+    }
+    let metrics = node.metrics().text();
+    let runs = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("pappus_core_runs_total{cpu=\""))
+        .filter_map(|rest| {
+            let (cpu, rest) = rest.split_once('"')?;
+            Some((cpu.parse().ok()?, rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    Some((answers, runs))
+}
+
+/// The dispatch suite's known answers: the compositions give the same answers on 1, 2 and 4
+/// CPUs of `arch`; single-core mode runs everything on the I/O core, and with more CPUs the
+/// instances run on the compute cores, the fan-outs spread over at least two.
+pub fn compositions_agree_across_cores(test: &str, arch: crate::Arch) {
+    let Some((one, runs1)) = composition_answers(test, arch, 1) else { return };
+    // Single-core mode: the I/O core (cpu 0) ran everything.
+    assert_eq!(runs1.len(), 1, "{runs1:?}");
+    assert_eq!(runs1[0].0, 0);
+    let (two, runs2) = composition_answers(test, arch, 2).unwrap();
+    assert_eq!(two, one, "-smp 2 answers differ from -smp 1");
+    assert_eq!(runs2.iter().map(|r| r.0).collect::<Vec<_>>(), [1], "one compute core, cpu 1: {runs2:?}");
+    let (four, runs4) = composition_answers(test, arch, 4).unwrap();
+    assert_eq!(four, one, "-smp 4 answers differ from -smp 1");
+    assert_eq!(runs4.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3], "three compute cores: {runs4:?}");
+    eprintln!("instances per compute core on {arch:?} with -smp 4: {runs4:?}");
+    let busy = runs4.iter().filter(|(_, n)| *n > 0).count();
+    assert!(busy >= 2, "the fan-outs ran on {busy} compute core(s): {runs4:?}");
+    let total: u64 = runs4.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, runs1[0].1, "the same instances ran, spread over the cores");
+}

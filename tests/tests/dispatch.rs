@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::functions;
 use pappus_tests::node::{Node, Tenant, boot, read_response};
 use pappus_tests::sets::{decode, texts};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TENANT: Tenant = Tenant { name: "load", token: "dispatch-token-0123456789ab" };
 /// The control plane's `max_live_invocations` (kernel/control/src/limits.rs).
@@ -194,65 +194,12 @@ fn single_core_mode_serves_while_a_function_computes() {
     assert_eq!(node.metric("pappus_core_runs_total{cpu=\"0\",role=\"io+compute\"}"), 0, "the spin ended by itself");
 }
 
-/// Function instances each core ran: `(cpu, runs)` from `/metrics`.
-type CoreRuns = Vec<(u32, u64)>;
-
-/// The compositions' answers on a node with `smp` CPUs: the raw JSON bodies, in a fixed order,
-/// and the function instances each compute core ran.
-fn composition_answers(test: &str, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
-    let node = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT], Some(smp))?;
-    functions::deploy_examples(&node, TENANT.token, "wasm");
-    let auth = format!("Bearer {}", TENANT.token);
-    let item = |name: &str, data: &str| json!({"name": name, "data": B64.encode(data)});
-    // 64 texts: the map step of wordcount_mapreduce is a 64-way `each`.
-    let texts: Vec<Value> = (0..64)
-        .map(|t| item(&format!("t{t}"), &(0..300).map(|w| format!("w{} ", (w * 7 + t) % 211)).collect::<String>()))
-        .collect();
-    let tables = [item("t1", "name,qty\na,1\nb,2.5\n"), item("t2", "qty,name\n10,x\n-3,y\n")];
-    let calls = [
-        ("wordcount_mapreduce", json!({"texts": texts})),
-        ("top_words", json!({"texts": texts, "k": [item("k", "7")]})),
-        ("grep_count", json!({"pattern": [item("p", "w1")], "texts": texts})),
-        ("csv_total", json!({"column": [item("c", "qty")], "tables": tables})),
-    ];
-    let mut answers = Vec::new();
-    for (name, sets) in calls {
-        let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
-        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
-        let r = node.request("POST", &format!("/v1/invoke/{name}"), &headers, &body);
-        assert_eq!(r.status, 200, "{name} with -smp {smp}: {}", r.text());
-        answers.push(r.text());
-    }
-    let metrics = node.metrics().text();
-    let runs = metrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("pappus_core_runs_total{cpu=\""))
-        .filter_map(|rest| {
-            let (cpu, rest) = rest.split_once('"')?;
-            Some((cpu.parse().ok()?, rest.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect();
-    Some((answers, runs))
-}
-
 #[test]
 fn compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores() {
-    let test = "compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores";
-    let Some((one, runs1)) = composition_answers(test, 1) else { return };
-    // Single-core mode: the I/O core (cpu 0) ran everything.
-    assert_eq!(runs1.len(), 1, "{runs1:?}");
-    assert_eq!(runs1[0].0, 0);
-    let (two, runs2) = composition_answers(test, 2).unwrap();
-    assert_eq!(two, one, "-smp 2 answers differ from -smp 1");
-    assert_eq!(runs2.iter().map(|r| r.0).collect::<Vec<_>>(), [1], "one compute core, cpu 1: {runs2:?}");
-    let (four, runs4) = composition_answers(test, 4).unwrap();
-    assert_eq!(four, one, "-smp 4 answers differ from -smp 1");
-    assert_eq!(runs4.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3], "three compute cores: {runs4:?}");
-    eprintln!("instances per compute core with -smp 4: {runs4:?}");
-    let busy = runs4.iter().filter(|(_, n)| *n > 0).count();
-    assert!(busy >= 2, "the fan-outs ran on {busy} compute core(s): {runs4:?}");
-    let total: u64 = runs4.iter().map(|(_, n)| n).sum();
-    assert_eq!(total, runs1[0].1, "the same instances ran, spread over the cores");
+    functions::compositions_agree_across_cores(
+        "compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores",
+        pappus_tests::Arch::X86_64,
+    );
 }
 
 /// `concat (a = anyEach s, b = all marks)` over seven items on a node with `smp` CPUs: each

@@ -177,10 +177,44 @@ pub struct Platform {
     pub dtb: (u64, u64),
     /// The PCIe host bridge (`pci-host-ecam-generic`): its ECAM window and 32-bit MMIO window.
     pub pci: Option<(EcamWindow, Option<BarWindow>)>,
+    /// The interrupt controller (the node marked `interrupt-controller` with a GIC `compatible`).
+    pub gic: Option<GicDesc>,
+    /// The generic timer's virtual-timer PPI as an INTID (the third entry of `/timer`'s
+    /// `interrupts`: secure, non-secure physical, virtual, hypervisor), 27 when absent.
+    pub timer_intid: u32,
+    /// The CPUs of `/cpus` (`device_type = "cpu"`): their MPIDR affinity (`reg`), in tree order.
+    pub cpus: [u64; MAX_CPUS],
+    pub cpu_count: usize,
 }
 
-static PLATFORM: BootCell<Platform> =
-    BootCell::new(Platform { ram: [(0, 0); MAX_RAM], ram_count: 0, psci_smc: false, dtb: (0, 0), pci: None });
+/// The most CPUs read from the device tree (as many as the kernel starts).
+pub const MAX_CPUS: usize = crate::smp::MAX_CPUS;
+
+/// A GIC as the device tree describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct GicDesc {
+    /// 2 (`arm,cortex-a15-gic`, `arm,gic-400`, ...) or 3 (`arm,gic-v3`).
+    pub version: u8,
+    /// The distributor's registers.
+    pub dist: (u64, u64),
+    /// GICv3: the (first) redistributor region; GICv2: the CPU interface.
+    pub cpu: (u64, u64),
+}
+
+static PLATFORM: BootCell<Platform> = BootCell::new(Platform {
+    ram: [(0, 0); MAX_RAM],
+    ram_count: 0,
+    psci_smc: false,
+    dtb: (0, 0),
+    pci: None,
+    gic: None,
+    timer_intid: VIRTUAL_TIMER_INTID,
+    cpus: [0; MAX_CPUS],
+    cpu_count: 0,
+});
+
+/// The virtual timer's PPI on every Arm platform following the SBSA (PPI 11).
+const VIRTUAL_TIMER_INTID: u32 = 27;
 
 impl Platform {
     pub fn ram(&self) -> &[(u64, u64)] {
@@ -275,6 +309,17 @@ extern "C" fn boot_entry(x0: u64, entry_ticks: u64) -> ! {
         reserve(&mut memory, c.start, c.start + c.len);
     }
     platform.pci = pci_host(&fdt);
+    platform.gic = gic(&fdt);
+    platform.timer_intid = timer_intid(&fdt).unwrap_or(VIRTUAL_TIMER_INTID);
+    for cpu in fdt.find_node("/cpus").into_iter().flat_map(|n| n.children()) {
+        if cpu.property("device_type").and_then(|p| p.as_str()) != Some("cpu") || platform.cpu_count == MAX_CPUS {
+            continue;
+        }
+        if let Some(mpidr) = cpu.property("reg").and_then(|p| cells(p.value)) {
+            platform.cpus[platform.cpu_count] = mpidr;
+            platform.cpu_count += 1;
+        }
+    }
 
     crate::time::set_boot_ticks(entry_ticks);
     crate::kernel_main(BootInfo {
@@ -295,6 +340,42 @@ fn cells(value: &[u8]) -> Option<u64> {
         8 => Some(u64::from_be_bytes(value.try_into().ok()?)),
         _ => None,
     }
+}
+
+/// The GIC: the first interrupt controller whose `compatible` names a GICv3 or GICv2, with its
+/// first two `reg` entries (distributor; redistributors or CPU interface).
+fn gic(fdt: &Fdt<'_>) -> Option<GicDesc> {
+    const V3: &[&str] = &["arm,gic-v3"];
+    const V2: &[&str] =
+        &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic", "arm,arm11mp-gic"];
+    fdt.all_nodes().find_map(|n| {
+        n.property("interrupt-controller")?;
+        let compatible = n.compatible()?;
+        let version = compatible.all().find_map(|c| {
+            if V3.contains(&c) {
+                Some(3)
+            } else if V2.contains(&c) {
+                Some(2)
+            } else {
+                None
+            }
+        })?;
+        let mut reg = n.reg()?;
+        let mut next = || reg.next().map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
+        Some(GicDesc { version, dist: next()?, cpu: next()? })
+    })
+}
+
+/// The virtual timer's INTID from `/timer` (`arm,armv8-timer`): the third 3-cell entry of
+/// `interrupts` (type 1 = PPI, number, flags); PPIs are INTIDs 16-31.
+fn timer_intid(fdt: &Fdt<'_>) -> Option<u32> {
+    let node = fdt
+        .all_nodes()
+        .find(|n| n.compatible().is_some_and(|c| c.all().any(|c| c == "arm,armv8-timer" || c == "arm,armv7-timer")))?;
+    let value = node.property("interrupts")?.value;
+    let cell = |i: usize| value.get(i * 4..i * 4 + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let (kind, number) = (cell(6)?, cell(7)?);
+    (kind == 1 && number < 16).then_some(number + 16)
 }
 
 /// The first `pci-host-ecam-generic` node: `reg` is the ECAM window (of the buses in

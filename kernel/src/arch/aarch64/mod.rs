@@ -1,10 +1,22 @@
 //! aarch64: device-tree boot at EL1 (QEMU `virt`), translation tables, exception vectors,
-//! the generic timer's counter, PSCI and semihosting for leaving QEMU.
+//! the GIC and the generic timer's per-CPU interrupt, PSCI and semihosting for leaving QEMU.
+//!
+//! Interrupts: the kernel runs with IRQs masked in PSTATE and takes them only where it waits
+//! ([`wait_for_work`], [`sleep_until`]): with IRQs masked it checks for work, arms the virtual
+//! timer for the deadline and executes `wfi`, which wakes on a pending interrupt even while it
+//! is masked; then it unmasks for an instant, and the pending interrupts are taken there. So no
+//! wake-up sent after the check is lost, and no interrupt handler ever runs inside kernel code
+//! holding a lock. A handler records and returns (timer: the firing; SGI: the wake-up); the
+//! loop that waited decides what to do.
 
 mod boot;
+mod gic;
 mod paging;
+mod percpu;
 mod selftests;
+mod smp;
 mod stacks;
+mod timer;
 mod traps;
 
 use core::ptr::NonNull;
@@ -12,7 +24,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    CNTFRQ_EL0, CNTKCTL_EL1, CNTVCT_EL0, CurrentEL, ID_AA64MMFR0_EL1, MIDR_EL1, Readable, Writeable,
+    CNTFRQ_EL0, CNTKCTL_EL1, CNTVCT_EL0, CurrentEL, ID_AA64MMFR0_EL1, MIDR_EL1, MPIDR_EL1, Readable, Writeable,
 };
 use drivers::serial::pl011::Pl011;
 use spin::Mutex;
@@ -22,6 +34,9 @@ use crate::boot::BootInfo;
 pub use selftests::selftests;
 
 pub const NAME: &str = "aarch64";
+
+/// MPIDR_EL1's affinity fields (Aff3 in 39:32, Aff2-Aff0 in 23:0), as the device tree's `reg`.
+const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
 
 /// QEMU `virt`'s PL011 UART (mapped Device memory by the early and the final tables).
 const UART_BASE: usize = 0x0900_0000;
@@ -68,8 +83,12 @@ pub fn phys_to_virt(phys: u64) -> *mut u8 {
     phys as *mut u8
 }
 
-/// The physical address behind a kernel virtual address (identity-mapped).
+/// The physical address behind a kernel virtual address: identity, but for the secondary CPUs'
+/// stacks, which have a region of their own (a table walk).
 pub fn virt_to_phys(virt: u64) -> u64 {
+    if stacks::in_ap_region(virt) {
+        return paging::translate(virt).map_or(virt, |(phys, _)| phys);
+    }
     virt
 }
 
@@ -93,48 +112,88 @@ pub fn pci_host(_info: &BootInfo) -> drivers::pci::PciHost {
     }
 }
 
-/// Sleeps until the counter reaches `deadline`. No interrupt controller is set up yet, so
-/// this waits for events: the generic timer's event stream (enabled in [`init`]) wakes `wfe`
-/// every 2^10 counter ticks.
+/// Sleeps until the counter reaches `deadline`: `wfi` with the virtual timer armed for it.
 pub fn sleep_until(deadline: u64) {
     while ticks() < deadline {
-        aarch64_cpu::asm::wfe();
+        wait_for_work(Some(deadline), || false);
     }
 }
 
-/// Halts until `deadline` unless `pending()` says there is work already (without a deadline:
-/// until the next event of the generic timer's stream, every 2^10 counter ticks). With one CPU
-/// and no interrupts yet nothing else can make `pending` true meanwhile, so nothing is missed.
+/// Halts this CPU until an interrupt (a [`wake`], or the timer at `deadline`), unless
+/// `pending()` says there is work already. IRQs are masked while `pending` runs and until the
+/// `wfi` (which wakes on a pending interrupt regardless), so a wake-up sent after `pending`
+/// looked still ends the halt. A deadline armed here may fire later (the handler only counts).
+/// Without a GIC (a device tree that names none) the timer cannot interrupt: the wait is then
+/// `wfe` on the generic timer's event stream, every 2^10 counter ticks.
 pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
-    if pending() {
+    mask_irqs();
+    if pending() || deadline.is_some_and(|d| ticks() >= d) {
         return;
     }
-    match deadline {
-        Some(d) => sleep_until(d),
-        None => aarch64_cpu::asm::wfe(),
+    if gic::version() == 0 {
+        aarch64_cpu::asm::wfe();
+        return;
+    }
+    if let Some(d) = deadline {
+        timer::arm(d);
+    }
+    aarch64_cpu::asm::wfi();
+    take_pending_irqs();
+}
+
+/// Opens the IRQ mask for an instant: pending interrupts are taken (and handled) here.
+fn take_pending_irqs() {
+    // SAFETY: unmasks IRQs and masks them again; the handler saves and restores every register
+    // it touches and returns here. `isb` makes the unmask take effect before the mask.
+    unsafe { core::arch::asm!("msr daifclr, #2", "isb", "msr daifset, #2", options(nostack)) };
+}
+
+fn mask_irqs() {
+    // SAFETY: masks IRQs on this CPU; touches no memory.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// An IRQ (from the vectors): acknowledges and handles every pending interrupt. The timer's
+/// records its firing and disarms; a wake-up SGI only counts (it ended a `wfi`, which was its
+/// purpose).
+fn handle_irq() {
+    let this = percpu::current();
+    let timer_intid = boot::platform().timer_intid;
+    while let Some(raw) = gic::ack() {
+        match gic::intid(raw) {
+            id if id == timer_intid => timer::on_interrupt(this),
+            gic::SGI_WAKE => {
+                this.wakeups.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                this.other_irqs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        gic::eoi(raw);
     }
 }
 
-/// No sampler on aarch64 yet (no interrupt controller is set up to take the timer's
-/// interrupt): `profile=` is refused with a log line.
+/// No sampler on aarch64 yet: `profile=` is refused with a log line.
 pub fn start_sampling(_interval: u64) -> bool {
     false
 }
 
-/// Runs `f`; this kernel takes no interrupts on aarch64 yet, so there is nothing to keep out.
+/// Runs `f`. The kernel runs with IRQs masked everywhere but at its waits, so there is nothing
+/// to keep out.
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Secondary CPUs are not started on aarch64 yet (PSCI CPU_ON will): this logs so and returns 1.
-pub fn start_cpus(_info: &BootInfo, _max: usize, _entry: fn(usize) -> !) -> usize {
-    log::info!("smp: secondary CPUs not started on aarch64 yet; 1 CPU online");
-    1
+/// Starts every other CPU the device tree lists (PSCI CPU_ON), at most `max` CPUs in all; each
+/// runs `entry(index)` on its own stack with its per-CPU block, vectors, timer and GIC part set
+/// up. Returns how many CPUs are online, the boot CPU (index 0) included.
+pub fn start_cpus(info: &BootInfo, max: usize, entry: fn(usize) -> !) -> usize {
+    smp::start_cpus(info, max, entry)
 }
 
-/// This CPU's index: the boot CPU's, 0, as long as it is the only one.
+/// This CPU's index (0 = boot CPU), from its per-CPU block (TPIDR_EL1).
 pub fn cpu_index() -> usize {
-    0
+    percpu::current_index()
 }
 
 /// Frames holding sandboxes' page tables: none, there are no native sandboxes here yet.
@@ -142,26 +201,49 @@ pub fn user_table_frames() -> u64 {
     0
 }
 
-/// This CPU's index (the allocator asks; one CPU here, so always known).
+/// This CPU's index, or `None` before its per-CPU block is installed (the allocator asks).
 pub fn cpu_index_if_ready() -> Option<usize> {
-    Some(0)
+    percpu::loaded().then(percpu::current_index)
 }
 
 /// CPUs online.
 pub fn cpu_count() -> usize {
-    1
+    smp::cpus_online()
 }
 
-/// Wakes CPU `index` out of a halt: with one CPU there is no other to wake.
-pub fn wake(_index: usize) {}
+/// Wakes CPU `index` if it is halted in `sleep_until`/`wait_for_work`: the wake-up SGI, whose
+/// handler only counts it. A no-op for this CPU and for CPUs not online.
+pub fn wake(index: usize) {
+    if index != cpu_index() && percpu::of(index).is_some_and(|c| c.online.load(Ordering::Acquire)) {
+        gic::send_sgi(index, gic::SGI_WAKE);
+    }
+}
 
-/// The kernel's translation tables; exception vectors are in place since the entry code.
+/// The kernel's translation tables, the boot CPU's per-CPU block, the GIC and the timer's
+/// interrupt; exception vectors are in place since the entry code.
 pub fn init(_info: &BootInfo) {
     paging::init();
-    // CNTKCTL_EL1: EVNTEN (bit 2), an event each time counter bit 10 flips (EVNTI, bits 7:4),
-    // for `sleep_until`; EL0 counter access stays off.
-    CNTKCTL_EL1.set((10 << 4) | (1 << 2));
     let platform = boot::platform();
+    percpu::install(0, MPIDR_EL1.get() & MPIDR_AFFINITY);
+    // CNTKCTL_EL1: EVNTEN (bit 2), an event each time counter bit 10 flips (EVNTI, bits 7:4),
+    // for waits without a GIC; EL0 counter access stays off.
+    CNTKCTL_EL1.set((10 << 4) | (1 << 2));
+    timer::disarm();
+    match gic::init(platform.timer_intid) {
+        Ok(()) => {
+            let gic = platform.gic.expect("a GIC was set up");
+            log::info!(
+                "gic: GICv{} distributor at {:#x}, {} at {:#x}; timer INTID {} (CNTV), wake-up SGI {}",
+                gic.version,
+                gic.dist.0,
+                if gic.version == 3 { "redistributors" } else { "CPU interface" },
+                gic.cpu.0,
+                platform.timer_intid,
+                gic::SGI_WAKE
+            );
+        }
+        Err(e) => log::warn!("gic: {e}; waits poll the timer's event stream (no interrupts)"),
+    }
     log::info!(
         "cpu: MIDR {:#x} at EL{}, PARange {}, vectors at {:#x}, PSCI via {}, device tree at {:#x} ({} bytes)",
         MIDR_EL1.get(),
@@ -221,9 +303,9 @@ fn halt_forever() -> ! {
     }
 }
 
-/// Waits for interrupts forever (no interrupt sources are enabled yet).
+/// Waits for interrupts forever (wake-ups and stray deadlines are taken and counted).
 pub fn idle() -> ! {
     loop {
-        aarch64_cpu::asm::wfi();
+        wait_for_work(None, || false);
     }
 }

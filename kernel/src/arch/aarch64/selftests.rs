@@ -2,14 +2,16 @@
 
 use alloc::format;
 use alloc::string::String;
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, Readable, Writeable};
+use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, MPIDR_EL1, Readable, VBAR_EL1, Writeable};
 
 use super::paging::{self, Mapping};
 use super::traps::{self, AbortStatus, FaultRecord};
-use super::{UART_BASE, stacks};
+use super::{UART_BASE, gic, percpu, stacks, timer};
 use crate::mm;
 use crate::selftest::{Outcome, SelfTest, check};
+use crate::smp::MAX_CPUS;
 
 /// Addresses no mapping uses (level-0 slots the kernel never fills): scratch for these tests.
 const SCRATCH: u64 = 0x0000_4000_0000_0000;
@@ -30,8 +32,13 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "trap.undefined", run: undefined, on_request_only: false },
     SelfTest { name: "trap.exec_never", run: exec_never, on_request_only: false },
     SelfTest { name: "timer.counter", run: timer_counter, on_request_only: false },
+    SelfTest { name: "gic.timer_interrupt", run: timer_interrupt, on_request_only: false },
+    SelfTest { name: "gic.sgi_wakeup", run: sgi_wakeup, on_request_only: false },
+    SelfTest { name: "smp.cpus", run: smp_cpus, on_request_only: false },
+    SelfTest { name: "smp.timer", run: smp_timer, on_request_only: false },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
+    SelfTest { name: "smp.stack_overflow", run: ap_stack_overflow, on_request_only: true },
 ];
 
 pub fn selftests() -> &'static [SelfTest] {
@@ -205,6 +212,165 @@ fn timer_counter() -> Outcome {
     check(fired_at >= deadline, || format!("virtual timer condition not met within a second (fired_at={fired_at})"))?;
     let late_us = (fired_at - deadline) * 1_000_000 / hz;
     Ok(format!("CNTFRQ={hz} Hz, 10000 reads monotonic, 1 ms CNTV deadline met {late_us} us late, not early"))
+}
+
+/// The virtual timer as an interrupt: `sleep_until` a deadline 2 ms ahead returns after it,
+/// with one more firing recorded on this CPU, at or after the deadline.
+fn timer_interrupt() -> Outcome {
+    if gic::version() == 0 {
+        return Err("no GIC set up".into());
+    }
+    let hz = super::ticks_per_second();
+    let (_, before) = timer::last_firing();
+    let deadline = super::ticks() + hz / 500;
+    super::sleep_until(deadline);
+    let woke = super::ticks();
+    let (fired_at, after) = timer::last_firing();
+    check(woke >= deadline, || format!("sleep_until returned {} ticks early", deadline - woke))?;
+    check(after > before, || format!("no timer interrupt taken (firings {before} -> {after})"))?;
+    check(fired_at >= deadline, || format!("timer interrupt at {fired_at}, before its deadline {deadline}"))?;
+    let late_us = (fired_at - deadline) * 1_000_000 / hz;
+    Ok(format!("GICv{}: 2 ms deadline interrupt {late_us} us late, {} firing(s)", gic::version(), after - before))
+}
+
+/// A wake-up SGI sent to this CPU with IRQs masked ends the next `wfi` at once and is taken
+/// when the wait unmasks (the path another CPU's `wake` takes).
+fn sgi_wakeup() -> Outcome {
+    if gic::version() == 0 {
+        return Err("no GIC set up".into());
+    }
+    let this = percpu::current();
+    let before = this.wakeups.load(Ordering::Relaxed);
+    gic::send_sgi(super::cpu_index(), gic::SGI_WAKE);
+    let hz = super::ticks_per_second();
+    let start = super::ticks();
+    // A deadline a second ahead: the wait must end on the SGI, long before it.
+    super::wait_for_work(Some(start + hz), || false);
+    let waited_us = (super::ticks() - start) * 1_000_000 / hz;
+    let after = this.wakeups.load(Ordering::Relaxed);
+    check(after == before + 1, || format!("wake-ups {before} -> {after}, expected one more"))?;
+    check(waited_us < 500_000, || format!("the wait lasted {waited_us} us: the SGI did not end it"))?;
+    Ok(format!("SGI {} to self ended the wait after {waited_us} us", gic::SGI_WAKE))
+}
+
+/// The translation and control registers a secondary must share with the boot CPU.
+fn system_regs() -> [u64; 4] {
+    let (ttbr0, tcr, sctlr, mair): (u64, u64, u64, u64);
+    // SAFETY: reads system registers; no side effects.
+    unsafe {
+        core::arch::asm!(
+            "mrs {}, ttbr0_el1", "mrs {}, tcr_el1", "mrs {}, sctlr_el1", "mrs {}, mair_el1",
+            out(reg) ttbr0, out(reg) tcr, out(reg) sctlr, out(reg) mair, options(nomem, nostack)
+        );
+    }
+    [ttbr0, tcr, sctlr, mair]
+}
+
+/// Each secondary runs on its own stack block (guard pages unmapped, the stack proper mapped),
+/// with its own per-CPU block (TPIDR_EL1) naming its index and its MPIDR, the boot CPU's
+/// translation settings and the kernel's vectors.
+fn smp_cpus() -> Outcome {
+    static STACK_ADDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static VBAR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+    static REGS: [[AtomicU64; 4]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; 4] }; MAX_CPUS];
+    let n = super::cpu_count();
+    let mine = system_regs();
+    let mut mpidrs = alloc::vec![percpu::current().mpidr.load(Ordering::Relaxed)];
+    for index in 1..n {
+        let ran = crate::smp::run_on(
+            index,
+            |me| {
+                let local = 0u8;
+                STACK_ADDR[me].store(&raw const local as u64, Ordering::Release);
+                MPIDR[me].store(MPIDR_EL1.get() & super::MPIDR_AFFINITY, Ordering::Release);
+                VBAR[me].store(VBAR_EL1.get(), Ordering::Release);
+                for (slot, value) in REGS[me].iter().zip(system_regs()) {
+                    slot.store(value, Ordering::Release);
+                }
+            },
+            1_000_000,
+        );
+        check(ran, || format!("CPU {index} did not run a job"))?;
+        let block = stacks::ap_block(index);
+        let sp = STACK_ADDR[index].load(Ordering::Acquire);
+        let stack = (block + stacks::BLOCK as u64 / 2, block + stacks::BLOCK as u64);
+        check((stack.0..stack.1).contains(&sp), || {
+            format!("CPU {index} ran on {sp:#x}, outside its stack {:#x}..{:#x}", stack.0, stack.1)
+        })?;
+        for guard in stacks::guards_of(block) {
+            check(paging::translate(guard).is_none(), || format!("CPU {index}: guard page {guard:#x} mapped"))?;
+        }
+        check(paging::translate(stack.1 - 8).is_some(), || format!("CPU {index}: stack top not mapped"))?;
+        let regs = REGS[index].each_ref().map(|r| r.load(Ordering::Acquire));
+        check(regs == mine, || {
+            format!("CPU {index} runs with TTBR0/TCR/SCTLR/MAIR {regs:#x?}, the boot CPU with {mine:#x?}")
+        })?;
+        let vbar = VBAR[index].load(Ordering::Acquire);
+        check(vbar == traps::vectors(), || format!("CPU {index}: VBAR_EL1 {vbar:#x}"))?;
+        let block = percpu::of(index).ok_or_else(|| format!("CPU {index} has no per-CPU block"))?;
+        let (said, mpidr) = (block.index.load(Ordering::Relaxed), MPIDR[index].load(Ordering::Acquire));
+        check(said == index && block.mpidr.load(Ordering::Relaxed) == mpidr, || {
+            format!(
+                "CPU {index}: block says index {said} MPIDR {:#x}, the CPU {mpidr:#x}",
+                block.mpidr.load(Ordering::Relaxed)
+            )
+        })?;
+        check(!mpidrs.contains(&mpidr), || format!("CPU {index} shares MPIDR {mpidr:#x}"))?;
+        mpidrs.push(mpidr);
+    }
+    Ok(format!(
+        "cpus={n} MPIDRs {mpidrs:x?}: own stacks with guard pages, own blocks, the boot CPU's tables and vectors"
+    ))
+}
+
+/// Each secondary's own virtual timer interrupts at a 10 ms deadline (the boot CPU's is
+/// `gic.timer_interrupt`).
+fn smp_timer() -> Outcome {
+    const NOT_FIRED: i64 = i64::MIN;
+    static LATE: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(NOT_FIRED) }; MAX_CPUS];
+    let n = super::cpu_count();
+    let hz = super::ticks_per_second();
+    let mut worst = 0i64;
+    for (index, late) in LATE.iter().enumerate().take(n).skip(1) {
+        let ran = crate::smp::run_on(
+            index,
+            |me| {
+                let hz = super::ticks_per_second();
+                let (_, before) = timer::last_firing();
+                let deadline = super::ticks() + hz / 100;
+                super::sleep_until(deadline);
+                let (fired_at, count) = timer::last_firing();
+                let late = if count > before { fired_at as i64 - deadline as i64 } else { NOT_FIRED };
+                LATE[me].store(late, Ordering::Release);
+            },
+            2_000_000,
+        );
+        check(ran, || format!("CPU {index} did not run the timer job"))?;
+        let late = late.load(Ordering::Acquire);
+        check(late != NOT_FIRED, || format!("CPU {index}: its timer did not interrupt"))?;
+        let us = i128::from(late) * 1_000_000 / i128::from(hz);
+        check(late >= 0 && late <= (hz / 20) as i64, || {
+            format!("CPU {index}: fired {us} us from the deadline; tolerance 0 / +50 ms")
+        })?;
+        worst = worst.max(late);
+    }
+    let worst_us = i128::from(worst) * 1_000_000 / i128::from(hz);
+    Ok(format!("cpus={n}: each other CPU's timer interrupted at its 10 ms deadline (latest {worst_us:+} us)"))
+}
+
+/// A stack overflow on a secondary runs into its guard page and is reported (on its emergency
+/// stack), failing the run.
+fn ap_stack_overflow() -> Outcome {
+    check(super::cpu_count() > 1, || "needs a second CPU".into())?;
+    crate::smp::run_on(
+        1,
+        |_| {
+            let _ = stack_overflow();
+        },
+        5_000_000,
+    );
+    Err("the overflow on CPU 1 did not stop the machine".into())
 }
 
 fn unexpected_fault() -> Outcome {

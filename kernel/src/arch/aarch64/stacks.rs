@@ -7,7 +7,8 @@
 //! guard page. Bit 18 of any address in the stack proper is therefore 1 and of anything it can
 //! overflow into is 0: the exception vectors test that bit (no memory access needed) before
 //! they push a frame, and switch to the emergency stack when it is clear (see `traps.rs`).
-//! Later per-CPU stacks must keep this layout.
+//! Every secondary CPU's block (`smp.rs`) keeps this layout, at [`ap_block`] in a virtual region
+//! of its own, mapped page by page with the same two guard pages left unmapped.
 
 const PAGE: usize = 4096;
 
@@ -51,4 +52,22 @@ pub fn guard_pages() -> [u64; 2] {
 pub fn block_range() -> (u64, u64) {
     let start = &raw const BOOT_STACKS as u64;
     (start, start + BLOCK as u64)
+}
+
+/// Where secondary CPUs' stack blocks lie (virtual; a level-0 slot nothing else uses).
+const AP_STACKS_BASE: u64 = 0x0000_5000_0000_0000;
+
+/// CPU `index`'s stack block (index >= 1).
+pub fn ap_block(index: usize) -> u64 {
+    AP_STACKS_BASE + index as u64 * BLOCK as u64
+}
+
+/// Whether `addr` lies in the secondary CPUs' stack region (not identity-mapped).
+pub fn in_ap_region(addr: u64) -> bool {
+    (AP_STACKS_BASE..ap_block(crate::smp::MAX_CPUS)).contains(&addr)
+}
+
+/// The two guard pages of the block at `block`.
+pub fn guards_of(block: u64) -> [u64; 2] {
+    [block, block + EMERGENCY_TOP as u64]
 }

@@ -232,7 +232,15 @@ pub fn take_fault() -> Option<FaultRecord> {
     LAST_FAULT.lock().take()
 }
 
+/// Vector kinds: an IRQ from EL1 (SP_ELx) and from EL0 (AArch64).
+const KIND_IRQ_EL1: u64 = 5;
+const KIND_IRQ_EL0: u64 = 9;
+
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    if frame.kind == KIND_IRQ_EL1 || frame.kind == KIND_IRQ_EL0 {
+        super::handle_irq();
+        return;
+    }
     if frame.kind == KIND_STACK_OVERFLOW {
         frame.sp = SP_EL0.get();
         if OVERFLOW_REPORTED.swap(true, Ordering::SeqCst) {
@@ -413,17 +421,24 @@ fn report(frame: &TrapFrame, headline: &str) {
 }
 
 /// Follows the frame-pointer chain (the kernel is built with frame pointers) for a few frames,
-/// reading only inside the boot stack block.
+/// reading only inside the stack block it starts in, and only mapped pages of it.
 fn stack_walk(mut fp: u64) {
     let mut line = Line { buf: [0; 256], len: 0 };
     let _ = write!(line, "  stack:");
-    let (lo, hi) = stacks::block_range();
+    // The block of the stack the frame chain starts in: the boot CPU's or a secondary's.
+    let lo = fp & !(stacks::BLOCK as u64 - 1);
+    let hi = lo + stacks::BLOCK as u64;
+    let (boot_lo, _) = stacks::block_range();
+    if lo != boot_lo && !stacks::in_ap_region(lo) {
+        return;
+    }
     for _ in 0..8 {
         if !fp.is_multiple_of(16) || fp < lo || fp + 16 > hi {
             break;
         }
-        // A frame record never lies in a guard page (and reading one would fault).
-        if stacks::guard_pages().iter().any(|&g| fp.wrapping_sub(g) < 4096) {
+        // A frame record never lies in a guard page (and reading one would fault), nor in a page
+        // not mapped.
+        if stacks::guards_of(lo).iter().any(|&g| fp.wrapping_sub(g) < 4096) || super::paging::translate(fp).is_none() {
             break;
         }
         // SAFETY: the two words at `fp` lie inside the boot stack block, outside its guard pages,
