@@ -177,6 +177,10 @@ impl ControlPlane {
         charge.grow(tree).map_err(ApiError::over_budget)?;
         let registered = |f: &str| self.signature_of(tenant, f);
         let mut warnings = dsl::check(&program, &registered).map_err(|d| bad_program(&d))?;
+        if program.compositions.is_empty() && program.functions.is_empty() {
+            let message = "the program is empty: it declares no function and defines no composition";
+            return Err(ApiError::bad_request("bad_composition", message));
+        }
         let root = program.composition(name);
         if root.is_none() && !program.compositions.is_empty() {
             let found = json::list(program.compositions.iter().map(|c| c.name.as_str()));

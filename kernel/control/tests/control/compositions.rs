@@ -160,6 +160,12 @@ fn a_program_of_declarations_only_is_checked_and_registers_nothing() {
         "{}",
         text(&r)
     );
+    // An empty source (or one of comments only) has nothing to check or register: refused.
+    for empty in [&b""[..], b"  \n", b"// nothing here\n"] {
+        let r = put(&mut h, "main", empty);
+        assert_eq!(r.status, 400, "{:?}: {}", String::from_utf8_lossy(empty), text(&r));
+        assert!(text(&r).contains("the program is empty"), "{}", text(&r));
+    }
 }
 
 #[test]
