@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::functions;
 use pappus_tests::node::{Node, Tenant, boot, read_response};
 use pappus_tests::sets::{decode, texts};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "load", token: "dispatch-token-0123456789ab" };
 /// The control plane's `max_live_invocations` (kernel/control/src/limits.rs).
