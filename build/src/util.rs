@@ -112,29 +112,12 @@ pub fn arches(value: Option<&str>) -> Result<Vec<Arch>> {
     }
 }
 
-/// Bytes in binary units, one decimal: `222.8MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
-}
+/// Bytes in binary units, one decimal: `222.8MiB` (the `pappus` command's, shared).
+pub use pappus::human_bytes;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes() {
-        assert_eq!(human_bytes(0), "0B");
-        assert_eq!(human_bytes(1023), "1023B");
-        assert_eq!(human_bytes(266973184), "254.6MiB");
-        assert_eq!(human_bytes(3 << 30), "3.0GiB");
-    }
 
     #[test]
     fn arch_lists() {

@@ -43,7 +43,29 @@ const SCTLR_CLEAR: u64 = (1 << 1) | (1 << 19) | (1 << 24) | (1 << 25);
 
 global_asm!(
     r#"
+    /* From EL2, if entered there, to EL1h with DAIF masked, returning to the caller (x30) at
+       EL1; at EL1 already, a plain return. Clobbers x9. Every CPU's entry calls it first. */
     .section .text.boot, "ax"
+    .global drop_to_el1
+drop_to_el1:
+    mrs x9, CurrentEL
+    ubfx x9, x9, #2, #2
+    cmp x9, #2
+    b.ne 1f
+    mov x9, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64 */
+    msr hcr_el2, x9
+    mov x9, #3                  /* CNTHCTL_EL2: EL1 may read the counters and timers */
+    msr cnthctl_el2, x9
+    msr cntvoff_el2, xzr
+    mov x9, #0x33ff             /* CPTR_EL2: no FP/SIMD traps */
+    msr cptr_el2, x9
+    msr hstr_el2, xzr
+    mov x9, #0x3c5              /* SPSR_EL2: EL1h, DAIF masked */
+    msr spsr_el2, x9
+    msr elr_el2, x30
+    eret
+1:  ret
+
     .global _start
 _start:
     mrs x19, cntvct_el0         /* the boot benchmark's zero, before anything else */
@@ -56,25 +78,8 @@ _start:
     cbnz x1, 9f
 
     /* From EL2 (QEMU's virtualization=on, some firmware): run the kernel at EL1. */
-    mrs x1, CurrentEL
-    ubfx x1, x1, #2, #2
-    cmp x1, #2
-    b.ne 1f
-    mov x1, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64 */
-    msr hcr_el2, x1
-    mov x1, #3                  /* CNTHCTL_EL2: EL1 may read the counters and timers */
-    msr cnthctl_el2, x1
-    msr cntvoff_el2, xzr
-    mov x1, #0x33ff             /* CPTR_EL2: no FP/SIMD traps */
-    msr cptr_el2, x1
-    msr hstr_el2, xzr
-    mov x1, #0x3c5              /* SPSR_EL2: EL1h, DAIF masked */
-    msr spsr_el2, x1
-    adr x1, 1f
-    msr elr_el2, x1
-    eret
-
-1:  msr daifset, #0xf
+    bl drop_to_el1
+    msr daifset, #0xf
     mov x1, #(3 << 20)          /* CPACR_EL1.FPEN: no FP/SIMD traps at EL1 or EL0 */
     msr cpacr_el1, x1
     isb

@@ -59,26 +59,8 @@ global_asm!(
     .global ap_entry
 ap_entry:
     mov x19, x0                 /* this CPU's index (PSCI's context id) */
-
-    mrs x1, CurrentEL
-    ubfx x1, x1, #2, #2
-    cmp x1, #2
-    b.ne 1f
-    mov x1, #(1 << 31)          /* HCR_EL2.RW: EL1 is AArch64 */
-    msr hcr_el2, x1
-    mov x1, #3                  /* CNTHCTL_EL2: EL1 may read the counters and timers */
-    msr cnthctl_el2, x1
-    msr cntvoff_el2, xzr
-    mov x1, #0x33ff             /* CPTR_EL2: no FP/SIMD traps */
-    msr cptr_el2, x1
-    msr hstr_el2, xzr
-    mov x1, #0x3c5              /* SPSR_EL2: EL1h, DAIF masked */
-    msr spsr_el2, x1
-    adr x1, 1f
-    msr elr_el2, x1
-    eret
-
-1:  msr daifset, #0xf
+    bl drop_to_el1
+    msr daifset, #0xf
     mov x1, #(3 << 20)          /* CPACR_EL1.FPEN: no FP/SIMD traps */
     msr cpacr_el1, x1
     isb
