@@ -62,8 +62,8 @@ impl Target {
 /// What was invoked, for error messages.
 #[derive(Clone, Debug)]
 pub(crate) enum Subject {
-    /// A function (or builtin) invoked directly, by name.
-    Function(String),
+    /// A function (or builtin) invoked directly, by name (the invocation's target).
+    Function,
     Composition,
 }
 
@@ -412,7 +412,7 @@ impl Invocation {
                     _ => (500, "function_failed"),
                 };
                 let message = match &self.subject {
-                    Subject::Function(name) => format!("function '{name}' failed: {cause}"),
+                    Subject::Function => format!("function '{}' failed: {cause}", self.target),
                     Subject::Composition => format!("{origin}: {cause}"),
                 };
                 ApiError::new(status, code, message)

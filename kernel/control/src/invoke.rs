@@ -153,8 +153,7 @@ impl ControlPlane {
         let plan = self.direct_plan(tenant, name, inputs, outputs, runtime)?;
         let execution = Execution::start_plan(&plan, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
         let targets = BTreeMap::from([(String::from(name), target.clone())]);
-        let subject = Subject::Function(String::from(name));
-        Ok(Invocation::new(tenant, subject, format, execution, targets, Some(target), memory))
+        Ok(Invocation::new(tenant, Subject::Function, format, execution, targets, Some(target), memory))
     }
 
     /// What decoding a `len`-byte request body takes besides the body, charged to `tenant`
