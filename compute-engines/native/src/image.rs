@@ -39,6 +39,19 @@ pub trait SandboxSpace {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), MapError>;
 
+    /// Maps one fresh page at `virt` holding what `fill` writes into its 4096 bytes, which it
+    /// writes every one of: the page may come in holding anything, so the arch need not zero it
+    /// first. By default a zeroed page ([`map_filled`](Self::map_filled)).
+    fn map_overwritten(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MapError> {
+        self.map_filled(virt, access, key, fill)
+    }
+
     /// Maps `frame`, one of an image's shared pages ([`NativeImage::shared_pages`], filled once
     /// when the function was prepared), at `virt`. Never writable: the arch refuses
     /// [`Access::Writable`]. The frame stays the image's: unmapping it does not free it.
@@ -107,12 +120,13 @@ impl NativeImage {
         &self.template[start..end]
     }
 
-    /// Fills `page` (4096 zero bytes), the private page at `offset`, for an image at `base`:
-    /// the template's bytes, then every relocation that writes into it (a value may straddle
-    /// two pages: each gets its part).
+    /// Writes every byte of `page` (4096 bytes, holding anything), the private page at
+    /// `offset`, for an image at `base`: the template's bytes, zeros after them, then every
+    /// relocation that writes into it (a value may straddle two pages: each gets its part).
     fn fill_private(&self, offset: u64, base: u64, page: &mut [u8]) {
         let bytes = self.template_page(offset);
         page[..bytes.len()].copy_from_slice(bytes);
+        page[bytes.len()..].fill(0);
         let end = offset + PAGE as u64;
         // The first relocation that may reach this page (one starting up to 7 bytes before it).
         let first = self.relocations.partition_point(|r| r.offset + 8 <= offset);
@@ -214,7 +228,10 @@ pub fn load_image(
         let virt = base + page.offset;
         let mapped = match page.shared {
             Some(index) => space.map_shared(virt, shared[index], page.access, key),
-            None => space.map_filled(virt, page.access, key, &mut |bytes| image.fill_private(page.offset, base, bytes)),
+            // Every byte is written, so the page need not be zeroed first.
+            None => {
+                space.map_overwritten(virt, page.access, key, &mut |bytes| image.fill_private(page.offset, base, bytes))
+            }
         };
         mapped.map_err(|_| internal("mapping the image"))?;
     }
@@ -266,6 +283,19 @@ mod tests {
             fill: &mut dyn FnMut(&mut [u8]),
         ) -> Result<(), MapError> {
             let mut page = alloc::vec![0u8; 4096];
+            fill(&mut page);
+            self.insert(virt, (page, access, key, None))
+        }
+
+        /// A page that held something else: what the sandbox sees must all be written.
+        fn map_overwritten(
+            &mut self,
+            virt: u64,
+            access: Access,
+            key: u8,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<(), MapError> {
+            let mut page = alloc::vec![0xa5u8; 4096];
             fill(&mut page);
             self.insert(virt, (page, access, key, None))
         }
@@ -346,7 +376,8 @@ mod tests {
         with.relocations = alloc::vec![fn_elf::Relocation { offset: 0x1ffc, addend: 0x1122 }].into();
         let base = 0x55_0000_0000u64;
         let value = (base + 0x1122).to_le_bytes();
-        let (mut low, mut high) = (alloc::vec![0u8; 4096], alloc::vec![0u8; 4096]);
+        // Pages that held something: every byte is written.
+        let (mut low, mut high) = (alloc::vec![0x5au8; 4096], alloc::vec![0xa5u8; 4096]);
         with.template = Arc::from(&[][..]);
         with.fill_private(0x1000, base, &mut low);
         with.fill_private(0x2000, base, &mut high);

@@ -49,11 +49,12 @@ impl Target {
         }
     }
 
-    /// The declared output names, which a result's sets take by position.
-    fn output_names(&self) -> Vec<String> {
+    /// Renames `sets` by position to the declared output names (extra sets keep their names),
+    /// without a list of the names made for it.
+    fn rename_outputs(&self, sets: &mut [Set]) {
         match self {
-            Self::Builtin(b) => b.outputs().iter().map(|&o| String::from(o)).collect(),
-            Self::Function(f) => f.spec().outputs().to_vec(),
+            Self::Builtin(b) => rename(sets, b.outputs().iter().copied()),
+            Self::Function(f) => rename(sets, f.spec().outputs().iter().map(String::as_str)),
         }
     }
 }
@@ -61,8 +62,8 @@ impl Target {
 /// What was invoked, for error messages.
 #[derive(Clone, Debug)]
 pub(crate) enum Subject {
-    /// A function (or builtin) invoked directly, by name.
-    Function(String),
+    /// A function (or builtin) invoked directly, by name (the invocation's target).
+    Function,
     Composition,
 }
 
@@ -102,8 +103,9 @@ pub(crate) struct Invocation {
     deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
     failure: Option<(InstanceId, RunError)>,
-    /// Names for the output sets (direct invocations; a composition names its own).
-    output_names: Option<Vec<String>>,
+    /// Names for the output sets (direct invocations: the function's or builtin's declared
+    /// outputs; a composition names its own).
+    output_names: Option<Target>,
     /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
     broken: Option<String>,
     /// When it started and when it must be over ([`ControlLimits::max_invocation_ms`]), in the
@@ -131,7 +133,7 @@ impl Invocation {
         format: WireFormat,
         execution: Execution,
         targets: BTreeMap<String, Target>,
-        output_names: Option<Vec<String>>,
+        output_names: Option<Target>,
         memory: InvocationMemory,
     ) -> Self {
         Self {
@@ -322,7 +324,8 @@ impl Invocation {
                         return Ok(());
                     }
                 }
-                let inputs = rename(inputs, f.spec().inputs());
+                let mut inputs = inputs;
+                rename(&mut inputs, f.spec().inputs().iter().map(String::as_str));
                 runtime.start(ticket, self.tenant, f, inputs)
             }
         };
@@ -380,8 +383,8 @@ impl Invocation {
             return Some(error.into_response());
         }
         let mut outputs = self.execution.take_outputs().unwrap_or_default();
-        if let Some(names) = &self.output_names {
-            outputs = rename(outputs, names);
+        if let Some(target) = &self.output_names {
+            target.rename_outputs(&mut outputs);
         }
         let size = match self.format {
             WireFormat::Json => json::encoded_len(&outputs),
@@ -409,7 +412,7 @@ impl Invocation {
                     _ => (500, "function_failed"),
                 };
                 let message = match &self.subject {
-                    Subject::Function(name) => format!("function '{name}' failed: {cause}"),
+                    Subject::Function => format!("function '{}' failed: {cause}", self.target),
                     Subject::Composition => format!("{origin}: {cause}"),
                 };
                 ApiError::new(status, code, message)
@@ -435,11 +438,13 @@ pub(crate) fn plan_error(e: &PlanError) -> ApiError {
 }
 
 /// Sets renamed by position (functions bind sets by position); extra sets keep their names.
-fn rename(mut sets: Vec<Set>, names: &[String]) -> Vec<Set> {
+fn rename<'a>(sets: &mut [Set], names: impl Iterator<Item = &'a str>) {
     for (set, name) in sets.iter_mut().zip(names) {
-        set.name.clone_from(name);
+        if set.name != name {
+            set.name.clear();
+            set.name.push_str(name);
+        }
     }
-    sets
 }
 
 /// An instance's outputs, checked: one set per declared output, and within the wire limits and
@@ -450,7 +455,8 @@ fn check_outputs(outputs: Vec<Set>, target: &Target, wire: &WireLimits) -> Resul
         let message = format!("returned {} output set(s), its declaration has {expected}", outputs.len());
         return Err(RunError::new(502, "bad_output", message));
     }
-    let outputs = rename(outputs, &target.output_names());
+    let mut outputs = outputs;
+    target.rename_outputs(&mut outputs);
     wire.check(&outputs).map_err(|e| RunError::new(502, "bad_output", format!("invalid outputs: {e}")))?;
     Ok(outputs)
 }

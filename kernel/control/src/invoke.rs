@@ -141,22 +141,19 @@ impl ControlPlane {
             Invocable::Function(function) => Target::Function(Arc::clone(function)),
             Invocable::Builtin(builtin) => Target::Builtin(builtin),
         };
-        let (inputs, outputs): (Vec<&str>, Vec<String>) = match &target {
-            Target::Function(f) => {
-                (f.spec().inputs().iter().map(String::as_str).collect(), f.spec().outputs().to_vec())
-            }
-            Target::Builtin(b) => (b.inputs().to_vec(), b.outputs().iter().map(|&o| String::from(o)).collect()),
-        };
-        check_accept(format, outputs.len(), name)?;
+        let (inputs, outputs) = (target.input_count(), target.output_count());
+        check_accept(format, outputs, name)?;
         let decoding = self.decoding_charge(tenant, content_type, body.len())?;
-        let sets = decode_inputs(content_type, body, &inputs, name, wire)?;
+        let sets = match &target {
+            Target::Function(f) => decode_inputs(content_type, body, f.spec().inputs(), name, wire)?,
+            Target::Builtin(b) => decode_inputs(content_type, body, b.inputs(), name, wire)?,
+        };
         drop(decoding);
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
-        let plan = self.direct_plan(tenant, name, inputs.len(), outputs.len(), runtime)?;
+        let plan = self.direct_plan(tenant, name, inputs, outputs, runtime)?;
         let execution = Execution::start_plan(&plan, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
-        let targets = BTreeMap::from([(String::from(name), target)]);
-        let subject = Subject::Function(String::from(name));
-        Ok(Invocation::new(tenant, subject, format, execution, targets, Some(outputs), memory))
+        let targets = BTreeMap::from([(String::from(name), target.clone())]);
+        Ok(Invocation::new(tenant, Subject::Function, format, execution, targets, Some(target), memory))
     }
 
     /// What decoding a `len`-byte request body takes besides the body, charged to `tenant`
@@ -294,18 +291,18 @@ fn check_accept(format: WireFormat, outputs: usize, name: &str) -> Result<(), Ap
 }
 
 /// The request body as one set per declared input, in declaration order (module docs).
-fn decode_inputs(
+fn decode_inputs<D: AsRef<str>>(
     content_type: Option<&str>,
     body: Vec<u8>,
-    declared: &[&str],
+    declared: &[D],
     name: &str,
     wire: &WireLimits,
 ) -> Result<Vec<Set>, ApiError> {
-    let sets = match WireFormat::for_request(content_type) {
+    let mut sets = match WireFormat::for_request(content_type) {
         WireFormat::Json => wire_json::decode(&body, wire).map_err(bad_input)?,
         WireFormat::Binary => binary::decode(&Bytes::from(body), wire).map_err(bad_input)?,
         WireFormat::Raw => match declared.first() {
-            Some(first) => raw::decode(Bytes::from(body), first, "", wire).map_err(bad_input)?,
+            Some(first) => raw::decode(Bytes::from(body), first.as_ref(), "", wire).map_err(bad_input)?,
             None if body.is_empty() => Vec::new(),
             None => {
                 let message = format!("'{name}' takes no input sets, so a raw body has nowhere to go");
@@ -313,17 +310,27 @@ fn decode_inputs(
             }
         },
     };
-    let unknown: Vec<&str> = sets.iter().map(|s| s.name.as_str()).filter(|n| !declared.contains(n)).collect();
-    if !unknown.is_empty() {
+    let is_declared = |n: &str| declared.iter().any(|d| d.as_ref() == n);
+    if sets.iter().any(|s| !is_declared(&s.name)) {
+        let unknown = sets.iter().map(|s| s.name.as_str()).filter(|n| !is_declared(n));
         let message = format!(
             "'{name}' has no input set named {} (its inputs: {})",
-            json::list(unknown.iter().map(|n| format!("'{n}'"))),
-            json::list(declared)
+            json::list(unknown.map(|n| format!("'{n}'"))),
+            json::list(declared.iter().map(AsRef::as_ref))
         );
         return Err(ApiError::bad_request("unknown_set", message));
     }
-    let mut given: BTreeMap<String, Set> = sets.into_iter().map(|s| (s.name.clone(), s)).collect();
-    Ok(declared.iter().map(|&d| given.remove(d).unwrap_or_else(|| Set::new(d))).collect())
+    // In declaration order, each from the request (set names are unique in every wire format)
+    // or empty; the request's sets are moved, not copied, and no map is built for it.
+    let mut inputs = Vec::with_capacity(declared.len());
+    for d in declared {
+        let d = d.as_ref();
+        match sets.iter().position(|s| s.name == d) {
+            Some(at) => inputs.push(sets.swap_remove(at)),
+            None => inputs.push(Set::new(d)),
+        }
+    }
+    Ok(inputs)
 }
 
 fn bad_input(e: WireError) -> ApiError {

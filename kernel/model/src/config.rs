@@ -39,6 +39,8 @@ impl BootConfig {
             return Err(ConfigError { line: 0, kind: ConfigErrorKind::TooLarge { len: config.len() } });
         }
         let mut parsed = Self::default();
+        // The tokens' tags are keyed by the whole text: a key as secret as the tokens in it.
+        parsed.tenants.set_tag_key(crate::tenant::TokenTag::from_secret(config));
         for (index, line) in config.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
             parsed.parse_line(line, number).map_err(|kind| ConfigError { line: number, kind })?;

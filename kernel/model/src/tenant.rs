@@ -20,9 +20,13 @@
 //!
 //! Errors name the line. They never quote a token, which would leak it to a log.
 //!
-//! Only the SHA-256 of each token is kept. A presented token is hashed and compared with every
-//! tenant's digest, in full, with `subtle`'s constant-time primitives: the time taken depends on
-//! the presented token's length and the number of tenants, never on which bytes match.
+//! The tokens themselves are not kept. For each token the table keeps its SHA-256 (to refuse a
+//! token given twice, the operator's included) and a 128-bit keyed tag ([`TokenTag`]: two
+//! SipHash-2-4 under a 256-bit key drawn from the SHA-256 of the whole configuration text, so
+//! the key is as secret as the tokens in it). A presented token is tagged, which costs a few
+//! hundred instructions where SHA-256 cost thousands on every request, and its tag is compared
+//! with every tenant's, in full, with `subtle`'s constant-time primitives: the time taken depends
+//! on the presented token's length and the number of tenants, never on which bytes match.
 
 use alloc::borrow::ToOwned;
 use alloc::string::String;
@@ -175,13 +179,100 @@ impl fmt::Display for AuthError {
 struct Tenant {
     name: String,
     token_digest: [u8; 32],
+    /// The token's [`TokenTag`] under the table's key, what a request's token is compared with.
+    tag: [u8; 16],
     line: usize,
 }
 
-/// The tenants of this boot, with the digests of their tokens.
+/// The key of the tokens' keyed tags: two SipHash-2-4 keys, from the SHA-256 of the secret it is
+/// drawn from (for a boot configuration, its whole text, tokens included). A presented token's
+/// tag is two SipHash-2-4 of it, one per key: 128 bits that nobody without the key can predict
+/// or aim at, computed in time that depends only on the token's length.
+#[derive(Clone, Copy, Default)]
+pub struct TokenTag {
+    keys: [(u64, u64); 2],
+}
+
+impl TokenTag {
+    /// The key drawn from `secret` (SHA-256 under a label of its own, split into four words).
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let digest: [u8; 32] =
+            Sha256::new().chain_update(b"pappus token tag key\0").chain_update(secret).finalize().into();
+        let word = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&digest[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        Self { keys: [(word(0), word(1)), (word(2), word(3))] }
+    }
+
+    /// The 128-bit tag of `token`.
+    pub fn tag(&self, token: &[u8]) -> [u8; 16] {
+        let mut tag = [0u8; 16];
+        for ((k0, k1), half) in self.keys.iter().zip(tag.chunks_exact_mut(8)) {
+            half.copy_from_slice(&siphash24(*k0, *k1, token).to_le_bytes());
+        }
+        tag
+    }
+}
+
+/// Never shows the key.
+impl fmt::Debug for TokenTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenTag(..)")
+    }
+}
+
+/// SipHash-2-4 (Aumasson and Bernstein, 2012) of `data` under the key `(k0, k1)`, 64 bits.
+fn siphash24(k0: u64, k1: u64, data: &[u8]) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    let mut compress = |m: u64| {
+        v[3] ^= m;
+        round(&mut v);
+        round(&mut v);
+        v[0] ^= m;
+    };
+    let mut blocks = data.chunks_exact(8);
+    for block in &mut blocks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(block);
+        compress(u64::from_le_bytes(word));
+    }
+    let mut last = [0u8; 8];
+    let tail = blocks.remainder();
+    last[..tail.len()].copy_from_slice(tail);
+    last[7] = data.len() as u8;
+    compress(u64::from_le_bytes(last));
+    v[2] ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v);
+    }
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
+/// The tenants of this boot, with the digests and keyed tags of their tokens.
 #[derive(Default)]
 pub struct TokenTable {
     tenants: Vec<Tenant>,
+    /// The key of the tenants' tags ([`BootConfig::parse`] draws it from the configuration).
+    tags: TokenTag,
 }
 
 /// Lists tenant names only: token digests stay out of logs.
@@ -229,8 +320,17 @@ impl TokenTable {
         if self.tenants.len() >= MAX_TENANTS {
             return Err(ConfigErrorKind::TooManyTenants);
         }
-        self.tenants.push(Tenant { name: name.to_owned(), token_digest, line: number });
+        let tag = self.tags.tag(token.as_bytes());
+        self.tenants.push(Tenant { name: name.to_owned(), token_digest, tag, line: number });
         Ok(())
+    }
+
+    /// Sets the key of the tokens' tags; only while the table is empty (tags already computed
+    /// under another key would match nothing), so [`BootConfig::parse`] does it first.
+    pub(crate) fn set_tag_key(&mut self, tags: TokenTag) {
+        if self.tenants.is_empty() {
+            self.tags = tags;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -264,11 +364,11 @@ impl TokenTable {
 
     /// The tenant holding `token`, in time independent of the token's contents (module docs).
     pub fn lookup(&self, token: &[u8]) -> Option<TenantId> {
-        let digest: [u8; 32] = Sha256::digest(token).into();
-        // `found` is the matching index plus one, or 0; every digest is compared, in full.
+        let tag = self.tags.tag(token);
+        // `found` is the matching index plus one, or 0; every tag is compared, in full.
         let mut found = 0u32;
         for (tenant, number) in self.tenants.iter().zip(1u32..) {
-            let matches = tenant.token_digest.ct_eq(&digest);
+            let matches = tenant.tag.ct_eq(&tag);
             found.conditional_assign(&number, matches);
         }
         found.checked_sub(1).map(TenantId)
@@ -389,4 +489,49 @@ fn is_b64token(token: &[u8]) -> bool {
     let (body, _padding) = token.split_at(body_len);
     !body.is_empty()
         && body.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference implementation's vectors (key 00..0f, message 00..len-1).
+    #[test]
+    fn siphash24_matches_the_reference_vectors() {
+        let k0 = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+        let k1 = u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]);
+        let message: Vec<u8> = (0u8..64).collect();
+        assert_eq!(siphash24(k0, k1, &message[..0]), 0x726f_db47_dd0e_0e31);
+        assert_eq!(siphash24(k0, k1, &message[..15]), 0xa129_ca61_49be_45e5);
+    }
+
+    /// The same as core's (deprecated) SipHash-2-4, for every length from 0 to 300 and a few keys.
+    #[test]
+    #[allow(deprecated)]
+    fn siphash24_matches_core() {
+        use core::hash::{Hasher, SipHasher};
+        let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for (k0, k1) in [(0, 0), (1, 2), (0x0123_4567_89ab_cdef, u64::MAX), (u64::MAX, 7)] {
+            for len in 0..=data.len() {
+                let mut core = SipHasher::new_with_keys(k0, k1);
+                core.write(&data[..len]);
+                assert_eq!(siphash24(k0, k1, &data[..len]), core.finish(), "len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn tags_depend_on_the_key_and_every_byte() {
+        let a = TokenTag::from_secret(b"tenant a token-0123456789abcdef");
+        let b = TokenTag::from_secret(b"tenant a token-0123456789abcdeg");
+        let token = b"token-0123456789abcdef";
+        assert_eq!(a.tag(token), a.tag(token));
+        assert_ne!(a.tag(token), b.tag(token));
+        for at in 0..token.len() {
+            let mut other = *token;
+            other[at] ^= 1;
+            assert_ne!(a.tag(&other), a.tag(token), "byte {at}");
+        }
+        assert_ne!(a.tag(token), a.tag(&token[..token.len() - 1]));
+    }
 }

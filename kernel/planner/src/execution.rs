@@ -463,34 +463,60 @@ impl Execution {
             return Err(internal("cutting an application that is not running"));
         };
         let mut cutting = slot.take().ok_or_else(|| internal("cutting an application twice"))?;
-        let frame = self.frames.get(frame_id).ok_or_else(|| internal("frame id"))?;
+        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
         let plan = plans.get(frame.plan).ok_or_else(|| internal("plan index"))?;
         let app = plan.apps.get(a).ok_or_else(|| internal("app index"))?;
         let depth = frame.depth;
         let count = cutting.combinations.len();
         let end = count.min(cutting.next.saturating_add(self.fuel.max(1)));
-        let mut batch: Vec<(usize, Vec<Set>)> = Vec::with_capacity(end.saturating_sub(cutting.next));
+        let mut batch: Vec<(usize, Vec<Set>, String)> = Vec::with_capacity(end.saturating_sub(cutting.next));
         for k in cutting.next..end {
             let shares = cutting.combinations.shares(k);
-            let inputs = app
-                .input_names
-                .iter()
-                .enumerate()
-                .map(|(pos, name)| {
-                    let set =
-                        app.inputs.get(pos).copied().flatten().and_then(|input| match frame.sets.get(input.set) {
+            let mut inputs = Vec::with_capacity(app.input_names.len());
+            for (pos, name) in app.input_names.iter().enumerate() {
+                let input = app.inputs.get(pos).copied().flatten();
+                let share = shares.get(pos);
+                // The one instance that gets a whole set no other application reads, through
+                // this one input, takes it rather than a copy of its items (it would be freed
+                // once this instance is cut anyway).
+                let last_reader = count == 1
+                    && matches!(share, Some(Share::Whole))
+                    && input.is_some_and(|input| {
+                        frame.readers_left.get(input.set) == Some(&1)
+                            && !plan.keep.get(input.set).copied().unwrap_or(true)
+                            && app.inputs.iter().flatten().filter(|other| other.set == input.set).count() == 1
+                    });
+                let taken = match (last_reader, input) {
+                    (true, Some(input)) => match frame.sets.get_mut(input.set) {
+                        Some(slot @ SetSlot::Live(_)) => match core::mem::replace(slot, SetSlot::Freed) {
+                            SetSlot::Live(set) => Some(set),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                inputs.push(match taken {
+                    Some(mut set) => {
+                        if set.name != *name {
+                            set.name.clear();
+                            set.name.push_str(name);
+                        }
+                        set
+                    }
+                    None => {
+                        let set = input.and_then(|input| match frame.sets.get(input.set) {
                             Some(SetSlot::Live(set)) => Some(set),
                             _ => None,
                         });
-                    share_set(name, set, shares.get(pos), cutting.cuts.get(pos))
-                })
-                .collect();
-            batch.push((k, inputs));
+                        share_set(name, set, share, cutting.cuts.get(pos))
+                    }
+                });
+            }
+            batch.push((k, inputs, format!("{} instance {k}", cutting.label)));
         }
         let units = batch.len();
         cutting.next = end;
-        let label = cutting.label.clone();
-        let frame = self.frames.get_mut(frame_id).ok_or_else(|| internal("frame id"))?;
         let Some(AppRun::Running { results, cutting: slot, .. }) = frame.apps.get_mut(a) else {
             return Err(internal("cutting an application that is not running"));
         };
@@ -499,9 +525,8 @@ impl Execution {
             *slot = Some(cutting);
             self.work.push_front(Work::Cut(frame_id, a));
         }
-        for (k, inputs) in batch {
+        for (k, inputs, origin) in batch {
             let at = SlotRef { frame: frame_id, app: a, index: k };
-            let origin = format!("{label} instance {k}");
             match app.callee {
                 Callee::Function => {
                     let id = InstanceId(self.next_id);

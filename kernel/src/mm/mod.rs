@@ -46,6 +46,14 @@ pub fn alloc_frame() -> Option<u64> {
     Some(frame)
 }
 
+/// A frame as the allocator has it, not zeroed: it may hold what its last user left. Only for
+/// a caller that writes every byte before anything else can read it
+/// (`AddressSpace::map_overwritten`).
+#[cfg(target_arch = "x86_64")]
+pub fn alloc_frame_unzeroed() -> Option<u64> {
+    with(|a| a.alloc())
+}
+
 /// `count` contiguous frames aligned to `align` bytes, not zeroed.
 pub fn alloc_contiguous(count: u64, align: u64) -> Option<u64> {
     with(|a| a.alloc_contiguous(count, align))

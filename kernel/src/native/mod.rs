@@ -100,6 +100,16 @@ impl SandboxSpace for AddressSpace {
         AddressSpace::map_filled(self, virt, arch_access(access), key, fill).map_err(|()| MapError)
     }
 
+    fn map_overwritten(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), MapError> {
+        AddressSpace::map_overwritten(self, virt, arch_access(access), key, fill).map_err(|()| MapError)
+    }
+
     fn map_shared(&mut self, virt: u64, frame: u64, access: Access, key: u8) -> Result<(), MapError> {
         AddressSpace::map_shared(self, virt, frame, arch_access(access), key).map_err(|()| MapError)
     }

@@ -63,7 +63,7 @@ pub fn decode(input: &Bytes, limits: &WireLimits) -> Result<Vec<Set>, WireError>
         let at = |item, field| path(SetRef::Name(&set_name), item, field);
         name::validate_set_name_within(&set_name, limits.max_name_len)
             .map_err(|e| WireError::new(at(None, None), WireErrorKind::BadName(e)))?;
-        if !names.insert(set_name.clone()) {
+        if super::repeats(&set_name, sets.iter().map(|s| s.name.as_str()), &mut names) {
             return Err(WireError::new(at(None, None), WireErrorKind::DuplicateSet));
         }
         let item_count = r.count(|| at(None, None))?;

@@ -97,7 +97,8 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                 None => {
                     name::validate_set_name_within(&set.name, MAX_NAME_LEN)
                         .map_err(|e| WireError::new(at(None, None), WireErrorKind::BadName(e)))?;
-                    if !self.names.insert(set.name.clone()) {
+                    let earlier = self.sets.as_ref()[..self.set].iter().map(|s| s.name.as_str());
+                    if super::repeats(&set.name, earlier, &mut self.names) {
                         return Err(WireError::new(at(None, None), WireErrorKind::DuplicateSet));
                     }
                     match &mut self.body {

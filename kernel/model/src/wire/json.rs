@@ -209,7 +209,7 @@ impl<'de> Visitor<'de> for SetsSeed<'_, '_> {
             if let Err(e) = name::validate_set_name_within(&name, ctx.limits.max_name_len) {
                 return Err(ctx.fail(at(&name), WireErrorKind::BadName(e)));
             }
-            if !ctx.set_names.insert(name.clone()) {
+            if super::repeats(&name, ctx.sets.iter().map(|s| s.name.as_str()), &mut ctx.set_names) {
                 return Err(ctx.fail(at(&name), WireErrorKind::DuplicateSet));
             }
             ctx.sets.push(PendingSet { name, items: Vec::new() });

@@ -40,11 +40,11 @@ impl WireLimits {
         }
         let mut seen = BTreeSet::new();
         let (mut items, mut bytes) = (0usize, 0usize);
-        for set in sets {
+        for (index, set) in sets.iter().enumerate() {
             let at = |item, field| path(SetRef::Name(&set.name), item, field);
             name::validate_set_name_within(&set.name, self.max_name_len)
                 .map_err(|e| WireError::new(at(None, None), WireErrorKind::BadName(e)))?;
-            if !seen.insert(set.name.as_str()) {
+            if super::repeats(&set.name, sets[..index].iter().map(|s| s.name.as_str()), &mut seen) {
                 return Err(WireError::new(at(None, None), WireErrorKind::DuplicateSet));
             }
             for (i, item) in set.items.iter().enumerate() {

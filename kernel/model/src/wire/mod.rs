@@ -19,6 +19,30 @@ pub use encoder::Encoder;
 pub use error::{WireError, WireErrorKind};
 pub use limits::WireLimits;
 
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+
+/// Sets a document may hold before [`repeats`] keeps their names in a tree.
+const FEW_SETS: usize = 8;
+
+/// Whether `name` repeats one of `earlier`, the names of the sets before it in one document.
+/// While there are fewer than [`FEW_SETS`] they are compared one by one, which allocates
+/// nothing (a document of one set used to cost a copy of its name and a tree node); from then on
+/// `tree` holds them (filled with `earlier` the first time), so many sets stay cheap to check.
+pub(crate) fn repeats<'a>(
+    name: &str,
+    mut earlier: impl ExactSizeIterator<Item = &'a str>,
+    tree: &mut BTreeSet<String>,
+) -> bool {
+    if earlier.len() < FEW_SETS {
+        return earlier.any(|n| n == name);
+    }
+    if tree.is_empty() {
+        tree.extend(earlier.map(String::from));
+    }
+    !tree.insert(String::from(name))
+}
+
 /// A wire format, as named by HTTP media types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WireFormat {

@@ -175,3 +175,47 @@ fn media_types() {
     assert_eq!(WireFormat::for_response(Some("text/html, application/octet-stream;q=0.9")), WireFormat::Raw);
     assert_eq!(WireFormat::Binary.media_type(), "application/x-pappus-sets");
 }
+
+/// A binary document of empty sets with these names, built by hand.
+fn empty_sets_document(names: &[String]) -> Vec<u8> {
+    let mut out = b"PSET\x01\x00".to_vec();
+    out.extend_from_slice(&(names.len() as u32).to_le_bytes());
+    for name in names {
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+    out
+}
+
+/// Set names repeated anywhere are refused by every decoder, encoder and check, with few sets
+/// (names compared one by one) and with many (kept in a tree); distinct names never are.
+#[test]
+fn repeated_set_names_are_refused_with_few_and_many_sets() {
+    use model::wire::json;
+    for n in 1..=20usize {
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let sets: Vec<Set> = names.iter().map(Set::new).collect();
+        let limits = WireLimits::default();
+        assert!(WireLimits::MODEL.check(&sets).is_ok(), "{n} distinct");
+        let encoded = binary::encode(&sets).unwrap();
+        assert_eq!(binary::decode(&Bytes::from(encoded), &limits).unwrap(), sets, "{n} distinct (binary)");
+        let text = json::encode(&sets).unwrap();
+        assert_eq!(json::decode(text.as_bytes(), &limits).unwrap(), sets, "{n} distinct (json)");
+        for again in 0..n {
+            let mut names = names.clone();
+            names.push(names[again].clone());
+            let sets: Vec<Set> = names.iter().map(Set::new).collect();
+            let duplicate = |r: Result<_, WireError>| r.err().map(|e| e.kind().clone());
+            let want = Some(WireErrorKind::DuplicateSet);
+            assert_eq!(duplicate(WireLimits::MODEL.check(&sets)), want, "{n} sets, s{again} again (check)");
+            assert_eq!(duplicate(binary::encode(&sets).map(drop)), want, "{n} sets, s{again} again (encode)");
+            assert_eq!(duplicate(json::encode(&sets).map(drop)), want, "{n} sets, s{again} again (json encode)");
+            let document = Bytes::from(empty_sets_document(&names));
+            assert_eq!(duplicate(binary::decode(&document, &limits).map(drop)), want, "{n}, s{again} (binary)");
+            let fields: Vec<String> = names.iter().map(|n| format!("\"{n}\":[]")).collect();
+            let text = format!("{{\"sets\":{{{}}}}}", fields.join(","));
+            assert_eq!(duplicate(json::decode(text.as_bytes(), &limits).map(drop)), want, "{n}, s{again} (json)");
+        }
+    }
+}

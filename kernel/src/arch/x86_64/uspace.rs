@@ -176,6 +176,24 @@ impl AddressSpace {
         })
     }
 
+    /// Maps one page at `virt` holding what `fill` writes, which must be every one of its 4096
+    /// bytes: the frame is not zeroed first (it may hold a freed page's bytes until then).
+    pub fn map_overwritten(
+        &mut self,
+        virt: u64,
+        access: Access,
+        key: u8,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), ()> {
+        let frame = mm::alloc_frame_unzeroed().ok_or(())?;
+        // SAFETY: a fresh frame of ours in the direct map, 4096 bytes, not mapped anywhere yet;
+        // `fill` writes all of it before the mapping below makes it reachable.
+        fill(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(frame), 4096) });
+        self.map_keyed(virt, frame, access, key).inspect_err(|_| {
+            let _ = mm::free_frame(frame);
+        })
+    }
+
     /// Maps `pages` pages at `virt` (page-aligned) holding `bytes` then zeros, with key `key`.
     pub fn map_bytes(&mut self, virt: u64, bytes: &[u8], pages: u64, access: Access, key: u8) -> Result<(), ()> {
         for i in 0..pages {
