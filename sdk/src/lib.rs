@@ -38,6 +38,8 @@ pub mod abi;
 mod context;
 mod entry;
 mod error;
+// A host-side stand-in: on wasm32 a `Context` is bound to the host imports (`context::Tx`).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
 #[cfg(all(pappus_native, target_arch = "x86_64"))]
 mod native;

@@ -125,3 +125,23 @@ mod entry_macro {
         Ok(())
     }
 }
+
+#[test]
+fn data_and_read_into_copy_items_whole_whatever_their_size() {
+    fn check(ctx: &mut Context) -> Result<(), Error> {
+        let set = ctx.input(0).unwrap();
+        let mut buf = vec![7u8; 5];
+        for item in set.items() {
+            let expected: Vec<u8> = (0..item.len()).map(|i| (i % 251) as u8).collect();
+            assert_eq!(item.data(), expected, "data() of {}", item.name());
+            item.read_into(&mut buf)?;
+            assert_eq!(buf, expected, "read_into of {}", item.name());
+        }
+        Ok(())
+    }
+    let item = |name: &str, len: usize| MockItem::new(name, (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    Mock::new()
+        .input("sizes", [item("empty", 0), item("one", 1), item("small", 80), item("large", 300_000)])
+        .run(check)
+        .unwrap();
+}

@@ -18,7 +18,7 @@ pub(crate) fn run(main: crate::Entry) {
 }
 
 /// The host imports; stateless, the host holds the run's state.
-struct Imports;
+pub(crate) struct Imports;
 
 /// A count or length from the host; negative means "not found".
 fn found(status: i32) -> Option<usize> {
