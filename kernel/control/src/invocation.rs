@@ -1,6 +1,7 @@
 //! One invocation in flight: a planner [`Execution`] and what its instances resolve to.
 //!
-//! Every invocation, a composition's or a single function's, runs through the planner, so there
+//! Every invocation, a composition's or a single function's, runs as a planner [`Execution`] (a
+//! single function's is [`Execution::single`], one instance and nothing planned), so there
 //! is one way to run instances, to wait on `sleep`, to fail, and to drop everything on cancel.
 //! [`Invocation::step`] starts ready instances (builtins at once, functions and communication
 //! functions through the runtime, which may run them elsewhere and report later through
