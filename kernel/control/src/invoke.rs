@@ -137,8 +137,7 @@ impl ControlPlane {
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
         // One instance that gets every input whole: no program, no plan (`Execution::single`).
         let execution = Execution::single(name, sets, outputs, self.limits.plan).map_err(|e| plan_error(&e))?;
-        let targets = BTreeMap::from([(String::from(name), target.clone())]);
-        Ok(Invocation::new(tenant, Subject::Function, format, execution, targets, Some(target), memory))
+        Ok(Invocation::new(tenant, Subject::Function, format, execution, BTreeMap::new(), Some(target), memory))
     }
 
     /// What decoding a `len`-byte request body takes besides the body, charged to `tenant`
