@@ -132,6 +132,13 @@ impl NativeImage {
         let first = self.relocations.partition_point(|r| r.offset + 8 <= offset);
         for r in self.relocations[first..].iter().take_while(|r| r.offset < end) {
             let value = r.value(base).to_le_bytes();
+            // A value wholly in this page (nearly all): its 8 bytes at once. One straddling a
+            // page boundary: the bytes that fall in this page, one by one.
+            let inside = r.offset.checked_sub(offset).map(|at| at as usize);
+            if let Some(slot) = inside.and_then(|at| page.get_mut(at..at.checked_add(8)?)) {
+                slot.copy_from_slice(&value);
+                continue;
+            }
             for (i, byte) in value.iter().enumerate() {
                 let at = r.offset + i as u64;
                 if (offset..end).contains(&at) {
@@ -384,6 +391,26 @@ mod tests {
         assert_eq!(&low[0xffc..], &value[..4]);
         assert_eq!(&high[..4], &value[4..]);
         assert!(low[..0xffc].iter().chain(&high[4..]).all(|b| *b == 0));
+
+        // Values wholly inside a page, at its first and last 8 bytes and in between, beside
+        // ones straddling both of its boundaries: every byte where it belongs, nothing else.
+        let offsets = [0xff9u64, 0x1000, 0x1008, 0x1123, 0x1ff8, 0x2ffd];
+        with.relocations = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &offset)| fn_elf::Relocation { offset, addend: 0x100 * i as i64 + 7 })
+            .collect::<alloc::vec::Vec<_>>()
+            .into();
+        let mut expected = alloc::vec![0u8; 0x4000];
+        for (i, &offset) in offsets.iter().enumerate() {
+            let value = (base + 0x100 * i as u64 + 7).to_le_bytes();
+            expected[offset as usize..offset as usize + 8].copy_from_slice(&value);
+        }
+        for page_at in [0x0u64, 0x1000, 0x2000, 0x3000] {
+            let mut page = alloc::vec![0x77u8; 4096];
+            with.fill_private(page_at, base, &mut page);
+            assert_eq!(page, &expected[page_at as usize..page_at as usize + 4096], "page {page_at:#x}");
+        }
     }
 
     #[test]

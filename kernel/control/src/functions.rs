@@ -126,7 +126,6 @@ impl ControlPlane {
         }
         match self.functions.delete(tenant, name) {
             Some(_) => {
-                self.forget_direct_plan(tenant, name);
                 self.counters.functions = self.counters.functions.saturating_sub(1);
                 Ok(Response::new(204))
             }

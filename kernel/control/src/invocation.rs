@@ -1,6 +1,7 @@
 //! One invocation in flight: a planner [`Execution`] and what its instances resolve to.
 //!
-//! Every invocation, a composition's or a single function's, runs through the planner, so there
+//! Every invocation, a composition's or a single function's, runs as a planner [`Execution`] (a
+//! single function's is [`Execution::single`], one instance and nothing planned), so there
 //! is one way to run instances, to wait on `sleep`, to fail, and to drop everything on cancel.
 //! [`Invocation::step`] starts ready instances (builtins at once, functions and communication
 //! functions through the runtime, which may run them elsewhere and report later through
@@ -94,7 +95,8 @@ pub(crate) struct Invocation {
     /// How to write the outputs.
     format: WireFormat,
     execution: Execution,
-    /// Declared function name -> what it runs.
+    /// Declared function name -> what it runs (a composition's; empty for a direct invocation,
+    /// whose one instance runs `output_names`).
     targets: BTreeMap<String, Target>,
     timers: Vec<Timer>,
     /// Instances the runtime runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
@@ -103,8 +105,8 @@ pub(crate) struct Invocation {
     deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
     failure: Option<(InstanceId, RunError)>,
-    /// Names for the output sets (direct invocations: the function's or builtin's declared
-    /// outputs; a composition names its own).
+    /// A direct invocation's target: what its one instance runs, and the names for the output
+    /// sets (the function's or builtin's declared outputs; a composition names its own).
     output_names: Option<Target>,
     /// The planner refused a completion: a bookkeeping bug, answered as 500 rather than a panic.
     broken: Option<String>,
@@ -297,7 +299,13 @@ impl Invocation {
     ) -> Result<(), Instance> {
         let Instance { id, function, inputs, output_count, origin } = instance;
         let ticket = Ticket { invocation: self.id, instance: id.0 };
-        let Some(target) = self.targets.get(&function).cloned() else {
+        // A direct invocation's one instance runs its target (kept to name the outputs); a
+        // composition's instances run what their declared names resolved to.
+        let target = match self.subject {
+            Subject::Function => self.output_names.clone(),
+            Subject::Composition => self.targets.get(&function).cloned(),
+        };
+        let Some(target) = target else {
             let message = format!("'{function}' was not resolved when the invocation started");
             self.complete(id, Err(RunError::new(500, "internal", message)));
             return Ok(());

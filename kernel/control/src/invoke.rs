@@ -15,7 +15,8 @@
 //!   resolve, when the invocation starts, to a tenant function or builtin with the declared
 //!   input and output counts (else 409 `function_not_registered` or `signature_mismatch`). A
 //!   function or builtin invoked directly runs as one instance that gets every input whole
-//!   (`optional all`), so it runs even on empty inputs.
+//!   (`optional all`), so it runs even on empty inputs: [`Execution::single`], which plans
+//!   nothing (no program is built or compiled for it).
 //! - **Outputs.** 200 with the output sets named by the composition's (or function's) declared
 //!   outputs, in the format `Accept` names ([`WireFormat::for_response`]): JSON by default,
 //!   binary for `application/x-pappus-sets`, raw for `application/octet-stream`, which needs
@@ -37,10 +38,10 @@ use alloc::vec::Vec;
 
 use pappus_http::Headers;
 
-use dsl::ast::{Application, Argument, Composition, Distribution, FunctionDecl, Ident, OutputBinding, Pos, Program};
+use dsl::ast::{Ident, Program};
 use model::wire::{WireError, WireFormat, WireLimits, binary, json as wire_json, raw};
 use model::{Bytes, MemoryCharge, Pool, Set, TenantId};
-use planner::{Execution, Plan};
+use planner::Execution;
 
 use crate::accounting::InvocationMemory;
 use crate::builtin::Builtin;
@@ -50,20 +51,6 @@ use crate::invocation::{Invocation, Subject, Target, plan_error};
 use crate::json;
 use crate::plane::{ControlPlane, Reply};
 use crate::runtime::{Runtime, StoredFunction};
-
-/// The composition a direct invocation runs in. Function names start with a letter or digit,
-/// so this one can never collide with the invoked function's name.
-const DIRECT: &str = "_invoke";
-
-/// The most compiled direct-invocation plans kept per tenant ([`ControlPlane::direct_plan`]).
-pub(crate) const MAX_DIRECT_PLANS: usize = 64;
-
-/// What a kept plan is charged when the runtime cannot measure what compiling it kept.
-const DIRECT_PLAN_ESTIMATE: u64 = 2048;
-
-/// Per tenant: function or builtin name → (input and output set counts, compiled plan, what it
-/// is charged to the tenant's heap account).
-pub(crate) type DirectPlans = BTreeMap<TenantId, BTreeMap<String, ((usize, usize), Plan, MemoryCharge)>>;
 
 /// What an invoke name refers to.
 pub(crate) enum Invocable<'a> {
@@ -93,9 +80,8 @@ impl ControlPlane {
         now_ms: u64,
         runtime: &mut dyn Runtime,
     ) -> Reply {
-        let started = self
-            .check_host_room(runtime, tenant)
-            .and_then(|()| self.start_invocation(tenant, name, headers, body, runtime));
+        let started =
+            self.check_host_room(runtime, tenant).and_then(|()| self.start_invocation(tenant, name, headers, body));
         match started {
             Ok(invocation) => self.settle(invocation, name, now_ms, runtime),
             Err(e) => {
@@ -117,7 +103,6 @@ impl ControlPlane {
         name: &str,
         headers: &Headers,
         body: Vec<u8>,
-        runtime: &dyn Runtime,
     ) -> Result<Invocation, ApiError> {
         let invocable = self.lookup_invocable(tenant, name)?;
         self.check_room_for_invocation(tenant)?;
@@ -141,7 +126,7 @@ impl ControlPlane {
             Invocable::Function(function) => Target::Function(Arc::clone(function)),
             Invocable::Builtin(builtin) => Target::Builtin(builtin),
         };
-        let (inputs, outputs) = (target.input_count(), target.output_count());
+        let outputs = target.output_count();
         check_accept(format, outputs, name)?;
         let decoding = self.decoding_charge(tenant, content_type, body.len())?;
         let sets = match &target {
@@ -150,10 +135,9 @@ impl ControlPlane {
         };
         drop(decoding);
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
-        let plan = self.direct_plan(tenant, name, inputs, outputs, runtime)?;
-        let execution = Execution::start_plan(&plan, sets, self.limits.plan).map_err(|e| plan_error(&e))?;
-        let targets = BTreeMap::from([(String::from(name), target.clone())]);
-        Ok(Invocation::new(tenant, Subject::Function, format, execution, targets, Some(target), memory))
+        // One instance that gets every input whole: no program, no plan (`Execution::single`).
+        let execution = Execution::single(name, sets, outputs, self.limits.plan).map_err(|e| plan_error(&e))?;
+        Ok(Invocation::new(tenant, Subject::Function, format, execution, BTreeMap::new(), Some(target), memory))
     }
 
     /// What decoding a `len`-byte request body takes besides the body, charged to `tenant`
@@ -182,53 +166,6 @@ impl ControlPlane {
             return Err(ApiError::new(503, "out_of_memory", message).header("retry-after", retry));
         }
         Ok(Some(charge))
-    }
-
-    /// The compiled [`direct_program`] for `tenant`'s invocation of `name` with these set counts:
-    /// compiled on the first invocation and kept (it depends on nothing else), so a direct
-    /// invocation does not build and compile a program every time (measured with callgrind over
-    /// `examples/invoke_matmul_wasm.rs`: about 17 K of a 3×3 matmul's host instructions).
-    /// Kept per tenant, so no tenant's timing shows what another invoked; at most
-    /// [`MAX_DIRECT_PLANS`] per tenant (a tenant over it starts its cache afresh). A kept plan is
-    /// charged to the tenant's heap account (what compiling it kept, measured where the runtime
-    /// can, else an estimate); one the budget cannot hold is used once and not kept. Deleting
-    /// the function drops its plan ([`ControlPlane::forget_direct_plan`]).
-    fn direct_plan(
-        &mut self,
-        tenant: TenantId,
-        name: &str,
-        inputs: usize,
-        outputs: usize,
-        runtime: &dyn Runtime,
-    ) -> Result<Plan, ApiError> {
-        let cache = self.direct_plans.entry(tenant).or_default();
-        if let Some(((i, o), plan, _)) = cache.get(name)
-            && (*i, *o) == (inputs, outputs)
-        {
-            return Ok(plan.clone());
-        }
-        let program = direct_program(name, inputs, outputs);
-        let before = runtime.heap_allocated_here();
-        let plan = Plan::compile(&program, DIRECT).map_err(|e| plan_error(&e))?;
-        let kept = match (before, runtime.heap_allocated_here()) {
-            (Some(before), Some(after)) => after.wrapping_sub(before).min(1 << 40),
-            _ => DIRECT_PLAN_ESTIMATE,
-        };
-        if cache.len() >= MAX_DIRECT_PLANS && !cache.contains_key(name) {
-            cache.clear();
-        }
-        cache.remove(name);
-        if let Ok(charge) = self.memory.charge(tenant, Pool::Heap, kept.saturating_add(name.len() as u64)) {
-            cache.insert(String::from(name), ((inputs, outputs), plan.clone(), charge));
-        }
-        Ok(plan)
-    }
-
-    /// Drops `tenant`'s kept plan for `name` (its function was deleted), and its charge.
-    pub(crate) fn forget_direct_plan(&mut self, tenant: TenantId, name: &str) {
-        if let Some(cache) = self.direct_plans.get_mut(&tenant) {
-            cache.remove(name);
-        }
     }
 
     /// Resolves every function the composition `root` of `program` applies, directly or through
@@ -340,30 +277,5 @@ fn bad_input(e: WireError) -> ApiError {
         ApiError::too_large(format!("the input is too large: {e}"))
     } else {
         ApiError::bad_request("bad_input", format!("invalid input: {e}"))
-    }
-}
-
-/// `function f (p0, …) => (q0, …); composition _invoke (i0, …) => (o0, …) { f (p0 = optional all i0, …) => (o0 = q0, …); }`:
-/// one instance that gets every input whole, even empty ones.
-fn direct_program(function: &str, inputs: usize, outputs: usize) -> Program {
-    let id = |prefix: &str, i: usize| Ident::new(format!("{prefix}{i}"), Pos::default());
-    let ids = |prefix: &str, n: usize| (0..n).map(|i| id(prefix, i)).collect::<Vec<_>>();
-    let name = Ident::new(function, Pos::default());
-    let application = Application {
-        function: name.clone(),
-        args: (0..inputs)
-            .map(|i| Argument { param: id("p", i), optional: true, distribution: Distribution::All, set: id("i", i) })
-            .collect(),
-        outputs: (0..outputs).map(|i| OutputBinding { set: id("o", i), param: id("q", i) }).collect(),
-        join: None,
-    };
-    Program {
-        functions: vec![FunctionDecl { name, inputs: ids("p", inputs), outputs: ids("q", outputs) }],
-        compositions: vec![Composition {
-            name: Ident::new(DIRECT, Pos::default()),
-            inputs: ids("i", inputs),
-            outputs: ids("o", outputs),
-            body: vec![application],
-        }],
     }
 }

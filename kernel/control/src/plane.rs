@@ -82,8 +82,6 @@ pub struct ControlPlane {
     stats: InvocationStats,
     /// What each tenant holds, against its budgets.
     pub(crate) memory: TenantMemory,
-    /// Compiled plans of direct invocations (`invoke.rs`, `direct_plan`).
-    pub(crate) direct_plans: crate::invoke::DirectPlans,
 }
 
 /// Lists counts only: tokens, images and payloads stay out of logs.
@@ -110,7 +108,6 @@ impl ControlPlane {
             next_invocation: 0,
             counters: Counters::default(),
             stats: InvocationStats::default(),
-            direct_plans: BTreeMap::new(),
         }
     }
 

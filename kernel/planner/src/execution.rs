@@ -57,6 +57,9 @@ pub struct Execution {
     /// Units of planning work done since the start.
     spent: u64,
     state: State,
+    /// The function of a single-instance execution ([`Execution::single`]): no frames, its one
+    /// instance's outputs are the execution's.
+    single: Option<String>,
 }
 
 /// A completion waiting to be applied.
@@ -154,6 +157,7 @@ impl Execution {
             fuel: limits.max_work_per_step,
             spent: 0,
             state: State::Running,
+            single: None,
         };
         execution.open_frame(root, 0, path, inputs, None)?;
         execution.drive();
@@ -161,6 +165,47 @@ impl Execution {
             return Err(e.clone());
         }
         Ok(execution)
+    }
+
+    /// One instance of `function` that gets `inputs` whole, in order and with their names, and
+    /// whose `output_count` output sets, named as it returns them, are the execution's outputs:
+    /// what a composition of one application binding every input `optional all` plans (a direct
+    /// invocation), without compiling or planning anything. Everything else behaves as for a
+    /// planned execution (completion checks, failures, fuel). The instance's origin is empty:
+    /// the caller names what it invoked. Fails only when `limits` allow no instance at all.
+    pub fn single(
+        function: &str,
+        inputs: Vec<Set>,
+        output_count: usize,
+        limits: PlanLimits,
+    ) -> Result<Self, PlanError> {
+        if limits.max_instances_per_application == 0 {
+            return Err(PlanError::TooManyInstances { application: String::from(function), count: 1, limit: 0 });
+        }
+        if limits.max_total_instances == 0 {
+            return Err(PlanError::TotalInstancesExceeded { application: String::from(function), limit: 0 });
+        }
+        let id = InstanceId(0);
+        let at = SlotRef { frame: 0, app: 0, index: 0 };
+        let instance = Instance { id, function: String::from(function), inputs, output_count, origin: String::new() };
+        let mut ready = VecDeque::with_capacity(1);
+        ready.push_back(instance);
+        Ok(Self {
+            plans: Arc::from([]),
+            limits,
+            frames: Frames::default(),
+            ready,
+            pending: BTreeMap::from([(id, Pending { at, output_count, yielded: false })]),
+            running: 0,
+            next_id: 1,
+            planned: 1,
+            work: VecDeque::new(),
+            arrived: VecDeque::new(),
+            fuel: limits.max_work_per_step,
+            spent: 0,
+            state: State::Running,
+            single: Some(String::from(function)),
+        })
     }
 
     /// The next planned instance, in planning order; `None` when none is ready now (more may
@@ -332,6 +377,10 @@ impl Execution {
     /// execution.
     fn apply(&mut self, arrived: Arrived) -> Result<(), PlanError> {
         match arrived.result {
+            Ok(sets) if self.single.is_some() => {
+                self.state = State::Done(sets);
+                Ok(())
+            }
             Ok(sets) => self.complete_slot(arrived.at, sets),
             Err(cause) => {
                 let (function, origin) = self.describe(arrived.at);
@@ -694,6 +743,9 @@ impl Execution {
 
     /// The function name and origin of a planned instance, for failure reports.
     fn describe(&self, at: SlotRef) -> (String, String) {
+        if let Some(function) = &self.single {
+            return (function.clone(), String::new());
+        }
         let Some(frame) = self.frames.get(at.frame) else { return (String::from("?"), String::from("?")) };
         let function = self
             .plans
