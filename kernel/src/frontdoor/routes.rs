@@ -47,8 +47,16 @@ pub fn route(
             Ok(()) => profile_route(request.method == "GET"),
             Err(refusal) => refusal,
         },
-        // The API's OpenAPI document (docs/openapi.json), open like /healthz.
-        ("GET", control::openapi::PATH) => control::openapi::response(),
+        // The API's OpenAPI document (docs/openapi.json), open like /healthz: a copy of 64 KB
+        // per answer, held until sent, so only when the heap has room beyond its reserve.
+        ("GET", control::openapi::PATH) => {
+            if crate::mm::heap_room_for(control::openapi::DOCUMENT.len()) {
+                control::openapi::response()
+            } else {
+                Response::error(503, "out_of_memory", "the node has no memory for the document now; retry later")
+                    .header("retry-after", "1")
+            }
+        }
         // The body moves into the response: a 64 MiB echo is not copied here.
         ("POST", "/v1/echo") => {
             Response::new(200).header("content-type", "application/octet-stream").body(request.body)
