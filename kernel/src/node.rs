@@ -73,6 +73,12 @@ impl Node {
         busy
     }
 
+    /// With compute cores, after a pass that moved nothing: one turn of queued work that no
+    /// compute core is free to take, on this core (`Dispatcher::help`). Whether it ran one.
+    pub fn help(&mut self, pass_moved: bool) -> bool {
+        self.dispatcher.help(pass_moved)
+    }
+
     /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
     /// timeout) next needs a pass, in ms since boot.
     pub fn next_wakeup_ms(&self) -> Option<u64> {

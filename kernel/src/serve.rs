@@ -1,6 +1,8 @@
 //! The I/O loop: passes of the [`Node`] while there is work, sleep on the timer when there is
 //! none. In single-core mode a pass also runs one turn (about 10 ms) of a function instance, so
-//! the network is served between turns.
+//! the network is served between turns; with compute cores, a pass that moved nothing is
+//! followed by such a turn when more work is queued than idle compute cores can take
+//! (`dispatch::io_core_helps`).
 //!
 //! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
 //! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
@@ -74,6 +76,10 @@ pub fn forever(mut node: Node) -> ! {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();
             WORK_TICKS.fetch_add(last_activity - start, Ordering::Relaxed);
+        } else if node.help(work) {
+            // A turn of queued work the compute cores had no room for (not I/O work: not
+            // counted in WORK_TICKS); the next pass serves what arrived meanwhile.
+            last_activity = time::ticks();
         } else if time::ticks() - last_activity > spin {
             let wake = node.next_wakeup_ms();
             sleep(node.net(), wake);

@@ -158,6 +158,9 @@ pub struct Dispatcher {
     /// sees so without the lock (the I/O core in single-core mode looks on every pass).
     queued: AtomicUsize,
     cores: Vec<Core>,
+    /// The I/O core as a runner of queued work beside the compute cores, when there are some
+    /// ([`help`](Self::help)); in single-core mode it is `cores`' only entry instead.
+    helper: Option<Core>,
     /// The CPU whose loop collects results (woken when one arrives).
     io_cpu: usize,
     /// No compute cores: the I/O core runs instances itself.
@@ -182,6 +185,7 @@ impl Dispatcher {
             stats: Mutex::new(CoreStats::new(now)),
         };
         let cores = if inline { alloc::vec![core(io_cpu)] } else { compute_cpus.iter().map(|&c| core(c)).collect() };
+        let helper = (!inline).then(|| core(io_cpu));
         DISPATCHER.call_once(|| Self {
             engines,
             queue: Mutex::new(RunQueue::new(RUN_QUEUE_CAPACITY)),
@@ -189,6 +193,7 @@ impl Dispatcher {
             done_len: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             cores,
+            helper,
             io_cpu,
             inline,
             tenant_share: AtomicUsize::new(RUN_QUEUE_CAPACITY),
@@ -208,8 +213,21 @@ impl Dispatcher {
         &self.engines
     }
 
+    /// The cores that take work from the queue: the compute cores (or, in single-core mode,
+    /// the I/O core alone).
     pub fn cores(&self) -> &[Core] {
         &self.cores
+    }
+
+    /// The I/O core as a helper beside the compute cores (`None` in single-core mode, where it
+    /// is [`cores`](Self::cores)' only entry).
+    pub fn helper(&self) -> Option<&Core> {
+        self.helper.as_ref()
+    }
+
+    /// Every core that ran work: the compute cores and the helping I/O core.
+    fn runners(&self) -> impl Iterator<Item = &Core> {
+        self.cores.iter().chain(self.helper.as_ref())
     }
 
     pub fn is_inline(&self) -> bool {
@@ -228,6 +246,19 @@ impl Dispatcher {
             [core] if self.inline => self.run_one(core),
             _ => false,
         }
+    }
+
+    /// With compute cores: after a pass that moved nothing (`pass_moved` false), runs one turn
+    /// of queued work on this, the I/O core, when more instances wait than compute cores are
+    /// idle to take them (`dispatch::io_core_helps`). Returns whether it ran one.
+    pub fn help(&self, pass_moved: bool) -> bool {
+        let Some(helper) = &self.helper else { return false };
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued == 0 {
+            return false;
+        }
+        let idle = self.cores.iter().filter(|c| c.idle.load(Ordering::Acquire)).count();
+        dispatch::io_core_helps(pass_moved, queued, idle) && self.run_one(helper)
     }
 
     /// Divides the run queue among `tenants`: each may have an equal share of it queued (at
@@ -288,7 +319,7 @@ impl Dispatcher {
         let mut queue = self.queue.lock();
         let removed = queue.cancel_invocation(invocation);
         self.queued.store(queue.len(), Ordering::Release);
-        for core in &self.cores {
+        for core in self.runners() {
             if core.running.load(Ordering::Acquire) == invocation + 1 {
                 core.cancel.store(true, Ordering::Release);
             }

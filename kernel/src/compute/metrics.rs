@@ -19,10 +19,12 @@ impl Export for Dispatcher {
 fn render(d: &Dispatcher, out: &mut String) {
     let now = time::ticks();
     let role = if d.is_inline() { "io+compute" } else { "compute" };
+    // With compute cores, the I/O core too: the work it took when they were all busy.
+    let cores = || d.cores().iter().map(|c| (c, role)).chain(d.helper().map(|h| (h, "io")));
     let mut all_runs = Histogram::new();
     let _ = writeln!(out, "# HELP pappus_core_busy_ticks_total TSC ticks a core spent running function instances.");
     let _ = writeln!(out, "# TYPE pappus_core_busy_ticks_total counter");
-    for core in d.cores() {
+    for (core, role) in cores() {
         let stats = core.stats.lock();
         let _ = writeln!(
             out,
@@ -34,13 +36,13 @@ fn render(d: &Dispatcher, out: &mut String) {
     }
     let _ = writeln!(out, "# HELP pappus_core_idle_ticks_total TSC ticks a core spent without an instance to run.");
     let _ = writeln!(out, "# TYPE pappus_core_idle_ticks_total counter");
-    for core in d.cores() {
+    for (core, role) in cores() {
         let idle = core.stats.lock().idle_ticks_at(now);
         let _ = writeln!(out, "pappus_core_idle_ticks_total{{cpu=\"{}\",role=\"{role}\"}} {idle}", core.cpu);
     }
     let _ = writeln!(out, "# HELP pappus_core_runs_total Function instances a core ran.");
     let _ = writeln!(out, "# TYPE pappus_core_runs_total counter");
-    for core in d.cores() {
+    for (core, role) in cores() {
         let runs = core.stats.lock().runs();
         let _ = writeln!(out, "pappus_core_runs_total{{cpu=\"{}\",role=\"{role}\"}} {runs}", core.cpu);
     }
