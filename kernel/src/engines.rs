@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use control::{RunError, StoredFunction};
 use engine::{Deadline, DynEngine, EngineError, Invocation, Limits, PreparedImage, TimeBudget};
 use model::{EngineKind, FunctionSpec, Set, TenantId};
-use wasm_engine::{WasmConfig, WasmEngine};
+use wasm::{WasmConfig, WasmEngine};
 
 use crate::time;
 
@@ -133,11 +133,11 @@ impl Engines {
         &'a self,
         spec: &FunctionSpec,
         prepared: &'a PreparedImage,
-    ) -> Option<(&'a WasmEngine, &'a wasm_engine::WasmImage)> {
+    ) -> Option<(&'a WasmEngine, &'a wasm::WasmImage)> {
         if spec.engine() != EngineKind::Wasm || prepared.engine() != "wasm" {
             return None;
         }
-        Some((&self.wasm, prepared.downcast::<wasm_engine::WasmImage>()?))
+        Some((&self.wasm, prepared.downcast::<wasm::WasmImage>()?))
     }
 
     /// Runs one instance to its end on this core, within its time budget; `cancel` ends it

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use fn_elf::{ElfError, ForbiddenInstruction, Image, Limits, Place, Problem};
+use elf::{ElfError, ForbiddenInstruction, Image, Limits, Place, Problem};
 
 fn refused(file: &[u8]) -> ElfError {
     match Image::parse(file) {

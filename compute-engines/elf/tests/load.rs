@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fn_elf::{Image, PAGE_SIZE, Perms, Place, Problem, Relocation, Segment};
+use elf::{Image, PAGE_SIZE, Perms, Place, Problem, Relocation, Segment};
 
 const BASE: u64 = 0x7f12_3450_0000;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fn_elf::{ForbiddenInstruction, Image, Place, Problem, scan_executable};
+use elf::{ForbiddenInstruction, Image, Place, Problem, scan_executable};
 use proptest::prelude::*;
 
 /// A function image built by rustc (see `real_function.rs`).
@@ -12,9 +12,9 @@ const REAL: &[u8] = include_bytes!("fixtures/tiny_fn.elf");
 
 /// Everything an accepted image promises, checked by loading it.
 fn check_accepted(file: &[u8], image: &Image) {
-    let limits = fn_elf::Limits::default();
+    let limits = elf::Limits::default();
     assert!(image.span() <= limits.max_span);
-    assert!(image.align().is_power_of_two() && image.align() >= fn_elf::PAGE_SIZE);
+    assert!(image.align().is_power_of_two() && image.align() >= elf::PAGE_SIZE);
     let segments = image.segments();
     assert!(!segments.is_empty());
     for pair in segments.windows(2) {

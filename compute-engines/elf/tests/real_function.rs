@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use fn_elf::{Image, Perms};
+use elf::{Image, Perms};
 
 const FIXTURE: &[u8] = include_bytes!("fixtures/tiny_fn.elf");
 const BASE: u64 = 0x5555_0000_0000;

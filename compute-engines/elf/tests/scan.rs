@@ -4,7 +4,7 @@
 mod common;
 
 use common::naive_forbidden;
-use fn_elf::{Forbidden, ForbiddenInstruction, scan_executable};
+use elf::{Forbidden, ForbiddenInstruction, scan_executable};
 
 const WRPKRU: &[u8] = &[0x0f, 0x01, 0xef];
 const XRSTOR: &[u8] = &[0x0f, 0xae, 0x2e]; // xrstor [rsi]

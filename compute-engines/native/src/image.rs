@@ -74,13 +74,13 @@ struct PagePlan {
 /// pages (the template) and its relocations by offset.
 #[derive(Clone)]
 pub struct NativeImage {
-    image: Arc<fn_elf::Image>,
+    image: Arc<elf::Image>,
     plan: Arc<[PagePlan]>,
     /// The image's bytes from its base, loaded but not relocated, up to the last page that
     /// holds file bytes (or a shared page); zero past it.
     template: Arc<[u8]>,
     /// Sorted by offset.
-    relocations: Arc<[fn_elf::Relocation]>,
+    relocations: Arc<[elf::Relocation]>,
     shared_count: usize,
 }
 
@@ -158,8 +158,8 @@ pub fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
     if file.len() > MAX_IMAGE_BYTES {
         return Err(ImageError::TooLarge { size: file.len(), limit: MAX_IMAGE_BYTES }.into());
     }
-    let limits = fn_elf::Limits { max_span: MAX_IMAGE_SPAN, max_align: 2 << 20 };
-    let image = fn_elf::Image::parse_with(file, &limits)
+    let limits = elf::Limits { max_span: MAX_IMAGE_SPAN, max_align: 2 << 20 };
+    let image = elf::Image::parse_with(file, &limits)
         .map_err(|e| EngineError::from(ImageError::Malformed { reason: format!("{e}") }))?;
     let relro = image.relro().map(|r| (r.start.next_multiple_of(4096), r.end & !0xfff));
     let mut plan = Vec::new();
@@ -352,7 +352,7 @@ mod tests {
         assert!(load_image(&mut Pages::default(), 5, layout, &image, &[]).is_err());
     }
 
-    /// Every byte a sandbox sees is what `fn_elf`'s own loader puts there for that base, at two
+    /// Every byte a sandbox sees is what `elf`'s own loader puts there for that base, at two
     /// bases, while the shared pages are the same for both.
     #[test]
     fn the_sandbox_sees_what_the_elf_loader_loads_at_every_base() {
@@ -380,7 +380,7 @@ mod tests {
         let image = prepare(TINY).unwrap();
         // A made-up value straddling a page boundary: each page gets its part.
         let mut with = image.clone();
-        with.relocations = alloc::vec![fn_elf::Relocation { offset: 0x1ffc, addend: 0x1122 }].into();
+        with.relocations = alloc::vec![elf::Relocation { offset: 0x1ffc, addend: 0x1122 }].into();
         let base = 0x55_0000_0000u64;
         let value = (base + 0x1122).to_le_bytes();
         // Pages that held something: every byte is written.
@@ -398,7 +398,7 @@ mod tests {
         with.relocations = offsets
             .iter()
             .enumerate()
-            .map(|(i, &offset)| fn_elf::Relocation { offset, addend: 0x100 * i as i64 + 7 })
+            .map(|(i, &offset)| elf::Relocation { offset, addend: 0x100 * i as i64 + 7 })
             .collect::<alloc::vec::Vec<_>>()
             .into();
         let mut expected = alloc::vec![0u8; 0x4000];

@@ -186,8 +186,8 @@ fn the_engine_works_through_the_dynamic_view() {
 #[test]
 fn images_and_the_engine_can_be_shared_across_threads() {
     fn shareable<T: Send + Sync>() {}
-    shareable::<wasm_engine::WasmImage>();
-    shareable::<wasm_engine::WasmEngine>();
+    shareable::<wasm::WasmImage>();
+    shareable::<wasm::WasmEngine>();
 
     let engine = std::sync::Arc::new(engine());
     let image = engine.prepare(&module(ECHO)).unwrap();

@@ -210,9 +210,7 @@ fn fifty_mib_module_is_refused_by_size() {
 #[test]
 fn module_size_limit_is_configurable() {
     let wasm = padded_module(1 << 20);
-    let small =
-        wasm_engine::WasmEngine::new(wasm_engine::WasmConfig { max_module_bytes: 1 << 19, ..Default::default() })
-            .unwrap();
+    let small = wasm::WasmEngine::new(wasm::WasmConfig { max_module_bytes: 1 << 19, ..Default::default() }).unwrap();
     assert!(matches!(small.prepare(&wasm), Err(EngineError::Image(ImageError::TooLarge { .. }))));
     // The same module is fine under the default limit: it is the size that refused it.
     assert!(engine().prepare(&wasm).is_ok());

@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use engine::Engine;
-use wasm_engine::{WasmConfig, WasmEngine};
+use wasm::{WasmConfig, WasmEngine};
 
 struct Counting;
 

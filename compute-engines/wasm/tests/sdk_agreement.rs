@@ -3,7 +3,7 @@
 use engine::abi as neutral;
 use model::{Bytes, Item};
 use pappus_sdk::abi as sdk;
-use wasm_engine::abi as wasm;
+use wasm::abi as wasm;
 
 #[test]
 fn import_names_and_namespace_agree() {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use engine::{Deadline, Engine, EngineError, Invocation, Limits, TimeBudget};
 use std::cell::Cell;
-use wasm_engine::WasmStep;
+use wasm::WasmStep;
 
 /// Every check: the turn is over; `expired` after `cancel_after` checks (never if `None`).
 struct EveryTurn {

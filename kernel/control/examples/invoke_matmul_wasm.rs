@@ -25,7 +25,7 @@ use engine::{Deadline, Engine, Invocation, Limits, TimeBudget};
 use model::wire::{WireLimits, binary, json};
 use model::{Bytes, FunctionSpec, Item, Set, TenantId, TokenTable};
 use pappus_http::{Headers, Request, Version};
-use wasm_engine::{WasmConfig, WasmEngine, WasmImage, WasmStep};
+use wasm::{WasmConfig, WasmEngine, WasmImage, WasmStep};
 
 const TOKEN: &str = "bench-token-0123456789ab";
 const QUERY: &str = "engine=wasm&inputs=matrices&outputs=product&memory=16MiB&timeout_ms=10000";

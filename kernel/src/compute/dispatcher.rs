@@ -11,7 +11,7 @@ use dispatch::{CoreStats, RunQueue};
 use engine::PreparedImage;
 use model::{Set, TenantId};
 use spin::{Mutex, Once};
-use wasm_engine::{WasmRun, WasmStep};
+use wasm::{WasmRun, WasmStep};
 
 use crate::engines::Engines;
 use crate::{arch, time};

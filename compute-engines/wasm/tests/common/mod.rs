@@ -4,7 +4,7 @@
 
 use engine::{Completion, Deadline, Engine, EngineError, Invocation, Limits, TimeBudget};
 use model::{Bytes, Item, Set};
-use wasm_engine::{WasmConfig, WasmEngine, WasmImage};
+use wasm::{WasmConfig, WasmEngine, WasmImage};
 
 /// The ABI imports, to paste into WAT modules.
 pub const IMPORTS: &str = r#"
