@@ -1,22 +1,16 @@
 //! Running commands, paths, small formatting helpers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Instant;
 
 use pappus_qemu::Arch;
 
-/// An error that ends `cargo xtask` with a message and a non-zero status.
-#[derive(Debug)]
-pub struct Failure(pub String);
-
-impl<T: std::fmt::Display> From<T> for Failure {
-    fn from(error: T) -> Self {
-        Failure(error.to_string())
-    }
-}
-
-pub type Result<T = ()> = std::result::Result<T, Failure>;
+/// A command's stdout, or an error when it fails.
+pub use pappus::output;
+/// An error that ends `cargo xtask` with a message and a non-zero status, and the result that
+/// carries it: the `pappus` command's (one library runs commands for both).
+pub use pappus::{Failure, Result};
 
 /// A progress message, on stderr (stdout is kept for the lines scripts read).
 pub fn say(message: impl std::fmt::Display) {
@@ -27,46 +21,17 @@ pub fn root() -> PathBuf {
     pappus_tests::workspace_root()
 }
 
-/// The cargo that runs us (so nested builds use the same toolchain).
+/// The cargo that runs us (so nested builds use the same toolchain), in the workspace root.
 pub fn cargo() -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = pappus::cargo();
     command.current_dir(root());
     command
 }
 
-/// How a command reads in a log line.
-pub fn display(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|w| pappus_qemu::shell_quote(&w.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Runs a command with its stdout sent to our stderr (our stdout is for the lines scripts read);
 /// an error when it cannot start or fails.
-pub fn run(mut command: Command) -> Result {
-    use std::os::fd::AsFd;
-    let line = display(&command);
-    say(format!("$ {line}"));
-    if let Ok(stderr) = std::io::stderr().as_fd().try_clone_to_owned() {
-        command.stdout(stderr);
-    }
-    let status = command.status().map_err(|e| format!("cannot run `{line}`: {e}"))?;
-    check(status, &line)
-}
-
-/// Runs a command and returns its stdout; an error when it fails.
-pub fn output(mut command: Command) -> Result<String> {
-    let line = display(&command);
-    let out = command.output().map_err(|e| format!("cannot run `{line}`: {e}"))?;
-    check(out.status, &line)?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn check(status: ExitStatus, line: &str) -> Result {
-    if status.success() { Ok(()) } else { Err(Failure(format!("`{line}` failed ({status})"))) }
+pub fn run(command: Command) -> Result {
+    pappus::run(&crate::fnctl::ui(), command)
 }
 
 /// Whether we run as root (the effective uid, from /proc).
