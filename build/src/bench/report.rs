@@ -354,7 +354,7 @@ mod tests {
             (f.name.as_str(), f.value, f.text.as_str(), f.unit.as_str()),
             ("net.echo64.instructions_per_request", 54321.0, "54321", "instructions")
         );
-        let f = Figure::parse_line("BENCH smp.fanout64.makespan_ms.compute1 812 ms").unwrap();
+        let f = Figure::parse_line("BENCH smp.fanout64.makespan_ms.smp2 812 ms").unwrap();
         assert_eq!(f.unit, "ms");
         assert_eq!(Figure::parse_line("BENCH a.b 1.25 x").unwrap().value, 1.25);
         assert_eq!(Figure::parse_line("BENCH a.b 3 guest instructions").unwrap().unit, "guest instructions");
