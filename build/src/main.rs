@@ -75,7 +75,9 @@ commands:
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
-QEMU profiles (qemu/profiles.toml): x86_64-q35 (default), x86_64-microvm, aarch64-virt";
+QEMU profiles (qemu/profiles.toml): x86_64-q35 (default), x86_64-microvm, aarch64-virt,
+  aarch64-morello (Arm Morello: CTSRD-CHERI's qemu-system-morello from $PAPPUS_QEMU_MORELLO,
+  else PATH, else ../shared/tools/morello/bin/)";
 
 fn main() -> ExitCode {
     let words: Vec<String> = std::env::args().skip(1).collect();
