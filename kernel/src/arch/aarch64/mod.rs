@@ -11,6 +11,7 @@
 
 mod boot;
 mod gic;
+pub mod morello;
 mod paging;
 mod percpu;
 mod selftests;
