@@ -159,8 +159,15 @@ pub struct Profile {
     pub nic: bool,
     /// Options appended to the NIC's `-device virtio-net-pci,netdev=n0` (the Morello fork needs
     /// `romfile=`: it looks for `efi-virtio.rom` in its own data folder and refuses to start).
+    /// When set, a boot without a host port also gets `-nic none` (the board's default NIC
+    /// would need the same ROM).
     #[serde(default)]
     pub nic_options: Option<String>,
+    /// Whether several CPUs under TCG may run one host thread each (MTTCG). The Morello fork's
+    /// tagged memory is not thread-safe ("capability tags may mysteriously appear/disappear"),
+    /// so its profile says false and gets `-accel tcg,thread=single`.
+    #[serde(default = "yes")]
+    pub mttcg: bool,
     /// An environment variable that names the QEMU executable, tried before `binary` on PATH.
     #[serde(default)]
     pub binary_env: Option<String>,
@@ -169,6 +176,10 @@ pub struct Profile {
     #[serde(default)]
     pub binary_fallback: Option<String>,
     pub exit: ExitCodes,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -453,7 +464,7 @@ impl Profile {
         // Several CPUs under TCG: one host thread per virtual CPU (MTTCG), so they really run
         // at once. -icount needs the single-threaded round robin.
         if accel.accel == Accel::Tcg && smp > 1 && !overrides.icount {
-            push(&["-accel", "tcg,thread=multi"]);
+            push(&["-accel", if self.mttcg { "tcg,thread=multi" } else { "tcg,thread=single" }]);
         } else {
             push(&["-accel", accel.accel.as_str()]);
         }
@@ -478,6 +489,8 @@ impl Profile {
                 None => "virtio-net-pci,netdev=n0".to_string(),
             };
             push(&["-netdev", &netdev, "-device", &nic]);
+        } else if self.nic_options.is_some() {
+            push(&["-nic", "none"]);
         }
         if let Some(kernel) = &overrides.kernel {
             push(&["-kernel", &kernel.to_string_lossy()]);
@@ -659,6 +672,14 @@ mod tests {
         assert!(line.contains(" -M virt,gic-version=3 -cpu morello -accel tcg -m 512M -smp 1 "), "{line}");
         assert!(line.contains("-semihosting-config enable=on,target=native"), "{line}");
         assert!(inv.args.windows(2).any(|w| w == ["-device", "virtio-net-pci,netdev=n0,romfile="]), "{line}");
+        assert!(!line.contains("-nic none"), "{line}");
+        // Without a port: no default NIC (it would need the ROM too); several CPUs: one thread
+        // (the fork's tagged memory is not thread-safe under MTTCG).
+        let smp2 = Overrides { smp: Some(2), accel: AccelChoice::Tcg, ..Overrides::default() };
+        let line = morello.invocation(&smp2, &fallback_only).unwrap().shell_line();
+        assert!(line.contains("-accel tcg,thread=single -m 512M -smp 2 ") && line.contains(" -nic none"), "{line}");
+        let line = virt.invocation(&smp2, &fallback_only).unwrap().shell_line();
+        assert!(line.contains("-accel tcg,thread=multi") && !line.contains("-nic none"), "{line}");
     }
 
     #[test]
