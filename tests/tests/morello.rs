@@ -164,6 +164,7 @@ fn selftests_pass_on_morello() {
         "morello.fault_seal",
         "morello.fault_permission",
         "morello.clear_registers",
+        "morello.clear_tags",
         "smp.cpus",
         "gic.timer_interrupt",
     ] {

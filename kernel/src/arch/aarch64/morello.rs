@@ -328,3 +328,76 @@ pub fn clear_probe(clear: bool) -> Option<u64> {
     // register it overwrites and leaves x0..x18 as a call may, touching only its stack frame.
     Some(unsafe { morello_clear_probe(clear as u64) })
 }
+
+/// Clears every capability tag in `[base, base + len)` (16-byte aligned) by writing zeros with
+/// ordinary stores: any data store to a 16-byte granule clears its tag. What the engine does to
+/// each frame before a sandbox may reach it, so that no capability the kernel did not place
+/// there survives from an earlier user of the frame.
+///
+/// # Safety
+/// The range must be mapped, writable kernel memory that nothing else uses meanwhile.
+pub unsafe fn clear_tags(base: u64, len: u64) {
+    assert!(base.is_multiple_of(16) && len.is_multiple_of(16), "clear_tags: unaligned range");
+    // SAFETY: the caller owns the writable range; the loop writes only inside it, 16 bytes a
+    // step, and touches no other memory or register than its operands.
+    unsafe {
+        asm!(
+            "2: cbz {len}, 3f",
+            "stp xzr, xzr, [{p}], #16",
+            "sub {len}, {len}, #16",
+            "b 2b",
+            "3:",
+            p = inout(reg) base => _,
+            len = inout(reg) len => _,
+            options(nostack)
+        );
+    }
+}
+
+/// How many 16-byte granules of `[base, base + len)` hold a tagged capability (loading each as
+/// a capability through DDC; the pages must allow capability loads, as kernel data does on
+/// Morello). `None` where capabilities are off.
+pub fn tags_in(base: u64, len: u64) -> Option<u64> {
+    if !enabled() {
+        return None;
+    }
+    let mut count = 0;
+    let mut at = base;
+    while at + 16 <= base + len {
+        let tag: u64;
+        // SAFETY: capabilities are enabled; the word loads the 16-byte granule at `at` (mapped
+        // kernel memory, per the caller) into c9, reads its tag and clears x9. No store.
+        unsafe {
+            asm!(
+                ".inst {ldr}", ".inst {gctag}", "mov x9, xzr",
+                ldr = const LDR_C9_X3, gctag = const GCTAG_X0_C9,
+                in("x3") at, out("x0") tag, out("x9") _, options(readonly, nostack, preserves_flags)
+            );
+        }
+        count += tag;
+        at += 16;
+    }
+    Some(count)
+}
+
+/// Stores at `at` (16-byte aligned, mapped kernel data) a tagged capability derived from the
+/// root and bounded to its own 16 bytes: test data for [`clear_tags`] and [`tags_in`].
+///
+/// # Safety
+/// `at` must be 16 writable bytes that nothing else uses meanwhile.
+pub unsafe fn store_capability(at: u64) -> Result<(), DeriveError> {
+    if !enabled() {
+        return Err(DeriveError::NotMorello);
+    }
+    // SAFETY: capabilities are enabled; the words derive c9 (value and bounds [at, at + 16))
+    // from DDC and store it at `at`, which the caller owns; x9 is cleared after.
+    unsafe {
+        asm!(
+            ".inst {mrs}", ".inst {scvalue}", ".inst {scbndse}", ".inst {str}", "mov x9, xzr",
+            mrs = const MRS_C9_DDC, scvalue = const SCVALUE_C9_C9_X0, scbndse = const SCBNDSE_C9_C9_X1,
+            str = const STR_C9_X3,
+            in("x0") at, in("x1") 16u64, in("x3") at, out("x9") _, options(nostack, preserves_flags)
+        );
+    }
+    Ok(())
+}
