@@ -75,7 +75,9 @@ commands:
   lint    [--arch x86_64|aarch64|all]
           rustfmt --check and clippy -D warnings, host crates and the kernel per target
 
-QEMU profiles (qemu/profiles.toml): x86_64-q35 (default), x86_64-microvm, aarch64-virt";
+QEMU profiles (qemu/profiles.toml): x86_64-q35 (default), x86_64-microvm, aarch64-virt,
+  aarch64-morello (Arm Morello: CTSRD-CHERI's qemu-system-morello from $PAPPUS_QEMU_MORELLO,
+  else PATH, else ../shared/tools/morello/bin/)";
 
 fn main() -> ExitCode {
     let words: Vec<String> = std::env::args().skip(1).collect();
@@ -190,7 +192,15 @@ struct Suite {
     name: String,
     result: Result,
     seconds: f64,
+    /// Not run, and why (reported as SKIPPED, never counted as passed).
+    skipped: Option<String>,
 }
+
+/// Set (by `.ci/run`) to make a missing Morello emulator a failure instead of a skip.
+const REQUIRE_MORELLO_ENV: &str = "PAPPUS_REQUIRE_MORELLO";
+
+/// The QEMU suites that boot the `aarch64-morello` profile (tests/tests/<name>.rs).
+const MORELLO_SUITES: &[&str] = &["morello"];
 
 /// Invocations of the soak inside `cargo xtask test`.
 const SHORT_SOAK: u64 = 2_000;
@@ -199,7 +209,7 @@ fn suite(name: &str, f: impl FnOnce() -> Result) -> Suite {
     say(format!("=== {name}"));
     let started = Instant::now();
     let result = f();
-    Suite { name: name.to_string(), result, seconds: started.elapsed().as_secs_f64() }
+    Suite { name: name.to_string(), result, seconds: started.elapsed().as_secs_f64(), skipped: None }
 }
 
 /// `cargo xtask test`: lint (unless `--no-lint`: fmt and clippy are cheap next to the QEMU
@@ -267,6 +277,34 @@ fn test(args: &Args) -> Result {
             }
             util::run(command)
         }));
+        if let Some((_, kernel)) = kernels.iter().find(|(arch, _)| *arch == Arch::Aarch64) {
+            // Arm Morello under CTSRD-CHERI's emulator, which Debian does not ship: run where
+            // it is found, else SKIPPED by name (a failure when $PAPPUS_REQUIRE_MORELLO=1).
+            let name = format!("qemu morello suites ({})", MORELLO_SUITES.join(", "));
+            match pappus_qemu::profile(pappus_qemu::MORELLO_AARCH64).and_then(|p| p.binary_path(&pappus_qemu::RealHost))
+            {
+                Ok(binary) => suites.push(suite(&name, || {
+                    say(format!("Morello emulator: {binary}"));
+                    let mut command = cargo();
+                    command.args(["test", "--no-fail-fast", "-p", "pappus-tests"]);
+                    for s in MORELLO_SUITES {
+                        command.args(["--test", s]);
+                    }
+                    command.args(["--", "--test-threads=1"]);
+                    command
+                        .env(pappus_tests::QEMU_TESTS_ENV, "1")
+                        .env(pappus_tests::kernel_env_var(Arch::Aarch64), kernel);
+                    util::run(command)
+                })),
+                Err(e) if std::env::var(REQUIRE_MORELLO_ENV).is_ok_and(|v| v == "1") => suites.push(Suite {
+                    name,
+                    result: Err(Failure(format!("{e} ({REQUIRE_MORELLO_ENV}=1)"))),
+                    seconds: 0.0,
+                    skipped: None,
+                }),
+                Err(e) => suites.push(Suite { name, result: Ok(()), seconds: 0.0, skipped: Some(e.0) }),
+            }
+        }
         if let Some((_, kernel)) = kernels.iter().find(|(arch, _)| *arch == Arch::X86_64) {
             // A short soak: every answer checked, and memory, sockets and keys back at their
             // baseline afterwards (`cargo xtask soak` runs longer ones).
@@ -277,17 +315,53 @@ fn test(args: &Args) -> Result {
             name: "qemu integration tests".into(),
             result: Err(Failure("not run: a kernel did not build".into())),
             seconds: 0.0,
+            skipped: None,
         });
     }
 
     eprintln!();
     for s in &suites {
-        match &s.result {
-            Ok(()) => say(format!("{:<24} ok      ({:.1} s)", s.name, s.seconds)),
-            Err(e) => say(format!("{:<24} FAILED  ({:.1} s): {}", s.name, s.seconds, e.0)),
+        match (&s.skipped, &s.result) {
+            (Some(why), _) => say(format!("{:<24} SKIPPED: {why}", s.name)),
+            (None, Ok(())) => say(format!("{:<24} ok      ({:.1} s)", s.name, s.seconds)),
+            (None, Err(e)) => say(format!("{:<24} FAILED  ({:.1} s): {}", s.name, s.seconds, e.0)),
         }
     }
+    println!("{}", summary(&suites));
     let failed = suites.iter().filter(|s| s.result.is_err()).count();
-    println!("{} passed, {failed} failed", suites.len() - failed);
     if failed == 0 { Ok(()) } else { Err(Failure(format!("{failed} suite(s) failed"))) }
+}
+
+/// The summary line: passed, failed, and the skipped suites by name (never counted as passed).
+fn summary(suites: &[Suite]) -> String {
+    let skipped: Vec<&str> = suites.iter().filter(|s| s.skipped.is_some()).map(|s| s.name.as_str()).collect();
+    let failed = suites.iter().filter(|s| s.skipped.is_none() && s.result.is_err()).count();
+    let passed = suites.len() - skipped.len() - failed;
+    let mut line = format!("{passed} passed, {failed} failed");
+    if !skipped.is_empty() {
+        line += &format!(", {} SKIPPED: {}", skipped.len(), skipped.join("; "));
+    }
+    line
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    #[test]
+    fn skipped_suites_are_named_and_not_passed() {
+        let suite = |name: &str, result: Result, skipped: Option<&str>| Suite {
+            name: name.into(),
+            result,
+            seconds: 0.0,
+            skipped: skipped.map(String::from),
+        };
+        let suites = [
+            suite("lint", Ok(()), None),
+            suite("host unit tests", Err(Failure("x".into())), None),
+            suite("qemu morello suites (morello)", Ok(()), Some("no QEMU for profile aarch64-morello")),
+        ];
+        assert_eq!(summary(&suites), "1 passed, 1 failed, 1 SKIPPED: qemu morello suites (morello)");
+        assert_eq!(summary(&suites[..1]), "1 passed, 0 failed");
+    }
 }

@@ -37,7 +37,13 @@ pub fn main(args: &Args) -> Result {
     let token_is_dev = args.value("token-file").is_none();
 
     prereq::rust()?;
-    prereq::qemu(&[arch])?;
+    if profile.binary_env.is_some() || profile.binary_fallback.is_some() {
+        // An emulator outside the distribution (the Morello fork): found, or a clear error.
+        let binary = profile.binary_path(&pappus_qemu::RealHost)?;
+        say(format!("profile {profile_name}: QEMU {binary}"));
+    } else {
+        prereq::qemu(&[arch])?;
+    }
     let kernel = if args.switch("no-build") {
         pappus_tests::kernel_image(arch)?
     } else {

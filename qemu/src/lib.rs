@@ -25,6 +25,8 @@ pub const DEFAULT_X86_64: &str = "x86_64-q35";
 pub const MICROVM_X86_64: &str = "x86_64-microvm";
 /// The profile for aarch64.
 pub const DEFAULT_AARCH64: &str = "aarch64-virt";
+/// The aarch64 profile on an Arm Morello (CHERI) CPU, under CTSRD-CHERI's QEMU fork.
+pub const MORELLO_AARCH64: &str = "aarch64-morello";
 
 /// The port the guest's HTTP front door listens on (see DESIGN.md); host ports forward to it.
 pub const GUEST_HTTP_PORT: u16 = 8080;
@@ -155,7 +157,29 @@ pub struct Profile {
     pub args: Vec<String>,
     #[serde(default)]
     pub nic: bool,
+    /// Options appended to the NIC's `-device virtio-net-pci,netdev=n0` (the Morello fork needs
+    /// `romfile=`: it looks for `efi-virtio.rom` in its own data folder and refuses to start).
+    /// When set, a boot without a host port also gets `-nic none` (the board's default NIC
+    /// would need the same ROM).
+    #[serde(default)]
+    pub nic_options: Option<String>,
+    /// Whether several CPUs under TCG may run one host thread each (MTTCG). The Morello fork's
+    /// tagged memory is not thread-safe ("capability tags may mysteriously appear/disappear"),
+    /// so its profile says false and gets `-accel tcg,thread=single`.
+    #[serde(default = "yes")]
+    pub mttcg: bool,
+    /// An environment variable that names the QEMU executable, tried before `binary` on PATH.
+    #[serde(default)]
+    pub binary_env: Option<String>,
+    /// Where the executable lies when it is neither named by `binary_env` nor on PATH: a path
+    /// relative to the repository root (a CI clone sees `../shared` beside it).
+    #[serde(default)]
+    pub binary_fallback: Option<String>,
     pub exit: ExitCodes,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -248,6 +272,34 @@ pub trait HostProbe {
     fn host_arch(&self) -> Option<Arch> {
         Arch::host()
     }
+    /// An environment variable (None when unset or empty).
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    /// Whether `program` is an executable file in a folder of PATH.
+    fn on_path(&self, program: &str) -> bool {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program))))
+    }
+    /// Whether `path` is an executable file.
+    fn executable(&self, path: &Path) -> bool {
+        is_executable(path)
+    }
+    /// The repository root, which a profile's `binary_fallback` is relative to.
+    fn repo_root(&self) -> PathBuf {
+        repo_root()
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The repository root: this crate's parent folder (`qemu/..`).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
 /// The real host.
@@ -359,9 +411,48 @@ pub struct Invocation {
 }
 
 impl Profile {
+    /// The QEMU executable for this profile. A profile without `binary_env` and
+    /// `binary_fallback` runs `binary` as it is (looked up on PATH when QEMU starts). One with
+    /// them takes, in order: the executable `$<binary_env>` names (an error when it names no
+    /// executable: a wrong setting is not silently replaced), `binary` on PATH, then
+    /// `binary_fallback` under the repository root. None of them: an error that says all three.
+    pub fn binary_path(&self, probe: &dyn HostProbe) -> Result<String, Error> {
+        if self.binary_env.is_none() && self.binary_fallback.is_none() {
+            return Ok(self.binary.clone());
+        }
+        if let Some(var) = &self.binary_env
+            && let Some(value) = probe.var(var)
+        {
+            return if probe.executable(Path::new(&value)) {
+                Ok(value)
+            } else {
+                Err(err(format!("{var}={value} is not an executable file (profile {})", self.name)))
+            };
+        }
+        if probe.on_path(&self.binary) {
+            return Ok(self.binary.clone());
+        }
+        if let Some(fallback) = &self.binary_fallback {
+            let path = probe.repo_root().join(fallback);
+            if probe.executable(&path) {
+                return Ok(path.to_string_lossy().into_owned());
+            }
+        }
+        let mut places = Vec::new();
+        if let Some(var) = &self.binary_env {
+            places.push(format!("${var}"));
+        }
+        places.push(format!("{} on PATH", self.binary));
+        if let Some(fallback) = &self.binary_fallback {
+            places.push(format!("{}", probe.repo_root().join(fallback).display()));
+        }
+        Err(err(format!("no QEMU for profile {}: looked at {}", self.name, places.join(", "))))
+    }
+
     /// The QEMU command line for this profile with `overrides`, reading the host through `probe`.
     pub fn invocation(&self, overrides: &Overrides, probe: &dyn HostProbe) -> Result<Invocation, Error> {
         let accel = choose_accel(overrides.accel, self.arch, overrides.icount, probe)?;
+        let program = self.binary_path(probe)?;
         let smp = overrides.smp.unwrap_or(self.smp);
         if smp == 0 {
             return Err(err("-smp must be at least 1"));
@@ -373,7 +464,7 @@ impl Profile {
         // Several CPUs under TCG: one host thread per virtual CPU (MTTCG), so they really run
         // at once. -icount needs the single-threaded round robin.
         if accel.accel == Accel::Tcg && smp > 1 && !overrides.icount {
-            push(&["-accel", "tcg,thread=multi"]);
+            push(&["-accel", if self.mttcg { "tcg,thread=multi" } else { "tcg,thread=single" }]);
         } else {
             push(&["-accel", accel.accel.as_str()]);
         }
@@ -393,7 +484,13 @@ impl Profile {
         // (microvm has no PCI) is accepted and has no effect.
         if let (true, Some(port)) = (self.nic, overrides.host_port) {
             let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_HTTP_PORT}");
-            push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]);
+            let nic = match &self.nic_options {
+                Some(options) => format!("virtio-net-pci,netdev=n0,{options}"),
+                None => "virtio-net-pci,netdev=n0".to_string(),
+            };
+            push(&["-netdev", &netdev, "-device", &nic]);
+        } else if self.nic_options.is_some() {
+            push(&["-nic", "none"]);
         }
         if let Some(kernel) = &overrides.kernel {
             push(&["-kernel", &kernel.to_string_lossy()]);
@@ -417,7 +514,7 @@ impl Profile {
             push(&["-append", &append]);
         }
         args.extend(overrides.extra_args.iter().cloned());
-        Ok(Invocation { profile: self.clone(), program: self.binary.clone(), args, accel })
+        Ok(Invocation { profile: self.clone(), program, args, accel })
     }
 }
 
@@ -483,9 +580,9 @@ mod tests {
     #[test]
     fn shipped_profiles_parse() {
         let names: Vec<&str> = profiles().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["aarch64-virt", "x86_64-microvm", "x86_64-q35"]);
+        assert_eq!(names, ["aarch64-morello", "aarch64-virt", "x86_64-microvm", "x86_64-q35"]);
         for p in profiles() {
-            assert_eq!(p.cpu, "max");
+            assert_eq!(p.cpu, if p.name == MORELLO_AARCH64 { "morello" } else { "max" });
             assert_eq!(p.smp, 1);
             // q35 and virt have PCI for virtio-net (microvm has none); they also get the memory
             // HTTP bodies need.
@@ -498,6 +595,91 @@ mod tests {
         for arch in Arch::ALL {
             assert_eq!(profile(arch.default_profile()).unwrap().arch, arch);
         }
+    }
+
+    /// A host whose environment, PATH and files are set by the test.
+    struct LookupHost {
+        env: Option<&'static str>,
+        on_path: bool,
+        files: Vec<PathBuf>,
+    }
+
+    impl HostProbe for LookupHost {
+        fn exists(&self, path: &Path) -> bool {
+            self.files.iter().any(|f| f == path)
+        }
+        fn can_open_rw(&self, _: &Path) -> bool {
+            false
+        }
+        fn var(&self, name: &str) -> Option<String> {
+            (name == "PAPPUS_QEMU_MORELLO").then(|| self.env.map(String::from)).flatten()
+        }
+        fn on_path(&self, program: &str) -> bool {
+            self.on_path && program == "qemu-system-morello"
+        }
+        fn executable(&self, path: &Path) -> bool {
+            self.exists(path)
+        }
+        fn repo_root(&self) -> PathBuf {
+            PathBuf::from("/ci/pappus")
+        }
+    }
+
+    /// The Morello profile: `-cpu morello` on the virt board with aarch64-virt's devices, the
+    /// NIC with an empty romfile, and the emulator from $PAPPUS_QEMU_MORELLO, else PATH, else
+    /// ../shared/tools/morello/bin/ beside the repository root.
+    #[test]
+    fn morello_profile_and_its_emulator() {
+        let morello = profile(MORELLO_AARCH64).unwrap();
+        let virt = profile(DEFAULT_AARCH64).unwrap();
+        assert_eq!(
+            (morello.arch, morello.machine.as_str(), morello.cpu.as_str()),
+            (Arch::Aarch64, virt.machine.as_str(), "morello")
+        );
+        assert_eq!(
+            (&morello.devices, &morello.args, morello.nic, morello.exit),
+            (&virt.devices, &virt.args, virt.nic, virt.exit)
+        );
+
+        let fallback = PathBuf::from("/ci/pappus/../shared/tools/morello/bin/qemu-system-morello");
+        let everywhere = LookupHost {
+            env: Some("/opt/m/qemu-system-morello"),
+            on_path: true,
+            files: vec![PathBuf::from("/opt/m/qemu-system-morello"), fallback.clone()],
+        };
+        assert_eq!(morello.binary_path(&everywhere).unwrap(), "/opt/m/qemu-system-morello");
+        let path_and_fallback = LookupHost { env: None, on_path: true, files: vec![fallback.clone()] };
+        assert_eq!(morello.binary_path(&path_and_fallback).unwrap(), "qemu-system-morello");
+        let fallback_only = LookupHost { env: None, on_path: false, files: vec![fallback.clone()] };
+        assert_eq!(morello.binary_path(&fallback_only).unwrap(), fallback.to_string_lossy());
+        // A variable that names nothing is an error, not a quiet fallback.
+        let wrong_env = LookupHost { env: Some("/nope"), on_path: true, files: vec![fallback] };
+        assert!(morello.binary_path(&wrong_env).unwrap_err().0.contains("PAPPUS_QEMU_MORELLO=/nope"));
+        let nowhere = LookupHost { env: None, on_path: false, files: vec![] };
+        let e = morello.binary_path(&nowhere).unwrap_err().0;
+        assert!(
+            e.contains("$PAPPUS_QEMU_MORELLO") && e.contains("on PATH") && e.contains("shared/tools/morello/bin"),
+            "{e}"
+        );
+        assert!(morello.invocation(&Overrides::default(), &nowhere).is_err());
+        // Other profiles run their binary by name, without a lookup.
+        assert_eq!(virt.binary_path(&nowhere).unwrap(), "qemu-system-aarch64");
+
+        let overrides = Overrides { kernel: Some(PathBuf::from("K")), host_port: Some(18080), ..Overrides::default() };
+        let inv = morello.invocation(&overrides, &fallback_only).unwrap();
+        assert!(inv.program.ends_with("shared/tools/morello/bin/qemu-system-morello"), "{}", inv.program);
+        let line = inv.shell_line();
+        assert!(line.contains(" -M virt,gic-version=3 -cpu morello -accel tcg -m 512M -smp 1 "), "{line}");
+        assert!(line.contains("-semihosting-config enable=on,target=native"), "{line}");
+        assert!(inv.args.windows(2).any(|w| w == ["-device", "virtio-net-pci,netdev=n0,romfile="]), "{line}");
+        assert!(!line.contains("-nic none"), "{line}");
+        // Without a port: no default NIC (it would need the ROM too); several CPUs: one thread
+        // (the fork's tagged memory is not thread-safe under MTTCG).
+        let smp2 = Overrides { smp: Some(2), accel: AccelChoice::Tcg, ..Overrides::default() };
+        let line = morello.invocation(&smp2, &fallback_only).unwrap().shell_line();
+        assert!(line.contains("-accel tcg,thread=single -m 512M -smp 2 ") && line.contains(" -nic none"), "{line}");
+        let line = virt.invocation(&smp2, &fallback_only).unwrap().shell_line();
+        assert!(line.contains("-accel tcg,thread=multi") && !line.contains("-nic none"), "{line}");
     }
 
     #[test]

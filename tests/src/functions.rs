@@ -110,11 +110,17 @@ const COMPOSER: crate::node::Tenant = crate::node::Tenant { name: "load", token:
 /// The compositions' answers on an `arch` node with `smp` CPUs: the raw JSON bodies, in a fixed
 /// order, and the function instances each compute core ran; `None` when the QEMU suites are off.
 pub fn composition_answers(test: &str, arch: crate::Arch, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
+    composition_answers_on(test, arch.default_profile(), smp)
+}
+
+/// As [`composition_answers`], under QEMU profile `profile`.
+pub fn composition_answers_on(test: &str, profile: &str, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
     use serde_json::{Value, json};
 
-    let node = crate::node::boot_with(test, arch, &[COMPOSER], Some(smp))?;
+    let node = crate::node::boot_profile(test, profile, &[COMPOSER], Some(smp))?;
+    let arch = profile;
     let health = node.call("GET", "/healthz", b"").text();
     assert!(health.contains(&format!("\"cores\":{smp}")), "{arch:?} -smp {smp}: /healthz says {health}");
     deploy_examples(&node, COMPOSER.token, "wasm");

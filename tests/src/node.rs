@@ -53,23 +53,28 @@ pub fn boot_arch(test: &str, arch: Arch, tenants: &[Tenant<'_>]) -> Option<Node>
 
 /// As [`boot_arch`], with `smp` CPUs instead of the profile's (the ready line must count them).
 pub fn boot_with(test: &str, arch: Arch, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, &tenant_lines(tenants), smp, None, None)
+    boot_node(test, arch.default_profile(), &tenant_lines(tenants), smp, None, None)
+}
+
+/// As [`boot_with`], under QEMU profile `profile` (e.g. `aarch64-morello`).
+pub fn boot_profile(test: &str, profile: &str, tenants: &[Tenant<'_>], smp: Option<u32>) -> Option<Node> {
+    boot_node(test, profile, &tenant_lines(tenants), smp, None, None)
 }
 
 /// As [`boot_with`], with the whole boot configuration's text; the operator line
 /// ([`OPERATOR_TOKEN`]) is added unless the text has one.
 pub fn boot_with_config(test: &str, arch: Arch, config: &str, smp: Option<u32>) -> Option<Node> {
-    boot_node(test, arch, config, smp, None, None)
+    boot_node(test, arch.default_profile(), config, smp, None, None)
 }
 
 /// As [`boot`], with QEMU CPU model `cpu` (`max` has PKU under TCG, `qemu64` has not).
 pub fn boot_cpu(test: &str, cpu: &str, tenants: &[Tenant<'_>]) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, Some(cpu), None)
+    boot_node(test, Arch::X86_64.default_profile(), &tenant_lines(tenants), None, Some(cpu), None)
 }
 
 /// As [`boot_cpu`], with `smp` CPUs (MTTCG).
 pub fn boot_cpu_smp(test: &str, cpu: &str, tenants: &[Tenant<'_>], smp: u32) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), Some(smp), Some(cpu), None)
+    boot_node(test, Arch::X86_64.default_profile(), &tenant_lines(tenants), Some(smp), Some(cpu), None)
 }
 
 /// The boot configuration's `tenant` lines.
@@ -79,12 +84,12 @@ fn tenant_lines(tenants: &[Tenant<'_>]) -> String {
 
 /// As [`boot`], with words added to the kernel command line (e.g. `netfault=drop:3`).
 pub fn boot_cmdline(test: &str, tenants: &[Tenant<'_>], cmdline: &str) -> Option<Node> {
-    boot_node(test, Arch::X86_64, &tenant_lines(tenants), None, None, Some(cmdline))
+    boot_node(test, Arch::X86_64.default_profile(), &tenant_lines(tenants), None, None, Some(cmdline))
 }
 
 fn boot_node(
     test: &str,
-    arch: Arch,
+    profile: &str,
     config: &str,
     smp: Option<u32>,
     cpu: Option<&str>,
@@ -93,12 +98,9 @@ fn boot_node(
     if !qemu_tests_enabled(test) {
         return None;
     }
+    let arch = pappus_qemu::profile(profile).unwrap_or_else(|e| panic!("{e}")).arch;
     let kernel = kernel_image(arch).unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
-    let profile = match arch {
-        Arch::X86_64 => "x86_64-q35",
-        Arch::Aarch64 => "aarch64-virt",
-    };
     let mut boot =
         Boot::profile(profile).kernel(kernel).host_port(port).log_name(test).time_limit(Duration::from_secs(900));
     if let Some(cpus) = smp {

@@ -112,6 +112,7 @@ _start:
     adrp x1, {vectors}
     add x1, x1, :lo12:{vectors}
     msr vbar_el1, x1
+    bl morello_cpu_init         /* Morello: capabilities on, CVBAR as a capability (x1 kept) */
 
     ldr x1, ={stacks} + {stack_size}
     mov sp, x1

@@ -11,6 +11,7 @@
 
 mod boot;
 mod gic;
+pub mod morello;
 mod paging;
 mod percpu;
 mod selftests;
@@ -254,6 +255,13 @@ pub fn init(_info: &BootInfo) {
         platform.dtb.0,
         platform.dtb.1 - platform.dtb.0
     );
+    match (morello::present(), morello::cvbar(), morello::ddc()) {
+        (false, ..) => log::info!("morello: not a Morello CPU (ID_AA64PFR1_EL1.CE = 0); capabilities off"),
+        (true, Some(cvbar), Some(ddc)) => log::info!(
+            "morello: capabilities enabled (CPACR_EL1.CEN = 0b11), hybrid mode; CVBAR_EL1 {cvbar}; DDC {ddc}"
+        ),
+        (true, ..) => log::warn!("morello: a Morello CPU, but CPACR_EL1.CEN does not enable capabilities"),
+    }
 }
 
 fn mask_interrupts() {

@@ -33,6 +33,17 @@ const AP_READ_ONLY: u64 = 1 << 7;
 const INNER_SHAREABLE: u64 = 3 << 8;
 const ACCESSED: u64 = 1 << 10;
 const PXN: u64 = 1 << 53;
+/// Morello's hardware-use bits of a page or block descriptor (live when TCR_EL1.HPD0 and the
+/// HWU059..HWU062 bits are set): SC (bit 60) lets capabilities be stored with their tags, LC
+/// (bits 62:61) = 0b01 lets them be loaded with their tags. Without them a tagged store is a
+/// capability page permission fault and a load clears the tag.
+const MORELLO_SC: u64 = 1 << 60;
+const MORELLO_LC_LOAD: u64 = 1 << 61;
+/// TCR_EL1.HPD0 (bit 41; table descriptors' hierarchical permission bits ignored, as these
+/// tables never set them) and HWU059..HWU062 (bits 46:43) for TTBR0 walks, on Morello.
+const TCR_MORELLO: u64 = (1 << 41) | (0xf << 43);
+/// Set by [`init`] on a Morello CPU: kernel data mappings carry SC and LC.
+static CAP_PAGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 const UXN: u64 = 1 << 54;
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
@@ -69,6 +80,11 @@ impl Mapping {
             d |= UXN;
             if !self.executable {
                 d |= PXN;
+            }
+            // Kernel data on Morello: capabilities may be stored and loaded with their tags (the
+            // kernel derives sandbox capabilities and clears tags in frames it hands out).
+            if self.writable && !self.device && CAP_PAGES.load(Ordering::Relaxed) {
+                d |= MORELLO_SC | MORELLO_LC_LOAD;
             }
         }
         d
@@ -233,6 +249,7 @@ pub fn translate(virt: u64) -> Option<(u64, Mapping)> {
 
 /// Builds the kernel's tables from the device tree's RAM and switches to them.
 pub fn init() {
+    CAP_PAGES.store(super::morello::enabled(), Ordering::Relaxed);
     let root = alloc_table().unwrap_or_else(|e| panic!("page tables: {e:?}"));
     let map = |virt: u64, level: u32, m: Mapping| {
         map_at(root, virt, virt, level, m).unwrap_or_else(|e| panic!("page tables: mapping {virt:#x}: {e:?}"));
@@ -273,11 +290,12 @@ pub fn init() {
     }
 
     let pa_range = ID_AA64MMFR0_EL1.get() & 7;
+    let tcr = TCR | (pa_range << 32) | if CAP_PAGES.load(Ordering::Relaxed) { TCR_MORELLO } else { 0 };
     ROOT.store(root, Ordering::Relaxed);
     // SAFETY: the new tables map everything the kernel touches exactly as the early tables do
     // (identity, same memory types), less the guard pages and with tighter permissions; the
     // switch routine runs with the MMU off between the old and new tables.
-    unsafe { aarch64_switch_tables(root, TCR | (pa_range << 32)) };
+    unsafe { aarch64_switch_tables(root, tcr) };
     log::debug!("paging: root table at {root:#x}, PARange {pa_range}");
 }
 

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{CNTV_CTL_EL0, CNTV_CVAL_EL0, MPIDR_EL1, Readable, VBAR_EL1, Writeable};
 
+use super::morello::{self, DeriveError, PROBE_CLEAR_TAG, PROBE_SEAL};
 use super::paging::{self, Mapping};
 use super::traps::{self, AbortStatus, FaultRecord};
 use super::{UART_BASE, gic, percpu, stacks, timer};
@@ -36,6 +37,14 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "gic.sgi_wakeup", run: sgi_wakeup, on_request_only: false },
     SelfTest { name: "smp.cpus", run: smp_cpus, on_request_only: false },
     SelfTest { name: "smp.timer", run: smp_timer, on_request_only: false },
+    SelfTest { name: "morello.capabilities", run: morello_capabilities, on_request_only: false },
+    SelfTest { name: "morello.derive", run: morello_derive, on_request_only: false },
+    SelfTest { name: "morello.fault_bounds", run: morello_fault_bounds, on_request_only: false },
+    SelfTest { name: "morello.fault_tag", run: morello_fault_tag, on_request_only: false },
+    SelfTest { name: "morello.fault_seal", run: morello_fault_seal, on_request_only: false },
+    SelfTest { name: "morello.fault_permission", run: morello_fault_permission, on_request_only: false },
+    SelfTest { name: "morello.clear_registers", run: morello_clear_registers, on_request_only: false },
+    SelfTest { name: "morello.clear_tags", run: morello_clear_tags, on_request_only: false },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
     SelfTest { name: "smp.stack_overflow", run: ap_stack_overflow, on_request_only: true },
@@ -393,4 +402,196 @@ fn stack_overflow() -> Outcome {
     }
     let _ = recurse(0);
     Err("recursion ended without hitting the guard page".into())
+}
+
+/// What the Morello self-tests say on a CPU without Morello (the `morello.capabilities` test
+/// checks that such a CPU really refuses capability instructions).
+const NOT_MORELLO: &str = "skipped: not a Morello CPU";
+
+/// The detection agrees with the CPU. On Morello: ID_AA64PFR1_EL1.CE set, CPACR_EL1.CEN on,
+/// CVBAR_EL1 a tagged, unsealed capability whose value is the vector table (every exception
+/// this boot took went through it), DDC the root (tagged, base 0, every permission). Elsewhere:
+/// a capability instruction is an undefined instruction, so "not Morello" was no mistake.
+fn morello_capabilities() -> Outcome {
+    if !morello::present() {
+        // SAFETY: only the labels' addresses are taken.
+        let labels = unsafe { (addr(&morello::morello_probe_mrs_insn), addr(&morello::morello_probe_mrs_resume)) };
+        let f = fault_of(labels, || {
+            // SAFETY: on this CPU the word is undefined; the handler resumes past it.
+            unsafe { morello::morello_probe_mrs() };
+        })?;
+        check(f.class() == EC_UNKNOWN, || format!("mrs c9, ddc gave EC {:#x}, not undefined", f.class()))?;
+        return Ok(format!(
+            "not a Morello CPU: ID_AA64PFR1_EL1.CE=0 and `mrs c9, ddc` is undefined (EC {:#x})",
+            f.class()
+        ));
+    }
+    check(morello::enabled(), || "Morello CPU, but CPACR_EL1.CEN is not 0b11".into())?;
+    let cvbar = morello::cvbar().ok_or("CVBAR_EL1 unreadable")?;
+    check(cvbar.tag && !cvbar.sealed, || format!("CVBAR_EL1 is {cvbar}"))?;
+    check(cvbar.value == traps::vectors(), || {
+        format!("CVBAR_EL1 value {:#x}, vectors at {:#x}", cvbar.value, traps::vectors())
+    })?;
+    check(cvbar.perms & cheri::perms::EXECUTE != 0, || format!("CVBAR_EL1 cannot execute: {cvbar}"))?;
+    let ddc = morello::ddc().ok_or("DDC unreadable")?;
+    check(ddc.tag && !ddc.sealed && ddc.base == 0, || format!("DDC is {ddc}"))?;
+    check(ddc.perms == cheri::perms::ALL, || format!("DDC lacks permissions: {ddc}"))?;
+    Ok(format!("CE=1 CEN=0b11 CVBAR_EL1: {cvbar}; DDC: {ddc}"))
+}
+
+/// A 64-byte, 64-aligned buffer for the capability probes (read-only: a store probe that
+/// failed to fault would fault on the page instead, and the test would say so).
+#[repr(C, align(64))]
+struct ProbeBuffer([u8; 64]);
+static PROBE_BUFFER: ProbeBuffer = ProbeBuffer(*b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+
+/// Deriving a bounded capability: exact bounds, the asked-for permissions cleared and no
+/// others, unsealed; a region whose bounds Morello cannot represent exactly is refused.
+fn morello_derive() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    use cheri::perms::*;
+    let base = &raw const PROBE_BUFFER as u64;
+    let clear = ALL & !SANDBOX_DATA;
+    let cap = morello::derive(base, 64, clear).map_err(|e| format!("derive: {e:?}"))?;
+    check(cap.base == base && cap.len == 64 && cap.value == base, || format!("bounds: {cap}"))?;
+    check(cap.perms == SANDBOX_DATA, || format!("permissions {:#x}, expected {SANDBOX_DATA:#x}", cap.perms))?;
+    let code = morello::derive(base, 4096, ALL & !SANDBOX_CODE).map_err(|e| format!("derive code: {e:?}"))?;
+    check(code.perms == SANDBOX_CODE, || format!("code permissions {:#x}", code.perms))?;
+    // 2^40 + 16 bytes from an odd address: more precision than a compressed capability has.
+    let refused = morello::derive(base + 1, (1 << 40) + 16, 0);
+    check(refused == Err(DeriveError::NotRepresentable), || format!("unrepresentable bounds gave {refused:?}"))?;
+    Ok(format!("data: {cap}; code: perms {:#x}; [base+1, +2^40+16) refused as not representable", code.perms))
+}
+
+/// One probe through a derived capability that must fault with `kind` at `base + offset`.
+fn cap_fault(
+    store: bool,
+    len: u64,
+    clear_perms: u64,
+    offset: u64,
+    mode: u64,
+    kind: cheri::fault::CapFaultKind,
+) -> Result<(FaultRecord, u64), String> {
+    let base = &raw const PROBE_BUFFER as u64;
+    // SAFETY: only the labels' addresses are taken.
+    let labels = unsafe {
+        if store {
+            (addr(&morello::morello_probe_store_insn), addr(&morello::morello_probe_store_resume))
+        } else {
+            (addr(&morello::morello_probe_load_insn), addr(&morello::morello_probe_load_resume))
+        }
+    };
+    let f = fault_of(labels, || {
+        // SAFETY: capabilities are enabled (the callers check `present`); the probe's one access
+        // faults and the handler resumes past it; nothing is written.
+        unsafe {
+            if store {
+                morello::morello_probe_store(base, len, clear_perms, offset, mode);
+            } else {
+                morello::morello_probe_load(base, len, clear_perms, offset, mode);
+            }
+        }
+    })?;
+    let decoded = cheri::fault::decode(f.esr);
+    let access = if store { cheri::fault::Access::Write } else { cheri::fault::Access::Read };
+    let want = cheri::fault::CapException::Fault { kind, access, lower_el: false };
+    check(decoded == Some(want), || format!("ESR {:#x} decodes to {decoded:?}, expected {want:?}", f.esr))?;
+    check(f.far == base + offset, || format!("FAR {:#x}, expected {:#x}", f.far, base + offset))?;
+    Ok((f, base))
+}
+
+fn describe(f: &FaultRecord) -> String {
+    let cap = cheri::fault::decode(f.esr).map(|c| format!("{c}")).unwrap_or_default();
+    format!("ESR={:#x} FAR={:#x} ({cap})", f.esr, f.far)
+}
+
+/// A load one byte past a 16-byte capability's bound is a capability bounds fault (and the
+/// last byte inside it loads).
+fn morello_fault_bounds() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    let base = &raw const PROBE_BUFFER as u64;
+    // SAFETY: capabilities are enabled; offset 15 is inside the bounds, so the load completes.
+    let last = unsafe { morello::morello_probe_load(base, 16, 0, 15, 0) };
+    check(last == u64::from(b'f'), || format!("the last byte in bounds read {last:#x}, not 'f'"))?;
+    let (f, _) = cap_fault(false, 16, 0, 16, 0, cheri::fault::CapFaultKind::Bounds)?;
+    Ok(format!("byte 15 read {last:#x}; byte 16: {}", describe(&f)))
+}
+
+/// A load through a capability whose tag was cleared is a tag fault.
+fn morello_fault_tag() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    let (f, _) = cap_fault(false, 16, 0, 0, PROBE_CLEAR_TAG, cheri::fault::CapFaultKind::Tag)?;
+    Ok(describe(&f))
+}
+
+/// A load through a sealed capability is a seal fault.
+fn morello_fault_seal() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    let (f, _) = cap_fault(false, 16, 0, 0, PROBE_SEAL, cheri::fault::CapFaultKind::Seal)?;
+    Ok(describe(&f))
+}
+
+/// A load through a capability without Load, and a store through one without Store, are
+/// permission faults.
+fn morello_fault_permission() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    use cheri::fault::CapFaultKind::Permission;
+    let (load, _) = cap_fault(false, 16, cheri::perms::LOAD, 0, 0, Permission)?;
+    let (store, _) = cap_fault(true, 16, cheri::perms::STORE, 0, 0, Permission)?;
+    Ok(format!("load: {}; store: {}", describe(&load), describe(&store)))
+}
+
+/// Clearing every capability register leaves none tagged; without the clear, all were (so the
+/// check can see a tag).
+fn morello_clear_registers() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    const C2_TO_C30: u64 = 0x7fff_fffc;
+    let filled = morello::clear_probe(false).ok_or("capabilities off")?;
+    check(filled == C2_TO_C30, || format!("after filling, tagged mask {filled:#x}, expected {C2_TO_C30:#x}"))?;
+    let cleared = morello::clear_probe(true).ok_or("capabilities off")?;
+    check(cleared == 0, || format!("after clearing, c<n> still tagged for mask {cleared:#x}"))?;
+    Ok(format!("tagged before the clear: {filled:#x} (c2..c30); after: {cleared:#x}"))
+}
+
+/// A frame with tagged capabilities stored in it (kernel data pages allow that on Morello) has
+/// none left after [`morello::clear_tags`], as the engine will clear every frame it hands a
+/// sandbox; the count before proves the check sees tags.
+fn morello_clear_tags() -> Outcome {
+    if !morello::present() {
+        return Ok(NOT_MORELLO.into());
+    }
+    let frame = mm::alloc_frame().ok_or("no frame")?;
+    let base = super::phys_to_virt(frame) as u64;
+    let result = (|| {
+        // SAFETY: the frame was just allocated for this test and is mapped kernel data.
+        unsafe { morello::clear_tags(base, 4096) };
+        let clean = morello::tags_in(base, 4096).ok_or("capabilities off")?;
+        check(clean == 0, || format!("{clean} tags in a zeroed frame"))?;
+        let slots = [0u64, 16, 1024, 4080];
+        for off in slots {
+            // SAFETY: 16 bytes of the test's own frame.
+            unsafe { morello::store_capability(base + off) }.map_err(|e| format!("store: {e:?}"))?;
+        }
+        let stored = morello::tags_in(base, 4096).ok_or("capabilities off")?;
+        check(stored == slots.len() as u64, || format!("{stored} tags after storing {}", slots.len()))?;
+        // SAFETY: as above.
+        unsafe { morello::clear_tags(base, 4096) };
+        let after = morello::tags_in(base, 4096).ok_or("capabilities off")?;
+        check(after == 0, || format!("{after} tags left after clear_tags"))?;
+        Ok(format!("frame {frame:#x}: {stored} tagged capabilities stored, {after} after clear_tags"))
+    })();
+    mm::free_frame(frame).map_err(|e| format!("{e}"))?;
+    result
 }

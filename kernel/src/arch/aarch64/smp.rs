@@ -88,6 +88,7 @@ ap_entry:
     adrp x1, {vectors}
     add x1, x1, :lo12:{vectors}
     msr vbar_el1, x1
+    bl morello_cpu_init         /* Morello: capabilities on, CVBAR as a capability */
     ldr x1, [x20, #24]          /* stack_top */
     mov sp, x1
     mov x29, xzr

@@ -113,8 +113,8 @@ trap_common:
     mov x0, sp
     bl {dispatch}
     ldp x1, x2, [sp, #256]
-    msr elr_el1, x1
     msr spsr_el1, x2
+    bl morello_set_elr          /* ELR_EL1 = x1; on Morello through CELR_EL1, kept tagged */
     ldp x0, x1, [sp]
     ldp x2, x3, [sp, #16]
     ldp x4, x5, [sp, #32]
@@ -292,6 +292,8 @@ pub fn class_name(ec: u64) -> &'static str {
         0x24 => "data abort from a lower EL",
         0x25 => "data abort from the same EL",
         0x26 => "SP alignment fault",
+        0x29 => "capability instruction trapped (Morello)",
+        0x2a => "capability system register access trapped (Morello)",
         0x2c => "trapped floating-point exception",
         0x2f => "SError interrupt",
         0x30 => "breakpoint from a lower EL",
@@ -357,6 +359,9 @@ impl core::fmt::Display for AbortStatus {
             0x10 => f.write_str("synchronous external abort"),
             0x21 => f.write_str("alignment fault"),
             0x30 => f.write_str("TLB conflict abort"),
+            0x28..=0x2c => {
+                f.write_str(cheri::fault::CapFaultKind::from_status(code).map_or("capability fault", |k| k.name()))
+            }
             _ => write!(f, "fault status {code:#x}"),
         }
     }
@@ -387,6 +392,11 @@ fn report(frame: &TrapFrame, headline: &str) {
         };
         let far_note = if iss & (1 << 10) != 0 { ", FAR not valid" } else { "" };
         console::emergency_println(format_args!("  abort: {}, {access}{far_note}", AbortStatus(iss)));
+    }
+    // Morello: a capability check that failed (tag, seal, bounds, permission), or a capability
+    // instruction or register trapped.
+    if let Some(cap) = cheri::fault::decode(f.esr) {
+        console::emergency_println(format_args!("  capability: {cap}"));
     }
     if f.kind == KIND_STACK_OVERFLOW {
         console::emergency_println(format_args!(
