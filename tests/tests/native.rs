@@ -1,6 +1,6 @@
-//! Native functions (x86_64 static PIE built with the SDK's native transport) over HTTP: the
-//! same answers as their wasm builds, on a CPU with PKU (`-cpu max`) and without (`-cpu
-//! qemu64`); hostile native functions each end with the right error class while the node
+//! Native functions (x86_64 and aarch64 static PIE built with the SDK's native transport) over
+//! HTTP: the same answers as their wasm builds, on a CPU with PKU (`-cpu max`) and without
+//! (`-cpu qemu64`), and on aarch64 (`paging` at EL0); hostile native functions each end with the right error class while the node
 //! keeps serving.
 
 use std::collections::BTreeMap;
@@ -10,9 +10,9 @@ use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use pappus_tests::node::{Node, Response, Tenant, boot_cpu, boot_cpu_smp};
+use pappus_tests::node::{Node, Response, Tenant, boot_arch, boot_cpu, boot_cpu_smp};
 use pappus_tests::sets::{Answer, decode, item, matmul_case};
-use pappus_tests::{functions, workspace_root};
+use pappus_tests::{Arch, functions, workspace_root};
 use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "nat", token: "native-token-0123456789abcd" };
@@ -40,14 +40,19 @@ fn invoke(node: &Node, name: &str, sets: &Value) -> Answer {
     decode(&r.body)
 }
 
-/// Registers matmul and wordcount for wasm and for `engine`.
+/// Registers matmul and wordcount for wasm and for `engine` (x86_64 images).
 fn register_examples(node: &Node, engine: &str) {
+    register_examples_for(node, Arch::X86_64, engine)
+}
+
+/// Registers matmul and wordcount for wasm and for `engine`, native images built for `arch`.
+fn register_examples_for(node: &Node, arch: Arch, engine: &str) {
     let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000";
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
     register(node, "matmul_wasm", "wasm", matmul_q, &functions::wasm("matmul"));
-    register(node, "matmul_native", engine, matmul_q, &functions::native("matmul"));
+    register(node, "matmul_native", engine, matmul_q, &functions::native_for("matmul", arch));
     register(node, "wordcount_wasm", "wasm", wc_q, &functions::wasm("wordcount"));
-    register(node, "wordcount_native", engine, wc_q, &functions::native("wordcount"));
+    register(node, "wordcount_native", engine, wc_q, &functions::native_for("wordcount", arch));
 }
 
 /// Checks that the native and wasm builds agree on real inputs (and with the host, for matmul).
@@ -108,6 +113,21 @@ fn native_matches_wasm_without_pku() {
     let baseline = node.baseline();
     same_answers(&node, "paging");
     node.assert_healthy(baseline, "native functions on -cpu qemu64");
+}
+
+/// aarch64: native images on the `paging` engine (EL0, a translation table and ASID per
+/// sandbox) agree with their wasm builds, run after run, and leave the node as it was.
+#[test]
+fn native_matches_wasm_on_aarch64() {
+    let Some(node) = boot_arch("native_matches_wasm_on_aarch64", Arch::Aarch64, &[TENANT]) else { return };
+    for engine in ["native", "paging"] {
+        register_examples_for(&node, Arch::Aarch64, engine);
+        same_answers(&node, engine);
+    }
+    let baseline = node.baseline();
+    same_answers(&node, "paging");
+    same_answers_again(&node);
+    node.assert_healthy(baseline, "native functions on aarch64");
 }
 
 /// Runs the native functions a few more times: sandboxes are torn down and rebuilt each time.
