@@ -96,16 +96,22 @@ pub fn native_for(name: &str, arch: crate::Arch) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A hostile native function (`tests/native-hostile/hostile.rs` built with `--cfg
-/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+/// A hostile native x86_64 function; see [`hostile_native_for`].
 pub fn hostile_native(case: &str) -> Vec<u8> {
+    hostile_native_for(case, crate::Arch::X86_64)
+}
+
+/// A hostile native function for `arch` (`tests/native-hostile/hostile.rs` built with `--cfg
+/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+pub fn hostile_native_for(case: &str, arch: crate::Arch) -> Vec<u8> {
     let source = workspace_root().join("tests/native-hostile/hostile.rs");
-    let dir = crate::target_dir().join("native-hostile");
+    let native = native_arch(arch);
+    let dir = crate::target_dir().join("native-hostile").join(native.name());
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{case}.elf"));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2024", "--crate-type", "bin", "--target", NATIVE_TARGET])
+        .args(["--edition", "2024", "--crate-type", "bin", "--target", native.target()])
         .args(["-C", "relocation-model=pie", "-C", "opt-level=1", "-C", "panic=abort"])
         .args(["-C", "linker=rust-lld", "-C", "linker-flavor=ld.lld"])
         .args(["-C", "link-arg=-static", "-C", "link-arg=-pie", "-C", "link-arg=--no-dynamic-linker"])
@@ -117,7 +123,7 @@ pub fn hostile_native(case: &str) -> Vec<u8> {
         .arg(&source)
         .status()
         .unwrap_or_else(|e| panic!("rustc: {e}"));
-    assert!(status.success(), "building hostile case {case} failed");
+    assert!(status.success(), "building hostile case {case} for {} failed", native.name());
     std::fs::read(&out).unwrap()
 }
 

@@ -144,10 +144,29 @@ fn same_answers_again(node: &Node) {
 /// `engine`, and checks the hostile run ends with `status` and `code` (and `cause` in the
 /// message), twice, while the neighbour keeps its answers and the node its memory.
 fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    hostile_on(test, Arch::X86_64, cpu, engine, case, status, code, cause)
+}
+
+/// Kernel addresses the hostile cases use on `arch` (tests/native-hostile/hostile.rs), none of
+/// which may reach a message: x86_64's upper half, aarch64's identity-mapped RAM.
+fn leaks_kernel_address(arch: Arch, message: &str) -> bool {
+    match arch {
+        Arch::X86_64 => message.to_lowercase().contains("0xffff"),
+        Arch::Aarch64 => ["0x40100000", "0x40100001", "0x40200000"].iter().any(|a| message.contains(a)),
+    }
+}
+
+/// [`hostile`] on an `arch` node (`cpu` is the x86_64 CPU model; aarch64 boots `-cpu max`).
+#[allow(clippy::too_many_arguments)]
+fn hostile_on(test: &str, arch: Arch, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
+    let node = match arch {
+        Arch::X86_64 => boot_cpu(test, cpu, &[TENANT]),
+        Arch::Aarch64 => boot_arch(test, arch, &[TENANT]),
+    };
+    let Some(node) = node else { return };
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
-    register(&node, "neighbour", engine, wc_q, &functions::native("wordcount"));
-    let image = functions::hostile_native(case);
+    register(&node, "neighbour", engine, wc_q, &functions::native_for("wordcount", arch));
+    let image = functions::hostile_native_for(case, arch);
     let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=200";
     let neighbour = |node: &Node| {
         let out = invoke(node, "neighbour", &json!({"texts": [item("t", b"the cat and the hat")]}));
@@ -173,7 +192,7 @@ fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &
             let message = v["error"]["message"].as_str().unwrap();
             assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
             // No kernel address reaches the caller (faults at or on kernel addresses say so).
-            assert!(!message.to_lowercase().contains("0xffff"), "{case}: a kernel address in {message:?}");
+            assert!(!leaks_kernel_address(arch, message), "{case}: a kernel address in {message:?}");
         }
     };
     check(&node);
@@ -251,6 +270,94 @@ hostile_tests! {
     abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
     image_larger_than_its_memory: "huge_bss" => 500, "out_of_memory", "the image needs";
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
+}
+
+/// The hostile suite on aarch64 (`paging` at EL0): the same harness, the aarch64 cases and the
+/// exception classes they end with.
+macro_rules! hostile_tests_aarch64 {
+    ($($name:ident: $case:literal => $status:literal, $code:literal, $cause:literal;)*) => {
+        mod aarch64 {
+            use super::{Arch, hostile_on};
+            $(#[test]
+            fn $name() {
+                hostile_on(concat!("native_hostile_aarch64_", stringify!($name)), Arch::Aarch64, "max", "native", $case, $status, $code, $cause);
+            })*
+        }
+    };
+}
+
+hostile_tests_aarch64! {
+    read_another_sandbox: "read_other" => 500, "function_trap", "memory_out_of_bounds";
+    write_another_sandbox: "write_other" => 500, "function_trap", "translation fault at level 1, write";
+    read_kernel_memory: "read_kernel" => 500, "function_trap", "address kernel address: permission fault";
+    write_kernel_memory: "write_kernel" => 500, "function_trap", "write";
+    unaligned_read_of_kernel_memory: "unaligned_kernel" => 500, "function_trap", "address kernel address: permission fault";
+    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "instruction abort (ESR";
+    forged_code_in_data_is_not_executable: "forged_code" => 500, "function_trap", "instruction fetch";
+    writing_its_own_code: "write_own_code" => 500, "function_trap", "permission fault at level 3, write";
+    svc_with_another_number: "syscall_other" => 500, "function_trap", "syscall number 1";
+    svc_with_another_immediate: "svc_other_immediate" => 500, "function_trap", "invalid_instruction";
+    brk: "brk" => 500, "function_trap", "BRK instruction";
+    mrs_of_an_el1_register: "mrs_sctlr" => 500, "function_trap", "undefined instruction";
+    msr_ttbr0: "msr_ttbr0" => 500, "function_trap", "undefined instruction";
+    msr_vbar: "msr_vbar" => 500, "function_trap", "undefined instruction";
+    msr_daif: "msr_daif" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    mrs_of_the_counter: "mrs_counter" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    msr_of_the_timer: "msr_timer" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    eret: "eret" => 500, "function_trap", "undefined instruction";
+    forged_exception_return: "forged_eret" => 500, "function_trap", "undefined instruction";
+    hvc: "hvc" => 500, "function_trap", "undefined instruction";
+    smc: "smc" => 500, "function_trap", "undefined instruction";
+    dc_civac: "dc_civac" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    dc_zva_on_kernel_memory: "dc_zva_kernel" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    ic_iallu: "ic_iallu" => 500, "function_trap", "undefined instruction";
+    tlbi: "tlbi" => 500, "function_trap", "undefined instruction";
+    wfi: "wfi" => 500, "function_trap", "trapped WFI/WFE";
+    unaligned_exclusive_load: "unaligned_exclusive" => 500, "function_trap", "alignment fault";
+    unaligned_pc: "unaligned_pc" => 500, "function_trap", "not 4-byte aligned";
+    infinite_loop_times_out: "infinite_loop" => 504, "timeout", "200 ms";
+    stack_overflow_hits_the_guard: "stack_overflow" => 500, "function_trap", "stack_overflow";
+    touching_all_its_memory_is_allowed: "touch_all_memory" => 200, "", "";
+    output_to_an_undeclared_set: "output_undeclared_set" => 500, "bad_output", "output set index 3";
+    output_with_reserved_flags: "output_reserved_flags" => 500, "bad_output", "reserved bits";
+    output_data_in_kernel_memory: "output_data_in_kernel" => 500, "function_trap", "item data at kernel address";
+    output_name_not_utf8: "output_name_not_utf8" => 500, "bad_output", "not UTF-8";
+    output_table_outside_the_sandbox: "output_table_elsewhere" => 500, "function_trap", "output table";
+    output_count_over_the_limit: "output_count_huge" => 500, "bad_output", "more than 65536 output items";
+    output_data_over_the_limit: "output_data_huge" => 500, "bad_output", "the limit is 67108864 bytes";
+    output_with_a_key_is_allowed: "output_keyed" => 200, "", "";
+    abort_with_a_message: "abort_with_message" => 500, "function_aborted", "boom: the function failed";
+    abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
+    image_larger_than_its_memory: "huge_bss" => 500, "out_of_memory", "the image needs";
+    exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
+}
+
+/// aarch64: TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV and the vector registers as one run left
+/// them are not what the next run finds (all zero), and a long run's general and vector
+/// registers survive its preemptions (its answer is the host's).
+#[test]
+fn registers_reset_between_runs_on_aarch64() {
+    let test = "registers_reset_between_runs_on_aarch64";
+    let Some(node) = boot_arch(test, Arch::Aarch64, &[TENANT]) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=120000";
+    for case in ["leave_state", "read_state", "long_loop"] {
+        register(&node, case, "native", query, &functions::hostile_native_for(case, Arch::Aarch64));
+    }
+    let state = |node: &Node| -> Vec<u64> {
+        let out = invoke(node, "read_state", &json!({"in": [item("x", b"x")]}));
+        out["out"][0].1.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    assert_eq!(state(&node), [0; 6], "a fresh node");
+    let r = invoke_raw(&node, "leave_state", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(state(&node), [0; 6], "TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV, v0-v31 after a run that set them");
+    let before = node.metric("pappus_preemptions_total");
+    let out = invoke(&node, "long_loop", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(out["out"][0].1, long_loop_answer(), "the long loop's registers after its preemptions");
+    let preempted = node.metric("pappus_preemptions_total") - before;
+    eprintln!("{test}: the long loop was preempted {preempted} times");
+    assert!(preempted > 0, "the long loop was never preempted");
+    assert_eq!(state(&node), [0; 6], "after a preempted run");
 }
 
 /// Nothing of one run is left for the next in the pages a slot or pooled space keeps between

@@ -340,6 +340,9 @@ impl AddressSpace {
     /// zero when `zero_ok(page)` says they lie in a lazily mapped region; otherwise `None`.
     pub fn read(&mut self, addr: u64, len: u64, zero_ok: impl Fn(u64) -> bool) -> Option<Vec<u8>> {
         let end = addr.checked_add(len)?;
+        if len == 0 {
+            return Some(Vec::new()); // nothing to read, wherever it points (as on x86_64)
+        }
         if addr < USER_START || end > USER_END {
             return None;
         }
