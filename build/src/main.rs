@@ -267,7 +267,8 @@ fn test(args: &Args) -> Result {
             // architecture a parameter); without an x86_64 kernel, run their aarch64 ones.
             suites.push(suite("qemu functions and native (aarch64)", || {
                 let mut command = cargo();
-                command.args(["test", "--no-fail-fast", "-p", "pappus-tests", "--test", "functions", "--test", "native"]);
+                command.args(["test", "--no-fail-fast", "-p", "pappus-tests"]);
+                command.args(["--test", "functions", "--test", "native"]);
                 command.args(["--", "--test-threads=1", "aarch64"]);
                 command.env(pappus_tests::QEMU_TESTS_ENV, "1");
                 for (arch, kernel) in &kernels {

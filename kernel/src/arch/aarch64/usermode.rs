@@ -32,7 +32,7 @@ use crate::smp::MAX_CPUS;
 /// what an exception from EL0 saved (a preemption's resume point, or the exit call's
 /// registers). A fresh run starts from [`UserRegs::start`]: every other register zero.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct UserRegs {
     pub x: [u64; 31],
     pub sp: u64,
@@ -59,12 +59,6 @@ const _: () = {
     assert!(offset_of!(UserRegs, tpidrro_el0) == REGS_TPIDR + 8 && offset_of!(UserRegs, fpcr) == REGS_FPCR);
     assert!(offset_of!(UserRegs, fpsr) == REGS_FPCR + 8 && offset_of!(UserRegs, v) == REGS_V);
 };
-
-impl Default for UserRegs {
-    fn default() -> Self {
-        Self { x: [0; 31], sp: 0, pc: 0, pstate: 0, tpidr_el0: 0, tpidrro_el0: 0, fpcr: 0, fpsr: 0, v: [0; 32] }
-    }
-}
 
 impl UserRegs {
     /// A fresh run's registers: PC at `entry`, SP at `stack_top` (16-byte aligned), x0 =
