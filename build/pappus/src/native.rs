@@ -106,3 +106,23 @@ fn rust_lld(dir: &Path) -> Result<PathBuf, String> {
     let host = std::env::consts::ARCH.to_string() + "-unknown-linux-gnu";
     Ok(PathBuf::from(sysroot).join("lib/rustlib").join(host).join("bin/rust-lld"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_arch_names_its_native_target() {
+        for (name, arch, target) in [
+            ("x86_64", NativeArch::X86_64, "x86_64-unknown-linux-gnu"),
+            ("aarch64", NativeArch::Aarch64, "aarch64-unknown-none"),
+        ] {
+            assert_eq!(NativeArch::from_name(name), Some(arch));
+            assert_eq!(arch.name(), name);
+            assert_eq!(arch.target(), target);
+        }
+        for other in ["", "arm64", "riscv64", "X86_64"] {
+            assert_eq!(NativeArch::from_name(other), None, "{other:?}");
+        }
+    }
+}
