@@ -465,6 +465,44 @@ unsafe fn aarch64_cases(sys: *const u64) {
             STATE = [tpidr, tpidrro, fpcr, fpsr, nzcv, v];
             exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const STATE) as u64, 48]);
         }
+        #[cfg(case = "residue")]
+        {
+            // As the x86_64 case: the nonzero words this run finds in the pages a pooled space
+            // keeps between runs (its stack's top page below its own frame, its heap's first
+            // page, and past 512 bytes its system data page when its input set is empty); then
+            // it fills that part of the stack and the heap's first page for whoever runs next.
+            let mut found = 0u64;
+            let sp: u64;
+            asm!("mov {}, sp", out(reg) sp);
+            let page = sp & !0xfff;
+            let end = sp - 256;
+            let mut at = page;
+            while at < end {
+                found += u64::from(core::ptr::read_volatile(at as *const u64) != 0);
+                at += 8;
+            }
+            let sets = sys.add(2).read();
+            let descs = sys.add(3).read() as *const u64;
+            if sets == 0 || descs.add(2).read() == 0 {
+                for i in (512..4096).step_by(8) {
+                    found += u64::from(core::ptr::read_volatile((sys as *const u8).add(i).cast::<u64>()) != 0);
+                }
+            }
+            let heap = sys.add(6).read();
+            for i in (0..4096).step_by(8) {
+                found += u64::from(core::ptr::read_volatile((heap + i) as *const u64) != 0);
+            }
+            let mut at = page;
+            while at < end {
+                core::ptr::write_volatile(at as *mut u64, 0x5a5a_5a5a_5a5a_5a5a);
+                at += 8;
+            }
+            for i in (0..4096).step_by(8) {
+                core::ptr::write_volatile((heap + i) as *mut u64, 0xa5a5_a5a5_a5a5_a5a5);
+            }
+            OUT[0] = found;
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 8]);
+        }
         #[cfg(case = "touch_all_memory")]
         {
             // Every byte of the heap, written, then the stack below us.

@@ -366,8 +366,22 @@ fn registers_reset_between_runs_on_aarch64() {
 /// every run counts the nonzero words it finds there, and finds none; and the pages kept are
 /// no leak.
 fn nothing_is_left_for_the_next_run(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
-    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &functions::hostile_native("residue"));
+    nothing_is_left_for_the_next_run_on(test, Arch::X86_64, cpu, engine)
+}
+
+/// A node of `arch` (`cpu`: the x86_64 CPU model; aarch64 boots `-cpu max`), with `smp` CPUs.
+fn boot_on(test: &str, arch: Arch, cpu: &str, smp: Option<u32>) -> Option<Node> {
+    match (arch, smp) {
+        (Arch::X86_64, None) => boot_cpu(test, cpu, &[TENANT]),
+        (Arch::X86_64, Some(smp)) => boot_cpu_smp(test, cpu, &[TENANT], smp),
+        (Arch::Aarch64, smp) => pappus_tests::node::boot_with(test, arch, &[TENANT], smp),
+    }
+}
+
+fn nothing_is_left_for_the_next_run_on(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = boot_on(test, arch, cpu, None) else { return };
+    let residue = functions::hostile_native_for("residue", arch);
+    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &residue);
     let found = |sets: &Value, what: &str| -> u64 {
         let answer = invoke(&node, "residue", sets);
         let out = &answer["out"];
@@ -394,16 +408,22 @@ fn nothing_is_left_for_the_next_run_paging() {
     nothing_is_left_for_the_next_run("native_nothing_left_paging", "qemu64", "paging");
 }
 
+#[test]
+fn nothing_is_left_for_the_next_run_on_aarch64() {
+    nothing_is_left_for_the_next_run_on("native_nothing_left_aarch64", Arch::Aarch64, "max", "native");
+}
+
 /// 64 instances of a native function that computes for a while, fanned out by a composition
 /// (`each`): every instance's output is its own input's, nothing mixed; more instances than
 /// protection keys wait for keys (on one core they also queue).
 fn sixty_four_instances(test: &str, cpu: &str, engine: &str, smp: Option<u32>) -> Option<Node> {
-    let node = match smp {
-        None => boot_cpu(test, cpu, &[TENANT])?,
-        Some(smp) => boot_cpu_smp(test, cpu, &[TENANT], smp)?,
-    };
+    sixty_four_instances_on(test, Arch::X86_64, cpu, engine, smp)
+}
+
+fn sixty_four_instances_on(test: &str, arch: Arch, cpu: &str, engine: &str, smp: Option<u32>) -> Option<Node> {
+    let node = boot_on(test, arch, cpu, smp)?;
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=20000";
-    register(&node, "wordcount", engine, wc_q, &functions::native("wordcount"));
+    register(&node, "wordcount", engine, wc_q, &functions::native_for("wordcount", arch));
     let source = "function wordcount (texts) => (counts);\n\
                   composition fan (texts) => (counts) { wordcount (texts = each texts) => (counts = counts); }\n";
     let r = send(&node, "PUT", "/v1/compositions/fan", &[], source.as_bytes());
@@ -450,7 +470,11 @@ fn sixty_four_paging_instances_complete_unmixed() {
 /// Compute cores run sandboxes at the same time: per core, its own session, trap stack,
 /// `syscall` MSRs and PKRU; under MPK, live sandboxes on different cores hold different keys.
 fn on_four_cpus(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = sixty_four_instances(test, cpu, engine, Some(4)) else { return };
+    on_four_cpus_of(test, Arch::X86_64, cpu, engine)
+}
+
+fn on_four_cpus_of(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = sixty_four_instances_on(test, arch, cpu, engine, Some(4)) else { return };
     let metrics = node.metrics().text();
     let busy = (1..4)
         .filter(|cpu| {
@@ -459,6 +483,18 @@ fn on_four_cpus(test: &str, cpu: &str, engine: &str) {
         })
         .count();
     assert!(busy >= 2, "the sandboxes ran on {busy} compute core(s):\n{metrics}");
+}
+
+#[test]
+fn sixty_four_instances_complete_unmixed_on_aarch64() {
+    sixty_four_instances_on("sixty_four_instances_complete_unmixed_on_aarch64", Arch::Aarch64, "max", "native", None);
+}
+
+/// aarch64 compute cores run EL0 sandboxes at the same time (each its own ASID; teardown's
+/// TLB invalidation is broadcast).
+#[test]
+fn sixty_four_instances_on_four_aarch64_cpus() {
+    on_four_cpus_of("sixty_four_instances_on_four_aarch64_cpus", Arch::Aarch64, "max", "native");
 }
 
 /// More compute cores than protection keys (19 against 15): sandboxes beyond the 15th wait for
@@ -487,13 +523,17 @@ fn sixty_four_paging_instances_on_four_cpus() {
 /// their messages, allocation within and beyond the heap, chunked reads, set names, deep
 /// recursion into the stack guard, keys kept.
 fn sdk_probe(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    sdk_probe_on(test, Arch::X86_64, cpu, engine)
+}
+
+fn sdk_probe_on(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = boot_on(test, arch, cpu, None) else { return };
     register(
         &node,
         "probe",
         engine,
         "inputs=cmds&outputs=out,extra&memory=4MiB&timeout_ms=5000",
-        &functions::native("sdk_probe"),
+        &functions::native_for("sdk_probe", arch),
     );
     let run = |name: &str, data: &[u8]| invoke_raw(&node, "probe", &json!({"cmds": [item(name, data)]}));
     let fails = |name: &str, data: &[u8], code: &str, cause: &str| {
@@ -541,6 +581,11 @@ fn sdk_probe_under_mpk() {
 #[test]
 fn sdk_probe_under_paging() {
     sdk_probe("sdk_probe_under_paging", "qemu64", "paging");
+}
+
+#[test]
+fn sdk_probe_on_aarch64() {
+    sdk_probe_on("sdk_probe_on_aarch64", Arch::Aarch64, "max", "native");
 }
 
 /// 64 clients at once, each invoking a native word count over its own text (a word only it has,
