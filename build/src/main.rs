@@ -263,12 +263,12 @@ fn test(args: &Args) -> Result {
             util::run(command)
         }));
         if arches == [Arch::Aarch64] {
-            // The functions and native suites hold both architectures' tests (shared code, the
-            // architecture a parameter); without an x86_64 kernel, run their aarch64 ones.
-            suites.push(suite("qemu functions and native (aarch64)", || {
+            // The functions, native and CLI suites hold both architectures' tests (shared code,
+            // the architecture a parameter); without an x86_64 kernel, run their aarch64 ones.
+            suites.push(suite("qemu functions, native and cli (aarch64)", || {
                 let mut command = cargo();
                 command.args(["test", "--no-fail-fast", "-p", "pappus-tests"]);
-                command.args(["--test", "functions", "--test", "native"]);
+                command.args(["--test", "functions", "--test", "native", "-p", "pappus", "--test", "cli"]);
                 command.args(["--", "--test-threads=1", "aarch64"]);
                 command.env(pappus_tests::QEMU_TESTS_ENV, "1");
                 for (arch, kernel) in &kernels {
