@@ -49,6 +49,7 @@ const TESTS: &[SelfTest] = &[
         on_request_only: false,
     },
     SelfTest { name: "usermode.pan", run: super::usermode_selftests::pan, on_request_only: false },
+    SelfTest { name: "usermode.pxn", run: super::usermode_selftests::pxn, on_request_only: false },
     SelfTest { name: "trap.unexpected", run: unexpected_fault, on_request_only: true },
     SelfTest { name: "trap.stack_overflow", run: stack_overflow, on_request_only: true },
     SelfTest { name: "smp.stack_overflow", run: ap_stack_overflow, on_request_only: true },

@@ -1,11 +1,13 @@
 //! Self-tests of EL0: a code page that exits through `svc #0` with its registers checked and
 //! nothing of it left for the next run, faults and forbidden instructions at EL0 that end the
 //! run (with the exception class, PC and address) instead of the kernel, a preemption by the
-//! timer that resumes where it stopped, and PAN: the kernel itself cannot read a user page.
+//! timer that resumes where it stopped, PAN: the kernel itself cannot read a user page, and
+//! PXN: nor run one.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::arch::global_asm;
 
 use super::traps::{self, esr_class};
 use super::usermode::{self, Exit, ExtendedState, Session, Tick, UserRegs};
@@ -216,4 +218,42 @@ pub fn pan() -> Outcome {
         format!("EC {:#x} ESR {:#x} FAR {:#x}", fault.class(), fault.esr, fault.far)
     })?;
     Ok(format!("a kernel read of a user page faults: ESR {:#x} (permission fault)", fault.esr))
+}
+
+global_asm!(
+    r#"
+    .section .text.usermode_selftests, "ax"
+    /* x0 = an address to call from EL1; a fault there resumes at the label after the call. */
+    .global pappus_probe_exec, pappus_probe_exec_resume
+pappus_probe_exec:
+    stp x29, x30, [sp, #-16]!
+    blr x0
+pappus_probe_exec_resume:
+    ldp x29, x30, [sp], #16
+    ret
+    "#
+);
+
+unsafe extern "C" {
+    fn pappus_probe_exec(target: u64);
+    static pappus_probe_exec_resume: u8;
+}
+
+pub fn pxn() -> Outcome {
+    // `svc #0` in a user code page: executable at EL0, never at EL1.
+    let space = space_with(&[0xd400_0001])?;
+    let previous = space.activate();
+    // SAFETY: only the label's address is used.
+    let resume = traps::label(unsafe { &pappus_probe_exec_resume });
+    traps::expect_fault(CODE, resume);
+    // SAFETY: the call faults at its first instruction (PXN) and resumes after the call; were
+    // it to run, `svc` from EL1 would be an unexpected exception, reported as a kernel fault.
+    unsafe { pappus_probe_exec(CODE) };
+    let fault = traps::take_fault();
+    AddressSpace::deactivate(previous);
+    let fault = fault.ok_or("the kernel ran a user page")?;
+    check(fault.class() == 0x21 && fault.elr == CODE && fault.esr & 0x3c == 0x0c, || {
+        format!("EC {:#x} ESR {:#x} ELR {:#x}", fault.class(), fault.esr, fault.elr)
+    })?;
+    Ok(format!("a kernel call into a user code page faults: ESR {:#x} (instruction abort, permission)", fault.esr))
 }
