@@ -4,7 +4,10 @@
 //! Suite `boot`: boot each profile with `-icount shift=0` (TCG), without `test`, and read the
 //! kernel's `PAPPUS READY boot_ticks=...` line. Under icount a guest instruction is one TSC tick
 //! (x86) and one nanosecond of virtual time (aarch64, whose counter runs at `tick_hz`), so the
-//! figure is an exact instruction count from the kernel's first instruction to ready.
+//! figure is an exact instruction count from the kernel's first instruction to ready (on
+//! aarch64 `boot_ticks * 1e9 / tick_hz`: the generic counter is no instruction counter, it
+//! counts virtual time, 16 instructions a tick at QEMU virt's 62.5 MHz, so the count is exact
+//! to 16 instructions). `--arch aarch64` (or `x86_64`) measures that architecture's profiles only.
 //!
 //! Also the UEFI path (`bench/uefi.rs`): OVMF boots the loader from a disk image; figures from
 //! the loader's entry to ready, and the loader's share. And the legacy-BIOS image
@@ -12,7 +15,8 @@
 //!
 //! Suites `net`, `model`, `wasm`: per-request figures from a booted node (see `bench/io.rs`).
 //! Suite `native`: the MPK and paging engines under icount: a no-op sandbox's phases, and the
-//! 128×128 matmul against the function's own instructions and the wasm engine (`bench/io.rs`).
+//! 128×128 matmul against the function's own instructions and the wasm engine (`bench/io.rs`);
+//! `--arch aarch64`: the same for aarch64's `paging` engine at EL0 (`native.aarch64.*`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
 //! Suite `e2e`: a 3×3 matmul end to end, native and wasm, in each wire format (`bench/e2e.rs`).
 //! `all`: every suite, one after another.
@@ -38,9 +42,23 @@ use crate::args::{Args, Spec};
 use crate::util::{Failure, Result, relative, say};
 use crate::{prereq, util};
 
-pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
+pub const SPEC: Spec = Spec { values: &["runs", "arch"], switches: &["no-build"], max_positionals: 1 };
 
 pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp"];
+/// The report's sections: the suites, then the runs of one architecture (`--arch`).
+const REPORT_ORDER: &[&str] = &[
+    "boot",
+    "net",
+    "model",
+    "wasm",
+    "native",
+    "e2e",
+    "smp",
+    "boot-x86_64",
+    "boot-aarch64",
+    "native-x86_64",
+    "native-aarch64",
+];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -111,17 +129,32 @@ pub fn main(args: &Args) -> Result {
     }
     let suites: Vec<&str> = if suite == "all" { SUITES.to_vec() } else { vec![suite] };
     let no_build = args.switch("no-build");
+    // `--arch`: `boot` and `native` measure that architecture only; the other suites are x86_64's.
+    let arch = match args.value("arch") {
+        None => None,
+        Some("x86_64") => Some(Arch::X86_64),
+        Some("aarch64") => Some(Arch::Aarch64),
+        Some(other) => return Err(Failure(format!("--arch {other:?}: x86_64 or aarch64"))),
+    };
+    if arch == Some(Arch::Aarch64) && suites.iter().any(|s| !["boot", "native"].contains(s)) {
+        return Err(Failure("--arch aarch64: only the boot and native suites measure aarch64".into()));
+    }
     let mut kernel: Option<PathBuf> = None;
     let mut failed = Vec::new();
     for suite in suites {
         if suite != "boot" {
             say(format!("=== bench {suite}"));
         }
-        let result = run_suite(suite, runs, no_build, &mut kernel);
+        let result = run_suite(suite, runs, no_build, arch, &mut kernel);
         let (figures, notes) = report::take();
         let problems = result.as_ref().err().map(|e| vec![e.0.clone()]).unwrap_or_default();
+        // A run of one architecture's figures is kept beside the whole suite's, not over it.
+        let name = match arch {
+            Some(arch) => format!("{suite}-{arch}"),
+            None => suite.to_string(),
+        };
         let run = report::SuiteRun {
-            suite: suite.to_string(),
+            suite: name.clone(),
             figures,
             problems,
             notes,
@@ -129,8 +162,8 @@ pub fn main(args: &Args) -> Result {
             commit: report::commit(),
         };
         let dir = pappus_tests::target_dir().join("bench");
-        let path = report::save(&dir, &run, SUITES)?;
-        say(format!("report: {} (chart {}.svg)", relative(&path), suite));
+        let path = report::save(&dir, &run, REPORT_ORDER)?;
+        say(format!("report: {} (chart {name}.svg)", relative(&path)));
         if let Err(e) = result {
             say(format!("bench {suite}: {}", e.0));
             failed.push(suite);
@@ -139,20 +172,22 @@ pub fn main(args: &Args) -> Result {
     if failed.is_empty() { Ok(()) } else { Err(Failure(format!("suite(s) failed: {}", failed.join(", ")))) }
 }
 
-/// Runs one suite; the x86_64 kernel is built (or found) once for all the suites that need it.
-fn run_suite(suite: &str, runs: usize, no_build: bool, kernel: &mut Option<PathBuf>) -> Result {
+/// Runs one suite; the kernel (x86_64, or `arch`'s) is built (or found) once for all the
+/// suites that need it.
+fn run_suite(suite: &str, runs: usize, no_build: bool, arch: Option<Arch>, kernel: &mut Option<PathBuf>) -> Result {
     if suite == "boot" {
-        return boot(runs, no_build);
+        return boot(runs, no_build, arch);
     }
+    let arch = arch.unwrap_or(Arch::X86_64);
     prereq::rust()?;
-    prereq::qemu(&[Arch::X86_64])?;
+    prereq::qemu(&[arch])?;
     let kernel = match kernel {
         Some(k) => k.clone(),
         None => {
             let built = if no_build {
-                pappus_tests::kernel_image(Arch::X86_64).map_err(Failure)?
+                pappus_tests::kernel_image(arch).map_err(Failure)?
             } else {
-                util::build_kernels(&[Arch::X86_64])?.remove(0).1
+                util::build_kernels(&[arch])?.remove(0).1
             };
             kernel.insert(built).clone()
         }
@@ -161,18 +196,20 @@ fn run_suite(suite: &str, runs: usize, no_build: bool, kernel: &mut Option<PathB
         "net" => io::net(&kernel),
         "model" => io::model(&kernel),
         "smp" => smp::smp(&kernel),
+        "native" if arch == Arch::Aarch64 => io::native_aarch64(&kernel),
         "native" => io::native(&kernel),
         "e2e" => e2e::e2e(&kernel),
         _ => io::wasm(&kernel),
     }
 }
 
-fn boot(runs: usize, no_build: bool) -> Result {
+fn boot(runs: usize, no_build: bool, only: Option<Arch>) -> Result {
+    let arches: Vec<Arch> = Arch::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)).collect();
     prereq::rust()?;
-    prereq::qemu(&Arch::ALL)?;
+    prereq::qemu(&arches)?;
     let mut problems = Vec::new();
     let mut kernels = Vec::new();
-    for arch in Arch::ALL {
+    for arch in arches {
         let kernel = if no_build {
             pappus_tests::kernel_image(arch).map_err(Failure)
         } else {

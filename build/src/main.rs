@@ -154,21 +154,16 @@ fn lint_steps(arches: &[Arch]) -> Vec<(String, std::process::Command)> {
         steps.push((format!("clippy (kernel, {arch})"), kernel));
     }
     // The SDK's native transport exists only under `--cfg pappus_native`: lint it as functions
-    // build it (its own target folder, so the flags do not rebuild the host crates).
-    let mut sdk = cargo();
-    sdk.args([
-        "clippy",
-        "-p",
-        "pappus-sdk",
-        "--target",
-        pappus_tests::functions::NATIVE_TARGET,
-        "--",
-        "-D",
-        "warnings",
-    ])
-    .env("RUSTFLAGS", pappus_tests::functions::NATIVE_RUSTFLAGS)
-    .env("CARGO_TARGET_DIR", util::root().join("target/sdk-native"));
-    steps.push(("clippy (SDK, native transport)".to_string(), sdk));
+    // build it, for each architecture's native target (its own target folder, so the flags do
+    // not rebuild the host crates).
+    for &arch in arches {
+        let target = pappus_tests::functions::native_arch(arch).target();
+        let mut sdk = cargo();
+        sdk.args(["clippy", "-p", "pappus-sdk", "--target", target, "--", "-D", "warnings"])
+            .env("RUSTFLAGS", pappus_tests::functions::NATIVE_RUSTFLAGS)
+            .env("CARGO_TARGET_DIR", util::root().join("target/sdk-native"));
+        steps.push((format!("clippy (SDK, native transport, {arch})"), sdk));
+    }
     let mut loader = cargo();
     loader.args(["clippy", "-p", "pappus-loader", "--target", image::LOADER_TARGET, "--", "-D", "warnings"]);
     steps.push(("clippy (UEFI loader)".to_string(), loader));
@@ -304,6 +299,21 @@ fn test(args: &Args) -> Result {
                 }),
                 Err(e) => suites.push(Suite { name, result: Ok(()), seconds: 0.0, skipped: Some(e.0) }),
             }
+        }
+        if arches == [Arch::Aarch64] {
+            // The functions, native and CLI suites hold both architectures' tests (shared code,
+            // the architecture a parameter); without an x86_64 kernel, run their aarch64 ones.
+            suites.push(suite("qemu functions, native and cli (aarch64)", || {
+                let mut command = cargo();
+                command.args(["test", "--no-fail-fast", "-p", "pappus-tests"]);
+                command.args(["--test", "functions", "--test", "native", "-p", "pappus", "--test", "cli"]);
+                command.args(["--", "--test-threads=1", "aarch64"]);
+                command.env(pappus_tests::QEMU_TESTS_ENV, "1");
+                for (arch, kernel) in &kernels {
+                    command.env(pappus_tests::kernel_env_var(*arch), kernel);
+                }
+                util::run(command)
+            }));
         }
         if let Some((_, kernel)) = kernels.iter().find(|(arch, _)| *arch == Arch::X86_64) {
             // A short soak: every answer checked, and memory, sockets and keys back at their

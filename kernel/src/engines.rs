@@ -34,38 +34,35 @@ pub fn run_stats() -> (u64, u64) {
 #[cfg(target_arch = "x86_64")]
 const AVAILABLE: &str = "wasm, mpk (with PKU), paging, native";
 #[cfg(not(target_arch = "x86_64"))]
-const AVAILABLE: &str = "wasm";
+const AVAILABLE: &str = "wasm, paging, native";
+/// Why `mpk` is missing when it is.
+#[cfg(target_arch = "x86_64")]
+const NO_MPK: &str =
+    "engine `mpk` needs protection keys (CPUID PKU), which this CPU lacks (available: wasm, paging, native)";
+#[cfg(not(target_arch = "x86_64"))]
+const NO_MPK: &str =
+    "engine `mpk` needs x86 protection keys; on aarch64 use `paging` or `native` (available: wasm, paging, native)";
 
 /// MPK runs that waited for a free protection key (0 where there is no MPK engine).
 pub fn mpk_key_waits() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    return crate::native::key_waits();
-    #[cfg(not(target_arch = "x86_64"))]
-    0
+    crate::native::key_waits()
 }
 
 /// MPK protection keys held by live sandboxes (0 where there is no MPK engine).
 pub fn mpk_keys_live() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    return crate::native::keys_live();
-    #[cfg(not(target_arch = "x86_64"))]
-    0
+    crate::native::keys_live()
 }
 
 /// Native runs and the ticks of their phases: create, run, collect, destroy (zeros where there
 /// are no native engines).
 pub fn native_phase_stats() -> (u64, [u64; 4]) {
-    #[cfg(target_arch = "x86_64")]
-    return crate::native::phase_stats();
-    #[cfg(not(target_arch = "x86_64"))]
-    (0, [0; 4])
+    crate::native::phase_stats()
 }
 
 pub struct Engines {
     wasm: WasmEngine,
-    #[cfg(target_arch = "x86_64")]
     paging: crate::native::PagingEngine,
-    #[cfg(target_arch = "x86_64")]
+    /// `None` without protection keys (always on aarch64).
     mpk: Option<crate::native::MpkEngine>,
 }
 
@@ -73,9 +70,7 @@ impl Engines {
     pub fn new() -> Result<Self, EngineError> {
         Ok(Self {
             wasm: WasmEngine::new(WasmConfig::default())?,
-            #[cfg(target_arch = "x86_64")]
             paging: crate::native::PagingEngine,
-            #[cfg(target_arch = "x86_64")]
             mpk: crate::native::MpkEngine::new(),
         })
     }
@@ -83,20 +78,12 @@ impl Engines {
     fn engine(&self, kind: EngineKind) -> Result<&dyn DynEngine, RunError> {
         match kind {
             EngineKind::Wasm => Ok(&self.wasm),
-            #[cfg(target_arch = "x86_64")]
             EngineKind::Paging => Ok(&self.paging),
-            #[cfg(target_arch = "x86_64")]
             EngineKind::Mpk | EngineKind::Native if self.mpk.is_some() => {
                 Ok(self.mpk.as_ref().map_or(&self.paging as &dyn DynEngine, |m| m as &dyn DynEngine))
             }
-            #[cfg(target_arch = "x86_64")]
             EngineKind::Native => Ok(&self.paging),
-            #[cfg(target_arch = "x86_64")]
-            EngineKind::Mpk => Err(RunError::new(
-                400,
-                "engine_unavailable",
-                "engine `mpk` needs protection keys (CPUID PKU), which this CPU lacks (available: wasm, paging, native)",
-            )),
+            EngineKind::Mpk => Err(RunError::new(400, "engine_unavailable", NO_MPK)),
             other => Err(RunError::new(
                 400,
                 "engine_unavailable",
@@ -113,7 +100,6 @@ impl Engines {
 
     /// Where `spec` runs on a native engine and `prepared` is that engine's image: the engine,
     /// for the dispatcher's preemptible native runs (`compute::dispatcher`). `None` otherwise.
-    #[cfg(target_arch = "x86_64")]
     pub fn native<'a>(&'a self, spec: &FunctionSpec, prepared: &'a PreparedImage) -> Option<crate::native::Native<'a>> {
         let image = prepared.downcast::<crate::native::NativeImage>()?;
         let engine = self.engine(spec.engine()).ok()?;

@@ -23,7 +23,6 @@ mod frontdoor;
 mod metrics;
 mod mm;
 mod mmu_events;
-#[cfg(target_arch = "x86_64")]
 mod native;
 mod net;
 mod node;

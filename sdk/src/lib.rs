@@ -41,9 +41,9 @@ mod error;
 // A host-side stand-in: on wasm32 a `Context` is bound to the host imports (`context::Tx`).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock;
-#[cfg(all(pappus_native, target_arch = "x86_64"))]
+#[cfg(all(pappus_native, any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod native;
-#[cfg(any(target_arch = "wasm32", all(pappus_native, target_arch = "x86_64")))]
+#[cfg(any(target_arch = "wasm32", all(pappus_native, any(target_arch = "x86_64", target_arch = "aarch64"))))]
 mod panic_message;
 mod transport;
 #[cfg(target_arch = "wasm32")]

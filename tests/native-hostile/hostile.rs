@@ -1,7 +1,10 @@
 //! Hostile native functions, one per `--cfg case="…"`, built by `tests/tests/native.rs` as
-//! static PIE (the same flags as a real function) and registered with `engine=native` or
-//! `engine=paging`. Each does one forbidden thing, then would exit cleanly through the one exit
-//! call, so a run that "succeeds" means the platform let the forbidden thing through.
+//! static PIE (the same flags as a real function) for x86_64 or aarch64, and registered with
+//! `engine=native` or `engine=paging`. Each does one forbidden thing, then would exit cleanly
+//! through the one exit call, so a run that "succeeds" means the platform let the forbidden
+//! thing through. The exit call, the addresses and the cases that are instructions are each
+//! architecture's own; the cases that are about memory and the exit call's arguments are one
+//! source for both.
 #![no_std]
 #![no_main]
 #![allow(unexpected_cfgs, dead_code, unused_unsafe, unreachable_code)]
@@ -10,14 +13,21 @@ use core::arch::asm;
 
 /// The exit call: done, no outputs.
 fn exit_done() -> ! {
-    // SAFETY: the exit call; never returns.
-    unsafe { asm!("syscall", in("rax") 0, in("rdi") 0, in("rsi") 0, in("rdx") 0, options(noreturn, nostack)) }
+    exit(0, 0, 0)
 }
 
 /// The exit call with any status and arguments.
+#[cfg(target_arch = "x86_64")]
 fn exit(status: u64, rsi: u64, rdx: u64) -> ! {
     // SAFETY: the exit call; never returns.
     unsafe { asm!("syscall", in("rax") 0, in("rdi") status, in("rsi") rsi, in("rdx") rdx, options(noreturn, nostack)) }
+}
+
+/// The exit call with any status and arguments: `svc #0`, x8 = 0.
+#[cfg(target_arch = "aarch64")]
+fn exit(status: u64, pointer: u64, len: u64) -> ! {
+    // SAFETY: the exit call; never returns.
+    unsafe { asm!("svc #0", in("x8") 0, in("x0") status, in("x1") pointer, in("x2") len, options(noreturn, nostack)) }
 }
 
 /// Exits done with one output descriptor (docs/function-abi.md: set | flags << 32, key, name,
@@ -34,10 +44,22 @@ static mut BIG: [u8; 8 << 20] = [0; 8 << 20];
 static BAD_NAME: [u8; 2] = [0xff, 0xfe];
 
 /// An address in no sandbox's layout (where another sandbox's memory would be with MPK).
+#[cfg(target_arch = "x86_64")]
 const ELSEWHERE: u64 = 0x10_0000_0000;
 /// Kernel memory: the direct map of physical memory, and the kernel's text.
+#[cfg(target_arch = "x86_64")]
 const KERNEL_DATA: u64 = 0xffff_8000_0010_0000;
+#[cfg(target_arch = "x86_64")]
 const KERNEL_TEXT: u64 = 0xffff_ffff_8020_0000;
+/// aarch64: 64 GiB past the sandbox's base (1 TiB), in no region of its layout.
+#[cfg(target_arch = "aarch64")]
+const ELSEWHERE: u64 = 0x110_0000_0000;
+/// aarch64: the kernel's identity map of RAM (QEMU virt: RAM at 1 GiB, the kernel image at
+/// 0x4020_0000, its text first).
+#[cfg(target_arch = "aarch64")]
+const KERNEL_DATA: u64 = 0x4010_0000;
+#[cfg(target_arch = "aarch64")]
+const KERNEL_TEXT: u64 = 0x4020_0000;
 
 /// Iterations of the `long_loop` case (tests/tests/native.rs computes the same on the host).
 const LONG_LOOP_ITERATIONS: u64 = 1 << 30;
@@ -58,8 +80,10 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         core::ptr::read_volatile(KERNEL_DATA as *const u64);
         #[cfg(case = "write_kernel")]
         core::ptr::write_volatile(KERNEL_DATA as *mut u64, 0x5a5a);
-        #[cfg(case = "jump_kernel")]
+        #[cfg(all(case = "jump_kernel", target_arch = "x86_64"))]
         asm!("jmp {}", in(reg) KERNEL_TEXT);
+        #[cfg(all(case = "jump_kernel", target_arch = "aarch64"))]
+        asm!("br {}", in(reg) KERNEL_TEXT);
         #[cfg(case = "wrpkru_in_image")]
         asm!("xor ecx, ecx", "xor edx, edx", "xor eax, eax", ".byte 0x0f, 0x01, 0xef");
         #[cfg(case = "xrstor_in_image")]
@@ -75,7 +99,9 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         }
         #[cfg(case = "write_own_code")]
         core::ptr::write_volatile(_start as *const () as *mut u8, 0xc3);
-        #[cfg(case = "syscall_other")]
+        #[cfg(target_arch = "aarch64")]
+        aarch64_cases(sys);
+        #[cfg(all(case = "syscall_other", target_arch = "x86_64"))]
         asm!("syscall", in("rax") 1, in("rdi") 0, in("rsi") 0, in("rdx") 0, out("rcx") _, out("r11") _);
         #[cfg(case = "int80")]
         asm!("int 0x80");
@@ -117,9 +143,9 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             // A forged interrupt frame returning to kernel code at CPL 0.
             asm!("push 0x10", "push rsp", "pushfq", "push 0x08", "push {}", "iretq", in(reg) KERNEL_TEXT);
         }
-        #[cfg(case = "infinite_loop")]
+        #[cfg(all(case = "infinite_loop", target_arch = "x86_64"))]
         asm!("2: jmp 2b");
-        #[cfg(case = "stack_overflow")]
+        #[cfg(all(case = "stack_overflow", target_arch = "x86_64"))]
         asm!("2: push rax", "jmp 2b");
         #[cfg(case = "divide_by_zero")]
         asm!("div rcx", in("rcx") 0u64, inout("rax") 1u64 => _, inout("rdx") 0u64 => _);
@@ -147,7 +173,7 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
         core::ptr::write_volatile(&raw mut BIG[12345], 1);
         #[cfg(case = "exit_unknown_status")]
         exit(7, 0, 0);
-        #[cfg(case = "long_loop")]
+        #[cfg(all(case = "long_loop", target_arch = "x86_64"))]
         {
             // A long computation in general registers and SSE registers: it is preempted many
             // times, and its answer is right only if every register came back each time.
@@ -222,7 +248,7 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             asm!("smsw {}", out(reg) msw);
             core::hint::black_box(msw);
         }
-        #[cfg(case = "residue")]
+        #[cfg(all(case = "residue", target_arch = "x86_64"))]
         {
             // What this run finds of earlier runs in the pages a slot keeps between them: the
             // nonzero words of its stack's top page below its own frame, of its heap's first
@@ -255,7 +281,7 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             OUT[0] = found;
             exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 8]);
         }
-        #[cfg(case = "touch_all_memory")]
+        #[cfg(all(case = "touch_all_memory", target_arch = "x86_64"))]
         {
             // Every byte of the heap, written, then every byte of the stack below us.
             let heap = sys.add(6).read() as *mut u8;
@@ -280,4 +306,222 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {}
+}
+
+/// The aarch64 cases: instructions EL0 may not execute, alignment, stack, time, and what a run
+/// leaves in the registers for the next one.
+#[cfg(target_arch = "aarch64")]
+unsafe fn aarch64_cases(sys: *const u64) {
+    // SAFETY: each case is meant to trap (or be contained); the platform must contain it.
+    unsafe {
+        let _ = sys;
+        #[cfg(case = "syscall_other")]
+        asm!("svc #0", in("x8") 1, in("x0") 0, in("x1") 0, in("x2") 0);
+        #[cfg(case = "svc_other_immediate")]
+        asm!("svc #1", in("x8") 0, in("x0") 0, in("x1") 0, in("x2") 0);
+        #[cfg(case = "brk")]
+        asm!("brk #1");
+        #[cfg(case = "mrs_sctlr")]
+        asm!("mrs {}, sctlr_el1", out(reg) _);
+        #[cfg(case = "msr_ttbr0")]
+        asm!("msr ttbr0_el1, {}", in(reg) 0u64);
+        #[cfg(case = "msr_vbar")]
+        asm!("msr vbar_el1, {}", in(reg) KERNEL_DATA);
+        #[cfg(case = "msr_daif")]
+        asm!("msr daifset, #2");
+        #[cfg(case = "mrs_counter")]
+        asm!("mrs {}, cntvct_el0", out(reg) _);
+        #[cfg(case = "msr_timer")]
+        asm!("msr cntv_ctl_el0, {}", in(reg) 0u64);
+        #[cfg(case = "eret")]
+        asm!("eret");
+        // A forged exception return: an SPSR for EL1h and an ELR in kernel text, then `eret`.
+        #[cfg(case = "forged_eret")]
+        asm!("msr spsr_el1, {}", "msr elr_el1, {}", "eret", in(reg) 0x3c5u64, in(reg) KERNEL_TEXT);
+        #[cfg(case = "hvc")]
+        asm!("hvc #0", in("x0") 0x8400_0008u64);
+        #[cfg(case = "smc")]
+        asm!("smc #0", in("x0") 0x8400_0008u64);
+        #[cfg(case = "dc_civac")]
+        asm!("dc civac, {}", in(reg) KERNEL_DATA);
+        #[cfg(case = "dc_zva_kernel")]
+        asm!("dc zva, {}", in(reg) KERNEL_DATA);
+        #[cfg(case = "ic_iallu")]
+        asm!("ic iallu");
+        #[cfg(case = "tlbi")]
+        asm!("tlbi vmalle1is");
+        #[cfg(case = "wfi")]
+        asm!("wfi");
+        #[cfg(case = "unaligned_kernel")]
+        core::ptr::read_volatile((KERNEL_DATA + 1) as *const u64);
+        // Exclusive loads must be aligned even to normal memory: an alignment fault.
+        #[cfg(case = "unaligned_exclusive")]
+        {
+            let heap = sys.add(6).read();
+            asm!("ldxr {}, [{}]", out(reg) _, in(reg) heap + 1);
+        }
+        #[cfg(case = "unaligned_pc")]
+        asm!("br {}", in(reg) (_start as *const () as u64) + 2);
+        #[cfg(case = "forged_code")]
+        {
+            // `svc #0` written to the heap, then jumped to: data is never executable.
+            let heap = sys.add(6).read() as *mut u32;
+            core::ptr::write_volatile(heap, 0xd400_0001);
+            asm!("blr {}", in(reg) heap, out("x30") _);
+        }
+        #[cfg(case = "infinite_loop")]
+        asm!("2: b 2b");
+        #[cfg(case = "stack_overflow")]
+        asm!("2: str x0, [sp, #-16]!", "b 2b");
+        #[cfg(case = "long_loop")]
+        {
+            // The x86_64 case's computation, in general and vector registers: preempted many
+            // times, its answer is right only if every register came back each time.
+            let (r11, v): (u64, u64);
+            asm!(
+                "movi v0.2d, #0",
+                "fmov d1, {one}",
+                "2:",
+                "add x12, x12, #1",
+                "add x13, x13, x12",
+                "eor x14, x14, x13",
+                "ror x14, x14, #57",
+                "add x15, x15, x14",
+                "add v0.2d, v0.2d, v1.2d",
+                "add v1.2d, v1.2d, v0.2d",
+                "subs x16, x16, #1",
+                "b.ne 2b",
+                "fmov {v}, d1",
+                one = in(reg) 1u64,
+                v = out(reg) v,
+                inout("x16") LONG_LOOP_ITERATIONS => _,
+                inout("x12") 0u64 => _,
+                inout("x13") 0u64 => _,
+                inout("x14") 0u64 => _,
+                inout("x15") 0u64 => r11,
+                out("v0") _,
+                out("v1") _,
+            );
+            OUT[0] = r11;
+            OUT[1] = v;
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 16]);
+        }
+        // Leaves marks in TPIDR_EL0, FPCR, NZCV and every vector register for whoever runs next.
+        #[cfg(case = "leave_state")]
+        asm!(
+            "msr tpidr_el0, {m}",
+            "msr fpcr, {fpcr}",
+            "msr nzcv, {nzcv}",
+            "dup v0.2d, {m}", "dup v1.2d, {m}", "dup v2.2d, {m}", "dup v3.2d, {m}",
+            "dup v4.2d, {m}", "dup v5.2d, {m}", "dup v6.2d, {m}", "dup v7.2d, {m}",
+            "dup v8.2d, {m}", "dup v9.2d, {m}", "dup v10.2d, {m}", "dup v11.2d, {m}",
+            "dup v12.2d, {m}", "dup v13.2d, {m}", "dup v14.2d, {m}", "dup v15.2d, {m}",
+            "dup v16.2d, {m}", "dup v17.2d, {m}", "dup v18.2d, {m}", "dup v19.2d, {m}",
+            "dup v20.2d, {m}", "dup v21.2d, {m}", "dup v22.2d, {m}", "dup v23.2d, {m}",
+            "dup v24.2d, {m}", "dup v25.2d, {m}", "dup v26.2d, {m}", "dup v27.2d, {m}",
+            "dup v28.2d, {m}", "dup v29.2d, {m}", "dup v30.2d, {m}", "dup v31.2d, {m}",
+            "svc #0",
+            m = in(reg) 0x5a5a_5a5a_5a5a_5a5au64,
+            fpcr = in(reg) 0x0340_0000u64, // FZ, RMode = toward zero
+            nzcv = in(reg) 0xf000_0000u64,
+            in("x8") 0, in("x0") 0, in("x1") 0, in("x2") 0,
+            options(noreturn),
+        );
+        // What this run finds: TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV, and the OR of every
+        // vector register's halves, one 8-byte word each.
+        #[cfg(case = "read_state")]
+        {
+            let (tpidr, tpidrro, fpcr, fpsr, nzcv, v): (u64, u64, u64, u64, u64, u64);
+            asm!(
+                "mrs {tpidr}, tpidr_el0",
+                "mrs {tpidrro}, tpidrro_el0",
+                "mrs {fpcr}, fpcr",
+                "mrs {fpsr}, fpsr",
+                "mrs {nzcv}, nzcv",
+                "orr v0.16b, v0.16b, v1.16b", "orr v0.16b, v0.16b, v2.16b", "orr v0.16b, v0.16b, v3.16b",
+                "orr v0.16b, v0.16b, v4.16b", "orr v0.16b, v0.16b, v5.16b", "orr v0.16b, v0.16b, v6.16b",
+                "orr v0.16b, v0.16b, v7.16b", "orr v0.16b, v0.16b, v8.16b", "orr v0.16b, v0.16b, v9.16b",
+                "orr v0.16b, v0.16b, v10.16b", "orr v0.16b, v0.16b, v11.16b", "orr v0.16b, v0.16b, v12.16b",
+                "orr v0.16b, v0.16b, v13.16b", "orr v0.16b, v0.16b, v14.16b", "orr v0.16b, v0.16b, v15.16b",
+                "orr v0.16b, v0.16b, v16.16b", "orr v0.16b, v0.16b, v17.16b", "orr v0.16b, v0.16b, v18.16b",
+                "orr v0.16b, v0.16b, v19.16b", "orr v0.16b, v0.16b, v20.16b", "orr v0.16b, v0.16b, v21.16b",
+                "orr v0.16b, v0.16b, v22.16b", "orr v0.16b, v0.16b, v23.16b", "orr v0.16b, v0.16b, v24.16b",
+                "orr v0.16b, v0.16b, v25.16b", "orr v0.16b, v0.16b, v26.16b", "orr v0.16b, v0.16b, v27.16b",
+                "orr v0.16b, v0.16b, v28.16b", "orr v0.16b, v0.16b, v29.16b", "orr v0.16b, v0.16b, v30.16b",
+                "orr v0.16b, v0.16b, v31.16b",
+                "mov {v}, v0.d[0]",
+                "mov {t}, v0.d[1]",
+                "orr {v}, {v}, {t}",
+                tpidr = out(reg) tpidr,
+                tpidrro = out(reg) tpidrro,
+                fpcr = out(reg) fpcr,
+                fpsr = out(reg) fpsr,
+                nzcv = out(reg) nzcv,
+                v = out(reg) v,
+                t = out(reg) _,
+                out("v0") _,
+            );
+            static mut STATE: [u64; 6] = [0; 6];
+            STATE = [tpidr, tpidrro, fpcr, fpsr, nzcv, v];
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const STATE) as u64, 48]);
+        }
+        #[cfg(case = "residue")]
+        {
+            // As the x86_64 case: the nonzero words this run finds in the pages a pooled space
+            // keeps between runs (its stack's top page below its own frame, its heap's first
+            // page, and past 512 bytes its system data page when its input set is empty); then
+            // it fills that part of the stack and the heap's first page for whoever runs next.
+            let mut found = 0u64;
+            let sp: u64;
+            asm!("mov {}, sp", out(reg) sp);
+            let page = sp & !0xfff;
+            let end = sp - 256;
+            let mut at = page;
+            while at < end {
+                found += u64::from(core::ptr::read_volatile(at as *const u64) != 0);
+                at += 8;
+            }
+            let sets = sys.add(2).read();
+            let descs = sys.add(3).read() as *const u64;
+            if sets == 0 || descs.add(2).read() == 0 {
+                for i in (512..4096).step_by(8) {
+                    found += u64::from(core::ptr::read_volatile((sys as *const u8).add(i).cast::<u64>()) != 0);
+                }
+            }
+            let heap = sys.add(6).read();
+            for i in (0..4096).step_by(8) {
+                found += u64::from(core::ptr::read_volatile((heap + i) as *const u64) != 0);
+            }
+            let mut at = page;
+            while at < end {
+                core::ptr::write_volatile(at as *mut u64, 0x5a5a_5a5a_5a5a_5a5a);
+                at += 8;
+            }
+            for i in (0..4096).step_by(8) {
+                core::ptr::write_volatile((heap + i) as *mut u64, 0xa5a5_a5a5_a5a5_a5a5);
+            }
+            OUT[0] = found;
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 8]);
+        }
+        #[cfg(case = "touch_all_memory")]
+        {
+            // Every byte of the heap, written, then the stack below us.
+            let heap = sys.add(6).read() as *mut u8;
+            let len = sys.add(7).read() as usize;
+            for i in 0..len {
+                core::ptr::write_volatile(heap.add(i), 0xa5);
+            }
+            let sp: u64;
+            asm!("mov {}, sp", out(reg) sp);
+            let bottom = (sp & !0xf_ffff) as *mut u8;
+            for i in 0..((sp - 256) as usize - bottom as usize) {
+                core::ptr::write_volatile(bottom.add(i), 0x5a);
+            }
+            let mut sum = 0u8;
+            for i in 0..4096usize {
+                sum = sum.wrapping_add(core::ptr::read_volatile((sys as *const u8).add(i)));
+            }
+            core::hint::black_box(sum);
+        }
+    }
 }

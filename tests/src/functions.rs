@@ -43,12 +43,17 @@ pub const EXAMPLES: [(&str, &str); 6] = [
 /// The example compositions (`functions/compositions/NAME.pappus`).
 pub const COMPOSITIONS: [&str; 4] = ["wordcount_mapreduce", "top_words", "grep_count", "csv_total"];
 
-/// Registers the example functions on `engine` (`wasm` modules, or native images for the
-/// native engines) and the compositions over them, for the tenant with `token`.
+/// Registers the example functions on `engine` (`wasm` modules, or x86_64 native images for
+/// the native engines) and the compositions over them, for the tenant with `token`.
 pub fn deploy_examples(node: &crate::node::Node, token: &str, engine: &str) {
+    deploy_examples_for(node, crate::Arch::X86_64, token, engine)
+}
+
+/// As [`deploy_examples`] on an `arch` node (native images built for `arch`).
+pub fn deploy_examples_for(node: &crate::node::Node, arch: crate::Arch, token: &str, engine: &str) {
     let auth = format!("Bearer {token}");
     for (name, query) in EXAMPLES {
-        let image = if engine == "wasm" { wasm(name) } else { native(name) };
+        let image = if engine == "wasm" { wasm(name) } else { native_for(name, arch) };
         let path = format!("/v1/functions/{name}?engine={engine}&{query}");
         let r = node.request("PUT", &path, &[("Authorization", &auth)], &image);
         assert_eq!(r.status, 201, "{name}: {}", r.text());
@@ -60,32 +65,53 @@ pub fn deploy_examples(node: &crate::node::Node, token: &str, engine: &str) {
     }
 }
 
-pub use pappus::native::{NATIVE_RUSTFLAGS, NATIVE_TARGET, build_native};
+pub use pappus::native::{NATIVE_RUSTFLAGS, NATIVE_TARGET, NativeArch, build_native, build_native_for};
 
-/// The native ELF of function package `name` (underscores), built on first use.
-pub fn native(name: &str) -> Vec<u8> {
-    static BUILT: std::sync::Mutex<Vec<(String, Result<PathBuf, String>)>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if !built.iter().any(|(n, _)| n == name) {
-        let functions = workspace_root().join("functions");
-        let result = build_native(&functions, &name.replace('_', "-"));
-        built.push((name.to_string(), result));
+/// The native build of `arch`.
+pub fn native_arch(arch: crate::Arch) -> NativeArch {
+    match arch {
+        crate::Arch::X86_64 => NativeArch::X86_64,
+        crate::Arch::Aarch64 => NativeArch::Aarch64,
     }
-    let (_, result) = built.iter().find(|(n, _)| n == name).unwrap();
+}
+
+/// The native x86_64 ELF of function package `name` (underscores), built on first use.
+pub fn native(name: &str) -> Vec<u8> {
+    native_for(name, crate::Arch::X86_64)
+}
+
+/// The native ELF of function package `name` (underscores) for `arch`, built on first use.
+pub fn native_for(name: &str, arch: crate::Arch) -> Vec<u8> {
+    type Built = Vec<(String, NativeArch, Result<PathBuf, String>)>;
+    static BUILT: std::sync::Mutex<Built> = std::sync::Mutex::new(Vec::new());
+    let arch = native_arch(arch);
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|(n, a, _)| n == name && *a == arch) {
+        let functions = workspace_root().join("functions");
+        let result = build_native_for(&functions, &name.replace('_', "-"), arch);
+        built.push((name.to_string(), arch, result));
+    }
+    let (.., result) = built.iter().find(|(n, a, _)| n == name && *a == arch).unwrap();
     let path = result.as_ref().unwrap_or_else(|e| panic!("{e}"));
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// A hostile native function (`tests/native-hostile/hostile.rs` built with `--cfg
-/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+/// A hostile native x86_64 function; see [`hostile_native_for`].
 pub fn hostile_native(case: &str) -> Vec<u8> {
+    hostile_native_for(case, crate::Arch::X86_64)
+}
+
+/// A hostile native function for `arch` (`tests/native-hostile/hostile.rs` built with `--cfg
+/// case="<case>"`), linked like a real function: static PIE by rust-lld.
+pub fn hostile_native_for(case: &str, arch: crate::Arch) -> Vec<u8> {
     let source = workspace_root().join("tests/native-hostile/hostile.rs");
-    let dir = crate::target_dir().join("native-hostile");
+    let native = native_arch(arch);
+    let dir = crate::target_dir().join("native-hostile").join(native.name());
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("{case}.elf"));
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2024", "--crate-type", "bin", "--target", NATIVE_TARGET])
+        .args(["--edition", "2024", "--crate-type", "bin", "--target", native.target()])
         .args(["-C", "relocation-model=pie", "-C", "opt-level=1", "-C", "panic=abort"])
         .args(["-C", "linker=rust-lld", "-C", "linker-flavor=ld.lld"])
         .args(["-C", "link-arg=-static", "-C", "link-arg=-pie", "-C", "link-arg=--no-dynamic-linker"])
@@ -97,7 +123,7 @@ pub fn hostile_native(case: &str) -> Vec<u8> {
         .arg(&source)
         .status()
         .unwrap_or_else(|e| panic!("rustc: {e}"));
-    assert!(status.success(), "building hostile case {case} failed");
+    assert!(status.success(), "building hostile case {case} for {} failed", native.name());
     std::fs::read(&out).unwrap()
 }
 
@@ -120,10 +146,10 @@ pub fn composition_answers_on(test: &str, profile: &str, smp: u32) -> Option<(Ve
     use serde_json::{Value, json};
 
     let node = crate::node::boot_profile(test, profile, &[COMPOSER], Some(smp))?;
-    let arch = profile;
+    let arch = pappus_qemu::profile(profile).unwrap_or_else(|e| panic!("profile {profile}: {e}")).arch;
     let health = node.call("GET", "/healthz", b"").text();
-    assert!(health.contains(&format!("\"cores\":{smp}")), "{arch:?} -smp {smp}: /healthz says {health}");
-    deploy_examples(&node, COMPOSER.token, "wasm");
+    assert!(health.contains(&format!("\"cores\":{smp}")), "{profile} -smp {smp}: /healthz says {health}");
+    deploy_examples_for(&node, arch, COMPOSER.token, "wasm");
     let auth = format!("Bearer {}", COMPOSER.token);
     let item = |name: &str, data: &str| json!({"name": name, "data": B64.encode(data)});
     // 64 texts: the map step of wordcount_mapreduce is a 64-way `each`.

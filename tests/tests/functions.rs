@@ -1,12 +1,13 @@
-//! The example functions and compositions (functions/) built for wasm32, registered over HTTP
-//! and invoked with known answers: matrix multiply against a host computation, word count
-//! against a host count of real text files, and the compositions over them.
+//! The example functions and compositions (functions/) built for wasm32 and natively, registered
+//! over HTTP and invoked with known answers: matrix multiply against a host computation, word
+//! count against a host count of real text files, and the compositions over them. The same
+//! checks run on x86_64 and aarch64 nodes (native images built for the node's architecture).
 
 use std::collections::BTreeMap;
 
-use pappus_tests::node::{Node, Response, Tenant, boot};
+use pappus_tests::node::{Node, Response, Tenant, boot, boot_arch};
 use pappus_tests::sets::{Answer, decode, host_counts, item, matmul_case, matrix};
-use pappus_tests::{functions, workspace_root};
+use pappus_tests::{Arch, functions, workspace_root};
 use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "fn", token: "functions-token-0123456789ab" };
@@ -18,10 +19,10 @@ fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &
     node.request(method, path, &all, body)
 }
 
-/// Registers the example functions on `engine` (wasm modules, or native images for the native
-/// engines) and the compositions over them.
-fn deploy(node: &Node, engine: &str) {
-    functions::deploy_examples(node, TENANT.token, engine);
+/// Registers the example functions on `engine` (wasm modules, or native images for `arch`) and
+/// the compositions over them.
+fn deploy(node: &Node, arch: Arch, engine: &str) {
+    functions::deploy_examples_for(node, arch, TENANT.token, engine);
 }
 
 fn invoke(node: &Node, name: &str, sets: Value) -> Answer {
@@ -38,18 +39,48 @@ fn as_counts(items: &[(String, Vec<u8>)]) -> BTreeMap<String, u64> {
 #[test]
 fn example_functions_give_known_answers() {
     let Some(node) = boot("example_functions_give_known_answers", &[TENANT]) else { return };
-    known_answers(&node, "wasm");
+    known_answers(&node, Arch::X86_64, "wasm");
 }
 
 /// The same functions built natively, on the engine `native` picks (`mpk` on `-cpu max`).
 #[test]
 fn native_example_functions_give_known_answers() {
     let Some(node) = boot("native_example_functions_give_known_answers", &[TENANT]) else { return };
-    known_answers(&node, "native");
+    known_answers(&node, Arch::X86_64, "native");
 }
 
-fn known_answers(node: &Node, engine: &str) {
-    deploy(node, engine);
+#[test]
+fn aarch64_example_functions_give_known_answers() {
+    let Some(node) = boot_arch("aarch64_example_functions_give_known_answers", Arch::Aarch64, &[TENANT]) else {
+        return;
+    };
+    known_answers(&node, Arch::Aarch64, "wasm");
+}
+
+/// Native aarch64 builds on an aarch64 node: the `paging` engine at EL0 (`native` picks it).
+#[test]
+fn aarch64_native_example_functions_give_known_answers() {
+    let test = "aarch64_native_example_functions_give_known_answers";
+    let Some(node) = boot_arch(test, Arch::Aarch64, &[TENANT]) else { return };
+    let health = node.call("GET", "/healthz", b"").text();
+    assert!(health.contains("\"arch\":\"aarch64\""), "{health}");
+    known_answers(&node, Arch::Aarch64, "native");
+    // They ran as EL0 sandboxes, not on the interpreter.
+    let metrics = node.metrics().text();
+    let runs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pappus_native_runs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pappus_native_runs_total in\n{metrics}"));
+    assert!(runs >= 6, "only {runs} native runs");
+    // `mpk` does not exist here: a clear refusal.
+    let r = send(&node, "PUT", "/v1/functions/m?engine=mpk&inputs=a&outputs=b", &[], &functions::wasm("matmul"));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("engine_unavailable"), "{}", r.text());
+}
+
+fn known_answers(node: &Node, arch: Arch, engine: &str) {
+    deploy(node, arch, engine);
 
     // Matrix multiply: 24×40 · 40×16 of awkward values, against the same sum order on the host.
     let (input, product) = matmul_case();

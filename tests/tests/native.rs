@@ -1,6 +1,6 @@
-//! Native functions (x86_64 static PIE built with the SDK's native transport) over HTTP: the
-//! same answers as their wasm builds, on a CPU with PKU (`-cpu max`) and without (`-cpu
-//! qemu64`); hostile native functions each end with the right error class while the node
+//! Native functions (x86_64 and aarch64 static PIE built with the SDK's native transport) over
+//! HTTP: the same answers as their wasm builds, on a CPU with PKU (`-cpu max`) and without
+//! (`-cpu qemu64`), and on aarch64 (`paging` at EL0); hostile native functions each end with the right error class while the node
 //! keeps serving.
 
 use std::collections::BTreeMap;
@@ -10,9 +10,9 @@ use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use pappus_tests::node::{Node, Response, Tenant, boot_cpu, boot_cpu_smp};
+use pappus_tests::node::{Node, Response, Tenant, boot_arch, boot_cpu, boot_cpu_smp};
 use pappus_tests::sets::{Answer, decode, item, matmul_case};
-use pappus_tests::{functions, workspace_root};
+use pappus_tests::{Arch, functions, workspace_root};
 use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "nat", token: "native-token-0123456789abcd" };
@@ -40,14 +40,19 @@ fn invoke(node: &Node, name: &str, sets: &Value) -> Answer {
     decode(&r.body)
 }
 
-/// Registers matmul and wordcount for wasm and for `engine`.
+/// Registers matmul and wordcount for wasm and for `engine` (x86_64 images).
 fn register_examples(node: &Node, engine: &str) {
+    register_examples_for(node, Arch::X86_64, engine)
+}
+
+/// Registers matmul and wordcount for wasm and for `engine`, native images built for `arch`.
+fn register_examples_for(node: &Node, arch: Arch, engine: &str) {
     let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=5000";
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
     register(node, "matmul_wasm", "wasm", matmul_q, &functions::wasm("matmul"));
-    register(node, "matmul_native", engine, matmul_q, &functions::native("matmul"));
+    register(node, "matmul_native", engine, matmul_q, &functions::native_for("matmul", arch));
     register(node, "wordcount_wasm", "wasm", wc_q, &functions::wasm("wordcount"));
-    register(node, "wordcount_native", engine, wc_q, &functions::native("wordcount"));
+    register(node, "wordcount_native", engine, wc_q, &functions::native_for("wordcount", arch));
 }
 
 /// Checks that the native and wasm builds agree on real inputs (and with the host, for matmul).
@@ -110,6 +115,21 @@ fn native_matches_wasm_without_pku() {
     node.assert_healthy(baseline, "native functions on -cpu qemu64");
 }
 
+/// aarch64: native images on the `paging` engine (EL0, a translation table and ASID per
+/// sandbox) agree with their wasm builds, run after run, and leave the node as it was.
+#[test]
+fn native_matches_wasm_on_aarch64() {
+    let Some(node) = boot_arch("native_matches_wasm_on_aarch64", Arch::Aarch64, &[TENANT]) else { return };
+    for engine in ["native", "paging"] {
+        register_examples_for(&node, Arch::Aarch64, engine);
+        same_answers(&node, engine);
+    }
+    let baseline = node.baseline();
+    same_answers(&node, "paging");
+    same_answers_again(&node);
+    node.assert_healthy(baseline, "native functions on aarch64");
+}
+
 /// Runs the native functions a few more times: sandboxes are torn down and rebuilt each time.
 fn same_answers_again(node: &Node) {
     for _ in 0..3 {
@@ -124,10 +144,29 @@ fn same_answers_again(node: &Node) {
 /// `engine`, and checks the hostile run ends with `status` and `code` (and `cause` in the
 /// message), twice, while the neighbour keeps its answers and the node its memory.
 fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    hostile_on(test, Arch::X86_64, cpu, engine, case, status, code, cause)
+}
+
+/// Kernel addresses the hostile cases use on `arch` (tests/native-hostile/hostile.rs), none of
+/// which may reach a message: x86_64's upper half, aarch64's identity-mapped RAM.
+fn leaks_kernel_address(arch: Arch, message: &str) -> bool {
+    match arch {
+        Arch::X86_64 => message.to_lowercase().contains("0xffff"),
+        Arch::Aarch64 => ["0x40100000", "0x40100001", "0x40200000"].iter().any(|a| message.contains(a)),
+    }
+}
+
+/// [`hostile`] on an `arch` node (`cpu` is the x86_64 CPU model; aarch64 boots `-cpu max`).
+#[allow(clippy::too_many_arguments)]
+fn hostile_on(test: &str, arch: Arch, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
+    let node = match arch {
+        Arch::X86_64 => boot_cpu(test, cpu, &[TENANT]),
+        Arch::Aarch64 => boot_arch(test, arch, &[TENANT]),
+    };
+    let Some(node) = node else { return };
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
-    register(&node, "neighbour", engine, wc_q, &functions::native("wordcount"));
-    let image = functions::hostile_native(case);
+    register(&node, "neighbour", engine, wc_q, &functions::native_for("wordcount", arch));
+    let image = functions::hostile_native_for(case, arch);
     let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=200";
     let neighbour = |node: &Node| {
         let out = invoke(node, "neighbour", &json!({"texts": [item("t", b"the cat and the hat")]}));
@@ -153,7 +192,7 @@ fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &
             let message = v["error"]["message"].as_str().unwrap();
             assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
             // No kernel address reaches the caller (faults at or on kernel addresses say so).
-            assert!(!message.to_lowercase().contains("0xffff"), "{case}: a kernel address in {message:?}");
+            assert!(!leaks_kernel_address(arch, message), "{case}: a kernel address in {message:?}");
         }
     };
     check(&node);
@@ -233,14 +272,116 @@ hostile_tests! {
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 
+/// The hostile suite on aarch64 (`paging` at EL0): the same harness, the aarch64 cases and the
+/// exception classes they end with.
+macro_rules! hostile_tests_aarch64 {
+    ($($name:ident: $case:literal => $status:literal, $code:literal, $cause:literal;)*) => {
+        mod aarch64 {
+            use super::{Arch, hostile_on};
+            $(#[test]
+            fn $name() {
+                hostile_on(concat!("native_hostile_aarch64_", stringify!($name)), Arch::Aarch64, "max", "native", $case, $status, $code, $cause);
+            })*
+        }
+    };
+}
+
+hostile_tests_aarch64! {
+    read_another_sandbox: "read_other" => 500, "function_trap", "memory_out_of_bounds";
+    write_another_sandbox: "write_other" => 500, "function_trap", "translation fault at level 1, write";
+    read_kernel_memory: "read_kernel" => 500, "function_trap", "address kernel address: permission fault";
+    write_kernel_memory: "write_kernel" => 500, "function_trap", "write";
+    unaligned_read_of_kernel_memory: "unaligned_kernel" => 500, "function_trap", "address kernel address: permission fault";
+    jump_into_kernel_text: "jump_kernel" => 500, "function_trap", "instruction abort (ESR";
+    forged_code_in_data_is_not_executable: "forged_code" => 500, "function_trap", "instruction fetch";
+    writing_its_own_code: "write_own_code" => 500, "function_trap", "permission fault at level 3, write";
+    svc_with_another_number: "syscall_other" => 500, "function_trap", "syscall number 1";
+    svc_with_another_immediate: "svc_other_immediate" => 500, "function_trap", "invalid_instruction";
+    brk: "brk" => 500, "function_trap", "BRK instruction";
+    mrs_of_an_el1_register: "mrs_sctlr" => 500, "function_trap", "undefined instruction";
+    msr_ttbr0: "msr_ttbr0" => 500, "function_trap", "undefined instruction";
+    msr_vbar: "msr_vbar" => 500, "function_trap", "undefined instruction";
+    msr_daif: "msr_daif" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    mrs_of_the_counter: "mrs_counter" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    msr_of_the_timer: "msr_timer" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    eret: "eret" => 500, "function_trap", "undefined instruction";
+    forged_exception_return: "forged_eret" => 500, "function_trap", "undefined instruction";
+    hvc: "hvc" => 500, "function_trap", "undefined instruction";
+    smc: "smc" => 500, "function_trap", "undefined instruction";
+    dc_civac: "dc_civac" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    dc_zva_on_kernel_memory: "dc_zva_kernel" => 500, "function_trap", "trapped MSR/MRS/system instruction";
+    ic_iallu: "ic_iallu" => 500, "function_trap", "undefined instruction";
+    tlbi: "tlbi" => 500, "function_trap", "undefined instruction";
+    wfi: "wfi" => 500, "function_trap", "trapped WFI/WFE";
+    unaligned_exclusive_load: "unaligned_exclusive" => 500, "function_trap", "alignment fault";
+    unaligned_pc: "unaligned_pc" => 500, "function_trap", "not 4-byte aligned";
+    infinite_loop_times_out: "infinite_loop" => 504, "timeout", "200 ms";
+    stack_overflow_hits_the_guard: "stack_overflow" => 500, "function_trap", "stack_overflow";
+    touching_all_its_memory_is_allowed: "touch_all_memory" => 200, "", "";
+    output_to_an_undeclared_set: "output_undeclared_set" => 500, "bad_output", "output set index 3";
+    output_with_reserved_flags: "output_reserved_flags" => 500, "bad_output", "reserved bits";
+    output_data_in_kernel_memory: "output_data_in_kernel" => 500, "function_trap", "item data at kernel address";
+    output_name_not_utf8: "output_name_not_utf8" => 500, "bad_output", "not UTF-8";
+    output_table_outside_the_sandbox: "output_table_elsewhere" => 500, "function_trap", "output table";
+    output_count_over_the_limit: "output_count_huge" => 500, "bad_output", "more than 65536 output items";
+    output_data_over_the_limit: "output_data_huge" => 500, "bad_output", "the limit is 67108864 bytes";
+    output_with_a_key_is_allowed: "output_keyed" => 200, "", "";
+    abort_with_a_message: "abort_with_message" => 500, "function_aborted", "boom: the function failed";
+    abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
+    image_larger_than_its_memory: "huge_bss" => 500, "out_of_memory", "the image needs";
+    exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
+}
+
+/// aarch64: TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV and the vector registers as one run left
+/// them are not what the next run finds (all zero), and a long run's general and vector
+/// registers survive its preemptions (its answer is the host's).
+#[test]
+fn registers_reset_between_runs_on_aarch64() {
+    let test = "registers_reset_between_runs_on_aarch64";
+    let Some(node) = boot_arch(test, Arch::Aarch64, &[TENANT]) else { return };
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=120000";
+    for case in ["leave_state", "read_state", "long_loop"] {
+        register(&node, case, "native", query, &functions::hostile_native_for(case, Arch::Aarch64));
+    }
+    let state = |node: &Node| -> Vec<u64> {
+        let out = invoke(node, "read_state", &json!({"in": [item("x", b"x")]}));
+        out["out"][0].1.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect()
+    };
+    assert_eq!(state(&node), [0; 6], "a fresh node");
+    let r = invoke_raw(&node, "leave_state", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(state(&node), [0; 6], "TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV, v0-v31 after a run that set them");
+    let before = node.metric("pappus_preemptions_total");
+    let out = invoke(&node, "long_loop", &json!({"in": [item("x", b"x")]}));
+    assert_eq!(out["out"][0].1, long_loop_answer(), "the long loop's registers after its preemptions");
+    let preempted = node.metric("pappus_preemptions_total") - before;
+    eprintln!("{test}: the long loop was preempted {preempted} times");
+    assert!(preempted > 0, "the long loop was never preempted");
+    assert_eq!(state(&node), [0; 6], "after a preempted run");
+}
+
 /// Nothing of one run is left for the next in the pages a slot or pooled space keeps between
 /// runs (its stack's top page and heap's first page, which each run of `residue` dirties, and
 /// its system data page, which items of 3,000 bytes (one page) and 5,000 bytes (two) fill):
 /// every run counts the nonzero words it finds there, and finds none; and the pages kept are
 /// no leak.
 fn nothing_is_left_for_the_next_run(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
-    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &functions::hostile_native("residue"));
+    nothing_is_left_for_the_next_run_on(test, Arch::X86_64, cpu, engine)
+}
+
+/// A node of `arch` (`cpu`: the x86_64 CPU model; aarch64 boots `-cpu max`), with `smp` CPUs.
+fn boot_on(test: &str, arch: Arch, cpu: &str, smp: Option<u32>) -> Option<Node> {
+    match (arch, smp) {
+        (Arch::X86_64, None) => boot_cpu(test, cpu, &[TENANT]),
+        (Arch::X86_64, Some(smp)) => boot_cpu_smp(test, cpu, &[TENANT], smp),
+        (Arch::Aarch64, smp) => pappus_tests::node::boot_with(test, arch, &[TENANT], smp),
+    }
+}
+
+fn nothing_is_left_for_the_next_run_on(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = boot_on(test, arch, cpu, None) else { return };
+    let residue = functions::hostile_native_for("residue", arch);
+    register(&node, "residue", engine, "inputs=in&outputs=out&memory=4MiB", &residue);
     let found = |sets: &Value, what: &str| -> u64 {
         let answer = invoke(&node, "residue", sets);
         let out = &answer["out"];
@@ -267,16 +408,22 @@ fn nothing_is_left_for_the_next_run_paging() {
     nothing_is_left_for_the_next_run("native_nothing_left_paging", "qemu64", "paging");
 }
 
+#[test]
+fn nothing_is_left_for_the_next_run_on_aarch64() {
+    nothing_is_left_for_the_next_run_on("native_nothing_left_aarch64", Arch::Aarch64, "max", "native");
+}
+
 /// 64 instances of a native function that computes for a while, fanned out by a composition
 /// (`each`): every instance's output is its own input's, nothing mixed; more instances than
 /// protection keys wait for keys (on one core they also queue).
 fn sixty_four_instances(test: &str, cpu: &str, engine: &str, smp: Option<u32>) -> Option<Node> {
-    let node = match smp {
-        None => boot_cpu(test, cpu, &[TENANT])?,
-        Some(smp) => boot_cpu_smp(test, cpu, &[TENANT], smp)?,
-    };
+    sixty_four_instances_on(test, Arch::X86_64, cpu, engine, smp)
+}
+
+fn sixty_four_instances_on(test: &str, arch: Arch, cpu: &str, engine: &str, smp: Option<u32>) -> Option<Node> {
+    let node = boot_on(test, arch, cpu, smp)?;
     let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=20000";
-    register(&node, "wordcount", engine, wc_q, &functions::native("wordcount"));
+    register(&node, "wordcount", engine, wc_q, &functions::native_for("wordcount", arch));
     let source = "function wordcount (texts) => (counts);\n\
                   composition fan (texts) => (counts) { wordcount (texts = each texts) => (counts = counts); }\n";
     let r = send(&node, "PUT", "/v1/compositions/fan", &[], source.as_bytes());
@@ -323,7 +470,11 @@ fn sixty_four_paging_instances_complete_unmixed() {
 /// Compute cores run sandboxes at the same time: per core, its own session, trap stack,
 /// `syscall` MSRs and PKRU; under MPK, live sandboxes on different cores hold different keys.
 fn on_four_cpus(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = sixty_four_instances(test, cpu, engine, Some(4)) else { return };
+    on_four_cpus_of(test, Arch::X86_64, cpu, engine)
+}
+
+fn on_four_cpus_of(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = sixty_four_instances_on(test, arch, cpu, engine, Some(4)) else { return };
     let metrics = node.metrics().text();
     let busy = (1..4)
         .filter(|cpu| {
@@ -332,6 +483,18 @@ fn on_four_cpus(test: &str, cpu: &str, engine: &str) {
         })
         .count();
     assert!(busy >= 2, "the sandboxes ran on {busy} compute core(s):\n{metrics}");
+}
+
+#[test]
+fn sixty_four_instances_complete_unmixed_on_aarch64() {
+    sixty_four_instances_on("sixty_four_instances_complete_unmixed_on_aarch64", Arch::Aarch64, "max", "native", None);
+}
+
+/// aarch64 compute cores run EL0 sandboxes at the same time (each its own ASID; teardown's
+/// TLB invalidation is broadcast).
+#[test]
+fn sixty_four_instances_on_four_aarch64_cpus() {
+    on_four_cpus_of("sixty_four_instances_on_four_aarch64_cpus", Arch::Aarch64, "max", "native");
 }
 
 /// More compute cores than protection keys (19 against 15): sandboxes beyond the 15th wait for
@@ -360,13 +523,17 @@ fn sixty_four_paging_instances_on_four_cpus() {
 /// their messages, allocation within and beyond the heap, chunked reads, set names, deep
 /// recursion into the stack guard, keys kept.
 fn sdk_probe(test: &str, cpu: &str, engine: &str) {
-    let Some(node) = boot_cpu(test, cpu, &[TENANT]) else { return };
+    sdk_probe_on(test, Arch::X86_64, cpu, engine)
+}
+
+fn sdk_probe_on(test: &str, arch: Arch, cpu: &str, engine: &str) {
+    let Some(node) = boot_on(test, arch, cpu, None) else { return };
     register(
         &node,
         "probe",
         engine,
         "inputs=cmds&outputs=out,extra&memory=4MiB&timeout_ms=5000",
-        &functions::native("sdk_probe"),
+        &functions::native_for("sdk_probe", arch),
     );
     let run = |name: &str, data: &[u8]| invoke_raw(&node, "probe", &json!({"cmds": [item(name, data)]}));
     let fails = |name: &str, data: &[u8], code: &str, cause: &str| {
@@ -414,6 +581,11 @@ fn sdk_probe_under_mpk() {
 #[test]
 fn sdk_probe_under_paging() {
     sdk_probe("sdk_probe_under_paging", "qemu64", "paging");
+}
+
+#[test]
+fn sdk_probe_on_aarch64() {
+    sdk_probe_on("sdk_probe_on_aarch64", Arch::Aarch64, "max", "native");
 }
 
 /// 64 clients at once, each invoking a native word count over its own text (a word only it has,

@@ -60,7 +60,7 @@ pub fn deploy(ui: &Ui, sources: &Sources, path: &Path, overrides: &Overrides) ->
     registration.check()?;
     let client = sources.client(Role::Tenant)?;
     let image = if registration.is_native() {
-        native_image(ui, &workspace, &package.name)?
+        native_image(ui, &client, &workspace, &package.name)?
     } else {
         fnmeta::build(ui, path, Some(&package.name))?;
         workspace.wasm_path(package).ok_or_else(|| no_cdylib(&package.name))?
@@ -70,11 +70,22 @@ pub fn deploy(ui: &Ui, sources: &Sources, path: &Path, overrides: &Overrides) ->
     Ok(())
 }
 
-/// Builds `package` of `workspace` as a native image (docs/writing-functions.md, "Native
-/// builds") and returns the ELF's path.
-fn native_image(ui: &Ui, workspace: &Workspace, package: &str) -> Result<PathBuf> {
-    ui.say(format!("building {package} as a native image ({})", crate::native::NATIVE_TARGET));
-    crate::native::build_native(&workspace.root, package).map_err(Failure)
+/// Builds `package` of `workspace` as a native image for the node's architecture (its
+/// `/healthz` says `"arch"`; docs/writing-functions.md, "Native builds") and returns the ELF's
+/// path.
+fn native_image(ui: &Ui, client: &Client, workspace: &Workspace, package: &str) -> Result<PathBuf> {
+    let arch = node_arch(client)?;
+    ui.say(format!("building {package} as a native {} image ({})", arch.name(), arch.target()));
+    crate::native::build_native_for(&workspace.root, package, arch).map_err(Failure)
+}
+
+/// The node's architecture, from `/healthz`.
+fn node_arch(client: &Client) -> Result<crate::native::NativeArch> {
+    let health = client.health().map_err(|e| Failure(format!("asking the node for its architecture: {e}")))?;
+    let name = health.get("arch").and_then(|a| a.as_str()).unwrap_or("");
+    crate::native::NativeArch::from_name(name).ok_or_else(|| {
+        Failure(format!("the node's /healthz names no architecture a native image can be built for: {name:?}"))
+    })
 }
 
 fn no_cdylib(package: &str) -> Failure {
@@ -101,7 +112,7 @@ fn deploy_workspace(ui: &Ui, sources: &Sources, dir: &Path, workspace: &Workspac
     }
     for (registration, wasm) in &functions {
         let image = if registration.is_native() {
-            match native_image(ui, workspace, &registration.name.replace('_', "-")) {
+            match native_image(ui, &client, workspace, &registration.name.replace('_', "-")) {
                 Ok(image) => image,
                 Err(e) => {
                     eprintln!("error: function {}: {}", registration.name, e.0);

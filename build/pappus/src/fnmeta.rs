@@ -171,8 +171,8 @@ impl Registration {
         let registration = Registration::merge(package_function_name(package), metadata, overrides);
         if registration.engine != "wasm" && !registration.is_native() {
             return Err(format!(
-                "{package}: engine {:?}: crates are built for {WASM_TARGET} (engine wasm) or as native x86_64 \
-                 images (engines mpk, paging, native); deploy other images as a file with --engine",
+                "{package}: engine {:?}: crates are built for {WASM_TARGET} (engine wasm) or as native images \
+                 for the node's architecture (engines mpk, paging, native); deploy other images as a file with --engine",
                 registration.engine
             ));
         }
@@ -321,7 +321,7 @@ mod tests {
         let mpk = Metadata::parse(&serde_json::json!({"engine": "mpk", "outputs": ["o"]})).unwrap();
         assert!(Registration::for_crate("f", Some(&mpk), &overrides()).unwrap().is_native());
         let jvm = Metadata::parse(&serde_json::json!({"engine": "jvm", "outputs": ["o"]})).unwrap();
-        assert!(Registration::for_crate("f", Some(&jvm), &overrides()).unwrap_err().contains("native x86_64"));
+        assert!(Registration::for_crate("f", Some(&jvm), &overrides()).unwrap_err().contains("native images"));
 
         let e = Registration::for_crate("f", None, &overrides()).unwrap_err();
         assert!(e.contains("[package.metadata.pappus]"), "{e}");

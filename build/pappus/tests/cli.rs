@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pappus_tests::node::{OPERATOR_TOKEN, Tenant, boot};
+use pappus_tests::node::{OPERATOR_TOKEN, Tenant, boot, boot_arch};
 use pappus_tests::sets::{decode, host_counts};
 use pappus_tests::workspace_root;
 use serde_json::Value;
@@ -235,5 +235,45 @@ fn cli_against_a_live_node() {
     let samples = pappus.json(&["metrics", "--json"]);
     assert!(samples.as_array().is_some_and(|s| !s.is_empty() && s.iter().all(|m| m["name"].is_string())));
 
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `pappus deploy --engine native` against an aarch64 node builds for aarch64 (the node's
+/// `/healthz` says so): a crate made by `pappus new` and the example word count answer the same
+/// natively (EL0) as under wasm.
+#[test]
+fn cli_deploys_native_images_for_an_aarch64_node() {
+    let Some(node) = boot_arch("cli_deploys_native_images_for_an_aarch64_node", pappus_tests::Arch::Aarch64, &[TENANT])
+    else {
+        return;
+    };
+    let url = format!("http://127.0.0.1:{}", node.port);
+    let scratch = std::env::temp_dir().join(format!("pappus-cli-aarch64-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut pappus = Pappus::new(&scratch);
+    pappus.env.push(("PAPPUS_URL".into(), url.clone()));
+    pappus.env.push(("PAPPUS_TOKEN".into(), TENANT.token.into()));
+    let root = workspace_root();
+    let sdk = root.join("sdk");
+    pappus.ok(&["new", "hello-fn", "--sdk-path", path(&sdk)]);
+    let out = pappus.ok(&["deploy", "hello-fn"]);
+    assert!(out.starts_with("function hello_fn created: wasm"), "{out}");
+    let out = pappus.ok(&["deploy", "hello-fn/Cargo.toml", "--engine", "native", "--name", "hello_native"]);
+    assert!(out.starts_with("function hello_native created: native (lines) => (upper)"), "{out}");
+    let crate_dir = pappus.work.join("hello-fn");
+    let elf = crate_dir.join("target/native/aarch64-unknown-none/release/hello_fn.elf");
+    let bytes = std::fs::read(&elf).unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 183, "EM_AARCH64");
+    assert_eq!(pappus.ok(&["invoke", "hello_native", "--raw", "native"]), "NATIVE");
+    assert_eq!(pappus.ok(&["invoke", "hello_fn", "--raw", "native"]), "NATIVE");
+    // The example word count, deployed from the repository's functions workspace.
+    let wordcount = root.join("functions/wordcount");
+    pappus.ok(&["deploy", path(&wordcount), "--name", "wc_wasm"]);
+    pappus.ok(&["deploy", path(&wordcount), "--engine", "native", "--name", "wc_native"]);
+    let text = "the quick brown fox jumps over the lazy dog the end";
+    let wasm = pappus.ok(&["invoke", "wc_wasm", "--set", &format!("texts={text}")]);
+    let native = pappus.ok(&["invoke", "wc_native", "--set", &format!("texts={text}")]);
+    assert!(wasm.contains("\"the\""), "{wasm}");
+    assert_eq!(native, wasm, "native and wasm word counts differ");
     let _ = std::fs::remove_dir_all(&scratch);
 }

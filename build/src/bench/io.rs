@@ -27,6 +27,8 @@ const ECHO_64: usize = 64;
 pub struct Node {
     _qemu: Qemu,
     port: u16,
+    /// The counter's rate from the ready line (aarch64: CNTVCT; x86_64: the TSC's calibration).
+    tick_hz: f64,
     client: Client,
 }
 
@@ -45,21 +47,26 @@ impl std::ops::DerefMut for Node {
 
 impl Node {
     pub fn boot(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
-        Self::spawn(kernel, icount, 1, name)
+        Self::spawn(kernel, DEFAULT_X86_64, icount, 1, name)
+    }
+
+    /// An aarch64 node (`virt`, `-cpu max`).
+    pub fn boot_aarch64(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
+        Self::spawn(kernel, pappus_qemu::DEFAULT_AARCH64, icount, 1, name)
     }
 
     /// A node with `smp` CPUs under MTTCG (no icount, which would serialize them).
     pub fn boot_smp(kernel: &Path, smp: u32, name: &str) -> Result<Self> {
-        Self::spawn(kernel, false, smp, name)
+        Self::spawn(kernel, DEFAULT_X86_64, false, smp, name)
     }
 
-    fn spawn(kernel: &Path, icount: bool, smp: u32, name: &str) -> Result<Self> {
+    fn spawn(kernel: &Path, profile: &str, icount: bool, smp: u32, name: &str) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = pappus_tests::target_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("bench.conf");
         std::fs::write(&config, format!("tenant bench {TOKEN}\noperator {OPERATOR}\n"))?;
-        let mut qemu = Boot::profile(DEFAULT_X86_64)
+        let mut qemu = Boot::profile(profile)
             .kernel(kernel)
             .icount(icount)
             .smp(smp)
@@ -68,8 +75,9 @@ impl Node {
             .log_name(&format!("bench-{name}"))
             .time_limit(Duration::from_secs(1200))
             .spawn()?;
-        qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
-        Ok(Self { _qemu: qemu, port, client: Client::connect(port, TIMEOUT)? })
+        let line = qemu.wait_for(Marker::starts_with(READY_PREFIX), Duration::from_secs(300))?;
+        let tick_hz = pappus_tests::protocol::Ready::parse(&line).map_or(0.0, |r| r.tick_hz);
+        Ok(Self { _qemu: qemu, port, tick_hz, client: Client::connect(port, TIMEOUT)? })
     }
 
     /// Another keep-alive connection.
@@ -422,6 +430,78 @@ pub fn wasm(kernel: &Path) -> Result {
 /// engine, a no-op sandbox's create / enter+run+exit / collect / destroy in guest instructions;
 /// the 128×128 f64 matmul's engine instructions against the function's own (the same Rust
 /// compiled for the host, counted by callgrind) and against the wasm engine.
+/// Suite `native --arch aarch64` (under `-icount shift=0`): the `paging` engine at EL0, as
+/// [`native`] measures it on x86_64: a no-op sandbox's phases, and the 128×128 matmul against
+/// the wasm engine on the same node. The engine's figures are CNTVCT ticks, and under icount
+/// the generic counter counts virtual time, not instructions: one instruction is one virtual
+/// nanosecond, so a tick is `1e9 / tick_hz` instructions (16 at QEMU virt's 62.5 MHz). Figures
+/// are ticks times that, averaged over many runs (each reading is exact to one tick).
+pub fn native_aarch64(kernel: &Path) -> Result {
+    const N: u32 = 128;
+    let noop = pappus_tests::functions::hostile_native_for("noop", pappus_tests::Arch::Aarch64);
+    let matmul_native = pappus_tests::functions::native_for("matmul", pappus_tests::Arch::Aarch64);
+    let matmul_wasm = pappus_tests::functions::wasm("matmul");
+    let mut node = Node::boot_aarch64(kernel, true, "native-aarch64-icount")?;
+    let auth = auth();
+    if node.tick_hz <= 0.0 {
+        return Err(Failure("the aarch64 ready line has no tick_hz".into()));
+    }
+    let per_tick = 1e9 / node.tick_hz;
+    let register = |node: &mut Node, name: &str, query: &str, image: &[u8]| {
+        node.expect("PUT", &format!("/v1/functions/{name}?{query}"), &[("Authorization", auth.as_str())], image, 201)
+    };
+    let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=300000";
+    register(&mut node, "noop_paging", "engine=paging&inputs=in&outputs=out&memory=1MiB", &noop)?;
+    register(&mut node, "matmul_paging", &format!("engine=paging&{matmul_q}"), &matmul_native)?;
+    register(&mut node, "matmul_wasm", &format!("engine=wasm&{matmul_q}"), &matmul_wasm)?;
+    let json = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let phases = ["create", "run", "collect", "destroy"];
+    let instructions = |ticks: u64| (ticks as f64 * per_tick).round() as u64;
+    let path = "/v1/invoke/noop_paging";
+    for _ in 0..3 {
+        node.expect("POST", path, &json, br#"{"sets":{}}"#, 200)?;
+    }
+    let read = |node: &mut Node| -> Result<Vec<u64>> {
+        let mut v = vec![node.metric("pappus_native_runs_total")?];
+        for p in phases {
+            v.push(node.metric(&format!("pappus_native_{p}_ticks_total"))?);
+        }
+        Ok(v)
+    };
+    const NOOP_RUNS: u64 = 50;
+    let before = read(&mut node)?;
+    let total = node.engine_instructions_per(NOOP_RUNS, |n| n.expect("POST", path, &json, br#"{"sets":{}}"#, 200))?;
+    let after = read(&mut node)?;
+    let runs = (after[0] - before[0]).max(1);
+    for (i, p) in phases.iter().enumerate() {
+        let name = if *p == "run" { "enter_run_exit" } else { p };
+        let ticks = (after[i + 1] - before[i + 1]) as f64 / runs as f64;
+        print(
+            &format!("native.aarch64.paging.noop.{name}_instructions"),
+            (ticks * per_tick).round() as u64,
+            "instructions",
+        );
+    }
+    print("native.aarch64.paging.noop.engine_instructions", instructions(total), "instructions");
+    let sets = matmul_sets(N)?;
+    let kind = "application/x-pappus-sets";
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", kind), ("Accept", kind)];
+    let mut figures = Vec::new();
+    for engine in ["paging", "wasm"] {
+        let path = format!("/v1/invoke/matmul_{engine}");
+        let runs = if engine == "wasm" { 1 } else { 3 };
+        let per = instructions(node.engine_instructions_per(runs, |n| n.expect("POST", &path, &headers, &sets, 200))?);
+        print(&format!("native.aarch64.{engine}.matmul128.engine_instructions"), per, "instructions");
+        figures.push(per);
+    }
+    print(
+        "native.aarch64.paging.matmul128.speedup_over_wasm",
+        format!("{:.1}", figures[1] as f64 / figures[0] as f64),
+        "x",
+    );
+    Ok(())
+}
+
 pub fn native(kernel: &Path) -> Result {
     const N: u32 = 128;
     let own = native_matmul_instructions(N)?;

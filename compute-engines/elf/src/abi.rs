@@ -18,6 +18,7 @@ pub(crate) const ELFOSABI_GNU: u8 = 3;
 pub(crate) const ET_EXEC: u16 = 2;
 pub(crate) const ET_DYN: u16 = 3;
 pub(crate) const EM_X86_64: u16 = 62;
+pub(crate) const EM_AARCH64: u16 = 183;
 /// `e_phnum` value meaning "the real count is in section header 0" (extended numbering).
 pub(crate) const PN_XNUM: u16 = 0xffff;
 
@@ -91,6 +92,8 @@ pub(crate) const DF_STATIC_TLS: u64 = 0x10;
 
 /// The one relocation type a static PIE needs: write `base + addend` to the 8 bytes at `base + offset`.
 pub const R_X86_64_RELATIVE: u32 = 8;
+/// The one relocation type an aarch64 static PIE needs: `base + addend` into 8 bytes.
+pub const R_AARCH64_RELATIVE: u32 = 1027;
 
 /// Name of a dynamic tag, for messages; `"unknown"` for tags this crate has no name for.
 pub(crate) fn dynamic_tag_name(tag: i64) -> &'static str {
@@ -191,6 +194,21 @@ pub(crate) fn relocation_name(r_type: u32) -> &'static str {
         "R_X86_64_GOTPCRELX",
         "R_X86_64_REX_GOTPCRELX",
     ];
+    // The aarch64 psABI's numbers start at 257, past every x86_64 one: one table serves both.
+    match r_type {
+        257 => return "R_AARCH64_ABS64",
+        258 => return "R_AARCH64_ABS32",
+        1024 => return "R_AARCH64_COPY",
+        1025 => return "R_AARCH64_GLOB_DAT",
+        1026 => return "R_AARCH64_JUMP_SLOT",
+        R_AARCH64_RELATIVE => return "R_AARCH64_RELATIVE",
+        1028 => return "R_AARCH64_TLS_DTPMOD64",
+        1029 => return "R_AARCH64_TLS_DTPREL64",
+        1030 => return "R_AARCH64_TLS_TPREL64",
+        1031 => return "R_AARCH64_TLSDESC",
+        1032 => return "R_AARCH64_IRELATIVE",
+        _ => {}
+    }
     usize::try_from(r_type).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("unknown")
 }
 

@@ -1,10 +1,11 @@
-//! The ELF header: what the file is (ELF-64, little endian, x86_64, position independent) and
+//! The ELF header: what the file is (ELF-64, little endian, x86_64 or aarch64, position independent) and
 //! where its program header table is. Section headers are never read: loading needs only
 //! program headers, and a stripped image without sections is as good as one with them.
 
+use crate::Machine;
 use crate::abi::{
-    EHDR_SIZE, ELF_MAGIC, ELFCLASS64, ELFDATA2LSB, ELFOSABI_GNU, ELFOSABI_NONE, EM_X86_64, ET_DYN, ET_EXEC, EV_CURRENT,
-    PHDR_SIZE, PN_XNUM,
+    EHDR_SIZE, ELF_MAGIC, ELFCLASS64, ELFDATA2LSB, ELFOSABI_GNU, ELFOSABI_NONE, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC,
+    EV_CURRENT, PHDR_SIZE, PN_XNUM,
 };
 use crate::error::{ElfError, Place, Problem};
 use crate::read::{file_range, u8_at, u16_at, u32_at, u64_at};
@@ -24,8 +25,8 @@ fn unexpected(field: &'static str, found: impl Into<u64>, expected: &'static str
     ElfError::new(Place::HeaderField(field), Problem::Unexpected { field, found: found.into(), expected })
 }
 
-/// Checks the ELF header of `file`.
-pub(crate) fn parse(file: &[u8]) -> Result<Header, ElfError> {
+/// Checks the ELF header of `file`, an image for `machine`.
+pub(crate) fn parse(file: &[u8], machine: Machine) -> Result<Header, ElfError> {
     let too_short = || ElfError::new(Place::Header, Problem::TooShort { len: file.len() });
     if (file.len() as u64) < EHDR_SIZE {
         return Err(too_short());
@@ -68,9 +69,13 @@ pub(crate) fn parse(file: &[u8]) -> Result<Header, ElfError> {
     if e_type != ET_DYN {
         return Err(unexpected("e_type", e_type, "3 (ET_DYN, a static position-independent executable)"));
     }
-    let machine = half(18)?;
-    if machine != EM_X86_64 {
-        return Err(unexpected("e_machine", machine, "62 (EM_X86_64)"));
+    let e_machine = half(18)?;
+    let (want, expected) = match machine {
+        Machine::X86_64 => (EM_X86_64, "62 (EM_X86_64)"),
+        Machine::Aarch64 => (EM_AARCH64, "183 (EM_AARCH64)"),
+    };
+    if e_machine != want {
+        return Err(unexpected("e_machine", e_machine, expected));
     }
     let version = word(20)?;
     if version != u32::from(EV_CURRENT) {
@@ -78,10 +83,11 @@ pub(crate) fn parse(file: &[u8]) -> Result<Header, ElfError> {
     }
     let entry = quad(24)?;
     let phoff = quad(32)?;
-    // x86_64 defines no processor flags; anything set here is a file this loader does not understand.
+    // Neither x86_64 nor aarch64 defines processor flags; anything set here is a file this
+    // loader does not understand.
     let flags = word(48)?;
     if flags != 0 {
-        return Err(unexpected("e_flags", flags, "0 (x86_64 defines no flags)"));
+        return Err(unexpected("e_flags", flags, "0 (the psABI defines no flags)"));
     }
     let ehsize = half(52)?;
     if u64::from(ehsize) != EHDR_SIZE {

@@ -67,11 +67,11 @@ impl Image {
         Self::parse_with(file, &Limits::default())
     }
 
-    /// Checks `file` as a static position-independent x86_64 function image: the ELF header,
-    /// every program header, the dynamic section, every relocation, and the executable bytes
-    /// for forbidden instructions, in memory layout. The first problem found is returned.
+    /// Checks `file` as a static position-independent function image for `limits.machine`:
+    /// the ELF header, every program header, the dynamic section, every relocation, and (x86_64)
+    /// the executable bytes for forbidden instructions, in memory layout. The first problem found is returned.
     pub fn parse_with(file: &[u8], limits: &Limits) -> Result<Image, ElfError> {
-        let header = header::parse(file)?;
+        let header = header::parse(file, limits.machine)?;
         let layout = segments::parse(file, &header, limits)?;
         let executable = |load: &&segments::Load| load.segment.perms.execute;
         let in_code = layout.loads.iter().filter(executable).any(|load| {
@@ -85,7 +85,7 @@ impl Image {
             ));
         }
         let table = dynamic::parse(file, &layout)?;
-        let relocations = relocate::parse(file, &table, &layout)?;
+        let relocations = relocate::parse(file, &table, &layout, limits.machine)?;
         let segments: Vec<Segment> = layout.loads.into_iter().map(|load| load.segment).collect();
         let image = Image {
             segments,
@@ -96,7 +96,9 @@ impl Image {
             relro: layout.relro,
             file_len: file.len(),
         };
-        image.scan(file)?;
+        if limits.machine == crate::Machine::X86_64 {
+            image.scan(file)?;
+        }
         Ok(image)
     }
 

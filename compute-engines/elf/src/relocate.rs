@@ -1,4 +1,5 @@
-//! `R_X86_64_RELATIVE` relocations: the only kind a static PIE has. Each one asks the loader to
+//! `R_X86_64_RELATIVE` (x86_64) and `R_AARCH64_RELATIVE` (aarch64) relocations: the only kind
+//! a static PIE has. Each one asks the loader to
 //! write `base + addend` into the 8 bytes at `base + offset`, which turns the link-time
 //! addresses in data (function pointers, `&'static str`s in tables) into run-time ones.
 //!
@@ -8,7 +9,8 @@
 
 use alloc::vec::Vec;
 
-use crate::abi::{R_X86_64_RELATIVE, RELA_SIZE};
+use crate::Machine;
+use crate::abi::{R_AARCH64_RELATIVE, R_X86_64_RELATIVE, RELA_SIZE};
 use crate::dynamic::RelaTable;
 use crate::error::{ElfError, Place, Problem};
 use crate::read::u64_at;
@@ -32,7 +34,16 @@ impl Relocation {
 }
 
 /// Reads and checks every entry of the relocation table.
-pub(crate) fn parse(file: &[u8], table: &RelaTable, layout: &Layout) -> Result<Vec<Relocation>, ElfError> {
+pub(crate) fn parse(
+    file: &[u8],
+    table: &RelaTable,
+    layout: &Layout,
+    machine: Machine,
+) -> Result<Vec<Relocation>, ElfError> {
+    let relative = match machine {
+        Machine::X86_64 => R_X86_64_RELATIVE,
+        Machine::Aarch64 => R_AARCH64_RELATIVE,
+    };
     let bytes = file.get(table.bytes.clone()).unwrap_or_default();
     let mut relocations = Vec::new();
     // Sized by the file, which holds 24 bytes per entry: no allocation larger than the input.
@@ -57,7 +68,7 @@ pub(crate) fn parse(file: &[u8], table: &RelaTable, layout: &Layout) -> Result<V
         let error = |problem| ElfError::new(Place::Relocation { index, offset }, problem);
         // ELF64_R_TYPE is the low 32 bits of r_info; the symbol (high half) is unused by RELATIVE.
         let r_type = (info & 0xffff_ffff) as u32;
-        if r_type != R_X86_64_RELATIVE {
+        if r_type != relative {
             return Err(error(Problem::UnsupportedRelocation { r_type }));
         }
         match layout.load_holding(offset, 8) {

@@ -24,9 +24,25 @@ pub struct Redacted(pub u64);
 /// the end of the lower half up is redacted (non-canonical addresses included).
 pub const KERNEL_HALF: u64 = 0x0000_8000_0000_0000;
 
+/// Where user addresses lie on x86_64: the lower half.
+pub const X86_64_USER: core::ops::Range<u64> = 0..KERNEL_HALF;
+/// Where user addresses lie on aarch64: the sandboxes' level-0 entry (1 TiB .. 1.5 TiB); the
+/// kernel's identity map lies below it.
+pub const AARCH64_USER: core::ops::Range<u64> =
+    crate::layout::AARCH64_OWN_BASE..crate::layout::AARCH64_OWN_BASE + (1 << 39);
+/// The user range of the architecture this is built for.
+pub const USER: core::ops::Range<u64> = if cfg!(target_arch = "aarch64") { AARCH64_USER } else { X86_64_USER };
+
+impl Redacted {
+    /// Writes the address as it would be shown where user addresses lie in `user`.
+    pub fn write_for(&self, user: &core::ops::Range<u64>, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        if user.contains(&self.0) { write!(f, "{:#x}", self.0) } else { f.write_str("kernel address") }
+    }
+}
+
 impl core::fmt::Display for Redacted {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        if self.0 >= KERNEL_HALF { f.write_str("kernel address") } else { write!(f, "{:#x}", self.0) }
+        self.write_for(&USER, f)
     }
 }
 

@@ -158,7 +158,7 @@ pub fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
     if file.len() > MAX_IMAGE_BYTES {
         return Err(ImageError::TooLarge { size: file.len(), limit: MAX_IMAGE_BYTES }.into());
     }
-    let limits = elf::Limits { max_span: MAX_IMAGE_SPAN, max_align: 2 << 20 };
+    let limits = elf::Limits { machine: elf::Machine::NATIVE, max_span: MAX_IMAGE_SPAN, max_align: 2 << 20 };
     let image = elf::Image::parse_with(file, &limits)
         .map_err(|e| EngineError::from(ImageError::Malformed { reason: format!("{e}") }))?;
     let relro = image.relro().map(|r| (r.start.next_multiple_of(4096), r.end & !0xfff));

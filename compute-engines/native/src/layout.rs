@@ -19,6 +19,9 @@ pub const SLOT_SIZE: u64 = 1 << 35;
 
 const PAGE: u64 = 4096;
 
+/// Where an aarch64 sandbox's layout starts: level-0 entry 2 of its translation table (1 TiB).
+pub const AARCH64_OWN_BASE: u64 = 1 << 40;
+
 /// Where a sandbox's regions lie, relative to its base (0 for the paging engine, whose
 /// sandboxes each have an address space of their own; the key's slot for the MPK engine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +30,15 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// A sandbox with an address space of its own (paging).
+    /// A sandbox with an address space of its own (paging): at 0 on x86_64, at
+    /// [`AARCH64_OWN_BASE`] on aarch64 (the kernel's identity map lies below it).
     pub const fn own() -> Self {
-        Self { base: 0 }
+        Self::own_at(if cfg!(target_arch = "aarch64") { AARCH64_OWN_BASE } else { 0 })
+    }
+
+    /// A sandbox with an address space of its own whose user part starts at `base`.
+    pub const fn own_at(base: u64) -> Self {
+        Self { base }
     }
 
     /// The MPK slot of protection key `key`.
@@ -137,7 +146,7 @@ mod tests {
 
     #[test]
     fn regions_are_ordered_and_inside_the_slot() {
-        for layout in [Layout::own(), Layout::slot(1), Layout::slot(15)] {
+        for layout in [Layout::own(), Layout::own_at(AARCH64_OWN_BASE), Layout::slot(1), Layout::slot(15)] {
             let b = layout.base();
             assert!(b < layout.image() && layout.image() + MAX_IMAGE_SPAN <= layout.sys());
             assert!(layout.sys() < layout.heap());
@@ -148,6 +157,9 @@ mod tests {
         }
         assert!(Layout::slot(15).base() + SLOT_SIZE <= 1 << 39, "every slot under one PML4 entry");
         assert!(Layout::slot(15).base() + SLOT_SIZE <= 0x0000_8000_0000_0000, "lower half");
+        let arm = Layout::own_at(AARCH64_OWN_BASE);
+        assert!(crate::exit::AARCH64_USER.contains(&arm.base()), "aarch64: inside the sandboxes' level-0 entry");
+        assert!(arm.stack_top() <= crate::exit::AARCH64_USER.end);
     }
 
     #[test]

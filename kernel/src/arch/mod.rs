@@ -14,11 +14,12 @@
 //! | `idle() -> !` | wait for interrupts forever |
 //! | `sleep_until(ticks)` | halt until the counter reaches `ticks` (or an earlier interrupt) |
 //! | `wait_for_work(deadline, pending)` | halt unless `pending()`, until a `wake` or the deadline; no lost wake-ups |
-//! | `start_cpus(&BootInfo, max, entry) -> usize` | start the other CPUs (x86: ACPI MADT, INIT-SIPI-SIPI; aarch64: not yet, 1); each runs `entry(index)` |
+//! | `start_cpus(&BootInfo, max, entry) -> usize` | start the other CPUs (x86: ACPI MADT, INIT-SIPI-SIPI; aarch64: the device tree, PSCI `CPU_ON`); each runs `entry(index)` |
 //! | `cpu_index()`, `cpu_count()` | this CPU's index (0 = boot CPU), CPUs online |
 //! | `wake(index)` | end CPU `index`'s halt (an IPI); a no-op for this CPU |
 //! | `start_sampling(interval) -> bool` | the profiler's timer sampling (`profile.rs`); false where there is none (aarch64) |
 //! | `without_interrupts(f)` | run `f` with this CPU's interrupts off |
+//! | `usermode`, `uspace` | the native engines' user mode (ring 3, EL0: entry, the exit call, traps, `UserRegs`) and sandbox address spaces (`AddressSpace`) |
 //!
 //! The boot entry is architecture code too: it builds a [`crate::boot::BootInfo`] and calls
 //! [`crate::kernel_main`].

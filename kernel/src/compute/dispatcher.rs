@@ -72,7 +72,6 @@ struct Parked {
 /// (Only ever on the heap, one per parked run: the variants' sizes do not matter.)
 #[allow(clippy::large_enum_variant)]
 enum Paused {
-    #[cfg(target_arch = "x86_64")]
     Native(crate::native::Sandbox),
     Wasm(WasmRun),
 }
@@ -398,7 +397,6 @@ impl Dispatcher {
             Work::Resume(Parked { ticket, tenant, mut paused, ran, wall_left }) => {
                 let start = time::ticks();
                 match paused.pop() {
-                    #[cfg(target_arch = "x86_64")]
                     Some(Paused::Native(sandbox)) => {
                         let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
                         native_after(sandbox.resume(Some(&deadline)), ticket, tenant, ran, start)
@@ -417,15 +415,12 @@ impl Dispatcher {
 
     /// The first turn of a new instance.
     fn start(&self, job: Job, waited_for_key: bool, cancel: &AtomicBool) -> After {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = waited_for_key;
         let image = job.prepared.clone();
         let stored = Arc::clone(&job.function);
         let spec = stored.spec();
         let outputs = spec.outputs();
         let limits = crate::engines::limits(spec);
         let start = time::ticks();
-        #[cfg(target_arch = "x86_64")]
         if let Some(native) = self.engines.native(spec, &image) {
             let Job { ticket, tenant, function, prepared, inputs } = job;
             let deadline = TurnDeadline { cancel, wall_end: u64::MAX, turn_end: u64::MAX };
@@ -489,7 +484,6 @@ fn park(paused: Paused, ticket: Ticket, tenant: TenantId, ran: u64, ran_now: u64
 }
 
 /// What a native slice that started at `start`, after earlier turns of `ran` ticks, came to.
-#[cfg(target_arch = "x86_64")]
 fn native_after(step: crate::native::Step, ticket: Ticket, tenant: TenantId, ran: u64, start: u64) -> After {
     let ran_now = ran.saturating_add(time::ticks().saturating_sub(start));
     match step {

@@ -49,7 +49,6 @@ pub fn alloc_frame() -> Option<u64> {
 /// A frame as the allocator has it, not zeroed: it may hold what its last user left. Only for
 /// a caller that writes every byte before anything else can read it
 /// (`AddressSpace::map_overwritten`).
-#[cfg(target_arch = "x86_64")]
 pub fn alloc_frame_unzeroed() -> Option<u64> {
     with(|a| a.alloc())
 }

@@ -32,12 +32,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use engine::{Completion, Engine, EngineError, Invocation};
 use model::Set;
-use native::fault::{Fault, FaultAction, classify_fault, no_frame};
+use native::fault::{Fault, FaultAction, no_frame};
 use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
-    Access, ExitCall, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
-    load_image, system_block, system_block_len, write_system_block,
+    Access, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome, load_image,
+    system_block, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -80,6 +80,7 @@ fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
         // SAFETY: a fresh frame of ours in the direct map; `bytes` is at most a page. Nothing
         // maps it yet, and once mapped it is never writable.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(frame), bytes.len()) };
+        uspace::sync_code(frame, bytes.len());
     }
     Ok(NativeImage { image, frames: Arc::new(frames) })
 }
@@ -558,14 +559,8 @@ impl Session for SliceSession<'_> {
     fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()> {
         let space = &mut *self.space;
         let fault = Fault { vector, error_code, rip, cr2 };
-        let action = classify_fault(
-            space.layout,
-            space.heap_end,
-            space.pages_left,
-            space.memory_limit,
-            fault,
-            arch::vector_name(vector),
-        );
+        let action =
+            usermode::classify_fault(space.layout, space.heap_end, space.pages_left, space.memory_limit, fault);
         let error = match action {
             FaultAction::MapPage(page) => {
                 let mapped = space.memory.with(|s, key, footprint, _| {
@@ -683,12 +678,7 @@ fn start_in(
         Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
-    let regs = UserRegs {
-        rip: layout.image() + image.image.entry(),
-        rsp: layout.stack_top() - 8, // as after a call: rsp + 8 is 16-byte aligned
-        rdi: layout.sys(),
-        ..UserRegs::default()
-    };
+    let regs = UserRegs::start(layout.image() + image.image.entry(), layout.stack_top(), layout.sys());
     let Some(context) = boxed_context(regs) else {
         return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
@@ -772,13 +762,7 @@ fn finish(
     output_names: &[String],
     limits: &engine::Limits,
 ) -> Result<Completion, EngineError> {
-    let exit = ExitCall {
-        number: regs.out_rax,
-        status: regs.out_rdi,
-        pointer: regs.out_rsi,
-        len: regs.out_rdx,
-        rip: regs.out_rip.wrapping_sub(2), // `syscall` is 2 bytes
-    };
+    let exit = regs.exit_call();
     let lazy = move |page: u64| layout.lazy(heap_end, page);
     exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| space.read(addr, len, lazy))
 }

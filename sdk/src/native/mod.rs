@@ -1,4 +1,5 @@
-//! The native x86_64 transport (the `mpk` and `paging` engines): the system data block the
+//! The native transport (x86_64: the `mpk` and `paging` engines; aarch64: `paging`), one for
+//! both architectures: the system data block the
 //! platform maps read-only before entry, output descriptors handed back through the exit call,
 //! a bump allocator over the heap the block announces, and the panic handler. Compiled when the
 //! function is built with `--cfg pappus_native` (docs/writing-functions.md, "Native builds").
@@ -13,6 +14,9 @@ fn heap_refused() -> bool {
     #[cfg(not(feature = "allocator"))]
     false
 }
+// aarch64-unknown-none's `compiler_builtins` has the memory functions; the hosted x86_64
+// target expects a C library for them.
+#[cfg(target_arch = "x86_64")]
 mod mem;
 mod panic;
 mod sys;

@@ -19,6 +19,9 @@ mod smp;
 mod stacks;
 mod timer;
 mod traps;
+pub mod usermode;
+mod usermode_selftests;
+pub mod uspace;
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -197,9 +200,9 @@ pub fn cpu_index() -> usize {
     percpu::current_index()
 }
 
-/// Frames holding sandboxes' page tables: none, there are no native sandboxes here yet.
+/// Frames holding sandboxes' translation tables below their level-0 tables.
 pub fn user_table_frames() -> u64 {
-    0
+    uspace::table_frames()
 }
 
 /// This CPU's index, or `None` before its per-CPU block is installed (the allocator asks).
@@ -226,6 +229,7 @@ pub fn init(_info: &BootInfo) {
     paging::init();
     let platform = boot::platform();
     percpu::install(0, MPIDR_EL1.get() & MPIDR_AFFINITY);
+    usermode::init();
     // CNTKCTL_EL1: EVNTEN (bit 2), an event each time counter bit 10 flips (EVNTI, bits 7:4),
     // for waits without a GIC; EL0 counter access stays off.
     CNTKCTL_EL1.set((10 << 4) | (1 << 2));

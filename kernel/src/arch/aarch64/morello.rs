@@ -88,6 +88,26 @@ morello_set_elr:
 1:  msr elr_el1, x1
     ret
 
+    /* x1 = the EL0 address an `eret` to a sandbox goes to. Clobbers x2 (and c2). On a Morello
+       CPU CELR_EL1 becomes the kernel's root capability (DDC_EL1) with its value moved to x1:
+       CELR_EL1 may hold anything when no exception came before (and a 64-bit ELR_EL1 write
+       would leave it untagged: the sandbox's first fetch would tag-fault). The `paging` engine
+       confines a sandbox by its translation tables, which every EL0 access still goes through
+       (EL1-only kernel pages, its own ASID), not by the PCC's bounds. Elsewhere a plain
+       ELR_EL1. Called by the EL0 entry (usermode.rs). */
+    .global morello_set_user_elr
+morello_set_user_elr:
+    mrs x2, id_aa64pfr1_el1
+    ubfx x2, x2, #20, #4
+    cbz x2, 1f
+    .inst {mrs_c2_ddc}
+    .inst {scvalue_c2_c2_x1}
+    .inst {msr_celr_el1_c2}
+    mov x2, xzr
+    ret
+1:  msr elr_el1, x1
+    ret
+
     /* Capability probes for the self-tests. x0 = base, x1 = length, x2 = permissions to clear,
        x3 = offset of the access from base, x4 = bit 0: clear the tag, bit 1: seal (sentry).
        Derives c9 from DDC (value base, exact bounds [base, base + length), the permissions

@@ -9,6 +9,12 @@
 //!
 //! Physical memory stays identity-mapped (`phys_to_virt` is the identity), which the table
 //! code itself relies on to reach the tables.
+//!
+//! Every kernel mapping is global (nG clear), EL1-only (AP[1] clear) and execute-never at EL0
+//! (UXN), and lies below 512 GiB (level-0 entry 0; QEMU `virt` puts nothing the kernel maps
+//! higher). The native sandboxes' tables (`uspace.rs`) share these level-0 entries and add
+//! their own, non-global, ASID-tagged user pages in level-0 entry 2 (1 TiB ..): the same split
+//! as x86_64, where the kernel's half is in every PML4 and supervisor-only.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -47,9 +53,48 @@ static CAP_PAGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 const UXN: u64 = 1 << 54;
 const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
+/// The descriptor bits the sandbox tables (`uspace.rs`) build their entries from.
+pub(super) mod bits {
+    pub const VALID: u64 = super::VALID;
+    pub const TABLE: u64 = super::TABLE;
+    pub const ATTR_NORMAL: u64 = super::ATTR_NORMAL;
+    pub const INNER_SHAREABLE: u64 = super::INNER_SHAREABLE;
+    pub const ACCESSED: u64 = super::ACCESSED;
+    pub const AP_USER: u64 = super::AP_USER;
+    pub const AP_READ_ONLY: u64 = super::AP_READ_ONLY;
+    /// Not global: the TLB entry belongs to the ASID current when it was made.
+    pub const NOT_GLOBAL: u64 = 1 << 11;
+    pub const PXN: u64 = super::PXN;
+    pub const UXN: u64 = super::UXN;
+    /// A table descriptor's PXNTable: nothing below it is executable at EL1.
+    pub const PXN_TABLE: u64 = 1 << 59;
+    pub const ADDR_MASK: u64 = super::ADDR_MASK;
+}
+
 /// TCR_EL1: T0SZ = 16 (48-bit VA, walks start at level 0), 4 KiB granule, walks inner/outer
-/// write-back and inner shareable, TTBR1 walks disabled; IPS from ID_AA64MMFR0_EL1.PARange.
+/// write-back and inner shareable, TTBR1 walks disabled (EPD1); IPS from
+/// ID_AA64MMFR0_EL1.PARange, AS (16-bit ASIDs, from TTBR0_EL1) where ASIDBits says so.
 const TCR: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23);
+const TCR_AS: u64 = 1 << 36;
+
+/// ASIDs the CPU has: 1 << 8 or 1 << 16 (ID_AA64MMFR0_EL1.ASIDBits).
+pub fn asid_count() -> u32 {
+    if (ID_AA64MMFR0_EL1.get() >> 4) & 0xf == 0b0010 { 1 << 16 } else { 1 << 8 }
+}
+
+/// Bumped each time the kernel's level-0 table gains an entry, so that a sandbox table made
+/// earlier copies the kernel's entries again (`uspace::AddressSpace::refresh_kernel_half`).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel tables' generation ([`GENERATION`]).
+pub fn kernel_tables_generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// Physical address of the kernel's level-0 table.
+pub fn kernel_root() -> u64 {
+    ROOT.load(Ordering::Relaxed)
+}
 
 /// How a page is mapped, in the terms the kernel cares about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +219,9 @@ fn map_at(root: u64, virt: u64, phys: u64, level: u32, m: Mapping) -> Result<(),
         let e = &mut table(t)[index(virt, l)];
         if *e & VALID == 0 {
             *e = alloc_table()? | VALID | TABLE;
+            if l == 0 {
+                GENERATION.fetch_add(1, Ordering::Release);
+            }
         } else if *e & TABLE == 0 {
             return Err(MapError::InsideBlock);
         }
@@ -290,7 +338,10 @@ pub fn init() {
     }
 
     let pa_range = ID_AA64MMFR0_EL1.get() & 7;
-    let tcr = TCR | (pa_range << 32) | if CAP_PAGES.load(Ordering::Relaxed) { TCR_MORELLO } else { 0 };
+    let tcr = TCR
+        | (pa_range << 32)
+        | if CAP_PAGES.load(Ordering::Relaxed) { TCR_MORELLO } else { 0 }
+        | if asid_count() > 256 { TCR_AS } else { 0 };
     ROOT.store(root, Ordering::Relaxed);
     // SAFETY: the new tables map everything the kernel touches exactly as the early tables do
     // (identity, same memory types), less the guard pages and with tighter permissions; the

@@ -7,8 +7,14 @@ use aarch64_cpu::registers::{Readable, TPIDR_EL1, Writeable};
 
 use crate::smp::MAX_CPUS;
 
-/// What each CPU keeps about itself (all atomics: other CPUs read the counters).
+/// What each CPU keeps about itself (all atomics: other CPUs read the counters). `repr(C)`:
+/// the EL0 entry and exception code (`usermode.rs`) reach the first two fields by offset.
+#[repr(C)]
 pub struct PerCpu {
+    /// While a sandbox runs at EL0 on this CPU: the kernel's stack pointer to return to
+    /// ([`USER_KERNEL_SP_OFFSET`]) and the sandbox's saved registers ([`USER_REGS_OFFSET`]).
+    pub user_kernel_sp: AtomicU64,
+    pub user_regs: AtomicU64,
     /// This CPU's index (0 = boot CPU), set once by [`install`].
     pub index: AtomicUsize,
     /// MPIDR_EL1's affinity fields, as the device tree lists them.
@@ -30,6 +36,8 @@ pub struct PerCpu {
 impl PerCpu {
     const fn new() -> Self {
         Self {
+            user_kernel_sp: AtomicU64::new(0),
+            user_regs: AtomicU64::new(0),
             index: AtomicUsize::new(0),
             mpidr: AtomicU64::new(0),
             gic_cpu: AtomicU64::new(0),
@@ -41,6 +49,9 @@ impl PerCpu {
         }
     }
 }
+
+pub const USER_KERNEL_SP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_kernel_sp);
+pub const USER_REGS_OFFSET: usize = core::mem::offset_of!(PerCpu, user_regs);
 
 static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 

@@ -225,6 +225,7 @@ fn psci_cpu_on(mpidr: u64, entry: u64, context: u64) -> u64 {
 extern "C" fn ap_main(index: usize) -> ! {
     let mpidr = percpu::of(index).map_or(0, |c| c.mpidr.load(Ordering::Relaxed));
     percpu::install(index, mpidr);
+    super::usermode::init();
     CNTKCTL_EL1.set((10 << 4) | (1 << 2));
     timer::disarm();
     if let Err(e) = gic::init_cpu() {

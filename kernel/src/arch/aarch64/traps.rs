@@ -13,7 +13,11 @@
 //! `stacks::STACK_BIT` of the address; see `stacks.rs`), using SP_EL0 as the one scratch
 //! register; if not, they switch to the block's emergency stack and report kind
 //! [`KIND_STACK_OVERFLOW`] with the overflowed sp in SP_EL0. (Kernel code never relies on
-//! SP_EL0 across an exception; the EL0 entry path will save and restore it in its frame.)
+//! SP_EL0 across an exception; the EL0 entry path saves and restores it with the sandbox's
+//! registers.)
+//!
+//! Exceptions from EL0 (AArch64) take their own path, `pappus_trap_user` in `usermode.rs`: the
+//! sandbox's whole context goes into its `UserRegs`, and the sandbox's session decides.
 
 use core::arch::global_asm;
 use core::fmt::Write;
@@ -42,6 +46,14 @@ global_asm!(
     b trap_common
     .endm
 
+    /* From EL0: SP_EL1 is the kernel's stack as `pappus_enter_user` left it (usermode.rs). */
+    .macro VUSER kind
+    .p2align 7
+    stp x0, x1, [sp, #-16]!
+    mov x0, #\kind
+    b pappus_trap_user
+    .endm
+
     .macro VCHECKED kind
     .p2align 7
     msr sp_el0, x0
@@ -67,10 +79,10 @@ exception_vectors:
     VCHECKED 5
     VCHECKED 6
     VCHECKED 7
-    VPLAIN 8
-    VPLAIN 9
-    VPLAIN 10
-    VPLAIN 11
+    VUSER 8
+    VUSER 9
+    VUSER 10
+    VUSER 11
     VPLAIN 12
     VPLAIN 13
     VPLAIN 14

@@ -120,6 +120,37 @@ pub struct UserRegs {
     pub gs_base: u64,
 }
 
+impl UserRegs {
+    /// A fresh run's registers: RIP at `entry`, RSP at `stack_top` - 8 (as after a `call`),
+    /// RDI = `arg` (the system data block), everything else zero.
+    pub fn start(entry: u64, stack_top: u64, arg: u64) -> Self {
+        Self { rip: entry, rsp: stack_top - 8, rdi: arg, ..Self::default() }
+    }
+
+    /// The exit call as the sandbox made it (`syscall` is 2 bytes before `out_rip`).
+    pub fn exit_call(&self) -> native::ExitCall {
+        native::ExitCall {
+            number: self.out_rax,
+            status: self.out_rdi,
+            pointer: self.out_rsi,
+            len: self.out_rdx,
+            rip: self.out_rip.wrapping_sub(2),
+        }
+    }
+}
+
+/// What a fault from ring 3 means for a sandbox at `layout` (`native::classify_fault`, with
+/// this arch's vector names).
+pub fn classify_fault(
+    layout: native::Layout,
+    heap_end: u64,
+    pages_left: u64,
+    memory_limit: u64,
+    fault: native::fault::Fault,
+) -> native::FaultAction {
+    native::classify_fault(layout, heap_end, pages_left, memory_limit, fault, super::vector_name(fault.vector))
+}
+
 // The assembly's offsets agree with the struct.
 const _: () = {
     use core::mem::offset_of;

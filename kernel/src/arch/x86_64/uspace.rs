@@ -64,6 +64,10 @@ pub fn table_frames() -> u64 {
     TABLE_FRAMES.load(Ordering::Relaxed)
 }
 
+/// Code written through the direct map is fetched as written on x86_64 (coherent instruction
+/// caches): nothing to do. (aarch64 cleans and invalidates here.)
+pub fn sync_code(_phys: u64, _len: usize) {}
+
 /// The CR3 in use (the kernel's, outside sandbox runs).
 pub fn current_cr3() -> u64 {
     Cr3::read().0.start_address().as_u64()

@@ -1,0 +1,502 @@
+//! EL0 for native sandboxes: entering EL0, the one exit (`svc #0`), and routing exceptions
+//! from EL0 to the sandbox that caused them instead of to a kernel fault report.
+//!
+//! - `init` (every CPU): PAN on (and set again on every exception entry: SCTLR_EL1.SPAN
+//!   clear), and SCTLR_EL1 so that EL0 cannot reach what the kernel keeps to itself: cache
+//!   maintenance by VA (`dc civac`, `ic ivau`: UCI), `dc zva` (DZE), CTR_EL0 (UCT), DAIF
+//!   (UMA), `wfi`/`wfe` (nTWI/nTWE) all trap; SP alignment checked at EL0 (SA0). EL0 counter
+//!   and PMU access stay off (CNTKCTL_EL1, PMUSERENR_EL0), and DCC access traps (MDSCR_EL1).
+//! - [`enter_user`] saves the kernel's callee-saved registers and stack pointer (the per-CPU
+//!   block) and enters EL0 with `eret`, IRQs unmasked, in the context of a [`UserRegs`]: x0-x30,
+//!   SP_EL0, PC, NZCV, TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR and q0-q31.
+//! - Every exception from EL0 saves that whole context into the same [`UserRegs`] first (the
+//!   kernel itself uses FP/SIMD, so the sandbox's vector registers must be out of the way before
+//!   any Rust runs), then asks [`user_trap`] what to do: resume (a lazily mapped page, a timer
+//!   tick with time left), or leave: [`Exit::Syscall`] (`svc #0`), [`Exit::Ended`] (the
+//!   [`Session`] recorded why), [`Exit::Preempted`] (its slice is used up; `UserRegs` holds its
+//!   whole context and resumes it).
+//! - On the way out TPIDR_EL0, TPIDRRO_EL0, SP_EL0, FPCR, FPSR and every vector register are
+//!   zeroed, and a fresh run starts from a zero [`UserRegs`], so nothing of one sandbox is
+//!   visible to the next.
+
+use core::arch::global_asm;
+use core::cell::Cell;
+
+use aarch64_cpu::registers::{ID_AA64MMFR1_EL1, Readable, SCTLR_EL1, Writeable};
+
+use super::percpu::{USER_KERNEL_SP_OFFSET, USER_REGS_OFFSET};
+use super::traps::esr_class;
+use crate::smp::MAX_CPUS;
+
+/// A sandbox's user-visible register state: what [`enter_user`] starts (or resumes) it with,
+/// what an exception from EL0 saved (a preemption's resume point, or the exit call's
+/// registers). A fresh run starts from [`UserRegs::start`]: every other register zero.
+#[repr(C, align(16))]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserRegs {
+    pub x: [u64; 31],
+    pub sp: u64,
+    pub pc: u64,
+    /// SPSR as saved; only NZCV (31:28) is ever given back to EL0.
+    pub pstate: u64,
+    pub tpidr_el0: u64,
+    pub tpidrro_el0: u64,
+    pub fpcr: u64,
+    pub fpsr: u64,
+    pub v: [u128; 32],
+}
+
+const REGS_SP: usize = 248;
+const REGS_PC: usize = 256;
+const REGS_TPIDR: usize = 272;
+const REGS_FPCR: usize = 288;
+const REGS_V: usize = 304;
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(UserRegs, sp) == REGS_SP && offset_of!(UserRegs, pc) == REGS_PC);
+    assert!(offset_of!(UserRegs, pstate) == REGS_PC + 8 && offset_of!(UserRegs, tpidr_el0) == REGS_TPIDR);
+    assert!(offset_of!(UserRegs, tpidrro_el0) == REGS_TPIDR + 8 && offset_of!(UserRegs, fpcr) == REGS_FPCR);
+    assert!(offset_of!(UserRegs, fpsr) == REGS_FPCR + 8 && offset_of!(UserRegs, v) == REGS_V);
+};
+
+impl UserRegs {
+    /// A fresh run's registers: PC at `entry`, SP at `stack_top` (16-byte aligned), x0 =
+    /// `arg` (the system data block), everything else zero.
+    pub fn start(entry: u64, stack_top: u64, arg: u64) -> Self {
+        let mut regs = Self { pc: entry, sp: stack_top, ..Self::default() };
+        regs.x[0] = arg;
+        regs
+    }
+
+    /// The exit call as the sandbox made it: x8 the number, x0 the status, x1 and x2 the
+    /// pointer and length, and the address of the `svc` (PC is past it).
+    pub fn exit_call(&self) -> native::ExitCall {
+        native::ExitCall {
+            number: self.x[8],
+            status: self.x[0],
+            pointer: self.x[1],
+            len: self.x[2],
+            rip: self.pc.wrapping_sub(4),
+        }
+    }
+}
+
+/// FP/SIMD state lives in [`UserRegs`] on aarch64 (saved on every exception from EL0); this is
+/// the x86_64 engine's separate XSAVE area, empty here so that `native` reads the same.
+#[derive(Default)]
+pub struct ExtendedState;
+
+impl ExtendedState {
+    pub const fn new() -> Self {
+        Self
+    }
+}
+
+/// How a sandbox run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It executed `svc #0`; [`UserRegs::exit_call`] reads its registers.
+    Syscall,
+    /// The kernel ended it from an exception; the session knows why.
+    Ended,
+    /// Its time slice ran out: [`UserRegs`] holds its whole context.
+    Preempted,
+}
+
+/// What a timer tick at EL0 does with the sandbox ([`Session::on_tick`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    Resume,
+    End,
+    Preempt,
+}
+
+/// What a sandbox engine provides while one of its sandboxes runs on this CPU.
+pub trait Session {
+    /// An exception from EL0 other than the exit call and interrupts: `vector` is ESR_EL1's
+    /// exception class, `error_code` the whole ESR_EL1, `rip` ELR_EL1, `cr2` FAR_EL1 (the names
+    /// are x86_64's, so that `native` reads the same). `Some(())`: handled, resume; `None`: end
+    /// the sandbox (the session recorded why).
+    fn on_fault(&mut self, vector: u64, error_code: u64, rip: u64, cr2: u64) -> Option<()>;
+    /// A timer tick while the sandbox ran.
+    fn on_tick(&mut self) -> Tick;
+}
+
+const RESUME: u64 = 0;
+const EXIT_SYSCALL: u64 = 1;
+const EXIT_ENDED: u64 = 2;
+const EXIT_PREEMPTED: u64 = 3;
+
+/// Bytes `pappus_enter_user` keeps on the kernel stack: x19-x30 and d8-d15.
+const KEEP: usize = 160;
+
+global_asm!(
+    r#"
+    .section .text.usermode, "ax"
+    .global pappus_enter_user
+pappus_enter_user:
+    /* x0 = &mut UserRegs. Keep what the AAPCS64 asks, then the stack pointer and the regs
+       pointer in the per-CPU block, where the exception path finds them. */
+    sub sp, sp, #{keep}
+    stp x19, x20, [sp, #0]
+    stp x21, x22, [sp, #16]
+    stp x23, x24, [sp, #32]
+    stp x25, x26, [sp, #48]
+    stp x27, x28, [sp, #64]
+    stp x29, x30, [sp, #80]
+    stp d8, d9, [sp, #96]
+    stp d10, d11, [sp, #112]
+    stp d12, d13, [sp, #128]
+    stp d14, d15, [sp, #144]
+    mrs x1, tpidr_el1
+    mov x2, sp
+    str x2, [x1, #{ksp}]
+    str x0, [x1, #{uregs}]
+pappus_user_eret:
+    /* x0 = &UserRegs; sp = the kernel's, as saved. IRQs are masked until the eret. */
+    ldp q0, q1, [x0, #({v} + 0)]
+    ldp q2, q3, [x0, #({v} + 32)]
+    ldp q4, q5, [x0, #({v} + 64)]
+    ldp q6, q7, [x0, #({v} + 96)]
+    ldp q8, q9, [x0, #({v} + 128)]
+    ldp q10, q11, [x0, #({v} + 160)]
+    ldp q12, q13, [x0, #({v} + 192)]
+    ldp q14, q15, [x0, #({v} + 224)]
+    ldp q16, q17, [x0, #({v} + 256)]
+    ldp q18, q19, [x0, #({v} + 288)]
+    ldp q20, q21, [x0, #({v} + 320)]
+    ldp q22, q23, [x0, #({v} + 352)]
+    ldp q24, q25, [x0, #({v} + 384)]
+    ldp q26, q27, [x0, #({v} + 416)]
+    ldp q28, q29, [x0, #({v} + 448)]
+    ldp q30, q31, [x0, #({v} + 480)]
+    ldp x1, x2, [x0, #{fpcr}]
+    msr fpcr, x1
+    msr fpsr, x2
+    ldp x1, x2, [x0, #{tpidr}]
+    msr tpidr_el0, x1
+    msr tpidrro_el0, x2
+    ldr x1, [x0, #{sp_off}]
+    msr sp_el0, x1
+    ldr x1, [x0, #{pc}]
+    bl morello_set_user_elr     /* ELR_EL1 = x1 (on Morello a tagged CELR_EL1); clobbers x2, x30 */
+    ldr x2, [x0, #({pc} + 8)]
+    and x2, x2, #0xf0000000     /* NZCV only: EL0t, DAIF clear (IRQs on), nothing else */
+    msr spsr_el1, x2
+    ldp x2, x3, [x0, #16]
+    ldp x4, x5, [x0, #32]
+    ldp x6, x7, [x0, #48]
+    ldp x8, x9, [x0, #64]
+    ldp x10, x11, [x0, #80]
+    ldp x12, x13, [x0, #96]
+    ldp x14, x15, [x0, #112]
+    ldp x16, x17, [x0, #128]
+    ldp x18, x19, [x0, #144]
+    ldp x20, x21, [x0, #160]
+    ldp x22, x23, [x0, #176]
+    ldp x24, x25, [x0, #192]
+    ldp x26, x27, [x0, #208]
+    ldp x28, x29, [x0, #224]
+    ldr x30, [x0, #240]
+    ldp x0, x1, [x0, #0]
+    eret
+
+    /* From an EL0 vector (kind in x0; the sandbox's x0/x1 pushed on SP_EL1, which is the
+       kernel's saved sp less 16): save the whole EL0 context into UserRegs, then ask Rust. */
+    .global pappus_trap_user
+pappus_trap_user:
+    mrs x1, tpidr_el1
+    ldr x1, [x1, #{uregs}]
+    stp x2, x3, [x1, #16]
+    stp x4, x5, [x1, #32]
+    stp x6, x7, [x1, #48]
+    stp x8, x9, [x1, #64]
+    stp x10, x11, [x1, #80]
+    stp x12, x13, [x1, #96]
+    stp x14, x15, [x1, #112]
+    stp x16, x17, [x1, #128]
+    stp x18, x19, [x1, #144]
+    stp x20, x21, [x1, #160]
+    stp x22, x23, [x1, #176]
+    stp x24, x25, [x1, #192]
+    stp x26, x27, [x1, #208]
+    stp x28, x29, [x1, #224]
+    str x30, [x1, #240]
+    ldp x2, x3, [sp], #16
+    stp x2, x3, [x1, #0]
+    mrs x2, sp_el0
+    str x2, [x1, #{sp_off}]
+    mrs x2, elr_el1
+    mrs x3, spsr_el1
+    stp x2, x3, [x1, #{pc}]
+    mrs x2, tpidr_el0
+    mrs x3, tpidrro_el0
+    stp x2, x3, [x1, #{tpidr}]
+    mrs x2, fpcr
+    mrs x3, fpsr
+    stp x2, x3, [x1, #{fpcr}]
+    stp q0, q1, [x1, #({v} + 0)]
+    stp q2, q3, [x1, #({v} + 32)]
+    stp q4, q5, [x1, #({v} + 64)]
+    stp q6, q7, [x1, #({v} + 96)]
+    stp q8, q9, [x1, #({v} + 128)]
+    stp q10, q11, [x1, #({v} + 160)]
+    stp q12, q13, [x1, #({v} + 192)]
+    stp q14, q15, [x1, #({v} + 224)]
+    stp q16, q17, [x1, #({v} + 256)]
+    stp q18, q19, [x1, #({v} + 288)]
+    stp q20, q21, [x1, #({v} + 320)]
+    stp q22, q23, [x1, #({v} + 352)]
+    stp q24, q25, [x1, #({v} + 384)]
+    stp q26, q27, [x1, #({v} + 416)]
+    stp q28, q29, [x1, #({v} + 448)]
+    stp q30, q31, [x1, #({v} + 480)]
+    msr fpcr, xzr               /* the kernel's own FP environment */
+    mrs x1, esr_el1
+    mrs x2, far_el1
+    bl {user_trap}
+    mrs x1, tpidr_el1
+    ldr x2, [x1, #{ksp}]
+    mov sp, x2
+    cbnz x0, pappus_user_leave
+    ldr x0, [x1, #{uregs}]
+    b pappus_user_eret
+
+pappus_user_leave:
+    /* x0 = how it ended. Nothing of the sandbox stays in a register. */
+    msr tpidr_el0, xzr
+    msr tpidrro_el0, xzr
+    msr sp_el0, xzr
+    msr fpcr, xzr
+    msr fpsr, xzr
+    movi v0.2d, #0
+    movi v1.2d, #0
+    movi v2.2d, #0
+    movi v3.2d, #0
+    movi v4.2d, #0
+    movi v5.2d, #0
+    movi v6.2d, #0
+    movi v7.2d, #0
+    movi v8.2d, #0
+    movi v9.2d, #0
+    movi v10.2d, #0
+    movi v11.2d, #0
+    movi v12.2d, #0
+    movi v13.2d, #0
+    movi v14.2d, #0
+    movi v15.2d, #0
+    movi v16.2d, #0
+    movi v17.2d, #0
+    movi v18.2d, #0
+    movi v19.2d, #0
+    movi v20.2d, #0
+    movi v21.2d, #0
+    movi v22.2d, #0
+    movi v23.2d, #0
+    movi v24.2d, #0
+    movi v25.2d, #0
+    movi v26.2d, #0
+    movi v27.2d, #0
+    movi v28.2d, #0
+    movi v29.2d, #0
+    movi v30.2d, #0
+    movi v31.2d, #0
+    mov x1, xzr
+    mov x2, xzr
+    mov x3, xzr
+    mov x4, xzr
+    mov x5, xzr
+    mov x6, xzr
+    mov x7, xzr
+    mov x8, xzr
+    mov x9, xzr
+    mov x10, xzr
+    mov x11, xzr
+    mov x12, xzr
+    mov x13, xzr
+    mov x14, xzr
+    mov x15, xzr
+    mov x16, xzr
+    mov x17, xzr
+    mov x18, xzr
+    ldp x19, x20, [sp, #0]
+    ldp x21, x22, [sp, #16]
+    ldp x23, x24, [sp, #32]
+    ldp x25, x26, [sp, #48]
+    ldp x27, x28, [sp, #64]
+    ldp x29, x30, [sp, #80]
+    ldp d8, d9, [sp, #96]
+    ldp d10, d11, [sp, #112]
+    ldp d12, d13, [sp, #128]
+    ldp d14, d15, [sp, #144]
+    add sp, sp, #{keep}
+    ret
+    "#,
+    keep = const KEEP,
+    ksp = const USER_KERNEL_SP_OFFSET,
+    uregs = const USER_REGS_OFFSET,
+    v = const REGS_V,
+    fpcr = const REGS_FPCR,
+    tpidr = const REGS_TPIDR,
+    sp_off = const REGS_SP,
+    pc = const REGS_PC,
+    user_trap = sym user_trap,
+);
+
+unsafe extern "C" {
+    fn pappus_enter_user(regs: *mut UserRegs) -> u64;
+}
+
+/// What runs at EL0 on each CPU now (indexed by CPU number).
+struct Slot(Cell<Option<*mut dyn Session>>);
+// SAFETY: each slot is only touched by its own CPU (set around `enter_user`, read from that
+// CPU's EL0 exception path).
+unsafe impl Sync for Slot {}
+static SESSIONS: [Slot; MAX_CPUS] = [const { Slot(Cell::new(None)) }; MAX_CPUS];
+
+/// Protection keys: aarch64 has none (QEMU offers no FEAT_S1POE), so the MPK engine is never
+/// made here and PKRU is never written.
+pub fn pku_enabled() -> bool {
+    false
+}
+
+/// PKRU denying every key (x86_64 only; never used here).
+pub const PKRU_DENY_ALL: u32 = u32::MAX;
+
+/// PKRU granting `key` alone (x86_64 only; never used here).
+pub const fn pkru_grant_only(key: u8) -> u32 {
+    PKRU_DENY_ALL & !(0b11 << (2 * key as u32))
+}
+
+/// Never called on aarch64 ([`pku_enabled`] is false); logs if it ever is.
+pub fn write_pkru(_value: u32) {
+    log::error!("usermode: write_pkru on aarch64, which has no protection keys");
+}
+
+/// SCTLR_EL1 bits cleared for EL0: UCI (26), nTWE (18), nTWI (16), UCT (15), DZE (14), UMA (9),
+/// and SPAN (23: PAN is set on every exception entry to EL1).
+const SCTLR_CLEAR: u64 = (1 << 26) | (1 << 23) | (1 << 18) | (1 << 16) | (1 << 15) | (1 << 14) | (1 << 9);
+/// SCTLR_EL1 bits set: SA0 (4), SP alignment checks at EL0.
+const SCTLR_SET: u64 = 1 << 4;
+
+/// Whether the CPU has PAN (ID_AA64MMFR1_EL1.PAN).
+pub fn has_pan() -> bool {
+    (ID_AA64MMFR1_EL1.get() >> 20) & 0xf != 0
+}
+
+/// Sets up this CPU for sandboxes (each CPU; the secondaries copy the boot CPU's SCTLR_EL1,
+/// but run this too for PSTATE.PAN and the EL0 access registers).
+pub fn init() {
+    SCTLR_EL1.set((SCTLR_EL1.get() & !SCTLR_CLEAR) | SCTLR_SET);
+    // SAFETY: PMUSERENR_EL0 = 0 and MDSCR_EL1.TDCC: EL0 gets no PMU or debug-channel access;
+    // neither changes anything for the kernel.
+    unsafe {
+        core::arch::asm!("msr pmuserenr_el0, xzr", "msr mdscr_el1, {}", "isb", in(reg) 1u64 << 12, options(nostack));
+    }
+    if has_pan() {
+        // SAFETY: `msr pan, #1` (encoded by hand: the baseline target has no FEAT_PAN). The
+        // kernel never dereferences a user address, so PAN only turns a kernel bug into a fault.
+        unsafe { core::arch::asm!(".inst 0xd500419f", options(nomem, nostack)) };
+    }
+    if super::cpu_index() == 0 {
+        log::info!(
+            "usermode: EL0 ready (svc exit, {} ASIDs, PAN {})",
+            super::paging::asid_count(),
+            if has_pan() { "on" } else { "absent" }
+        );
+    }
+}
+
+/// Runs EL0 code with `regs` until it exits through `svc #0`, `session` ends it, or its slice
+/// runs out ([`Exit::Preempted`]: `regs` then holds its whole context, and calling again with
+/// it resumes it). The caller has mapped the code, stack and data in the current space.
+/// `first_tick` (a counter deadline) arms the timer for the session's first `on_tick`, with
+/// IRQs masked, so a tick due before EL0 is reached is taken at EL0; disarmed on the way out.
+pub fn enter_user(
+    regs: &mut UserRegs,
+    _extended: &mut ExtendedState,
+    session: &mut dyn Session,
+    first_tick: Option<u64>,
+) -> Exit {
+    let cpu = super::cpu_index();
+    // SAFETY: the slot holds the pointer only while `enter_user` runs on this CPU; the EL0
+    // exception path dereferences it only then. The lifetime is erased for the slot's type and
+    // restored by clearing the slot before `session` goes out of scope.
+    let erased: *mut (dyn Session + 'static) = unsafe { core::mem::transmute(session as *mut dyn Session) };
+    SESSIONS[cpu].0.set(Some(erased));
+    super::mask_irqs();
+    if let Some(tick) = first_tick {
+        arm_tick(tick);
+    }
+    // SAFETY: the assembly keeps every register the AAPCS64 asks and restores them on every
+    // exit path; it runs the sandbox at EL0, whose pages are its own (the kernel's are EL1-only).
+    let result = unsafe { pappus_enter_user(regs) };
+    if first_tick.is_some() {
+        disarm_tick();
+    }
+    SESSIONS[cpu].0.set(None);
+    match result {
+        EXIT_SYSCALL => Exit::Syscall,
+        EXIT_PREEMPTED => Exit::Preempted,
+        _ => Exit::Ended,
+    }
+}
+
+/// Exception kinds (the vector's index) from EL0.
+const KIND_SYNC_EL0: u64 = 8;
+const KIND_IRQ_EL0: u64 = 9;
+/// ESR_EL1.EC of `svc` from AArch64.
+const EC_SVC64: u64 = 0x15;
+
+/// An exception from EL0, its context saved in the running sandbox's [`UserRegs`]: what to do.
+extern "C" fn user_trap(kind: u64, esr: u64, far: u64) -> u64 {
+    let cpu = super::cpu_index();
+    let Some(session) = SESSIONS[cpu].0.get() else { return EXIT_ENDED };
+    // SAFETY: set by `enter_user` on this CPU for the duration of the EL0 run that trapped.
+    let session = unsafe { &mut *session };
+    let elr: u64;
+    // SAFETY: reading ELR_EL1 (unchanged since the exception) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, elr_el1", out(reg) elr, options(nomem, nostack)) };
+    match kind {
+        KIND_IRQ_EL0 => {
+            let this = super::percpu::current();
+            let before = this.timer_firings.load(core::sync::atomic::Ordering::Relaxed);
+            super::handle_irq();
+            if this.timer_firings.load(core::sync::atomic::Ordering::Relaxed) == before {
+                return RESUME; // a wake-up or another interrupt: the sandbox goes on
+            }
+            match session.on_tick() {
+                Tick::Resume => RESUME,
+                Tick::End => EXIT_ENDED,
+                Tick::Preempt => EXIT_PREEMPTED,
+            }
+        }
+        KIND_SYNC_EL0 if esr_class(esr) == EC_SVC64 && esr & 0xffff == 0 => EXIT_SYSCALL,
+        _ => match session.on_fault(if kind == KIND_SYNC_EL0 { esr_class(esr) } else { 0x2f }, esr, elr, far) {
+            Some(()) => RESUME,
+            None => EXIT_ENDED,
+        },
+    }
+}
+
+/// Arms this CPU's timer to interrupt the sandbox at counter `deadline`.
+pub fn arm_tick(deadline: u64) {
+    super::timer::arm(deadline);
+}
+
+/// Cancels the sandbox's pending timer tick.
+pub fn disarm_tick() {
+    super::timer::disarm();
+}
+
+/// What a fault from EL0 means for a sandbox at `layout` (the aarch64 reading of ESR/FAR).
+pub fn classify_fault(
+    layout: native::Layout,
+    heap_end: u64,
+    pages_left: u64,
+    memory_limit: u64,
+    fault: native::fault::Fault,
+) -> native::FaultAction {
+    native::fault::classify_el0_fault(layout, heap_end, pages_left, memory_limit, fault)
+}
