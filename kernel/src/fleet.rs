@@ -19,6 +19,8 @@ use crate::runtime::KernelRuntime;
 pub struct FleetSync {
     sync: Sync,
     client: Client<u64>,
+    /// The last error logged, so a repeated one is not logged every round.
+    last_logged: Option<String>,
 }
 
 impl FleetSync {
@@ -36,8 +38,8 @@ impl FleetSync {
             body_memory: pappus_http::MemoryGate(mm::heap_room_for),
             ..FetchLimits::default()
         };
-        log::info!("fleet: desired state from etcd {etcd}, images from {blobs}");
-        Self { sync: Sync::new(config), client: Client::new(HostTable::default(), limits) }
+        log::info!("desired state from etcd {etcd}, images from {blobs}");
+        Self { sync: Sync::new(config), client: Client::new(HostTable::default(), limits), last_logged: None }
     }
 
     /// Starts a round when due, moves the requests, applies what came in; whether anything
@@ -84,12 +86,18 @@ impl FleetSync {
                 }
             };
             if change.is_ok() {
-                log::info!("fleet: {what} {} (etcd revision {})", key.path(), self.sync.revision());
+                log::info!("{what} {} (etcd revision {})", key.path(), self.sync.revision());
             }
             self.sync.applied(&key, change);
         }
         if let Some(e) = self.sync.take_error() {
-            log::warn!("fleet: {e}");
+            // etcd down fails every round the same way: said once, until something else.
+            if self.last_logged.as_deref() != Some(e.as_str()) {
+                log::warn!("{e}");
+                self.last_logged = Some(e);
+            }
+        } else if moved && self.sync.etcd() == pappus_fleet::EtcdState::Up && self.last_logged.is_some() {
+            self.last_logged = None;
         }
         moved
     }
@@ -168,7 +176,7 @@ pub fn settings(cmdline: &kcore::cmdline::CommandLine<'_>, node: &model::NodeSet
         (Some(etcd), Some(blobs)) => Some((etcd, blobs)),
         (None, None) => None,
         _ => {
-            log::error!("fleet: `etcd` and `blobs` go together; one is missing, so this node is not a fleet node");
+            log::error!("`etcd` and `blobs` go together; one is missing, so this node is not a fleet node");
             None
         }
     }

@@ -37,6 +37,13 @@ struct Global {
     /// The bearer token: the tenant's, or the operator's for `metrics`
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// deploy, compose, rm: write a fleet's desired state in its etcd (http://A.B.C.D:2379)
+    /// instead of one node's API; every node of the fleet picks it up
+    #[arg(long, global = true, value_name = "ETCD_URL")]
+    fleet: Option<String>,
+    /// With --fleet: the tenant (a name of the nodes' boot configuration) [default: dev]
+    #[arg(long, global = true, value_name = "NAME")]
+    tenant: Option<String>,
     /// Print results as JSON, one document per result (for scripts)
     #[arg(long, global = true)]
     json: bool,
@@ -169,7 +176,11 @@ fn main() -> ExitCode {
 fn sources(global: &Global) -> Result<Sources> {
     let flags = Settings { url: global.url.clone(), token: global.token.clone(), operator_token: None };
     let here = std::env::current_dir().unwrap_or_default();
-    Sources::gather(flags, config::find_dev_conf(&here, std::env::var_os("CARGO_TARGET_DIR")))
+    let mut sources = Sources::gather(flags, config::find_dev_conf(&here, std::env::var_os("CARGO_TARGET_DIR")))?;
+    if let Some(etcd) = &global.fleet {
+        sources.fleet = Some(pappus::fleet::Fleet::new(etcd, global.tenant.as_deref().unwrap_or("dev"))?);
+    }
+    Ok(sources)
 }
 
 fn run(ui: &Ui, cli: Cli) -> Result {
@@ -191,7 +202,13 @@ fn run(ui: &Ui, cli: Cli) -> Result {
         }
         Command::List => commands::list(ui, &sources(&cli.global)?.client(Role::Tenant)?),
         Command::Get { name } => commands::get(ui, &sources(&cli.global)?.client(Role::Tenant)?, &name),
-        Command::Rm { name } => commands::remove(ui, &sources(&cli.global)?.client(Role::Tenant)?, &name),
+        Command::Rm { name } => {
+            let sources = sources(&cli.global)?;
+            match &sources.fleet {
+                Some(fleet) => commands::remove_from_fleet(ui, fleet, &name),
+                None => commands::remove(ui, &sources.client(Role::Tenant)?, &name),
+            }
+        }
         Command::Health => commands::health(ui, &sources(&cli.global)?.client(Role::Anyone)?),
         Command::Metrics => commands::metrics(ui, &sources(&cli.global)?.client(Role::Operator)?),
         Command::New { name, template, dir, sdk_path, sdk_git, sdk_rev, sdk_branch } => {
