@@ -118,9 +118,9 @@ fn sources(args: &Args) -> Result<Sources> {
 /// `--fleet ETCD_URL [--tenant NAME]` (tenant `dev` by default, as `fleet up` configures it).
 fn fleet(args: &Args) -> Result<Option<pappus::fleet::Fleet>> {
     match args.value("fleet") {
-        Some(etcd) => pappus::fleet::Fleet::new(etcd, args.value("tenant").unwrap_or("dev"))
-            .map(Some)
-            .map_err(|e| Failure(e.0)),
+        Some(etcd) => {
+            pappus::fleet::Fleet::new(etcd, args.value("tenant").unwrap_or("dev")).map(Some).map_err(|e| Failure(e.0))
+        }
         None if args.value("tenant").is_some() => Err(Failure("--tenant goes with --fleet".into())),
         None => Ok(None),
     }

@@ -5,6 +5,8 @@
 
 mod args;
 mod bench;
+mod blobserver;
+mod fleet;
 mod fnctl;
 mod fuzz;
 mod image;
@@ -46,7 +48,15 @@ commands:
           the /v1 API of a running kernel, through the `pappus` command's library
           (build/pappus; `cargo install --path build/pappus` installs the command itself):
           --url U --token T, else $PAPPUS_URL and $PAPPUS_TOKEN, else ~/.config/pappus/config.toml,
-          else http://127.0.0.1:8080 and the token in target/pappus-dev.conf
+          else http://127.0.0.1:8080 and the token in target/pappus-dev.conf;
+          deploy, compose, rm with --fleet ETCD_URL [--tenant NAME]: a fleet's desired state
+          in etcd (and the image on its blob server) instead, for every node (docs/fleet.md)
+  fleet   up [--nodes N] [--port P] [--prometheus-port P2] | status | kill K | boot K | down
+          a fleet on this machine (root): a network namespace with a bridge and a TAP per
+          node, dnsmasq (DHCP + TFTP), etcd, a blob server, HAProxy on 127.0.0.1:P (default
+          8090), Prometheus on 127.0.0.1:P2 (default P+1), N QEMU nodes network-booting
+          through SeaBIOS and iPXE; prints `pappus fleet ready: URL nodes=N token=...`;
+          state in target/fleet/ (docs/fleet.md)
   test    [--arch x86_64|aarch64|all] [--no-lint]
           lint (fmt --check, clippy), host unit tests, kernel builds, QEMU integration tests
   image   [--target x86_64|aarch64|all] [--pxe DIR] [--disk FILE] [--config FILE]
@@ -98,6 +108,9 @@ fn main() -> ExitCode {
         "fuzz" => (&fuzz::SPEC, fuzz::main),
         "openapi" => (&openapi::SPEC, openapi::main),
         "lint" => (&LINT_SPEC, |args| lint(&util::arches(args.value("arch"))?)),
+        "fleet" => (&fleet::SPEC, fleet::main),
+        // Started by `fleet up` inside the fleet's namespace, not by users.
+        "fleet-blob-server" => (&blobserver::SPEC, blobserver::main),
         "fn" => match fnctl::spec(rest.first().map(String::as_str)) {
             Ok(spec) => (spec, fnctl::main),
             Err(e) => {

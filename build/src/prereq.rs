@@ -283,8 +283,7 @@ fn ensure(needs: &[Need]) -> Result {
 /// (Debian starts a daemon's unit at install unless `policy-rc.d` forbids it). Only where
 /// systemd runs (`/run/systemd/system`); containers without it started nothing.
 fn stop_host_services(installed: &[&str]) {
-    let fleet = ["dnsmasq", "etcd-server", "haproxy", "prometheus"];
-    if !installed.iter().any(|p| fleet.contains(p)) || !std::path::Path::new("/run/systemd/system").is_dir() {
+    if !installed.iter().any(|p| FLEET_PACKAGES.contains(p)) || !std::path::Path::new("/run/systemd/system").is_dir() {
         return;
     }
     let mut stop = Command::new("systemctl");
@@ -300,6 +299,18 @@ fn stop_host_services(installed: &[&str]) {
 pub fn qemu(arches: &[Arch]) -> Result {
     ensure(&qemu_needs(arches))
 }
+
+/// What `cargo xtask fleet up` needs: QEMU, the iPXE ROMs, and the four services.
+pub fn fleet() -> Result {
+    let mut needs = qemu_needs(&[Arch::X86_64]);
+    needs.extend(
+        SUITE_NEEDS.iter().filter(|n| FLEET_PACKAGES.contains(&n.package) || n.package == "ipxe-qemu").cloned(),
+    );
+    ensure(&needs)
+}
+
+/// The fleet's packages.
+const FLEET_PACKAGES: [&str; 4] = ["dnsmasq", "etcd-server", "haproxy", "prometheus"];
 
 /// Everything the QEMU suites need (`cargo xtask test`): QEMU for `arches`, OVMF, the iPXE
 /// ROMs, mtools and gdisk.

@@ -150,9 +150,12 @@ impl Export for FleetSync {
         out.single("pappus_fleet_revision", "etcd's revision at the last good range read.", MetricKind::Gauge, {
             self.sync.revision()
         });
-        out.single("pappus_fleet_held", "Functions and compositions held from the fleet's state.", MetricKind::Gauge, {
-            self.sync.held()
-        });
+        out.single(
+            "pappus_fleet_held",
+            "Functions and compositions held from the fleet's state.",
+            MetricKind::Gauge,
+            { self.sync.held() },
+        );
         for (name, help, value) in [
             ("pappus_fleet_rounds_total", "Sync rounds started (range reads of the prefix).", stats.rounds),
             ("pappus_fleet_etcd_failures_total", "Range reads that got no 200 from etcd.", stats.etcd_failures),
@@ -181,4 +184,3 @@ pub fn settings(cmdline: &kcore::cmdline::CommandLine<'_>, node: &model::NodeSet
         }
     }
 }
-

@@ -327,7 +327,8 @@ pub fn compose(ui: &Ui, sources: &Sources, path: &Path, name: Option<&str>) -> R
     let name = composition_name(path, name)?;
     if let Some(fleet) = &sources.fleet {
         let verb = if fleet.put_composition(&name, &program)? { "replaced" } else { "created" };
-        let line = format!("composition {name} {verb} in the fleet (etcd {}, tenant {})", fleet.etcd_url(), fleet.tenant);
+        let line =
+            format!("composition {name} {verb} in the fleet (etcd {}, tenant {})", fleet.etcd_url(), fleet.tenant);
         ui.emit(line, &json!({"composition": name, "created": verb == "created", "fleet": fleet.etcd_url()}));
         return Ok(());
     }

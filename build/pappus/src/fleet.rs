@@ -45,7 +45,7 @@ impl Fleet {
     /// One call of etcd's JSON gateway: `POST /v3/kv/<op>` with `body`.
     fn call(&self, op: &str, body: &Value) -> Result<Value> {
         let text = body.to_string();
-        let request = Request::new("POST", format!("{}/v3/kv/{op}", self.etcd.prefix))
+        let request = Request::new("POST", format!("/v3/kv/{op}"))
             .header("content-type", "application/json")
             .body(text.as_bytes());
         let response = http::send(&self.etcd, &request, TIMEOUT)
@@ -99,9 +99,8 @@ impl Fleet {
         let url = self.blobs_url()?;
         let endpoint = Endpoint::parse(&url).map_err(|e| Failure(format!("{BLOBS_KEY} {url}: {e}")))?;
         let digest = sha256_hex(image);
-        let request = Request::new("PUT", format!("{}/{digest}", endpoint.prefix))
-            .header("content-type", "application/octet-stream")
-            .body(image);
+        let request =
+            Request::new("PUT", format!("/{digest}")).header("content-type", "application/octet-stream").body(image);
         let response =
             http::send(&endpoint, &request, TIMEOUT).map_err(|e| Failure(format!("blob server at {url}: {e}")))?;
         if !matches!(response.status, 200 | 201 | 204) {
@@ -130,7 +129,9 @@ impl Fleet {
         let key = self.key(Kind::Function, name)?;
         let composition = self.key(Kind::Composition, name)?;
         if self.get(&composition.path())?.is_some() {
-            return Err(Failure(format!("a composition is named '{name}'; functions and compositions share one namespace")));
+            return Err(Failure(format!(
+                "a composition is named '{name}'; functions and compositions share one namespace"
+            )));
         }
         let replaced = self.get(&key.path())?.is_some();
         self.put_blob(image)?;
@@ -142,7 +143,9 @@ impl Fleet {
     pub fn put_composition(&self, name: &str, program: &[u8]) -> Result<bool> {
         let key = self.key(Kind::Composition, name)?;
         if self.get(&self.key(Kind::Function, name)?.path())?.is_some() {
-            return Err(Failure(format!("a function is named '{name}'; functions and compositions share one namespace")));
+            return Err(Failure(format!(
+                "a function is named '{name}'; functions and compositions share one namespace"
+            )));
         }
         let replaced = self.get(&key.path())?.is_some();
         self.put(&key.path(), program)?;

@@ -144,7 +144,10 @@ pub const MAX_URL_BYTES: usize = 200;
 pub fn check_fleet_url(setting: &'static str, value: Option<&str>) -> Result<alloc::string::String, SettingError> {
     let url = value.ok_or(SettingError::BadUrl(setting))?;
     let rest = url.strip_prefix("http://").ok_or(SettingError::BadUrl(setting))?;
-    if rest.is_empty() || rest.starts_with('/') || url.len() > MAX_URL_BYTES || !url.bytes().all(|b| b.is_ascii_graphic())
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.len() > MAX_URL_BYTES
+        || !url.bytes().all(|b| b.is_ascii_graphic())
     {
         return Err(SettingError::BadUrl(setting));
     }
