@@ -126,7 +126,8 @@ pub fn main(args: &Args) -> Result {
         "kill" => kill_node(node()?),
         "boot" => boot_node(node()?),
         "down" => down(),
-        other => Err(Failure(format!("unknown fleet command {other:?} (up, status, kill, boot, down)"))),
+        "etcd" => etcd_command(args.positionals.get(1).map(String::as_str)),
+        other => Err(Failure(format!("unknown fleet command {other:?} (up, status, kill, boot, etcd, down)"))),
     }
 }
 
@@ -322,6 +323,61 @@ fn node_args(k: usize) -> Vec<String> {
     args
 }
 
+/// etcd in the namespace, its data in `target/fleet/etcd` (kept across a stop and start).
+fn start_etcd() -> Result<u32> {
+    let etcd_url = State::etcd_url();
+    spawn(
+        "etcd",
+        "etcd",
+        &[
+            "--name".into(),
+            "fleet".into(),
+            "--data-dir".into(),
+            dir().join("etcd").display().to_string(),
+            "--listen-client-urls".into(),
+            etcd_url.clone(),
+            "--advertise-client-urls".into(),
+            etcd_url,
+            "--listen-peer-urls".into(),
+            "http://127.0.0.1:2380".into(),
+            "--initial-advertise-peer-urls".into(),
+            "http://127.0.0.1:2380".into(),
+            "--initial-cluster".into(),
+            "fleet=http://127.0.0.1:2380".into(),
+        ],
+        true,
+    )
+}
+
+/// `fleet etcd stop|start`: an etcd outage and its end, for drills and the tests.
+fn etcd_command(what: Option<&str>) -> Result {
+    let mut state = State::load()?;
+    let slot = state
+        .services
+        .iter_mut()
+        .find(|(name, _)| name == "etcd")
+        .ok_or_else(|| Failure("the fleet's state has no etcd".into()))?;
+    match what {
+        Some("stop") => {
+            stop(slot.1);
+            wait_gone(slot.1);
+            println!("fleet: etcd stopped");
+        }
+        Some("start") => {
+            if alive(slot.1) {
+                return Err(Failure(format!("etcd runs (pid {})", slot.1)));
+            }
+            slot.1 = start_etcd()?;
+            state.save()?;
+            let url = format!("{}/health", State::etcd_url());
+            wait_for("etcd", Duration::from_secs(30), || get(&url, None).is_some_and(|r| r.0 == 200))?;
+            println!("fleet: etcd started");
+        }
+        _ => return Err(Failure("`fleet etcd stop` or `fleet etcd start`".into())),
+    }
+    Ok(())
+}
+
 fn start_node(k: usize) -> Result<u32> {
     spawn(&format!("node{k}"), "qemu-system-x86_64", &node_args(k), true)
 }
@@ -466,27 +522,7 @@ fn bring_up(state: &mut State, started: Instant) -> Result {
     )?;
     state.services.push(("dnsmasq".into(), pid));
     let etcd_url = State::etcd_url();
-    let pid = spawn(
-        "etcd",
-        "etcd",
-        &[
-            "--name".into(),
-            "fleet".into(),
-            "--data-dir".into(),
-            dir.join("etcd").display().to_string(),
-            "--listen-client-urls".into(),
-            etcd_url.clone(),
-            "--advertise-client-urls".into(),
-            etcd_url.clone(),
-            "--listen-peer-urls".into(),
-            "http://127.0.0.1:2380".into(),
-            "--initial-advertise-peer-urls".into(),
-            "http://127.0.0.1:2380".into(),
-            "--initial-cluster".into(),
-            "fleet=http://127.0.0.1:2380".into(),
-        ],
-        true,
-    )?;
+    let pid = start_etcd()?;
     state.services.push(("etcd".into(), pid));
     let xtask = std::env::current_exe()?;
     let pid = spawn(

@@ -51,7 +51,8 @@ commands:
           else http://127.0.0.1:8080 and the token in target/pappus-dev.conf;
           deploy, compose, rm with --fleet ETCD_URL [--tenant NAME]: a fleet's desired state
           in etcd (and the image on its blob server) instead, for every node (docs/fleet.md)
-  fleet   up [--nodes N] [--port P] [--prometheus-port P2] | status | kill K | boot K | down
+  fleet   up [--nodes N] [--port P] [--prometheus-port P2] | status | kill K | boot K |
+          etcd stop|start | down
           a fleet on this machine (root): a network namespace with a bridge and a TAP per
           node, dnsmasq (DHCP + TFTP), etcd, a blob server, HAProxy on 127.0.0.1:P (default
           8090), Prometheus on 127.0.0.1:P2 (default P+1), N QEMU nodes network-booting
