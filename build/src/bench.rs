@@ -15,12 +15,14 @@
 //! 128×128 matmul against the function's own instructions and the wasm engine (`bench/io.rs`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
 //! Suite `e2e`: a 3×3 matmul end to end, native and wasm, in each wire format (`bench/e2e.rs`).
+//! Suite `fleet`: invocations/s through HAProxy for fleets of 1, 2 and 3 nodes (`bench/fleet.rs`).
 //! `all`: every suite, one after another.
 //!
 //! Every suite's figures are kept in `target/bench/<suite>.json`, and `target/bench/report.md`
 //! is made again after each from all of them, each figure beside its target (`bench/report.rs`).
 
 mod e2e;
+mod fleet;
 mod io;
 mod report;
 mod smp;
@@ -40,7 +42,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp", "fleet"];
 
 /// One boot figure: which profile, what it is called in BENCH lines.
 struct Case {
@@ -134,6 +136,10 @@ pub fn main(args: &Args) -> Result {
 fn run_suite(suite: &str, runs: usize, no_build: bool, kernel: &mut Option<PathBuf>) -> Result {
     if suite == "boot" {
         return boot(runs, no_build);
+    }
+    if suite == "fleet" {
+        // `fleet up` builds the kernel and its network-boot images itself.
+        return fleet::run();
     }
     prereq::rust()?;
     prereq::qemu(&[Arch::X86_64])?;

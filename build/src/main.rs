@@ -64,7 +64,7 @@ commands:
           kernel ELFs for QEMU in target/images/; --pxe: a TFTP root (UEFI loader as
           bootx64.efi, pappus-kernel, pappus.conf, boot.ipxe); --disk: a GPT disk image with
           an EFI system partition; --config: the boot configuration (else a `dev` tenant)
-  bench   [boot|net|model|wasm|native|e2e|smp|all] [--runs N] [--no-build]
+  bench   [boot|net|model|wasm|native|e2e|smp|fleet|all] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines; target/bench/report.md shows
           every suite run so far beside issue 14's targets, with a chart per suite
   profile echo64|matmul3-native|matmul3-wasm|boot [--interval N] [--requests N] [--no-build]
@@ -281,6 +281,17 @@ fn test(args: &Args) -> Result {
             }
             util::run(command)
         }));
+        if arches.contains(&Arch::X86_64) {
+            // A fleet of three network-booted nodes with dnsmasq, etcd, HAProxy and Prometheus
+            // (tests/tests/fleet.rs; needs root). Its own suite, so its time shows apart (about
+            // 2.5 minutes on a 2-core machine, most of it the nodes' boot under TCG).
+            suites.push(suite("fleet (3 nodes)", || {
+                let mut command = cargo();
+                command.args(["test", "-p", "pappus-tests", "--test", "fleet", "--", "--test-threads=1"]);
+                command.env(pappus_tests::QEMU_TESTS_ENV, "1");
+                util::run(command)
+            }));
+        }
         if let Some((_, kernel)) = kernels.iter().find(|(arch, _)| *arch == Arch::X86_64) {
             // A short soak: every answer checked, and memory, sockets and keys back at their
             // baseline afterwards (`cargo xtask soak` runs longer ones).
