@@ -608,10 +608,7 @@ fn status() -> Result {
     for (name, pid) in &state.services {
         println!("  {name:<10} pid {pid:<8} {}", if alive(*pid) { "running" } else { "NOT RUNNING" });
     }
-    println!(
-        "  {:<6} {:<12} {:<8} {:<9} {:<6} {:<8} {}",
-        "node", "address", "power", "haproxy", "conns", "served", "sync"
-    );
+    println!("  node   address      power    haproxy   conns  served   sync");
     for k in 1..=state.nodes {
         let pid = state.node_pids.get(k - 1).copied().unwrap_or(0);
         let power = if alive(pid) { "on" } else { "off" };

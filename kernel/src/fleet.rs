@@ -147,15 +147,16 @@ impl Export for FleetSync {
         let stats = self.sync.stats();
         let up = u8::from(self.sync.etcd() == pappus_fleet::EtcdState::Up);
         out.single("pappus_fleet_etcd_up", "1 when the last range read from etcd succeeded.", MetricKind::Gauge, up);
-        out.single("pappus_fleet_revision", "etcd's revision at the last good range read.", MetricKind::Gauge, {
-            self.sync.revision()
-        });
+        let revision = self.sync.revision();
         out.single(
-            "pappus_fleet_held",
-            "Functions and compositions held from the fleet's state.",
+            "pappus_fleet_revision",
+            "etcd's revision at the last good range read.",
             MetricKind::Gauge,
-            { self.sync.held() },
+            revision,
         );
+        let held = self.sync.held();
+        let help = "Functions and compositions held from the fleet's state.";
+        out.single("pappus_fleet_held", help, MetricKind::Gauge, held);
         for (name, help, value) in [
             ("pappus_fleet_rounds_total", "Sync rounds started (range reads of the prefix).", stats.rounds),
             ("pappus_fleet_etcd_failures_total", "Range reads that got no 200 from etcd.", stats.etcd_failures),

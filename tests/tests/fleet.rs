@@ -130,7 +130,7 @@ fn template_wasm() -> PathBuf {
     path
 }
 
-fn deploy(wasm: &PathBuf, outputs: &str) {
+fn deploy(wasm: &std::path::Path, outputs: &str) {
     let wasm = wasm.to_str().unwrap();
     xtask(&["fn", "deploy", wasm, "--name", "upper", "--inputs", "lines", "--outputs", outputs, "--fleet", ETCD]);
 }

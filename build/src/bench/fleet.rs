@@ -30,7 +30,9 @@ const PORT: u16 = 18290;
 
 pub fn run() -> Result {
     let wasm = pappus_tests::functions::wasm("template");
-    let mut table = String::from("| nodes | fleet up (s) | deploy to every node (ms) | invocations/s | errors |\n|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| nodes | fleet up (s) | deploy to every node (ms) | invocations/s | errors |\n|---|---|---|---|---|\n",
+    );
     for nodes in 1..=3 {
         let _ = fleet::down();
         let started = Instant::now();
