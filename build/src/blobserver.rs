@@ -106,3 +106,45 @@ fn serve(mut stream: TcpStream, dir: &Path) -> std::io::Result<()> {
         _ => respond(&mut stream, "405 Method Not Allowed", b"GET or PUT\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pappus::http::{self, Endpoint, Request};
+
+    use super::*;
+
+    #[test]
+    fn put_checks_the_digest_and_get_serves_it() {
+        let dir = pappus_tests::target_dir().join("tmp").join(format!("blobserver-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = dir.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = serve(stream, &served);
+            }
+        });
+        let endpoint = Endpoint { host: "127.0.0.1".into(), port, prefix: "/blobs".into() };
+        let send = |method: &str, path: String, body: &[u8]| {
+            let request = Request::new(method, path).body(body);
+            http::send(&endpoint, &request, Duration::from_secs(10)).unwrap()
+        };
+        let image = vec![7u8; 300_000]; // large enough for the client's 100-continue
+        let digest = sha256_hex(&image);
+        assert_eq!(send("GET", format!("/{digest}"), b"").status, 404);
+        let wrong = send("PUT", format!("/{digest}"), b"something else");
+        assert_eq!(wrong.status, 400, "{}", String::from_utf8_lossy(&wrong.body));
+        assert!(!dir.join(&digest).exists());
+        assert_eq!(send("PUT", format!("/{digest}"), &image).status, 201);
+        let got = send("GET", format!("/{digest}"), b"");
+        assert_eq!((got.status, got.body.len()), (200, image.len()));
+        assert_eq!(got.body, image);
+        assert_eq!(send("GET", "/../etc/passwd".into(), b"").status, 404);
+        assert_eq!(send("DELETE", format!("/{digest}"), b"").status, 405);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -674,3 +674,46 @@ pub fn down() -> Result {
 pub fn taken(address: &str) -> bool {
     TcpStream::connect_timeout(&address.parse().expect("an address"), Duration::from_millis(200)).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_name_every_node() {
+        let dnsmasq = dnsmasq_config(3, Path::new("/srv/tftp"));
+        for k in 1..=3 {
+            assert!(dnsmasq.contains(&format!("dhcp-host=52:54:00:77:00:0{k},10.77.0.1{k},node{k}\n")), "{dnsmasq}");
+        }
+        assert!(dnsmasq.contains("tftp-root=/srv/tftp\n") && dnsmasq.contains("dhcp-boot=tag:ipxe,boot.ipxe\n"));
+        let haproxy = haproxy_config(2, 8090);
+        assert!(haproxy.contains("bind 127.0.0.1:8090\n") && haproxy.contains("balance leastconn\n"));
+        assert!(haproxy.contains("retry-on conn-failure\n") && haproxy.contains("option httpchk GET /healthz\n"));
+        assert!(haproxy.contains("server node2 10.77.0.12:8080 check\n") && !haproxy.contains("node3"));
+        let prometheus = prometheus_config(2, "ops-token-0123456789");
+        assert!(prometheus.contains("targets: ['10.77.0.11:8080', '10.77.0.12:8080']"), "{prometheus}");
+        assert!(prometheus.contains("credentials: 'ops-token-0123456789'"));
+        // The nodes' configuration is one the kernel's parser takes, with the fleet's URLs.
+        let config = model::BootConfig::parse(
+            boot_config("pappus-fleet-0123456789abcdef", "ops-fleet-0123456789abcdef").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(config.node.etcd.as_deref(), Some("http://10.77.0.1:2379"));
+        assert_eq!(config.node.blobs.as_deref(), Some("http://10.77.0.1:8081/blobs"));
+        assert_eq!(config.tenants.len(), 1);
+    }
+
+    #[test]
+    fn haproxy_accepts_its_configuration() {
+        if !pappus_tests::on_path("haproxy") {
+            eprintln!("SKIP: no haproxy on PATH");
+            return;
+        }
+        let file = pappus_tests::target_dir().join("tmp").join(format!("haproxy-test-{}.cfg", std::process::id()));
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, haproxy_config(3, 8090)).unwrap();
+        let out = Command::new("haproxy").args(["-c", "-f"]).arg(&file).output().unwrap();
+        let _ = fs::remove_file(&file);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
