@@ -25,8 +25,8 @@ pub struct FleetSync {
 
 impl FleetSync {
     /// A sync with etcd at `etcd` and blobs at `blobs` (checked `http://` URLs from the boot
-    /// configuration or the command line).
-    pub fn new(etcd: &str, blobs: &str) -> Self {
+    /// configuration or the command line); a blob may be as large as the node's largest image.
+    pub fn new(etcd: &str, blobs: &str, max_image_bytes: usize) -> Self {
         let config = SyncConfig { memory: pappus_http::MemoryGate(mm::heap_room_for), ..SyncConfig::new(etcd, blobs) };
         // etcd on the fleet's own network answers in milliseconds; a node that cannot reach
         // it should say so within a second and try again, not wait the `http` function's 5 s.
@@ -35,6 +35,8 @@ impl FleetSync {
             read_timeout_ms: 2_000,
             total_timeout_ms: 20_000,
             max_in_flight: 4,
+            max_response_bytes: max_image_bytes,
+            max_instance_bytes: max_image_bytes.saturating_add(64 << 10),
             body_memory: pappus_http::MemoryGate(mm::heap_room_for),
             ..FetchLimits::default()
         };

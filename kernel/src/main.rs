@@ -98,7 +98,9 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let control = control::ControlPlane::new(config.tenants, limits);
         let runtime = runtime::KernelRuntime::new(dispatcher, http);
         let door = frontdoor::FrontDoor::new(&mut net, config.operator);
-        let fleet = fleet::settings(&cmdline, &config.node).map(|(etcd, blobs)| fleet::FleetSync::new(&etcd, &blobs));
+        let max_image = control.limits().max_image_bytes;
+        let fleet = fleet::settings(&cmdline, &config.node)
+            .map(|(etcd, blobs)| fleet::FleetSync::new(&etcd, &blobs, max_image));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
         node::Node::new(net, door, control, runtime, dispatcher, fleet).serve_forever();

@@ -184,6 +184,16 @@ fn sources(global: &Global) -> Result<Sources> {
 }
 
 fn run(ui: &Ui, cli: Cli) -> Result {
+    let writes = matches!(cli.command, Command::Deploy { .. } | Command::Compose { .. } | Command::Rm { .. });
+    if cli.global.fleet.is_some() && !writes {
+        return Err(Failure(
+            "--fleet writes a fleet's desired state: deploy, compose and rm take it; ask a node (--url) for the rest"
+                .into(),
+        ));
+    }
+    if cli.global.tenant.is_some() && cli.global.fleet.is_none() {
+        return Err(Failure("--tenant goes with --fleet (a node knows the tenant by its token)".into()));
+    }
     match cli.command {
         Command::Deploy { path, name, engine, inputs, outputs, memory, timeout_ms } => {
             let overrides = Overrides {
@@ -273,6 +283,22 @@ mod tests {
         assert_eq!((raw, out, binary), (None, Some(PathBuf::from("o")), true));
         assert!(parse(&["invoke", "wc", "--raw", "x", "--set", "a=b"]).is_err(), "--raw goes alone");
         assert!(parse(&["invoke"]).is_err(), "a name is needed");
+    }
+
+    #[test]
+    fn fleet_flags() {
+        let cli = parse(&["rm", "upper", "--fleet", "http://10.77.0.1:2379", "--tenant", "acme"]).unwrap();
+        assert_eq!(cli.global.fleet.as_deref(), Some("http://10.77.0.1:2379"));
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+        let sources = sources(&cli.global).unwrap();
+        assert_eq!(sources.fleet.as_ref().map(|f| f.tenant.as_str()), Some("acme"));
+        let ui = Ui::new("pappus", "pappus");
+        let e = run(&ui, parse(&["list", "--fleet", "http://10.77.0.1:2379"]).unwrap()).unwrap_err();
+        assert!(e.0.contains("deploy, compose and rm"), "{}", e.0);
+        let e = run(&ui, parse(&["rm", "x", "--tenant", "acme"]).unwrap()).unwrap_err();
+        assert!(e.0.contains("--tenant goes with --fleet"), "{}", e.0);
+        assert!(pappus::fleet::Fleet::new("http://10.77.0.1:2379", "bad tenant!").is_err());
+        assert!(pappus::fleet::Fleet::new("https://10.77.0.1:2379", "dev").is_err());
     }
 
     #[test]
