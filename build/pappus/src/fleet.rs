@@ -139,9 +139,13 @@ impl Fleet {
         Ok(replaced)
     }
 
-    /// Writes composition `name`'s source. Whether it replaced one.
+    /// Writes composition `name`'s source. Whether it replaced one. The source is parsed here
+    /// first, with the node's rules for what a PUT may hold, so a program every node would
+    /// refuse is refused now (whether the functions it applies are registered is each node's
+    /// business, as on one node, where that is a warning).
     pub fn put_composition(&self, name: &str, program: &[u8]) -> Result<bool> {
         let key = self.key(Kind::Composition, name)?;
+        check_program(name, program)?;
         if self.get(&self.key(Kind::Function, name)?.path())?.is_some() {
             return Err(Failure(format!(
                 "a function is named '{name}'; functions and compositions share one namespace"
@@ -173,5 +177,47 @@ impl Fleet {
             keys.push((String::from_utf8_lossy(&key).into_owned(), value.len()));
         }
         Ok(keys)
+    }
+}
+
+/// What a node would refuse in a composition PUT, short of the registered functions: not UTF-8,
+/// not parsing, empty, or not defining `name` when it defines compositions.
+pub fn check_program(name: &str, program: &[u8]) -> Result {
+    let source = std::str::from_utf8(program).map_err(|e| Failure(format!("the program is not UTF-8: {e}")))?;
+    let parsed = dsl::parse(source).map_err(|diagnostics| {
+        let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        Failure(format!("the program does not parse: {}", lines.join("; ")))
+    })?;
+    if parsed.compositions.is_empty() && parsed.functions.is_empty() {
+        return Err(Failure("the program is empty: it declares no function and defines no composition".into()));
+    }
+    if !parsed.compositions.is_empty() && parsed.composition(name).is_none() {
+        let found: Vec<&str> = parsed.compositions.iter().map(|c| c.name.as_str()).collect();
+        return Err(Failure(format!(
+            "the program defines no composition named '{name}' (it defines: {}); use --name",
+            found.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_every_node_would_refuse_are_refused_here() {
+        let good = b"function f (a) => (b);\ncomposition c (x) => (y) { f (a = all x) => (y = b); }";
+        assert!(check_program("c", good).is_ok());
+        assert!(check_program("c", b"function f (a) => (b);").is_ok(), "declarations only");
+        for (name, bad, says) in [
+            ("c", &b"composition ("[..], "does not parse"),
+            ("c", b"", "empty"),
+            ("c", b"\xff", "UTF-8"),
+            ("other", &good[..], "no composition named 'other'"),
+        ] {
+            let e = check_program(name, bad).unwrap_err();
+            assert!(e.0.contains(says), "{}", e.0);
+        }
     }
 }
