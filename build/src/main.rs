@@ -283,8 +283,9 @@ fn test(args: &Args) -> Result {
         }));
         if arches.contains(&Arch::X86_64) {
             // A fleet of three network-booted nodes with dnsmasq, etcd, HAProxy and Prometheus
-            // (tests/tests/fleet.rs; needs root). Its own suite, so its time shows apart (about
-            // 2.5 minutes on a 2-core machine, most of it the nodes' boot under TCG).
+            // (tests/tests/fleet.rs; needs root). Its own suite, so its time shows apart (81 to
+            // 147 s on a 2-core machine, depending on its other load; the nodes' boot under TCG
+            // is most of it).
             suites.push(suite("fleet (3 nodes)", || {
                 let mut command = cargo();
                 command.args(["test", "-p", "pappus-tests", "--test", "fleet", "--", "--test-threads=1"]);
