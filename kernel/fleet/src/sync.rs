@@ -138,8 +138,8 @@ pub struct Sync {
     in_flight: BTreeMap<u64, Purpose>,
     next_ticket: u64,
     actions: VecDeque<Action>,
-    /// Composition puts of this round, held until its blobs are in.
-    compositions: Vec<Action>,
+    /// Composition puts of this round with their keys' revisions, held until its blobs are in.
+    compositions: Vec<(Action, u64)>,
     stats: SyncStats,
     last_error: Option<String>,
 }
@@ -266,7 +266,10 @@ impl Sync {
     }
 
     fn end_round(&mut self, now_ms: u64) {
-        self.actions.extend(self.compositions.drain(..));
+        for (action, mod_revision) in self.compositions.drain(..) {
+            self.held.insert(action.key().clone(), mod_revision);
+            self.actions.push_back(action);
+        }
         self.phase = Phase::Idle { at: now_ms.saturating_add(self.config.poll_ms) };
     }
 
@@ -307,17 +310,22 @@ impl Sync {
             if self.held.get(&key) == Some(&mod_revision) {
                 continue;
             }
-            // Held from now on at this revision, applied or not: a bad value is not tried
-            // again until it changes.
-            self.held.insert(key.clone(), mod_revision);
+            // A key is held at a revision from the moment its action is handed over (the node
+            // applies it in the same pass), or its value is found bad: applied or refused, it
+            // is not tried again until it changes. A function waits for its blob first.
             match key.kind {
-                Kind::Composition => self.compositions.push(Action::PutComposition { key, source: value }),
+                Kind::Composition => {
+                    self.compositions.push((Action::PutComposition { key, source: value }, mod_revision));
+                }
                 Kind::Function => match FunctionValue::parse(&value) {
                     Ok(value) => {
                         let item = format!("GET {}/{}\r\n\r\n", self.config.blobs, value.digest).into_bytes();
                         self.send(item, Purpose::Blob { key, mod_revision, value });
                     }
-                    Err(e) => self.error(format!("{}: {e}", key.path())),
+                    Err(e) => {
+                        self.error(format!("{}: {e}", key.path()));
+                        self.held.insert(key, mod_revision);
+                    }
                 },
             }
         }
@@ -342,14 +350,13 @@ impl Sync {
         let image = match fetched {
             Ok((200, body)) => body,
             Ok((status, _)) => {
+                self.held.insert(key.clone(), mod_revision);
                 self.error(format!("{}: blob {} answered {status}", key.path(), value.digest));
                 return;
             }
             Err(e) => {
-                // The blob server may be down for a moment: try again next round.
-                if self.held.get(&key) == Some(&mod_revision) {
-                    self.held.remove(&key);
-                }
+                // The blob server may be down for a moment: not held, so the next round tries
+                // again.
                 self.error(format!("{}: blob {}: {e}", key.path(), value.digest));
                 return;
             }
@@ -357,6 +364,7 @@ impl Sync {
         let digest = sha256_hex(image);
         if digest != value.digest || image.len() as u64 != value.size {
             self.stats.digest_mismatches += 1;
+            self.held.insert(key.clone(), mod_revision);
             self.error(format!(
                 "{}: blob {} has SHA-256 {digest} and {} bytes (expected {} bytes): refused",
                 key.path(),
@@ -368,11 +376,11 @@ impl Sync {
         }
         let mut copy = Vec::new();
         if copy.try_reserve_exact(image.len()).is_err() {
-            self.held.remove(&key);
             self.error(format!("{}: no memory for a {}-byte image; next round", key.path(), image.len()));
             return;
         }
         copy.extend_from_slice(image);
+        self.held.insert(key.clone(), mod_revision);
         self.actions.push_back(Action::PutFunction { key, query: value.query.clone(), image: copy });
     }
 }

@@ -272,3 +272,24 @@ proptest::proptest! {
         proptest::prop_assert!(sync.next_wakeup_ms().is_some());
     }
 }
+
+#[test]
+fn a_function_is_held_only_once_its_image_is_in_and_a_lost_blob_is_fetched_again() {
+    let mut world = World::default();
+    world.put_function("acme", "echo", "q", b"image");
+    let mut sync = new_sync();
+    assert!(sync.poll(0));
+    let (ticket, item) = sync.take_request().unwrap();
+    let (status, body) = world.answer(&item).unwrap();
+    sync.on_response(ticket, Ok((status, &body)), 1);
+    let (blob, _) = sync.take_request().expect("the blob is asked for");
+    assert_eq!(sync.held(), 0, "not held while its image is on the way (healthz would say so too early)");
+    assert!(sync.take_action().is_none());
+    // The blob server did not answer: not held, and the next round asks again.
+    sync.on_response(blob, Err("refused"), 2);
+    assert_eq!((sync.held(), sync.stats().errors), (0, 1));
+    let mut now = 2;
+    let got = round(&mut sync, &world, &mut now);
+    assert_eq!(summary(&got), ["put /pappus/v1/tenants/acme/functions/echo q 5B"]);
+    assert_eq!(sync.held(), 1);
+}
