@@ -19,12 +19,14 @@
 //! `--arch aarch64`: the same for aarch64's `paging` engine at EL0 (`native.aarch64.*`).
 //! Suite `smp`: throughput and fan-out makespan on 1, 2 and 3 CPUs under MTTCG (`bench/smp.rs`).
 //! Suite `e2e`: a 3×3 matmul end to end, native and wasm, in each wire format (`bench/e2e.rs`).
+//! Suite `fleet`: invocations/s through HAProxy for fleets of 1, 2 and 3 nodes (`bench/fleet.rs`).
 //! `all`: every suite, one after another.
 //!
 //! Every suite's figures are kept in `target/bench/<suite>.json`, and `target/bench/report.md`
 //! is made again after each from all of them, each figure beside its target (`bench/report.rs`).
 
 mod e2e;
+mod fleet;
 mod io;
 mod report;
 mod smp;
@@ -44,7 +46,7 @@ use crate::{prereq, util};
 
 pub const SPEC: Spec = Spec { values: &["runs", "arch"], switches: &["no-build"], max_positionals: 1 };
 
-pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp"];
+pub const SUITES: &[&str] = &["boot", "net", "model", "wasm", "native", "e2e", "smp", "fleet"];
 /// The report's sections: the suites, then the runs of one architecture (`--arch`).
 const REPORT_ORDER: &[&str] = &[
     "boot",
@@ -54,6 +56,7 @@ const REPORT_ORDER: &[&str] = &[
     "native",
     "e2e",
     "smp",
+    "fleet",
     "boot-x86_64",
     "boot-aarch64",
     "native-x86_64",
@@ -177,6 +180,10 @@ pub fn main(args: &Args) -> Result {
 fn run_suite(suite: &str, runs: usize, no_build: bool, arch: Option<Arch>, kernel: &mut Option<PathBuf>) -> Result {
     if suite == "boot" {
         return boot(runs, no_build, arch);
+    }
+    if suite == "fleet" {
+        // `fleet up` builds the kernel and its network-boot images itself.
+        return fleet::run();
     }
     let arch = arch.unwrap_or(Arch::X86_64);
     prereq::rust()?;

@@ -17,11 +17,12 @@ use crate::args::{Args, Spec};
 use crate::util::{Failure, Result};
 
 const DEPLOY: Spec = Spec {
-    values: &["url", "token", "name", "engine", "inputs", "outputs", "memory", "timeout-ms"],
+    values: &["url", "token", "name", "engine", "inputs", "outputs", "memory", "timeout-ms", "fleet", "tenant"],
     switches: &[],
     max_positionals: 2,
 };
-const COMPOSE: Spec = Spec { values: &["url", "token", "name"], switches: &[], max_positionals: 2 };
+const COMPOSE: Spec = Spec { values: &["url", "token", "name", "fleet", "tenant"], switches: &[], max_positionals: 2 };
+const RM: Spec = Spec { values: &["url", "token", "fleet", "tenant"], switches: &[], max_positionals: 2 };
 const INVOKE: Spec = Spec { values: &["url", "token", "set", "raw", "out"], switches: &["binary"], max_positionals: 2 };
 const LIST: Spec = Spec { values: &["url", "token"], switches: &[], max_positionals: 1 };
 const ONE_NAME: Spec = Spec { values: &["url", "token"], switches: &[], max_positionals: 2 };
@@ -33,7 +34,8 @@ pub fn spec(subcommand: Option<&str>) -> std::result::Result<&'static Spec, Stri
         Some("compose") => Ok(&COMPOSE),
         Some("invoke") => Ok(&INVOKE),
         Some("list") => Ok(&LIST),
-        Some("get" | "rm") => Ok(&ONE_NAME),
+        Some("get") => Ok(&ONE_NAME),
+        Some("rm") => Ok(&RM),
         Some(other) => Err(format!("unknown subcommand {other:?} (deploy, compose, invoke, list, get, rm)")),
         None => Err("which one? deploy, compose, invoke, list, get or rm".into()),
     }
@@ -78,7 +80,10 @@ pub fn main(args: &Args) -> Result {
         }
         "rm" => {
             let name = operand("a name")?;
-            lib(commands::remove(&ui, &client(args)?, name))
+            match fleet(args)? {
+                Some(fleet) => lib(commands::remove_from_fleet(&ui, &fleet, name)),
+                None => lib(commands::remove(&ui, &client(args)?, name)),
+            }
         }
         other => Err(Failure(format!("unknown subcommand {other:?}"))),
     }
@@ -104,7 +109,21 @@ fn sources(args: &Args) -> Result<Sources> {
         token: args.value("token").map(str::to_string),
         operator_token: None,
     };
-    Sources::gather(flags, Some(pappus_tests::target_dir().join(DEV_CONF))).map_err(|e| Failure(e.0))
+    let mut sources =
+        Sources::gather(flags, Some(pappus_tests::target_dir().join(DEV_CONF))).map_err(|e| Failure(e.0))?;
+    sources.fleet = fleet(args)?;
+    Ok(sources)
+}
+
+/// `--fleet ETCD_URL [--tenant NAME]` (tenant `dev` by default, as `fleet up` configures it).
+fn fleet(args: &Args) -> Result<Option<pappus::fleet::Fleet>> {
+    match args.value("fleet") {
+        Some(etcd) => {
+            pappus::fleet::Fleet::new(etcd, args.value("tenant").unwrap_or("dev")).map(Some).map_err(|e| Failure(e.0))
+        }
+        None if args.value("tenant").is_some() => Err(Failure("--tenant goes with --fleet".into())),
+        None => Ok(None),
+    }
 }
 
 fn client(args: &Args) -> Result<pappus::api::Client> {

@@ -139,7 +139,7 @@ struct Need {
 
 /// What the QEMU suites need besides QEMU itself: the one list (`.ci/run` installs nothing of
 /// its own).
-const SUITE_NEEDS: [Need; 5] = [
+const SUITE_NEEDS: [Need; 9] = [
     Need { probe: Probe::File("/usr/share/OVMF/OVMF_CODE.fd"), package: "ovmf", why: "the UEFI suite boots OVMF" },
     Need {
         probe: Probe::File("/usr/lib/ipxe/qemu/efi-virtio.rom"),
@@ -157,7 +157,24 @@ const SUITE_NEEDS: [Need; 5] = [
         package: "python3-venv",
         why: "the OpenAPI suite's tools (openapi-spec-validator, schemathesis) live in a venv",
     },
+    Need {
+        probe: Probe::Program(Cow::Borrowed("dnsmasq")),
+        package: "dnsmasq",
+        why: "the fleet's DHCP and TFTP (network boot)",
+    },
+    Need { probe: Probe::Program(Cow::Borrowed("etcd")), package: "etcd-server", why: "the fleet's desired state" },
+    Need { probe: Probe::Program(Cow::Borrowed("haproxy")), package: "haproxy", why: "the fleet's load balancer" },
+    Need {
+        probe: Probe::Program(Cow::Borrowed("prometheus")),
+        package: "prometheus",
+        why: "the fleet's metrics (scrapes every node)",
+    },
 ];
+
+/// The systemd units the fleet's packages install and, on a host that runs systemd, start at
+/// once: the fleet runs these programs only inside its own network namespace
+/// (`cargo xtask fleet up`), so after installing them they are stopped and disabled.
+const FLEET_UNITS: [&str; 4] = ["dnsmasq", "etcd", "haproxy", "prometheus"];
 
 /// The Python tools the OpenAPI suite (tests/tests/openapi.rs) runs, pinned, installed with pip
 /// into [`pappus_tests::pyenv_dir`] (`target/pyenv`): PyPI names and versions.
@@ -258,7 +275,23 @@ fn ensure(needs: &[Need]) -> Result {
     if !still.is_empty() {
         return Err(Failure(format!("still missing after the install: {}", still.join(", "))));
     }
+    stop_host_services(&packages);
     Ok(())
+}
+
+/// Stops and disables the host-wide services that installing the fleet's packages started
+/// (Debian starts a daemon's unit at install unless `policy-rc.d` forbids it). Only where
+/// systemd runs (`/run/systemd/system`); containers without it started nothing.
+fn stop_host_services(installed: &[&str]) {
+    if !installed.iter().any(|p| FLEET_PACKAGES.contains(p)) || !std::path::Path::new("/run/systemd/system").is_dir() {
+        return;
+    }
+    let mut stop = Command::new("systemctl");
+    stop.args(["disable", "--now"]).args(FLEET_UNITS);
+    match run(stop) {
+        Ok(()) => say(format!("stopped and disabled the host services {FLEET_UNITS:?}: the fleet runs its own")),
+        Err(e) => say(format!("could not stop the host services {FLEET_UNITS:?}: {}", e.0)),
+    }
 }
 
 /// Makes sure the QEMU binaries for `arches` are there (`cargo xtask run`): installs them when
@@ -266,6 +299,18 @@ fn ensure(needs: &[Need]) -> Result {
 pub fn qemu(arches: &[Arch]) -> Result {
     ensure(&qemu_needs(arches))
 }
+
+/// What `cargo xtask fleet up` needs: QEMU, the iPXE ROMs, and the four services.
+pub fn fleet() -> Result {
+    let mut needs = qemu_needs(&[Arch::X86_64]);
+    needs.extend(
+        SUITE_NEEDS.iter().filter(|n| FLEET_PACKAGES.contains(&n.package) || n.package == "ipxe-qemu").cloned(),
+    );
+    ensure(&needs)
+}
+
+/// The fleet's packages.
+const FLEET_PACKAGES: [&str; 4] = ["dnsmasq", "etcd-server", "haproxy", "prometheus"];
 
 /// Everything the QEMU suites need (`cargo xtask test`): QEMU for `arches`, OVMF, the iPXE
 /// ROMs, mtools and gdisk.
@@ -302,7 +347,10 @@ mod tests {
         assert_eq!(missing_packages(&needs, present), ["pa", "pb"]);
         assert!(missing_packages(&needs, |_| true).is_empty());
         let packages: Vec<&str> = SUITE_NEEDS.iter().map(|n| n.package).collect();
-        assert_eq!(packages, ["ovmf", "ipxe-qemu", "mtools", "gdisk", "python3-venv"]);
+        assert_eq!(
+            packages,
+            ["ovmf", "ipxe-qemu", "mtools", "gdisk", "python3-venv", "dnsmasq", "etcd-server", "haproxy", "prometheus"]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod compute;
 mod config;
 mod console;
 mod engines;
+mod fleet;
 mod frontdoor;
 mod metrics;
 mod mm;
@@ -96,9 +97,12 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
         let control = control::ControlPlane::new(config.tenants, limits);
         let runtime = runtime::KernelRuntime::new(dispatcher, http);
         let door = frontdoor::FrontDoor::new(&mut net, config.operator);
+        let max_image = control.limits().max_image_bytes;
+        let fleet = fleet::settings(&cmdline, &config.node)
+            .map(|(etcd, blobs)| fleet::FleetSync::new(&etcd, &blobs, max_image));
         let address = serve::wait_for_address(&mut net);
         report_ready(&info, Some((address, frontdoor::PORT)));
-        node::Node::new(net, door, control, runtime, dispatcher).serve_forever();
+        node::Node::new(net, door, control, runtime, dispatcher, fleet).serve_forever();
     }
 
     // No network, so no dispatcher: the other CPUs are started and parked.

@@ -10,6 +10,7 @@
 //! | `control::ControlPlane` | tenants, their functions and compositions, invocations in flight, tenants' memory accounts |
 //! | `runtime::KernelRuntime` | the function runtime the control plane runs on: the dispatcher's handle and the `http` function's client |
 //! | `compute::Dispatcher` (static, shared with the compute cores) | the run queue, parked runs, per-core state, completed results |
+//! | `fleet::FleetSync` (fleet nodes only) | the sync with etcd: its state machine, its HTTP client's sockets |
 //!
 //! One pass of the loop, in ordinary kernel context on the I/O core (never inside an interrupt
 //! or an engine): poll the NIC; move the `http` function's sockets; hand the compute cores'
@@ -27,6 +28,7 @@ use drivers::net::virtio::NicStats;
 use pappus_http::{Request, Response};
 
 use crate::compute::Dispatcher;
+use crate::fleet::FleetSync;
 use crate::frontdoor::{Backend, FrontDoor};
 use crate::metrics::{self, Export, Exposition, Kind};
 use crate::net::Net;
@@ -39,6 +41,7 @@ pub struct Node {
     control: ControlPlane,
     runtime: KernelRuntime,
     dispatcher: &'static Dispatcher,
+    fleet: Option<FleetSync>,
 }
 
 impl Node {
@@ -48,21 +51,25 @@ impl Node {
         control: ControlPlane,
         runtime: KernelRuntime,
         dispatcher: &'static Dispatcher,
+        fleet: Option<FleetSync>,
     ) -> Self {
-        Self { net, door, control, runtime, dispatcher }
+        Self { net, door, control, runtime, dispatcher, fleet }
     }
 
     /// One pass over every part; whether anything moved.
     pub fn pass(&mut self) -> bool {
-        let Self { net, door, control, runtime, dispatcher } = self;
+        let Self { net, door, control, runtime, dispatcher, fleet } = self;
         // One clock read for the pass: smoltcp's timestamps and the front door's ms.
         let ts = crate::net::now();
         let now = ts.total_millis() as u64;
         let mut busy = net.receive_with(ts, &mut |sockets| door.top_up(sockets));
         busy |= runtime.poll_comm(net, now);
+        if let Some(fleet) = fleet.as_mut() {
+            busy |= fleet.poll(net, control, runtime, now);
+        }
         busy |= control.poll(now, runtime);
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
-        let mut services = Services { control, runtime, dispatcher, net: figures };
+        let mut services = Services { control, runtime, dispatcher, net: figures, fleet: fleet.as_ref() };
         busy |= door.service(net, &mut services, now);
         // Every frame this pass queued goes out once, here: responses in the pass that
         // answered, not at the start of the next (one walk of the sockets per pass).
@@ -82,10 +89,8 @@ impl Node {
     /// When the control plane (a `sleep` ending, a deadline) or a communication function (a
     /// timeout) next needs a pass, in ms since boot.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
-        match (self.control.next_poll_ms(), self.runtime.next_wakeup_ms()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let fleet = self.fleet.as_ref().and_then(FleetSync::next_wakeup_ms);
+        [self.control.next_poll_ms(), self.runtime.next_wakeup_ms(), fleet].into_iter().flatten().min()
     }
 
     pub fn net(&mut self) -> &mut Net {
@@ -108,6 +113,7 @@ struct Services<'a> {
     runtime: &'a mut KernelRuntime,
     dispatcher: &'static Dispatcher,
     net: NetFigures,
+    fleet: Option<&'a FleetSync>,
 }
 
 impl Backend for Services<'_> {
@@ -127,6 +133,10 @@ impl Backend for Services<'_> {
         self.control.cancel(id, self.runtime);
     }
 
+    fn fleet_health(&self) -> Option<String> {
+        self.fleet.map(FleetSync::health_json)
+    }
+
     /// Every part's figures, in one list.
     fn metrics(&self, door: &dyn Export) -> String {
         let control = ControlFigures(self.control);
@@ -143,6 +153,9 @@ impl Backend for Services<'_> {
         let mut out = Exposition::new();
         for part in parts {
             part.export(&mut out);
+        }
+        if let Some(fleet) = self.fleet {
+            fleet.export(&mut out);
         }
         out.finish()
     }

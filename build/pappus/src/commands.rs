@@ -39,8 +39,7 @@ pub fn deploy(ui: &Ui, sources: &Sources, path: &Path, overrides: &Overrides) ->
     if path.is_file() {
         let registration = Registration::for_file(path, overrides)?;
         registration.check()?;
-        let client = sources.client(Role::Tenant)?;
-        let (text, json) = deploy_function(ui, &client, &registration, path)?;
+        let (text, json) = Destination::of(sources)?.deploy_function(ui, &registration, path)?;
         ui.emit(text, &json);
         return Ok(());
     }
@@ -58,23 +57,26 @@ pub fn deploy(ui: &Ui, sources: &Sources, path: &Path, overrides: &Overrides) ->
     let metadata = package.pappus.as_ref().map(Metadata::parse).transpose()?;
     let registration = Registration::for_crate(&package.name, metadata.as_ref(), overrides)?;
     registration.check()?;
-    let client = sources.client(Role::Tenant)?;
+    let destination = Destination::of(sources)?;
     let image = if registration.is_native() {
-        native_image(ui, &client, &workspace, &package.name)?
+        native_image(ui, &destination, &workspace, &package.name)?
     } else {
         fnmeta::build(ui, path, Some(&package.name))?;
         workspace.wasm_path(package).ok_or_else(|| no_cdylib(&package.name))?
     };
-    let (text, json) = deploy_function(ui, &client, &registration, &image)?;
+    let (text, json) = destination.deploy_function(ui, &registration, &image)?;
     ui.emit(text, &json);
     Ok(())
 }
 
-/// Builds `package` of `workspace` as a native image for the node's architecture (its
-/// `/healthz` says `"arch"`; docs/writing-functions.md, "Native builds") and returns the ELF's
-/// path.
-fn native_image(ui: &Ui, client: &Client, workspace: &Workspace, package: &str) -> Result<PathBuf> {
-    let arch = node_arch(client)?;
+/// Builds `package` of `workspace` as a native image for the destination's architecture (a
+/// node's `/healthz` says `"arch"`; docs/writing-functions.md, "Native builds"; a fleet's nodes
+/// are x86_64, docs/fleet.md) and returns the ELF's path.
+fn native_image(ui: &Ui, destination: &Destination, workspace: &Workspace, package: &str) -> Result<PathBuf> {
+    let arch = match destination {
+        Destination::Node(client) => node_arch(client)?,
+        Destination::Fleet(_) => crate::native::NativeArch::X86_64,
+    };
     ui.say(format!("building {package} as a native {} image ({})", arch.name(), arch.target()));
     crate::native::build_native_for(&workspace.root, package, arch).map_err(Failure)
 }
@@ -104,7 +106,7 @@ fn deploy_workspace(ui: &Ui, sources: &Sources, dir: &Path, workspace: &Workspac
     if functions.is_empty() && problems.is_empty() {
         return Err(Failure(format!("{}: no crate with [package.metadata.pappus]", dir.display())));
     }
-    let client = sources.client(Role::Tenant)?;
+    let destination = Destination::of(sources)?;
     fnmeta::build(ui, dir, None)?;
     let mut failed = problems.len();
     for problem in &problems {
@@ -112,7 +114,7 @@ fn deploy_workspace(ui: &Ui, sources: &Sources, dir: &Path, workspace: &Workspac
     }
     for (registration, wasm) in &functions {
         let image = if registration.is_native() {
-            match native_image(ui, &client, workspace, &registration.name.replace('_', "-")) {
+            match native_image(ui, &destination, workspace, &registration.name.replace('_', "-")) {
                 Ok(image) => image,
                 Err(e) => {
                     eprintln!("error: function {}: {}", registration.name, e.0);
@@ -123,7 +125,7 @@ fn deploy_workspace(ui: &Ui, sources: &Sources, dir: &Path, workspace: &Workspac
         } else {
             wasm.clone()
         };
-        match deploy_function(ui, &client, registration, &image) {
+        match destination.deploy_function(ui, registration, &image) {
             Ok((text, json)) => ui.emit(text, &json),
             Err(e) => {
                 eprintln!("error: function {}: {}", registration.name, e.0);
@@ -219,6 +221,61 @@ impl Drop for ProgressDisplay {
 
 /// Uploads a module; the line to show says what the front door registered, and the JSON
 /// document is `{"function": <its declaration>, "created": bool, "module_bytes": N}`.
+/// Where `deploy` sends a function: one node's API, or a fleet's desired state (`--fleet`).
+pub enum Destination<'a> {
+    Node(Client),
+    Fleet(&'a crate::fleet::Fleet),
+}
+
+impl<'a> Destination<'a> {
+    pub fn of(sources: &'a Sources) -> Result<Self> {
+        match &sources.fleet {
+            Some(fleet) => Ok(Self::Fleet(fleet)),
+            None => Ok(Self::Node(sources.client(Role::Tenant)?)),
+        }
+    }
+
+    /// Registers `image` as `registration` says; the line to show and the JSON result.
+    pub fn deploy_function(&self, ui: &Ui, registration: &Registration, image: &Path) -> Result<(String, Value)> {
+        match self {
+            Self::Node(client) => deploy_function(ui, client, registration, image),
+            Self::Fleet(fleet) => {
+                let bytes = std::fs::read(image).map_err(|e| format!("cannot read {}: {e}", image.display()))?;
+                let replaced = fleet.put_function(&registration.name, &registration.query(), &bytes)?;
+                let digest = pappus_fleet::layout::sha256_hex(&bytes);
+                let line = format!(
+                    "function {} {} in the fleet (etcd {}, tenant {}): {}, module {} sha256:{}",
+                    registration.name,
+                    if replaced { "replaced" } else { "created" },
+                    fleet.etcd_url(),
+                    fleet.tenant,
+                    registration.query(),
+                    human_bytes(bytes.len() as u64),
+                    &digest[..12]
+                );
+                let json = json!({"function": registration.name, "created": !replaced, "module_bytes": bytes.len(),
+                                  "digest": digest, "fleet": fleet.etcd_url()});
+                Ok((line, json))
+            }
+        }
+    }
+}
+
+/// `rm NAME --fleet`: deletes the function or composition from the fleet's desired state.
+pub fn remove_from_fleet(ui: &Ui, fleet: &crate::fleet::Fleet, name: &str) -> Result {
+    match fleet.remove(name)? {
+        Some(kind) => {
+            let kind = match kind {
+                pappus_fleet::Kind::Function => "function",
+                pappus_fleet::Kind::Composition => "composition",
+            };
+            ui.emit(format!("{kind} {name} deleted from the fleet"), &json!({"deleted": kind, "name": name}));
+            Ok(())
+        }
+        None => Err(neither(name)),
+    }
+}
+
 pub fn deploy_function(ui: &Ui, client: &Client, registration: &Registration, image: &Path) -> Result<(String, Value)> {
     let bytes = std::fs::read(image).map_err(|e| format!("cannot read {}: {e}", image.display()))?;
     let mut display = ProgressDisplay::new(ui, format!("function {}", registration.name));
@@ -282,6 +339,13 @@ pub fn composition_name(path: &Path, name: Option<&str>) -> Result<String> {
 pub fn compose(ui: &Ui, sources: &Sources, path: &Path, name: Option<&str>) -> Result {
     let program = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let name = composition_name(path, name)?;
+    if let Some(fleet) = &sources.fleet {
+        let verb = if fleet.put_composition(&name, &program)? { "replaced" } else { "created" };
+        let line =
+            format!("composition {name} {verb} in the fleet (etcd {}, tenant {})", fleet.etcd_url(), fleet.tenant);
+        ui.emit(line, &json!({"composition": name, "created": verb == "created", "fleet": fleet.etcd_url()}));
+        return Ok(());
+    }
     let client = sources.client(Role::Tenant)?;
     let registered = client.put_composition(&name, &program)?;
     let lines = composition_lines(&registered.json, registered.created);

@@ -98,6 +98,8 @@ pub struct Sources {
     pub dev: Settings,
     /// The dev configuration it was read from (whether or not it exists), for messages.
     pub dev_path: Option<PathBuf>,
+    /// `--fleet`: deploy, compose and rm write a fleet's desired state instead (crate::fleet).
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 impl Sources {
@@ -119,7 +121,7 @@ impl Sources {
             .and_then(|path| std::fs::read_to_string(path).ok())
             .map(|text| Settings::from_boot_config(&text))
             .unwrap_or_default();
-        Ok(Sources { flags, env, file, file_path, dev, dev_path })
+        Ok(Sources { flags, env, file, file_path, dev, dev_path, fleet: None })
     }
 
     fn layers(&self) -> [&Settings; 4] {
@@ -207,6 +209,7 @@ mod tests {
             file_path: Some("/home/u/.config/pappus/config.toml".into()),
             dev: dev.map(Settings::from_boot_config).unwrap_or_default(),
             dev_path: Some("/src/pappus/target/pappus-dev.conf".into()),
+            fleet: None,
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod api;
 pub mod commands;
 pub mod config;
+pub mod fleet;
 pub mod fnmeta;
 pub mod http;
 pub mod native;

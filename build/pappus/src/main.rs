@@ -37,6 +37,13 @@ struct Global {
     /// The bearer token: the tenant's, or the operator's for `metrics`
     #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// deploy, compose, rm: write a fleet's desired state in its etcd (http://A.B.C.D:2379)
+    /// instead of one node's API; every node of the fleet picks it up
+    #[arg(long, global = true, value_name = "ETCD_URL")]
+    fleet: Option<String>,
+    /// With --fleet: the tenant (a name of the nodes' boot configuration) [default: dev]
+    #[arg(long, global = true, value_name = "NAME")]
+    tenant: Option<String>,
     /// Print results as JSON, one document per result (for scripts)
     #[arg(long, global = true)]
     json: bool,
@@ -169,10 +176,24 @@ fn main() -> ExitCode {
 fn sources(global: &Global) -> Result<Sources> {
     let flags = Settings { url: global.url.clone(), token: global.token.clone(), operator_token: None };
     let here = std::env::current_dir().unwrap_or_default();
-    Sources::gather(flags, config::find_dev_conf(&here, std::env::var_os("CARGO_TARGET_DIR")))
+    let mut sources = Sources::gather(flags, config::find_dev_conf(&here, std::env::var_os("CARGO_TARGET_DIR")))?;
+    if let Some(etcd) = &global.fleet {
+        sources.fleet = Some(pappus::fleet::Fleet::new(etcd, global.tenant.as_deref().unwrap_or("dev"))?);
+    }
+    Ok(sources)
 }
 
 fn run(ui: &Ui, cli: Cli) -> Result {
+    let writes = matches!(cli.command, Command::Deploy { .. } | Command::Compose { .. } | Command::Rm { .. });
+    if cli.global.fleet.is_some() && !writes {
+        return Err(Failure(
+            "--fleet writes a fleet's desired state: deploy, compose and rm take it; ask a node (--url) for the rest"
+                .into(),
+        ));
+    }
+    if cli.global.tenant.is_some() && cli.global.fleet.is_none() {
+        return Err(Failure("--tenant goes with --fleet (a node knows the tenant by its token)".into()));
+    }
     match cli.command {
         Command::Deploy { path, name, engine, inputs, outputs, memory, timeout_ms } => {
             let overrides = Overrides {
@@ -191,7 +212,13 @@ fn run(ui: &Ui, cli: Cli) -> Result {
         }
         Command::List => commands::list(ui, &sources(&cli.global)?.client(Role::Tenant)?),
         Command::Get { name } => commands::get(ui, &sources(&cli.global)?.client(Role::Tenant)?, &name),
-        Command::Rm { name } => commands::remove(ui, &sources(&cli.global)?.client(Role::Tenant)?, &name),
+        Command::Rm { name } => {
+            let sources = sources(&cli.global)?;
+            match &sources.fleet {
+                Some(fleet) => commands::remove_from_fleet(ui, fleet, &name),
+                None => commands::remove(ui, &sources.client(Role::Tenant)?, &name),
+            }
+        }
         Command::Health => commands::health(ui, &sources(&cli.global)?.client(Role::Anyone)?),
         Command::Metrics => commands::metrics(ui, &sources(&cli.global)?.client(Role::Operator)?),
         Command::New { name, template, dir, sdk_path, sdk_git, sdk_rev, sdk_branch } => {
@@ -256,6 +283,22 @@ mod tests {
         assert_eq!((raw, out, binary), (None, Some(PathBuf::from("o")), true));
         assert!(parse(&["invoke", "wc", "--raw", "x", "--set", "a=b"]).is_err(), "--raw goes alone");
         assert!(parse(&["invoke"]).is_err(), "a name is needed");
+    }
+
+    #[test]
+    fn fleet_flags() {
+        let cli = parse(&["rm", "upper", "--fleet", "http://10.77.0.1:2379", "--tenant", "acme"]).unwrap();
+        assert_eq!(cli.global.fleet.as_deref(), Some("http://10.77.0.1:2379"));
+        assert_eq!(cli.global.tenant.as_deref(), Some("acme"));
+        let sources = sources(&cli.global).unwrap();
+        assert_eq!(sources.fleet.as_ref().map(|f| f.tenant.as_str()), Some("acme"));
+        let ui = Ui::new("pappus", "pappus");
+        let e = run(&ui, parse(&["list", "--fleet", "http://10.77.0.1:2379"]).unwrap()).unwrap_err();
+        assert!(e.0.contains("deploy, compose and rm"), "{}", e.0);
+        let e = run(&ui, parse(&["rm", "x", "--tenant", "acme"]).unwrap()).unwrap_err();
+        assert!(e.0.contains("--tenant goes with --fleet"), "{}", e.0);
+        assert!(pappus::fleet::Fleet::new("http://10.77.0.1:2379", "bad tenant!").is_err());
+        assert!(pappus::fleet::Fleet::new("https://10.77.0.1:2379", "dev").is_err());
     }
 
     #[test]

@@ -76,6 +76,7 @@ mod auth;
 pub mod builtin;
 pub mod compositions;
 mod errors;
+mod fleet;
 pub mod functions;
 mod invocation;
 pub mod invoke;
@@ -88,6 +89,7 @@ pub mod stats;
 
 pub use auth::authorize_operator;
 pub use builtin::{Builtin, MAX_SLEEP_MS};
+pub use fleet::FleetChange;
 pub use limits::ControlLimits;
 pub use plane::{ControlPlane, Counters, InvocationId, Reply};
 pub use runtime::{Comm, Prepared, RunError, Runtime, Started, StoredFunction, Ticket};

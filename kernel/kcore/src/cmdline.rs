@@ -29,7 +29,7 @@ impl LogLevel {
 
 /// Keys the kernel itself understands. Everything else is left for later consumers.
 pub const KNOWN_KEYS: &[&str] =
-    &["log", "test", "selftest", "bootconfig", "compute", "netfault", "profile", "dhcp_lease"];
+    &["log", "test", "selftest", "bootconfig", "compute", "netfault", "profile", "dhcp_lease", "etcd", "blobs"];
 
 /// The shortest and longest sampling intervals `profile=` takes, in counter ticks.
 pub const PROFILE_MIN_INTERVAL: u64 = 1_000;

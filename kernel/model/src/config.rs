@@ -11,6 +11,8 @@
 //! gateway 10.0.0.1
 //! compute 6                          # compute cores (0: single-core mode)
 //! limit   invocations 128            # invocations, functions, compositions, image_bytes, invocation_ms
+//! etcd    http://10.77.0.1:2379      # a fleet node (docs/fleet.md): the desired state
+//! blobs   http://10.77.0.1:8081/blobs  # and the images it names
 //! ```
 //!
 //! `#` starts a comment, blank lines are ignored, fields are separated by spaces or tabs, lines
@@ -58,7 +60,7 @@ impl BootConfig {
             Some("operator") => self.operator.parse_operator(fields, number, &self.tenants),
             Some("host") => self.hosts.parse_host(fields, number).map_err(ConfigErrorKind::Host),
             Some("dns") => self.hosts.parse_dns(fields, number).map_err(ConfigErrorKind::Host),
-            Some(setting @ ("ip" | "gateway" | "compute" | "limit")) => {
+            Some(setting @ ("ip" | "gateway" | "compute" | "limit" | "etcd" | "blobs")) => {
                 self.node.parse(setting, fields, number).map_err(ConfigErrorKind::Setting)
             }
             Some(other) => Err(ConfigErrorKind::UnknownDirective(shorten(other, 32))),

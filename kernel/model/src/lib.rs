@@ -37,7 +37,7 @@ pub use name::{
     validate_set_name, validate_set_name_within,
 };
 pub use registry::{Registry, RegistryError};
-pub use settings::{Limit, NodeSettings, SettingError};
+pub use settings::{Limit, MAX_URL_BYTES, NodeSettings, SettingError, check_fleet_url};
 pub use tenant::{
     AuthError, ConfigError, ConfigErrorKind, MAX_CONFIG_BYTES, MAX_TENANTS, MAX_TOKEN_LEN, MIN_TOKEN_LEN,
     OperatorToken, TenantId, TokenTable, bearer_token,

@@ -8,6 +8,8 @@
 //! gateway  10.0.0.1
 //! compute  6                 # compute cores (0: single-core mode)
 //! limit    invocations 128   # see `Limit`
+//! etcd     http://10.77.0.1:2379       # a fleet node: where the desired state is (docs/fleet.md)
+//! blobs    http://10.77.0.1:8081/blobs # and the images it names
 //! ```
 
 use core::fmt;
@@ -85,6 +87,8 @@ pub enum SettingError {
     UnknownLimit,
     BadLimitValue(Limit),
     ExtraField,
+    /// `etcd` or `blobs` without an `http://` URL (the setting's name).
+    BadUrl(&'static str),
     /// The same setting again; the first is on `first_line`.
     Duplicate {
         setting: &'static str,
@@ -107,6 +111,10 @@ impl fmt::Display for SettingError {
                 write!(f, "bad value for limit {}: expected a whole number in {lo}..={hi}", limit.name())
             }
             Self::ExtraField => f.write_str("unexpected text after the value"),
+            Self::BadUrl(setting) => write!(
+                f,
+                "bad URL: expected `{setting} http://<a.b.c.d>:<port>[/path]` (at most {MAX_URL_BYTES} bytes)"
+            ),
             Self::Duplicate { setting, first_line } => write!(f, "{setting} already set on line {first_line}"),
         }
     }
@@ -119,9 +127,31 @@ pub struct NodeSettings {
     pub address: Option<(Ipv4Addr, u8)>,
     pub gateway: Option<Ipv4Addr>,
     pub compute_cores: Option<usize>,
+    /// A fleet node's etcd client URL (`etcd http://A.B.C.D:2379`).
+    pub etcd: Option<alloc::string::String>,
+    /// A fleet node's blob server URL (`blobs http://A.B.C.D:P/path`).
+    pub blobs: Option<alloc::string::String>,
     limits: [Option<u64>; Limit::ALL.len()],
-    /// Where each setting was given, for duplicate errors: address, gateway, compute, limits.
-    lines: [usize; 3 + Limit::ALL.len()],
+    /// Where each setting was given, for duplicate errors: address, gateway, compute, limits,
+    /// etcd, blobs.
+    lines: [usize; 5 + Limit::ALL.len()],
+}
+
+/// The longest `etcd` or `blobs` URL.
+pub const MAX_URL_BYTES: usize = 200;
+
+/// Checks an `etcd` or `blobs` URL (`setting`): `http://`, a host, printable ASCII, not too long.
+pub fn check_fleet_url(setting: &'static str, value: Option<&str>) -> Result<alloc::string::String, SettingError> {
+    let url = value.ok_or(SettingError::BadUrl(setting))?;
+    let rest = url.strip_prefix("http://").ok_or(SettingError::BadUrl(setting))?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.len() > MAX_URL_BYTES
+        || !url.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(SettingError::BadUrl(setting));
+    }
+    Ok(alloc::string::String::from(url.trim_end_matches('/')))
 }
 
 impl NodeSettings {
@@ -155,13 +185,21 @@ impl NodeSettings {
                 self.compute_cores = Some(n.ok_or(SettingError::BadCompute)?);
                 (2, "compute")
             }
+            "etcd" => {
+                self.etcd = Some(check_fleet_url("etcd", value)?);
+                (3, "etcd")
+            }
+            "blobs" => {
+                self.blobs = Some(check_fleet_url("blobs", value)?);
+                (4, "blobs")
+            }
             _ => {
                 let limit =
                     Limit::ALL.into_iter().find(|l| Some(l.name()) == value).ok_or(SettingError::UnknownLimit)?;
                 let (lo, hi) = limit.range();
                 let n = fields.next().and_then(|v| v.parse::<u64>().ok()).filter(|n| (lo..=hi).contains(n));
                 self.limits[limit as usize] = Some(n.ok_or(SettingError::BadLimitValue(limit))?);
-                (3 + limit as usize, limit.name())
+                (5 + limit as usize, limit.name())
             }
         };
         if fields.next().is_some() {
@@ -199,8 +237,12 @@ mod tests {
             "compute 0",
             "limit invocations 128",
             "limit invocation_ms 5000",
+            "etcd http://10.77.0.1:2379/",
+            "blobs http://10.77.0.1:8081/blobs",
         ])
         .unwrap();
+        assert_eq!(s.etcd.as_deref(), Some("http://10.77.0.1:2379"));
+        assert_eq!(s.blobs.as_deref(), Some("http://10.77.0.1:8081/blobs"));
         assert_eq!(s.address, Some((Ipv4Addr::new(10, 0, 0, 7), 24)));
         assert_eq!(s.gateway, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(s.compute_cores, Some(0));
@@ -224,6 +266,10 @@ mod tests {
             ("limit invocations 0", SettingError::BadLimitValue(Limit::Invocations)),
             ("limit invocations", SettingError::BadLimitValue(Limit::Invocations)),
             ("compute 2 3", SettingError::ExtraField),
+            ("etcd", SettingError::BadUrl("etcd")),
+            ("etcd https://10.0.0.1:2379", SettingError::BadUrl("etcd")),
+            ("blobs http://", SettingError::BadUrl("blobs")),
+            ("blobs http:///x", SettingError::BadUrl("blobs")),
         ] {
             assert_eq!(parse(&[line]).unwrap_err(), (1, want), "{line}");
         }

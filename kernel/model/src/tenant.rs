@@ -126,7 +126,7 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::UnknownDirective(word) => {
                 write!(
                     f,
-                    "unknown directive {word:?} (expected tenant, operator, host, dns, ip, gateway, compute or limit)"
+                    "unknown directive {word:?} (expected tenant, operator, host, dns, ip, gateway, compute, limit, etcd or blobs)"
                 )
             }
             ConfigErrorKind::MissingName => f.write_str("missing tenant name (expected `tenant <name> <token>`)"),

@@ -62,6 +62,10 @@ pub trait Backend {
     fn cancel(&mut self, id: InvocationId);
     /// The `/metrics` text, with the front door's own figures (`door`) among the node's.
     fn metrics(&self, door: &dyn Export) -> String;
+    /// A fleet node's sync state for `/healthz` (a JSON object); `None` off a fleet.
+    fn fleet_health(&self) -> Option<String> {
+        None
+    }
 }
 
 pub struct FrontDoor {

@@ -25,16 +25,20 @@ pub fn route(
     operator: &OperatorToken,
 ) -> Response {
     match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/healthz") => Response::json(
-            200,
-            format!(
-                r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":{}}}"#,
-                env!("CARGO_PKG_VERSION"),
-                arch::NAME,
-                now_ms,
-                arch::cpu_count()
-            ),
-        ),
+        ("GET", "/healthz") => {
+            // A fleet node says how its sync with etcd stands; serving goes on either way.
+            let fleet = backend.fleet_health().map(|f| format!(r#","fleet":{f}"#)).unwrap_or_default();
+            Response::json(
+                200,
+                format!(
+                    r#"{{"status":"ok","version":"{}","arch":"{}","uptime_ms":{},"cores":{}{fleet}}}"#,
+                    env!("CARGO_PKG_VERSION"),
+                    arch::NAME,
+                    now_ms,
+                    arch::cpu_count()
+                ),
+            )
+        }
         ("GET", "/metrics") => match control::authorize_operator(operator, &request) {
             Ok(()) => {
                 Response::new(200).header("content-type", "text/plain; version=0.0.4").body(backend.metrics(door))

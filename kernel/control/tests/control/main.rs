@@ -6,6 +6,7 @@ mod common;
 mod compositions;
 mod deferred;
 mod fanout;
+mod fleet;
 mod functions;
 mod invoke;
 mod limits;

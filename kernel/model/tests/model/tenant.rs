@@ -189,7 +189,7 @@ fn host_lines_make_the_host_table() {
     let e = BootConfig::parse(b"hots a 10.0.2.2").unwrap_err();
     assert_eq!(
         e.to_string(),
-        "boot configuration, line 1: unknown directive \"hots\" (expected tenant, operator, host, dns, ip, gateway, compute or limit)"
+        "boot configuration, line 1: unknown directive \"hots\" (expected tenant, operator, host, dns, ip, gateway, compute, limit, etcd or blobs)"
     );
     let text: String = (0..=model::MAX_HOSTS).map(|i| format!("host h{i} 10.0.{}.{}\n", i / 256, i % 256)).collect();
     let e = BootConfig::parse(text.as_bytes()).unwrap_err();
