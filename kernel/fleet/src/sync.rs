@@ -58,7 +58,7 @@ impl SyncConfig {
             blobs: blobs.trim_end_matches('/').to_string(),
             retry_ms: 200,
             max_retry_ms: 2_000,
-            max_message_bytes: 1 << 20,
+            max_message_bytes: 4 << 20,
             memory: MemoryGate::ALWAYS,
         }
     }
