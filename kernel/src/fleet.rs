@@ -165,7 +165,7 @@ impl FleetSync {
             self.sync.applied(&key, change);
         }
         if let Some(e) = self.sync.take_error() {
-            // etcd down fails every round the same way: said once, until something else.
+            // etcd down fails every retry the same way: said once, until something else.
             if self.last_logged.as_deref() != Some(e.as_str()) {
                 log::warn!("{e}");
                 self.last_logged = Some(e);
