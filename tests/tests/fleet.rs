@@ -6,8 +6,8 @@
 //! 1. a function deployed with `--fleet` answers through HAProxy from every node (each node's
 //!    `/metrics` counts invocations of it), and Prometheus's sum of the fleet's invocation
 //!    counter equals the requests sent, with every target up;
-//! 2. a replace and a delete reach every node (the time each took is printed; a limit of 10 s
-//!    only catches a sync that stopped);
+//! 2. a replace and a delete reach every node through its etcd watch (no range read counted in
+//!    between; the time each took is printed; a limit of 10 s only catches a sync that stopped);
 //! 3. load through HAProxy while a node is killed: every answer is right or a clean retriable
 //!    error, none hangs; the node boots again, resyncs, and HAProxy routes to it again;
 //! 4. a node booted while etcd is down serves, and gets the state once etcd is back, without a
@@ -86,6 +86,12 @@ fn node_get(k: usize, path: &str, token: Option<&str>) -> Option<(u16, String)> 
 fn fleet_health(k: usize) -> Option<serde_json::Value> {
     let (_, body) = node_get(k, "/healthz", None)?;
     serde_json::from_str::<serde_json::Value>(&body).ok().map(|v| v["fleet"].clone())
+}
+
+/// Node `k`'s value of the unlabelled metric `name`, from its `/metrics`.
+fn node_metric(k: usize, name: &str, operator: &str) -> Option<u64> {
+    let (_, text) = node_get(k, "/metrics", Some(operator)).filter(|(status, _)| *status == 200)?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits until `ready` holds; how long it took.
@@ -211,7 +217,9 @@ fn three_node_fleet() {
     assert_eq!(targets.matches("\"health\":\"up\"").count(), NODES, "{targets}");
     eprintln!("fleet: Prometheus: {NODES} targets up, {query} = {REQUESTS}");
 
-    // 2. Replace (new output name), then delete.
+    // 2. Replace (new output name), then delete: through each node's watch, not new range reads.
+    let ranges = |k| node_metric(k, "pappus_fleet_rounds_total", &operator).expect("pappus_fleet_rounds_total");
+    let before: Vec<u64> = (1..=NODES).map(ranges).collect();
     deploy(&wasm, "shout");
     let took = wait("the replace reaches every node", SYNC_LIMIT, || every_node_has(&token, Some("shout")));
     eprintln!("fleet: replace reached every node in {:.2} s (target 2 s)", took.as_secs_f64());
@@ -221,6 +229,13 @@ fn three_node_fleet() {
     let took = wait("the delete reaches every node", SYNC_LIMIT, || every_node_has(&token, None));
     eprintln!("fleet: delete reached every node in {:.2} s (target 2 s)", took.as_secs_f64());
     assert_eq!(invoke(&fleet, "upper", b"x").unwrap().0, 404);
+    for k in 1..=NODES {
+        let health = fleet_health(k).unwrap();
+        assert_eq!(health["watching"], true, "node {k}: {health}");
+        assert_eq!(ranges(k), before[k - 1], "node {k}: the replace and delete came without a range read");
+        let events = node_metric(k, "pappus_fleet_watch_events_total", &operator).unwrap();
+        assert!(events >= 2, "node {k}: {events} watch events");
+    }
 
     // 3. Load while node 2 is killed; it boots again, resyncs, and is routed to again.
     deploy(&wasm, "upper");

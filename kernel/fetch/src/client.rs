@@ -33,8 +33,10 @@ use smoltcp::wire::{DnsQueryType, IpAddress};
 use crate::batch::{Batch, Ready};
 use crate::error::{ErrorClass, FetchError};
 use crate::exchange::{Exchange, FetchLimits, Phase};
+use crate::request::Request;
 use crate::response::Response;
-use crate::url::Host;
+use crate::stream::{StreamExchange, StreamLimits};
+use crate::url::{Host, resolve};
 
 /// How long a DNS answer is used before the name is asked again.
 const DNS_CACHE_MS: u64 = 60_000;
@@ -135,6 +137,10 @@ pub struct Client<T> {
     to_abort: Vec<SocketHandle>,
     completed: VecDeque<(T, Vec<Set>)>,
     next_port: u16,
+    /// Streaming requests ([`Client::open_stream`]), by id, with their sockets: beside the
+    /// `max_in_flight` of the batches.
+    streams: BTreeMap<u64, (StreamExchange, SocketHandle)>,
+    next_stream: u64,
 }
 
 impl<T: Copy> Client<T> {
@@ -157,6 +163,8 @@ impl<T: Copy> Client<T> {
             to_abort: Vec::new(),
             completed: VecDeque::new(),
             next_port: *EPHEMERAL_PORTS.start(),
+            streams: BTreeMap::new(),
+            next_stream: 0,
         }
     }
 
@@ -206,6 +214,12 @@ impl<T: Copy> Client<T> {
             }
         }
 
+        for (exchange, socket) in self.streams.values_mut() {
+            if !exchange.is_finished() {
+                moved |= drive(exchange, stack.tcp_socket(*socket), now_ms);
+            }
+        }
+
         moved |= self.poll_lookups(stack, now_ms);
 
         // A socket still sending its reset holds its slot, so there are never more sockets
@@ -226,6 +240,51 @@ impl<T: Copy> Client<T> {
             && self.lookups.is_empty()
             && self.resolved.is_empty()
             && self.waiting.is_empty()
+            && self.streams.values().all(|(exchange, _)| exchange.is_finished())
+    }
+
+    /// Opens a streaming request (see [`StreamExchange`]): `item` is an `http` request item
+    /// (docs/wire-formats.md) whose host is an IP literal or in the host table. Returns its
+    /// id; [`Client::stream`] reads it, [`Client::close_stream`] ends it.
+    pub fn open_stream(
+        &mut self,
+        stack: &mut impl NetStack,
+        item: &[u8],
+        limits: &StreamLimits,
+        now_ms: u64,
+    ) -> Result<u64, FetchError> {
+        let request = Request::parse(&model::Bytes::from(item))?;
+        let address = resolve(&request.url, &self.hosts)?;
+        let mut exchange = StreamExchange::new(&request, address, limits, now_ms);
+        let socket = self.idle.pop().unwrap_or_else(|| stack.add_tcp_socket());
+        let local_port = self.take_port();
+        if let Err(e) = stack.connect(socket, exchange.remote(), local_port) {
+            self.idle.push(socket);
+            exchange.unreachable(match e {
+                tcp::ConnectError::Unaddressable => "no route from this node (no IPv4 address yet?)",
+                tcp::ConnectError::InvalidState => "no free socket",
+            });
+            return Err(exchange
+                .take_outcome()
+                .and_then(Result::err)
+                .unwrap_or_else(|| FetchError::new(ErrorClass::Unreachable, "the stream could not connect")));
+        }
+        let id = self.next_stream;
+        self.next_stream += 1;
+        self.streams.insert(id, (exchange, socket));
+        Ok(id)
+    }
+
+    /// The stream `id`, while open: its head, data and outcome.
+    pub fn stream(&mut self, id: u64) -> Option<&mut StreamExchange> {
+        self.streams.get_mut(&id).map(|(exchange, _)| exchange)
+    }
+
+    /// Ends the stream `id` (its connection is aborted on the next poll) and forgets it.
+    pub fn close_stream(&mut self, id: u64) {
+        if let Some((_, socket)) = self.streams.remove(&id) {
+            self.to_abort.push(socket);
+        }
     }
 
     /// A finished instance: its three output sets (responses, bodies, errors), in that order.
@@ -261,7 +320,8 @@ impl<T: Copy> Client<T> {
     /// Queued requests need no wake-up of their own: they start when a flight ends.
     pub fn next_wakeup_ms(&self) -> Option<u64> {
         let lookups = self.lookups.values().map(|l| l.deadline_ms);
-        self.flights.iter().filter_map(|f| f.exchange.deadline()).chain(lookups).min()
+        let streams = self.streams.values().filter_map(|(s, _)| s.deadline());
+        self.flights.iter().filter_map(|f| f.exchange.deadline()).chain(lookups).chain(streams).min()
     }
 
     /// Open connections, and requests waiting for one (for tests and metrics).
@@ -425,8 +485,53 @@ impl<T: Copy> Client<T> {
     }
 }
 
+/// What [`drive`] needs of an exchange: [`Exchange`] and [`StreamExchange`] alike.
+trait Driven {
+    fn phase(&self) -> Phase;
+    fn connected(&mut self, now_ms: u64);
+    fn refused(&mut self);
+    fn pending_output(&self) -> &[u8];
+    fn sent(&mut self, n: usize, now_ms: u64);
+    fn received(&mut self, data: &[u8], now_ms: u64);
+    fn peer_closed(&mut self);
+    fn tick(&mut self, now_ms: u64);
+}
+
+macro_rules! driven {
+    ($t:ty) => {
+        impl Driven for $t {
+            fn phase(&self) -> Phase {
+                <$t>::phase(self)
+            }
+            fn connected(&mut self, now_ms: u64) {
+                <$t>::connected(self, now_ms)
+            }
+            fn refused(&mut self) {
+                <$t>::refused(self)
+            }
+            fn pending_output(&self) -> &[u8] {
+                <$t>::pending_output(self)
+            }
+            fn sent(&mut self, n: usize, now_ms: u64) {
+                <$t>::sent(self, n, now_ms)
+            }
+            fn received(&mut self, data: &[u8], now_ms: u64) {
+                <$t>::received(self, data, now_ms)
+            }
+            fn peer_closed(&mut self) {
+                <$t>::peer_closed(self)
+            }
+            fn tick(&mut self, now_ms: u64) {
+                <$t>::tick(self, now_ms)
+            }
+        }
+    };
+}
+driven!(Exchange);
+driven!(StreamExchange);
+
 /// Tells `exchange` what its socket did, and moves its bytes. True if anything moved.
-fn drive(exchange: &mut Exchange, socket: &mut tcp::Socket<'_>, now_ms: u64) -> bool {
+fn drive(exchange: &mut impl Driven, socket: &mut tcp::Socket<'_>, now_ms: u64) -> bool {
     let mut moved = false;
     if exchange.phase() == Phase::Connecting {
         match socket.state() {

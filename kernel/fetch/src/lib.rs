@@ -14,6 +14,8 @@
 //! - [`Exchange`]: one request's state machine (connect, send, receive, with timeouts), told what
 //!   the socket did and what time it is;
 //! - [`Batch`]: one `http` instance, from its request set to its three output sets;
+//! - [`StreamParser`] and [`StreamExchange`]: a streaming response (etcd's `/v3/watch`), its
+//!   body handed out as it arrives, with bounded memory;
 //! - [`Client`]: the driver that runs many batches over a bounded pool of smoltcp TCP sockets,
 //!   behind the [`NetStack`] trait that the kernel's `Net` implements (and the tests a loopback
 //!   interface).
@@ -30,6 +32,7 @@ mod error;
 mod exchange;
 mod request;
 mod response;
+mod stream;
 mod url;
 
 pub use batch::{BODIES, Batch, ERRORS, RESPONSES, Ready};
@@ -39,4 +42,5 @@ pub use exchange::{Exchange, FetchLimits, Phase};
 pub use model::HostTable;
 pub use request::{MAX_REQUEST_HEADERS, Request};
 pub use response::{MAX_RESPONSE_HEADERS, ParseError, Response, ResponseParser};
+pub use stream::{StreamExchange, StreamLimits, StreamParser};
 pub use url::{Host, Url, resolve};

@@ -49,7 +49,7 @@ enum State {
     Over,
 }
 
-enum Framing {
+pub(crate) enum Framing {
     Decoder(BodyDecoder),
     UntilClose,
 }
@@ -230,7 +230,7 @@ fn too_large_body(max: usize) -> ParseError {
     ParseError::TooLarge(format!("the response body is over the {max}-byte limit"))
 }
 
-fn append(body: &mut Vec<u8>, input: &[u8], max: usize, gate: MemoryGate) -> Result<(), ParseError> {
+pub(crate) fn append(body: &mut Vec<u8>, input: &[u8], max: usize, gate: MemoryGate) -> Result<(), ParseError> {
     if body.len().saturating_add(input.len()) > max {
         return Err(too_large_body(max));
     }
@@ -244,7 +244,7 @@ fn append(body: &mut Vec<u8>, input: &[u8], max: usize, gate: MemoryGate) -> Res
 
 /// The length of the head (through its blank line), if `buf` holds all of it. `scanned` bytes
 /// are known to hold no blank line; the search backs up 3 bytes for one split across feeds.
-fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     let from = scanned.saturating_sub(3);
     let mut i = from;
     while let Some(at) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
@@ -258,14 +258,14 @@ fn find_head_end(buf: &[u8], scanned: usize) -> Option<usize> {
     None
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     /// A 1xx response to skip; the final one follows.
     Interim,
     /// `framing` is `None` when there is no body.
     Final { status: u16, head: Vec<u8>, framing: Option<Framing> },
 }
 
-fn parse_head(bytes: &[u8], no_body: bool, max_body: usize) -> Result<Parsed, ParseError> {
+pub(crate) fn parse_head(bytes: &[u8], no_body: bool, max_body: usize) -> Result<Parsed, ParseError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     match response.parse(bytes) {

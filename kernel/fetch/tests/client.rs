@@ -123,6 +123,18 @@ impl Server {
                 out.extend(b"0\r\n\r\n");
                 out
             }
+            // A watch-like stream: two event objects in chunks of their own, then the end
+            // (`/watch`) or a cut inside the third chunk (`/watch-cut`).
+            "/watch" | "/watch-cut" => {
+                let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for event in [&b"{\"n\":1}\n"[..], b"{\"n\":2}\n"] {
+                    out.extend(format!("{:x}\r\n", event.len()).bytes());
+                    out.extend(event);
+                    out.extend(b"\r\n");
+                }
+                out.extend(if path == "/watch" { &b"0\r\n\r\n"[..] } else { b"8\r\n{\"n\":" });
+                out
+            }
             "/close" => [&b"HTTP/1.0 200 OK\r\n\r\n"[..], document("close").as_bytes()].concat(),
             "/big" => plain("200 OK", &"x".repeat(3000)),
             "/silent" => return None,
@@ -443,4 +455,56 @@ fn names_outside_the_table_are_asked_of_dns() {
     let done = run(&mut client, &mut stack, &mut server, &mut now, 1, 1_000);
     assert_eq!(text(&done[&2][1].items[0]), document("3"));
     assert_eq!(dns_server.queries.iter().filter(|q| *q == "www.example").count(), 1);
+}
+
+/// Runs streams until `id`'s has ended (or `limit_ms`): the bytes it handed out and its outcome.
+fn run_stream(
+    client: &mut Client<u32>,
+    stack: &mut Stack,
+    server: &mut Server,
+    id: u64,
+    limit_ms: u64,
+) -> (Vec<u8>, Option<Result<(), pappus_fetch::FetchError>>) {
+    let mut data = Vec::new();
+    for now in 1..limit_ms {
+        stack.iface.poll(Instant::from_millis(now as i64), &mut stack.device, &mut stack.sockets);
+        server.serve(stack);
+        client.poll(stack, now);
+        let stream = client.stream(id).unwrap();
+        data.extend(stream.take_data());
+        if let Some(outcome) = stream.take_outcome() {
+            client.close_stream(id);
+            assert!(client.stream(id).is_none());
+            return (data, Some(outcome));
+        }
+    }
+    (data, None)
+}
+
+#[test]
+fn a_stream_hands_out_its_chunks_and_a_cut_is_a_clean_error() {
+    let (mut stack, mut server) = setup();
+    let mut client = Client::new(HostTable::default(), limits());
+    let stream_limits = pappus_fetch::StreamLimits { connect_timeout_ms: 500, ..Default::default() };
+    let id = client.open_stream(&mut stack, b"POST http://10.0.0.1/watch\r\n\r\n{}", &stream_limits, 0).unwrap();
+    let (data, outcome) = run_stream(&mut client, &mut stack, &mut server, id, 2_000);
+    assert_eq!(data, b"{\"n\":1}\n{\"n\":2}\n");
+    assert_eq!(outcome, Some(Ok(())));
+
+    let id = client.open_stream(&mut stack, b"POST http://10.0.0.1/watch-cut\r\n\r\n{}", &stream_limits, 0).unwrap();
+    let (data, outcome) = run_stream(&mut client, &mut stack, &mut server, id, 2_000);
+    assert_eq!(data, b"{\"n\":1}\n{\"n\":2}\n{\"n\":", "what came before the cut is handed out");
+    let error = outcome.unwrap().unwrap_err().to_string();
+    assert!(error.starts_with("bad_response: the stream broke"), "{error}");
+
+    let id = client.open_stream(&mut stack, b"GET http://10.0.0.1:81/watch\r\n\r\n", &stream_limits, 0).unwrap();
+    let (_, outcome) = run_stream(&mut client, &mut stack, &mut server, id, 2_000);
+    assert!(outcome.unwrap().unwrap_err().to_string().starts_with("refused: "));
+    let id = client
+        .open_stream(&mut stack, format!("GET http://{NOBODY}/watch\r\n\r\n").as_bytes(), &stream_limits, 0)
+        .unwrap();
+    let (_, outcome) = run_stream(&mut client, &mut stack, &mut server, id, 2_000);
+    assert!(outcome.unwrap().unwrap_err().to_string().starts_with("timeout: no connection"));
+    assert!(client.open_stream(&mut stack, b"GET http://nowhere/\r\n\r\n", &stream_limits, 0).is_err());
+    assert!(client.open_stream(&mut stack, b"not a request", &stream_limits, 0).is_err());
 }
