@@ -266,7 +266,9 @@ fn haproxy_config(nodes: usize, port: u16) -> String {
          \x20   balance leastconn\n\
          \x20   option httpchk GET /healthz\n\
          \x20   http-check expect status 200\n\
-         \x20   default-server inter 500ms fall 2 rise 1\n",
+         \x20   # A node that fails its checks has its open requests cut at once (the client sees a\n\
+         \x20   # closed connection, retriable), rather than waiting out `timeout server`.\n\
+         \x20   default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
         dir().join("haproxy.sock").display()
     );
     for k in 1..=nodes {
@@ -689,6 +691,7 @@ mod tests {
         let haproxy = haproxy_config(2, 8090);
         assert!(haproxy.contains("bind 127.0.0.1:8090\n") && haproxy.contains("balance leastconn\n"));
         assert!(haproxy.contains("retry-on conn-failure\n") && haproxy.contains("option httpchk GET /healthz\n"));
+        assert!(haproxy.contains("on-marked-down shutdown-sessions\n"), "a dead node's requests must not hang");
         assert!(haproxy.contains("server node2 10.77.0.12:8080 check\n") && !haproxy.contains("node3"));
         let prometheus = prometheus_config(2, "ops-token-0123456789");
         assert!(prometheus.contains("targets: ['10.77.0.11:8080', '10.77.0.12:8080']"), "{prometheus}");
