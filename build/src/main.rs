@@ -211,6 +211,10 @@ const REQUIRE_MORELLO_ENV: &str = "PAPPUS_REQUIRE_MORELLO";
 /// The QEMU suites that boot the `aarch64-morello` profile (tests/tests/<name>.rs).
 const MORELLO_SUITES: &[&str] = &["morello"];
 
+/// The QEMU suites that hold aarch64 variants of shared tests, run with the filter `aarch64`
+/// (tests/tests/<name>.rs; `cli` is build/pappus/tests/cli.rs).
+const AARCH64_VARIANT_SUITES: &[&str] = &["functions", "dispatch", "native", "control", "cli"];
+
 /// Invocations of the soak inside `cargo xtask test`.
 const SHORT_SOAK: u64 = 2_000;
 
@@ -278,8 +282,10 @@ fn test(args: &Args) -> Result {
                 }
             }
             // One QEMU at a time: the kernel's timer self-tests measure wall-clock deadlines,
-            // and parallel TCG guests on a small CI machine would starve each other.
-            command.args(["--", "--test-threads=1"]);
+            // and parallel TCG guests on a small CI machine would starve each other. The shared
+            // suites' aarch64 variants (every test whose name says `aarch64`) run in their own
+            // suite below, timed apart.
+            command.args(["--", "--test-threads=1", "--skip", "aarch64"]);
             command.env(pappus_tests::QEMU_TESTS_ENV, "1");
             for (arch, kernel) in &kernels {
                 command.env(pappus_tests::kernel_env_var(*arch), kernel);
@@ -314,13 +320,18 @@ fn test(args: &Args) -> Result {
                 Err(e) => suites.push(Suite { name, result: Ok(()), seconds: 0.0, skipped: Some(e.0) }),
             }
         }
-        if arches == [Arch::Aarch64] {
-            // The functions, native and CLI suites hold both architectures' tests (shared code,
-            // the architecture a parameter); without an x86_64 kernel, run their aarch64 ones.
-            suites.push(suite("qemu functions, native and cli (aarch64)", || {
+        if kernels.iter().any(|(arch, _)| *arch == Arch::Aarch64) {
+            // The functions, dispatch, native (hostile), control and CLI suites hold both
+            // architectures' tests (shared code, the architecture a parameter): their aarch64
+            // variants, each named for it (`aarch64::<test>` or `…aarch64…`), as one suite.
+            let name = format!("qemu aarch64 variants ({})", AARCH64_VARIANT_SUITES.join(", "));
+            suites.push(suite(&name, || {
                 let mut command = cargo();
                 command.args(["test", "--no-fail-fast", "-p", "pappus-tests"]);
-                command.args(["--test", "functions", "--test", "native", "-p", "pappus", "--test", "cli"]);
+                for s in AARCH64_VARIANT_SUITES.iter().filter(|s| **s != "cli") {
+                    command.args(["--test", s]);
+                }
+                command.args(["-p", "pappus", "--test", "cli"]);
                 command.args(["--", "--test-threads=1", "aarch64"]);
                 command.env(pappus_tests::QEMU_TESTS_ENV, "1");
                 for (arch, kernel) in &kernels {

@@ -124,12 +124,9 @@ fn virt_serves_http_over_virtio_net() {
     node.qemu.kill();
 }
 
-/// Every core: the dispatch suite's known answers on -smp 1, 2 and 4 (PSCI CPU_ON, the run
-/// queue's wake-up as an SGI), the same shared check as x86_64's dispatch suite.
-#[test]
-fn virt_compositions_agree_on_1_2_and_4_cpus() {
-    pappus_tests::functions::compositions_agree_across_cores("aarch64-compositions-smp", Arch::Aarch64);
-}
+// Every core's known answers on -smp 1, 2 and 4 (PSCI CPU_ON, the run queue's wake-up as an
+// SGI) are the dispatch suite's, which runs on both architectures (tests/tests/dispatch.rs,
+// `aarch64::compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores`).
 
 /// The self-tests that need the other CPUs; their details say how many there are.
 const SMP_SELFTESTS: &[&str] = &["smp.wake", "smp.cpus", "smp.timer"];

@@ -8,9 +8,9 @@ use std::thread;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use pappus_tests::functions;
-use pappus_tests::node::{Node, Tenant, boot, read_response};
+use pappus_tests::node::{Node, Tenant, boot_arch, read_response};
 use pappus_tests::sets::{decode, texts};
+use pappus_tests::{Arch, functions};
 use serde_json::{Value, json};
 
 const TENANT: Tenant = Tenant { name: "load", token: "dispatch-token-0123456789ab" };
@@ -48,9 +48,8 @@ fn counts(body: &[u8]) -> Vec<(String, String)> {
     texts(&decode(body), "counts")
 }
 
-#[test]
-fn overload_gets_each_its_own_answer_or_503() {
-    let Some(node) = boot("overload_gets_each_its_own_answer_or_503", &[TENANT]) else { return };
+fn overload_gets_each_its_own_answer_or_503_on(test: &str, arch: Arch) {
+    let Some(node) = boot_arch(test, arch, &[TENANT]) else { return };
     deploy_wordcount(&node);
     // The baseline is a node that has run an invocation: its first one allocates tables that
     // stay (the control plane's maps, the metrics' rows), which is not a leak.
@@ -144,9 +143,8 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-#[test]
-fn single_core_mode_serves_while_a_function_computes() {
-    let Some(node) = boot("single_core_mode_serves_while_a_function_computes", &[TENANT]) else { return };
+fn single_core_mode_serves_while_a_function_computes_on(test: &str, arch: Arch) {
+    let Some(node) = boot_arch(test, arch, &[TENANT]) else { return };
     let auth = format!("Bearer {}", TENANT.token);
     let spin =
         wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "run") (loop $l (br $l))))"#).unwrap();
@@ -194,18 +192,14 @@ fn single_core_mode_serves_while_a_function_computes() {
     assert_eq!(node.metric("pappus_core_runs_total{cpu=\"0\",role=\"io+compute\"}"), 0, "the spin ended by itself");
 }
 
-#[test]
-fn compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores() {
-    functions::compositions_agree_across_cores(
-        "compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores",
-        pappus_tests::Arch::X86_64,
-    );
+fn compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores_on(test: &str, arch: Arch) {
+    functions::compositions_agree_across_cores(test, arch);
 }
 
 /// `concat (a = anyEach s, b = all marks)` over seven items on a node with `smp` CPUs: each
 /// instance's part of `s` followed by the mark, so the answer shows where the node cut.
-fn adaptive_cut(test: &str, smp: u32) -> Option<(Vec<String>, String)> {
-    let node = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT], Some(smp))?;
+fn adaptive_cut(test: &str, arch: Arch, smp: u32) -> Option<(Vec<String>, String)> {
+    let node = pappus_tests::node::boot_with(test, arch, &[TENANT], Some(smp))?;
     let auth = format!("Bearer {}", TENANT.token);
     let source = "function concat (a, b) => (out);\n\
                   composition cut (s, marks) => (out) { concat (a = anyEach s, b = all marks) => (out = out); }";
@@ -221,27 +215,23 @@ fn adaptive_cut(test: &str, smp: u32) -> Option<(Vec<String>, String)> {
     Some((out, node.qemu.lines().join("\n")))
 }
 
-#[test]
-fn adaptive_inputs_aim_at_the_compute_cores() {
-    let test = "adaptive_inputs_aim_at_the_compute_cores";
+fn adaptive_inputs_aim_at_the_compute_cores_on(test: &str, arch: Arch) {
     // Single-core mode: one instance, the whole set (like `all`).
-    let Some((one, log)) = adaptive_cut(test, 1) else { return };
+    let Some((one, log)) = adaptive_cut(test, arch, 1) else { return };
     assert!(log.contains("aim at 1 instance(s)"), "{log}");
     assert_eq!(one, ["1", "2", "3", "4", "5", "6", "7", "|"]);
     // Three compute cores: three even runs of consecutive items, 3 + 2 + 2.
-    let (four, log) = adaptive_cut(test, 4).unwrap();
+    let (four, log) = adaptive_cut(test, arch, 4).unwrap();
     assert!(log.contains("aim at 3 instance(s)"), "{log}");
     assert_eq!(four, ["1", "2", "3", "|", "4", "5", "|", "6", "7", "|"]);
 }
 
-#[test]
-fn the_boot_configuration_sets_address_roles_and_limits() {
-    let test = "the_boot_configuration_sets_address_roles_and_limits";
+fn the_boot_configuration_sets_address_roles_and_limits_on(test: &str, arch: Arch) {
     let config = format!(
         "tenant {} {}\nip 10.0.2.15/24\ngateway 10.0.2.2\ncompute 0\nlimit invocations 1\n",
         TENANT.name, TENANT.token
     );
-    let Some(node) = pappus_tests::node::boot_with_config(test, pappus_tests::Arch::X86_64, &config, Some(2)) else {
+    let Some(node) = pappus_tests::node::boot_with_config(test, arch, &config, Some(2)) else {
         return;
     };
     let log = node.qemu.lines().join("\n");
@@ -283,11 +273,9 @@ fn counting_wasm(n: u32) -> Vec<u8> {
 /// Two tenants on two CPUs (one compute core): tenant `load` runs a wasm loop of seconds; it is
 /// parked between turns and queued behind tenant `other`'s invocations, which are answered while
 /// it runs; then it gives its exact answer.
-#[test]
-fn a_long_wasm_run_shares_the_compute_core_with_another_tenant() {
+fn a_long_wasm_run_shares_the_compute_core_with_another_tenant_on(test: &str, arch: Arch) {
     const OTHER: Tenant = Tenant { name: "other", token: "other-dispatch-token-0123456789" };
-    let test = "a_long_wasm_run_shares_the_compute_core_with_another_tenant";
-    let Some(node) = pappus_tests::node::boot_with(test, pappus_tests::Arch::X86_64, &[TENANT, OTHER], Some(2)) else {
+    let Some(node) = pappus_tests::node::boot_with(test, arch, &[TENANT, OTHER], Some(2)) else {
         return;
     };
     let n = 50_000_000u32;
@@ -343,4 +331,33 @@ fn a_long_wasm_run_shares_the_compute_core_with_another_tenant() {
         started.elapsed(),
         node.metric("pappus_preemptions_total")
     );
+}
+
+/// Every test above, on both architectures: `name` boots x86_64 (q35), `aarch64::name` the
+/// aarch64 `virt` board (`-cpu max`, GICv3, secondaries through PSCI `CPU_ON`, the run queue's
+/// wake-ups as SGIs, the CNTV timer parking a wasm run between turns). No test here is
+/// x86_64-only: the dispatcher, the run queue and the core roles are shared code.
+macro_rules! on_both_arches {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            $body(stringify!($name), Arch::X86_64);
+        })*
+        mod aarch64 {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                $body(concat!("aarch64_", stringify!($name)), Arch::Aarch64);
+            })*
+        }
+    };
+}
+
+on_both_arches! {
+    overload_gets_each_its_own_answer_or_503 => overload_gets_each_its_own_answer_or_503_on,
+    single_core_mode_serves_while_a_function_computes => single_core_mode_serves_while_a_function_computes_on,
+    compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores => compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores_on,
+    adaptive_inputs_aim_at_the_compute_cores => adaptive_inputs_aim_at_the_compute_cores_on,
+    the_boot_configuration_sets_address_roles_and_limits => the_boot_configuration_sets_address_roles_and_limits_on,
+    a_long_wasm_run_shares_the_compute_core_with_another_tenant => a_long_wasm_run_shares_the_compute_core_with_another_tenant_on,
 }
