@@ -770,6 +770,27 @@ impl SelftestReport {
     }
 }
 
+/// A suite's tests on both architectures: for each `name => body`, a test `name` that runs
+/// `body(test_name, Arch::X86_64)` (q35) and a test `aarch64::name` that runs it on the
+/// aarch64 `virt` node (`body("aarch64_name", Arch::Aarch64)`), so one test body serves both
+/// and `cargo xtask test` picks the aarch64 ones by the `aarch64` in their names.
+#[macro_export]
+macro_rules! on_both_arches {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            $body(stringify!($name), $crate::Arch::X86_64);
+        })*
+        mod aarch64 {
+            use super::*;
+            $(#[test]
+            fn $name() {
+                $body(concat!("aarch64_", stringify!($name)), $crate::Arch::Aarch64);
+            })*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -657,27 +657,11 @@ fn one_tenant_filling_its_memory_leaves_the_node_to_the_other_on(test: &str, arc
     assert_eq!(alice.put_function("again", "engine=wasm&inputs=in&outputs=out&memory=8MiB", &image).status, 201);
 }
 
-/// Every test above, on both architectures: `name` boots the x86_64 q35 node, `aarch64::name`
-/// the aarch64 `virt` node (`-cpu max`, virtio-net on PCIe) with the same checks. No test of
-/// this suite is x86_64-only: it exercises the control plane, the wasm engine, the dispatcher
-/// and the network stack, which are the same code on both.
-macro_rules! on_both_arches {
-    ($($name:ident => $body:ident),* $(,)?) => {
-        $(#[test]
-        fn $name() {
-            $body(stringify!($name), Arch::X86_64);
-        })*
-        mod aarch64 {
-            use super::*;
-            $(#[test]
-            fn $name() {
-                $body(concat!("aarch64_", stringify!($name)), Arch::Aarch64);
-            })*
-        }
-    };
-}
-
-on_both_arches! {
+// Every test above, on both architectures: `name` boots the x86_64 q35 node, `aarch64::name`
+// the aarch64 `virt` node (`-cpu max`, virtio-net on PCIe) with the same checks. No test of
+// this suite is x86_64-only: it exercises the control plane, the wasm engine, the dispatcher
+// and the network stack, which are the same code on both.
+pappus_tests::on_both_arches! {
     tenants_compositions_and_invocations => tenants_compositions_and_invocations_on,
     bad_control_input_is_refused => bad_control_input_is_refused_on,
     wasm_function_shared_by_two_tenants => wasm_function_shared_by_two_tenants_on,

@@ -333,27 +333,11 @@ fn a_long_wasm_run_shares_the_compute_core_with_another_tenant_on(test: &str, ar
     );
 }
 
-/// Every test above, on both architectures: `name` boots x86_64 (q35), `aarch64::name` the
-/// aarch64 `virt` board (`-cpu max`, GICv3, secondaries through PSCI `CPU_ON`, the run queue's
-/// wake-ups as SGIs, the CNTV timer parking a wasm run between turns). No test here is
-/// x86_64-only: the dispatcher, the run queue and the core roles are shared code.
-macro_rules! on_both_arches {
-    ($($name:ident => $body:ident),* $(,)?) => {
-        $(#[test]
-        fn $name() {
-            $body(stringify!($name), Arch::X86_64);
-        })*
-        mod aarch64 {
-            use super::*;
-            $(#[test]
-            fn $name() {
-                $body(concat!("aarch64_", stringify!($name)), Arch::Aarch64);
-            })*
-        }
-    };
-}
-
-on_both_arches! {
+// Every test above, on both architectures: `name` boots x86_64 (q35), `aarch64::name` the
+// aarch64 `virt` board (`-cpu max`, GICv3, secondaries through PSCI `CPU_ON`, the run queue's
+// wake-ups as SGIs, the CNTV timer parking a wasm run between turns). No test here is
+// x86_64-only: the dispatcher, the run queue and the core roles are shared code.
+pappus_tests::on_both_arches! {
     overload_gets_each_its_own_answer_or_503 => overload_gets_each_its_own_answer_or_503_on,
     single_core_mode_serves_while_a_function_computes => single_core_mode_serves_while_a_function_computes_on,
     compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores => compositions_agree_on_1_2_and_4_cpus_and_fan_out_across_cores_on,
