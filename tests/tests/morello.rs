@@ -165,6 +165,9 @@ fn selftests_pass_on_morello() {
         "morello.fault_permission",
         "morello.clear_registers",
         "morello.clear_tags",
+        "cheri.sandbox",
+        "cheri.bounds",
+        "cheri.preempt_resume",
         "smp.cpus",
         "gic.timer_interrupt",
     ] {

@@ -30,6 +30,8 @@ pub const CVBAR_EL1: SysReg = sysreg("CVBAR_EL1", 3, 0, 12, 0, 0);
 pub const CELR_EL1: SysReg = sysreg("CELR_EL1", 3, 0, 4, 0, 1);
 /// Restricted-mode DDC at EL0 (what a sandbox without the Executive permission sees as DDC).
 pub const RDDC_EL0: SysReg = sysreg("RDDC_EL0", 3, 3, 4, 3, 1);
+/// RCSP_EL0 (the fork names it RSP_EL0): the stack pointer of EL0's Restricted bank.
+pub const RSP_EL0: SysReg = sysreg("RSP_EL0", 3, 7, 4, 1, 3);
 
 /// The capability fields `gc*` reads into an X register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +144,16 @@ pub const LDR_C9_X3: u32 = ldr_cap(9, 3);
 /// Families the register-clearing probe uses for every n (c2 is the source of the copies).
 pub const CPY_C0_C2: u32 = cpy(0, 2);
 pub const GCTAG_X1_C0: u32 = gc(Field::Tag, 1, 0);
+// The `cheri` engine's EL0 entry (`morello_set_user_caps`): c2 derived from the root for the
+// sandbox's PCC (base x3, length x4, permissions x5 cleared, value x6 = the entry point) and
+// its DDC (installed in RDDC_EL0, the Restricted bank a PCC without Executive runs with).
+pub const SCVALUE_C2_C2_X3: u32 = scvalue(2, 2, 3);
+pub const SCBNDSE_C2_C2_X4: u32 = scbndse(2, 2, 4);
+pub const CLRPERM_C2_C2_X5: u32 = clrperm(2, 2, 5);
+pub const SCVALUE_C2_C2_X6: u32 = scvalue(2, 2, 6);
+pub const MSR_RDDC_EL0_C2: u32 = msr(RDDC_EL0, 2);
+pub const MRS_C2_RDDC_EL0: u32 = mrs(2, RDDC_EL0);
+pub const MSR_RSP_EL0_C2: u32 = msr(RSP_EL0, 2);
 
 /// Every word the kernel executes, named, with what the emulator's disassembler prints.
 pub const NAMED: &[Named] = &[
@@ -169,6 +181,13 @@ pub const NAMED: &[Named] = &[
     Named { name: "LDR_C9_X3", word: LDR_C9_X3, disasm: "ldr c9, [x3]" },
     Named { name: "CPY_C0_C2", word: CPY_C0_C2, disasm: "mov c0, c2" },
     Named { name: "GCTAG_X1_C0", word: GCTAG_X1_C0, disasm: "gctag x1, c0" },
+    Named { name: "SCVALUE_C2_C2_X3", word: SCVALUE_C2_C2_X3, disasm: "scvalue c2, c2, x3" },
+    Named { name: "SCBNDSE_C2_C2_X4", word: SCBNDSE_C2_C2_X4, disasm: "scbndse c2, c2, x4" },
+    Named { name: "CLRPERM_C2_C2_X5", word: CLRPERM_C2_C2_X5, disasm: "clrperm c2, c2, x5" },
+    Named { name: "SCVALUE_C2_C2_X6", word: SCVALUE_C2_C2_X6, disasm: "scvalue c2, c2, x6" },
+    Named { name: "MSR_RDDC_EL0_C2", word: MSR_RDDC_EL0_C2, disasm: "msr rddc_el0, c2" },
+    Named { name: "MRS_C2_RDDC_EL0", word: MRS_C2_RDDC_EL0, disasm: "mrs c2, rddc_el0" },
+    Named { name: "MSR_RSP_EL0_C2", word: MSR_RSP_EL0_C2, disasm: "msr rcsp_el0, c2" },
 ];
 
 #[cfg(test)]
