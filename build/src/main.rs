@@ -209,7 +209,7 @@ struct Suite {
 const REQUIRE_MORELLO_ENV: &str = "PAPPUS_REQUIRE_MORELLO";
 
 /// The QEMU suites that boot the `aarch64-morello` profile (tests/tests/<name>.rs).
-const MORELLO_SUITES: &[&str] = &["morello"];
+const MORELLO_SUITES: &[&str] = &["morello", "cheri"];
 
 /// Invocations of the soak inside `cargo xtask test`.
 const SHORT_SOAK: u64 = 2_000;

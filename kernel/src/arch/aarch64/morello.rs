@@ -113,7 +113,8 @@ morello_set_user_elr:
        sandbox's PCC (derived from the root: exact bounds = its text, every permission but
        Load, Execute and Global cleared, so no Executive: EL0 runs in Restricted mode), value
        x1; RDDC_EL0 = its DDC (bounds = its data region, Load, Store and Global only); RCSP_EL0
-       = the same data capability with the value of its stack pointer. Bounds that are not
+       = the same data capability with the value of its stack pointer; RTPIDR_EL0 (what
+       Restricted mode reads as TPIDR_EL0) = the saved TPIDR_EL0. Bounds that are not
        exactly representable leave an untagged capability: the first fetch or access is then a
        tag fault, never a wider reach (the engine checks representability before). Otherwise
        (the `paging` engine, or no Morello) the Restricted bank is nulled and `morello_set_user_elr`
@@ -128,6 +129,7 @@ morello_set_user_caps:
     mov x2, xzr
     .inst {msr_rddc_el0_c2}
     .inst {msr_rsp_el0_c2}
+    msr s3_3_c13_c0_4, xzr      /* RTPIDR_EL0 */
     b morello_set_user_elr
 1:  ldr x3, [x0, #{cheri}]
     ldr x4, [x0, #({cheri} + 8)]
@@ -151,10 +153,12 @@ morello_set_user_caps:
     ldr x6, [x0, #{sp_off}]
     .inst {scvalue_c2_c2_x6}
     .inst {msr_rsp_el0_c2}
+    ldr x6, [x0, #{tpidr}]
+    msr s3_3_c13_c0_4, x6       /* RTPIDR_EL0: Restricted mode's TPIDR_EL0, an integer */
     mov x2, xzr
     ret
 
-    /* Nulls the Restricted bank's DDC and SP (what a `cheri` sandbox ran with) on the way out of
+    /* Nulls the Restricted bank's DDC, SP and thread pointer (what a `cheri` sandbox ran with) on the way out of
        every EL0 run, so no capability of it is left in a register. Clobbers x2 (and c2). */
     .global morello_clear_user_caps
 morello_clear_user_caps:
@@ -164,6 +168,7 @@ morello_clear_user_caps:
     mov x2, xzr
     .inst {msr_rddc_el0_c2}
     .inst {msr_rsp_el0_c2}
+    msr s3_3_c13_c0_4, xzr      /* RTPIDR_EL0 */
 1:  ret
 
     /* Capability probes for the self-tests. x0 = base, x1 = length, x2 = permissions to clear,
@@ -264,6 +269,7 @@ morello_clear_probe:
     msr_rsp_el0_c2 = const MSR_RSP_EL0_C2,
     cheri = const super::usermode::REGS_CHERI,
     sp_off = const super::usermode::REGS_SP,
+    tpidr = const super::usermode::REGS_TPIDR,
     code_clear_lo = const CODE_CLEAR & 0xffff,
     code_clear_hi = const CODE_CLEAR >> 16,
     data_clear_lo = const DATA_CLEAR & 0xffff,

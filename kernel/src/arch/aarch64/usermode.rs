@@ -71,7 +71,7 @@ impl CheriBounds {
 
 pub(super) const REGS_SP: usize = 248;
 const REGS_PC: usize = 256;
-const REGS_TPIDR: usize = 272;
+pub(super) const REGS_TPIDR: usize = 272;
 const REGS_FPCR: usize = 288;
 const REGS_V: usize = 304;
 pub(super) const REGS_CHERI: usize = 816;
@@ -260,7 +260,10 @@ pappus_trap_user:
     mrs x3, spsr_el1
     stp x2, x3, [x1, #{pc}]
     mrs x2, tpidr_el0
-    mrs x3, tpidrro_el0
+    ldr x3, [x1, #({cheri} + 32)]
+    cbz x3, 2f
+    mrs x2, s3_3_c13_c0_4       /* a `cheri` sandbox's TPIDR_EL0 is RTPIDR_EL0 (Restricted) */
+2:  mrs x3, tpidrro_el0
     stp x2, x3, [x1, #{tpidr}]
     mrs x2, fpcr
     mrs x3, fpsr
@@ -385,6 +388,29 @@ struct Slot(Cell<Option<*mut dyn Session>>);
 // CPU's EL0 exception path).
 unsafe impl Sync for Slot {}
 static SESSIONS: [Slot; MAX_CPUS] = [const { Slot(Cell::new(None)) }; MAX_CPUS];
+
+/// Whether the `cheri` engine can run here: a Morello CPU with capabilities enabled.
+pub fn cheri_available() -> bool {
+    super::morello::enabled()
+}
+
+/// Confines a sandbox whose context is `regs` by capabilities (the `cheri` engine): PCC over
+/// `pcc` (base, length) with Load and Execute, DDC and the Restricted stack pointer over `ddc`
+/// with Load and Store, derived afresh by every entry and resume. Refused when either is not
+/// exactly representable (never rounded outwards) or capabilities are off.
+pub fn confine(regs: &mut UserRegs, pcc: (u64, u64), ddc: (u64, u64)) -> Result<(), &'static str> {
+    use super::morello::{DeriveError, derive};
+    use cheri::perms::{ALL, SANDBOX_CODE, SANDBOX_DATA};
+    for ((base, len), keep) in [(pcc, SANDBOX_CODE), (ddc, SANDBOX_DATA)] {
+        derive(base, len, ALL & !keep).map_err(|e| match e {
+            DeriveError::NotMorello => "CHERI capabilities need an Arm Morello CPU",
+            DeriveError::NotRepresentable => "the sandbox's bounds are not exactly representable",
+            DeriveError::Sealed => "the sandbox's capability came out sealed",
+        })?;
+    }
+    regs.cheri = CheriBounds::new(pcc.0, pcc.1, ddc.0, ddc.1);
+    Ok(())
+}
 
 /// Protection keys: aarch64 has none (QEMU offers no FEAT_S1POE), so the MPK engine is never
 /// made here and PKRU is never written.

@@ -340,6 +340,8 @@ fn cheri_view_code() -> Vec<u32> {
         0xf81f_0fe1, // str x1, [sp, #-16]!
         0xf841_07e2, // ldr x2, [sp], #16
         0x8b02_0027, // add x7, x1, x2
+        0xd51b_d047, // msr tpidr_el0, x7 (Restricted: RTPIDR_EL0)
+        0xd53b_d04b, // mrs x11, tpidr_el0
         0xaa09_03e0, // mov x0, x9
         0xd280_0008, // mov x8, #0
         0xd400_0001, // svc #0
@@ -365,12 +367,26 @@ pub fn cheri_sandbox() -> Outcome {
     let (mask, tag, base, len, perms, sum) = (regs.x[0], regs.x[6], regs.x[3], regs.x[4], regs.x[5], regs.x[7]);
     check(mask == 0, || format!("capability registers tagged at entry: mask {mask:#x}"))?;
     check(sum == 0x1122_3344_5566_7788u64.wrapping_mul(2), || format!("computed {sum:#x}"))?;
+    // Its TPIDR_EL0 (RTPIDR_EL0 in Restricted mode) was saved at the exit; nulled after it.
+    check(regs.x[11] == sum && regs.tpidr_el0 == sum, || {
+        format!("TPIDR_EL0 read back {:#x}, saved {:#x}", regs.x[11], regs.tpidr_el0)
+    })?;
+    let rtpidr: u64;
+    // SAFETY: reading RTPIDR_EL0 (S3_3_C13_C0_4, a Morello EL0 register) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, s3_3_c13_c0_4", out(reg) rtpidr, options(nomem, nostack)) };
+    check(rtpidr == 0, || format!("RTPIDR_EL0 {rtpidr:#x} after the run"))?;
+    // The next sandbox reads TPIDR_EL0 as zero (`mrs x1, tpidr_el0; svc #0`).
+    let (exit, next, probe) = run_cheri(&[0xd53b_d041, 0xd400_0001], 0)?;
+    check(exit == Exit::Syscall && next.x[1] == 0, || {
+        format!("the next sandbox: {exit:?}, TPIDR_EL0 {:#x}, {}", next.x[1], describe_fault(probe.fault))
+    })?;
     check(tag == 1 && base == DDC_BASE && len == DDC_LEN && perms == cheri::perms::SANDBOX_DATA, || {
         format!("its DDC: tag {tag} base {base:#x} length {len:#x} perms {perms:#x}")
     })?;
     Ok(format!(
         "a cheri sandbox computed {sum:#x} through its DDC and RCSP and exited by svc; no capability register \
-         tagged at entry; its DDC [{base:#x}, +{len:#x}) perms {perms:#x} ({})",
+         tagged at entry; its DDC [{base:#x}, +{len:#x}) perms {perms:#x} ({}); its TPIDR_EL0 saved, then \
+         zero for the next",
         cheri::perms::names(perms).collect::<Vec<_>>().join("+")
     ))
 }
