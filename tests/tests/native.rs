@@ -99,6 +99,16 @@ fn native_matches_wasm_without_pku() {
 #[test]
 fn native_matches_wasm_on_aarch64() {
     let Some(node) = boot_arch("native_matches_wasm_on_aarch64", Arch::Aarch64, &[TENANT]) else { return };
+    // `-cpu max` is no Morello CPU: `cheri` is refused with its reason.
+    let r = send(
+        &node,
+        "PUT",
+        "/v1/functions/m?engine=cheri&inputs=a&outputs=b",
+        &[],
+        &functions::native_for("matmul", Arch::Aarch64),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("engine_unavailable") && r.text().contains("Morello"), "{}", r.text());
     for engine in ["native", "paging"] {
         register_examples_for(&node, Arch::Aarch64, engine);
         same_answers(&node, engine);
