@@ -64,4 +64,7 @@ hostile_tests_cheri! {
     abort_message_in_kernel_memory: "abort_message_in_kernel" => 500, "function_aborted", "message unreadable";
     image_larger_than_its_memory: "huge_bss" => 500, "out_of_memory", "the image needs";
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
+    widening_its_bounds_clears_the_tag: "cheri_widen_bounds" => 500, "function_trap", "capability tag fault, read";
+    an_integer_is_no_capability: "cheri_forge_from_integer" => 500, "function_trap", "capability tag fault, read";
+    msr_cvbar_from_el0: "cheri_msr_cvbar" => 500, "function_trap", "undefined instruction";
 }

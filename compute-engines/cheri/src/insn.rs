@@ -154,6 +154,13 @@ pub const SCVALUE_C2_C2_X6: u32 = scvalue(2, 2, 6);
 pub const MSR_RDDC_EL0_C2: u32 = msr(RDDC_EL0, 2);
 pub const MRS_C2_RDDC_EL0: u32 = mrs(2, RDDC_EL0);
 pub const MSR_RSP_EL0_C2: u32 = msr(RSP_EL0, 2);
+// The `cheri` hostile cases (tests/native-hostile/hostile.rs, at EL0): widening bounds, a
+// system register written from EL0, an integer used as a capability.
+pub const MRS_C0_DDC: u32 = mrs(0, DDC);
+pub const SCBNDS_C0_C0_X1: u32 = scbnds(0, 0, 1);
+pub const LDRB_W2_C0: u32 = ldrb_alt(2, 0);
+pub const LDRB_W2_C1: u32 = ldrb_alt(2, 1);
+pub const MSR_CVBAR_EL1_C0: u32 = msr(CVBAR_EL1, 0);
 
 /// Every word the kernel executes, named, with what the emulator's disassembler prints.
 pub const NAMED: &[Named] = &[
@@ -188,6 +195,11 @@ pub const NAMED: &[Named] = &[
     Named { name: "MSR_RDDC_EL0_C2", word: MSR_RDDC_EL0_C2, disasm: "msr rddc_el0, c2" },
     Named { name: "MRS_C2_RDDC_EL0", word: MRS_C2_RDDC_EL0, disasm: "mrs c2, rddc_el0" },
     Named { name: "MSR_RSP_EL0_C2", word: MSR_RSP_EL0_C2, disasm: "msr rcsp_el0, c2" },
+    Named { name: "MRS_C0_DDC", word: MRS_C0_DDC, disasm: "mrs c0, ddc" },
+    Named { name: "SCBNDS_C0_C0_X1", word: SCBNDS_C0_C0_X1, disasm: "scbnds c0, c0, x1" },
+    Named { name: "LDRB_W2_C0", word: LDRB_W2_C0, disasm: "ldrb w2, [c0]" },
+    Named { name: "LDRB_W2_C1", word: LDRB_W2_C1, disasm: "ldrb w2, [c1]" },
+    Named { name: "MSR_CVBAR_EL1_C0", word: MSR_CVBAR_EL1_C0, disasm: "msr S3_0_c12_c0_0, c0" },
 ];
 
 #[cfg(test)]
@@ -227,6 +239,12 @@ mod tests {
             (msr(CELR_EL1, 3), 0xc288_4023),
             (mrs(14, CELR_EL1), 0xc298_402e),
             (msr(RDDC_EL0, 3), 0xc28b_4323),
+            // The hostile cases' words (tests/native-hostile/hostile.rs spells them as numbers).
+            (MRS_C0_DDC, 0xc29b_4120),
+            (SCBNDS_C0_C0_X1, 0xc2c1_0000),
+            (LDRB_W2_C0, 0x8260_0402),
+            (LDRB_W2_C1, 0x8260_0422),
+            (MSR_CVBAR_EL1_C0, 0xc288_c000),
         ];
         for (i, &(made, word)) in seen.iter().enumerate() {
             assert_eq!(made, word, "#{i}: made {made:#010x}, the disassembler named {word:#010x}");
