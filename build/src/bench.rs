@@ -203,7 +203,18 @@ fn run_suite(suite: &str, runs: usize, no_build: bool, arch: Option<Arch>, kerne
         "net" => io::net(&kernel),
         "model" => io::model(&kernel),
         "smp" => smp::smp(&kernel),
-        "native" if arch == Arch::Aarch64 => io::native_aarch64(&kernel),
+        "native" if arch == Arch::Aarch64 => {
+            io::native_aarch64(&kernel)?;
+            // Arm Morello, where its emulator is found: `cheri` against `paging` on the same node.
+            match pappus_qemu::profile(pappus_qemu::MORELLO_AARCH64).and_then(|p| p.binary_path(&pappus_qemu::RealHost))
+            {
+                Ok(_) => io::native_morello(&kernel),
+                Err(e) => {
+                    say(format!("native.morello: SKIPPED ({e})"));
+                    Ok(())
+                }
+            }
+        }
         "native" => io::native(&kernel),
         "e2e" => e2e::e2e(&kernel),
         _ => io::wasm(&kernel),

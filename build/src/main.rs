@@ -209,7 +209,7 @@ struct Suite {
 const REQUIRE_MORELLO_ENV: &str = "PAPPUS_REQUIRE_MORELLO";
 
 /// The QEMU suites that boot the `aarch64-morello` profile (tests/tests/<name>.rs).
-const MORELLO_SUITES: &[&str] = &["morello"];
+const MORELLO_SUITES: &[&str] = &["morello", "cheri"];
 
 /// The QEMU suites that hold aarch64 variants of shared tests, run with the filter `aarch64`
 /// (tests/tests/<name>.rs; `cli` is build/pappus/tests/cli.rs).

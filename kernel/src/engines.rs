@@ -1,6 +1,8 @@
 //! The kernel's compute engines: the wasm engine (wasmi) everywhere; on x86_64 the native
 //! engines, `mpk` (protection keys, where the CPU has PKU) and `paging` (a page table per
-//! sandbox), with `native` picking MPK where it exists and paging otherwise.
+//! sandbox), with `native` picking MPK where it exists and paging otherwise; on aarch64 `paging`,
+//! and on an Arm Morello CPU `cheri` (capabilities in one shared address space), which
+//! `native` picks there.
 //!
 //! One `Engines` serves every core. An image is validated and prepared once, when it is
 //! registered; the prepared form lives with the registered function (`control::StoredFunction`)
@@ -34,7 +36,9 @@ pub fn run_stats() -> (u64, u64) {
 #[cfg(target_arch = "x86_64")]
 const AVAILABLE: &str = "wasm, mpk (with PKU), paging, native";
 #[cfg(not(target_arch = "x86_64"))]
-const AVAILABLE: &str = "wasm, paging, native";
+const AVAILABLE: &str = "wasm, paging, cheri (on Arm Morello), native";
+/// Why `cheri` is missing when it is.
+const NO_CHERI: &str = "engine `cheri` needs an Arm Morello CPU (CHERI capabilities), which this node lacks";
 /// Why `mpk` is missing when it is.
 #[cfg(target_arch = "x86_64")]
 const NO_MPK: &str =
@@ -64,6 +68,8 @@ pub struct Engines {
     paging: crate::native::PagingEngine,
     /// `None` without protection keys (always on aarch64).
     mpk: Option<crate::native::MpkEngine>,
+    /// `None` without CHERI capabilities (anything but an Arm Morello CPU).
+    cheri: Option<crate::native::MpkEngine>,
 }
 
 impl Engines {
@@ -72,6 +78,7 @@ impl Engines {
             wasm: WasmEngine::new(WasmConfig::default())?,
             paging: crate::native::PagingEngine,
             mpk: crate::native::MpkEngine::new(),
+            cheri: crate::native::MpkEngine::new_cheri(),
         })
     }
 
@@ -79,6 +86,10 @@ impl Engines {
         match kind {
             EngineKind::Wasm => Ok(&self.wasm),
             EngineKind::Paging => Ok(&self.paging),
+            EngineKind::Cheri | EngineKind::Native if self.cheri.is_some() => {
+                Ok(self.cheri.as_ref().map_or(&self.paging as &dyn DynEngine, |c| c as &dyn DynEngine))
+            }
+            EngineKind::Cheri => Err(RunError::new(400, "engine_unavailable", NO_CHERI)),
             EngineKind::Mpk | EngineKind::Native if self.mpk.is_some() => {
                 Ok(self.mpk.as_ref().map_or(&self.paging as &dyn DynEngine, |m| m as &dyn DynEngine))
             }
@@ -109,6 +120,7 @@ impl Engines {
         match engine.name() {
             "paging" => Some(crate::native::Native::Paging(&self.paging, image)),
             "mpk" => Some(crate::native::Native::Mpk(self.mpk.as_ref()?, image)),
+            "cheri" => Some(crate::native::Native::Mpk(self.cheri.as_ref()?, image)),
             _ => None,
         }
     }

@@ -321,6 +321,18 @@ unsafe fn aarch64_cases(sys: *const u64) {
         asm!("svc #1", in("x8") 0, in("x0") 0, in("x1") 0, in("x2") 0);
         #[cfg(case = "brk")]
         asm!("brk #1");
+        // Morello capability instructions (the words of `cheri::insn`, checked against the
+        // emulator's disassembler), for the `cheri` engine: a capability may only narrow.
+        // MRS_C0_DDC, x1 = 2^40, SCBNDS_C0_C0_X1 (bounds wider than DDC's: the tag is cleared),
+        // LDRB_W2_C0: a tag fault.
+        #[cfg(case = "cheri_widen_bounds")]
+        asm!(".inst 0xc29b4120", ".inst 0xc2c10000", ".inst 0x82600402", in("x1") 1u64 << 40, out("x0") _, out("x2") _);
+        // An integer used as a capability (LDRB_W2_C1, x1 = kernel memory): never tagged.
+        #[cfg(case = "cheri_forge_from_integer")]
+        asm!(".inst 0x82600422", in("x1") KERNEL_DATA, out("x2") _);
+        // MRS_C0_DDC, MSR_CVBAR_EL1_C0: an EL1 capability register from EL0.
+        #[cfg(case = "cheri_msr_cvbar")]
+        asm!(".inst 0xc29b4120", ".inst 0xc288c000", out("x0") _);
         #[cfg(case = "mrs_sctlr")]
         asm!("mrs {}, sctlr_el1", out(reg) _);
         #[cfg(case = "msr_ttbr0")]

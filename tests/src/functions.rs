@@ -141,6 +141,17 @@ pub fn composition_answers(test: &str, arch: crate::Arch, smp: u32) -> Option<(V
 
 /// As [`composition_answers`], under QEMU profile `profile`.
 pub fn composition_answers_on(test: &str, profile: &str, smp: u32) -> Option<(Vec<String>, CoreRuns)> {
+    composition_answers_engine_on(test, profile, smp, "wasm")
+}
+
+/// As [`composition_answers_on`], the example functions registered on `engine` (`wasm`
+/// modules, or native images built for the profile's architecture).
+pub fn composition_answers_engine_on(
+    test: &str,
+    profile: &str,
+    smp: u32,
+    engine: &str,
+) -> Option<(Vec<String>, CoreRuns)> {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as B64;
     use serde_json::{Value, json};
@@ -149,7 +160,7 @@ pub fn composition_answers_on(test: &str, profile: &str, smp: u32) -> Option<(Ve
     let arch = pappus_qemu::profile(profile).unwrap_or_else(|e| panic!("profile {profile}: {e}")).arch;
     let health = node.call("GET", "/healthz", b"").text();
     assert!(health.contains(&format!("\"cores\":{smp}")), "{profile} -smp {smp}: /healthz says {health}");
-    deploy_examples_for(&node, arch, COMPOSER.token, "wasm");
+    deploy_examples_for(&node, arch, COMPOSER.token, engine);
     let auth = format!("Bearer {}", COMPOSER.token);
     let item = |name: &str, data: &str| json!({"name": name, "data": B64.encode(data)});
     // 64 texts: the map step of wordcount_mapreduce is a 64-way `each`.

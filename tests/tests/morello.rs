@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pappus_tests::functions::composition_answers_on;
+use pappus_tests::functions::{composition_answers_engine_on, composition_answers_on};
 use pappus_tests::node;
 use pappus_tests::protocol::SelftestDone;
 use pappus_tests::{Arch, Boot, Marker, Qemu, RealHost, SelftestReport, kernel_image, qemu_tests_enabled};
@@ -165,6 +165,9 @@ fn selftests_pass_on_morello() {
         "morello.fault_permission",
         "morello.clear_registers",
         "morello.clear_tags",
+        "cheri.sandbox",
+        "cheri.bounds",
+        "cheri.preempt_resume",
         "smp.cpus",
         "gic.timer_interrupt",
     ] {
@@ -225,4 +228,23 @@ fn examples_answer_as_on_virt() {
     let (virt, _) = composition_answers_on("morello-examples-virt", Arch::Aarch64.default_profile(), 1).unwrap();
     assert_eq!(morello, virt, "Morello and virt disagree");
     assert!(runs.iter().any(|(cpu, n)| *cpu == 1 && *n > 0), "the compute core ran nothing: {runs:?}");
+}
+
+/// The `cheri` engine: the example functions' aarch64 native images (unchanged) registered with
+/// `engine=cheri`, and with `engine=native` (which picks `cheri` on Morello), give the
+/// compositions the answers their wasm builds give on the same emulator; the cheri runs are
+/// counted as native runs in /metrics.
+#[test]
+fn examples_answer_under_cheri_as_under_wasm() {
+    if !qemu_tests_enabled("morello-cheri-examples") {
+        return;
+    }
+    emulator();
+    let (wasm, _) = composition_answers_engine_on("morello-wasm-examples", PROFILE, 2, "wasm").unwrap();
+    for engine in ["cheri", "native"] {
+        let (answers, runs) =
+            composition_answers_engine_on(&format!("morello-{engine}-examples"), PROFILE, 2, engine).unwrap();
+        assert_eq!(answers, wasm, "{engine} and wasm disagree on Morello");
+        assert!(runs.iter().any(|(_, n)| *n > 0), "no instance ran: {runs:?}");
+    }
 }

@@ -11,34 +11,13 @@ use std::thread;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use pappus_tests::node::{Node, Response, Tenant, boot_arch, boot_cpu, boot_cpu_smp};
-use pappus_tests::sets::{Answer, decode, item, matmul_case};
+use pappus_tests::sets::{decode, item, matmul_case};
 use pappus_tests::{Arch, functions, workspace_root};
 use serde_json::{Value, json};
 
-const TENANT: Tenant = Tenant { name: "nat", token: "native-token-0123456789abcd" };
-
-fn send(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let auth = format!("Bearer {}", TENANT.token);
-    let mut all = vec![("Authorization", auth.as_str())];
-    all.extend_from_slice(headers);
-    node.request(method, path, &all, body)
-}
-
-fn register(node: &Node, name: &str, engine: &str, query: &str, image: &[u8]) {
-    let r = send(node, "PUT", &format!("/v1/functions/{name}?engine={engine}&{query}"), &[], image);
-    assert!(r.status == 201 || r.status == 200, "{name} ({engine}): {} {}", r.status, r.text());
-}
-
-fn invoke_raw(node: &Node, name: &str, sets: &Value) -> Response {
-    let body = serde_json::to_vec(&json!({ "sets": sets })).unwrap();
-    send(node, "POST", &format!("/v1/invoke/{name}"), &[("Content-Type", "application/json")], &body)
-}
-
-fn invoke(node: &Node, name: &str, sets: &Value) -> Answer {
-    let r = invoke_raw(node, name, sets);
-    assert_eq!(r.status, 200, "{name}: {}", r.text());
-    decode(&r.body)
-}
+#[path = "common/native_harness.rs"]
+mod native_harness;
+use native_harness::*;
 
 /// Registers matmul and wordcount for wasm and for `engine` (x86_64 images).
 fn register_examples(node: &Node, engine: &str) {
@@ -120,6 +99,16 @@ fn native_matches_wasm_without_pku() {
 #[test]
 fn native_matches_wasm_on_aarch64() {
     let Some(node) = boot_arch("native_matches_wasm_on_aarch64", Arch::Aarch64, &[TENANT]) else { return };
+    // `-cpu max` is no Morello CPU: `cheri` is refused with its reason.
+    let r = send(
+        &node,
+        "PUT",
+        "/v1/functions/m?engine=cheri&inputs=a&outputs=b",
+        &[],
+        &functions::native_for("matmul", Arch::Aarch64),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("engine_unavailable") && r.text().contains("Morello"), "{}", r.text());
     for engine in ["native", "paging"] {
         register_examples_for(&node, Arch::Aarch64, engine);
         same_answers(&node, engine);
@@ -145,61 +134,6 @@ fn same_answers_again(node: &Node) {
 /// message), twice, while the neighbour keeps its answers and the node its memory.
 fn hostile(test: &str, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
     hostile_on(test, Arch::X86_64, cpu, engine, case, status, code, cause)
-}
-
-/// Kernel addresses the hostile cases use on `arch` (tests/native-hostile/hostile.rs), none of
-/// which may reach a message: x86_64's upper half, aarch64's identity-mapped RAM.
-fn leaks_kernel_address(arch: Arch, message: &str) -> bool {
-    match arch {
-        Arch::X86_64 => message.to_lowercase().contains("0xffff"),
-        Arch::Aarch64 => ["0x40100000", "0x40100001", "0x40200000"].iter().any(|a| message.contains(a)),
-    }
-}
-
-/// [`hostile`] on an `arch` node (`cpu` is the x86_64 CPU model; aarch64 boots `-cpu max`).
-#[allow(clippy::too_many_arguments)]
-fn hostile_on(test: &str, arch: Arch, cpu: &str, engine: &str, case: &str, status: u16, code: &str, cause: &str) {
-    let node = match arch {
-        Arch::X86_64 => boot_cpu(test, cpu, &[TENANT]),
-        Arch::Aarch64 => boot_arch(test, arch, &[TENANT]),
-    };
-    let Some(node) = node else { return };
-    let wc_q = "inputs=texts&outputs=counts&memory=16MiB&timeout_ms=5000";
-    register(&node, "neighbour", engine, wc_q, &functions::native_for("wordcount", arch));
-    let image = functions::hostile_native_for(case, arch);
-    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=200";
-    let neighbour = |node: &Node| {
-        let out = invoke(node, "neighbour", &json!({"texts": [item("t", b"the cat and the hat")]}));
-        let words: Vec<&str> = out["counts"].iter().map(|(w, _)| w.as_str()).collect();
-        assert_eq!(words, ["and", "cat", "hat", "the"], "the neighbour's answer changed after {case}");
-    };
-    neighbour(&node);
-    let r = send(&node, "PUT", &format!("/v1/functions/hostile?engine={engine}&{query}"), &[], &image);
-    if status == 400 {
-        // Refused at registration.
-        assert_eq!(r.status, 400, "{case}: {}", r.text());
-        assert!(r.text().contains(code) && r.text().contains(cause), "{case}: {}", r.text());
-        neighbour(&node);
-        return;
-    }
-    assert_eq!(r.status, 201, "{case}: {}", r.text());
-    let check = |node: &Node| {
-        let r = invoke_raw(node, "hostile", &json!({"in": [item("x", b"x")]}));
-        assert_eq!(r.status, status, "{case}: {}", r.text());
-        if status != 200 {
-            let v: Value = serde_json::from_slice(&r.body).unwrap();
-            assert_eq!(v["error"]["code"], code, "{case}: {}", r.text());
-            let message = v["error"]["message"].as_str().unwrap();
-            assert!(message.contains(cause), "{case}: {message:?} lacks {cause:?}");
-            // No kernel address reaches the caller (faults at or on kernel addresses say so).
-            assert!(!leaks_kernel_address(arch, message), "{case}: a kernel address in {message:?}");
-        }
-    };
-    check(&node);
-    let baseline = node.baseline();
-    check(&node);
-    neighbour(&node);
-    node.assert_healthy(baseline, case);
 }
 
 macro_rules! hostile_tests {

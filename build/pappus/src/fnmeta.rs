@@ -184,7 +184,7 @@ impl Registration {
 
     /// Whether it runs on a native engine (the crate is then built as a native image).
     pub fn is_native(&self) -> bool {
-        matches!(self.engine.as_str(), "mpk" | "paging" | "native")
+        matches!(self.engine.as_str(), "mpk" | "paging" | "cheri" | "native")
     }
 
     /// The registration of an image file, which carries no metadata: the sets must be given.

@@ -55,6 +55,11 @@ impl Node {
         Self::spawn(kernel, pappus_qemu::DEFAULT_AARCH64, icount, 1, name)
     }
 
+    /// An aarch64 node on Arm Morello (the `aarch64-morello` profile), one CPU.
+    pub fn boot_morello(kernel: &Path, icount: bool, name: &str) -> Result<Self> {
+        Self::spawn(kernel, pappus_qemu::MORELLO_AARCH64, icount, 1, name)
+    }
+
     /// A node with `smp` CPUs under MTTCG (no icount, which would serialize them).
     pub fn boot_smp(kernel: &Path, smp: u32, name: &str) -> Result<Self> {
         Self::spawn(kernel, DEFAULT_X86_64, false, smp, name)
@@ -499,6 +504,73 @@ pub fn native_aarch64(kernel: &Path) -> Result {
         format!("{:.1}", figures[1] as f64 / figures[0] as f64),
         "x",
     );
+    Ok(())
+}
+
+/// Suite `native --arch aarch64`, on Arm Morello (under `-icount shift=0`, one CPU): the no-op
+/// sandbox's phases and the 128×128 matmul (the same aarch64 image) under `cheri` (capabilities
+/// in one shared address space) and under `paging` (a translation table and ASID per sandbox),
+/// on the same node, in instructions as [`native_aarch64`] computes them. The phase counters are
+/// shared by the native engines, so each engine's runs are measured apart.
+pub fn native_morello(kernel: &Path) -> Result {
+    const N: u32 = 128;
+    const ENGINES: [&str; 2] = ["cheri", "paging"];
+    let noop = pappus_tests::functions::hostile_native_for("noop", pappus_tests::Arch::Aarch64);
+    let matmul_native = pappus_tests::functions::native_for("matmul", pappus_tests::Arch::Aarch64);
+    let mut node = Node::boot_morello(kernel, true, "native-morello-icount")?;
+    let auth = auth();
+    if node.tick_hz <= 0.0 {
+        return Err(Failure("the Morello ready line has no tick_hz".into()));
+    }
+    let per_tick = 1e9 / node.tick_hz;
+    let instructions = |ticks: u64| (ticks as f64 * per_tick).round() as u64;
+    let matmul_q = "inputs=matrices&outputs=product&memory=64MiB&timeout_ms=300000";
+    for engine in ENGINES {
+        let headers = [("Authorization", auth.as_str())];
+        let q = format!("engine={engine}&inputs=in&outputs=out&memory=1MiB");
+        node.expect("PUT", &format!("/v1/functions/noop_{engine}?{q}"), &headers, &noop, 201)?;
+        let q = format!("engine={engine}&{matmul_q}");
+        node.expect("PUT", &format!("/v1/functions/matmul_{engine}?{q}"), &headers, &matmul_native, 201)?;
+    }
+    let json = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let phases = ["create", "run", "collect", "destroy"];
+    let read = |node: &mut Node| -> Result<Vec<u64>> {
+        let mut v = vec![node.metric("pappus_native_runs_total")?];
+        for p in phases {
+            v.push(node.metric(&format!("pappus_native_{p}_ticks_total"))?);
+        }
+        Ok(v)
+    };
+    const NOOP_RUNS: u64 = 50;
+    for engine in ENGINES {
+        let path = format!("/v1/invoke/noop_{engine}");
+        for _ in 0..3 {
+            node.expect("POST", &path, &json, br#"{"sets":{}}"#, 200)?;
+        }
+        let before = read(&mut node)?;
+        let total =
+            node.engine_instructions_per(NOOP_RUNS, |n| n.expect("POST", &path, &json, br#"{"sets":{}}"#, 200))?;
+        let after = read(&mut node)?;
+        let runs = (after[0] - before[0]).max(1);
+        for (i, p) in phases.iter().enumerate() {
+            let name = if *p == "run" { "enter_run_exit" } else { p };
+            let ticks = (after[i + 1] - before[i + 1]) as f64 / runs as f64;
+            print(
+                &format!("native.morello.{engine}.noop.{name}_instructions"),
+                (ticks * per_tick).round() as u64,
+                "instructions",
+            );
+        }
+        print(&format!("native.morello.{engine}.noop.engine_instructions"), instructions(total), "instructions");
+    }
+    let sets = matmul_sets(N)?;
+    let kind = "application/x-pappus-sets";
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", kind), ("Accept", kind)];
+    for engine in ENGINES {
+        let path = format!("/v1/invoke/matmul_{engine}");
+        let per = instructions(node.engine_instructions_per(3, |n| n.expect("POST", &path, &headers, &sets, 200))?);
+        print(&format!("native.morello.{engine}.matmul128.engine_instructions"), per, "instructions");
+    }
     Ok(())
 }
 

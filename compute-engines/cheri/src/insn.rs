@@ -30,6 +30,8 @@ pub const CVBAR_EL1: SysReg = sysreg("CVBAR_EL1", 3, 0, 12, 0, 0);
 pub const CELR_EL1: SysReg = sysreg("CELR_EL1", 3, 0, 4, 0, 1);
 /// Restricted-mode DDC at EL0 (what a sandbox without the Executive permission sees as DDC).
 pub const RDDC_EL0: SysReg = sysreg("RDDC_EL0", 3, 3, 4, 3, 1);
+/// RCSP_EL0 (the fork names it RSP_EL0): the stack pointer of EL0's Restricted bank.
+pub const RSP_EL0: SysReg = sysreg("RSP_EL0", 3, 7, 4, 1, 3);
 
 /// The capability fields `gc*` reads into an X register.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +144,23 @@ pub const LDR_C9_X3: u32 = ldr_cap(9, 3);
 /// Families the register-clearing probe uses for every n (c2 is the source of the copies).
 pub const CPY_C0_C2: u32 = cpy(0, 2);
 pub const GCTAG_X1_C0: u32 = gc(Field::Tag, 1, 0);
+// The `cheri` engine's EL0 entry (`morello_set_user_caps`): c2 derived from the root for the
+// sandbox's PCC (base x3, length x4, permissions x5 cleared, value x6 = the entry point) and
+// its DDC (installed in RDDC_EL0, the Restricted bank a PCC without Executive runs with).
+pub const SCVALUE_C2_C2_X3: u32 = scvalue(2, 2, 3);
+pub const SCBNDSE_C2_C2_X4: u32 = scbndse(2, 2, 4);
+pub const CLRPERM_C2_C2_X5: u32 = clrperm(2, 2, 5);
+pub const SCVALUE_C2_C2_X6: u32 = scvalue(2, 2, 6);
+pub const MSR_RDDC_EL0_C2: u32 = msr(RDDC_EL0, 2);
+pub const MRS_C2_RDDC_EL0: u32 = mrs(2, RDDC_EL0);
+pub const MSR_RSP_EL0_C2: u32 = msr(RSP_EL0, 2);
+// The `cheri` hostile cases (tests/native-hostile/hostile.rs, at EL0): widening bounds, a
+// system register written from EL0, an integer used as a capability.
+pub const MRS_C0_DDC: u32 = mrs(0, DDC);
+pub const SCBNDS_C0_C0_X1: u32 = scbnds(0, 0, 1);
+pub const LDRB_W2_C0: u32 = ldrb_alt(2, 0);
+pub const LDRB_W2_C1: u32 = ldrb_alt(2, 1);
+pub const MSR_CVBAR_EL1_C0: u32 = msr(CVBAR_EL1, 0);
 
 /// Every word the kernel executes, named, with what the emulator's disassembler prints.
 pub const NAMED: &[Named] = &[
@@ -169,6 +188,18 @@ pub const NAMED: &[Named] = &[
     Named { name: "LDR_C9_X3", word: LDR_C9_X3, disasm: "ldr c9, [x3]" },
     Named { name: "CPY_C0_C2", word: CPY_C0_C2, disasm: "mov c0, c2" },
     Named { name: "GCTAG_X1_C0", word: GCTAG_X1_C0, disasm: "gctag x1, c0" },
+    Named { name: "SCVALUE_C2_C2_X3", word: SCVALUE_C2_C2_X3, disasm: "scvalue c2, c2, x3" },
+    Named { name: "SCBNDSE_C2_C2_X4", word: SCBNDSE_C2_C2_X4, disasm: "scbndse c2, c2, x4" },
+    Named { name: "CLRPERM_C2_C2_X5", word: CLRPERM_C2_C2_X5, disasm: "clrperm c2, c2, x5" },
+    Named { name: "SCVALUE_C2_C2_X6", word: SCVALUE_C2_C2_X6, disasm: "scvalue c2, c2, x6" },
+    Named { name: "MSR_RDDC_EL0_C2", word: MSR_RDDC_EL0_C2, disasm: "msr rddc_el0, c2" },
+    Named { name: "MRS_C2_RDDC_EL0", word: MRS_C2_RDDC_EL0, disasm: "mrs c2, rddc_el0" },
+    Named { name: "MSR_RSP_EL0_C2", word: MSR_RSP_EL0_C2, disasm: "msr rcsp_el0, c2" },
+    Named { name: "MRS_C0_DDC", word: MRS_C0_DDC, disasm: "mrs c0, ddc" },
+    Named { name: "SCBNDS_C0_C0_X1", word: SCBNDS_C0_C0_X1, disasm: "scbnds c0, c0, x1" },
+    Named { name: "LDRB_W2_C0", word: LDRB_W2_C0, disasm: "ldrb w2, [c0]" },
+    Named { name: "LDRB_W2_C1", word: LDRB_W2_C1, disasm: "ldrb w2, [c1]" },
+    Named { name: "MSR_CVBAR_EL1_C0", word: MSR_CVBAR_EL1_C0, disasm: "msr S3_0_c12_c0_0, c0" },
 ];
 
 #[cfg(test)]
@@ -208,6 +239,12 @@ mod tests {
             (msr(CELR_EL1, 3), 0xc288_4023),
             (mrs(14, CELR_EL1), 0xc298_402e),
             (msr(RDDC_EL0, 3), 0xc28b_4323),
+            // The hostile cases' words (tests/native-hostile/hostile.rs spells them as numbers).
+            (MRS_C0_DDC, 0xc29b_4120),
+            (SCBNDS_C0_C0_X1, 0xc2c1_0000),
+            (LDRB_W2_C0, 0x8260_0402),
+            (LDRB_W2_C1, 0x8260_0422),
+            (MSR_CVBAR_EL1_C0, 0xc288_c000),
         ];
         for (i, &(made, word)) in seen.iter().enumerate() {
             assert_eq!(made, word, "#{i}: made {made:#010x}, the disassembler named {word:#010x}");

@@ -140,6 +140,8 @@ pub fn esr_class_name(ec: u64) -> &'static str {
         esr::SERROR => "SError",
         0x30 | 0x32 | 0x34 => "debug exception",
         esr::BRK64 => "BRK instruction",
+        0x29 => "trapped capability instruction",
+        0x2a => "trapped capability system register access",
         _ => "exception",
     }
 }
@@ -154,7 +156,10 @@ fn abort_status(iss: u64) -> String {
         0x08..=0x0b => format!("access flag fault at level {level}"),
         0x0c..=0x0f => format!("permission fault at level {level}"),
         0x21 => String::from("alignment fault"),
-        _ => format!("fault status {code:#x}"),
+        _ => match cheri::fault::CapFaultKind::from_status(code) {
+            Some(kind) => String::from(kind.name()),
+            None => format!("fault status {code:#x}"),
+        },
     }
 }
 
@@ -346,6 +351,32 @@ mod tests {
         let (kind, text) = message(arm_classify(l, 5, arm(esr::DABT_LOWER, 0x21, pc, l.heap() + 3)));
         assert_eq!(kind, TrapKind::MemoryOutOfBounds);
         assert!(text.contains("alignment fault, read"), "{text}");
+    }
+
+    #[test]
+    fn el0_capability_faults_are_named_and_never_map() {
+        // The `cheri` engine's slots: Morello's capability fault status codes (DFSC/IFSC 0x28..0x2c)
+        // end the run, named, even in the heap or stack (where a translation fault would map).
+        let l = Layout::cheri_slot(3);
+        for (code, name) in [
+            (0x28, "capability tag fault"),
+            (0x29, "capability seal fault"),
+            (0x2a, "capability bounds fault"),
+            (0x2b, "capability permission fault"),
+            (0x2c, "capability page permission fault"),
+        ] {
+            for (ec, far, access) in [
+                (esr::DABT_LOWER, l.heap() + 8, "read"),
+                (esr::DABT_LOWER, l.stack_top() - 8, "read"),
+                (esr::IABT_LOWER, l.image() + 0x1000, "instruction fetch"),
+            ] {
+                let (kind, text) = message(arm_classify(l, 5, arm(ec, code, l.image(), far)));
+                assert_eq!(kind, TrapKind::MemoryOutOfBounds, "{text}");
+                assert!(text.contains(&format!("{name}, {access}")), "{text}");
+            }
+        }
+        let (_, text) = message(arm_classify(l, 5, arm(0x2a, 0, l.image(), 0)));
+        assert!(text.contains("trapped capability system register access"), "{text}");
     }
 
     #[test]

@@ -41,6 +41,13 @@ impl Layout {
         Self { base }
     }
 
+    /// The `cheri` engine's slot `index` (1..=15) in its one shared aarch64 address space:
+    /// [`AARCH64_OWN_BASE`] + `index` × [`SLOT_SIZE`], so slot 15 ends where level-0 entry 2
+    /// (the user half) ends.
+    pub const fn cheri_slot(index: u8) -> Self {
+        Self { base: AARCH64_OWN_BASE + index as u64 * SLOT_SIZE }
+    }
+
     /// The MPK slot of protection key `key`.
     pub const fn slot(key: u8) -> Self {
         Self { base: key as u64 * SLOT_SIZE }
@@ -145,8 +152,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cheri_slots_fill_the_aarch64_user_half_without_overlap() {
+        // Level-0 entry 2 (the user half, 512 GiB from 1 TiB) holds slots 1..=15; slot 0 (at
+        // the entry's start) is never used (the key pool hands out 1..=15).
+        assert_eq!(Layout::cheri_slot(1).base(), AARCH64_OWN_BASE + SLOT_SIZE);
+        assert_eq!(Layout::cheri_slot(15).base() + SLOT_SIZE, AARCH64_OWN_BASE + (1 << 39));
+        for k in 1..15u8 {
+            assert_eq!(Layout::cheri_slot(k).base() + SLOT_SIZE, Layout::cheri_slot(k + 1).base());
+            // A slot's base is aligned to its size: its DDC's bounds are exactly representable.
+            assert_eq!(Layout::cheri_slot(k).base() % SLOT_SIZE, 0);
+        }
+    }
+
+    #[test]
     fn regions_are_ordered_and_inside_the_slot() {
-        for layout in [Layout::own(), Layout::own_at(AARCH64_OWN_BASE), Layout::slot(1), Layout::slot(15)] {
+        for layout in [
+            Layout::own(),
+            Layout::own_at(AARCH64_OWN_BASE),
+            Layout::slot(1),
+            Layout::slot(15),
+            Layout::cheri_slot(1),
+            Layout::cheri_slot(15),
+        ] {
             let b = layout.base();
             assert!(b < layout.image() && layout.image() + MAX_IMAGE_SPAN <= layout.sys());
             assert!(layout.sys() < layout.heap());

@@ -53,14 +53,18 @@ pub enum EngineKind {
     Mpk,
     /// A native ELF isolated by its own page tables (CPUs without PKU).
     Paging,
-    /// A native ELF: MPK where the CPU has PKU, else paging; the kernel picks at registration.
+    /// A native aarch64 ELF confined by CHERI capabilities in one shared address space (Arm
+    /// Morello).
+    Cheri,
+    /// A native ELF: MPK where the CPU has PKU, `cheri` on an Arm Morello CPU, else paging; the
+    /// kernel picks at registration.
     Native,
     /// Trusted platform code (communication functions); never uploaded.
     Builtin,
 }
 
 impl EngineKind {
-    pub const ALL: [Self; 5] = [Self::Wasm, Self::Mpk, Self::Paging, Self::Native, Self::Builtin];
+    pub const ALL: [Self; 6] = [Self::Wasm, Self::Mpk, Self::Paging, Self::Cheri, Self::Native, Self::Builtin];
 
     /// The spelling used in URLs and listings.
     pub const fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl EngineKind {
             Self::Wasm => "wasm",
             Self::Mpk => "mpk",
             Self::Paging => "paging",
+            Self::Cheri => "cheri",
             Self::Native => "native",
             Self::Builtin => "builtin",
         }

@@ -249,6 +249,8 @@ pub struct MpkEngine {
 /// What every MPK sandbox shares: the address space and the key pool. Parked sandboxes hold a
 /// reference, so that dropping one (a cancelled run) can empty its slot and free its key.
 struct MpkShared {
+    /// The `cheri` engine (slots confined by capabilities, pages with key 0) rather than MPK.
+    cheri: bool,
     space: Mutex<AddressSpace>,
     keys: Mutex<KeyPool>,
     /// What each key's slot keeps mapped between its runs (index: the key).
@@ -321,7 +323,33 @@ impl MpkEngine {
         }
         let space = AddressSpace::new()?;
         let kept = Mutex::new([Kept::default(); 16]);
-        Some(Self { shared: Arc::new(MpkShared { space: Mutex::new(space), keys: Mutex::new(KeyPool::new()), kept }) })
+        Some(Self {
+            shared: Arc::new(MpkShared {
+                cheri: false,
+                space: Mutex::new(space),
+                keys: Mutex::new(KeyPool::new()),
+                kept,
+            }),
+        })
+    }
+
+    /// The `cheri` engine, on an Arm Morello CPU with capabilities on: the same shared space
+    /// and slots (one translation table and ASID for every sandbox), each sandbox confined to
+    /// its slot by its DDC and to its image by its PCC instead of by a protection key.
+    pub fn new_cheri() -> Option<Self> {
+        if !usermode::cheri_available() {
+            return None;
+        }
+        let space = AddressSpace::new()?;
+        let kept = Mutex::new([Kept::default(); 16]);
+        Some(Self {
+            shared: Arc::new(MpkShared {
+                cheri: true,
+                space: Mutex::new(space),
+                keys: Mutex::new(KeyPool::new()),
+                kept,
+            }),
+        })
     }
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
@@ -333,7 +361,7 @@ impl MpkEngine {
 
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
-        let layout = Layout::slot(key);
+        let layout = if self.shared.cheri { Layout::cheri_slot(key) } else { Layout::slot(key) };
         let kept = self.shared.kept.lock()[usize::from(key)];
         let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout), kept };
         start_in(memory, layout, image, invocation, names, start)
@@ -344,7 +372,7 @@ impl Engine for MpkEngine {
     type Image = NativeImage;
 
     fn name(&self) -> &'static str {
-        "mpk"
+        if self.shared.cheri { "cheri" } else { "mpk" }
     }
 
     fn prepare(&self, file: &[u8]) -> Result<NativeImage, EngineError> {
@@ -462,7 +490,11 @@ impl Memory {
         match self {
             Memory::Own(Some(space), footprint, kept) => f(space, 0, footprint, kept),
             Memory::Own(None, ..) => unreachable!("a paging sandbox's space is only taken by its drop"),
-            Memory::Shared { shared, key, footprint, kept } => f(&mut shared.space.lock(), *key, footprint, kept),
+            Memory::Shared { shared, key, footprint, kept } => {
+                // `cheri` slots carry no protection key (aarch64 has none): capabilities confine.
+                let page_key = if shared.cheri { 0 } else { *key };
+                f(&mut shared.space.lock(), page_key, footprint, kept)
+            }
         }
     }
 }
@@ -676,9 +708,19 @@ fn start_in(
     // With CR4.PKE on, PKRU applies to every user page: the paging engine's pages carry key 0.
     let pkru = match &memory {
         Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
+        Memory::Shared { shared, .. } if shared.cheri => None,
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
-    let regs = UserRegs::start(layout.image() + image.image.entry(), layout.stack_top(), layout.sys());
+    let mut regs = UserRegs::start(layout.image() + image.image.entry(), layout.stack_top(), layout.sys());
+    if matches!(&memory, Memory::Shared { shared, .. } if shared.cheri) {
+        // PCC: the image (its span rounded up to a power of two, which Morello represents
+        // exactly at the image's 4 MiB-aligned base; nothing else is mapped up to the system
+        // block, and its writable pages are never executable); DDC: the slot.
+        let pcc = (layout.image(), image.image.span().next_power_of_two());
+        if let Err(why) = usermode::confine(&mut regs, pcc, (layout.base(), native::layout::SLOT_SIZE)) {
+            return Step::Done(Err(internal(why)));
+        }
+    }
     let Some(context) = boxed_context(regs) else {
         return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
@@ -764,5 +806,14 @@ fn finish(
 ) -> Result<Completion, EngineError> {
     let exit = regs.exit_call();
     let lazy = move |page: u64| layout.lazy(heap_end, page);
-    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| space.read(addr, len, lazy))
+    // Only the sandbox's own slot: in a shared space (`mpk`, `cheri`) the tables also map the
+    // other live sandboxes' slots, which the kernel must not read on this one's behalf.
+    let slot = layout.base()..layout.base() + native::layout::SLOT_SIZE;
+    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| {
+        let inside = addr >= slot.start && addr.checked_add(len).is_some_and(|end| end <= slot.end);
+        if !inside && len > 0 {
+            return None;
+        }
+        space.read(addr, len, lazy)
+    })
 }

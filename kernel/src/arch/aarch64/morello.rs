@@ -108,6 +108,69 @@ morello_set_user_elr:
 1:  msr elr_el1, x1
     ret
 
+    /* x0 = &UserRegs, x1 = the EL0 address an `eret` to a sandbox goes to. Clobbers x2..x6
+       (and c2). When the UserRegs' `cheri` block is on (the `cheri` engine): CELR_EL1 = the
+       sandbox's PCC (derived from the root: exact bounds = its text, every permission but
+       Load, Execute and Global cleared, so no Executive: EL0 runs in Restricted mode), value
+       x1; RDDC_EL0 = its DDC (bounds = its data region, Load, Store and Global only); RCSP_EL0
+       = the same data capability with the value of its stack pointer; RTPIDR_EL0 (what
+       Restricted mode reads as TPIDR_EL0) = the saved TPIDR_EL0. Bounds that are not
+       exactly representable leave an untagged capability: the first fetch or access is then a
+       tag fault, never a wider reach (the engine checks representability before). Otherwise
+       (the `paging` engine, or no Morello) the Restricted bank is nulled and `morello_set_user_elr`
+       runs (the root PCC; translation tables confine). */
+    .global morello_set_user_caps
+morello_set_user_caps:
+    mrs x2, id_aa64pfr1_el1
+    ubfx x2, x2, #20, #4
+    cbz x2, morello_set_user_elr
+    ldr x2, [x0, #({cheri} + 32)]
+    cbnz x2, 1f
+    mov x2, xzr
+    .inst {msr_rddc_el0_c2}
+    .inst {msr_rsp_el0_c2}
+    msr s3_3_c13_c0_4, xzr      /* RTPIDR_EL0 */
+    b morello_set_user_elr
+1:  ldr x3, [x0, #{cheri}]
+    ldr x4, [x0, #({cheri} + 8)]
+    mov x5, #{code_clear_lo}
+    movk x5, #{code_clear_hi}, lsl #16
+    .inst {mrs_c2_ddc}
+    .inst {scvalue_c2_c2_x3}
+    .inst {scbndse_c2_c2_x4}
+    .inst {clrperm_c2_c2_x5}
+    .inst {scvalue_c2_c2_x1}
+    .inst {msr_celr_el1_c2}
+    ldr x3, [x0, #({cheri} + 16)]
+    ldr x4, [x0, #({cheri} + 24)]
+    mov x5, #{data_clear_lo}
+    movk x5, #{data_clear_hi}, lsl #16
+    .inst {mrs_c2_ddc}
+    .inst {scvalue_c2_c2_x3}
+    .inst {scbndse_c2_c2_x4}
+    .inst {clrperm_c2_c2_x5}
+    .inst {msr_rddc_el0_c2}
+    ldr x6, [x0, #{sp_off}]
+    .inst {scvalue_c2_c2_x6}
+    .inst {msr_rsp_el0_c2}
+    ldr x6, [x0, #{tpidr}]
+    msr s3_3_c13_c0_4, x6       /* RTPIDR_EL0: Restricted mode's TPIDR_EL0, an integer */
+    mov x2, xzr
+    ret
+
+    /* Nulls the Restricted bank's DDC, SP and thread pointer (what a `cheri` sandbox ran with) on the way out of
+       every EL0 run, so no capability of it is left in a register. Clobbers x2 (and c2). */
+    .global morello_clear_user_caps
+morello_clear_user_caps:
+    mrs x2, id_aa64pfr1_el1
+    ubfx x2, x2, #20, #4
+    cbz x2, 1f
+    mov x2, xzr
+    .inst {msr_rddc_el0_c2}
+    .inst {msr_rsp_el0_c2}
+    msr s3_3_c13_c0_4, xzr      /* RTPIDR_EL0 */
+1:  ret
+
     /* Capability probes for the self-tests. x0 = base, x1 = length, x2 = permissions to clear,
        x3 = offset of the access from base, x4 = bit 0: clear the tag, bit 1: seal (sentry).
        Derives c9 from DDC (value base, exact bounds [base, base + length), the permissions
@@ -198,7 +261,25 @@ morello_clear_probe:
     strb_w0_c9 = const STRB_W0_C9,
     cpy_c0_c2 = const CPY_C0_C2,
     gctag_x1_c0 = const GCTAG_X1_C0,
+    scvalue_c2_c2_x3 = const SCVALUE_C2_C2_X3,
+    scbndse_c2_c2_x4 = const SCBNDSE_C2_C2_X4,
+    clrperm_c2_c2_x5 = const CLRPERM_C2_C2_X5,
+    scvalue_c2_c2_x6 = const SCVALUE_C2_C2_X6,
+    msr_rddc_el0_c2 = const MSR_RDDC_EL0_C2,
+    msr_rsp_el0_c2 = const MSR_RSP_EL0_C2,
+    cheri = const super::usermode::REGS_CHERI,
+    sp_off = const super::usermode::REGS_SP,
+    tpidr = const super::usermode::REGS_TPIDR,
+    code_clear_lo = const CODE_CLEAR & 0xffff,
+    code_clear_hi = const CODE_CLEAR >> 16,
+    data_clear_lo = const DATA_CLEAR & 0xffff,
+    data_clear_hi = const DATA_CLEAR >> 16,
 );
+
+/// The permissions the entry clears from a `cheri` sandbox's PCC and DDC (`cheri::perms`).
+const CODE_CLEAR: u64 = cheri::perms::ALL & !cheri::perms::SANDBOX_CODE;
+const DATA_CLEAR: u64 = cheri::perms::ALL & !cheri::perms::SANDBOX_DATA;
+const _: () = assert!(CODE_CLEAR >> 32 == 0 && DATA_CLEAR >> 32 == 0);
 
 unsafe extern "C" {
     // `morello_cpu_init` is called from the entry code only (boot.rs, smp.rs).

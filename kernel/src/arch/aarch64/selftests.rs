@@ -45,6 +45,13 @@ const TESTS: &[SelfTest] = &[
     SelfTest { name: "morello.fault_permission", run: morello_fault_permission, on_request_only: false },
     SelfTest { name: "morello.clear_registers", run: morello_clear_registers, on_request_only: false },
     SelfTest { name: "morello.clear_tags", run: morello_clear_tags, on_request_only: false },
+    SelfTest { name: "cheri.sandbox", run: super::usermode_selftests::cheri_sandbox, on_request_only: false },
+    SelfTest { name: "cheri.bounds", run: super::usermode_selftests::cheri_bounds, on_request_only: false },
+    SelfTest {
+        name: "cheri.preempt_resume",
+        run: super::usermode_selftests::cheri_preempt_resume,
+        on_request_only: false,
+    },
     SelfTest { name: "usermode.svc_exit", run: super::usermode_selftests::svc_exit, on_request_only: false },
     SelfTest { name: "usermode.user_fault", run: super::usermode_selftests::user_fault, on_request_only: false },
     SelfTest {

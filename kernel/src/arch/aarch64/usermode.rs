@@ -44,13 +44,37 @@ pub struct UserRegs {
     pub fpcr: u64,
     pub fpsr: u64,
     pub v: [u128; 32],
+    /// The capabilities a `cheri` sandbox runs with (off for `paging`); see [`CheriBounds`].
+    pub cheri: CheriBounds,
 }
 
-const REGS_SP: usize = 248;
+/// The bounds the EL0 entry derives a `cheri` sandbox's capabilities from, on every entry and
+/// resume (`morello_set_user_caps`): PCC over `[pcc_base, pcc_base + pcc_len)` with Load and
+/// Execute, DDC (RDDC_EL0) and the Restricted stack pointer over `[ddc_base, ddc_base +
+/// ddc_len)` with Load and Store. `on == 0`: the `paging` engine's root PCC.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheriBounds {
+    pub pcc_base: u64,
+    pub pcc_len: u64,
+    pub ddc_base: u64,
+    pub ddc_len: u64,
+    pub on: u64,
+    _pad: u64,
+}
+
+impl CheriBounds {
+    pub fn new(pcc_base: u64, pcc_len: u64, ddc_base: u64, ddc_len: u64) -> Self {
+        Self { pcc_base, pcc_len, ddc_base, ddc_len, on: 1, _pad: 0 }
+    }
+}
+
+pub(super) const REGS_SP: usize = 248;
 const REGS_PC: usize = 256;
-const REGS_TPIDR: usize = 272;
+pub(super) const REGS_TPIDR: usize = 272;
 const REGS_FPCR: usize = 288;
 const REGS_V: usize = 304;
+pub(super) const REGS_CHERI: usize = 816;
 
 const _: () = {
     use core::mem::offset_of;
@@ -58,6 +82,7 @@ const _: () = {
     assert!(offset_of!(UserRegs, pstate) == REGS_PC + 8 && offset_of!(UserRegs, tpidr_el0) == REGS_TPIDR);
     assert!(offset_of!(UserRegs, tpidrro_el0) == REGS_TPIDR + 8 && offset_of!(UserRegs, fpcr) == REGS_FPCR);
     assert!(offset_of!(UserRegs, fpsr) == REGS_FPCR + 8 && offset_of!(UserRegs, v) == REGS_V);
+    assert!(offset_of!(UserRegs, cheri) == REGS_CHERI && offset_of!(CheriBounds, on) == 32);
 };
 
 impl UserRegs {
@@ -180,7 +205,8 @@ pappus_user_eret:
     ldr x1, [x0, #{sp_off}]
     msr sp_el0, x1
     ldr x1, [x0, #{pc}]
-    bl morello_set_user_elr     /* ELR_EL1 = x1 (on Morello a tagged CELR_EL1); clobbers x2, x30 */
+    bl morello_set_user_caps    /* ELR_EL1 = x1 (on Morello a tagged CELR_EL1: the root, or a
+                                   `cheri` sandbox's PCC, with its DDC); clobbers x2-x6, x30 */
     ldr x2, [x0, #({pc} + 8)]
     and x2, x2, #0xf0000000     /* NZCV only: EL0t, DAIF clear (IRQs on), nothing else */
     msr spsr_el1, x2
@@ -226,12 +252,18 @@ pappus_trap_user:
     ldp x2, x3, [sp], #16
     stp x2, x3, [x1, #0]
     mrs x2, sp_el0
-    str x2, [x1, #{sp_off}]
+    ldr x3, [x1, #({cheri} + 32)]
+    cbz x3, 1f
+    mrs x2, s3_7_c4_c1_3        /* a `cheri` sandbox runs on RCSP_EL0 (Restricted): its value */
+1:  str x2, [x1, #{sp_off}]
     mrs x2, elr_el1
     mrs x3, spsr_el1
     stp x2, x3, [x1, #{pc}]
     mrs x2, tpidr_el0
-    mrs x3, tpidrro_el0
+    ldr x3, [x1, #({cheri} + 32)]
+    cbz x3, 2f
+    mrs x2, s3_3_c13_c0_4       /* a `cheri` sandbox's TPIDR_EL0 is RTPIDR_EL0 (Restricted) */
+2:  mrs x3, tpidrro_el0
     stp x2, x3, [x1, #{tpidr}]
     mrs x2, fpcr
     mrs x3, fpsr
@@ -265,6 +297,7 @@ pappus_trap_user:
 
 pappus_user_leave:
     /* x0 = how it ended. Nothing of the sandbox stays in a register. */
+    bl morello_clear_user_caps  /* clobbers x2, x30 (both restored or zeroed below) */
     msr tpidr_el0, xzr
     msr tpidrro_el0, xzr
     msr sp_el0, xzr
@@ -341,6 +374,7 @@ pappus_user_leave:
     tpidr = const REGS_TPIDR,
     sp_off = const REGS_SP,
     pc = const REGS_PC,
+    cheri = const REGS_CHERI,
     user_trap = sym user_trap,
 );
 
@@ -354,6 +388,29 @@ struct Slot(Cell<Option<*mut dyn Session>>);
 // CPU's EL0 exception path).
 unsafe impl Sync for Slot {}
 static SESSIONS: [Slot; MAX_CPUS] = [const { Slot(Cell::new(None)) }; MAX_CPUS];
+
+/// Whether the `cheri` engine can run here: a Morello CPU with capabilities enabled.
+pub fn cheri_available() -> bool {
+    super::morello::enabled()
+}
+
+/// Confines a sandbox whose context is `regs` by capabilities (the `cheri` engine): PCC over
+/// `pcc` (base, length) with Load and Execute, DDC and the Restricted stack pointer over `ddc`
+/// with Load and Store, derived afresh by every entry and resume. Refused when either is not
+/// exactly representable (never rounded outwards) or capabilities are off.
+pub fn confine(regs: &mut UserRegs, pcc: (u64, u64), ddc: (u64, u64)) -> Result<(), &'static str> {
+    use super::morello::{DeriveError, derive};
+    use cheri::perms::{ALL, SANDBOX_CODE, SANDBOX_DATA};
+    for ((base, len), keep) in [(pcc, SANDBOX_CODE), (ddc, SANDBOX_DATA)] {
+        derive(base, len, ALL & !keep).map_err(|e| match e {
+            DeriveError::NotMorello => "CHERI capabilities need an Arm Morello CPU",
+            DeriveError::NotRepresentable => "the sandbox's bounds are not exactly representable",
+            DeriveError::Sealed => "the sandbox's capability came out sealed",
+        })?;
+    }
+    regs.cheri = CheriBounds::new(pcc.0, pcc.1, ddc.0, ddc.1);
+    Ok(())
+}
 
 /// Protection keys: aarch64 has none (QEMU offers no FEAT_S1POE), so the MPK engine is never
 /// made here and PKRU is never written.

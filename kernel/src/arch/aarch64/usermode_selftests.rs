@@ -265,3 +265,209 @@ pub fn pxn() -> Outcome {
     })?;
     Ok(format!("a kernel call into a user code page faults: ESR {:#x} (instruction abort, permission)", fault.esr))
 }
+
+/// The `cheri` engine's entry on Morello: a sandbox in the shared EL0 space runs with a PCC
+/// bounded to its code page and a DDC (RDDC_EL0, Restricted mode) bounded to its two data pages
+/// (data, stack). A page mapped right after each bound (EL0-accessible in the tables) shows
+/// that only the capability stops an access there.
+mod cheri_layout {
+    use super::{CODE, DATA};
+    pub const PCC_BASE: u64 = CODE;
+    pub const PCC_LEN: u64 = 0x1000;
+    pub const DDC_BASE: u64 = DATA;
+    pub const DDC_LEN: u64 = 0x2000;
+    pub const STACK_TOP: u64 = DATA + DDC_LEN;
+    /// Mapped, writable at EL0 by the tables, one byte past the DDC's bound.
+    pub const PAST_DDC: u64 = DDC_BASE + DDC_LEN;
+    /// Mapped, executable at EL0 by the tables, just past the PCC's bound.
+    pub const PAST_PCC: u64 = PCC_BASE + PCC_LEN;
+}
+
+/// A space for a `cheri` run: `code` at CODE, the data page (0x1122334455667788 first), the
+/// stack page, a writable page past the DDC and a code page (`svc #0`) past the PCC.
+fn cheri_space(code: &[u32]) -> Result<AddressSpace, String> {
+    use cheri_layout::*;
+    let mut space = space_with(code)?;
+    space.map_zeroed(STACK_TOP - 4096, Access::Writable, 0).map_err(|_| "map stack")?;
+    space.map_bytes(PAST_DDC, &0x99u64.to_le_bytes(), 1, Access::Writable, 0).map_err(|_| "map past DDC")?;
+    space.map_bytes(PAST_PCC, &code_bytes(&[0xd400_0001]), 1, Access::Executable, 0).map_err(|_| "map past PCC")?;
+    Ok(space)
+}
+
+/// Runs `code` as a `cheri` sandbox with x0 = `x0`.
+fn run_cheri(code: &[u32], x0: u64) -> Result<(Exit, UserRegs, Probe), String> {
+    use cheri_layout::*;
+    for (base, len, perms) in
+        [(PCC_BASE, PCC_LEN, cheri::perms::SANDBOX_CODE), (DDC_BASE, DDC_LEN, cheri::perms::SANDBOX_DATA)]
+    {
+        super::morello::derive(base, len, cheri::perms::ALL & !perms)
+            .map_err(|e| format!("[{base:#x}, +{len:#x}) not derivable: {e:?}"))?;
+    }
+    let space = cheri_space(code)?;
+    let mut regs = UserRegs::start(CODE, STACK_TOP, x0);
+    regs.cheri = usermode::CheriBounds::new(PCC_BASE, PCC_LEN, DDC_BASE, DDC_LEN);
+    let mut probe = Probe::default();
+    let exit = run_in(&space, &mut regs, &mut probe, None);
+    Ok((exit, regs, probe))
+}
+
+/// The sandbox's view: `ldr x1, [x0]` (its data page), a push and pop through SP (RCSP_EL0),
+/// x7 = the sum (x10 = the data page); before that, x0 = the mask of c0..c30 still tagged (`gctag`, read before any register
+/// is written, c1 kept on the stack meanwhile), and its DDC's tag, base, length and
+/// permissions in x6, x3, x4, x5 (`mrs c2, ddc` in Restricted mode reads RDDC_EL0); `svc #0`.
+fn cheri_view_code() -> Vec<u32> {
+    use cheri::insn::{Field, MRS_C2_DDC, gc};
+    let mut code = alloc::vec![
+        gc(Field::Tag, 1, 1),
+        0xf81f_0fe1, // str x1, [sp, #-16]!
+        gc(Field::Tag, 1, 0),
+        0xaa01_03e0, // mov x0, x1
+        0xf841_07e1, // ldr x1, [sp], #16
+        0xaa01_0400, // orr x0, x0, x1, lsl #1
+    ];
+    for n in 2..31 {
+        code.push(gc(Field::Tag, 1, n));
+        code.push(0xaa01_0000 | (n << 10)); // orr x0, x0, x1, lsl #n
+    }
+    code.extend([
+        0xaa00_03e9, // mov x9, x0 (the mask)
+        MRS_C2_DDC,
+        gc(Field::Tag, 6, 2),
+        gc(Field::Base, 3, 2),
+        gc(Field::Len, 4, 2),
+        gc(Field::Perm, 5, 2),
+        0xf940_0141, // ldr x1, [x10]  (x10 = the data page, set by the kernel)
+        0xf81f_0fe1, // str x1, [sp, #-16]!
+        0xf841_07e2, // ldr x2, [sp], #16
+        0x8b02_0027, // add x7, x1, x2
+        0xd51b_d047, // msr tpidr_el0, x7 (Restricted: RTPIDR_EL0)
+        0xd53b_d04b, // mrs x11, tpidr_el0
+        0xaa09_03e0, // mov x0, x9
+        0xd280_0008, // mov x8, #0
+        0xd400_0001, // svc #0
+    ]);
+    code
+}
+
+pub fn cheri_sandbox() -> Outcome {
+    if !super::morello::present() {
+        return Ok("skipped: not a Morello CPU".into());
+    }
+    use cheri_layout::*;
+    // x0 = DATA: the first run leaves it there for the next one to see nothing of it.
+    let code = cheri_view_code();
+    let space = cheri_space(&code)?;
+    let mut regs = UserRegs::start(CODE, STACK_TOP, 0);
+    regs.x[10] = DATA;
+    regs.cheri = usermode::CheriBounds::new(PCC_BASE, PCC_LEN, DDC_BASE, DDC_LEN);
+    let mut probe = Probe::default();
+    let exit = run_in(&space, &mut regs, &mut probe, None);
+    drop(space);
+    check(exit == Exit::Syscall, || format!("ended {exit:?}, fault {:?}", describe_fault(probe.fault)))?;
+    let (mask, tag, base, len, perms, sum) = (regs.x[0], regs.x[6], regs.x[3], regs.x[4], regs.x[5], regs.x[7]);
+    check(mask == 0, || format!("capability registers tagged at entry: mask {mask:#x}"))?;
+    check(sum == 0x1122_3344_5566_7788u64.wrapping_mul(2), || format!("computed {sum:#x}"))?;
+    // Its TPIDR_EL0 (RTPIDR_EL0 in Restricted mode) was saved at the exit; nulled after it.
+    check(regs.x[11] == sum && regs.tpidr_el0 == sum, || {
+        format!("TPIDR_EL0 read back {:#x}, saved {:#x}", regs.x[11], regs.tpidr_el0)
+    })?;
+    let rtpidr: u64;
+    // SAFETY: reading RTPIDR_EL0 (S3_3_C13_C0_4, a Morello EL0 register) has no side effects.
+    unsafe { core::arch::asm!("mrs {}, s3_3_c13_c0_4", out(reg) rtpidr, options(nomem, nostack)) };
+    check(rtpidr == 0, || format!("RTPIDR_EL0 {rtpidr:#x} after the run"))?;
+    // The next sandbox reads TPIDR_EL0 as zero (`mrs x1, tpidr_el0; svc #0`).
+    let (exit, next, probe) = run_cheri(&[0xd53b_d041, 0xd400_0001], 0)?;
+    check(exit == Exit::Syscall && next.x[1] == 0, || {
+        format!("the next sandbox: {exit:?}, TPIDR_EL0 {:#x}, {}", next.x[1], describe_fault(probe.fault))
+    })?;
+    check(tag == 1 && base == DDC_BASE && len == DDC_LEN && perms == cheri::perms::SANDBOX_DATA, || {
+        format!("its DDC: tag {tag} base {base:#x} length {len:#x} perms {perms:#x}")
+    })?;
+    Ok(format!(
+        "a cheri sandbox computed {sum:#x} through its DDC and RCSP and exited by svc; no capability register \
+         tagged at entry; its DDC [{base:#x}, +{len:#x}) perms {perms:#x} ({}); its TPIDR_EL0 saved, then \
+         zero for the next",
+        cheri::perms::names(perms).collect::<Vec<_>>().join("+")
+    ))
+}
+
+fn describe_fault(fault: Option<(u64, u64, u64, u64)>) -> String {
+    match fault {
+        None => "none".into(),
+        Some((ec, esr, pc, far)) => {
+            let cap = cheri::fault::decode(esr).map(|c| format!(" ({c})")).unwrap_or_default();
+            format!("EC {ec:#x} ESR {esr:#x}{cap} PC {pc:#x} FAR {far:#x}")
+        }
+    }
+}
+
+/// One access that must end the run with a capability fault of `kind` on `access`.
+fn cheri_fault(
+    name: &str,
+    code: &[u32],
+    x0: u64,
+    kind: cheri::fault::CapFaultKind,
+    access: cheri::fault::Access,
+) -> Result<String, String> {
+    let (exit, _, probe) = run_cheri(code, x0)?;
+    let (_, esr, pc, far) = probe.fault.ok_or_else(|| format!("{name}: no fault, exit {exit:?}"))?;
+    let decoded = cheri::fault::decode(esr);
+    check(
+        exit == Exit::Ended && decoded == Some(cheri::fault::CapException::Fault { kind, access, lower_el: true }),
+        || format!("{name}: exit {exit:?}, {}", describe_fault(probe.fault)),
+    )?;
+    let at = if access == cheri::fault::Access::Fetch { pc } else { far };
+    check(at == x0, || format!("{name}: {}, expected the address {x0:#x}", describe_fault(probe.fault)))?;
+    Ok(format!("{name}: {} (ESR {esr:#x})", decoded.map(|d| alloc::format!("{d}")).unwrap_or_default()))
+}
+
+pub fn cheri_bounds() -> Outcome {
+    if !super::morello::present() {
+        return Ok("skipped: not a Morello CPU".into());
+    }
+    use cheri::fault::{Access as A, CapFaultKind::Bounds};
+    use cheri_layout::*;
+    const LDRB: &[u32] = &[0x3940_0001, 0xd400_0001]; // ldrb w1, [x0]; svc #0
+    const STRB: &[u32] = &[0x3900_0001, 0xd400_0001]; // strb w1, [x0]; svc #0
+    const BR: &[u32] = &[0xd61f_0000]; // br x0
+    // The first byte in bounds reads 0x88 (the data page), the last (the stack page's) 0.
+    for (at, want) in [(DDC_BASE, 0x88), (PAST_DDC - 1, 0)] {
+        let (exit, regs, probe) = run_cheri(LDRB, at)?;
+        check(exit == Exit::Syscall && regs.x[1] == want, || {
+            format!("a load at {at:#x} in bounds: exit {exit:?}, x1 {:#x}, {}", regs.x[1], describe_fault(probe.fault))
+        })?;
+    }
+    let seen = [
+        cheri_fault("load one byte past DDC", LDRB, PAST_DDC, Bounds, A::Read)?,
+        cheri_fault("store one byte past DDC", STRB, PAST_DDC, Bounds, A::Write)?,
+        cheri_fault("load one byte below DDC", LDRB, DDC_BASE - 1, Bounds, A::Read)?,
+        cheri_fault("load of the kernel image", LDRB, super::boot::kernel_image().0, Bounds, A::Read)?,
+        cheri_fault("jump past PCC", BR, PAST_PCC, Bounds, A::Fetch)?,
+    ];
+    Ok(format!("the first and last bytes in bounds read; {}; the kernel serves on", seen.join("; ")))
+}
+
+/// A `cheri` sandbox preempted by the timer resumes with its Restricted stack pointer
+/// (RCSP_EL0, saved as its SP) and its capabilities derived again: `sub sp, sp, #16`, then
+/// `add x1, x1, #1; str x1, [sp]; b .-8` forever.
+pub fn cheri_preempt_resume() -> Outcome {
+    if !super::morello::present() {
+        return Ok("skipped: not a Morello CPU".into());
+    }
+    use cheri_layout::*;
+    let space = cheri_space(&[0xd100_43ff, 0x9100_0421, 0xf900_03e1, 0x17ff_fffe])?;
+    let mut regs = UserRegs::start(CODE, STACK_TOP, 0);
+    regs.cheri = usermode::CheriBounds::new(PCC_BASE, PCC_LEN, DDC_BASE, DDC_LEN);
+    let mut probe = Probe { ticks: alloc::vec![Tick::Resume, Tick::Preempt], ..Probe::default() };
+    let slice = super::ticks_per_second() / 200; // 5 ms
+    let exit = run_in(&space, &mut regs, &mut probe, Some(slice));
+    check(exit == Exit::Preempted, || format!("first slice: {exit:?}, {}", describe_fault(probe.fault)))?;
+    let (sp, count) = (regs.sp, regs.x[1]);
+    check(sp == STACK_TOP - 16 && count > 0, || format!("preempted with SP {sp:#x}, x1 = {count}"))?;
+    let mut probe = Probe::default(); // the next tick ends it
+    let exit = run_in(&space, &mut regs, &mut probe, Some(slice));
+    check(exit == Exit::Ended && probe.fault.is_none() && regs.x[1] > count && regs.sp == sp, || {
+        format!("resumed: {exit:?}, x1 {} after {count}, SP {:#x}, {}", regs.x[1], regs.sp, describe_fault(probe.fault))
+    })?;
+    Ok(format!("preempted with SP {sp:#x} (RCSP_EL0) and x1 = {count}, resumed in bounds to x1 = {}", regs.x[1]))
+}

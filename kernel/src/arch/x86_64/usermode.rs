@@ -383,6 +383,16 @@ pub const fn pkru_grant_only(key: u8) -> u32 {
 }
 
 /// Whether protection keys are on (CPUID has PKU and CR4.PKE is set).
+/// CHERI capabilities: never on x86_64 (the `cheri` engine is Arm Morello's).
+pub fn cheri_available() -> bool {
+    false
+}
+
+/// Never called on x86_64 ([`cheri_available`] is false).
+pub fn confine(_regs: &mut UserRegs, _pcc: (u64, u64), _ddc: (u64, u64)) -> Result<(), &'static str> {
+    Err("CHERI capabilities need an Arm Morello CPU")
+}
+
 pub fn pku_enabled() -> bool {
     PKU.load(core::sync::atomic::Ordering::Relaxed)
 }
