@@ -333,6 +333,28 @@ unsafe fn aarch64_cases(sys: *const u64) {
         // MRS_C0_DDC, MSR_CVBAR_EL1_C0: an EL1 capability register from EL0.
         #[cfg(case = "cheri_msr_cvbar")]
         asm!(".inst 0xc29b4120", ".inst 0xc288c000", out("x0") _);
+        // MSR_DDC_C1 with x1 an integer (an untagged c1), then an ordinary load of its own
+        // system data block, which goes through DDC: a tag fault, not a wider reach.
+        #[cfg(case = "cheri_msr_ddc_integer")]
+        asm!(".inst 0xc28b4121", "ldrb w2, [x3]", in("x1") 0x1000u64, in("x3") sys, out("x2") _);
+        // MRS_C0_DDC, SEAL_C0_C0_RB (a sentry: sealing needs no key), LDRB_W2_C0: a sealed
+        // capability cannot be used for data (a seal fault).
+        #[cfg(case = "cheri_seal_sentry")]
+        asm!(".inst 0xc29b4120", ".inst 0xc2c33000", ".inst 0x82600402", out("x0") _, out("x2") _);
+        // The system data block of the sandbox in the slot below (or above) its own: under `cheri`
+        // (tests/tests/cheri.rs) a neighbour running on the other compute core, whose inputs
+        // are there. One 32 GiB slot each from 1 TiB, the block 4 GiB into a slot
+        // (compute-engines/native/src/layout.rs); the shared tables map it at EL0, only the
+        // capabilities stop the read.
+        #[cfg(case = "read_live_neighbour")]
+        {
+            const SLOTS: u64 = 1 << 40;
+            const SLOT: u64 = 1 << 35;
+            const SYS_OFFSET: u64 = 1 << 32;
+            let index = (sys as u64 - SYS_OFFSET - SLOTS) / SLOT;
+            let other = if index > 1 { index - 1 } else { index + 1 };
+            core::ptr::read_volatile((SLOTS + other * SLOT + SYS_OFFSET) as *const u64);
+        }
         #[cfg(case = "mrs_sctlr")]
         asm!("mrs {}, sctlr_el1", out(reg) _);
         #[cfg(case = "msr_ttbr0")]

@@ -67,4 +67,49 @@ hostile_tests_cheri! {
     widening_its_bounds_clears_the_tag: "cheri_widen_bounds" => 500, "function_trap", "capability tag fault, read";
     an_integer_is_no_capability: "cheri_forge_from_integer" => 500, "function_trap", "capability tag fault, read";
     msr_cvbar_from_el0: "cheri_msr_cvbar" => 500, "function_trap", "undefined instruction";
+    ddc_rewritten_with_an_integer: "cheri_msr_ddc_integer" => 500, "function_trap", "capability tag fault, read";
+    a_sealed_capability_is_no_data_pointer: "cheri_seal_sentry" => 500, "function_trap", "capability seal fault, read";
+}
+
+/// A neighbour's inputs while it runs on the other compute core (`-smp 3`: the I/O core and two
+/// compute cores): `spinner` loops with a secret as its input, and `thief`, started meanwhile,
+/// reads the system data block in the slot next to its own (the spinner's: two live sandboxes,
+/// slots 1 and 2). The shared tables map it at EL0; the thief's DDC ends at its own slot, so the
+/// read is a capability bounds fault, the node serves, and the spinner is still running then
+/// (it ends later by its own budget).
+#[test]
+fn reading_a_live_neighbour_on_the_other_core() {
+    use native_harness::{TENANT, invoke_raw, register};
+    use pappus_tests::sets::item;
+    let test = "cheri_live_neighbour";
+    let Some(node) = pappus_tests::node::boot_profile(test, pappus_qemu::MORELLO_AARCH64, &[TENANT], Some(3)) else {
+        return;
+    };
+    let arch = pappus_tests::Arch::Aarch64;
+    let spin = pappus_tests::functions::hostile_native_for("infinite_loop", arch);
+    let thief = pappus_tests::functions::hostile_native_for("read_live_neighbour", arch);
+    register(&node, "spinner", "cheri", "inputs=in&outputs=out&memory=4MiB&timeout_ms=8000", &spin);
+    register(&node, "thief", "cheri", "inputs=in&outputs=out&memory=4MiB&timeout_ms=5000", &thief);
+    std::thread::scope(|scope| {
+        let spinner = scope.spawn(|| {
+            invoke_raw(&node, "spinner", &serde_json::json!({"in": [item("secret", b"the neighbour's secret")]}))
+        });
+        // Until the spinner runs: its first 10 ms turn ends and it is queued again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while node.metric("pappus_preemptions_total") == 0 {
+            assert!(std::time::Instant::now() < deadline, "the spinner never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let r = invoke_raw(&node, "thief", &serde_json::json!({"in": []}));
+        assert_eq!(r.status, 500, "{}", r.text());
+        assert!(
+            r.text().contains("function_trap") && r.text().contains("capability bounds fault, read"),
+            "{}",
+            r.text()
+        );
+        assert!(!spinner.is_finished(), "the spinner was to be running while the thief read");
+        let r = spinner.join().expect("the spinner's client");
+        assert_eq!(r.status, 504, "the spinner ends by its budget: {}", r.text());
+    });
+    assert!(node.call("GET", "/healthz", b"").status == 200);
 }

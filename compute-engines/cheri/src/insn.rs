@@ -161,6 +161,9 @@ pub const SCBNDS_C0_C0_X1: u32 = scbnds(0, 0, 1);
 pub const LDRB_W2_C0: u32 = ldrb_alt(2, 0);
 pub const LDRB_W2_C1: u32 = ldrb_alt(2, 1);
 pub const MSR_CVBAR_EL1_C0: u32 = msr(CVBAR_EL1, 0);
+// More hostile cases: DDC rewritten with an integer, a sealed (sentry) capability used for data.
+pub const MSR_DDC_C1: u32 = msr(DDC, 1);
+pub const SEAL_C0_C0_RB: u32 = seal_sentry(0, 0);
 
 /// Every word the kernel executes, named, with what the emulator's disassembler prints.
 pub const NAMED: &[Named] = &[
@@ -198,6 +201,8 @@ pub const NAMED: &[Named] = &[
     Named { name: "MRS_C0_DDC", word: MRS_C0_DDC, disasm: "mrs c0, ddc" },
     Named { name: "SCBNDS_C0_C0_X1", word: SCBNDS_C0_C0_X1, disasm: "scbnds c0, c0, x1" },
     Named { name: "LDRB_W2_C0", word: LDRB_W2_C0, disasm: "ldrb w2, [c0]" },
+    Named { name: "MSR_DDC_C1", word: MSR_DDC_C1, disasm: "msr ddc, c1" },
+    Named { name: "SEAL_C0_C0_RB", word: SEAL_C0_C0_RB, disasm: "seal c0, c0, rb" },
     Named { name: "LDRB_W2_C1", word: LDRB_W2_C1, disasm: "ldrb w2, [c1]" },
     Named { name: "MSR_CVBAR_EL1_C0", word: MSR_CVBAR_EL1_C0, disasm: "msr S3_0_c12_c0_0, c0" },
 ];
@@ -245,6 +250,8 @@ mod tests {
             (LDRB_W2_C0, 0x8260_0402),
             (LDRB_W2_C1, 0x8260_0422),
             (MSR_CVBAR_EL1_C0, 0xc288_c000),
+            (MSR_DDC_C1, 0xc28b_4121),
+            (SEAL_C0_C0_RB, 0xc2c3_3000),
         ];
         for (i, &(made, word)) in seen.iter().enumerate() {
             assert_eq!(made, word, "#{i}: made {made:#010x}, the disassembler named {word:#010x}");
