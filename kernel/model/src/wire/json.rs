@@ -30,9 +30,27 @@ use super::limits::WireLimits;
 use crate::name::{self, shorten};
 use crate::{Bytes, Item, Set};
 
+mod plain;
+
 /// Decodes a JSON invoke request into sets, in document order. Base64 error offsets count bytes
 /// of the `data` string after JSON unescaping.
 pub fn decode(body: &[u8], limits: &WireLimits) -> Result<Vec<Set>, WireError> {
+    match decode_plain(body, limits) {
+        Some(sets) => Ok(sets),
+        None => decode_full(body, limits),
+    }
+}
+
+/// [`decode`]'s fast path alone: the sets of a plain, acceptable document, else `None` (see
+/// [`plain`]). Public so that tests and the fuzz target can hold it to [`decode_full`].
+pub fn decode_plain(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
+    plain::decode(body, limits)
+}
+
+/// [`decode`] without the fast path: serde_json's parser and the visitors below, for any
+/// document, with a precise error for a refused one. Public so that tests and the fuzz target
+/// can hold the two paths to the same answers.
+pub fn decode_full(body: &[u8], limits: &WireLimits) -> Result<Vec<Set>, WireError> {
     let mut ctx = Ctx { limits, data: Vec::new(), sets: Vec::new(), set_names: BTreeSet::new(), items: 0, error: None };
     let mut parser = serde_json::Deserializer::from_slice(body);
     let parsed = Document(&mut ctx).deserialize(&mut parser).and_then(|()| parser.end());
@@ -116,11 +134,16 @@ impl Ctx<'_> {
     }
 
     fn finish(self) -> Vec<Set> {
-        let whole = Bytes::from(self.data);
-        let item =
-            |p: PendingItem| Item { name: p.name, key: p.key, data: whole.slice(p.data).unwrap_or_else(Bytes::empty) };
-        self.sets.into_iter().map(|s| Set { name: s.name, items: s.items.into_iter().map(item).collect() }).collect()
+        finish(self.data, self.sets)
     }
+}
+
+/// The sets, their items' data slices of the one buffer `data`.
+fn finish(data: Vec<u8>, sets: Vec<PendingSet>) -> Vec<Set> {
+    let whole = Bytes::from(data);
+    let item =
+        |p: PendingItem| Item { name: p.name, key: p.key, data: whole.slice(p.data).unwrap_or_else(Bytes::empty) };
+    sets.into_iter().map(|s| Set { name: s.name, items: s.items.into_iter().map(item).collect() }).collect()
 }
 
 /// A field name: one of the `known` ones, or another (shortened, for the error message).

@@ -35,6 +35,21 @@ fn sets() -> impl Strategy<Value = Vec<Set>> {
     })
 }
 
+/// Sets whose names need no escapes in JSON (what the fast path decodes).
+fn plain_sets() -> impl Strategy<Value = Vec<Set>> {
+    let item = ("[a-z0-9_.]{0,6}", any::<Option<u64>>(), prop::collection::vec(any::<u8>(), 0..24))
+        .prop_map(|(name, key, data)| Item { name, key, data: Bytes::from(data) });
+    prop::collection::vec(("[A-Za-z][a-z0-9]{0,5}", prop::collection::vec(item, 0..4)), 0..4).prop_map(|sets| {
+        let mut out: Vec<Set> = Vec::new();
+        for (name, items) in sets {
+            if !out.iter().any(|s| s.name == name) {
+                out.push(Set { name, items });
+            }
+        }
+        out
+    })
+}
+
 /// A valid binary document, then damaged: truncated, or with some bytes overwritten.
 fn damaged_binary() -> impl Strategy<Value = Vec<u8>> {
     (
@@ -198,6 +213,46 @@ proptest! {
     fn json_round_trip(sets in sets()) {
         let text = json::encode(&sets).unwrap();
         prop_assert_eq!(json::decode(text.as_bytes(), &WireLimits::DEFAULT).unwrap(), sets);
+    }
+
+    /// The JSON fast path gives what the full decoder gives, or leaves the document to it: over
+    /// encoded documents (spaced out, damaged, under tight limits) and token soup.
+    #[test]
+    fn the_json_fast_path_agrees_with_the_full_decoder(
+        sets in sets(),
+        plain in plain_sets(),
+        text in jsonish(),
+        space in prop::sample::select(vec!["", " ", "\n\t ", "\r"]),
+        damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let spaced = |doc: &str| {
+            doc.chars().fold(String::new(), |mut out, c| {
+                out.push(c);
+                if matches!(c, '{' | '[' | ':' | ',' | '}' | ']') { out.push_str(space) }
+                out
+            })
+        };
+        let encoded = json::encode(&plain).unwrap();
+        // A plain document, spaced out or not, takes the fast path.
+        prop_assert_eq!(json::decode_plain(encoded.as_bytes(), &WireLimits::DEFAULT), Some(plain.clone()));
+        prop_assert_eq!(json::decode_plain(spaced(&encoded).as_bytes(), &WireLimits::DEFAULT), Some(plain));
+        let mut damaged = json::encode(&sets).unwrap().into_bytes();
+        for (at, byte) in damage {
+            if !damaged.is_empty() {
+                let at = at.index(damaged.len());
+                damaged[at] = byte;
+            }
+        }
+        let tight = WireLimits { max_sets: 2, max_items: 3, max_total_bytes: 40, max_name_len: 4 };
+        for body in [encoded.into_bytes(), json::encode(&sets).unwrap().into_bytes(), damaged, text.into_bytes()] {
+            for limits in [WireLimits::DEFAULT, tight] {
+                let full = json::decode_full(&body, &limits);
+                if let Some(fast) = json::decode_plain(&body, &limits) {
+                    prop_assert_eq!(Ok(fast), full.clone());
+                }
+                prop_assert_eq!(json::decode(&body, &limits), full);
+            }
+        }
     }
 
     #[test]
