@@ -106,7 +106,7 @@ fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<
 /// crate's `decode_vec` at ~18 guest instructions per symbol (soft-float kernel target, no SIMD),
 /// this loop at about a third of that.
 fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let pad = text.iter().rev().take(2).take_while(|&&b| b == b'=').count();
@@ -130,7 +130,7 @@ fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
         let (a, b, c) = (value(a), value(b), if pad == 1 { value(c) } else { 0 });
         let n = a << 18 | b << 12 | c << 6;
         // The symbols must be valid and the bits past the data zero (canonical encoding).
-        let data_bits = if pad == 1 { 0xffff_00 } else { 0xff_00_00 };
+        let data_bits = if pad == 1 { 0x00ff_ff00 } else { 0x00ff_0000 };
         if (a | b | c) & INVALID != 0 || n & !data_bits != 0 {
             return None;
         }
