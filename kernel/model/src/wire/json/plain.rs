@@ -116,15 +116,16 @@ fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
     // than the decoding.
     out.resize(start + body.len() / 4 * 3, 0);
     let value = |b: u8| u32::from(SYMBOLS[usize::from(b)]);
-    for (quad, three) in body.chunks_exact(4).zip(out[start..].chunks_exact_mut(3)) {
-        let (a, b, c, d) = (value(quad[0]), value(quad[1]), value(quad[2]), value(quad[3]));
+    // Fixed-size chunks: no bounds checks in the loop (it was ~40 instructions a quad with them).
+    let (quads, _) = body.as_chunks::<4>();
+    let (threes, _) = out[start..].as_chunks_mut::<3>();
+    for (&[a, b, c, d], three) in quads.iter().zip(threes) {
+        let (a, b, c, d) = (value(a), value(b), value(c), value(d));
         if (a | b | c | d) & INVALID != 0 {
             return None;
         }
         let n = a << 18 | b << 12 | c << 6 | d;
-        three[0] = (n >> 16) as u8;
-        three[1] = (n >> 8) as u8;
-        three[2] = n as u8;
+        *three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
     }
     if let [a, b, c, _] = *tail {
         let (a, b, c) = (value(a), value(b), if pad == 1 { value(c) } else { 0 });
