@@ -14,11 +14,14 @@
 //!   TCG each of the first three flushes QEMU's software TLB.
 //! - **Requests per second**, from a second boot with `-smp 2` under MTTCG (no icount: it would
 //!   serialize the CPUs), native and wasm in the same boot, binary sets: one keep-alive client,
-//!   then four at once, for [`WALL_SECONDS`] each; and native over wasm.
+//!   then four at once, for [`WALL_SECONDS`] each; and native over wasm. Beside them the same
+//!   boot's 64-byte echo (`e2e.echo64.requests_per_s`): the floor of HTTP and QEMU's user-mode
+//!   network that every invocation pays too, which bounds what the ratio can show with one client.
 //!
 //! Every answer is checked against the product computed on the host.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -211,9 +214,16 @@ pub fn e2e(kernel: &Path) -> Result {
     register(&mut node, &native, &wasm)?;
     let binary = &bodies[1].1;
     for clients in CLIENTS {
+        // The floor under every invocation: HTTP and the network, no function (a 64-byte echo).
+        let echo: Arc<dyn Fn(&mut Client) -> Result + Send + Sync> =
+            Arc::new(|conn: &mut Client| conn.expect("POST", "/v1/echo", &[], &[b'e'; 64], 200).map(drop));
+        let floor = rate(&node, clients, echo)?;
+        print(&format!("e2e.echo64.requests_per_s.{clients}_clients"), format!("{floor:.1}"), "req/s");
         let mut rates = Vec::new();
         for (engine, _) in ENGINES {
-            let rate = rate(&node, engine, clients, binary, &case)?;
+            let (body, case) = (binary.clone(), case.clone());
+            let send = Arc::new(move |conn: &mut Client| invoke(conn, engine, Format::Binary, &body, &case));
+            let rate = rate(&node, clients, send)?;
             print(&format!("e2e.matmul3.{engine}.requests_per_s.{clients}_clients"), format!("{rate:.1}"), "req/s");
             rates.push(rate);
         }
@@ -226,13 +236,13 @@ pub fn e2e(kernel: &Path) -> Result {
 
 /// Requests per second from `clients` keep-alive connections at once, each sending for
 /// [`WALL_SECONDS`] after a short warm-up.
-fn rate(node: &Node, engine: &'static str, clients: usize, body: &[u8], case: &Case) -> Result<f64> {
+fn rate(node: &Node, clients: usize, send: Arc<dyn Fn(&mut Client) -> Result + Send + Sync>) -> Result<f64> {
     let mut conns = Vec::new();
     for _ in 0..clients {
         // One after another: QEMU's hostfwd has a backlog of one.
         let mut conn = node.connect()?;
         for _ in 0..5 {
-            invoke(&mut conn, engine, Format::Binary, body, case)?;
+            send(&mut conn)?;
         }
         conns.push(conn);
     }
@@ -241,11 +251,11 @@ fn rate(node: &Node, engine: &'static str, clients: usize, body: &[u8], case: &C
     let workers: Vec<_> = conns
         .into_iter()
         .map(|mut conn| {
-            let (body, case) = (body.to_vec(), case.clone());
+            let send = Arc::clone(&send);
             thread::spawn(move || {
                 let mut done = 0u64;
                 while Instant::now() < until {
-                    invoke(&mut conn, engine, Format::Binary, &body, &case)?;
+                    send(&mut conn)?;
                     done += 1;
                 }
                 Ok::<u64, Failure>(done)
