@@ -32,7 +32,8 @@ use smoltcp::wire::{DnsQueryType, IpAddress};
 
 use crate::batch::{Batch, Ready};
 use crate::error::{ErrorClass, FetchError};
-use crate::exchange::{Exchange, FetchLimits, Phase};
+use crate::exchange::{Exchange, FetchLimits};
+use crate::link::Phase;
 use crate::request::Request;
 use crate::response::Response;
 use crate::stream::{StreamExchange, StreamLimits};

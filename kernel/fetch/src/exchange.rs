@@ -3,11 +3,10 @@
 //! passes the time in ms; the exchange decides what it means, including timeouts.
 
 use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use crate::error::{ErrorClass, FetchError};
+use crate::link::{Link, Phase};
 use crate::request::Request;
 use crate::response::{ParseError, Response, ResponseParser};
 
@@ -50,29 +49,10 @@ impl Default for FetchLimits {
     }
 }
 
-/// Where an exchange stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    Connecting,
-    Sending,
-    Receiving,
-    Done,
-    Failed,
-}
-
 /// One request in flight.
 pub struct Exchange {
-    address: Ipv4Addr,
-    port: u16,
-    /// `METHOD URL`, for messages.
-    describe: String,
-    output: Vec<u8>,
-    sent: usize,
+    link: Link,
     parser: ResponseParser,
-    phase: Phase,
-    started_ms: u64,
-    /// When bytes last moved (or the connection was made).
-    progress_ms: u64,
     limits: FetchLimits,
     outcome: Option<Result<Response, FetchError>>,
 }
@@ -81,16 +61,9 @@ impl Exchange {
     /// An exchange for `request`, sent to `address`, starting (connecting) at `now_ms`.
     pub fn new(request: &Request, address: Ipv4Addr, limits: &FetchLimits, now_ms: u64) -> Self {
         Self {
-            address,
-            port: request.url.port,
-            describe: request.describe(),
-            output: request.to_bytes(),
-            sent: 0,
+            link: Link::new(request, address, now_ms),
             parser: ResponseParser::new(limits.max_head_bytes, limits.max_response_bytes, request.expects_no_body())
                 .with_memory_gate(limits.body_memory),
-            phase: Phase::Connecting,
-            started_ms: now_ms,
-            progress_ms: now_ms,
             limits: *limits,
             outcome: None,
         }
@@ -98,52 +71,38 @@ impl Exchange {
 
     /// The server's address and port.
     pub fn remote(&self) -> (Ipv4Addr, u16) {
-        (self.address, self.port)
+        (self.link.address, self.link.port)
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.link.phase
     }
 
     pub fn is_finished(&self) -> bool {
-        matches!(self.phase, Phase::Done | Phase::Failed)
+        self.link.is_finished()
     }
 
     /// The connection is established.
     pub fn connected(&mut self, now_ms: u64) {
-        if self.phase == Phase::Connecting {
-            self.phase = if self.output.is_empty() { Phase::Receiving } else { Phase::Sending };
-            self.progress_ms = now_ms;
-        }
+        self.link.connected(now_ms);
     }
 
     /// The request bytes still to send.
     pub fn pending_output(&self) -> &[u8] {
-        match self.phase {
-            Phase::Sending => self.output.get(self.sent..).unwrap_or_default(),
-            _ => &[],
-        }
+        self.link.pending_output()
     }
 
     /// The socket took `n` more bytes of [`Self::pending_output`].
     pub fn sent(&mut self, n: usize, now_ms: u64) {
-        if self.phase != Phase::Sending || n == 0 {
-            return;
-        }
-        self.sent = (self.sent + n).min(self.output.len());
-        self.progress_ms = now_ms;
-        if self.sent == self.output.len() {
-            self.phase = Phase::Receiving;
-        }
+        self.link.sent(n, now_ms);
     }
 
     /// Bytes arrived. A server may answer before it has read the whole request (an early 413,
     /// say): that answer counts.
     pub fn received(&mut self, data: &[u8], now_ms: u64) {
-        if !matches!(self.phase, Phase::Sending | Phase::Receiving) || data.is_empty() {
+        if !self.link.takes(data, now_ms) {
             return;
         }
-        self.progress_ms = now_ms;
         match self.parser.feed(data) {
             Ok(true) => self.complete(),
             Ok(false) => {}
@@ -153,7 +112,7 @@ impl Exchange {
 
     /// The server closed the connection (or reset it) before or after answering.
     pub fn peer_closed(&mut self) {
-        match self.phase {
+        match self.link.phase {
             Phase::Connecting => self.refused(),
             Phase::Sending | Phase::Receiving => match self.parser.end_of_stream() {
                 Ok(()) => self.complete(),
@@ -165,14 +124,14 @@ impl Exchange {
 
     /// The server answered the connection attempt with a reset.
     pub fn refused(&mut self) {
-        let what = format!("{}:{} refused the connection", self.address, self.port);
-        self.fail(ErrorClass::Refused, what);
+        let (class, what) = self.link.refused();
+        self.fail(class, &what);
     }
 
     /// There is no way to the server (`why` says which).
     pub fn unreachable(&mut self, why: &str) {
-        let what = format!("{}:{}: {why}", self.address, self.port);
-        self.fail(ErrorClass::Unreachable, what);
+        let (class, what) = self.link.unreachable(why);
+        self.fail(class, &what);
     }
 
     /// Checks the timeouts at `now_ms`.
@@ -181,40 +140,36 @@ impl Exchange {
         if now_ms < deadline {
             return;
         }
-        let what = if now_ms >= self.started_ms.saturating_add(self.limits.total_timeout_ms) {
+        let Link { address, port, started_ms, phase, .. } = self.link;
+        let what = if now_ms >= started_ms.saturating_add(self.limits.total_timeout_ms) {
             format!("the exchange took longer than {} ms", self.limits.total_timeout_ms)
         } else {
-            match self.phase {
-                Phase::Connecting => format!(
-                    "no connection to {}:{} within {} ms",
-                    self.address, self.port, self.limits.connect_timeout_ms
-                ),
-                Phase::Sending => format!(
-                    "{}:{} took no request bytes for {} ms ({} of {} sent)",
-                    self.address,
-                    self.port,
-                    self.limits.read_timeout_ms,
-                    self.sent,
-                    self.output.len()
-                ),
+            match phase {
+                Phase::Connecting => {
+                    format!("no connection to {address}:{port} within {} ms", self.limits.connect_timeout_ms)
+                }
+                Phase::Sending => {
+                    let (sent, total) = self.link.sent_of();
+                    let read = self.limits.read_timeout_ms;
+                    format!("{address}:{port} took no request bytes for {read} ms ({sent} of {total} sent)")
+                }
                 _ => format!(
-                    "no response bytes from {}:{} for {} ms ({} received)",
-                    self.address,
-                    self.port,
+                    "no response bytes from {address}:{port} for {} ms ({} received)",
                     self.limits.read_timeout_ms,
                     self.parser.received()
                 ),
             }
         };
-        self.fail(ErrorClass::Timeout, what);
+        self.fail(ErrorClass::Timeout, &what);
     }
 
     /// When [`Self::tick`] must next run, while unfinished (ms, the caller's clock).
     pub fn deadline(&self) -> Option<u64> {
-        let total = self.started_ms.saturating_add(self.limits.total_timeout_ms);
-        let phase = match self.phase {
-            Phase::Connecting => self.started_ms.saturating_add(self.limits.connect_timeout_ms),
-            Phase::Sending | Phase::Receiving => self.progress_ms.saturating_add(self.limits.read_timeout_ms),
+        let Link { started_ms, progress_ms, phase, .. } = self.link;
+        let total = started_ms.saturating_add(self.limits.total_timeout_ms);
+        let phase = match phase {
+            Phase::Connecting => started_ms.saturating_add(self.limits.connect_timeout_ms),
+            Phase::Sending | Phase::Receiving => progress_ms.saturating_add(self.limits.read_timeout_ms),
             Phase::Done | Phase::Failed => return None,
         };
         Some(phase.min(total))
@@ -228,33 +183,31 @@ impl Exchange {
     fn complete(&mut self) {
         match self.parser.take_response() {
             Some(response) => {
-                self.phase = Phase::Done;
+                self.link.phase = Phase::Done;
                 self.outcome = Some(Ok(response));
             }
-            None => self.fail(ErrorClass::BadResponse, "the response vanished".into()),
+            None => self.fail(ErrorClass::BadResponse, "the response vanished"),
         }
     }
 
     fn parse_failed(&mut self, error: ParseError) {
         match error {
-            ParseError::TooLarge(what) => self.fail(ErrorClass::TooLarge, what),
-            ParseError::Bad(what) => self.fail(ErrorClass::BadResponse, what),
+            ParseError::TooLarge(what) => self.fail(ErrorClass::TooLarge, &what),
+            ParseError::Bad(what) => self.fail(ErrorClass::BadResponse, &what),
         }
     }
 
-    fn fail(&mut self, class: ErrorClass, what: String) {
-        if self.is_finished() {
-            return;
+    fn fail(&mut self, class: ErrorClass, what: &str) {
+        if !self.is_finished() {
+            self.outcome = Some(Err(self.link.fail(class, what)));
         }
-        self.phase = Phase::Failed;
-        self.outcome = Some(Err(FetchError::new(class, format!("{what} ({})", self.describe))));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
+    use alloc::string::{String, ToString};
     use model::Bytes;
 
     fn exchange(item: &str, now: u64) -> Exchange {

@@ -14,14 +14,13 @@
 //! bad chunk framing, over the buffer limit, out of memory) ends in a clean [`FetchError`].
 
 use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use pappus_http::MemoryGate;
 
 use crate::error::{ErrorClass, FetchError};
-use crate::exchange::Phase;
+use crate::link::{Link, Phase};
 use crate::request::Request;
 use crate::response::{Framing, ParseError, Parsed, append, find_head_end, parse_head};
 
@@ -259,15 +258,8 @@ impl StreamParser {
 
 /// One streaming request in flight (see the module docs).
 pub struct StreamExchange {
-    address: Ipv4Addr,
-    port: u16,
-    describe: String,
-    output: Vec<u8>,
-    sent: usize,
+    link: Link,
     parser: StreamParser,
-    phase: Phase,
-    started_ms: u64,
-    progress_ms: u64,
     limits: StreamLimits,
     /// How it ended, once it has (kept until taken).
     outcome: Option<Result<(), FetchError>>,
@@ -277,16 +269,9 @@ impl StreamExchange {
     /// A streaming exchange for `request`, sent to `address`, connecting at `now_ms`.
     pub fn new(request: &Request, address: Ipv4Addr, limits: &StreamLimits, now_ms: u64) -> Self {
         Self {
-            address,
-            port: request.url.port,
-            describe: request.describe(),
-            output: request.to_bytes(),
-            sent: 0,
+            link: Link::new(request, address, now_ms),
             parser: StreamParser::new(limits.max_head_bytes, limits.max_buffered, request.expects_no_body())
                 .with_memory_gate(limits.memory),
-            phase: Phase::Connecting,
-            started_ms: now_ms,
-            progress_ms: now_ms,
             limits: *limits,
             outcome: None,
         }
@@ -294,16 +279,16 @@ impl StreamExchange {
 
     /// The server's address and port.
     pub fn remote(&self) -> (Ipv4Addr, u16) {
-        (self.address, self.port)
+        (self.link.address, self.link.port)
     }
 
     /// `Done`: the server ended the body (cleanly); `Failed`: see [`Self::take_outcome`].
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.link.phase
     }
 
     pub fn is_finished(&self) -> bool {
-        matches!(self.phase, Phase::Done | Phase::Failed)
+        self.link.is_finished()
     }
 
     /// The status and head, once in.
@@ -322,35 +307,21 @@ impl StreamExchange {
     }
 
     pub fn connected(&mut self, now_ms: u64) {
-        if self.phase == Phase::Connecting {
-            self.phase = if self.output.is_empty() { Phase::Receiving } else { Phase::Sending };
-            self.progress_ms = now_ms;
-        }
+        self.link.connected(now_ms);
     }
 
     pub fn pending_output(&self) -> &[u8] {
-        match self.phase {
-            Phase::Sending => self.output.get(self.sent..).unwrap_or_default(),
-            _ => &[],
-        }
+        self.link.pending_output()
     }
 
     pub fn sent(&mut self, n: usize, now_ms: u64) {
-        if self.phase != Phase::Sending || n == 0 {
-            return;
-        }
-        self.sent = (self.sent + n).min(self.output.len());
-        self.progress_ms = now_ms;
-        if self.sent == self.output.len() {
-            self.phase = Phase::Receiving;
-        }
+        self.link.sent(n, now_ms);
     }
 
     pub fn received(&mut self, data: &[u8], now_ms: u64) {
-        if !matches!(self.phase, Phase::Sending | Phase::Receiving) || data.is_empty() {
+        if !self.link.takes(data, now_ms) {
             return;
         }
-        self.progress_ms = now_ms;
         match self.parser.feed(data) {
             Ok(()) if self.parser.is_complete() => self.end(Ok(())),
             Ok(()) => {}
@@ -359,7 +330,7 @@ impl StreamExchange {
     }
 
     pub fn peer_closed(&mut self) {
-        match self.phase {
+        match self.link.phase {
             Phase::Connecting => self.refused(),
             Phase::Sending | Phase::Receiving => match self.parser.end_of_stream() {
                 Ok(()) => self.end(Ok(())),
@@ -370,13 +341,13 @@ impl StreamExchange {
     }
 
     pub fn refused(&mut self) {
-        let what = format!("{}:{} refused the connection", self.address, self.port);
-        self.fail(ErrorClass::Refused, what);
+        let (class, what) = self.link.refused();
+        self.fail(class, &what);
     }
 
     pub fn unreachable(&mut self, why: &str) {
-        let what = format!("{}:{}: {why}", self.address, self.port);
-        self.fail(ErrorClass::Unreachable, what);
+        let (class, what) = self.link.unreachable(why);
+        self.fail(class, &what);
     }
 
     pub fn tick(&mut self, now_ms: u64) {
@@ -384,37 +355,33 @@ impl StreamExchange {
         if now_ms < deadline {
             return;
         }
-        let what = match (self.phase, self.parser.head().is_some()) {
+        let Link { address, port, phase, .. } = self.link;
+        let what = match (phase, self.parser.head().is_some()) {
             (Phase::Connecting, _) => {
-                format!("no connection to {}:{} within {} ms", self.address, self.port, self.limits.connect_timeout_ms)
+                format!("no connection to {address}:{port} within {} ms", self.limits.connect_timeout_ms)
             }
             (_, false) => format!(
-                "no response head from {}:{} within {} ms of quiet ({} bytes received)",
-                self.address,
-                self.port,
+                "no response head from {address}:{port} within {} ms of quiet ({} bytes received)",
                 self.limits.head_timeout_ms,
                 self.parser.received()
             ),
             (_, true) => format!(
-                "the stream from {}:{} was quiet for {} ms",
-                self.address,
-                self.port,
+                "the stream from {address}:{port} was quiet for {} ms",
                 self.limits.idle_timeout_ms.unwrap_or_default()
             ),
         };
-        self.fail(ErrorClass::Timeout, what);
+        self.fail(ErrorClass::Timeout, &what);
     }
 
     /// When [`Self::tick`] must next run, if ever.
     pub fn deadline(&self) -> Option<u64> {
-        match self.phase {
-            Phase::Connecting => Some(self.started_ms.saturating_add(self.limits.connect_timeout_ms)),
+        let Link { started_ms, progress_ms, phase, .. } = self.link;
+        match phase {
+            Phase::Connecting => Some(started_ms.saturating_add(self.limits.connect_timeout_ms)),
             Phase::Sending | Phase::Receiving if self.parser.head().is_none() => {
-                Some(self.progress_ms.saturating_add(self.limits.head_timeout_ms))
+                Some(progress_ms.saturating_add(self.limits.head_timeout_ms))
             }
-            Phase::Sending | Phase::Receiving => {
-                self.limits.idle_timeout_ms.map(|t| self.progress_ms.saturating_add(t))
-            }
+            Phase::Sending | Phase::Receiving => self.limits.idle_timeout_ms.map(|t| progress_ms.saturating_add(t)),
             Phase::Done | Phase::Failed => None,
         }
     }
@@ -423,20 +390,21 @@ impl StreamExchange {
         if self.is_finished() {
             return;
         }
-        self.phase = if outcome.is_ok() { Phase::Done } else { Phase::Failed };
+        self.link.phase = if outcome.is_ok() { Phase::Done } else { Phase::Failed };
         self.outcome = Some(outcome);
     }
 
     fn parse_failed(&mut self, error: ParseError) {
         match error {
-            ParseError::TooLarge(what) => self.fail(ErrorClass::TooLarge, what),
-            ParseError::Bad(what) => self.fail(ErrorClass::BadResponse, what),
+            ParseError::TooLarge(what) => self.fail(ErrorClass::TooLarge, &what),
+            ParseError::Bad(what) => self.fail(ErrorClass::BadResponse, &what),
         }
     }
 
-    fn fail(&mut self, class: ErrorClass, what: String) {
-        let error = FetchError::new(class, format!("{what} ({})", self.describe));
-        self.end(Err(error));
+    fn fail(&mut self, class: ErrorClass, what: &str) {
+        if !self.is_finished() {
+            self.outcome = Some(Err(self.link.fail(class, what)));
+        }
     }
 }
 
