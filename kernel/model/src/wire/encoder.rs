@@ -11,9 +11,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 use super::WireFormat;
 use super::binary::{ITEM_HAS_KEY, MAGIC, VERSION};
 use super::error::{SetRef, WireError, WireErrorKind, path};
@@ -140,7 +137,7 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                             let _ = write!(out, ",\"key\":{key}");
                         }
                         out.push_str(",\"data\":\"");
-                        STANDARD.encode_string(&*item.data, out);
+                        super::b64::encode(&item.data, out);
                         out.push_str("\"}");
                     }
                     Body::Binary(out) => {

@@ -8,6 +8,7 @@
 //!
 //! [`Encoder`] writes JSON or binary a few items at a time, for answers too large for one step.
 
+mod b64;
 pub mod binary;
 mod encoder;
 mod error;

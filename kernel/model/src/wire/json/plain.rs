@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use super::{PendingItem, PendingSet, finish};
 use crate::Set;
 use crate::name;
-use crate::wire::WireLimits;
+use crate::wire::{WireLimits, b64};
 
 /// Decodes `body` when it is plain and acceptable; `None` sends it to the full decoder.
 pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
@@ -88,7 +88,7 @@ fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<
                     return None;
                 }
                 data.try_reserve(text.len() / 4 * 3).ok()?;
-                base64_decode(text, data)?;
+                b64::decode(text, data)?;
                 range = Some(start..data.len());
             }
             _ => return None,
@@ -98,46 +98,6 @@ fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<
         }
     }
     Some(PendingItem { name: name.unwrap_or_default().into(), key: key.flatten(), data: range? })
-}
-
-/// Appends the bytes of canonical standard base64 (`=` padding, no trailing bits) to `out`;
-/// `None` for anything else, which the full decoder then refuses with the base64 crate's precise
-/// error. Four symbols at a time through one table: `cargo xtask profile matmul3-native` put the
-/// crate's `decode_vec` at ~18 guest instructions per symbol (soft-float kernel target, no SIMD),
-/// this loop at about a third of that.
-fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let pad = text.iter().rev().take(2).take_while(|&&b| b == b'=').count();
-    let (body, tail) = text.split_at(text.len() - if pad > 0 { 4 } else { 0 });
-    let start = out.len();
-    // Written in place (the caller reserved room): pushing three bytes at a time cost more
-    // than the decoding.
-    out.resize(start + body.len() / 4 * 3, 0);
-    let value = |b: u8| u32::from(SYMBOLS[usize::from(b)]);
-    // Fixed-size chunks: no bounds checks in the loop (it was ~40 instructions a quad with them).
-    let (quads, _) = body.as_chunks::<4>();
-    let (threes, _) = out[start..].as_chunks_mut::<3>();
-    for (&[a, b, c, d], three) in quads.iter().zip(threes) {
-        let (a, b, c, d) = (value(a), value(b), value(c), value(d));
-        if (a | b | c | d) & INVALID != 0 {
-            return None;
-        }
-        let n = a << 18 | b << 12 | c << 6 | d;
-        *three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-    }
-    if let [a, b, c, _] = *tail {
-        let (a, b, c) = (value(a), value(b), if pad == 1 { value(c) } else { 0 });
-        let n = a << 18 | b << 12 | c << 6;
-        // The symbols must be valid and the bits past the data zero (canonical encoding).
-        let data_bits = if pad == 1 { 0x00ff_ff00 } else { 0x00ff_0000 };
-        if (a | b | c) & INVALID != 0 || n & !data_bits != 0 {
-            return None;
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
-    Some(())
 }
 
 /// The index of the first `"` in `bytes`, eight bytes at a time.
@@ -157,21 +117,6 @@ fn find_quote(bytes: &[u8]) -> Option<usize> {
     }
     bytes[at..].iter().position(|&b| b == b'"').map(|i| at + i)
 }
-
-/// [`SYMBOLS`]' mark of a byte outside the alphabet.
-const INVALID: u32 = 0x80;
-
-/// The standard alphabet's values; 0x80 for every other byte (`=` included).
-static SYMBOLS: [u8; 256] = {
-    let mut table = [0x80u8; 256];
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut i = 0;
-    while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
 
 /// A cursor over the document.
 struct Scan<'b> {
@@ -235,7 +180,7 @@ impl<'b> Scan<'b> {
     }
 
     /// The bytes of a string that should hold base64 (so no escapes: a `\\` or control byte
-    /// in it fails [`base64_decode`]).
+    /// in it fails [`b64::decode`]).
     fn base64_text(&mut self) -> Option<&'b [u8]> {
         self.expect(b'"')?;
         let rest = &self.bytes[self.at..];
@@ -267,40 +212,9 @@ impl<'b> Scan<'b> {
 
 #[cfg(test)]
 mod tests {
-    use alloc::vec::Vec;
-
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 
-    use super::base64_decode;
-
-    fn ours(text: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        base64_decode(text.as_bytes(), &mut out).map(|()| out)
-    }
-
-    #[test]
-    fn canonical_base64_only() {
-        assert_eq!(ours("").as_deref(), Some(&b""[..]));
-        assert_eq!(ours("Bw==").as_deref(), Some(&[7u8][..]));
-        assert_eq!(ours("aGk=").as_deref(), Some(&b"hi"[..]));
-        assert_eq!(ours("aGkh").as_deref(), Some(&b"hi!"[..]));
-        // Bits past the data, missing or extra padding, `=` inside, other alphabets.
-        for bad in ["Bx==", "aGl=", "aGk", "Bw=", "Bw===", "B===", "====", "aG=k", "aG-_", "aG\\k", "aGk=aGk="] {
-            assert_eq!(ours(bad), None, "{bad}");
-        }
-    }
-
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2048))]
-        /// The same answer as the base64 crate's standard engine (which the full decoder uses).
-        #[test]
-        fn agrees_with_the_base64_crate(text in "[A-Za-z0-9+/=_-]{0,13}", data in prop::collection::vec(any::<u8>(), 0..20)) {
-            prop_assert_eq!(ours(&text), STANDARD.decode(&text).ok());
-            prop_assert_eq!(ours(&STANDARD.encode(&data)), Some(data));
-        }
-
         #[test]
         fn finds_the_first_quote(bytes in prop::collection::vec(prop::sample::select(alloc::vec![b'"', b'a', 0x22 ^ 0x80, 0x21, 0x23, 0]), 0..40)) {
             prop_assert_eq!(super::find_quote(&bytes), bytes.iter().position(|&b| b == b'"'));
