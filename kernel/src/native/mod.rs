@@ -309,6 +309,21 @@ impl MpkShared {
         Some(key)
     }
 
+    /// A free key whose slot still holds `image` from an earlier run if there is one (its run
+    /// then maps nothing of the image: [`KeptImage`]), else any free key.
+    fn acquire_key_for(&self, image: &NativeImage) -> Option<u8> {
+        let mut keys = self.keys.lock();
+        let holding = {
+            let kept = self.kept.lock();
+            (1..16u16)
+                .filter(|&k| kept[usize::from(k)].image.as_ref().is_some_and(|i| i.is(image)))
+                .fold(0u16, |mask, k| mask | 1 << k)
+        };
+        let key = keys.try_acquire_preferring(holding)?;
+        KEYS_LIVE.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
+
     fn release_key(&self, key: u8) {
         self.keys.lock().release(key);
         KEYS_LIVE.fetch_sub(1, Ordering::Relaxed);
@@ -322,7 +337,9 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        let kept = Mutex::new([Kept::default(); 16]);
+        // The shared space lives as long as the kernel (the engine is made once, at boot).
+        space.make_resident();
+        let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
         Some(Self {
             shared: Arc::new(MpkShared {
                 cheri: false,
@@ -341,7 +358,7 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        let kept = Mutex::new([Kept::default(); 16]);
+        let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
         Some(Self {
             shared: Arc::new(MpkShared {
                 cheri: true,
@@ -355,14 +372,14 @@ impl MpkEngine {
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
     /// key is held.
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
-        let Some(key) = self.shared.acquire_key() else { return Step::NoKey(invocation.inputs) };
+        let Some(key) = self.shared.acquire_key_for(image) else { return Step::NoKey(invocation.inputs) };
         self.start_with(key, image, invocation, names)
     }
 
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let layout = if self.shared.cheri { Layout::cheri_slot(key) } else { Layout::slot(key) };
-        let kept = self.shared.kept.lock()[usize::from(key)];
+        let kept = core::mem::take(&mut self.shared.kept.lock()[usize::from(key)]);
         let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout), kept };
         start_in(memory, layout, image, invocation, names, start)
     }
@@ -430,7 +447,7 @@ enum Memory {
 ///
 /// Each is held by its page-table entry in the slot's or space's tables (which live as long as
 /// the space), so that reaching it again takes no walk.
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct Kept {
     /// The kept system data page and the bytes the last run's block used in it.
     sys: Option<(Leaf, usize)>,
@@ -438,6 +455,100 @@ struct Kept {
     stack: Option<Leaf>,
     /// The heap's first page (all zero between runs).
     heap: Option<Leaf>,
+    /// The image the last run mapped, still mapped as loaded ([`KeptImage`]).
+    image: Option<KeptImage>,
+}
+
+/// An image a slot or pooled space keeps mapped after a run, as a fresh load leaves it, so that
+/// the next run of the same function there maps nothing of it (no allocation, no fill, no
+/// relocation, no unmapping at its end): its shared pages (read-only and executable, the
+/// image's own frames, which this keeps alive) and its private pages (the space's frames:
+/// each one a run wrote, by its dirty bit, is filled again from the template and relocated,
+/// before the slot is free again: [`scrub_image`]). A run of another image unmaps it first
+/// (its private frames freed, zeroed when allocated again), as a run's own image was unmapped
+/// before.
+struct KeptImage {
+    /// The image's shared frames: who it is ([`KeptImage::is`]) and what keeps them alive while
+    /// mapped here.
+    frames: Arc<SharedFrames>,
+    image: native::NativeImage,
+    /// Where it is mapped (the layout's image address) and its span.
+    base: u64,
+    span: u64,
+    /// Its private pages: offset from `base`, leaf entry.
+    private: Vec<(u64, Leaf)>,
+}
+
+/// Private frames that slots and pooled spaces keep mapped with their [`KeptImage`]s: frames
+/// that a fresh load would have freed after each run (`/metrics`
+/// `pappus_native_kept_image_frames`, so that a count of free frames can be read against it).
+static KEPT_IMAGE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Frames held now by images kept mapped between runs ([`KEPT_IMAGE_FRAMES`]).
+pub fn kept_image_frames() -> u64 {
+    KEPT_IMAGE_FRAMES.load(Ordering::Relaxed)
+}
+
+impl KeptImage {
+    /// Records `image`, just loaded at `layout` in `space`; `None` when the heap has no room for
+    /// the record or a page is missing (the run then unmaps the image at its end, as before).
+    fn record(space: &mut AddressSpace, layout: Layout, image: &NativeImage) -> Option<Self> {
+        let base = layout.image();
+        let mut private = Vec::new();
+        private.try_reserve_exact(image.image.private_pages().count()).ok()?;
+        for offset in image.image.private_pages() {
+            private.push((offset, space.leaf(base + offset)?));
+        }
+        KEPT_IMAGE_FRAMES.fetch_add(private.len() as u64, Ordering::Relaxed);
+        Some(Self {
+            frames: Arc::clone(&image.frames),
+            image: image.image.clone(),
+            base,
+            span: image.image.span(),
+            private,
+        })
+    }
+
+    /// Whether this is `image` (the same prepared function: its frames).
+    fn is(&self, image: &NativeImage) -> bool {
+        Arc::ptr_eq(&self.frames, &image.frames)
+    }
+
+    /// Unmaps it from `space` (its private frames freed).
+    fn unmap(self, space: &mut AddressSpace) {
+        space.clear_range(self.base, self.base + self.span);
+    }
+}
+
+impl Drop for KeptImage {
+    fn drop(&mut self) {
+        KEPT_IMAGE_FRAMES.fetch_sub(self.private.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// After a run (its sandbox no longer running on any CPU): puts back, as loaded, every private
+/// page of the kept image that the run wrote (its dirty bit, cleared); a page found missing
+/// unmaps the whole image instead (the next run loads it afresh).
+fn scrub_image(space: &mut AddressSpace, kept: &mut Option<KeptImage>) {
+    let Some(image) = kept.as_ref() else { return };
+    for &(offset, leaf) in &image.private {
+        // SAFETY: `leaf` came from this space (the record is this space's or slot's); the
+        // sandbox has stopped, and every CPU writes CR3 before its next run (`take_dirty`).
+        let restored = match unsafe { space.take_dirty(leaf) } {
+            Some(false) => true,
+            // SAFETY: as above.
+            Some(true) => unsafe {
+                space.with_page(leaf, |bytes| image.image.fill_private(offset, image.base, bytes)).is_some()
+            },
+            None => false,
+        };
+        if !restored {
+            if let Some(image) = kept.take() {
+                image.unmap(space);
+            }
+            return;
+        }
+    }
 }
 
 /// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
@@ -503,7 +614,9 @@ impl Memory {
 /// sandbox wrote it.
 fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
     let [image, sys, heap, stack] = footprint.ranges();
+    // Empty when the run found its image kept (it loaded nothing), or kept what it loaded.
     space.clear_range(image.start, image.end);
+    scrub_image(space, &mut kept.image);
     // The block's pages past the first (the kept one, when there is one).
     let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
     space.clear_range(sys_start, sys.end);
@@ -525,14 +638,14 @@ impl Drop for Memory {
                     empty(&mut space, footprint, kept);
                     let mut pool = SPACES.lock();
                     if pool.len() < POOLED_SPACES && pool.try_reserve(1).is_ok() {
-                        pool.push((space, *kept));
+                        pool.push((space, core::mem::take(kept)));
                     }
                 }
             }
             Memory::Shared { shared, key, footprint, kept } => {
                 // The slot is emptied (and what it keeps recorded) before its key is free.
                 empty(&mut shared.space.lock(), footprint, kept);
-                shared.kept.lock()[usize::from(*key)] = *kept;
+                shared.kept.lock()[usize::from(*key)] = core::mem::take(kept);
                 shared.release_key(*key);
             }
         }
@@ -664,8 +777,21 @@ fn start_in(
     let stack_page = pages(limits.memory_bytes) > image_pages;
     let heap_page = pages(limits.memory_bytes) > image_pages + 1 && heap_len >= 4096;
     let loaded = memory.with(|space, key, footprint, kept| {
-        footprint.image(image.image.span());
-        load_image(space, key, layout, &image.image, &image.frames.0)?;
+        // The image as loaded is still there when this slot's (or space's) last run was of the
+        // same function; else the last one's goes and this one is loaded (and kept after the
+        // run, or unmapped then when there is no room to record it).
+        if !kept.image.as_ref().is_some_and(|k| k.is(image) && k.base == layout.image()) {
+            if let Some(old) = kept.image.take() {
+                old.unmap(space);
+            }
+            footprint.image(image.image.span());
+            load_image(space, key, layout, &image.image, &image.frames.0)?;
+            kept.image = KeptImage::record(space, layout, image);
+            if kept.image.is_some() {
+                // Kept: not unmapped at the run's end (`empty`), scrubbed instead.
+                *footprint = Footprint::new(layout);
+            }
+        }
         let (sys, heap) = (layout.sys(), layout.heap());
         let mapping = |_| internal("mapping the system data block");
         // The block's first page: the kept one (the last block's bytes zeroed first), or a
@@ -760,21 +886,24 @@ impl Sandbox {
     pub fn resume(mut self, deadline: Option<&dyn engine::Deadline>) -> Step {
         let entered = time::ticks();
         let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
-        let kernel_cr3 = uspace::current_cr3();
+        let kernel_root = uspace::kernel_root();
         let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
         let previous = session.space.memory.with(|space, _, _, _| {
-            space.refresh_kernel_half(kernel_cr3);
+            space.refresh_kernel_half(kernel_root);
             space.activate()
         });
+        // Written only when it differs (each write flushes TCG's TLB). It is left as it is after
+        // the run: PKRU only governs user pages, which outside ring 3 nothing touches (SMAP), and
+        // ring 3 is entered only here, after this.
         if let Some(pkru) = self.pkru {
-            usermode::write_pkru(pkru);
+            usermode::set_pkru(pkru);
         }
         let Context { regs, extended } = &mut self.context[0];
         let exit = usermode::enter_user(regs, extended, &mut session, Some(clock.first_tick()));
-        if self.pkru.is_some() {
-            usermode::write_pkru(usermode::PKRU_DENY_ALL);
-        }
-        AddressSpace::deactivate(previous);
+        // Back to the kernel's tables, but from the MPK engine's shared space, which CPUs keep
+        // loaded between runs ([`AddressSpace::make_resident`]): the next run's `activate`
+        // writes CR3 again, dropping every user page's TLB entry before ring 3 runs.
+        session.space.memory.with(|space, _, _, _| space.leave(previous));
         let (timed_out, error) = (session.timed_out, session.error.take());
         let ran = add_ticks(RUN, entered);
         self.budget_left = clock.budget_after(ran, self.budget_left);

@@ -127,6 +127,12 @@ pub fn current_cr3() -> u64 {
     TTBR0_EL1.get() & ADDR_MASK
 }
 
+/// The kernel's tables, whose entries every space copies: TTBR0_EL1 outside runs (no space
+/// stays loaded after a run here: [`AddressSpace::make_resident`]).
+pub fn kernel_root() -> u64 {
+    current_cr3()
+}
+
 fn table(phys: u64) -> *mut u64 {
     phys_to_virt(phys).cast()
 }
@@ -431,6 +437,17 @@ impl AddressSpace {
         unsafe { core::arch::asm!("isb", options(nostack)) };
         mmu_events::count(Event::Cr3Write);
         old
+    }
+
+    /// Never here: the kernel's identity map lives in TTBR0's range, and switching TTBR0 with
+    /// an ASID flushes nothing, so every run switches back ([`AddressSpace::leave`]).
+    pub fn make_resident(&self) -> bool {
+        false
+    }
+
+    /// After a run: back to `previous` (what [`AddressSpace::activate`] returned).
+    pub fn leave(&self, previous: u64) {
+        Self::deactivate(previous);
     }
 
     /// Switches back to `previous` (what [`AddressSpace::activate`] returned).

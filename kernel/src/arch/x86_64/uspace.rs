@@ -68,9 +68,37 @@ pub fn table_frames() -> u64 {
 /// caches): nothing to do. (aarch64 cleans and invalidates here.)
 pub fn sync_code(_phys: u64, _len: usize) {}
 
-/// The CR3 in use (the kernel's, outside sandbox runs).
-pub fn current_cr3() -> u64 {
-    Cr3::read().0.start_address().as_u64()
+/// The kernel's own tables, whose upper half every space copies
+/// ([`AddressSpace::refresh_kernel_half`]).
+pub fn kernel_root() -> u64 {
+    super::paging::kernel_pml4()
+}
+
+/// The PML4 of the one space that CPUs keep loaded between sandbox runs (0: none), the MPK
+/// engine's shared space ([`AddressSpace::make_resident`]).
+static RESIDENT: AtomicU64 = AtomicU64::new(0);
+
+/// Copies the kernel's upper half (`kernel`: its PML4) into the resident space, entry by entry
+/// where it differs, so that a CPU running kernel code on that space sees every top-level entry
+/// the kernel has (`paging::map_page` calls this after each change to the kernel's tables).
+pub fn sync_resident_kernel_half(kernel: u64) {
+    let resident = RESIDENT.load(Ordering::Acquire);
+    if resident == 0 || kernel == 0 {
+        return;
+    }
+    for i in 256..512 {
+        // SAFETY: both are whole PML4 frames in the direct map (the resident space is never
+        // freed: its `Drop` leaks it); only upper-half entries are written, each with one
+        // aligned 8-byte store, to the kernel's value (an entry already equal is not written,
+        // so a CPU using the resident space never sees a torn or changed entry but a new one).
+        unsafe {
+            let value = table(kernel).add(i).read_volatile();
+            let slot = table(resident).add(i);
+            if slot.read_volatile() != value {
+                slot.write_volatile(value);
+            }
+        }
+    }
 }
 
 fn table(phys: u64) -> *mut u64 {
@@ -81,8 +109,7 @@ impl AddressSpace {
     /// A fresh space: the kernel's upper half, an empty lower half.
     pub fn new() -> Option<Self> {
         let pml4 = mm::alloc_frame()?;
-        let (current, _) = Cr3::read();
-        let kernel = current.start_address().as_u64();
+        let kernel = kernel_root();
         let generation = super::paging::kernel_tables_generation();
         // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
@@ -244,9 +271,12 @@ impl AddressSpace {
     /// last asked (its dirty bit, which this clears); `None` when nothing is mapped there.
     ///
     /// # Safety
-    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU holds a TLB entry for the
-    /// page from before the sandbox using it stopped running: every CPU writes CR3 before and
-    /// after each sandbox runs, so one that is not running it holds none.
+    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU will write the page
+    /// through a TLB entry from before the sandbox using it stopped running (one that holds the
+    /// dirty bit already set, so that a write through it would not set it again): only ring 3
+    /// writes user pages (SMAP), and every CPU writes CR3 before each sandbox run
+    /// ([`AddressSpace::activate`]), which drops such entries. (A CPU may keep a resident space
+    /// loaded after a run, and with it stale entries, but never enters ring 3 through them.)
     pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
         let slot = leaf.0 as *mut u64;
         // SAFETY: the caller's word: a leaf slot of this space.
@@ -353,8 +383,9 @@ impl AddressSpace {
     }
 
     /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
-    /// Both always write CR3, even when it holds the same space: that drops the CPU's TLB
-    /// entries for user pages, which [`AddressSpace::take_dirty`] relies on.
+    /// It always writes CR3, even when it holds the same space (a resident one): that drops the
+    /// CPU's TLB entries for user pages before ring 3 runs, which [`AddressSpace::take_dirty`]
+    /// and frame reuse rely on.
     pub fn activate(&self) -> u64 {
         let (old, _) = Cr3::read();
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
@@ -362,6 +393,46 @@ impl AddressSpace {
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
         mmu_events::count(Event::Cr3Write);
         old.start_address().as_u64()
+    }
+
+    /// Lets CPUs keep this space loaded between sandbox runs ([`AddressSpace::leave`] then
+    /// writes no CR3), when the CPU has SMEP and SMAP (so kernel code never executes or touches
+    /// the lower half's user pages it can then see) and no other space is resident. At most
+    /// one space is: the kernel keeps its upper half in step with the kernel's tables
+    /// ([`sync_resident_kernel_half`]), and it is never freed. Returns whether it is resident.
+    ///
+    /// Why the lower half may stay loaded: nothing but ring 3 uses user mappings (SMAP, SMEP),
+    /// and every entry to ring 3 is preceded by [`AddressSpace::activate`], which writes CR3 and
+    /// so drops every TLB entry for user pages. So the TLB entries a CPU keeps between runs
+    /// (a page since unmapped and its frame reused, or a kept page whose dirty bit was since
+    /// cleared: [`AddressSpace::take_dirty`]) are never used.
+    pub fn make_resident(&self) -> bool {
+        if !(super::cpu::has_smep() && super::cpu::has_smap()) {
+            return false;
+        }
+        let resident = match RESIDENT.compare_exchange(0, self.pml4, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(other) => other == self.pml4,
+        };
+        if resident {
+            sync_resident_kernel_half(kernel_root());
+        }
+        resident
+    }
+
+    fn is_resident(&self) -> bool {
+        RESIDENT.load(Ordering::Relaxed) == self.pml4
+    }
+
+    /// After a run: switches back to the kernel's own tables (not `_previous`, what
+    /// [`AddressSpace::activate`] returned, which may be the resident space), unless this space
+    /// is resident ([`AddressSpace::make_resident`]), which stays loaded (no CR3 write).
+    pub fn leave(&self, _previous: u64) {
+        if !self.is_resident() {
+            // SAFETY: the kernel's complete tables.
+            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(kernel_root())), Cr3Flags::empty()) };
+            mmu_events::count(Event::Cr3Write);
+        }
     }
 
     /// Switches back to `previous` (what [`AddressSpace::activate`] returned).
@@ -399,6 +470,12 @@ impl AddressSpace {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        if self.is_resident() {
+            // Other CPUs may have it loaded: its tables must outlive them (never happens: the
+            // resident space is the MPK engine's, which lives as long as the kernel).
+            log::error!("uspace: the resident space is never freed; leaking it");
+            return;
+        }
         let (current, _) = Cr3::read();
         assert_ne!(current.start_address().as_u64(), self.pml4, "dropping the active address space");
         Self::free_level(self.pml4, 4);
