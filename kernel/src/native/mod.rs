@@ -442,8 +442,9 @@ enum Memory {
 /// - the stack's top page and the heap's first page, mapped zeroed before a first run (which
 ///   saves every run the page faults of their first touch: every function's entry pushes onto
 ///   the stack, and the SDK's allocator starts at the heap). After a run each one's dirty bit
-///   says whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the
-///   slot is free again.
+///   says whether a run wrote it since it was mapped: if so it is zeroed before the slot is
+///   free again (the bit stays set: clearing it would leave other CPUs' TLB entries stale, so
+///   each would have to write CR3 before its next run).
 ///
 /// Each is held by its page-table entry in the slot's or space's tables (which live as long as
 /// the space), so that reaching it again takes no walk.
@@ -527,14 +528,14 @@ impl Drop for KeptImage {
 }
 
 /// After a run (its sandbox no longer running on any CPU): puts back, as loaded, every private
-/// page of the kept image that the run wrote (its dirty bit, cleared); a page found missing
+/// page of the kept image that a run wrote (its dirty bit, never cleared: once written, the
+/// page is filled again after every run, and its entry never changes); a page found missing
 /// unmaps the whole image instead (the next run loads it afresh).
 fn scrub_image(space: &mut AddressSpace, kept: &mut Option<KeptImage>) {
     let Some(image) = kept.as_ref() else { return };
     for &(offset, leaf) in &image.private {
-        // SAFETY: `leaf` came from this space (the record is this space's or slot's); the
-        // sandbox has stopped, and every CPU writes CR3 before its next run (`take_dirty`).
-        let restored = match unsafe { space.take_dirty(leaf) } {
+        // SAFETY: `leaf` came from this space (the record is this space's or slot's).
+        let restored = match unsafe { space.written(leaf) } {
             Some(false) => true,
             // SAFETY: as above.
             Some(true) => unsafe {
@@ -574,13 +575,14 @@ fn keep_page(
     Ok(())
 }
 
-/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if the
-/// sandbox wrote it (its dirty bit, cleared).
+/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if a
+/// run wrote it (its dirty bit, never cleared: once written, the page is zeroed after every run,
+/// and its entry never changes, so no CPU needs its TLB flushed for it).
 fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut Option<Leaf>) {
     let Some(leaf) = *kept else { return };
     // SAFETY: `kept` is this space's (or slot's) record, so `leaf` came from this space; the
-    // sandbox has stopped, and its CPU wrote CR3 on the way out.
-    match unsafe { space.take_dirty(leaf) } {
+    // sandbox has stopped (the kernel is the page's only writer now).
+    match unsafe { space.written(leaf) } {
         Some(false) => {}
         // SAFETY: as above.
         Some(true) if unsafe { space.with_page(leaf, |bytes| bytes.fill(0)) }.is_some() => {}

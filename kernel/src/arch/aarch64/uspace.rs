@@ -328,7 +328,7 @@ impl AddressSpace {
     ///
     /// # Safety
     /// `leaf` came from this space's [`AddressSpace::leaf`].
-    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
+    pub unsafe fn written(&mut self, leaf: Leaf) -> Option<bool> {
         // SAFETY: the caller's word: a leaf slot of this space.
         let pte = unsafe { (leaf.0 as *const u64).read() };
         (pte & VALID != 0).then_some(true)

@@ -78,6 +78,17 @@ pub fn kernel_root() -> u64 {
 /// engine's shared space ([`AddressSpace::make_resident`]).
 static RESIDENT: AtomicU64 = AtomicU64::new(0);
 
+/// Bumped after every user page-table entry that a CPU's TLB may still hold is taken away (a
+/// present leaf cleared by [`AddressSpace::clear_range`], before its frame is freed). Nothing
+/// else changes a present user leaf: a leaf is only ever written when absent (mapping), or
+/// cleared, and the dirty bit is never cleared ([`AddressSpace::written`]). So a CPU that has
+/// written CR3 since the generation it last saw holds no TLB entry that contradicts the tables.
+static USER_TLB_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Per CPU: [`USER_TLB_GENERATION`] as read just before its last CR3 write in
+/// [`AddressSpace::activate`] (`u64::MAX`: none yet).
+static FLUSHED_AT: [AtomicU64; crate::smp::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; crate::smp::MAX_CPUS];
+
 /// Copies the kernel's upper half (`kernel`: its PML4) into the resident space, entry by entry
 /// where it differs, so that a CPU running kernel code on that space sees every top-level entry
 /// the kernel has (`paging::map_page` calls this after each change to the kernel's tables).
@@ -243,7 +254,7 @@ impl AddressSpace {
     }
 
     /// The leaf entry of the page mapped at `virt`, for [`AddressSpace::with_page`] and
-    /// [`AddressSpace::take_dirty`]; `None` when nothing is mapped there.
+    /// [`AddressSpace::written`]; `None` when nothing is mapped there.
     pub fn leaf(&mut self, virt: u64) -> Option<Leaf> {
         let slot = self.entry(virt, false)?;
         // SAFETY: a leaf slot of this space.
@@ -267,28 +278,22 @@ impl AddressSpace {
         Some(f(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pte & ADDR_MASK), 4096) }))
     }
 
-    /// Whether the page behind `leaf` was written through this mapping since it was mapped or
-    /// last asked (its dirty bit, which this clears); `None` when nothing is mapped there.
+    /// Whether the page behind `leaf` was written through this mapping since it was mapped (its
+    /// dirty bit, which is never cleared: a page once written counts as written after every
+    /// later run too, and is scrubbed after each); `None` when nothing is mapped there.
     ///
     /// # Safety
-    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU will write the page
-    /// through a TLB entry from before the sandbox using it stopped running (one that holds the
-    /// dirty bit already set, so that a write through it would not set it again): only ring 3
-    /// writes user pages (SMAP), and every CPU writes CR3 before each sandbox run
-    /// ([`AddressSpace::activate`]), which drops such entries. (A CPU may keep a resident space
-    /// loaded after a run, and with it stale entries, but never enters ring 3 through them.)
-    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
-        let slot = leaf.0 as *mut u64;
+    /// `leaf` came from this space's [`AddressSpace::leaf`].
+    ///
+    /// Why a clear bit can be trusted: the CPU sets it in the entry before a write through a
+    /// TLB entry that lacks it, so a TLB entry can carry it while the page-table entry does not
+    /// only if the bit was cleared after the TLB entry was made. It never is: a leaf is written
+    /// only when absent (a fresh mapping, whose earlier TLB entries went when it was cleared:
+    /// [`USER_TLB_GENERATION`]), or cleared.
+    pub unsafe fn written(&mut self, leaf: Leaf) -> Option<bool> {
         // SAFETY: the caller's word: a leaf slot of this space.
-        let pte = unsafe { slot.read() };
-        if pte & PRESENT == 0 {
-            return None;
-        }
-        if pte & DIRTY != 0 {
-            // SAFETY: as above; only the dirty bit changes.
-            unsafe { slot.write(pte & !DIRTY) };
-        }
-        Some(pte & DIRTY != 0)
+        let pte = unsafe { (leaf.0 as *const u64).read_volatile() };
+        (pte & PRESENT != 0).then_some(pte & DIRTY != 0)
     }
 
     /// The physical address behind user page `virt` and whether it is writable.
@@ -356,6 +361,9 @@ impl AddressSpace {
                     // SAFETY: as above; cleared before the frame goes back (zeroed when next
                     // allocated).
                     unsafe { slot.write(0) };
+                    // After the entry is gone and before its frame can be used again: every CPU
+                    // writes CR3 before it next enters ring 3 (`activate`).
+                    USER_TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
                     if pte & SHARED == 0
                         && let Err(e) = mm::free_frame(pte & ADDR_MASK)
                     {
@@ -382,17 +390,30 @@ impl AddressSpace {
         self.upper = (generation, kernel_cr3);
     }
 
-    /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
-    /// It always writes CR3, even when it holds the same space (a resident one): that drops the
-    /// CPU's TLB entries for user pages before ring 3 runs, which [`AddressSpace::take_dirty`]
-    /// and frame reuse rely on.
+    /// Makes this space current before ring 3 runs in it; returns the previous CR3 for
+    /// [`AddressSpace::deactivate`]. It writes CR3, which drops the CPU's TLB entries for user
+    /// pages (what frame reuse relies on), but for one case: the CPU already has this space
+    /// loaded (resident: [`AddressSpace::make_resident`]) and no user leaf has been cleared
+    /// anywhere since its last CR3 write here ([`USER_TLB_GENERATION`]), so every entry its
+    /// TLB holds still matches the tables. Under TCG each CR3 write flushes the emulator's
+    /// whole software TLB, kernel pages included.
     pub fn activate(&self) -> u64 {
-        let (old, _) = Cr3::read();
+        let old = Cr3::read().0.start_address().as_u64();
+        // Read before the CR3 write: a leaf cleared after this read bumps it past what is
+        // recorded, and the next activation writes CR3 again.
+        let generation = USER_TLB_GENERATION.load(Ordering::Acquire);
+        let flushed = super::cpu_index_if_ready().and_then(|cpu| FLUSHED_AT.get(cpu));
+        if old == self.pml4 && self.is_resident() && flushed.is_some_and(|f| f.load(Ordering::Relaxed) == generation) {
+            return old;
+        }
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
-        // stay mapped; the lower half holds only this sandbox's user pages.
+        // stay mapped; the lower half holds only sandboxes' user pages.
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
         mmu_events::count(Event::Cr3Write);
-        old.start_address().as_u64()
+        if let Some(flushed) = flushed {
+            flushed.store(generation, Ordering::Relaxed);
+        }
+        old
     }
 
     /// Lets CPUs keep this space loaded between sandbox runs ([`AddressSpace::leave`] then
@@ -402,10 +423,10 @@ impl AddressSpace {
     /// ([`sync_resident_kernel_half`]), and it is never freed. Returns whether it is resident.
     ///
     /// Why the lower half may stay loaded: nothing but ring 3 uses user mappings (SMAP, SMEP),
-    /// and every entry to ring 3 is preceded by [`AddressSpace::activate`], which writes CR3 and
-    /// so drops every TLB entry for user pages. So the TLB entries a CPU keeps between runs
-    /// (a page since unmapped and its frame reused, or a kept page whose dirty bit was since
-    /// cleared: [`AddressSpace::take_dirty`]) are never used.
+    /// and every entry to ring 3 is preceded by [`AddressSpace::activate`], which writes CR3
+    /// (dropping every TLB entry for user pages) unless no user leaf was cleared since this
+    /// CPU's last CR3 write. So the TLB entries a CPU keeps between runs are never used once
+    /// stale (a page since unmapped and its frame reused).
     pub fn make_resident(&self) -> bool {
         if !(super::cpu::has_smep() && super::cpu::has_smap()) {
             return false;
