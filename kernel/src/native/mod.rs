@@ -20,8 +20,10 @@
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
 //! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
-//! when allocated again) but the kept pages (zeroed if written); the image's read-only and executable pages are shared frames, filled
-//! once when the function is prepared ([`NativeImage`]).
+//! when allocated again) but the kept pages (zeroed if written) and the image, which stays
+//! mapped for the slot's next run of the same function (its written pages filled again:
+//! [`KeptImage`]); the image's read-only and executable pages are shared frames, filled once
+//! when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -460,6 +462,27 @@ struct Kept {
     image: Option<KeptImage>,
 }
 
+/// Context areas of ended runs, for the next runs to reuse instead of allocating one (each
+/// ~1.2 KiB; its registers are all written at the start, its extended state marked unsaved, so
+/// nothing of the last run is read). At most [`POOLED_CONTEXTS`], so that the heap they hold
+/// stays within a few KiB whatever the concurrency was.
+static CONTEXTS: Mutex<[Option<Box<[Context; 1]>>; POOLED_CONTEXTS]> = Mutex::new([const { None }; POOLED_CONTEXTS]);
+const POOLED_CONTEXTS: usize = 2;
+
+/// A context area for a run starting with `regs`: a pooled one, or a new one (`None` when the
+/// heap has no room: a request's allocation must fail cleanly).
+fn context_for(regs: UserRegs) -> Option<Box<[Context; 1]>> {
+    let pooled = CONTEXTS.lock().iter_mut().find_map(Option::take);
+    match pooled {
+        Some(mut context) => {
+            context[0].regs = regs;
+            context[0].extended.reset();
+            Some(context)
+        }
+        None => boxed_context(regs),
+    }
+}
+
 /// An image a slot or pooled space keeps mapped after a run, as a fresh load leaves it, so that
 /// the next run of the same function there maps nothing of it (no allocation, no fill, no
 /// relocation, no unmapping at its end): its shared pages (read-only and executable, the
@@ -677,8 +700,9 @@ struct Space {
 pub struct Sandbox {
     space: Space,
     /// Its registers (on the heap: a parked sandbox waits in the run queue, whose entries stay
-    /// small).
-    context: Box<[Context; 1]>,
+    /// small). Always `Some` until its drop, which hands the area to the next run
+    /// ([`CONTEXTS`]).
+    context: Option<Box<[Context; 1]>>,
     outputs: Names,
     limits: engine::Limits,
     /// PKRU while it runs (None: CR4.PKE off).
@@ -691,6 +715,17 @@ pub struct Sandbox {
 struct Context {
     regs: UserRegs,
     extended: ExtendedState,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Its context area goes to the pool (or is freed when the pool is full).
+        if let Some(context) = self.context.take()
+            && let Some(free) = CONTEXTS.lock().iter_mut().find(|c| c.is_none())
+        {
+            *free = Some(context);
+        }
+    }
 }
 
 /// The state of one slice that the trap handlers see.
@@ -849,7 +884,7 @@ fn start_in(
             return Step::Done(Err(internal(why)));
         }
     }
-    let Some(context) = boxed_context(regs) else {
+    let Some(context) = context_for(regs) else {
         return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
 
@@ -862,7 +897,7 @@ fn start_in(
             pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page) - u64::from(heap_page),
             memory_limit: limits.memory_bytes,
         },
-        context,
+        context: Some(context),
         outputs: names,
         limits,
         pkru,
@@ -900,7 +935,10 @@ impl Sandbox {
         if let Some(pkru) = self.pkru {
             usermode::set_pkru(pkru);
         }
-        let Context { regs, extended } = &mut self.context[0];
+        let Some(context) = self.context.as_deref_mut() else {
+            return Step::Done(Err(internal("the sandbox's state is gone")));
+        };
+        let Context { regs, extended } = &mut context[0];
         let exit = usermode::enter_user(regs, extended, &mut session, Some(clock.first_tick()));
         // Back to the kernel's tables, but from the MPK engine's shared space, which CPUs keep
         // loaded between runs ([`AddressSpace::make_resident`]): the next run's `activate`
@@ -916,7 +954,10 @@ impl Sandbox {
             Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
-                let (regs, outputs, limits) = (&self.context[0].regs, self.outputs.get(), &self.limits);
+                let Some(context) = self.context.as_deref() else {
+                    return Step::Done(Err(internal("the sandbox's state is gone")));
+                };
+                let (regs, outputs, limits) = (&context[0].regs, self.outputs.get(), &self.limits);
                 self.space.memory.with(|space, _, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };

@@ -116,6 +116,9 @@ impl ExtendedState {
     pub const fn new() -> Self {
         Self
     }
+
+    /// As [`ExtendedState::new`] (nothing here: the vector registers are in `UserRegs`).
+    pub fn reset(&mut self) {}
 }
 
 /// How a sandbox run ended.

@@ -193,6 +193,12 @@ impl ExtendedState {
     pub const fn new() -> Self {
         Self { area: MaybeUninit::uninit(), saved: false }
     }
+
+    /// As [`ExtendedState::new`] for a reused area: nothing saved (the area's old bytes are
+    /// never read, as in a fresh one).
+    pub fn reset(&mut self) {
+        self.saved = false;
+    }
 }
 
 impl Default for ExtendedState {
