@@ -38,8 +38,8 @@ use native::fault::{Fault, FaultAction, no_frame};
 use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
-    Access, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome, load_image,
-    system_block, system_block_len, write_system_block,
+    Access, ExitMemory, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
+    load_image, system_block, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -318,7 +318,7 @@ impl MpkShared {
         let holding = {
             let kept = self.kept.lock();
             (1..16u16)
-                .filter(|&k| kept[usize::from(k)].image.as_ref().is_some_and(|i| i.is(image)))
+                .filter(|&k| kept[usize::from(k)].image.as_deref().is_some_and(|[i]| i.is(image)))
                 .fold(0u16, |mask, k| mask | 1 << k)
         };
         let key = keys.try_acquire_preferring(holding)?;
@@ -458,8 +458,9 @@ struct Kept {
     stack: Option<Leaf>,
     /// The heap's first page (all zero between runs).
     heap: Option<Leaf>,
-    /// The image the last run mapped, still mapped as loaded ([`KeptImage`]).
-    image: Option<KeptImage>,
+    /// The image the last run mapped, still mapped as loaded ([`KeptImage`]; on the heap, so
+    /// that a parked sandbox, which holds its slot's record, stays small).
+    image: Option<Box<[KeptImage; 1]>>,
 }
 
 /// Context areas of ended runs, for the next runs to reuse instead of allocating one (each
@@ -516,21 +517,25 @@ pub fn kept_image_frames() -> u64 {
 impl KeptImage {
     /// Records `image`, just loaded at `layout` in `space`; `None` when the heap has no room for
     /// the record or a page is missing (the run then unmaps the image at its end, as before).
-    fn record(space: &mut AddressSpace, layout: Layout, image: &NativeImage) -> Option<Self> {
+    fn record(space: &mut AddressSpace, layout: Layout, image: &NativeImage) -> Option<Box<[Self; 1]>> {
         let base = layout.image();
+        let mut record = Vec::new();
+        record.try_reserve_exact(1).ok()?;
         let mut private = Vec::new();
         private.try_reserve_exact(image.image.private_pages().count()).ok()?;
         for offset in image.image.private_pages() {
             private.push((offset, space.leaf(base + offset)?));
         }
+        // Counted from here; the drop takes them off.
         KEPT_IMAGE_FRAMES.fetch_add(private.len() as u64, Ordering::Relaxed);
-        Some(Self {
+        record.push(Self {
             frames: Arc::clone(&image.frames),
             image: image.image.clone(),
             base,
             span: image.image.span(),
             private,
-        })
+        });
+        record.into_boxed_slice().try_into().ok()
     }
 
     /// Whether this is `image` (the same prepared function: its frames).
@@ -554,8 +559,8 @@ impl Drop for KeptImage {
 /// page of the kept image that a run wrote (its dirty bit, never cleared: once written, the
 /// page is filled again after every run, and its entry never changes); a page found missing
 /// unmaps the whole image instead (the next run loads it afresh).
-fn scrub_image(space: &mut AddressSpace, kept: &mut Option<KeptImage>) {
-    let Some(image) = kept.as_ref() else { return };
+fn scrub_image(space: &mut AddressSpace, kept: &mut Option<Box<[KeptImage; 1]>>) {
+    let Some([image]) = kept.as_deref() else { return };
     for &(offset, leaf) in &image.private {
         // SAFETY: `leaf` came from this space (the record is this space's or slot's).
         let restored = match unsafe { space.written(leaf) } {
@@ -568,6 +573,7 @@ fn scrub_image(space: &mut AddressSpace, kept: &mut Option<KeptImage>) {
         };
         if !restored {
             if let Some(image) = kept.take() {
+                let [image] = *image;
                 image.unmap(space);
             }
             return;
@@ -817,8 +823,9 @@ fn start_in(
         // The image as loaded is still there when this slot's (or space's) last run was of the
         // same function; else the last one's goes and this one is loaded (and kept after the
         // run, or unmapped then when there is no room to record it).
-        if !kept.image.as_ref().is_some_and(|k| k.is(image) && k.base == layout.image()) {
+        if !kept.image.as_deref().is_some_and(|[k]| k.is(image) && k.base == layout.image()) {
             if let Some(old) = kept.image.take() {
+                let [old] = *old;
                 old.unmap(space);
             }
             footprint.image(image.image.span());
@@ -977,15 +984,26 @@ fn finish(
     limits: &engine::Limits,
 ) -> Result<Completion, EngineError> {
     let exit = regs.exit_call();
-    let lazy = move |page: u64| layout.lazy(heap_end, page);
-    // Only the sandbox's own slot: in a shared space (`mpk`, `cheri`) the tables also map the
-    // other live sandboxes' slots, which the kernel must not read on this one's behalf.
-    let slot = layout.base()..layout.base() + native::layout::SLOT_SIZE;
-    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| {
+    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), SlotMemory { space, layout, heap_end })
+}
+
+/// A sandbox's memory as its exit call is read: only its own slot. In a shared space (`mpk`,
+/// `cheri`) the tables also map the other live sandboxes' slots, which the kernel must not read
+/// on this one's behalf. Pages of its heap or stack not mapped yet read as zero.
+struct SlotMemory<'a> {
+    space: &'a mut AddressSpace,
+    layout: Layout,
+    heap_end: u64,
+}
+
+impl ExitMemory for SlotMemory<'_> {
+    fn read_with<R>(&mut self, addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let slot = self.layout.base()..self.layout.base() + native::layout::SLOT_SIZE;
         let inside = addr >= slot.start && addr.checked_add(len).is_some_and(|end| end <= slot.end);
         if !inside && len > 0 {
             return None;
         }
-        space.read(addr, len, lazy)
-    })
+        let (layout, heap_end) = (self.layout, self.heap_end);
+        self.space.read_with(addr, len, move |page| layout.lazy(heap_end, page), f)
+    }
 }

@@ -342,6 +342,18 @@ impl AddressSpace {
         (value & VALID != 0 && value & AP_USER != 0).then_some((value & ADDR_MASK, value & AP_READ_ONLY == 0))
     }
 
+    /// Calls `f` with the `len` bytes at user address `addr`, copied out as
+    /// [`AddressSpace::read`] does (`zero_ok` as there); `None` when that answers `None`.
+    pub fn read_with<R>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        zero_ok: impl Fn(u64) -> bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        self.read(addr, len, zero_ok).map(|bytes| f(&bytes))
+    }
+
     /// Copies `len` bytes at user address `addr` out of the space. Pages not mapped yet read as
     /// zero when `zero_ok(page)` says they lie in a lazily mapped region; otherwise `None`.
     pub fn read(&mut self, addr: u64, len: u64, zero_ok: impl Fn(u64) -> bool) -> Option<Vec<u8>> {

@@ -71,7 +71,11 @@ pub fn sync_code(_phys: u64, _len: usize) {}
 /// The kernel's own tables, whose upper half every space copies
 /// ([`AddressSpace::refresh_kernel_half`]).
 pub fn kernel_root() -> u64 {
-    super::paging::kernel_pml4()
+    match super::paging::kernel_pml4() {
+        // Before `paging::init` (no sandbox runs then): the boot tables in use.
+        0 => Cr3::read().0.start_address().as_u64(),
+        pml4 => pml4,
+    }
 }
 
 /// The PML4 of the one space that CPUs keep loaded between sandbox runs (0: none), the MPK
@@ -329,6 +333,30 @@ impl AddressSpace {
             at += n;
         }
         Some(out)
+    }
+
+    /// Calls `f` with the `len` bytes at user address `addr`: straight from the direct map when
+    /// they lie in one mapped page (no copy), else copied out as [`AddressSpace::read`] does
+    /// (`zero_ok` as there); `None` when [`AddressSpace::read`] would answer `None`.
+    pub fn read_with<R>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        zero_ok: impl Fn(u64) -> bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let page = addr & !0xfff;
+        let end = addr.checked_add(len)?;
+        if len > 0
+            && end <= (page + 4096).min(USER_END)
+            && let Some((phys, _)) = self.translate(page)
+        {
+            // SAFETY: a user frame of this space, in the direct map; `addr..end` stays within
+            // the page. The sandbox is not running, so nothing writes it meanwhile.
+            let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(phys + (addr - page)), len as usize) };
+            return Some(f(bytes));
+        }
+        self.read(addr, len, zero_ok).map(|bytes| f(&bytes))
     }
 
     /// Unmaps every page in `[start, end)` (page-aligned, clipped to the lower half) and frees
