@@ -352,8 +352,9 @@ impl Gauges {
         Ok(Self {
             heap_used: value("pappus_heap_bytes_used")?,
             // Frames of native images kept mapped between runs of the same function count as
-            // free: which images the slots hold depends on the order runs took.
-            frames_free: value("pappus_frames_free")? + value("pappus_native_kept_image_frames")?,
+            // free: which images the slots hold depends on the order runs took. (A kernel
+            // without the gauge keeps none.)
+            frames_free: value("pappus_frames_free")? + value("pappus_native_kept_image_frames").unwrap_or(0),
             table_frames: value("pappus_user_table_frames")?,
             net_sockets: value("pappus_net_sockets")?,
             door_sockets_busy: busy,

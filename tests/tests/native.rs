@@ -335,6 +335,14 @@ fn nothing_is_left_for_the_next_run_on(test: &str, arch: Arch, cpu: &str, engine
         assert_eq!(found(&json!({}), "an empty run"), 0, "an empty run after a {size}-byte item");
     }
     node.assert_healthy(baseline, test);
+    // A deleted function's image is not kept for runs that will never come: its private
+    // frames go back at once (and its shared frames and template with it).
+    let kept = node.metric("pappus_native_kept_image_frames");
+    let free = node.metric("pappus_frames_free");
+    let r = send(&node, "DELETE", "/v1/functions/residue", &[], b"");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(node.metric("pappus_native_kept_image_frames"), 0, "kept frames after the delete");
+    assert!(node.metric("pappus_frames_free") >= free + kept, "the kept image's frames came back");
 }
 
 #[test]

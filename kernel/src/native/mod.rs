@@ -55,6 +55,56 @@ use crate::{arch, time};
 pub struct NativeImage {
     image: native::NativeImage,
     frames: Arc<SharedFrames>,
+    /// Shared by the function's copies of the image (not by runs or kept images): its drop,
+    /// when the function is gone, unmaps the image wherever a slot or pooled space still keeps
+    /// it ([`forget_kept`]).
+    _owner: Arc<ImageOwner>,
+}
+
+/// The function's hold on its image ([`NativeImage`]): who the image is (its frames).
+struct ImageOwner(alloc::sync::Weak<SharedFrames>);
+
+impl Drop for ImageOwner {
+    fn drop(&mut self) {
+        forget_kept(self.0.as_ptr());
+    }
+}
+
+/// The MPK (and `cheri`) engines' shared state, for [`forget_kept`] (at most two engines).
+static SHARED_SPACES: Mutex<[Option<alloc::sync::Weak<MpkShared>>; 2]> = Mutex::new([const { None }; 2]);
+
+/// Unmaps the image whose shared frames are `frames` from every slot and pooled space that
+/// keeps it ([`KeptImage`]), when its function is gone: no run of it will come, and its frames
+/// and template should not outlive it. A slot in use is not among them (its record is with
+/// its sandbox, which holds the function until its end: `Names::Shared`). Lock order as
+/// `acquire_key_for` (keys, then kept) and then the space, so that no key is taken, and no
+/// slot loaded, while its record goes.
+fn forget_kept(frames: *const SharedFrames) {
+    let matches = |kept: &Kept| kept.image.as_deref().is_some_and(|[k]| Arc::as_ptr(&k.frames) == frames);
+    let engines: [Option<Arc<MpkShared>>; 2] = {
+        let registered = SHARED_SPACES.lock();
+        core::array::from_fn(|i| registered[i].as_ref().and_then(alloc::sync::Weak::upgrade))
+    };
+    for shared in engines.iter().flatten() {
+        let _keys = shared.keys.lock();
+        let mut kept = shared.kept.lock();
+        if !kept.iter().any(matches) {
+            continue;
+        }
+        let mut space = shared.space.lock();
+        for slot in kept.iter_mut().filter(|k| matches(k)) {
+            if let Some(record) = slot.image.take() {
+                let [record] = *record;
+                record.unmap(&mut space);
+            }
+        }
+    }
+    for (space, kept) in SPACES.lock().iter_mut().filter(|(_, k)| matches(k)) {
+        if let Some(record) = kept.image.take() {
+            let [record] = *record;
+            record.unmap(space);
+        }
+    }
 }
 
 /// Frames of an image's shared pages; freed when the image and every run mapping them are gone
@@ -84,7 +134,9 @@ fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(frame), bytes.len()) };
         uspace::sync_code(frame, bytes.len());
     }
-    Ok(NativeImage { image, frames: Arc::new(frames) })
+    let frames = Arc::new(frames);
+    let _owner = Arc::new(ImageOwner(Arc::downgrade(&frames)));
+    Ok(NativeImage { image, frames, _owner })
 }
 
 /// The arch's page tables are what the policy crate maps sandboxes through.
@@ -342,14 +394,12 @@ impl MpkEngine {
         // The shared space lives as long as the kernel (the engine is made once, at boot).
         space.make_resident();
         let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
-        Some(Self {
-            shared: Arc::new(MpkShared {
-                cheri: false,
-                space: Mutex::new(space),
-                keys: Mutex::new(KeyPool::new()),
-                kept,
-            }),
-        })
+        Some(Self::registered(MpkShared {
+            cheri: false,
+            space: Mutex::new(space),
+            keys: Mutex::new(KeyPool::new()),
+            kept,
+        }))
     }
 
     /// The `cheri` engine, on an Arm Morello CPU with capabilities on: the same shared space
@@ -361,14 +411,22 @@ impl MpkEngine {
         }
         let space = AddressSpace::new()?;
         let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
-        Some(Self {
-            shared: Arc::new(MpkShared {
-                cheri: true,
-                space: Mutex::new(space),
-                keys: Mutex::new(KeyPool::new()),
-                kept,
-            }),
-        })
+        Some(Self::registered(MpkShared {
+            cheri: true,
+            space: Mutex::new(space),
+            keys: Mutex::new(KeyPool::new()),
+            kept,
+        }))
+    }
+
+    /// The engine over `shared`, known to [`forget_kept`] (a third engine would not be: its
+    /// slots then keep a gone function's image until they run another).
+    fn registered(shared: MpkShared) -> Self {
+        let shared = Arc::new(shared);
+        if let Some(free) = SHARED_SPACES.lock().iter_mut().find(|s| s.is_none()) {
+            *free = Some(Arc::downgrade(&shared));
+        }
+        Self { shared }
     }
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
@@ -504,6 +562,12 @@ struct KeptImage {
     private: Vec<(u64, Leaf)>,
 }
 
+/// The most private pages (writable segments, `.bss` included) an image may have to be kept
+/// between runs: a larger one is unmapped after each run as before, so that idle slots and
+/// pooled spaces hold at most (15 + 8) × 16 frames of images (and little heap for their
+/// records), whatever the functions' data sizes.
+const MAX_KEPT_PRIVATE_PAGES: usize = 16;
+
 /// Private frames that slots and pooled spaces keep mapped with their [`KeptImage`]s: frames
 /// that a fresh load would have freed after each run (`/metrics`
 /// `pappus_native_kept_image_frames`, so that a count of free frames can be read against it).
@@ -519,10 +583,14 @@ impl KeptImage {
     /// the record or a page is missing (the run then unmaps the image at its end, as before).
     fn record(space: &mut AddressSpace, layout: Layout, image: &NativeImage) -> Option<Box<[Self; 1]>> {
         let base = layout.image();
+        let count = image.image.private_pages().count();
+        if count > MAX_KEPT_PRIVATE_PAGES {
+            return None;
+        }
         let mut record = Vec::new();
         record.try_reserve_exact(1).ok()?;
         let mut private = Vec::new();
-        private.try_reserve_exact(image.image.private_pages().count()).ok()?;
+        private.try_reserve_exact(count).ok()?;
         for offset in image.image.private_pages() {
             private.push((offset, space.leaf(base + offset)?));
         }
