@@ -289,6 +289,7 @@ fn diagnose(port: u16) -> String {
                 "pappus_http_connections_active",
                 "pappus_heap_bytes_used",
                 "pappus_frames_free",
+                "pappus_native_kept_image_frames",
                 "pappus_user_table_frames",
                 "pappus_engine_runs_total",
                 "pappus_native_runs_total",
@@ -350,7 +351,10 @@ impl Gauges {
             .sum();
         Ok(Self {
             heap_used: value("pappus_heap_bytes_used")?,
-            frames_free: value("pappus_frames_free")?,
+            // Frames of native images kept mapped between runs of the same function count as
+            // free: which images the slots hold depends on the order runs took. (A kernel
+            // without the gauge keeps none.)
+            frames_free: value("pappus_frames_free")? + value("pappus_native_kept_image_frames").unwrap_or(0),
             table_frames: value("pappus_user_table_frames")?,
             net_sockets: value("pappus_net_sockets")?,
             door_sockets_busy: busy,
@@ -810,7 +814,7 @@ mod tests {
 
     #[test]
     fn gauges_parse_and_compare() {
-        let text = "pappus_heap_bytes_used 1000\npappus_frames_free 50\npappus_user_table_frames 7\npappus_net_sockets 140\n\
+        let text = "pappus_heap_bytes_used 1000\npappus_frames_free 46\npappus_native_kept_image_frames 4\npappus_user_table_frames 7\npappus_net_sockets 140\n\
                     pappus_tcp_sockets{state=\"listen\"} 135\npappus_tcp_sockets{state=\"established\"} 1\n\
                     pappus_tcp_sockets{state=\"fin_wait1\"} 2\npappus_mpk_keys_live 0\npappus_invocations_live 0\n\
                     pappus_http_connections_active 1\n";

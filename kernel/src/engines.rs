@@ -52,6 +52,11 @@ pub fn mpk_key_waits() -> u64 {
     crate::native::key_waits()
 }
 
+/// Private frames of native images kept mapped between runs (0 where there is no native engine).
+pub fn native_kept_image_frames() -> u64 {
+    crate::native::kept_image_frames()
+}
+
 /// MPK protection keys held by live sandboxes (0 where there is no MPK engine).
 pub fn mpk_keys_live() -> u64 {
     crate::native::keys_live()

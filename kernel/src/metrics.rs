@@ -91,6 +91,8 @@ impl Export for Memory {
         out.single("pappus_heap_reserve_bytes", help, Kind::Gauge, mm::heap_reserve());
         let help = "Frames holding sandboxes' page tables (MPK slots keep theirs: a bounded high-water mark).";
         out.single("pappus_user_table_frames", help, Kind::Gauge, crate::arch::user_table_frames());
+        let help = "Frames of native images kept mapped between runs of the same function (MPK slots, pooled spaces).";
+        out.single("pappus_native_kept_image_frames", help, Kind::Gauge, crate::engines::native_kept_image_frames());
     }
 }
 

@@ -152,15 +152,30 @@ pub struct ExitCall {
     pub rip: u64,
 }
 
+/// A sandbox's memory as the exit call's checks read it.
+pub trait ExitMemory {
+    /// Calls `f` with the `len` bytes at `addr`, in one piece; `None` (and `f` not called) when
+    /// any of them is memory the sandbox does not have.
+    fn read_with<R>(&mut self, addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R>;
+}
+
+/// A function that copies a range out (`None` outside the sandbox's memory) is such a memory.
+impl<F: FnMut(u64, u64) -> Option<Vec<u8>>> ExitMemory for F {
+    fn read_with<R>(&mut self, addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self(addr, len).map(|bytes| f(&bytes))
+    }
+}
+
 /// What an exit call means for the run: the outputs (each descriptor checked against the
-/// declaration and `limits`, each range read through `read`, which answers `None` for memory
+/// declaration and `limits`, each range read through `memory`, which answers `None` for memory
 /// the sandbox does not have) or the error. `heap_len` goes into an out-of-memory message.
+/// Each name and each item's data is copied once, straight into what the outputs keep.
 pub fn exit_outcome(
     exit: &ExitCall,
     output_names: &[String],
     limits: &Limits,
     heap_len: u64,
-    mut read: impl FnMut(u64, u64) -> Option<Vec<u8>>,
+    mut memory: impl ExitMemory,
 ) -> Result<Completion, EngineError> {
     if exit.number != native::SYS_EXIT {
         let message = format!(
@@ -182,9 +197,9 @@ pub fn exit_outcome(
         native::EXIT_DONE => {}
         native::EXIT_ABORT | native::EXIT_OUT_OF_MEMORY => {
             let len = exit.len.min(MAX_ABORT_MESSAGE);
-            let message = match read(exit.pointer, len) {
-                Some(bytes) => {
-                    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            let message = match memory.read_with(exit.pointer, len, |bytes| String::from_utf8_lossy(bytes).into_owned())
+            {
+                Some(mut text) => {
                     if len < exit.len {
                         text.push_str(" …(truncated)");
                     }
@@ -207,10 +222,18 @@ pub fn exit_outcome(
         return Err(BadOutput::TooManyItems { limit: limits.max_output_items }.into());
     }
     let table_len = exit.len * native::OUT_DESC_SIZE as u64;
-    let table = read(exit.pointer, table_len).ok_or_else(|| oob("output table", exit.pointer, table_len))?;
+    let unreadable = || oob("output table", exit.pointer, table_len);
+    // The whole table first (nothing copied), then each descriptor as it is checked.
+    memory.read_with(exit.pointer, table_len, |_| ()).ok_or_else(unreadable)?;
     let mut sets: Vec<Set> = output_names.iter().map(|n| Set::new(n.clone())).collect();
     let mut bytes_total = 0u64;
-    for desc in table.chunks_exact(native::OUT_DESC_SIZE) {
+    for i in 0..exit.len {
+        let at = exit.pointer.saturating_add(i * native::OUT_DESC_SIZE as u64);
+        let desc = memory
+            .read_with(at, native::OUT_DESC_SIZE as u64, |desc| -> [u8; native::OUT_DESC_SIZE] {
+                desc.try_into().unwrap_or([0; native::OUT_DESC_SIZE])
+            })
+            .ok_or_else(unreadable)?;
         let u32_at = |at: usize| u32::from_le_bytes(desc[at..at + 4].try_into().unwrap_or_default());
         let u64_at = |at: usize| u64::from_le_bytes(desc[at..at + 8].try_into().unwrap_or_default());
         let (set, flags, key, name_ptr, name_len, data_ptr, data_len) =
@@ -230,12 +253,15 @@ pub fn exit_outcome(
             let reason = format!("{name_len} bytes, the limit is {MAX_NAME_LEN}");
             return Err(BadOutput::InvalidName { reason }.into());
         }
-        let name = read(name_ptr, name_len).ok_or_else(|| oob("item name", name_ptr, name_len))?;
-        let name = String::from_utf8(name)
-            .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({})", e.utf8_error()) })?;
-        let data = read(data_ptr, data_len).ok_or_else(|| oob("item data", data_ptr, data_len))?;
+        let name = memory
+            .read_with(name_ptr, name_len, |name| core::str::from_utf8(name).map(String::from))
+            .ok_or_else(|| oob("item name", name_ptr, name_len))?
+            .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({e})") })?;
+        let data = memory
+            .read_with(data_ptr, data_len, |data| Bytes::from(data))
+            .ok_or_else(|| oob("item data", data_ptr, data_len))?;
         let key = (flags & ITEM_FLAG_KEY != 0).then_some(key);
-        out.items.push(Item { name, key, data: Bytes::from(data) });
+        out.items.push(Item { name, key, data });
     }
     Ok(Completion { outputs: sets, instructions: None })
 }

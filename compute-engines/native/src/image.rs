@@ -120,10 +120,18 @@ impl NativeImage {
         &self.template[start..end]
     }
 
+    /// The offsets (from the image base) of its private pages: those of writable segments
+    /// (RELRO included), which [`load_image`] fills fresh for each base.
+    pub fn private_pages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.plan.iter().filter(|p| p.shared.is_none()).map(|p| p.offset)
+    }
+
     /// Writes every byte of `page` (4096 bytes, holding anything), the private page at
     /// `offset`, for an image at `base`: the template's bytes, zeros after them, then every
     /// relocation that writes into it (a value may straddle two pages: each gets its part).
-    fn fill_private(&self, offset: u64, base: u64, page: &mut [u8]) {
+    /// What [`load_image`] puts in a private page, so that a space that keeps an image mapped
+    /// from one run to the next can put back a page a run wrote.
+    pub fn fill_private(&self, offset: u64, base: u64, page: &mut [u8]) {
         let bytes = self.template_page(offset);
         page[..bytes.len()].copy_from_slice(bytes);
         page[bytes.len()..].fill(0);
@@ -410,6 +418,26 @@ mod tests {
             let mut page = alloc::vec![0x77u8; 4096];
             with.fill_private(page_at, base, &mut page);
             assert_eq!(page, &expected[page_at as usize..page_at as usize + 4096], "page {page_at:#x}");
+        }
+    }
+
+    /// A page a run wrote, filled again with `fill_private`, holds what a fresh load puts
+    /// there: a space that keeps the image mapped (the kernel's slots) restores exactly that.
+    #[test]
+    fn a_written_private_page_filled_again_is_as_loaded() {
+        let image = prepare(TINY).unwrap();
+        let layout = Layout::slot(3);
+        let mut fresh = Pages::default();
+        load_image(&mut fresh, 3, layout, &image, &numbers(&image)).unwrap();
+        let private: Vec<u64> = image.private_pages().collect();
+        assert!(!private.is_empty(), "the fixture has a writable page");
+        let plan_private = fresh.0.values().filter(|(_, _, _, frame)| frame.is_none()).count();
+        assert_eq!(private.len(), plan_private, "one offset per private page");
+        for offset in private {
+            let loaded = &fresh.0[&(layout.image() + offset)].0;
+            let mut page = alloc::vec![0xeeu8; 4096];
+            image.fill_private(offset, layout.image(), &mut page);
+            assert_eq!(&page, loaded, "private page {offset:#x}");
         }
     }
 

@@ -27,6 +27,19 @@ impl KeyPool {
         Some(key)
     }
 
+    /// The lowest free key among `preferred` (a mask of keys: bit `k` for key `k`), else the
+    /// lowest free key, now taken; `None` when all 15 are live. (The kernel prefers the slots
+    /// that still hold the function's image from an earlier run.)
+    pub fn try_acquire_preferring(&mut self, preferred: u16) -> Option<u8> {
+        let free = SANDBOX_KEYS & !self.used;
+        if free & preferred != 0 {
+            let key = (free & preferred).trailing_zeros() as u8;
+            self.used |= 1 << key;
+            return Some(key);
+        }
+        self.try_acquire()
+    }
+
     /// Gives `key` back (after its sandbox's pages are gone).
     pub fn release(&mut self, key: u8) {
         if (1..16).contains(&key) {
@@ -53,6 +66,11 @@ mod key_tests {
         assert_eq!(pool.live(), 15);
         pool.release(7);
         assert_eq!(pool.try_acquire(), Some(7));
+        pool.release(9);
+        pool.release(12);
+        assert_eq!(pool.try_acquire_preferring(1 << 12 | 1 << 3), Some(12), "a preferred free key first");
+        assert_eq!(pool.try_acquire_preferring(1 << 12 | 1 << 3), Some(9), "else the lowest free one");
+        assert_eq!(pool.try_acquire_preferring(0xffff), None);
         pool.release(0);
         pool.release(200);
         assert_eq!(pool.live(), 15, "foreign keys are ignored");

@@ -20,8 +20,10 @@
 //! dispatcher to queue again. The one exit is `syscall` with the exit number; any other trap
 //! ends the run with an error naming the vector, the address and the instruction pointer (kernel
 //! addresses redacted). Teardown unmaps what the sandbox mapped and frees its own frames (zeroed
-//! when allocated again) but the kept pages (zeroed if written); the image's read-only and executable pages are shared frames, filled
-//! once when the function is prepared ([`NativeImage`]).
+//! when allocated again) but the kept pages (zeroed if written) and the image, which stays
+//! mapped for the slot's next run of the same function (its written pages filled again:
+//! [`KeptImage`]); the image's read-only and executable pages are shared frames, filled once
+//! when the function is prepared ([`NativeImage`]).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -36,8 +38,8 @@ use native::fault::{Fault, FaultAction, no_frame};
 use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
-    Access, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome, load_image,
-    system_block, system_block_len, write_system_block,
+    Access, ExitMemory, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
+    load_image, system_block, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -53,6 +55,56 @@ use crate::{arch, time};
 pub struct NativeImage {
     image: native::NativeImage,
     frames: Arc<SharedFrames>,
+    /// Shared by the function's copies of the image (not by runs or kept images): its drop,
+    /// when the function is gone, unmaps the image wherever a slot or pooled space still keeps
+    /// it ([`forget_kept`]).
+    _owner: Arc<ImageOwner>,
+}
+
+/// The function's hold on its image ([`NativeImage`]): who the image is (its frames).
+struct ImageOwner(alloc::sync::Weak<SharedFrames>);
+
+impl Drop for ImageOwner {
+    fn drop(&mut self) {
+        forget_kept(self.0.as_ptr());
+    }
+}
+
+/// The MPK (and `cheri`) engines' shared state, for [`forget_kept`] (at most two engines).
+static SHARED_SPACES: Mutex<[Option<alloc::sync::Weak<MpkShared>>; 2]> = Mutex::new([const { None }; 2]);
+
+/// Unmaps the image whose shared frames are `frames` from every slot and pooled space that
+/// keeps it ([`KeptImage`]), when its function is gone: no run of it will come, and its frames
+/// and template should not outlive it. A slot in use is not among them (its record is with
+/// its sandbox, which holds the function until its end: `Names::Shared`). Lock order as
+/// `acquire_key_for` (keys, then kept) and then the space, so that no key is taken, and no
+/// slot loaded, while its record goes.
+fn forget_kept(frames: *const SharedFrames) {
+    let matches = |kept: &Kept| kept.image.as_deref().is_some_and(|[k]| Arc::as_ptr(&k.frames) == frames);
+    let engines: [Option<Arc<MpkShared>>; 2] = {
+        let registered = SHARED_SPACES.lock();
+        core::array::from_fn(|i| registered[i].as_ref().and_then(alloc::sync::Weak::upgrade))
+    };
+    for shared in engines.iter().flatten() {
+        let _keys = shared.keys.lock();
+        let mut kept = shared.kept.lock();
+        if !kept.iter().any(matches) {
+            continue;
+        }
+        let mut space = shared.space.lock();
+        for slot in kept.iter_mut().filter(|k| matches(k)) {
+            if let Some(record) = slot.image.take() {
+                let [record] = *record;
+                record.unmap(&mut space);
+            }
+        }
+    }
+    for (space, kept) in SPACES.lock().iter_mut().filter(|(_, k)| matches(k)) {
+        if let Some(record) = kept.image.take() {
+            let [record] = *record;
+            record.unmap(space);
+        }
+    }
 }
 
 /// Frames of an image's shared pages; freed when the image and every run mapping them are gone
@@ -82,7 +134,9 @@ fn prepare(file: &[u8]) -> Result<NativeImage, EngineError> {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), arch::phys_to_virt(frame), bytes.len()) };
         uspace::sync_code(frame, bytes.len());
     }
-    Ok(NativeImage { image, frames: Arc::new(frames) })
+    let frames = Arc::new(frames);
+    let _owner = Arc::new(ImageOwner(Arc::downgrade(&frames)));
+    Ok(NativeImage { image, frames, _owner })
 }
 
 /// The arch's page tables are what the policy crate maps sandboxes through.
@@ -309,6 +363,21 @@ impl MpkShared {
         Some(key)
     }
 
+    /// A free key whose slot still holds `image` from an earlier run if there is one (its run
+    /// then maps nothing of the image: [`KeptImage`]), else any free key.
+    fn acquire_key_for(&self, image: &NativeImage) -> Option<u8> {
+        let mut keys = self.keys.lock();
+        let holding = {
+            let kept = self.kept.lock();
+            (1..16u16)
+                .filter(|&k| kept[usize::from(k)].image.as_deref().is_some_and(|[i]| i.is(image)))
+                .fold(0u16, |mask, k| mask | 1 << k)
+        };
+        let key = keys.try_acquire_preferring(holding)?;
+        KEYS_LIVE.fetch_add(1, Ordering::Relaxed);
+        Some(key)
+    }
+
     fn release_key(&self, key: u8) {
         self.keys.lock().release(key);
         KEYS_LIVE.fetch_sub(1, Ordering::Relaxed);
@@ -322,15 +391,15 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        let kept = Mutex::new([Kept::default(); 16]);
-        Some(Self {
-            shared: Arc::new(MpkShared {
-                cheri: false,
-                space: Mutex::new(space),
-                keys: Mutex::new(KeyPool::new()),
-                kept,
-            }),
-        })
+        // The shared space lives as long as the kernel (the engine is made once, at boot).
+        space.make_resident();
+        let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
+        Some(Self::registered(MpkShared {
+            cheri: false,
+            space: Mutex::new(space),
+            keys: Mutex::new(KeyPool::new()),
+            kept,
+        }))
     }
 
     /// The `cheri` engine, on an Arm Morello CPU with capabilities on: the same shared space
@@ -341,28 +410,36 @@ impl MpkEngine {
             return None;
         }
         let space = AddressSpace::new()?;
-        let kept = Mutex::new([Kept::default(); 16]);
-        Some(Self {
-            shared: Arc::new(MpkShared {
-                cheri: true,
-                space: Mutex::new(space),
-                keys: Mutex::new(KeyPool::new()),
-                kept,
-            }),
-        })
+        let kept = Mutex::new(core::array::from_fn(|_| Kept::default()));
+        Some(Self::registered(MpkShared {
+            cheri: true,
+            space: Mutex::new(space),
+            keys: Mutex::new(KeyPool::new()),
+            kept,
+        }))
+    }
+
+    /// The engine over `shared`, known to [`forget_kept`] (a third engine would not be: its
+    /// slots then keep a gone function's image until they run another).
+    fn registered(shared: MpkShared) -> Self {
+        let shared = Arc::new(shared);
+        if let Some(free) = SHARED_SPACES.lock().iter_mut().find(|s| s.is_none()) {
+            *free = Some(Arc::downgrade(&shared));
+        }
+        Self { shared }
     }
 
     /// Starts a run in a free key's slot and runs its first slice; [`Step::NoKey`] when every
     /// key is held.
     pub fn start(&self, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
-        let Some(key) = self.shared.acquire_key() else { return Step::NoKey(invocation.inputs) };
+        let Some(key) = self.shared.acquire_key_for(image) else { return Step::NoKey(invocation.inputs) };
         self.start_with(key, image, invocation, names)
     }
 
     fn start_with(&self, key: u8, image: &NativeImage, invocation: Invocation<'_>, names: Names) -> Step {
         let start = time::ticks();
         let layout = if self.shared.cheri { Layout::cheri_slot(key) } else { Layout::slot(key) };
-        let kept = self.shared.kept.lock()[usize::from(key)];
+        let kept = core::mem::take(&mut self.shared.kept.lock()[usize::from(key)]);
         let memory = Memory::Shared { shared: Arc::clone(&self.shared), key, footprint: Footprint::new(layout), kept };
         start_in(memory, layout, image, invocation, names, start)
     }
@@ -425,12 +502,13 @@ enum Memory {
 /// - the stack's top page and the heap's first page, mapped zeroed before a first run (which
 ///   saves every run the page faults of their first touch: every function's entry pushes onto
 ///   the stack, and the SDK's allocator starts at the heap). After a run each one's dirty bit
-///   says whether the sandbox wrote it: if so it is zeroed (and the bit cleared) before the
-///   slot is free again.
+///   says whether a run wrote it since it was mapped: if so it is zeroed before the slot is
+///   free again (the bit stays set: clearing it would leave other CPUs' TLB entries stale, so
+///   each would have to write CR3 before its next run).
 ///
 /// Each is held by its page-table entry in the slot's or space's tables (which live as long as
 /// the space), so that reaching it again takes no walk.
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct Kept {
     /// The kept system data page and the bytes the last run's block used in it.
     sys: Option<(Leaf, usize)>,
@@ -438,6 +516,137 @@ struct Kept {
     stack: Option<Leaf>,
     /// The heap's first page (all zero between runs).
     heap: Option<Leaf>,
+    /// The image the last run mapped, still mapped as loaded ([`KeptImage`]; on the heap, so
+    /// that a parked sandbox, which holds its slot's record, stays small).
+    image: Option<Box<[KeptImage; 1]>>,
+}
+
+/// Context areas of ended runs, for the next runs to reuse instead of allocating one (each
+/// ~1.2 KiB; its registers are all written at the start, its extended state marked unsaved, so
+/// nothing of the last run is read). At most [`POOLED_CONTEXTS`], so that the heap they hold
+/// stays within a few KiB whatever the concurrency was.
+static CONTEXTS: Mutex<[Option<Box<[Context; 1]>>; POOLED_CONTEXTS]> = Mutex::new([const { None }; POOLED_CONTEXTS]);
+const POOLED_CONTEXTS: usize = 2;
+
+/// A context area for a run starting with `regs`: a pooled one, or a new one (`None` when the
+/// heap has no room: a request's allocation must fail cleanly).
+fn context_for(regs: UserRegs) -> Option<Box<[Context; 1]>> {
+    let pooled = CONTEXTS.lock().iter_mut().find_map(Option::take);
+    match pooled {
+        Some(mut context) => {
+            context[0].regs = regs;
+            context[0].extended.reset();
+            Some(context)
+        }
+        None => boxed_context(regs),
+    }
+}
+
+/// An image a slot or pooled space keeps mapped after a run, as a fresh load leaves it, so that
+/// the next run of the same function there maps nothing of it (no allocation, no fill, no
+/// relocation, no unmapping at its end): its shared pages (read-only and executable, the
+/// image's own frames, which this keeps alive) and its private pages (the space's frames:
+/// each one a run wrote, by its dirty bit, is filled again from the template and relocated,
+/// before the slot is free again: [`scrub_image`]). A run of another image unmaps it first
+/// (its private frames freed, zeroed when allocated again), as a run's own image was unmapped
+/// before.
+struct KeptImage {
+    /// The image's shared frames: who it is ([`KeptImage::is`]) and what keeps them alive while
+    /// mapped here.
+    frames: Arc<SharedFrames>,
+    image: native::NativeImage,
+    /// Where it is mapped (the layout's image address) and its span.
+    base: u64,
+    span: u64,
+    /// Its private pages: offset from `base`, leaf entry.
+    private: Vec<(u64, Leaf)>,
+}
+
+/// The most private pages (writable segments, `.bss` included) an image may have to be kept
+/// between runs: a larger one is unmapped after each run as before, so that idle slots and
+/// pooled spaces hold at most (15 + 8) × 16 frames of images (and little heap for their
+/// records), whatever the functions' data sizes.
+const MAX_KEPT_PRIVATE_PAGES: usize = 16;
+
+/// Private frames that slots and pooled spaces keep mapped with their [`KeptImage`]s: frames
+/// that a fresh load would have freed after each run (`/metrics`
+/// `pappus_native_kept_image_frames`, so that a count of free frames can be read against it).
+static KEPT_IMAGE_FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Frames held now by images kept mapped between runs ([`KEPT_IMAGE_FRAMES`]).
+pub fn kept_image_frames() -> u64 {
+    KEPT_IMAGE_FRAMES.load(Ordering::Relaxed)
+}
+
+impl KeptImage {
+    /// Records `image`, just loaded at `layout` in `space`; `None` when the heap has no room for
+    /// the record or a page is missing (the run then unmaps the image at its end, as before).
+    fn record(space: &mut AddressSpace, layout: Layout, image: &NativeImage) -> Option<Box<[Self; 1]>> {
+        let base = layout.image();
+        let count = image.image.private_pages().count();
+        if count > MAX_KEPT_PRIVATE_PAGES {
+            return None;
+        }
+        let mut record = Vec::new();
+        record.try_reserve_exact(1).ok()?;
+        let mut private = Vec::new();
+        private.try_reserve_exact(count).ok()?;
+        for offset in image.image.private_pages() {
+            private.push((offset, space.leaf(base + offset)?));
+        }
+        // Counted from here; the drop takes them off.
+        KEPT_IMAGE_FRAMES.fetch_add(private.len() as u64, Ordering::Relaxed);
+        record.push(Self {
+            frames: Arc::clone(&image.frames),
+            image: image.image.clone(),
+            base,
+            span: image.image.span(),
+            private,
+        });
+        record.into_boxed_slice().try_into().ok()
+    }
+
+    /// Whether this is `image` (the same prepared function: its frames).
+    fn is(&self, image: &NativeImage) -> bool {
+        Arc::ptr_eq(&self.frames, &image.frames)
+    }
+
+    /// Unmaps it from `space` (its private frames freed).
+    fn unmap(self, space: &mut AddressSpace) {
+        space.clear_range(self.base, self.base + self.span);
+    }
+}
+
+impl Drop for KeptImage {
+    fn drop(&mut self) {
+        KEPT_IMAGE_FRAMES.fetch_sub(self.private.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// After a run (its sandbox no longer running on any CPU): puts back, as loaded, every private
+/// page of the kept image that a run wrote (its dirty bit, never cleared: once written, the
+/// page is filled again after every run, and its entry never changes); a page found missing
+/// unmaps the whole image instead (the next run loads it afresh).
+fn scrub_image(space: &mut AddressSpace, kept: &mut Option<Box<[KeptImage; 1]>>) {
+    let Some([image]) = kept.as_deref() else { return };
+    for &(offset, leaf) in &image.private {
+        // SAFETY: `leaf` came from this space (the record is this space's or slot's).
+        let restored = match unsafe { space.written(leaf) } {
+            Some(false) => true,
+            // SAFETY: as above.
+            Some(true) => unsafe {
+                space.with_page(leaf, |bytes| image.image.fill_private(offset, image.base, bytes)).is_some()
+            },
+            None => false,
+        };
+        if !restored {
+            if let Some(image) = kept.take() {
+                let [image] = *image;
+                image.unmap(space);
+            }
+            return;
+        }
+    }
 }
 
 /// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
@@ -463,13 +672,14 @@ fn keep_page(
     Ok(())
 }
 
-/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if the
-/// sandbox wrote it (its dirty bit, cleared).
+/// After a run (its sandbox no longer running on any CPU): zeroes the kept page `page` if a
+/// run wrote it (its dirty bit, never cleared: once written, the page is zeroed after every run,
+/// and its entry never changes, so no CPU needs its TLB flushed for it).
 fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut Option<Leaf>) {
     let Some(leaf) = *kept else { return };
     // SAFETY: `kept` is this space's (or slot's) record, so `leaf` came from this space; the
-    // sandbox has stopped, and its CPU wrote CR3 on the way out.
-    match unsafe { space.take_dirty(leaf) } {
+    // sandbox has stopped (the kernel is the page's only writer now).
+    match unsafe { space.written(leaf) } {
         Some(false) => {}
         // SAFETY: as above.
         Some(true) if unsafe { space.with_page(leaf, |bytes| bytes.fill(0)) }.is_some() => {}
@@ -503,7 +713,9 @@ impl Memory {
 /// sandbox wrote it.
 fn empty(space: &mut AddressSpace, footprint: &Footprint, kept: &mut Kept) {
     let [image, sys, heap, stack] = footprint.ranges();
+    // Empty when the run found its image kept (it loaded nothing), or kept what it loaded.
     space.clear_range(image.start, image.end);
+    scrub_image(space, &mut kept.image);
     // The block's pages past the first (the kept one, when there is one).
     let sys_start = if kept.sys.is_some() { sys.start + 4096 } else { sys.start };
     space.clear_range(sys_start, sys.end);
@@ -525,14 +737,14 @@ impl Drop for Memory {
                     empty(&mut space, footprint, kept);
                     let mut pool = SPACES.lock();
                     if pool.len() < POOLED_SPACES && pool.try_reserve(1).is_ok() {
-                        pool.push((space, *kept));
+                        pool.push((space, core::mem::take(kept)));
                     }
                 }
             }
             Memory::Shared { shared, key, footprint, kept } => {
                 // The slot is emptied (and what it keeps recorded) before its key is free.
                 empty(&mut shared.space.lock(), footprint, kept);
-                shared.kept.lock()[usize::from(*key)] = *kept;
+                shared.kept.lock()[usize::from(*key)] = core::mem::take(kept);
                 shared.release_key(*key);
             }
         }
@@ -562,8 +774,9 @@ struct Space {
 pub struct Sandbox {
     space: Space,
     /// Its registers (on the heap: a parked sandbox waits in the run queue, whose entries stay
-    /// small).
-    context: Box<[Context; 1]>,
+    /// small). Always `Some` until its drop, which hands the area to the next run
+    /// ([`CONTEXTS`]).
+    context: Option<Box<[Context; 1]>>,
     outputs: Names,
     limits: engine::Limits,
     /// PKRU while it runs (None: CR4.PKE off).
@@ -576,6 +789,17 @@ pub struct Sandbox {
 struct Context {
     regs: UserRegs,
     extended: ExtendedState,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Its context area goes to the pool (or is freed when the pool is full).
+        if let Some(context) = self.context.take()
+            && let Some(free) = CONTEXTS.lock().iter_mut().find(|c| c.is_none())
+        {
+            *free = Some(context);
+        }
+    }
 }
 
 /// The state of one slice that the trap handlers see.
@@ -664,8 +888,22 @@ fn start_in(
     let stack_page = pages(limits.memory_bytes) > image_pages;
     let heap_page = pages(limits.memory_bytes) > image_pages + 1 && heap_len >= 4096;
     let loaded = memory.with(|space, key, footprint, kept| {
-        footprint.image(image.image.span());
-        load_image(space, key, layout, &image.image, &image.frames.0)?;
+        // The image as loaded is still there when this slot's (or space's) last run was of the
+        // same function; else the last one's goes and this one is loaded (and kept after the
+        // run, or unmapped then when there is no room to record it).
+        if !kept.image.as_deref().is_some_and(|[k]| k.is(image) && k.base == layout.image()) {
+            if let Some(old) = kept.image.take() {
+                let [old] = *old;
+                old.unmap(space);
+            }
+            footprint.image(image.image.span());
+            load_image(space, key, layout, &image.image, &image.frames.0)?;
+            kept.image = KeptImage::record(space, layout, image);
+            if kept.image.is_some() {
+                // Kept: not unmapped at the run's end (`empty`), scrubbed instead.
+                *footprint = Footprint::new(layout);
+            }
+        }
         let (sys, heap) = (layout.sys(), layout.heap());
         let mapping = |_| internal("mapping the system data block");
         // The block's first page: the kept one (the last block's bytes zeroed first), or a
@@ -721,7 +959,7 @@ fn start_in(
             return Step::Done(Err(internal(why)));
         }
     }
-    let Some(context) = boxed_context(regs) else {
+    let Some(context) = context_for(regs) else {
         return Step::Done(Err(internal("no memory for the sandbox's state")));
     };
 
@@ -734,7 +972,7 @@ fn start_in(
             pages_left: pages(limits.memory_bytes) - image_pages - u64::from(stack_page) - u64::from(heap_page),
             memory_limit: limits.memory_bytes,
         },
-        context,
+        context: Some(context),
         outputs: names,
         limits,
         pkru,
@@ -760,21 +998,27 @@ impl Sandbox {
     pub fn resume(mut self, deadline: Option<&dyn engine::Deadline>) -> Step {
         let entered = time::ticks();
         let clock = SliceClock::new(entered, self.budget_left, time::ticks_per_second());
-        let kernel_cr3 = uspace::current_cr3();
+        let kernel_root = uspace::kernel_root();
         let mut session = SliceSession { space: &mut self.space, deadline, clock, timed_out: false, error: None };
         let previous = session.space.memory.with(|space, _, _, _| {
-            space.refresh_kernel_half(kernel_cr3);
+            space.refresh_kernel_half(kernel_root);
             space.activate()
         });
+        // Written only when it differs (each write flushes TCG's TLB). It is left as it is after
+        // the run: PKRU only governs user pages, which outside ring 3 nothing touches (SMAP), and
+        // ring 3 is entered only here, after this.
         if let Some(pkru) = self.pkru {
-            usermode::write_pkru(pkru);
+            usermode::set_pkru(pkru);
         }
-        let Context { regs, extended } = &mut self.context[0];
+        let Some(context) = self.context.as_deref_mut() else {
+            return Step::Done(Err(internal("the sandbox's state is gone")));
+        };
+        let Context { regs, extended } = &mut context[0];
         let exit = usermode::enter_user(regs, extended, &mut session, Some(clock.first_tick()));
-        if self.pkru.is_some() {
-            usermode::write_pkru(usermode::PKRU_DENY_ALL);
-        }
-        AddressSpace::deactivate(previous);
+        // Back to the kernel's tables, but from the MPK engine's shared space, which CPUs keep
+        // loaded between runs ([`AddressSpace::make_resident`]): the next run's `activate`
+        // writes CR3 again, dropping every user page's TLB entry before ring 3 runs.
+        session.space.memory.with(|space, _, _, _| space.leave(previous));
         let (timed_out, error) = (session.timed_out, session.error.take());
         let ran = add_ticks(RUN, entered);
         self.budget_left = clock.budget_after(ran, self.budget_left);
@@ -785,7 +1029,10 @@ impl Sandbox {
             Exit::Ended => Err(error.unwrap_or_else(|| internal("sandbox ended without a cause"))),
             Exit::Syscall => {
                 let Space { layout, heap_end, .. } = self.space;
-                let (regs, outputs, limits) = (&self.context[0].regs, self.outputs.get(), &self.limits);
+                let Some(context) = self.context.as_deref() else {
+                    return Step::Done(Err(internal("the sandbox's state is gone")));
+                };
+                let (regs, outputs, limits) = (&context[0].regs, self.outputs.get(), &self.limits);
                 self.space.memory.with(|space, _, _, _| finish(space, layout, heap_end, regs, outputs, limits))
             }
         };
@@ -805,15 +1052,26 @@ fn finish(
     limits: &engine::Limits,
 ) -> Result<Completion, EngineError> {
     let exit = regs.exit_call();
-    let lazy = move |page: u64| layout.lazy(heap_end, page);
-    // Only the sandbox's own slot: in a shared space (`mpk`, `cheri`) the tables also map the
-    // other live sandboxes' slots, which the kernel must not read on this one's behalf.
-    let slot = layout.base()..layout.base() + native::layout::SLOT_SIZE;
-    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), |addr, len| {
+    exit_outcome(&exit, output_names, limits, heap_end - layout.heap(), SlotMemory { space, layout, heap_end })
+}
+
+/// A sandbox's memory as its exit call is read: only its own slot. In a shared space (`mpk`,
+/// `cheri`) the tables also map the other live sandboxes' slots, which the kernel must not read
+/// on this one's behalf. Pages of its heap or stack not mapped yet read as zero.
+struct SlotMemory<'a> {
+    space: &'a mut AddressSpace,
+    layout: Layout,
+    heap_end: u64,
+}
+
+impl ExitMemory for SlotMemory<'_> {
+    fn read_with<R>(&mut self, addr: u64, len: u64, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let slot = self.layout.base()..self.layout.base() + native::layout::SLOT_SIZE;
         let inside = addr >= slot.start && addr.checked_add(len).is_some_and(|end| end <= slot.end);
         if !inside && len > 0 {
             return None;
         }
-        space.read(addr, len, lazy)
-    })
+        let (layout, heap_end) = (self.layout, self.heap_end);
+        self.space.read_with(addr, len, move |page| layout.lazy(heap_end, page), f)
+    }
 }

@@ -116,6 +116,9 @@ impl ExtendedState {
     pub const fn new() -> Self {
         Self
     }
+
+    /// As [`ExtendedState::new`] (nothing here: the vector registers are in `UserRegs`).
+    pub fn reset(&mut self) {}
 }
 
 /// How a sandbox run ended.
@@ -427,8 +430,8 @@ pub const fn pkru_grant_only(key: u8) -> u32 {
 }
 
 /// Never called on aarch64 ([`pku_enabled`] is false); logs if it ever is.
-pub fn write_pkru(_value: u32) {
-    log::error!("usermode: write_pkru on aarch64, which has no protection keys");
+pub fn set_pkru(_value: u32) {
+    log::error!("usermode: set_pkru on aarch64, which has no protection keys");
 }
 
 /// SCTLR_EL1 bits cleared for EL0: UCI (26), nTWE (18), nTWI (16), UCT (15), DZE (14), UMA (9),

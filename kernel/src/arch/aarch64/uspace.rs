@@ -127,6 +127,12 @@ pub fn current_cr3() -> u64 {
     TTBR0_EL1.get() & ADDR_MASK
 }
 
+/// The kernel's tables, whose entries every space copies: TTBR0_EL1 outside runs (no space
+/// stays loaded after a run here: [`AddressSpace::make_resident`]).
+pub fn kernel_root() -> u64 {
+    current_cr3()
+}
+
 fn table(phys: u64) -> *mut u64 {
     phys_to_virt(phys).cast()
 }
@@ -322,7 +328,7 @@ impl AddressSpace {
     ///
     /// # Safety
     /// `leaf` came from this space's [`AddressSpace::leaf`].
-    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
+    pub unsafe fn written(&mut self, leaf: Leaf) -> Option<bool> {
         // SAFETY: the caller's word: a leaf slot of this space.
         let pte = unsafe { (leaf.0 as *const u64).read() };
         (pte & VALID != 0).then_some(true)
@@ -334,6 +340,18 @@ impl AddressSpace {
         // SAFETY: a leaf slot of this space.
         let value = unsafe { slot.read() };
         (value & VALID != 0 && value & AP_USER != 0).then_some((value & ADDR_MASK, value & AP_READ_ONLY == 0))
+    }
+
+    /// Calls `f` with the `len` bytes at user address `addr`, copied out as
+    /// [`AddressSpace::read`] does (`zero_ok` as there); `None` when that answers `None`.
+    pub fn read_with<R>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        zero_ok: impl Fn(u64) -> bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        self.read(addr, len, zero_ok).map(|bytes| f(&bytes))
     }
 
     /// Copies `len` bytes at user address `addr` out of the space. Pages not mapped yet read as
@@ -431,6 +449,17 @@ impl AddressSpace {
         unsafe { core::arch::asm!("isb", options(nostack)) };
         mmu_events::count(Event::Cr3Write);
         old
+    }
+
+    /// Never here: the kernel's identity map lives in TTBR0's range, and switching TTBR0 with
+    /// an ASID flushes nothing, so every run switches back ([`AddressSpace::leave`]).
+    pub fn make_resident(&self) -> bool {
+        false
+    }
+
+    /// After a run: back to `previous` (what [`AddressSpace::activate`] returned).
+    pub fn leave(&self, previous: u64) {
+        Self::deactivate(previous);
     }
 
     /// Switches back to `previous` (what [`AddressSpace::activate`] returned).

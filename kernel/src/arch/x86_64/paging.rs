@@ -36,6 +36,17 @@ static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(0);
 /// moved (`uspace::AddressSpace::refresh_kernel_half`).
 static KERNEL_TABLES_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// The kernel's PML4 (physical), set once by [`init`].
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
+
+/// The kernel's own PML4 (physical): what sandbox address spaces copy their upper half from
+/// and what a CPU loads when it leaves one. A CPU may run kernel code on another PML4 (the MPK
+/// engine's shared space stays loaded between runs: `uspace::AddressSpace::make_resident`),
+/// so CR3 does not always hold this.
+pub fn kernel_pml4() -> u64 {
+    KERNEL_PML4.load(Ordering::Relaxed)
+}
+
 /// The kernel's page tables' generation ([`KERNEL_TABLES_GENERATION`]).
 pub fn kernel_tables_generation() -> u64 {
     KERNEL_TABLES_GENERATION.load(Ordering::Acquire)
@@ -158,6 +169,7 @@ pub fn init(info: &BootInfo) {
         cr4.contains(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION),
         cr4.contains(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION)
     );
+    KERNEL_PML4.store(pml4_phys, Ordering::Relaxed);
     *MAPPER.lock() = Some(mapper);
     DIRECT_MAP_END.store(top, Ordering::Relaxed);
 }
@@ -187,6 +199,10 @@ pub fn map_page(virt: u64, phys: u64, flags: PageTableFlags) -> Result<(), MapTo
     // SAFETY: callers map fresh frames at addresses outside the kernel image and direct map,
     // so no existing reference is invalidated.
     unsafe { mapper.map_to(page, frame, flags, &mut Frames) }?.flush();
+    // A CPU that stays on a resident sandbox space between runs runs kernel code through that
+    // space's copy of the upper half: a top-level entry this mapping added must be there before
+    // anyone can use the new page (x86 caches no non-present entry, so the copy is enough).
+    super::uspace::sync_resident_kernel_half(kernel_pml4());
     KERNEL_TABLES_GENERATION.fetch_add(1, Ordering::Release);
     crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
     Ok(())

@@ -193,6 +193,12 @@ impl ExtendedState {
     pub const fn new() -> Self {
         Self { area: MaybeUninit::uninit(), saved: false }
     }
+
+    /// As [`ExtendedState::new`] for a reused area: nothing saved (the area's old bytes are
+    /// never read, as in a fresh one).
+    pub fn reset(&mut self) {
+        self.saved = false;
+    }
 }
 
 impl Default for ExtendedState {
@@ -404,6 +410,20 @@ pub fn write_pkru(value: u32) {
     // accessed with; the kernel never touches user pages directly (SMAP).
     unsafe { asm!("wrpkru", in("eax") value, in("ecx") 0, in("edx") 0, options(nostack, nomem)) };
     crate::mmu_events::count(crate::mmu_events::Event::PkruWrite);
+}
+
+/// Sets this CPU's PKRU to `value` before a sandbox runs, writing it only when it differs
+/// (only with CR4.PKE on). WRPKRU flushes an emulator's software TLB (QEMU's TCG flushes it on
+/// every write), RDPKRU does not; consecutive runs under the same key (or the paging engine's
+/// key 0) find it already right.
+pub fn set_pkru(value: u32) {
+    debug_assert!(pku_enabled());
+    let current: u32;
+    // SAFETY: RDPKRU with ECX = 0 reads PKRU into EAX (EDX cleared); CR4.PKE is on.
+    unsafe { asm!("rdpkru", out("eax") current, in("ecx") 0, out("edx") _, options(nostack, nomem)) };
+    if current != value {
+        write_pkru(value);
+    }
 }
 
 /// Whether the CPU enabled XSAVE (`scrub_extended_state` uses XRSTOR, else FXRSTOR).

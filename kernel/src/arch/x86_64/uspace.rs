@@ -68,9 +68,52 @@ pub fn table_frames() -> u64 {
 /// caches): nothing to do. (aarch64 cleans and invalidates here.)
 pub fn sync_code(_phys: u64, _len: usize) {}
 
-/// The CR3 in use (the kernel's, outside sandbox runs).
-pub fn current_cr3() -> u64 {
-    Cr3::read().0.start_address().as_u64()
+/// The kernel's own tables, whose upper half every space copies
+/// ([`AddressSpace::refresh_kernel_half`]).
+pub fn kernel_root() -> u64 {
+    match super::paging::kernel_pml4() {
+        // Before `paging::init` (no sandbox runs then): the boot tables in use.
+        0 => Cr3::read().0.start_address().as_u64(),
+        pml4 => pml4,
+    }
+}
+
+/// The PML4 of the one space that CPUs keep loaded between sandbox runs (0: none), the MPK
+/// engine's shared space ([`AddressSpace::make_resident`]).
+static RESIDENT: AtomicU64 = AtomicU64::new(0);
+
+/// Bumped after every user page-table entry that a CPU's TLB may still hold is taken away (a
+/// present leaf cleared by [`AddressSpace::clear_range`], before its frame is freed). Nothing
+/// else changes a present user leaf: a leaf is only ever written when absent (mapping), or
+/// cleared, and the dirty bit is never cleared ([`AddressSpace::written`]). So a CPU that has
+/// written CR3 since the generation it last saw holds no TLB entry that contradicts the tables.
+static USER_TLB_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Per CPU: [`USER_TLB_GENERATION`] as read just before its last CR3 write in
+/// [`AddressSpace::activate`] (`u64::MAX`: none yet).
+static FLUSHED_AT: [AtomicU64; crate::smp::MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; crate::smp::MAX_CPUS];
+
+/// Copies the kernel's upper half (`kernel`: its PML4) into the resident space, entry by entry
+/// where it differs, so that a CPU running kernel code on that space sees every top-level entry
+/// the kernel has (`paging::map_page` calls this after each change to the kernel's tables).
+pub fn sync_resident_kernel_half(kernel: u64) {
+    let resident = RESIDENT.load(Ordering::Acquire);
+    if resident == 0 || kernel == 0 {
+        return;
+    }
+    for i in 256..512 {
+        // SAFETY: both are whole PML4 frames in the direct map (the resident space is never
+        // freed: its `Drop` leaks it); only upper-half entries are written, each with one
+        // aligned 8-byte store, to the kernel's value (an entry already equal is not written,
+        // so a CPU using the resident space never sees a torn or changed entry but a new one).
+        unsafe {
+            let value = table(kernel).add(i).read_volatile();
+            let slot = table(resident).add(i);
+            if slot.read_volatile() != value {
+                slot.write_volatile(value);
+            }
+        }
+    }
 }
 
 fn table(phys: u64) -> *mut u64 {
@@ -81,8 +124,7 @@ impl AddressSpace {
     /// A fresh space: the kernel's upper half, an empty lower half.
     pub fn new() -> Option<Self> {
         let pml4 = mm::alloc_frame()?;
-        let (current, _) = Cr3::read();
-        let kernel = current.start_address().as_u64();
+        let kernel = kernel_root();
         let generation = super::paging::kernel_tables_generation();
         // SAFETY: both tables are whole frames in the direct map; the new one is ours alone.
         unsafe { core::ptr::copy_nonoverlapping(table(kernel).add(256), table(pml4).add(256), 256) };
@@ -216,7 +258,7 @@ impl AddressSpace {
     }
 
     /// The leaf entry of the page mapped at `virt`, for [`AddressSpace::with_page`] and
-    /// [`AddressSpace::take_dirty`]; `None` when nothing is mapped there.
+    /// [`AddressSpace::written`]; `None` when nothing is mapped there.
     pub fn leaf(&mut self, virt: u64) -> Option<Leaf> {
         let slot = self.entry(virt, false)?;
         // SAFETY: a leaf slot of this space.
@@ -240,25 +282,22 @@ impl AddressSpace {
         Some(f(unsafe { core::slice::from_raw_parts_mut(phys_to_virt(pte & ADDR_MASK), 4096) }))
     }
 
-    /// Whether the page behind `leaf` was written through this mapping since it was mapped or
-    /// last asked (its dirty bit, which this clears); `None` when nothing is mapped there.
+    /// Whether the page behind `leaf` was written through this mapping since it was mapped (its
+    /// dirty bit, which is never cleared: a page once written counts as written after every
+    /// later run too, and is scrubbed after each); `None` when nothing is mapped there.
     ///
     /// # Safety
-    /// `leaf` came from this space's [`AddressSpace::leaf`], and no CPU holds a TLB entry for the
-    /// page from before the sandbox using it stopped running: every CPU writes CR3 before and
-    /// after each sandbox runs, so one that is not running it holds none.
-    pub unsafe fn take_dirty(&mut self, leaf: Leaf) -> Option<bool> {
-        let slot = leaf.0 as *mut u64;
+    /// `leaf` came from this space's [`AddressSpace::leaf`].
+    ///
+    /// Why a clear bit can be trusted: the CPU sets it in the entry before a write through a
+    /// TLB entry that lacks it, so a TLB entry can carry it while the page-table entry does not
+    /// only if the bit was cleared after the TLB entry was made. It never is: a leaf is written
+    /// only when absent (a fresh mapping, whose earlier TLB entries went when it was cleared:
+    /// [`USER_TLB_GENERATION`]), or cleared.
+    pub unsafe fn written(&mut self, leaf: Leaf) -> Option<bool> {
         // SAFETY: the caller's word: a leaf slot of this space.
-        let pte = unsafe { slot.read() };
-        if pte & PRESENT == 0 {
-            return None;
-        }
-        if pte & DIRTY != 0 {
-            // SAFETY: as above; only the dirty bit changes.
-            unsafe { slot.write(pte & !DIRTY) };
-        }
-        Some(pte & DIRTY != 0)
+        let pte = unsafe { (leaf.0 as *const u64).read_volatile() };
+        (pte & PRESENT != 0).then_some(pte & DIRTY != 0)
     }
 
     /// The physical address behind user page `virt` and whether it is writable.
@@ -296,6 +335,30 @@ impl AddressSpace {
         Some(out)
     }
 
+    /// Calls `f` with the `len` bytes at user address `addr`: straight from the direct map when
+    /// they lie in one mapped page (no copy), else copied out as [`AddressSpace::read`] does
+    /// (`zero_ok` as there); `None` when [`AddressSpace::read`] would answer `None`.
+    pub fn read_with<R>(
+        &mut self,
+        addr: u64,
+        len: u64,
+        zero_ok: impl Fn(u64) -> bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let page = addr & !0xfff;
+        let end = addr.checked_add(len)?;
+        if len > 0
+            && end <= (page + 4096).min(USER_END)
+            && let Some((phys, _)) = self.translate(page)
+        {
+            // SAFETY: a user frame of this space, in the direct map; `addr..end` stays within
+            // the page. The sandbox is not running, so nothing writes it meanwhile.
+            let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(phys + (addr - page)), len as usize) };
+            return Some(f(bytes));
+        }
+        self.read(addr, len, zero_ok).map(|bytes| f(&bytes))
+    }
+
     /// Unmaps every page in `[start, end)` (page-aligned, clipped to the lower half) and frees
     /// the frames the space owns (a shared frame stays its owner's). Absent tables are skipped
     /// whole, so the cost follows what is mapped, not the range's size. The page tables stay
@@ -326,6 +389,9 @@ impl AddressSpace {
                     // SAFETY: as above; cleared before the frame goes back (zeroed when next
                     // allocated).
                     unsafe { slot.write(0) };
+                    // After the entry is gone and before its frame can be used again: every CPU
+                    // writes CR3 before it next enters ring 3 (`activate`).
+                    USER_TLB_GENERATION.fetch_add(1, Ordering::AcqRel);
                     if pte & SHARED == 0
                         && let Err(e) = mm::free_frame(pte & ADDR_MASK)
                     {
@@ -352,16 +418,70 @@ impl AddressSpace {
         self.upper = (generation, kernel_cr3);
     }
 
-    /// Makes this space current; returns the previous CR3 for [`AddressSpace::deactivate`].
-    /// Both always write CR3, even when it holds the same space: that drops the CPU's TLB
-    /// entries for user pages, which [`AddressSpace::take_dirty`] relies on.
+    /// Makes this space current before ring 3 runs in it; returns the previous CR3 for
+    /// [`AddressSpace::deactivate`]. It writes CR3, which drops the CPU's TLB entries for user
+    /// pages (what frame reuse relies on), but for one case: the CPU already has this space
+    /// loaded (resident: [`AddressSpace::make_resident`]) and no user leaf has been cleared
+    /// anywhere since its last CR3 write here ([`USER_TLB_GENERATION`]), so every entry its
+    /// TLB holds still matches the tables. Under TCG each CR3 write flushes the emulator's
+    /// whole software TLB, kernel pages included.
     pub fn activate(&self) -> u64 {
-        let (old, _) = Cr3::read();
+        let old = Cr3::read().0.start_address().as_u64();
+        // Read before the CR3 write: a leaf cleared after this read bumps it past what is
+        // recorded, and the next activation writes CR3 again.
+        let generation = USER_TLB_GENERATION.load(Ordering::Acquire);
+        let flushed = super::cpu_index_if_ready().and_then(|cpu| FLUSHED_AT.get(cpu));
+        if old == self.pml4 && self.is_resident() && flushed.is_some_and(|f| f.load(Ordering::Relaxed) == generation) {
+            return old;
+        }
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
-        // stay mapped; the lower half holds only this sandbox's user pages.
+        // stay mapped; the lower half holds only sandboxes' user pages.
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
         mmu_events::count(Event::Cr3Write);
-        old.start_address().as_u64()
+        if let Some(flushed) = flushed {
+            flushed.store(generation, Ordering::Relaxed);
+        }
+        old
+    }
+
+    /// Lets CPUs keep this space loaded between sandbox runs ([`AddressSpace::leave`] then
+    /// writes no CR3), when the CPU has SMEP and SMAP (so kernel code never executes or touches
+    /// the lower half's user pages it can then see) and no other space is resident. At most
+    /// one space is: the kernel keeps its upper half in step with the kernel's tables
+    /// ([`sync_resident_kernel_half`]), and it is never freed. Returns whether it is resident.
+    ///
+    /// Why the lower half may stay loaded: nothing but ring 3 uses user mappings (SMAP, SMEP),
+    /// and every entry to ring 3 is preceded by [`AddressSpace::activate`], which writes CR3
+    /// (dropping every TLB entry for user pages) unless no user leaf was cleared since this
+    /// CPU's last CR3 write. So the TLB entries a CPU keeps between runs are never used once
+    /// stale (a page since unmapped and its frame reused).
+    pub fn make_resident(&self) -> bool {
+        if !(super::cpu::has_smep() && super::cpu::has_smap()) {
+            return false;
+        }
+        let resident = match RESIDENT.compare_exchange(0, self.pml4, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(other) => other == self.pml4,
+        };
+        if resident {
+            sync_resident_kernel_half(kernel_root());
+        }
+        resident
+    }
+
+    fn is_resident(&self) -> bool {
+        RESIDENT.load(Ordering::Relaxed) == self.pml4
+    }
+
+    /// After a run: switches back to the kernel's own tables (not `_previous`, what
+    /// [`AddressSpace::activate`] returned, which may be the resident space), unless this space
+    /// is resident ([`AddressSpace::make_resident`]), which stays loaded (no CR3 write).
+    pub fn leave(&self, _previous: u64) {
+        if !self.is_resident() {
+            // SAFETY: the kernel's complete tables.
+            unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(kernel_root())), Cr3Flags::empty()) };
+            mmu_events::count(Event::Cr3Write);
+        }
     }
 
     /// Switches back to `previous` (what [`AddressSpace::activate`] returned).
@@ -399,6 +519,12 @@ impl AddressSpace {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        if self.is_resident() {
+            // Other CPUs may have it loaded: its tables must outlive them (never happens: the
+            // resident space is the MPK engine's, which lives as long as the kernel).
+            log::error!("uspace: the resident space is never freed; leaking it");
+            return;
+        }
         let (current, _) = Cr3::read();
         assert_ne!(current.start_address().as_u64(), self.pml4, "dropping the active address space");
         Self::free_level(self.pml4, 4);
