@@ -34,7 +34,7 @@ pub use prepare::WasmImage;
 pub use run::{WasmRun, WasmStep};
 
 /// The engine: its configuration. Each image it prepares gets a wasmi engine of its own (the
-/// compiled code and the linker that provides the `pappus` imports), so that dropping the image
+/// compiled code), so that dropping the image
 /// frees its code: one wasmi engine keeps every function it ever compiled (measured: 7 KB per
 /// 50-function module, never given back), which a tenant's register/delete cycles would grow
 /// without bound (tests/lifetime.rs).
@@ -43,9 +43,9 @@ pub struct WasmEngine {
 }
 
 impl WasmEngine {
-    /// An engine with `config` (checked by making one wasmi engine and its linker).
+    /// An engine with `config` (checked by making one wasmi engine with it).
     pub fn new(config: WasmConfig) -> Result<Self, EngineError> {
-        host::linker(&wasmi::Engine::new(&config.wasmi_config()))?;
+        wasmi::Engine::new(&config.wasmi_config());
         Ok(Self { config })
     }
 

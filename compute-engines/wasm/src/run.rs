@@ -3,8 +3,9 @@
 //! turn is over, the run is parked ([`WasmStep::Paused`]) with its store and paused call, to be
 //! resumed later, on any core ([`WasmRun::resume`]).
 
+use alloc::vec::Vec;
 use engine::{Completion, Deadline, EngineError, Invocation, Limits};
-use wasmi::{Extern, ResumableCall, ResumableCallOutOfFuel, Store};
+use wasmi::{Extern, Instance, ResumableCall, ResumableCallOutOfFuel, Store};
 
 use crate::WasmEngine;
 use crate::abi;
@@ -73,7 +74,19 @@ pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocati
     if let Err(e) = grant(&mut store, 0, slice, false) {
         return WasmStep::Done(Err(e));
     }
-    let instance = match image.linker.instantiate_and_start(&mut store, &image.module) {
+    // The module's imports, resolved against the ABI at prepare time: one host function each.
+    let mut imports = Vec::new();
+    if imports.try_reserve_exact(image.imports.len()).is_err() {
+        return WasmStep::Done(Err(EngineError::internal("no memory for the module's imports")));
+    }
+    for name in image.imports.iter() {
+        let Some(func) = crate::host::func(&mut store, name) else {
+            // Checked at prepare time; an image from elsewhere must still not panic.
+            return WasmStep::Done(Err(EngineError::internal(alloc::format!("no host function `{name}`"))));
+        };
+        imports.push(Extern::Func(func));
+    }
+    let instance = match Instance::new(&mut store, &image.module, &imports) {
         Ok(instance) => instance,
         Err(e) => return WasmStep::Done(Err(classify_instantiation(e, store.data(), &limits))),
     };
