@@ -5,7 +5,8 @@
 //!
 //! - **Prepare** (`prepare.rs`): size limit, validation and eager compilation, import and export
 //!   checks. The result is a [`WasmImage`], a cheap clone of the compiled module.
-//! - **Run** (`run.rs`): a fresh store and instance per run; fuel metering turns the instruction
+//! - **Run** (`run.rs`): a fresh store and instance per run, or the image's kept one put back to
+//!   its instantiated state (`reuse.rs`); fuel metering turns the instruction
 //!   budget into a deterministic timeout; a resource limiter caps linear memory (`state.rs`); the
 //!   host functions (`host.rs`) bounds-check every pointer (`guest_memory.rs`); traps and limits
 //!   become typed [`EngineError`]s (`classify.rs`).
@@ -24,6 +25,7 @@ mod fault;
 mod guest_memory;
 mod host;
 mod prepare;
+mod reuse;
 mod run;
 mod state;
 

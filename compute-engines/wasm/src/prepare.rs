@@ -9,6 +9,7 @@ use wasmi::{ExternType, Module};
 
 use crate::abi;
 use crate::config::WasmConfig;
+use crate::reuse::{self, Reuse};
 
 /// A validated, compiled module, ready to instantiate, with the wasmi engine that holds its code
 /// and its imports resolved against the ABI. Cloning shares them; the last clone dropped frees
@@ -20,6 +21,16 @@ pub struct WasmImage {
     /// The ABI function each import of the module is, in the module's import order: each run
     /// makes exactly these host functions, without looking anything up by name.
     pub(crate) imports: Arc<[&'static str]>,
+    /// The kept store and initial state, where runs can reuse their store (`reuse.rs`).
+    pub(crate) reuse: Option<Arc<Reuse>>,
+}
+
+impl WasmImage {
+    /// Whether runs of this image reuse a kept store (`None`: every run instantiates afresh),
+    /// and how many runs have taken it so far. For tests and diagnostics.
+    pub fn kept_store_runs(&self) -> Option<u64> {
+        self.reuse.as_ref().map(|reuse| reuse.taken.load(core::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl core::fmt::Debug for WasmImage {
@@ -38,7 +49,8 @@ pub(crate) fn prepare(config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, En
     let module = Module::new(&wasmi, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
     let (imports, uses_memory) = check_imports(&module)?;
     check_exports(&module, uses_memory)?;
-    Ok(WasmImage { module, wasmi, imports: imports.into() })
+    let reuse = reuse::plan(bytes).and_then(|plan| Reuse::new(plan, &wasmi, &module, &imports, config)).map(Arc::new);
+    Ok(WasmImage { module, wasmi, imports: imports.into(), reuse })
 }
 
 /// Every import must be an ABI function with the ABI's signature. Returns the ABI function of

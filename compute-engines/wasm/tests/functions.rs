@@ -177,3 +177,23 @@ fn rust_recursion_within_the_stack_works_and_beyond_it_traps() {
         "{err}"
     );
 }
+
+#[test]
+fn rust_functions_keep_their_store_and_every_run_starts_afresh() {
+    // functions/.cargo/config.toml exports the stack pointer and the table, so the engine can
+    // put everything back: runs reuse one store and each sees only its own inputs.
+    let Some(wasm) = function("template") else { return };
+    let engine = common::engine();
+    let image = engine.prepare(&wasm).unwrap();
+    assert_eq!(image.kept_store_runs(), Some(0));
+    let outputs = common::names(&["upper"]);
+    for (i, text) in ["first secret", "2nd", "the third, longest input of all"].iter().enumerate() {
+        let inputs = vec![set("in", vec![item(&format!("t{i}"), None, text.as_bytes())])];
+        let done = engine
+            .run(&image, engine::Invocation { inputs, outputs: &outputs, limits: rust_limits(), deadline: None })
+            .unwrap();
+        let expected = vec![item(&format!("t{i}"), None, text.to_ascii_uppercase().as_bytes())];
+        assert_eq!(done.outputs, vec![set("upper", expected)]);
+    }
+    assert_eq!(image.kept_store_runs(), Some(3));
+}
