@@ -103,17 +103,24 @@ fn split_pair(mut data: Vec<u8>) -> Result<[Vec<u8>; 2], Error> {
     };
     let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let a_len = HEADER_LEN as u128 + u128::from(rows) * u128::from(cols) * 8;
-    if a_len > data.len() as u128 {
+    let Some(a_len) = matrix_len(rows, cols).filter(|&len| len <= data.len() as u64) else {
+        let a_len = HEADER_LEN as u128 + u128::from(rows) * u128::from(cols) * 8;
         return Err(format!(
             "the unnamed item is {} bytes, shorter than the {rows}×{cols} matrix `a` it starts with ({a_len} bytes; it holds `a` then `b`)",
             data.len()
         )
         .into());
-    }
+    };
     // It fits in the item, so in usize.
     let b = data.split_off(a_len as usize);
     Ok([data, b])
+}
+
+/// The encoded length of a `rows × cols` matrix, header included, if it fits a `u64`.
+/// (`u64` arithmetic: wasm32 has it natively, while `u128` is a library call per multiply;
+/// `rows × cols` always fits, `× 8` may not.)
+fn matrix_len(rows: u32, cols: u32) -> Option<u64> {
+    (u64::from(rows) * u64::from(cols)).checked_mul(8)?.checked_add(HEADER_LEN as u64)
 }
 
 /// A decoded matrix, borrowing its elements from the item's bytes.
@@ -135,10 +142,10 @@ impl<'d> Matrix<'d> {
         };
         let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        // u128: rows × cols × 8 can exceed u64 for a (lying) header.
-        let want = u128::from(rows) * u128::from(cols) * 8;
-        let have = data.len() as u128;
-        if have != want {
+        if matrix_len(rows, cols) != Some(bytes.len() as u64) {
+            // u128: rows × cols × 8 can exceed u64 for a (lying) header.
+            let want = u128::from(rows) * u128::from(cols) * 8;
+            let have = data.len() as u128;
             let what = if have < want { "truncated" } else { "too long" };
             return Err(format!(
                 "matrix `{name}` is {what}: a {rows}×{cols} matrix is {} bytes ({HEADER_LEN}-byte header + {want} of f64s), the item has {}",
@@ -169,9 +176,11 @@ fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
         )
         .into());
     }
-    // Zero inner dimension: tiny inputs can still ask for a huge (all-zero) product.
-    let len = HEADER_LEN as u128 + a.rows as u128 * b.cols as u128 * 8;
-    if len > MAX_OUTPUT_BYTES {
+    // Zero inner dimension: tiny inputs can still ask for a huge (all-zero) product. Both
+    // dimensions came from u32s.
+    let fits = matrix_len(a.rows as u32, b.cols as u32).filter(|&len| u128::from(len) <= MAX_OUTPUT_BYTES);
+    let Some(len) = fits else {
+        let len = HEADER_LEN as u128 + a.rows as u128 * b.cols as u128 * 8;
         return Err(format!(
             "the product is {}×{}, {len} bytes: more than the {} MiB a run may output",
             a.rows,
@@ -179,7 +188,7 @@ fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
             MAX_OUTPUT_BYTES >> 20
         )
         .into());
-    }
+    };
     let mut out = Vec::with_capacity(len as usize);
     // Both dimensions came from u32s.
     out.extend_from_slice(&(a.rows as u32).to_le_bytes());
