@@ -141,6 +141,10 @@ impl InputItem<'_> {
 
     /// Its name.
     pub fn name(&self) -> String {
+        // The descriptor gave its length: an empty name (a raw invoke's body) needs no call.
+        if self.info.name_len == 0 {
+            return String::new();
+        }
         read_name(|buf| self.transport.input_item_name(self.set, self.index, buf)).unwrap_or_default()
     }
 
