@@ -36,7 +36,7 @@ use crate::state::HostState;
 
 /// The largest initial memory an image's kept store may have: registration makes one, and the
 /// image holds it (and a copy of the initial memory) for its lifetime.
-pub(crate) const MAX_POOLED_MEMORY: u64 = 1 << 20;
+pub(crate) const MAX_POOLED_MEMORY: u64 = 256 << 10;
 
 /// What of a module's state a run can change, named by its exports.
 #[derive(Debug, Default)]
@@ -104,8 +104,12 @@ impl Reuse {
         Some(Self { plan, memory, instantiation_fuel, slot, taken: AtomicU64::new(0) })
     }
 
-    /// The kept store, if no other run holds it.
-    pub fn take(&self) -> Option<Box<Ready>> {
+    /// The kept store, if no other run holds it and a run with `limits` may have its memory
+    /// (else the run instantiates, and fails as instantiation does).
+    pub fn take(&self, limits: &Limits) -> Option<Box<Ready>> {
+        if self.memory.len() as u64 > limits.memory_bytes {
+            return None;
+        }
         let ready = self.slot.lock().take();
         if ready.is_some() {
             self.taken.fetch_add(1, Ordering::Relaxed);

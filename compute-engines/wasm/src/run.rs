@@ -70,7 +70,7 @@ pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocati
     let state = HostState::new(inputs, outputs, &limits, &engine.config);
     let slice = engine.config.fuel_slice.max(1);
     if let Some(reuse) = &image.reuse
-        && let Some(ready) = reuse.take()
+        && let Some(ready) = reuse.take(&limits)
     {
         return start_kept(reuse, ready, state, limits, deadline, slice);
     }

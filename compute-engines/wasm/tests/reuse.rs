@@ -118,6 +118,19 @@ fn modules_that_hide_changeable_state_instantiate_every_run() {
     assert_eq!(engine.prepare(&large).unwrap().kept_store_runs(), None);
 }
 
+#[test]
+fn a_memory_limit_below_the_initial_memory_fails_as_instantiation_does() {
+    let engine = engine();
+    let image = engine.prepare(&checker("")).unwrap();
+    let outputs = names(&["out"]);
+    let small = engine::Limits::new(32 << 10, engine::TimeBudget::from_millis(5));
+    let err = engine.run(&image, Invocation { inputs: vec![], outputs: &outputs, limits: small, deadline: None });
+    assert!(matches!(err, Err(EngineError::OutOfMemory { .. })), "{err:?}");
+    assert_eq!(image.kept_store_runs(), Some(0), "the kept store was not used");
+    run(&engine, &image, 0).unwrap();
+    assert_eq!(image.kept_store_runs(), Some(1));
+}
+
 /// A deadline whose turns are always over: every fuel slice ends a turn.
 struct EveryTurn;
 
