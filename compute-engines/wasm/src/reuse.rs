@@ -16,8 +16,10 @@
 //! module's constant globals). A module qualifies only when the engine can reach all of that
 //! state, i.e. it exports its memory, every mutable global and every table (the example
 //! functions do: `functions/.cargo/config.toml`), and has no passive data or element segments
-//! (their dropped state could not be put back) and no initial memory above
-//! [`MAX_POOLED_MEMORY`]; other modules get a fresh instance every run, as before. A run that
+//! (their dropped state could not be put back), no initial memory above [`MAX_POOLED_MEMORY`],
+//! and no more than [`MAX_KEPT_TABLE_ELEMENTS`] table elements and [`MAX_KEPT_GLOBALS`] mutable
+//! globals (putting them back is not charged to the run's budget); other modules get a fresh
+//! instance every run, as before. A run that
 //! fails (trap, timeout, abort, bad output) or is dropped unfinished does not give its store
 //! back. One store per image is kept, made at prepare time (so that the image's memory
 //! measure includes it); a second concurrent run instantiates as before and gives its store
@@ -37,6 +39,13 @@ use crate::state::HostState;
 /// The largest initial memory an image's kept store may have: registration makes one, and the
 /// image holds it (and a copy of the initial memory) for its lifetime.
 pub(crate) const MAX_POOLED_MEMORY: u64 = 256 << 10;
+
+/// The most table elements (over all tables) and mutable globals a kept store puts back after
+/// each run; that work is not charged to the run's budget, so a module with more instantiates
+/// for every run instead (which the run's budget does pay for, as before).
+pub(crate) const MAX_KEPT_TABLE_ELEMENTS: u64 = 4096;
+/// See [`MAX_KEPT_TABLE_ELEMENTS`].
+pub(crate) const MAX_KEPT_GLOBALS: usize = 256;
 
 /// What of a module's state a run can change, named by its exports.
 #[derive(Debug, Default)]
@@ -215,6 +224,7 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
     let mut tables = 0u32;
     let mut memories = 0u32;
     let mut memory_min_pages = 0u64;
+    let mut table_elements = 0u64;
     let mut exports = Vec::new();
     let mut r = Reader { bytes: bytes.get(8..)?, at: 0 };
     while !r.done() {
@@ -233,7 +243,21 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
                     s.leb()?;
                 }
             }
-            4 => tables = s.leb()?,
+            4 => {
+                tables = s.leb()?;
+                for _ in 0..tables {
+                    s.byte()?; // element type
+                    let flags = s.byte()?;
+                    // 64-bit or shared tables: not the ABI's, refuse.
+                    if flags & !0x1 != 0 {
+                        return None;
+                    }
+                    table_elements = table_elements.saturating_add(s.leb64()?);
+                    if flags & 1 != 0 {
+                        s.leb64()?; // maximum
+                    }
+                }
+            }
             5 => {
                 memories = s.leb()?;
                 if memories > 0 {
@@ -311,6 +335,10 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
         }
     }
     if memories > 1 || memory_min_pages.checked_mul(65536)? > MAX_POOLED_MEMORY {
+        return None;
+    }
+    // Putting state back is the platform's work, not charged to the run: keep it small.
+    if table_elements > MAX_KEPT_TABLE_ELEMENTS || mutable_globals.len() > MAX_KEPT_GLOBALS {
         return None;
     }
     let export = |kind: u8, index: u32| {

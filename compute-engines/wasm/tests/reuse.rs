@@ -114,6 +114,23 @@ fn modules_that_hide_changeable_state_instantiate_every_run() {
     ))
     .unwrap();
     assert_eq!(engine.prepare(&passive).unwrap().kept_store_runs(), None);
+    // More table elements than a kept store puts back.
+    let big_table = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory (export "memory") 1) (table (export "t") 5000 funcref) (func (export "run")))"#
+    ))
+    .unwrap();
+    assert_eq!(engine.prepare(&big_table).unwrap().kept_store_runs(), None);
+    let small_table = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory (export "memory") 1) (table (export "t") 50 100 funcref) (func (export "run")))"#
+    ))
+    .unwrap();
+    assert_eq!(engine.prepare(&small_table).unwrap().kept_store_runs(), Some(0));
+    // More mutable globals than a kept store puts back.
+    let globals: String = (0..300).map(|i| format!(r#"(global (export "g{i}") (mut i32) (i32.const {i}))"#)).collect();
+    let many =
+        wat::parse_str(format!(r#"(module {IMPORTS} (memory (export "memory") 1) {globals} (func (export "run")))"#))
+            .unwrap();
+    assert_eq!(engine.prepare(&many).unwrap().kept_store_runs(), None);
     // An initial memory larger than a kept store may hold.
     let large =
         wat::parse_str(format!(r#"(module {IMPORTS} (memory (export "memory") 17) (func (export "run")))"#)).unwrap();
