@@ -66,19 +66,19 @@ fn operands(set: &InputSet) -> Result<[Vec<u8>; 2], Error> {
     }
     let mut found: [Option<Vec<u8>>; 2] = [None, None];
     for item in set.items() {
-        let name = item.name();
-        let slot = match name.as_str() {
-            "a" => &mut found[0],
-            "b" => &mut found[1],
+        // Compared as bytes read into a small buffer: no String per item.
+        let slot = match item.name_into(&mut [0; 1]) {
+            Some(b"a") => &mut found[0],
+            Some(b"b") => &mut found[1],
             _ => {
-                let set = set.name();
+                let (name, set) = (item.name(), set.name());
                 return Err(
                     format!("unexpected item `{name}` in input `{set}`: it must hold exactly `a` and `b`").into()
                 );
             }
         };
         if slot.is_some() {
-            return Err(format!("input `{}` has two items named `{name}`", set.name()).into());
+            return Err(format!("input `{}` has two items named `{}`", set.name(), item.name()).into());
         }
         *slot = Some(item.data());
     }
