@@ -49,8 +49,9 @@ pub(crate) fn prepare(config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, En
     let module = Module::new(&wasmi, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
     let (imports, uses_memory) = check_imports(&module)?;
     check_exports(&module, uses_memory)?;
+    let imports: Arc<[&'static str]> = imports.into();
     let reuse = reuse::plan(bytes).and_then(|plan| Reuse::new(plan, &wasmi, &module, &imports, config)).map(Arc::new);
-    Ok(WasmImage { module, wasmi, imports: imports.into(), reuse })
+    Ok(WasmImage { module, wasmi, imports, reuse })
 }
 
 /// Every import must be an ABI function with the ABI's signature. Returns the ABI function of

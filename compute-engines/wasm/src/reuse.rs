@@ -20,13 +20,16 @@
 //! and no more than [`MAX_KEPT_TABLE_ELEMENTS`] table elements and [`MAX_KEPT_GLOBALS`] mutable
 //! globals (putting them back is not charged to the run's budget); other modules get a fresh
 //! instance every run, as before. A run that
-//! fails (trap, timeout, abort, bad output) or is dropped unfinished does not give its store
-//! back. One store per image is kept, made at prepare time (so that the image's memory
-//! measure includes it); a second concurrent run instantiates as before and gives its store
-//! back only when the slot is empty.
+//! fails (trap, timeout, abort, bad output) or grew its memory or a table does not give its
+//! store back: a new instance is made for the slot instead ([`Reuse::refill`]), so the heap an
+//! image holds does not depend on what its runs did. One store per image is kept, made at
+//! prepare time (so that the image's memory measure includes it); a second concurrent run
+//! instantiates as before and gives its store back only when the slot is empty, and a run
+//! dropped unfinished leaves the slot empty until then.
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use engine::{Limits, TimeBudget};
@@ -66,6 +69,31 @@ pub(crate) struct Reuse {
     slot: spin::Mutex<Option<Box<Ready>>>,
     /// How many runs took the kept store (for tests).
     pub taken: AtomicU64,
+    /// What [`refill`](Reuse::refill) instantiates.
+    wasmi: wasmi::Engine,
+    module: Module,
+    imports: Arc<[&'static str]>,
+    config: WasmConfig,
+}
+
+/// A fresh store for `module`, instantiated, idle, with its handles; and the fuel that took.
+fn fresh(
+    plan: &Plan,
+    wasmi: &wasmi::Engine,
+    module: &Module,
+    imports: &[&'static str],
+    config: &WasmConfig,
+) -> Option<(Box<Ready>, u64)> {
+    let limits = Limits::new(MAX_POOLED_MEMORY, TimeBudget::from_millis(1));
+    let mut store = Store::new(wasmi, HostState::new(Vec::new(), &[], &limits, config));
+    store.limiter(|state| &mut state.limiter);
+    const FUEL: u64 = u64::MAX / 2;
+    store.set_fuel(FUEL).ok()?;
+    let instance = instantiate(&mut store, module, imports).ok()?;
+    let fuel = FUEL.saturating_sub(store.get_fuel().ok()?);
+    let handles = Handles::new(&store, instance, plan)?;
+    *store.data_mut() = HostState::idle();
+    Some((Box::new(Ready { store, handles }), fuel))
 }
 
 /// An instantiated store in its initial state, with the handles a run needs and the initial
@@ -93,24 +121,41 @@ impl Reuse {
         plan: Plan,
         wasmi: &wasmi::Engine,
         module: &Module,
-        imports: &[&'static str],
+        imports: &Arc<[&'static str]>,
         config: &WasmConfig,
     ) -> Option<Self> {
-        let limits = Limits::new(MAX_POOLED_MEMORY, TimeBudget::from_millis(1));
-        let mut store = Store::new(wasmi, HostState::new(Vec::new(), &[], &limits, config));
-        store.limiter(|state| &mut state.limiter);
-        const FUEL: u64 = u64::MAX / 2;
-        store.set_fuel(FUEL).ok()?;
-        let instance = instantiate(&mut store, module, imports).ok()?;
-        let instantiation_fuel = FUEL.saturating_sub(store.get_fuel().ok()?);
-        let handles = Handles::new(&store, instance, &plan)?;
-        let memory = match handles.memory {
-            Some(memory) => Box::from(memory.data(&store)),
+        let (ready, instantiation_fuel) = fresh(&plan, wasmi, module, imports, config)?;
+        let memory = match ready.handles.memory {
+            Some(memory) => Box::from(memory.data(&ready.store)),
             None => Box::default(),
         };
-        *store.data_mut() = HostState::idle();
-        let slot = spin::Mutex::new(Some(Box::new(Ready { store, handles })));
-        Some(Self { plan, memory, instantiation_fuel, slot, taken: AtomicU64::new(0) })
+        Some(Self {
+            plan,
+            memory,
+            instantiation_fuel,
+            slot: spin::Mutex::new(Some(ready)),
+            taken: AtomicU64::new(0),
+            wasmi: wasmi.clone(),
+            module: module.clone(),
+            imports: imports.clone(),
+            config: config.clone(),
+        })
+    }
+
+    /// Makes a new kept store if the slot is empty: after a run that held the kept store failed
+    /// or grew it, so that the slot is full again whatever runs did (the heap an image holds
+    /// does not depend on its history; `cargo xtask soak` checks it comes back to its baseline).
+    /// A run dropped unfinished leaves it empty until a run instantiates and gives its store.
+    pub fn refill(&self) {
+        if self.slot.lock().is_some() {
+            return;
+        }
+        if let Some((ready, _)) = fresh(&self.plan, &self.wasmi, &self.module, &self.imports, &self.config) {
+            let mut slot = self.slot.lock();
+            if slot.is_none() {
+                *slot = Some(ready);
+            }
+        }
     }
 
     /// The kept store, if no other run holds it and a run with `limits` may have its memory
@@ -135,11 +180,16 @@ impl Reuse {
     /// Puts `ready`'s state back as instantiation left it and keeps it, if it can be and the
     /// slot is empty; else drops it.
     pub fn give_back(&self, mut ready: Box<Ready>) {
+        // No run's inputs or outputs stay in a kept store.
+        *ready.store.data_mut() = HostState::idle();
         if ready.reset(&self.memory).is_some() {
             let mut slot = self.slot.lock();
             if slot.is_none() {
                 *slot = Some(ready);
             }
+        } else {
+            drop(ready);
+            self.refill();
         }
     }
 }

@@ -119,15 +119,18 @@ fn start_kept(
     slice: u64,
 ) -> WasmStep {
     if state.fuel_reserve < reuse.instantiation_fuel {
+        reuse.give_back(ready);
         return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: false }));
     }
     state.fuel_reserve -= reuse.instantiation_fuel;
     state.memory = ready.handles.abi_memory;
     *ready.store.data_mut() = state;
-    if let Err(e) = ready.store.set_fuel(0) {
-        return WasmStep::Done(Err(EngineError::internal(alloc::format!("setting fuel: {e}"))));
-    }
-    if let Err(e) = grant(&mut ready.store, 0, slice, deadline.is_some()) {
+    let fueled = match ready.store.set_fuel(0) {
+        Ok(()) => grant(&mut ready.store, 0, slice, deadline.is_some()),
+        Err(e) => Err(EngineError::internal(alloc::format!("setting fuel: {e}"))),
+    };
+    if let Err(e) = fueled {
+        reuse.give_back(ready);
         return WasmStep::Done(Err(e));
     }
     let entry = ready.handles.entry;
@@ -150,6 +153,16 @@ impl Held {
             Held::Own(store) => store,
             Held::Kept(_, ready) => &mut ready.store,
         }
+    }
+
+    /// The run failed with `error`: its store is dropped; a kept one is replaced by a new
+    /// instance (`Reuse::refill`).
+    fn fail(self, error: EngineError) -> WasmStep {
+        if let Held::Kept(reuse, ready) = self {
+            drop(ready);
+            reuse.refill();
+        }
+        WasmStep::Done(Err(error))
     }
 
     /// The run's host state, after it completed; a kept store goes back to its image.
@@ -185,26 +198,30 @@ fn drive(
                 return WasmStep::Done(Ok(Completion { outputs: state.outputs, instructions: Some(used) }));
             }
             Ok(ResumableCall::HostTrap(trap)) => {
-                return WasmStep::Done(Err(classify(trap.into_host_error(), store.data(), &limits)));
+                let error = classify(trap.into_host_error(), store.data(), &limits);
+                return held.fail(error);
             }
             Ok(ResumableCall::OutOfFuel(paused)) => {
                 if deadline.is_some_and(|d| d.expired()) {
-                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: true }));
+                    return held.fail(EngineError::Timeout { budget: limits.time, wall_clock: true });
                 }
                 let needed = paused.required_fuel();
                 let in_store = store.get_fuel().unwrap_or(0);
                 if store.data().fuel_reserve.saturating_add(in_store) < needed {
-                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: false }));
+                    return held.fail(EngineError::Timeout { budget: limits.time, wall_clock: false });
                 }
                 if let Err(e) = grant(store, needed, slice, deadline.is_some()) {
-                    return WasmStep::Done(Err(e));
+                    return held.fail(e);
                 }
                 if deadline.is_some_and(|d| d.turn_over()) {
                     return WasmStep::Paused(WasmRun { held, paused, limits, slice });
                 }
                 step = paused.resume(store, &mut []);
             }
-            Err(e) => return WasmStep::Done(Err(classify(e, store.data(), &limits))),
+            Err(e) => {
+                let error = classify(e, store.data(), &limits);
+                return held.fail(error);
+            }
         }
     }
 }
