@@ -141,7 +141,24 @@ impl InputItem<'_> {
 
     /// Its name.
     pub fn name(&self) -> String {
+        // The descriptor gave its length: an empty name (a raw invoke's body) needs no call.
+        if self.info.name_len == 0 {
+            return String::new();
+        }
         read_name(|buf| self.transport.input_item_name(self.set, self.index, buf)).unwrap_or_default()
+    }
+
+    /// Its name's bytes, read into `buf` without allocating, when `buf` is long enough (the
+    /// length is known from the item's descriptor); `None` when it is not, then use
+    /// [`name`](Self::name). For comparing names: `item.name_into(&mut [0; 8]) == Some(b"a")`
+    /// costs no allocation and no UTF-8 check (the platform's names are UTF-8).
+    pub fn name_into<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        let len = usize::try_from(self.info.name_len).ok()?;
+        let buf = buf.get_mut(..len)?;
+        if len > 0 && self.transport.input_item_name(self.set, self.index, buf) != Some(len) {
+            return None;
+        }
+        Some(buf)
     }
 
     /// Its key, if it has one (`keyed` distribution and joins use it).

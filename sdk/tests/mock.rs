@@ -32,6 +32,29 @@ fn inputs_are_seen_in_declaration_order_with_names_keys_and_data() {
 }
 
 #[test]
+fn item_names_can_be_read_into_a_buffer() {
+    fn check(ctx: &mut Context) -> Result<(), Error> {
+        let set = ctx.input(0).unwrap();
+        let (w1, w2) = (set.item(0).unwrap(), set.item(1).unwrap());
+        assert_eq!(w1.name_into(&mut [0; 8]), Some(&b"w1"[..]));
+        assert_eq!(w2.name_into(&mut [0; 2]), Some(&b"w2"[..]), "an exact fit");
+        assert_eq!(w2.name_into(&mut [0; 1]), None, "too short: use name()");
+        Ok(())
+    }
+    two_inputs().run(check).unwrap();
+    // An empty name fits any buffer, an empty one too.
+    let unnamed = Mock::new().input("in", [MockItem::new("", "x")]);
+    unnamed
+        .run(|ctx| {
+            let item = ctx.input(0).unwrap().item(0).unwrap();
+            assert_eq!(item.name_into(&mut []), Some(&b""[..]));
+            assert_eq!(item.name(), "");
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
 fn item_data_can_be_read_in_parts() {
     fn check(ctx: &mut Context) -> Result<(), Error> {
         let item = ctx.input(0).unwrap().item(0).unwrap();

@@ -148,9 +148,12 @@ profile = "minimal"
 "#
     );
     let cargo_config = r#"# Rust's wasm32 default is a 1 MiB stack that every run would have to allocate and zero;
-# 128 KiB is plenty for most functions. Raise it here for a deeply recursive one.
+# 32 KiB is plenty for most functions and keeps stack, static data and the start of the heap
+# in one 64 KiB page (one page to zero per run). Raise it here for a deeply recursive one.
+# The two exports let the platform reuse the function's instance between runs, putting its
+# memory, stack pointer and function table back (without them each run instantiates anew).
 [target.wasm32-unknown-unknown]
-rustflags = ["-C", "link-arg=-zstack-size=131072"]
+rustflags = ["-C", "link-arg=-zstack-size=32768", "-C", "link-arg=--export=__stack_pointer", "-C", "link-arg=--export-table"]
 "#
     .to_string();
     let lib = format!(

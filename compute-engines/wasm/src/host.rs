@@ -6,10 +6,10 @@
 //! [`NOT_FOUND`]; pointers outside linear memory, bad output and `abort` end the run.
 
 use alloc::string::String;
+use engine::BadOutput;
 use engine::abi::{ITEM_FLAG_KEY, NOT_FOUND};
-use engine::{BadOutput, EngineError};
 use model::{Bytes, Item, MAX_NAME_LEN};
-use wasmi::{Caller, Linker};
+use wasmi::{Caller, Func, Store};
 
 use crate::abi;
 use crate::fault::HostFault;
@@ -28,32 +28,26 @@ const BYTES_PER_FUEL: u64 = 64;
 /// The longest `abort` message kept; the rest is cut (messages go into a JSON error body).
 const MAX_ABORT_MESSAGE: usize = 4096;
 
-/// A linker that provides exactly the ABI's imports.
-pub(crate) fn linker(engine: &wasmi::Engine) -> Result<Linker<HostState>, EngineError> {
-    let mut linker = Linker::new(engine);
-    let fail = |e: wasmi::errors::LinkerError| EngineError::internal(alloc::format!("linking the ABI: {e}"));
-    linker
-        .func_wrap(abi::NAMESPACE, abi::INPUT_SET_COUNT, input_set_count)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::INPUT_SET_NAME, input_set_name)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::INPUT_ITEM_COUNT, input_item_count)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::INPUT_ITEM_INFO, input_item_info)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::INPUT_ITEM_NAME, input_item_name)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::INPUT_ITEM_READ, input_item_read)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::OUTPUT_SET_COUNT, output_set_count)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::OUTPUT_SET_NAME, output_set_name)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::OUTPUT_PUSH, output_push)
-        .map_err(fail)?
-        .func_wrap(abi::NAMESPACE, abi::ABORT, abort)
-        .map_err(fail)?;
-    Ok(linker)
+/// The host function for ABI import `name`, made in `store` (`None`: no such import).
+///
+/// Each run's store gets its own host functions, one per import of the module, made directly:
+/// a wasmi `Linker` would look every import up by module and name on every instantiation
+/// (interned strings and a map; about 430 host instructions per import, `invoke_matmul_wasm`
+/// under callgrind), while the imports were already matched against the ABI at prepare time.
+pub(crate) fn func(store: &mut Store<HostState>, name: &str) -> Option<Func> {
+    Some(match name {
+        abi::INPUT_SET_COUNT => Func::wrap(store, input_set_count),
+        abi::INPUT_SET_NAME => Func::wrap(store, input_set_name),
+        abi::INPUT_ITEM_COUNT => Func::wrap(store, input_item_count),
+        abi::INPUT_ITEM_INFO => Func::wrap(store, input_item_info),
+        abi::INPUT_ITEM_NAME => Func::wrap(store, input_item_name),
+        abi::INPUT_ITEM_READ => Func::wrap(store, input_item_read),
+        abi::OUTPUT_SET_COUNT => Func::wrap(store, output_set_count),
+        abi::OUTPUT_SET_NAME => Func::wrap(store, output_set_name),
+        abi::OUTPUT_PUSH => Func::wrap(store, output_push),
+        abi::ABORT => Func::wrap(store, abort),
+        _ => return None,
+    })
 }
 
 fn input_set_count(mut caller: Ctx<'_>) -> HostResult<i32> {
@@ -255,4 +249,30 @@ fn index(i: i32) -> usize {
 /// A count as a wasm `i32` (saturating; counts here never approach it).
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+    use engine::{Limits, TimeBudget};
+    use wasmi::Store;
+
+    use super::func;
+    use crate::abi;
+    use crate::config::WasmConfig;
+    use crate::state::HostState;
+
+    #[test]
+    fn every_abi_import_has_a_host_function_of_its_signature() {
+        let config = WasmConfig::default();
+        let engine = wasmi::Engine::new(&config.wasmi_config());
+        let limits = Limits::new(1 << 20, TimeBudget::from_millis(1));
+        let mut store = Store::new(&engine, HostState::new(Vec::new(), &[], &limits, &config));
+        for import in abi::IMPORTS {
+            let f = func(&mut store, import.name).unwrap_or_else(|| panic!("no host function `{}`", import.name));
+            let ty = f.ty(&store);
+            assert_eq!((ty.params(), ty.results()), (import.params, import.results), "{}", import.name);
+        }
+        assert!(func(&mut store, "no_such_import").is_none());
+    }
 }

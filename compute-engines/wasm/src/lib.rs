@@ -5,7 +5,8 @@
 //!
 //! - **Prepare** (`prepare.rs`): size limit, validation and eager compilation, import and export
 //!   checks. The result is a [`WasmImage`], a cheap clone of the compiled module.
-//! - **Run** (`run.rs`): a fresh store and instance per run; fuel metering turns the instruction
+//! - **Run** (`run.rs`): a fresh store and instance per run, or the image's kept one put back to
+//!   its instantiated state (`reuse.rs`); fuel metering turns the instruction
 //!   budget into a deterministic timeout; a resource limiter caps linear memory (`state.rs`); the
 //!   host functions (`host.rs`) bounds-check every pointer (`guest_memory.rs`); traps and limits
 //!   become typed [`EngineError`]s (`classify.rs`).
@@ -24,6 +25,7 @@ mod fault;
 mod guest_memory;
 mod host;
 mod prepare;
+mod reuse;
 mod run;
 mod state;
 
@@ -34,7 +36,7 @@ pub use prepare::WasmImage;
 pub use run::{WasmRun, WasmStep};
 
 /// The engine: its configuration. Each image it prepares gets a wasmi engine of its own (the
-/// compiled code and the linker that provides the `pappus` imports), so that dropping the image
+/// compiled code), so that dropping the image
 /// frees its code: one wasmi engine keeps every function it ever compiled (measured: 7 KB per
 /// 50-function module, never given back), which a tenant's register/delete cycles would grow
 /// without bound (tests/lifetime.rs).
@@ -43,9 +45,9 @@ pub struct WasmEngine {
 }
 
 impl WasmEngine {
-    /// An engine with `config` (checked by making one wasmi engine and its linker).
+    /// An engine with `config` (checked by making one wasmi engine with it).
     pub fn new(config: WasmConfig) -> Result<Self, EngineError> {
-        host::linker(&wasmi::Engine::new(&config.wasmi_config()))?;
+        wasmi::Engine::new(&config.wasmi_config());
         Ok(Self { config })
     }
 

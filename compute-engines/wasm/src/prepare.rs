@@ -3,21 +3,34 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use engine::{EngineError, ImageError};
-use wasmi::{ExternType, Linker, Module};
-
-use crate::state::HostState;
+use wasmi::{ExternType, Module};
 
 use crate::abi;
 use crate::config::WasmConfig;
+use crate::reuse::{self, Reuse};
 
 /// A validated, compiled module, ready to instantiate, with the wasmi engine that holds its code
-/// and the linker for its imports. Cloning shares them; the last clone dropped frees them.
+/// and its imports resolved against the ABI. Cloning shares them; the last clone dropped frees
+/// them.
 #[derive(Clone)]
 pub struct WasmImage {
     pub(crate) module: Module,
     pub(crate) wasmi: wasmi::Engine,
-    pub(crate) linker: Arc<Linker<HostState>>,
+    /// The ABI function each import of the module is, in the module's import order: each run
+    /// makes exactly these host functions, without looking anything up by name.
+    pub(crate) imports: Arc<[&'static str]>,
+    /// The kept store and initial state, where runs can reuse their store (`reuse.rs`).
+    pub(crate) reuse: Option<Arc<Reuse>>,
+}
+
+impl WasmImage {
+    /// Whether runs of this image reuse a kept store (`None`: every run instantiates afresh),
+    /// and how many runs have taken it so far. For tests and diagnostics.
+    pub fn kept_store_runs(&self) -> Option<u64> {
+        self.reuse.as_ref().map(|reuse| reuse.taken.load(core::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl core::fmt::Debug for WasmImage {
@@ -34,16 +47,18 @@ pub(crate) fn prepare(config: &WasmConfig, bytes: &[u8]) -> Result<WasmImage, En
     }
     let wasmi = wasmi::Engine::new(&config.wasmi_config());
     let module = Module::new(&wasmi, bytes).map_err(|e| ImageError::Malformed { reason: e.to_string() })?;
-    let uses_memory = check_imports(&module)?;
+    let (imports, uses_memory) = check_imports(&module)?;
     check_exports(&module, uses_memory)?;
-    let linker = Arc::new(crate::host::linker(&wasmi)?);
-    Ok(WasmImage { module, wasmi, linker })
+    let imports: Arc<[&'static str]> = imports.into();
+    let reuse = reuse::plan(bytes).and_then(|plan| Reuse::new(plan, &wasmi, &module, &imports, config)).map(Arc::new);
+    Ok(WasmImage { module, wasmi, imports, reuse })
 }
 
-/// Every import must be an ABI function with the ABI's signature. Returns whether any import
-/// takes pointers into linear memory.
-fn check_imports(module: &Module) -> Result<bool, ImageError> {
+/// Every import must be an ABI function with the ABI's signature. Returns the ABI function of
+/// each import, in order, and whether any import takes pointers into linear memory.
+fn check_imports(module: &Module) -> Result<(Vec<&'static str>, bool), ImageError> {
     let mut uses_memory = false;
+    let mut imports = Vec::new();
     for import in module.imports() {
         let refuse = |reason: String| ImageError::ForbiddenImport {
             module: import.module().into(),
@@ -67,8 +82,9 @@ fn check_imports(module: &Module) -> Result<bool, ImageError> {
             )));
         }
         uses_memory |= expected.uses_memory;
+        imports.push(expected.name);
     }
-    Ok(uses_memory)
+    Ok((imports, uses_memory))
 }
 
 /// The entry export must exist with type `[] -> []`; `memory` must be a memory where present,

@@ -3,6 +3,8 @@
 //! turn is over, the run is parked ([`WasmStep::Paused`]) with its store and paused call, to be
 //! resumed later, on any core ([`WasmRun::resume`]).
 
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use engine::{Completion, Deadline, EngineError, Invocation, Limits};
 use wasmi::{Extern, ResumableCall, ResumableCallOutOfFuel, Store};
 
@@ -10,6 +12,7 @@ use crate::WasmEngine;
 use crate::abi;
 use crate::classify::{classify, classify_instantiation};
 use crate::prepare::WasmImage;
+use crate::reuse::{self, Ready, Reuse};
 use crate::state::HostState;
 
 /// How far one turn of a wasm run got.
@@ -26,7 +29,7 @@ pub enum WasmStep {
 /// A wasm run between two turns: its store (instance, memory, inputs, outputs so far, fuel)
 /// and the entry call, paused at a fuel slice's end.
 pub struct WasmRun {
-    store: Store<HostState>,
+    held: Held,
     paused: ResumableCallOutOfFuel,
     limits: Limits,
     slice: u64,
@@ -41,9 +44,9 @@ impl core::fmt::Debug for WasmRun {
 impl WasmRun {
     /// Runs the next turn: until the run ends or `deadline` says this turn is over too.
     pub fn resume(self, deadline: Option<&dyn Deadline>) -> WasmStep {
-        let WasmRun { mut store, paused, limits, slice } = self;
-        let step = paused.resume(&mut store, &mut []);
-        drive(store, step, limits, deadline, slice)
+        let WasmRun { mut held, paused, limits, slice } = self;
+        let step = paused.resume(held.store(), &mut []);
+        drive(held, step, limits, deadline, slice)
     }
 }
 
@@ -65,15 +68,21 @@ pub(crate) fn run(
 pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocation<'_>) -> WasmStep {
     let Invocation { inputs, outputs, limits, deadline } = invocation;
     let state = HostState::new(inputs, outputs, &limits, &engine.config);
+    let slice = engine.config.fuel_slice.max(1);
+    if let Some(reuse) = &image.reuse
+        && let Some(ready) = reuse.take(&limits)
+    {
+        return start_kept(reuse, ready, state, limits, deadline, slice);
+    }
     let mut store = Store::new(&image.wasmi, state);
     store.limiter(|state| &mut state.limiter);
     // Instantiation (data segments, tables) may cost fuel and cannot be resumed: it gets the
     // whole budget; with a deadline, all but one slice goes back to the reserve afterwards.
-    let slice = engine.config.fuel_slice.max(1);
     if let Err(e) = grant(&mut store, 0, slice, false) {
         return WasmStep::Done(Err(e));
     }
-    let instance = match image.linker.instantiate_and_start(&mut store, &image.module) {
+    // The module's imports, resolved against the ABI at prepare time: one host function each.
+    let instance = match reuse::instantiate(&mut store, &image.module, &image.imports) {
         Ok(instance) => instance,
         Err(e) => return WasmStep::Done(Err(classify_instantiation(e, store.data(), &limits))),
     };
@@ -90,49 +99,129 @@ pub(crate) fn start(engine: &WasmEngine, image: &WasmImage, invocation: Invocati
         // Checked at prepare time; an image from elsewhere must still not panic.
         return WasmStep::Done(Err(EngineError::internal("the instance has no entry function")));
     };
-    let step = entry.call_resumable(&mut store, &[], &mut []);
-    drive(store, step, limits, deadline, slice)
+    // A reusable image's fresh store can be kept after this run, if the kept one is taken.
+    let mut held = match image.reuse.as_ref().and_then(|reuse| Some((reuse, reuse.handles(&store, instance)?))) {
+        Some((reuse, handles)) => Held::Kept(reuse.clone(), Box::new(Ready { store, handles })),
+        None => Held::Own(store),
+    };
+    let step = entry.call_resumable(held.store(), &[], &mut []);
+    drive(held, step, limits, deadline, slice)
+}
+
+/// A run on the image's kept store: its instance is as instantiation left it; this run's host
+/// state replaces the idle one, and the run is charged what instantiation would have cost.
+fn start_kept(
+    reuse: &Arc<Reuse>,
+    mut ready: Box<Ready>,
+    mut state: HostState,
+    limits: Limits,
+    deadline: Option<&dyn Deadline>,
+    slice: u64,
+) -> WasmStep {
+    if state.fuel_reserve < reuse.instantiation_fuel {
+        reuse.give_back(ready);
+        return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: false }));
+    }
+    state.fuel_reserve -= reuse.instantiation_fuel;
+    state.memory = ready.handles.abi_memory;
+    *ready.store.data_mut() = state;
+    let fueled = match ready.store.set_fuel(0) {
+        Ok(()) => grant(&mut ready.store, 0, slice, deadline.is_some()),
+        Err(e) => Err(EngineError::internal(alloc::format!("setting fuel: {e}"))),
+    };
+    if let Err(e) = fueled {
+        reuse.give_back(ready);
+        return WasmStep::Done(Err(e));
+    }
+    let entry = ready.handles.entry;
+    let step = entry.call_resumable(&mut ready.store, &[], &mut []);
+    drive(Held::Kept(reuse.clone(), ready), step, limits, deadline, slice)
+}
+
+/// A run's store: its own, or one to give back to its image when the run completes.
+// Moved once per run and parked on the heap by the kernel with its run; boxing the store here
+// would be one more allocation for every run that instantiates.
+#[allow(clippy::large_enum_variant)]
+enum Held {
+    Own(Store<HostState>),
+    Kept(Arc<Reuse>, Box<Ready>),
+}
+
+impl Held {
+    fn store(&mut self) -> &mut Store<HostState> {
+        match self {
+            Held::Own(store) => store,
+            Held::Kept(_, ready) => &mut ready.store,
+        }
+    }
+
+    /// The run failed with `error`: its store is dropped; a kept one is replaced by a new
+    /// instance (`Reuse::refill`).
+    fn fail(self, error: EngineError) -> WasmStep {
+        if let Held::Kept(reuse, ready) = self {
+            drop(ready);
+            reuse.refill();
+        }
+        WasmStep::Done(Err(error))
+    }
+
+    /// The run's host state, after it completed; a kept store goes back to its image.
+    fn finish(self) -> HostState {
+        match self {
+            Held::Own(store) => store.into_data(),
+            Held::Kept(reuse, mut ready) => {
+                let state = core::mem::replace(ready.store.data_mut(), HostState::idle());
+                reuse.give_back(ready);
+                state
+            }
+        }
+    }
 }
 
 /// Runs the entry call on until it ends or its turn is over. Without a deadline the whole
 /// budget is fuel from the start; with one, fuel comes in slices and the deadline is checked
 /// (and asked whether the turn is over) between them.
 fn drive(
-    mut store: Store<HostState>,
+    mut held: Held,
     mut step: Result<ResumableCall, wasmi::Error>,
     limits: Limits,
     deadline: Option<&dyn Deadline>,
     slice: u64,
 ) -> WasmStep {
     loop {
+        let store = held.store();
         match step {
             Ok(ResumableCall::Finished) => {
                 let left = store.get_fuel().unwrap_or(0);
-                let state = store.into_data();
+                let state = held.finish();
                 let used = limits.time.instructions.saturating_sub(state.fuel_reserve.saturating_add(left));
                 return WasmStep::Done(Ok(Completion { outputs: state.outputs, instructions: Some(used) }));
             }
             Ok(ResumableCall::HostTrap(trap)) => {
-                return WasmStep::Done(Err(classify(trap.into_host_error(), store.data(), &limits)));
+                let error = classify(trap.into_host_error(), store.data(), &limits);
+                return held.fail(error);
             }
             Ok(ResumableCall::OutOfFuel(paused)) => {
                 if deadline.is_some_and(|d| d.expired()) {
-                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: true }));
+                    return held.fail(EngineError::Timeout { budget: limits.time, wall_clock: true });
                 }
                 let needed = paused.required_fuel();
                 let in_store = store.get_fuel().unwrap_or(0);
                 if store.data().fuel_reserve.saturating_add(in_store) < needed {
-                    return WasmStep::Done(Err(EngineError::Timeout { budget: limits.time, wall_clock: false }));
+                    return held.fail(EngineError::Timeout { budget: limits.time, wall_clock: false });
                 }
-                if let Err(e) = grant(&mut store, needed, slice, deadline.is_some()) {
-                    return WasmStep::Done(Err(e));
+                if let Err(e) = grant(store, needed, slice, deadline.is_some()) {
+                    return held.fail(e);
                 }
                 if deadline.is_some_and(|d| d.turn_over()) {
-                    return WasmStep::Paused(WasmRun { store, paused, limits, slice });
+                    return WasmStep::Paused(WasmRun { held, paused, limits, slice });
                 }
-                step = paused.resume(&mut store, &mut []);
+                step = paused.resume(store, &mut []);
             }
-            Err(e) => return WasmStep::Done(Err(classify(e, store.data(), &limits))),
+            Err(e) => {
+                let error = classify(e, store.data(), &limits);
+                return held.fail(error);
+            }
         }
     }
 }

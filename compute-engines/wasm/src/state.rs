@@ -49,6 +49,23 @@ impl HostState {
     }
 }
 
+impl HostState {
+    /// The state of a kept store between runs: no inputs, no outputs, no memory to grow into.
+    pub fn idle() -> Self {
+        Self {
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            memory: None,
+            limiter: Limiter::new(0, 0),
+            output_items: 0,
+            output_bytes: 0,
+            max_output_items: 0,
+            max_output_bytes: 0,
+            fuel_reserve: 0,
+        }
+    }
+}
+
 /// A resource the limiter refused; a run that then fails ran out of memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {

@@ -206,7 +206,7 @@ fn images_and_the_engine_can_be_shared_across_threads() {
     assert_eq!(keys, vec![Some(0), Some(1), Some(2), Some(3)]);
 }
 
-/// An image carries its own compiled code and linker (so that dropping it frees them): one
+/// An image carries its own compiled code (so that dropping it frees it) and its resolved imports: one
 /// prepared by another engine instance runs the same, where wasmi would have panicked on a
 /// module of a foreign wasmi engine.
 #[test]

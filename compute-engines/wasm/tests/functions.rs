@@ -53,8 +53,8 @@ fn function(name: &str) -> Option<Vec<u8>> {
     Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
-/// Limits for Rust functions: Rust's wasm32 modules start with 17 pages (a 1 MiB stack and
-/// static data), so they need more than the WAT tests' 1 MiB.
+/// Limits for Rust functions: room for what the probe allocates (up to 300,000 bytes) beyond its
+/// initial page (functions/.cargo/config.toml: a 32 KiB stack, static data, the heap's start).
 fn rust_limits() -> Limits {
     Limits::new(4 << 20, TimeBudget::from_millis(20))
 }
@@ -79,7 +79,7 @@ fn the_template_uppercases_its_inputs() {
 
 #[test]
 fn the_template_fits_in_one_mebibyte() {
-    // functions/.cargo/config.toml sets a 128 KiB stack; Rust's default 1 MiB would not fit.
+    // functions/.cargo/config.toml sets a 32 KiB stack; Rust's default 1 MiB would not fit.
     let Some(wasm) = function("template") else { return };
     let limits = Limits::new(1 << 20, TimeBudget::from_millis(10));
     let done = run_with(&wasm, vec![set("in", vec![item("a", None, b"x")])], &["out"], limits).unwrap();
@@ -168,7 +168,7 @@ fn rust_functions_import_only_the_abi() {
 fn rust_recursion_within_the_stack_works_and_beyond_it_traps() {
     let Some(result) = probe(vec![item("recurse", None, b"20")], rust_limits()) else { return };
     assert_eq!(&*result.unwrap().outputs[0].items[0].data, b"210", "1 + 2 + … + 20");
-    // 512-byte frames overflow the 128 KiB shadow stack long before wasmi's call depth limit:
+    // 512-byte frames overflow the 32 KiB shadow stack long before wasmi's call depth limit:
     // the stack pointer runs below address 0 and the next store traps. Nothing else is touched.
     let Some(result) = probe(vec![item("recurse", None, b"1000000")], rust_limits()) else { return };
     let err = result.unwrap_err();
@@ -176,4 +176,24 @@ fn rust_recursion_within_the_stack_works_and_beyond_it_traps() {
         matches!(&err, EngineError::Trap(t) if t.kind == TrapKind::MemoryOutOfBounds || t.kind == TrapKind::StackOverflow),
         "{err}"
     );
+}
+
+#[test]
+fn rust_functions_keep_their_store_and_every_run_starts_afresh() {
+    // functions/.cargo/config.toml exports the stack pointer and the table, so the engine can
+    // put everything back: runs reuse one store and each sees only its own inputs.
+    let Some(wasm) = function("template") else { return };
+    let engine = common::engine();
+    let image = engine.prepare(&wasm).unwrap();
+    assert_eq!(image.kept_store_runs(), Some(0));
+    let outputs = common::names(&["upper"]);
+    for (i, text) in ["first secret", "2nd", "the third, longest input of all"].iter().enumerate() {
+        let inputs = vec![set("in", vec![item(&format!("t{i}"), None, text.as_bytes())])];
+        let done = engine
+            .run(&image, engine::Invocation { inputs, outputs: &outputs, limits: rust_limits(), deadline: None })
+            .unwrap();
+        let expected = vec![item(&format!("t{i}"), None, text.to_ascii_uppercase().as_bytes())];
+        assert_eq!(done.outputs, vec![set("upper", expected)]);
+    }
+    assert_eq!(image.kept_store_runs(), Some(3));
 }

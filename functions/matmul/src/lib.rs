@@ -66,19 +66,19 @@ fn operands(set: &InputSet) -> Result<[Vec<u8>; 2], Error> {
     }
     let mut found: [Option<Vec<u8>>; 2] = [None, None];
     for item in set.items() {
-        let name = item.name();
-        let slot = match name.as_str() {
-            "a" => &mut found[0],
-            "b" => &mut found[1],
+        // Compared as bytes read into a small buffer: no String per item.
+        let slot = match item.name_into(&mut [0; 1]) {
+            Some(b"a") => &mut found[0],
+            Some(b"b") => &mut found[1],
             _ => {
-                let set = set.name();
+                let (name, set) = (item.name(), set.name());
                 return Err(
                     format!("unexpected item `{name}` in input `{set}`: it must hold exactly `a` and `b`").into()
                 );
             }
         };
         if slot.is_some() {
-            return Err(format!("input `{}` has two items named `{name}`", set.name()).into());
+            return Err(format!("input `{}` has two items named `{}`", set.name(), item.name()).into());
         }
         *slot = Some(item.data());
     }
@@ -103,17 +103,24 @@ fn split_pair(mut data: Vec<u8>) -> Result<[Vec<u8>; 2], Error> {
     };
     let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let a_len = HEADER_LEN as u128 + u128::from(rows) * u128::from(cols) * 8;
-    if a_len > data.len() as u128 {
+    let Some(a_len) = matrix_len(rows, cols).filter(|&len| len <= data.len() as u64) else {
+        let a_len = HEADER_LEN as u128 + u128::from(rows) * u128::from(cols) * 8;
         return Err(format!(
             "the unnamed item is {} bytes, shorter than the {rows}×{cols} matrix `a` it starts with ({a_len} bytes; it holds `a` then `b`)",
             data.len()
         )
         .into());
-    }
+    };
     // It fits in the item, so in usize.
     let b = data.split_off(a_len as usize);
     Ok([data, b])
+}
+
+/// The encoded length of a `rows × cols` matrix, header included, if it fits a `u64`.
+/// (`u64` arithmetic: wasm32 has it natively, while `u128` is a library call per multiply;
+/// `rows × cols` always fits, `× 8` may not.)
+fn matrix_len(rows: u32, cols: u32) -> Option<u64> {
+    (u64::from(rows) * u64::from(cols)).checked_mul(8)?.checked_add(HEADER_LEN as u64)
 }
 
 /// A decoded matrix, borrowing its elements from the item's bytes.
@@ -135,10 +142,10 @@ impl<'d> Matrix<'d> {
         };
         let rows = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let cols = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        // u128: rows × cols × 8 can exceed u64 for a (lying) header.
-        let want = u128::from(rows) * u128::from(cols) * 8;
-        let have = data.len() as u128;
-        if have != want {
+        if matrix_len(rows, cols) != Some(bytes.len() as u64) {
+            // u128: rows × cols × 8 can exceed u64 for a (lying) header.
+            let want = u128::from(rows) * u128::from(cols) * 8;
+            let have = data.len() as u128;
             let what = if have < want { "truncated" } else { "too long" };
             return Err(format!(
                 "matrix `{name}` is {what}: a {rows}×{cols} matrix is {} bytes ({HEADER_LEN}-byte header + {want} of f64s), the item has {}",
@@ -151,13 +158,6 @@ impl<'d> Matrix<'d> {
         // Both fit: rows × cols × 8 equals the length of a slice in memory.
         Ok(Self { rows: rows as usize, cols: cols as usize, elems })
     }
-
-    /// Row `i` (an empty iterator past the last row).
-    fn row(&self, i: usize) -> impl Iterator<Item = f64> + '_ {
-        let start = i.saturating_mul(self.cols);
-        let row = self.elems.get(start..start.saturating_add(self.cols)).unwrap_or_default();
-        row.iter().map(|bytes| f64::from_le_bytes(*bytes))
-    }
 }
 
 /// `a · b`, encoded.
@@ -169,9 +169,11 @@ fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
         )
         .into());
     }
-    // Zero inner dimension: tiny inputs can still ask for a huge (all-zero) product.
-    let len = HEADER_LEN as u128 + a.rows as u128 * b.cols as u128 * 8;
-    if len > MAX_OUTPUT_BYTES {
+    // Zero inner dimension: tiny inputs can still ask for a huge (all-zero) product. Both
+    // dimensions came from u32s.
+    let fits = matrix_len(a.rows as u32, b.cols as u32).filter(|&len| u128::from(len) <= MAX_OUTPUT_BYTES);
+    let Some(len) = fits else {
+        let len = HEADER_LEN as u128 + a.rows as u128 * b.cols as u128 * 8;
         return Err(format!(
             "the product is {}×{}, {len} bytes: more than the {} MiB a run may output",
             a.rows,
@@ -179,7 +181,7 @@ fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
             MAX_OUTPUT_BYTES >> 20
         )
         .into());
-    }
+    };
     let mut out = Vec::with_capacity(len as usize);
     // Both dimensions came from u32s.
     out.extend_from_slice(&(a.rows as u32).to_le_bytes());
@@ -191,13 +193,20 @@ fn multiply(a: &Matrix, b: &Matrix) -> Result<Vec<u8>, Error> {
     }
     // One row of `c` at a time, accumulated in i-k-j order so the inner loop walks a row of
     // `b` and of `c` sequentially; the row buffer is reused (the SDK's allocator never frees).
-    // It fits: `b.cols` f64s are at most one row of the product, checked above.
+    // It fits: `b.cols` f64s are at most one row of the product, checked above. Plain slices
+    // of rows rather than iterator adaptors per element: a wasm function is interpreted, and
+    // this loop ran about twice as many wasm instructions with `row(i)`/`zip` (callgrind,
+    // `cargo xtask bench e2e`).
     let mut row = vec![0.0f64; b.cols];
     for i in 0..a.rows {
         row.fill(0.0);
-        for (k, a_ik) in a.row(i).enumerate() {
-            for (c_ij, b_kj) in row.iter_mut().zip(b.row(k)) {
-                *c_ij += a_ik * b_kj;
+        // rows × cols elements exist (decode checked), so these products do not overflow.
+        let a_row = a.elems.get(i * a.cols..(i + 1) * a.cols).unwrap_or_default();
+        for (k, a_ik) in a_row.iter().enumerate() {
+            let a_ik = f64::from_le_bytes(*a_ik);
+            let b_row = b.elems.get(k * b.cols..(k + 1) * b.cols).unwrap_or_default();
+            for (c_ij, b_kj) in row.iter_mut().zip(b_row) {
+                *c_ij += a_ik * f64::from_le_bytes(*b_kj);
             }
         }
         for c_ij in &row {
