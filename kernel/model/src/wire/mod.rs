@@ -63,8 +63,11 @@ impl WireFormat {
 
     /// The format a media type names (parameters such as `; charset=utf-8` and case ignored).
     pub fn from_media_type(value: &str) -> Option<Self> {
-        let essence = value.split(';').next().unwrap_or_default().trim();
-        [Self::Json, Self::Raw, Self::Binary].into_iter().find(|f| f.media_type().eq_ignore_ascii_case(essence))
+        // Bytes, not `str::split`/`trim`: this runs for every invocation (HTTP's optional white
+        // space is ASCII).
+        let value = value.as_bytes();
+        let essence = value.iter().position(|&b| b == b';').map_or(value, |end| &value[..end]).trim_ascii();
+        [Self::Json, Self::Raw, Self::Binary].into_iter().find(|f| f.media_type().as_bytes().eq_ignore_ascii_case(essence))
     }
 
     /// How to read a request body given its `Content-Type`: JSON and binary when named, raw for

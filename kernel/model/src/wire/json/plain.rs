@@ -22,7 +22,9 @@ use crate::wire::{WireLimits, b64};
 /// Decodes `body` when it is plain and acceptable; `None` sends it to the full decoder.
 pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
     let mut scan = Scan { bytes: body, at: 0 };
+    // One allocation for every item's data: the body bounds what it decodes to.
     let mut data = Vec::new();
+    data.try_reserve(limits.max_total_bytes.min(body.len() / 4 * 3)).ok()?;
     let mut sets: Vec<PendingSet> = Vec::new();
     let mut set_names = BTreeSet::new();
     let mut items = 0usize;
