@@ -4,7 +4,7 @@
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt;
+use core::{fmt, mem};
 
 use pappus_http::{Request, Response};
 
@@ -77,6 +77,9 @@ pub struct ControlPlane {
     invocations: BTreeMap<InvocationId, Invocation>,
     /// Finished invocations' answers, not yet taken, with their tenant.
     finished: BTreeMap<InvocationId, (TenantId, Response)>,
+    /// [`poll`](Self::poll)'s list of the invocations that answered in a pass (kept empty
+    /// between polls, its room reused).
+    answered: Vec<(InvocationId, Response)>,
     next_invocation: u64,
     pub(crate) counters: Counters,
     stats: InvocationStats,
@@ -105,6 +108,7 @@ impl ControlPlane {
             compositions: Registry::with_limit(limits.max_compositions_per_tenant),
             invocations: BTreeMap::new(),
             finished: BTreeMap::new(),
+            answered: Vec::new(),
             next_invocation: 0,
             counters: Counters::default(),
             stats: InvocationStats::default(),
@@ -272,21 +276,30 @@ impl ControlPlane {
                 moved |= invocation.finish(ticket.instance, result, &self.limits.wire);
             }
         }
-        let ids: Vec<InvocationId> = self.invocations.keys().copied().collect();
-        for id in ids {
-            let Some(mut invocation) = self.invocations.remove(&id) else { continue };
+        // Each invocation steps where it lies in the map (no id list, no removal and
+        // reinsertion of every invocation on every poll); the ones that answered leave after.
+        let mut done = mem::take(&mut self.answered);
+        if done.try_reserve(self.invocations.len()).is_err() {
+            // No heap for the list now: no invocation steps in this poll (none is lost; the
+            // next poll tries again).
+            self.answered = done;
+            return moved;
+        }
+        for (&id, invocation) in &mut self.invocations {
             match invocation.step(now_ms, runtime, &self.limits) {
                 Step::Done(response) => {
                     moved = true;
-                    self.end(id, &invocation, response.status, now_ms, runtime);
-                    self.finished.insert(id, (invocation.tenant(), response));
+                    done.push((id, response));
                 }
-                Step::Waiting { moved: step_moved } => {
-                    moved |= step_moved;
-                    self.invocations.insert(id, invocation);
-                }
+                Step::Waiting { moved: step_moved } => moved |= step_moved,
             }
         }
+        for (id, response) in done.drain(..) {
+            let Some(invocation) = self.invocations.remove(&id) else { continue };
+            self.end(id, &invocation, response.status, now_ms, runtime);
+            self.finished.insert(id, (invocation.tenant(), response));
+        }
+        self.answered = done;
         moved
     }
 
