@@ -87,6 +87,8 @@ impl Export for Memory {
         out.single("pappus_heap_bytes_total", "Kernel heap size.", Kind::Gauge, heap.total);
         out.single("pappus_heap_bytes_used", "Kernel heap in use.", Kind::Gauge, heap.used);
         out.single("pappus_heap_alloc_failures_total", "Heap allocations refused.", Kind::Counter, heap.failures);
+        let help = "Heap allocations and reallocations served.";
+        out.single("pappus_heap_allocations_total", help, Kind::Counter, heap.allocations);
         let help = "Kernel heap kept from tenants and request bodies.";
         out.single("pappus_heap_reserve_bytes", help, Kind::Gauge, mm::heap_reserve());
         let help = "Frames holding sandboxes' page tables (MPK slots keep theirs: a bounded high-water mark).";

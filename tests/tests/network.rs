@@ -60,6 +60,7 @@ fn endpoints_bodies_keepalive_pipelining() {
         "pappus_nic_rx_packets_total",
         "pappus_frames_free",
         "pappus_heap_bytes_used",
+        "pappus_heap_allocations_total",
         "pappus_net_sockets",
         "pappus_mpk_keys_live",
     ] {

@@ -11,7 +11,9 @@
 //! - **What costs wall-clock time but not instructions**, per request, over the JSON requests of
 //!   the same boot: CR3 writes, single-page TLB invalidations (INVLPG), PKRU writes, page faults
 //!   in ring 3 and in ring 0 (the kernel's per-CPU `/metrics` counters, summed over CPUs). Under
-//!   TCG each of the first three flushes QEMU's software TLB.
+//!   TCG each of the first three flushes QEMU's software TLB. Beside them the heap allocations
+//!   served per request (`pappus_heap_allocations_total`; the two `/metrics` reads around the
+//!   requests add about one per request).
 //! - **Requests per second**, from a second boot with `-smp 2` under MTTCG (no icount: it would
 //!   serialize the CPUs), native and wasm in the same boot, binary sets: one keep-alive client,
 //!   then four at once, for [`WALL_SECONDS`] each; and native over wasm. Beside them the same
@@ -144,12 +146,13 @@ fn register(node: &mut Node, native: &[u8], wasm: &[u8]) -> Result {
 }
 
 /// The per-CPU event counters, summed over CPUs (and for faults, by ring).
-const EVENTS: [(&str, &str, &str); 5] = [
+const EVENTS: [(&str, &str, &str); 6] = [
     ("cr3_writes", "pappus_cr3_writes_total", ""),
     ("tlb_invalidations", "pappus_tlb_invalidations_total", ""),
     ("pkru_writes", "pappus_pkru_writes_total", ""),
     ("user_page_faults", "pappus_page_faults_total", "ring=\"user\""),
     ("kernel_page_faults", "pappus_page_faults_total", "ring=\"kernel\""),
+    ("heap_allocations", "pappus_heap_allocations_total", ""),
 ];
 
 /// The sum of family `name`'s samples whose labels contain `filter`, in a `/metrics` text.
@@ -175,9 +178,9 @@ pub fn sum_samples(text: &str, name: &str, filter: &str) -> Option<u64> {
     found
 }
 
-fn events(node: &mut Node) -> Result<[u64; 5]> {
+fn events(node: &mut Node) -> Result<[u64; EVENTS.len()]> {
     let text = node.metrics_text()?;
-    let mut out = [0; 5];
+    let mut out = [0; EVENTS.len()];
     for (slot, (_, family, filter)) in out.iter_mut().zip(EVENTS) {
         *slot = sum_samples(&text, family, filter).ok_or_else(|| Failure(format!("no {family} in /metrics")))?;
     }

@@ -40,6 +40,8 @@ struct KernelHeap {
     failures: AtomicU64,
     /// Per CPU: bytes allocated less bytes freed there, wrapping ([`allocated_here`]).
     net: [AtomicU64; MAX_CPUS],
+    /// Per CPU: allocations and reallocations served there ([`HeapStats::allocations`]).
+    allocations: [AtomicU64; MAX_CPUS],
 }
 
 /// One CPU's cache, on its own cache lines.
@@ -53,6 +55,7 @@ static HEAP: KernelHeap = KernelHeap {
     cached: AtomicUsize::new(0),
     failures: AtomicU64::new(0),
     net: [const { AtomicU64::new(0) }; MAX_CPUS],
+    allocations: [const { AtomicU64::new(0) }; MAX_CPUS],
 };
 
 fn this_cpu() -> usize {
@@ -131,6 +134,7 @@ unsafe impl GlobalAlloc for KernelHeap {
         let ptr = self.allocate(layout, cpu);
         if !ptr.is_null() {
             self.net[cpu].fetch_add(layout.size() as u64, Ordering::Relaxed);
+            self.allocations[cpu].fetch_add(1, Ordering::Relaxed);
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
             let s = stats();
@@ -187,6 +191,7 @@ unsafe impl GlobalAlloc for KernelHeap {
             let net = &self.net[cpu];
             net.fetch_add(new_size as u64, Ordering::Relaxed);
             net.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+            self.allocations[cpu].fetch_add(1, Ordering::Relaxed);
         }
         out
     }
@@ -197,6 +202,9 @@ pub struct HeapStats {
     pub total: usize,
     pub used: usize,
     pub failures: u64,
+    /// Allocations and reallocations served since boot, over every CPU: read before and after
+    /// some requests, the heap work they cost (`bench e2e` reports it per request).
+    pub allocations: u64,
 }
 
 pub fn stats() -> HeapStats {
@@ -207,7 +215,8 @@ pub fn stats() -> HeapStats {
     // Blocks kept in the per-CPU caches are talc's allocations but free for the kernel.
     let total = counters.claimed_bytes;
     let used = counters.allocated_bytes.saturating_sub(HEAP.cached.load(Ordering::Relaxed));
-    HeapStats { total, used, failures: HEAP.failures.load(Ordering::Relaxed) }
+    let allocations = HEAP.allocations.iter().map(|count| count.load(Ordering::Relaxed)).sum();
+    HeapStats { total, used, failures: HEAP.failures.load(Ordering::Relaxed), allocations }
 }
 
 /// Bytes allocated less bytes freed on this CPU since boot (wrapping): read before and after
