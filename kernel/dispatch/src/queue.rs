@@ -59,6 +59,9 @@ struct TenantQueue<T> {
     served: u32,
 }
 
+/// Items' room a tenant's emptied FIFO keeps for its next pushes.
+const KEPT_ROOM: usize = 8;
+
 /// Bounded run queues of work items `T`.
 ///
 /// # Policy
@@ -189,7 +192,10 @@ impl<T> RunQueue<T> {
         self.len = self.len.saturating_sub(1);
         queue.served = queue.served.saturating_add(1);
         if queue.items.is_empty() {
-            self.tenants.remove(&tenant);
+            // The tenant's queue stays, empty, for its next push (no map entry and FIFO made
+            // and dropped around every item); tenants are the configuration's, so the entries
+            // are bounded, and what a burst grew the FIFO to is given back past a few items.
+            queue.items.shrink_to(KEPT_ROOM);
             self.ring.pop_front();
         } else if queue.served >= weight {
             queue.served = 0;
@@ -219,9 +225,8 @@ impl<T> RunQueue<T> {
             return removed;
         }
         self.len = self.len.saturating_sub(removed.len());
-        self.tenants.retain(|_, q| !q.items.is_empty());
         let tenants = &self.tenants;
-        self.ring.retain(|t| tenants.contains_key(t));
+        self.ring.retain(|t| tenants.get(t).is_some_and(|q| !q.items.is_empty()));
         removed.sort_by_key(|(t, _)| t.seq);
         removed
     }
@@ -233,7 +238,7 @@ impl<T> RunQueue<T> {
 
     /// `(tenant, queued items)` for every tenant with queued work, by tenant id, for metrics.
     pub fn depths(&self) -> impl Iterator<Item = (TenantId, usize)> + '_ {
-        self.tenants.iter().map(|(t, q)| (*t, q.items.len()))
+        self.tenants.iter().filter(|(_, q)| !q.items.is_empty()).map(|(t, q)| (*t, q.items.len()))
     }
 
     /// The receipts of every queued item in the order [`pop`](Self::pop) would take them if
