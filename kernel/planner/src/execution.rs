@@ -260,7 +260,20 @@ impl Execution {
             }
             other => other,
         };
-        self.arrived.push_back(Arrived { id, at: pending.at, result });
+        let arrived = Arrived { id, at: pending.at, result };
+        if self.work.is_empty() && self.arrived.is_empty() && self.fuel > 0 {
+            // Nothing is queued before it: applied now, as `drive` would at once (without a
+            // trip through the queue, which a single instance's completion would allocate).
+            match self.apply(arrived) {
+                Ok(()) => self.burn(1),
+                Err(e) => {
+                    self.fail(FailureCause::Plan(e));
+                    return Ok(Completion::Recorded);
+                }
+            }
+        } else {
+            self.arrived.push_back(arrived);
+        }
         self.drive();
         Ok(Completion::Recorded)
     }
