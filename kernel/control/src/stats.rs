@@ -51,34 +51,44 @@ impl Outcome {
 /// latency of those answered (start to answer, in milliseconds).
 #[derive(Clone, Debug, Default)]
 pub struct InvocationStats {
-    by_target: BTreeMap<(TenantId, String), [u64; Outcome::ALL.len()]>,
+    /// By tenant, then target name (looked up by `&str`: counting a known target allocates
+    /// nothing).
+    by_target: BTreeMap<TenantId, BTreeMap<String, [u64; Outcome::ALL.len()]>>,
+    /// Entries in `by_target`, all tenants together.
+    targets: usize,
     latency_ms: Histogram,
 }
 
 impl InvocationStats {
     pub(crate) fn record(&mut self, tenant: TenantId, target: &str, outcome: Outcome, latency_ms: Option<u64>) {
-        let key = if self.by_target.len() < MAX_TARGETS || self.by_target.contains_key(&(tenant, String::from(target)))
-        {
-            (tenant, String::from(target))
-        } else {
-            (tenant, String::from(OTHER))
-        };
-        let counts = self.by_target.entry(key).or_default();
-        let slot = &mut counts[outcome as usize];
-        *slot = slot.saturating_add(1);
         if let Some(ms) = latency_ms {
             self.latency_ms.record(ms);
         }
+        let names = self.by_target.entry(tenant).or_default();
+        let counts = match names.get_mut(target) {
+            Some(counts) => counts,
+            None => {
+                let name = if self.targets < MAX_TARGETS { target } else { OTHER };
+                if !names.contains_key(name) {
+                    self.targets += 1;
+                }
+                names.entry(String::from(name)).or_default()
+            }
+        };
+        let slot = &mut counts[outcome as usize];
+        *slot = slot.saturating_add(1);
     }
 
     /// `(tenant, target, outcome, count)` for every non-zero count, in tenant and name order.
     pub fn counts(&self) -> impl Iterator<Item = (TenantId, &str, Outcome, u64)> + '_ {
-        self.by_target.iter().flat_map(|((tenant, name), counts)| {
-            Outcome::ALL
-                .into_iter()
-                .zip(counts.iter())
-                .filter(|(_, n)| **n > 0)
-                .map(move |(outcome, n)| (*tenant, name.as_str(), outcome, *n))
+        self.by_target.iter().flat_map(|(tenant, names)| {
+            names.iter().flat_map(move |(name, counts)| {
+                Outcome::ALL
+                    .into_iter()
+                    .zip(counts.iter())
+                    .filter(|(_, n)| **n > 0)
+                    .map(move |(outcome, n)| (*tenant, name.as_str(), outcome, *n))
+            })
         })
     }
 
@@ -120,7 +130,8 @@ mod tests {
             s.record(t, &alloc::format!("f{i}"), Outcome::Ok, None);
         }
         s.record(t, "f0", Outcome::Ok, None);
-        assert_eq!(s.by_target.len(), MAX_TARGETS + 1);
+        assert_eq!(s.targets, MAX_TARGETS + 1);
+        assert_eq!(s.by_target[&t].len(), MAX_TARGETS + 1);
         assert_eq!(s.counts().find(|(_, n, ..)| *n == OTHER).map(|c| c.3), Some(10));
         assert_eq!(s.counts().find(|(_, n, ..)| *n == "f0").map(|c| c.3), Some(2));
     }
