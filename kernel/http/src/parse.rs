@@ -181,7 +181,7 @@ enum Length<'b> {
 
 impl<'b> Seen<'b> {
     fn note(&mut self, name: &[u8], value: &'b [u8]) {
-        let is = |known: &str| token_is(name, known.as_bytes());
+        let is = |known: &str| kcore::ascii::eq_ignore_case(name, known.as_bytes());
         match name.len() {
             4 if is("host") => self.host += 1,
             6 if is("expect") => self.expect = true,
@@ -302,21 +302,6 @@ fn decimal(digits: &[u8]) -> Option<usize> {
     digits.iter().try_fold(0usize, |n, &d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')))
 }
 
-/// Whether header name `name` (a token: httparse checked it) is `known` (lower case: letters,
-/// digits and `-`) in any case, compared eight bytes at a time. Setting bit 5 lower-cases a
-/// letter and changes no digit or `-`; of the token characters, only the upper-case letters
-/// turn into another byte that way, each into its lower-case letter.
-fn token_is(name: &[u8], known: &[u8]) -> bool {
-    if name.len() != known.len() {
-        return false;
-    }
-    let (names, name_tail) = name.as_chunks::<8>();
-    let (knowns, known_tail) = known.as_chunks::<8>();
-    let lower = |w: &[u8; 8]| u64::from_le_bytes(*w) | 0x2020_2020_2020_2020;
-    names.iter().zip(knowns).all(|(n, k)| lower(n) == u64::from_le_bytes(*k))
-        && name_tail.iter().zip(known_tail).all(|(&n, &k)| n | 0x20 == k)
-}
-
 fn trim_zeros(digits: &[u8]) -> &[u8] {
     let nonzero = digits.iter().position(|&b| b != b'0').unwrap_or(digits.len() - 1);
     &digits[nonzero..]
@@ -378,18 +363,18 @@ mod tests {
         for known in
             ["host", "expect", "connection", "content-type", "authorization", "content-length", "transfer-encoding"]
         {
-            assert!(token_is(known.as_bytes(), known.as_bytes()));
-            assert!(token_is(known.to_ascii_uppercase().as_bytes(), known.as_bytes()));
+            assert!(kcore::ascii::eq_ignore_case(known.as_bytes(), known.as_bytes()));
+            assert!(kcore::ascii::eq_ignore_case(known.to_ascii_uppercase().as_bytes(), known.as_bytes()));
             // Every other token character in every position: never a match.
             for i in 0..known.len() {
                 for c in (0x21u8..0x7f).filter(|c| !c.eq_ignore_ascii_case(&known.as_bytes()[i])) {
                     let mut name = known.as_bytes().to_vec();
                     name[i] = c;
-                    assert!(!token_is(&name, known.as_bytes()), "{:?} is not {known}", String::from_utf8_lossy(&name));
+                    assert!(!kcore::ascii::eq_ignore_case(&name, known.as_bytes()), "{:?} is not {known}", String::from_utf8_lossy(&name));
                 }
             }
         }
-        assert!(!token_is(b"hos", b"host"));
+        assert!(!kcore::ascii::eq_ignore_case(b"hos", b"host"));
     }
 
     #[test]

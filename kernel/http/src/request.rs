@@ -3,6 +3,7 @@
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
+use kcore::ascii::eq_ignore_case;
 
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +149,7 @@ impl Headers {
 
     /// The first value of field `name`, as bytes (values may hold non-UTF-8 octets).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        self.fields().find(|(n, _)| eq_ignore_case(n, name.as_bytes())).map(|(_, v)| v)
     }
 
     /// The first value of field `name`, if it is UTF-8.
@@ -158,7 +159,7 @@ impl Headers {
 
     /// Every value of field `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.fields().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        self.fields().filter(move |(n, _)| eq_ignore_case(n, name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Whether field `name` is present.

@@ -4,6 +4,7 @@ use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::Write;
+use kcore::ascii::eq_ignore_case;
 
 /// An HTTP response to serialise.
 ///
@@ -37,7 +38,7 @@ impl Response {
     #[must_use]
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Cow<'static, str>>) -> Self {
         let name = name.into();
-        if self.content_type.is_none() && name.eq_ignore_ascii_case("content-type") {
+        if self.content_type.is_none() && eq_ignore_case(name.as_bytes(), b"content-type") {
             self.content_type = Some(value.into());
         } else {
             self.headers.push((name, value.into()));
@@ -76,14 +77,14 @@ impl Response {
 
     /// The first value of a header set on this response, by case-insensitive name.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.fields().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.fields().find(|(n, _)| eq_ignore_case(n.as_bytes(), name.as_bytes())).map(|(_, v)| v)
     }
 
     /// Whether this response asks for the connection to close (`connection: close` set).
     pub fn asks_close(&self) -> bool {
         self.headers
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .filter(|(n, _)| eq_ignore_case(n.as_bytes(), b"connection"))
             .any(|(_, v)| has_token(v.as_bytes(), b"close"))
     }
 
@@ -238,16 +239,16 @@ fn field_ok(s: &str) -> bool {
 /// `transfer-encoding`, `connection`).
 fn framing_field(name: &str) -> bool {
     match name.len() {
-        10 => name.eq_ignore_ascii_case("connection"),
-        14 => name.eq_ignore_ascii_case("content-length"),
-        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        10 => eq_ignore_case(name.as_bytes(), b"connection"),
+        14 => eq_ignore_case(name.as_bytes(), b"content-length"),
+        17 => eq_ignore_case(name.as_bytes(), b"transfer-encoding"),
         _ => false,
     }
 }
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value.split(|&b| b == b',').any(|t| eq_ignore_case(t.trim_ascii(), token))
 }
 
 fn push_json_string(out: &mut String, s: &str) {

@@ -9,6 +9,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod ascii;
 pub mod blocks;
 pub mod cmdline;
 pub mod frames;
