@@ -364,11 +364,17 @@ impl TokenTable {
 
     /// The tenant holding `token`, in time independent of the token's contents (module docs).
     pub fn lookup(&self, token: &[u8]) -> Option<TenantId> {
-        let tag = self.tags.tag(token);
-        // `found` is the matching index plus one, or 0; every tag is compared, in full.
+        let words = |tag: &[u8; 16]| {
+            let tag = u128::from_le_bytes(*tag);
+            [tag as u64, (tag >> 64) as u64]
+        };
+        let [low, high] = words(&self.tags.tag(token));
+        // `found` is the matching index plus one, or 0; every tag is compared, in full (as two
+        // words: `subtle` compares a byte array byte by byte).
         let mut found = 0u32;
         for (tenant, number) in self.tenants.iter().zip(1u32..) {
-            let matches = tenant.tag.ct_eq(&tag);
+            let [tenant_low, tenant_high] = words(&tenant.tag);
+            let matches = tenant_low.ct_eq(&low) & tenant_high.ct_eq(&high);
             found.conditional_assign(&number, matches);
         }
         found.checked_sub(1).map(TenantId)
@@ -460,7 +466,7 @@ pub fn bearer_token(value: &[u8]) -> Result<&[u8], AuthError> {
         Some(at) => value.split_at(at),
         None => (value, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
+    if !kcore::ascii::eq_ignore_case(scheme, b"bearer") {
         return Err(if value.is_empty() { AuthError::Malformed } else { AuthError::NotBearer });
     }
     let token = rest.trim_ascii_start();
@@ -487,9 +493,21 @@ fn check_token(token: &[u8]) -> Result<(), ConfigErrorKind> {
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.iter().rposition(|&b| b != b'=').map_or(0, |at| at + 1);
     let (body, _padding) = token.split_at(body_len);
-    !body.is_empty()
-        && body.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+    !body.is_empty() && body.iter().all(|&b| B64TOKEN[usize::from(b)])
 }
+
+/// The characters of a `b64token` but its trailing `=`: letters, digits and `-._~+/` (a table:
+/// every request's token is checked).
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
