@@ -8,6 +8,7 @@
 //! [`Invocation::finish`]), completes `sleep`s whose deadline has passed, and answers once the
 //! execution is over; in between, the invocation is plain data the control plane keeps.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -137,8 +138,8 @@ impl Invocation {
         targets: BTreeMap<String, Target>,
         output_names: Option<Target>,
         memory: InvocationMemory,
-    ) -> Self {
-        Self {
+    ) -> Box<Self> {
+        Box::new(Self {
             id: 0,
             tenant,
             subject,
@@ -157,7 +158,7 @@ impl Invocation {
             target: String::new(),
             memory,
             encoding: None,
-        }
+        })
     }
 
     /// Gives the invocation its id and its deadline, before its first step.

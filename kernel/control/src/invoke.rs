@@ -29,6 +29,7 @@
 //!   cause. Planner limits are 422 `plan_limit`. Too many invocations at once: 503 `saturated`
 //!   with `Retry-After`.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
@@ -103,7 +104,7 @@ impl ControlPlane {
         name: &str,
         headers: &Headers,
         body: Vec<u8>,
-    ) -> Result<Invocation, ApiError> {
+    ) -> Result<Box<Invocation>, ApiError> {
         let invocable = self.lookup_invocable(tenant, name)?;
         self.check_room_for_invocation(tenant)?;
         let format = WireFormat::for_response(headers.get_str("accept"));

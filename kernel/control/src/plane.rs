@@ -1,6 +1,7 @@
 //! The control plane's state and its entry points: the kernel hands it requests, polls it, and
 //! collects the answers of invocations that did not finish at once.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -74,7 +75,9 @@ pub struct ControlPlane {
     pub(crate) limits: ControlLimits,
     pub(crate) functions: Registry<Arc<StoredFunction>>,
     pub(crate) compositions: Registry<StoredComposition>,
-    invocations: BTreeMap<InvocationId, Invocation>,
+    /// Boxed: an invocation is some 800 bytes, which every insert and removal would move
+    /// through the map's layers.
+    invocations: BTreeMap<InvocationId, Box<Invocation>>,
     /// Finished invocations' answers, not yet taken, with their tenant.
     finished: BTreeMap<InvocationId, (TenantId, Response)>,
     /// [`poll`](Self::poll)'s list of the invocations that answered in a pass (kept empty
@@ -191,7 +194,7 @@ impl ControlPlane {
     /// Starts a pending invocation's bookkeeping: an id, or the answer when it already finished.
     pub(crate) fn settle(
         &mut self,
-        mut invocation: Invocation,
+        mut invocation: Box<Invocation>,
         target: &str,
         now_ms: u64,
         runtime: &mut dyn Runtime,
@@ -307,7 +310,7 @@ impl ControlPlane {
     /// are ready now, a `sleep`'s deadline otherwise; `None` when nothing is pending. The
     /// kernel may sleep until then.
     pub fn next_poll_ms(&self) -> Option<u64> {
-        self.invocations.values().filter_map(Invocation::next_due_ms).min()
+        self.invocations.values().filter_map(|i| i.next_due_ms()).min()
     }
 
     /// The response of a finished invocation, once (`None` while it runs, or for an unknown or
