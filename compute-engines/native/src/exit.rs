@@ -49,9 +49,25 @@ impl core::fmt::Display for Redacted {
 /// The abort message kept, at most.
 pub const MAX_ABORT_MESSAGE: u64 = 4096;
 
-fn put(buf: &mut [u8], at: usize, value: u64) {
-    if let Some(slot) = buf.get_mut(at..at + 8) {
-        slot.copy_from_slice(&value.to_le_bytes());
+fn put(buf: &mut (impl BlockMemory + ?Sized), at: usize, value: u64) {
+    buf.write(at, &value.to_le_bytes());
+}
+
+/// Where a system data block is written ([`write_system_block`]): zero bytes, at least the
+/// block's length, one buffer or (the kernel, for a block over a page) the sandbox's pages
+/// themselves, so that the inputs are not first gathered into a block on the heap.
+pub trait BlockMemory {
+    /// Writes `bytes` at offset `at` of the block. Bytes past the memory's end are dropped
+    /// (the block's length is computed first, and the memory made at least that long).
+    fn write(&mut self, at: usize, bytes: &[u8]);
+}
+
+impl BlockMemory for [u8] {
+    fn write(&mut self, at: usize, bytes: &[u8]) {
+        let end = at.saturating_add(bytes.len()).min(self.len());
+        if let Some(slot) = self.get_mut(at..end) {
+            slot.copy_from_slice(&bytes[..end - at]);
+        }
     }
 }
 
@@ -64,7 +80,7 @@ pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, he
     let mut buf = Vec::new();
     buf.try_reserve_exact(total).ok()?;
     buf.resize(total, 0);
-    write_system_block(&mut buf, base, inputs, outputs, heap, heap_len);
+    write_system_block(buf.as_mut_slice(), base, inputs, outputs, heap, heap_len);
     Some(buf)
 }
 
@@ -83,18 +99,52 @@ pub fn system_block_len(inputs: &[Set], outputs: &[String]) -> Option<usize> {
     tables.checked_add(payload)
 }
 
+/// A block over pages of 4096 bytes that are not contiguous in the kernel's view (a
+/// sandbox's mapped pages): each write is cut at page boundaries and handed to `write_page`
+/// (page index, offset in the page, bytes within it), which answers whether the page was there.
+pub struct Paged<F: FnMut(usize, usize, &[u8]) -> bool> {
+    write_page: F,
+    /// Whether every write reached its page.
+    pub complete: bool,
+}
+
+impl<F: FnMut(usize, usize, &[u8]) -> bool> Paged<F> {
+    pub fn new(write_page: F) -> Self {
+        Self { write_page, complete: true }
+    }
+}
+
+impl<F: FnMut(usize, usize, &[u8]) -> bool> BlockMemory for Paged<F> {
+    fn write(&mut self, mut at: usize, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let offset = at % 4096;
+            let (now, rest) = bytes.split_at(bytes.len().min(4096 - offset));
+            self.complete &= (self.write_page)(at / 4096, offset, now);
+            at += now.len();
+            bytes = rest;
+        }
+    }
+}
+
 /// Writes the system data block ([`system_block`]) into `buf`, which is zero and at least
-/// [`system_block_len`] bytes long (the kernel writes it straight into the sandbox's page).
-pub fn write_system_block(buf: &mut [u8], base: u64, inputs: &[Set], outputs: &[String], heap: u64, heap_len: u64) {
+/// [`system_block_len`] bytes long (the kernel writes it straight into the sandbox's pages).
+pub fn write_system_block(
+    buf: &mut (impl BlockMemory + ?Sized),
+    base: u64,
+    inputs: &[Set],
+    outputs: &[String],
+    heap: u64,
+    heap_len: u64,
+) {
     let items: usize = inputs.iter().map(|s| s.items.len()).sum();
     let tables = native::HEADER_SIZE
         + inputs.len() * native::SET_DESC_SIZE
         + items * native::ITEM_DESC_SIZE
         + outputs.len() * native::NAME_DESC_SIZE;
     let mut strings = tables; // where the next name or data goes
-    let mut place = |buf: &mut [u8], bytes: &[u8]| -> u64 {
+    let mut place = |buf: &mut _, bytes: &[u8]| -> u64 {
         let at = strings;
-        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        BlockMemory::write(buf, at, bytes);
         strings += bytes.len().next_multiple_of(8);
         base + at as u64
     };
@@ -121,7 +171,7 @@ pub fn write_system_block(buf: &mut [u8], base: u64, inputs: &[Set], outputs: &[
         put(buf, desc + 24, base + items_at as u64);
         for item in &set.items {
             let info = engine::abi::item_info(item).encode();
-            buf[items_at..items_at + info.len()].copy_from_slice(&info);
+            buf.write(items_at, &info);
             let name = place(buf, item.name.as_bytes());
             let data = place(buf, &item.data);
             put(buf, items_at + 24, name);
@@ -313,9 +363,44 @@ mod tests {
         let block = system_block(BASE, &inputs, &outputs, 0x2_0000_0000, 4096).unwrap();
         assert_eq!(system_block_len(&inputs, &outputs), Some(block.len()));
         let mut page = alloc::vec![0u8; 4096];
-        write_system_block(&mut page, BASE, &inputs, &outputs, 0x2_0000_0000, 4096);
+        write_system_block(page.as_mut_slice(), BASE, &inputs, &outputs, 0x2_0000_0000, 4096);
         assert_eq!(&page[..block.len()], &block[..]);
         assert!(page[block.len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_block_written_over_pages_is_the_same_block() {
+        // Items across page boundaries, of odd sizes, a name spanning two pages.
+        let big: alloc::vec::Vec<u8> = (0..9000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let odd: alloc::vec::Vec<u8> = (0..4093u32).map(|i| (i % 13) as u8 + 1).collect();
+        let inputs = [set("big", &[("x", None, &big), ("odd", Some(1), &odd)]), set("s", &[("n", None, b"12345")])];
+        let outputs = ["out".into()];
+        let block = system_block(BASE, &inputs, &outputs, 0x2_0000_0000, 4096).unwrap();
+        assert!(block.len() > 3 * 4096);
+        let mut pages = alloc::vec![[0u8; 4096]; block.len().div_ceil(4096)];
+        let mut writes = 0;
+        let mut paged = Paged::new(|page: usize, offset: usize, bytes: &[u8]| {
+            writes += 1;
+            assert!(offset + bytes.len() <= 4096, "a write within one page");
+            match pages.get_mut(page) {
+                Some(p) => {
+                    p[offset..offset + bytes.len()].copy_from_slice(bytes);
+                    true
+                }
+                None => false,
+            }
+        });
+        write_system_block(&mut paged, BASE, &inputs, &outputs, 0x2_0000_0000, 4096);
+        assert!(paged.complete);
+        let flat: alloc::vec::Vec<u8> = pages.iter().flatten().copied().collect();
+        assert_eq!(&flat[..block.len()], &block[..]);
+        assert!(flat[block.len()..].iter().all(|b| *b == 0));
+        assert!(writes > 0);
+
+        // A page the memory does not have: the block is reported incomplete.
+        let mut missing = Paged::new(|page: usize, _: usize, _: &[u8]| page < 2);
+        write_system_block(&mut missing, BASE, &inputs, &outputs, 0x2_0000_0000, 4096);
+        assert!(!missing.complete);
     }
 
     #[test]

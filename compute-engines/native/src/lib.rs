@@ -25,7 +25,9 @@ pub mod keys;
 pub mod layout;
 pub mod slice;
 
-pub use exit::{ExitCall, ExitMemory, Redacted, exit_outcome, system_block, system_block_len, write_system_block};
+pub use exit::{
+    BlockMemory, ExitCall, ExitMemory, Paged, Redacted, exit_outcome, system_block, system_block_len, write_system_block,
+};
 pub use fault::{FaultAction, classify_fault};
 pub use image::{Access, MapError, NativeImage, SandboxSpace, load_image, prepare};
 pub use keys::KeyPool;

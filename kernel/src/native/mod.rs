@@ -39,7 +39,7 @@ use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
     Access, ExitMemory, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
-    load_image, system_block, system_block_len, write_system_block,
+    Paged, load_image, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -649,6 +649,40 @@ fn scrub_image(space: &mut AddressSpace, kept: &mut Option<Box<[KeptImage; 1]>>)
     }
 }
 
+/// Maps zeroed pages after the system data block's first page (`sys`, already mapped and
+/// zero), `count` pages in all, and writes the block through their entries ([`Paged`]): no copy
+/// of the block on the heap, whatever its size. Fails when a page cannot be had (no frame, or
+/// no heap for the list of the pages' entries).
+fn write_block_over_pages(
+    space: &mut AddressSpace,
+    key: u8,
+    sys: u64,
+    count: u64,
+    inputs: &[Set],
+    outputs: &[String],
+    (heap, heap_len): (u64, u64),
+) -> Result<(), EngineError> {
+    let mut leaves = Vec::new();
+    leaves.try_reserve_exact(count as usize).map_err(|_| internal("no memory for the system data block's pages"))?;
+    for i in 0..count {
+        let page = sys + i * 4096;
+        if i > 0 {
+            space
+                .map_zeroed(page, uspace::Access::ReadOnly, key)
+                .map_err(|()| internal("mapping the system data block"))?;
+        }
+        leaves.push(space.leaf(page).ok_or_else(|| internal("a system data page is gone"))?);
+    }
+    let mut block = Paged::new(|page: usize, offset: usize, bytes: &[u8]| {
+        leaves.get(page).is_some_and(|&leaf| {
+            // SAFETY: `leaf` was just read from this space, whose sandbox does not run now.
+            unsafe { space.with_page(leaf, |p| p[offset..offset + bytes.len()].copy_from_slice(bytes)) }.is_some()
+        })
+    });
+    write_system_block(&mut block, sys, inputs, outputs, heap, heap_len);
+    if block.complete { Ok(()) } else { Err(internal("writing the system data block")) }
+}
+
 /// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
 /// it is there but not `wanted` (the run's memory limit leaves no page for it).
 fn keep_page(
@@ -873,16 +907,8 @@ fn start_in(
     let Some(block_len) = system_block_len(&inputs, outputs) else {
         return Step::Done(Err(internal("no memory for the system data block")));
     };
-    // A block of one page is written straight into the sandbox's page; a larger one is built
-    // on the heap first.
-    let block = if block_len <= 4096 {
-        None
-    } else {
-        match system_block(layout.sys(), &inputs, outputs, layout.heap(), heap_len) {
-            Some(block) => Some(block),
-            None => return Step::Done(Err(internal("no memory for the system data block"))),
-        }
-    };
+    // The block is written straight into the sandbox's pages (never gathered on the heap).
+    let block_pages = pages(block_len as u64);
     // The stack's top page, then the heap's first page, are mapped before the run (and kept by
     // the slot or space) when the memory limit leaves a page for each.
     let stack_page = pages(limits.memory_bytes) > image_pages;
@@ -906,11 +932,13 @@ fn start_in(
         }
         let (sys, heap) = (layout.sys(), layout.heap());
         let mapping = |_| internal("mapping the system data block");
+        let one_page = block_pages == 1;
         // The block's first page: the kept one (the last block's bytes zeroed first), or a
-        // fresh one; further pages (a block over a page) are fresh and unmapped after the run.
-        let mut first = |page: &mut [u8]| match &block {
-            Some(block) => page.copy_from_slice(&block[..4096]),
-            None => write_system_block(page, sys, &inputs, outputs, heap, heap_len),
+        // fresh one; a block of one page is written into it here.
+        let mut first = |page: &mut [u8]| {
+            if one_page {
+                write_system_block(page, sys, &inputs, outputs, heap, heap_len);
+            }
         };
         let leaf = match kept.sys.take() {
             Some((leaf, last)) => {
@@ -930,10 +958,11 @@ fn start_in(
             }
         };
         kept.sys = Some((leaf, block_len.min(4096)));
-        if let Some(block) = &block {
+        if !one_page {
+            // Further pages are fresh (zeroed), unmapped after the run; the block is written
+            // through every page's entry, the inputs copied once, from their sets.
             footprint.sys(block_len as u64);
-            let rest = pages(block_len as u64) - 1;
-            SandboxSpace::map_bytes(space, sys + 4096, &block[4096..], rest, Access::ReadOnly, key).map_err(mapping)?;
+            write_block_over_pages(space, key, sys, block_pages, &inputs, outputs, (heap, heap_len))?;
         }
         keep_page(space, key, layout.stack_top() - 4096, stack_page, &mut kept.stack)?;
         keep_page(space, key, layout.heap(), heap_page, &mut kept.heap)
@@ -942,7 +971,6 @@ fn start_in(
     if let Err(e) = loaded {
         return Step::Done(Err(e));
     }
-    drop(block);
     // With CR4.PKE on, PKRU applies to every user page: the paging engine's pages carry key 0.
     let pkru = match &memory {
         Memory::Own(..) => usermode::pku_enabled().then(|| usermode::pkru_grant_only(0)),
