@@ -57,6 +57,11 @@ pub fn native_kept_image_frames() -> u64 {
     crate::native::kept_image_frames()
 }
 
+/// Input pages mapped into native sandboxes rather than copied (0 where there is no native engine).
+pub fn native_input_pages_mapped() -> u64 {
+    crate::native::input_pages_mapped()
+}
+
 /// MPK protection keys held by live sandboxes (0 where there is no MPK engine).
 pub fn mpk_keys_live() -> u64 {
     crate::native::keys_live()

@@ -95,6 +95,9 @@ impl Export for Memory {
         out.single("pappus_user_table_frames", help, Kind::Gauge, crate::arch::user_table_frames());
         let help = "Frames of native images kept mapped between runs of the same function (MPK slots, pooled spaces).";
         out.single("pappus_native_kept_image_frames", help, Kind::Gauge, crate::engines::native_kept_image_frames());
+        let help = "Pages of input items mapped read-only into native sandboxes instead of copied.";
+        let mapped = crate::engines::native_input_pages_mapped();
+        out.single("pappus_native_input_pages_mapped_total", help, Kind::Counter, mapped);
     }
 }
 

@@ -61,6 +61,21 @@ const KERNEL_DATA: u64 = 0x4010_0000;
 #[cfg(target_arch = "aarch64")]
 const KERNEL_TEXT: u64 = 0x4020_0000;
 
+/// `big_output`: one output item this long, byte `i` = `i % 251` (a native function given it
+/// next gets its pages mapped rather than copied: over 64 KiB).
+const BIG_OUTPUT: usize = 96 << 10;
+#[cfg(case = "big_output")]
+static mut BIG_OUT: [u8; BIG_OUTPUT] = [0; BIG_OUTPUT];
+
+/// The first input item's descriptor (its data pointer is word 4, its length word 2).
+unsafe fn first_input_item(sys: *const u64) -> *const u64 {
+    // SAFETY: the system data block's header and descriptors, as the platform wrote them.
+    unsafe {
+        let sets = sys.add(3).read() as *const u64;
+        sets.add(3).read() as *const u64
+    }
+}
+
 /// Iterations of the `long_loop` case (tests/tests/native.rs computes the same on the host).
 const LONG_LOOP_ITERATIONS: u64 = 1 << 30;
 
@@ -234,6 +249,38 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             OUT[0] = r11;
             OUT[1] = xmm;
             exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 16]);
+        }
+        #[cfg(case = "big_output")]
+        {
+            for i in 0..BIG_OUTPUT {
+                (&raw mut BIG_OUT).cast::<u8>().add(i).write_volatile((i % 251) as u8);
+            }
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const BIG_OUT) as u64, BIG_OUTPUT as u64]);
+        }
+        #[cfg(case = "mapped_input")]
+        {
+            // The first input item as this run sees it: where its data lies, a checksum of it,
+            // whether the rest of its last page reads zero, and its length.
+            let item = first_input_item(sys);
+            let (len, data) = (item.add(2).read(), item.add(4).read() as *const u8);
+            let mut sum = 0u64;
+            for i in 0..len as usize {
+                sum = sum.wrapping_mul(31).wrapping_add(u64::from(data.add(i).read_volatile()));
+            }
+            let mut tail_zero = 1u64;
+            let mut at = data as u64 + len;
+            while at % 4096 != 0 {
+                tail_zero &= u64::from((at as *const u8).read_volatile() == 0);
+                at += 1;
+            }
+            OUT = [data as u64, sum, tail_zero, len];
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
+        }
+        #[cfg(case = "write_input")]
+        {
+            // Inputs are read-only, copied or mapped.
+            let item = first_input_item(sys);
+            (item.add(4).read() as *mut u8).write_volatile(0x5a);
         }
         #[cfg(case = "set_segments")]
         {

@@ -112,6 +112,15 @@ fn known_answers(node: &Node, arch: Arch, engine: &str) {
     let out = invoke(node, "grep_count", json!({"pattern": [item("p", b"pappus")], "texts": items}));
     assert_eq!(as_counts(&out["counts"]), host_counts(&lines), "grep_count differs");
 
+    // The same over a large text (some 200 KiB, 8,100 matching lines).
+    let big: String = (0..9000)
+        .map(|i| if i % 10 == 9 { format!("other line {i}\n") } else { format!("pappus alpha {i} beta\n") })
+        .collect();
+    let big_lines: Vec<String> = big.lines().filter(|l| l.contains("pappus")).map(str::to_string).collect();
+    let out =
+        invoke(node, "grep_count", json!({"pattern": [item("p", b"pappus")], "texts": [item("big", big.as_bytes())]}));
+    assert_eq!(as_counts(&out["counts"]), host_counts(&big_lines), "grep_count over a large text differs");
+
     // A CSV column summed per table.
     let tables = ["name,qty,price\na,1,2.5\nb,2,4\n", "qty,name\n10,x\n-3,y\n0.5,z\n"];
     let out = invoke(

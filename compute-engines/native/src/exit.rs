@@ -9,7 +9,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use model::{Bytes, Item, MAX_NAME_LEN, Set};
+use model::{Bytes, Item, MAX_NAME_LEN, PAGE_SIZE, Page, Set};
 use pappus_sdk::abi::{ITEM_FLAG_KEY, native};
 
 use engine::{BadOutput, Completion, EngineError, Limits, Trap, TrapKind};
@@ -84,15 +84,40 @@ pub fn system_block(base: u64, inputs: &[Set], outputs: &[String], heap: u64, he
     Some(buf)
 }
 
+/// Input items at least this long whose bytes are whole pages of their own
+/// ([`Bytes::pages`](model::Bytes::pages): a function's output, for one) are not copied into the
+/// system data block: their pages are mapped read-only after it ([`mapped_inputs`]), and their
+/// descriptors point there ([`model::PAGED_MIN`]).
+pub const MAP_MIN: usize = model::PAGED_MIN;
+
+/// The pages of `item` when it is mapped rather than copied ([`MAP_MIN`]).
+pub fn mapped(item: &Item) -> Option<&[Page]> {
+    if item.data.len() >= MAP_MIN { item.data.pages() } else { None }
+}
+
+/// The pages of the mapped input items ([`mapped`]), in the order of their descriptors: the
+/// first goes at the page after the block, each next one at the page after the one before.
+pub fn mapped_inputs(inputs: &[Set]) -> impl Iterator<Item = &[Page]> {
+    inputs.iter().flat_map(|s| s.items.iter()).filter_map(mapped)
+}
+
+/// The bytes from the block's start to the end of the last mapped input (the block's length,
+/// rounded up to a page, when nothing is mapped); `None` if it overflows.
+pub fn system_region_len(inputs: &[Set], outputs: &[String]) -> Option<usize> {
+    let block = system_block_len(inputs, outputs)?.checked_next_multiple_of(PAGE_SIZE)?;
+    mapped_inputs(inputs).try_fold(block, |at, pages| at.checked_add(pages.len().checked_mul(PAGE_SIZE)?))
+}
+
 /// The size in bytes of the system data block for `inputs` and `outputs` ([`system_block`]);
-/// `None` if it overflows.
+/// `None` if it overflows. Mapped inputs' data is not in it ([`mapped`]).
 pub fn system_block_len(inputs: &[Set], outputs: &[String]) -> Option<usize> {
     let items: usize = inputs.iter().map(|s| s.items.len()).sum();
     let tables = native::HEADER_SIZE
         + inputs.len() * native::SET_DESC_SIZE
         + items * native::ITEM_DESC_SIZE
         + outputs.len() * native::NAME_DESC_SIZE;
-    let item_bytes = |i: &Item| i.name.len().next_multiple_of(8) + i.data.len().next_multiple_of(8);
+    let data_bytes = |i: &Item| if mapped(i).is_some() { 0 } else { i.data.len().next_multiple_of(8) };
+    let item_bytes = |i: &Item| i.name.len().next_multiple_of(8) + data_bytes(i);
     let set_bytes = |s: &Set| s.name.len().next_multiple_of(8) + s.items.iter().map(item_bytes).sum::<usize>();
     let payload = inputs.iter().map(set_bytes).sum::<usize>()
         + outputs.iter().map(|n| n.len().next_multiple_of(8)).sum::<usize>();
@@ -142,6 +167,8 @@ pub fn write_system_block(
         + items * native::ITEM_DESC_SIZE
         + outputs.len() * native::NAME_DESC_SIZE;
     let mut strings = tables; // where the next name or data goes
+    // Where the next mapped input's pages go: the page after the block.
+    let mut pages_at = base + system_block_len(inputs, outputs).unwrap_or(0).next_multiple_of(PAGE_SIZE) as u64;
     let mut place = |buf: &mut _, bytes: &[u8]| -> u64 {
         let at = strings;
         BlockMemory::write(buf, at, bytes);
@@ -173,7 +200,14 @@ pub fn write_system_block(
             let info = engine::abi::item_info(item).encode();
             buf.write(items_at, &info);
             let name = place(buf, item.name.as_bytes());
-            let data = place(buf, &item.data);
+            let data = match mapped(item) {
+                Some(pages) => {
+                    let at = pages_at;
+                    pages_at += (pages.len() * PAGE_SIZE) as u64;
+                    at
+                }
+                None => place(buf, &item.data),
+            };
             put(buf, items_at + 24, name);
             put(buf, items_at + 32, data);
             items_at += native::ITEM_DESC_SIZE;
@@ -307,9 +341,12 @@ pub fn exit_outcome(
             .read_with(name_ptr, name_len, |name| core::str::from_utf8(name).map(String::from))
             .ok_or_else(|| oob("item name", name_ptr, name_len))?
             .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({e})") })?;
+        // A large item goes into whole pages of its own, so that a native function it is handed
+        // to next can have them mapped rather than copied ([`MAP_MIN`]).
         let data = memory
-            .read_with(data_ptr, data_len, |data| Bytes::from(data))
-            .ok_or_else(|| oob("item data", data_ptr, data_len))?;
+            .read_with(data_ptr, data_len, Bytes::copy_out)
+            .ok_or_else(|| oob("item data", data_ptr, data_len))?
+            .ok_or_else(|| EngineError::internal(format!("no memory for a {data_len}-byte output item")))?;
         let key = (flags & ITEM_FLAG_KEY != 0).then_some(key);
         out.items.push(Item { name, key, data });
     }
@@ -430,6 +467,53 @@ mod tests {
         assert_eq!(word(&block, BASE + 32), 1);
         let out = word(&block, BASE + 40);
         assert_eq!(bytes(&block, word(&block, out), word(&block, out + 8)), b"counts");
+    }
+
+    #[test]
+    fn large_items_in_pages_are_mapped_after_the_block() {
+        let big: Vec<u8> = (0..MAP_MIN as u32 + 5000).map(|i| (i % 249) as u8).collect();
+        let paged = Bytes::copy_to_pages(&big).unwrap();
+        let item = |name: &str, data: Bytes| Item { name: name.into(), key: None, data };
+        let inputs = [
+            Set {
+                name: "s".into(),
+                items: alloc::vec![item("small", Bytes::from(&b"abc"[..])), item("big", paged.clone())],
+            },
+            // The same bytes as heap bytes, and a part of the paged buffer: copied.
+            Set {
+                name: "t".into(),
+                items: alloc::vec![
+                    item("heap", Bytes::from(big.clone())),
+                    item("part", paged.slice(1..big.len()).unwrap()),
+                    item("again", paged.clone())
+                ],
+            },
+        ];
+        let outputs = ["o".into()];
+        let block_len = system_block_len(&inputs, &outputs).unwrap();
+        let copied = 2 * big.len() - 1;
+        assert!(block_len > copied && block_len < copied + 4096, "two large copies in the block: {block_len}");
+        let mapped_pages: Vec<&[Page]> = mapped_inputs(&inputs).collect();
+        assert_eq!(mapped_pages.len(), 2, "the paged item, twice");
+        let pages = big.len().div_ceil(PAGE_SIZE);
+        assert_eq!(
+            system_region_len(&inputs, &outputs),
+            Some(block_len.next_multiple_of(PAGE_SIZE) + 2 * pages * PAGE_SIZE)
+        );
+
+        let block = system_block(BASE, &inputs, &outputs, 0x2_0000_0000, 4096).unwrap();
+        let first = BASE + block_len.next_multiple_of(PAGE_SIZE) as u64;
+        let data_of = |set: usize, index: usize| {
+            let desc = word(&block, BASE + 24) + (set * native::SET_DESC_SIZE) as u64;
+            let d = word(&block, desc + 24) + (index * native::ITEM_DESC_SIZE) as u64;
+            let info = engine::abi::ItemInfo::decode(bytes(&block, d, 24).try_into().unwrap());
+            (word(&block, d + 32), info.data_len)
+        };
+        assert_eq!(data_of(0, 1), (first, big.len() as u64), "the first mapped item: the page after the block");
+        assert_eq!(data_of(1, 2), (first + (pages * PAGE_SIZE) as u64, big.len() as u64), "the next one after it");
+        assert_eq!(bytes(&block, data_of(1, 0).0, big.len() as u64), &big[..], "heap bytes are copied");
+        assert_eq!(bytes(&block, data_of(1, 1).0, big.len() as u64 - 1), &big[1..], "a part is copied");
+        assert_eq!(bytes(&block, data_of(0, 0).0, 3), b"abc");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Where a sandbox's regions lie.
 
+use alloc::vec::Vec;
+
+use model::Bytes;
+
 /// The image, at base + 4 MiB (2 MiB aligned; the first 4 MiB unmapped).
 pub const IMAGE_OFFSET: u64 = 0x40_0000;
 /// The most image span a function may have.
@@ -91,15 +95,19 @@ impl Layout {
 }
 
 /// What a sandbox has mapped in its layout, so that emptying it visits only that: the image,
-/// the system data block, and the lazily mapped heap and stack pages between the lowest and
-/// highest it touched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// the system data block and the input items mapped after it, and the lazily mapped heap and
+/// stack pages between the lowest and highest it touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Footprint {
     layout: Layout,
     image_end: u64,
     sys_end: u64,
     heap_end: u64,
     stack_start: u64,
+    /// The input items whose pages are mapped in the system region ([`crate::mapped`]): held
+    /// here, so that whoever empties the region drops them after (their pages are the heap's
+    /// again only once no sandbox can reach them).
+    mapped: Vec<Bytes>,
 }
 
 impl Footprint {
@@ -111,12 +119,28 @@ impl Footprint {
             sys_end: layout.sys(),
             heap_end: layout.heap(),
             stack_start: layout.stack_top(),
+            mapped: Vec::new(),
         }
     }
 
     /// The image's `span` bytes are mapped.
     pub fn image(&mut self, span: u64) {
         self.image_end = self.image_end.max(self.layout.image() + span.next_multiple_of(PAGE));
+    }
+
+    /// The image stays mapped after the run (kept by the slot or space): not emptied with the rest.
+    pub fn keep_image(&mut self) {
+        self.image_end = self.layout.image();
+    }
+
+    /// `bytes`' pages are mapped in the system region, up to `sys_bytes` from its start; held
+    /// until the footprint is dropped. `Err` (nothing noted, `bytes` handed back) when the
+    /// heap has no room for the note: the caller must not map them.
+    pub fn map_input(&mut self, bytes: &Bytes, sys_bytes: u64) -> Result<(), ()> {
+        self.mapped.try_reserve(1).map_err(drop)?;
+        self.mapped.push(bytes.clone());
+        self.sys(sys_bytes);
+        Ok(())
     }
 
     /// The system data block's `bytes` are mapped.
@@ -216,10 +240,21 @@ mod tests {
         assert!(!covered(l.image() + 0x3000) && !covered(l.sys() + 4096));
         assert!(f.ranges().iter().all(|r| r.start >= l.base() && r.end <= l.base() + SLOT_SIZE), "inside the slot");
         // A page outside the heap and stack changes nothing.
-        let before = f;
+        let before = f.clone();
         f.lazy(l.guard().start);
         f.lazy(Layout::slot(8).heap());
         assert_eq!(f, before);
+    }
+
+    #[test]
+    fn a_mapped_input_is_held_and_its_pages_emptied() {
+        let l = Layout::slot(3);
+        let mut f = Footprint::new(l);
+        let item = Bytes::copy_to_pages(&[7u8; 5000]).unwrap();
+        f.map_input(&item, 3 * 4096).unwrap();
+        assert!(f.ranges()[1].contains(&(l.sys() + 2 * 4096)), "the mapped pages are emptied");
+        assert!(!f.ranges()[1].contains(&(l.sys() + 3 * 4096)));
+        assert_eq!(f.mapped, [item], "held until the footprint goes");
     }
 
     #[test]

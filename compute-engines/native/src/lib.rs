@@ -26,7 +26,8 @@ pub mod layout;
 pub mod slice;
 
 pub use exit::{
-    BlockMemory, ExitCall, ExitMemory, Paged, Redacted, exit_outcome, system_block, system_block_len, write_system_block,
+    BlockMemory, ExitCall, ExitMemory, MAP_MIN, Paged, Redacted, exit_outcome, mapped, mapped_inputs, system_block,
+    system_block_len, system_region_len, write_system_block,
 };
 pub use fault::{FaultAction, classify_fault};
 pub use image::{Access, MapError, NativeImage, SandboxSpace, load_image, prepare};

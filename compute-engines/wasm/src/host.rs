@@ -128,7 +128,9 @@ fn output_push(
     let Some(out) = state.outputs.get_mut(index(set)) else {
         return Err(bad_output(BadOutput::UndeclaredSet { index: u64::from(set.cast_unsigned()), declared: 0 }));
     };
-    out.items.push(Item { name, key, data: Bytes::from(data) });
+    // In pages of its own when large, for a native function it goes to next (`Bytes::copy_out`).
+    let data = Bytes::copy_out(data).unwrap_or_else(|| Bytes::from(data));
+    out.items.push(Item { name, key, data });
     state.output_items += 1;
     state.output_bytes += data_bytes;
     Ok(())

@@ -15,18 +15,81 @@ pub const MAX_NAME_LEN: usize = 255;
 /// `each` fan-out can hand the same item to many instances, without copying payloads. The
 /// buffer is the `Vec` it was made from, kept as it is: a request body, a decoded JSON item or a
 /// function's output becomes `Bytes` without being copied (an `Arc<[u8]>` would copy it behind
-/// its counts, and hold both copies for a moment).
+/// its counts, and hold both copies for a moment). Or it is whole pages of its own
+/// ([`Bytes::copy_to_pages`]), which a native sandbox can have mapped read-only rather than
+/// copied into its memory ([`Bytes::pages`]).
 #[derive(Clone)]
 pub struct Bytes {
-    buf: Arc<Vec<u8>>,
+    buf: Arc<Buffer>,
     range: Range<usize>,
+}
+
+enum Buffer {
+    Heap(Vec<u8>),
+    /// `len` bytes at the start of whole 4 KiB pages, zero after them.
+    Pages {
+        pages: Vec<Page>,
+        len: usize,
+    },
+}
+
+/// A 4 KiB page of bytes, page-aligned: a vector of them is whole pages that hold nothing else.
+#[derive(Clone, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+#[repr(C, align(4096))]
+pub struct Page(pub [u8; PAGE_SIZE]);
+
+/// The size of a [`Page`].
+pub const PAGE_SIZE: usize = 4096;
+
+/// Items at least this long are kept in whole pages of their own when the platform copies them
+/// out of a function, as its outputs ([`Bytes::copy_out`]), so that a native function given
+/// them next can have those pages mapped rather than copied. Under it a copy costs less than
+/// the TLB flush that unmapping them after the run brings.
+pub const PAGED_MIN: usize = 64 << 10;
+
+impl Buffer {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Buffer::Heap(v) => v,
+            Buffer::Pages { pages, len } => zerocopy::IntoBytes::as_bytes(pages.as_slice()).get(..*len).unwrap_or(&[]),
+        }
+    }
 }
 
 impl Bytes {
     /// Bytes that own `buf` whole.
     pub fn new(buf: Vec<u8>) -> Self {
         let len = buf.len();
-        Self { buf: Arc::new(buf), range: 0..len }
+        Self { buf: Arc::new(Buffer::Heap(buf)), range: 0..len }
+    }
+
+    /// A copy of `data` in whole pages of its own, zero after it; `None` when the heap has no
+    /// room for them.
+    pub fn copy_to_pages(data: &[u8]) -> Option<Self> {
+        // Allocated zeroed (no page value on the stack to clone).
+        let mut pages = <Page as zerocopy::FromZeros>::new_vec_zeroed(data.len().div_ceil(PAGE_SIZE)).ok()?;
+        zerocopy::IntoBytes::as_mut_bytes(pages.as_mut_slice())[..data.len()].copy_from_slice(data);
+        let len = data.len();
+        Some(Self { buf: Arc::new(Buffer::Pages { pages, len }), range: 0..len })
+    }
+
+    /// A copy of `data`, a function's output: in pages of its own ([`copy_to_pages`]) when it
+    /// is at least [`PAGED_MIN`] long, else on the heap. `None` when the heap has no room for
+    /// the pages.
+    ///
+    /// [`copy_to_pages`]: Self::copy_to_pages
+    pub fn copy_out(data: &[u8]) -> Option<Self> {
+        if data.len() >= PAGED_MIN { Self::copy_to_pages(data) } else { Some(Self::from(data)) }
+    }
+
+    /// The pages these bytes are the start of, when they are a whole buffer of pages
+    /// ([`copy_to_pages`](Self::copy_to_pages)): page-aligned, every byte of them this value's
+    /// or zero. `None` for heap bytes and for a part of a buffer.
+    pub fn pages(&self) -> Option<&[Page]> {
+        match &*self.buf {
+            Buffer::Pages { pages, len } if self.range == (0..*len) => Some(pages),
+            _ => None,
+        }
     }
 
     /// A sub-range of these bytes sharing the same buffer, or `None` if `range` is out of bounds.
@@ -47,7 +110,7 @@ impl Bytes {
 impl Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf[self.range.clone()]
+        self.buf.bytes().get(self.range.clone()).unwrap_or(&[])
     }
 }
 
@@ -118,5 +181,26 @@ mod tests {
         assert_eq!((item.len(), item.clone().as_ptr()), (100, item.as_ptr()));
         assert!(bytes.slice(4000..4097).is_none());
         assert!(Bytes::empty().is_empty());
+        assert!(bytes.pages().is_none(), "heap bytes are not pages");
+    }
+
+    #[test]
+    fn bytes_in_pages_are_whole_pages_of_their_own() {
+        let data: alloc::vec::Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let bytes = Bytes::copy_to_pages(&data).unwrap();
+        assert_eq!(&*bytes, &data[..]);
+        let pages = bytes.pages().expect("whole pages");
+        assert_eq!(pages.len(), 3);
+        assert_eq!(pages.as_ptr() as usize % PAGE_SIZE, 0, "page-aligned");
+        let all: alloc::vec::Vec<u8> = pages.iter().flat_map(|p| p.0).collect();
+        assert_eq!(&all[..data.len()], &data[..]);
+        assert!(all[data.len()..].iter().all(|&b| b == 0), "zero after the data");
+        // A part of the buffer is not offered as pages (its pages hold other bytes too).
+        let part = bytes.slice(1..data.len()).unwrap();
+        assert!(part.pages().is_none());
+        assert_eq!(&*part, &data[1..]);
+        assert!(bytes.clone().pages().is_some());
+        let empty = Bytes::copy_to_pages(&[]).unwrap();
+        assert!(empty.is_empty() && empty.pages().is_some_and(|p| p.is_empty()));
     }
 }

@@ -38,8 +38,8 @@ use native::fault::{Fault, FaultAction, no_frame};
 use native::layout::pages;
 use native::slice::budget_ticks;
 use native::{
-    Access, ExitMemory, Footprint, KeyPool, Layout, MapError, SandboxSpace, SliceClock, TickAction, exit_outcome,
-    Paged, load_image, system_block_len, write_system_block,
+    Access, ExitMemory, Footprint, KeyPool, Layout, MapError, Paged, SandboxSpace, SliceClock, TickAction,
+    exit_outcome, load_image, system_block_len, write_system_block,
 };
 use spin::Mutex;
 
@@ -683,6 +683,49 @@ fn write_block_over_pages(
     if block.complete { Ok(()) } else { Err(internal("writing the system data block")) }
 }
 
+/// Input pages mapped into sandboxes rather than copied ([`native::mapped`]), since boot.
+static INPUT_PAGES_MAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Pages of input items mapped read-only into native sandboxes instead of copied (`/metrics`
+/// `pappus_native_input_pages_mapped_total`).
+pub fn input_pages_mapped() -> u64 {
+    INPUT_PAGES_MAPPED.load(Ordering::Relaxed)
+}
+
+/// Maps the pages of every input item that is not copied into the system data block
+/// ([`native::mapped`]) read-only, with the sandbox's key, from the page after the block
+/// (`block_pages` from `sys`) on, in the order of their descriptors (where
+/// [`write_system_block`] pointed them). The pages stay the items' (a shared mapping:
+/// unmapping frees nothing); the footprint holds each item until the region is emptied.
+fn map_inputs(
+    space: &mut AddressSpace,
+    key: u8,
+    sys: u64,
+    block_pages: u64,
+    inputs: &[Set],
+    footprint: &mut Footprint,
+) -> Result<(), EngineError> {
+    let region = native::layout::HEAP_OFFSET - native::layout::SYS_OFFSET;
+    let mut at = sys + block_pages * 4096;
+    for item in inputs.iter().flat_map(|s| s.items.iter()) {
+        let Some(item_pages) = native::mapped(item) else { continue };
+        let sys_bytes = at - sys + (item_pages.len() * 4096) as u64;
+        if sys_bytes > region {
+            return Err(internal("the inputs do not fit the system data region"));
+        }
+        footprint.map_input(&item.data, sys_bytes).map_err(|()| internal("no memory to map an input"))?;
+        for page in item_pages {
+            let phys = arch::virt_to_phys(page.0.as_ptr() as u64);
+            space
+                .map_shared(at, phys, uspace::Access::ReadOnly, key)
+                .map_err(|()| internal("mapping an input item"))?;
+            at += 4096;
+        }
+        INPUT_PAGES_MAPPED.fetch_add(item_pages.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// Maps the zeroed page `page` if `wanted` and `kept` says it is not there yet, or unmaps it if
 /// it is there but not `wanted` (the run's memory limit leaves no page for it).
 fn keep_page(
@@ -927,7 +970,7 @@ fn start_in(
             kept.image = KeptImage::record(space, layout, image);
             if kept.image.is_some() {
                 // Kept: not unmapped at the run's end (`empty`), scrubbed instead.
-                *footprint = Footprint::new(layout);
+                footprint.keep_image();
             }
         }
         let (sys, heap) = (layout.sys(), layout.heap());
@@ -964,6 +1007,7 @@ fn start_in(
             footprint.sys(block_len as u64);
             write_block_over_pages(space, key, sys, block_pages, &inputs, outputs, (heap, heap_len))?;
         }
+        map_inputs(space, key, sys, block_pages, &inputs, footprint)?;
         keep_page(space, key, layout.stack_top() - 4096, stack_page, &mut kept.stack)?;
         keep_page(space, key, layout.heap(), heap_page, &mut kept.heap)
     });

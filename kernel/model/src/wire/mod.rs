@@ -67,7 +67,9 @@ impl WireFormat {
         // space is ASCII).
         let value = value.as_bytes();
         let essence = value.iter().position(|&b| b == b';').map_or(value, |end| &value[..end]).trim_ascii();
-        [Self::Json, Self::Raw, Self::Binary].into_iter().find(|f| kcore::ascii::eq_ignore_case(f.media_type().as_bytes(), essence))
+        [Self::Json, Self::Raw, Self::Binary]
+            .into_iter()
+            .find(|f| kcore::ascii::eq_ignore_case(f.media_type().as_bytes(), essence))
     }
 
     /// How to read a request body given its `Content-Type`: JSON and binary when named, raw for
