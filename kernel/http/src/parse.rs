@@ -370,7 +370,11 @@ mod tests {
                 for c in (0x21u8..0x7f).filter(|c| !c.eq_ignore_ascii_case(&known.as_bytes()[i])) {
                     let mut name = known.as_bytes().to_vec();
                     name[i] = c;
-                    assert!(!kcore::ascii::eq_ignore_case(&name, known.as_bytes()), "{:?} is not {known}", String::from_utf8_lossy(&name));
+                    assert!(
+                        !kcore::ascii::eq_ignore_case(&name, known.as_bytes()),
+                        "{:?} is not {known}",
+                        String::from_utf8_lossy(&name)
+                    );
                 }
             }
         }

@@ -58,7 +58,8 @@ mod tests {
         for a in 0..=255u8 {
             for b in 0..=255u8 {
                 assert_eq!(eq_ignore_case(&[a], &[b]), a.eq_ignore_ascii_case(&b), "{a:#x} {b:#x}");
-                let (x, y) = ([b'x', a, b'-', 0, 0xff, b'Z', b'q', a, b'a'], [b'X', b, b'-', 0, 0xff, b'z', b'Q', b, b'A']);
+                let (x, y) =
+                    ([b'x', a, b'-', 0, 0xff, b'Z', b'q', a, b'a'], [b'X', b, b'-', 0, 0xff, b'z', b'Q', b, b'A']);
                 assert_eq!(eq_ignore_case(&x, &y), a.eq_ignore_ascii_case(&b), "{a:#x} {b:#x} in a longer run");
             }
         }
