@@ -50,23 +50,34 @@ impl core::fmt::Display for Redacted {
 pub const MAX_ABORT_MESSAGE: u64 = 4096;
 
 fn put(buf: &mut (impl BlockMemory + ?Sized), at: usize, value: u64) {
-    buf.write(at, &value.to_le_bytes());
+    buf.write_word(at, value);
 }
 
 /// Where a system data block is written ([`write_system_block`]): zero bytes, at least the
 /// block's length, one buffer or (the kernel, for a block over a page) the sandbox's pages
 /// themselves, so that the inputs are not first gathered into a block on the heap.
 pub trait BlockMemory {
-    /// Writes `bytes` at offset `at` of the block. Bytes past the memory's end are dropped
+    /// Writes `bytes` at offset `at` of the block. A write past the memory's end is dropped
     /// (the block's length is computed first, and the memory made at least that long).
     fn write(&mut self, at: usize, bytes: &[u8]);
+
+    /// Writes `value` (little-endian) at offset `at`.
+    fn write_word(&mut self, at: usize, value: u64) {
+        self.write(at, &value.to_le_bytes());
+    }
 }
 
 impl BlockMemory for [u8] {
     fn write(&mut self, at: usize, bytes: &[u8]) {
-        let end = at.saturating_add(bytes.len()).min(self.len());
-        if let Some(slot) = self.get_mut(at..end) {
-            slot.copy_from_slice(&bytes[..end - at]);
+        if let Some(slot) = self.get_mut(at..).and_then(|rest| rest.get_mut(..bytes.len())) {
+            slot.copy_from_slice(bytes);
+        }
+    }
+
+    fn write_word(&mut self, at: usize, value: u64) {
+        // Eight bytes known at compile time: a store, not a call to `memcpy`.
+        if let Some(slot) = self.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<8>) {
+            *slot = value.to_le_bytes();
         }
     }
 }
@@ -167,8 +178,9 @@ pub fn write_system_block(
         + items * native::ITEM_DESC_SIZE
         + outputs.len() * native::NAME_DESC_SIZE;
     let mut strings = tables; // where the next name or data goes
-    // Where the next mapped input's pages go: the page after the block.
-    let mut pages_at = base + system_block_len(inputs, outputs).unwrap_or(0).next_multiple_of(PAGE_SIZE) as u64;
+    // Where the next mapped input's pages go: the page after the block (worked out at the
+    // first one).
+    let mut pages_at = None;
     let mut place = |buf: &mut _, bytes: &[u8]| -> u64 {
         let at = strings;
         BlockMemory::write(buf, at, bytes);
@@ -202,8 +214,9 @@ pub fn write_system_block(
             let name = place(buf, item.name.as_bytes());
             let data = match mapped(item) {
                 Some(pages) => {
-                    let at = pages_at;
-                    pages_at += (pages.len() * PAGE_SIZE) as u64;
+                    let block_end = || base + system_block_len(inputs, outputs).unwrap_or(0).next_multiple_of(PAGE_SIZE) as u64;
+                    let at = *pages_at.get_or_insert_with(block_end);
+                    pages_at = Some(at + (pages.len() * PAGE_SIZE) as u64);
                     at
                 }
                 None => place(buf, &item.data),

@@ -92,6 +92,16 @@ impl Bytes {
         }
     }
 
+    /// Their length (without a look at the buffer).
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
     /// A sub-range of these bytes sharing the same buffer, or `None` if `range` is out of bounds.
     pub fn slice(&self, range: Range<usize>) -> Option<Self> {
         if range.start > range.end || range.end > self.len() {
