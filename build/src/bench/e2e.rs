@@ -14,6 +14,9 @@
 //!   TCG each of the first three flushes QEMU's software TLB. Beside them the heap allocations
 //!   served per request (`pappus_heap_allocations_total`; the two `/metrics` reads around the
 //!   requests add about one per request).
+//! - **A handoff of 96 KiB** between two native functions of a composition, in the same boot:
+//!   instructions per request for the whole composition, and the input pages mapped into the
+//!   second function instead of copied (`e2e.handoff96k.native.*`).
 //! - **Requests per second**, from a second boot with `-smp 2` under MTTCG (no icount: it would
 //!   serialize the CPUs), native and wasm in the same boot, binary sets: one keep-alive client,
 //!   then four at once, for [`WALL_SECONDS`] each; and native over wasm. Beside them the same
@@ -211,6 +214,7 @@ pub fn e2e(kernel: &Path) -> Result {
             print(&format!("e2e.matmul3.{engine}.{what}_per_request"), format!("{per:.2}"), "events");
         }
     }
+    handoff(&mut node)?;
     drop(node);
 
     let mut node = Node::boot_smp(kernel, 2, "e2e-smp2")?;
@@ -234,6 +238,46 @@ pub fn e2e(kernel: &Path) -> Result {
     }
     let runs = node.core_runs()?;
     say(format!("-smp 2: instances per core {runs:?}"));
+    Ok(())
+}
+
+/// A native function's 96 KiB output handed to the next native function (a composition of two
+/// functions of `tests/native-hostile`: `big_output`, then `mapped_input`, which checks what it
+/// was given): instructions per request for the whole composition, and the input pages mapped
+/// into the second function rather than copied (docs/function-abi.md, mapped input items).
+fn handoff(node: &mut Node) -> Result {
+    let auth = auth();
+    let query = "engine=mpk&inputs=in&outputs=out&memory=4MiB&timeout_ms=10000";
+    for (name, case) in [("big", "big_output"), ("reader", "mapped_input")] {
+        let image = pappus_tests::functions::hostile_native(case);
+        node.expect("PUT", &format!("/v1/functions/{name}?{query}"), &[("Authorization", auth.as_str())], &image, 201)?;
+    }
+    let source = "function big (in) => (out);\nfunction reader (in) => (out);\n\
+        composition handoff (in) => (out) { big (in = all in) => (b = out); reader (in = all b) => (out = out); }\n";
+    node.expect("PUT", "/v1/compositions/handoff", &[("Authorization", auth.as_str())], source.as_bytes(), 201)?;
+    let len = 96u64 << 10;
+    let sum = (0..len).fold(0u64, |s, i| s.wrapping_mul(31).wrapping_add(i % 251));
+    let send = |client: &mut Client| -> Result {
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/octet-stream"), ("Accept", "application/octet-stream")];
+        let r = client.request("POST", "/v1/invoke/handoff", &headers, b"go")?;
+        let words: Vec<u64> = r.body.chunks(8).filter_map(|w| w.try_into().ok().map(u64::from_le_bytes)).collect();
+        match words[..] {
+            [_, s, 1, l] if r.status == 200 && (s, l) == (sum, len) => Ok(()),
+            _ => Err(Failure(format!("POST /v1/invoke/handoff: {} {:?}", r.status, words))),
+        }
+    };
+    let pages = |node: &mut Node| -> Result<u64> {
+        sum_samples(&node.metrics_text()?, "pappus_native_input_pages_mapped_total", "")
+            .ok_or_else(|| Failure("no pappus_native_input_pages_mapped_total in /metrics".into()))
+    };
+    let per = node.instructions_per(REQUESTS, |n| send(n))?;
+    print("e2e.handoff96k.native.instructions_per_request", per, "instructions");
+    let before = pages(node)?;
+    for _ in 0..REQUESTS {
+        send(node)?;
+    }
+    let mapped = (pages(node)? - before) as f64 / REQUESTS as f64;
+    print("e2e.handoff96k.native.mapped_input_pages_per_request", format!("{mapped:.2}"), "pages");
     Ok(())
 }
 
