@@ -113,3 +113,15 @@ fn reading_a_live_neighbour_on_the_other_core() {
     });
     assert!(node.call("GET", "/healthz", b"").status == 200);
 }
+
+/// A 96 KiB output handed to the next function of a composition: its pages mapped into the
+/// reader's slot (inside its DDC, read-only by the tables), as under `paging` and `mpk`.
+#[test]
+fn mapped_inputs_under_cheri() {
+    let test = "cheri_mapped_inputs";
+    let tenants = [native_harness::TENANT];
+    let Some(node) = pappus_tests::node::boot_profile(test, pappus_qemu::MORELLO_AARCH64, &tenants, None) else {
+        return;
+    };
+    native_harness::mapped_inputs(&node, pappus_tests::Arch::Aarch64, "cheri");
+}

@@ -96,3 +96,41 @@ pub fn hostile_on(test: &str, arch: Arch, cpu: &str, engine: &str, case: &str, s
     neighbour(&node);
     node.assert_healthy(baseline, case);
 }
+
+/// A native function's large output (96 KiB, so kept in pages of its own) handed on to
+/// another native function: its pages are mapped into the reader read-only, counted on
+/// `/metrics`, instead of copied into its system data block. The reader sees every byte, at a
+/// page-aligned address, and zeros after them to the page's end; a function that writes to
+/// them faults, and the node serves on.
+pub fn mapped_inputs(node: &Node, arch: Arch, engine: &str) {
+    let query = "inputs=in&outputs=out&memory=4MiB";
+    for (name, case) in [("big", "big_output"), ("reader", "mapped_input"), ("writer", "write_input")] {
+        register(node, name, engine, query, &functions::hostile_native_for(case, arch));
+    }
+    let source = "function big (in) => (out);\nfunction reader (in) => (out);\nfunction writer (in) => (out);\n\
+        composition read_big (in) => (out) { big (in = all in) => (b = out); reader (in = all b) => (out = out); }\n\
+        composition write_big (in) => (out) { big (in = all in) => (b = out); writer (in = all b) => (out = out); }\n";
+    let r = send(node, "PUT", "/v1/compositions/read_big", &[], source.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let sets = json!({"in": [item("x", b"go")]});
+    let len = 96u64 << 10;
+    let sum = (0..len).fold(0u64, |s, i| s.wrapping_mul(31).wrapping_add(i % 251));
+    for round in 0..2 {
+        let before = node.metric("pappus_native_input_pages_mapped_total");
+        let answer = invoke(node, "read_big", &sets);
+        let out = &answer["out"];
+        assert_eq!(out.len(), 1, "{out:?}");
+        let words: Vec<u64> = out[0].1.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+        let [at, seen_sum, tail_zero, seen_len] = words[..] else { panic!("{words:?}") };
+        assert_eq!((seen_len, seen_sum), (len, sum), "round {round}: the reader saw other bytes");
+        assert_eq!(at % 4096, 0, "round {round}: not at a page's start ({at:#x}): copied, not mapped");
+        assert_eq!(tail_zero, 1, "round {round}: the item's last page holds other bytes after it");
+        let mapped = node.metric("pappus_native_input_pages_mapped_total") - before;
+        assert_eq!(mapped, len / 4096, "round {round}: pages mapped");
+    }
+    let r = invoke_raw(node, "write_big", &sets);
+    assert_eq!(r.status, 500, "writing a mapped input: {}", r.text());
+    assert!(r.text().contains("function_trap"), "{}", r.text());
+    assert!(!leaks_kernel_address(arch, &r.text()), "{}", r.text());
+    assert_eq!(invoke(node, "read_big", &sets)["out"].len(), 1, "the node serves on");
+}
