@@ -258,7 +258,11 @@ fn handoff(node: &mut Node) -> Result {
     let len = 96u64 << 10;
     let sum = (0..len).fold(0u64, |s, i| s.wrapping_mul(31).wrapping_add(i % 251));
     let send = |client: &mut Client| -> Result {
-        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/octet-stream"), ("Accept", "application/octet-stream")];
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/octet-stream"),
+            ("Accept", "application/octet-stream"),
+        ];
         let r = client.request("POST", "/v1/invoke/handoff", &headers, b"go")?;
         let words: Vec<u64> = r.body.chunks(8).filter_map(|w| w.try_into().ok().map(u64::from_le_bytes)).collect();
         match words[..] {

@@ -214,7 +214,8 @@ pub fn write_system_block(
             let name = place(buf, item.name.as_bytes());
             let data = match mapped(item) {
                 Some(pages) => {
-                    let block_end = || base + system_block_len(inputs, outputs).unwrap_or(0).next_multiple_of(PAGE_SIZE) as u64;
+                    let block_end =
+                        || base + system_block_len(inputs, outputs).unwrap_or(0).next_multiple_of(PAGE_SIZE) as u64;
                     let at = *pages_at.get_or_insert_with(block_end);
                     pages_at = Some(at + (pages.len() * PAGE_SIZE) as u64);
                     at

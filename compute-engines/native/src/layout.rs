@@ -134,10 +134,10 @@ impl Footprint {
     }
 
     /// `bytes`' pages are mapped in the system region, up to `sys_bytes` from its start; held
-    /// until the footprint is dropped. `Err` (nothing noted, `bytes` handed back) when the
-    /// heap has no room for the note: the caller must not map them.
-    pub fn map_input(&mut self, bytes: &Bytes, sys_bytes: u64) -> Result<(), ()> {
-        self.mapped.try_reserve(1).map_err(drop)?;
+    /// until the footprint is dropped. `Err` (nothing noted) when the heap has no room for the
+    /// note: the caller must not map them.
+    pub fn map_input(&mut self, bytes: &Bytes, sys_bytes: u64) -> Result<(), crate::MapError> {
+        self.mapped.try_reserve(1).map_err(|_| crate::MapError)?;
         self.mapped.push(bytes.clone());
         self.sys(sys_bytes);
         Ok(())

@@ -180,6 +180,9 @@ fn arch_access(access: Access) -> uspace::Access {
 
 /// How far one turn of a native run got ([`PagingEngine::start`], [`MpkEngine::start`],
 /// [`Sandbox::resume`]).
+// A preempted sandbox travels by value (its registers are already boxed): boxing it too would
+// allocate at every preemption, on the path that must not fail for want of heap.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// The run ended: its outputs, or why it failed.
     Done(Result<Completion, EngineError>),
@@ -713,7 +716,7 @@ fn map_inputs(
         if sys_bytes > region {
             return Err(internal("the inputs do not fit the system data region"));
         }
-        footprint.map_input(&item.data, sys_bytes).map_err(|()| internal("no memory to map an input"))?;
+        footprint.map_input(&item.data, sys_bytes).map_err(|_| internal("no memory to map an input"))?;
         for page in item_pages {
             let phys = arch::virt_to_phys(page.0.as_ptr() as u64);
             space
