@@ -59,8 +59,9 @@ struct TenantQueue<T> {
     served: u32,
 }
 
-/// Items' room a tenant's emptied FIFO keeps for its next pushes.
-const KEPT_ROOM: usize = 8;
+/// Items' room a tenant's emptied FIFO keeps for its next pushes: what its first push made
+/// (a `VecDeque`'s first allocation), so that a burst leaves no more than one item did.
+const KEPT_ROOM: usize = 4;
 
 /// Bounded run queues of work items `T`.
 ///
@@ -194,7 +195,7 @@ impl<T> RunQueue<T> {
         if queue.items.is_empty() {
             // The tenant's queue stays, empty, for its next push (no map entry and FIFO made
             // and dropped around every item); tenants are the configuration's, so the entries
-            // are bounded, and what a burst grew the FIFO to is given back past a few items.
+            // are bounded, and what a burst grew the FIFO to is given back.
             queue.items.shrink_to(KEPT_ROOM);
             self.ring.pop_front();
         } else if queue.served >= weight {
