@@ -603,6 +603,20 @@ mod tests {
     }
 
     #[test]
+    fn a_large_output_is_kept_in_pages_of_its_own() {
+        let mut m = Memory::new();
+        let large = alloc::vec![3u8; MAP_MIN];
+        let descs = [m.desc(0, 0, 0, b"big", &large), m.desc(0, 0, 0, b"small", &large[1..])];
+        let exit = done(&mut m, &descs);
+        let c = run(&m, exit).unwrap();
+        let [big, small] = &c.outputs[0].items[..] else { panic!("{:?}", c.outputs) };
+        assert!(big.data.pages().is_some(), "an output of MAP_MIN bytes is in pages a next native function can map");
+        assert!(mapped(big).is_some());
+        assert!(small.data.pages().is_none() && mapped(small).is_none());
+        assert_eq!((&big.data[..], &small.data[..]), (&large[..], &large[1..]));
+    }
+
+    #[test]
     fn bad_descriptors_are_refused() {
         let cases: [(u32, u32, &[u8], u64, &str); 4] = [
             (2, 0, b"a", 1, "output set index 2"),

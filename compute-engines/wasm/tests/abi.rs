@@ -216,3 +216,20 @@ fn an_image_from_another_engine_instance_runs() {
     let done = engine().run(&image, Invocation { inputs: vec![], outputs: &outputs, limits: limits(), deadline: None });
     assert_eq!(done.map(|c| c.outputs.len()).ok(), Some(1));
 }
+
+#[test]
+fn a_large_output_is_kept_in_pages_of_its_own() {
+    // The whole 64 KiB memory as one output item (model::PAGED_MIN), then one byte less.
+    let code = r#"
+        (i32.store8 (i32.const 65535) (i32.const 7))
+        (call $output_push (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 65536))
+        (call $output_push (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i64.const 0) (i32.const 0) (i32.const 65535))
+    "#;
+    let done = run_with(&entry(code), vec![], &["out"], limits()).unwrap();
+    let [large, small] = &done.outputs[0].items[..] else { panic!("{:?}", done.outputs) };
+    assert_eq!(model::PAGED_MIN, 65536);
+    assert!(large.data.pages().is_some_and(|p| p.len() == 16), "a 64 KiB output is in pages of its own");
+    assert_eq!((large.data.len(), large.data[65535]), (65536, 7));
+    assert!(small.data.pages().is_none(), "a smaller one stays on the heap");
+    assert_eq!(small.data.len(), 65535);
+}
