@@ -13,16 +13,16 @@
 //! here), and what it keeps is bounded ([`DEPTH`] blocks per class, [`MAX_CACHED_BYTES`] in all).
 
 /// The largest request a cache serves, in bytes.
-pub const MAX_SMALL: usize = 512;
+pub const MAX_SMALL: usize = 1024;
 
 /// The largest alignment a cache serves (every class size is a multiple of it).
 pub const SMALL_ALIGN: usize = 16;
 
 /// The size of each class's blocks, in bytes.
-pub const CLASS_SIZES: [usize; CLASSES] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+pub const CLASS_SIZES: [usize; CLASSES] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];
 
 /// Number of size classes.
-pub const CLASSES: usize = 10;
+pub const CLASSES: usize = 12;
 
 /// Blocks kept per class; a free beyond that goes back to the general allocator.
 pub const DEPTH: usize = 32;
@@ -38,7 +38,7 @@ pub const MAX_CACHED_BYTES: usize = {
     sum
 };
 
-/// Class index by `ceil(size / 16)`, for sizes 0..=512.
+/// Class index by `ceil(size / 16)`, for sizes 0..=1024.
 const CLASS_BY_SIXTEENTHS: [u8; MAX_SMALL / 16 + 1] = {
     let mut table = [0u8; MAX_SMALL / 16 + 1];
     let mut sixteenths = 0;
