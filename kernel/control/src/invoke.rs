@@ -108,15 +108,16 @@ impl ControlPlane {
         let invocable = self.lookup_invocable(tenant, name)?;
         self.check_room_for_invocation(tenant)?;
         let format = WireFormat::for_response(headers.get_str("accept"));
-        let content_type = headers.get_str("content-type");
+        // The body's format, read once from its `Content-Type`.
+        let body_format = WireFormat::for_request(headers.get_str("content-type"));
         let wire = &self.limits.wire;
         let target = match invocable {
             Invocable::Composition(stored) => {
                 let root = stored.root(name).ok_or_else(|| ApiError::internal("the stored program lost its root"))?;
                 check_accept(format, root.outputs.len(), name)?;
                 let declared: Vec<&str> = root.inputs.iter().map(Ident::as_str).collect();
-                let decoding = self.decoding_charge(tenant, content_type, body.len())?;
-                let inputs = decode_inputs(content_type, body, &declared, name, wire)?;
+                let decoding = self.decoding_charge(tenant, body_format, body.len())?;
+                let inputs = decode_inputs(body_format, body, &declared, name, wire)?;
                 drop(decoding);
                 let targets = self.resolve(tenant, stored.program(), name)?;
                 let memory = InvocationMemory::new(&self.memory, tenant, &inputs).map_err(ApiError::over_budget)?;
@@ -129,10 +130,10 @@ impl ControlPlane {
         };
         let outputs = target.output_count();
         check_accept(format, outputs, name)?;
-        let decoding = self.decoding_charge(tenant, content_type, body.len())?;
+        let decoding = self.decoding_charge(tenant, body_format, body.len())?;
         let sets = match &target {
-            Target::Function(f) => decode_inputs(content_type, body, f.spec().inputs(), name, wire)?,
-            Target::Builtin(b) => decode_inputs(content_type, body, b.inputs(), name, wire)?,
+            Target::Function(f) => decode_inputs(body_format, body, f.spec().inputs(), name, wire)?,
+            Target::Builtin(b) => decode_inputs(body_format, body, b.inputs(), name, wire)?,
         };
         drop(decoding);
         let memory = InvocationMemory::new(&self.memory, tenant, &sets).map_err(ApiError::over_budget)?;
@@ -150,10 +151,10 @@ impl ControlPlane {
     fn decoding_charge(
         &self,
         tenant: TenantId,
-        content_type: Option<&str>,
+        format: WireFormat,
         len: usize,
     ) -> Result<Option<MemoryCharge>, ApiError> {
-        if WireFormat::for_request(content_type) != WireFormat::Json {
+        if format != WireFormat::Json {
             return Ok(None);
         }
         let decoded = (len as u64) / 4 * 3;
@@ -230,13 +231,13 @@ fn check_accept(format: WireFormat, outputs: usize, name: &str) -> Result<(), Ap
 
 /// The request body as one set per declared input, in declaration order (module docs).
 fn decode_inputs<D: AsRef<str>>(
-    content_type: Option<&str>,
+    format: WireFormat,
     body: Vec<u8>,
     declared: &[D],
     name: &str,
     wire: &WireLimits,
 ) -> Result<Vec<Set>, ApiError> {
-    let mut sets = match WireFormat::for_request(content_type) {
+    let mut sets = match format {
         WireFormat::Json => wire_json::decode(&body, wire).map_err(bad_input)?,
         WireFormat::Binary => binary::decode(&Bytes::from(body), wire).map_err(bad_input)?,
         WireFormat::Raw => match declared.first() {
