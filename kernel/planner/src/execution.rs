@@ -190,12 +190,15 @@ impl Execution {
         let instance = Instance { id, function: String::from(function), inputs, output_count, origin: String::new() };
         let mut ready = VecDeque::with_capacity(1);
         ready.push_back(instance);
+        // One insert (`BTreeMap::from` of one pair goes through its sorting bulk build).
+        let mut pending = BTreeMap::new();
+        pending.insert(id, Pending { at, output_count, yielded: false });
         Ok(Self {
             plans: Arc::from([]),
             limits,
             frames: Frames::default(),
             ready,
-            pending: BTreeMap::from([(id, Pending { at, output_count, yielded: false })]),
+            pending,
             running: 0,
             next_id: 1,
             planned: 1,
