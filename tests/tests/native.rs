@@ -369,6 +369,14 @@ fn mapped_inputs_under_mpk() {
     mapped_inputs(&node, Arch::X86_64, "native");
 }
 
+/// The same with two compute cores: the fan-out's readers run at once, the item's pages mapped
+/// into two slots under two keys.
+#[test]
+fn mapped_inputs_under_mpk_on_three_cpus() {
+    let Some(node) = boot_on("native_mapped_inputs_mpk_smp3", Arch::X86_64, "max", Some(3)) else { return };
+    mapped_inputs(&node, Arch::X86_64, "native");
+}
+
 #[test]
 fn mapped_inputs_under_paging() {
     let Some(node) = boot_on("native_mapped_inputs_paging", Arch::X86_64, "qemu64", None) else { return };

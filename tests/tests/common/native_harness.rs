@@ -107,9 +107,13 @@ pub fn mapped_inputs(node: &Node, arch: Arch, engine: &str) {
     for (name, case) in [("big", "big_output"), ("reader", "mapped_input"), ("writer", "write_input")] {
         register(node, name, engine, query, &functions::hostile_native_for(case, arch));
     }
+    let readers = functions::hostile_native_for("mapped_input", arch);
+    register(node, "readers", engine, "inputs=in,k&outputs=out&memory=4MiB", &readers);
     let source = "function big (in) => (out);\nfunction reader (in) => (out);\nfunction writer (in) => (out);\n\
+        function readers (in, k) => (out);\n\
         composition read_big (in) => (out) { big (in = all in) => (b = out); reader (in = all b) => (out = out); }\n\
-        composition write_big (in) => (out) { big (in = all in) => (b = out); writer (in = all b) => (out = out); }\n";
+        composition write_big (in) => (out) { big (in = all in) => (b = out); writer (in = all b) => (out = out); }\n\
+        composition fan_big (in, k) => (out) { big (in = all in) => (b = out); readers (in = all b, k = each k) => (out = out); }\n";
     let r = send(node, "PUT", "/v1/compositions/read_big", &[], source.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
     let sets = json!({"in": [item("x", b"go")]});
@@ -128,6 +132,18 @@ pub fn mapped_inputs(node: &Node, arch: Arch, engine: &str) {
         let mapped = node.metric("pappus_native_input_pages_mapped_total") - before;
         assert_eq!(mapped, len / 4096, "round {round}: pages mapped");
     }
+    // One item to six instances at once: the same pages mapped into each reader's memory.
+    let before = node.metric("pappus_native_input_pages_mapped_total");
+    let ks: Vec<Value> = (0..6).map(|i| item(&format!("k{i}"), b"k")).collect();
+    let answer = invoke(node, "fan_big", &json!({"in": [item("x", b"go")], "k": ks}));
+    let out = &answer["out"];
+    assert_eq!(out.len(), 6, "{out:?}");
+    for (_, data) in out {
+        let words: Vec<u64> = data.chunks(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
+        let [at, seen_sum, tail_zero, seen_len] = words[..] else { panic!("{words:?}") };
+        assert_eq!((seen_len, seen_sum, at % 4096, tail_zero), (len, sum, 0, 1), "a reader of the fan-out");
+    }
+    assert_eq!(node.metric("pappus_native_input_pages_mapped_total") - before, 6 * len / 4096, "pages mapped");
     let r = invoke_raw(node, "write_big", &sets);
     assert_eq!(r.status, 500, "writing a mapped input: {}", r.text());
     assert!(r.text().contains("function_trap"), "{}", r.text());
