@@ -58,12 +58,9 @@ pub fn encode(data: &[u8], out: &mut String) {
         let mut len = 0;
         for (&[a, b, c], quad) in triples.iter().zip(quads.iter_mut()) {
             let n = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
-            *quad = [
-                ALPHABET[(n >> 18) as usize & 63],
-                ALPHABET[(n >> 12) as usize & 63],
-                ALPHABET[(n >> 6) as usize & 63],
-                ALPHABET[n as usize & 63],
-            ];
+            // Two symbols a lookup: 12 bits to a pair.
+            let (high, low) = (PAIRS[(n >> 12) as usize], PAIRS[n as usize & 0xfff]);
+            *quad = [high[0], high[1], low[0], low[1]];
             len += 4;
         }
         if let [a, ref rest @ ..] = *tail {
@@ -83,6 +80,18 @@ pub fn encode(data: &[u8], out: &mut String) {
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The two symbols of every 12-bit value (8 KiB): the encoder looks up a pair at a time, half
+/// the lookups and shifts of one symbol at a time.
+static PAIRS: [[u8; 2]; 4096] = {
+    let mut table = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        table[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        i += 1;
+    }
+    table
+};
 
 /// [`SYMBOLS`]' mark of a byte outside the alphabet.
 const INVALID: u32 = 0x80;
