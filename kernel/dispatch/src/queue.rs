@@ -195,8 +195,11 @@ impl<T> RunQueue<T> {
         if queue.items.is_empty() {
             // The tenant's queue stays, empty, for its next push (no map entry and FIFO made
             // and dropped around every item); tenants are the configuration's, so the entries
-            // are bounded, and what a burst grew the FIFO to is given back.
-            queue.items.shrink_to(KEPT_ROOM);
+            // are bounded, and what a burst grew the FIFO to is given back (dropped, not
+            // shrunk: a shrink reallocates, and this path may not fail).
+            if queue.items.capacity() > KEPT_ROOM {
+                queue.items = VecDeque::new();
+            }
             self.ring.pop_front();
         } else if queue.served >= weight {
             queue.served = 0;
