@@ -677,9 +677,11 @@ fn write_block_over_pages(
         leaves.push(space.leaf(page).ok_or_else(|| internal("a system data page is gone"))?);
     }
     let mut block = Paged::new(|page: usize, offset: usize, bytes: &[u8]| {
+        let write = |p: &mut [u8]| p.get_mut(offset..offset + bytes.len()).map(|d| d.copy_from_slice(bytes)).is_some();
         leaves.get(page).is_some_and(|&leaf| {
             // SAFETY: `leaf` was just read from this space, whose sandbox does not run now.
-            unsafe { space.with_page(leaf, |p| p[offset..offset + bytes.len()].copy_from_slice(bytes)) }.is_some()
+            let written = unsafe { space.with_page(leaf, write) };
+            written == Some(true)
         })
     });
     write_system_block(&mut block, sys, inputs, outputs, heap, heap_len);
