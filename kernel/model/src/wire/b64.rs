@@ -8,44 +8,67 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// Appends the bytes of canonical standard base64 (`=` padding, no trailing bits) to `out`;
+/// Decodes the canonical standard base64 (`=` padding, no trailing bits) that starts `json`
+/// and ends at a `"`, appending its bytes to `out`; the text's length (the quote's index), or
 /// `None` for anything else (the JSON fast path then leaves the document to the full decoder,
-/// which refuses it with the base64 crate's precise error). Four symbols at a time through one table: `cargo xtask profile matmul3-native` put the
-/// crate's `decode_vec` at ~18 guest instructions per symbol (soft-float kernel target, no SIMD),
-/// this loop at about a third of that.
-pub fn decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    if !text.len().is_multiple_of(4) {
+/// which refuses it with the base64 crate's precise error). It never grows `out` past the
+/// capacity it has (the caller reserved what the whole body can decode to): text that would
+/// is `None`.
+///
+/// One pass that finds the quote as it decodes (a symbol table marks `"` invalid), four symbols
+/// at a time through four pre-shifted tables, one OR a symbol: `cargo xtask profile
+/// matmul3-native` put a quote scan then a decode of one table at ~13 guest instructions a
+/// symbol (soft-float kernel target, no SIMD), and the base64 crate's `decode_vec` at ~18.
+pub fn decode_quoted(json: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    // Written in place a block at a time (pushing three bytes at a time cost more than the
+    // decoding), then cut back to what was decoded.
+    const BLOCK_QUADS: usize = 128;
+    let mut at = 0;
+    loop {
+        let room = (out.capacity() - out.len()) / 3;
+        let block = ((json.len() - at) / 4).min(BLOCK_QUADS).min(room);
+        if block == 0 {
+            break;
+        }
+        let start = out.len();
+        out.resize(start + block * 3, 0);
+        // Fixed-size chunks: no bounds checks in the loop.
+        let (quads, _) = json[at..at + block * 4].as_chunks::<4>();
+        let (threes, _) = out[start..].as_chunks_mut::<3>();
+        let mut done = 0;
+        for (&[a, b, c, d], three) in quads.iter().zip(threes) {
+            let n = SHIFTED[0][usize::from(a)]
+                | SHIFTED[1][usize::from(b)]
+                | SHIFTED[2][usize::from(c)]
+                | SHIFTED[3][usize::from(d)];
+            if n & INVALID_BIT != 0 {
+                break;
+            }
+            *three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            done += 1;
+        }
+        out.truncate(start + done * 3);
+        at += done * 4;
+        if done < block {
+            break;
+        }
+    }
+    // What is left starts with the quote, a last padded quad and the quote, or is not for us.
+    let value = |b: u8| u32::from(SYMBOLS[usize::from(b)]);
+    let (a, b, c, pad) = match json[at..] {
+        [b'"', ..] => return Some(at),
+        [a, b, b'=', b'=', b'"', ..] => (value(a), value(b), 0, 2),
+        [a, b, c, b'=', b'"', ..] => (value(a), value(b), value(c), 1),
+        _ => return None,
+    };
+    let n = a << 18 | b << 12 | c << 6;
+    // The symbols valid, the bits past the data zero (canonical encoding), room for the bytes.
+    let data_bits = if pad == 1 { 0x00ff_ff00 } else { 0x00ff_0000 };
+    if (a | b | c) & INVALID != 0 || n & !data_bits != 0 || out.capacity() - out.len() < 3 - pad {
         return None;
     }
-    let pad = text.iter().rev().take(2).take_while(|&&b| b == b'=').count();
-    let (body, tail) = text.split_at(text.len() - if pad > 0 { 4 } else { 0 });
-    let start = out.len();
-    // Written in place (the caller reserved room): pushing three bytes at a time cost more
-    // than the decoding.
-    out.resize(start + body.len() / 4 * 3, 0);
-    let value = |b: u8| u32::from(SYMBOLS[usize::from(b)]);
-    // Fixed-size chunks: no bounds checks in the loop (it was ~40 instructions a quad with them).
-    let (quads, _) = body.as_chunks::<4>();
-    let (threes, _) = out[start..].as_chunks_mut::<3>();
-    for (&[a, b, c, d], three) in quads.iter().zip(threes) {
-        let (a, b, c, d) = (value(a), value(b), value(c), value(d));
-        if (a | b | c | d) & INVALID != 0 {
-            return None;
-        }
-        let n = a << 18 | b << 12 | c << 6 | d;
-        *three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-    }
-    if let [a, b, c, _] = *tail {
-        let (a, b, c) = (value(a), value(b), if pad == 1 { value(c) } else { 0 });
-        let n = a << 18 | b << 12 | c << 6;
-        // The symbols must be valid and the bits past the data zero (canonical encoding).
-        let data_bits = if pad == 1 { 0x00ff_ff00 } else { 0x00ff_0000 };
-        if (a | b | c) & INVALID != 0 || n & !data_bits != 0 {
-            return None;
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
-    Some(())
+    out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
+    Some(at + 4)
 }
 
 /// Appends the standard base64 of `data`, `=`-padded, to `out`.
@@ -96,6 +119,26 @@ static PAIRS: [[u8; 2]; 4096] = {
 /// [`SYMBOLS`]' mark of a byte outside the alphabet.
 const INVALID: u32 = 0x80;
 
+/// [`SHIFTED`]'s mark of a byte outside the alphabet: above the 24 data bits.
+const INVALID_BIT: u32 = 1 << 31;
+
+/// The standard alphabet's values shifted to their place in a quad's 24 bits (a quad's first
+/// symbol is its top six), [`INVALID_BIT`] for every other byte (`=` and `"` included): a quad
+/// is four lookups ORed together, one test for a bad symbol.
+static SHIFTED: [[u32; 256]; 4] = {
+    let mut tables = [[INVALID_BIT; 256]; 4];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        let mut place = 0;
+        while place < 4 {
+            tables[place][ALPHABET[i] as usize] = (i as u32) << (18 - 6 * place);
+            place += 1;
+        }
+        i += 1;
+    }
+    tables
+};
+
 /// The standard alphabet's values; 0x80 for every other byte (`=` included).
 static SYMBOLS: [u8; 256] = {
     let mut table = [0x80u8; 256];
@@ -116,9 +159,14 @@ mod tests {
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
 
+    /// Decodes `text` as the JSON fast path does: quoted, followed by more of the document,
+    /// with room for what it decodes to.
     fn ours(text: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        super::decode(text.as_bytes(), &mut out).map(|()| out)
+        let json = alloc::format!("{text}\"]}}");
+        let mut out = Vec::with_capacity(text.len() / 4 * 3);
+        let len = super::decode_quoted(json.as_bytes(), &mut out)?;
+        assert_eq!(len, text.len(), "the quote's index");
+        Some(out)
     }
     #[test]
     fn canonical_base64_only() {
@@ -130,6 +178,20 @@ mod tests {
         for bad in ["Bx==", "aGl=", "aGk", "Bw=", "Bw===", "B===", "====", "aG=k", "aG-_", "aG\\k", "aGk=aGk="] {
             assert_eq!(ours(bad), None, "{bad}");
         }
+        // A quote inside a quad, and text that ends without one.
+        let mut out = Vec::with_capacity(16);
+        assert_eq!(super::decode_quoted(b"aGkhaG\"k", &mut out), None);
+        assert_eq!(super::decode_quoted(b"aGkhaGkh", &mut out), None);
+        // Never past the room it was given: two quads fit in 6 bytes, not three.
+        let mut out = Vec::with_capacity(6);
+        assert_eq!(super::decode_quoted(b"aGkhaGkhaGkh\"", &mut out), None);
+        assert!(out.capacity() == 6 && out.len() <= 6);
+        let mut out = Vec::with_capacity(4);
+        assert_eq!(super::decode_quoted(b"aGkhaGk=\"", &mut out), None, "no room for the last two bytes");
+        assert!(out.capacity() == 4);
+        let mut out = Vec::with_capacity(5);
+        assert_eq!(super::decode_quoted(b"aGkhaGk=\"", &mut out), Some(8));
+        assert_eq!(out, b"hi!hi");
     }
 
     proptest! {
