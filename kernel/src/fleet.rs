@@ -120,7 +120,7 @@ impl FleetSync {
         let mut moved = self.sync.poll(now);
         while let Some((ticket, item)) = self.sync.take_request() {
             let mut requests = Set::new("requests");
-            requests.items.push(Item { name: format!("r{ticket}"), key: None, data: Bytes::from(item) });
+            requests.items.push(Item { name: format!("r{ticket}").into(), key: None, data: Bytes::from(item) });
             self.client.start(ticket, &requests);
             moved = true;
         }

@@ -484,7 +484,11 @@ fn a_65536_item_fan_out_does_not_stall_the_node_on(test: &str, arch: Arch) {
     let input = Set {
         name: "A".into(),
         items: (0..ITEMS)
-            .map(|i| Item { name: format!("i{i}"), key: None, data: Bytes::from(format!("{i:05}").into_bytes()) })
+            .map(|i| Item {
+                name: format!("i{i}").into(),
+                key: None,
+                data: Bytes::from(format!("{i:05}").into_bytes()),
+            })
             .collect(),
     };
     let body = binary::encode(&[input]).unwrap();

@@ -95,7 +95,7 @@ pub fn build_sets(
             Source::Stdin | Source::Text(_) => set.items.len().to_string(),
         };
         let data = read(&arg.source)?;
-        set.items.push(Item { name, key: arg.key, data: data.into() });
+        set.items.push(Item { name: name.into(), key: arg.key, data: data.into() });
     }
     Ok(sets)
 }
@@ -208,9 +208,9 @@ pub fn write_sets(sets: &[Set], dir: &Path) -> Result<Vec<Written>, String> {
             std::fs::write(&path, &*item.data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             written.push(Written {
                 path,
-                set: set.name.clone(),
+                set: set.name.to_string(),
                 index,
-                name: item.name.clone(),
+                name: item.name.to_string(),
                 key: item.key,
                 bytes: item.data.len() as u64,
             });

@@ -104,7 +104,7 @@ fn fanout_makespan(kernel: &Path, smp: u32, wordcount: &[u8], merge: &[u8]) -> R
     let texts: Vec<model::Item> = (0..FANOUT)
         .map(|i| {
             let text: String = (0..).map(|w| format!("w{} ", (w * 7 + i) % 500)).take_while_len(TEXT_BYTES);
-            model::Item { name: format!("t{i}"), key: None, data: model::Bytes::from(text.into_bytes()) }
+            model::Item { name: format!("t{i}").into(), key: None, data: model::Bytes::from(text.into_bytes()) }
         })
         .collect();
     let body = model::wire::binary::encode(&[model::Set { name: "texts".into(), items: texts }])

@@ -23,7 +23,6 @@ pub fn item_info(item: &Item) -> ItemInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::String;
     use model::Bytes;
 
     #[test]
@@ -39,7 +38,7 @@ mod tests {
 
     #[test]
     fn keyless_item_has_no_key() {
-        let item = Item { name: String::new(), key: None, data: Bytes::empty() };
+        let item = Item { name: Default::default(), key: None, data: Bytes::empty() };
         let info = item_info(&item);
         assert_eq!(info.flags, 0);
         assert_eq!(info.key(), None);

@@ -323,7 +323,7 @@ pub fn exit_outcome(
     let unreadable = || oob("output table", exit.pointer, table_len);
     // The whole table first (nothing copied), then each descriptor as it is checked.
     memory.read_with(exit.pointer, table_len, |_| ()).ok_or_else(unreadable)?;
-    let mut sets: Vec<Set> = output_names.iter().map(|n| Set::new(n.clone())).collect();
+    let mut sets: Vec<Set> = output_names.iter().map(|n| Set::new(n.as_str())).collect();
     let mut bytes_total = 0u64;
     for i in 0..exit.len {
         let at = exit.pointer.saturating_add(i * native::OUT_DESC_SIZE as u64);
@@ -352,7 +352,7 @@ pub fn exit_outcome(
             return Err(BadOutput::InvalidName { reason }.into());
         }
         let name = memory
-            .read_with(name_ptr, name_len, |name| core::str::from_utf8(name).map(String::from))
+            .read_with(name_ptr, name_len, |name| core::str::from_utf8(name).map(model::Name::from))
             .ok_or_else(|| oob("item name", name_ptr, name_len))?
             .map_err(|e| BadOutput::InvalidName { reason: format!("not UTF-8 ({e})") })?;
         // A large item goes into whole pages of its own, so that a native function it is handed

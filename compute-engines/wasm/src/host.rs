@@ -175,7 +175,7 @@ fn check_output(state: &HostState, set: i32, flags: u32, data_bytes: u64) -> Res
 }
 
 /// An output item's name: UTF-8, at most [`MAX_NAME_LEN`] bytes.
-fn item_name(bytes: &[u8]) -> Result<String, wasmi::Error> {
+fn item_name(bytes: &[u8]) -> Result<model::Name, wasmi::Error> {
     if bytes.len() > MAX_NAME_LEN {
         let reason = alloc::format!("{} bytes, the limit is {MAX_NAME_LEN}", bytes.len());
         return Err(bad_output(BadOutput::InvalidName { reason }));

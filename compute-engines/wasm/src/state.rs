@@ -37,7 +37,7 @@ impl HostState {
     pub fn new(inputs: Vec<Set>, output_names: &[String], limits: &Limits, config: &WasmConfig) -> Self {
         Self {
             inputs,
-            outputs: output_names.iter().map(|name| Set::new(name.clone())).collect(),
+            outputs: output_names.iter().map(|name| Set::new(name.as_str())).collect(),
             memory: None,
             limiter: Limiter::new(limits.memory_bytes, config.max_table_elements),
             output_items: 0,

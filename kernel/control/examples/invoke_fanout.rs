@@ -81,7 +81,7 @@ fn main() {
         name: "xs".into(),
         items: (0..items)
             .map(|i| Item {
-                name: format!("i{i}"),
+                name: format!("i{i}").into(),
                 key: keyed.then_some((items - i) as u64),
                 data: Bytes::from(format!("{i:08}").into_bytes()),
             })

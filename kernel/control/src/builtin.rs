@@ -123,7 +123,7 @@ impl Builtin {
     pub(crate) fn run(self, inputs: Vec<Set>) -> BuiltinRun {
         let mut inputs = inputs.into_iter();
         let mut first = inputs.next().map(|s| s.items).unwrap_or_default();
-        let out = |items: Vec<Item>| vec![Set { name: "out".to_owned(), items }];
+        let out = |items: Vec<Item>| vec![Set { name: "out".into(), items }];
         match self {
             Self::Identity => BuiltinRun::Done(out(first)),
             Self::Concat => {
@@ -145,7 +145,7 @@ impl Builtin {
                 Err(message) => BuiltinRun::Failed(RunError::failed(message)),
             },
             Self::Http | Self::DandelionHttp => {
-                BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".to_owned(), items: first }])
+                BuiltinRun::Comm(Comm::Http, vec![Set { name: "requests".into(), items: first }])
             }
         }
     }
@@ -186,7 +186,7 @@ fn dandelion_http(outputs: Vec<Set>) -> Result<Vec<Set>, RunError> {
         .into_iter()
         .map(|item| Item { data: Bytes::from(dandelion_head(&item.data)), ..item })
         .collect();
-    Ok(vec![Set { name: "headers".to_owned(), items: headers }, Set { name: "bodies".to_owned(), items: bodies.items }])
+    Ok(vec![Set { name: "headers".into(), items: headers }, Set { name: "bodies".into(), items: bodies.items }])
 }
 
 /// `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n` -> `HTTP/1.1 200 OK\ncontent-type:text/plain\n`.
@@ -236,7 +236,7 @@ mod tests {
             name: "x".into(),
             items: items
                 .iter()
-                .map(|d| Item { name: String::new(), key: None, data: Bytes::from(d.as_bytes()) })
+                .map(|d| Item { name: Default::default(), key: None, data: Bytes::from(d.as_bytes()) })
                 .collect(),
         }
     }

@@ -450,8 +450,7 @@ pub(crate) fn plan_error(e: &PlanError) -> ApiError {
 fn rename<'a>(sets: &mut [Set], names: impl Iterator<Item = &'a str>) {
     for (set, name) in sets.iter_mut().zip(names) {
         if set.name != name {
-            set.name.clear();
-            set.name.push_str(name);
+            set.name = name.into();
         }
     }
 }

@@ -4,7 +4,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
-use model::{Bytes, HostTable, Item, Set};
+use model::{Bytes, HostTable, Item, Name, Set};
 
 use crate::error::{ErrorClass, FetchError};
 use crate::exchange::FetchLimits;
@@ -31,7 +31,7 @@ pub struct Ready {
 }
 
 struct Entry {
-    name: String,
+    name: Name,
     key: Option<u64>,
     /// `METHOD URL` of a request that parsed, for messages.
     describe: Option<String>,

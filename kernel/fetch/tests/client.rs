@@ -202,7 +202,7 @@ fn requests(items: &[(&str, &str)]) -> Set {
         name: "requests".into(),
         items: items
             .iter()
-            .map(|(n, d)| Item { name: n.to_string(), key: None, data: Bytes::from(d.as_bytes()) })
+            .map(|(n, d)| Item { name: n.to_string().into(), key: None, data: Bytes::from(d.as_bytes()) })
             .collect(),
     }
 }

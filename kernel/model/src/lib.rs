@@ -30,7 +30,7 @@ pub use function::{
     MAX_SETS_PER_SIDE, MAX_TIMEOUT_MS, MIN_MEMORY_BYTES, MIN_TIMEOUT_MS, Param, SpecError, parse_size,
 };
 pub use hosts::{HostLineError, HostTable, MAX_HOST_NAME_LEN, MAX_HOSTS, check_host_name};
-pub use item::{Bytes, Item, MAX_NAME_LEN, PAGE_SIZE, PAGED_MIN, Page, Set};
+pub use item::{Bytes, Item, MAX_NAME_LEN, Name, PAGE_SIZE, PAGED_MIN, Page, Set};
 pub use memory::{MemoryAccount, MemoryBudgets, MemoryCharge, OverBudget, Pool, TenantMemory};
 pub use name::{
     MAX_FUNCTION_NAME_LEN, NameError, shorten, validate_function_name, validate_item_name, validate_item_name_within,

@@ -56,7 +56,7 @@ fn main() {
         name: "inputs".into(),
         items: (0..items)
             .map(|i| Item {
-                name: format!("item-{i}"),
+                name: format!("item-{i}").into(),
                 key: None,
                 data: payload.slice(i * 64..(i + 1) * 64).expect("in bounds"),
             })

@@ -11,6 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use dsl::ast::{Application, Composition, Distribution, Ident, JoinKind, JoinTarget, Program};
+use model::Name;
 
 use crate::error::PlanError;
 
@@ -22,7 +23,7 @@ pub(crate) type SetId = usize;
 pub(crate) struct CompPlan {
     pub name: String,
     /// Every composition set by [`SetId`]: the inputs first, then the application outputs.
-    pub set_names: Vec<String>,
+    pub set_names: Vec<Name>,
     /// The declared inputs, in declaration order.
     pub inputs: Vec<SetId>,
     /// The declared outputs, in declaration order (an output may be an input passed through).
@@ -60,7 +61,7 @@ pub(crate) struct AppPlan {
     pub function: String,
     pub callee: Callee,
     /// The callee's declared input names; instance input sets carry these names.
-    pub input_names: Vec<String>,
+    pub input_names: Vec<Name>,
     /// Per declared input: the set bound to it, if any.
     pub inputs: Vec<Option<InputPlan>>,
     /// Per declared output: the composition set it defines, if any.
@@ -136,7 +137,7 @@ impl<'p> Compiler<'p> {
     fn composition(&mut self, comp: &'p Composition) -> Result<CompPlan, PlanError> {
         let at = format!("composition '{}'{}", comp.name.name, line(&comp.name));
         let mut ids: BTreeMap<&str, SetId> = BTreeMap::new();
-        let mut set_names: Vec<String> = Vec::new();
+        let mut set_names: Vec<Name> = Vec::new();
         let mut producer: Vec<Option<usize>> = Vec::new();
         let mut inputs = Vec::with_capacity(comp.inputs.len());
         for input in &comp.inputs {
@@ -145,7 +146,7 @@ impl<'p> Compiler<'p> {
             }
             ids.insert(&input.name, set_names.len());
             inputs.push(set_names.len());
-            set_names.push(input.name.clone());
+            set_names.push(input.name.as_str().into());
             producer.push(None);
         }
         for (a, app) in comp.body.iter().enumerate() {
@@ -265,7 +266,7 @@ impl<'p> Compiler<'p> {
 fn join_position(
     app: &Application,
     inputs: &[Option<InputPlan>],
-    input_names: &[String],
+    input_names: &[Name],
     name: &str,
 ) -> Result<usize, String> {
     let arg = match app.join_target(name) {
@@ -323,8 +324,8 @@ fn check_acyclic(at: &str, apps: &[AppPlan], consumers: &[Vec<usize>]) -> Result
     Ok(())
 }
 
-fn names_of(idents: &[Ident]) -> Vec<String> {
-    idents.iter().map(|i| i.name.clone()).collect()
+fn names_of(idents: &[Ident]) -> Vec<Name> {
+    idents.iter().map(|i| Name::from(i.name.as_str())).collect()
 }
 
 fn line(ident: &Ident) -> String {

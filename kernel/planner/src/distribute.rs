@@ -442,13 +442,12 @@ fn with(mut shares: Vec<Share>, j: usize, group: usize) -> Vec<Share> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::String;
     use model::{Bytes, Item};
 
     fn keyed(keys: &[Option<u64>]) -> Set {
         Set {
             name: "s".into(),
-            items: keys.iter().map(|&key| Item { name: String::new(), key, data: Bytes::empty() }).collect(),
+            items: keys.iter().map(|&key| Item { name: Default::default(), key, data: Bytes::empty() }).collect(),
         }
     }
 

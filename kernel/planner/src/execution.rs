@@ -564,8 +564,7 @@ impl Execution {
                 inputs.push(match taken {
                     Some(mut set) => {
                         if set.name != *name {
-                            set.name.clear();
-                            set.name.push_str(name);
+                            set.name.clone_from(name);
                         }
                         set
                     }

@@ -351,7 +351,7 @@ proptest! {
             seen.extend(part_keys);
             all.extend(part.iter().cloned());
         }
-        let mut expected: Vec<String> = s.items.iter().map(|i| i.name.clone()).collect();
+        let mut expected: Vec<String> = s.items.iter().map(|i| i.name.to_string()).collect();
         expected.sort();
         all.sort();
         prop_assert_eq!(all, expected);

@@ -57,7 +57,7 @@ fn one_instance_with_every_input_whole_and_its_outputs_as_returned() {
         assert_eq!((p.id, &p.function, p.output_count), (s.id, &s.function, s.output_count));
         assert_eq!(item_names(&p.inputs), item_names(&s.inputs), "{n_in} -> {n_out}: inputs");
         // The instance's sets keep the caller's names (the planner names them by parameter).
-        let given: Vec<String> = inputs(n_in).into_iter().map(|s| s.name).collect();
+        let given: Vec<String> = inputs(n_in).into_iter().map(|s| s.name.to_string()).collect();
         assert_eq!(s.inputs.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), given);
         assert!(s.origin.is_empty());
         let (p_out, s_out) = (planned.take_outputs().unwrap(), single.take_outputs().unwrap());

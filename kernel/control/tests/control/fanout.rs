@@ -16,7 +16,11 @@ fn input() -> Set {
     Set {
         name: "xs".into(),
         items: (0..ITEMS)
-            .map(|i| Item { name: format!("i{i}"), key: None, data: Bytes::from(format!("{i:05}").into_bytes()) })
+            .map(|i| Item {
+                name: format!("i{i}").into(),
+                key: None,
+                data: Bytes::from(format!("{i:05}").into_bytes()),
+            })
             .collect(),
     }
 }

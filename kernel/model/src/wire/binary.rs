@@ -21,7 +21,7 @@ use super::encoder::Encoder;
 use super::error::{SetRef, WireError, WireErrorKind, path};
 use super::limits::WireLimits;
 use crate::name;
-use crate::{Bytes, Item, Set};
+use crate::{Bytes, Item, Name, Set};
 
 /// The first four bytes of every document.
 pub const MAGIC: [u8; 4] = *b"PSET";
@@ -164,11 +164,11 @@ impl Reader<'_> {
     }
 
     /// A length-prefixed UTF-8 name.
-    fn name(&mut self, at: impl Fn() -> String) -> Result<String, WireError> {
+    fn name(&mut self, at: impl Fn() -> String) -> Result<Name, WireError> {
         let len = self.u8(&at)?;
         let bytes = self.slice(u64::from(len), &at)?;
         match core::str::from_utf8(&bytes) {
-            Ok(text) => Ok(String::from(text)),
+            Ok(text) => Ok(Name::from(text)),
             Err(_) => Err(WireError::new(at(), WireErrorKind::InvalidUtf8)),
         }
     }

@@ -28,7 +28,7 @@ use super::encoder::Encoder;
 use super::error::{SetRef, WireError, WireErrorKind, path};
 use super::limits::WireLimits;
 use crate::name::{self, shorten};
-use crate::{Bytes, Item, Set};
+use crate::{Bytes, Item, Name, Set};
 
 mod plain;
 
@@ -96,12 +96,12 @@ struct Ctx<'l> {
 }
 
 struct PendingSet {
-    name: String,
+    name: Name,
     items: Vec<PendingItem>,
 }
 
 struct PendingItem {
-    name: String,
+    name: Name,
     key: Option<u64>,
     data: Range<usize>,
 }
@@ -235,7 +235,7 @@ impl<'de> Visitor<'de> for SetsSeed<'_, '_> {
             if super::repeats(&name, ctx.sets.iter().map(|s| s.name.as_str()), &mut ctx.set_names) {
                 return Err(ctx.fail(at(&name), WireErrorKind::DuplicateSet));
             }
-            ctx.sets.push(PendingSet { name, items: Vec::new() });
+            ctx.sets.push(PendingSet { name: name.into(), items: Vec::new() });
             map.next_value_seed(ItemsSeed(&mut *ctx)).map_err(|e| ctx.note(e, Ctx::set_path))?;
         }
         Ok(())
@@ -301,7 +301,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PendingItem, A::Error> {
         let Self { ctx, index } = self;
-        let (mut name, mut key, mut data) = (None::<String>, None::<Option<u64>>, None::<Range<usize>>);
+        let (mut name, mut key, mut data) = (None::<Name>, None::<Option<u64>>, None::<Range<usize>>);
         let fields = FieldSeed(&["name", "key", "data"]);
         while let Some(field) =
             map.next_key_seed(fields.clone()).map_err(|e| ctx.note(e, |c| c.item_path(index, None)))?
@@ -327,7 +327,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                     if let Err(e) = name::validate_item_name_within(&text, ctx.limits.max_name_len) {
                         return Err(ctx.fail(at(ctx), WireErrorKind::BadName(e)));
                     }
-                    name = Some(text);
+                    name = Some(Name::from(text));
                 }
                 "key" => key = Some(map.next_value_seed(KeySeed).map_err(|e| ctx.note(e, at))?),
                 _ => data = Some(map.next_value_seed(DataSeed { ctx: &mut *ctx, index }).map_err(|e| ctx.note(e, at))?),

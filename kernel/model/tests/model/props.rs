@@ -13,7 +13,7 @@ fn item() -> impl Strategy<Value = Item> {
         any::<Option<u64>>(),
         prop::collection::vec(any::<u8>(), 0..48),
     )
-        .prop_map(|(name, key, data)| Item { name, key, data: Bytes::from(data) })
+        .prop_map(|(name, key, data)| Item { name: name.into(), key, data: Bytes::from(data) })
 }
 
 /// Valid set names: printable, no white space at the ends.
@@ -28,7 +28,7 @@ fn sets() -> impl Strategy<Value = Vec<Set>> {
         let mut out: Vec<Set> = Vec::new();
         for (name, items) in sets {
             if !out.iter().any(|s| s.name == name) {
-                out.push(Set { name, items });
+                out.push(Set { name: name.into(), items });
             }
         }
         out
@@ -38,12 +38,12 @@ fn sets() -> impl Strategy<Value = Vec<Set>> {
 /// Sets whose names need no escapes in JSON (what the fast path decodes).
 fn plain_sets() -> impl Strategy<Value = Vec<Set>> {
     let item = ("[a-z0-9_.]{0,6}", any::<Option<u64>>(), prop::collection::vec(any::<u8>(), 0..24))
-        .prop_map(|(name, key, data)| Item { name, key, data: Bytes::from(data) });
+        .prop_map(|(name, key, data)| Item { name: name.into(), key, data: Bytes::from(data) });
     prop::collection::vec(("[A-Za-z][a-z0-9]{0,5}", prop::collection::vec(item, 0..4)), 0..4).prop_map(|sets| {
         let mut out: Vec<Set> = Vec::new();
         for (name, items) in sets {
             if !out.iter().any(|s| s.name == name) {
-                out.push(Set { name, items });
+                out.push(Set { name: name.into(), items });
             }
         }
         out
@@ -156,8 +156,11 @@ fn rough_sets() -> impl Strategy<Value = Vec<Set>> {
     prop::collection::vec((name, prop::collection::vec(item_name, 0..4)), 0..4).prop_map(|sets| {
         sets.into_iter()
             .map(|(name, items)| Set {
-                name,
-                items: items.into_iter().map(|name| Item { name, key: None, data: Bytes::from(&b"d"[..]) }).collect(),
+                name: name.into(),
+                items: items
+                    .into_iter()
+                    .map(|name| Item { name: name.into(), key: None, data: Bytes::from(&b"d"[..]) })
+                    .collect(),
             })
             .collect()
     })

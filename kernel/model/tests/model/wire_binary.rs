@@ -27,7 +27,7 @@ fn example_sets() -> Vec<Set> {
             name: "A".into(),
             items: vec![
                 Item { name: "x".into(), key: None, data: Bytes::from(&b"hi"[..]) },
-                Item { name: String::new(), key: Some(0x102), data: Bytes::empty() },
+                Item { name: Default::default(), key: Some(0x102), data: Bytes::empty() },
             ],
         },
         Set::new("B"),
@@ -141,7 +141,7 @@ fn limits_are_enforced_at_the_boundary() {
 
 #[test]
 fn encoder_refuses_what_the_model_forbids() {
-    let long = [Set { name: "s".repeat(256), items: vec![] }];
+    let long = [Set { name: "s".repeat(256).into(), items: vec![] }];
     assert!(binary::encode(&long).unwrap_err().to_string().contains("at most 255"));
     let dup = [Set::new("a"), Set::new("a")];
     assert_eq!(binary::encode(&dup).unwrap_err().kind(), &WireErrorKind::DuplicateSet);

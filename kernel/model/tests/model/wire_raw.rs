@@ -7,7 +7,7 @@ fn body_becomes_one_item_without_copying() {
     let sets = raw::decode(body.clone(), "pics", "", &WireLimits::DEFAULT).unwrap();
     assert_eq!(
         sets,
-        [Set { name: "pics".into(), items: vec![Item { name: String::new(), key: None, data: body.clone() }] }]
+        [Set { name: "pics".into(), items: vec![Item { name: Default::default(), key: None, data: body.clone() }] }]
     );
     assert_eq!(sets[0].items[0].data.as_ptr(), body.as_ptr());
     let named = raw::decode(Bytes::empty(), "pics", "cat.jpg", &WireLimits::DEFAULT).unwrap();
@@ -32,8 +32,9 @@ fn decode_errors() {
 
 #[test]
 fn output_needs_exactly_one_item() {
-    let one =
-        |n: usize| (0..n).map(|i| Item { name: i.to_string(), key: None, data: Bytes::from(vec![i as u8]) }).collect();
+    let one = |n: usize| {
+        (0..n).map(|i| Item { name: i.to_string().into(), key: None, data: Bytes::from(vec![i as u8]) }).collect()
+    };
     let data = raw::encode(&[Set { name: "out".into(), items: one(1) }]).unwrap();
     assert_eq!(&*data, &[0]);
     for (sets, counts) in [

@@ -113,7 +113,7 @@ pub fn keyed(name: &str, items: &[(&str, Option<u64>)]) -> Set {
 }
 
 pub fn names(set: &Set) -> Vec<String> {
-    set.items.iter().map(|i| i.name.clone()).collect()
+    set.items.iter().map(|i| i.name.to_string()).collect()
 }
 
 /// `"a1,a2|b2"`: an instance's input item names, sets separated by `|`.
