@@ -304,7 +304,7 @@ impl Invocation {
         // composition's instances run what their declared names resolved to.
         let target = match self.subject {
             Subject::Function => self.output_names.clone(),
-            Subject::Composition => self.targets.get(&function).cloned(),
+            Subject::Composition => self.targets.get(function.as_str()).cloned(),
         };
         let Some(target) = target else {
             let message = format!("'{function}' was not resolved when the invocation started");

@@ -58,7 +58,7 @@ pub(crate) struct AppPlan {
     /// 1-based position in the composition body, as humans count.
     pub number: usize,
     /// The applied function's or composition's name.
-    pub function: String,
+    pub function: Name,
     pub callee: Callee,
     /// The callee's declared input names; instance input sets carry these names.
     pub input_names: Vec<Name>,

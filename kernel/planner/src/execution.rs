@@ -59,7 +59,7 @@ pub struct Execution {
     state: State,
     /// The function of a single-instance execution ([`Execution::single`]): no frames, its one
     /// instance's outputs are the execution's.
-    single: Option<String>,
+    single: Option<model::Name>,
 }
 
 /// A completion waiting to be applied.
@@ -187,7 +187,8 @@ impl Execution {
         }
         let id = InstanceId(0);
         let at = SlotRef { frame: 0, app: 0, index: 0 };
-        let instance = Instance { id, function: String::from(function), inputs, output_count, origin: String::new() };
+        let function = model::Name::from(function);
+        let instance = Instance { id, function: function.clone(), inputs, output_count, origin: String::new() };
         let mut ready = VecDeque::with_capacity(1);
         ready.push_back(instance);
         // One insert (`BTreeMap::from` of one pair goes through its sorting bulk build).
@@ -207,7 +208,7 @@ impl Execution {
             fuel: limits.max_work_per_step,
             spent: 0,
             state: State::Running,
-            single: Some(String::from(function)),
+            single: Some(function),
         })
     }
 
@@ -759,14 +760,14 @@ impl Execution {
     /// The function name and origin of a planned instance, for failure reports.
     fn describe(&self, at: SlotRef) -> (String, String) {
         if let Some(function) = &self.single {
-            return (function.clone(), String::new());
+            return (String::from(function.as_str()), String::new());
         }
         let Some(frame) = self.frames.get(at.frame) else { return (String::from("?"), String::from("?")) };
         let function = self
             .plans
             .get(frame.plan)
             .and_then(|p| p.apps.get(at.app))
-            .map_or_else(|| String::from("?"), |a| a.function.clone());
+            .map_or_else(|| String::from("?"), |a| String::from(a.function.as_str()));
         let number = self.plans.get(frame.plan).and_then(|p| p.apps.get(at.app)).map_or(0, |a| a.number);
         let origin = format!("{}: app #{number} '{function}' instance {}", frame.path, at.index);
         (function, origin)

@@ -23,7 +23,7 @@ impl fmt::Display for InstanceId {
 pub struct Instance {
     pub id: InstanceId,
     /// The function's name as declared in the program (the caller maps it to registered code).
-    pub function: String,
+    pub function: model::Name,
     /// One set per declared input, in declaration order (functions bind sets by position). Each
     /// set is named by the declaration's input name; an input the application does not bind is
     /// an empty set.
