@@ -23,7 +23,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 
-use control::{ControlPlane, InvocationId, Reply};
+use control::{ControlPlane, Credentials, InvocationId, Reply};
 use drivers::net::virtio::NicStats;
 use pappus_http::{Request, Response};
 
@@ -117,8 +117,8 @@ struct Services<'a> {
 }
 
 impl Backend for Services<'_> {
-    fn handle(&mut self, request: Request, now_ms: u64) -> Reply {
-        self.control.handle(request, now_ms, self.runtime)
+    fn handle(&mut self, request: Request, credentials: &mut Credentials, now_ms: u64) -> Reply {
+        self.control.handle_on(request, credentials, now_ms, self.runtime)
     }
 
     fn check_head(&self, request: &Request) -> Option<Response> {

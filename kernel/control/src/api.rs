@@ -104,7 +104,11 @@ impl Route {
     /// The shared checks, in order: the path is ours (else 404), the caller is a tenant (401;
     /// before anything that could reveal what exists), the path names a resource (404), the
     /// method is one it takes (405 with `Allow`), the name is valid (400 `bad_name`).
-    pub(crate) fn parse(tokens: &TokenTable, request: &Request) -> Result<Self, ApiError> {
+    pub(crate) fn parse(
+        tokens: &TokenTable,
+        request: &Request,
+        credentials: &mut auth::Credentials,
+    ) -> Result<Self, ApiError> {
         let no_route = || {
             let path = json::shorten(&request.path, 128);
             ApiError::new(404, "not_found", format!("no route for {} {path}", json::shorten(&request.method, 16)))
@@ -112,7 +116,7 @@ impl Route {
         if !owns(&request.path) {
             return Err(no_route());
         }
-        let tenant = auth::authenticate(tokens, request)?;
+        let tenant = auth::authenticate(tokens, request, credentials)?;
         let resource = Resource::from_path(&request.path).ok_or_else(no_route)?;
         let allowed = resource.allowed();
         let method = Method::parse(&request.method).filter(|_| allowed.contains(&request.method.as_str()));

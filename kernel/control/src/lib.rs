@@ -87,7 +87,7 @@ mod plane;
 mod runtime;
 pub mod stats;
 
-pub use auth::authorize_operator;
+pub use auth::{Credentials, authorize_operator};
 pub use builtin::{Builtin, MAX_SLEEP_MS};
 pub use fleet::FleetChange;
 pub use limits::ControlLimits;

@@ -12,6 +12,7 @@ use pappus_http::{Request, Response};
 use model::{Registry, TenantId, TenantMemory, TokenTable};
 
 use crate::api::{self, Method, Resource, Route};
+use crate::auth::Credentials;
 use crate::compositions::StoredComposition;
 use crate::errors::ApiError;
 use crate::invocation::{Invocation, Step};
@@ -129,9 +130,22 @@ impl ControlPlane {
     }
 
     /// Answers one complete request. `now_ms` is the kernel's monotonic clock; `runtime` runs
-    /// functions. Never panics, whatever the request.
-    pub fn handle(&mut self, mut request: Request, now_ms: u64, runtime: &mut dyn Runtime) -> Reply {
-        let route = match Route::parse(&self.tokens, &request) {
+    /// functions. Never panics, whatever the request. A request of a connection that may send
+    /// more goes to [`handle_on`](Self::handle_on) with that connection's [`Credentials`].
+    pub fn handle(&mut self, request: Request, now_ms: u64, runtime: &mut dyn Runtime) -> Reply {
+        self.handle_on(request, &mut Credentials::default(), now_ms, runtime)
+    }
+
+    /// [`handle`](Self::handle) for a request of a connection whose last authenticated request
+    /// left `credentials`: the same `Authorization` value again is its tenant without a lookup.
+    pub fn handle_on(
+        &mut self,
+        mut request: Request,
+        credentials: &mut Credentials,
+        now_ms: u64,
+        runtime: &mut dyn Runtime,
+    ) -> Reply {
+        let route = match Route::parse(&self.tokens, &request, credentials) {
             Ok(route) => route,
             Err(e) => return Reply::Now(e.into_response()),
         };
@@ -163,7 +177,7 @@ impl ControlPlane {
     }
 
     fn precheck(&self, request: &Request) -> Result<(), ApiError> {
-        let route = Route::parse(&self.tokens, request)?;
+        let route = Route::parse(&self.tokens, request, &mut Credentials::default())?;
         let length = request.headers.get_str("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         let longer_than = |max: usize| length.is_some_and(|len| len > max as u64);
         match (&route.resource, route.method) {

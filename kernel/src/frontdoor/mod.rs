@@ -18,7 +18,7 @@ mod routes;
 use alloc::boxed::Box;
 use alloc::string::String;
 
-use control::{ControlPlane, InvocationId, Reply};
+use control::{ControlPlane, Credentials, InvocationId, Reply};
 use model::OperatorToken;
 use pappus_http::{Connection, Event, Limits, MemoryGate, Request, Response};
 use pool::{Pool, Served};
@@ -46,14 +46,17 @@ struct Open {
     /// Boxed: a connection is large, and the pool moves its slots.
     conn: Box<Connection>,
     pending: Option<InvocationId>,
+    /// What the connection's last `/v1` request authenticated with (~100 bytes).
+    credentials: Credentials,
 }
 
 /// What the front door serves besides its own routes (`routes`): the `/v1` control plane, and
 /// `/metrics` as the whole node renders it. [`crate::node::Node`] implements it over the parts it
 /// owns; the front door owns only its sockets, their connections and its HTTP counters.
 pub trait Backend {
-    /// A `/v1` request ([`ControlPlane::owns`] its path).
-    fn handle(&mut self, request: Request, now_ms: u64) -> Reply;
+    /// A `/v1` request ([`ControlPlane::owns`] its path) of a connection whose last one left
+    /// `credentials` ([`ControlPlane::handle_on`]).
+    fn handle(&mut self, request: Request, credentials: &mut Credentials, now_ms: u64) -> Reply;
     /// The answer that makes an `Expect: 100-continue` body unnecessary, if any.
     fn check_head(&self, request: &Request) -> Option<Response>;
     /// A pending invocation's answer, once it has one.
@@ -120,7 +123,11 @@ struct Door<'a> {
 impl pool::Door<Open> for Door<'_> {
     fn open(&mut self, now: u64) -> Open {
         self.stats.connections += 1;
-        Open { conn: Box::new(Connection::new(CONNECTION_LIMITS, now)), pending: None }
+        Open {
+            conn: Box::new(Connection::new(CONNECTION_LIMITS, now)),
+            pending: None,
+            credentials: Credentials::default(),
+        }
     }
 
     /// Every served slot is busy: say so and close, rather than leave the client hanging or
@@ -135,7 +142,7 @@ impl pool::Door<Open> for Door<'_> {
     }
 
     fn serve(&mut self, socket: &mut tcp::Socket<'static>, open: &mut Open, now: u64) -> Served {
-        let (progress, finished) = serve(&mut open.conn, &mut open.pending, socket, self, now);
+        let (progress, finished) = serve(open, socket, self, now);
         Served { progress, finished }
     }
 
@@ -148,9 +155,9 @@ impl pool::Door<Open> for Door<'_> {
 
 impl Door<'_> {
     /// A request to the control plane or to the kernel's own routes.
-    fn dispatch(&mut self, request: Request, now: u64) -> Reply {
+    fn dispatch(&mut self, request: Request, credentials: &mut Credentials, now: u64) -> Reply {
         if ControlPlane::owns(&request.path) {
-            self.backend.handle(request, now)
+            self.backend.handle(request, credentials, now)
         } else {
             Reply::Now(routes::route(request, now, &*self.stats, &*self.backend, self.operator))
         }
@@ -165,7 +172,7 @@ impl Door<'_> {
         if routes::wants_body(&request) {
             return Ok(());
         }
-        match self.dispatch(request, now) {
+        match self.dispatch(request, &mut Credentials::default(), now) {
             Reply::Now(response) => Err(response),
             // Only control-plane requests are ever pending, and those returned above.
             Reply::Pending(id) => {
@@ -185,13 +192,8 @@ fn respond(conn: &mut Connection, stats: &mut HttpStats, response: Response) {
 
 /// Bytes in, requests through the router, bytes out. Returns (progress, finished): finished
 /// means the socket is closed (or closing) and the slot no longer serves it.
-fn serve(
-    conn: &mut Connection,
-    pending: &mut Option<InvocationId>,
-    socket: &mut tcp::Socket<'_>,
-    door: &mut Door<'_>,
-    now: u64,
-) -> (bool, bool) {
+fn serve(open: &mut Open, socket: &mut tcp::Socket<'_>, door: &mut Door<'_>, now: u64) -> (bool, bool) {
+    let Open { conn, pending, credentials } = open;
     let mut progress = false;
     while conn.wants_input() && socket.can_recv() {
         let got = socket.recv(|buf| {
@@ -221,7 +223,7 @@ fn serve(
         let Some(event) = conn.next_event(now) else { break };
         progress = true;
         match event {
-            Event::Request(request) => match door.dispatch(request, now) {
+            Event::Request(request) => match door.dispatch(request, credentials, now) {
                 Reply::Now(response) => respond(conn, door.stats, response),
                 Reply::Pending(id) => *pending = Some(id),
             },
