@@ -132,9 +132,15 @@ impl NativeImage {
     /// What [`load_image`] puts in a private page, so that a space that keeps an image mapped
     /// from one run to the next can put back a page a run wrote.
     pub fn fill_private(&self, offset: u64, base: u64, page: &mut [u8]) {
+        self.fill_private_with(offset, base, page, |rest| rest.fill(0));
+    }
+
+    /// [`fill_private`](Self::fill_private) with `zero` zeroing what follows the template's
+    /// bytes (the kernel passes its page zeroing).
+    pub fn fill_private_with(&self, offset: u64, base: u64, page: &mut [u8], zero: impl FnOnce(&mut [u8])) {
         let bytes = self.template_page(offset);
         page[..bytes.len()].copy_from_slice(bytes);
-        page[bytes.len()..].fill(0);
+        zero(&mut page[bytes.len()..]);
         let end = offset + PAGE as u64;
         // The first relocation that may reach this page (one starting up to 7 bytes before it).
         let first = self.relocations.partition_point(|r| r.offset + 8 <= offset);

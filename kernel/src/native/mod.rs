@@ -638,7 +638,9 @@ fn scrub_image(space: &mut AddressSpace, kept: &mut Option<Box<[KeptImage; 1]>>)
             Some(false) => true,
             // SAFETY: as above.
             Some(true) => unsafe {
-                space.with_page(leaf, |bytes| image.image.fill_private(offset, image.base, bytes)).is_some()
+                space
+                    .with_page(leaf, |bytes| image.image.fill_private_with(offset, image.base, bytes, usermode::zero))
+                    .is_some()
             },
             None => false,
         };
@@ -764,7 +766,7 @@ fn scrub_page(space: &mut AddressSpace, page: u64, kept: &mut Option<Leaf>) {
     match unsafe { space.written(leaf) } {
         Some(false) => {}
         // SAFETY: as above.
-        Some(true) if unsafe { space.with_page(leaf, |bytes| bytes.fill(0)) }.is_some() => {}
+        Some(true) if unsafe { space.with_page(leaf, usermode::zero) }.is_some() => {}
         _ => {
             space.clear_range(page, page + 4096);
             *kept = None;

@@ -447,6 +447,11 @@ pub fn has_pan() -> bool {
 
 /// Sets up this CPU for sandboxes (each CPU; the secondaries copy the boot CPU's SCTLR_EL1,
 /// but run this too for PSTATE.PAN and the EL0 access registers).
+/// Zeroes `bytes` (a page a sandbox wrote, between runs).
+pub fn zero(bytes: &mut [u8]) {
+    bytes.fill(0);
+}
+
 pub fn init() {
     SCTLR_EL1.set((SCTLR_EL1.get() & !SCTLR_CLEAR) | SCTLR_SET);
     // SAFETY: PMUSERENR_EL0 = 0 and MDSCR_EL1.TDCC: EL0 gets no PMU or debug-channel access;
