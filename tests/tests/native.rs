@@ -537,6 +537,8 @@ fn sdk_probe_on(test: &str, arch: Arch, cpu: &str, engine: &str) {
     let text: Vec<u8> = (0..10_000u32).flat_map(|i| format!("{i} ").into_bytes()).collect();
     assert_eq!(output("chunks", &text), [("chunks".to_string(), text.clone())]);
     assert_eq!(output("recurse", b"100").len(), 1);
+    // The SDK's memcpy, memmove and memset (words, then the bytes left), at every length and offset.
+    assert_eq!(output("memory", b""), [("memory".to_string(), format!("memory ok {}", 41 * 8 * 4).into_bytes())]);
     let r = invoke_raw(&node, "probe", &json!({"cmds": [{"name": "copy", "key": 77, "data": B64.encode(b"kept")}]}));
     assert_eq!(r.status, 200, "{}", r.text());
     let v: Value = serde_json::from_slice(&r.body).unwrap();

@@ -10,6 +10,7 @@
 //! | `chunks` | reads the item's data 3 bytes at a time and writes it back to output 0 |
 //! | `sets`   | writes the input and output set names, joined by `,`, to output 0 |
 //! | `recurse`| recurses (data: decimal depth) with 512-byte frames on the shadow stack |
+//! | `memory` | copies, moves (both ways, overlapping) and fills every length 0..=40 at every offset 0..8, checks each byte, writes `memory ok N` (N checks) |
 //! | other    | copies the item to output 0 |
 #![cfg_attr(any(target_arch = "wasm32", pappus_native), no_std)]
 #![forbid(unsafe_code)]
@@ -48,6 +49,7 @@ fn main(ctx: &mut Context) -> Result<(), Error> {
                 let depth: u64 = arg.trim().parse().map_err(Error::msg)?;
                 ctx.push(0, "recurse", None, format!("{}", recurse(depth)).as_bytes());
             }
+            "memory" => ctx.push(0, "memory", None, format!("memory ok {}", memory()?).as_bytes()),
             _ => ctx.push(0, &item.name(), item.key(), &item.data()),
         }
     }
@@ -61,6 +63,44 @@ fn recurse(depth: u64) -> u64 {
         return u64::from(frame[0]);
     }
     recurse(depth - 1).wrapping_add(u64::from(frame[511]))
+}
+
+/// The memory functions the target's `copy_from_slice`, `copy_within` and `fill` call (the
+/// SDK's `memcpy`, `memmove`, `memset` on a native build), over lengths and offsets that end
+/// mid-word; every byte checked against what it must be. The number of ranges checked.
+fn memory() -> Result<usize, Error> {
+    let pattern = |i: usize| (i * 7 + 1) as u8;
+    let mut checks = 0;
+    let mut check = |buf: &[u8], want: &dyn Fn(usize) -> u8, what: &str, len: usize, at: usize| {
+        checks += 1;
+        match buf.iter().enumerate().find(|&(i, &b)| b != want(i)) {
+            Some((i, b)) => Err(Error::msg(format!("{what} of {len} at {at}: byte {i} is {b}, not {}", want(i)))),
+            None => Ok(()),
+        }
+    };
+    for len in 0..=40usize {
+        for at in 0..8usize {
+            let source: Vec<u8> = (0..64).map(pattern).collect();
+            let inside = |i: usize| i >= at && i < at + len;
+            // memcpy: `source[3..]` to `at`.
+            let mut copied = [0u8; 64];
+            copied[at..at + len].copy_from_slice(&source[3..3 + len]);
+            check(&copied, &|i| if inside(i) { pattern(i - at + 3) } else { 0 }, "copy", len, at)?;
+            // memset.
+            let mut filled = [0x11u8; 64];
+            filled[at..at + len].fill(0xa5);
+            check(&filled, &|i| if inside(i) { 0xa5 } else { 0x11 }, "fill", len, at)?;
+            // memmove forward (to a higher address, overlapping) and backward.
+            let mut up = source.clone();
+            up.copy_within(at..at + len, at + 5);
+            let moved_up = |i: usize| if i >= at + 5 && i < at + 5 + len { pattern(i - 5) } else { pattern(i) };
+            check(&up, &moved_up, "move up", len, at)?;
+            let mut down = source.clone();
+            down.copy_within(at + 5..at + 5 + len, at);
+            check(&down, &|i| if inside(i) { pattern(i + 5) } else { pattern(i) }, "move down", len, at)?;
+        }
+    }
+    Ok(checks)
 }
 
 fn read_in_chunks(item: &InputItem<'_>) -> Vec<u8> {
