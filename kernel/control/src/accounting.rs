@@ -6,8 +6,8 @@
 //! Set data is charged as it enters and kept until the invocation ends (sets freed earlier by the
 //! planner stay charged): an upper bound, never an undercount.
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use kcore::small_map::SmallMap;
 
 use model::{EngineKind, MemoryAccount, MemoryCharge, OverBudget, Pool, Set, TenantId, TenantMemory};
 
@@ -46,7 +46,7 @@ pub(crate) struct InvocationMemory {
     frames: Arc<MemoryAccount>,
     data: MemoryCharge,
     /// Running instances (planner instance id) and their memory limit's charge.
-    sandboxes: BTreeMap<u64, MemoryCharge>,
+    sandboxes: SmallMap<u64, MemoryCharge>,
 }
 
 impl InvocationMemory {
@@ -54,7 +54,7 @@ impl InvocationMemory {
     pub fn new(memory: &TenantMemory, tenant: TenantId, inputs: &[Set]) -> Result<Self, OverBudget> {
         let heap = memory.account(tenant, Pool::Heap);
         let data = heap.charge(set_bytes(inputs))?;
-        Ok(Self { frames: memory.account(tenant, Pool::Frames), heap, data, sandboxes: BTreeMap::new() })
+        Ok(Self { frames: memory.account(tenant, Pool::Frames), heap, data, sandboxes: SmallMap::new() })
     }
 
     /// Charges what an instance returned.

@@ -10,11 +10,13 @@
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem;
+use kcore::small_map::SmallMap;
 
 use pappus_http::Response;
 
@@ -101,7 +103,7 @@ pub(crate) struct Invocation {
     targets: BTreeMap<String, Target>,
     timers: Vec<Timer>,
     /// Instances the runtime runs (planner instance id -> what runs), awaiting [`finish`](Self::finish).
-    running: BTreeMap<u64, Target>,
+    running: SmallMap<u64, Target>,
     /// Ready instances the runtime had no room for ([`Started::Busy`]), started first next time.
     deferred: VecDeque<Instance>,
     /// The error of the first failed instance: its status and code become the answer's.
@@ -147,7 +149,7 @@ impl Invocation {
             execution,
             targets,
             timers: Vec::new(),
-            running: BTreeMap::new(),
+            running: SmallMap::new(),
             deferred: VecDeque::new(),
             failure: None,
             output_names,

@@ -6,6 +6,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -14,4 +15,5 @@ pub mod blocks;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;
+pub mod small_map;
 pub mod units;

@@ -15,7 +15,7 @@
 //! `keyed` input and joining (a sort, O(n log n)), charged to the step that does it.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 use core::mem;
 
 use dsl::ast::Program;
+use kcore::small_map::SmallMap;
 use model::Set;
 
 use crate::compile::{Callee, CompPlan, SetId, compile};
@@ -43,7 +44,7 @@ pub struct Execution {
     /// Planned function instances, in planning order.
     ready: VecDeque<Instance>,
     /// Every function instance planned and not completed, ready or handed out.
-    pending: BTreeMap<InstanceId, Pending>,
+    pending: SmallMap<InstanceId, Pending>,
     /// How many of `pending` were handed out.
     running: usize,
     next_id: u64,
@@ -148,7 +149,7 @@ impl Execution {
             limits,
             frames: Frames::default(),
             ready: VecDeque::new(),
-            pending: BTreeMap::new(),
+            pending: SmallMap::new(),
             running: 0,
             next_id: 0,
             planned: 0,
@@ -191,8 +192,7 @@ impl Execution {
         let instance = Instance { id, function: function.clone(), inputs, output_count, origin: String::new() };
         let mut ready = VecDeque::with_capacity(1);
         ready.push_back(instance);
-        // One insert (`BTreeMap::from` of one pair goes through its sorting bulk build).
-        let mut pending = BTreeMap::new();
+        let mut pending = SmallMap::new();
         pending.insert(id, Pending { at, output_count, yielded: false });
         Ok(Self {
             plans: Arc::from([]),
