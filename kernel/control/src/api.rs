@@ -2,11 +2,10 @@
 //! shares (owned path, authentication, method, name) in the order the API promises.
 
 use alloc::format;
-use alloc::string::String;
 
 use pappus_http::Request;
 
-use model::{TenantId, TokenTable};
+use model::{Name, TenantId, TokenTable};
 
 use crate::auth;
 use crate::errors::ApiError;
@@ -29,10 +28,10 @@ fn under(path: &str, prefix: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Resource {
     Functions,
-    Function(String),
+    Function(Name),
     Compositions,
-    Composition(String),
-    Invoke(String),
+    Composition(Name),
+    Invoke(Name),
 }
 
 impl Resource {
@@ -41,7 +40,7 @@ impl Resource {
     fn from_path(path: &str) -> Option<Self> {
         let item = |prefix: &str| {
             let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
-            (!rest.is_empty() && !rest.contains('/')).then(|| String::from(rest))
+            (!rest.is_empty() && !rest.contains('/')).then(|| Name::from(rest))
         };
         match path {
             FUNCTIONS => Some(Self::Functions),
@@ -141,6 +140,7 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::String;
 
     #[test]
     fn paths() {

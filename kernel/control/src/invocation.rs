@@ -120,7 +120,7 @@ pub(crate) struct Invocation {
     /// The deadline passed before the execution ended: answered 504.
     expired: bool,
     /// What was invoked, by the name in the path (for the metrics).
-    target: String,
+    target: model::Name,
     /// What it holds in its tenant's memory accounts (given back as it goes and when dropped).
     memory: InvocationMemory,
     /// The answer being encoded, a piece per step, once the execution is done.
@@ -157,7 +157,7 @@ impl Invocation {
             started_ms: 0,
             deadline_ms: u64::MAX,
             expired: false,
-            target: String::new(),
+            target: model::Name::default(),
             memory,
             encoding: None,
         })
@@ -166,7 +166,7 @@ impl Invocation {
     /// Gives the invocation its id and its deadline, before its first step.
     pub fn bind(&mut self, id: u64, target: &str, now_ms: u64, limits: &ControlLimits) {
         self.id = id;
-        self.target = String::from(target);
+        self.target = model::Name::from(target);
         self.started_ms = now_ms;
         self.deadline_ms = now_ms.saturating_add(limits.max_invocation_ms);
     }
