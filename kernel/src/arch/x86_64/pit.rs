@@ -29,9 +29,14 @@ impl Window {
 }
 
 /// Times at least `pit_ticks` PIT ticks (at most 0xFFFF) with the TSC. Each edge (the counter
-/// taking a new value) is bracketed by the TSC read before the previous latch and the one before
+/// taking a new value) is bracketed by the TSC read before the previous latch and the one after
 /// the latch that saw it; the window runs midpoint to midpoint and counts the PIT ticks actually
-/// passed, so a slow loop that overshoots `pit_ticks` is still measured exactly.
+/// passed, so a slow loop that overshoots `pit_ticks` is still measured exactly. A vCPU its host
+/// preempts between a TSC read and its latch widens that bracket (the counter may have moved on
+/// meanwhile), so the caller sees a loose window rather than a wrong one: with the bracket ending
+/// at the TSC read *before* the latch, a preemption there once let a 0.25 ms window take about
+/// twice its PIT ticks with a tight bracket, and the clock ran twice as fast (a CI run, under
+/// load: `sleep 1500` answered after 735 ms).
 pub fn measure_tsc(pit_ticks: u16) -> Window {
     let mut cmd: Port<u8> = Port::new(0x43);
     let mut ch0: Port<u8> = Port::new(0x40);
@@ -42,37 +47,41 @@ pub fn measure_tsc(pit_ticks: u16) -> Window {
         ch0.write(0xff);
         ch0.write(0xff);
     }
-    // The TSC just before the latch, and the count latched.
-    let read = || -> (u64, u16) {
+    // The TSC just before the latch, the count latched, and the TSC just after it.
+    let read = || -> (u64, u16, u64) {
         let mut cmd: Port<u8> = Port::new(0x43);
         let mut ch0: Port<u8> = Port::new(0x40);
-        let tsc = super::rdtsc();
+        let before = super::rdtsc();
         // SAFETY: latch command then two data reads, as the 8254 protocol requires.
-        unsafe {
+        let count = unsafe {
             cmd.write(0x00);
             let lo = ch0.read();
             let hi = ch0.read();
-            (tsc, u16::from_le_bytes([lo, hi]))
-        }
+            u16::from_le_bytes([lo, hi])
+        };
+        (before, count, super::rdtsc())
     };
-    // Waits for the count to change from `from`; returns (TSC before the last read that saw
-    // `from`, TSC before the read that saw the change, the new count).
-    let edge = |(mut before, from): (u64, u16)| -> (u64, u64, u16) {
+    // Waits for the count to change from `from`, `before` being the TSC before the latch that
+    // last saw `from`. Returns the edge's bracket (that TSC, as updated; the TSC after the latch
+    // that saw the change), the new count, and the TSC before that latch (the next edge's
+    // `before`).
+    let edge = |mut before: u64, from: u16| -> ((u64, u64), u16, u64) {
         loop {
-            let (tsc, count) = read();
+            let (tsc, count, after) = read();
             if count != from {
-                return (before, tsc, count);
+                return ((before, after), count, tsc);
             }
             before = tsc;
         }
     };
     // Wait for the counter to start moving, then for the first edge after it (the first read
     // may land anywhere in a tick).
-    let (_, t, moving) = edge(read());
-    let (s0, s1, start) = edge((t, moving));
+    let (first, count, _) = read();
+    let (_, moving, at) = edge(first, count);
+    let ((s0, s1), start, mut at) = edge(at, moving);
     let (mut e0, mut e1, mut now) = (s0, s1, start);
     while start.wrapping_sub(now) < pit_ticks {
-        (e0, e1, now) = edge((e1, now));
+        ((e0, e1), now, at) = edge(at, now);
     }
     Window {
         pit_ticks: u64::from(start.wrapping_sub(now)),
