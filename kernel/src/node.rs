@@ -76,7 +76,16 @@ impl Node {
         busy |= net.flush(ts);
         // Single-core mode: one turn of a function run (at most about 10 ms: a long run is
         // parked and queued again), so the front door is served between turns, here.
-        busy |= dispatcher.run_inline();
+        if dispatcher.run_inline() {
+            // Its result answered in this pass, not the next: the control plane takes it, the
+            // front door writes the answer, and it goes out.
+            busy = true;
+            control.poll(now, runtime);
+            let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
+            let mut services = Services { control, runtime, dispatcher, net: figures, fleet: fleet.as_ref() };
+            door.service(net, &mut services, now);
+            net.flush(ts);
+        }
         busy
     }
 
