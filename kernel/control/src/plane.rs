@@ -2,7 +2,6 @@
 //! collects the answers of invocations that did not finish at once.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::{fmt, mem};
@@ -19,6 +18,7 @@ use crate::invocation::{Invocation, Step};
 use crate::limits::ControlLimits;
 use crate::runtime::{Runtime, StoredFunction};
 use crate::stats::{InvocationStats, Outcome};
+use kcore::small_map::SmallMap;
 
 /// Names an invocation that is still running (or finished and not yet collected).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -78,9 +78,9 @@ pub struct ControlPlane {
     pub(crate) compositions: Registry<StoredComposition>,
     /// Boxed: an invocation is some 800 bytes, which every insert and removal would move
     /// through the map's layers.
-    invocations: BTreeMap<InvocationId, Box<Invocation>>,
+    invocations: SmallMap<InvocationId, Box<Invocation>>,
     /// Finished invocations' answers, not yet taken, with their tenant.
-    finished: BTreeMap<InvocationId, (TenantId, Response)>,
+    finished: SmallMap<InvocationId, (TenantId, Response)>,
     /// [`poll`](Self::poll)'s list of the invocations that answered in a pass (kept empty
     /// between polls, its room reused).
     answered: Vec<(InvocationId, Response)>,
@@ -110,8 +110,8 @@ impl ControlPlane {
             limits,
             functions: Registry::with_limit(limits.max_functions_per_tenant),
             compositions: Registry::with_limit(limits.max_compositions_per_tenant),
-            invocations: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            invocations: SmallMap::new(),
+            finished: SmallMap::new(),
             answered: Vec::new(),
             next_invocation: 0,
             counters: Counters::default(),

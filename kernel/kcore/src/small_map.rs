@@ -107,6 +107,39 @@ impl<K: Ord, V> SmallMap<K, V> {
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
+
+    /// Every entry in key order, values mutable: the tree's entries, the inline one merged in
+    /// where its key falls.
+    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
+        IterMut { first: self.first.as_mut().map(|(k, v)| (&*k, v)), rest: self.rest.iter_mut().peekable() }
+    }
+}
+
+/// [`SmallMap::iter_mut`].
+pub struct IterMut<'a, K, V> {
+    first: Option<(&'a K, &'a mut V)>,
+    rest: core::iter::Peekable<alloc::collections::btree_map::IterMut<'a, K, V>>,
+}
+
+impl<'a, K: Ord, V> Iterator for IterMut<'a, K, V> {
+    type Item = (&'a K, &'a mut V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let first_next = match (&self.first, self.rest.peek()) {
+            (Some((k, _)), Some((r, _))) => k < r,
+            (first, _) => first.is_some(),
+        };
+        if first_next { self.first.take() } else { self.rest.next() }
+    }
+}
+
+impl<'a, K: Ord, V> IntoIterator for &'a mut SmallMap<K, V> {
+    type Item = (&'a K, &'a mut V);
+    type IntoIter = IterMut<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +181,15 @@ mod tests {
                 prop_assert_eq!(small.is_empty(), model.is_empty());
                 prop_assert_eq!(small.iter().collect::<Vec<_>>(), model.iter().collect::<Vec<_>>());
                 prop_assert_eq!(small.values().collect::<Vec<_>>(), model.values().collect::<Vec<_>>());
+                prop_assert_eq!(small.iter_mut().collect::<Vec<_>>(), model.iter_mut().collect::<Vec<_>>());
+                // Values changed through iter_mut are changed in the map.
+                for (k, v) in &mut small {
+                    *v = v.wrapping_add(u32::from(*k));
+                }
+                for (k, v) in model.iter_mut() {
+                    *v = v.wrapping_add(u32::from(*k));
+                }
+                prop_assert_eq!(small.iter().collect::<Vec<_>>(), model.iter().collect::<Vec<_>>());
                 for k in 0..16 {
                     prop_assert_eq!(small.get(&k), model.get(&k));
                     prop_assert_eq!(small.contains_key(&k), model.contains_key(&k));
