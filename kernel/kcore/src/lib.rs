@@ -15,5 +15,6 @@ pub mod blocks;
 pub mod cmdline;
 pub mod frames;
 pub mod memmap;
+pub mod small_deque;
 pub mod small_map;
 pub mod units;

@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 use core::mem;
 
 use dsl::ast::Program;
+use kcore::small_deque::SmallDeque;
 use kcore::small_map::SmallMap;
 use model::Set;
 
@@ -42,7 +43,7 @@ pub struct Execution {
     limits: PlanLimits,
     frames: Frames,
     /// Planned function instances, in planning order.
-    ready: VecDeque<Instance>,
+    ready: SmallDeque<Instance>,
     /// Every function instance planned and not completed, ready or handed out.
     pending: SmallMap<InstanceId, Pending>,
     /// How many of `pending` were handed out.
@@ -148,7 +149,7 @@ impl Execution {
             plans,
             limits,
             frames: Frames::default(),
-            ready: VecDeque::new(),
+            ready: SmallDeque::new(),
             pending: SmallMap::new(),
             running: 0,
             next_id: 0,
@@ -190,12 +191,12 @@ impl Execution {
         let at = SlotRef { frame: 0, app: 0, index: 0 };
         let function = model::Name::from(function);
         let instance = Instance { id, function: function.clone(), inputs, output_count, origin: String::new() };
-        let mut ready = VecDeque::with_capacity(1);
+        let mut ready = SmallDeque::new();
         ready.push_back(instance);
         let mut pending = SmallMap::new();
         pending.insert(id, Pending { at, output_count, yielded: false });
         Ok(Self {
-            plans: Arc::from([]),
+            plans: Arc::default(),
             limits,
             frames: Frames::default(),
             ready,
