@@ -3,6 +3,7 @@
 //! `preserve_order` feature) and lets base64 be written in place, without an intermediate copy.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
 /// Appends `text` as a JSON string literal, quotes included (RFC 8259 section 7: `"`, `\` and
@@ -32,6 +33,20 @@ pub fn push_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// [`push_string`] onto bytes: a string without a quote, backslash or control character (what
+/// names nearly always are) is copied between quotes as it is, without walking its chars.
+pub fn push_string_bytes(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f) {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        let mut escaped = String::new();
+        push_string(&mut escaped, text);
+        out.extend_from_slice(escaped.as_bytes());
+    }
+}
+
 /// Appends a list of strings as a JSON array.
 pub fn push_string_array<S: AsRef<str>>(out: &mut String, items: impl IntoIterator<Item = S>) {
     out.push('[');
@@ -53,6 +68,15 @@ mod tests {
         let mut out = String::new();
         push_string(&mut out, text);
         out
+    }
+
+    #[test]
+    fn bytes_as_text() {
+        for text in ["plain", "", "a\"b", "é ü", "tab\t", "del\u{7f}", "back\\slash"] {
+            let mut out = b"x".to_vec();
+            push_string_bytes(&mut out, text);
+            assert_eq!(String::from_utf8(out).unwrap(), alloc::format!("x{}", literal(text)), "{text:?}");
+        }
     }
 
     #[test]

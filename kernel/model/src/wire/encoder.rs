@@ -9,25 +9,24 @@
 use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt::Write as _;
 
 use super::WireFormat;
 use super::binary::{ITEM_HAS_KEY, MAGIC, VERSION};
 use super::error::{SetRef, WireError, WireErrorKind, path};
 use crate::{MAX_NAME_LEN, Set, json_text, name};
 
-/// The answer being written.
+/// The answer being written. JSON is kept as bytes too (valid UTF-8 by construction: ASCII
+/// punctuation and base64, and names that are `str`), so base64 is written into it in place.
 #[derive(Debug)]
 enum Body {
-    Json(String),
+    Json(Vec<u8>),
     Binary(Vec<u8>),
 }
 
 impl Body {
     fn len(&self) -> usize {
         match self {
-            Self::Json(s) => s.len(),
-            Self::Binary(b) => b.len(),
+            Self::Json(b) | Self::Binary(b) => b.len(),
         }
     }
 }
@@ -53,8 +52,8 @@ impl<S: AsRef<[Set]>> Encoder<S> {
     pub fn new(format: WireFormat, sets: S, capacity: usize) -> Option<Self> {
         let body = match format {
             WireFormat::Json => {
-                let mut out = String::with_capacity(capacity);
-                out.push_str("{\"sets\":{");
+                let mut out = Vec::with_capacity(capacity);
+                out.extend_from_slice(b"{\"sets\":{");
                 Body::Json(out)
             }
             WireFormat::Binary => {
@@ -101,10 +100,10 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                     match &mut self.body {
                         Body::Json(out) => {
                             if self.set > 0 {
-                                out.push(',');
+                                out.push(b',');
                             }
-                            json_text::push_string(out, &set.name);
-                            out.push_str(":[");
+                            json_text::push_string_bytes(out, &set.name);
+                            out.extend_from_slice(b":[");
                         }
                         Body::Binary(out) => {
                             let max = u32::MAX as usize;
@@ -128,17 +127,17 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                 match &mut self.body {
                     Body::Json(out) => {
                         if index > 0 {
-                            out.push(',');
+                            out.push(b',');
                         }
-                        out.push_str("{\"name\":");
-                        json_text::push_string(out, &item.name);
+                        out.extend_from_slice(b"{\"name\":");
+                        json_text::push_string_bytes(out, &item.name);
                         if let Some(key) = item.key {
-                            // Writing to a String cannot fail.
-                            let _ = write!(out, ",\"key\":{key}");
+                            out.extend_from_slice(b",\"key\":");
+                            push_decimal(out, key);
                         }
-                        out.push_str(",\"data\":\"");
+                        out.extend_from_slice(b",\"data\":\"");
                         super::b64::encode(&item.data, out);
-                        out.push_str("\"}");
+                        out.extend_from_slice(b"\"}");
                     }
                     Body::Binary(out) => {
                         push_name(out, &item.name);
@@ -157,13 +156,13 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                 written += 1;
             }
             if let Body::Json(out) = &mut self.body {
-                out.push(']');
+                out.push(b']');
             }
             self.set += 1;
             self.item = None;
         }
         if let Body::Json(out) = &mut self.body {
-            out.push_str("}}");
+            out.extend_from_slice(b"}}");
         }
         self.done = true;
         Ok(true)
@@ -172,18 +171,35 @@ impl<S: AsRef<[Set]>> Encoder<S> {
     /// The body written: complete once [`write`](Self::write) returned `true`.
     pub fn into_bytes(self) -> Vec<u8> {
         match self.body {
-            Body::Json(s) => s.into_bytes(),
-            Body::Binary(b) => b,
+            Body::Json(b) | Body::Binary(b) => b,
         }
     }
 
     /// The JSON body (empty for binary).
     pub(crate) fn into_string(self) -> String {
         match self.body {
-            Body::Json(s) => s,
+            // Always UTF-8 (see `Body`); were it not, the text would still be valid JSON text.
+            Body::Json(b) => {
+                String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            }
             Body::Binary(_) => String::new(),
         }
     }
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Writes a name checked against [`MAX_NAME_LEN`] (at most 255 bytes) with its length byte.
