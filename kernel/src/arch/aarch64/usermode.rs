@@ -447,9 +447,43 @@ pub fn has_pan() -> bool {
 
 /// Sets up this CPU for sandboxes (each CPU; the secondaries copy the boot CPU's SCTLR_EL1,
 /// but run this too for PSTATE.PAN and the EL0 access registers).
-/// Zeroes `bytes` (a page a sandbox wrote, between runs).
+/// Zeroes `bytes` (a page a sandbox wrote, between runs): its aligned middle a `DC ZVA` block
+/// at a time (64 bytes on QEMU's `max` and on Morello, where it clears the capability tags
+/// too), the ends with `fill`. Why: `fill` stores at most 16 bytes an instruction, and the
+/// aarch64 engine zeroes its kept stack and heap pages after every run (`native.aarch64.paging.
+/// noop.destroy_instructions`).
 pub fn zero(bytes: &mut [u8]) {
-    bytes.fill(0);
+    let dczid: u64;
+    // SAFETY: DCZID_EL0 is readable at every exception level.
+    unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
+    // DZP (bit 4): DC ZVA prohibited. BS (bits 3:0): log2 of the block in 4-byte words.
+    let block = 4usize << (dczid & 0xf);
+    let misalign = (bytes.as_ptr() as usize).wrapping_neg() % block;
+    let blocks = bytes.len().saturating_sub(misalign) / block;
+    if dczid & 0x10 != 0 || blocks == 0 {
+        bytes.fill(0);
+        return;
+    }
+    let (head, rest) = bytes.split_at_mut(misalign);
+    let (middle, tail) = rest.split_at_mut(blocks * block);
+    head.fill(0);
+    tail.fill(0);
+    // SAFETY: `middle` is ours to write (normal cacheable memory: the direct map), starts on a
+    // block boundary and is a whole number of blocks; DC ZVA writes zeros to exactly the block
+    // its address falls in.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "dc zva, {at}",
+            "add {at}, {at}, {block}",
+            "cmp {at}, {end}",
+            "b.ne 2b",
+            at = inout(reg) middle.as_mut_ptr() => _,
+            block = in(reg) block,
+            end = in(reg) middle.as_mut_ptr().add(middle.len()),
+            options(nostack),
+        );
+    }
 }
 
 pub fn init() {
