@@ -116,7 +116,7 @@ impl Response {
             head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         } else {
             head.extend_from_slice(b"HTTP/1.1 ");
-            head.extend_from_slice(decimal(u64::from(self.status), &mut digits));
+            head.extend_from_slice(kcore::ascii::decimal(u64::from(self.status), &mut digits));
             head.push(b' ');
             head.extend_from_slice(reason(self.status).as_bytes());
             head.extend_from_slice(b"\r\n");
@@ -131,7 +131,7 @@ impl Response {
         }
         if carries_body(self.status) {
             head.extend_from_slice(b"content-length: ");
-            head.extend_from_slice(decimal(self.body.len() as u64, &mut digits));
+            head.extend_from_slice(kcore::ascii::decimal(self.body.len() as u64, &mut digits));
             head.extend_from_slice(b"\r\n");
         }
         if framing.close {
@@ -140,19 +140,6 @@ impl Response {
             head.extend_from_slice(b"connection: keep-alive\r\n");
         }
         head.extend_from_slice(b"\r\n");
-    }
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 

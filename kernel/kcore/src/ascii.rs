@@ -1,4 +1,4 @@
-//! ASCII case-insensitive comparison, eight bytes at a time.
+//! ASCII case-insensitive comparison, eight bytes at a time; decimal digits without `fmt`.
 //!
 //! HTTP field names, media types and auth schemes are compared without regard to case on every
 //! request. The kernel is built without SSE, so `<[u8]>::eq_ignore_ascii_case` takes its byte
@@ -47,8 +47,30 @@ fn lower(x: u64) -> u64 {
     x | (upper >> 2)
 }
 
+/// `n` in decimal, written at the end of `buf` (no `core::fmt` machinery: HTTP lengths and
+/// JSON keys are written on every answer).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimals() {
+        let mut buf = [0; 20];
+        for n in [0, 7, 10, 4096, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut buf), std::format!("{n}").as_bytes());
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
     use std::vec::Vec;

@@ -1,4 +1,4 @@
-//! Human-readable byte sizes for log lines.
+//! Human-readable byte sizes for log lines; a byte range split at block boundaries.
 
 use core::fmt;
 
@@ -24,6 +24,20 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// `bytes` split into the part before its first `align`-aligned address, as many whole
+/// `block`s as follow (`block` a multiple of `align`), and the rest: what a block-at-a-time
+/// writer (SSE stores, DC ZVA) takes the middle of. `None` when no whole block fits.
+pub fn split_blocks(bytes: &mut [u8], align: usize, block: usize) -> Option<(&mut [u8], &mut [u8], &mut [u8])> {
+    let head = (bytes.as_ptr() as usize).wrapping_neg() % align;
+    let blocks = bytes.len().checked_sub(head)? / block;
+    if blocks == 0 {
+        return None;
+    }
+    let (head, rest) = bytes.split_at_mut(head);
+    let (middle, tail) = rest.split_at_mut(blocks * block);
+    Some((head, middle, tail))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Bytes;
@@ -37,5 +51,27 @@ mod tests {
         assert_eq!(Bytes(1536).to_string(), "1.5 KiB");
         assert_eq!(Bytes(128 << 20).to_string(), "128.0 MiB");
         assert_eq!(Bytes(3 << 30).to_string(), "3.0 GiB");
+    }
+
+    #[test]
+    fn splits_at_block_boundaries() {
+        #[repr(align(64))]
+        struct Aligned([u8; 512]);
+        let mut buf = Aligned([0; 512]);
+        for start in 0..70 {
+            for len in [0, 1, 100, 127, 128, 300, 512 - start] {
+                let bytes = &mut buf.0[start..start + len];
+                let base = bytes.as_ptr() as usize;
+                match super::split_blocks(bytes, 16, 128) {
+                    Some((head, middle, tail)) => {
+                        let at = middle.as_ptr() as usize;
+                        assert!(at.is_multiple_of(16) && head.len() < 16 && at == base + head.len());
+                        assert!(!middle.is_empty() && middle.len().is_multiple_of(128) && tail.len() < 128);
+                        assert_eq!(head.len() + middle.len() + tail.len(), len);
+                    }
+                    None => assert!(len < (base.wrapping_neg() % 16) + 128, "{start} {len}"),
+                }
+            }
+        }
     }
 }

@@ -133,7 +133,7 @@ impl<S: AsRef<[Set]>> Encoder<S> {
                         json_text::push_string_bytes(out, &item.name);
                         if let Some(key) = item.key {
                             out.extend_from_slice(b",\"key\":");
-                            push_decimal(out, key);
+                            out.extend_from_slice(kcore::ascii::decimal(key, &mut [0; 20]));
                         }
                         out.extend_from_slice(b",\"data\":\"");
                         super::b64::encode(&item.data, out);
@@ -185,21 +185,6 @@ impl<S: AsRef<[Set]>> Encoder<S> {
             Body::Binary(_) => String::new(),
         }
     }
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Writes a name checked against [`MAX_NAME_LEN`] (at most 255 bytes) with its length byte.

@@ -458,14 +458,11 @@ pub fn zero(bytes: &mut [u8]) {
     unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
     // DZP (bit 4): DC ZVA prohibited. BS (bits 3:0): log2 of the block in 4-byte words.
     let block = 4usize << (dczid & 0xf);
-    let misalign = (bytes.as_ptr() as usize).wrapping_neg() % block;
-    let blocks = bytes.len().saturating_sub(misalign) / block;
-    if dczid & 0x10 != 0 || blocks == 0 {
+    let split = if dczid & 0x10 == 0 { kcore::units::split_blocks(bytes, block, block) } else { None };
+    let Some((head, middle, tail)) = split else {
         bytes.fill(0);
         return;
-    }
-    let (head, rest) = bytes.split_at_mut(misalign);
-    let (middle, tail) = rest.split_at_mut(blocks * block);
+    };
     head.fill(0);
     tail.fill(0);
     // SAFETY: `middle` is ours to write (normal cacheable memory: the direct map), starts on a

@@ -533,15 +533,12 @@ static SSE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new
 /// is ~290. Called only outside sandbox runs, where the extended state is the initial one (XMM0
 /// zero, [`scrub_extended_state`]): storing a cleared XMM0 leaves it so.
 pub fn zero(bytes: &mut [u8]) {
-    const BLOCK: usize = 128;
-    let misalign = (bytes.as_ptr() as usize).wrapping_neg() % 16;
-    let blocks = bytes.len().saturating_sub(misalign) / BLOCK;
-    if blocks == 0 || !SSE.load(core::sync::atomic::Ordering::Relaxed) {
+    let split =
+        if SSE.load(core::sync::atomic::Ordering::Relaxed) { kcore::units::split_blocks(bytes, 16, 128) } else { None };
+    let Some((head, middle, tail)) = split else {
         bytes.fill(0);
         return;
-    }
-    let (head, rest) = bytes.split_at_mut(misalign);
-    let (middle, tail) = rest.split_at_mut(blocks * BLOCK);
+    };
     head.fill(0);
     tail.fill(0);
     // SAFETY: `middle` is ours to write, 16-byte aligned, a whole number of blocks; SSE is
