@@ -115,12 +115,11 @@ fn parse_head_in<'b>(
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let (path, query) = split_target(target)?;
-    let mut headers = Headers::with_capacity(parsed.headers.len(), buf.len());
     let mut seen = Seen::default();
     for h in parsed.headers.iter() {
-        headers.push_bytes(h.name.as_bytes(), h.value);
         seen.note(h.name.as_bytes(), h.value);
     }
+    let headers = Headers::from_head(buf, parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)));
 
     match seen.host {
         0 if version == Version::Http11 => {
