@@ -91,16 +91,16 @@ impl<K: Ord, V> SmallMap<K, V> {
 
     /// Every entry in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        let (below, first, above) = match &self.first {
-            Some((k, v)) => (
+        // The tree below the inline key, the inline entry, the tree above it. Without an inline
+        // entry the tree is empty too, so both ranges are.
+        let (below, above) = match &self.first {
+            Some((k, _)) => (
                 self.rest.range((Bound::Unbounded, Bound::Excluded(k))),
-                Some((k, v)),
                 self.rest.range((Bound::Excluded(k), Bound::Unbounded)),
             ),
-            // Both empty (the map is).
-            None => (self.rest.range(..), None, self.rest.range(..)),
+            None => (self.rest.range(..), self.rest.range(..)),
         };
-        below.chain(first).chain(if first.is_some() { Some(above) } else { None }.into_iter().flatten())
+        below.chain(self.first.as_ref().map(|(k, v)| (k, v))).chain(above)
     }
 
     /// Every value in key order.
