@@ -68,6 +68,7 @@ impl Node {
             busy |= fleet.poll(net, control, runtime, now);
         }
         busy |= control.poll(now, runtime);
+        // Sampled once a pass for `/metrics` (a walk of the socket set), not once a service.
         let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
         let mut services = Services { control, runtime, dispatcher, net: figures, fleet: fleet.as_ref() };
         busy |= door.service(net, &mut services, now);
@@ -81,7 +82,6 @@ impl Node {
             // front door writes the answer, and it goes out.
             busy = true;
             control.poll(now, runtime);
-            let figures = NetFigures { nic: net.nic_stats(), sockets: net.sockets.iter().count() };
             let mut services = Services { control, runtime, dispatcher, net: figures, fleet: fleet.as_ref() };
             door.service(net, &mut services, now);
             net.flush(ts);
@@ -171,6 +171,7 @@ impl Backend for Services<'_> {
 }
 
 /// The network's figures, sampled once per pass.
+#[derive(Clone, Copy)]
 struct NetFigures {
     nic: NicStats,
     sockets: usize,

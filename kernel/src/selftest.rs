@@ -28,6 +28,7 @@ const COMMON: &[SelfTest] = &[
     SelfTest { name: "heap.oom", run: heap_oom, on_request_only: false },
     SelfTest { name: "heap.small", run: heap_small, on_request_only: false },
     SelfTest { name: "frontdoor.states", run: frontdoor_states, on_request_only: false },
+    SelfTest { name: "usermode.zero", run: usermode_zero, on_request_only: false },
     SelfTest { name: "smp.wake", run: smp_wake, on_request_only: false },
     SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
     SelfTest { name: "smp.ap_panic", run: smp_ap_panic, on_request_only: true },
@@ -175,6 +176,33 @@ fn heap_small() -> Outcome {
     let after = mm::heap_stats();
     check(after.used == before.used, || format!("heap used {} -> {}", before.used, after.used))?;
     Ok(format!("used {} before and after", after.used))
+}
+
+/// The page zeroing that scrubs sandboxes' pages (`arch::usermode::zero`, SSE or DC ZVA blocks
+/// with byte ends) clears exactly the range it is given, from every alignment and for lengths
+/// around each block boundary and of whole pages, and not a byte outside it.
+fn usermode_zero() -> Outcome {
+    const GUARD: usize = 64;
+    let mut buffer = alloc::vec![0u8; 3 * 4096];
+    let base = buffer.as_ptr().align_offset(4096);
+    let lengths = (0..=300).chain([4096 - 129, 4096 - 128, 4096 - 17, 4096 - 16, 4096 - 1, 4096, 4096 + 17]);
+    let mut cases = 0;
+    for len in lengths {
+        for start in 0..48 {
+            let at = base + GUARD + start;
+            let region = &mut buffer[at - GUARD..at + len + GUARD];
+            region.fill(0xa5);
+            arch::usermode::zero(&mut region[GUARD..GUARD + len]);
+            let (before, rest) = region.split_at(GUARD);
+            let (zeroed, after) = rest.split_at(len);
+            check(zeroed.iter().all(|&b| b == 0), || format!("{len} bytes at offset {start}: not all zero"))?;
+            check(before.iter().chain(after).all(|&b| b == 0xa5), || {
+                format!("{len} bytes at offset {start}: a byte outside the range changed")
+            })?;
+            cases += 1;
+        }
+    }
+    Ok(format!("{cases} ranges"))
 }
 
 fn frontdoor_states() -> Outcome {

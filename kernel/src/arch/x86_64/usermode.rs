@@ -526,28 +526,48 @@ pub fn init() {
 /// Whether this kernel enabled SSE (CR4.OSFXSR), so that [`zero`] may use it.
 static SSE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Zeroes `bytes`: its 16-byte-aligned middle 128 bytes at a time with eight SSE stores of a
-/// cleared XMM0, the ends with `fill`. Why: a sandbox's written pages are zeroed after every
-/// run, and `rep stosq` (what `fill` compiles to) is one instruction per 8 bytes: 512 a page, a
-/// fifth of a small invocation's engine work under `cargo xtask profile matmul3-native`; this
-/// is ~290. Called only outside sandbox runs, where the extended state is the initial one (XMM0
-/// zero, [`scrub_extended_state`]): storing a cleared XMM0 leaves it so.
+/// Zeroes `bytes`: its 16-byte-aligned middle with SSE stores of a cleared XMM0 (the stores
+/// that do not make a whole group of eight first, then eight a loop step), the ends (under 16
+/// bytes each) with `fill`. Why: a sandbox's written pages are zeroed after every run, and
+/// `rep stosq` (what `fill` compiles to) is one instruction per 8 bytes: 512 a page, a fifth of
+/// a small invocation's engine work under `cargo xtask profile matmul3-native`; this is ~290.
+/// A kept image's private page is zeroed from the end of its template's bytes, anywhere in the
+/// page: its up to 127 bytes after the last whole group went to `fill` too, until the profile
+/// showed them (~400 instructions a request in `memset`). Called only outside sandbox runs,
+/// where the extended state is the initial one (XMM0 zero, [`scrub_extended_state`]): storing
+/// a cleared XMM0 leaves it so.
 pub fn zero(bytes: &mut [u8]) {
     let split =
-        if SSE.load(core::sync::atomic::Ordering::Relaxed) { kcore::units::split_blocks(bytes, 16, 128) } else { None };
+        if SSE.load(core::sync::atomic::Ordering::Relaxed) { kcore::units::split_blocks(bytes, 16, 16) } else { None };
     let Some((head, middle, tail)) = split else {
         bytes.fill(0);
         return;
     };
     head.fill(0);
     tail.fill(0);
-    // SAFETY: `middle` is ours to write, 16-byte aligned, a whole number of blocks; SSE is
-    // enabled (CR4.OSFXSR, `init`), and no sandbox's state lives in XMM0 outside a run (it is
-    // scrubbed on every exit and saved on a preemption) — XMM0 was zero and stays zero.
+    // SAFETY: `middle` is ours to write, 16-byte aligned, a whole number of 16-byte blocks (one
+    // at least); SSE is enabled (CR4.OSFXSR, `init`), and no sandbox's state lives in XMM0
+    // outside a run (it is scrubbed on every exit and saved on a preemption) — XMM0 was zero
+    // and stays zero.
     unsafe {
         asm!(
             "pxor xmm0, xmm0",
+            // The blocks that do not make a group of eight: one store each.
+            "mov {group}, {end}",
+            "sub {group}, {at}",
+            "and {group}, 112",
+            "add {group}, {at}",
+            "cmp {at}, {group}",
+            "je 3f",
             "2:",
+            "movdqa [{at}], xmm0",
+            "add {at}, 16",
+            "cmp {at}, {group}",
+            "jne 2b",
+            "3:",
+            "cmp {at}, {end}",
+            "je 5f",
+            "4:",
             "movdqa [{at}], xmm0",
             "movdqa [{at} + 16], xmm0",
             "movdqa [{at} + 32], xmm0",
@@ -558,9 +578,11 @@ pub fn zero(bytes: &mut [u8]) {
             "movdqa [{at} + 112], xmm0",
             "add {at}, 128",
             "cmp {at}, {end}",
-            "jne 2b",
+            "jne 4b",
+            "5:",
             at = inout(reg) middle.as_mut_ptr() => _,
             end = in(reg) middle.as_mut_ptr().add(middle.len()),
+            group = out(reg) _,
             options(nostack),
         );
     }
