@@ -17,9 +17,12 @@ pub const MAX_NAME_LEN: usize = 255;
 /// its counts, and hold both copies for a moment). Or it is whole pages of its own
 /// ([`Bytes::copy_to_pages`]), which a native sandbox can have mapped read-only rather than
 /// copied into its memory ([`Bytes::pages`]).
+///
+/// Empty bytes hold no buffer (nothing allocated).
 #[derive(Clone)]
 pub struct Bytes {
-    buf: Arc<Buffer>,
+    /// `None`: no bytes (`range` empty).
+    buf: Option<Arc<Buffer>>,
     range: Range<usize>,
 }
 
@@ -59,7 +62,7 @@ impl Bytes {
     /// Bytes that own `buf` whole.
     pub fn new(buf: Vec<u8>) -> Self {
         let len = buf.len();
-        Self { buf: Arc::new(Buffer::Heap(buf)), range: 0..len }
+        Self { buf: Some(Arc::new(Buffer::Heap(buf))), range: 0..len }
     }
 
     /// A copy of `data` in whole pages of its own, zero after it; `None` when the heap has no
@@ -69,7 +72,7 @@ impl Bytes {
         let mut pages = <Page as zerocopy::FromZeros>::new_vec_zeroed(data.len().div_ceil(PAGE_SIZE)).ok()?;
         zerocopy::IntoBytes::as_mut_bytes(pages.as_mut_slice())[..data.len()].copy_from_slice(data);
         let len = data.len();
-        Some(Self { buf: Arc::new(Buffer::Pages { pages, len }), range: 0..len })
+        Some(Self { buf: Some(Arc::new(Buffer::Pages { pages, len })), range: 0..len })
     }
 
     /// A copy of `data`, a function's output: in pages of its own ([`copy_to_pages`]) when it
@@ -85,7 +88,7 @@ impl Bytes {
     /// ([`copy_to_pages`](Self::copy_to_pages)): page-aligned, every byte of them this value's
     /// or zero. `None` for heap bytes and for a part of a buffer.
     pub fn pages(&self) -> Option<&[Page]> {
-        match &*self.buf {
+        match self.buf.as_deref()? {
             Buffer::Pages { pages, len } if self.range == (0..*len) => Some(pages),
             _ => None,
         }
@@ -110,16 +113,29 @@ impl Bytes {
         Some(Self { buf: self.buf.clone(), range: start..start + range.len() })
     }
 
-    /// An empty value (no allocation is shared with anything).
-    pub fn empty() -> Self {
-        Self::new(Vec::new())
+    /// An empty value (nothing allocated).
+    pub const fn empty() -> Self {
+        Self { buf: None, range: 0..0 }
+    }
+
+    /// Stands for `range` of a buffer that is still being filled, until [`resolve`](Self::resolve)
+    /// makes it a slice of that buffer: the JSON decoder's items, whose data share one buffer
+    /// decoded as the document is read. No bytes can be read from it before (it reads as empty);
+    /// the decoder resolves every one it made before handing its sets out.
+    pub(crate) const fn pending(range: Range<usize>) -> Self {
+        Self { buf: None, range }
+    }
+
+    /// A [`pending`](Self::pending) range as a slice of `whole` (empty if it is not within it).
+    pub(crate) fn resolve(&self, whole: &Bytes) -> Self {
+        whole.slice(self.range.clone()).unwrap_or_else(Self::empty)
     }
 }
 
 impl Deref for Bytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.buf.bytes().get(self.range.clone()).unwrap_or(&[])
+        self.buf.as_deref().and_then(|b| b.bytes().get(self.range.clone())).unwrap_or(&[])
     }
 }
 
@@ -131,6 +147,9 @@ impl From<Vec<u8>> for Bytes {
 
 impl From<&[u8]> for Bytes {
     fn from(v: &[u8]) -> Self {
+        if v.is_empty() {
+            return Self::empty();
+        }
         Self::new(v.to_vec())
     }
 }
@@ -218,5 +237,25 @@ mod tests {
         assert!(bytes.clone().pages().is_some());
         let empty = Bytes::copy_to_pages(&[]).unwrap();
         assert!(empty.is_empty() && empty.pages().is_some_and(|p| p.is_empty()));
+    }
+
+    #[test]
+    fn copies_of_every_length_read_back_and_slice() {
+        for len in 0..300 {
+            let data: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let bytes = Bytes::from(&data[..]);
+            assert_eq!(&*bytes, &data[..], "length {len}");
+            assert_eq!(bytes.len(), len);
+            assert!(bytes.pages().is_none());
+            if len > 2 {
+                let part = bytes.slice(1..len - 1).unwrap();
+                assert_eq!(&*part, &data[1..len - 1], "a slice of length {len}");
+            }
+            assert!(bytes.slice(0..len + 1).is_none());
+            assert_eq!(bytes, Bytes::from(data.clone()), "copies compare by their bytes");
+        }
+        let empty = Bytes::from(&[][..]);
+        assert!(empty.is_empty() && empty.slice(0..0).is_some_and(|b| b.is_empty()));
+        assert!(Bytes::empty().slice(0..1).is_none());
     }
 }

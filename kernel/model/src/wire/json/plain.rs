@@ -14,10 +14,9 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
-use super::{PendingItem, PendingSet, finish};
-use crate::Set;
 use crate::name;
 use crate::wire::{WireLimits, b64};
+use crate::{Bytes, Item, Set};
 
 /// Decodes `body` when it is plain and acceptable; `None` sends it to the full decoder.
 pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
@@ -25,7 +24,8 @@ pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
     // One allocation for every item's data: the body bounds what it decodes to.
     let mut data = Vec::new();
     data.try_reserve_exact(limits.max_total_bytes.min(body.len() / 4 * 3)).ok()?;
-    let mut sets: Vec<PendingSet> = Vec::new();
+    // The items as they will be handed out, their data pending until the buffer is whole.
+    let mut sets: Vec<Set> = Vec::new();
     let mut set_names = BTreeSet::new();
     let mut items = 0usize;
     scan.expect(b'{')?;
@@ -44,7 +44,7 @@ pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
                 return None;
             }
             scan.expect(b':')?;
-            let mut set = PendingSet { name: name.into(), items: Vec::new() };
+            let mut set = Set { name: name.into(), items: Vec::new() };
             scan.expect(b'[')?;
             if !scan.close(b']') {
                 loop {
@@ -66,11 +66,18 @@ pub fn decode(body: &[u8], limits: &WireLimits) -> Option<Vec<Set>> {
     }
     scan.expect(b'}')?;
     scan.skip_space();
-    (scan.at == body.len()).then(|| finish(data, sets))
+    if scan.at != body.len() {
+        return None;
+    }
+    let whole = Bytes::from(data);
+    for item in sets.iter_mut().flat_map(|s| s.items.iter_mut()) {
+        item.data = item.data.resolve(&whole);
+    }
+    Some(sets)
 }
 
 /// `{"name": "x", "key": 1, "data": "<base64>"}`, its fields in any order, each at most once.
-fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<PendingItem> {
+fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<Item> {
     let (mut name, mut key, mut range) = (None::<&str>, None::<Option<u64>>, None);
     scan.expect(b'{')?;
     loop {
@@ -98,7 +105,7 @@ fn item(scan: &mut Scan<'_>, limits: &WireLimits, data: &mut Vec<u8>) -> Option<
             break;
         }
     }
-    Some(PendingItem { name: name.unwrap_or_default().into(), key: key.flatten(), data: range? })
+    Some(Item { name: name.unwrap_or_default().into(), key: key.flatten(), data: Bytes::pending(range?) })
 }
 
 /// A cursor over the document.
