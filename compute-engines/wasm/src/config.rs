@@ -1,7 +1,7 @@
 //! Engine-wide settings: what every image and run shares.
 
 /// Settings of a [`WasmEngine`](crate::WasmEngine).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WasmConfig {
     /// The largest module accepted, in bytes. Compilation time and host memory grow with size.
     pub max_module_bytes: usize,
@@ -17,6 +17,10 @@ pub struct WasmConfig {
     /// the deadline is checked between slices. The total is still the run's instruction budget,
     /// so a run that completes computes the same result with or without slicing.
     pub fuel_slice: u64,
+    /// Zeroes bytes: a kept store's memory is put back by zeroing it and copying the initial
+    /// memory's non-zero blocks (the data segments) over it. The kernel passes its page zeroing
+    /// (16 bytes a store); the default is `fill`.
+    pub zero: fn(&mut [u8]),
 }
 
 impl Default for WasmConfig {
@@ -27,8 +31,14 @@ impl Default for WasmConfig {
             max_value_stack_bytes: 4 << 20,
             max_table_elements: 100_000,
             fuel_slice: 1_000_000,
+            zero: fill_zero,
         }
     }
+}
+
+/// [`WasmConfig::zero`]'s default.
+fn fill_zero(bytes: &mut [u8]) {
+    bytes.fill(0);
 }
 
 impl WasmConfig {
