@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::limits::Limits;
-use crate::request::{Headers, Method, Request, Version};
+use crate::request::{self, Headers, Method, Request, Version};
 use crate::response::{HttpError, has_token};
 
 /// How a request's body is delimited.
@@ -116,10 +116,13 @@ fn parse_head_in<'b>(
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let (path, query) = split_target(target)?;
     let mut seen = Seen::default();
-    for h in parsed.headers.iter() {
-        seen.note(h.name.as_bytes(), h.value);
-    }
-    let headers = Headers::from_head(buf, parsed.headers.iter().map(|h| (h.name.as_bytes(), h.value)));
+    // Each name compared once (`request::known`), for the checks below and the lookups after.
+    let fields = parsed.headers.iter().map(|h| {
+        let known = request::known(h.name.as_bytes());
+        seen.note(known, h.value);
+        (h.name.as_bytes(), h.value, known)
+    });
+    let headers = Headers::from_head(buf, fields);
 
     match seen.host {
         0 if version == Version::Http11 => {
@@ -179,19 +182,19 @@ enum Length<'b> {
 }
 
 impl<'b> Seen<'b> {
-    fn note(&mut self, name: &[u8], value: &'b [u8]) {
-        let is = |known: &str| kcore::ascii::eq_ignore_case(name, known.as_bytes());
-        match name.len() {
-            4 if is("host") => self.host += 1,
-            6 if is("expect") => self.expect = true,
-            10 if is("connection") => self.connection = true,
-            12 if is("content-type") => self.content_type += 1,
-            13 if is("authorization") => self.authorization += 1,
-            14 if is("content-length") => {
+    /// A field, its name [`request::known`] as `known`.
+    fn note(&mut self, known: Option<usize>, value: &'b [u8]) {
+        match known {
+            Some(request::HOST) => self.host += 1,
+            Some(request::EXPECT) => self.expect = true,
+            Some(request::CONNECTION) => self.connection = true,
+            Some(request::CONTENT_TYPE) => self.content_type += 1,
+            Some(request::AUTHORIZATION) => self.authorization += 1,
+            Some(request::CONTENT_LENGTH) => {
                 self.content_length = true;
                 self.note_length(value);
             }
-            17 if is("transfer-encoding") => self.transfer_encoding = true,
+            Some(request::TRANSFER_ENCODING) => self.transfer_encoding = true,
             _ => {}
         }
     }
