@@ -207,6 +207,8 @@ impl Export for IoLoop {
     fn export(&self, out: &mut Exposition) {
         let help = "TSC ticks in I/O-loop passes that moved something (instructions under icount).";
         out.single("pappus_io_work_ticks_total", help, Kind::Counter, serve::work_ticks());
+        let help = "I/O-loop passes that moved something (those pappus_io_work_ticks_total counts).";
+        out.single("pappus_io_work_passes_total", help, Kind::Counter, serve::work_passes());
         out.single("pappus_uptime_seconds", "Seconds since boot.", Kind::Gauge, millis() / 1000);
     }
 }

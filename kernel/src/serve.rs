@@ -27,9 +27,15 @@ const DHCP_WAIT_MICROS: u64 = 10_000_000;
 /// instruction, so `cargo xtask bench net` divides this by requests served to get the
 /// instructions one request costs from RX to TX.
 static WORK_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Passes that moved something (what [`WORK_TICKS`] counts the ticks of).
+static WORK_PASSES: AtomicU64 = AtomicU64::new(0);
 
 pub fn work_ticks() -> u64 {
     WORK_TICKS.load(Ordering::Relaxed)
+}
+
+pub fn work_passes() -> u64 {
+    WORK_PASSES.load(Ordering::Relaxed)
 }
 
 /// Polls until the interface has an address (DHCP) or the wait runs out.
@@ -76,6 +82,7 @@ pub fn forever(mut node: Node) -> ! {
             // A pass that found work also polls the NIC once more before it sends: both count.
             last_activity = time::ticks();
             WORK_TICKS.fetch_add(last_activity - start, Ordering::Relaxed);
+            WORK_PASSES.fetch_add(1, Ordering::Relaxed);
         } else if node.help(work) {
             // A turn of queued work the compute cores had no room for (not I/O work: not
             // counted in WORK_TICKS); the next pass serves what arrived meanwhile.

@@ -149,7 +149,8 @@ fn register(node: &mut Node, native: &[u8], wasm: &[u8]) -> Result {
 }
 
 /// The per-CPU event counters, summed over CPUs (and for faults, by ring).
-const EVENTS: [(&str, &str, &str); 6] = [
+const EVENTS: [(&str, &str, &str); 7] = [
+    ("io_work_passes", "pappus_io_work_passes_total", ""),
     ("cr3_writes", "pappus_cr3_writes_total", ""),
     ("tlb_invalidations", "pappus_tlb_invalidations_total", ""),
     ("pkru_writes", "pappus_pkru_writes_total", ""),

@@ -80,9 +80,9 @@ pub fn encode(data: &[u8], out: &mut Vec<u8>) {
     debug_assert!(last.is_empty());
     for (&[a, b, c], quad) in triples.iter().zip(quads.iter_mut()) {
         let n = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
-        // Two symbols a lookup: 12 bits to a pair.
+        // Two symbols a lookup: 12 bits to a pair; the four symbols stored as one word.
         let (high, low) = (PAIRS[(n >> 12) as usize], PAIRS[n as usize & 0xfff]);
-        *quad = [high[0], high[1], low[0], low[1]];
+        *quad = (u32::from(high) | u32::from(low) << 16).to_le_bytes();
     }
     if let ([a, rest @ ..], Some(quad)) = (tail, quads.last_mut()) {
         let b = rest.first().copied().unwrap_or(0);
@@ -94,13 +94,13 @@ pub fn encode(data: &[u8], out: &mut Vec<u8>) {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// The two symbols of every 12-bit value (8 KiB): the encoder looks up a pair at a time, half
-/// the lookups and shifts of one symbol at a time.
-static PAIRS: [[u8; 2]; 4096] = {
-    let mut table = [[0u8; 2]; 4096];
+/// The two symbols of every 12-bit value (8 KiB), as the little-endian `u16` of the pair: the
+/// encoder looks up a pair at a time, half the lookups and shifts of one symbol at a time.
+static PAIRS: [u16; 4096] = {
+    let mut table = [0u16; 4096];
     let mut i = 0;
     while i < 4096 {
-        table[i] = [ALPHABET[i >> 6], ALPHABET[i & 63]];
+        table[i] = u16::from_le_bytes([ALPHABET[i >> 6], ALPHABET[i & 63]]);
         i += 1;
     }
     table
