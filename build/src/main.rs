@@ -67,10 +67,12 @@ commands:
   bench   [boot|net|model|wasm|native|e2e|smp|fleet|all] [--runs N] [--no-build]
           benchmarks: `BENCH <suite>.<name> <value> <unit>` lines; target/bench/report.md shows
           every suite run so far beside issue 14's targets, with a chart per suite
-  profile echo64|matmul3-native|matmul3-wasm|boot [--interval N] [--requests N] [--no-build]
+  profile echo64|matmul3-native|matmul3-wasm|boot [--interval N] [--requests N] [--allocations]
+          [--no-build]
           boot under -icount with the kernel's sampling profiler on (a sample every N guest
           instructions, default 10007; boot 1009), drive the scenario, symbolize the samples:
-          target/bench/profile-<scenario>.folded and .svg (flame graph), top 20 functions
+          target/bench/profile-<scenario>.folded and .svg (flame graph), top 20 functions;
+          --allocations: a sample per heap allocation instead (profile-<scenario>-alloc.*)
   soak    [--invocations N] [--workers N] [--reuse-images] [--only KIND,...] [--no-build]
           a long mixed load (two tenants, wasm and mpk, sizes to 1 MiB, bad input, unknown
           names, traps, timeouts, register/delete cycles) over keep-alive connections; every

@@ -14,6 +14,12 @@
 //! The samples of warm-up requests are dropped (`DELETE /v1/profile`); the I/O loop drops
 //! those of passes that found no work, so echo64's profile is what
 //! `net.echo64.instructions_per_request` counts.
+//!
+//! `--allocations` boots with `profile=alloc` instead: every heap allocation (and reallocation)
+//! is a sample of its stack, no timer samples are taken, and the output is
+//! `profile-<scenario>-alloc.folded` and `.svg`, with the allocations per request printed: where
+//! a request's allocations are (`pappus_heap_allocations_total` counts them, `bench e2e` prints
+//! them per request).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +34,8 @@ use crate::keepalive::Client;
 use crate::util::{Failure, Result, relative, say};
 use crate::{prereq, util};
 
-pub const SPEC: Spec = Spec { values: &["interval", "requests"], switches: &["no-build"], max_positionals: 1 };
+pub const SPEC: Spec =
+    Spec { values: &["interval", "requests"], switches: &["no-build", "allocations"], max_positionals: 1 };
 
 pub const SCENARIOS: &[&str] = &["echo64", "matmul3-native", "matmul3-wasm", "boot"];
 
@@ -64,7 +71,12 @@ pub fn main(args: &Args) -> Result {
         util::build_kernels(&[Arch::X86_64])?.remove(0).1
     };
 
-    let mut node = Node::boot(&kernel, scenario, interval)?;
+    let allocations = args.switch("allocations");
+    if allocations && scenario == "boot" {
+        return Err(Failure("--allocations profiles requests: not the boot scenario".into()));
+    }
+    let mode = if allocations { "alloc".to_string() } else { interval.to_string() };
+    let mut node = Node::boot(&kernel, scenario, &mode)?;
     match scenario {
         "echo64" => {
             let body = vec![b'x'; 64];
@@ -96,7 +108,7 @@ pub fn main(args: &Args) -> Result {
     }
     let dump = node.drain()?;
     drop(node);
-    report(&kernel, scenario, &dump)
+    report(&kernel, scenario, &dump, allocations.then_some(requests))
 }
 
 /// A booted node with the profiler on and one keep-alive connection.
@@ -106,20 +118,21 @@ struct Node {
 }
 
 impl Node {
-    fn boot(kernel: &Path, scenario: &str, interval: u64) -> Result<Self> {
+    /// `mode`: what `profile=` says (an interval, or `alloc`).
+    fn boot(kernel: &Path, scenario: &str, mode: &str) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = pappus_tests::target_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("profile.conf");
         std::fs::write(&config, format!("tenant profile {TOKEN}\noperator {OPERATOR}\n"))?;
-        say(format!("booting with profile={interval} under -icount shift=0 ({scenario})"));
+        say(format!("booting with profile={mode} under -icount shift=0 ({scenario})"));
         let mut qemu = Boot::profile(DEFAULT_X86_64)
             .kernel(kernel)
             .icount(true)
             .smp(1)
             .host_port(port)
             .config(config)
-            .cmdline(&format!("profile={interval}"))
+            .cmdline(&format!("profile={mode}"))
             .log_name(&format!("profile-{scenario}"))
             .time_limit(Duration::from_secs(1800))
             .spawn()?;
@@ -178,8 +191,11 @@ fn matmul3_json() -> Result<Vec<u8>> {
     Ok(model::wire::json::encode(&sets).map_err(|e| Failure(format!("encoding the matrices: {e}")))?.into_bytes())
 }
 
-/// Symbolizes, writes the folded stacks and the flame graph, prints the top functions.
-fn report(kernel: &Path, scenario: &str, dump: &Dump) -> Result {
+/// Symbolizes, writes the folded stacks and the flame graph, prints the top functions. With
+/// `allocations` (the requests driven), the samples are allocations.
+fn report(kernel: &Path, scenario: &str, dump: &Dump, allocations: Option<u64>) -> Result {
+    let name = if allocations.is_some() { format!("{scenario}-alloc") } else { scenario.to_string() };
+    let scenario = name.as_str();
     let mut elf = Elf::open(kernel).map_err(Failure)?;
     let folded = prof::fold(&dump.samples, &mut elf, EXCLUDE);
     let dir = pappus_tests::target_dir().join("bench");
@@ -195,12 +211,19 @@ fn report(kernel: &Path, scenario: &str, dump: &Dump) -> Result {
         say(format!("cpu {}: {}", c.cpu, counts.join(" ")));
     }
     let total = folded.total();
-    say(format!(
-        "{total} samples, one per {} guest instructions (about {} instructions in all); {} of the profiler's own dump left out",
-        dump.interval,
-        total * dump.interval,
-        folded.excluded
-    ));
+    match allocations {
+        Some(requests) => say(format!(
+            "{total} allocations, {:.2} per request ({requests} requests); {} of the profiler's own dump left out",
+            total as f64 / requests as f64,
+            folded.excluded
+        )),
+        None => say(format!(
+            "{total} samples, one per {} guest instructions (about {} instructions in all); {} of the profiler's own dump left out",
+            dump.interval,
+            total * dump.interval,
+            folded.excluded
+        )),
+    }
     say(format!("folded stacks: {}", relative(&folded_path)));
     say(format!("flame graph:   {}", relative(&svg_path)));
     if total == 0 {
@@ -226,8 +249,13 @@ fn print_top(folded: &Folded, total: u64) {
 fn flame_graph(lines: &[String], scenario: &str, interval: u64, path: &PathBuf) -> Result {
     let mut options = inferno::flamegraph::Options::default();
     options.title = format!("pappus: {scenario}");
-    options.subtitle = Some(format!("one sample per {interval} guest instructions (-icount shift=0)"));
-    options.count_name = "samples".into();
+    // Interval 0: the allocation profile (a sample per heap allocation).
+    options.subtitle = Some(if interval == 0 {
+        "one sample per heap allocation (profile=alloc)".to_string()
+    } else {
+        format!("one sample per {interval} guest instructions (-icount shift=0)")
+    });
+    options.count_name = if interval == 0 { "allocations" } else { "samples" }.into();
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), file)
         .map_err(|e| Failure(format!("drawing the flame graph: {e}")))

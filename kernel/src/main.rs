@@ -52,7 +52,7 @@ pub fn kernel_main(info: boot::BootInfo) -> ! {
     if let Some(err) = level_error {
         log::error!("{err}; logging at info");
     }
-    let profile = cmdline.profile_interval().unwrap_or_else(|e| {
+    let profile = cmdline.profile().unwrap_or_else(|e| {
         log::error!("{e}; the profiler stays off");
         None
     });

@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering
 
 use crate::arch;
 use crate::smp::MAX_CPUS;
+use kcore::cmdline::Profile;
 
 /// Frames a sample keeps beyond the interrupted instruction.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // aarch64 has no sampler yet
@@ -70,6 +71,8 @@ struct Stats {
 }
 
 static INTERVAL: AtomicU64 = AtomicU64::new(0);
+/// `profile=alloc`: each heap allocation is a sample ([`allocation`]).
+static ALLOCATIONS: AtomicBool = AtomicBool::new(false);
 static RINGS: [AtomicPtr<Ring>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 /// Samples on a CPU whose ring is not allocated yet (an application processor before
 /// [`add_cpus`]).
@@ -102,26 +105,46 @@ fn allocate(cpu: usize) {
     RINGS[cpu].store(Box::leak(ring), Ordering::Release);
 }
 
-/// Starts the profiler when the command line asks (`profile=N`): this CPU's ring, then the
-/// architecture's sampling timer. Called once on the boot CPU, after the heap.
-pub fn init(interval: Option<u64>) {
-    let Some(interval) = interval else { return };
+/// Starts the profiler when the command line asks: `profile=N`, this CPU's ring, then the
+/// architecture's sampling timer; `profile=alloc`, the rings, and every heap allocation records
+/// its stack ([`allocation`]) instead of a timer sampling. Called once on the boot CPU, after
+/// the heap.
+pub fn init(mode: Option<Profile>) {
+    let Some(mode) = mode else { return };
     allocate(arch::cpu_index());
-    INTERVAL.store(interval, Ordering::Release);
-    if arch::start_sampling(interval) {
-        log::info!(
-            "profile: sampling every {interval} ticks into {} KiB per CPU (GET /v1/profile)",
-            RING_WORDS * 8 / 1024
-        );
-    } else {
-        INTERVAL.store(0, Ordering::Release);
-        log::warn!("profile: no sampler on {}; profile= ignored", arch::NAME);
+    match mode {
+        Profile::Every(interval) => {
+            INTERVAL.store(interval, Ordering::Release);
+            if arch::start_sampling(interval) {
+                log::info!(
+                    "profile: sampling every {interval} ticks into {} KiB per CPU (GET /v1/profile)",
+                    RING_WORDS * 8 / 1024
+                );
+            } else {
+                INTERVAL.store(0, Ordering::Release);
+                log::warn!("profile: no sampler on {}; profile= ignored", arch::NAME);
+            }
+        }
+        Profile::Allocations if arch::can_record_here() => {
+            ALLOCATIONS.store(true, Ordering::Release);
+            log::info!("profile: the stack of every heap allocation (GET /v1/profile)");
+        }
+        Profile::Allocations => log::warn!("profile: no stack walk on {}; profile=alloc ignored", arch::NAME),
     }
 }
 
 /// Whether the profiler runs.
 pub fn enabled() -> bool {
-    INTERVAL.load(Ordering::Relaxed) != 0
+    INTERVAL.load(Ordering::Relaxed) != 0 || ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// A heap allocation or reallocation on this CPU (`mm::heap`): with `profile=alloc`, its stack
+/// is a sample. Never allocates (the ring is fixed); the heap calls it before its own lock.
+#[inline]
+pub fn allocation() {
+    if ALLOCATIONS.load(Ordering::Relaxed) {
+        arch::record_here();
+    }
 }
 
 /// Rings for CPUs `0..cpus` (the others have started); their samples before this were counted
@@ -206,10 +229,11 @@ pub fn pass_end(work: bool) {
 /// taken from the first reply until one that empties the rings (or a [`reset`]). `None` when
 /// the profiler is off.
 pub fn drain() -> Option<String> {
-    let interval = INTERVAL.load(Ordering::Acquire);
-    if interval == 0 {
+    if !enabled() {
         return None;
     }
+    // 0 in the allocation profile (its samples are allocations, not a tick interval apart).
+    let interval = INTERVAL.load(Ordering::Acquire);
     DRAINING.store(true, Ordering::Relaxed);
     let (out, more) = drain_text(interval);
     // Sampling stays paused until the rings are empty: sending a reply of 256 KiB costs more

@@ -1,7 +1,7 @@
 //! The kernel's sampling profiler (`profile=N`), over its operator-only endpoint: the samples
 //! are real kernel code (every address in the kernel ELF's text, stacks that name kernel
 //! functions), the endpoint refuses without the operator's token, and a kernel booted without
-//! `profile=` says the profiler is off.
+//! `profile=` says the profiler is off. `profile=alloc` records a sample per heap allocation.
 
 use pappus_tests::node::{Node, OPERATOR_TOKEN, Tenant, boot_cmdline, operator_header};
 use pappus_tests::profile::{self, Dump, Elf, Kind};
@@ -86,6 +86,40 @@ fn profile_samples_land_in_kernel_text_and_need_the_operator() {
     assert!(after.samples.len() < kernel.len(), "{} samples after a reset", after.samples.len());
     let health = node.call("GET", "/healthz", b"");
     assert_eq!(health.status, 200);
+}
+
+#[test]
+fn the_allocation_profile_has_a_sample_per_heap_allocation() {
+    let Some(node) = boot_cmdline("profile_alloc", &[TENANT], "profile=alloc") else { return };
+    assert!(node.qemu.lines().iter().any(|l| l.contains("profile: the stack of every heap allocation")));
+    let (name, value) = operator_header();
+    let allocations = |node: &Node| {
+        let text = node.request("GET", "/metrics", &[(name, &value)], b"").text();
+        let line = text.lines().find(|l| l.starts_with("pappus_heap_allocations_total ")).map(str::to_string);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).expect("pappus_heap_allocations_total")
+    };
+    let _ = drain(&node);
+    let before = allocations(&node);
+    assert_eq!(node.request("DELETE", "/v1/profile", &[(name, &value)], b"").status, 204);
+    for i in 0..20 {
+        let body = pappus_tests::node::pattern(64 + i);
+        assert_eq!(node.call("POST", "/v1/echo", &body).status, 200);
+    }
+    let dump = drain(&node);
+    let after = allocations(&node);
+    assert_eq!(dump.interval, 0, "an allocation profile has no interval");
+    // Every allocation of the echoes is a sample (at least one each: the request head's copy),
+    // and every sample is an allocation the heap counted between the two readings.
+    let samples = dump.samples.len() as u64;
+    assert!(samples >= 20 && samples <= after - before, "{samples} samples for {} allocations", after - before);
+    let path = kernel_image(Arch::X86_64).unwrap();
+    let mut elf = Elf::open(&path).unwrap();
+    let folded = profile::fold(&dump.samples, &mut elf, &[]);
+    assert!(
+        folded.stacks.keys().any(|s| s.contains("pappus_http::parse")),
+        "no allocation while parsing a request head:\n{}",
+        folded.lines().join("\n")
+    );
 }
 
 #[test]

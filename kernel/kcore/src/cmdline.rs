@@ -33,6 +33,15 @@ pub const KNOWN_KEYS: &[&str] =
 
 /// The shortest and longest sampling intervals `profile=` takes, in counter ticks.
 pub const PROFILE_MIN_INTERVAL: u64 = 1_000;
+
+/// What the profiler records ([`CommandLine::profile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// The interrupted stack every this many counter ticks (`profile=N`).
+    Every(u64),
+    /// The stack of every heap allocation (`profile=alloc`): where a request's allocations are.
+    Allocations,
+}
 pub const PROFILE_MAX_INTERVAL: u64 = 10_000_000_000;
 
 /// Faults to inject on the NIC (`netfault=drop:PCT,corrupt:PCT[,seed:N]`): the chance, in
@@ -171,17 +180,21 @@ impl<'a> CommandLine<'a> {
         Ok(Some(fault))
     }
 
-    /// The sampling profiler's interval in counter ticks (`profile=N`; under `-icount shift=0`
-    /// on x86_64 a tick is one guest instruction): `None` when absent (the profiler is off).
-    /// At least [`PROFILE_MIN_INTERVAL`], so sampling cannot swamp the CPU it samples.
-    pub fn profile_interval(&self) -> Result<Option<u64>, CmdlineError<'a>> {
+    /// What the profiler records (`profile=N` or `profile=alloc`): `None` when absent (the
+    /// profiler is off). A sampling interval is in counter ticks (under `-icount shift=0` on
+    /// x86_64 a tick is one guest instruction), at least [`PROFILE_MIN_INTERVAL`], so sampling
+    /// cannot swamp the CPU it samples.
+    pub fn profile(&self) -> Result<Option<Profile>, CmdlineError<'a>> {
         let Some(value) = self.get("profile") else { return Ok(None) };
+        if value == "alloc" {
+            return Ok(Some(Profile::Allocations));
+        }
         match value.parse::<u64>() {
-            Ok(n) if (PROFILE_MIN_INTERVAL..=PROFILE_MAX_INTERVAL).contains(&n) => Ok(Some(n)),
+            Ok(n) if (PROFILE_MIN_INTERVAL..=PROFILE_MAX_INTERVAL).contains(&n) => Ok(Some(Profile::Every(n))),
             _ => Err(CmdlineError::BadValue {
                 key: "profile",
                 value,
-                expected: "a sampling interval in counter ticks, 1000..=10000000000",
+                expected: "a sampling interval in counter ticks, 1000..=10000000000, or alloc",
             }),
         }
     }
@@ -268,14 +281,22 @@ mod tests {
     }
 
     #[test]
-    fn profile_interval() {
-        assert_eq!(CommandLine::new("log=info").profile_interval(), Ok(None));
-        assert_eq!(CommandLine::new("profile=10007").profile_interval(), Ok(Some(10_007)));
-        assert_eq!(CommandLine::new("profile=1000").profile_interval(), Ok(Some(1000)));
-        for bad in
-            ["profile", "profile=", "profile=999", "profile=0", "profile=-5", "profile=fast", "profile=10000000001"]
-        {
-            let e = CommandLine::new(bad).profile_interval().unwrap_err();
+    fn profile() {
+        assert_eq!(CommandLine::new("log=info").profile(), Ok(None));
+        assert_eq!(CommandLine::new("profile=10007").profile(), Ok(Some(Profile::Every(10_007))));
+        assert_eq!(CommandLine::new("profile=1000").profile(), Ok(Some(Profile::Every(1000))));
+        assert_eq!(CommandLine::new("profile=alloc").profile(), Ok(Some(Profile::Allocations)));
+        for bad in [
+            "profile",
+            "profile=",
+            "profile=999",
+            "profile=0",
+            "profile=-5",
+            "profile=fast",
+            "profile=10000000001",
+            "profile=Alloc",
+        ] {
+            let e = CommandLine::new(bad).profile().unwrap_err();
             assert!(std::format!("{e}").contains("profile="), "{bad}: {e}");
         }
         assert_eq!(CommandLine::new("profile=5000").unknown(&[]).count(), 0);

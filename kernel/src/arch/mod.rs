@@ -18,6 +18,7 @@
 //! | `cpu_index()`, `cpu_count()` | this CPU's index (0 = boot CPU), CPUs online |
 //! | `wake(index)` | end CPU `index`'s halt (an IPI); a no-op for this CPU |
 //! | `start_sampling(interval) -> bool` | the profiler's timer sampling (`profile.rs`); false where there is none (aarch64) |
+//! | `can_record_here() -> bool`, `record_here()` | the caller's stack as a profile sample (`profile=alloc`); false and a no-op where there is no stack walk (aarch64) |
 //! | `without_interrupts(f)` | run `f` with this CPU's interrupts off |
 //! | `usermode`, `uspace` | the native engines' user mode (ring 3, EL0: entry, the exit call, traps, `UserRegs`) and sandbox address spaces (`AddressSpace`) |
 //!

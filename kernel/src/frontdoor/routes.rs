@@ -87,7 +87,13 @@ fn allowed(path: &str) -> Option<&'static str> {
 }
 
 fn profile_route(get: bool) -> Response {
-    let off = || Response::error(409, "profiler_off", "the profiler is off: boot with `profile=N` on the command line");
+    let off = || {
+        Response::error(
+            409,
+            "profiler_off",
+            "the profiler is off: boot with `profile=N` or `profile=alloc` on the command line",
+        )
+    };
     if get {
         match crate::profile::drain() {
             Some(text) => Response::new(200).header("content-type", "text/plain").body(text.into_bytes()),

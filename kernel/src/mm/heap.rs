@@ -134,6 +134,7 @@ impl KernelHeap {
 // owner at a time (a kept block is in exactly one cache until taken).
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        crate::profile::allocation();
         let cpu = this_cpu();
         let ptr = self.allocate(layout, cpu);
         if !ptr.is_null() {
@@ -162,6 +163,7 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        crate::profile::allocation();
         let cpu = this_cpu();
         let old_class = blocks::class_of(layout.size(), layout.align());
         let new_class = blocks::class_of(new_size, layout.align());

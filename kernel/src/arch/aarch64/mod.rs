@@ -182,6 +182,14 @@ pub fn start_sampling(_interval: u64) -> bool {
     false
 }
 
+/// Whether [`record_here`] records: not yet on aarch64 (no stack walk).
+pub fn can_record_here() -> bool {
+    false
+}
+
+/// Records nothing (see [`can_record_here`]).
+pub fn record_here() {}
+
 /// Runs `f`. The kernel runs with IRQs masked everywhere but at its waits, so there is nothing
 /// to keep out.
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {

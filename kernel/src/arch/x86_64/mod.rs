@@ -292,6 +292,16 @@ pub fn start_sampling(interval: u64) -> bool {
     true
 }
 
+/// Whether [`record_here`] records (`profile=alloc`).
+pub fn can_record_here() -> bool {
+    true
+}
+
+/// Records the caller's stack as a profile sample on this CPU (`profile=alloc`).
+pub fn record_here() {
+    sampler::record_here();
+}
+
 /// Runs `f` with this CPU's interrupts off.
 pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     x86_64::instructions::interrupts::without_interrupts(f)

@@ -57,6 +57,23 @@ pub fn sample(cpu: &PerCpu, frame: &TrapFrame) -> bool {
     false
 }
 
+/// Records the caller's stack as a kernel sample on this CPU (`profile=alloc`: a heap
+/// allocation): its return address and the frame-pointer chain above it, walked as a timer
+/// sample's is.
+#[inline(never)]
+pub fn record_here() {
+    let (rbp, rsp): (u64, u64);
+    // SAFETY: reads two registers, touches nothing.
+    unsafe { core::arch::asm!("mov {}, rbp", "mov {}, rsp", out(reg) rbp, out(reg) rsp, options(nomem, nostack)) };
+    let mut addrs = [0u64; MAX_DEPTH + 1];
+    let n = match stacks::kernel_stack_of(rsp) {
+        Some((_, top)) => walk(rbp, rsp, top, &mut addrs),
+        None => 0,
+    };
+    let index = super::cpu_index_if_ready().unwrap_or(0);
+    profile::record(index, Kind::Kernel, &addrs[..n]);
+}
+
 /// Follows frame pointers from `fp` within `[low, top)` (the live part of one kernel stack),
 /// writing return addresses to `out`; stops at the first frame outside it, a return address
 /// outside the kernel image, or a chain that does not climb.
