@@ -260,7 +260,11 @@ fn decode_inputs<D: AsRef<str>>(
         return Err(ApiError::bad_request("unknown_set", message));
     }
     // In declaration order, each from the request (set names are unique in every wire format)
-    // or empty; the request's sets are moved, not copied, and no map is built for it.
+    // or empty; the request's sets are moved, not copied, and no map is built for it. Sets
+    // that came in that order already (one declared set, sent) are the inputs as they are.
+    if sets.len() == declared.len() && sets.iter().zip(declared).all(|(s, d)| s.name == d.as_ref()) {
+        return Ok(sets);
+    }
     let mut inputs = Vec::with_capacity(declared.len());
     for d in declared {
         let d = d.as_ref();
