@@ -24,6 +24,20 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// Zeroes `bytes`: its `block`-aligned middle of whole blocks with `blocks` (the caller's
+/// block-at-a-time writer: SSE or AVX stores, DC ZVA), the ends, and all of a slice too short
+/// for one block, with `fill`.
+pub fn zero_by_blocks(bytes: &mut [u8], block: usize, blocks: impl FnOnce(&mut [u8])) {
+    match split_blocks(bytes, block, block) {
+        Some((head, middle, tail)) => {
+            head.fill(0);
+            tail.fill(0);
+            blocks(middle);
+        }
+        None => bytes.fill(0),
+    }
+}
+
 /// `bytes` split into the part before its first `align`-aligned address, as many whole
 /// `block`s as follow (`block` a multiple of `align`), and the rest: what a block-at-a-time
 /// writer (SSE stores, DC ZVA) takes the middle of. `None` when no whole block fits.
@@ -71,6 +85,26 @@ mod tests {
                     }
                     None => assert!(len < (base.wrapping_neg() % 16) + 128, "{start} {len}"),
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_by_blocks_zeroes_exactly_the_slice() {
+        let mut buffer = [0xa5u8; 200];
+        for start in 0..40 {
+            for len in 0..120 {
+                buffer.fill(0xa5);
+                let mut middle_len = 0;
+                super::zero_by_blocks(&mut buffer[start..start + len], 32, |middle| {
+                    assert_eq!(middle.as_ptr() as usize % 32, 0, "aligned");
+                    assert_eq!(middle.len() % 32, 0, "whole blocks");
+                    middle_len = middle.len();
+                    middle.fill(0);
+                });
+                assert!(buffer[start..start + len].iter().all(|&b| b == 0), "{start}+{len}");
+                assert!(buffer[..start].iter().chain(&buffer[start + len..]).all(|&b| b == 0xa5), "{start}+{len}");
+                assert!(middle_len <= len);
             }
         }
     }

@@ -445,8 +445,6 @@ pub fn has_pan() -> bool {
     (ID_AA64MMFR1_EL1.get() >> 20) & 0xf != 0
 }
 
-/// Sets up this CPU for sandboxes (each CPU; the secondaries copy the boot CPU's SCTLR_EL1,
-/// but run this too for PSTATE.PAN and the EL0 access registers).
 /// Zeroes `bytes` (a page a sandbox wrote, between runs): its aligned middle a `DC ZVA` block
 /// at a time (64 bytes on QEMU's `max` and on Morello, where it clears the capability tags
 /// too), the ends with `fill`. Why: `fill` stores at most 16 bytes an instruction, and the
@@ -458,17 +456,14 @@ pub fn zero(bytes: &mut [u8]) {
     unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid, options(nomem, nostack, preserves_flags)) };
     // DZP (bit 4): DC ZVA prohibited. BS (bits 3:0): log2 of the block in 4-byte words.
     let block = 4usize << (dczid & 0xf);
-    let split = if dczid & 0x10 == 0 { kcore::units::split_blocks(bytes, block, block) } else { None };
-    let Some((head, middle, tail)) = split else {
+    if dczid & 0x10 != 0 {
         bytes.fill(0);
         return;
-    };
-    head.fill(0);
-    tail.fill(0);
+    }
     // SAFETY: `middle` is ours to write (normal cacheable memory: the direct map), starts on a
     // block boundary and is a whole number of blocks; DC ZVA writes zeros to exactly the block
     // its address falls in.
-    unsafe {
+    kcore::units::zero_by_blocks(bytes, block, |middle| unsafe {
         core::arch::asm!(
             "2:",
             "dc zva, {at}",
@@ -480,9 +475,11 @@ pub fn zero(bytes: &mut [u8]) {
             end = in(reg) middle.as_mut_ptr().add(middle.len()),
             options(nostack),
         );
-    }
+    });
 }
 
+/// Sets up this CPU for sandboxes (each CPU; the secondaries copy the boot CPU's SCTLR_EL1,
+/// but run this too for PSTATE.PAN and the EL0 access registers).
 pub fn init() {
     SCTLR_EL1.set((SCTLR_EL1.get() & !SCTLR_CLEAR) | SCTLR_SET);
     // SAFETY: PMUSERENR_EL0 = 0 and MDSCR_EL1.TDCC: EL0 gets no PMU or debug-channel access;

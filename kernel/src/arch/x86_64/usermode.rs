@@ -549,19 +549,15 @@ pub fn zero(bytes: &mut [u8]) {
     if XSAVE.load(core::sync::atomic::Ordering::Relaxed) & XCR0_AVX != 0 {
         return zero_avx(bytes);
     }
-    let split =
-        if SSE.load(core::sync::atomic::Ordering::Relaxed) { kcore::units::split_blocks(bytes, 16, 16) } else { None };
-    let Some((head, middle, tail)) = split else {
+    if !SSE.load(core::sync::atomic::Ordering::Relaxed) {
         bytes.fill(0);
         return;
-    };
-    head.fill(0);
-    tail.fill(0);
+    }
     // SAFETY: `middle` is ours to write, 16-byte aligned, a whole number of 16-byte blocks (one
     // at least); SSE is enabled (CR4.OSFXSR, `init`), and no sandbox's state lives in XMM0
     // outside a run (it is scrubbed on every exit and saved on a preemption) — XMM0 was zero
     // and stays zero.
-    unsafe {
+    kcore::units::zero_by_blocks(bytes, 16, |middle| unsafe {
         asm!(
             "pxor xmm0, xmm0",
             // The blocks that do not make a group of eight: one store each.
@@ -597,7 +593,7 @@ pub fn zero(bytes: &mut [u8]) {
             group = out(reg) _,
             options(nostack),
         );
-    }
+    });
 }
 
 /// [`zero`] where AVX is enabled (XCR0): 32-byte stores of a cleared YMM0, half the stores of
@@ -605,16 +601,10 @@ pub fn zero(bytes: &mut [u8]) {
 /// bytes each) with `fill`; `vzeroupper` after, so that the upper halves are clean again
 /// (their init state, as every run finds them).
 fn zero_avx(bytes: &mut [u8]) {
-    let Some((head, middle, tail)) = kcore::units::split_blocks(bytes, 32, 32) else {
-        bytes.fill(0);
-        return;
-    };
-    head.fill(0);
-    tail.fill(0);
     // SAFETY: `middle` is ours to write, 32-byte aligned, a whole number of 32-byte blocks (one
     // at least); AVX is enabled (XCR0, `init`), and no sandbox's state lives in YMM0 outside a
     // run (scrubbed on every exit, saved on a preemption): YMM0 was zero and stays zero.
-    unsafe {
+    kcore::units::zero_by_blocks(bytes, 32, |middle| unsafe {
         asm!(
             "vpxor ymm0, ymm0, ymm0",
             "mov {group}, {end}",
@@ -650,7 +640,7 @@ fn zero_avx(bytes: &mut [u8]) {
             group = out(reg) _,
             options(nostack),
         );
-    }
+    });
 }
 
 /// Puts the x87/SSE/AVX registers in their initial state (no data from anyone).
