@@ -196,7 +196,8 @@ pub fn record_idle(cpu: usize) {
     }
 }
 
-/// The I/O loop starts a pass on this CPU: its samples wait for [`pass_end`].
+/// The I/O loop starts staging this CPU's samples: from here on each of its turns' samples
+/// wait for [`pass_end`].
 pub fn pass_begin() {
     if enabled()
         && let Some(ring) = ring(arch::cpu_index())
@@ -205,7 +206,10 @@ pub fn pass_begin() {
     }
 }
 
-/// The pass ended: its samples are kept if it did work, else dropped (and counted).
+/// A turn of the I/O loop ended: its samples are kept if it did work, else dropped (and
+/// counted); staging goes on for the next turn. (Ending staging here and starting it again at
+/// the next turn's top let the samples between the two through: the idle loop's clock reads,
+/// and every sample that came due while interrupts were off below, taken at the `sti`.)
 pub fn pass_end(work: bool) {
     if !enabled() {
         return;
@@ -220,7 +224,6 @@ pub fn pass_end(work: bool) {
             ring.write.store(ring.committed.load(Ordering::Relaxed), Ordering::Relaxed);
             ring.stats.discarded.fetch_add(staged, Ordering::Relaxed);
         }
-        ring.staging.store(false, Ordering::Relaxed);
     });
 }
 
