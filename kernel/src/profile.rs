@@ -5,8 +5,8 @@
 //! frame-pointer chain into this CPU's ring ([`record`]); the trap records and returns, it
 //! never allocates, locks or formats. A sample taken while a sandbox runs records the kernel
 //! frames under its entry (the sandbox itself is one frame, never walked). The I/O loop marks
-//! its passes ([`pass_begin`], [`pass_end`]): samples of a pass that found no work (the poll
-//! spin after a request) are dropped, so a profile shows work the way
+//! its turns ([`pass_begin`] once, [`pass_end`] after each): samples of a turn that found no
+//! work (the poll spin after a request) are dropped, so a profile shows work the way
 //! `pappus_io_work_ticks_total` counts it. A sample that finds the CPU halted only counts.
 //!
 //! The operator's `GET /v1/profile` drains the rings as text ([`drain`]); `DELETE /v1/profile`
@@ -52,7 +52,7 @@ struct Ring {
     write: AtomicUsize,
     committed: AtomicUsize,
     read: AtomicUsize,
-    /// A pass of the I/O loop is under way: its samples wait for [`pass_end`].
+    /// The I/O loop stages its turns: their samples wait for [`pass_end`].
     staging: AtomicBool,
     staged: AtomicU64,
     stats: Stats,
