@@ -85,8 +85,8 @@ pub struct Engines {
 impl Engines {
     pub fn new() -> Result<Self, EngineError> {
         Ok(Self {
-            // A kept instance's memory is put back zeroed by the sandboxes' page zeroing (SSE
-            // stores on x86_64, DC ZVA on aarch64; kernel context, outside every sandbox run).
+            // A kept instance's memory is put back zeroed by the sandboxes' page zeroing (AVX or
+            // SSE stores on x86_64, DC ZVA on aarch64; kernel context, outside every sandbox run).
             wasm: WasmEngine::new(WasmConfig { zero: crate::arch::usermode::zero, ..WasmConfig::default() })?,
             paging: crate::native::PagingEngine,
             mpk: crate::native::MpkEngine::new(),

@@ -19,7 +19,7 @@ pub struct WasmConfig {
     pub fuel_slice: u64,
     /// Zeroes bytes: a kept store's memory is put back by zeroing it and copying the initial
     /// memory's non-zero blocks (the data segments) over it. The kernel passes its page zeroing
-    /// (16 bytes a store); the default is `fill`.
+    /// (32 or 16 bytes a store); the default is `fill`.
     pub zero: fn(&mut [u8]),
 }
 

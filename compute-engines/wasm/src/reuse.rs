@@ -7,7 +7,7 @@
 //! store skips all of it; what a run can change is put back instead:
 //!
 //! - linear memory: its bytes are put back as instantiation left them: zeroed (with the
-//!   kernel's 16-bytes-a-store zeroing, [`WasmConfig::zero`]), then the initial memory's
+//!   kernel's 32- or 16-bytes-a-store zeroing, [`WasmConfig::zero`]), then the initial memory's
 //!   non-zero blocks (its data segments) copied over; a memory that grew is not reused. (Copying
 //!   the whole initial memory, as before, cost ~8,200 of a 3×3 matmul's ~81,000 instructions:
 //!   `rep movsq` is one instruction per 8 bytes under icount, for 64 KiB mostly zero);
