@@ -250,6 +250,23 @@ pub extern "C" fn _start(sys: *const u64) -> ! {
             OUT[1] = xmm;
             exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 16]);
         }
+        #[cfg(all(case = "avx", target_arch = "x86_64"))]
+        {
+            // 256-bit AVX: the kernel enables it for ring 3 where the CPU has it (XCR0), or
+            // this faults (#UD) and the run fails.
+            let lanes: [f64; 4] = [1.5, 2.5, -3.0, 1e10];
+            asm!(
+                "vmovupd ymm0, [{lanes}]",
+                "vaddpd ymm1, ymm0, ymm0",
+                "vmovupd [{out}], ymm1",
+                "vzeroupper",
+                lanes = in(reg) lanes.as_ptr(),
+                out = in(reg) (&raw mut OUT).cast::<u64>(),
+                out("xmm0") _,
+                out("xmm1") _,
+            );
+            exit_with([0, 0, NAME.as_ptr() as u64, 4, (&raw const OUT) as u64, 32]);
+        }
         #[cfg(case = "big_output")]
         {
             for i in 0..BIG_OUTPUT {

@@ -266,6 +266,20 @@ hostile_tests_aarch64! {
     exit_with_an_unknown_status: "exit_unknown_status" => 500, "function_trap", "unknown status 7";
 }
 
+/// A native function may use 256-bit AVX where the CPU has it (docs/writing-functions.md): the
+/// kernel enables it for ring 3 (XCR0). It once did not on any CPU with PKU (the XSAVE size check
+/// read every supported component's size), and this run failed with an invalid opcode.
+#[test]
+fn avx_runs_in_a_native_sandbox() {
+    let Some(node) = boot_cpu("avx_runs_in_a_native_sandbox", "max", &[TENANT]) else { return };
+    assert!(node.qemu.lines().iter().any(|l| l.contains("XCR0 0x7")), "AVX not enabled for ring 3 under -cpu max");
+    let query = "inputs=in&outputs=out&memory=4MiB&timeout_ms=10000";
+    register(&node, "avx", "mpk", query, &functions::hostile_native("avx"));
+    let out = invoke(&node, "avx", &json!({"in": [item("x", b"x")]}));
+    let want: Vec<u8> = [3.0f64, 5.0, -6.0, 2e10].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(out["out"][0].1, want, "the doubled lanes");
+}
+
 /// aarch64: TPIDR_EL0, TPIDRRO_EL0, FPCR, FPSR, NZCV and the vector registers as one run left
 /// them are not what the next run finds (all zero), and a long run's general and vector
 /// registers survive its preemptions (its answer is the host's).
