@@ -29,6 +29,7 @@ const COMMON: &[SelfTest] = &[
     SelfTest { name: "heap.small", run: heap_small, on_request_only: false },
     SelfTest { name: "frontdoor.states", run: frontdoor_states, on_request_only: false },
     SelfTest { name: "usermode.zero", run: usermode_zero, on_request_only: false },
+    SelfTest { name: "float.arithmetic", run: float_arithmetic, on_request_only: false },
     SelfTest { name: "smp.wake", run: smp_wake, on_request_only: false },
     SelfTest { name: "fail.deliberate", run: fail_deliberate, on_request_only: true },
     SelfTest { name: "smp.ap_panic", run: smp_ap_panic, on_request_only: true },
@@ -203,6 +204,75 @@ fn usermode_zero() -> Outcome {
         }
     }
     Ok(format!("{cases} ranges"))
+}
+
+/// Float arithmetic as the wasm interpreter does it (x86_64: SSE2 in place of the soft-float
+/// routines, `arch/x86_64/float.rs`): IEEE-754 results, bit for bit, for rounding ties,
+/// subnormal results, underflow to zero, overflow to infinity, signed zeros and division by
+/// zero, in both widths; an invalid operation gives a NaN. Expected bits from the host's IEEE
+/// arithmetic.
+fn float_arithmetic() -> Outcome {
+    use core::hint::black_box;
+    #[rustfmt::skip]
+    const F64: &[(char, u64, u64, u64)] = &[
+        ('+', 0x3fb999999999999a, 0x3fc999999999999a, 0x3fd3333333333334), // 0.1 + 0.2
+        ('+', 0x3ff0000000000000, 0x3ca0000000000000, 0x3ff0000000000000), // tie to even, down
+        ('+', 0x3ff0000000000000, 0x3cb8000000000000, 0x3ff0000000000002), // tie to even, up
+        ('-', 0x3ff0000000000000, 0x3ff0000000000000, 0x0000000000000000), // +0
+        ('-', 0x0010000000000000, 0x000fffffffffffff, 0x0000000000000001), // subnormal result
+        ('*', 0x0010000000000000, 0x3fe0000000000000, 0x0008000000000000), // into subnormals
+        ('*', 0x7fe1ccf385ebc8a0, 0x4024000000000000, 0x7ff0000000000000), // overflow
+        ('*', 0x0000000000000000, 0xbff0000000000000, 0x8000000000000000), // -0
+        ('*', 0x3ff199999999999a, 0x3ff199999999999a, 0x3ff35c28f5c28f5d), // 1.1 * 1.1
+        ('/', 0x3ff0000000000000, 0x4008000000000000, 0x3fd5555555555555), // 1 / 3
+        ('/', 0xbff0000000000000, 0x0000000000000000, 0xfff0000000000000), // -1 / 0
+        ('/', 0x0000000000000001, 0x4000000000000000, 0x0000000000000000), // underflow, tie to 0
+    ];
+    #[rustfmt::skip]
+    const F32: &[(char, u32, u32, u32)] = &[
+        ('+', 0x3dcccccd, 0x3e4ccccd, 0x3e99999a), // 0.1 + 0.2
+        ('+', 0x3f800000, 0x33800000, 0x3f800000), // tie to even, down
+        ('+', 0x3f800000, 0x34400000, 0x3f800002), // tie to even, up
+        ('-', 0x3f800000, 0x3f400000, 0x3e800000),
+        ('*', 0x00800000, 0x3f000000, 0x00400000), // into subnormals
+        ('*', 0x7f61b1e6, 0x41200000, 0x7f800000), // overflow
+        ('*', 0x3f8ccccd, 0x3f8ccccd, 0x3f9ae148), // 1.1 * 1.1
+        ('/', 0x3f800000, 0x40400000, 0x3eaaaaab), // 1 / 3
+        ('/', 0x00000001, 0x40000000, 0x00000000), // underflow, tie to 0
+        ('/', 0x3f800000, 0x00000000, 0x7f800000), // 1 / 0
+    ];
+    fn apply<
+        T: core::ops::Add<Output = T>
+            + core::ops::Sub<Output = T>
+            + core::ops::Mul<Output = T>
+            + core::ops::Div<Output = T>,
+    >(
+        op: char,
+        a: T,
+        b: T,
+    ) -> T {
+        match op {
+            '+' => a + b,
+            '-' => a - b,
+            '*' => a * b,
+            _ => a / b,
+        }
+    }
+    for &(op, a, b, want) in F64 {
+        let got = apply(op, black_box(f64::from_bits(a)), black_box(f64::from_bits(b))).to_bits();
+        check(got == want, || format!("f64 {a:#018x} {op} {b:#018x} = {got:#018x}, expected {want:#018x}"))?;
+    }
+    for &(op, a, b, want) in F32 {
+        let got = apply(op, black_box(f32::from_bits(a)), black_box(f32::from_bits(b))).to_bits();
+        check(got == want, || format!("f32 {a:#010x} {op} {b:#010x} = {got:#010x}, expected {want:#010x}"))?;
+    }
+    let nan = (black_box(f64::INFINITY) - black_box(f64::INFINITY)).to_bits();
+    check(nan & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000 && nan << 12 != 0, || {
+        format!("inf - inf = {nan:#018x}, not a NaN")
+    })?;
+    let nan = (black_box(0.0f32) / black_box(0.0f32)).to_bits();
+    check(nan & 0x7f80_0000 == 0x7f80_0000 && nan << 9 != 0, || format!("0 / 0 = {nan:#010x}, not a NaN"))?;
+    Ok(format!("{} f64 and {} f32 cases, two NaNs", F64.len(), F32.len()))
 }
 
 fn frontdoor_states() -> Outcome {

@@ -4,6 +4,7 @@
 mod apic;
 mod boot;
 mod cpu;
+mod float;
 mod paging;
 mod percpu;
 mod pit;
