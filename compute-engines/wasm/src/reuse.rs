@@ -12,7 +12,10 @@
 //!   the whole initial memory, as before, cost ~8,200 of a 3×3 matmul's ~81,000 instructions:
 //!   `rep movsq` is one instruction per 8 bytes under icount, for 64 KiB mostly zero);
 //! - mutable globals: set back to their initial values;
-//! - tables: every element set back; a table that grew is not reused;
+//! - tables: every element set back; a table that grew is not reused. A module none of whose
+//!   instructions can change a table (`table.set`, `.grow`, `.fill`, `.copy`, `.init`: the
+//!   example functions use none) keeps its tables as instantiation made them, and nothing is
+//!   put back (17 elements of a 3×3 matmul's function table: ~500 instructions a run);
 //! - the host state (inputs, outputs, limits, fuel): made anew for each run.
 //!
 //! Everything else in a store is fixed after instantiation (functions, the instance, the
@@ -315,6 +318,7 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
     let mut memories = 0u32;
     let mut memory_min_pages = 0u64;
     let mut table_elements = 0u64;
+    let mut tables_written = false;
     let mut exports = Vec::new();
     let mut r = Reader { bytes: bytes.get(8..)?, at: 0 };
     while !r.done() {
@@ -407,6 +411,7 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
                     }
                 }
             }
+            10 => tables_written = writes_a_table(s.bytes)?,
             11 => {
                 for _ in 0..s.leb()? {
                     match s.leb()? {
@@ -427,6 +432,11 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
     if memories > 1 || memory_min_pages.checked_mul(65536)? > MAX_POOLED_MEMORY {
         return None;
     }
+    if !tables_written {
+        // Every table stays as instantiation made it: nothing to put back.
+        tables = 0;
+        table_elements = 0;
+    }
     // Putting state back is the platform's work, not charged to the run: keep it small.
     if table_elements > MAX_KEPT_TABLE_ELEMENTS || mutable_globals.len() > MAX_KEPT_GLOBALS {
         return None;
@@ -445,6 +455,33 @@ pub(crate) fn plan(bytes: &[u8]) -> Option<Plan> {
         plan.tables.push(export(1, index)?);
     }
     Some(plan)
+}
+
+/// Whether an instruction in `code` (the code section's contents) can change a table:
+/// `table.set`, `.grow`, `.fill`, `.copy` or `.init`. Tables are not imported (the ABI's imports
+/// are functions) and host functions touch none, so without such an instruction a run leaves
+/// every table as instantiation made it. `None`: unreadable (wasmi validated the module, so
+/// that would be a wasmparser this crate does not expect; the module is then not reused).
+fn writes_a_table(code: &[u8]) -> Option<bool> {
+    use wasmparser::Operator as Op;
+    let bodies = wasmparser::CodeSectionReader::new(wasmparser::BinaryReader::new(code, 0)).ok()?;
+    for body in bodies {
+        let mut ops = body.ok()?.get_operators_reader().ok()?;
+        while !ops.eof() {
+            let op = ops.read().ok()?;
+            if matches!(
+                op,
+                Op::TableSet { .. }
+                    | Op::TableGrow { .. }
+                    | Op::TableFill { .. }
+                    | Op::TableCopy { .. }
+                    | Op::TableInit { .. }
+            ) {
+                return Some(true);
+            }
+        }
+    }
+    Some(false)
 }
 
 /// A cursor over a module's bytes; every read is checked (`None` past the end).

@@ -100,9 +100,10 @@ fn modules_that_hide_changeable_state_instantiate_every_run() {
     ))
     .unwrap();
     assert_eq!(engine.prepare(&hidden).unwrap().kept_store_runs(), None);
-    // An unexported table.
+    // An unexported table that an instruction can change.
+    let set = "(table.set 0 (i32.const 0) (ref.null func))";
     let table = wat::parse_str(format!(
-        r#"(module {IMPORTS} (memory (export "memory") 1) (table 1 funcref) (func (export "run")))"#
+        r#"(module {IMPORTS} (memory (export "memory") 1) (table 1 funcref) (func (export "run") {set}))"#
     ))
     .unwrap();
     assert_eq!(engine.prepare(&table).unwrap().kept_store_runs(), None);
@@ -114,7 +115,7 @@ fn modules_that_hide_changeable_state_instantiate_every_run() {
     assert_eq!(engine.prepare(&passive).unwrap().kept_store_runs(), None);
     // More table elements than a kept store puts back.
     let big_table = wat::parse_str(format!(
-        r#"(module {IMPORTS} (memory (export "memory") 1) (table (export "t") 5000 funcref) (func (export "run")))"#
+        r#"(module {IMPORTS} (memory (export "memory") 1) (table (export "t") 5000 funcref) (func (export "run") {set}))"#
     ))
     .unwrap();
     assert_eq!(engine.prepare(&big_table).unwrap().kept_store_runs(), None);
@@ -123,6 +124,31 @@ fn modules_that_hide_changeable_state_instantiate_every_run() {
     ))
     .unwrap();
     assert_eq!(engine.prepare(&small_table).unwrap().kept_store_runs(), Some(0));
+    // Tables no instruction can change stay as instantiated: nothing to put back, so neither
+    // hiding one nor its size rules reuse out.
+    for (export, size) in [("", 1), ("(export \"t\")", 5000)] {
+        let fixed = wat::parse_str(format!(
+            r#"(module {IMPORTS} (memory (export "memory") 1) (table {export} {size} funcref) (func (export "run")))"#
+        ))
+        .unwrap();
+        assert_eq!(engine.prepare(&fixed).unwrap().kept_store_runs(), Some(0), "table {export} {size}");
+    }
+    // Each instruction that changes a table makes the engine put the table back (or refuse).
+    for op in [
+        "(nop)", // the control: the same module without one is reused
+        "(table.set 0 (i32.const 0) (ref.null func))",
+        "(drop (table.grow 0 (ref.null func) (i32.const 1)))",
+        "(table.fill 0 (i32.const 0) (ref.null func) (i32.const 1))",
+        "(table.copy (i32.const 0) (i32.const 1) (i32.const 1))",
+        "(table.init 0 (i32.const 0) (i32.const 0) (i32.const 0))",
+    ] {
+        let changing = wat::parse_str(format!(
+            r#"(module {IMPORTS} (memory (export "memory") 1) (table 2 funcref) (elem (i32.const 0) func 0) (func (export "run") {op}))"#
+        ))
+        .unwrap();
+        let want = if op == "(nop)" { Some(0) } else { None };
+        assert_eq!(engine.prepare(&changing).unwrap().kept_store_runs(), want, "{op}");
+    }
     // More mutable globals than a kept store puts back.
     let globals: String = (0..300).map(|i| format!(r#"(global (export "g{i}") (mut i32) (i32.const {i}))"#)).collect();
     let many =
