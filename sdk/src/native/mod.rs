@@ -34,8 +34,6 @@ pub(crate) fn run(main: crate::Entry, block: *const u8) -> ! {
     if sys.word(0) != native::MAGIC || sys.word(8) != native::VERSION {
         sys::exit_abort(b"pappus-sdk: the system data block has the wrong magic or version");
     }
-    #[cfg(feature = "allocator")]
-    heap::init(sys.word(48) as usize, sys.word(56) as usize);
     let transport = Native { sys, outputs: RefCell::new(Vec::new()) };
     if let Err(error) = main(&mut Context::new(&transport)) {
         if heap_refused() {

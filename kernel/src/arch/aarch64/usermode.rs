@@ -94,6 +94,11 @@ impl UserRegs {
         regs
     }
 
+    /// Sets the thread pointer a fresh run finds: TPIDRRO_EL0, which EL0 reads and cannot write.
+    pub fn set_thread_pointer(&mut self, address: u64) {
+        self.tpidrro_el0 = address;
+    }
+
     /// The exit call as the sandbox made it: x8 the number, x0 the status, x1 and x2 the
     /// pointer and length, and the address of the `svc` (PC is past it).
     pub fn exit_call(&self) -> native::ExitCall {

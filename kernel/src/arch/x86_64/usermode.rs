@@ -128,6 +128,12 @@ impl UserRegs {
         Self { rip: entry, rsp: stack_top - 8, rdi: arg, ..Self::default() }
     }
 
+    /// Sets the thread pointer a fresh run finds: the FS base (a function reads through it with
+    /// `fs:`-relative loads, needing no FSGSBASE instructions).
+    pub fn set_thread_pointer(&mut self, address: u64) {
+        self.fs_base = address;
+    }
+
     /// The exit call as the sandbox made it (`syscall` is 2 bytes before `out_rip`).
     pub fn exit_call(&self) -> native::ExitCall {
         native::ExitCall {
