@@ -80,15 +80,17 @@ fn input_item_name(mut caller: Ctx<'_>, set: i32, item: i32, dst: i32, cap: i32)
 }
 
 fn input_item_read(mut caller: Ctx<'_>, set: i32, item: i32, offset: i64, dst: i32, len: i32) -> HostResult<i32> {
-    let Some(data) = input_item(caller.data(), set, item).map(|item| item.data.clone()) else {
+    let Some(total) = input_item(caller.data(), set, item).map(|item| item.data.len()) else {
         return Ok(NOT_FOUND);
     };
-    let start = usize::try_from(offset.cast_unsigned()).unwrap_or(usize::MAX).min(data.len());
+    let start = usize::try_from(offset.cast_unsigned()).unwrap_or(usize::MAX).min(total);
     // At most `len` bytes (read as unsigned), at most what is left, and a count an i32 can return.
     let wanted = usize::try_from(len.cast_unsigned()).unwrap_or(usize::MAX);
-    let n = wanted.min(data.len() - start).min(i32::MAX as usize);
+    let n = wanted.min(total - start).min(i32::MAX as usize);
     charge(&mut caller, n)?;
-    let (memory, _) = guest(&mut caller, abi::INPUT_ITEM_READ)?;
+    // The item borrowed again beside memory (no clone of its buffer's handle).
+    let (memory, state) = guest(&mut caller, abi::INPUT_ITEM_READ)?;
+    let data = input_item(state, set, item).map(|item| &*item.data).unwrap_or_default();
     let bytes = data.get(start..start + n).unwrap_or_default();
     guest_memory::write(memory, dst, bytes, Arg { call: abi::INPUT_ITEM_READ, what: "destination" })?;
     Ok(count(n))

@@ -93,7 +93,7 @@ fn request(method: &str, path: &str, content_type: &str, accept: &str, body: Vec
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
         None => (path.to_string(), None),
     };
-    Request { method: method.into(), path, query, version: Version::Http11, headers, body }
+    Request { method: method.into(), path: path.into(), query, version: Version::Http11, headers, body }
 }
 
 fn fail(what: &str) -> ! {

@@ -6,6 +6,7 @@ use core::mem::MaybeUninit;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use smol_str::SmolStr;
 
 use crate::limits::Limits;
 use crate::request::{self, Headers, Method, Request, Version};
@@ -219,7 +220,7 @@ impl<'b> Seen<'b> {
 
 /// Splits a request target into path and query. Accepts origin-form (`/p?q`), absolute-form
 /// (`http://host/p?q`, reduced to its path) and `*`.
-fn split_target(target: &str) -> Result<(String, Option<String>), HttpError> {
+fn split_target(target: &str) -> Result<(SmolStr, Option<String>), HttpError> {
     let lower = |n: usize| target.get(..n).map(str::to_ascii_lowercase);
     let rest = if target.starts_with('/') || target == "*" {
         target
@@ -227,15 +228,15 @@ fn split_target(target: &str) -> Result<(String, Option<String>), HttpError> {
         let after = &target[scheme.len()..];
         match after.find(['/', '?']) {
             Some(i) if after.as_bytes()[i] == b'/' => &after[i..],
-            Some(i) => return Ok(("/".to_string(), Some(after[i + 1..].to_string()))),
+            Some(i) => return Ok(("/".into(), Some(after[i + 1..].to_string()))),
             None => "/",
         }
     } else {
         return Err(HttpError::bad_request(format!("request target {target:?} is not a path")));
     };
     Ok(match rest.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (rest.to_string(), None),
+        Some((p, q)) => (p.into(), Some(q.to_string())),
+        None => (rest.into(), None),
     })
 }
 

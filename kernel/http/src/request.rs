@@ -4,6 +4,7 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 use kcore::ascii::eq_ignore_case;
+use smol_str::SmolStr;
 
 /// The HTTP version of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +89,8 @@ pub struct Request {
     /// The method token as sent (methods are case-sensitive), e.g. `GET`.
     pub method: Method,
     /// The path, without query string, as sent (not percent-decoded); `*` for `OPTIONS *`.
-    /// An absolute-form target (`http://host/p`) is reduced to its path.
-    pub path: String,
+    /// An absolute-form target (`http://host/p`) is reduced to its path. Inline up to 23 bytes.
+    pub path: SmolStr,
     /// What followed the first `?` of the target, if there was one (not percent-decoded).
     pub query: Option<String>,
     /// The request's HTTP version.

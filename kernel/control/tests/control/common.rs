@@ -197,7 +197,14 @@ pub fn request(method: &str, target: &str, token: Option<&str>, headers: &[(&str
     for (name, value) in headers {
         fields.push(*name, *value);
     }
-    Request { method: method.into(), path, query, version: Version::Http11, headers: fields, body: body.to_vec() }
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query,
+        version: Version::Http11,
+        headers: fields,
+        body: body.to_vec(),
+    }
 }
 
 pub fn text(response: &Response) -> &str {

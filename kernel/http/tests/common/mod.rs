@@ -70,7 +70,7 @@ pub fn handle(conn: &mut Connection, now: u64, log: &mut Log) {
         match event {
             Event::Request(req) => {
                 let mut resp = Response::new(200)
-                    .header("x-path", req.path.clone())
+                    .header("x-path", req.path.to_string())
                     .header("x-method", req.method.clone())
                     .body(req.body.clone());
                 if let Some(q) = &req.query {
