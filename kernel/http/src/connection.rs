@@ -349,6 +349,19 @@ impl Connection {
         // no further keeps the outcome the same however the bytes were split into reads.
         let max = self.limits.max_head_bytes;
         let window = &pending[..pending.len().min(max + 1)];
+        if head.scanned == 0
+            && let Some((parsed, end)) = parse::parse_head_at_start(window, &self.limits)
+        {
+            // Whole at the first look: parsed once, its end found by the parse.
+            return match parsed {
+                _ if end > max => self.fail(too_large_head(max)),
+                Ok(parsed) => {
+                    self.pos += end;
+                    self.start_request(parsed)
+                }
+                Err(e) => self.fail(e),
+            };
+        }
         match parse::find_head_end(window, head.scanned) {
             Ok(end) if end > max => self.fail(too_large_head(max)),
             Ok(end) => match parse::parse_head(&pending[..end], &self.limits) {
