@@ -5,6 +5,7 @@ mod apic;
 mod boot;
 mod cpu;
 mod float;
+mod mem;
 mod paging;
 mod percpu;
 mod pit;
