@@ -187,7 +187,15 @@ fn usermode_zero() -> Outcome {
     const GUARD: usize = 64;
     let mut buffer = alloc::vec![0u8; 3 * 4096];
     let base = buffer.as_ptr().align_offset(4096);
-    let lengths = (0..=300).chain([4096 - 129, 4096 - 128, 4096 - 17, 4096 - 16, 4096 - 1, 4096, 4096 + 17]);
+    let lengths = (0..=300).chain([480, 511, 512, 513, 544, 1024 + 480 + 7]).chain([
+        4096 - 129,
+        4096 - 128,
+        4096 - 17,
+        4096 - 16,
+        4096 - 1,
+        4096,
+        4096 + 17,
+    ]);
     let mut cases = 0;
     for len in lengths {
         for start in 0..48 {

@@ -16,12 +16,14 @@
 //!   the sandbox with the fault's description. The timer interrupt asks the session whether to
 //!   resume, end or preempt ([`Tick`]).
 //!
-//! The kernel is built soft-float and never touches the FPU/SSE/AVX state, so between entry and
-//! exit it is the sandbox's alone: [`scrub_extended_state`] loads the initial state on the way
-//! out (and in, for a fresh run), and only a preemption saves it (XSAVE) for the resume (XRSTOR),
-//! so nothing crosses from one function to the next. One exception, outside every run: [`zero`]
-//! stores XMM0 after clearing it, which leaves the state as initial as it found it. Data segments and FS/GS bases go back to
-//! null and zero on every exit likewise.
+//! The kernel is built soft-float and does not otherwise touch the FPU/SSE/AVX state, so between
+//! entry and exit it is the sandbox's alone: [`scrub_extended_state`] loads the initial state on
+//! the way out, and every entry loads the run's own (XRSTOR of the saved state after a
+//! preemption, the initial state for a fresh run), so nothing crosses from one function to the
+//! next. Outside every run the vector registers are the kernel's scratch: [`zero`] stores a
+//! cleared XMM0/YMM0, and the wasm interpreter's float arithmetic uses XMM0/XMM1 (`float.S`);
+//! no trap handler does either. Data segments and FS/GS bases go back to null and zero on every
+//! exit likewise.
 
 use core::arch::{asm, global_asm};
 use core::cell::Cell;
@@ -602,20 +604,21 @@ pub fn zero(bytes: &mut [u8]) {
     });
 }
 
-/// [`zero`] where AVX is enabled (XCR0): 32-byte stores of a cleared YMM0, half the stores of
-/// SSE's (a 4 KiB page: ~170 instructions instead of ~350 under icount), the ends (under 32
+/// [`zero`] where AVX is enabled (XCR0): 32-byte stores of a cleared YMM0, sixteen a turn, half
+/// the stores of SSE's (a 4 KiB page: ~150 instructions instead of ~350 under icount; a wasm
+/// function's 64 KiB memory ~2,400), the ends (under 32
 /// bytes each) with `fill`; `vzeroupper` after, so that the upper halves are clean again
 /// (their init state, as every run finds them).
 fn zero_avx(bytes: &mut [u8]) {
     // SAFETY: `middle` is ours to write, 32-byte aligned, a whole number of 32-byte blocks (one
     // at least); AVX is enabled (XCR0, `init`), and no sandbox's state lives in YMM0 outside a
-    // run (scrubbed on every exit, saved on a preemption): YMM0 was zero and stays zero.
+    // run (scrubbed on every exit, saved on a preemption), so it is scratch here.
     kcore::units::zero_by_blocks(bytes, 32, |middle| unsafe {
         asm!(
             "vpxor ymm0, ymm0, ymm0",
             "mov {group}, {end}",
             "sub {group}, {at}",
-            "and {group}, 224",
+            "and {group}, 480",
             "add {group}, {at}",
             "cmp {at}, {group}",
             "je 3f",
@@ -636,7 +639,15 @@ fn zero_avx(bytes: &mut [u8]) {
             "vmovdqa [{at} + 160], ymm0",
             "vmovdqa [{at} + 192], ymm0",
             "vmovdqa [{at} + 224], ymm0",
-            "add {at}, 256",
+            "vmovdqa [{at} + 256], ymm0",
+            "vmovdqa [{at} + 288], ymm0",
+            "vmovdqa [{at} + 320], ymm0",
+            "vmovdqa [{at} + 352], ymm0",
+            "vmovdqa [{at} + 384], ymm0",
+            "vmovdqa [{at} + 416], ymm0",
+            "vmovdqa [{at} + 448], ymm0",
+            "vmovdqa [{at} + 480], ymm0",
+            "add {at}, 512",
             "cmp {at}, {end}",
             "jne 4b",
             "5:",
