@@ -5,6 +5,8 @@ mod heap;
 mod panic;
 mod sys;
 
+use alloc::vec::Vec;
+
 use crate::abi::{ITEM_INFO_SIZE, ItemInfo};
 use crate::context::Context;
 use crate::transport::Transport;
@@ -19,6 +21,13 @@ pub(crate) fn run(main: crate::Entry) {
 
 /// The host imports; stateless, the host holds the run's state.
 pub(crate) struct Imports;
+
+impl Imports {
+    /// An input item's `len` bytes of data in a new vector, read without zeroing it first.
+    pub(crate) fn read_all(&self, set: usize, item: usize, len: usize) -> Vec<u8> {
+        sys::input_item_read_to_vec(set, item, len)
+    }
+}
 
 /// A count or length from the host; negative means "not found".
 fn found(status: i32) -> Option<usize> {

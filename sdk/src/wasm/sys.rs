@@ -5,6 +5,9 @@
 //! memory itself, so a wrapper cannot be misused from safe code.
 #![allow(unsafe_code)]
 
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+
 use crate::abi::{ITEM_FLAG_KEY, ITEM_INFO_SIZE};
 
 mod raw {
@@ -51,6 +54,28 @@ pub(crate) fn input_item_name(set: usize, item: usize, buf: &mut [u8]) -> i32 {
 pub(crate) fn input_item_read(set: usize, item: usize, offset: u64, buf: &mut [u8]) -> i32 {
     // SAFETY: the host writes at most `buf.len()` bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::input_item_read(set, item, offset, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// An input item's first `len` bytes (fewer if it has fewer) in a new vector, read straight
+/// into its capacity: no zeroing first, which an interpreted function pays for (a `memory.fill`
+/// per item, ~250 host instructions; `cargo xtask profile matmul3-wasm`). A negative answer
+/// (no such item) or none at all ends the reading.
+pub(crate) fn input_item_read_to_vec(set: usize, item: usize, len: usize) -> Vec<u8> {
+    let mut data: Vec<u8> = Vec::with_capacity(len);
+    while data.len() < len {
+        let done = data.len();
+        let spare: &mut [MaybeUninit<u8>] = data.spare_capacity_mut();
+        let room = spare.len().min(len - done);
+        // SAFETY: the host writes at most `room` (at most `spare.len()`) bytes at `spare`'s start,
+        // memory `data` owns past its length.
+        let n = unsafe { raw::input_item_read(set, item, done as u64, spare.as_mut_ptr().cast(), room) };
+        let Ok(n @ 1..) = usize::try_from(n) else { break };
+        let filled = done + n.min(room);
+        // SAFETY: the host wrote `n` bytes (at most the room it was given) from the old length
+        // on, so the first `filled` bytes are initialized.
+        unsafe { data.set_len(filled) };
+    }
+    data
 }
 
 pub(crate) fn output_set_name(set: usize, buf: &mut [u8]) -> i32 {
