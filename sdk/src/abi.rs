@@ -72,6 +72,7 @@ impl ItemInfo {
     }
 
     /// Decodes the descriptor.
+    #[inline]
     pub fn decode(bytes: &[u8; ITEM_INFO_SIZE]) -> Self {
         let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
         let u64_at = |at: usize| (u64::from(u32_at(at + 4)) << 32) | u64::from(u32_at(at));

@@ -32,11 +32,13 @@ impl<'t> Context<'t> {
     }
 
     /// How many input sets the function declared.
+    #[inline]
     pub fn input_count(&self) -> usize {
         self.transport.input_set_count()
     }
 
     /// Input set `index` (declaration order), if declared.
+    #[inline]
     pub fn input(&self, index: usize) -> Option<InputSet<'_>> {
         let len = self.transport.input_item_count(index)?;
         Some(InputSet { transport: self.transport, index, len })
@@ -56,11 +58,13 @@ impl<'t> Context<'t> {
     }
 
     /// How many output sets the function declared.
+    #[inline]
     pub fn output_count(&self) -> usize {
         self.transport.output_set_count()
     }
 
     /// Output set `index` (declaration order), if declared.
+    #[inline]
     pub fn output(&self, index: usize) -> Option<Output<'_>> {
         (index < self.output_count()).then_some(Output { transport: self.transport, index })
     }
@@ -109,12 +113,14 @@ impl<'c> InputSet<'c> {
     }
 
     /// Item `index`, if there is one.
+    #[inline]
     pub fn item(&self, index: usize) -> Option<InputItem<'c>> {
         let info = self.transport.input_item_info(self.index, index)?;
         Some(InputItem { transport: self.transport, set: self.index, index, info })
     }
 
     /// Its items, in order.
+    #[inline]
     pub fn items(&self) -> impl ExactSizeIterator<Item = InputItem<'c>> + 'c {
         let (transport, set) = (self.transport, self.index);
         (0..self.len).map(move |index| {
@@ -152,6 +158,7 @@ impl InputItem<'_> {
     /// length is known from the item's descriptor); `None` when it is not, then use
     /// [`name`](Self::name). For comparing names: `item.name_into(&mut [0; 8]) == Some(b"a")`
     /// costs no allocation and no UTF-8 check (the platform's names are UTF-8).
+    #[inline]
     pub fn name_into<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
         let len = usize::try_from(self.info.name_len).ok()?;
         let buf = buf.get_mut(..len)?;
@@ -177,6 +184,7 @@ impl InputItem<'_> {
     }
 
     /// All its data, copied into a new vector.
+    #[inline]
     pub fn data(&self) -> Vec<u8> {
         // Only an item larger than the address space fails; it reads as empty.
         let Ok(len) = usize::try_from(self.info.data_len) else { return Vec::new() };
@@ -249,6 +257,7 @@ impl Output<'_> {
     }
 
     /// Appends an item without a key. See [`Context::push`] for what ends the run.
+    #[inline]
     pub fn push(&self, name: &str, data: &[u8]) {
         self.transport.output_push(self.index, name, None, data);
     }

@@ -36,21 +36,25 @@ mod raw {
 
 pub(crate) use raw::{input_item_count, input_set_count, output_set_count};
 
+#[inline]
 pub(crate) fn input_set_name(set: usize, buf: &mut [u8]) -> i32 {
     // SAFETY: the host writes at most `buf.len()` bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::input_set_name(set, buf.as_mut_ptr(), buf.len()) }
 }
 
+#[inline]
 pub(crate) fn input_item_info(set: usize, item: usize, buf: &mut [u8; ITEM_INFO_SIZE]) -> i32 {
     // SAFETY: the host writes exactly ITEM_INFO_SIZE bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::input_item_info(set, item, buf.as_mut_ptr()) }
 }
 
+#[inline]
 pub(crate) fn input_item_name(set: usize, item: usize, buf: &mut [u8]) -> i32 {
     // SAFETY: the host writes at most `buf.len()` bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::input_item_name(set, item, buf.as_mut_ptr(), buf.len()) }
 }
 
+#[inline]
 pub(crate) fn input_item_read(set: usize, item: usize, offset: u64, buf: &mut [u8]) -> i32 {
     // SAFETY: the host writes at most `buf.len()` bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::input_item_read(set, item, offset, buf.as_mut_ptr(), buf.len()) }
@@ -60,6 +64,7 @@ pub(crate) fn input_item_read(set: usize, item: usize, offset: u64, buf: &mut [u
 /// into its capacity: no zeroing first, which an interpreted function pays for (a `memory.fill`
 /// per item, ~250 host instructions; `cargo xtask profile matmul3-wasm`). A negative answer
 /// (no such item) or none at all ends the reading.
+#[inline]
 pub(crate) fn input_item_read_to_vec(set: usize, item: usize, len: usize) -> Vec<u8> {
     let mut data: Vec<u8> = Vec::with_capacity(len);
     while data.len() < len {
@@ -78,11 +83,13 @@ pub(crate) fn input_item_read_to_vec(set: usize, item: usize, len: usize) -> Vec
     data
 }
 
+#[inline]
 pub(crate) fn output_set_name(set: usize, buf: &mut [u8]) -> i32 {
     // SAFETY: the host writes at most `buf.len()` bytes at `buf`'s start, which `buf` owns.
     unsafe { raw::output_set_name(set, buf.as_mut_ptr(), buf.len()) }
 }
 
+#[inline]
 pub(crate) fn output_push(set: usize, name: &[u8], key: Option<u64>, data: &[u8]) {
     let flags = if key.is_some() { ITEM_FLAG_KEY } else { 0 };
     // SAFETY: the host only reads `name` and `data`, within their lengths, during the call.
@@ -90,6 +97,7 @@ pub(crate) fn output_push(set: usize, name: &[u8], key: Option<u64>, data: &[u8]
 }
 
 /// Ends the run as failed with `message`.
+#[inline]
 pub(crate) fn abort(message: &[u8]) -> ! {
     // SAFETY: the host only reads `message` within its length; it does not return.
     unsafe { raw::abort(message.as_ptr(), message.len()) }
