@@ -1029,14 +1029,12 @@ fn start_in(
         Memory::Shared { key, .. } => Some(usermode::pkru_grant_only(*key)),
     };
     let mut regs = UserRegs::start(layout.image() + image.image.entry(), layout.stack_top(), layout.sys());
-    let cheri = matches!(&memory, Memory::Shared { shared, .. } if shared.cheri);
-    if !cheri {
-        // The thread pointer holds the system data block too (docs/function-abi.md, "Entry"):
-        // the SDK's allocator finds its state at the heap's start through it, not in a static,
-        // whose `.bss` page every run would then write and the slot put back after it.
-        regs.set_thread_pointer(layout.sys());
-    }
-    if cheri {
+    // The thread pointer holds the system data block too (docs/function-abi.md, "Entry"): the
+    // SDK's allocator finds its state at the heap's start through it, not in a static, whose
+    // `.bss` page every run would then write and the slot put back after it. (On Morello
+    // TPIDRRO_EL0 is not banked: a `cheri` sandbox in Restricted mode reads the same value.)
+    regs.set_thread_pointer(layout.sys());
+    if matches!(&memory, Memory::Shared { shared, .. } if shared.cheri) {
         // PCC: the image (its span rounded up to a power of two, which Morello represents
         // exactly at the image's 4 MiB-aligned base; nothing else is mapped up to the system
         // block, and its writable pages are never executable); DDC: the slot.
