@@ -66,7 +66,8 @@ pub(super) fn refused() -> bool {
 struct Bump;
 
 impl Bump {
-    /// Reserves `size` bytes aligned to `align` (`top` the end), or `None` (recorded as refused).
+    /// Reserves `layout` and returns its address, or `None` (recorded as refused when the heap
+    /// has no room for it).
     fn reserve(layout: Layout) -> Option<usize> {
         let state = state()?;
         // SAFETY: the heap's first bytes, ours alone; zero at entry (every run's heap is).
