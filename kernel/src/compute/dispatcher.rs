@@ -40,6 +40,9 @@ pub struct Core {
     cancel: AtomicBool,
     /// Halted, waiting for work: a submit wakes it.
     idle: AtomicBool,
+    /// Woken for queued work and not yet back at the queue: as good as idle for that work
+    /// (the helping I/O core leaves it alone, `Dispatcher::help`).
+    woken: AtomicBool,
     pub stats: Mutex<CoreStats>,
 }
 
@@ -135,6 +138,15 @@ pub fn preemptions() -> u64 {
     PREEMPTIONS.load(Ordering::Relaxed)
 }
 
+/// Idle compute cores that found queued work only at their backstop, nobody having woken them
+/// for it (all cores): each such find is work that waited up to the backstop for nothing.
+static STALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Queued work found by a backstop instead of a wake-up, so far.
+pub fn stalls() -> u64 {
+    STALLS.load(Ordering::Relaxed)
+}
+
 /// `value` on the heap (a vector of one), or back when the heap has no room (a request's
 /// allocation: it must fail cleanly, never panic).
 fn on_heap<T>(value: T) -> Result<Vec<T>, T> {
@@ -181,6 +193,7 @@ impl Dispatcher {
             running: AtomicU64::new(0),
             cancel: AtomicBool::new(false),
             idle: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             stats: Mutex::new(CoreStats::new(now)),
         };
         let cores = if inline { alloc::vec![core(io_cpu)] } else { compute_cpus.iter().map(|&c| core(c)).collect() };
@@ -256,7 +269,11 @@ impl Dispatcher {
         if queued == 0 {
             return false;
         }
-        let idle = self.cores.iter().filter(|c| c.idle.load(Ordering::Acquire)).count();
+        // A core woken for work counts as idle: the work is on its way to it (taking it here
+        // instead left the core to find nothing and halt again, and the run to wait for the
+        // core's backstop once this core put it back).
+        let idle =
+            self.cores.iter().filter(|c| c.idle.load(Ordering::Acquire) || c.woken.load(Ordering::Acquire)).count();
         dispatch::io_core_helps(pass_moved, queued, idle) && self.run_one(helper)
     }
 
@@ -280,12 +297,18 @@ impl Dispatcher {
             let _ = queue.push(tenant, composition, Work::Fresh { job, waited_for_key: false });
             self.queued.store(queue.len(), Ordering::Release);
         }
+        self.wake_an_idle_core();
+        Ok(())
+    }
+
+    /// Wakes one idle compute core (other than this CPU) for work just queued.
+    fn wake_an_idle_core(&self) {
         if let Some(core) = self.cores.iter().find(|c| c.idle.swap(false, Ordering::AcqRel))
             && core.cpu != arch::cpu_index()
         {
+            core.woken.store(true, Ordering::Release);
             arch::wake(core.cpu);
         }
-        Ok(())
     }
 
     /// Whether the run queue is full, or holds `tenant`'s share of it.
@@ -337,17 +360,10 @@ impl Dispatcher {
     /// slice, or wasm fuel slices for about as long) goes back in the queue behind the other
     /// tenants' work; nothing else runs inside it.
     pub fn run_one(&self, core: &Core) -> bool {
-        if self.queued.load(Ordering::Acquire) == 0 {
-            return false;
-        }
-        let work = {
-            let mut queue = self.queue.lock();
-            let Some((_, work)) = queue.pop() else { return false };
-            self.queued.store(queue.len(), Ordering::Release);
-            core.cancel.store(false, Ordering::Relaxed);
-            core.running.store(work.ids().1 + 1, Ordering::Release);
-            work
-        };
+        let work = self.take(core);
+        // Back at the queue: whatever it was woken for is taken now, by it or by another.
+        core.woken.store(false, Ordering::Release);
+        let Some(work) = work else { return false };
         core.stats.lock().begin(time::ticks());
         match self.turn(work, &core.cancel) {
             After::Done(ticket, result, earlier) => {
@@ -374,10 +390,30 @@ impl Dispatcher {
                     queue.requeue(tenant, invocation, work);
                     self.queued.store(queue.len(), Ordering::Release);
                     core.running.store(0, Ordering::Release);
+                    drop(queue);
+                    // A compute core takes the next turn itself (its loop comes straight back
+                    // here); the helping I/O core goes back to the network, so an idle compute
+                    // core must hear of it (else it would wait for its backstop, 100 ms).
+                    if self.helper.as_ref().is_some_and(|h| core::ptr::eq(h, core)) {
+                        self.wake_an_idle_core();
+                    }
                 }
             }
         }
         true
+    }
+
+    /// The next queued work for `core`, marked as running there.
+    fn take(&self, core: &Core) -> Option<Work> {
+        if self.queued.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut queue = self.queue.lock();
+        let (_, work) = queue.pop()?;
+        self.queued.store(queue.len(), Ordering::Release);
+        core.cancel.store(false, Ordering::Relaxed);
+        core.running.store(work.ids().1 + 1, Ordering::Release);
+        Some(work)
     }
 
     fn finish(&self, core: &Core, ticket: Ticket, result: Result<Vec<Set>, RunError>) {
@@ -456,7 +492,14 @@ impl Dispatcher {
     pub fn idle(&self, core: &Core, backstop: u64) {
         core.idle.store(true, Ordering::Release);
         arch::wait_for_work(Some(backstop), || !self.queue.lock().is_empty());
-        core.idle.store(false, Ordering::Release);
+        // Still marked idle (no submit claimed this core to wake it), woken by the backstop,
+        // and work waits: it was queued without a wake-up.
+        if core.idle.swap(false, Ordering::AcqRel)
+            && time::ticks() >= backstop
+            && self.queued.load(Ordering::Acquire) != 0
+        {
+            STALLS.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether results wait for the I/O core (it checks before it halts).

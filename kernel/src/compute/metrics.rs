@@ -61,6 +61,12 @@ fn render(d: &Dispatcher, out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE pappus_preemptions_total counter");
     let _ = writeln!(out, "pappus_preemptions_total {preemptions}");
+    let _ = writeln!(
+        out,
+        "# HELP pappus_run_queue_stalls_total Times an idle compute core found queued work at its backstop: work queued without a wake-up (none expected)."
+    );
+    let _ = writeln!(out, "# TYPE pappus_run_queue_stalls_total counter");
+    let _ = writeln!(out, "pappus_run_queue_stalls_total {}", super::dispatcher::stalls());
     let _ = writeln!(out, "# HELP pappus_run_queue_capacity Instances the run queue holds at most.");
     let _ = writeln!(out, "# TYPE pappus_run_queue_capacity gauge");
     let _ = writeln!(out, "pappus_run_queue_capacity {}", super::RUN_QUEUE_CAPACITY);
