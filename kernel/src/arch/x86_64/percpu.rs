@@ -38,8 +38,9 @@ pub struct PerCpu {
     pub timer_firings: AtomicU64,
     /// Wake-up IPIs this CPU took (`smp::wake`).
     pub wakeups: AtomicU64,
-    /// With the profiler on (`timer.rs`): the armed deadline and the next sample (TSC, or
-    /// `u64::MAX` for none), whether the countdown runs for the sample, samples taken.
+    /// The deadline the timer is armed for (TSC, or `u64::MAX` for none; `timer.rs`); with the
+    /// profiler on, also the next sample, whether the countdown runs for the sample, samples
+    /// taken.
     pub timer_deadline: AtomicU64,
     pub sample_at: AtomicU64,
     pub armed_for_sample: AtomicBool,

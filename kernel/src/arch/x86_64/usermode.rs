@@ -754,7 +754,8 @@ fn load_user_segments(regs: &UserRegs) {
 /// `first_tick` (a TSC deadline) arms the timer for the session's first `on_tick`; it is armed
 /// with interrupts off, so a tick that comes due before ring 3 is reached stays pending and
 /// is taken in ring 3 (armed earlier, with interrupts on, it could be taken in the kernel and
-/// lost, leaving the sandbox without a tick). The timer is disarmed on the way out.
+/// lost, leaving the sandbox without a tick). On the way out the tick is released, not
+/// disarmed (`release_tick`): it may come later, early for the next run or in the kernel.
 pub fn enter_user(
     regs: &mut UserRegs,
     extended: &mut ExtendedState,
@@ -779,7 +780,7 @@ pub fn enter_user(
         // every exit path; it runs the sandbox at CPL 3, which cannot reach kernel memory.
         let result = unsafe { pappus_enter_user(regs) };
         if first_tick.is_some() {
-            disarm_tick();
+            release_tick();
         }
         scrub_extended_state();
         load_user_segments(&UserRegs::default());
@@ -866,12 +867,14 @@ fn end_sandbox(how: u64) -> ! {
     unsafe { pappus_end_sandbox(how) }
 }
 
-/// Arms this CPU's timer to interrupt the sandbox at TSC `deadline` (its next budget check).
+/// Arms this CPU's timer to interrupt the sandbox at TSC `deadline` (its next budget check)
+/// at the latest: a deadline already armed that comes sooner stands (`timer::arm_by`).
 pub fn arm_tick(deadline: u64) {
-    super::timer::arm_deadline(deadline);
+    super::timer::arm_by(deadline);
 }
 
-/// Cancels the sandbox's pending timer tick.
-pub fn disarm_tick() {
-    super::timer::disarm();
+/// The sandbox's timer tick is no longer needed. The timer is left armed (`timer::release`):
+/// a run that follows within the check interval reuses it instead of writing the timer again.
+pub fn release_tick() {
+    super::timer::release();
 }
