@@ -92,11 +92,14 @@ pub fn forever(mut node: Node) -> ! {
             last_activity = time::ticks();
             true
         } else {
+            // Within the spin window the next pass follows at once: a pass is itself the
+            // pacing (hundreds of instructions of polling), and a PAUSE here is dear where it
+            // matters most: QEMU's TCG leaves translated code at every PAUSE and takes its big
+            // lock, which the device emulation injecting the next packet needs. Dropping it made
+            // the 64-byte echo 1.6x faster in wall-clock terms (`bench e2e`, 11.6 K -> 19 K req/s).
             if time::ticks() - last_activity > spin {
                 let wake = node.next_wakeup_ms();
                 sleep(node.net(), wake);
-            } else {
-                core::hint::spin_loop();
             }
             false
         };
