@@ -15,6 +15,11 @@
 //! those of passes that found no work, so echo64's profile is what
 //! `net.echo64.instructions_per_request` counts.
 //!
+//! `--wall` boots without icount (TCG, one CPU) with `profile=wall:N`: a sample every
+//! `--interval` TSC ticks, which then follow the host's clock, the I/O loop's idle turns kept: a profile of where the guest's *time* goes, device exits, QEMU's
+//! software-TLB refills and waits for the big lock included, which instruction counts do not
+//! show (README, "Wall-clock figures"). Its output is `profile-<scenario>-wall.folded` and `.svg`.
+//!
 //! `--allocations` boots with `profile=alloc` instead: every heap allocation (and reallocation)
 //! is a sample of its stack, no timer samples are taken, and the output is
 //! `profile-<scenario>-alloc.folded` and `.svg`, with the allocations per request printed: where
@@ -35,7 +40,7 @@ use crate::util::{Failure, Result, relative, say};
 use crate::{prereq, util};
 
 pub const SPEC: Spec =
-    Spec { values: &["interval", "requests"], switches: &["no-build", "allocations"], max_positionals: 1 };
+    Spec { values: &["interval", "requests"], switches: &["no-build", "allocations", "wall"], max_positionals: 1 };
 
 pub const SCENARIOS: &[&str] = &["echo64", "matmul3-native", "matmul3-wasm", "boot"];
 
@@ -55,7 +60,14 @@ pub fn main(args: &Args) -> Result {
         return Err(Failure(format!("unknown scenario {scenario:?}; scenarios: {}", SCENARIOS.join(", "))));
     }
     // A prime, so the samples do not beat with a loop of the same period.
-    let interval: u64 = args.parsed("interval")?.unwrap_or(if scenario == "boot" { 1009 } else { 10_007 });
+    let wall = args.switch("wall");
+    // In wall mode about 20 µs of a 2.6 GHz TSC: a sample costs the guest an interrupt.
+    let default_interval = match (wall, scenario) {
+        (true, _) => 52_009,
+        (false, "boot") => 1009,
+        (false, _) => 10_007,
+    };
+    let interval: u64 = args.parsed("interval")?.unwrap_or(default_interval);
     if !(1_000..=10_000_000_000).contains(&interval) {
         return Err(Failure(format!("--interval must be 1000..=10000000000 instructions, not {interval}")));
     }
@@ -75,8 +87,15 @@ pub fn main(args: &Args) -> Result {
     if allocations && scenario == "boot" {
         return Err(Failure("--allocations profiles requests: not the boot scenario".into()));
     }
-    let mode = if allocations { "alloc".to_string() } else { interval.to_string() };
-    let mut node = Node::boot(&kernel, scenario, &mode)?;
+    if allocations && wall {
+        return Err(Failure("--allocations and --wall are two kinds of profile: pick one".into()));
+    }
+    let mode = match (allocations, wall) {
+        (true, _) => "alloc".to_string(),
+        (false, true) => format!("wall:{interval}"),
+        (false, false) => interval.to_string(),
+    };
+    let mut node = Node::boot(&kernel, scenario, &mode, wall)?;
     match scenario {
         "echo64" => {
             let body = vec![b'x'; 64];
@@ -108,7 +127,43 @@ pub fn main(args: &Args) -> Result {
     }
     let dump = node.drain()?;
     drop(node);
-    report(&kernel, scenario, &dump, allocations.then_some(requests))
+    let kind = match (allocations, wall) {
+        (true, _) => Kind::Allocations { requests },
+        (false, true) => Kind::Wall,
+        (false, false) => Kind::Instructions,
+    };
+    report(&kernel, scenario, &dump, kind)
+}
+
+/// What a sample stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Every `interval` guest instructions (under icount).
+    Instructions,
+    /// Every `interval` TSC ticks of the host's clock (no icount).
+    Wall,
+    /// One heap allocation, over `requests` requests.
+    Allocations { requests: u64 },
+}
+
+impl Kind {
+    /// The file name's suffix after the scenario.
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Instructions => "",
+            Kind::Wall => "-wall",
+            Kind::Allocations { .. } => "-alloc",
+        }
+    }
+
+    /// What one sample is, for the flame graph's subtitle and the summary.
+    fn unit(self, interval: u64) -> String {
+        match self {
+            Kind::Instructions => format!("one sample per {interval} guest instructions (-icount shift=0)"),
+            Kind::Wall => format!("one sample per {interval} TSC ticks of wall-clock time (no icount)"),
+            Kind::Allocations { .. } => "one sample per heap allocation (profile=alloc)".to_string(),
+        }
+    }
 }
 
 /// A booted node with the profiler on and one keep-alive connection.
@@ -118,17 +173,18 @@ struct Node {
 }
 
 impl Node {
-    /// `mode`: what `profile=` says (an interval, or `alloc`).
-    fn boot(kernel: &Path, scenario: &str, mode: &str) -> Result<Self> {
+    /// `mode`: what `profile=` says (an interval, or `alloc`); `wall`: without icount.
+    fn boot(kernel: &Path, scenario: &str, mode: &str, wall: bool) -> Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = pappus_tests::target_dir().join("bench");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("profile.conf");
         std::fs::write(&config, format!("tenant profile {TOKEN}\noperator {OPERATOR}\n"))?;
-        say(format!("booting with profile={mode} under -icount shift=0 ({scenario})"));
+        let clock = if wall { "without icount" } else { "under -icount shift=0" };
+        say(format!("booting with profile={mode} {clock} ({scenario})"));
         let mut qemu = Boot::profile(DEFAULT_X86_64)
             .kernel(kernel)
-            .icount(true)
+            .icount(!wall)
             .smp(1)
             .host_port(port)
             .config(config)
@@ -193,8 +249,8 @@ fn matmul3_json() -> Result<Vec<u8>> {
 
 /// Symbolizes, writes the folded stacks and the flame graph, prints the top functions. With
 /// `allocations` (the requests driven), the samples are allocations.
-fn report(kernel: &Path, scenario: &str, dump: &Dump, allocations: Option<u64>) -> Result {
-    let name = if allocations.is_some() { format!("{scenario}-alloc") } else { scenario.to_string() };
+fn report(kernel: &Path, scenario: &str, dump: &Dump, kind: Kind) -> Result {
+    let name = format!("{scenario}{}", kind.suffix());
     let scenario = name.as_str();
     let mut elf = Elf::open(kernel).map_err(Failure)?;
     let folded = prof::fold(&dump.samples, &mut elf, EXCLUDE);
@@ -204,21 +260,27 @@ fn report(kernel: &Path, scenario: &str, dump: &Dump, allocations: Option<u64>) 
     let lines = folded.lines();
     std::fs::write(&folded_path, lines.join("\n") + "\n")?;
     let svg_path = dir.join(format!("profile-{scenario}.svg"));
-    flame_graph(&lines, scenario, dump.interval, &svg_path)?;
+    flame_graph(&lines, scenario, &kind.unit(dump.interval), kind, &svg_path)?;
 
     for c in &dump.cpus {
         let counts: Vec<String> = c.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
         say(format!("cpu {}: {}", c.cpu, counts.join(" ")));
     }
     let total = folded.total();
-    match allocations {
-        Some(requests) => say(format!(
+    match kind {
+        Kind::Allocations { requests } => say(format!(
             "{total} allocations, {:.2} per request ({requests} requests); {} of the profiler's own dump left out",
             total as f64 / requests as f64,
             folded.excluded
         )),
-        None => say(format!(
+        Kind::Instructions => say(format!(
             "{total} samples, one per {} guest instructions (about {} instructions in all); {} of the profiler's own dump left out",
+            dump.interval,
+            total * dump.interval,
+            folded.excluded
+        )),
+        Kind::Wall => say(format!(
+            "{total} samples, one per {} TSC ticks (about {} ticks of busy guest time); {} of the profiler's own dump left out",
             dump.interval,
             total * dump.interval,
             folded.excluded
@@ -246,16 +308,11 @@ fn print_top(folded: &Folded, total: u64) {
     table("top 20 functions by total samples (on the stack)", folded.top_total(20));
 }
 
-fn flame_graph(lines: &[String], scenario: &str, interval: u64, path: &PathBuf) -> Result {
+fn flame_graph(lines: &[String], scenario: &str, unit: &str, kind: Kind, path: &PathBuf) -> Result {
     let mut options = inferno::flamegraph::Options::default();
     options.title = format!("pappus: {scenario}");
-    // Interval 0: the allocation profile (a sample per heap allocation).
-    options.subtitle = Some(if interval == 0 {
-        "one sample per heap allocation (profile=alloc)".to_string()
-    } else {
-        format!("one sample per {interval} guest instructions (-icount shift=0)")
-    });
-    options.count_name = if interval == 0 { "allocations" } else { "samples" }.into();
+    options.subtitle = Some(unit.to_string());
+    options.count_name = if matches!(kind, Kind::Allocations { .. }) { "allocations" } else { "samples" }.into();
     let file = std::io::BufWriter::new(std::fs::File::create(path)?);
     inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), file)
         .map_err(|e| Failure(format!("drawing the flame graph: {e}")))
@@ -280,8 +337,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("profile-test.svg");
         let lines = ["main;serve;poll 3".to_string(), "main;serve;parse 1".to_string()];
-        flame_graph(&lines, "unit", 1000, &path).unwrap();
+        let kind = Kind::Wall;
+        flame_graph(&lines, "unit", &kind.unit(52_009), kind, &path).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.contains("<svg") && svg.contains("poll") && svg.contains("parse"), "{svg}");
+        assert!(svg.contains("52009 TSC ticks of wall-clock time"), "the subtitle says what a sample is");
+    }
+
+    #[test]
+    fn each_kind_of_profile_has_its_own_files() {
+        let kinds = [Kind::Instructions, Kind::Wall, Kind::Allocations { requests: 1 }];
+        let suffixes: Vec<&str> = kinds.iter().map(|k| k.suffix()).collect();
+        assert_eq!(suffixes, ["", "-wall", "-alloc"]);
+        assert!(Kind::Instructions.unit(10_007).contains("10007 guest instructions"));
     }
 }

@@ -1,4 +1,4 @@
-//! The sampling profiler: off unless the command line says `profile=N`.
+//! The sampling profiler: off unless the command line says `profile=N` (or `wall:N`, `alloc`).
 //!
 //! Every N counter ticks (under `-icount shift=0` on x86_64, every N guest instructions) the
 //! architecture's timer interrupt records the interrupted instruction pointer and its
@@ -71,6 +71,8 @@ struct Stats {
 }
 
 static INTERVAL: AtomicU64 = AtomicU64::new(0);
+/// `profile=wall:N`: the I/O loop's turns that found no work keep their samples too.
+static KEEP_IDLE_TURNS: AtomicBool = AtomicBool::new(false);
 /// `profile=alloc`: each heap allocation is a sample ([`allocation`]).
 static ALLOCATIONS: AtomicBool = AtomicBool::new(false);
 static RINGS: [AtomicPtr<Ring>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
@@ -113,7 +115,8 @@ pub fn init(mode: Option<Profile>) {
     let Some(mode) = mode else { return };
     allocate(arch::cpu_index());
     match mode {
-        Profile::Every(interval) => {
+        Profile::Every(interval) | Profile::Wall(interval) => {
+            KEEP_IDLE_TURNS.store(matches!(mode, Profile::Wall(_)), Ordering::Relaxed);
             INTERVAL.store(interval, Ordering::Release);
             if arch::start_sampling(interval) {
                 log::info!(
@@ -206,8 +209,8 @@ pub fn pass_begin() {
     }
 }
 
-/// A turn of the I/O loop ended: its samples are kept if it did work, else dropped (and
-/// counted); staging goes on for the next turn. (Ending staging here and starting it again at
+/// A turn of the I/O loop ended: its samples are kept if it did work (or `profile=wall:N`
+/// keeps every turn), else dropped (and counted); staging goes on for the next turn. (Ending staging here and starting it again at
 /// the next turn's top let the samples between the two through: the idle loop's clock reads,
 /// and every sample that came due while interrupts were off below, taken at the `sti`.)
 pub fn pass_end(work: bool) {
@@ -218,7 +221,7 @@ pub fn pass_end(work: bool) {
     // The timer interrupt writes the same fields on this CPU: keep it out meanwhile.
     arch::without_interrupts(|| {
         let staged = ring.staged.swap(0, Ordering::Relaxed);
-        if work {
+        if work || KEEP_IDLE_TURNS.load(Ordering::Relaxed) {
             ring.committed.store(ring.write.load(Ordering::Relaxed), Ordering::Release);
         } else {
             ring.write.store(ring.committed.load(Ordering::Relaxed), Ordering::Relaxed);

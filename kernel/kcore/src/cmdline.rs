@@ -37,8 +37,12 @@ pub const PROFILE_MIN_INTERVAL: u64 = 1_000;
 /// What the profiler records ([`CommandLine::profile`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// The interrupted stack every this many counter ticks (`profile=N`).
+    /// The interrupted stack every this many counter ticks (`profile=N`), the I/O loop's
+    /// turns that found no work left out.
     Every(u64),
+    /// The same, every turn kept (`profile=wall:N`): without icount the counter follows the
+    /// host's clock, and a turn that found nothing still took time (arming the timer to halt).
+    Wall(u64),
     /// The stack of every heap allocation (`profile=alloc`): where a request's allocations are.
     Allocations,
 }
@@ -189,12 +193,18 @@ impl<'a> CommandLine<'a> {
         if value == "alloc" {
             return Ok(Some(Profile::Allocations));
         }
-        match value.parse::<u64>() {
-            Ok(n) if (PROFILE_MIN_INTERVAL..=PROFILE_MAX_INTERVAL).contains(&n) => Ok(Some(Profile::Every(n))),
+        let (wall, interval) = match value.strip_prefix("wall:") {
+            Some(interval) => (true, interval),
+            None => (false, value),
+        };
+        match interval.parse::<u64>() {
+            Ok(n) if (PROFILE_MIN_INTERVAL..=PROFILE_MAX_INTERVAL).contains(&n) => {
+                Ok(Some(if wall { Profile::Wall(n) } else { Profile::Every(n) }))
+            }
             _ => Err(CmdlineError::BadValue {
                 key: "profile",
                 value,
-                expected: "a sampling interval in counter ticks, 1000..=10000000000, or alloc",
+                expected: "a sampling interval in counter ticks, 1000..=10000000000, wall:N, or alloc",
             }),
         }
     }
@@ -286,6 +296,7 @@ mod tests {
         assert_eq!(CommandLine::new("profile=10007").profile(), Ok(Some(Profile::Every(10_007))));
         assert_eq!(CommandLine::new("profile=1000").profile(), Ok(Some(Profile::Every(1000))));
         assert_eq!(CommandLine::new("profile=alloc").profile(), Ok(Some(Profile::Allocations)));
+        assert_eq!(CommandLine::new("profile=wall:52009").profile(), Ok(Some(Profile::Wall(52_009))));
         for bad in [
             "profile",
             "profile=",
@@ -295,6 +306,10 @@ mod tests {
             "profile=fast",
             "profile=10000000001",
             "profile=Alloc",
+            "profile=wall:",
+            "profile=wall:999",
+            "profile=wall",
+            "profile=wall:x",
         ] {
             let e = CommandLine::new(bad).profile().unwrap_err();
             assert!(std::format!("{e}").contains("profile="), "{bad}: {e}");
