@@ -421,8 +421,10 @@ impl Dispatcher {
         done.push_back((ticket, result));
         self.done_len.store(done.len(), Ordering::Release);
         drop(done);
+        // The I/O core looks for completions before it halts (`serve::sleep`); while it spins
+        // it finds them without an interrupt.
         if self.io_cpu != core.cpu {
-            arch::wake(self.io_cpu);
+            arch::wake_if_waiting(self.io_cpu);
         }
     }
 

@@ -231,6 +231,11 @@ pub fn wake(index: usize) {
     }
 }
 
+/// [`wake`]: this port interrupts a running CPU too (x86_64 skips one that does not wait).
+pub fn wake_if_waiting(index: usize) {
+    wake(index);
+}
+
 /// The kernel's translation tables, the boot CPU's per-CPU block, the GIC and the timer's
 /// interrupt; exception vectors are in place since the entry code.
 pub fn init(_info: &BootInfo) {

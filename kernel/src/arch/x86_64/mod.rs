@@ -275,16 +275,39 @@ pub fn sleep_until(deadline: u64) {
 /// re-enables them atomically (`sti; hlt`), so a `wake` sent after `pending` looked still ends
 /// the halt: no lost wake-up. Returns with interrupts on; a deadline armed here may still fire
 /// later (harmless: the handler only counts).
+///
+/// `waiting` goes up before `pending` looks (a full fence between), and [`wake_if_waiting`]
+/// publishes its work before it looks at `waiting` (the same fence): either the waker sees this
+/// CPU waiting and interrupts it, or this CPU's `pending` sees the work. The deadline may come
+/// earlier than asked when one already armed comes first (`timer::arm_by`).
 pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
+    use core::sync::atomic::fence;
     x86_64::instructions::interrupts::disable();
+    let waiting = &percpu::current().waiting;
+    waiting.store(true, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
     if pending() || deadline.is_some_and(|d| rdtsc() >= d) {
+        waiting.store(false, Ordering::Relaxed);
         x86_64::instructions::interrupts::enable();
         return;
     }
     if let Some(d) = deadline {
-        timer::arm_deadline(d);
+        timer::arm_by(d);
     }
     traps::wait_for_interrupt();
+    waiting.store(false, Ordering::Relaxed);
+}
+
+/// Wakes CPU `index` for work the caller has just published, but only if it waits for work
+/// ([`wait_for_work`]) or is about to: a CPU that is running (the I/O core in its spin window)
+/// finds the work on its own, without the interrupt, its EOI and the sender's ICR write (three
+/// device exits under QEMU's TCG).
+pub fn wake_if_waiting(index: usize) {
+    use core::sync::atomic::fence;
+    fence(Ordering::SeqCst);
+    if percpu::of(index).is_some_and(|c| c.waiting.load(Ordering::Relaxed)) {
+        smp::wake(index);
+    }
 }
 
 /// Starts the profiler's sampling on the local APIC timer (shared with deadlines), every

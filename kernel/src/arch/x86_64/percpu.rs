@@ -50,6 +50,10 @@ pub struct PerCpu {
     /// by it: an interrupt that comes right after another ended the halt finds the same
     /// instruction pointer, but a CPU that is running again.
     pub halted: AtomicBool,
+    /// In `wait_for_work`, from before it looks for work until its halt ends: a
+    /// `wake_if_waiting` sent while this is false finds the CPU running, and the work it
+    /// announces is seen by the CPU's next look (`arch::wait_for_work`).
+    pub waiting: AtomicBool,
     /// The kernel stack pointer saved by `usermode::enter_user`, where the sandbox's exit
     /// (its `syscall`, or a fault the kernel ends it for) resumes. Read by assembly at
     /// [`USER_KERNEL_RSP_OFFSET`].
@@ -94,6 +98,7 @@ impl PerCpu {
             armed_for_sample: AtomicBool::new(false),
             samples: AtomicU64::new(0),
             halted: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
             user_kernel_rsp: Cell::new(0),
             tss: TaskStateSegment::new(),
             gdt: GlobalDescriptorTable::new(),
