@@ -129,19 +129,31 @@ pub fn sleep_until(deadline: u64) {
 /// looked still ends the halt. A deadline armed here may fire later (the handler only counts).
 /// Without a GIC (a device tree that names none) the timer cannot interrupt: the wait is then
 /// `wfe` on the generic timer's event stream, every 2^10 counter ticks.
+///
+/// `waiting` goes up before `pending` looks (a full fence between), and [`wake_if_waiting`]
+/// publishes its work before it looks at `waiting`: either the waker sees this CPU waiting and
+/// interrupts it, or `pending` sees the work. The deadline may come earlier than asked when one
+/// already armed comes first (`timer::arm_by`).
 pub fn wait_for_work(deadline: Option<u64>, pending: impl FnOnce() -> bool) {
+    use core::sync::atomic::fence;
     mask_irqs();
+    let waiting = &percpu::current().waiting;
+    waiting.store(true, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
     if pending() || deadline.is_some_and(|d| ticks() >= d) {
+        waiting.store(false, Ordering::Relaxed);
         return;
     }
     if gic::version() == 0 {
         aarch64_cpu::asm::wfe();
+        waiting.store(false, Ordering::Relaxed);
         return;
     }
     if let Some(d) = deadline {
-        timer::arm(d);
+        timer::arm_by(d);
     }
     aarch64_cpu::asm::wfi();
+    waiting.store(false, Ordering::Relaxed);
     take_pending_irqs();
 }
 
@@ -231,9 +243,14 @@ pub fn wake(index: usize) {
     }
 }
 
-/// [`wake`]: this port interrupts a running CPU too (x86_64 skips one that does not wait).
+/// Wakes CPU `index` for work the caller has just published, but only if it waits for work
+/// ([`wait_for_work`]) or is about to: a running CPU finds the work on its own, without the SGI
+/// and its acknowledgement.
 pub fn wake_if_waiting(index: usize) {
-    wake(index);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if percpu::of(index).is_some_and(|c| c.waiting.load(Ordering::Relaxed)) {
+        wake(index);
+    }
 }
 
 /// The kernel's translation tables, the boot CPU's per-CPU block, the GIC and the timer's

@@ -22,6 +22,11 @@ pub struct PerCpu {
     /// GICv3: this CPU's redistributor (RD_base); GICv2: this CPU's interface mask (the
     /// distributor's banked ITARGETSR byte) for SGI target lists.
     pub gic_cpu: AtomicU64,
+    /// The counter value the timer is armed for (`u64::MAX`: not armed; `timer.rs`).
+    pub timer_deadline: AtomicU64,
+    /// In `wait_for_work`, from before it looks for work until its wait ends
+    /// (`wake_if_waiting` interrupts only such a CPU).
+    pub waiting: AtomicBool,
     /// Counter value at this CPU's last timer interrupt, and how many it took.
     pub timer_fired_at: AtomicU64,
     pub timer_firings: AtomicU64,
@@ -41,6 +46,8 @@ impl PerCpu {
             index: AtomicUsize::new(0),
             mpidr: AtomicU64::new(0),
             gic_cpu: AtomicU64::new(0),
+            timer_deadline: AtomicU64::new(u64::MAX),
+            waiting: AtomicBool::new(false),
             timer_fired_at: AtomicU64::new(0),
             timer_firings: AtomicU64::new(0),
             wakeups: AtomicU64::new(0),

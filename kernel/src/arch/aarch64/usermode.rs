@@ -510,7 +510,8 @@ pub fn init() {
 /// runs out ([`Exit::Preempted`]: `regs` then holds its whole context, and calling again with
 /// it resumes it). The caller has mapped the code, stack and data in the current space.
 /// `first_tick` (a counter deadline) arms the timer for the session's first `on_tick`, with
-/// IRQs masked, so a tick due before EL0 is reached is taken at EL0; disarmed on the way out.
+/// IRQs masked, so a tick due before EL0 is reached is taken at EL0; released on the way out
+/// (`release_tick`: it may still come, early for the next run or in the kernel).
 pub fn enter_user(
     regs: &mut UserRegs,
     _extended: &mut ExtendedState,
@@ -531,7 +532,7 @@ pub fn enter_user(
     // exit path; it runs the sandbox at EL0, whose pages are its own (the kernel's are EL1-only).
     let result = unsafe { pappus_enter_user(regs) };
     if first_tick.is_some() {
-        disarm_tick();
+        release_tick();
     }
     SESSIONS[cpu].0.set(None);
     match result {
@@ -578,14 +579,16 @@ extern "C" fn user_trap(kind: u64, esr: u64, far: u64) -> u64 {
     }
 }
 
-/// Arms this CPU's timer to interrupt the sandbox at counter `deadline`.
+/// Arms this CPU's timer to interrupt the sandbox at counter `deadline` at the latest: a
+/// deadline already armed that comes sooner stands (`timer::arm_by`).
 pub fn arm_tick(deadline: u64) {
-    super::timer::arm(deadline);
+    super::timer::arm_by(deadline);
 }
 
-/// Cancels the sandbox's pending timer tick.
-pub fn disarm_tick() {
-    super::timer::disarm();
+/// The sandbox's timer tick is no longer needed; the timer stays armed (`timer::release`) for
+/// a run that follows within the check interval.
+pub fn release_tick() {
+    super::timer::release();
 }
 
 /// What a fault from EL0 means for a sandbox at `layout` (the aarch64 reading of ESR/FAR).
