@@ -20,7 +20,7 @@ use crate::util::{Failure, Result, say};
 use super::io::{Node, auth, matmul_sets, print};
 
 const MATMUL_CLIENTS: usize = 4;
-const MATMUL_PER_CLIENT: usize = 6;
+const MATMUL_PER_CLIENT: usize = 15;
 const FANOUT: usize = 64;
 const TEXT_BYTES: usize = 32 << 10;
 
