@@ -2,6 +2,9 @@
 //! counts: address-space switches (CR3 writes), single-page TLB invalidations (INVLPG; `tlbi`
 //! by address on aarch64), PKRU writes, and page faults taken, by ring. QEMU's TCG flushes its
 //! software TLB on each of the first three, and every first touch of a page is a guest fault.
+//! Beside them the device exits a request's hand-offs cost: writes of the timer (the APIC
+//! timer's count, CNTV on aarch64: each leaves translated code, takes QEMU's big lock and moves
+//! a QEMU timer, ~12 µs measured) and wake-up interrupts sent to another CPU.
 //!
 //! Counted where they happen (the arch's paging and trap code, the native engines' entry and
 //! exit), each a relaxed increment of this CPU's own counter; `/metrics` shows them per CPU and
@@ -21,9 +24,11 @@ pub enum Event {
     PkruWrite = 2,
     UserPageFault = 3,
     KernelPageFault = 4,
+    TimerWrite = 5,
+    WakeIpi = 6,
 }
 
-const EVENTS: usize = 5;
+const EVENTS: usize = 7;
 
 /// One CPU's counters, on a cache line of their own (no CPU writes another's).
 #[repr(align(64))]
@@ -64,6 +69,12 @@ impl Export for MmuEvents {
                 Event::TlbInvalidation,
             ),
             ("pappus_pkru_writes_total", "PKRU writes (WRPKRU; none on aarch64), by CPU.", Event::PkruWrite),
+            (
+                "pappus_timer_writes_total",
+                "Writes that arm or stop the CPU's timer (APIC timer count, CNTV on aarch64), by CPU.",
+                Event::TimerWrite,
+            ),
+            ("pappus_wake_ipis_total", "Wake-up interrupts sent to another CPU (IPI, SGI), by sender.", Event::WakeIpi),
         ] {
             out.family(name, help, Kind::Counter);
             for cpu in 0..cpus {

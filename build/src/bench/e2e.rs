@@ -10,8 +10,11 @@
 //!   so the I/O loop's working passes hold the whole request.
 //! - **What costs wall-clock time but not instructions**, per request, over the JSON requests of
 //!   the same boot: CR3 writes, single-page TLB invalidations (INVLPG), PKRU writes, page faults
-//!   in ring 3 and in ring 0 (the kernel's per-CPU `/metrics` counters, summed over CPUs). Under
-//!   TCG each of the first three flushes QEMU's software TLB. Beside them the heap allocations
+//!   in ring 3 and in ring 0, timer writes and wake-up IPIs (the kernel's per-CPU `/metrics`
+//!   counters, summed over CPUs). Under TCG each of the first three flushes QEMU's software TLB;
+//!   each of the last two is a device exit that takes QEMU's big lock. The timer writes and
+//!   IPIs are printed for the `-smp 2` boot's one-client runs too (`smp2.*`): what handing a
+//!   run to the compute core and back costs in them. Beside them the heap allocations
 //!   served per request (`pappus_heap_allocations_total`; the two `/metrics` reads around the
 //!   requests add about one per request).
 //! - **A handoff of 96 KiB** between two native functions of a composition, in the same boot:
@@ -149,7 +152,7 @@ fn register(node: &mut Node, native: &[u8], wasm: &[u8]) -> Result {
 }
 
 /// The per-CPU event counters, summed over CPUs (and for faults, by ring).
-const EVENTS: [(&str, &str, &str); 7] = [
+const EVENTS: [(&str, &str, &str); 9] = [
     ("io_work_passes", "pappus_io_work_passes_total", ""),
     ("cr3_writes", "pappus_cr3_writes_total", ""),
     ("tlb_invalidations", "pappus_tlb_invalidations_total", ""),
@@ -157,7 +160,11 @@ const EVENTS: [(&str, &str, &str); 7] = [
     ("user_page_faults", "pappus_page_faults_total", "ring=\"user\""),
     ("kernel_page_faults", "pappus_page_faults_total", "ring=\"kernel\""),
     ("heap_allocations", "pappus_heap_allocations_total", ""),
+    ("timer_writes", "pappus_timer_writes_total", ""),
+    ("wake_ipis", "pappus_wake_ipis_total", ""),
 ];
+/// The events the `-smp 2` boot prints per request too (a hand-off's device exits).
+const HANDOFF_EVENTS: [&str; 2] = ["timer_writes", "wake_ipis"];
 
 /// The sum of family `name`'s samples whose labels contain `filter`, in a `/metrics` text.
 pub fn sum_samples(text: &str, name: &str, filter: &str) -> Option<u64> {
@@ -228,14 +235,26 @@ pub fn e2e(kernel: &Path) -> Result {
         // The floor under every invocation: HTTP and the network, no function (a 64-byte echo).
         let echo: Arc<dyn Fn(&mut Client) -> Result + Send + Sync> =
             Arc::new(|conn: &mut Client| conn.expect("POST", "/v1/echo", &[], &[b'e'; 64], 200).map(drop));
-        let floor = rate(&node, clients, echo)?;
+        let (floor, _) = rate(&node, clients, echo)?;
         print(&format!("e2e.echo64.requests_per_s.{clients}_clients"), format!("{floor:.1}"), "req/s");
         let mut rates = Vec::new();
         for (engine, _) in ENGINES {
             let (body, case) = (binary.clone(), case.clone());
             let send = Arc::new(move |conn: &mut Client| invoke(conn, engine, Format::Binary, &body, &case));
-            let rate = rate(&node, clients, send)?;
+            let before = events(&mut node)?;
+            let (rate, requests) = rate(&node, clients, send)?;
+            let after = events(&mut node)?;
             print(&format!("e2e.matmul3.{engine}.requests_per_s.{clients}_clients"), format!("{rate:.1}"), "req/s");
+            if clients == 1 {
+                // What the hand-off to the compute core costs in device exits (the warm-up's
+                // requests and one /metrics read are in the window: a few hundredths).
+                for (((what, _, _), a), b) in EVENTS.iter().zip(after).zip(before) {
+                    if HANDOFF_EVENTS.contains(what) {
+                        let per = (a - b) as f64 / requests as f64;
+                        print(&format!("e2e.matmul3.{engine}.smp2.{what}_per_request"), format!("{per:.2}"), "events");
+                    }
+                }
+            }
             rates.push(rate);
         }
         print(&format!("e2e.matmul3.native_over_wasm.{clients}_clients"), format!("{:.2}", rates[0] / rates[1]), "x");
@@ -290,8 +309,8 @@ fn handoff(node: &mut Node) -> Result {
 }
 
 /// Requests per second from `clients` keep-alive connections at once, each sending for
-/// [`WALL_SECONDS`] after a short warm-up.
-fn rate(node: &Node, clients: usize, send: Arc<dyn Fn(&mut Client) -> Result + Send + Sync>) -> Result<f64> {
+/// [`WALL_SECONDS`] after a short warm-up, and the requests sent (the warm-up's included).
+fn rate(node: &Node, clients: usize, send: Arc<dyn Fn(&mut Client) -> Result + Send + Sync>) -> Result<(f64, u64)> {
     let mut conns = Vec::new();
     for _ in 0..clients {
         // One after another: QEMU's hostfwd has a backlog of one.
@@ -321,7 +340,8 @@ fn rate(node: &Node, clients: usize, send: Arc<dyn Fn(&mut Client) -> Result + S
     for w in workers {
         total += w.join().map_err(|_| Failure("a bench client panicked".into()))??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, total + 5 * clients as u64))
 }
 
 #[cfg(test)]

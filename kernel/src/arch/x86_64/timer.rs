@@ -41,7 +41,7 @@ pub fn calibrate(tsc_hz: impl FnOnce() -> u64) -> (u64, u64) {
     let hz = tsc_hz();
     let tsc_window = (super::rdtsc() - started).max(1);
     let counted = u64::from(u32::MAX - apic::read(REG_TIMER_CURRENT));
-    apic::write(REG_TIMER_INITIAL, 0);
+    stop();
     RATIO.store(((u128::from(counted) << 32) / u128::from(tsc_window)) as u64, Ordering::Relaxed);
     (hz, (u128::from(counted) * u128::from(hz) / u128::from(tsc_window)) as u64)
 }
@@ -51,7 +51,7 @@ pub fn calibrate(tsc_hz: impl FnOnce() -> u64) -> (u64, u64) {
 pub fn init_cpu() {
     apic::write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
     apic::write(REG_LVT_TIMER, LVT_MASKED | VECTOR as u32);
-    apic::write(REG_TIMER_INITIAL, 0);
+    stop();
     if sampling() {
         let cpu = percpu::current();
         cpu.sample_at.store(super::rdtsc() + SAMPLE_INTERVAL.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -84,6 +84,13 @@ fn program(deadline: u64) {
     let apic_ticks = ((u128::from(tsc_ticks) * u128::from(RATIO.load(Ordering::Relaxed))) >> 32).max(1);
     apic::write(REG_LVT_TIMER, VECTOR as u32);
     apic::write(REG_TIMER_INITIAL, apic_ticks.min(u128::from(u32::MAX)) as u32);
+    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
+}
+
+/// Stops the countdown (a zero initial count).
+fn stop() {
+    apic::write(REG_TIMER_INITIAL, 0);
+    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
 }
 
 /// An interrupt at TSC `deadline` at the latest: a deadline already armed on this CPU that
@@ -117,7 +124,7 @@ pub fn release() {
 pub fn disarm() {
     if !sampling() {
         percpu::current().timer_deadline.store(NONE, Ordering::Relaxed);
-        apic::write(REG_TIMER_INITIAL, 0);
+        stop();
         return;
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
@@ -164,7 +171,7 @@ fn reprogram(cpu: &percpu::PerCpu) {
     let sample = cpu.sample_at.load(Ordering::Relaxed);
     cpu.armed_for_sample.store(sample < deadline, Ordering::Relaxed);
     match deadline.min(sample) {
-        NONE => apic::write(REG_TIMER_INITIAL, 0),
+        NONE => stop(),
         at => program(at),
     }
 }
