@@ -255,6 +255,16 @@ fn the_boot_configuration_sets_address_roles_and_limits_on(test: &str, arch: Arc
 
 /// A wasm module whose `run` counts to `n` and pushes the count (little-endian u32) as item `n`
 /// of its first output set.
+/// Registers [`counting_wasm`]`(n)` as TENANT's wasm function `count` (input `in`, output
+/// `out`) with `timeout_ms`; returns TENANT's `Authorization` value.
+fn register_count(node: &Node, n: u32, timeout_ms: u64) -> String {
+    let auth = format!("Bearer {}", TENANT.token);
+    let path = format!("/v1/functions/count?engine=wasm&inputs=in&outputs=out&timeout_ms={timeout_ms}");
+    let r = node.request("PUT", &path, &[("Authorization", &auth)], &counting_wasm(n));
+    assert_eq!(r.status, 201, "{}", r.text());
+    auth
+}
+
 fn counting_wasm(n: u32) -> Vec<u8> {
     wat::parse_str(format!(
         r#"(module
@@ -279,15 +289,7 @@ fn a_long_wasm_run_shares_the_compute_core_with_another_tenant_on(test: &str, ar
         return;
     };
     let n = 50_000_000u32;
-    let auth = format!("Bearer {}", TENANT.token);
-    let q = "inputs=in&outputs=out&timeout_ms=240000";
-    let r = node.request(
-        "PUT",
-        &format!("/v1/functions/count?engine=wasm&{q}"),
-        &[("Authorization", &auth)],
-        &counting_wasm(n),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let auth = register_count(&node, n, 240_000);
     let other = format!("Bearer {}", OTHER.token);
     let wc = "/v1/functions/wordcount?engine=wasm&inputs=texts&outputs=counts&timeout_ms=30000";
     let r = node.request("PUT", wc, &[("Authorization", &other)], &functions::wasm("wordcount"));
@@ -347,15 +349,7 @@ fn multi_turn_runs_never_wait_for_a_backstop_on(test: &str, arch: Arch) {
         return;
     };
     let n = 1_500_000u32;
-    let auth = format!("Bearer {}", TENANT.token);
-    let q = "inputs=in&outputs=out&timeout_ms=60000";
-    let r = node.request(
-        "PUT",
-        &format!("/v1/functions/count?engine=wasm&{q}"),
-        &[("Authorization", &auth)],
-        &counting_wasm(n),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let auth = register_count(&node, n, 60_000);
     let parked_before = node.metric("pappus_preemptions_total");
     for i in 0..8 {
         let r = node.request("POST", "/v1/invoke/count", &[("Authorization", &auth)], b"x");
