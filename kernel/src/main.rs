@@ -23,7 +23,6 @@ mod fleet;
 mod frontdoor;
 mod metrics;
 mod mm;
-mod mmu_events;
 mod native;
 mod net;
 mod node;
@@ -34,6 +33,7 @@ mod selftest;
 mod serve;
 mod smp;
 mod time;
+mod wall_events;
 
 use kcore::cmdline::CommandLine;
 use kcore::units::Bytes;

@@ -156,7 +156,7 @@ impl Backend for Services<'_> {
             self.dispatcher,
             &metrics::Engines,
             &metrics::Memory,
-            &crate::mmu_events::MmuEvents,
+            &crate::wall_events::WallEvents,
             &IoLoop,
         ];
         let mut out = Exposition::new();

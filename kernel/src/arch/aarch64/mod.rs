@@ -240,7 +240,7 @@ pub fn cpu_count() -> usize {
 pub fn wake(index: usize) {
     if index != cpu_index() && percpu::of(index).is_some_and(|c| c.online.load(Ordering::Acquire)) {
         gic::send_sgi(index, gic::SGI_WAKE);
-        crate::mmu_events::count(crate::mmu_events::Event::WakeIpi);
+        crate::wall_events::count(crate::wall_events::Event::WakeIpi);
     }
 }
 

@@ -240,7 +240,7 @@ fn invalidate(virt: u64) {
     unsafe {
         core::arch::asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", "isb", in(reg) virt >> 12, options(nostack));
     }
-    crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
+    crate::wall_events::count(crate::wall_events::Event::TlbInvalidation);
 }
 
 /// Maps one 4 KiB page.

@@ -15,7 +15,7 @@ pub fn arm(deadline: u64) {
     CNTV_CVAL_EL0.set(deadline);
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
+    crate::wall_events::count(crate::wall_events::Event::TimerWrite);
 }
 
 /// An interrupt at counter `deadline` at the latest: a deadline already armed on this CPU that
@@ -41,7 +41,7 @@ pub fn disarm() {
     percpu::current().timer_deadline.store(u64::MAX, Ordering::Relaxed);
     CNTV_CTL_EL0.set(0);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
+    crate::wall_events::count(crate::wall_events::Event::TimerWrite);
 }
 
 /// The timer's interrupt: disarm (the level drops) and record.

@@ -19,7 +19,7 @@ use spin::Mutex;
 use super::paging::{self, bits::*};
 use super::phys_to_virt;
 use crate::mm;
-use crate::mmu_events::{self, Event};
+use crate::wall_events::{self, Event};
 
 /// The level-0 entry that holds user pages: 1 TiB .. 1.5 TiB, clear of everything the kernel
 /// maps on QEMU `virt` (RAM, MMIO and the high PCIe windows all lie below 1 TiB).
@@ -95,7 +95,7 @@ fn invalidate_asid(asid: u16) {
     unsafe {
         core::arch::asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb", in(reg) u64::from(asid) << 48, options(nostack));
     }
-    mmu_events::count(Event::TlbInvalidation);
+    wall_events::count(Event::TlbInvalidation);
 }
 
 /// Makes table writes visible to the table walkers before the sandbox runs again.
@@ -447,7 +447,7 @@ impl AddressSpace {
         // SAFETY: a barrier; the kernel's entries are the same in this table, so the code, its
         // stack and data stay mapped across the switch.
         unsafe { core::arch::asm!("isb", options(nostack)) };
-        mmu_events::count(Event::Cr3Write);
+        wall_events::count(Event::Cr3Write);
         old
     }
 
@@ -467,7 +467,7 @@ impl AddressSpace {
         TTBR0_EL1.set(previous);
         // SAFETY: a barrier; `previous` is the kernel's complete table.
         unsafe { core::arch::asm!("isb", options(nostack)) };
-        mmu_events::count(Event::Cr3Write);
+        wall_events::count(Event::Cr3Write);
     }
 
     fn free_level(t: u64, level: u32) {

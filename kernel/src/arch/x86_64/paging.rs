@@ -160,7 +160,7 @@ pub fn init(info: &BootInfo) {
         Cr3::write(PhysFrame::containing_address(PhysAddr::new(pml4_phys)), Cr3Flags::empty());
         Cr4::update(|f| *f |= cr4);
     }
-    crate::mmu_events::count(crate::mmu_events::Event::Cr3Write);
+    crate::wall_events::count(crate::wall_events::Event::Cr3Write);
     log::debug!(
         "paging: direct map of {} MiB, text {:#x}..{:#x}, SMEP {}, SMAP {}",
         top >> 20,
@@ -204,7 +204,7 @@ pub fn map_page(virt: u64, phys: u64, flags: PageTableFlags) -> Result<(), MapTo
     // anyone can use the new page (x86 caches no non-present entry, so the copy is enough).
     super::uspace::sync_resident_kernel_half(kernel_pml4());
     KERNEL_TABLES_GENERATION.fetch_add(1, Ordering::Release);
-    crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
+    crate::wall_events::count(crate::wall_events::Event::TlbInvalidation);
     Ok(())
 }
 
@@ -215,7 +215,7 @@ pub fn unmap_page(virt: u64) -> Result<u64, UnmapError> {
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
     let (frame, flush) = mapper.unmap(page)?;
     flush.flush();
-    crate::mmu_events::count(crate::mmu_events::Event::TlbInvalidation);
+    crate::wall_events::count(crate::wall_events::Event::TlbInvalidation);
     Ok(frame.start_address().as_u64())
 }
 

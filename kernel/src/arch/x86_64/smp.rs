@@ -490,7 +490,7 @@ pub fn wake(index: usize) {
     }
     if let Some(id) = apic_id(index) {
         apic::send_ipi(id, apic::ICR_FIXED | apic::ICR_ASSERT | WAKE_VECTOR as u32);
-        crate::mmu_events::count(crate::mmu_events::Event::WakeIpi);
+        crate::wall_events::count(crate::wall_events::Event::WakeIpi);
     }
 }
 

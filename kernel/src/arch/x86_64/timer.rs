@@ -84,13 +84,13 @@ fn program(deadline: u64) {
     let apic_ticks = ((u128::from(tsc_ticks) * u128::from(RATIO.load(Ordering::Relaxed))) >> 32).max(1);
     apic::write(REG_LVT_TIMER, VECTOR as u32);
     apic::write(REG_TIMER_INITIAL, apic_ticks.min(u128::from(u32::MAX)) as u32);
-    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
+    crate::wall_events::count(crate::wall_events::Event::TimerWrite);
 }
 
 /// Stops the countdown (a zero initial count).
 fn stop() {
     apic::write(REG_TIMER_INITIAL, 0);
-    crate::mmu_events::count(crate::mmu_events::Event::TimerWrite);
+    crate::wall_events::count(crate::wall_events::Event::TimerWrite);
 }
 
 /// An interrupt at TSC `deadline` at the latest: a deadline already armed on this CPU that

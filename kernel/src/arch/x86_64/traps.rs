@@ -288,7 +288,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 fn exception(frame: &mut TrapFrame) {
     let cr2 = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
     if frame.vector == 14 {
-        use crate::mmu_events::{Event, count};
+        use crate::wall_events::{Event, count};
         count(if usermode::from_user(frame) { Event::UserPageFault } else { Event::KernelPageFault });
     }
     // A sandbox's fault is the sandbox's error, never the kernel's (NMI and machine checks are

@@ -418,7 +418,7 @@ pub fn write_pkru(value: u32) {
     // SAFETY: WRPKRU with ECX = EDX = 0 only changes which protection keys user pages may be
     // accessed with; the kernel never touches user pages directly (SMAP).
     unsafe { asm!("wrpkru", in("eax") value, in("ecx") 0, in("edx") 0, options(nostack, nomem)) };
-    crate::mmu_events::count(crate::mmu_events::Event::PkruWrite);
+    crate::wall_events::count(crate::wall_events::Event::PkruWrite);
 }
 
 /// Sets this CPU's PKRU to `value` before a sandbox runs, writing it only when it differs

@@ -16,7 +16,7 @@ use x86_64::structures::paging::PhysFrame;
 
 use super::phys_to_virt;
 use crate::mm;
-use crate::mmu_events::{self, Event};
+use crate::wall_events::{self, Event};
 
 const PRESENT: u64 = 1;
 const WRITABLE: u64 = 1 << 1;
@@ -437,7 +437,7 @@ impl AddressSpace {
         // SAFETY: the upper half is the kernel's own, so the running code, its stack and data
         // stay mapped; the lower half holds only sandboxes' user pages.
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(self.pml4)), Cr3Flags::empty()) };
-        mmu_events::count(Event::Cr3Write);
+        wall_events::count(Event::Cr3Write);
         if let Some(flushed) = flushed {
             flushed.store(generation, Ordering::Relaxed);
         }
@@ -480,7 +480,7 @@ impl AddressSpace {
         if !self.is_resident() {
             // SAFETY: the kernel's complete tables.
             unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(kernel_root())), Cr3Flags::empty()) };
-            mmu_events::count(Event::Cr3Write);
+            wall_events::count(Event::Cr3Write);
         }
     }
 
@@ -488,7 +488,7 @@ impl AddressSpace {
     pub fn deactivate(previous: u64) {
         // SAFETY: `previous` was the CR3 in use before `activate`, a complete kernel table.
         unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(previous)), Cr3Flags::empty()) };
-        mmu_events::count(Event::Cr3Write);
+        wall_events::count(Event::Cr3Write);
     }
 
     fn free_level(t: u64, level: u32) {

@@ -52,9 +52,9 @@ pub fn get(cpu: usize, event: Event) -> u64 {
 }
 
 /// The `/metrics` families, one sample per online CPU.
-pub struct MmuEvents;
+pub struct WallEvents;
 
-impl Export for MmuEvents {
+impl Export for WallEvents {
     fn export(&self, out: &mut Exposition) {
         let cpus = crate::arch::cpu_count().clamp(1, MAX_CPUS);
         for (name, help, event) in [
