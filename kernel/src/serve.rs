@@ -5,8 +5,10 @@
 //! (`dispatch::io_core_helps`).
 //!
 //! The NIC runs in poll mode. After the last activity the loop keeps spinning for a short window
-//! (a request's next packet usually follows within it), then sleeps until smoltcp's next timer
-//! or at most 1 ms, so an idle node does not burn its core.
+//! (a request's next packet usually follows within it), then sleeps, so an idle node does not
+//! burn its core: until a frame comes in (the NIC's receive interrupt, open only while the loop
+//! sleeps), smoltcp's next timer or the control plane's, or at most 10 ms. Without device
+//! interrupts (aarch64 for now, fault injection) a frame waits for the sleep's end: at most 1 ms.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,7 +20,11 @@ use crate::node::Node;
 use crate::{arch, time};
 
 const SPIN_MICROS: u64 = 2_000;
-const MAX_SLEEP_MICROS: u64 = 1_000;
+/// The longest sleep when a received frame ends it (the NIC's receive interrupt).
+const MAX_SLEEP_MICROS: u64 = 10_000;
+/// The longest sleep when nothing but the timer ends it (no device interrupts): the most a
+/// request that finds the node asleep waits.
+const POLL_SLEEP_MICROS: u64 = 1_000;
 /// How long boot waits for DHCP before reporting ready without an address.
 const DHCP_WAIT_MICROS: u64 = 10_000_000;
 
@@ -54,18 +60,22 @@ pub fn wait_for_address(net: &mut Net) -> Ipv4Cidr {
     }
 }
 
-/// Sleeps until smoltcp's next timer, the control plane's next wake-up (`wake_ms`, ms since
-/// boot), or at most `MAX_SLEEP_MICROS`.
+/// Sleeps until a frame comes in, smoltcp's next timer, the control plane's next wake-up
+/// (`wake_ms`, ms since boot), or at most [`MAX_SLEEP_MICROS`] ([`POLL_SLEEP_MICROS`] when the
+/// NIC cannot interrupt: a frame then waits for the tick).
 fn sleep(net: &mut Net, wake_ms: Option<u64>) {
     let now_us = time::micros_since_boot().unwrap_or(0);
-    let control = wake_ms.map_or(MAX_SLEEP_MICROS, |ms| (ms * 1000).saturating_sub(now_us));
-    let delay = net.poll_delay_micros().unwrap_or(MAX_SLEEP_MICROS).min(MAX_SLEEP_MICROS).min(control);
+    let woken_by_frames = net.open_receive_interrupt();
+    let most = if woken_by_frames { MAX_SLEEP_MICROS } else { POLL_SLEEP_MICROS };
+    let control = wake_ms.map_or(most, |ms| (ms * 1000).saturating_sub(now_us));
+    let delay = net.poll_delay_micros().unwrap_or(most).min(most).min(control);
     if delay > 0 {
-        // Results from the compute cores end the halt (their wake-up interrupt, or this check
-        // with interrupts off when they came just before).
-        let results = || Dispatcher::get().is_some_and(Dispatcher::has_completions);
-        arch::wait_for_work(Some(time::ticks() + time::micros_to_ticks(delay)), results);
+        // Results from the compute cores and received frames end the halt (their interrupts,
+        // or this look with interrupts off when they came just before).
+        let pending = || Dispatcher::get().is_some_and(Dispatcher::has_completions) || net.receive_pending();
+        arch::wait_for_work(Some(time::ticks() + time::micros_to_ticks(delay)), pending);
     }
+    net.close_receive_interrupt();
 }
 
 /// The I/O loop: passes while there is work, a short spin after the last, then sleeps.

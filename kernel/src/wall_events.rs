@@ -4,7 +4,8 @@
 //! software TLB on each of the first three, and every first touch of a page is a guest fault.
 //! Beside them the device exits a request's hand-offs cost: writes of the timer (the APIC
 //! timer's count, CNTV on aarch64: each leaves translated code, takes QEMU's big lock and moves
-//! a QEMU timer, ~12 µs measured) and wake-up interrupts sent to another CPU.
+//! a QEMU timer, ~12 µs measured), wake-up interrupts sent to another CPU, and device interrupts
+//! taken (the NIC's receive queue ending the I/O core's sleep).
 //!
 //! Counted where they happen (the arch's paging and trap code, the native engines' entry and
 //! exit), each a relaxed increment of this CPU's own counter; `/metrics` shows them per CPU and
@@ -26,9 +27,10 @@ pub enum Event {
     KernelPageFault = 4,
     TimerWrite = 5,
     WakeIpi = 6,
+    DeviceInterrupt = 7,
 }
 
-const EVENTS: usize = 7;
+const EVENTS: usize = 8;
 
 /// One CPU's counters, on a cache line of their own (no CPU writes another's).
 #[repr(align(64))]
@@ -75,6 +77,11 @@ impl Export for WallEvents {
                 Event::TimerWrite,
             ),
             ("pappus_wake_ipis_total", "Wake-up interrupts sent to another CPU (IPI, SGI), by sender.", Event::WakeIpi),
+            (
+                "pappus_device_interrupts_total",
+                "Device interrupts taken (the NIC's receive queue ending the I/O core's sleep), by CPU.",
+                Event::DeviceInterrupt,
+            ),
         ] {
             out.family(name, help, Kind::Counter);
             for cpu in 0..cpus {

@@ -25,6 +25,9 @@
 //!   then four at once, for [`WALL_SECONDS`] each; and native over wasm. Beside them the same
 //!   boot's 64-byte echo (`e2e.echo64.requests_per_s`): the floor of HTTP and QEMU's user-mode
 //!   network that every invocation pays too, which bounds what the ratio can show with one client.
+//!   Last, the same echo sent 5 ms after the previous answer (`e2e.echo64.after_idle_5ms.*`):
+//!   the I/O loop has stopped spinning and sleeps, and the NIC's receive interrupt wakes it
+//!   (the median round trip, and device interrupts per request).
 //!
 //! Every answer is checked against the product computed on the host.
 
@@ -259,8 +262,44 @@ pub fn e2e(kernel: &Path) -> Result {
         }
         print(&format!("e2e.matmul3.native_over_wasm.{clients}_clients"), format!("{:.2}", rates[0] / rates[1]), "x");
     }
+    after_idle(&mut node)?;
     let runs = node.core_runs()?;
     say(format!("-smp 2: instances per core {runs:?}"));
+    Ok(())
+}
+
+/// Requests [`IDLE_GAP`] apart on one keep-alive connection.
+const IDLE_REQUESTS: usize = 40;
+/// Longer than the I/O loop's 2 ms spin after its last work (`kernel/src/serve.rs`): each
+/// request finds the loop asleep.
+const IDLE_GAP: Duration = Duration::from_millis(5);
+
+/// A 64-byte echo that finds the node asleep: the median wall-clock round trip, and the device
+/// interrupts (the NIC's receive queue) per request, which say what ended the sleep. Without
+/// them a request waits for the sleep's end.
+fn after_idle(node: &mut Node) -> Result {
+    let mut conn = node.connect()?;
+    let echo = |conn: &mut Client| conn.expect("POST", "/v1/echo", &[], &[b'e'; 64], 200);
+    for _ in 0..5 {
+        echo(&mut conn)?;
+    }
+    let interrupts = |node: &mut Node| -> Result<u64> {
+        sum_samples(&node.metrics_text()?, "pappus_device_interrupts_total", "")
+            .ok_or_else(|| Failure("no pappus_device_interrupts_total in /metrics".into()))
+    };
+    let before = interrupts(node)?;
+    let mut round_trips = Vec::with_capacity(IDLE_REQUESTS);
+    for _ in 0..IDLE_REQUESTS {
+        thread::sleep(IDLE_GAP);
+        let start = Instant::now();
+        echo(&mut conn)?;
+        round_trips.push(start.elapsed());
+    }
+    let per = (interrupts(node)? - before) as f64 / IDLE_REQUESTS as f64;
+    round_trips.sort();
+    let median = round_trips[IDLE_REQUESTS / 2].as_secs_f64() * 1e6;
+    print("e2e.echo64.after_idle_5ms.round_trip_us", format!("{median:.0}"), "µs");
+    print("e2e.echo64.after_idle_5ms.device_interrupts_per_request", format!("{per:.2}"), "events");
     Ok(())
 }
 

@@ -8,10 +8,12 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::ptr::NonNull;
 
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 
 use super::checksum;
+use crate::pci::{ConfigurationAccess, DeviceFunction, PciRoot};
 use smoltcp::time::Instant;
 use virtio_drivers::Hal;
 use virtio_drivers::device::net::VirtIONetRaw;
@@ -68,7 +70,9 @@ impl<H: Hal, T: Transport, const QS: usize> VirtioNet<H, T, QS> {
     pub fn new(transport: T) -> Result<Self, InitError> {
         let mut raw = VirtIONetRaw::<H, T, QS>::new(transport).map_err(InitError)?;
         let mac = raw.mac_address();
-        // Poll mode: the I/O loop looks at the queues itself.
+        // Poll mode: the I/O loop looks at the queues itself. (With RING_EVENT_IDX, which
+        // `virtio-drivers` negotiates, this sets nothing: the device signals each first frame
+        // after the driver's last look. The kernel gates that with the MSI-X mask instead.)
         raw.disable_interrupts();
         let mut rx_buffers: Vec<Box<[u8]>> = (0..QS).map(|_| alloc::vec![0u8; BUFFER_LEN].into_boxed_slice()).collect();
         let mut rx_slot_of_token = [0; QS];
@@ -104,6 +108,63 @@ impl<H: Hal, T: Transport, const QS: usize> VirtioNet<H, T, QS> {
 
     pub fn stats(&self) -> NicStats {
         self.inner.borrow().stats
+    }
+
+    /// Whether a received frame waits in the receive queue (the I/O loop's last look before it
+    /// sleeps).
+    pub fn receive_pending(&self) -> bool {
+        self.inner.borrow().raw.poll_receive().is_some()
+    }
+}
+
+/// virtio-net's receive queue (receiveq1).
+pub const RECEIVE_QUEUE: u16 = 0;
+
+/// The physical address of `function`'s virtio-pci common configuration structure: the
+/// vendor capability of `cfg_type` 1 names its BAR and offset (virtio 1.2, 4.1.4).
+pub fn common_config_address<C: ConfigurationAccess>(
+    root: &PciRoot<C>,
+    cam: &C,
+    function: DeviceFunction,
+) -> Option<u64> {
+    let cap =
+        root.capabilities(function).find(|c| c.id == CAP_VENDOR && (c.private_header >> 8) as u8 == CFG_TYPE_COMMON)?;
+    let bar = (cam.read_word(function, cap.offset.checked_add(4)?) & 0xff) as u8;
+    let offset = cam.read_word(function, cap.offset.checked_add(8)?);
+    crate::pci::memory_bar_address(cam, function, bar)?.checked_add(u64::from(offset))
+}
+
+const CAP_VENDOR: u8 = 0x09;
+const CFG_TYPE_COMMON: u8 = 1;
+/// `queue_select` and `queue_msix_vector` in the common configuration structure.
+const QUEUE_SELECT: usize = 0x16;
+const QUEUE_MSIX_VECTOR: usize = 0x1a;
+
+/// virtio-pci's common configuration, for the one setting `virtio-drivers` leaves alone: the
+/// MSI-X vector a queue signals (`queue_msix_vector`, reset to none: with MSI-X on, a queue
+/// raises nothing until the driver names a vector).
+pub struct CommonConfig {
+    base: NonNull<u8>,
+}
+
+impl CommonConfig {
+    /// # Safety
+    /// `base` maps the function's common configuration structure as device memory for as long
+    /// as this value lives, and its transport is not in use meanwhile (this selects a queue).
+    pub unsafe fn new(base: NonNull<u8>) -> Self {
+        Self { base }
+    }
+
+    /// Makes `queue` signal MSI-X table entry `vector`; false if the device refused it (it
+    /// reads back "no vector" when it cannot map it).
+    pub fn set_queue_vector(&mut self, queue: u16, vector: u16) -> bool {
+        let at = |offset: usize| self.base.as_ptr().wrapping_add(offset).cast::<u16>();
+        // SAFETY: both registers lie in the structure `new`'s caller vouched for, 2-aligned.
+        unsafe {
+            at(QUEUE_SELECT).write_volatile(queue);
+            at(QUEUE_MSIX_VECTOR).write_volatile(vector);
+            at(QUEUE_MSIX_VECTOR).read_volatile() == vector
+        }
     }
 }
 

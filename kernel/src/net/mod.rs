@@ -18,6 +18,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 use virtio_drivers::transport::pci::PciTransport;
 
+use crate::arch;
 use crate::boot::BootInfo;
 use crate::time;
 use hal::KernelHal;
@@ -51,6 +52,8 @@ pub struct Net {
     /// when it next needs to run.
     aside: SocketSet<'static>,
     address: Option<Ipv4Cidr>,
+    /// The receive queue's interrupt, when the NIC and the architecture have one.
+    wake: Option<pci::ReceiveInterrupt>,
 }
 
 /// The DHCP client. smoltcp offers every socket in the set each frame to send (a DHCP socket
@@ -76,8 +79,9 @@ pub fn now() -> Instant {
 
 /// Brings up the first virtio-net device, or says why there is none.
 pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSettings) -> Option<Box<Net>> {
-    let pci::FoundNic { mut root, function, msix } = pci::find_nic(info)?;
-    let transport = PciTransport::new::<KernelHal, _>(&mut root, function)
+    let mut found = pci::find_nic(info)?;
+    let function = found.function;
+    let transport = PciTransport::new::<KernelHal, _>(&mut found.root, function)
         .map_err(|e| log::error!("virtio-net at {function}: {e}"))
         .ok()?;
     let mut nic = Nic::new(transport).map_err(|e| log::error!("net: {e}")).ok()?;
@@ -89,6 +93,13 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
         nic.set_checksum_offload(false);
     }
     let mut iface = Interface::new(Config::new(EthernetAddress(mac).into()), &mut nic, now());
+    // The receive queue wakes the I/O loop from its sleeps, on this CPU (the I/O core). Not
+    // under fault injection: the injector hides the queue the loop's last look reads.
+    let wake = match (&fault, arch::device_interrupt_message()) {
+        (Ok(Some(_)), _) => Err("fault injection"),
+        (_, None) => Err("no device interrupts on this architecture yet"),
+        (_, Some(message)) => pci::route_receive_interrupt(&mut found, message),
+    };
     let device = match fault {
         Ok(None) => Device::Plain(nic),
         Ok(Some(fault)) => {
@@ -140,14 +151,16 @@ pub fn init(info: &BootInfo, cmdline: &CommandLine<'_>, settings: &model::NodeSe
     log::info!(
         "virtio-net at {function}, MAC {}, {}, {}",
         EthernetAddress(mac),
-        match msix {
-            Some(m) => alloc::format!("MSI-X {} vectors (unused: poll mode)", m.vectors),
-            None => "no MSI-X".into(),
+        match (found.msix, &wake) {
+            (Some(m), Ok(_)) => alloc::format!("MSI-X {} vectors (polled; a frame wakes the idle loop)", m.vectors),
+            (Some(m), Err(why)) => alloc::format!("MSI-X {} vectors (unused, {why}: poll mode)", m.vectors),
+            (None, _) => "no MSI-X (poll mode)".into(),
         },
         if matches!(dhcp, Dhcp::Live(_)) { "asking DHCP for an address" } else { "static address" }
     );
     let aside = SocketSet::new(Vec::with_capacity(1));
-    Some(Box::new(Net { device, iface, sockets, dhcp, aside, address }))
+    let wake = wake.ok();
+    Some(Box::new(Net { device, iface, sockets, dhcp, aside, address, wake }))
 }
 
 /// `ip=A.B.C.D/N` and optional `gw=A.B.C.D` from the command line.
@@ -172,6 +185,28 @@ fn configured_address(settings: &model::NodeSettings) -> Option<(Ipv4Cidr, Optio
 }
 
 impl Net {
+    /// Before the I/O loop sleeps: lets a received frame end the sleep. False when the NIC
+    /// cannot interrupt (the loop then sleeps a tick at most and looks again).
+    pub fn open_receive_interrupt(&mut self) -> bool {
+        self.wake.as_mut().map(pci::ReceiveInterrupt::open).is_some()
+    }
+
+    /// After the sleep: the loop polls again, and frames raise nothing.
+    pub fn close_receive_interrupt(&mut self) {
+        if let Some(wake) = self.wake.as_mut() {
+            wake.close();
+        }
+    }
+
+    /// Whether a received frame waits in the NIC's queue (the loop's last look before it
+    /// sleeps, with interrupts off).
+    pub fn receive_pending(&self) -> bool {
+        match &self.device {
+            Device::Plain(nic) => nic.receive_pending(),
+            Device::Faulty(_) => false,
+        }
+    }
+
     /// Runs the stack once: frames in and out, timers, DHCP. True if anything happened.
     pub fn poll(&mut self) -> bool {
         self.poll_stack(now(), &mut |_| {}, true)

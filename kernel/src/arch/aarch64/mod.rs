@@ -230,6 +230,13 @@ pub fn cpu_index_if_ready() -> Option<usize> {
     percpu::loaded().then(percpu::current_index)
 }
 
+/// The MSI message a device would send to interrupt this CPU. None: the GIC's MSI frames
+/// (GICv2m, or GICv3's ITS on `virt,gic-version=3`) are not set up, so the NIC stays polled and
+/// a frame that finds the I/O core asleep waits for the sleep's end (`serve.rs`).
+pub fn device_interrupt_message() -> Option<drivers::pci::MsiMessage> {
+    None
+}
+
 /// CPUs online.
 pub fn cpu_count() -> usize {
     smp::cpus_online()

@@ -8,6 +8,9 @@ use x86_64::registers::model_specific::Msr;
 use super::{cpu, phys_to_virt};
 
 pub const SPURIOUS_VECTOR: u64 = 0xff;
+/// The vector device interrupts arrive on (the NIC's receive queue, which ends the I/O core's
+/// sleep): its handler only counts and acknowledges; the wake-up is the point.
+pub const DEVICE_VECTOR: u64 = 0x30;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const APIC_ENABLE: u64 = 1 << 11;
@@ -115,4 +118,12 @@ fn wait_for_delivery() {
 
 pub fn end_of_interrupt() {
     write(REG_EOI, 0);
+}
+
+/// The MSI message that raises `vector` on the CPU whose local APIC id is `id` (fixed delivery,
+/// edge, physical destination: Intel SDM vol. 3, 11.11). None for ids above 255, which the
+/// message's 8-bit destination field cannot name (they need interrupt remapping).
+pub fn msi_message(id: u32, vector: u8) -> Option<drivers::pci::MsiMessage> {
+    let id = u8::try_from(id).ok()?;
+    Some(drivers::pci::MsiMessage { address: 0xfee0_0000 | (u64::from(id) << 12), data: u32::from(vector) })
 }

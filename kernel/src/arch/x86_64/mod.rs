@@ -224,6 +224,12 @@ pub fn cpu_index_if_ready() -> Option<usize> {
     percpu::loaded().then(percpu::current_index)
 }
 
+/// The MSI message a device sends to interrupt this CPU: the NIC's receive queue ending the
+/// I/O core's [`wait_for_work`]. None where the CPU's APIC id does not fit a message.
+pub fn device_interrupt_message() -> Option<drivers::pci::MsiMessage> {
+    apic::msi_message(percpu::current().apic_id.get(), apic::DEVICE_VECTOR as u8)
+}
+
 /// CPUs online.
 pub fn cpu_count() -> usize {
     smp::cpus_online()

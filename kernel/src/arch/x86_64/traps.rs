@@ -266,6 +266,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
                 }
             }
         }
+        apic::DEVICE_VECTOR => {
+            // A received frame ends the I/O core's sleep; the loop polls the NIC itself.
+            crate::wall_events::count(crate::wall_events::Event::DeviceInterrupt);
+            apic::end_of_interrupt();
+            skip_pending_halt(frame);
+        }
         smp::WAKE_VECTOR => {
             // The wake-up itself is the point: the halted CPU runs again after this returns.
             percpu::current().wakeups.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
