@@ -3,6 +3,8 @@
 //! Progress goes to stderr; stdout carries only what scripts read (the `pappus ready: ` line,
 //! `BENCH` lines, the test summary).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod bench;
 mod blobserver;

@@ -8,6 +8,7 @@ use core::cell::UnsafeCell;
 pub struct BootCell<T>(UnsafeCell<T>);
 
 // SAFETY: the type hands out only raw pointers; each dereference is justified at its use site.
+#[allow(unsafe_code)]
 unsafe impl<T> Sync for BootCell<T> {}
 
 impl<T> BootCell<T> {

@@ -84,6 +84,7 @@ static NO_RING: AtomicU64 = AtomicU64::new(0);
 /// otherwise refill the rings faster than the client empties them.
 static DRAINING: AtomicBool = AtomicBool::new(false);
 
+#[allow(unsafe_code)]
 fn ring(cpu: usize) -> Option<&'static Ring> {
     let ptr = RINGS.get(cpu)?.load(Ordering::Acquire);
     // SAFETY: only `allocate` stores here, a leaked (never freed) ring.

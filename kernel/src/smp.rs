@@ -28,6 +28,7 @@ pub fn start(info: &BootInfo) -> usize {
 }
 
 /// An application processor's life until the dispatcher exists: halt, run a posted job, count.
+#[allow(unsafe_code)] // the posted job word back to the `fn(usize)` it was made from
 fn park(index: usize) -> ! {
     loop {
         let job = JOBS[index].swap(0, Ordering::AcqRel);

@@ -8,6 +8,8 @@
 //! The accelerator choice ([`choose_accel`]) reads the host through [`HostProbe`], so tests can
 //! stand in for `/dev/kvm` and `/sys/module/kvm_pvm`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -8,6 +8,8 @@
 //! repository, `cargo xtask fn` (build/src/fnctl.rs). Nothing here needs the Pappus source tree
 //! at run time.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod commands;
 pub mod config;

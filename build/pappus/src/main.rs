@@ -1,5 +1,7 @@
 //! `pappus`: the function author's command for a Pappus node (README, "The `pappus` command").
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

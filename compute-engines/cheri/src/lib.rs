@@ -14,6 +14,7 @@
 //! enabled the exception vectors are entered through CVBAR_EL1 as a capability.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod fault;
 pub mod insn;

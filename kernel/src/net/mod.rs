@@ -2,7 +2,9 @@
 //! ICMP echo, TCP; DHCPv4 or a static address), the pool of TCP sockets that the HTTP front
 //! door serves, and the client sockets of the communication functions (crate::comm).
 
+#[allow(unsafe_code)] // virtio-drivers' `Hal`: DMA memory and MMIO mappings
 pub mod hal;
+#[allow(unsafe_code)] // configuration space, the MSI-X table and virtio's common configuration
 mod pci;
 
 use alloc::boxed::Box;

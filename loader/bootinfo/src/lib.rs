@@ -13,6 +13,7 @@
 //! [`BootBlock`] below 4 GiB. Everything the block points at is below 4 GiB too.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod elf;
 mod le;
